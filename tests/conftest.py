@@ -1,0 +1,87 @@
+"""Shared fixtures. Real data comes from ../shared/data (or $VGAN_SHARED_DATA); tests that
+need it fail loudly when it is missing rather than skip, so CI cannot pass without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("VGAN_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+# A model and dataset small enough that a whole training run takes about a second.
+TINY = {
+    "data": {"dataset": "synthetic", "val_count": 2, "crop_size": 32,
+             "synthetic": {"num_train": 6, "num_test": 3, "size": 48, "seed": 7}},
+    "model": {"base_width": 4, "depth": 2, "disc_width": 4, "disc_depth": 2},
+    "loss": {"adversarial": "wgan-gp", "n_critic": 2},
+    "train": {"epochs": 2, "batch_size": 2, "steps_per_epoch": 2, "preview_every": 1, "threads": 2},
+}
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the tests need the shared datasets (set VGAN_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def drive_root() -> Path:
+    return _need(SHARED_DATA / "DRIVE")
+
+
+@pytest.fixture(scope="session")
+def stare_root() -> Path:
+    return _need(SHARED_DATA / "STARE")
+
+
+@pytest.fixture(scope="session")
+def reference_root() -> Path:
+    return _need(SHARED_DATA / "reference" / "vgan")
+
+
+@pytest.fixture
+def tiny_values():
+    import copy
+
+    return copy.deepcopy(TINY)
+
+
+@pytest.fixture
+def tiny_config_file(tmp_path, tiny_values) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_values))
+    return path
+
+
+def write_yaml(path: Path, values: dict) -> Path:
+    path.write_text(yaml.safe_dump(values))
+    return path
+
+
+@pytest.fixture
+def drive_copy(tmp_path, drive_root) -> Path:
+    """DRIVE's layout in tmp_path, every file a symlink into the shared copy, so a test can
+    remove or replace one file without touching the real data."""
+    root = tmp_path / "DRIVE"
+    for pool in ("training", "test"):
+        for sub in ("images", "1st_manual", "mask"):
+            src = drive_root / pool / sub
+            dst = root / pool / sub
+            dst.mkdir(parents=True)
+            for f in src.iterdir():
+                (dst / f.name).symlink_to(f)
+    return root
+
+
+def replace_file(link: Path, data: bytes) -> None:
+    link.unlink()
+    link.write_bytes(data)
+
+
+def copy_real(link: Path) -> bytes:
+    return Path(os.path.realpath(link)).read_bytes()
+

@@ -1,0 +1,100 @@
+import pytest
+import torch
+
+from vgan.augment import augment, color_jitter, get_transform, stack
+
+
+def coded_stack(n=3, h=40, w=50):
+    """Image channels encode the label and mask, so misaligned crops or flips show up."""
+    torch.manual_seed(0)
+    labels = (torch.rand(n, 1, h, w) > 0.7).float()
+    masks = (torch.rand(n, 1, h, w) > 0.2).float()
+    images = torch.cat([labels, masks, torch.rand(n, 1, h, w)], dim=1)
+    return stack(images, labels, masks)
+
+
+def test_crop_and_flips_are_shared_by_image_label_and_mask():
+    data = coded_stack()
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        b = augment(data, torch.tensor([0, 2, 1, 1]), 16, 0.0, True, gen)
+        assert b.images.shape == (4, 3, 16, 16) and b.labels.shape == b.masks.shape == (4, 1, 16, 16)
+        assert torch.equal(b.images[:, 0:1], b.labels) and torch.equal(b.images[:, 1:2], b.masks)
+
+
+def test_each_crop_is_a_window_of_its_source_possibly_flipped():
+    data = coded_stack()
+    gen = torch.Generator().manual_seed(2)
+    b = augment(data, torch.tensor([1]), 8, 0.0, True, gen)
+    src = data[1, 2]
+    crop = b.images[0, 2]
+    found = any(
+        torch.equal(view[y : y + 8, x : x + 8], crop)
+        for view in (src, src.flip(0), src.flip(1), src.flip(0).flip(1))
+        for y in range(src.shape[0] - 7)
+        for x in range(src.shape[1] - 7)
+    )
+    assert found
+
+
+def test_flips_happen_both_ways():
+    ramp = torch.arange(50.0).view(1, 1, 1, 50).expand(1, 5, 40, 50).contiguous()
+    gen = torch.Generator().manual_seed(0)
+    b = augment(ramp, torch.zeros(32, dtype=torch.long), None, 0.0, True, gen)
+    increasing = (b.labels[:, 0, 0, 1] > b.labels[:, 0, 0, 0])
+    assert increasing.any() and (~increasing).any()
+    b = augment(ramp, torch.zeros(8, dtype=torch.long), None, 0.0, False, gen)
+    assert torch.equal(b.labels, ramp[:, 3:4].expand(8, 1, 40, 50))
+
+
+def test_strength_zero_leaves_colours_alone_and_one_changes_only_the_image():
+    data = coded_stack()
+    data[:, :3] = torch.rand(3, 3, 40, 50)
+    idx = torch.tensor([0, 1, 2])
+    plain = augment(data, idx, None, 0.0, False, torch.Generator().manual_seed(3))
+    assert torch.equal(plain.images, data[:, :3])
+    jittered = augment(data, idx, None, 1.0, False, torch.Generator().manual_seed(3))
+    assert not torch.allclose(jittered.images, data[:, :3])
+    assert torch.equal(jittered.labels, data[:, 3:4]) and torch.equal(jittered.masks, data[:, 4:5])
+    assert jittered.images.min() >= 0 and jittered.images.max() <= 1
+
+
+def test_strength_scales_the_jitter():
+    x = torch.rand(64, 3, 8, 8) * 0.5 + 0.25
+    u = torch.rand(64, 3) * 2 - 1
+    small = (color_jitter(x, u, 0.2) - x).abs().mean()
+    large = (color_jitter(x, u, 1.0) - x).abs().mean()
+    assert 0 < small < large
+
+
+def test_hue_rotation_keeps_gray_gray():
+    gray = torch.rand(4, 1, 6, 6).expand(4, 3, 6, 6) * 0.8 + 0.1
+    out = color_jitter(gray, torch.tensor([[0.0, 0.0, 1.0]] * 4), 1.0)
+    assert torch.allclose(out[:, 0], out[:, 1], atol=1e-5) and torch.allclose(out[:, 1], out[:, 2], atol=1e-5)
+
+
+def test_hue_shifts_colour():
+    red = torch.zeros(1, 3, 4, 4)
+    red[:, 0] = 0.8
+    out = color_jitter(red, torch.tensor([[0.0, 0.0, 1.0]]), 1.0)
+    assert (out[:, 1:] > 0.01).any()
+
+
+def test_seeded_generator_reproduces_batches():
+    data = coded_stack()
+    a = augment(data, torch.tensor([0, 1]), 16, 1.0, True, torch.Generator().manual_seed(9))
+    b = augment(data, torch.tensor([0, 1]), 16, 1.0, True, torch.Generator().manual_seed(9))
+    assert torch.equal(a.images, b.images)
+
+
+def test_eval_transform_is_identity():
+    data = coded_stack()
+    b = get_transform(False, 16, 1.0, True)(data, torch.tensor([2]), None)
+    assert torch.equal(b.images, data[2:3, :3]) and b.images.shape[-2:] == (40, 50)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_runs_on_the_gpu():
+    data = coded_stack().to("cuda")
+    b = augment(data, torch.tensor([0, 1]), 16, 1.0, True, torch.Generator().manual_seed(0))
+    assert b.images.is_cuda

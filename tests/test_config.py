@@ -1,0 +1,108 @@
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, write_yaml
+from vgan.config import Config, apply_overrides, config_from_dict, config_keys, load_config
+from vgan.errors import ConfigError
+
+
+def test_defaults_are_valid_and_spelled_out_in_synthetic_yaml():
+    cfg = config_from_dict({})
+    assert cfg.data.dataset == "synthetic"
+    assert load_config(REPO / "configs" / "synthetic.yaml").to_dict() == Config().to_dict()
+
+
+@pytest.mark.parametrize("name", ["synthetic", "drive", "stare", "drive_cpu"])
+def test_shipped_configs_load(name):
+    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    assert cfg.data.dataset == name.split("_")[0]
+
+
+def test_unknown_key_is_named(tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", {"optim": {"lr_gen": 1e-3}})
+    with pytest.raises(ConfigError, match=r"c\.yaml: unknown key 'optim\.lr_gen'"):
+        load_config(path)
+
+
+def test_unknown_section_is_named():
+    with pytest.raises(ConfigError, match="unknown key 'trainer'"):
+        config_from_dict({"trainer": {}})
+
+
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"train": {"epochs": "ten"}}, "train.epochs"),
+        ({"train": {"epochs": 2.5}}, "train.epochs"),
+        ({"optim": {"lr_g": "fast"}}, "optim.lr_g"),
+        ({"optim": {"betas_g": [0.5]}}, "optim.betas_g"),
+        ({"data": {"flip": "yes"}}, "data.flip"),
+        ({"data": "drive"}, "data"),
+    ],
+)
+def test_wrong_types_name_the_key(values, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        config_from_dict(values)
+
+
+@pytest.mark.parametrize(
+    "values, key",
+    [
+        ({"data": {"dataset": "chase"}}, "data.dataset"),
+        ({"data": {"crop_size": 60}, "model": {"depth": 3}}, "data.crop_size"),  # 60 % 8 != 0
+        ({"data": {"augment_strength": 1.5}}, "data.augment_strength"),
+        ({"model": {"disc_norm": "batch"}, "loss": {"adversarial": "wgan-gp"}}, "model.disc_norm"),
+        ({"optim": {"lr_d": 0}}, "optim.lr_d"),
+        ({"loss": {"n_critic": 0}}, "loss.n_critic"),
+        ({"train": {"select_metric": "loss"}}, "train.select_metric"),
+        ({"data": {"folds": 5, "fold": 5}}, "data.fold"),
+    ],
+)
+def test_inconsistent_values_name_the_key(values, key):
+    with pytest.raises(ConfigError, match=f"'{key}'"):
+        config_from_dict(values)
+
+
+def test_batchnorm_allowed_for_vanilla_gan():
+    cfg = config_from_dict({"model": {"disc_norm": "batch"}, "loss": {"adversarial": "vanilla"}})
+    assert cfg.model.disc_norm == "batch"
+
+
+def test_yaml_numbers_without_dot_and_lists(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr_g: 1e-4\n  betas_g: [0, 0.9]\n")
+    cfg = load_config(path)
+    assert cfg.optim.lr_g == 1e-4 and cfg.optim.betas_g == (0.0, 0.9)
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("train: {epochs: 3\n")
+    with pytest.raises(ConfigError, match="bad.yaml: malformed YAML"):
+        load_config(path)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_relative_root_is_relative_to_the_config_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    path = write_yaml(tmp_path / "sub" / "c.yaml", {"data": {"dataset": "drive", "root": "../DRIVE"}})
+    assert load_config(path).data.root == str((tmp_path / "DRIVE").resolve())
+
+
+def test_apply_overrides_by_dotted_key():
+    cfg = apply_overrides(Config(), {"optim.lr_g": 0.01, "loss.n_critic": 3})
+    assert cfg.optim.lr_g == 0.01 and cfg.loss.n_critic == 3
+    with pytest.raises(ConfigError, match="unknown key 'optim.lr'"):
+        apply_overrides(Config(), {"optim.lr": 0.01})
+    with pytest.raises(ConfigError, match="'loss.n_critic'"):
+        apply_overrides(Config(), {"loss.n_critic": -1})
+
+
+def test_config_keys_lists_leaves():
+    keys = config_keys()
+    assert "optim.lr_g" in keys and "data.synthetic.size" in keys and "data" not in keys

@@ -1,0 +1,131 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import copy_real, replace_file
+from vgan.config import DataConfig, SyntheticConfig
+from vgan.data import (load_split, load_train_val, normalization_stats, read_pool, split_indices,
+                       synthetic_pool)
+from vgan.errors import ConfigError, DataError
+
+
+def test_drive_official_layout(drive_root):
+    train = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training")
+    assert len(train) == 20 and train.ids[0] == "21_training"
+    assert train.images.shape == (20, 3, 584, 565) and train.images.dtype == torch.float32
+    assert 0 <= train.images.min() and train.images.max() <= 1
+    assert set(torch.unique(train.labels).tolist()) == {0.0, 1.0}
+    inside = train.masks.bool()
+    frac = (train.labels.bool() & inside).sum() / inside.sum()
+    assert 0.12 < frac < 0.13  # DRIVE README: 12.5 % of FOV pixels are vessel
+
+
+def test_stare_uses_vgan_split(stare_root):
+    cfg = DataConfig(dataset="stare", root=str(stare_root))
+    train, test = read_pool(cfg, "training"), read_pool(cfg, "test")
+    assert train.ids[0] == "im0001" and train.ids[-1] == "im0139" and test.ids[0] == "im0162"
+    assert len(train) == len(test) == 10
+    assert test.images.shape[-2:] == (605, 700)
+
+
+def test_validation_is_carved_from_training_seeded(drive_root):
+    cfg = DataConfig(dataset="drive", root=str(drive_root), val_count=4, split_seed=3)
+    train, val = load_train_val(cfg)
+    assert len(train) == 16 and len(val) == 4
+    assert not set(train.ids) & set(val.ids)
+    assert all(i.endswith("_training") for i in train.ids + val.ids)  # never a test image
+    assert load_train_val(cfg)[1].ids == val.ids
+    other = load_train_val(DataConfig(dataset="drive", root=str(drive_root), split_seed=4))[1]
+    assert other.ids != val.ids
+
+
+def test_kfold_covers_every_image_once():
+    vals = []
+    for fold in range(5):
+        train, val = split_indices(20, DataConfig(folds=5, fold=fold))
+        assert not set(train) & set(val) and len(train) + len(val) == 20
+        vals.extend(val.tolist())
+    assert sorted(vals) == list(range(20))
+
+
+def test_normalisation_uses_training_fov_only(drive_root):
+    train, val = load_train_val(DataConfig(dataset="drive", root=str(drive_root)))
+    mean, std = normalization_stats(train)
+    inside = train.masks.bool()[:, 0]
+    green = train.images[:, 1][inside]
+    assert torch.allclose(mean[1], green.mean(), atol=1e-5) and torch.allclose(std[1], green.std(), atol=1e-5)
+    assert not torch.allclose(mean, normalization_stats(val)[0], atol=1e-4)
+
+
+def test_synthetic_is_deterministic_with_exact_labels():
+    cfg = DataConfig(synthetic=SyntheticConfig(num_train=4, num_test=2, size=96, seed=5))
+    a, b = synthetic_pool(cfg, "training"), synthetic_pool(cfg, "training")
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert set(torch.unique(a.labels).tolist()) == {0.0, 1.0}
+    assert (a.labels <= a.masks).all()  # vessels only inside the FOV
+    frac = a.labels.sum() / a.masks.sum()
+    assert 0.03 < frac < 0.3
+    # vessels are darker than background in the green channel, like a fundus photograph
+    g, lab, m = a.images[:, 1], a.labels[:, 0].bool(), a.masks[:, 0].bool()
+    assert g[lab].mean() < g[m & ~lab].mean() - 0.05
+    test = synthetic_pool(cfg, "test")
+    assert len(test) == 2 and not torch.equal(test.images[0], a.images[0])
+
+
+# ------------------------------------------------------------------ bad data: one clear message
+
+
+def test_root_missing(tmp_path):
+    with pytest.raises(DataError, match="nowhere: dataset root missing"):
+        read_pool(DataConfig(dataset="drive", root=str(tmp_path / "nowhere")), "training")
+
+
+def test_root_required_for_real_datasets():
+    with pytest.raises(ConfigError, match="data.root is required"):
+        read_pool(DataConfig(dataset="stare"), "training")
+
+
+def test_layout_folder_missing(tmp_path):
+    with pytest.raises(DataError, match="training/images: folder missing"):
+        read_pool(DataConfig(dataset="drive", root=str(tmp_path)), "training")
+
+
+def test_file_missing_is_named(drive_copy):
+    (drive_copy / "training" / "1st_manual" / "33_manual1.gif").unlink()
+    with pytest.raises(DataError, match=r"33_manual1\.gif: file missing"):
+        load_train_val(DataConfig(dataset="drive", root=str(drive_copy)))
+
+
+def test_truncated_image_is_named(drive_copy):
+    link = drive_copy / "training" / "images" / "25_training.tif"
+    data = copy_real(link)
+    replace_file(link, data[: len(data) // 3])
+    with pytest.raises(DataError, match=r"25_training\.tif: unreadable or truncated"):
+        read_pool(DataConfig(dataset="drive", root=str(drive_copy)), "training")
+
+
+def test_garbage_mask_is_named(drive_copy):
+    replace_file(drive_copy / "test" / "mask" / "04_test_mask.gif", b"GIF89a not really")
+    with pytest.raises(DataError, match=r"04_test_mask\.gif: unreadable or truncated"):
+        load_split(DataConfig(dataset="drive", root=str(drive_copy)), "test")
+
+
+def test_shape_mismatch_is_named(drive_copy, tmp_path):
+    small = tmp_path / "small.gif"
+    Image.fromarray(np.zeros((100, 80), dtype=np.uint8)).save(small)
+    replace_file(drive_copy / "training" / "mask" / "22_training_mask.gif", small.read_bytes())
+    with pytest.raises(DataError, match=r"22_training_mask\.gif: size 100x80 does not match its image"):
+        read_pool(DataConfig(dataset="drive", root=str(drive_copy)), "training")
+
+
+def test_empty_split():
+    with pytest.raises(DataError, match="leaves the training split empty"):
+        split_indices(20, DataConfig(val_count=20))
+    with pytest.raises(DataError, match="a fold would be empty"):
+        split_indices(3, DataConfig(folds=4))
+
+
+def test_crop_larger_than_images(drive_root):
+    with pytest.raises(DataError, match="crop_size = 1024 is larger than the training images"):
+        load_train_val(DataConfig(dataset="drive", root=str(drive_root), crop_size=1024))

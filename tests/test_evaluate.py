@@ -1,0 +1,91 @@
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from test_metrics import reference_table
+from vgan.evaluate import main as evaluate_main
+from vgan.train import main as train_main
+
+KEYS = ("auc_roc", "auc_pr", "average_precision", "threshold", "f1", "accuracy", "sensitivity", "specificity")
+
+
+def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path):
+    out = tmp_path / "eval"
+    assert evaluate_main(["--predictions", str(reference_root / "DRIVE"), "--data", str(drive_root),
+                          "--split", "test", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert all(isinstance(m[k], float) for k in KEYS)
+    assert m["dataset"] == "drive" and m["n_images"] == 20
+    for key, value in reference_table(reference_root)["DRIVE"].items():
+        assert round(m[key], 4) == value
+    assert (out / "roc.png").is_file() and (out / "pr.png").is_file()
+
+
+def test_predictions_by_numeric_id_and_npy(drive_root, tmp_path, capsys):
+    # maps named "01.npy" (float) are matched to image 01_test
+    from vgan.config import DataConfig
+    from vgan.data import read_pool
+
+    test = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for i, image_id in enumerate(test.ids):
+        np.save(preds / f"{image_id.split('_')[0]}.npy", test.labels[i, 0].numpy() * 0.8 + 0.1)
+    assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out", str(tmp_path / "o")]) == 0
+    m = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert m["auc_roc"] == 1.0 and m["f1"] == 1.0
+
+
+def test_missing_or_misfit_prediction_exits_2(reference_root, drive_root, tmp_path, capsys):
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    for f in sorted((reference_root / "DRIVE").glob("*.tif"))[1:]:
+        (preds / f.name).symlink_to(f)
+    assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out", str(tmp_path / "o")]) == 2
+    assert "no probability map for image 01_test" in capsys.readouterr().err
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(preds / "01_test.png")
+    assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out", str(tmp_path / "o")]) == 2
+    assert "01_test.png: size 10x10 does not match image 01_test" in capsys.readouterr().err
+
+
+def test_checkpoint_evaluation_writes_maps_and_metrics(tiny_config_file, tmp_path):
+    run = tmp_path / "run"
+    assert train_main(["--config", str(tiny_config_file), "--out", str(run)]) == 0
+    out = tmp_path / "eval"
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--split", "test",
+                          "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert all(isinstance(m[k], float) for k in KEYS) and m["split"] == "test" and m["n_images"] == 3
+    probs = sorted((out / "probabilities").glob("*.png"))
+    assert [p.stem for p in probs] == ["test000", "test001", "test002"]
+    binary = np.asarray(Image.open(out / "binary" / "test000.png"))
+    assert set(np.unique(binary)) <= {0, 255}
+    assert (out / "roc.png").is_file()
+
+    out2 = tmp_path / "eval_val_thr"
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--val-threshold",
+                          "--out", str(out2)]) == 0
+    m2 = json.loads((out2 / "metrics.json").read_text())
+    assert m2["threshold_source"] == "validation best F1" and m2["auc_roc"] == m["auc_roc"]
+
+
+def test_noise_drawings(tiny_config_file, tmp_path):
+    run = tmp_path / "run"
+    assert train_main(["--config", str(tiny_config_file), "--out", str(run), "--epochs", "1"]) == 0
+    out = tmp_path / "noise"
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "last.pt"), "--noise", "2",
+                          "--noise-size", "40", "56", "--out", str(out)]) == 0
+    drawn = sorted((out / "noise").glob("*.png"))
+    assert len(drawn) == 2 and np.asarray(Image.open(drawn[0])).shape == (40, 112, 3)
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--checkpoint", "nowhere.pt"], "nowhere.pt: checkpoint not found"),
+    (["--predictions", "p", "--val-threshold"], "--val-threshold needs --checkpoint"),
+    (["--predictions", "p"], "--predictions needs --data"),
+])
+def test_bad_arguments_exit_2(argv, fragment, tmp_path, capsys):
+    assert evaluate_main(argv + ["--out", str(tmp_path / "o")]) == 2
+    assert fragment in capsys.readouterr().err

@@ -1,0 +1,51 @@
+import torch
+import torch.nn.functional as F
+
+from vgan import losses
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    # f(x) = <a, x> has gradient a everywhere: GP = (||a|| - 1)^2 for every sample.
+    a = torch.zeros(4, 5, 6)
+    a[0, 0, 0], a[1, 2, 3] = 2.0, 2.0 * 3**0.5  # ||a|| = 4
+    critic = lambda x: (x * a).flatten(1).sum(1)  # noqa: E731
+    real, fake = torch.rand(3, 4, 5, 6), torch.rand(3, 4, 5, 6)
+    gp = losses.gradient_penalty(critic, real, fake, torch.rand(3))
+    assert torch.allclose(gp, torch.tensor(9.0))
+
+
+def test_gradient_penalty_norm_is_per_sample_over_all_dims():
+    # f(x) = 0.5 ||x||^2 per sample: gradient x, norm ||x_hat|| over all non-batch dims.
+    critic = lambda x: 0.5 * (x**2).flatten(1).sum(1)  # noqa: E731
+    real, fake, eps = torch.rand(5, 2, 3, 4), torch.rand(5, 2, 3, 4), torch.rand(5)
+    x_hat = eps.view(-1, 1, 1, 1) * real + (1 - eps.view(-1, 1, 1, 1)) * fake
+    expected = ((x_hat.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    assert torch.allclose(losses.gradient_penalty(critic, real, fake, eps), expected)
+
+
+def test_gradient_penalty_is_differentiable_for_the_critic():
+    w = torch.tensor(3.0, requires_grad=True)
+    critic = lambda x: w * x.flatten(1).sum(1)  # noqa: E731
+    gp = losses.gradient_penalty(critic, torch.rand(2, 1, 2, 2), torch.rand(2, 1, 2, 2), torch.rand(2))
+    gp.backward()
+    # grad norm = 2|w| (4 inputs), GP = (2w - 1)^2, dGP/dw = 4 (2w - 1) = 20
+    assert torch.allclose(w.grad, torch.tensor(20.0))
+
+
+def test_wgan_losses():
+    real, fake = torch.tensor([3.0, 5.0]), torch.tensor([-1.0, 1.0])
+    assert losses.wgan_critic_loss(real, fake) == -4.0
+    assert losses.wgan_generator_loss(fake) == 0.0
+
+
+def test_vanilla_losses_match_bce():
+    real, fake = torch.randn(8), torch.randn(8)
+    expected = -torch.log(torch.sigmoid(real)).mean() - torch.log(1 - torch.sigmoid(fake)).mean()
+    assert torch.allclose(losses.vanilla_discriminator_loss(real, fake), expected, atol=1e-6)
+    assert torch.allclose(losses.vanilla_generator_loss(fake), -torch.log(torch.sigmoid(fake)).mean(), atol=1e-6)
+
+
+def test_seg_bce_matches_torch():
+    logits, target = torch.randn(2, 1, 4, 4), (torch.rand(2, 1, 4, 4) > 0.5).float()
+    assert torch.allclose(losses.seg_bce(logits, target), F.binary_cross_entropy(torch.sigmoid(logits), target),
+                          atol=1e-6)

@@ -1,0 +1,80 @@
+import re
+
+import numpy as np
+import pytest
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
+
+from vgan.config import DataConfig
+from vgan.data import read_pool, read_probability
+from vgan.metrics import compute_metrics, fov_pixels, threshold_metrics
+
+
+def reference_table(reference_root):
+    """The scores V-GAN's maps must give, read from the shared README's table."""
+    rows = {}
+    for line in (reference_root / "README.md").read_text().splitlines():
+        m = re.match(r"\|\s*(DRIVE|STARE)\s*\|(.*)\|\s*$", line)
+        if m:
+            nums = [float(x) for x in re.findall(r"\d\.\d+", m.group(2))]
+            keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
+            rows[m.group(1)] = dict(zip(keys, nums))
+    assert set(rows) == {"DRIVE", "STARE"}, "reference README table not found"
+    return rows
+
+
+@pytest.mark.parametrize("name, dataset, suffix", [("DRIVE", "drive", ".tif"), ("STARE", "stare", ".ppm")])
+def test_vgan_reference_maps_score_the_published_values(name, dataset, suffix, reference_root, drive_root,
+                                                        stare_root):
+    root = drive_root if dataset == "drive" else stare_root
+    test = read_pool(DataConfig(dataset=dataset, root=str(root)), "test")
+    maps = [read_probability(reference_root / name / f"{i}{suffix}") for i in test.ids]
+    scores, targets = fov_pixels(maps, test.labels[:, 0].numpy(), test.masks[:, 0].numpy())
+    got = compute_metrics(scores, targets, 0.5)
+    for key, value in reference_table(reference_root)[name].items():
+        assert round(got[key], 4) == value, key
+
+
+def test_whole_image_scoring_differs_from_fov(reference_root, drive_root):
+    # The README warns whole-image AUC is inflated: our FOV restriction must matter.
+    test = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
+    maps = [read_probability(reference_root / "DRIVE" / f"{i}.tif") for i in test.ids]
+    ones = np.ones_like(test.masks[:, 0].numpy())
+    whole = compute_metrics(*fov_pixels(maps, test.labels[:, 0].numpy(), ones))
+    fov = compute_metrics(*fov_pixels(maps, test.labels[:, 0].numpy(), test.masks[:, 0].numpy()))
+    assert whole["auc_roc"] > fov["auc_roc"] + 0.003
+
+
+def test_against_scikit_learn_with_ties():
+    rng = np.random.default_rng(0)
+    targets = rng.random(20000) < 0.15
+    scores = np.round(np.clip(targets * 0.3 + rng.normal(0.4, 0.2, targets.size), 0, 1), 2)  # many ties
+    m = compute_metrics(scores, targets)
+    p, r, _ = precision_recall_curve(targets, scores)
+    assert m["auc_roc"] == pytest.approx(roc_auc_score(targets, scores), abs=1e-12)
+    assert m["average_precision"] == pytest.approx(average_precision_score(targets, scores), abs=1e-12)
+    assert m["auc_pr"] == pytest.approx(auc(r, p), abs=1e-12)
+
+
+def test_threshold_metrics_by_hand():
+    scores = np.array([0.9, 0.6, 0.4, 0.2, 0.7, 0.5])
+    targets = np.array([True, True, True, False, False, False])
+    m = threshold_metrics(scores, targets, 0.5)  # pred: T T F F T T -> tp 2, fp 2, fn 1, tn 1
+    assert m["sensitivity"] == 2 / 3 and m["specificity"] == 1 / 3
+    assert m["accuracy"] == 3 / 6 and m["f1"] == 4 / 7
+
+
+def test_best_f1_threshold_is_the_argmax():
+    rng = np.random.default_rng(1)
+    targets = rng.random(5000) < 0.2
+    scores = np.clip(targets * 0.25 + rng.random(targets.size) * 0.8, 0, 1)
+    best = compute_metrics(scores, targets)["best_f1_threshold"]
+    f1_best = threshold_metrics(scores, targets, best)["f1"]
+    grid = max(threshold_metrics(scores, targets, t)["f1"] for t in np.linspace(0, 1, 201))
+    assert f1_best >= grid - 1e-12
+
+
+def test_pooling_checks_shapes_and_needs_both_classes():
+    with pytest.raises(ValueError, match="shapes differ"):
+        fov_pixels([np.zeros((2, 2))], [np.zeros((2, 3))], [np.ones((2, 2))])
+    with pytest.raises(ValueError, match="both vessel and background"):
+        compute_metrics(np.random.rand(10), np.zeros(10, dtype=bool))

@@ -1,0 +1,104 @@
+import json
+
+import pytest
+import yaml
+
+from conftest import write_yaml
+from vgan.train import main
+
+
+def test_trains_writes_run_folder_and_resumes(tiny_config_file, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--config", str(tiny_config_file), "--out", str(out)]) == 0
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(ln)["epoch"] for ln in lines] == [1, 2]
+    assert "val_auc_roc" in json.loads(lines[0])
+    assert (out / "checkpoints" / "last.pt").is_file() and (out / "checkpoints" / "best.pt").is_file()
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["epochs"] == 2
+    assert len(list((out / "previews").glob("epoch0002_*.png"))) == 2  # one per validation image
+    assert "epoch 2/2" in capsys.readouterr().out
+
+    # --resume continues in the same folder up to the new epoch count
+    assert main(["--resume", str(out / "checkpoints" / "last.pt"), "--epochs", "3"]) == 0
+    epochs = [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3]
+
+
+def test_resume_from_an_earlier_checkpoint_drops_later_history(tiny_config_file, tmp_path):
+    out = tmp_path / "run"
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "1"]) == 0
+    (out / "checkpoints" / "last.pt").rename(out / "epoch1.pt")
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "2"]) == 0
+    assert main(["--resume", str(out / "epoch1.pt"), "--out", str(out), "--epochs", "2"]) == 0
+    epochs = [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+
+
+def bad(argv, capsys, *fragments):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err  # one message, no traceback
+    for f in fragments:
+        assert f in err, err
+
+
+def test_bad_config_exits_2(tmp_path, capsys, tiny_values):
+    tiny_values["loss"]["n_crtic"] = 3
+    path = write_yaml(tmp_path / "typo.yaml", tiny_values)
+    bad(["--config", str(path), "--out", str(tmp_path / "o")], capsys, "typo.yaml", "'loss.n_crtic'")
+    assert not (tmp_path / "o").exists()  # nothing started
+
+
+def test_crop_not_divisible_exits_2(tmp_path, capsys, tiny_values):
+    tiny_values["data"]["crop_size"] = 30
+    path = write_yaml(tmp_path / "c.yaml", tiny_values)
+    bad(["--config", str(path)], capsys, "'data.crop_size'", "divisible")
+
+
+def test_missing_data_root_exits_2(tmp_path, capsys, tiny_values):
+    tiny_values["data"] = {"dataset": "drive", "crop_size": 32}
+    path = write_yaml(tmp_path / "d.yaml", tiny_values)
+    bad(["--config", str(path), "--data", str(tmp_path / "DRIVE")], capsys, "DRIVE: dataset root missing")
+    bad(["--config", str(path)], capsys, "data.root is required")
+
+
+def test_missing_file_exits_2(tmp_path, capsys, tiny_values, drive_copy):
+    (drive_copy / "training" / "mask" / "30_training_mask.gif").unlink()
+    tiny_values["data"] = {"dataset": "drive", "crop_size": 32}
+    path = write_yaml(tmp_path / "d.yaml", tiny_values)
+    bad(["--config", str(path), "--data", str(drive_copy)], capsys, "30_training_mask.gif: file missing")
+
+
+def test_crop_larger_than_images_exits_2(tmp_path, capsys, tiny_values):
+    tiny_values["data"]["crop_size"] = 64  # synthetic images are 48 px
+    path = write_yaml(tmp_path / "c.yaml", tiny_values)
+    bad(["--config", str(path)], capsys, "crop_size = 64 is larger than the training images (48x48)")
+
+
+def test_data_for_synthetic_exits_2(tiny_config_file, tmp_path, capsys):
+    bad(["--config", str(tiny_config_file), "--data", str(tmp_path)], capsys, "synthetic dataset")
+
+
+def test_checkpoint_of_another_shape_exits_2(tiny_config_file, tiny_values, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "1"]) == 0
+    capsys.readouterr()
+    tiny_values["model"]["depth"] = 3
+    tiny_values["data"]["crop_size"] = 40
+    other = write_yaml(tmp_path / "deeper.yaml", tiny_values)
+    bad(["--config", str(other), "--resume", str(out / "checkpoints" / "last.pt")], capsys,
+        "checkpoint of another model shape", "model.depth: checkpoint 2, config 3")
+
+
+def test_unknown_argument_exits_2(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--epoch", "3"])
+    assert e.value.code == 2
+
+
+def test_divergence_exits_1(tmp_path, capsys, tiny_values):
+    tiny_values["optim"] = {"lr_d": 1e30}
+    tiny_values["model"]["disc_norm"] = "none"
+    path = write_yaml(tmp_path / "div.yaml", tiny_values)
+    assert main(["--config", str(path), "--out", str(tmp_path / "o")]) == 1
+    assert "diverged at epoch 1" in capsys.readouterr().err

@@ -1,0 +1,280 @@
+"""The one typed config tree (data, model, loss, optim, train) and its YAML loading.
+
+Every key is a dataclass field; unknown keys, wrong types and inconsistent values raise
+`ConfigError` naming the file and the dotted key. The tuner addresses fields by the same
+dotted keys (`optim.lr_g`), see `apply_overrides`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vgan.errors import ConfigError
+from vgan.models import DISC_HEADS, DISC_NORMS, ModelConfig
+
+DATASETS = ("synthetic", "drive", "stare")
+ADVERSARIAL = ("wgan-gp", "vanilla", "none")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass
+class SyntheticConfig:
+    num_train: int = 20
+    num_test: int = 10
+    size: int = 128  # side of the square synthetic images
+    seed: int = 1234
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"  # synthetic | drive | stare
+    root: str | None = None  # dataset folder; required for drive and stare
+    val_count: int = 4  # training images held out for validation (seeded choice)
+    folds: int = 0  # > 0: k-fold cross-validation over the training images instead
+    fold: int = 0  # which fold is the validation split when folds > 0
+    split_seed: int = 0
+    crop_size: int | None = 64  # training crop side; None trains on whole images
+    augment_strength: float = 1.0  # scales colour-jitter ranges; 0 disables jitter
+    flip: bool = True
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class LossConfig:
+    adversarial: str = "wgan-gp"  # wgan-gp | vanilla | none (plain U-Net)
+    bce_weight: float = 1.0
+    adv_weight: float = 0.1  # V-GAN: 1 / ratio_gan2seg with ratio 10; 0 = plain U-Net
+    gp_weight: float = 10.0
+    n_critic: int = 5  # critic steps per generator step
+
+
+@dataclass
+class OptimConfig:
+    lr_g: float = 1e-3
+    lr_d: float = 1e-3
+    betas_g: tuple[float, float] = (0.5, 0.9)
+    betas_d: tuple[float, float] = (0.5, 0.9)
+    weight_decay: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 8
+    steps_per_epoch: int | None = 10  # generator steps per epoch; None = one pass over the training images
+    eval_batch_size: int = 2
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    amp: bool = False  # bf16 autocast, CUDA only
+    select_metric: str = "auc_roc"  # validation metric that picks the best checkpoint
+    preview_every: int = 5  # epochs between validation preview images; 0 = never
+    threads: int | None = None  # torch intra-op threads on CPU; None = torch's default
+
+
+@dataclass
+class Config:
+    """Defaults: a quick WGAN-GP run on the synthetic set (configs/synthetic.yaml spells them out)."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+    @property
+    def adversarial_on(self) -> bool:
+        return self.loss.adversarial != "none" and self.loss.adv_weight > 0
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """Check `value` against the annotation `tp`; return it converted (int -> float, list -> tuple)."""
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {type(value).__name__}")
+        return _build(tp, value, source, prefix=f"{key}.")
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        (inner,) = [t for t in options if t is not type(None)]
+        return _coerce(value, inner, key, source)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{source}: '{key}' must be a list of {len(args)} numbers, got {value!r}")
+        return tuple(_coerce(v, t, key, source) for v, t in zip(value, args))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+        return value
+    if tp is float:
+        # YAML reads 1e-4 (no dot) as a string; accept numeric strings like a user would expect.
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} for {key}")
+
+
+def _build(cls: type, values: dict[str, Any], source: str, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in values:
+        if key not in names:
+            raise ConfigError(
+                f"{source}: unknown key '{prefix}{key}' (known keys in '{prefix.rstrip('.') or 'top level'}': "
+                f"{', '.join(sorted(names))})"
+            )
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}", source) for k, v in values.items()}
+    return cls(**kwargs)
+
+
+def config_from_dict(values: dict[str, Any] | None, source: str = "<config>") -> Config:
+    """Build and validate a `Config` from plain values (missing keys keep their defaults)."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(values).__name__}")
+    cfg = _build(Config, values, source)
+    validate(cfg, source)
+    return cfg
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+    try:
+        values = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: malformed YAML: {e}") from None
+    cfg = config_from_dict(values, str(path))
+    if cfg.data.root is not None:
+        # Relative roots mean "relative to the config file", so a config works from any cwd.
+        cfg.data.root = str((path.parent / cfg.data.root).resolve())
+    return cfg
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "<overrides>") -> Config:
+    """Return a new config with dotted keys (`optim.lr_g`) replaced, validated like a file."""
+    values = cfg.to_dict()
+    for dotted, value in overrides.items():
+        node = values
+        *parents, leaf = dotted.split(".")
+        for i, part in enumerate(parents):
+            if not isinstance(node.get(part), dict):
+                raise ConfigError(f"{source}: unknown key '{'.'.join(parents[: i + 1])}'")
+            node = node[part]
+        if leaf not in node:
+            raise ConfigError(f"{source}: unknown key '{dotted}'")
+        node[leaf] = value
+    return config_from_dict(values, source)
+
+
+def config_keys(cls: type = Config, prefix: str = "") -> dict[str, Any]:
+    """All dotted leaf keys of the tree with their annotations (for search-space validation)."""
+    out: dict[str, Any] = {}
+    for name, tp in typing.get_type_hints(cls).items():
+        if dataclasses.is_dataclass(tp):
+            out.update(config_keys(tp, f"{prefix}{name}."))
+        else:
+            out[f"{prefix}{name}"] = tp
+    return out
+
+
+def _check(ok: bool, source: str, key: str, problem: str) -> None:
+    if not ok:
+        raise ConfigError(f"{source}: '{key}' {problem}")
+
+
+def validate(cfg: Config, source: str = "<config>") -> None:
+    d, m, lo, o, t = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.train
+    _check(d.dataset in DATASETS, source, "data.dataset", f"must be one of {', '.join(DATASETS)}, got {d.dataset!r}")
+    _check(d.val_count >= 1, source, "data.val_count", "must be at least 1")
+    _check(d.folds == 0 or d.folds >= 2, source, "data.folds", "must be 0 (no k-fold) or at least 2")
+    _check(0 <= d.fold < max(d.folds, 1), source, "data.fold", f"must be in [0, {max(d.folds, 1) - 1}]")
+    _check(0.0 <= d.augment_strength <= 1.0, source, "data.augment_strength", "must be in [0, 1]")
+    if d.crop_size is not None:
+        _check(d.crop_size >= 2**m.depth, source, "data.crop_size", f"must be at least 2**model.depth = {2**m.depth}")
+        _check(
+            d.crop_size % 2**m.depth == 0,
+            source,
+            "data.crop_size",
+            f"must be divisible by 2**model.depth = {2**m.depth} (the U-Net's downsampling), got {d.crop_size}",
+        )
+    s = d.synthetic
+    _check(s.num_train >= 2, source, "data.synthetic.num_train", "must be at least 2")
+    _check(s.num_test >= 1, source, "data.synthetic.num_test", "must be at least 1")
+    _check(s.size >= 32, source, "data.synthetic.size", "must be at least 32")
+
+    _check(m.base_width >= 1, source, "model.base_width", "must be at least 1")
+    _check(1 <= m.depth <= 6, source, "model.depth", "must be in [1, 6]")
+    _check(m.disc_head in DISC_HEADS, source, "model.disc_head", f"must be one of {', '.join(DISC_HEADS)}")
+    _check(m.disc_norm in DISC_NORMS, source, "model.disc_norm", f"must be one of {', '.join(DISC_NORMS)}")
+    _check(m.disc_width >= 1, source, "model.disc_width", "must be at least 1")
+    _check(m.disc_depth >= 0, source, "model.disc_depth", "must be at least 0")
+
+    _check(lo.adversarial in ADVERSARIAL, source, "loss.adversarial", f"must be one of {', '.join(ADVERSARIAL)}")
+    _check(
+        not (lo.adversarial == "wgan-gp" and m.disc_norm == "batch"),
+        source,
+        "model.disc_norm",
+        "must not be 'batch' with loss.adversarial 'wgan-gp' (BatchNorm breaks the per-sample gradient penalty)",
+    )
+    for key in ("bce_weight", "adv_weight", "gp_weight"):
+        _check(getattr(lo, key) >= 0, source, f"loss.{key}", "must be >= 0")
+    _check(lo.bce_weight > 0 or cfg.adversarial_on, source, "loss.bce_weight", "and the adversarial loss are both off")
+    _check(lo.n_critic >= 1, source, "loss.n_critic", "must be at least 1")
+
+    for key in ("lr_g", "lr_d"):
+        _check(getattr(o, key) > 0, source, f"optim.{key}", "must be > 0")
+    for key in ("betas_g", "betas_d"):
+        _check(all(0 <= b < 1 for b in getattr(o, key)), source, f"optim.{key}", "must be two numbers in [0, 1)")
+    _check(o.weight_decay >= 0, source, "optim.weight_decay", "must be >= 0")
+
+    _check(t.epochs >= 1, source, "train.epochs", "must be at least 1")
+    _check(t.batch_size >= 1, source, "train.batch_size", "must be at least 1")
+    _check(t.steps_per_epoch is None or t.steps_per_epoch >= 1, source, "train.steps_per_epoch", "must be at least 1")
+    _check(t.eval_batch_size >= 1, source, "train.eval_batch_size", "must be at least 1")
+    _check(t.device in DEVICES, source, "train.device", f"must be one of {', '.join(DEVICES)}")
+    _check(t.preview_every >= 0, source, "train.preview_every", "must be >= 0")
+    _check(t.threads is None or t.threads >= 1, source, "train.threads", "must be at least 1")
+    from vgan.metrics import METRIC_NAMES  # local import: metrics pulls in scikit-learn
+
+    _check(t.select_metric in METRIC_NAMES, source, "train.select_metric", f"must be one of {', '.join(METRIC_NAMES)}")

@@ -1,0 +1,356 @@
+"""Datasets read once into memory: DRIVE, STARE and a procedural synthetic fundus set.
+
+Each dataset has two pools, `training` and `test`. The validation split is carved from the
+training pool by a seeded choice (or k-fold); the test pool is only read by evaluation.
+Every problem with the files raises `DataError` naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vgan.config import DataConfig
+from vgan.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+# V-GAN's (and DRIU's) STARE protocol: the first 10 ids (sorted) train, the last 10 test.
+STARE_TRAIN_COUNT = 10
+
+
+@dataclass
+class Split:
+    """Images (N,3,H,W) in [0,1], labels and FOV masks (N,1,H,W) in {0,1}, all float32."""
+
+    name: str
+    ids: list[str]
+    images: torch.Tensor
+    labels: torch.Tensor
+    masks: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+    def subset(self, index: list[int] | np.ndarray, name: str) -> Split:
+        idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
+        return Split(name, [self.ids[i] for i in idx.tolist()], self.images[idx], self.labels[idx], self.masks[idx])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.name, self.ids, self.images.to(device), self.labels.to(device), self.masks.to(device))
+
+
+# ---------------------------------------------------------------------------- file reading
+
+
+def _read(path: Path) -> np.ndarray:
+    if not path.is_file():
+        raise DataError(f"{path}: file missing")
+    try:
+        if path.suffix.lower() == ".npy":
+            return np.load(path, allow_pickle=False)
+        try:
+            return _read_pil(path)
+        except Exception:
+            if path.suffix.lower() not in (".tif", ".tiff"):
+                raise
+        # Pillow reads DRIVE's LZW TIFFs without extra codecs; tifffile reads the float
+        # and multi-channel TIFFs that Pillow cannot (e.g. probability maps from numpy).
+        import tifffile
+
+        arr = tifffile.imread(path)
+        if arr.size == 0:  # tifffile only warns when the page data is cut off
+            raise ValueError("no pixel data")
+        return arr
+    except Exception as e:  # PIL, tifffile and numpy raise many types for damaged files
+        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+
+
+def _read_pil(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()  # decode now so a truncated file fails here, named
+        if im.mode == "P":  # palette GIFs (DRIVE's labels and masks)
+            im = im.convert("L")
+        elif im.mode not in ("L", "1", "I", "F", "I;16", "RGB"):
+            im = im.convert("RGB")
+        return np.asarray(im)
+
+
+def _unit_scale(arr: np.ndarray) -> np.ndarray | None:
+    """8- and 16-bit integer pixels to float32 in [0, 1]; None for other types."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    return None
+
+
+def _read_single_channel(path: Path, what: str) -> np.ndarray:
+    arr = _read(path)
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise DataError(f"{path}: expected a single-channel {what}, got an array of shape {arr.shape}")
+    return arr
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    arr = _read(path)
+    if arr.ndim == 3 and arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise DataError(f"{path}: expected an RGB image, got an array of shape {arr.shape}")
+    scaled = _unit_scale(arr)
+    if scaled is None:
+        raise DataError(f"{path}: unsupported pixel type {arr.dtype} (expected 8- or 16-bit)")
+    return scaled
+
+
+def read_binary(path: Path) -> np.ndarray:
+    """A label or FOV mask: 0/255 (or 0/1) single-channel image -> bool array."""
+    arr = _read_single_channel(path, "label or mask")
+    return arr > (arr.max() / 2 if arr.max() > 1 else 0.5)
+
+
+def read_probability(path: Path) -> np.ndarray:
+    """A probability map: 8-bit maps are value/255, 16-bit value/65535, float maps as they are."""
+    arr = _read_single_channel(path, "probability map")
+    scaled = _unit_scale(arr)
+    return arr.astype(np.float32) if scaled is None else scaled
+
+
+@dataclass
+class _Item:
+    id: str
+    image: Path
+    label: Path
+    mask: Path
+
+
+def _require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise DataError(f"{path}: folder missing ({what})")
+
+
+def _drive_items(root: Path, pool: str) -> list[_Item]:
+    sub = "training" if pool == "training" else "test"
+    folder = root / sub / "images"
+    _require_dir(folder, f"DRIVE layout expects {sub}/images, {sub}/1st_manual, {sub}/mask")
+    items = []
+    for image in sorted(folder.glob(f"*_{sub}.tif")):
+        number = image.stem.split("_")[0]
+        items.append(
+            _Item(
+                image.stem,
+                image,
+                root / sub / "1st_manual" / f"{number}_manual1.gif",
+                root / sub / "mask" / f"{number}_{sub}_mask.gif",
+            )
+        )
+    if not items:
+        raise DataError(f"{folder}: no images named NN_{sub}.tif")
+    return items
+
+
+def _stare_items(root: Path, pool: str) -> list[_Item]:
+    folder = root / "images"
+    _require_dir(folder, "STARE layout expects images/, labels-ah/, mask/")
+    ids = sorted(p.stem for p in folder.glob("*.ppm"))
+    if len(ids) <= STARE_TRAIN_COUNT:
+        raise DataError(
+            f"{folder}: {len(ids)} images; V-GAN's STARE split needs more than {STARE_TRAIN_COUNT} "
+            f"(the first {STARE_TRAIN_COUNT} train, the rest test)"
+        )
+    ids = ids[:STARE_TRAIN_COUNT] if pool == "training" else ids[STARE_TRAIN_COUNT:]
+    return [
+        _Item(i, folder / f"{i}.ppm", root / "labels-ah" / f"{i}.ah.ppm", root / "mask" / f"{i}.mask.ppm") for i in ids
+    ]
+
+
+def _read_items(items: list[_Item], name: str) -> Split:
+    images, labels, masks = [], [], []
+    for it in items:
+        img, lab, msk = read_rgb(it.image), read_binary(it.label), read_binary(it.mask)
+        for path, arr in ((it.label, lab), (it.mask, msk)):
+            if arr.shape != img.shape[:2]:
+                raise DataError(f"{path}: size {arr.shape[0]}x{arr.shape[1]} does not match its image {it.image} "
+                                f"({img.shape[0]}x{img.shape[1]})")
+        if images and img.shape != images[0].shape:
+            raise DataError(f"{it.image}: size {img.shape[0]}x{img.shape[1]} differs from the other images of the "
+                            f"split ({images[0].shape[0]}x{images[0].shape[1]})")
+        images.append(img)
+        labels.append(lab)
+        masks.append(msk)
+    return Split(
+        name,
+        [it.id for it in items],
+        torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
+        torch.from_numpy(np.stack(labels)).float().unsqueeze(1),
+        torch.from_numpy(np.stack(masks)).float().unsqueeze(1),
+    )
+
+
+def dataset_root(cfg: DataConfig) -> Path:
+    if cfg.root is None:
+        raise ConfigError(f"data.root is required for dataset '{cfg.dataset}' (give --data ROOT)")
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset root missing")
+    return root
+
+
+def read_pool(cfg: DataConfig, pool: str) -> Split:
+    """All images of the `training` or `test` pool of the configured dataset."""
+    if pool not in ("training", "test"):
+        raise ValueError(f"pool must be 'training' or 'test', got {pool!r}")
+    if cfg.dataset == "synthetic":
+        return synthetic_pool(cfg, pool)
+    root = dataset_root(cfg)
+    items = _drive_items(root, pool) if cfg.dataset == "drive" else _stare_items(root, pool)
+    return _read_items(items, pool)
+
+
+def split_indices(n: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, val) indices into a training pool of n images."""
+    perm = np.random.default_rng(cfg.split_seed).permutation(n)
+    if cfg.folds:
+        if cfg.folds > n:
+            raise DataError(f"data.folds = {cfg.folds} is more than the {n} training images: a fold would be empty")
+        folds = np.array_split(perm, cfg.folds)
+        val = folds[cfg.fold]
+        train = np.concatenate([f for i, f in enumerate(folds) if i != cfg.fold])
+    else:
+        if cfg.val_count >= n:
+            raise DataError(f"data.val_count = {cfg.val_count} leaves the training split empty ({n} training images)")
+        val, train = perm[: cfg.val_count], perm[cfg.val_count :]
+    return np.sort(train), np.sort(val)
+
+
+def load_train_val(cfg: DataConfig) -> tuple[Split, Split]:
+    """Read the training pool once and carve the validation split from it."""
+    pool = read_pool(cfg, "training")
+    train_idx, val_idx = split_indices(len(pool), cfg)
+    train, val = pool.subset(train_idx, "train"), pool.subset(val_idx, "val")
+    check_crop(cfg, train)
+    return train, val
+
+
+def load_split(cfg: DataConfig, split: str) -> Split:
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    if split == "test":
+        return read_pool(cfg, "test")
+    train, val = load_train_val(cfg)
+    return train if split == "train" else val
+
+
+def check_crop(cfg: DataConfig, train: Split) -> None:
+    h, w = train.size
+    if cfg.crop_size is not None and cfg.crop_size > min(h, w):
+        raise DataError(
+            f"data.crop_size = {cfg.crop_size} is larger than the training images "
+            f"({h}x{w}) of {cfg.root or cfg.dataset}"
+        )
+
+
+def normalization_stats(train: Split) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std over the FOV pixels of the training split only."""
+    inside = train.masks.bool().expand_as(train.images)
+    pix = train.images.permute(1, 0, 2, 3)[inside.permute(1, 0, 2, 3)].reshape(3, -1)
+    return pix.mean(dim=1), pix.std(dim=1).clamp_min(1e-3)
+
+
+# ---------------------------------------------------------------------------- synthetic
+
+
+def _draw_segment(label: np.ndarray, p0: np.ndarray, p1: np.ndarray, width: float) -> None:
+    h, w = label.shape
+    r = width / 2
+    y0, y1 = int(max(min(p0[0], p1[0]) - r - 1, 0)), int(min(max(p0[0], p1[0]) + r + 2, h))
+    x0, x1 = int(max(min(p0[1], p1[1]) - r - 1, 0)), int(min(max(p0[1], p1[1]) + r + 2, w))
+    if y0 >= y1 or x0 >= x1:
+        return
+    yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32) + 0.5
+    d = p1 - p0
+    length2 = float(d @ d) or 1e-9
+    t = np.clip(((yy - p0[0]) * d[0] + (xx - p0[1]) * d[1]) / length2, 0, 1)
+    dist2 = (yy - p0[0] - t * d[0]) ** 2 + (xx - p0[1] - t * d[1]) ** 2
+    label[y0:y1, x0:x1] |= dist2 <= r * r
+
+
+def _grow(label, rng, point, angle, width, length, size, fov_r, centre, depth) -> None:
+    step = size * 0.015
+    while length > 0 and width >= 0.7:
+        angle += rng.normal(0, 0.12)
+        nxt = point + step * np.array([np.sin(angle), np.cos(angle)])
+        if np.hypot(*(nxt - centre)) > fov_r * 1.02:
+            return
+        _draw_segment(label, point, nxt, width)
+        point, length, width = nxt, length - step, width * 0.995
+        if depth < 5 and rng.random() < 0.07:
+            side = rng.choice([-1.0, 1.0])
+            _grow(label, rng, point.copy(), angle + side * rng.uniform(0.4, 1.0), width * rng.uniform(0.55, 0.8),
+                  length * rng.uniform(0.4, 0.8), size, fov_r, centre, depth + 1)
+            width *= 0.9
+
+
+def synthetic_fundus(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One fundus-like image (H,W,3 float32 in [0,1]), its exact vessel label and FOV mask."""
+    centre = np.array([size / 2, size / 2])
+    fov_r = 0.46 * size
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) + 0.5
+    dist = np.hypot(yy - centre[0], xx - centre[1])
+    fov = dist <= fov_r
+    side = rng.choice([-1.0, 1.0])
+    disc = centre + np.array([rng.normal(0, 0.03), side * rng.uniform(0.22, 0.3)]) * size
+
+    label = np.zeros((size, size), dtype=bool)
+    for base_angle in (-0.5 * np.pi, 0.5 * np.pi):  # trunks leave the disc upwards and downwards
+        for spread in (-0.35, 0.35):
+            angle = base_angle + spread * -side + rng.normal(0, 0.1)
+            _grow(label, rng, disc.copy(), angle, size / 40 * rng.uniform(0.8, 1.2), size * rng.uniform(0.8, 1.1),
+                  size, fov_r, centre, 0)
+
+    colour = np.array([0.78, 0.38, 0.16]) * rng.uniform(0.85, 1.15, 3)
+    shading = 1.0 - 0.45 * (dist / fov_r) ** 2
+    blob = np.zeros_like(dist)
+    for _ in range(4):  # low-frequency illumination blotches
+        c = rng.uniform(0, size, 2)
+        blob += rng.normal(0, 0.08) * np.exp(-((yy - c[0]) ** 2 + (xx - c[1]) ** 2) / (2 * (size * 0.2) ** 2))
+    disc_glow = 0.5 * np.exp(-((yy - disc[0]) ** 2 + (xx - disc[1]) ** 2) / (2 * (size * 0.045) ** 2))
+    img = colour[None, None, :] * (shading + blob)[..., None] + disc_glow[..., None] * np.array([0.3, 0.5, 0.5])
+    vessel = label.astype(np.float32)
+    # A 3x3 blur gives soft vessel edges in the image; the label stays exact.
+    pad = np.pad(vessel, 1)
+    soft = sum(pad[i : i + size, j : j + size] for i in range(3) for j in range(3)) / 9
+    img = img * (1 - soft[..., None] * np.array([0.35, 0.55, 0.45]) * rng.uniform(0.8, 1.2))
+    img = img + rng.normal(0, 0.02, img.shape)
+    img = np.clip(img, 0, 1) * fov[..., None]
+    return img.astype(np.float32), label & fov, fov
+
+
+def synthetic_pool(cfg: DataConfig, pool: str) -> Split:
+    s = cfg.synthetic
+    n = s.num_train if pool == "training" else s.num_test
+    stream = 0 if pool == "training" else 1
+    images, labels, masks = [], [], []
+    for i in range(n):
+        img, lab, fov = synthetic_fundus(s.size, np.random.default_rng([s.seed, stream, i]))
+        images.append(img)
+        labels.append(lab)
+        masks.append(fov)
+    return Split(
+        pool,
+        [f"{'train' if stream == 0 else 'test'}{i:03d}" for i in range(n)],
+        torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
+        torch.from_numpy(np.stack(labels)).float().unsqueeze(1),
+        torch.from_numpy(np.stack(masks)).float().unsqueeze(1),
+    )

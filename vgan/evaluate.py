@@ -1,0 +1,188 @@
+"""`python -m vgan.evaluate`: score a trained generator, or a folder of existing maps.
+
+    python -m vgan.evaluate --checkpoint CKPT [--data ROOT] --split test --out DIR
+                            [--threshold T | --val-threshold]
+    python -m vgan.evaluate --predictions DIR --data ROOT [--dataset drive|stare] --split test --out DIR
+    python -m vgan.evaluate --checkpoint CKPT --noise N --out DIR
+
+Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
+auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity). A checkpoint
+also gets its probability maps (8-bit PNG) and binary maps; both modes get roc.png, pr.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from vgan.cli import run_cli
+from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
+from vgan.data import SPLITS, Split, load_split, read_probability
+from vgan.errors import ConfigError, DataError
+from vgan.metrics import compute_metrics, curves, fov_pixels
+from vgan.trainer import evaluate, generator_from_checkpoint, load_checkpoint, predict, resolve_device
+from vgan.visualize import save_curves, save_map, to_uint8
+
+MAP_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".npy", ".jpg", ".jpeg", ".bmp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vgan.evaluate", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint written by vgan.train")
+    src.add_argument("--predictions", help="folder of probability maps named by image id (01_test.tif, 01.npy...)")
+    p.add_argument("--data", help="dataset root (default: the checkpoint's data.root)")
+    p.add_argument("--dataset", choices=DATASETS, help="dataset layout (default: the checkpoint's, or detected)")
+    p.add_argument("--split", choices=SPLITS, default="test")
+    p.add_argument("--out", required=True, help="output folder")
+    thr = p.add_mutually_exclusive_group()
+    thr.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
+    thr.add_argument("--val-threshold", action="store_true",
+                     help="use the threshold of best F1 on the validation split (needs --checkpoint)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--noise", type=int, metavar="N", help="with --checkpoint: draw N maps from Gaussian noise")
+    p.add_argument("--noise-size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
+    p.add_argument("--seed", type=int, default=0, help="seed of --noise")
+    return p
+
+
+def detect_dataset(root: Path) -> str:
+    if (root / "training" / "images").is_dir() or (root / "test" / "images").is_dir():
+        return "drive"
+    if (root / "images").is_dir() and (root / "labels-ah").is_dir():
+        return "stare"
+    raise DataError(f"{root}: neither a DRIVE layout (training/, test/) nor a STARE one (images/, labels-ah/); "
+                    "give --dataset")
+
+
+def find_map(folder: Path, image_id: str) -> Path:
+    stems = [image_id] + ([image_id.split("_")[0]] if "_" in image_id else [])
+    for stem in stems:
+        for suffix in MAP_SUFFIXES:
+            path = folder / f"{stem}{suffix}"
+            if path.is_file():
+                return path
+    raise DataError(f"{folder}: no probability map for image {image_id} (expected e.g. {folder / (image_id + '.png')})")
+
+
+def read_predictions(folder: Path, split: Split) -> list[np.ndarray]:
+    if not folder.is_dir():
+        raise DataError(f"{folder}: predictions folder missing")
+    maps = []
+    for i, image_id in enumerate(split.ids):
+        path = find_map(folder, image_id)
+        prob = read_probability(path)
+        if prob.shape != split.size:
+            raise DataError(f"{path}: size {prob.shape[0]}x{prob.shape[1]} does not match image {image_id} "
+                            f"({split.size[0]}x{split.size[1]})")
+        if not np.isfinite(prob).all():
+            raise DataError(f"{path}: contains non-finite values")
+        maps.append(prob)
+    return maps
+
+
+def write_report(out: Path, metrics: dict[str, Any], scores: np.ndarray, targets: np.ndarray, title: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    save_curves(out, curves(scores, targets), metrics, title)
+
+
+def score_maps(maps: list[np.ndarray], split: Split, threshold: float) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    scores, targets = fov_pixels(maps, split.labels[:, 0].numpy(), split.masks[:, 0].numpy())
+    m: dict[str, Any] = compute_metrics(scores, targets, threshold)
+    m.update(split=split.name, n_images=len(split), n_fov_pixels=int(scores.size), n_vessel_pixels=int(targets.sum()))
+    return m, scores, targets
+
+
+def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
+    if args.val_threshold:
+        raise ConfigError("--val-threshold needs --checkpoint (a folder of maps has no validation predictions)")
+    if args.data is None:
+        raise ConfigError("--predictions needs --data ROOT (the dataset the maps belong to)")
+    root = Path(args.data).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset root missing")
+    dataset = args.dataset or detect_dataset(root)
+    split = load_split(DataConfig(dataset=dataset, root=str(root), crop_size=None), args.split)
+    maps = read_predictions(Path(args.predictions), split)
+    m, scores, targets = score_maps(maps, split, args.threshold)
+    m.update(dataset=dataset, source=str(Path(args.predictions).resolve()), threshold_source="fixed")
+    write_report(Path(args.out), m, scores, targets, f"{dataset} {args.split}: {Path(args.predictions).name}")
+    return m
+
+
+def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
+    state = load_checkpoint(args.checkpoint)
+    device = resolve_device(args.device)
+    generator, cfg = generator_from_checkpoint(state, args.checkpoint, device)
+    out = Path(args.out)
+    if args.noise is not None:
+        return draw_noise(generator, args, device, out)
+    overrides: dict[str, Any] = {"data.crop_size": None}  # evaluation is on whole images
+    if args.dataset is not None:
+        overrides["data.dataset"] = args.dataset
+    if args.data is not None:
+        overrides["data.root"] = str(Path(args.data).expanduser().resolve())
+    cfg = apply_overrides(cfg, overrides, "command line")
+    split = load_split(cfg.data, args.split)
+    threshold, source = args.threshold, "fixed"
+    if args.val_threshold:
+        val_metrics, _ = evaluate(generator, load_split(cfg.data, "val"), device, cfg.train.eval_batch_size)
+        threshold, source = val_metrics["best_f1_threshold"], "validation best F1"
+    probs = predict(generator, split.images, device, cfg.train.eval_batch_size).cpu().numpy()[:, 0]
+    m, scores, targets = score_maps(list(probs), split, threshold)
+    m.update(dataset=cfg.data.dataset, source=str(Path(args.checkpoint).resolve()), threshold_source=source,
+             epoch=int(state["epoch"]))
+    for sub in ("probabilities", "binary"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for image_id, prob in zip(split.ids, probs):
+        save_map(out / "probabilities" / f"{image_id}.png", prob)
+        save_map(out / "binary" / f"{image_id}.png", (prob >= threshold).astype(np.float32))
+    write_report(out, m, scores, targets, f"{cfg.data.dataset} {args.split}: epoch {state['epoch']}")
+    return m
+
+
+def draw_noise(generator, args: argparse.Namespace, device: torch.device, out: Path) -> dict[str, Any]:
+    """Feed the generator Gaussian noise (standard normal after its input normalisation)."""
+    if args.noise < 1:
+        raise ConfigError("--noise must be at least 1")
+    gen = torch.Generator().manual_seed(args.seed)
+    h, w = args.noise_size
+    noise = generator.mean.cpu() + generator.std.cpu() * torch.randn(args.noise, 3, h, w, generator=gen)
+    probs = predict(generator, noise, device).cpu().numpy()[:, 0]
+    (out / "noise").mkdir(parents=True, exist_ok=True)
+    from PIL import Image
+
+    for i, prob in enumerate(probs):
+        shown = noise[i].clamp(0, 1).permute(1, 2, 0).numpy()
+        panel = np.concatenate([shown, np.repeat(prob[..., None], 3, axis=2)], axis=1)
+        Image.fromarray(to_uint8(panel)).save(out / "noise" / f"noise_{i:02d}.png")
+    print(f"wrote {args.noise} noise drawings to {out / 'noise'}")
+    return {}
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.noise is not None and args.checkpoint is None:
+        raise ConfigError("--noise needs --checkpoint")
+    m = run_predictions(args) if args.predictions else run_checkpoint(args)
+    if m:
+        keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
+        print(f"{m['dataset']} {m['split']} ({m['n_images']} images, threshold {m['threshold']:.4f}): "
+              + "  ".join(f"{k} {m[k]:.4f}" for k in keys))
+        print(f"wrote {Path(args.out) / 'metrics.json'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_main, argv, "vgan.evaluate")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""Vessel-segmentation metrics the way the literature computes them.
+
+Pixels inside the field-of-view mask, pooled over all images of a split (not averaged per
+image or per batch). Thresholded metrics use `score >= threshold`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.metrics import precision_recall_curve, roc_curve
+
+METRIC_NAMES = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
+
+
+def fov_pixels(probs, labels, masks) -> tuple[np.ndarray, np.ndarray]:
+    """Pool the FOV pixels of several images: returns (scores float64, targets bool), 1-D."""
+    scores, targets = [], []
+    for p, y, m in zip(probs, labels, masks):
+        p, y, m = np.asarray(p), np.asarray(y), np.asarray(m)
+        if not (p.shape == y.shape == m.shape):
+            raise ValueError(f"shapes differ: probability {p.shape}, label {y.shape}, mask {m.shape}")
+        inside = m > 0.5
+        scores.append(p[inside].astype(np.float64))
+        targets.append(y[inside] > 0.5)
+    return np.concatenate(scores), np.concatenate(targets)
+
+
+@dataclass
+class Curves:
+    fpr: np.ndarray
+    tpr: np.ndarray
+    precision: np.ndarray
+    recall: np.ndarray
+    pr_thresholds: np.ndarray
+
+
+def curves(scores: np.ndarray, targets: np.ndarray) -> Curves:
+    if targets.all() or not targets.any():
+        raise ValueError("metrics need both vessel and background pixels inside the FOV")
+    fpr, tpr, _ = roc_curve(targets, scores)
+    precision, recall, thresholds = precision_recall_curve(targets, scores)
+    return Curves(fpr, tpr, precision, recall, thresholds)
+
+
+def threshold_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float) -> dict[str, float]:
+    pred = scores >= threshold
+    tp = float(np.count_nonzero(pred & targets))
+    fp = float(np.count_nonzero(pred & ~targets))
+    fn = float(np.count_nonzero(~pred & targets))
+    tn = float(targets.size - tp - fp - fn)
+    return {
+        "threshold": float(threshold),
+        "f1": 2 * tp / max(2 * tp + fp + fn, 1.0),
+        "accuracy": (tp + tn) / max(targets.size, 1),
+        "sensitivity": tp / max(tp + fn, 1.0),
+        "specificity": tn / max(tn + fp, 1.0),
+    }
+
+
+def best_f1_threshold(c: Curves) -> float:
+    """The threshold maximising F1 on these curves (choose it on validation, apply it to test)."""
+    p, r = c.precision[:-1], c.recall[:-1]
+    f1 = np.where(p + r > 0, 2 * p * r / np.maximum(p + r, 1e-12), 0.0)
+    return float(c.pr_thresholds[int(np.argmax(f1))])
+
+
+def compute_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    """AUC-ROC, AUC-PR (trapezoid), average precision and thresholded metrics, plus the
+    best-F1 threshold of these pixels (`best_f1_threshold`, for choosing on validation)."""
+    c = curves(scores, targets)
+    out = {
+        "auc_roc": float(np.trapezoid(c.tpr, c.fpr)),
+        # recall decreases along sklearn's PR curve, hence the minus signs.
+        "auc_pr": float(-np.trapezoid(c.precision, c.recall)),
+        "average_precision": float(-np.sum(np.diff(c.recall) * c.precision[:-1])),
+    }
+    out.update(threshold_metrics(scores, targets, threshold))
+    out["best_f1_threshold"] = best_f1_threshold(c)
+    return out

@@ -1,0 +1,136 @@
+"""The V-GAN networks: a U-Net generator and a discriminator on concat(image, vessel map).
+
+Only `nn.Module`s and their config dataclass live here; losses and training are elsewhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DISC_HEADS = ("pixel", "patch", "image")
+DISC_NORMS = ("none", "instance", "layer", "batch")
+
+
+@dataclass
+class ModelConfig:
+    base_width: int = 16  # channels of the first U-Net level; doubled at each level down
+    depth: int = 3  # number of 2x downsamplings in the U-Net
+    disc_head: str = "patch"  # pixel | patch | image (V-GAN's discriminator variants)
+    disc_width: int = 16
+    disc_depth: int = 3  # stride-2 convolutions before the patch/image head
+    disc_norm: str = "instance"  # none | instance | layer | batch (batch is refused with WGAN-GP)
+
+
+class ConvBlock(nn.Sequential):
+    """Two Conv3x3-BN-ReLU layers, the unit of the reference implementation's U-Net."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False),
+            nn.BatchNorm2d(out_ch),
+            nn.ReLU(inplace=True),
+        )
+
+
+class Generator(nn.Module):
+    """U-Net mapping RGB in [0, 1] of any size to vessel logits of the same size.
+
+    Normalisation statistics are buffers (set from the training split) and padding to a
+    multiple of 2**depth happens inside, so a saved generator is self-contained.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.depth = cfg.depth
+        widths = [cfg.base_width * 2**i for i in range(cfg.depth + 1)]
+        self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
+        self.register_buffer("std", torch.full((1, 3, 1, 1), 0.25))
+        self.down = nn.ModuleList([ConvBlock(3, widths[0])])
+        self.down.extend(ConvBlock(widths[i - 1], widths[i]) for i in range(1, cfg.depth + 1))
+        self.up = nn.ModuleList(
+            nn.ConvTranspose2d(widths[i], widths[i - 1], 2, stride=2) for i in range(cfg.depth, 0, -1)
+        )
+        self.merge = nn.ModuleList(ConvBlock(2 * widths[i - 1], widths[i - 1]) for i in range(cfg.depth, 0, -1))
+        self.head = nn.Conv2d(widths[0], 1, 1)
+
+    @torch.no_grad()
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.mean.copy_(mean.reshape(1, 3, 1, 1))
+        self.std.copy_(std.reshape(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = 2**self.depth
+        pad_h, pad_w = (-h) % m, (-w) % m
+        x = (x - self.mean) / self.std
+        # Zero in normalised space is the mean colour: padding blends with the FOV border.
+        x = F.pad(x, (0, pad_w, 0, pad_h))
+        skips = []
+        for i, block in enumerate(self.down):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            skips.append(x)
+        skips.pop()
+        for up, merge in zip(self.up, self.merge):
+            x = merge(torch.cat([up(x), skips.pop()], dim=1))
+        return self.head(x)[..., :h, :w]
+
+
+def _norm(kind: str, ch: int) -> nn.Module:
+    if kind == "instance":
+        return nn.InstanceNorm2d(ch, affine=True)
+    if kind == "layer":
+        return nn.GroupNorm(1, ch)  # LayerNorm over (C, H, W) for conv features
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    return nn.Identity()
+
+
+class Discriminator(nn.Module):
+    """Scores concat(image, vessel map); returns raw scores (no sigmoid: WGAN needs a critic).
+
+    Heads after V-GAN: `pixel` scores every pixel (1x1 convolutions), `patch` scores
+    receptive-field patches after `disc_depth` stride-2 convolutions, `image` pools to one
+    score per image. Output shape (N, 1, h, w) with h, w depending on the head.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.head_kind = cfg.disc_head
+        w = cfg.disc_width
+        layers: list[nn.Module] = []
+        bias = cfg.disc_norm == "none"  # a normalisation right after a conv cancels its bias
+        if cfg.disc_head == "pixel":
+            ch = 4
+            for out in (w, 2 * w):
+                layers += [nn.Conv2d(ch, out, 1, bias=bias), _norm(cfg.disc_norm, out), nn.LeakyReLU(0.2, inplace=True)]
+                ch = out
+        else:
+            layers += [nn.Conv2d(4, w, 3, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            ch = w
+            for i in range(cfg.disc_depth):
+                out = w * 2 ** min(i + 1, 3)
+                layers += [
+                    nn.Conv2d(ch, out, 4, stride=2, padding=1, bias=bias),
+                    _norm(cfg.disc_norm, out),
+                    nn.LeakyReLU(0.2, inplace=True),
+                ]
+                ch = out
+        self.features = nn.Sequential(*layers)
+        self.out = nn.Conv2d(ch, 1, 1 if cfg.disc_head == "pixel" else 3, padding=0 if cfg.disc_head == "pixel" else 1)
+
+    def forward(self, image: torch.Tensor, vessel_map: torch.Tensor) -> torch.Tensor:
+        return self.score(torch.cat([image, vessel_map], dim=1))
+
+    def score(self, x: torch.Tensor) -> torch.Tensor:
+        """Scores of an already concatenated (N,4,H,W) input (the gradient penalty needs it)."""
+        score = self.out(self.features(x))
+        if self.head_kind == "image":
+            score = score.mean(dim=(2, 3), keepdim=True)
+        return score

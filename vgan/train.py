@@ -1,0 +1,133 @@
+"""`python -m vgan.train`: train V-GAN from a config, resumable.
+
+    python -m vgan.train [--config CONFIG] [--data ROOT] [--epochs N] [--out DIR]
+                         [--resume CKPT] [--device DEV]
+
+Without --config the built-in defaults train on the synthetic dataset (no download).
+The run folder gets config.yaml, metrics.jsonl (one line per epoch), checkpoints/last.pt
+and best.pt (full state: both nets, both optimizers, epoch, config, RNG), previews/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import yaml
+
+from vgan.cli import run_cli
+from vgan.config import DEVICES, Config, apply_overrides, config_from_dict, load_config
+from vgan.data import load_train_val
+from vgan.errors import ConfigError
+from vgan.trainer import Trainer, checkpoint_config, count_parameters, load_checkpoint, resolve_device
+from vgan.visualize import save_previews
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vgan.train", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
+    p.add_argument("--config", help="YAML config (default: built-in synthetic defaults, or the checkpoint's)")
+    p.add_argument("--data", help="dataset root (overrides data.root)")
+    p.add_argument("--epochs", type=int, help="total epochs to reach (overrides train.epochs)")
+    p.add_argument("--out", help="run folder (default: runs/<config>-<time>, or the resumed run's folder)")
+    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint written by this command")
+    p.add_argument("--device", choices=DEVICES, help="overrides train.device")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def resolve_config(args: argparse.Namespace, resume_state: dict[str, Any] | None) -> Config:
+    if args.config:
+        cfg = load_config(args.config)
+    elif resume_state is not None:
+        cfg = checkpoint_config(resume_state, args.resume)
+    else:
+        cfg = config_from_dict({}, "built-in defaults")
+    overrides: dict[str, Any] = {}
+    if args.data is not None:
+        if cfg.data.dataset == "synthetic":
+            raise ConfigError("--data: the synthetic dataset is generated and takes no data root")
+        overrides["data.root"] = str(Path(args.data).expanduser().resolve())
+    if args.epochs is not None:
+        overrides["train.epochs"] = args.epochs
+    if args.device is not None:
+        overrides["train.device"] = args.device
+    return apply_overrides(cfg, overrides, "command line") if overrides else cfg
+
+
+def default_out(args: argparse.Namespace) -> Path:
+    if args.out:
+        return Path(args.out)
+    if args.resume and Path(args.resume).resolve().parent.name == "checkpoints":
+        return Path(args.resume).resolve().parent.parent
+    stem = Path(args.config).stem if args.config else "synthetic"
+    return Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def format_record(r: dict[str, float], epochs: int, best: bool) -> str:
+    return (
+        f"epoch {int(r['epoch'])}/{epochs}  loss_g {r['loss_g']:.4f}  bce {r['loss_bce']:.4f}  "
+        f"loss_d {r['loss_d']:.4f}  val AUC-ROC {r['val_auc_roc']:.4f}  AUC-PR {r['val_auc_pr']:.4f}  "
+        f"F1 {r['val_f1']:.4f}  {r['epoch_s']:.1f}s (+{r['val_s']:.1f}s val){'  *best' if best else ''}"
+    )
+
+
+def _keep_history(path: Path, upto_epoch: int) -> None:
+    """On resume, drop metrics lines of epochs after the checkpoint (they will be re-run)."""
+    if not path.exists():
+        return
+    lines = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln)["epoch"] <= upto_epoch]
+    path.write_text("".join(ln + "\n" for ln in lines))
+
+
+def fit(trainer: Trainer, out: Path, progress: bool = True, log: Callable[[str], None] = print) -> None:
+    """Run epochs up to train.epochs, writing metrics, checkpoints and previews under `out`."""
+    cfg = trainer.cfg
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    history = out / "metrics.jsonl"
+    _keep_history(history, trainer.epoch)
+    every = cfg.train.preview_every
+    for _ in range(trainer.epoch, cfg.train.epochs):
+        result = trainer.run_epoch(progress)
+        with history.open("a") as f:
+            f.write(json.dumps(result.record) + "\n")
+        log(format_record(result.record, cfg.train.epochs, result.is_best))
+        trainer.save_checkpoint(out / "checkpoints" / "last.pt")
+        if result.is_best:
+            trainer.save_checkpoint(out / "checkpoints" / "best.pt")
+        if every and (trainer.epoch % every == 0 or trainer.epoch == cfg.train.epochs):
+            v = trainer.val
+            save_previews(out / "previews", f"epoch{trainer.epoch:04d}", v.ids, v.images.cpu().numpy(),
+                          result.probs.cpu().numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy())
+    log(f"best val {cfg.train.select_metric} {trainer.best_score:.4f} at epoch {trainer.best_epoch}; "
+        f"run folder {out}")
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    state = load_checkpoint(args.resume) if args.resume else None
+    cfg = resolve_config(args, state)
+    device = resolve_device(cfg.train.device)
+    train, val = load_train_val(cfg.data)
+    trainer = Trainer(cfg, train, val, device)
+    if state is not None:
+        trainer.load_state_dict(state, args.resume)
+    out = default_out(args)
+    d_params = f", D {count_parameters(trainer.D) / 1e6:.2f}M" if trainer.D is not None else ""
+    print(f"training on {device}: {cfg.data.dataset} ({len(train)} train / {len(val)} val images), "
+          f"G {count_parameters(trainer.G) / 1e6:.2f}M params{d_params}, {trainer.steps_per_epoch} steps per epoch, "
+          f"epochs {trainer.epoch + 1}..{cfg.train.epochs}", flush=True)
+    fit(trainer, out, progress=not args.quiet and sys.stderr.isatty())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_main, argv, "vgan.train")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""Training and evaluation of V-GAN: `d_step`, `g_step`, `train_one_epoch`, `evaluate`,
+full checkpoints. Knows nothing of CLIs, Ray or MLflow: callers drive `run_epoch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vgan import losses
+from vgan.augment import Batch, get_transform, stack
+from vgan.config import Config, config_from_dict
+from vgan.data import Split, normalization_stats
+from vgan.errors import CheckpointError, ConfigError, DivergenceError
+from vgan.metrics import compute_metrics
+from vgan.models import Discriminator, Generator
+
+CHECKPOINT_FORMAT = 1
+LOSS_NAMES = ("loss_g", "loss_bce", "loss_adv", "loss_d")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device: 'cuda' asked for, but torch sees no CUDA GPU on this machine")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("train.device: 'mps' asked for, but this machine has no MPS device")
+    return torch.device(name)
+
+
+def _autocast(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(generator: Generator, images: torch.Tensor, device: torch.device, batch_size: int = 2,
+            amp: bool = False) -> torch.Tensor:
+    """Vessel probabilities (N,1,H,W) for full-size images, on `device`."""
+    was_training = generator.training
+    generator.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        with _autocast(device, amp):
+            out.append(torch.sigmoid(generator(images[i : i + batch_size].to(device)).float()))
+    generator.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(generator: Generator, split: Split, device: torch.device, batch_size: int = 2,
+             threshold: float = 0.5, amp: bool = False) -> tuple[dict[str, float], torch.Tensor]:
+    """FOV-pooled metrics of the generator on a whole split; returns (metrics, probabilities)."""
+    probs = predict(generator, split.images, device, batch_size, amp)
+    inside = split.masks.to(device) > 0.5
+    scores = probs[inside].cpu().numpy()
+    targets = (split.labels.to(device)[inside] > 0.5).cpu().numpy()
+    if not np.isfinite(scores).all():
+        raise ValueError("the generator produced non-finite probabilities")
+    return compute_metrics(scores, targets, threshold), probs
+
+
+@dataclass
+class EpochResult:
+    record: dict[str, float]  # epoch, losses, val_* metrics, timings: one metrics.jsonl line
+    probs: torch.Tensor  # validation probabilities, for previews
+    is_best: bool
+
+
+class Trainer:
+    """Holds both networks, both optimizers and the RNG; one `run_epoch` = train + validate."""
+
+    def __init__(self, cfg: Config, train: Split, val: Split, device: torch.device):
+        self.cfg = cfg
+        self.device = device
+        t = cfg.train
+        if t.threads is not None and device.type == "cpu":
+            torch.set_num_threads(t.threads)
+        torch.manual_seed(t.seed)  # weight init
+        self.gen = torch.Generator().manual_seed(t.seed)  # every random draw of training
+        self.G = Generator(cfg.model).to(device)
+        self.G.set_normalization(*normalization_stats(train))
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.lr_g, betas=cfg.optim.betas_g,
+                                      weight_decay=cfg.optim.weight_decay)
+        self.D: Discriminator | None = None
+        self.opt_d: torch.optim.Optimizer | None = None
+        if cfg.adversarial_on:
+            self.D = Discriminator(cfg.model).to(device)
+            self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.lr_d, betas=cfg.optim.betas_d,
+                                          weight_decay=cfg.optim.weight_decay)
+        self.train_data = stack(train.images, train.labels, train.masks).to(device)
+        self.val = val.to(device)
+        self.transform = get_transform(True, cfg.data.crop_size, cfg.data.augment_strength, cfg.data.flip)
+        self.epoch = 0
+        self.best_score = -math.inf
+        self.best_epoch = 0
+
+    # ------------------------------------------------------------------ steps
+
+    @property
+    def steps_per_epoch(self) -> int:
+        t = self.cfg.train
+        return t.steps_per_epoch or math.ceil(len(self.train_data) / t.batch_size)
+
+    def _amp(self):
+        return _autocast(self.device, self.cfg.train.amp)
+
+    def next_batch(self) -> Batch:
+        n, b = len(self.train_data), self.cfg.train.batch_size
+        index = torch.randperm(n, generator=self.gen)[:b] if b <= n else torch.randint(0, n, (b,), generator=self.gen)
+        return self.transform(self.train_data, index, self.gen)
+
+    def d_step(self) -> torch.Tensor:
+        """One critic/discriminator update on a fresh batch; returns its loss (on device)."""
+        assert self.D is not None and self.opt_d is not None
+        b = self.next_batch()
+        with torch.no_grad(), self._amp():
+            fake = torch.sigmoid(self.G(b.images)).float()
+        with self._amp():
+            d_real, d_fake = self.D(b.images, b.labels), self.D(b.images, fake)
+            if self.cfg.loss.adversarial == "wgan-gp":
+                loss = losses.wgan_critic_loss(d_real.float(), d_fake.float())
+                eps = torch.rand(len(fake), generator=self.gen).to(self.device, non_blocking=True)
+                real_x, fake_x = torch.cat([b.images, b.labels], 1), torch.cat([b.images, fake], 1)
+                loss = loss + self.cfg.loss.gp_weight * losses.gradient_penalty(self.D.score, real_x, fake_x, eps)
+            else:
+                loss = losses.vanilla_discriminator_loss(d_real.float(), d_fake.float())
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        return loss.detach()
+
+    def g_step(self) -> torch.Tensor:
+        """One generator update; returns (loss_g, loss_bce, loss_adv) stacked (on device)."""
+        lc = self.cfg.loss
+        b = self.next_batch()
+        with self._amp():
+            logits = self.G(b.images).float()
+            bce = losses.seg_bce(logits, b.labels)
+            adv = torch.zeros((), device=self.device)
+            if self.D is not None:
+                self.D.requires_grad_(False)  # no wasted D gradients during the G step
+                d_fake = self.D(b.images, torch.sigmoid(logits)).float()
+                self.D.requires_grad_(True)
+                adv = losses.wgan_generator_loss(d_fake) if lc.adversarial == "wgan-gp" else \
+                    losses.vanilla_generator_loss(d_fake)
+            loss = lc.bce_weight * bce + lc.adv_weight * adv
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        return torch.stack([loss.detach(), bce.detach(), adv.detach()])
+
+    def train_one_epoch(self, progress: bool = False) -> dict[str, float]:
+        """Mean losses of one epoch. Losses stay on the device until the epoch ends."""
+        self.G.train()
+        if self.D is not None:
+            self.D.train()
+        steps = self.steps_per_epoch
+        g_sum = torch.zeros(3, device=self.device)
+        d_sum = torch.zeros((), device=self.device)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=steps, desc=f"epoch {self.epoch}", leave=False, unit="step", dynamic_ncols=True)
+        for _ in range(steps):
+            if self.D is not None:
+                for _ in range(self.cfg.loss.n_critic):
+                    d_sum += self.d_step()
+            g_sum += self.g_step()
+            if bar is not None:
+                bar.update()
+        if bar is not None:
+            bar.close()
+        d_steps = steps * self.cfg.loss.n_critic if self.D is not None else 1
+        values = (torch.cat([g_sum / steps, (d_sum / d_steps).view(1)])).tolist()
+        out = dict(zip(LOSS_NAMES, values))
+        for name, value in out.items():
+            if not math.isfinite(value):
+                raise DivergenceError(self.epoch, name, value)
+        return out
+
+    def validate(self) -> tuple[dict[str, float], torch.Tensor]:
+        t = self.cfg.train
+        try:
+            return evaluate(self.G, self.val, self.device, t.eval_batch_size, amp=t.amp)
+        except ValueError as e:
+            if "non-finite" in str(e):
+                raise DivergenceError(self.epoch, "val_probability", float("nan")) from None
+            raise
+
+    def run_epoch(self, progress: bool = False) -> EpochResult:
+        self.epoch += 1
+        t0 = time.perf_counter()
+        record: dict[str, float] = {"epoch": self.epoch}
+        record.update(self.train_one_epoch(progress))
+        t1 = time.perf_counter()
+        metrics, probs = self.validate()
+        t2 = time.perf_counter()
+        record.update({f"val_{k}": v for k, v in metrics.items()})
+        record.update(epoch_s=t1 - t0, val_s=t2 - t1)
+        score = metrics[self.cfg.train.select_metric]
+        is_best = score > self.best_score
+        if is_best:
+            self.best_score, self.best_epoch = score, self.epoch
+        return EpochResult(record, probs, is_best)
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "gen": self.gen.get_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "config": self.cfg.to_dict(),
+            "generator": self.G.state_dict(),
+            "discriminator": self.D.state_dict() if self.D is not None else None,
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "rng": rng,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str = "<checkpoint>") -> None:
+        check_model_matches(state, self.cfg, source)
+        try:
+            self.G.load_state_dict(state["generator"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            if self.D is not None:
+                if state.get("discriminator") is None:
+                    raise CheckpointError(f"{source}: has no discriminator, but the config trains one")
+                self.D.load_state_dict(state["discriminator"])
+                self.opt_d.load_state_dict(state["opt_d"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise CheckpointError(f"{source}: does not fit this model ({e})") from None
+        self.epoch = int(state["epoch"])
+        self.best_score = float(state["best_score"])
+        self.best_epoch = int(state["best_epoch"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        self.gen.set_state(rng["gen"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+
+    def save_checkpoint(self, path: str | os.PathLike) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint behind
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint with `weights_only=True` and check it is one of ours."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: not a readable vgan checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "generator" not in state:
+        raise CheckpointError(f"{path}: not a vgan checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    return state
+
+
+def checkpoint_config(state: dict[str, Any], source: str) -> Config:
+    try:
+        return config_from_dict(state["config"], f"{source} (saved config)")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+
+
+def check_model_matches(state: dict[str, Any], cfg: Config, source: str) -> None:
+    saved = state.get("config", {}).get("model", {})
+    wanted = cfg.to_dict()["model"]
+    diff = [f"model.{k}: checkpoint {saved.get(k)!r}, config {v!r}" for k, v in wanted.items() if saved.get(k) != v]
+    if diff:
+        raise CheckpointError(f"{source}: checkpoint of another model shape ({'; '.join(diff)})")
+
+
+def generator_from_checkpoint(state: dict[str, Any], source: str, device: torch.device) -> tuple[Generator, Config]:
+    cfg = checkpoint_config(state, source)
+    g = Generator(cfg.model)
+    try:
+        g.load_state_dict(state["generator"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{source}: generator weights do not fit its saved config ({e})") from None
+    return g.to(device).eval(), cfg
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

@@ -1,0 +1,76 @@
+"""Pictures for people: validation previews, probability maps and ROC/PR curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from vgan.metrics import Curves
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def error_overlay(prob: np.ndarray, label: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """RGB map of the binarised prediction inside the FOV: white = hit, red = false vessel,
+    blue = missed vessel, black = correct background."""
+    pred, truth, inside = prob >= threshold, label > 0.5, mask > 0.5
+    out = np.zeros(prob.shape + (3,), dtype=np.float32)
+    out[pred & truth & inside] = (1, 1, 1)
+    out[pred & ~truth & inside] = (1, 0, 0)
+    out[~pred & truth & inside] = (0, 0.4, 1)
+    return out
+
+
+def preview(image: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """image | probability | ground truth | error overlay, side by side (H, 4W, 3) uint8.
+    `image` is (3,H,W); the maps are (H,W)."""
+    gray = lambda m: np.repeat(m[..., None], 3, axis=2)  # noqa: E731
+    panels = [image.transpose(1, 2, 0), gray(prob), gray(label), error_overlay(prob, label, mask)]
+    return to_uint8(np.concatenate(panels, axis=1))
+
+
+def save_previews(folder: Path, tag: str, ids, images, probs, labels, masks) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, name in enumerate(ids):
+        path = folder / f"{tag}_{name}.png"
+        Image.fromarray(preview(images[i], probs[i, 0], labels[i, 0], masks[i, 0])).save(path)
+        paths.append(path)
+    return paths
+
+
+def save_map(path: Path, prob: np.ndarray) -> None:
+    """An 8-bit PNG of a probability map (value = round(255 * p))."""
+    Image.fromarray(to_uint8(prob)).save(path)
+
+
+def save_curves(folder: Path, c: Curves, metrics: dict[str, float], title: str) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, x, y, xl, yl, label in (
+        ("roc", c.fpr, c.tpr, "false positive rate", "true positive rate (sensitivity)",
+         f"AUC-ROC = {metrics['auc_roc']:.4f}"),
+        ("pr", c.recall, c.precision, "recall (sensitivity)", "precision", f"AUC-PR = {metrics['auc_pr']:.4f}"),
+    ):
+        fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+        ax.plot(x, y, lw=1.5, label=label)
+        if name == "roc":
+            ax.plot([0, 1], [0, 1], ls="--", c="gray", lw=0.8)
+        ax.set(xlabel=xl, ylabel=yl, xlim=(0, 1), ylim=(0, 1.01), title=title)
+        ax.legend(loc="lower right" if name == "roc" else "lower left")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = folder / f"{name}.png"
+        fig.savefig(path)
+        plt.close(fig)
+        out.append(path)
+    return out
