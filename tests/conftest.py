@@ -58,7 +58,7 @@ def tiny_config_file(tmp_path, tiny_values) -> Path:
 
 
 def write_yaml(path: Path, values: dict) -> Path:
-    path.write_text(yaml.safe_dump(values))
+    path.write_text(yaml.safe_dump(values, sort_keys=False))  # order matters in search spaces
     return path
 
 

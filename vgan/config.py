@@ -110,7 +110,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping, got {type(value).__name__}")
-        return _build(tp, value, source, prefix=f"{key}.")
+        return from_dict(tp, value, source, prefix=f"{key}.")
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = typing.get_args(tp)
@@ -148,7 +148,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     raise TypeError(f"unsupported config annotation {tp!r} for {key}")
 
 
-def _build(cls: type, values: dict[str, Any], source: str, prefix: str = "") -> Any:
+def from_dict(cls: type, values: dict[str, Any], source: str, prefix: str = "") -> Any:
+    """Build dataclass `cls` from plain values, naming the file and dotted key of any problem."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in values:
@@ -167,24 +168,28 @@ def config_from_dict(values: dict[str, Any] | None, source: str = "<config>") ->
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(values).__name__}")
-    cfg = _build(Config, values, source)
+    cfg = from_dict(Config, values, source)
     validate(cfg, source)
     return cfg
 
 
-def load_config(path: str | os.PathLike) -> Config:
-    path = Path(path)
+def read_yaml(path: Path, what: str = "config file", error: type[ConfigError] = ConfigError) -> Any:
+    """`yaml.safe_load` of a file; a missing, unreadable or malformed file raises `error` naming it."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise error(f"{path}: {what} not found") from None
     except OSError as e:
-        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from None
+        raise error(f"{path}: cannot read {what} ({e.strerror})") from None
     try:
-        values = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: malformed YAML: {e}") from None
-    cfg = config_from_dict(values, str(path))
+        raise error(f"{path}: malformed YAML: {e}") from None
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    path = Path(path)
+    cfg = config_from_dict(read_yaml(path), str(path))
     if cfg.data.root is not None:
         # Relative roots mean "relative to the config file", so a config works from any cwd.
         cfg.data.root = str((path.parent / cfg.data.root).resolve())

@@ -7,6 +7,7 @@ Every problem with the files raises `DataError` naming the file.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -250,6 +251,16 @@ def load_split(cfg: DataConfig, split: str) -> Split:
         return read_pool(cfg, "test")
     train, val = load_train_val(cfg)
     return train if split == "train" else val
+
+
+def split_fingerprint(*splits: Split) -> str:
+    """Short hash of the ids and pixels of splits, to tell which images a model saw or was scored on."""
+    h = hashlib.sha256()
+    for s in splits:
+        h.update(f"{s.name}:{','.join(s.ids)};".encode())
+        for t in (s.images, s.labels, s.masks):
+            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 def check_crop(cfg: DataConfig, train: Split) -> None:

@@ -134,3 +134,23 @@ class Discriminator(nn.Module):
         if self.head_kind == "image":
             score = score.mean(dim=(2, 3), keepdim=True)
         return score
+
+
+class VesselSegmenter(nn.Module):
+    """What ships: RGB in [0, 1], shape (N, 3, H, W) of any size -> probabilities (N, 1, H, W).
+
+    Pads by 1..2**depth rows and columns (never 0) of the training mean colour before the
+    generator, so `torch.export` traces a single branch that holds for every input size
+    (a padding of 0 vs > 0 would otherwise be baked into the exported graph).
+    """
+
+    def __init__(self, generator: Generator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        m = 2**self.generator.depth
+        mean = self.generator.mean
+        x = F.pad(x - mean, (0, m - w % m, 0, m - h % m)) + mean  # mean colour = 0 once normalised
+        return torch.sigmoid(self.generator(x))[..., :h, :w]

@@ -129,3 +129,11 @@ def test_empty_split():
 def test_crop_larger_than_images(drive_root):
     with pytest.raises(DataError, match="crop_size = 1024 is larger than the training images"):
         load_train_val(DataConfig(dataset="drive", root=str(drive_root), crop_size=1024))
+
+
+def test_split_fingerprint_tells_splits_apart():
+    from vgan.data import split_fingerprint
+
+    train, val = load_train_val(DataConfig())
+    assert split_fingerprint(train, val) == split_fingerprint(*load_train_val(DataConfig()))
+    assert split_fingerprint(train, val) != split_fingerprint(*load_train_val(DataConfig(split_seed=1)))
