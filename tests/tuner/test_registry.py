@@ -1,0 +1,78 @@
+import pytest
+import torch
+
+from conftest import TINY
+from tuner.registry import CHALLENGER, CHAMPION, decide, register_candidate
+from tuner.tracking import Study, log_best_artifacts
+from tuner.trainable import save_best
+from vgan.config import config_from_dict
+from vgan.data import load_train_val
+from vgan.trainer import Trainer
+
+
+def test_gate_decisions():
+    assert decide(None, 0.9, 0.0) == (True, "first champion")
+    promoted, reason = decide(("3", 0.95), 0.96, 0.005)
+    assert promoted and "beats champion v3" in reason
+    promoted, reason = decide(("3", 0.95), 0.953, 0.005)
+    assert not promoted and "does not beat champion v3 (0.9500) by more than 0.005" in reason
+
+
+@pytest.fixture
+def logged_model(tmp_path):
+    """A tiny trained generator logged the way trials log theirs; returns (client, run_id, uri, cfg)."""
+    cfg = config_from_dict(TINY)
+    train, val = load_train_val(cfg.data)
+    t = Trainer(cfg, train, val, torch.device("cpu"))
+    result = t.run_epoch()
+    save_best(tmp_path / "best", t, result.probs, result.record)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    study = Study.start(uri, "registry-test", "study", {}, resume=False)
+    run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
+    model_uri = log_best_artifacts(uri, run.info.run_id, tmp_path / "best")
+    return study.client, run.info.run_id, model_uri, cfg
+
+
+def test_promotion_gate_both_ways(logged_model, monkeypatch):
+    client, run_id, model_uri, cfg = logged_model
+    first = register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
+    assert first.promoted and first.reason == "first champion"
+    assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == first.version
+    tags = client.get_model_version("vgan-generator", first.version).tags
+    assert {"test_auc_roc", "val_auc_roc", "git_commit", "data_split_hash", "config"} <= set(tags)
+
+    # the same model again does not beat the champion: challenger only, reason tagged
+    second = register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
+    assert not second.promoted and "does not beat" in second.reason
+    assert str(client.get_model_version_by_alias("vgan-generator", CHALLENGER).version) == second.version
+    assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == first.version
+    assert client.get_model_version("vgan-generator", second.version).tags["promotion"] == second.reason
+
+    # a champion with a lower test score is replaced
+    client.set_model_version_tag("vgan-generator", first.version, "test_auc_roc", "0.1")
+    third = register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
+    assert third.promoted
+    assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == third.version
+
+
+def test_registered_model_takes_any_size(logged_model):
+    import mlflow.pytorch
+
+    client, run_id, model_uri, cfg = logged_model
+    model = mlflow.pytorch.load_model(model_uri)
+    for shape in [(1, 3, 584, 565), (2, 3, 37, 64)]:
+        out = model(torch.rand(*shape))
+        assert out.shape == (shape[0], 1, *shape[2:]) and 0 <= out.min() and out.max() <= 1
+
+
+def test_promote_by_hand(logged_model, capsys):
+    from tuner.promote import main
+
+    client, run_id, model_uri, cfg = logged_model
+    register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {}, 0.0, "s")
+    v2 = register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {}, 0.0, "s")
+    uri = client._tracking_client.tracking_uri
+    assert main(["--version", v2.version, "--tracking-uri", uri]) == 0
+    assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == v2.version
+    assert main(["--version", "99", "--tracking-uri", uri]) == 2
+    assert "--version 99: no such version" in capsys.readouterr().err

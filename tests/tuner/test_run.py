@@ -1,0 +1,102 @@
+"""The whole search, for real: Ray, Optuna, ASHA, MLflow and the registry on the smoke space."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+
+from conftest import REPO, write_yaml
+from tuner.run import main
+
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory):
+    work = tmp_path_factory.mktemp("smoke")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "tuner.run", "--space", str(SMOKE), "--name", "smoke",
+         "--storage", str(work / "ray"), "--tracking-uri", f"sqlite:///{work}/mlflow.db"],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return work, proc.stdout
+
+
+@pytest.mark.slow
+def test_smoke_study_end_to_end(smoke_study):
+    import mlflow.pytorch
+    import optuna
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    work, out = smoke_study
+    space = yaml.safe_load(SMOKE.read_text())
+    epochs = space["train"]["epochs"]
+
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{work}/ray/optuna.db")
+    trials = study.trials
+    assert len(trials) >= 6
+    pruned = [t for t in trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert pruned, [t.state for t in trials]
+    assert all(max(t.intermediate_values) < epochs for t in pruned)
+
+    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
+    exp = client.get_experiment_by_name(space["mlflow"]["experiment"])
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("kind") == "study"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == len(trials)
+    statuses = {r.data.tags["status"] for r in children}
+    assert "pruned" in statuses and statuses <= {"completed", "pruned", "failed"}
+    for r in children:
+        assert r.data.tags["node_id"] and r.data.tags["trial_id"]
+        history = client.get_metric_history(r.info.run_id, "val_auc_roc")
+        steps = sorted(m.step for m in history)
+        assert steps == list(range(1, len(steps) + 1)) and steps
+        if r.data.tags["status"] == "pruned":
+            assert int(r.data.tags["pruned_at_epoch"]) == steps[-1] < epochs
+        else:
+            assert steps[-1] == epochs
+        assert r.data.tags.get("best_model_uri"), "every trial logs its best generator"
+        assert "optim.lr_g" in r.data.params
+
+    parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
+    assert {"trials.csv", "best_config.yaml", "optuna"} <= parent_artifacts
+
+    champion = mlflow.pytorch.load_model(f"models:/{space['mlflow']['registered_model']}@champion")
+    probs = champion(torch.rand(1, 3, 584, 565))
+    assert probs.shape == (1, 1, 584, 565) and 0 <= probs.min() and probs.max() <= 1
+    assert "registered vgan-generator version 1 (challenger, champion)" in out
+
+
+@pytest.mark.parametrize("mutate, argv, fragment", [
+    (lambda v: v["search"].update({"optim.lr_g": {"type": "loguniform", "low": 0.1, "high": 0.01}}), [],
+     "'search.optim.lr_g' needs low < high"),
+    (lambda v: v["resources"].update(gpu=1), [], "'resources.gpu' asks for 1 GPU per trial, but this machine has none"),
+    (lambda v: v["data"].update(dataset="drive"), ["--data", "/nowhere/DRIVE"], "/nowhere/DRIVE: dataset root missing"),
+    (lambda v: None, ["--resume", "--name", "nope"], "--resume: no study 'nope'"),
+    (lambda v: None, ["--tracking-uri", "./mlruns"], "no file store"),
+])
+def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fragment):
+    values = yaml.safe_load(SMOKE.read_text())
+    mutate(values)
+    path = write_yaml(tmp_path / "space.yaml", values)
+    if torch_has_gpu() and "gpu" in fragment:
+        pytest.skip("this machine has a GPU")
+    t0 = time.perf_counter()
+    code = main(["--space", str(path), "--storage", str(tmp_path / "ray")] + argv)
+    err = capsys.readouterr().err
+    assert code == 2 and fragment in err and err.count("\n") == 1, err
+    assert not (tmp_path / "ray").exists()  # nothing started
+    assert time.perf_counter() - t0 < 30
+
+
+def torch_has_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

@@ -1,0 +1,69 @@
+import functools
+
+import optuna
+import pytest
+
+from conftest import REPO
+from tuner.search import make_searcher, study_storage_url
+from tuner.space import load_space
+
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+
+
+def searcher(tmp_path):
+    space = load_space(SMOKE)
+    return make_searcher(space, "s", study_storage_url(str(tmp_path))), space
+
+
+def report(s, trial_id, epochs, score=0.5):
+    for e in range(1, epochs + 1):
+        result = {"val_auc_roc": score + e / 100, "training_iteration": e, "epoch": e}
+        if e < epochs:
+            s.on_trial_result(trial_id, result)
+    return result
+
+
+def states(tmp_path):
+    study = optuna.load_study(study_name="s", storage=study_storage_url(str(tmp_path)))
+    return {t.number: t for t in study.trials}
+
+
+def test_asha_stopped_trial_is_pruned_with_all_its_epochs(tmp_path):
+    s, space = searcher(tmp_path)
+    s.suggest("a")
+    s.on_trial_complete("a", report(s, "a", 2))  # stopped at epoch 2 of 6
+    t = states(tmp_path)[0]
+    assert t.state == optuna.trial.TrialState.PRUNED
+    assert t.intermediate_values == {1: 0.51, 2: 0.52}
+
+
+def test_finished_and_failed_trials(tmp_path):
+    s, space = searcher(tmp_path)
+    s.suggest("done")
+    s.on_trial_complete("done", report(s, "done", space.epochs))
+    s.suggest("boom")
+    s.on_trial_complete("boom", None, error=True)
+    t = states(tmp_path)
+    assert t[0].state == optuna.trial.TrialState.COMPLETE and t[0].value == pytest.approx(0.5 + space.epochs / 100)
+    assert t[1].state == optuna.trial.TrialState.FAIL
+
+
+def test_study_lives_in_an_rdb_with_its_name(tmp_path):
+    s, _ = searcher(tmp_path)
+    s.suggest("a")
+    assert (tmp_path / "optuna.db").is_file()
+    assert optuna.get_all_study_names(study_storage_url(str(tmp_path))) == ["s"]
+
+
+def test_storage_urls(tmp_path):
+    assert study_storage_url(str(tmp_path)) == f"sqlite:///{tmp_path}/optuna.db"
+    assert study_storage_url("postgresql://u@h/db") == "postgresql://u@h/db"
+    with pytest.raises(ValueError, match="object-store"):
+        study_storage_url("s3://bucket/x")
+
+
+def test_define_by_run_is_picklable(tmp_path):
+    import pickle
+
+    s, _ = searcher(tmp_path)
+    assert isinstance(pickle.loads(pickle.dumps(s._space)), functools.partial)

@@ -1,0 +1,107 @@
+import optuna
+import pytest
+import yaml
+
+from conftest import REPO, write_yaml
+from tuner.run import check_gpus
+from tuner.space import SpaceError, define_by_run, load_space
+
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+
+
+@pytest.mark.parametrize("name", ["smoke", "gp", "gp_cpu", "paper"])
+def test_shipped_spaces_load(name, drive_root):
+    space = load_space(REPO / "search_spaces" / f"{name}.yaml", None if name == "smoke" else str(drive_root))
+    assert space.params and space.tune.metric == "val_auc_roc"
+    assert space.trainer_config().data.dataset == ("synthetic" if name == "smoke" else "drive")
+
+
+def smoke_values():
+    return yaml.safe_load(SMOKE.read_text())
+
+
+@pytest.mark.parametrize("mutate, fragments", [
+    (lambda v: v.update(tuning={}), ["unknown section 'tuning'"]),
+    (lambda v: v["tune"].update(num_sample=3), ["unknown key 'tune.num_sample'"]),
+    (lambda v: v["search"].update({"optim.learning_rate": {"type": "uniform", "low": 0, "high": 1}}),
+     ["'search.optim.learning_rate' is not a trainer config key"]),
+    (lambda v: v["search"].update({"optim.lr_d": {"type": "gaussian", "low": 0, "high": 1}}),
+     ["'search.optim.lr_d.type' unknown distribution 'gaussian'"]),
+    (lambda v: v["search"].update({"optim.lr_d": {"type": "uniform", "low": 0.1, "high": 0.1}}),
+     ["'search.optim.lr_d' needs low < high"]),
+    (lambda v: v["search"].update({"optim.lr_d": {"type": "loguniform", "low": 0, "high": 0.1}}),
+     ["'search.optim.lr_d.low' must be > 0 on a log scale"]),
+    (lambda v: v["search"].update({"loss.n_critic": {"type": "int", "low": 0, "high": 3, "log": True}}),
+     ["'search.loss.n_critic.low' must be > 0 on a log scale"]),
+    (lambda v: v["search"].update({"model.disc_head": {"type": "categorical", "choices": []}}),
+     ["'search.model.disc_head.choices' must be a non-empty list"]),
+    (lambda v: v["search"].update({"data.crop_size": {"type": "categorical", "choices": [32, 30]}}),
+     ["'search.data.crop_size' value 30 is not valid", "divisible"]),
+    (lambda v: v["search"].update({"loss.n_critic": {"type": "uniform", "low": 1, "high": 3}}),
+     ["'search.loss.n_critic.type' uniform draws floats", "use type int"]),
+    (lambda v: v["search"].update({"optim.lr_d": {"type": "uniform", "low": 0.1, "high": 0.2, "sigma": 1}}),
+     ["'search.optim.lr_d.sigma' is not a field of a uniform distribution"]),
+    (lambda v: v.update(search={"loss.gp_weight": {"type": "uniform", "low": 1, "high": 2,
+                                                  "when": {"loss.adversarial": "wgan-gp"}},
+                                "loss.adversarial": {"type": "categorical", "choices": ["wgan-gp", "vanilla"]}}),
+     ["refers to a searched key listed later"]),
+    (lambda v: v["model"].update(widht=3), ["unknown key 'model.widht'"]),
+    (lambda v: v["tune"].update(mode="maximise"), ["'tune.mode' must be 'max' or 'min'"]),
+    (lambda v: v["resources"].update(gpu=-1), ["'resources.gpu'"]),
+])
+def test_bad_space_names_file_and_key(tmp_path, mutate, fragments):
+    values = smoke_values()
+    mutate(values)
+    path = write_yaml(tmp_path / "space.yaml", values)
+    with pytest.raises(SpaceError) as e:
+        load_space(path)
+    assert str(path) in str(e.value)
+    for f in fragments:
+        assert f in str(e.value)
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("search: {optim.lr_g: [1, 2\n")
+    with pytest.raises(SpaceError, match="broken.yaml: malformed YAML"):
+        load_space(path)
+
+
+def test_gpu_asked_where_none(tmp_path):
+    values = smoke_values()
+    values["resources"]["gpu"] = 0.25
+    space = load_space(write_yaml(tmp_path / "gpu.yaml", values))
+    with pytest.raises(SpaceError, match="'resources.gpu' asks for 0.25 GPU per trial, but this machine has none"):
+        check_gpus(space, 0, "this machine")
+    check_gpus(space, 1, "this machine")  # a fraction fits on one GPU
+    space.resources.gpu = 2
+    with pytest.raises(SpaceError, match="has 1"):
+        check_gpus(space, 1, "this machine")
+
+
+def test_conditional_parameter_only_when_its_condition_holds():
+    space = load_space(SMOKE)
+    vanilla = optuna.trial.FixedTrial({"optim.lr_g": 1e-3, "loss.adversarial": "vanilla", "loss.adv_weight": 0.1})
+    define_by_run(vanilla, space.params, space.base)
+    assert "loss.gp_weight" not in vanilla.params
+    gp = optuna.trial.FixedTrial({"optim.lr_g": 1e-3, "loss.adversarial": "wgan-gp", "loss.gp_weight": 5.0,
+                                  "loss.adv_weight": 0.1})
+    define_by_run(gp, space.params, space.base)
+    assert gp.params["loss.gp_weight"] == 5.0
+
+
+def test_sampled_values_make_trainer_configs():
+    space = load_space(SMOKE)
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
+    for _ in range(5):
+        trial = study.ask()
+        define_by_run(trial, space.params, space.base)
+        cfg = space.trainer_config(trial.params)
+        assert cfg.optim.lr_g == trial.params["optim.lr_g"]
+        assert 1e-4 <= cfg.optim.lr_g <= 3e-2
+        study.tell(trial, 0.5)
+
+
+def test_data_root_is_absolute(tmp_path, drive_root):
+    space = load_space(REPO / "search_spaces" / "gp.yaml", str(drive_root))
+    assert space.base["data"]["root"] == str(drive_root.resolve())

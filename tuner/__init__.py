@@ -1,0 +1,1 @@
+"""Distributed hyperparameter search for vgan: Ray Tune + Optuna + ASHA + MLflow."""

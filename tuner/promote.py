@@ -1,0 +1,41 @@
+"""`python -m tuner.promote --version N`: make a registered version the champion by hand.
+
+    python -m tuner.promote --version 3 [--name vgan-generator] [--tracking-uri URI]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from tuner.tracking import resolve_tracking_uri
+from vgan.cli import run_cli
+from vgan.errors import ConfigError
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    p = argparse.ArgumentParser(prog="python -m tuner.promote", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
+    p.add_argument("--version", required=True, help="model version to promote")
+    p.add_argument("--name", default="vgan-generator", help="registered model name")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
+    args = p.parse_args(argv)
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    from tuner.registry import promote
+
+    try:
+        promote(MlflowClient(resolve_tracking_uri(args.tracking_uri)), args.name, args.version)
+    except MlflowException as e:
+        raise ConfigError(f"--version {args.version}: no such version of '{args.name}' ({e.message})") from None
+    print(f"{args.name} version {args.version} is now @champion")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_main, argv, "tuner.promote")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

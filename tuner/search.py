@@ -1,0 +1,181 @@
+"""Assembling the search: Optuna TPE (RDB study) + ASHA + the MLflow status callback."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from tuner.space import SearchSpace, define_by_run
+from tuner.tracking import TrackingInfo, close_trial_run, log_best_artifacts
+from tuner.trainable import BEST_DIR, TrialContext, train_vgan
+
+
+class PruneAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna the truth about trials ASHA stopped.
+
+    Ray hands a stopped trial to the searcher as complete with its last (early-epoch)
+    score; TPE would then learn from a value the trial never reached. A trial that ended
+    before its last epoch without an error is told as PRUNED (its per-epoch values are
+    already in the study as intermediate values).
+    """
+
+    def __init__(self, *args, max_epochs: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.max_epochs = max_epochs
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        stopped_early = not error and result is not None and result.get("epoch", self.max_epochs) < self.max_epochs
+        if not stopped_early or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result, error)
+        ot_trial = self._ot_trials[trial_id]
+        # Ray hands the last result to on_trial_complete, not on_trial_result: record it too.
+        if self.metric in result:
+            ot_trial.report(result[self.metric], result["training_iteration"])
+        self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+        self._completed_trials.add(trial_id)
+
+
+def study_storage_url(storage: str) -> str:
+    """The Optuna RDB: a SQLAlchemy URL as given, else a SQLite file in the storage folder."""
+    if "://" in storage:
+        if storage.startswith(("sqlite", "postgresql", "mysql")):
+            return storage
+        raise ValueError(f"{storage}: an object-store path cannot hold the Optuna study; give --study-db")
+    return f"sqlite:///{Path(storage).resolve() / 'optuna.db'}"
+
+
+def make_searcher(space: SearchSpace, study_name: str, storage_url: str) -> PruneAwareOptunaSearch:
+    t = space.tune
+    return PruneAwareOptunaSearch(
+        functools.partial(define_by_run, params=space.params, base=space.base),
+        metric=t.metric, mode=t.mode, study_name=study_name,
+        storage=optuna.storages.RDBStorage(storage_url),
+        sampler=optuna.samplers.TPESampler(seed=t.seed),
+        max_epochs=space.epochs,
+    )
+
+
+def make_scheduler(space: SearchSpace) -> ASHAScheduler:
+    t = space.tune
+    return ASHAScheduler(time_attr="epoch", max_t=space.epochs, grace_period=t.grace_period,
+                         reduction_factor=t.reduction_factor)
+
+
+class StatusCallback(tune.Callback):
+    """Closes each trial's MLflow run with its final status (only the driver sees pruning)."""
+
+    def __init__(self, tracking: TrackingInfo, max_epochs: int):
+        self.tracking = tracking
+        self.max_epochs = max_epochs
+        self.outcomes: dict[str, dict[str, Any]] = {}
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state; threads do not pickle.
+        return {**self.__dict__, "_pool": None, "_pending": []}
+
+    def _submit(self, fn, *args) -> None:
+        if self._pool is None:
+            # Logging a pruned trial's model takes seconds: off Tune's event loop, or slots sit idle.
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-pruned")
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info):
+        result = trial.last_result or {}
+        run_id = result.get("mlflow_run_id")
+        epoch = int(result.get("epoch", 0))
+        if epoch >= self.max_epochs:
+            self._close(trial.trial_id, run_id, "completed", {})
+            return
+        tags = {"pruned_at_epoch": str(epoch)}
+        self.outcomes[trial.trial_id] = {"status": "pruned", "run_id": run_id, **tags}
+        self._submit(self._log_pruned, trial.trial_id, trial.checkpoint, run_id, tags)
+
+    def _log_pruned(self, trial_id: str, checkpoint, run_id: str | None, tags: dict[str, str]) -> None:
+        try:
+            if run_id and checkpoint is not None:  # a pruned trial's best generator is logged too
+                with checkpoint.as_directory() as d:
+                    if (Path(d) / BEST_DIR).is_dir():
+                        log_best_artifacts(self.tracking.uri, run_id, Path(d) / BEST_DIR)
+        except Exception:
+            traceback.print_exc()
+        self._close(trial_id, run_id, "pruned", tags)
+
+    def on_experiment_end(self, trials: list, **info):
+        self.wait()
+
+    def wait(self) -> None:
+        for f in self._pending:
+            f.result()
+        self._pending.clear()
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info):
+        error = trial.get_error() or "unknown error"
+        message = _last_line(str(error))
+        run_id = (trial.last_result or {}).get("mlflow_run_id")
+        if run_id is None:  # failed before its first report: still one run per trial
+            from mlflow.tracking import MlflowClient
+
+            run_id = MlflowClient(self.tracking.uri).create_run(
+                self.tracking.experiment_id, run_name=trial.trial_id,
+                tags={"mlflow.parentRunId": self.tracking.parent_run_id, "trial_id": trial.trial_id,
+                      "study": self.tracking.study_name}).info.run_id
+        self._close(trial.trial_id, run_id, "failed", {"error": message})
+
+    def _close(self, trial_id: str, run_id: str | None, status: str, tags: dict[str, str]) -> None:
+        self.outcomes[trial_id] = {"status": status, "run_id": run_id, **tags}
+        if run_id is None:
+            return
+        try:
+            close_trial_run(self.tracking.uri, run_id, status, tags)
+        except Exception:  # never let bookkeeping take the study down
+            traceback.print_exc()
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else text
+
+
+def make_trainable(space: SearchSpace, tracking: TrackingInfo):
+    ctx = TrialContext(base=space.base, tracking=tracking, checkpoint_every=space.tune.checkpoint_every)
+    resources = {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
+    return tune.with_resources(tune.with_parameters(train_vgan, ctx=ctx), resources)
+
+
+def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: str, storage_url: str) -> tune.Tuner:
+    t = space.tune
+    return tune.Tuner(
+        make_trainable(space, tracking),
+        tune_config=tune.TuneConfig(
+            metric=t.metric, mode=t.mode,
+            search_alg=make_searcher(space, name, storage_url),
+            scheduler=make_scheduler(space),
+            num_samples=t.num_samples,
+            max_concurrent_trials=t.max_concurrent_trials,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            callbacks=[StatusCallback(tracking, space.epochs)],
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=t.checkpoint_keep),
+            failure_config=tune.FailureConfig(max_failures=t.max_failures),
+            verbose=1,
+        ),
+    )
+
+
+def scratch_dir(prefix: str) -> str:
+    # Ray's socket paths must stay short: keep its temp dir directly under /tmp.
+    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")

@@ -1,0 +1,278 @@
+"""Search-space files: a base trainer config plus what to search and how.
+
+    data/model/loss/optim/train:  the base trainer config (the same keys as vgan configs)
+    search:     dotted trainer key -> distribution
+                  {type: loguniform|uniform, low, high}
+                  {type: int, low, high, step: 1, log: false}
+                  {type: categorical, choices: [...]}
+                  any of them with `when: {other.key: value or [values]}` (conditional)
+    tune:       metric, mode, num_samples, max_concurrent_trials, seed, ASHA settings, ...
+    resources:  cpu and gpu per trial (fractional GPUs allowed)
+    mlflow:     experiment, registered_model, promote_margin
+
+Everything is checked here, before Ray starts: `SpaceError` names the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vgan.config import Config, apply_overrides, config_from_dict, config_keys, from_dict, read_yaml
+from vgan.errors import ConfigError
+
+TRAINER_SECTIONS = ("data", "model", "loss", "optim", "train")
+SPACE_SECTIONS = ("search", "tune", "resources", "mlflow")
+DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
+_PARAM_FIELDS = {
+    "loguniform": {"low", "high"},
+    "uniform": {"low", "high"},
+    "int": {"low", "high", "step", "log"},
+    "categorical": {"choices"},
+}
+
+
+class SpaceError(ConfigError):
+    """A search-space file is wrong (exit status 2)."""
+
+
+@dataclass
+class TuneSettings:
+    metric: str = "val_auc_roc"
+    mode: str = "max"
+    num_samples: int = 10
+    max_concurrent_trials: int = 2
+    seed: int = 0
+    grace_period: int = 1  # ASHA: epochs before a trial can be stopped
+    reduction_factor: int = 3  # ASHA: keep the best 1/reduction_factor at each rung
+    checkpoint_every: int = 1  # epochs between trial checkpoints
+    checkpoint_keep: int = 2  # checkpoints kept per trial
+    max_failures: int = 1  # retries of a trial that raised, from its last checkpoint
+
+
+@dataclass
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0  # fractional: 0.25 packs four trials on one GPU
+
+
+@dataclass
+class MlflowSettings:
+    experiment: str = "vgan-tune"
+    registered_model: str = "vgan-generator"
+    promote_margin: float = 0.0  # a challenger must beat the champion's test AUC-ROC by this much
+
+
+@dataclass
+class Param:
+    key: str
+    type: str
+    low: float | None = None
+    high: float | None = None
+    step: int = 1
+    log: bool = False
+    choices: list[Any] = field(default_factory=list)
+    when: dict[str, list[Any]] = field(default_factory=dict)
+
+
+@dataclass
+class SearchSpace:
+    source: str
+    base: dict[str, Any]  # trainer config values (plain, picklable)
+    params: list[Param]
+    tune: TuneSettings
+    resources: Resources
+    mlflow: MlflowSettings
+
+    def trainer_config(self, sampled: dict[str, Any] | None = None) -> Config:
+        cfg = config_from_dict(self.base, self.source)
+        return apply_overrides(cfg, sampled, f"{self.source} (sampled)") if sampled else cfg
+
+    @property
+    def epochs(self) -> int:
+        return int(self.base.get("train", {}).get("epochs", Config().train.epochs))
+
+
+def _err(source: str, key: str, problem: str) -> SpaceError:
+    return SpaceError(f"{source}: '{key}' {problem}")
+
+
+def _number(source: str, key: str, value: Any) -> float:
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _err(source, key, f"must be a finite number, got {value!r}")
+    return value
+
+
+def _parse_param(source: str, key: str, spec: Any, known: dict[str, Any], base: Config,
+                 earlier: list[str], searched: list[str]) -> Param:
+    where = f"search.{key}"
+    if key not in known:
+        raise _err(source, where, "is not a trainer config key (see vgan/config.py)")
+    if not isinstance(spec, dict):
+        raise _err(source, where, f"must be a mapping with a 'type', got {spec!r}")
+    kind = spec.get("type")
+    if kind not in DISTRIBUTIONS:
+        raise _err(source, f"{where}.type", f"unknown distribution {kind!r} (choose from {', '.join(DISTRIBUTIONS)})")
+    extra = set(spec) - _PARAM_FIELDS[kind] - {"type", "when"}
+    if extra:
+        raise _err(source, f"{where}.{sorted(extra)[0]}", f"is not a field of a {kind} distribution")
+    p = Param(key=key, type=kind)
+    if kind in ("uniform", "loguniform") and known[key] in (int, int | None):
+        raise _err(source, f"{where}.type", f"{kind} draws floats, but '{key}' is an integer key: use type int")
+    if kind == "categorical":
+        choices = spec.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise _err(source, f"{where}.choices", "must be a non-empty list")
+        for c in choices:
+            if not (c is None or isinstance(c, (bool, int, float, str))):
+                raise _err(source, f"{where}.choices", f"must hold plain values (numbers, strings), got {c!r}")
+        p.choices = choices
+        candidates = choices
+    else:
+        for bound in ("low", "high"):
+            if bound not in spec:
+                raise _err(source, f"{where}.{bound}", "is missing")
+        p.low, p.high = _number(source, f"{where}.low", spec["low"]), _number(source, f"{where}.high", spec["high"])
+        if p.low >= p.high:
+            raise _err(source, where, f"needs low < high, got low={p.low} high={p.high}")
+        p.log = kind == "loguniform" or bool(spec.get("log", False))
+        if p.log and p.low <= 0:
+            raise _err(source, f"{where}.low", f"must be > 0 on a log scale, got {p.low}")
+        if kind == "int":
+            for bound, v in (("low", p.low), ("high", p.high)):
+                if v != int(v):
+                    raise _err(source, f"{where}.{bound}", f"must be an integer, got {v}")
+            p.low, p.high = int(p.low), int(p.high)
+            step = spec.get("step", 1)
+            if isinstance(step, bool) or not isinstance(step, int) or step < 1:
+                raise _err(source, f"{where}.step", f"must be a positive integer, got {step!r}")
+            if p.log and step != 1:
+                raise _err(source, f"{where}.step", "must be 1 on a log scale")
+            p.step = step
+        candidates = [p.low, p.high]
+    for c in candidates:  # each value must make a valid trainer config on its own
+        try:
+            apply_overrides(base, {key: c}, source)
+        except ConfigError as e:
+            raise _err(source, where, f"value {c!r} is not valid: {str(e).split(': ', 1)[-1]}") from None
+    when = spec.get("when", {})
+    if not isinstance(when, dict):
+        raise _err(source, f"{where}.when", "must be a mapping of trainer keys to values")
+    for other, values in when.items():
+        if other not in known:
+            raise _err(source, f"{where}.when.{other}", "is not a trainer config key")
+        if other == key:
+            raise _err(source, f"{where}.when.{other}", "cannot refer to the parameter itself")
+        if other in searched and other not in earlier:
+            raise _err(source, f"{where}.when.{other}", f"refers to a searched key listed later: put '{other}' first")
+        p.when[other] = values if isinstance(values, list) else [values]
+    return p
+
+
+def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
+    path = Path(path)
+    source = str(path)
+    values = read_yaml(path, "search-space file", SpaceError)
+    if not isinstance(values, dict):
+        raise SpaceError(f"{source}: the top level must be a mapping of sections")
+    for section in values:
+        if section not in TRAINER_SECTIONS + SPACE_SECTIONS:
+            raise SpaceError(f"{source}: unknown section '{section}' (known: "
+                             f"{', '.join(TRAINER_SECTIONS + SPACE_SECTIONS)})")
+    trainer_values = {k: v for k, v in values.items() if k in TRAINER_SECTIONS}
+    if data_root is not None:
+        trainer_values.setdefault("data", {})
+        if not isinstance(trainer_values["data"], dict):
+            raise SpaceError(f"{source}: 'data' must be a mapping")
+        trainer_values["data"] = {**trainer_values["data"], "root": str(Path(data_root).expanduser().resolve())}
+    try:
+        base = config_from_dict(trainer_values, source)
+    except ConfigError as e:
+        raise SpaceError(str(e)) from None
+    if base.data.root is not None:
+        base.data.root = str((path.parent / base.data.root).resolve())  # Tune changes the cwd of trials
+
+    def section(name: str, cls: type) -> Any:
+        raw = values.get(name) or {}
+        if not isinstance(raw, dict):
+            raise SpaceError(f"{source}: '{name}' must be a mapping")
+        try:
+            return from_dict(cls, raw, source, prefix=f"{name}.")
+        except ConfigError as e:
+            raise SpaceError(str(e)) from None
+
+    tune, resources, mlflow = section("tune", TuneSettings), section("resources", Resources), \
+        section("mlflow", MlflowSettings)
+    _check_settings(source, tune, resources, mlflow)
+
+    search = values.get("search") or {}
+    if not isinstance(search, dict):
+        raise SpaceError(f"{source}: 'search' must be a mapping of trainer keys to distributions")
+    known = config_keys()
+    params: list[Param] = []
+    for key, spec in search.items():
+        params.append(_parse_param(source, str(key), spec, known, base, [p.key for p in params],
+                                   [str(k) for k in search]))
+    return SearchSpace(source, base.to_dict(), params, tune, resources, mlflow)
+
+
+def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSettings) -> None:
+    from vgan.metrics import METRIC_NAMES
+
+    metrics = {f"val_{n}" for n in METRIC_NAMES}
+    checks = [
+        (t.metric in metrics, "tune.metric", f"must be one of {', '.join(sorted(metrics))}"),
+        (t.mode in ("max", "min"), "tune.mode", "must be 'max' or 'min'"),
+        (t.num_samples >= 1, "tune.num_samples", "must be at least 1"),
+        (t.max_concurrent_trials >= 1, "tune.max_concurrent_trials", "must be at least 1"),
+        (t.grace_period >= 1, "tune.grace_period", "must be at least 1"),
+        (t.reduction_factor >= 2, "tune.reduction_factor", "must be at least 2"),
+        (t.checkpoint_every >= 1, "tune.checkpoint_every", "must be at least 1"),
+        (t.checkpoint_keep >= 1, "tune.checkpoint_keep", "must be at least 1"),
+        (t.max_failures >= 0, "tune.max_failures", "must be >= 0"),
+        (r.cpu > 0, "resources.cpu", "must be > 0"),
+        (r.gpu >= 0 and (r.gpu <= 1 or r.gpu == int(r.gpu)), "resources.gpu",
+         "must be >= 0, a fraction up to 1 or a whole number of GPUs"),
+        (bool(m.experiment), "mlflow.experiment", "must not be empty"),
+        (bool(m.registered_model), "mlflow.registered_model", "must not be empty"),
+        (m.promote_margin >= 0, "mlflow.promote_margin", "must be >= 0"),
+    ]
+    for ok, key, problem in checks:
+        if not ok:
+            raise _err(source, key, problem)
+
+
+def condition_met(p: Param, chosen: dict[str, Any], base: dict[str, Any]) -> bool:
+    for other, allowed in p.when.items():
+        value = chosen[other] if other in chosen else _lookup(base, other)
+        if value not in allowed:
+            return False
+    return True
+
+
+def _lookup(values: dict[str, Any], dotted: str) -> Any:
+    node: Any = values
+    for part in dotted.split("."):
+        node = node[part]
+    return node
+
+
+def define_by_run(trial, params: list[Param], base: dict[str, Any]) -> None:
+    """Optuna define-by-run space (module level so Ray can pickle it; bind with partial)."""
+    chosen: dict[str, Any] = {}
+    for p in params:
+        if not condition_met(p, chosen, base):
+            continue
+        if p.type == "categorical":
+            chosen[p.key] = trial.suggest_categorical(p.key, p.choices)
+        elif p.type == "int":
+            chosen[p.key] = trial.suggest_int(p.key, p.low, p.high, step=p.step, log=p.log)
+        else:
+            chosen[p.key] = trial.suggest_float(p.key, p.low, p.high, log=p.log)

@@ -1,0 +1,191 @@
+"""MLflow layout of a study (DESIGN.md).
+
+One experiment per space file; one parent run per study; one child run per trial with tags
+`trial_id`, `node_id`, `status` (completed | pruned | failed, + `pruned_at_epoch` or
+`error`), the sampled params, the resolved config, per-epoch metrics with step = epoch, and
+the best-epoch generator as an MLflow model with its validation previews and ROC/PR plots.
+
+Trials log from wherever they run (`TrialRun`); the driver's `StatusCallback` closes each
+run with its final status, because only the driver sees ASHA stop a trial.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vgan.errors import ConfigError
+
+TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
+os.environ.update(TELEMETRY_ENV)
+
+from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+MODEL_ARTIFACT = "model"
+MAX_PARAM_LENGTH = 6000
+
+
+def resolve_tracking_uri(uri: str | None) -> str:
+    """An absolute URI every process can use: trials run with another working directory."""
+    uri = uri or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return f"sqlite:///{Path(uri[len('sqlite:///'):]).resolve()}"
+    if uri.startswith(("http://", "https://", "sqlite:", "postgresql", "mysql", "databricks")):
+        return uri
+    raise ConfigError(f"--tracking-uri: {uri!r} is not supported (MLflow 3.17 has no file store): "
+                      "give sqlite:///PATH or http://HOST:PORT")
+
+
+def artifact_location(uri: str) -> str | None:
+    """For a local SQLite store, artifacts live beside the database (mlflow ui finds them)."""
+    if uri.startswith("sqlite:////"):
+        return (Path(uri[len("sqlite:///"):]).parent / "mlartifacts").as_uri()
+    return None  # a server decides (proxied artifacts)
+
+
+@dataclass
+class TrackingInfo:
+    """What a trial needs to log into the study (plain values: Ray pickles it)."""
+
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+    study_name: str
+
+
+class Study:
+    """The driver's side: experiment, parent run, study summary."""
+
+    def __init__(self, client: MlflowClient, info: TrackingInfo):
+        self.client = client
+        self.info = info
+
+    @classmethod
+    def start(cls, uri: str, experiment: str, study_name: str, tags: dict[str, str], resume: bool) -> Study:
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location(uri))
+        parent = None
+        if resume:
+            found = client.search_runs([exp_id], f"tags.study = '{study_name}' and tags.kind = 'study'",
+                                       max_results=1)
+            parent = found[0].info.run_id if found else None
+            if parent:
+                client.update_run(parent, status="RUNNING")
+        if parent is None:
+            run = client.create_run(exp_id, run_name=study_name, tags={"study": study_name, "kind": "study", **tags})
+            parent = run.info.run_id
+        return cls(client, TrackingInfo(uri, exp_id, parent, study_name))
+
+    def log_artifact(self, path: Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.info.parent_run_id, str(path), folder)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.info.parent_run_id,
+                              metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        self.client.log_batch(self.info.parent_run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def finish(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.info.parent_run_id, status)
+
+    def child_runs(self) -> list:
+        return self.client.search_runs([self.info.experiment_id],
+                                       f"tags.mlflow.parentRunId = '{self.info.parent_run_id}'",
+                                       max_results=10000)
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
+
+
+class TrialRun:
+    """A trial's child run, opened (or continued after a restart) from inside the trial."""
+
+    def __init__(self, info: TrackingInfo, run_id: str):
+        self.info = info
+        self.run_id = run_id
+        self.client = MlflowClient(info.uri)
+
+    @classmethod
+    def open(cls, info: TrackingInfo, trial_id: str, node_id: str, params: dict[str, Any], config_yaml: str,
+             run_id: str | None = None) -> TrialRun:
+        client = MlflowClient(info.uri)
+        if run_id is None:  # a retry before the first checkpoint: find the trial's run by its tags
+            found = client.search_runs([info.experiment_id],
+                                       f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = "
+                                       f"'{info.parent_run_id}'", max_results=1)
+            run_id = found[0].info.run_id if found else None
+        if run_id is None:
+            run = client.create_run(info.experiment_id, run_name=trial_id, tags={
+                "mlflow.parentRunId": info.parent_run_id, "trial_id": trial_id, "study": info.study_name,
+                "status": "running"})
+            run_id = run.info.run_id
+            client.log_batch(run_id, params=[Param(k, _short(v)) for k, v in params.items()])
+            client.log_text(run_id, config_yaml, "config.yaml")
+        else:
+            client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "node_id", node_id)
+        return cls(info, run_id)
+
+    def log_epoch(self, record: dict[str, float]) -> None:
+        step = int(record["epoch"])
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[
+            Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and np.isfinite(v)])
+
+    def log_best(self, folder: Path) -> str:
+        return log_best_artifacts(self.info.uri, self.run_id, folder)
+
+
+def log_best_artifacts(uri: str, run_id: str, folder: Path) -> str:
+    """Log the best-epoch generator (an MLflow model) with its previews and plots; returns the model URI."""
+    import mlflow
+    import torch
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from vgan.models import Generator, ModelConfig, VesselSegmenter
+
+    saved = torch.load(folder / "best_generator.pt", map_location="cpu", weights_only=True)
+    g = Generator(ModelConfig(**saved["model_config"]))
+    g.load_state_dict(saved["state_dict"])
+    model = VesselSegmenter(g.eval()).eval()
+    m = 2**g.depth
+    # Batch > 1 and sizes that are not multiples of 2**depth keep N, H and W dynamic in the export.
+    example = np.random.default_rng(0).random((2, 3, 2 * m + 3, 3 * m + 1), dtype=np.float32)
+    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1))]),
+                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1))]))
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(uri)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, signature=signature, input_example=example,
+                                        pip_requirements=["torch", "numpy"])
+    for path in sorted(folder.glob("*.png")):
+        client.log_artifact(run_id, str(path), "best" if path.stem in ("roc", "pr") else "best/previews")
+    client.log_artifact(run_id, str(folder / "metrics.json"), "best")
+    client.set_tag(run_id, "best_model_uri", info.model_uri)
+    client.set_tag(run_id, "best_epoch", str(saved["epoch"]))
+    return info.model_uri
+
+
+def close_trial_run(uri: str, run_id: str, status: str, extra_tags: dict[str, str] | None = None) -> None:
+    client = MlflowClient(uri)
+    tags = {"status": status, **(extra_tags or {})}
+    client.log_batch(run_id, tags=[RunTag(k, _short(v)) for k, v in tags.items()])
+    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if status == "failed" else RunStatus.FINISHED))
+
+
+def write_json(path: Path, values: dict[str, Any]) -> None:
+    path.write_text(json.dumps(values, indent=2, default=float) + "\n")

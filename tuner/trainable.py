@@ -1,0 +1,123 @@
+"""The Ray Tune trainable: one vgan training, one report per epoch.
+
+Lives in an importable module (not `__main__`) because Ray pickles it by reference;
+`Tuner.restore` hangs on functions defined in a script.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from ray import tune
+
+from tuner.tracking import TrackingInfo, TrialRun, write_json
+from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
+from vgan.data import Split, check_crop, load_train_val
+from vgan.trainer import Trainer, load_checkpoint, resolve_device
+from vgan.visualize import save_curves, save_previews
+
+STATE_FILE = "state.pt"
+TRIAL_FILE = "trial.json"
+BEST_DIR = "best"
+
+
+@dataclass
+class TrialContext:
+    """Everything a trial needs besides its sampled params (plain values: Ray pickles it)."""
+
+    base: dict[str, Any]
+    tracking: TrackingInfo
+    checkpoint_every: int
+
+
+# Fields that change how images are augmented, not which images are read.
+_NOT_READ = ("crop_size", "augment_strength", "flip")
+
+
+@functools.lru_cache(maxsize=2)
+def _train_val(data_key: str) -> tuple[Split, Split]:
+    cfg = from_dict(DataConfig, json.loads(data_key), "trial data")
+    cfg.crop_size = None
+    return load_train_val(cfg)
+
+
+def load_data(cfg: DataConfig) -> tuple[Split, Split]:
+    """Read once per worker process: reused actors train many trials on the same images."""
+    key = {k: v for k, v in asdict(cfg).items() if k not in _NOT_READ}
+    train, val = _train_val(json.dumps(key, sort_keys=True))
+    check_crop(cfg, train)  # crop_size is searchable: check it for this trial
+    return train, val
+
+
+def _node_id() -> str:
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
+def save_best(folder: Path, trainer: Trainer, probs: torch.Tensor, record: dict[str, float]) -> None:
+    """The best epoch's generator, previews, ROC/PR plots and metrics, ready for MLflow."""
+    from vgan.metrics import curves
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    torch.save({"state_dict": trainer.G.state_dict(), "model_config": asdict(trainer.cfg.model),
+                "epoch": trainer.epoch}, folder / "best_generator.pt")
+    v = trainer.val
+    p, y, m = probs.cpu().numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy()
+    save_previews(folder, "val", v.ids, v.images.cpu().numpy(), p, y, m)
+    inside = m > 0.5
+    metrics = {k[4:]: val for k, val in record.items() if k.startswith("val_")}
+    save_curves(folder, curves(p[inside].astype(float), y[inside] > 0.5), metrics, f"validation, epoch {trainer.epoch}")
+    write_json(folder / "metrics.json", {"epoch": trainer.epoch, **record})
+
+
+def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
+    """Ray Tune function trainable; `config` holds the sampled dotted keys."""
+    cfg = apply_overrides(config_from_dict(ctx.base), config, "sampled config")
+    train, val = load_data(cfg.data)
+    trainer = Trainer(cfg, train, val, resolve_device(cfg.train.device))
+    work = Path(tempfile.mkdtemp(prefix="vgan-trial-"))
+    best = work / BEST_DIR
+    run_id = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:  # a restarted trial continues where its last checkpoint left it
+        with checkpoint.as_directory() as d:
+            trainer.load_state_dict(load_checkpoint(Path(d) / STATE_FILE), "trial checkpoint")
+            run_id = json.loads((Path(d) / TRIAL_FILE).read_text())["mlflow_run_id"]
+            if (Path(d) / BEST_DIR).is_dir():
+                shutil.copytree(Path(d) / BEST_DIR, best)
+    trial_id = tune.get_context().get_trial_id()
+    run = TrialRun.open(ctx.tracking, trial_id, _node_id(), config,
+                        yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_id)
+    try:
+        for _ in range(trainer.epoch, cfg.train.epochs):
+            result = trainer.run_epoch()
+            if result.is_best:
+                save_best(best, trainer, result.probs, result.record)
+            run.log_epoch(result.record)
+            metrics = {**result.record, "best_" + cfg.train.select_metric: trainer.best_score,
+                       "mlflow_run_id": run.run_id}
+            last = trainer.epoch == cfg.train.epochs
+            if trainer.epoch % ctx.checkpoint_every == 0 or last:
+                with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
+                    trainer.save_checkpoint(Path(d) / STATE_FILE)
+                    (Path(d) / TRIAL_FILE).write_text(json.dumps({"mlflow_run_id": run.run_id}))
+                    if best.is_dir():
+                        shutil.copytree(best, Path(d) / BEST_DIR)
+                    if last:  # log the model before the final report: Tune may end the actor after it
+                        run.log_best(best)
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+            else:
+                tune.report(metrics)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
