@@ -60,6 +60,15 @@ def champion_test_auc(client: MlflowClient, name: str) -> tuple[str, float] | No
     return str(mv.version), float(mv.tags.get("test_auc_roc", "nan"))
 
 
+def registered_version(client: MlflowClient, name: str, model_uri: str) -> str | None:
+    """The version already made from this logged model (a resumed study must not register it twice)."""
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    return next((str(v.version) for v in versions if v.source == model_uri), None)
+
+
 def register_candidate(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg: Config,
                        val_metrics: dict[str, float], margin: float, study: str) -> Registration:
     import mlflow.pytorch

@@ -222,12 +222,17 @@ def summarize(space: SearchSpace, study: Study, results, storage_url: str, name:
     study.set_tags({"best_trial_id": best["trial_id"], f"best_{t.metric}": f"{best[f'best_{t.metric}']:.6f}"})
     if not register:
         return
-    from tuner.registry import register_candidate
+    from tuner.registry import register_candidate, registered_version
 
     run = study.client.get_run(best["mlflow_run_id"])
     model_uri = run.data.tags.get("best_model_uri")
     if model_uri is None:
         print(f"best trial {best['trial_id']} logged no model: nothing to register")
+        return
+    done = registered_version(study.client, space.mlflow.registered_model, model_uri)
+    if done is not None:
+        print(f"best trial {best['trial_id']} is registered already as {space.mlflow.registered_model} "
+              f"version {done}")
         return
     import mlflow.artifacts
 

@@ -41,6 +41,11 @@ def test_promotion_gate_both_ways(logged_model, monkeypatch):
     tags = client.get_model_version("vgan-generator", first.version).tags
     assert {"test_auc_roc", "val_auc_roc", "git_commit", "data_split_hash", "config"} <= set(tags)
 
+    from tuner.registry import registered_version
+
+    assert registered_version(client, "vgan-generator", model_uri) == first.version
+    assert registered_version(client, "vgan-generator", "models:/m-other") is None
+
     # the same model again does not beat the champion: challenger only, reason tagged
     second = register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
     assert not second.promoted and "does not beat" in second.reason
