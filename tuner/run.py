@@ -145,6 +145,9 @@ def _main(argv: Sequence[str] | None) -> None:
         raise ConfigError(f"--resume: no study '{name}' in {storage}")
     if not args.resume and study_dir.exists():
         raise ConfigError(f"--name: a study '{name}' exists in {storage} already (use --resume to continue it)")
+    from tuner.search import build_tuner, make_trainable, study_storage_url
+
+    storage_url = study_storage_url(storage)
     if not args.address:
         import torch
 
@@ -154,13 +157,10 @@ def _main(argv: Sequence[str] | None) -> None:
     import ray
     from ray import tune
 
-    from tuner.search import build_tuner, make_trainable, study_storage_url
-
     try:
         if args.address:
             check_gpus(space, ray.cluster_resources().get("GPU", 0), f"the cluster at {args.address}")
         Path(storage).mkdir(parents=True, exist_ok=True)
-        storage_url = study_storage_url(storage)
         study = Study.start(uri, space.mlflow.experiment, name,
                             {"space_file": str(Path(args.space).resolve()), "storage": storage}, args.resume)
         print(f"study {name}: {space.tune.num_samples} trials of up to {space.epochs} epochs, "

@@ -15,6 +15,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.space import SearchSpace, define_by_run
+from vgan.errors import ConfigError
 from tuner.tracking import TrackingInfo, close_trial_run, log_best_artifacts
 from tuner.trainable import BEST_DIR, TrialContext, train_vgan
 
@@ -49,7 +50,8 @@ def study_storage_url(storage: str) -> str:
     if "://" in storage:
         if storage.startswith(("sqlite", "postgresql", "mysql")):
             return storage
-        raise ValueError(f"{storage}: an object-store path cannot hold the Optuna study; give --study-db")
+        raise ConfigError(f"--storage {storage}: the Optuna study needs a database; an object-store path "
+                          "cannot hold it (give a shared folder, or a sqlite/postgresql/mysql URL)")
     return f"sqlite:///{Path(storage).resolve() / 'optuna.db'}"
 
 

@@ -6,6 +6,7 @@ import pytest
 from conftest import REPO
 from tuner.search import make_searcher, study_storage_url
 from tuner.space import load_space
+from vgan.errors import ConfigError
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
 
@@ -58,7 +59,7 @@ def test_study_lives_in_an_rdb_with_its_name(tmp_path):
 def test_storage_urls(tmp_path):
     assert study_storage_url(str(tmp_path)) == f"sqlite:///{tmp_path}/optuna.db"
     assert study_storage_url("postgresql://u@h/db") == "postgresql://u@h/db"
-    with pytest.raises(ValueError, match="object-store"):
+    with pytest.raises(ConfigError, match="object-store path cannot hold it"):
         study_storage_url("s3://bucket/x")
 
 
