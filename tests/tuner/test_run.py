@@ -28,6 +28,7 @@ def smoke_study(tmp_path_factory):
 
 @pytest.mark.slow
 def test_smoke_study_end_to_end(smoke_study):
+    import mlflow
     import mlflow.pytorch
     import optuna
     import torch
@@ -68,6 +69,7 @@ def test_smoke_study_end_to_end(smoke_study):
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"trials.csv", "best_config.yaml", "optuna"} <= parent_artifacts
 
+    mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")  # this study's registry, not a global default
     champion = mlflow.pytorch.load_model(f"models:/{space['mlflow']['registered_model']}@champion")
     probs = champion(torch.rand(1, 3, 584, 565))
     assert probs.shape == (1, 1, 584, 565) and 0 <= probs.min() and probs.max() <= 1
