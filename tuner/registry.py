@@ -20,7 +20,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from vgan.config import Config
-from vgan.data import Split, load_split, split_fingerprint
+from tuner.tracking import use_tracking_uri
+from vgan.data import Split, load_split, load_train_val, split_fingerprint
 from vgan.metrics import compute_metrics
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -69,14 +70,21 @@ def registered_version(client: MlflowClient, name: str, model_uri: str) -> str |
     return next((str(v.version) for v in versions if v.source == model_uri), None)
 
 
-def register_candidate(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg: Config,
+def register_candidate(uri: str, name: str, model_uri: str, run_id: str, cfg: Config,
                        val_metrics: dict[str, float], margin: float, study: str) -> Registration:
+    # MLflow resolves a models:/ URI through its global store, in load_model and also inside
+    # the registry's create_model_version: scope the whole registration to this study's store.
+    with use_tracking_uri(uri):
+        return _register(MlflowClient(uri), name, model_uri, run_id, cfg, val_metrics, margin, study)
+
+
+def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg: Config,
+              val_metrics: dict[str, float], margin: float, study: str) -> Registration:
     import mlflow.pytorch
 
-    train_val = [load_split(cfg.data, s) for s in ("train", "val")]
+    train_val = load_train_val(cfg.data)
     test = load_split(cfg.data, "test")
-    model = mlflow.pytorch.load_model(model_uri)
-    test_metrics = score_model(model, test)
+    test_metrics = score_model(mlflow.pytorch.load_model(model_uri), test)
 
     try:
         client.create_registered_model(name)

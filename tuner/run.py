@@ -23,7 +23,7 @@ from typing import Any, Sequence
 import yaml
 
 from tuner.space import SearchSpace, SpaceError, load_space
-from tuner.tracking import TELEMETRY_ENV, Study, resolve_tracking_uri
+from tuner.tracking import TELEMETRY_ENV, Study, load_run_json, resolve_tracking_uri
 from vgan.cli import run_cli
 from vgan.data import load_train_val
 from vgan.errors import ConfigError
@@ -234,15 +234,13 @@ def summarize(space: SearchSpace, study: Study, results, storage_url: str, name:
         print(f"best trial {best['trial_id']} is registered already as {space.mlflow.registered_model} "
               f"version {done}")
         return
-    import mlflow.artifacts
-
     from vgan.metrics import METRIC_NAMES
 
-    best_epoch = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/best/metrics.json")
+    best_epoch = load_run_json(study.client, run.info.run_id, "best/metrics.json")
     val = {name: best_epoch[f"val_{name}"] for name in METRIC_NAMES}
     val["epoch"] = best_epoch["epoch"]
     sampled = {k[6:]: v for k, v in best.items() if k.startswith("param:")}
-    reg = register_candidate(study.client, space.mlflow.registered_model, model_uri, run.info.run_id,
+    reg = register_candidate(study.info.uri, space.mlflow.registered_model, model_uri, run.info.run_id,
                              space.trainer_config(sampled), val, space.mlflow.promote_margin, name)
     study.set_tags({"registered_version": reg.version, "promoted": str(reg.promoted)})
     aliases = "challenger, champion" if reg.promoted else "challenger"

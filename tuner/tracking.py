@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -149,6 +151,25 @@ class TrialRun:
         return log_best_artifacts(self.info.uri, self.run_id, folder)
 
 
+@contextmanager
+def use_tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent API (start_run, log_model, load_model of models:/) reads a global URI: set it
+    only for the call, so no code after it silently reads or writes a store it did not name."""
+    import mlflow
+
+    previous = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+def load_run_json(client: MlflowClient, run_id: str, path: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as d:
+        return json.loads(Path(client.download_artifacts(run_id, path, d)).read_text())
+
+
 def log_best_artifacts(uri: str, run_id: str, folder: Path) -> str:
     """Log the best-epoch generator (an MLflow model) with its previews and plots; returns the model URI."""
     import mlflow
@@ -167,9 +188,8 @@ def log_best_artifacts(uri: str, run_id: str, folder: Path) -> str:
     example = np.random.default_rng(0).random((2, 3, 2 * m + 3, 3 * m + 1), dtype=np.float32)
     signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1))]),
                                outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1))]))
-    mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    with mlflow.start_run(run_id=run_id):
+    with use_tracking_uri(uri), mlflow.start_run(run_id=run_id):
         info = mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, signature=signature, input_example=example,
                                         pip_requirements=["torch", "numpy"])
     for path in sorted(folder.glob("*.png")):

@@ -3,7 +3,7 @@ import torch
 
 from conftest import TINY
 from tuner.registry import CHALLENGER, CHAMPION, decide, register_candidate
-from tuner.tracking import Study, log_best_artifacts
+from tuner.tracking import Study, log_best_artifacts, use_tracking_uri
 from tuner.trainable import save_best
 from vgan.config import config_from_dict
 from vgan.data import load_train_val
@@ -20,7 +20,7 @@ def test_gate_decisions():
 
 @pytest.fixture
 def logged_model(tmp_path):
-    """A tiny trained generator logged the way trials log theirs; returns (client, run_id, uri, cfg)."""
+    """A tiny trained generator logged the way trials log theirs: (client, run_id, model_uri, cfg, store uri)."""
     cfg = config_from_dict(TINY)
     train, val = load_train_val(cfg.data)
     t = Trainer(cfg, train, val, torch.device("cpu"))
@@ -30,12 +30,12 @@ def logged_model(tmp_path):
     study = Study.start(uri, "registry-test", "study", {}, resume=False)
     run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
     model_uri = log_best_artifacts(uri, run.info.run_id, tmp_path / "best")
-    return study.client, run.info.run_id, model_uri, cfg
+    return study.client, run.info.run_id, model_uri, cfg, uri
 
 
 def test_promotion_gate_both_ways(logged_model, monkeypatch):
-    client, run_id, model_uri, cfg = logged_model
-    first = register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
+    client, run_id, model_uri, cfg, uri = logged_model
+    first = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
     assert first.promoted and first.reason == "first champion"
     assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == first.version
     tags = client.get_model_version("vgan-generator", first.version).tags
@@ -47,7 +47,7 @@ def test_promotion_gate_both_ways(logged_model, monkeypatch):
     assert registered_version(client, "vgan-generator", "models:/m-other") is None
 
     # the same model again does not beat the champion: challenger only, reason tagged
-    second = register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
+    second = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
     assert not second.promoted and "does not beat" in second.reason
     assert str(client.get_model_version_by_alias("vgan-generator", CHALLENGER).version) == second.version
     assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == first.version
@@ -55,7 +55,7 @@ def test_promotion_gate_both_ways(logged_model, monkeypatch):
 
     # a champion with a lower test score is replaced
     client.set_model_version_tag("vgan-generator", first.version, "test_auc_roc", "0.1")
-    third = register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
+    third = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
     assert third.promoted
     assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == third.version
 
@@ -63,8 +63,9 @@ def test_promotion_gate_both_ways(logged_model, monkeypatch):
 def test_registered_model_takes_any_size(logged_model):
     import mlflow.pytorch
 
-    client, run_id, model_uri, cfg = logged_model
-    model = mlflow.pytorch.load_model(model_uri)
+    client, run_id, model_uri, cfg, uri = logged_model
+    with use_tracking_uri(uri):
+        model = mlflow.pytorch.load_model(model_uri)
     for shape in [(1, 3, 584, 565), (2, 3, 37, 64)]:
         out = model(torch.rand(*shape))
         assert out.shape == (shape[0], 1, *shape[2:]) and 0 <= out.min() and out.max() <= 1
@@ -73,11 +74,34 @@ def test_registered_model_takes_any_size(logged_model):
 def test_promote_by_hand(logged_model, capsys):
     from tuner.promote import main
 
-    client, run_id, model_uri, cfg = logged_model
-    register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {}, 0.0, "s")
-    v2 = register_candidate(client, "vgan-generator", model_uri, run_id, cfg, {}, 0.0, "s")
-    uri = client._tracking_client.tracking_uri
+    client, run_id, model_uri, cfg, uri = logged_model
+    register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {}, 0.0, "s")
+    v2 = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {}, 0.0, "s")
     assert main(["--version", v2.version, "--tracking-uri", uri]) == 0
     assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == v2.version
     assert main(["--version", "99", "--tracking-uri", uri]) == 2
     assert "--version 99: no such version" in capsys.readouterr().err
+
+
+def test_logging_and_registering_leave_the_global_tracking_uri_alone(tmp_path):
+    """Trials and the registry name their store explicitly; a user's global MLflow setting is theirs."""
+    import mlflow
+
+    cfg = config_from_dict(TINY)
+    train, val = load_train_val(cfg.data)
+    t = Trainer(cfg, train, val, torch.device("cpu"))
+    result = t.run_epoch()
+    save_best(tmp_path / "best", t, result.probs, result.record)
+    uri = f"sqlite:///{tmp_path}/study.db"
+    study = Study.start(uri, "scoped", "study", {}, resume=False)
+    run = study.client.create_run(study.info.experiment_id)
+    elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"
+    mlflow.set_tracking_uri(elsewhere)
+    try:
+        model_uri = log_best_artifacts(uri, run.info.run_id, tmp_path / "best")
+        assert mlflow.get_tracking_uri() == elsewhere
+        reg = register_candidate(uri, "scoped-model", model_uri, run.info.run_id, cfg, {}, 0.0, "s")
+        assert mlflow.get_tracking_uri() == elsewhere
+        assert reg.promoted and reg.test_metrics["auc_roc"] > 0
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -10,6 +10,7 @@ import yaml
 
 from conftest import REPO, write_yaml
 from tuner.run import main
+from tuner.tracking import use_tracking_uri
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
 
@@ -28,7 +29,6 @@ def smoke_study(tmp_path_factory):
 
 @pytest.mark.slow
 def test_smoke_study_end_to_end(smoke_study):
-    import mlflow
     import mlflow.pytorch
     import optuna
     import torch
@@ -69,8 +69,8 @@ def test_smoke_study_end_to_end(smoke_study):
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"trials.csv", "best_config.yaml", "optuna"} <= parent_artifacts
 
-    mlflow.set_tracking_uri(f"sqlite:///{work}/mlflow.db")  # this study's registry, not a global default
-    champion = mlflow.pytorch.load_model(f"models:/{space['mlflow']['registered_model']}@champion")
+    with use_tracking_uri(f"sqlite:///{work}/mlflow.db"):  # as a user points MLflow at the study's store
+        champion = mlflow.pytorch.load_model(f"models:/{space['mlflow']['registered_model']}@champion")
     probs = champion(torch.rand(1, 3, 584, 565))
     assert probs.shape == (1, 1, 584, 565) and 0 <= probs.min() and probs.max() <= 1
     assert "registered vgan-generator version 1 (challenger, champion)" in out
