@@ -22,7 +22,7 @@ from mlflow.tracking import MlflowClient
 from vgan.config import Config
 from tuner.tracking import use_tracking_uri
 from vgan.data import Split, load_split, load_train_val, split_fingerprint
-from vgan.metrics import compute_metrics
+from vgan.trainer import split_metrics
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 
@@ -49,8 +49,7 @@ def git_commit() -> str:
 def score_model(model, split: Split, threshold: float = 0.5, batch_size: int = 1) -> dict[str, float]:
     """FOV-pooled metrics of a loaded model (RGB [0,1] in, probabilities out) on a split."""
     probs = torch.cat([model(split.images[i : i + batch_size]) for i in range(0, len(split), batch_size)])
-    inside = split.masks > 0.5
-    return compute_metrics(probs[inside].numpy().astype(np.float64), (split.labels[inside] > 0.5).numpy(), threshold)
+    return split_metrics(probs, split, threshold)
 
 
 def champion_test_auc(client: MlflowClient, name: str) -> tuple[str, float] | None:

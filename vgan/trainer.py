@@ -66,12 +66,17 @@ def evaluate(generator: Generator, split: Split, device: torch.device, batch_siz
              threshold: float = 0.5, amp: bool = False) -> tuple[dict[str, float], torch.Tensor]:
     """FOV-pooled metrics of the generator on a whole split; returns (metrics, probabilities)."""
     probs = predict(generator, split.images, device, batch_size, amp)
-    inside = split.masks.to(device) > 0.5
+    return split_metrics(probs, split, threshold), probs
+
+
+def split_metrics(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> dict[str, float]:
+    """Metrics of probabilities (N,1,H,W) for a split, pooled over the FOV pixels of all its images."""
+    inside = split.masks.to(probs.device) > 0.5
     scores = probs[inside].cpu().numpy()
-    targets = (split.labels.to(device)[inside] > 0.5).cpu().numpy()
+    targets = (split.labels.to(probs.device)[inside] > 0.5).cpu().numpy()
     if not np.isfinite(scores).all():
         raise ValueError("the generator produced non-finite probabilities")
-    return compute_metrics(scores, targets, threshold), probs
+    return compute_metrics(scores, targets, threshold)
 
 
 @dataclass
