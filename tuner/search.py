@@ -16,7 +16,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tuner.space import SearchSpace, define_by_run
 from vgan.errors import ConfigError
-from tuner.tracking import TrackingInfo, close_trial_run, log_best_artifacts
+from tuner.tracking import TrackingInfo, close_trial_run, log_best_artifacts, trial_run_id
 from tuner.trainable import BEST_DIR, TrialContext, train_vgan
 
 
@@ -78,7 +78,6 @@ class StatusCallback(tune.Callback):
     def __init__(self, tracking: TrackingInfo, max_epochs: int):
         self.tracking = tracking
         self.max_epochs = max_epochs
-        self.outcomes: dict[str, dict[str, Any]] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
 
@@ -97,13 +96,11 @@ class StatusCallback(tune.Callback):
         run_id = result.get("mlflow_run_id")
         epoch = int(result.get("epoch", 0))
         if epoch >= self.max_epochs:
-            self._close(trial.trial_id, run_id, "completed", {})
+            self._close(run_id, "completed", {})
             return
-        tags = {"pruned_at_epoch": str(epoch)}
-        self.outcomes[trial.trial_id] = {"status": "pruned", "run_id": run_id, **tags}
-        self._submit(self._log_pruned, trial.trial_id, trial.checkpoint, run_id, tags)
+        self._submit(self._log_pruned, trial.checkpoint, run_id, {"pruned_at_epoch": str(epoch)})
 
-    def _log_pruned(self, trial_id: str, checkpoint, run_id: str | None, tags: dict[str, str]) -> None:
+    def _log_pruned(self, checkpoint, run_id: str | None, tags: dict[str, str]) -> None:
         try:
             if run_id and checkpoint is not None:  # a pruned trial's best generator is logged too
                 with checkpoint.as_directory() as d:
@@ -111,7 +108,7 @@ class StatusCallback(tune.Callback):
                         log_best_artifacts(self.tracking.uri, run_id, Path(d) / BEST_DIR)
         except Exception:
             traceback.print_exc()
-        self._close(trial_id, run_id, "pruned", tags)
+        self._close(run_id, "pruned", tags)
 
     def on_experiment_end(self, trials: list, **info):
         self.wait()
@@ -125,17 +122,13 @@ class StatusCallback(tune.Callback):
         error = trial.get_error() or "unknown error"
         message = _last_line(str(error))
         run_id = (trial.last_result or {}).get("mlflow_run_id")
-        if run_id is None:  # failed before its first report: still one run per trial
+        if run_id is None:  # failed before its first report: its run may exist already, or not
             from mlflow.tracking import MlflowClient
 
-            run_id = MlflowClient(self.tracking.uri).create_run(
-                self.tracking.experiment_id, run_name=trial.trial_id,
-                tags={"mlflow.parentRunId": self.tracking.parent_run_id, "trial_id": trial.trial_id,
-                      "study": self.tracking.study_name}).info.run_id
-        self._close(trial.trial_id, run_id, "failed", {"error": message})
+            run_id, _ = trial_run_id(MlflowClient(self.tracking.uri), self.tracking, trial.trial_id)
+        self._close(run_id, "failed", {"error": message})
 
-    def _close(self, trial_id: str, run_id: str | None, status: str, tags: dict[str, str]) -> None:
-        self.outcomes[trial_id] = {"status": status, "run_id": run_id, **tags}
+    def _close(self, run_id: str | None, status: str, tags: dict[str, str]) -> None:
         if run_id is None:
             return
         try:

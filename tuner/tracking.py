@@ -112,6 +112,19 @@ def _short(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
 
 
+def trial_run_id(client: MlflowClient, info: TrackingInfo, trial_id: str) -> tuple[str, bool]:
+    """The trial's child run, created if it has none yet: (run id, created). One run per trial,
+    whoever asks first (the trial at its start, or the driver when the trial failed early)."""
+    found = client.search_runs([info.experiment_id], f"tags.trial_id = '{trial_id}' and "
+                               f"tags.mlflow.parentRunId = '{info.parent_run_id}'", max_results=1)
+    if found:
+        return found[0].info.run_id, False
+    run = client.create_run(info.experiment_id, run_name=trial_id, tags={
+        "mlflow.parentRunId": info.parent_run_id, "trial_id": trial_id, "study": info.study_name,
+        "status": "running"})
+    return run.info.run_id, True
+
+
 class TrialRun:
     """A trial's child run, opened (or continued after a restart) from inside the trial."""
 
@@ -124,20 +137,12 @@ class TrialRun:
     def open(cls, info: TrackingInfo, trial_id: str, node_id: str, params: dict[str, Any], config_yaml: str,
              run_id: str | None = None) -> TrialRun:
         client = MlflowClient(info.uri)
-        if run_id is None:  # a retry before the first checkpoint: find the trial's run by its tags
-            found = client.search_runs([info.experiment_id],
-                                       f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = "
-                                       f"'{info.parent_run_id}'", max_results=1)
-            run_id = found[0].info.run_id if found else None
-        if run_id is None:
-            run = client.create_run(info.experiment_id, run_name=trial_id, tags={
-                "mlflow.parentRunId": info.parent_run_id, "trial_id": trial_id, "study": info.study_name,
-                "status": "running"})
-            run_id = run.info.run_id
-            client.log_batch(run_id, params=[Param(k, _short(v)) for k, v in params.items()])
-            client.log_text(run_id, config_yaml, "config.yaml")
-        else:
-            client.update_run(run_id, status="RUNNING")
+        if run_id is None:  # no checkpoint yet: a first start, or a retry before the first checkpoint
+            run_id, created = trial_run_id(client, info, trial_id)
+            if created:
+                client.log_batch(run_id, params=[Param(k, _short(v)) for k, v in params.items()])
+                client.log_text(run_id, config_yaml, "config.yaml")
+        client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, "node_id", node_id)
         return cls(info, run_id)
 
