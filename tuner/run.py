@@ -16,6 +16,7 @@ import csv
 import math
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -58,13 +59,12 @@ def start_ray(address: str | None) -> None:
     os.environ.update(RAY_ENV)
     import ray
 
-    from tuner.search import scratch_dir
-
     kwargs: dict[str, Any] = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=True)
     if address:
         ray.init(address=address, **kwargs)
     else:
-        ray.init(include_dashboard=False, _temp_dir=scratch_dir("ray-vgan-"), **kwargs)
+        # Ray's socket paths must stay short: its temp dir goes directly under /tmp.
+        ray.init(include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="ray-vgan-", dir="/tmp"), **kwargs)
 
 
 def trials_table(results, outcomes: dict[str, dict], metric: str, mode: str) -> list[dict[str, Any]]:
@@ -181,8 +181,6 @@ def _main(argv: Sequence[str] | None) -> None:
 
 def summarize(space: SearchSpace, study: Study, results, storage_url: str, name: str, wall: float,
               register: bool) -> None:
-    import tempfile
-
     t = space.tune
     # MLflow holds each trial's final status (set by the status callback, also across --resume)
     outcomes = {r.data.tags.get("trial_id"): {"status": r.data.tags.get("status"), "run_id": r.info.run_id}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import tempfile
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -169,8 +168,3 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
             verbose=1,
         ),
     )
-
-
-def scratch_dir(prefix: str) -> str:
-    # Ray's socket paths must stay short: keep its temp dir directly under /tmp.
-    return tempfile.mkdtemp(prefix=prefix, dir="/tmp")
