@@ -18,9 +18,8 @@ def test_gate_decisions():
     assert not promoted and "does not beat champion v3 (0.9500) by more than 0.005" in reason
 
 
-@pytest.fixture
-def logged_model(tmp_path):
-    """A tiny trained generator logged the way trials log theirs: (client, run_id, model_uri, cfg, store uri)."""
+def trial_with_best(tmp_path):
+    """A tiny trained trial's best/ folder and its child run in a fresh study: (cfg, store uri, study, run id)."""
     cfg = config_from_dict(TINY)
     train, val = load_train_val(cfg.data)
     t = Trainer(cfg, train, val, torch.device("cpu"))
@@ -29,8 +28,15 @@ def logged_model(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     study = Study.start(uri, "registry-test", "study", {}, resume=False)
     run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
-    model_uri = log_best_artifacts(uri, run.info.run_id, tmp_path / "best")
-    return study.client, run.info.run_id, model_uri, cfg, uri
+    return cfg, uri, study, run.info.run_id
+
+
+@pytest.fixture
+def logged_model(tmp_path):
+    """The best generator logged the way trials log theirs: (client, run_id, model_uri, cfg, store uri)."""
+    cfg, uri, study, run_id = trial_with_best(tmp_path)
+    model_uri = log_best_artifacts(uri, run_id, tmp_path / "best")
+    return study.client, run_id, model_uri, cfg, uri
 
 
 def test_promotion_gate_both_ways(logged_model, monkeypatch):
@@ -87,20 +93,13 @@ def test_logging_and_registering_leave_the_global_tracking_uri_alone(tmp_path):
     """Trials and the registry name their store explicitly; a user's global MLflow setting is theirs."""
     import mlflow
 
-    cfg = config_from_dict(TINY)
-    train, val = load_train_val(cfg.data)
-    t = Trainer(cfg, train, val, torch.device("cpu"))
-    result = t.run_epoch()
-    save_best(tmp_path / "best", t, result.probs, result.record)
-    uri = f"sqlite:///{tmp_path}/study.db"
-    study = Study.start(uri, "scoped", "study", {}, resume=False)
-    run = study.client.create_run(study.info.experiment_id)
+    cfg, uri, study, run_id = trial_with_best(tmp_path)
     elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"
     mlflow.set_tracking_uri(elsewhere)
     try:
-        model_uri = log_best_artifacts(uri, run.info.run_id, tmp_path / "best")
+        model_uri = log_best_artifacts(uri, run_id, tmp_path / "best")
         assert mlflow.get_tracking_uri() == elsewhere
-        reg = register_candidate(uri, "scoped-model", model_uri, run.info.run_id, cfg, {}, 0.0, "s")
+        reg = register_candidate(uri, "scoped-model", model_uri, run_id, cfg, {}, 0.0, "s")
         assert mlflow.get_tracking_uri() == elsewhere
         assert reg.promoted and reg.test_metrics["auc_roc"] > 0
     finally:
