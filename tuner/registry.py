@@ -19,8 +19,8 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from vgan.config import Config
 from tuner.tracking import use_tracking_uri
+from vgan.config import Config
 from vgan.data import Split, load_split, load_train_val, split_fingerprint
 from vgan.trainer import split_metrics
 
@@ -89,7 +89,9 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         client.create_registered_model(name)
     except MlflowException:
         pass  # exists already
-    mv = client.create_model_version(name, model_uri, run_id=run_id)
+    # A tracking server wants the logged model's id with a models:/<model_id> source (SQLite does not check).
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    mv = client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)
     tags: dict[str, Any] = {
         "study": study, "git_commit": git_commit(), "dataset": cfg.data.dataset,
         "data_split_hash": split_fingerprint(*train_val, test),

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import os
 import sys
 import tempfile
 import time
@@ -23,13 +22,13 @@ from typing import Any, Sequence
 
 import yaml
 
-from tuner.space import SearchSpace, SpaceError, load_space
-from tuner.tracking import TELEMETRY_ENV, Study, load_run_json, resolve_tracking_uri
+from tuner.cluster import alive_nodes, check_gpus, check_storage, start_ray
+from tuner.space import SearchSpace, load_space
+from tuner.storage import parse_storage, study_db_url
+from tuner.tracking import Study, check_tracking_server, load_run_json, resolve_tracking_uri
 from vgan.cli import run_cli
 from vgan.data import load_train_val
 from vgan.errors import ConfigError
-
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", **TELEMETRY_ENV}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,32 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="dataset root (overrides data.root of the space file)")
     p.add_argument("--address", help="existing Ray cluster HOST:PORT (default: start a local one)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
-    p.add_argument("--storage", default="ray_results", help="Ray trial storage and Optuna study (default: ray_results)")
+    p.add_argument("--storage", default="ray_results",
+                   help="Ray trial storage: a folder (one node), file:///SHARED or s3://... (several nodes)")
+    p.add_argument("--study-db", help="Optuna database URL (default: sqlite optuna.db in the storage folder)")
     p.add_argument("--name", help="study name (default: <space>-<time>); --resume needs it")
     p.add_argument("--num-samples", type=int, help="trials to run (overrides tune.num_samples)")
     p.add_argument("--resume", action="store_true", help="continue the study --name in --storage")
     p.add_argument("--no-register", action="store_true", help="skip the test-split evaluation and registry")
     return p
-
-
-def check_gpus(space: SearchSpace, available: float, where: str) -> None:
-    need = space.resources.gpu
-    required = math.ceil(need)  # a fraction needs one GPU to share; whole GPUs need that many
-    if available < required:
-        raise SpaceError(f"{space.source}: 'resources.gpu' asks for {need:g} GPU per trial, but {where} has "
-                         f"{'none' if not available else f'{available:g}'}")
-
-
-def start_ray(address: str | None) -> None:
-    os.environ.update(RAY_ENV)
-    import ray
-
-    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=True)
-    if address:
-        ray.init(address=address, **kwargs)
-    else:
-        # Ray's socket paths must stay short: its temp dir goes directly under /tmp.
-        ray.init(include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="ray-vgan-", dir="/tmp"), **kwargs)
 
 
 def trials_table(results, outcomes: dict[str, dict], metric: str, mode: str) -> list[dict[str, Any]]:
@@ -76,11 +57,13 @@ def trials_table(results, outcomes: dict[str, dict], metric: str, mode: str) -> 
             best = df[metric].max() if mode == "max" else df[metric].min()
             compute = float(df.get("epoch_s", 0).sum() + df.get("val_s", 0).sum())
             epochs = int(df["epoch"].max())
+            logging = float(df["mlflow_s"].max()) if "mlflow_s" in df else 0.0
         else:
-            best, compute, epochs = float("nan"), 0.0, 0
+            best, compute, epochs, logging = float("nan"), 0.0, 0, 0.0
         outcome = outcomes.get(trial_id, {})
         rows.append({"trial_id": trial_id, "status": outcome.get("status", "failed" if r.error else "completed"),
                      f"best_{metric}": float(best), "epochs": epochs, "compute_s": compute,
+                     "mlflow_s": logging,
                      "mlflow_run_id": outcome.get("run_id") or (r.metrics or {}).get("mlflow_run_id"),
                      **{f"param:{k}": v for k, v in (r.config or {}).items()}})
     rows.sort(key=lambda row: (math.isnan(row[f"best_{metric}"]), -row[f"best_{metric}"] if mode == "max"
@@ -136,18 +119,16 @@ def _main(argv: Sequence[str] | None) -> None:
     cfg = space.trainer_config()
     load_train_val(cfg.data)  # bad data stops here, before Ray starts
     uri = resolve_tracking_uri(args.tracking_uri)
-    storage = str(Path(args.storage).expanduser().resolve()) if "://" not in args.storage else args.storage
+    storage = parse_storage(args.storage)
+    storage_url = study_db_url(storage, args.study_db)
     if args.resume and not args.name:
         raise ConfigError("--resume needs --name (the study to continue)")
     name = args.name or f"{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    study_dir = Path(storage) / name
-    if args.resume and not study_dir.is_dir():
-        raise ConfigError(f"--resume: no study '{name}' in {storage}")
-    if not args.resume and study_dir.exists():
-        raise ConfigError(f"--name: a study '{name}' exists in {storage} already (use --resume to continue it)")
-    from tuner.search import build_tuner, make_trainable, study_storage_url
-
-    storage_url = study_storage_url(storage)
+    if args.resume and not storage.exists(name):
+        raise ConfigError(f"--resume: no study '{name}' in {storage.uri}")
+    if not args.resume and storage.exists(name):
+        raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
+    check_tracking_server(uri)
     if not args.address:
         import torch
 
@@ -157,20 +138,26 @@ def _main(argv: Sequence[str] | None) -> None:
     import ray
     from ray import tune
 
+    from tuner.search import build_tuner, make_trainable
+
     try:
         if args.address:
-            check_gpus(space, ray.cluster_resources().get("GPU", 0), f"the cluster at {args.address}")
-        Path(storage).mkdir(parents=True, exist_ok=True)
+            where = f"the cluster at {args.address}"
+            check_gpus(space, ray.cluster_resources().get("GPU", 0), where)
+            check_storage(storage, alive_nodes(), where)
+        if storage.local is not None:
+            storage.local.mkdir(parents=True, exist_ok=True)
         study = Study.start(uri, space.mlflow.experiment, name,
-                            {"space_file": str(Path(args.space).resolve()), "storage": storage}, args.resume)
-        print(f"study {name}: {space.tune.num_samples} trials of up to {space.epochs} epochs, "
-              f"MLflow {uri} (experiment '{space.mlflow.experiment}'), storage {study_dir}", flush=True)
+                            {"space_file": str(Path(args.space).resolve()), "storage": storage.uri}, args.resume)
+        print(f"study {name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
+              f"{len(alive_nodes())} node(s), MLflow {uri} (experiment '{space.mlflow.experiment}'), "
+              f"storage {storage.study(name)}", flush=True)
         t0 = time.perf_counter()
         if args.resume:  # the searcher, scheduler and callbacks come back from the study's state
-            tuner = tune.Tuner.restore(str(study_dir), trainable=make_trainable(space, study.info),
+            tuner = tune.Tuner.restore(storage.study(name), trainable=make_trainable(space, study.info),
                                        resume_errored=True)
         else:
-            tuner = build_tuner(space, study.info, storage, name, storage_url)
+            tuner = build_tuner(space, study.info, storage.uri, name, storage_url)
         results = tuner.fit()  # the status callback finishes its MLflow work before fit returns
         wall = time.perf_counter() - t0
         summarize(space, study, results, storage_url, name, wall, register=not args.no_register)
@@ -190,15 +177,17 @@ def summarize(space: SearchSpace, study: Study, results, storage_url: str, name:
     slots = min(t.max_concurrent_trials, len(rows)) or 1
     overhead = max(0.0, 1 - compute / (wall * slots))
     counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "pruned", "failed")}
+    logging = sum(r["mlflow_s"] for r in rows) / max(1, len(rows))
     print(f"\n{len(rows)} trials in {wall:.1f} s: {counts['completed']} completed, {counts['pruned']} pruned, "
           f"{counts['failed']} failed; trial compute {compute:.1f} s over {slots} slots, "
-          f"overhead {100 * overhead:.1f} % of the wall time")
+          f"overhead {100 * overhead:.1f} % of the wall time; MLflow logging {logging:.2f} s per trial")
     print(f"top {min(5, len(rows))} by {t.metric}:")
     for r in rows[:5]:
         params = ", ".join(f"{k[6:]}={_fmt(v)}" for k, v in r.items() if k.startswith("param:"))
         print(f"  {r['trial_id']}  {r['status']:9s} {t.metric} {r[f'best_{t.metric}']:.4f}  "
               f"epochs {r['epochs']}  {params}")
     study.log_metrics({"wall_s": wall, "trial_compute_s": compute, "overhead_share": overhead,
+                       "mlflow_s_per_trial": logging,
                        **{f"trials_{k}": v for k, v in counts.items()}})
     best = next((r for r in rows if not math.isnan(r[f"best_{t.metric}"])), None)
     with tempfile.TemporaryDirectory() as d:
@@ -244,8 +233,9 @@ def summarize(space: SearchSpace, study: Study, results, storage_url: str, name:
     aliases = "challenger, champion" if reg.promoted else "challenger"
     print(f"registered {reg.name} version {reg.version} ({aliases}): test AUC-ROC {reg.test_metrics['auc_roc']:.4f}, "
           f"AUC-PR {reg.test_metrics['auc_pr']:.4f}, F1 {reg.test_metrics['f1']:.4f}; {reg.reason}")
-    print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'); "
-          f"browse with: mlflow ui --backend-store-uri {study.info.uri}")
+    browse = (study.info.uri if study.info.uri.startswith("http")
+              else f"mlflow ui --backend-store-uri {study.info.uri}")
+    print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'); browse: {browse}")
 
 
 def _fmt(v: Any) -> str:

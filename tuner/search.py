@@ -14,7 +14,6 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.space import SearchSpace, define_by_run
-from vgan.errors import ConfigError
 from tuner.tracking import TrackingInfo, close_trial_run, log_best_artifacts, trial_run_id
 from tuner.trainable import BEST_DIR, TrialContext, train_vgan
 
@@ -42,16 +41,6 @@ class PruneAwareOptunaSearch(OptunaSearch):
             ot_trial.report(result[self.metric], result["training_iteration"])
         self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
         self._completed_trials.add(trial_id)
-
-
-def study_storage_url(storage: str) -> str:
-    """The Optuna RDB: a SQLAlchemy URL as given, else a SQLite file in the storage folder."""
-    if "://" in storage:
-        if storage.startswith(("sqlite", "postgresql", "mysql")):
-            return storage
-        raise ConfigError(f"--storage {storage}: the Optuna study needs a database; an object-store path "
-                          "cannot hold it (give a shared folder, or a sqlite/postgresql/mysql URL)")
-    return f"sqlite:///{Path(storage).resolve() / 'optuna.db'}"
 
 
 def make_searcher(space: SearchSpace, study_name: str, storage_url: str) -> PruneAwareOptunaSearch:

@@ -46,6 +46,26 @@ def resolve_tracking_uri(uri: str | None) -> str:
                       "give sqlite:///PATH or http://HOST:PORT")
 
 
+def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
+    """A server that is down is refused in seconds: MLflow's client would retry for minutes."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as r:
+            if r.status == 200:
+                return
+            reason = f"HTTP {r.status}"
+    except urllib.error.HTTPError as e:
+        reason = f"HTTP {e.code}"
+    except (urllib.error.URLError, OSError) as e:
+        reason = str(getattr(e, "reason", e))
+    raise ConfigError(f"--tracking-uri {uri}: the MLflow tracking server is unreachable ({reason}); "
+                      "start it or give another URI")
+
+
 def artifact_location(uri: str) -> str | None:
     """For a local SQLite store, artifacts live beside the database (mlflow ui finds them)."""
     if uri.startswith("sqlite:////"):
@@ -126,16 +146,19 @@ def trial_run_id(client: MlflowClient, info: TrackingInfo, trial_id: str) -> tup
 
 
 class TrialRun:
-    """A trial's child run, opened (or continued after a restart) from inside the trial."""
+    """A trial's child run, opened (or continued after a restart) from inside the trial.
+    `seconds` adds up the time spent talking to MLflow: the per-trial logging overhead."""
 
-    def __init__(self, info: TrackingInfo, run_id: str):
+    def __init__(self, info: TrackingInfo, run_id: str, seconds: float = 0.0):
         self.info = info
         self.run_id = run_id
         self.client = MlflowClient(info.uri)
+        self.seconds = seconds
 
     @classmethod
     def open(cls, info: TrackingInfo, trial_id: str, node_id: str, params: dict[str, Any], config_yaml: str,
              run_id: str | None = None) -> TrialRun:
+        t0 = time.perf_counter()
         client = MlflowClient(info.uri)
         if run_id is None:  # no checkpoint yet: a first start, or a retry before the first checkpoint
             run_id, created = trial_run_id(client, info, trial_id)
@@ -144,16 +167,26 @@ class TrialRun:
                 client.log_text(run_id, config_yaml, "config.yaml")
         client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, "node_id", node_id)
-        return cls(info, run_id)
+        return cls(info, run_id, time.perf_counter() - t0)
+
+    @contextmanager
+    def _timed(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - t0
 
     def log_epoch(self, record: dict[str, float]) -> None:
         step = int(record["epoch"])
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[
-            Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and np.isfinite(v)])
+        with self._timed():
+            self.client.log_batch(self.run_id, metrics=[
+                Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and np.isfinite(v)])
 
     def log_best(self, folder: Path) -> str:
-        return log_best_artifacts(self.info.uri, self.run_id, folder)
+        with self._timed():
+            return log_best_artifacts(self.info.uri, self.run_id, folder)
 
 
 @contextmanager

@@ -88,17 +88,19 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     trainer = Trainer(cfg, train, val, resolve_device(cfg.train.device))
     work = Path(tempfile.mkdtemp(prefix="vgan-trial-"))
     best = work / BEST_DIR
-    run_id = None
+    run_id, logged_s = None, 0.0
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:  # a restarted trial continues where its last checkpoint left it
         with checkpoint.as_directory() as d:
             trainer.load_state_dict(load_checkpoint(Path(d) / STATE_FILE), "trial checkpoint")
-            run_id = json.loads((Path(d) / TRIAL_FILE).read_text())["mlflow_run_id"]
+            saved = json.loads((Path(d) / TRIAL_FILE).read_text())
+            run_id, logged_s = saved["mlflow_run_id"], saved.get("mlflow_s", 0.0)
             if (Path(d) / BEST_DIR).is_dir():
                 shutil.copytree(Path(d) / BEST_DIR, best)
     trial_id = tune.get_context().get_trial_id()
     run = TrialRun.open(ctx.tracking, trial_id, _node_id(), config,
                         yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_id)
+    run.seconds += logged_s
     try:
         for _ in range(trainer.epoch, cfg.train.epochs):
             result = trainer.run_epoch()
@@ -111,13 +113,14 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
             if trainer.epoch % ctx.checkpoint_every == 0 or last:
                 with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
                     trainer.save_checkpoint(Path(d) / STATE_FILE)
-                    (Path(d) / TRIAL_FILE).write_text(json.dumps({"mlflow_run_id": run.run_id}))
                     if best.is_dir():
                         shutil.copytree(best, Path(d) / BEST_DIR)
                     if last:  # log the model before the final report: Tune may end the actor after it
                         run.log_best(best)
-                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+                    (Path(d) / TRIAL_FILE).write_text(json.dumps({"mlflow_run_id": run.run_id,
+                                                                  "mlflow_s": run.seconds}))
+                    tune.report({**metrics, "mlflow_s": run.seconds}, checkpoint=tune.Checkpoint.from_directory(d))
             else:
-                tune.report(metrics)
+                tune.report({**metrics, "mlflow_s": run.seconds})
     finally:
         shutil.rmtree(work, ignore_errors=True)

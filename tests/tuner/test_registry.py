@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import TINY
+
 from tuner.registry import CHALLENGER, CHAMPION, decide, register_candidate
 from tuner.tracking import Study, log_best_artifacts, use_tracking_uri
 from tuner.trainable import save_best

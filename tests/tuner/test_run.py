@@ -7,8 +7,8 @@ import time
 
 import pytest
 import yaml
-
 from conftest import REPO, write_yaml
+
 from tuner.run import main
 from tuner.tracking import use_tracking_uri
 

@@ -2,18 +2,18 @@ import functools
 
 import optuna
 import pytest
-
 from conftest import REPO
-from tuner.search import make_searcher, study_storage_url
+
+from tuner.search import make_searcher
 from tuner.space import load_space
-from vgan.errors import ConfigError
+from tuner.storage import parse_storage, study_db_url
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
 
 
 def searcher(tmp_path):
     space = load_space(SMOKE)
-    return make_searcher(space, "s", study_storage_url(str(tmp_path))), space
+    return make_searcher(space, "s", study_db_url(parse_storage(str(tmp_path)))), space
 
 
 def report(s, trial_id, epochs, score=0.5):
@@ -25,7 +25,7 @@ def report(s, trial_id, epochs, score=0.5):
 
 
 def states(tmp_path):
-    study = optuna.load_study(study_name="s", storage=study_storage_url(str(tmp_path)))
+    study = optuna.load_study(study_name="s", storage=study_db_url(parse_storage(str(tmp_path))))
     return {t.number: t for t in study.trials}
 
 
@@ -53,14 +53,7 @@ def test_study_lives_in_an_rdb_with_its_name(tmp_path):
     s, _ = searcher(tmp_path)
     s.suggest("a")
     assert (tmp_path / "optuna.db").is_file()
-    assert optuna.get_all_study_names(study_storage_url(str(tmp_path))) == ["s"]
-
-
-def test_storage_urls(tmp_path):
-    assert study_storage_url(str(tmp_path)) == f"sqlite:///{tmp_path}/optuna.db"
-    assert study_storage_url("postgresql://u@h/db") == "postgresql://u@h/db"
-    with pytest.raises(ConfigError, match="object-store path cannot hold it"):
-        study_storage_url("s3://bucket/x")
+    assert optuna.get_all_study_names(study_db_url(parse_storage(str(tmp_path)))) == ["s"]
 
 
 def test_define_by_run_is_picklable(tmp_path):

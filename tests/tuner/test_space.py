@@ -1,9 +1,9 @@
 import optuna
 import pytest
 import yaml
-
 from conftest import REPO, write_yaml
-from tuner.run import check_gpus
+
+from tuner.cluster import check_gpus
 from tuner.space import SpaceError, define_by_run, load_space
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"

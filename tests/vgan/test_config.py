@@ -1,7 +1,7 @@
 
 import pytest
-
 from conftest import REPO, write_yaml
+
 from vgan.config import Config, apply_overrides, config_from_dict, config_keys, load_config
 from vgan.errors import ConfigError
 

@@ -1,12 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import copy_real, replace_file
 from PIL import Image
 
-from conftest import copy_real, replace_file
 from vgan.config import DataConfig, SyntheticConfig
-from vgan.data import (load_split, load_train_val, normalization_stats, read_pool, split_indices,
-                       synthetic_pool)
+from vgan.data import load_split, load_train_val, normalization_stats, read_pool, split_indices, synthetic_pool
 from vgan.errors import ConfigError, DataError
 
 

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 from PIL import Image
-
 from test_metrics import reference_table
+
 from vgan.evaluate import main as evaluate_main
 from vgan.train import main as train_main
 

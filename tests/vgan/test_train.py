@@ -2,8 +2,8 @@ import json
 
 import pytest
 import yaml
-
 from conftest import write_yaml
+
 from vgan.train import main
 
 

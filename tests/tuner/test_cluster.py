@@ -1,0 +1,89 @@
+"""A real two-node Ray cluster and a real MLflow server on 127.0.0.1 run the smoke study."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import REPO
+
+from tuner.loopback import CLUSTER_ENV, free_port, mlflow_server, ray_cluster
+from tuner.run import main
+from tuner.tracking import use_tracking_uri
+
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
+pytestmark = pytest.mark.slow
+
+
+def run_study(cluster, server, storage, cwd, name="smoke"):
+    return subprocess.run(
+        [sys.executable, "-m", "tuner.run", "--space", str(SMOKE), "--name", name, "--address", cluster.address,
+         "--tracking-uri", server.uri, "--storage", storage],
+        cwd=cwd, env={**os.environ, **CLUSTER_ENV, "PYTHONUNBUFFERED": "1"},
+        capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def cluster_study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cluster")
+    with mlflow_server(root / "mlflow") as server, ray_cluster(root / "ray", nodes=2, cpus_per_node=1) as cluster:
+        local = run_study(cluster, server, str(root / "local"), root, "refused")
+        proc = run_study(cluster, server, f"file://{root}/shared", root)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        yield root, server, proc.stdout, local
+
+
+def test_a_local_folder_is_refused_on_several_nodes(cluster_study):
+    root, _, _, local = cluster_study
+    assert local.returncode == 2, local.stderr[-2000:]
+    assert f"--storage {root}/local: a folder on this machine, but the cluster at" in local.stderr
+    assert "has 2 nodes" in local.stderr and f"file://{root}/local" in local.stderr
+    assert not (root / "local").exists()
+
+
+def test_trials_run_on_both_nodes_and_log_to_the_server(cluster_study):
+    from mlflow.tracking import MlflowClient
+
+    root, server, out, _ = cluster_study
+    space = yaml.safe_load(SMOKE.read_text())
+    assert "on 2 node(s)" in out
+    client = MlflowClient(server.uri)
+    exp = client.get_experiment_by_name(space["mlflow"]["experiment"])
+    assert exp.artifact_location.startswith("mlflow-artifacts:"), "artifacts go through the server"
+    runs = client.search_runs([exp.experiment_id], max_results=1000)
+    parent = next(r for r in runs if r.data.tags.get("kind") == "study")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == space["tune"]["num_samples"]
+    assert len({r.data.tags["node_id"] for r in children}) == 2
+    for r in children:
+        assert r.data.tags["status"] in ("completed", "pruned")
+        steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_auc_roc")]
+        assert sorted(steps) == list(range(1, len(steps) + 1)) and steps
+        names = {a.path for a in client.list_artifacts(r.info.run_id)}
+        assert {"config.yaml", "best"} <= names, names
+        assert r.data.tags["best_model_uri"].startswith("models:/")
+    stored = [p for p in (root / "mlflow" / "artifacts").rglob("*") if p.is_file()]
+    assert any(p.name == "config.yaml" for p in stored) and any(p.suffix == ".pt2" for p in stored)
+
+
+def test_champion_loads_from_the_server_by_alias(cluster_study):
+    import mlflow.pytorch
+    import torch
+
+    _, server, out, _ = cluster_study
+    assert "registered vgan-generator version 1 (challenger, champion)" in out
+    with use_tracking_uri(server.uri):
+        champion = mlflow.pytorch.load_model("models:/vgan-generator@champion")
+    probs = champion(torch.rand(2, 3, 70, 90))
+    assert probs.shape == (2, 1, 70, 90) and 0 <= probs.min() and probs.max() <= 1
+
+
+def test_an_unreachable_tracking_server_is_refused_in_seconds(tmp_path, capsys):
+    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    t0 = time.perf_counter()
+    code = main(["--space", str(SMOKE), "--storage", str(tmp_path / "ray"), "--tracking-uri", uri])
+    err = capsys.readouterr().err
+    assert code == 2 and f"--tracking-uri {uri}: the MLflow tracking server is unreachable" in err, err
+    assert time.perf_counter() - t0 < 15 and not (tmp_path / "ray").exists()

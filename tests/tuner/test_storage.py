@@ -1,0 +1,48 @@
+import pytest
+
+from tuner.storage import parse_storage, study_db_url
+from vgan.errors import ConfigError
+
+
+def test_a_plain_path_is_local_and_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    s = parse_storage("ray_results")
+    assert s.uri == str(tmp_path / "ray_results") and s.local == tmp_path / "ray_results" and not s.shared
+    assert study_db_url(s) == f"sqlite:///{tmp_path}/ray_results/optuna.db"
+    assert s.study("x") == f"{tmp_path}/ray_results/x"
+
+
+def test_file_uri_is_stated_shared(tmp_path):
+    s = parse_storage(f"file://{tmp_path}/shared/")
+    assert s.shared and s.local == tmp_path / "shared"
+    assert study_db_url(s) == f"sqlite:///{tmp_path}/shared/optuna.db"
+    assert s.study("x") == f"file://{tmp_path}/shared/x"
+
+
+def test_exists_reads_through_pyarrow(tmp_path):
+    for s in (parse_storage(str(tmp_path)), parse_storage(f"file://{tmp_path}")):
+        assert not s.exists("study")
+    (tmp_path / "study").mkdir()
+    assert parse_storage(f"file://{tmp_path}").exists("study") and parse_storage(str(tmp_path)).exists("study")
+
+
+def test_object_store_needs_a_study_db():
+    s = parse_storage("s3://bucket/ray")
+    assert s.shared and s.local is None and s.study("x") == "s3://bucket/ray/x"
+    with pytest.raises(ConfigError, match="--storage s3://bucket/ray: an object store cannot hold the Optuna"):
+        study_db_url(s)
+    assert study_db_url(s, "postgresql://u@h/db") == "postgresql://u@h/db"
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("file://relative/path", "needs an absolute path"),
+    ("postgresql://u@h/db", "the Optuna database goes to --study-db"),
+])
+def test_bad_storage(text, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        parse_storage(text)
+
+
+def test_bad_study_db(tmp_path):
+    with pytest.raises(ConfigError, match="--study-db /x.db: give a SQLAlchemy URL"):
+        study_db_url(parse_storage(str(tmp_path)), "/x.db")

@@ -1,0 +1,87 @@
+"""The Ray side of a study: start or join a cluster, and check it can run the study.
+
+Everything here runs before the first trial, so a study that cannot work is refused
+(exit status 2) instead of failing trial by trial.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import uuid
+from typing import Any
+
+from tuner.space import SearchSpace, SpaceError
+from tuner.storage import Storage
+from tuner.tracking import TELEMETRY_ENV
+from vgan.errors import ConfigError
+
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", **TELEMETRY_ENV}
+PROBE_TIMEOUT_S = 60
+
+
+def start_ray(address: str | None) -> None:
+    os.environ.update(RAY_ENV)
+    import ray
+
+    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=True)
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        # Ray's socket paths must stay short: its temp dir goes directly under /tmp.
+        ray.init(include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="ray-vgan-", dir="/tmp"), **kwargs)
+
+
+def check_gpus(space: SearchSpace, available: float, where: str) -> None:
+    need = space.resources.gpu
+    required = math.ceil(need)  # a fraction needs one GPU to share; whole GPUs need that many
+    if available < required:
+        raise SpaceError(f"{space.source}: 'resources.gpu' asks for {need:g} GPU per trial, but {where} has "
+                         f"{'none' if not available else f'{available:g}'}")
+
+
+def alive_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [n for n in ray.nodes() if n["Alive"]]
+
+
+def check_storage(storage: Storage, nodes: list[dict[str, Any]], where: str) -> None:
+    """Trials write checkpoints on whichever node runs them, and a retry may run elsewhere:
+    on several nodes the storage must be one place that every node sees."""
+    if len(nodes) < 2:
+        return
+    if not storage.shared:
+        raise ConfigError(
+            f"--storage {storage.uri}: a folder on this machine, but {where} has {len(nodes)} nodes and each "
+            f"would keep its trials on its own disk; give a folder every node mounts at the same path as "
+            f"file://{storage.uri} (it is checked), or an object store such as s3://bucket/prefix")
+    if storage.local is not None:
+        blind = nodes_not_seeing(storage, nodes)
+        if blind:
+            raise ConfigError(f"--storage {storage.uri}: not shared: {len(blind)} of {len(nodes)} nodes cannot see "
+                              f"it ({', '.join(blind)}); mount it at {storage.local} on every node")
+
+
+def nodes_not_seeing(storage: Storage, nodes: list[dict[str, Any]]) -> list[str]:
+    """Write a marker here and ask a task pinned to each node whether it can read it."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    assert storage.local is not None
+    storage.local.mkdir(parents=True, exist_ok=True)
+    marker = storage.local / f".probe-{uuid.uuid4().hex}"
+    marker.write_text("vgan-tune storage probe\n")
+    try:
+        sees = ray.remote(num_cpus=0)(_sees)
+        refs = [sees.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(str(marker)) for n in nodes]
+        seen = ray.get(refs, timeout=PROBE_TIMEOUT_S)
+    finally:
+        marker.unlink(missing_ok=True)
+    return [f"{n['NodeManagerAddress']} {n['NodeID'][:8]}" for n, ok in zip(nodes, seen) if not ok]
+
+
+def _sees(path: str) -> bool:
+    return os.path.isfile(path)

@@ -1,0 +1,61 @@
+"""Where a study's Ray results live, and where its Optuna database lives.
+
+`--storage` is Ray's trial storage (experiment state, trial checkpoints):
+    PATH                 a folder on this machine (one-node runs)
+    file:///PATH         a folder every node mounts at the same path (NFS, a shared volume)
+    s3://bucket/prefix   an object store (also gs://, abfs://, ...: what pyarrow reads)
+The Optuna study is a database the driver alone writes: by default `optuna.db` in the storage
+folder; an object store cannot hold one, so `--study-db` names it there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from vgan.errors import ConfigError
+
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql")
+
+
+@dataclass(frozen=True)
+class Storage:
+    uri: str  # what Ray is given
+    local: Path | None  # the folder on this machine, for a path or file://
+    shared: bool  # stated to be seen by every node (file:// or an object store)
+
+    def study(self, name: str) -> str:
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    def exists(self, name: str) -> bool:
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(self.study(name))
+        return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+
+
+def parse_storage(text: str) -> Storage:
+    if "://" not in text:
+        return Storage(str(Path(text).expanduser().resolve()), Path(text).expanduser().resolve(), False)
+    scheme = text.split("://", 1)[0]
+    if scheme == "file":
+        path = text[len("file://"):]
+        if not path.startswith("/"):
+            raise ConfigError(f"--storage {text}: a file:// URI needs an absolute path (file:///shared/ray_results)")
+        return Storage(f"file://{path}", Path(path), True)
+    if scheme.startswith(DATABASE_SCHEMES):
+        raise ConfigError(f"--storage {text}: trial storage is a folder or an object store; "
+                          "the Optuna database goes to --study-db")
+    return Storage(text, None, True)
+
+
+def study_db_url(storage: Storage, study_db: str | None = None) -> str:
+    """The Optuna RDB: --study-db as given, else a SQLite file in the storage folder."""
+    if study_db:
+        if not study_db.startswith(DATABASE_SCHEMES):
+            raise ConfigError(f"--study-db {study_db}: give a SQLAlchemy URL (sqlite:///PATH, postgresql://...)")
+        return study_db
+    if storage.local is None:
+        raise ConfigError(f"--storage {storage.uri}: an object store cannot hold the Optuna database; "
+                          "give --study-db sqlite:///PATH (on the driver) or postgresql://...")
+    return f"sqlite:///{storage.local / 'optuna.db'}"
