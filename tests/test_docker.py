@@ -1,0 +1,162 @@
+"""docker/ is not built in CI (no Docker engine): these checks keep it in step with the code."""
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from tuner.run import build_parser
+
+DOCKER = REPO / "docker"
+RUN_OPTIONS = {s for a in build_parser()._actions for s in a.option_strings}
+
+
+def interpolate(text: str) -> str:
+    """What compose makes of ${VAR:-default}, ${VAR:?message}, ${VAR} and $$ with nothing exported."""
+    text = re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", text)
+    text = re.sub(r"\$\{(\w+)(:\?[^}]*)?\}", r"<\1>", text)
+    return text.replace("$$", "$")
+
+
+def tuner_run_args(command: str | list[str], env: dict[str, str] | None = None) -> list[str]:
+    """The arguments `python -m tuner.run` gets, with the container's shell variables expanded."""
+    text = interpolate(command if isinstance(command, str) else " ".join(command))
+    env = {k: interpolate(v) for k, v in (env or {}).items()}
+    text = re.sub(r"\$(\w+)", lambda m: env[m.group(1)], text.split("python -m tuner.run", 1)[1])
+    return shlex.split(text.split("&&")[0])
+
+
+def tune_args(compose) -> list[str]:
+    tune = compose["services"]["tune"]
+    return tuner_run_args(tune["command"], tune["environment"])
+
+
+def option(args: list[str], name: str) -> str:
+    return args[args.index(name) + 1]
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((DOCKER / "compose.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def rayjob():
+    return yaml.safe_load((DOCKER / "kuberay" / "rayjob.yaml").read_text())
+
+
+def test_image_installs_this_project_as_a_non_root_user():
+    lines = [ln.strip() for ln in (DOCKER / "Dockerfile").read_text().splitlines()]
+    base = next(ln for ln in lines if ln.startswith("ARG BASE_IMAGE="))
+    assert "pytorch" in base and "cuda" in base
+    copied = [ln.split()[1] for ln in lines if ln.startswith("COPY")]
+    for src in copied:
+        assert (REPO / src).exists(), f"COPY {src}: not in the repository"
+    assert {"pyproject.toml", "vgan/", "tuner/", "search_spaces/"} <= set(copied)
+    install = next(ln for ln in lines if "pip install" in ln)
+    extra = re.search(r'"\.\[(\w+)\]"', install).group(1)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert extra in project["optional-dependencies"]
+    users = [ln.split()[1] for ln in lines if ln.startswith("USER")]
+    assert users and users[-1] not in ("root", "0")
+    env = " ".join(ln for ln in lines if not ln.startswith("#"))
+    assert "PYTHONUNBUFFERED=1" in env and "RAY_USAGE_STATS_ENABLED=0" in env and "MLFLOW_DISABLE_TELEMETRY=true" in env
+
+
+def test_compose_services_and_only_mlflow_published_on_localhost(compose):
+    services = compose["services"]
+    assert set(services) == {"postgres", "mlflow", "ray-head", "ray-worker", "tune"}
+    published = {name: s["ports"] for name, s in services.items() if "ports" in s}
+    assert list(published) == ["mlflow"]
+    (mapping,) = published["mlflow"]
+    host, host_port, container_port = interpolate(mapping).split(":")
+    assert host == "127.0.0.1" and container_port == option(shlex.split(services["mlflow"]["command"]), "--port")
+    for name in ("mlflow", "ray-head", "ray-worker", "tune"):
+        assert services[name]["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
+    gpu = services["ray-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
+    assert gpu["capabilities"] == ["gpu"]
+
+
+def test_compose_addresses_agree(compose):
+    s = compose["services"]
+    mlflow = shlex.split(interpolate(s["mlflow"]["command"]))
+    head = shlex.split(s["ray-head"]["command"])
+    assert mlflow[:2] == ["mlflow", "server"] and head[:3] == ["ray", "start", "--head"]
+    backend = option(mlflow, "--backend-store-uri")
+    env = s["postgres"]["environment"]
+    assert re.fullmatch(rf"postgresql://{env['POSTGRES_USER']}:<POSTGRES_PASSWORD>@postgres:5432/{env['POSTGRES_DB']}",
+                        backend), backend
+    assert f"mlflow:{option(mlflow, '--port')}" in option(mlflow, "--allowed-hosts").split(",")
+    head_address = f"ray-head:{option(head, '--port')}"
+    assert option(shlex.split(s["ray-worker"]["command"]), "--address") == head_address
+    tune = interpolate(" ".join(s["tune"]["command"]))
+    assert f"ray start --address {head_address}" in tune
+    args = tune_args(compose)
+    assert option(args, "--tracking-uri") == f"http://mlflow:{option(mlflow, '--port')}"
+
+
+def test_compose_ray_nodes_share_storage_and_data(compose):
+    s = compose["services"]
+    args = tune_args(compose)
+    storage = option(args, "--storage")
+    assert storage.startswith("file:///")
+    data = option(args, "--data")
+    for name in ("ray-head", "ray-worker", "tune"):
+        mounts = {m.split(":")[1]: m.split(":")[0] for m in map(interpolate, s[name]["volumes"])}
+        assert any(storage[len("file://"):].startswith(target) and source == "ray-results"
+                   for target, source in mounts.items()), (name, mounts)
+        assert any(data.startswith(target) for target in mounts), (name, mounts)
+        assert s[name]["environment"]["RAY_AUTH_MODE"] == "token" and "RAY_AUTH_TOKEN" in s[name]["environment"]
+    assert set(compose["volumes"]) >= {"ray-results", "mlartifacts", "pgdata"}
+
+
+@pytest.mark.parametrize("where", ["compose", "rayjob"])
+def test_the_study_commands_exist_in_tuner_run(compose, rayjob, where):
+    args = tune_args(compose) if where == "compose" else tuner_run_args(rayjob["spec"]["entrypoint"])
+    flags = [a for a in args if a.startswith("--")]
+    assert flags and set(flags) <= RUN_OPTIONS, set(flags) - RUN_OPTIONS
+    build_parser().parse_args(args)  # what the container runs parses here
+    assert (REPO / option(args, "--space")).is_file()
+    assert option(args, "--address") == "auto"
+
+
+def test_mlflow_server_options_exist():
+    from mlflow.cli import server
+
+    known = {o for p in server.params for o in p.opts}
+    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    used = {a for a in shlex.split(interpolate(compose["services"]["mlflow"]["command"])) if a.startswith("--")}
+    assert used <= known, used - known
+
+
+def test_rayjob_matches_the_project(rayjob):
+    import ray
+
+    assert rayjob["apiVersion"] == "ray.io/v1" and rayjob["kind"] == "RayJob"
+    spec = rayjob["spec"]["rayClusterSpec"]
+    assert spec["rayVersion"] == ray.__version__
+    assert f'"ray[tune]=={ray.__version__}"' in (REPO / "pyproject.toml").read_text()
+    args = tuner_run_args(rayjob["spec"]["entrypoint"])
+    storage = option(args, "--storage")
+    assert storage.startswith("file:///")
+    pods = [spec["headGroupSpec"]["template"]["spec"]] + [g["template"]["spec"] for g in spec["workerGroupSpecs"]]
+    for pod in pods:
+        (container,) = pod["containers"]
+        mounts = {m["mountPath"] for m in container["volumeMounts"]}
+        assert "/shared" in mounts and storage[len("file://"):].startswith("/shared")
+        assert option(args, "--data").startswith("/data") and "/data" in mounts
+        assert pod["securityContext"]["runAsNonRoot"] is True
+    worker = spec["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert "nvidia.com/gpu" in worker["resources"]["limits"]
+
+
+def test_docker_readme_covers_the_three_ways():
+    text = (DOCKER / "README.md").read_text()
+    for needle in ("docker compose up", "ray start --head", "ray start --address", "kubectl apply -f docker/kuberay/",
+                   "--storage file://", "s3://"):
+        assert needle in text, needle
+    assert Path(DOCKER / "kuberay" / "rayjob.yaml").is_file()
