@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import REPO
+
 from tuner.run import build_parser
 
 DOCKER = REPO / "docker"

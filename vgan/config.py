@@ -73,7 +73,9 @@ class TrainConfig:
     eval_batch_size: int = 2
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
-    amp: bool = False  # bf16 autocast, CUDA only
+    amp: bool = True  # bf16 autocast, CUDA only
+    channels_last: bool = True  # NHWC activations and weights (CUDA and CPU)
+    compile: bool = False  # torch.compile the generator's training forward; eager if compiling fails
     select_metric: str = "auc_roc"  # validation metric that picks the best checkpoint
     preview_every: int = 5  # epochs between validation preview images; 0 = never
     threads: int | None = None  # torch intra-op threads on CPU; None = torch's default

@@ -129,7 +129,9 @@ def read_probability(path: Path) -> np.ndarray:
 
 
 @dataclass
-class _Item:
+class Item:
+    """The files of one image: photo, vessel label, field-of-view mask."""
+
     id: str
     image: Path
     label: Path
@@ -141,7 +143,7 @@ def _require_dir(path: Path, what: str) -> None:
         raise DataError(f"{path}: folder missing ({what})")
 
 
-def _drive_items(root: Path, pool: str) -> list[_Item]:
+def _drive_items(root: Path, pool: str) -> list[Item]:
     sub = "training" if pool == "training" else "test"
     folder = root / sub / "images"
     _require_dir(folder, f"DRIVE layout expects {sub}/images, {sub}/1st_manual, {sub}/mask")
@@ -149,7 +151,7 @@ def _drive_items(root: Path, pool: str) -> list[_Item]:
     for image in sorted(folder.glob(f"*_{sub}.tif")):
         number = image.stem.split("_")[0]
         items.append(
-            _Item(
+            Item(
                 image.stem,
                 image,
                 root / sub / "1st_manual" / f"{number}_manual1.gif",
@@ -161,7 +163,7 @@ def _drive_items(root: Path, pool: str) -> list[_Item]:
     return items
 
 
-def _stare_items(root: Path, pool: str) -> list[_Item]:
+def _stare_items(root: Path, pool: str) -> list[Item]:
     folder = root / "images"
     _require_dir(folder, "STARE layout expects images/, labels-ah/, mask/")
     ids = sorted(p.stem for p in folder.glob("*.ppm"))
@@ -172,11 +174,11 @@ def _stare_items(root: Path, pool: str) -> list[_Item]:
         )
     ids = ids[:STARE_TRAIN_COUNT] if pool == "training" else ids[STARE_TRAIN_COUNT:]
     return [
-        _Item(i, folder / f"{i}.ppm", root / "labels-ah" / f"{i}.ah.ppm", root / "mask" / f"{i}.mask.ppm") for i in ids
+        Item(i, folder / f"{i}.ppm", root / "labels-ah" / f"{i}.ah.ppm", root / "mask" / f"{i}.mask.ppm") for i in ids
     ]
 
 
-def _read_items(items: list[_Item], name: str) -> Split:
+def _read_items(items: list[Item], name: str) -> Split:
     images, labels, masks = [], [], []
     for it in items:
         img, lab, msk = read_rgb(it.image), read_binary(it.label), read_binary(it.mask)
@@ -217,6 +219,15 @@ def read_pool(cfg: DataConfig, pool: str) -> Split:
     root = dataset_root(cfg)
     items = _drive_items(root, pool) if cfg.dataset == "drive" else _stare_items(root, pool)
     return _read_items(items, pool)
+
+
+def train_files(cfg: DataConfig) -> list[Item]:
+    """The files of the training split (for loaders that read from disk, e.g. the benchmark's baseline)."""
+    if cfg.dataset == "synthetic":
+        raise ConfigError("the synthetic dataset has no files")
+    root = dataset_root(cfg)
+    items = _drive_items(root, "training") if cfg.dataset == "drive" else _stare_items(root, "training")
+    return [items[i] for i in split_indices(len(items), cfg)[0]]
 
 
 def split_indices(n: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:

@@ -46,6 +46,6 @@ def gradient_penalty(
     """
     e = eps.view(-1, *([1] * (real.dim() - 1))).to(real)
     x = (e * real + (1 - e) * fake.detach()).requires_grad_(True)
-    out = critic(x)
+    out = critic(x).float()  # under autocast the critic may answer in bf16: sum and norm in fp32
     (grad,) = torch.autograd.grad(out.sum(), x, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+    return ((grad.float().flatten(1).norm(2, dim=1) - 1) ** 2).mean()

@@ -79,3 +79,54 @@ def compute_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float = 
     out.update(threshold_metrics(scores, targets, threshold))
     out["best_f1_threshold"] = best_f1_threshold(c)
     return out
+
+
+def histogram_metrics(scores, targets, threshold: float = 0.5, bins: int = 2**20) -> dict[str, float]:
+    """`compute_metrics` on the scores' device, from histograms instead of a sort.
+
+    scores (float in [0, 1]) and targets (bool) are 1-D torch tensors, the pooled FOV pixels.
+    Scores are binned at 1/bins: ROC and PR points are taken at the bin edges, and pixels
+    sharing a bin count as ties, so the curves (and AUCs) equal the exact ones up to the
+    positive/negative pairs that fall in one bin (below 1e-4 at the default 2**20 bins for
+    continuous scores; exact for 8-bit maps). Only a few scalars leave the device.
+    """
+    import torch
+
+    if targets.all() or not targets.any():
+        raise ValueError("metrics need both vessel and background pixels inside the FOV")
+    s = scores.float()
+    k = (s * bins).long().clamp_(0, bins - 1)
+    pos = torch.bincount(k[targets], minlength=bins).double()
+    neg = torch.bincount(k[~targets], minlength=bins).double()
+    # thresholds from high to low: cumulative true and false positives at each bin edge
+    tp = torch.cat([pos.new_zeros(1), pos.flip(0).cumsum(0)])
+    fp = torch.cat([neg.new_zeros(1), neg.flip(0).cumsum(0)])
+    n_pos, n_neg = tp[-1], fp[-1]
+    tpr, fpr = tp / n_pos, fp / n_neg
+    auc_roc = torch.trapezoid(tpr, fpr)
+    seen = (tp + fp) > 0  # thresholds that select at least one pixel (sklearn's PR points)
+    precision = torch.where(seen, tp / (tp + fp).clamp_min(1), torch.ones_like(tp))
+    recall = tp / n_pos
+    keep = seen | (torch.arange(len(tp), device=tp.device) == 0)  # plus sklearn's (recall 0, precision 1)
+    p, r = precision[keep], recall[keep]
+    auc_pr = torch.trapezoid(p, r)
+    ap = ((r[1:] - r[:-1]) * p[1:]).sum()
+    f1 = torch.where(p + r > 0, 2 * p * r / (p + r).clamp_min(1e-12), torch.zeros_like(p))
+    best_edge = torch.argmax(f1[1:]) + 1  # edge i (from the top) is the threshold (bins - i) / bins
+    edges = torch.arange(len(tp), device=tp.device)[keep]
+    pred = s >= threshold
+    counts = torch.stack([(pred & targets).sum(), (pred & ~targets).sum(), (~pred & targets).sum()]).double()
+    values = torch.stack([auc_roc, auc_pr, ap, (bins - edges[best_edge]).double() / bins,
+                          counts[0], counts[1], counts[2]]).tolist()  # the one host sync
+    auc_roc, auc_pr, ap, best_threshold, tp_t, fp_t, fn_t = values
+    total = float(targets.numel())
+    tn_t = total - tp_t - fp_t - fn_t
+    return {
+        "auc_roc": auc_roc, "auc_pr": auc_pr, "average_precision": ap,
+        "threshold": float(threshold),
+        "f1": 2 * tp_t / max(2 * tp_t + fp_t + fn_t, 1.0),
+        "accuracy": (tp_t + tn_t) / max(total, 1),
+        "sensitivity": tp_t / max(tp_t + fn_t, 1.0),
+        "specificity": tn_t / max(tn_t + fp_t, 1.0),
+        "best_f1_threshold": best_threshold,
+    }

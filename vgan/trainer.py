@@ -8,11 +8,11 @@ import contextlib
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -21,7 +21,7 @@ from vgan.augment import Batch, get_transform, stack
 from vgan.config import Config, config_from_dict
 from vgan.data import Split, normalization_stats
 from vgan.errors import CheckpointError, ConfigError, DivergenceError
-from vgan.metrics import compute_metrics
+from vgan.metrics import compute_metrics, histogram_metrics
 from vgan.models import Discriminator, Generator
 
 CHECKPOINT_FORMAT = 1
@@ -40,6 +40,26 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ConfigError("train.device: 'mps' asked for, but this machine has no MPS device")
     return torch.device(name)
+
+
+class CompiledOrEager:
+    """`torch.compile(module)`, falling back to the eager module if compiling fails (no
+    compiler toolchain, an unsupported op): a trial must never die of an optimisation."""
+
+    def __init__(self, module: nn.Module):
+        self.module = module
+        self.compiled: Any = torch.compile(module)
+        self.error: str | None = None
+
+    def __call__(self, *args):
+        if self.compiled is not None:
+            try:
+                return self.compiled(*args)
+            except Exception as e:  # noqa: BLE001 - any compile failure means: run eager
+                self.error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                warnings.warn(f"torch.compile failed, training eager instead ({self.error})", stacklevel=2)
+                self.compiled = None
+        return self.module(*args)
 
 
 def _autocast(device: torch.device, enabled: bool):
@@ -63,20 +83,24 @@ def predict(generator: Generator, images: torch.Tensor, device: torch.device, ba
 
 
 def evaluate(generator: Generator, split: Split, device: torch.device, batch_size: int = 2,
-             threshold: float = 0.5, amp: bool = False) -> tuple[dict[str, float], torch.Tensor]:
+             threshold: float = 0.5, amp: bool = False, exact: bool = True) -> tuple[dict[str, float], torch.Tensor]:
     """FOV-pooled metrics of the generator on a whole split; returns (metrics, probabilities)."""
     probs = predict(generator, split.images, device, batch_size, amp)
-    return split_metrics(probs, split, threshold), probs
+    return split_metrics(probs, split, threshold, exact), probs
 
 
-def split_metrics(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> dict[str, float]:
-    """Metrics of probabilities (N,1,H,W) for a split, pooled over the FOV pixels of all its images."""
+def split_metrics(probs: torch.Tensor, split: Split, threshold: float = 0.5, exact: bool = True) -> dict[str, float]:
+    """Metrics of probabilities (N,1,H,W) for a split, pooled over the FOV pixels of all its images.
+    exact: scikit-learn's curves on the host (reported results); else histograms on the
+    probabilities' device (per-epoch validation: equal to 1e-4, no transfer of the pixels)."""
     inside = split.masks.to(probs.device) > 0.5
-    scores = probs[inside].cpu().numpy()
-    targets = (split.labels.to(probs.device)[inside] > 0.5).cpu().numpy()
-    if not np.isfinite(scores).all():
+    scores = probs[inside]
+    targets = split.labels.to(probs.device)[inside] > 0.5
+    if not bool(torch.isfinite(scores).all()):
         raise ValueError("the generator produced non-finite probabilities")
-    return compute_metrics(scores, targets, threshold)
+    if not exact:
+        return histogram_metrics(scores, targets, threshold)
+    return compute_metrics(scores.cpu().numpy(), targets.cpu().numpy(), threshold)
 
 
 @dataclass
@@ -97,19 +121,29 @@ class Trainer:
             torch.set_num_threads(t.threads)
         torch.manual_seed(t.seed)  # weight init
         self.gen = torch.Generator().manual_seed(t.seed)  # every random draw of training
-        self.G = Generator(cfg.model).to(device)
+        cuda = device.type == "cuda"
+        if cuda:
+            torch.backends.cudnn.benchmark = True  # fixed crop size: let cuDNN pick its fastest kernels
+        # NHWC: tensor-core convolutions on CUDA, oneDNN's fast path on CPU (+19 % measured on 2 cores)
+        nhwc = t.channels_last and device.type in ("cuda", "cpu")
+        self.memory_format = torch.channels_last if nhwc else torch.contiguous_format
+        self.G = Generator(cfg.model).to(device, memory_format=self.memory_format)
         self.G.set_normalization(*normalization_stats(train))
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.lr_g, betas=cfg.optim.betas_g,
                                       weight_decay=cfg.optim.weight_decay)
         self.D: Discriminator | None = None
+        # Real and fake pairs can share one critic pass unless batch statistics would mix them.
+        self.fuse_critic = cfg.model.disc_norm != "batch"
         self.opt_d: torch.optim.Optimizer | None = None
         if cfg.adversarial_on:
-            self.D = Discriminator(cfg.model).to(device)
+            self.D = Discriminator(cfg.model).to(device, memory_format=self.memory_format)
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.lr_d, betas=cfg.optim.betas_d,
                                           weight_decay=cfg.optim.weight_decay)
         self.train_data = stack(train.images, train.labels, train.masks).to(device)
         self.val = val.to(device)
         self.transform = get_transform(True, cfg.data.crop_size, cfg.data.augment_strength, cfg.data.flip)
+        # Training crops have one shape: worth compiling. Validation (full size) stays eager.
+        self.G_train = CompiledOrEager(self.G) if t.compile else self.G
         self.epoch = 0
         self.best_score = -math.inf
         self.best_epoch = 0
@@ -127,16 +161,22 @@ class Trainer:
     def next_batch(self) -> Batch:
         n, b = len(self.train_data), self.cfg.train.batch_size
         index = torch.randperm(n, generator=self.gen)[:b] if b <= n else torch.randint(0, n, (b,), generator=self.gen)
-        return self.transform(self.train_data, index, self.gen)
+        batch = self.transform(self.train_data, index, self.gen)
+        if self.memory_format is torch.channels_last:
+            batch.images = batch.images.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def d_step(self) -> torch.Tensor:
         """One critic/discriminator update on a fresh batch; returns its loss (on device)."""
         assert self.D is not None and self.opt_d is not None
         b = self.next_batch()
         with torch.no_grad(), self._amp():
-            fake = torch.sigmoid(self.G(b.images)).float()
+            fake = torch.sigmoid(self.G_train(b.images)).float()
         with self._amp():
-            d_real, d_fake = self.D(b.images, b.labels), self.D(b.images, fake)
+            if self.fuse_critic:  # one critic pass over real and fake pairs: half the launches
+                d_real, d_fake = self.D(b.images.repeat(2, 1, 1, 1), torch.cat([b.labels, fake])).chunk(2)
+            else:
+                d_real, d_fake = self.D(b.images, b.labels), self.D(b.images, fake)
             if self.cfg.loss.adversarial == "wgan-gp":
                 loss = losses.wgan_critic_loss(d_real.float(), d_fake.float())
                 eps = torch.rand(len(fake), generator=self.gen).to(self.device, non_blocking=True)
@@ -154,7 +194,7 @@ class Trainer:
         lc = self.cfg.loss
         b = self.next_batch()
         with self._amp():
-            logits = self.G(b.images).float()
+            logits = self.G_train(b.images).float()
             bce = losses.seg_bce(logits, b.labels)
             adv = torch.zeros((), device=self.device)
             if self.D is not None:
@@ -202,7 +242,7 @@ class Trainer:
     def validate(self) -> tuple[dict[str, float], torch.Tensor]:
         t = self.cfg.train
         try:
-            return evaluate(self.G, self.val, self.device, t.eval_batch_size, amp=t.amp)
+            return evaluate(self.G, self.val, self.device, t.eval_batch_size, amp=t.amp, exact=False)
         except ValueError as e:
             if "non-finite" in str(e):
                 raise DivergenceError(self.epoch, "val_probability", float("nan")) from None

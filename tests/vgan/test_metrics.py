@@ -6,7 +6,7 @@ from sklearn.metrics import auc, average_precision_score, precision_recall_curve
 
 from vgan.config import DataConfig
 from vgan.data import read_pool, read_probability
-from vgan.metrics import compute_metrics, fov_pixels, threshold_metrics
+from vgan.metrics import compute_metrics, fov_pixels, histogram_metrics, threshold_metrics
 
 
 def reference_table(reference_root):
@@ -78,3 +78,26 @@ def test_pooling_checks_shapes_and_needs_both_classes():
         fov_pixels([np.zeros((2, 2))], [np.zeros((2, 3))], [np.ones((2, 2))])
     with pytest.raises(ValueError, match="both vessel and background"):
         compute_metrics(np.random.rand(10), np.zeros(10, dtype=bool))
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02])
+def test_histogram_metrics_match_sklearn_on_real_maps(reference_root, drive_root, noise):
+    """V-GAN's 8-bit maps, and the same maps made continuous (what a generator outputs)."""
+    import torch
+
+    test = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
+    maps = [read_probability(reference_root / "DRIVE" / f"{i}.tif") for i in test.ids]
+    scores, targets = fov_pixels(maps, test.labels[:, 0].numpy(), test.masks[:, 0].numpy())
+    scores = np.clip(scores + np.random.default_rng(0).normal(0, noise, scores.shape), 0, 1).astype(np.float32)
+    exact = compute_metrics(scores.astype(np.float64), targets, 0.5)
+    fast = histogram_metrics(torch.from_numpy(scores), torch.from_numpy(targets), 0.5)
+    assert set(fast) == set(exact)
+    for key in exact:
+        assert fast[key] == pytest.approx(exact[key], abs=1e-4), key
+
+
+def test_histogram_metrics_refuse_one_class():
+    import torch
+
+    with pytest.raises(ValueError, match="both vessel and background"):
+        histogram_metrics(torch.rand(10), torch.zeros(10, dtype=torch.bool))
