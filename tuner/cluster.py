@@ -18,6 +18,7 @@ from tuner.tracking import TELEMETRY_ENV
 from vgan.errors import ConfigError
 
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", **TELEMETRY_ENV}
+FAULTS_ENV = "VGAN_FAULTS"  # fault injection for the fault-tolerance tests (tuner.trainable.inject_faults)
 PROBE_TIMEOUT_S = 60
 
 
@@ -25,7 +26,10 @@ def start_ray(address: str | None) -> None:
     os.environ.update(RAY_ENV)
     import ray
 
-    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=True)
+    env = dict(RAY_ENV)
+    if os.environ.get(FAULTS_ENV):  # the fault-tolerance tests' injected faults reach every trial
+        env[FAULTS_ENV] = os.environ[FAULTS_ENV]
+    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": env}, log_to_driver=True)
     if address:
         ray.init(address=address, **kwargs)
     else:

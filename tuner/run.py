@@ -55,7 +55,7 @@ def trials_table(results, outcomes: dict[str, dict], metric: str, mode: str) -> 
         df = r.metrics_dataframe
         if df is not None and metric in df:
             best = df[metric].max() if mode == "max" else df[metric].min()
-            compute = float(df.get("epoch_s", 0).sum() + df.get("val_s", 0).sum())
+            compute = float(sum(df[k].fillna(0).sum() for k in ("epoch_s", "val_s") if k in df))
             epochs = int(df["epoch"].max())
             logging = float(df["mlflow_s"].max()) if "mlflow_s" in df else 0.0
         else:
@@ -154,12 +154,16 @@ def _main(argv: Sequence[str] | None) -> None:
               f"storage {storage.study(name)}", flush=True)
         t0 = time.perf_counter()
         if args.resume:  # the searcher, scheduler and callbacks come back from the study's state
+            # Unfinished trials continue from their checkpoints; failed ones stay failed.
             tuner = tune.Tuner.restore(storage.study(name), trainable=make_trainable(space, study.info),
-                                       resume_errored=True)
+                                       resume_unfinished=True, resume_errored=False)
         else:
             tuner = build_tuner(space, study.info, storage.uri, name, storage_url)
         results = tuner.fit()  # the status callback finishes its MLflow work before fit returns
         wall = time.perf_counter() - t0
+        orphans = study.close_orphans()
+        if orphans:
+            print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: {', '.join(orphans)}")
         summarize(space, study, results, storage_url, name, wall, register=not args.no_register)
         study.finish()
     finally:
@@ -189,7 +193,8 @@ def summarize(space: SearchSpace, study: Study, results, storage_url: str, name:
     study.log_metrics({"wall_s": wall, "trial_compute_s": compute, "overhead_share": overhead,
                        "mlflow_s_per_trial": logging,
                        **{f"trials_{k}": v for k, v in counts.items()}})
-    best = next((r for r in rows if not math.isnan(r[f"best_{t.metric}"])), None)
+    # a failed trial (diverged, or out of retries) logged no model: the best is among the others
+    best = next((r for r in rows if not math.isnan(r[f"best_{t.metric}"]) and r["status"] != "failed"), None)
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         write_csv(folder / "trials.csv", rows)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from mlflow.entities import RunTag
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -32,6 +33,12 @@ class PruneAwareOptunaSearch(OptunaSearch):
         self.max_epochs = max_epochs
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        if result is not None and result.get("diverged") and trial_id not in self._completed_trials:
+            ot_trial = self._ot_trials[trial_id]
+            ot_trial.set_user_attr("error", str(result.get("error", "diverged")))
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+            self._completed_trials.add(trial_id)
+            return
         stopped_early = not error and result is not None and result.get("epoch", self.max_epochs) < self.max_epochs
         if not stopped_early or trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result, error)
@@ -83,17 +90,24 @@ class StatusCallback(tune.Callback):
         result = trial.last_result or {}
         run_id = result.get("mlflow_run_id")
         epoch = int(result.get("epoch", 0))
+        if result.get("diverged"):
+            self._close(run_id, "failed", {"error": str(result.get("error", "diverged"))})
+            return
         if epoch >= self.max_epochs:
             self._close(run_id, "completed", {})
             return
-        self._submit(self._log_pruned, trial.checkpoint, run_id, {"pruned_at_epoch": str(epoch)})
+        storage = (trial.storage.storage_filesystem, trial.path) if trial.storage is not None else None
+        self._submit(self._log_pruned, trial.checkpoint, run_id, {"pruned_at_epoch": str(epoch)}, storage)
 
-    def _log_pruned(self, checkpoint, run_id: str | None, tags: dict[str, str]) -> None:
+    def _log_pruned(self, checkpoint, run_id: str | None, tags: dict[str, str], storage=None) -> None:
         try:
             if run_id and checkpoint is not None:  # a pruned trial's best generator is logged too
                 with checkpoint.as_directory() as d:
                     if (Path(d) / BEST_DIR).is_dir():
                         log_best_artifacts(self.tracking.uri, run_id, Path(d) / BEST_DIR)
+                # Its model is in MLflow now and the trial never runs again: free the disk.
+                if storage is not None:
+                    delete_checkpoints(*storage)
         except Exception:
             traceback.print_exc()
         self._close(run_id, "pruned", tags)
@@ -106,9 +120,22 @@ class StatusCallback(tune.Callback):
             f.result()
         self._pending.clear()
 
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info):
+        """A trial that raised is retried from its last checkpoint: say so on its run."""
+        run_id = (trial.last_result or {}).get("mlflow_run_id")
+        if run_id is None:
+            return
+        try:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(self.tracking.uri).log_batch(run_id, tags=[
+                RunTag("retries", str(trial.num_failures)),
+                RunTag("last_error", _last_line(trial_error(trial))[:5000])])
+        except Exception:
+            traceback.print_exc()
+
     def on_trial_error(self, iteration: int, trials: list, trial, **info):
-        error = trial.get_error() or "unknown error"
-        message = _last_line(str(error))
+        message = _last_line(trial_error(trial))
         run_id = (trial.last_result or {}).get("mlflow_run_id")
         if run_id is None:  # failed before its first report: its run may exist already, or not
             from mlflow.tracking import MlflowClient
@@ -125,13 +152,35 @@ class StatusCallback(tune.Callback):
             traceback.print_exc()
 
 
+def delete_checkpoints(fs, trial_path: str) -> None:
+    """Remove a trial's `checkpoint_*` folders from Ray's storage (local, shared or object store)."""
+    import pyarrow.fs
+
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True)):
+        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+            fs.delete_dir(info.path)
+
+
+def trial_error(trial) -> str:
+    """The trial's error log as the driver just wrote it (the copy in storage is synced later
+    and can still hold an earlier attempt's error)."""
+    try:
+        path = Path(trial.error_file) if trial.error_file else None
+        if path is not None and path.is_file():
+            return path.read_text()
+    except OSError:
+        pass
+    return str(trial.get_error() or "unknown error")
+
+
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else text
 
 
 def make_trainable(space: SearchSpace, tracking: TrackingInfo):
-    ctx = TrialContext(base=space.base, tracking=tracking, checkpoint_every=space.tune.checkpoint_every)
+    ctx = TrialContext(base=space.base, tracking=tracking, checkpoint_every=space.tune.checkpoint_every,
+                       metric=space.tune.metric, mode=space.tune.mode)
     resources = {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
     return tune.with_resources(tune.with_parameters(train_vgan, ctx=ctx), resources)
 

@@ -121,6 +121,16 @@ class Study:
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.info.parent_run_id, status)
 
+    def close_orphans(self) -> list[str]:
+        """Trial runs still RUNNING once the study's trials have all ended belong to a driver that
+        was killed and to trials that will not run again: close them as KILLED (trial ids)."""
+        closed = []
+        for r in self.child_runs():
+            if r.info.status == "RUNNING":
+                close_trial_run(self.info.uri, r.info.run_id, "killed")
+                closed.append(r.data.tags.get("trial_id", r.info.run_id))
+        return closed
+
     def child_runs(self) -> list:
         return self.client.search_runs([self.info.experiment_id],
                                        f"tags.mlflow.parentRunId = '{self.info.parent_run_id}'",
@@ -242,7 +252,8 @@ def close_trial_run(uri: str, run_id: str, status: str, extra_tags: dict[str, st
     client = MlflowClient(uri)
     tags = {"status": status, **(extra_tags or {})}
     client.log_batch(run_id, tags=[RunTag(k, _short(v)) for k, v in tags.items()])
-    client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED if status == "failed" else RunStatus.FINISHED))
+    end = {"failed": RunStatus.FAILED, "killed": RunStatus.KILLED}.get(status, RunStatus.FINISHED)
+    client.set_terminated(run_id, RunStatus.to_string(end))
 
 
 def write_json(path: Path, values: dict[str, Any]) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+import math
+import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -18,9 +20,11 @@ import torch
 import yaml
 from ray import tune
 
+from tuner.cluster import FAULTS_ENV
 from tuner.tracking import TrackingInfo, TrialRun, write_json
 from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
+from vgan.errors import DivergenceError
 from vgan.trainer import Trainer, load_checkpoint, resolve_device
 from vgan.visualize import save_curves, save_previews
 
@@ -36,6 +40,8 @@ class TrialContext:
     base: dict[str, Any]
     tracking: TrackingInfo
     checkpoint_every: int
+    metric: str = "val_auc_roc"
+    mode: str = "max"
 
 
 # Fields that change how images are augmented, not which images are read.
@@ -55,6 +61,21 @@ def load_data(cfg: DataConfig) -> tuple[Split, Split]:
     train, val = _train_val(json.dumps(key, sort_keys=True))
     check_crop(cfg, train)  # crop_size is searchable: check it for this trial
     return train, val
+
+
+def inject_faults(epoch: int) -> None:
+    """Fault injection for the fault-tolerance tests: with $VGAN_FAULTS naming a folder, a
+    trial about to start epoch N raises if it can claim (delete) a file `raise-at-N.*` there.
+    One file, one fault: the files say how many times, the claim makes it happen once each."""
+    folder = os.environ.get(FAULTS_ENV)
+    if not folder:
+        return
+    for path in sorted(Path(folder).glob(f"raise-at-{epoch}.*")):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue  # another trial claimed it first
+        raise RuntimeError(f"injected fault before epoch {epoch} ({path.name})")
 
 
 def _node_id() -> str:
@@ -103,7 +124,16 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     run.seconds += logged_s
     try:
         for _ in range(trainer.epoch, cfg.train.epochs):
-            result = trainer.run_epoch()
+            inject_faults(trainer.epoch + 1)
+            try:
+                result = trainer.run_epoch()
+            except DivergenceError as e:
+                # Deterministic: a retry would diverge again. End the trial and say why; the driver
+                # marks it failed and Optuna hears FAIL.
+                worst = -math.inf if ctx.mode == "max" else math.inf
+                tune.report({"epoch": e.epoch, ctx.metric: worst, "diverged": 1, "error": str(e),
+                             "mlflow_run_id": run.run_id, "mlflow_s": run.seconds})
+                return
             if result.is_best:
                 save_best(best, trainer, result.probs, result.record)
             run.log_epoch(result.record)

@@ -26,6 +26,9 @@ from vgan.models import Discriminator, Generator
 
 CHECKPOINT_FORMAT = 1
 LOSS_NAMES = ("loss_g", "loss_bce", "loss_adv", "loss_d")
+# An epoch's mean loss beyond this counts as diverged: a critic whose scores run off to
+# millions has lost its Lipschitz constraint (collapsed) even while the numbers stay finite.
+DIVERGENCE_LIMIT = 1e6
 
 
 def resolve_device(name: str) -> torch.device:
@@ -235,7 +238,7 @@ class Trainer:
         values = (torch.cat([g_sum / steps, (d_sum / d_steps).view(1)])).tolist()
         out = dict(zip(LOSS_NAMES, values))
         for name, value in out.items():
-            if not math.isfinite(value):
+            if not math.isfinite(value) or abs(value) > DIVERGENCE_LIMIT:
                 raise DivergenceError(self.epoch, name, value)
         return out
 
