@@ -71,6 +71,18 @@ def trials_table(results, outcomes: dict[str, dict], metric: str, mode: str) -> 
     return rows
 
 
+def fail_orphan_trials(storage_url: str, name: str) -> list[str]:
+    """Optuna trials still RUNNING once the study has ended were asked for by a driver killed
+    before its state was saved: no one will tell them; mark them FAIL (trial numbers)."""
+    import optuna
+
+    study = optuna.load_study(study_name=name, storage=storage_url)
+    orphans = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+    for t in orphans:
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    return [f"optuna trial {t.number}" for t in orphans]
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     keys = list(dict.fromkeys(k for row in rows for k in row))
     with path.open("w", newline="") as f:
@@ -161,9 +173,10 @@ def _main(argv: Sequence[str] | None) -> None:
             tuner = build_tuner(space, study.info, storage.uri, name, storage_url)
         results = tuner.fit()  # the status callback finishes its MLflow work before fit returns
         wall = time.perf_counter() - t0
-        orphans = study.close_orphans()
+        orphans = study.close_orphans() + fail_orphan_trials(storage_url, name)
         if orphans:
-            print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: {', '.join(orphans)}")
+            print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
+                  f"{', '.join(orphans)}")
         summarize(space, study, results, storage_url, name, wall, register=not args.no_register)
         study.finish()
     finally:

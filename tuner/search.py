@@ -32,7 +32,23 @@ class PruneAwareOptunaSearch(OptunaSearch):
         super().__init__(*args, **kwargs)
         self.max_epochs = max_epochs
 
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        try:
+            super().on_trial_result(trial_id, result)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # finished in Optuna before a driver was killed: a resumed trial reports its end again
+
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
+        try:
+            self._tell(trial_id, result, error)
+        except ValueError as e:
+            # A driver killed after telling Optuna, before saving its own state, leaves a trial that
+            # ends twice; Optuna keeps the first ending.
+            if "Cannot tell" not in str(e):
+                raise
+            self._completed_trials.add(trial_id)
+
+    def _tell(self, trial_id: str, result: dict | None, error: bool) -> None:
         if result is not None and result.get("diverged") and trial_id not in self._completed_trials:
             ot_trial = self._ot_trials[trial_id]
             ot_trial.set_user_attr("error", str(result.get("error", "diverged")))

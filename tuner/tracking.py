@@ -159,17 +159,19 @@ class TrialRun:
     """A trial's child run, opened (or continued after a restart) from inside the trial.
     `seconds` adds up the time spent talking to MLflow: the per-trial logging overhead."""
 
-    def __init__(self, info: TrackingInfo, run_id: str, seconds: float = 0.0):
+    def __init__(self, info: TrackingInfo, run_id: str, seconds: float = 0.0, logged_through: int = 0):
         self.info = info
         self.run_id = run_id
         self.client = MlflowClient(info.uri)
         self.seconds = seconds
+        self.logged_through = logged_through  # epochs already in the run (a resumed trial skips them)
 
     @classmethod
     def open(cls, info: TrackingInfo, trial_id: str, node_id: str, params: dict[str, Any], config_yaml: str,
              run_id: str | None = None) -> TrialRun:
         t0 = time.perf_counter()
         client = MlflowClient(info.uri)
+        created = False
         if run_id is None:  # no checkpoint yet: a first start, or a retry before the first checkpoint
             run_id, created = trial_run_id(client, info, trial_id)
             if created:
@@ -177,7 +179,8 @@ class TrialRun:
                 client.log_text(run_id, config_yaml, "config.yaml")
         client.update_run(run_id, status="RUNNING")
         client.set_tag(run_id, "node_id", node_id)
-        return cls(info, run_id, time.perf_counter() - t0)
+        logged = 0 if created else max((m.step for m in client.get_metric_history(run_id, "epoch_s")), default=0)
+        return cls(info, run_id, time.perf_counter() - t0, logged)
 
     @contextmanager
     def _timed(self) -> Iterator[None]:
@@ -189,10 +192,15 @@ class TrialRun:
 
     def log_epoch(self, record: dict[str, float]) -> None:
         step = int(record["epoch"])
+        if step <= self.logged_through:  # re-run after a restart from an older checkpoint: logged once already
+            return
         now = int(time.time() * 1000)
         with self._timed():
             self.client.log_batch(self.run_id, metrics=[
                 Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and np.isfinite(v)])
+
+    def has_model(self) -> bool:
+        return "best_model_uri" in self.client.get_run(self.run_id).data.tags
 
     def log_best(self, folder: Path) -> str:
         with self._timed():

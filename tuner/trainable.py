@@ -63,6 +63,31 @@ def load_data(cfg: DataConfig) -> tuple[Split, Split]:
     return train, val
 
 
+def latest_checkpoint(recorded: tune.Checkpoint | None) -> tune.Checkpoint | None:
+    """The newest complete checkpoint of this trial. The driver's experiment state can name an
+    older one: its snapshots lag, and a driver killed between two forgets the later checkpoints
+    (resuming from those would re-run, and re-log, epochs that were done)."""
+    if recorded is None:
+        return None
+    import pyarrow.fs
+
+    fs = recorded.filesystem
+    parent = recorded.path.rstrip("/").rsplit("/", 1)[0]
+    newer = sorted((i.path for i in fs.get_file_info(pyarrow.fs.FileSelector(parent))
+                    if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")
+                    and i.path > recorded.path.rstrip("/")), reverse=True)
+    for path in newer:
+        candidate = tune.Checkpoint(path=path, filesystem=fs)
+        try:  # one cut short by the kill is skipped
+            with candidate.as_directory() as d:
+                load_checkpoint(Path(d) / STATE_FILE)
+                json.loads((Path(d) / TRIAL_FILE).read_text())
+            return candidate
+        except Exception:  # noqa: BLE001 - any unreadable checkpoint: try the next older one
+            continue
+    return recorded
+
+
 def inject_faults(epoch: int) -> None:
     """Fault injection for the fault-tolerance tests: with $VGAN_FAULTS naming a folder, a
     trial about to start epoch N raises if it can claim (delete) a file `raise-at-N.*` there.
@@ -109,19 +134,26 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     trainer = Trainer(cfg, train, val, resolve_device(cfg.train.device))
     work = Path(tempfile.mkdtemp(prefix="vgan-trial-"))
     best = work / BEST_DIR
-    run_id, logged_s = None, 0.0
-    checkpoint = tune.get_checkpoint()
+    run_id, logged_s, last_report = None, 0.0, None
+    checkpoint = latest_checkpoint(tune.get_checkpoint())
     if checkpoint is not None:  # a restarted trial continues where its last checkpoint left it
         with checkpoint.as_directory() as d:
             trainer.load_state_dict(load_checkpoint(Path(d) / STATE_FILE), "trial checkpoint")
             saved = json.loads((Path(d) / TRIAL_FILE).read_text())
-            run_id, logged_s = saved["mlflow_run_id"], saved.get("mlflow_s", 0.0)
+            run_id, logged_s, last_report = saved["mlflow_run_id"], saved.get("mlflow_s", 0.0), saved.get("report")
             if (Path(d) / BEST_DIR).is_dir():
                 shutil.copytree(Path(d) / BEST_DIR, best)
     trial_id = tune.get_context().get_trial_id()
     run = TrialRun.open(ctx.tracking, trial_id, _node_id(), config,
                         yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_id)
     run.seconds += logged_s
+    if trainer.epoch >= cfg.train.epochs and last_report is not None:
+        # Finished before a driver was killed, after its state was saved: say so again, or the
+        # driver would take its last remembered (early) epoch for the end and call it pruned.
+        if not run.has_model():
+            run.log_best(best)
+        tune.report(last_report)
+        return
     try:
         for _ in range(trainer.epoch, cfg.train.epochs):
             inject_faults(trainer.epoch + 1)
@@ -147,9 +179,10 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
                         shutil.copytree(best, Path(d) / BEST_DIR)
                     if last:  # log the model before the final report: Tune may end the actor after it
                         run.log_best(best)
+                    report = {**metrics, "mlflow_s": run.seconds}
                     (Path(d) / TRIAL_FILE).write_text(json.dumps({"mlflow_run_id": run.run_id,
-                                                                  "mlflow_s": run.seconds}))
-                    tune.report({**metrics, "mlflow_s": run.seconds}, checkpoint=tune.Checkpoint.from_directory(d))
+                                                                  "mlflow_s": run.seconds, "report": report}))
+                    tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
             else:
                 tune.report({**metrics, "mlflow_s": run.seconds})
     finally:

@@ -1,0 +1,160 @@
+"""A killed driver and a lost worker node, for real, on a two-node Ray cluster on 127.0.0.1."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import REPO, write_yaml
+
+from tuner.loopback import CLUSTER_ENV, ray_cluster
+
+pytestmark = pytest.mark.slow
+EPOCHS, SAMPLES = 6, 4
+
+
+def space_file(path):
+    """The smoke space without early stopping, so every trial runs all its epochs."""
+    v = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
+    v["tune"].update(num_samples=SAMPLES, grace_period=EPOCHS, max_failures=1)
+    v["train"].update(epochs=EPOCHS)
+    v["mlflow"] = {"experiment": "vgan-cluster-faults", "registered_model": "vgan-cluster-faults"}
+    return write_yaml(path, v)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cfaults")
+    with ray_cluster(root / "ray", nodes=2, cpus_per_node=1) as c:
+        yield root, c
+
+
+def argv(root, cluster, name, *extra):
+    return [sys.executable, "-m", "tuner.run", "--space", str(space_file(root / "space.yaml")), "--name", name,
+            "--address", cluster.address, "--storage", f"file://{root}/shared", "--no-register",
+            "--tracking-uri", f"sqlite:///{root}/mlflow.db", *extra]
+
+
+ENV = {**os.environ, **CLUSTER_ENV, "PYTHONUNBUFFERED": "1"}
+
+
+def trial_runs(root, study):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
+    exp = client.get_experiment_by_name("vgan-cluster-faults")
+    if exp is None:
+        return client, []
+    runs = client.search_runs([exp.experiment_id], f"tags.study = '{study}'", max_results=100)
+    return client, [r for r in runs if "trial_id" in r.data.tags]
+
+
+def history(client, run):
+    return sorted((m.step, m.timestamp) for m in client.get_metric_history(run.info.run_id, "val_auc_roc"))
+
+
+def wait_until(predicate, timeout, proc, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"the study ended ({proc.returncode}) before {what}")
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} after {timeout} s")
+
+
+def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
+    root, c = cluster
+    log = (root / "driver.log").open("w")
+    driver = subprocess.Popen(argv(root, c, "killed"), cwd=root, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+
+    def one_done_one_midway():
+        client, runs = trial_runs(root, "killed")
+        done = [r for r in runs if r.info.status == "FINISHED"]
+        midway = [r for r in runs if r.info.status == "RUNNING" and len(history(client, r)) >= 2]
+        return done and midway
+
+    try:
+        wait_until(one_done_one_midway, 300, driver, "a finished trial and one midway")
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    killed_at = time.time() * 1000
+    client, before = trial_runs(root, "killed")
+    finished = {r.data.tags["trial_id"]: history(client, r) for r in before if r.info.status == "FINISHED"}
+    midway = {r.data.tags["trial_id"]: history(client, r) for r in before if r.info.status == "RUNNING"}
+
+    t0 = time.perf_counter()
+    resumed = subprocess.run(argv(root, c, "killed", "--resume"), cwd=root, env=ENV, capture_output=True, text=True,
+                             timeout=900)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    client, after = trial_runs(root, "killed")
+    assert all(r.info.status != "RUNNING" for r in after), "no run left RUNNING"
+    completed = [r for r in after if r.data.tags["status"] == "completed"]
+    assert len(completed) == SAMPLES
+    # a trial the killed driver had started but not yet saved in its state is not Ray's to
+    # resume (the searcher proposes anew): its run is closed as KILLED
+    assert all(r.info.status == "KILLED" for r in after if r not in completed)
+    by_trial = {r.data.tags["trial_id"]: r for r in completed}
+    for trial_id, steps in finished.items():  # not re-run: the same epochs, logged before the kill
+        assert history(client, by_trial[trial_id]) == steps
+    rerun = 0
+    for trial_id, steps in midway.items():  # continued from a checkpoint, each epoch logged once
+        if trial_id not in by_trial:
+            continue  # started after the driver's last saved state: closed as KILLED above
+        now = history(client, by_trial[trial_id])
+        assert [s for s, _ in now] == list(range(1, EPOCHS + 1))
+        assert now[: len(steps)] == steps, "epochs logged before the kill are kept, not redone"
+        rerun += sum(ts > killed_at for s, ts in now if s <= len(steps))
+    assert rerun == 0
+
+    import optuna
+
+    study = optuna.load_study(study_name="killed", storage=f"sqlite:///{root}/shared/optuna.db")
+    states = [t.state.name for t in study.trials]
+    assert states.count("COMPLETE") == SAMPLES and set(states) <= {"COMPLETE", "FAIL"}, states
+    with capsys.disabled():
+        print(f"\ndriver SIGKILL: {len(finished)} finished trial(s) kept, {len(midway)} resumed from checkpoints, "
+              f"resume took {time.perf_counter() - t0:.1f} s in all, epochs re-run: {rerun}")
+
+
+def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
+    root, c = cluster
+    log = (root / "lost.log").open("w")
+    driver = subprocess.Popen(argv(root, c, "lost"), cwd=root, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        def two_nodes_busy():
+            client, runs = trial_runs(root, "lost")
+            busy = [r for r in runs if r.info.status == "RUNNING" and len(history(client, r)) >= 2]
+            return len({r.data.tags["node_id"] for r in busy}) == 2
+
+        wait_until(two_nodes_busy, 300, driver, "trials on both nodes")
+        client, runs = trial_runs(root, "lost")
+        placed = {r.data.tags["trial_id"]: (r.data.tags["node_id"], history(client, r))
+                  for r in runs if r.info.status == "RUNNING"}
+        lost_at = time.time()
+        c.kill_node(1)
+        code = driver.wait(timeout=900)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert code == 0, (root / "lost.log").read_text()[-3000:]
+    client, runs = trial_runs(root, "lost")
+    assert len(runs) == SAMPLES and all(r.data.tags["status"] == "completed" for r in runs)
+    moved = [r for r in runs if r.data.tags["trial_id"] in placed
+             and r.data.tags["node_id"] != placed[r.data.tags["trial_id"]][0]]
+    assert len(moved) == 1, "the trial of the lost node finished on the other one"
+    (m,) = moved
+    assert m.data.tags["retries"] == "1"
+    steps = history(client, m)
+    assert [s for s, _ in steps] == list(range(1, EPOCHS + 1))
+    before = placed[m.data.tags["trial_id"]][1]
+    assert steps[: len(before)] == before, "resumed from its checkpoint, not from scratch"
+    first_new = min(ts for s, ts in steps if s > len(before)) / 1000
+    with capsys.disabled():
+        print(f"\nworker node lost: trial {m.data.tags['trial_id']} rescheduled after epoch {len(before)}, "
+              f"next epoch logged {first_new - lost_at:.1f} s after the kill, epochs re-run: 0")
