@@ -11,6 +11,7 @@ from conftest import TINY, write_yaml
 
 pytestmark = pytest.mark.slow
 EPOCHS = 4
+SECRET = "s3cr3t-value-that-must-not-leak"
 
 
 def faults_space(path, seed=8, samples=3, concurrent=1, epochs=EPOCHS):
@@ -44,7 +45,8 @@ def faulty_study(tmp_path_factory):
     # before epoch 3 again: its one retry is spent, so it fails; the study must go on
     (faults / "raise-at-2.a").touch()
     (faults / "raise-at-3.a").touch()
-    proc = run_study(work, faults_space(work / "space.yaml"), env={"VGAN_FAULTS": str(faults)})
+    secrets = {"AWS_SECRET_ACCESS_KEY": SECRET, "MLFLOW_TRACKING_PASSWORD": SECRET, "RAY_AUTH_TOKEN": SECRET}
+    proc = run_study(work, faults_space(work / "space.yaml"), env={"VGAN_FAULTS": str(faults), **secrets})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return work, proc.stdout, faults
 
@@ -94,3 +96,16 @@ def test_optuna_hears_fail_for_diverged_and_crashed_trials(faulty_study):
     assert states == ["COMPLETE", "FAIL", "FAIL"]
     errors = [t.user_attrs.get("error", "") for t in trials if t.state.name == "FAIL"]
     assert any(e.startswith("diverged at epoch 1") for e in errors)
+
+
+def test_no_environment_secret_reaches_mlflow(faulty_study):
+    work, out, _ = faulty_study
+    client, runs = child_runs(work)
+    exp = client.get_experiment_by_name("vgan-faults")
+    for r in client.search_runs([exp.experiment_id], max_results=100):
+        logged = {**r.data.params, **r.data.tags}
+        assert not [k for k, v in logged.items() if SECRET in str(v)]
+        config = client.download_artifacts(r.info.run_id, "config.yaml", str(work)) if "trial_id" in r.data.tags \
+            else None
+        assert config is None or SECRET not in open(config).read()
+    assert SECRET not in out
