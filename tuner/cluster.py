@@ -17,7 +17,11 @@ from tuner.storage import Storage
 from tuner.tracking import TELEMETRY_ENV
 from vgan.errors import ConfigError
 
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", **TELEMETRY_ENV}
+# MLflow's client retries an unreachable server for minutes by default; trials rather hold
+# their logging in an outbox (tracking.TrialRun) and keep training.
+MLFLOW_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", **TELEMETRY_ENV, **MLFLOW_HTTP_ENV}
 FAULTS_ENV = "VGAN_FAULTS"  # fault injection for the fault-tolerance tests (tuner.trainable.inject_faults)
 PROBE_TIMEOUT_S = 60
 

@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import functools
+import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import optuna
+import pyarrow.fs
 from mlflow.entities import RunTag
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
+from tuner.replay import sync_trial
 from tuner.space import SearchSpace, define_by_run
-from tuner.tracking import TrackingInfo, close_trial_run, log_best_artifacts, trial_run_id
-from tuner.trainable import BEST_DIR, TrialContext, train_vgan
+from tuner.tracking import TrackingInfo, check_tracking_server, close_trial_run, trial_run_id
+from tuner.trainable import TrialContext, train_vgan
+from vgan.errors import ConfigError
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -86,9 +90,10 @@ def make_scheduler(space: SearchSpace) -> ASHAScheduler:
 class StatusCallback(tune.Callback):
     """Closes each trial's MLflow run with its final status (only the driver sees pruning)."""
 
-    def __init__(self, tracking: TrackingInfo, max_epochs: int):
+    def __init__(self, tracking: TrackingInfo, max_epochs: int, window_s: float = 600.0):
         self.tracking = tracking
         self.max_epochs = max_epochs
+        self.window_s = window_s
         self._pool: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
 
@@ -99,7 +104,7 @@ class StatusCallback(tune.Callback):
     def _submit(self, fn, *args) -> None:
         if self._pool is None:
             # Logging a pruned trial's model takes seconds: off Tune's event loop, or slots sit idle.
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-pruned")
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-finish")
         self._pending.append(self._pool.submit(fn, *args))
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info):
@@ -107,26 +112,31 @@ class StatusCallback(tune.Callback):
         run_id = result.get("mlflow_run_id")
         epoch = int(result.get("epoch", 0))
         if result.get("diverged"):
-            self._close(run_id, "failed", {"error": str(result.get("error", "diverged"))})
-            return
-        if epoch >= self.max_epochs:
-            self._close(run_id, "completed", {})
-            return
+            status, tags = "failed", {"error": str(result.get("error", "diverged"))}
+        elif epoch >= self.max_epochs:
+            status, tags = "completed", {}
+        else:
+            status, tags = "pruned", {"pruned_at_epoch": str(epoch)}
         storage = (trial.storage.storage_filesystem, trial.path) if trial.storage is not None else None
-        self._submit(self._log_pruned, trial.checkpoint, run_id, {"pruned_at_epoch": str(epoch)}, storage)
+        results = (pyarrow.fs.LocalFileSystem(), trial.local_path) if trial.local_path else None
+        self._submit(self._finish, run_id, status, tags, storage, results)
 
-    def _log_pruned(self, checkpoint, run_id: str | None, tags: dict[str, str], storage=None) -> None:
+    def _finish(self, run_id: str | None, status: str, tags: dict[str, str], storage, results) -> None:
+        """Off the event loop: MLflow gets every epoch and the best model of the trial (from Ray's
+        results, so epochs a tracking-server outage held back arrive too), then the final status.
+        A pruned trial's checkpoints are deleted afterwards: its model is in MLflow."""
         try:
-            if run_id and checkpoint is not None:  # a pruned trial's best generator is logged too
-                with checkpoint.as_directory() as d:
-                    if (Path(d) / BEST_DIR).is_dir():
-                        log_best_artifacts(self.tracking.uri, run_id, Path(d) / BEST_DIR)
-                # Its model is in MLflow now and the trial never runs again: free the disk.
-                if storage is not None:
-                    delete_checkpoints(*storage)
-        except Exception:
+            if not wait_for_server(self.tracking.uri, self.window_s):
+                print(f"MLflow at {self.tracking.uri} unreachable for {self.window_s:.0f} s: trial left to "
+                      "`python -m tuner.replay`", flush=True)
+                return
+            if storage is not None:
+                run_id = sync_trial(self.tracking, *storage, results=results)["run_id"] or run_id
+            self._close(run_id, status, tags)
+            if status == "pruned" and storage is not None:
+                delete_checkpoints(*storage)
+        except Exception:  # never let bookkeeping take the study down
             traceback.print_exc()
-        self._close(run_id, "pruned", tags)
 
     def on_experiment_end(self, trials: list, **info):
         self.wait()
@@ -168,6 +178,18 @@ class StatusCallback(tune.Callback):
             traceback.print_exc()
 
 
+def wait_for_server(uri: str, window_s: float, poll_s: float = 2.0) -> bool:
+    deadline = time.monotonic() + window_s
+    while True:
+        try:
+            check_tracking_server(uri)
+            return True
+        except ConfigError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(poll_s)
+
+
 def delete_checkpoints(fs, trial_path: str) -> None:
     """Remove a trial's `checkpoint_*` folders from Ray's storage (local, shared or object store)."""
     import pyarrow.fs
@@ -196,7 +218,7 @@ def _last_line(text: str) -> str:
 
 def make_trainable(space: SearchSpace, tracking: TrackingInfo):
     ctx = TrialContext(base=space.base, tracking=tracking, checkpoint_every=space.tune.checkpoint_every,
-                       metric=space.tune.metric, mode=space.tune.mode)
+                       metric=space.tune.metric, mode=space.tune.mode, outage_window_s=space.mlflow.outage_window_s)
     resources = {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
     return tune.with_resources(tune.with_parameters(train_vgan, ctx=ctx), resources)
 
@@ -216,7 +238,7 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
-            callbacks=[StatusCallback(tracking, space.epochs)],
+            callbacks=[StatusCallback(tracking, space.epochs, space.mlflow.outage_window_s)],
             checkpoint_config=tune.CheckpointConfig(num_to_keep=t.checkpoint_keep),
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
             verbose=1,

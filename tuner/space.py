@@ -8,7 +8,7 @@
                   any of them with `when: {other.key: value or [values]}` (conditional)
     tune:       metric, mode, num_samples, max_concurrent_trials, seed, ASHA settings, ...
     resources:  cpu and gpu per trial (fractional GPUs allowed)
-    mlflow:     experiment, registered_model, promote_margin
+    mlflow:     experiment, registered_model, promote_margin, outage_window_s
 
 Everything is checked here, before Ray starts: `SpaceError` names the file and the key.
 """
@@ -63,6 +63,7 @@ class MlflowSettings:
     experiment: str = "vgan-tune"
     registered_model: str = "vgan-generator"
     promote_margin: float = 0.0  # a challenger must beat the champion's test AUC-ROC by this much
+    outage_window_s: float = 600.0  # how long a tracking-server outage is waited out before `tuner.replay`
 
 
 @dataclass
@@ -243,6 +244,7 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (bool(m.experiment), "mlflow.experiment", "must not be empty"),
         (bool(m.registered_model), "mlflow.registered_model", "must not be empty"),
         (m.promote_margin >= 0, "mlflow.promote_margin", "must be >= 0"),
+        (m.outage_window_s >= 0, "mlflow.outage_window_s", "must be >= 0"),
     ]
     for ok, key, problem in checks:
         if not ok:

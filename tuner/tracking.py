@@ -155,56 +155,113 @@ def trial_run_id(client: MlflowClient, info: TrackingInfo, trial_id: str) -> tup
     return run.info.run_id, True
 
 
-class TrialRun:
-    """A trial's child run, opened (or continued after a restart) from inside the trial.
-    `seconds` adds up the time spent talking to MLflow: the per-trial logging overhead."""
+def unreachable(error: BaseException) -> bool:
+    """True for a tracking server that cannot be reached (down, restarting, network), as opposed
+    to one that answered with an error."""
+    from mlflow.exceptions import MlflowException
 
-    def __init__(self, info: TrackingInfo, run_id: str, seconds: float = 0.0, logged_through: int = 0):
+    if isinstance(error, (ConnectionError, TimeoutError)):
+        return True
+    text = str(error)
+    return isinstance(error, MlflowException) and text.startswith("API request to") and (
+        "failed with exception" in text or "Max retries" in text)
+
+
+class TrialRun:
+    """A trial's child run, logged from inside the trial, that survives a tracking-server outage.
+
+    Every call goes to an outbox first and is delivered in order; while the server cannot be
+    reached the trial keeps training and the outbox grows (its epochs are also in Ray's
+    results). The next call, or `deliver` at the trial's end, sends what waits. `seconds`
+    adds up the time spent talking to MLflow: the per-trial logging overhead.
+    """
+
+    def __init__(self, info: TrackingInfo, trial_id: str, node_id: str, params: dict[str, Any], config_yaml: str,
+                 run_id: str | None = None, seconds: float = 0.0):
         self.info = info
+        self.trial_id = trial_id
         self.run_id = run_id
         self.client = MlflowClient(info.uri)
         self.seconds = seconds
-        self.logged_through = logged_through  # epochs already in the run (a resumed trial skips them)
+        self.logged_through = 0  # epochs already in the run (a resumed trial does not log them twice)
+        self.pending: list[tuple[str, tuple]] = [("_open", (node_id, params, config_yaml))]
+        self.down_since: float | None = None
 
     @classmethod
     def open(cls, info: TrackingInfo, trial_id: str, node_id: str, params: dict[str, Any], config_yaml: str,
              run_id: str | None = None) -> TrialRun:
-        t0 = time.perf_counter()
-        client = MlflowClient(info.uri)
-        created = False
-        if run_id is None:  # no checkpoint yet: a first start, or a retry before the first checkpoint
-            run_id, created = trial_run_id(client, info, trial_id)
-            if created:
-                client.log_batch(run_id, params=[Param(k, _short(v)) for k, v in params.items()])
-                client.log_text(run_id, config_yaml, "config.yaml")
-        client.update_run(run_id, status="RUNNING")
-        client.set_tag(run_id, "node_id", node_id)
-        logged = 0 if created else max((m.step for m in client.get_metric_history(run_id, "epoch_s")), default=0)
-        return cls(info, run_id, time.perf_counter() - t0, logged)
+        run = cls(info, trial_id, node_id, params, config_yaml, run_id)
+        run.flush()
+        return run
 
-    @contextmanager
-    def _timed(self) -> Iterator[None]:
+    def _open(self, node_id: str, params: dict[str, Any], config_yaml: str) -> None:
+        created = False
+        if self.run_id is None:  # no checkpoint yet: a first start, or a retry before the first checkpoint
+            self.run_id, created = trial_run_id(self.client, self.info, self.trial_id)
+            if created:
+                self.client.log_batch(self.run_id, params=[Param(k, _short(v)) for k, v in params.items()])
+                self.client.log_text(self.run_id, config_yaml, "config.yaml")
+        self.client.update_run(self.run_id, status="RUNNING")
+        self.client.set_tag(self.run_id, "node_id", node_id)
+        if not created:
+            self.logged_through = max((m.step for m in self.client.get_metric_history(self.run_id, "epoch_s")),
+                                      default=0)
+
+    def _epoch(self, step: int, metrics: list[Metric]) -> None:
+        if step > self.logged_through:  # re-run after a restart from an older checkpoint: logged once already
+            self.client.log_batch(self.run_id, metrics=metrics)
+            self.logged_through = step
+
+    def _best(self, folder: Path) -> None:
+        if "best_model_uri" not in self.client.get_run(self.run_id).data.tags:
+            log_best_artifacts(self.info.uri, self.run_id, folder)
+
+    def flush(self) -> bool:
+        """Deliver what waits, oldest first; False while the server cannot be reached."""
         t0 = time.perf_counter()
         try:
-            yield
+            while self.pending:
+                name, args = self.pending[0]
+                getattr(self, name)(*args)
+                self.pending.pop(0)
+        except Exception as e:
+            if not unreachable(e):
+                raise
+            if self.down_since is None:
+                self.down_since = time.time()
+                print(f"MLflow at {self.info.uri} unreachable: trial {self.trial_id} keeps training and holds "
+                      f"its logging until it is back", flush=True)
+            return False
         finally:
             self.seconds += time.perf_counter() - t0
+        if self.down_since is not None:
+            print(f"MLflow back after {time.time() - self.down_since:.0f} s: trial {self.trial_id} delivered "
+                  f"what it held", flush=True)
+            self.down_since = None
+        return True
+
+    def deliver(self, window_s: float, poll_s: float = 2.0) -> bool:
+        """At the trial's end: wait up to window_s for the server to take what waits."""
+        deadline = time.monotonic() + window_s
+        while not self.flush():
+            if time.monotonic() >= deadline:
+                print(f"MLflow still unreachable after {window_s:.0f} s: trial {self.trial_id} leaves "
+                      f"{len(self.pending)} call(s) to `python -m tuner.replay`", flush=True)
+                return False
+            time.sleep(poll_s)
+        return True
 
     def log_epoch(self, record: dict[str, float]) -> None:
         step = int(record["epoch"])
-        if step <= self.logged_through:  # re-run after a restart from an older checkpoint: logged once already
-            return
         now = int(time.time() * 1000)
-        with self._timed():
-            self.client.log_batch(self.run_id, metrics=[
-                Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and np.isfinite(v)])
+        metrics = [Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and np.isfinite(v)]
+        self.pending.append(("_epoch", (step, metrics)))
+        self.flush()
 
-    def has_model(self) -> bool:
-        return "best_model_uri" in self.client.get_run(self.run_id).data.tags
-
-    def log_best(self, folder: Path) -> str:
-        with self._timed():
-            return log_best_artifacts(self.info.uri, self.run_id, folder)
+    def log_best(self, folder: Path, window_s: float) -> bool:
+        """The best generator, at the trial's end (the folder must outlive this call)."""
+        self.pending.append(("_best", (folder,)))
+        return self.deliver(window_s)
 
 
 @contextmanager

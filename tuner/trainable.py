@@ -42,6 +42,7 @@ class TrialContext:
     checkpoint_every: int
     metric: str = "val_auc_roc"
     mode: str = "max"
+    outage_window_s: float = 600.0
 
 
 # Fields that change how images are augmented, not which images are read.
@@ -150,8 +151,7 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     if trainer.epoch >= cfg.train.epochs and last_report is not None:
         # Finished before a driver was killed, after its state was saved: say so again, or the
         # driver would take its last remembered (early) epoch for the end and call it pruned.
-        if not run.has_model():
-            run.log_best(best)
+        run.log_best(best, ctx.outage_window_s)
         tune.report(last_report)
         return
     try:
@@ -163,6 +163,7 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
                 # Deterministic: a retry would diverge again. End the trial and say why; the driver
                 # marks it failed and Optuna hears FAIL.
                 worst = -math.inf if ctx.mode == "max" else math.inf
+                run.deliver(ctx.outage_window_s)
                 tune.report({"epoch": e.epoch, ctx.metric: worst, "diverged": 1, "error": str(e),
                              "mlflow_run_id": run.run_id, "mlflow_s": run.seconds})
                 return
@@ -178,7 +179,7 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
                     if best.is_dir():
                         shutil.copytree(best, Path(d) / BEST_DIR)
                     if last:  # log the model before the final report: Tune may end the actor after it
-                        run.log_best(best)
+                        run.log_best(best, ctx.outage_window_s)
                     report = {**metrics, "mlflow_s": run.seconds}
                     (Path(d) / TRIAL_FILE).write_text(json.dumps({"mlflow_run_id": run.run_id,
                                                                   "mlflow_s": run.seconds, "report": report}))
