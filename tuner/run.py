@@ -28,7 +28,7 @@ from tuner.storage import parse_storage, study_db_url
 from tuner.tracking import Study, check_tracking_server, load_run_json, resolve_tracking_uri
 from vgan.cli import run_cli
 from vgan.data import load_train_val
-from vgan.errors import ConfigError
+from vgan.errors import ConfigError, VganError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -150,7 +150,7 @@ def _main(argv: Sequence[str] | None) -> None:
     import ray
     from ray import tune
 
-    from tuner.search import build_tuner, make_trainable
+    from tuner.search import build_tuner, make_trainable, wait_for_server
 
     try:
         if args.address:
@@ -173,6 +173,11 @@ def _main(argv: Sequence[str] | None) -> None:
             tuner = build_tuner(space, study.info, storage.uri, name, storage_url)
         results = tuner.fit()  # the status callback finishes its MLflow work before fit returns
         wall = time.perf_counter() - t0
+        if not wait_for_server(uri, space.mlflow.outage_window_s):
+            replay = (f"python -m tuner.replay --space {args.space} --name {name} --storage {storage.uri} "
+                      f"--tracking-uri {uri}")
+            raise VganError(f"the study ran, but MLflow at {uri} is unreachable: every trial's epochs and "
+                            f"checkpoints are in {storage.study(name)}; once the server is back, run: {replay}")
         orphans = study.close_orphans() + fail_orphan_trials(storage_url, name)
         if orphans:
             print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "

@@ -1,0 +1,109 @@
+"""The MLflow tracking server goes away mid-study, for real (its processes are killed)."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import REPO, write_yaml
+
+from tuner.loopback import mlflow_server
+
+pytestmark = pytest.mark.slow
+EPOCHS, SAMPLES = 6, 2
+
+
+def space_file(path, window_s):
+    v = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
+    v["tune"].update(num_samples=SAMPLES, grace_period=EPOCHS)
+    v["train"].update(epochs=EPOCHS)
+    v["mlflow"] = {"experiment": "vgan-outage", "registered_model": "vgan-outage", "outage_window_s": window_s}
+    return write_yaml(path, v)
+
+
+def start_study(work, uri, window_s):
+    log = (work / "study.log").open("w")
+    argv = [sys.executable, "-m", "tuner.run", "--space", str(space_file(work / "space.yaml", window_s)),
+            "--name", "outage", "--storage", str(work / "ray"), "--tracking-uri", uri, "--no-register"]
+    return subprocess.Popen(argv, cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log,
+                            stderr=subprocess.STDOUT)
+
+
+def runs(uri):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("vgan-outage")
+    found = client.search_runs([exp.experiment_id], max_results=100) if exp else []
+    return client, [r for r in found if "trial_id" in r.data.tags]
+
+
+def wait_for_epochs(uri, proc, n=1, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the study ended early"
+        client, trial_runs = runs(uri)
+        if len(trial_runs) == SAMPLES and all(
+                len(client.get_metric_history(r.info.run_id, "epoch_s")) >= n for r in trial_runs):
+            return
+        time.sleep(0.5)
+    raise AssertionError("trials did not start")
+
+
+def assert_nothing_lost(uri):
+    client, trial_runs = runs(uri)
+    assert len(trial_runs) == SAMPLES
+    for r in trial_runs:
+        steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "val_auc_roc"))
+        assert steps == list(range(1, EPOCHS + 1)), steps
+        assert r.data.tags["status"] == "completed" and r.info.status == "FINISHED"
+        assert r.data.tags["best_model_uri"].startswith("models:/")
+
+
+def test_a_short_outage_is_waited_out(tmp_path, capsys):
+    with mlflow_server(tmp_path / "mlflow") as server:
+        study = start_study(tmp_path, server.uri, window_s=120)
+        try:
+            wait_for_epochs(server.uri, study)
+            server.stop()
+            down = time.perf_counter()
+            time.sleep(8)  # trials train on meanwhile
+            server.restart()
+            back = time.perf_counter() - down
+            assert study.wait(timeout=900) == 0, (tmp_path / "study.log").read_text()[-3000:]
+        finally:
+            if study.poll() is None:
+                study.kill()
+        assert_nothing_lost(server.uri)
+        log = (tmp_path / "study.log").read_text()
+        assert "holds its logging until it is back" in log and "delivered what it held" in log
+        with capsys.disabled():
+            print(f"\nMLflow server down {back:.1f} s mid-study: nothing lost, no epoch re-run")
+
+
+def test_a_long_outage_ends_with_a_replay_command(tmp_path, capsys):
+    with mlflow_server(tmp_path / "mlflow") as server:
+        study = start_study(tmp_path, server.uri, window_s=3)
+        try:
+            wait_for_epochs(server.uri, study)
+            server.stop()
+            code = study.wait(timeout=900)
+        finally:
+            if study.poll() is None:
+                study.kill()
+        log = (tmp_path / "study.log").read_text()
+        assert code == 1, log[-3000:]
+        command = re.search(r"run: (python -m tuner\.replay .*)$", log, re.M).group(1)
+        server.restart()
+        t0 = time.perf_counter()
+        replay = subprocess.run([sys.executable, *shlex.split(command)[1:]], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=600)
+        assert replay.returncode == 0, replay.stdout[-2000:] + replay.stderr[-2000:]
+        assert_nothing_lost(server.uri)
+        with capsys.disabled():
+            print(f"\nMLflow server gone for good: replayed {SAMPLES} trials in {time.perf_counter() - t0:.1f} s:\n"
+                  + replay.stdout)
