@@ -6,6 +6,7 @@ import shlex
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 import yaml
@@ -25,12 +26,20 @@ def space_file(path, window_s):
     return write_yaml(path, v)
 
 
-def start_study(work, uri, window_s):
+@contextmanager
+def study_until_trials_log(work, uri, window_s):
+    """The study, started and past its trials' first epoch; killed on the way out if still running."""
     log = (work / "study.log").open("w")
     argv = [sys.executable, "-m", "tuner.run", "--space", str(space_file(work / "space.yaml", window_s)),
             "--name", "outage", "--storage", str(work / "ray"), "--tracking-uri", uri, "--no-register"]
-    return subprocess.Popen(argv, cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log,
-                            stderr=subprocess.STDOUT)
+    study = subprocess.Popen(argv, cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log,
+                             stderr=subprocess.STDOUT)
+    try:
+        wait_for_epochs(uri, study)
+        yield study
+    finally:
+        if study.poll() is None:
+            study.kill()
 
 
 def runs(uri):
@@ -66,18 +75,13 @@ def assert_nothing_lost(uri):
 
 def test_a_short_outage_is_waited_out(tmp_path, capsys):
     with mlflow_server(tmp_path / "mlflow") as server:
-        study = start_study(tmp_path, server.uri, window_s=120)
-        try:
-            wait_for_epochs(server.uri, study)
+        with study_until_trials_log(tmp_path, server.uri, window_s=120) as study:
             server.stop()
             down = time.perf_counter()
             time.sleep(8)  # trials train on meanwhile
             server.restart()
             back = time.perf_counter() - down
             assert study.wait(timeout=900) == 0, (tmp_path / "study.log").read_text()[-3000:]
-        finally:
-            if study.poll() is None:
-                study.kill()
         assert_nothing_lost(server.uri)
         log = (tmp_path / "study.log").read_text()
         assert "holds its logging until it is back" in log and "delivered what it held" in log
@@ -87,14 +91,9 @@ def test_a_short_outage_is_waited_out(tmp_path, capsys):
 
 def test_a_long_outage_ends_with_a_replay_command(tmp_path, capsys):
     with mlflow_server(tmp_path / "mlflow") as server:
-        study = start_study(tmp_path, server.uri, window_s=3)
-        try:
-            wait_for_epochs(server.uri, study)
+        with study_until_trials_log(tmp_path, server.uri, window_s=3) as study:
             server.stop()
             code = study.wait(timeout=900)
-        finally:
-            if study.poll() is None:
-                study.kill()
         log = (tmp_path / "study.log").read_text()
         assert code == 1, log[-3000:]
         command = re.search(r"run: (python -m tuner\.replay .*)$", log, re.M).group(1)
