@@ -89,19 +89,32 @@ def latest_checkpoint(recorded: tune.Checkpoint | None) -> tune.Checkpoint | Non
     return recorded
 
 
-def inject_faults(epoch: int) -> None:
+def inject_faults(trainer: Trainer) -> None:
     """Fault injection for the fault-tolerance tests: with $VGAN_FAULTS naming a folder, a
-    trial about to start epoch N raises if it can claim (delete) a file `raise-at-N.*` there.
-    One file, one fault: the files say how many times, the claim makes it happen once each."""
+    trial about to run epoch N claims (deletes) a file `raise-at-N.*` there if it can, and then
+    raises halfway through that epoch, after real optimizer steps. One file, one fault: the
+    files say how many times, the claim makes each happen once."""
     folder = os.environ.get(FAULTS_ENV)
     if not folder:
         return
+    epoch = trainer.epoch + 1
     for path in sorted(Path(folder).glob(f"raise-at-{epoch}.*")):
         try:
             path.unlink()
         except FileNotFoundError:
             continue  # another trial claimed it first
-        raise RuntimeError(f"injected fault before epoch {epoch} ({path.name})")
+        per_step = 1 + (trainer.cfg.loss.n_critic if trainer.D is not None else 0)  # critic batches too
+        draw, left = trainer.next_batch, max(1, trainer.steps_per_epoch * per_step // 2)
+
+        def next_batch_then_fail():
+            nonlocal left
+            left -= 1
+            if left < 0:
+                raise RuntimeError(f"injected fault in epoch {epoch} ({path.name})")
+            return draw()
+
+        trainer.next_batch = next_batch_then_fail  # this attempt's trainer only: a retry builds a new one
+        return
 
 
 def _node_id() -> str:
@@ -156,7 +169,7 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
         return
     try:
         for _ in range(trainer.epoch, cfg.train.epochs):
-            inject_faults(trainer.epoch + 1)
+            inject_faults(trainer)
             try:
                 result = trainer.run_epoch()
             except DivergenceError as e:
