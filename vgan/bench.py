@@ -36,7 +36,7 @@ from PIL import Image, ImageEnhance
 from vgan import augment, losses
 from vgan.cli import run_cli
 from vgan.config import Config, apply_overrides, load_config
-from vgan.data import Item, load_train_val, normalization_stats, train_files
+from vgan.data import Item, Split, load_train_val, normalization_stats, train_files
 from vgan.errors import ConfigError
 from vgan.models import Discriminator, Generator
 from vgan.trainer import Trainer, resolve_device
@@ -173,8 +173,8 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_ours(cfg: Config, device: torch.device, steps: int, warmup: int, repeats: int) -> dict[str, float]:
-    train, val = load_train_val(cfg.data)
+def bench_ours(cfg: Config, train: Split, val: Split, device: torch.device, steps: int, warmup: int,
+               repeats: int) -> dict[str, float]:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     trainer = Trainer(cfg, train, val, device)
@@ -195,9 +195,9 @@ def bench_ours(cfg: Config, device: torch.device, steps: int, warmup: int, repea
             "steps_per_epoch": trainer.steps_per_epoch, "compile_error": compiled}
 
 
-def bench_baseline(cfg: Config, device: torch.device, steps: int, warmup: int, repeats: int,
+def bench_baseline(cfg: Config, train: Split, device: torch.device, steps: int, warmup: int, repeats: int,
                    workers: int) -> dict[str, float]:
-    train, _ = load_train_val(cfg.data)
+    """`train` gives the normalisation; the images themselves are read from disk, as the reference does."""
     random.seed(cfg.train.seed)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -284,9 +284,11 @@ def _main(argv: Sequence[str] | None) -> None:
         device = resolve_device(cfg.train.device)
         out = {"device": describe(device), "torch": torch.__version__, "config": args.config or "built-in defaults",
                "steps": args.steps, "repeats": args.repeats}
-        out.update(bench_ours(cfg, device, args.steps, args.warmup, args.repeats))
+        train, val = load_train_val(cfg.data)
+        out.update(bench_ours(cfg, train, val, device, args.steps, args.warmup, args.repeats))
         if not args.only_ours:
-            out.update(bench_baseline(cfg, device, args.steps, args.warmup, args.repeats, args.baseline_workers))
+            out.update(bench_baseline(cfg, train, device, args.steps, args.warmup, args.repeats,
+                                      args.baseline_workers))
             out["speedup"] = out["images_per_s"] / out["baseline_images_per_s"]
             print_table(out, cfg)
     if args.json:
