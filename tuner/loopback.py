@@ -16,13 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 from tuner.cluster import RAY_ENV
+from tuner.tracking import server_answers
 
 # Token auth switches itself on when ~/.ray/auth_token exists; every process must agree.
 CLUSTER_ENV = {**RAY_ENV, "RAY_AUTH_MODE": "disabled", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -178,14 +178,6 @@ def ray_cluster(root: Path, nodes: int = 2, cpus_per_node: int = 1,
         cluster.remember()
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 @dataclass
 class MlflowServer:
     uri: str
@@ -199,7 +191,7 @@ class MlflowServer:
     def restart(self) -> None:
         """The same server again (same store, port and artifacts), as after an outage."""
         self.service = start("mlflow server", self.argv, self.service.log.with_suffix(".restart.log"), self.env)
-        wait_for(self.service, lambda: _healthy(self.uri), "/health")
+        wait_for(self.service, lambda: server_answers(self.uri, 2), "/health")
 
 
 @contextmanager
@@ -213,7 +205,7 @@ def mlflow_server(root: Path, env: dict[str, str] | None = None) -> Iterator[Mlf
             "--workers", "1"]
     server = MlflowServer(f"http://127.0.0.1:{port}", start("mlflow server", argv, root / "mlflow.log", env), argv, env)
     try:
-        wait_for(server.service, lambda: _healthy(server.uri), "/health")
+        wait_for(server.service, lambda: server_answers(server.uri, 2), "/health")
         yield server
     finally:
         server.stop()

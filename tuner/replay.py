@@ -18,13 +18,13 @@ import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
-from tuner.tracking import (
+from tuner.storage import checkpoint_dirs
+from tuner.tracking import (  # mlflow's names through tuner.tracking: it turns telemetry off before mlflow loads
+    BEST_DIR,
     Metric,
     MlflowClient,
-    Param,
     Study,
     TrackingInfo,
-    _short,
     close_trial_run,
     log_best_artifacts,
     resolve_tracking_uri,
@@ -32,8 +32,6 @@ from tuner.tracking import (
 )
 from vgan.cli import run_cli
 from vgan.errors import ConfigError
-
-BEST_DIR = "best"
 
 
 def is_record_key(key: str) -> bool:
@@ -54,10 +52,7 @@ def newest_best(fs, trial_path: str):
     """The newest checkpoint folder of the trial that holds a best generator, as a pyarrow path."""
     import pyarrow.fs
 
-    found = sorted((i.path for i in fs.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True))
-                    if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")),
-                   reverse=True)
-    for path in found:
+    for path in reversed(checkpoint_dirs(fs, trial_path)):
         if fs.get_file_info(f"{path}/{BEST_DIR}/best_generator.pt").type != pyarrow.fs.FileType.NotFound:
             return f"{path}/{BEST_DIR}"
     return None
@@ -76,9 +71,7 @@ def sync_trial(info: TrackingInfo, fs, trial_path: str, config: dict[str, Any] |
     trial_id = rows[-1]["trial_id"]
     run_id = next((r["mlflow_run_id"] for r in reversed(rows) if r.get("mlflow_run_id")), None)
     if run_id is None:
-        run_id, created = trial_run_id(client, info, trial_id)
-        if created and config:
-            client.log_batch(run_id, params=[Param(k, _short(v)) for k, v in config.items()])
+        run_id, _ = trial_run_id(client, info, trial_id, config)
     logged = {m.step for m in client.get_metric_history(run_id, "epoch_s")}
     added = 0
     for r in epochs:

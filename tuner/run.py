@@ -25,7 +25,7 @@ import yaml
 from tuner.cluster import alive_nodes, check_gpus, check_storage, start_ray
 from tuner.space import SearchSpace, load_space
 from tuner.storage import parse_storage, study_db_url
-from tuner.tracking import Study, check_tracking_server, load_run_json, resolve_tracking_uri
+from tuner.tracking import Study, check_tracking_server, load_run_json, resolve_tracking_uri, wait_for_server
 from vgan.cli import run_cli
 from vgan.data import load_train_val
 from vgan.errors import ConfigError, VganError
@@ -150,7 +150,7 @@ def _main(argv: Sequence[str] | None) -> None:
     import ray
     from ray import tune
 
-    from tuner.search import build_tuner, make_trainable, wait_for_server
+    from tuner.search import build_tuner, make_trainable
 
     try:
         if args.address:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -18,9 +17,9 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tuner.replay import sync_trial
 from tuner.space import SearchSpace, define_by_run
-from tuner.tracking import TrackingInfo, check_tracking_server, close_trial_run, trial_run_id
+from tuner.storage import checkpoint_dirs
+from tuner.tracking import TrackingInfo, close_trial_run, trial_run_id, wait_for_server
 from tuner.trainable import TrialContext, train_vgan
-from vgan.errors import ConfigError
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -43,14 +42,20 @@ class PruneAwareOptunaSearch(OptunaSearch):
             pass  # finished in Optuna before a driver was killed: a resumed trial reports its end again
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
-        try:
-            self._tell(trial_id, result, error)
-        except ValueError as e:
+        if trial_id not in self._completed_trials and self._ended_in_optuna(trial_id):
             # A driver killed after telling Optuna, before saving its own state, leaves a trial that
             # ends twice; Optuna keeps the first ending.
-            if "Cannot tell" not in str(e):
-                raise
             self._completed_trials.add(trial_id)
+            return
+        self._tell(trial_id, result, error)
+
+    def _ended_in_optuna(self, trial_id: str) -> bool:
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is None:
+            return False
+        ended = self._ot_study.get_trials(deepcopy=False, states=(
+            optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL))
+        return any(t.number == ot_trial.number for t in ended)
 
     def _tell(self, trial_id: str, result: dict | None, error: bool) -> None:
         if result is not None and result.get("diverged") and trial_id not in self._completed_trials:
@@ -178,25 +183,10 @@ class StatusCallback(tune.Callback):
             traceback.print_exc()
 
 
-def wait_for_server(uri: str, window_s: float, poll_s: float = 2.0) -> bool:
-    deadline = time.monotonic() + window_s
-    while True:
-        try:
-            check_tracking_server(uri)
-            return True
-        except ConfigError:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(poll_s)
-
-
 def delete_checkpoints(fs, trial_path: str) -> None:
-    """Remove a trial's `checkpoint_*` folders from Ray's storage (local, shared or object store)."""
-    import pyarrow.fs
-
-    for info in fs.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True)):
-        if info.type == pyarrow.fs.FileType.Directory and info.base_name.startswith("checkpoint_"):
-            fs.delete_dir(info.path)
+    """Remove a trial's checkpoints from Ray's storage (local, shared or object store)."""
+    for path in checkpoint_dirs(fs, trial_path):
+        fs.delete_dir(path)
 
 
 def trial_error(trial) -> str:

@@ -34,6 +34,15 @@ class Storage:
         return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
 
 
+def checkpoint_dirs(fs, trial_path: str) -> list[str]:
+    """A trial's `checkpoint_*` folders in Ray's storage (any pyarrow filesystem), oldest first."""
+    import pyarrow.fs
+
+    infos = fs.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True))
+    return sorted(i.path for i in infos
+                  if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_"))
+
+
 def parse_storage(text: str) -> Storage:
     if "://" not in text:
         return Storage(str(Path(text).expanduser().resolve()), Path(text).expanduser().resolve(), False)

@@ -32,6 +32,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MODEL_ARTIFACT = "model"
+BEST_DIR = "best"  # a trial's best epoch: generator, previews, plots, metrics (in checkpoints too)
 MAX_PARAM_LENGTH = 6000
 
 
@@ -64,6 +65,24 @@ def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
         reason = str(getattr(e, "reason", e))
     raise ConfigError(f"--tracking-uri {uri}: the MLflow tracking server is unreachable ({reason}); "
                       "start it or give another URI")
+
+
+def server_answers(uri: str, timeout_s: float = 5.0) -> bool:
+    try:
+        check_tracking_server(uri, timeout_s)
+        return True
+    except ConfigError:
+        return False
+
+
+def wait_for_server(uri: str, window_s: float, poll_s: float = 2.0) -> bool:
+    """Whether the tracking server answers within window_s (a store without a server always does)."""
+    deadline = time.monotonic() + window_s
+    while not server_answers(uri):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(poll_s)
+    return True
 
 
 def artifact_location(uri: str) -> str | None:
@@ -142,9 +161,11 @@ def _short(value: Any) -> str:
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
 
 
-def trial_run_id(client: MlflowClient, info: TrackingInfo, trial_id: str) -> tuple[str, bool]:
-    """The trial's child run, created if it has none yet: (run id, created). One run per trial,
-    whoever asks first (the trial at its start, or the driver when the trial failed early)."""
+def trial_run_id(client: MlflowClient, info: TrackingInfo, trial_id: str,
+                 params: dict[str, Any] | None = None) -> tuple[str, bool]:
+    """The trial's child run, created (with its sampled params) if it has none yet: (run id,
+    created). One run per trial, whoever asks first: the trial at its start, the driver when
+    the trial failed early, or `tuner.replay`."""
     found = client.search_runs([info.experiment_id], f"tags.trial_id = '{trial_id}' and "
                                f"tags.mlflow.parentRunId = '{info.parent_run_id}'", max_results=1)
     if found:
@@ -152,6 +173,8 @@ def trial_run_id(client: MlflowClient, info: TrackingInfo, trial_id: str) -> tup
     run = client.create_run(info.experiment_id, run_name=trial_id, tags={
         "mlflow.parentRunId": info.parent_run_id, "trial_id": trial_id, "study": info.study_name,
         "status": "running"})
+    if params:
+        client.log_batch(run.info.run_id, params=[Param(k, _short(v)) for k, v in params.items()])
     return run.info.run_id, True
 
 
@@ -197,9 +220,8 @@ class TrialRun:
     def _open(self, node_id: str, params: dict[str, Any], config_yaml: str) -> None:
         created = False
         if self.run_id is None:  # no checkpoint yet: a first start, or a retry before the first checkpoint
-            self.run_id, created = trial_run_id(self.client, self.info, self.trial_id)
+            self.run_id, created = trial_run_id(self.client, self.info, self.trial_id, params)
             if created:
-                self.client.log_batch(self.run_id, params=[Param(k, _short(v)) for k, v in params.items()])
                 self.client.log_text(self.run_id, config_yaml, "config.yaml")
         self.client.update_run(self.run_id, status="RUNNING")
         self.client.set_tag(self.run_id, "node_id", node_id)

@@ -21,7 +21,8 @@ import yaml
 from ray import tune
 
 from tuner.cluster import FAULTS_ENV
-from tuner.tracking import TrackingInfo, TrialRun, write_json
+from tuner.storage import checkpoint_dirs
+from tuner.tracking import BEST_DIR, TrackingInfo, TrialRun, write_json
 from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
 from vgan.errors import DivergenceError
@@ -30,7 +31,6 @@ from vgan.visualize import save_curves, save_previews
 
 STATE_FILE = "state.pt"
 TRIAL_FILE = "trial.json"
-BEST_DIR = "best"
 
 
 @dataclass
@@ -64,29 +64,34 @@ def load_data(cfg: DataConfig) -> tuple[Split, Split]:
     return train, val
 
 
-def latest_checkpoint(recorded: tune.Checkpoint | None) -> tune.Checkpoint | None:
-    """The newest complete checkpoint of this trial. The driver's experiment state can name an
-    older one: its snapshots lag, and a driver killed between two forgets the later checkpoints
-    (resuming from those would re-run, and re-log, epochs that were done)."""
-    if recorded is None:
-        return None
-    import pyarrow.fs
+def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path) -> dict[str, Any]:
+    """Load the trial's newest complete checkpoint into `trainer` (and its best/ into `best`);
+    returns what it saved of the trial (trial.json), {} for a first start.
 
-    fs = recorded.filesystem
-    parent = recorded.path.rstrip("/").rsplit("/", 1)[0]
-    newer = sorted((i.path for i in fs.get_file_info(pyarrow.fs.FileSelector(parent))
-                    if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_")
-                    and i.path > recorded.path.rstrip("/")), reverse=True)
-    for path in newer:
-        candidate = tune.Checkpoint(path=path, filesystem=fs)
-        try:  # one cut short by the kill is skipped
-            with candidate.as_directory() as d:
-                load_checkpoint(Path(d) / STATE_FILE)
-                json.loads((Path(d) / TRIAL_FILE).read_text())
-            return candidate
-        except Exception:  # noqa: BLE001 - any unreadable checkpoint: try the next older one
+    The driver's experiment state can name an older checkpoint than the newest: its snapshots
+    lag, and a driver killed between two forgets the later checkpoints (resuming from those
+    would re-run, and re-log, epochs that were done). A newer one cut short by the kill is
+    skipped; the recorded one must load."""
+    if recorded is None:
+        return {}
+    here = recorded.path.rstrip("/")
+    for path in reversed([p for p in checkpoint_dirs(recorded.filesystem, here.rsplit("/", 1)[0]) if p > here]):
+        try:
+            return _load(tune.Checkpoint(path=path, filesystem=recorded.filesystem), trainer, best)
+        except Exception:  # noqa: BLE001 - an unreadable newer checkpoint: try the next older one
             continue
-    return recorded
+    return _load(recorded, trainer, best)
+
+
+def _load(checkpoint: tune.Checkpoint, trainer: Trainer, best: Path) -> dict[str, Any]:
+    with checkpoint.as_directory() as d:
+        state = load_checkpoint(Path(d) / STATE_FILE)
+        saved = json.loads((Path(d) / TRIAL_FILE).read_text())
+        shutil.rmtree(best, ignore_errors=True)  # a newer checkpoint may have failed halfway through
+        if (Path(d) / BEST_DIR).is_dir():
+            shutil.copytree(Path(d) / BEST_DIR, best)
+    trainer.load_state_dict(state, "trial checkpoint")
+    return saved
 
 
 def inject_faults(trainer: Trainer) -> None:
@@ -148,26 +153,18 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     trainer = Trainer(cfg, train, val, resolve_device(cfg.train.device))
     work = Path(tempfile.mkdtemp(prefix="vgan-trial-"))
     best = work / BEST_DIR
-    run_id, logged_s, last_report = None, 0.0, None
-    checkpoint = latest_checkpoint(tune.get_checkpoint())
-    if checkpoint is not None:  # a restarted trial continues where its last checkpoint left it
-        with checkpoint.as_directory() as d:
-            trainer.load_state_dict(load_checkpoint(Path(d) / STATE_FILE), "trial checkpoint")
-            saved = json.loads((Path(d) / TRIAL_FILE).read_text())
-            run_id, logged_s, last_report = saved["mlflow_run_id"], saved.get("mlflow_s", 0.0), saved.get("report")
-            if (Path(d) / BEST_DIR).is_dir():
-                shutil.copytree(Path(d) / BEST_DIR, best)
-    trial_id = tune.get_context().get_trial_id()
-    run = TrialRun.open(ctx.tracking, trial_id, _node_id(), config,
-                        yaml.safe_dump(cfg.to_dict(), sort_keys=False), run_id)
-    run.seconds += logged_s
-    if trainer.epoch >= cfg.train.epochs and last_report is not None:
-        # Finished before a driver was killed, after its state was saved: say so again, or the
-        # driver would take its last remembered (early) epoch for the end and call it pruned.
-        run.log_best(best, ctx.outage_window_s)
-        tune.report(last_report)
-        return
     try:
+        # a restarted trial continues where its newest checkpoint left it
+        saved = restore(tune.get_checkpoint(), trainer, best)
+        run = TrialRun.open(ctx.tracking, tune.get_context().get_trial_id(), _node_id(), config,
+                            yaml.safe_dump(cfg.to_dict(), sort_keys=False), saved.get("mlflow_run_id"))
+        run.seconds += saved.get("mlflow_s", 0.0)
+        if trainer.epoch >= cfg.train.epochs and saved.get("report") is not None:
+            # Finished before a driver was killed, after its state was saved: say so again, or the
+            # driver would take its last remembered (early) epoch for the end and call it pruned.
+            run.log_best(best, ctx.outage_window_s)
+            tune.report(saved["report"])
+            return
         for _ in range(trainer.epoch, cfg.train.epochs):
             inject_faults(trainer)
             try:

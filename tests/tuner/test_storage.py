@@ -46,3 +46,17 @@ def test_bad_storage(text, fragment):
 def test_bad_study_db(tmp_path):
     with pytest.raises(ConfigError, match="--study-db /x.db: give a SQLAlchemy URL"):
         study_db_url(parse_storage(str(tmp_path)), "/x.db")
+
+
+def test_checkpoint_dirs_lists_only_checkpoints_oldest_first(tmp_path):
+    import pyarrow.fs
+
+    from tuner.storage import checkpoint_dirs
+
+    for name in ("checkpoint_000002", "checkpoint_000000", "checkpoint_000001", "best"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "checkpoint_000003").write_text("a file, not a checkpoint")
+    fs = pyarrow.fs.LocalFileSystem()
+    assert [p.rsplit("/", 1)[1] for p in checkpoint_dirs(fs, str(tmp_path))] == [
+        "checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+    assert checkpoint_dirs(fs, str(tmp_path / "nowhere")) == []
