@@ -216,17 +216,19 @@ def read_pool(cfg: DataConfig, pool: str) -> Split:
         raise ValueError(f"pool must be 'training' or 'test', got {pool!r}")
     if cfg.dataset == "synthetic":
         return synthetic_pool(cfg, pool)
+    return _read_items(pool_files(cfg, pool), pool)
+
+
+def pool_files(cfg: DataConfig, pool: str) -> list[Item]:
+    if cfg.dataset == "synthetic":
+        raise ConfigError("the synthetic dataset has no files")
     root = dataset_root(cfg)
-    items = _drive_items(root, pool) if cfg.dataset == "drive" else _stare_items(root, pool)
-    return _read_items(items, pool)
+    return _drive_items(root, pool) if cfg.dataset == "drive" else _stare_items(root, pool)
 
 
 def train_files(cfg: DataConfig) -> list[Item]:
     """The files of the training split (for loaders that read from disk, e.g. the benchmark's baseline)."""
-    if cfg.dataset == "synthetic":
-        raise ConfigError("the synthetic dataset has no files")
-    root = dataset_root(cfg)
-    items = _drive_items(root, "training") if cfg.dataset == "drive" else _stare_items(root, "training")
+    items = pool_files(cfg, "training")
     return [items[i] for i in split_indices(len(items), cfg)[0]]
 
 

@@ -49,11 +49,16 @@ def threshold_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float)
     tp = float(np.count_nonzero(pred & targets))
     fp = float(np.count_nonzero(pred & ~targets))
     fn = float(np.count_nonzero(~pred & targets))
-    tn = float(targets.size - tp - fp - fn)
+    return counts_metrics(tp, fp, fn, float(targets.size), threshold)
+
+
+def counts_metrics(tp: float, fp: float, fn: float, total: float, threshold: float) -> dict[str, float]:
+    """F1, accuracy, sensitivity and specificity from the confusion counts at `threshold`."""
+    tn = total - tp - fp - fn
     return {
         "threshold": float(threshold),
         "f1": 2 * tp / max(2 * tp + fp + fn, 1.0),
-        "accuracy": (tp + tn) / max(targets.size, 1),
+        "accuracy": (tp + tn) / max(total, 1),
         "sensitivity": tp / max(tp + fn, 1.0),
         "specificity": tn / max(tn + fp, 1.0),
     }
@@ -119,14 +124,6 @@ def histogram_metrics(scores, targets, threshold: float = 0.5, bins: int = 2**20
     values = torch.stack([auc_roc, auc_pr, ap, (bins - edges[best_edge]).double() / bins,
                           counts[0], counts[1], counts[2]]).tolist()  # the one host sync
     auc_roc, auc_pr, ap, best_threshold, tp_t, fp_t, fn_t = values
-    total = float(targets.numel())
-    tn_t = total - tp_t - fp_t - fn_t
-    return {
-        "auc_roc": auc_roc, "auc_pr": auc_pr, "average_precision": ap,
-        "threshold": float(threshold),
-        "f1": 2 * tp_t / max(2 * tp_t + fp_t + fn_t, 1.0),
-        "accuracy": (tp_t + tn_t) / max(total, 1),
-        "sensitivity": tp_t / max(tp_t + fn_t, 1.0),
-        "specificity": tn_t / max(tn_t + fp_t, 1.0),
-        "best_f1_threshold": best_threshold,
-    }
+    return {"auc_roc": auc_roc, "auc_pr": auc_pr, "average_precision": ap,
+            **counts_metrics(tp_t, fp_t, fn_t, float(targets.numel()), threshold),
+            "best_f1_threshold": best_threshold}
