@@ -9,6 +9,7 @@ import time
 import pytest
 import yaml
 from conftest import REPO, write_yaml
+from studies import history, trial_runs
 
 from tuner.loopback import CLUSTER_ENV, ray_cluster
 
@@ -41,19 +42,8 @@ def argv(root, cluster, name, *extra):
 ENV = {**os.environ, **CLUSTER_ENV, "PYTHONUNBUFFERED": "1"}
 
 
-def trial_runs(root, study):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{root}/mlflow.db")
-    exp = client.get_experiment_by_name("vgan-cluster-faults")
-    if exp is None:
-        return client, []
-    runs = client.search_runs([exp.experiment_id], f"tags.study = '{study}'", max_results=100)
-    return client, [r for r in runs if "trial_id" in r.data.tags]
-
-
-def history(client, run):
-    return sorted((m.step, m.timestamp) for m in client.get_metric_history(run.info.run_id, "val_auc_roc"))
+def runs_of(root, study):
+    return trial_runs(f"sqlite:///{root}/mlflow.db", "vgan-cluster-faults", study)
 
 
 def wait_until(predicate, timeout, proc, what):
@@ -73,7 +63,7 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
     driver = subprocess.Popen(argv(root, c, "killed"), cwd=root, env=ENV, stdout=log, stderr=subprocess.STDOUT)
 
     def one_done_one_midway():
-        client, runs = trial_runs(root, "killed")
+        client, runs = runs_of(root, "killed")
         done = [r for r in runs if r.info.status == "FINISHED"]
         midway = [r for r in runs if r.info.status == "RUNNING" and len(history(client, r)) >= 2]
         return done and midway
@@ -84,7 +74,7 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     killed_at = time.time() * 1000
-    client, before = trial_runs(root, "killed")
+    client, before = runs_of(root, "killed")
     finished = {r.data.tags["trial_id"]: history(client, r) for r in before if r.info.status == "FINISHED"}
     midway = {r.data.tags["trial_id"]: history(client, r) for r in before if r.info.status == "RUNNING"}
 
@@ -92,7 +82,7 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
     resumed = subprocess.run(argv(root, c, "killed", "--resume"), cwd=root, env=ENV, capture_output=True, text=True,
                              timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    client, after = trial_runs(root, "killed")
+    client, after = runs_of(root, "killed")
     assert all(r.info.status != "RUNNING" for r in after), "no run left RUNNING"
     completed = [r for r in after if r.data.tags["status"] == "completed"]
     assert len(completed) == SAMPLES
@@ -128,12 +118,12 @@ def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
     driver = subprocess.Popen(argv(root, c, "lost"), cwd=root, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     try:
         def two_nodes_busy():
-            client, runs = trial_runs(root, "lost")
+            client, runs = runs_of(root, "lost")
             busy = [r for r in runs if r.info.status == "RUNNING" and len(history(client, r)) >= 2]
             return len({r.data.tags["node_id"] for r in busy}) == 2
 
         wait_until(two_nodes_busy, 300, driver, "trials on both nodes")
-        client, runs = trial_runs(root, "lost")
+        client, runs = runs_of(root, "lost")
         placed = {r.data.tags["trial_id"]: (r.data.tags["node_id"], history(client, r))
                   for r in runs if r.info.status == "RUNNING"}
         lost_at = time.time()
@@ -143,7 +133,7 @@ def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
         if driver.poll() is None:
             driver.kill()
     assert code == 0, (root / "lost.log").read_text()[-3000:]
-    client, runs = trial_runs(root, "lost")
+    client, runs = runs_of(root, "lost")
     assert len(runs) == SAMPLES and all(r.data.tags["status"] == "completed" for r in runs)
     moved = [r for r in runs if r.data.tags["trial_id"] in placed
              and r.data.tags["node_id"] != placed[r.data.tags["trial_id"]][0]]

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from conftest import TINY, write_yaml
+from studies import history, steps, trial_runs
 
 pytestmark = pytest.mark.slow
 EPOCHS = 4
@@ -52,20 +53,7 @@ def faulty_study(tmp_path_factory):
 
 
 def child_runs(work):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
-    exp = client.get_experiment_by_name("vgan-faults")
-    runs = client.search_runs([exp.experiment_id], max_results=100)
-    return client, [r for r in runs if "trial_id" in r.data.tags]
-
-
-def timestamps(client, run, key="val_auc_roc"):
-    return sorted((m.step, m.timestamp) for m in client.get_metric_history(run.info.run_id, key))
-
-
-def steps(client, run, key="val_auc_roc"):
-    return sorted(m.step for m in client.get_metric_history(run.info.run_id, key))
+    return trial_runs(f"sqlite:///{work}/mlflow.db", "vgan-faults")
 
 
 def test_each_trial_ends_with_what_happened_and_nothing_is_lost(faulty_study, capsys):
@@ -88,8 +76,8 @@ def test_each_trial_ends_with_what_happened_and_nothing_is_lost(faulty_study, ca
     (done,) = by_status["completed"]
     assert steps(client, done) == list(range(1, EPOCHS + 1)) and done.data.tags["best_model_uri"]
     assert not list(faults.iterdir()), "both injected faults happened"
-    retry = [t for _, t in timestamps(client, c)]
-    normal = [t for _, t in timestamps(client, done)]
+    retry = [t for _, t in history(client, c)]
+    normal = [t for _, t in history(client, done)]
     with capsys.disabled():
         print(f"\ntrial raised mid-epoch 2: epoch 2 logged {(retry[1] - retry[0]) / 1000:.1f} s after epoch 1 "
               f"(normally {(normal[1] - normal[0]) / 1000:.1f} s); half an epoch re-run")

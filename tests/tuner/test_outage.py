@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import pytest
 import yaml
 from conftest import REPO, write_yaml
+from studies import steps, trial_runs
 
 from tuner.loopback import mlflow_server
 
@@ -43,32 +44,26 @@ def study_until_trials_log(work, uri, window_s):
 
 
 def runs(uri):
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("vgan-outage")
-    found = client.search_runs([exp.experiment_id], max_results=100) if exp else []
-    return client, [r for r in found if "trial_id" in r.data.tags]
+    return trial_runs(uri, "vgan-outage")
 
 
 def wait_for_epochs(uri, proc, n=1, timeout=300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, "the study ended early"
-        client, trial_runs = runs(uri)
-        if len(trial_runs) == SAMPLES and all(
-                len(client.get_metric_history(r.info.run_id, "epoch_s")) >= n for r in trial_runs):
+        client, found = runs(uri)
+        if len(found) == SAMPLES and all(
+                len(steps(client, r, "epoch_s")) >= n for r in found):
             return
         time.sleep(0.5)
     raise AssertionError("trials did not start")
 
 
 def assert_nothing_lost(uri):
-    client, trial_runs = runs(uri)
-    assert len(trial_runs) == SAMPLES
-    for r in trial_runs:
-        steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "val_auc_roc"))
-        assert steps == list(range(1, EPOCHS + 1)), steps
+    client, found = runs(uri)
+    assert len(found) == SAMPLES
+    for r in found:
+        assert steps(client, r) == list(range(1, EPOCHS + 1)), steps(client, r)
         assert r.data.tags["status"] == "completed" and r.info.status == "FINISHED"
         assert r.data.tags["best_model_uri"].startswith("models:/")
 
