@@ -17,12 +17,7 @@ from tuner.storage import Storage
 from tuner.tracking import TELEMETRY_ENV
 from vgan.errors import ConfigError
 
-# MLflow's client retries an unreachable server for minutes by default; trials rather hold
-# their logging in an outbox (tracking.TrialRun) and keep training.
-MLFLOW_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                   "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", **TELEMETRY_ENV, **MLFLOW_HTTP_ENV}
-FAULTS_ENV = "VGAN_FAULTS"  # fault injection for the fault-tolerance tests (tuner.trainable.inject_faults)
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", **TELEMETRY_ENV}
 PROBE_TIMEOUT_S = 60
 
 
@@ -30,10 +25,7 @@ def start_ray(address: str | None) -> None:
     os.environ.update(RAY_ENV)
     import ray
 
-    env = dict(RAY_ENV)
-    if os.environ.get(FAULTS_ENV):  # the fault-tolerance tests' injected faults reach every trial
-        env[FAULTS_ENV] = os.environ[FAULTS_ENV]
-    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": env}, log_to_driver=True)
+    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=True)
     if address:
         ray.init(address=address, **kwargs)
     else:

@@ -17,14 +17,17 @@ import math
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
 
 from tuner.cluster import alive_nodes, check_gpus, check_storage, start_ray
+from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
+from tuner.projection import TrialRecord, project_trials
 from tuner.space import SearchSpace, load_space
-from tuner.storage import parse_storage, study_db_url
+from tuner.storage import Storage, parse_storage, study_db_url
 from tuner.tracking import Study, check_tracking_server, load_run_json, resolve_tracking_uri, wait_for_server
 from vgan.cli import run_cli
 from vgan.data import load_train_val
@@ -48,26 +51,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def trials_table(results, outcomes: dict[str, dict], metric: str, mode: str) -> list[dict[str, Any]]:
+@dataclass
+class Plan:
+    """A study checked and ready to run: what pre-flight decided."""
+
+    args: argparse.Namespace
+    space: SearchSpace
+    name: str
+    uri: str  # MLflow tracking URI
+    storage: Storage
+    storage_url: str  # the Optuna study's database
+
+    def replay_command(self) -> str:
+        return (f"python -m tuner.replay --space {self.args.space} --name {self.name} "
+                f"--storage {self.storage.uri} --tracking-uri {self.uri}")
+
+
+def trials_table(results, space: SearchSpace, run_ids: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per trial of Ray's ResultGrid, best score first; the outcome from tuner.outcome."""
     rows = []
     for r in results:
-        trial_id = r.metrics.get("trial_id") if r.metrics else None
+        last = r.metrics or {}
+        trial_id = last.get("trial_id") or Path(r.path).name
+        outcome = decide(last, str(r.error) if r.error else None, space.epochs)
         df = r.metrics_dataframe
-        if df is not None and metric in df:
-            best = df[metric].max() if mode == "max" else df[metric].min()
-            compute = float(sum(df[k].fillna(0).sum() for k in ("epoch_s", "val_s") if k in df))
-            epochs = int(df["epoch"].max())
-            logging = float(df["mlflow_s"].max()) if "mlflow_s" in df else 0.0
-        else:
-            best, compute, epochs, logging = float("nan"), 0.0, 0, 0.0
-        outcome = outcomes.get(trial_id, {})
-        rows.append({"trial_id": trial_id, "status": outcome.get("status", "failed" if r.error else "completed"),
-                     f"best_{metric}": float(best), "epochs": epochs, "compute_s": compute,
-                     "mlflow_s": logging,
-                     "mlflow_run_id": outcome.get("run_id") or (r.metrics or {}).get("mlflow_run_id"),
-                     **{f"param:{k}": v for k, v in (r.config or {}).items()}})
-    rows.sort(key=lambda row: (math.isnan(row[f"best_{metric}"]), -row[f"best_{metric}"] if mode == "max"
-                               else row[f"best_{metric}"]))
+        compute = float(sum(df[k].fillna(0).sum() for k in ("epoch_s", "val_s") if k in df)) if df is not None else 0.0
+        score = float(last.get(space.score, math.nan))
+        rows.append({"trial_id": trial_id, "status": outcome.status, "outcome": str(outcome),
+                     space.score: score if outcome.status != FAILED and math.isfinite(score) else math.nan,
+                     "best_epoch": last.get("best_epoch"), "epochs": outcome.epoch, "compute_s": compute,
+                     "mlflow_run_id": run_ids.get(trial_id), **{f"param:{k}": v for k, v in (r.config or {}).items()}})
+    rows.sort(key=lambda row: (math.isnan(row[space.score]), -row[space.score]))
     return rows
 
 
@@ -121,15 +135,15 @@ def optuna_plots(storage_url: str, name: str, folder: Path) -> list[Path]:
     return out
 
 
-def _main(argv: Sequence[str] | None) -> None:
+def preflight(argv: Sequence[str] | None) -> Plan:
+    """Everything checked before Ray starts: bad input exits 2 with one message, nothing started."""
     args = build_parser().parse_args(argv)
     space = load_space(args.space, args.data)
     if args.num_samples is not None:
         if args.num_samples < 1:
             raise ConfigError("--num-samples must be at least 1")
         space.tune.num_samples = args.num_samples
-    cfg = space.trainer_config()
-    load_train_val(cfg.data)  # bad data stops here, before Ray starts
+    load_train_val(space.trainer_config().data)  # bad data stops here
     uri = resolve_tracking_uri(args.tracking_uri)
     storage = parse_storage(args.storage)
     storage_url = study_db_url(storage, args.study_db)
@@ -145,119 +159,147 @@ def _main(argv: Sequence[str] | None) -> None:
         import torch
 
         check_gpus(space, torch.cuda.device_count(), "this machine")
+    return Plan(args, space, name, uri, storage, storage_url)
 
-    start_ray(args.address)
+
+def check_cluster(plan: Plan) -> None:
+    """What can only be checked once Ray is up: the cluster's GPUs and shared trial storage."""
     import ray
+
+    if plan.args.address:
+        where = f"the cluster at {plan.args.address}"
+        check_gpus(plan.space, ray.cluster_resources().get("GPU", 0), where)
+        check_storage(plan.storage, alive_nodes(), where)
+    if plan.storage.local is not None:
+        plan.storage.local.mkdir(parents=True, exist_ok=True)
+
+
+def run_study(plan: Plan, study: Study):
+    """Tune's fit: new, or the study's state restored (finished trials are not re-run, unfinished
+    ones continue from their checkpoints, failed ones stay failed). Returns the ResultGrid."""
     from ray import tune
 
     from tuner.search import build_tuner, make_trainable
 
+    if plan.args.resume:  # the searcher, scheduler and the MLflow callback come back from the study's state
+        tuner = tune.Tuner.restore(plan.storage.study(plan.name), trainable=make_trainable(plan.space),
+                                   resume_unfinished=True, resume_errored=False)
+    else:
+        tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url)
+    return tuner.fit()
+
+
+def reconcile(plan: Plan, study: Study, results) -> None:
+    """After fit, MLflow holds every trial Tune knows, as storage has it: the live projection's
+    work, plus what a killed driver left undone. Runs and Optuna trials that no one will end (a
+    killed driver's, not in Tune's state) are closed."""
+    from tuner.search import make_projection
+
+    if not wait_for_server(plan.uri, plan.space.mlflow.outage_window_s):
+        raise VganError(f"the study ran, but MLflow at {plan.uri} is unreachable: every trial's epochs and "
+                        f"checkpoints are in {plan.storage.study(plan.name)}; once the server is back, run: "
+                        f"{plan.replay_command()}")
+    records = [t for t in (TrialRecord.read(r.filesystem, r.path) for r in results) if t is not None]
+    project_trials(make_projection(plan.space, study.info, plan.storage_url), records)
+    orphans = study.close_orphans() + fail_orphan_trials(plan.storage_url, plan.name)
+    if orphans:
+        print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
+              f"{', '.join(orphans)}")
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    plan = preflight(argv)
+    start_ray(plan.args.address)
+    import ray
+
     try:
-        if args.address:
-            where = f"the cluster at {args.address}"
-            check_gpus(space, ray.cluster_resources().get("GPU", 0), where)
-            check_storage(storage, alive_nodes(), where)
-        if storage.local is not None:
-            storage.local.mkdir(parents=True, exist_ok=True)
-        study = Study.start(uri, space.mlflow.experiment, name,
-                            {"space_file": str(Path(args.space).resolve()), "storage": storage.uri}, args.resume)
-        print(f"study {name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
-              f"{len(alive_nodes())} node(s), MLflow {uri} (experiment '{space.mlflow.experiment}'), "
-              f"storage {storage.study(name)}", flush=True)
+        check_cluster(plan)
+        study = Study.start(plan.uri, plan.space.mlflow.experiment, plan.name,
+                            {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri},
+                            plan.args.resume)
+        print(f"study {plan.name}: {plan.space.tune.num_samples} trials of up to {plan.space.epochs} epochs on "
+              f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{plan.space.mlflow.experiment}'), "
+              f"storage {plan.storage.study(plan.name)}", flush=True)
         t0 = time.perf_counter()
-        if args.resume:  # the searcher, scheduler and callbacks come back from the study's state
-            # Unfinished trials continue from their checkpoints; failed ones stay failed.
-            tuner = tune.Tuner.restore(storage.study(name), trainable=make_trainable(space, study.info),
-                                       resume_unfinished=True, resume_errored=False)
-        else:
-            tuner = build_tuner(space, study.info, storage.uri, name, storage_url)
-        results = tuner.fit()  # the status callback finishes its MLflow work before fit returns
+        results = run_study(plan, study)
         wall = time.perf_counter() - t0
-        if not wait_for_server(uri, space.mlflow.outage_window_s):
-            replay = (f"python -m tuner.replay --space {args.space} --name {name} --storage {storage.uri} "
-                      f"--tracking-uri {uri}")
-            raise VganError(f"the study ran, but MLflow at {uri} is unreachable: every trial's epochs and "
-                            f"checkpoints are in {storage.study(name)}; once the server is back, run: {replay}")
-        orphans = study.close_orphans() + fail_orphan_trials(storage_url, name)
-        if orphans:
-            print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
-                  f"{', '.join(orphans)}")
-        summarize(space, study, results, storage_url, name, wall, register=not args.no_register)
+        reconcile(plan, study, results)
+        best = summarize(plan, study, results, wall)
+        if best is not None and not plan.args.no_register:
+            register(plan, study, best)
         study.finish()
     finally:
         ray.shutdown()
 
 
-def summarize(space: SearchSpace, study: Study, results, storage_url: str, name: str, wall: float,
-              register: bool) -> None:
-    t = space.tune
-    # MLflow holds each trial's final status (set by the status callback, also across --resume)
-    outcomes = {r.data.tags.get("trial_id"): {"status": r.data.tags.get("status"), "run_id": r.info.run_id}
-                for r in study.child_runs()}
-    rows = trials_table(results, outcomes, t.metric, t.mode)
+def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] | None:
+    """The trial table, the study's figures and artifacts on the parent run; returns the best row."""
+    space, score = plan.space, plan.space.score
+    run_ids = {r.data.tags.get("trial_id"): r.info.run_id for r in study.child_runs()}
+    rows = trials_table(results, space, run_ids)
     compute = sum(r["compute_s"] for r in rows)
-    slots = min(t.max_concurrent_trials, len(rows)) or 1
+    slots = min(space.tune.max_concurrent_trials, len(rows)) or 1
     overhead = max(0.0, 1 - compute / (wall * slots))
-    counts = {s: sum(r["status"] == s for r in rows) for s in ("completed", "pruned", "failed")}
-    logging = sum(r["mlflow_s"] for r in rows) / max(1, len(rows))
-    print(f"\n{len(rows)} trials in {wall:.1f} s: {counts['completed']} completed, {counts['pruned']} pruned, "
-          f"{counts['failed']} failed; trial compute {compute:.1f} s over {slots} slots, "
-          f"overhead {100 * overhead:.1f} % of the wall time; MLflow logging {logging:.2f} s per trial")
-    print(f"top {min(5, len(rows))} by {t.metric}:")
+    counts = {s: sum(r["status"] == s for r in rows) for s in (COMPLETED, PRUNED, FAILED)}
+    print(f"\n{len(rows)} trials in {wall:.1f} s: {counts[COMPLETED]} completed, {counts[PRUNED]} pruned, "
+          f"{counts[FAILED]} failed; trial compute {compute:.1f} s over {slots} slots, "
+          f"overhead {100 * overhead:.1f} % of the wall time")
+    print(f"top {min(5, len(rows))} by {score}:")
     for r in rows[:5]:
         params = ", ".join(f"{k[6:]}={_fmt(v)}" for k, v in r.items() if k.startswith("param:"))
-        print(f"  {r['trial_id']}  {r['status']:9s} {t.metric} {r[f'best_{t.metric}']:.4f}  "
-              f"epochs {r['epochs']}  {params}")
+        print(f"  {r['trial_id']}  {r['outcome']:18s} {score} {r[score]:.4f}  {params}")
     study.log_metrics({"wall_s": wall, "trial_compute_s": compute, "overhead_share": overhead,
-                       "mlflow_s_per_trial": logging,
                        **{f"trials_{k}": v for k, v in counts.items()}})
-    # a failed trial (diverged, or out of retries) logged no model: the best is among the others
-    best = next((r for r in rows if not math.isnan(r[f"best_{t.metric}"]) and r["status"] != "failed"), None)
+    best = next((r for r in rows if not math.isnan(r[score])), None)
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         write_csv(folder / "trials.csv", rows)
         study.log_artifact(folder / "trials.csv")
-        for path in optuna_plots(storage_url, name, folder):
+        for path in optuna_plots(plan.storage_url, plan.name, folder):
             study.log_artifact(path, "optuna")
         if best is not None:
-            sampled = {k[6:]: v for k, v in best.items() if k.startswith("param:")}
             (folder / "best_config.yaml").write_text(
-                f"# Best trial {best['trial_id']} of study {name}: {t.metric} {best[f'best_{t.metric}']:.4f}\n"
+                f"# Best trial {best['trial_id']} of study {plan.name}: {score} {best[score]:.4f}\n"
                 f"# python -m vgan.train --config best_config.yaml\n"
-                + yaml.safe_dump(space.trainer_config(sampled).to_dict(), sort_keys=False))
+                + yaml.safe_dump(space.trainer_config(sampled(best)).to_dict(), sort_keys=False))
             study.log_artifact(folder / "best_config.yaml")
     if best is None:
         print("no trial produced a result: nothing to register")
-        return
-    study.set_tags({"best_trial_id": best["trial_id"], f"best_{t.metric}": f"{best[f'best_{t.metric}']:.6f}"})
-    if not register:
-        return
-    from tuner.registry import register_candidate, registered_version
+        return None
+    study.set_tags({"best_trial_id": best["trial_id"], score: f"{best[score]:.6f}"})
+    return best
 
+
+def sampled(row: dict[str, Any]) -> dict[str, Any]:
+    return {k[6:]: v for k, v in row.items() if k.startswith("param:")}
+
+
+def register(plan: Plan, study: Study, best: dict[str, Any]) -> None:
+    """The best trial's logged generator, scored on the test split, becomes a registered version."""
+    from tuner.registry import register_candidate, registered_version
+    from vgan.metrics import METRIC_NAMES
+
+    space = plan.space
     run = study.client.get_run(best["mlflow_run_id"])
     model_uri = run.data.tags.get("best_model_uri")
     if model_uri is None:
         print(f"best trial {best['trial_id']} logged no model: nothing to register")
         return
-    done = registered_version(study.client, space.mlflow.registered_model, model_uri)
+    name = space.mlflow.registered_model
+    done = registered_version(study.client, name, model_uri)
     if done is not None:
-        print(f"best trial {best['trial_id']} is registered already as {space.mlflow.registered_model} "
-              f"version {done}")
+        print(f"best trial {best['trial_id']} is registered already as {name} version {done}")
         return
-    from vgan.metrics import METRIC_NAMES
-
     best_epoch = load_run_json(study.client, run.info.run_id, "best/metrics.json")
-    val = {name: best_epoch[f"val_{name}"] for name in METRIC_NAMES}
+    val = {m: best_epoch[f"val_{m}"] for m in METRIC_NAMES}
     val["epoch"] = best_epoch["epoch"]
-    sampled = {k[6:]: v for k, v in best.items() if k.startswith("param:")}
-    reg = register_candidate(study.info.uri, space.mlflow.registered_model, model_uri, run.info.run_id,
-                             space.trainer_config(sampled), val, space.mlflow.promote_margin, name)
+    reg = register_candidate(study.info.uri, name, model_uri, run.info.run_id, space.trainer_config(sampled(best)),
+                             val, space.mlflow.promote_margin, plan.name)
     study.set_tags({"registered_version": reg.version, "promoted": str(reg.promoted)})
     aliases = "challenger, champion" if reg.promoted else "challenger"
     print(f"registered {reg.name} version {reg.version} ({aliases}): test AUC-ROC {reg.test_metrics['auc_roc']:.4f}, "
           f"AUC-PR {reg.test_metrics['auc_pr']:.4f}, F1 {reg.test_metrics['f1']:.4f}; {reg.reason}")
-    browse = (study.info.uri if study.info.uri.startswith("http")
-              else f"mlflow ui --backend-store-uri {study.info.uri}")
+    browse = study.info.uri if study.info.uri.startswith("http") else f"mlflow ui --backend-store-uri {study.info.uri}"
     print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'); browse: {browse}")
 
 

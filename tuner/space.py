@@ -6,7 +6,8 @@
                   {type: int, low, high, step: 1, log: false}
                   {type: categorical, choices: [...]}
                   any of them with `when: {other.key: value or [values]}` (conditional)
-    tune:       metric, mode, num_samples, max_concurrent_trials, seed, ASHA settings, ...
+    tune:       num_samples, max_concurrent_trials, seed, ASHA settings, checkpoints, retries
+                (a trial's score is its best validation `train.select_metric`: tuner.outcome)
     resources:  cpu and gpu per trial (fractional GPUs allowed)
     mlflow:     experiment, registered_model, promote_margin, outage_window_s
 
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tuner.outcome import score_key
 from vgan.config import Config, apply_overrides, config_from_dict, config_keys, from_dict, read_yaml
 from vgan.errors import ConfigError
 
@@ -38,10 +40,13 @@ class SpaceError(ConfigError):
     """A search-space file is wrong (exit status 2)."""
 
 
+# Keys a study cannot vary between trials: the scheduler's horizon, and what "best" means.
+NOT_SEARCHABLE = {"train.epochs": "the scheduler's max_t: every trial runs to the same horizon",
+                  "train.select_metric": "trials' scores would not be comparable"}
+
+
 @dataclass
 class TuneSettings:
-    metric: str = "val_auc_roc"
-    mode: str = "max"
     num_samples: int = 10
     max_concurrent_trials: int = 2
     seed: int = 0
@@ -93,7 +98,12 @@ class SearchSpace:
 
     @property
     def epochs(self) -> int:
-        return int(self.base.get("train", {}).get("epochs", Config().train.epochs))
+        return int(self.base["train"]["epochs"])
+
+    @property
+    def score(self) -> str:
+        """The trial's score as reported to Ray, told to Optuna and logged to MLflow."""
+        return score_key(self.base["train"]["select_metric"])
 
 
 def _err(source: str, key: str, problem: str) -> SpaceError:
@@ -116,6 +126,8 @@ def _parse_param(source: str, key: str, spec: Any, known: dict[str, Any], base: 
     where = f"search.{key}"
     if key not in known:
         raise _err(source, where, "is not a trainer config key (see vgan/config.py)")
+    if key in NOT_SEARCHABLE:
+        raise _err(source, where, f"cannot be searched: {NOT_SEARCHABLE[key]}")
     if not isinstance(spec, dict):
         raise _err(source, where, f"must be a mapping with a 'type', got {spec!r}")
     kind = spec.get("type")
@@ -209,9 +221,13 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
         except ConfigError as e:
             raise SpaceError(str(e)) from None
 
+    for gone in ("metric", "mode"):
+        if isinstance(values.get("tune"), dict) and gone in values["tune"]:
+            raise SpaceError(f"{source}: 'tune.{gone}' is gone: a trial's score is its best validation "
+                             f"'train.select_metric' (higher is better); set that instead")
     tune, resources, mlflow = section("tune", TuneSettings), section("resources", Resources), \
         section("mlflow", MlflowSettings)
-    _check_settings(source, tune, resources, mlflow)
+    _check_settings(source, tune, resources, mlflow, base.train.epochs)
 
     search = values.get("search") or {}
     if not isinstance(search, dict):
@@ -224,16 +240,13 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     return SearchSpace(source, base.to_dict(), params, tune, resources, mlflow)
 
 
-def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSettings) -> None:
-    from vgan.metrics import METRIC_NAMES
-
-    metrics = {f"val_{n}" for n in METRIC_NAMES}
+def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSettings, epochs: int) -> None:
     checks = [
-        (t.metric in metrics, "tune.metric", f"must be one of {', '.join(sorted(metrics))}"),
-        (t.mode in ("max", "min"), "tune.mode", "must be 'max' or 'min'"),
         (t.num_samples >= 1, "tune.num_samples", "must be at least 1"),
         (t.max_concurrent_trials >= 1, "tune.max_concurrent_trials", "must be at least 1"),
         (t.grace_period >= 1, "tune.grace_period", "must be at least 1"),
+        (t.grace_period <= epochs, "tune.grace_period",
+         f"is {t.grace_period} epochs, more than the trials' train.epochs ({epochs}): ASHA could never stop one"),
         (t.reduction_factor >= 2, "tune.reduction_factor", "must be at least 2"),
         (t.checkpoint_every >= 1, "tune.checkpoint_every", "must be at least 1"),
         (t.checkpoint_keep >= 1, "tune.checkpoint_keep", "must be at least 1"),

@@ -16,6 +16,7 @@ from pathlib import Path
 from vgan.errors import ConfigError
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql")
+BEST_DIR = "best"  # in a trial checkpoint: the best epoch's generator, previews, plots, metrics
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,16 @@ def checkpoint_dirs(fs, trial_path: str) -> list[str]:
     infos = fs.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True))
     return sorted(i.path for i in infos
                   if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_"))
+
+
+def newest_best(fs, trial_path: str) -> str | None:
+    """The `best/` folder of the trial's newest checkpoint that holds one (pyarrow path), if any."""
+    import pyarrow.fs
+
+    for path in reversed(checkpoint_dirs(fs, trial_path)):
+        if fs.get_file_info(f"{path}/{BEST_DIR}/best_generator.pt").type != pyarrow.fs.FileType.NotFound:
+            return f"{path}/{BEST_DIR}"
+    return None
 
 
 def parse_storage(text: str) -> Storage:

@@ -1,12 +1,10 @@
-"""MLflow layout of a study (DESIGN.md).
+"""MLflow for a study, on the driver (DESIGN.md): tracking URIs, the server check, the
+experiment and its parent run, and logging a trial's best generator as an MLflow model.
 
-One experiment per space file; one parent run per study; one child run per trial with tags
-`trial_id`, `node_id`, `status` (completed | pruned | failed, + `pruned_at_epoch` or
-`error`), the sampled params, the resolved config, per-epoch metrics with step = epoch, and
-the best-epoch generator as an MLflow model with its validation previews and ROC/PR plots.
-
-Trials log from wherever they run (`TrialRun`); the driver's `StatusCallback` closes each
-run with its final status, because only the driver sees ASHA stop a trial.
+One experiment per space file; one parent run per study; one child run per trial (written by
+`tuner.projection`) with tags `trial_id`, `node_id`, `status` (completed | pruned | failed, +
+`pruned_at_epoch` or `error`), the sampled params, the resolved config, per-epoch metrics with
+step = epoch, and the best-epoch generator as an MLflow model with its previews and plots.
 """
 
 from __future__ import annotations
@@ -26,13 +24,17 @@ from vgan.errors import ConfigError
 
 TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 os.environ.update(TELEMETRY_ENV)
+# MLflow's client retries an unreachable server for minutes by default; the driver's projection
+# rather notices in seconds and waits for it (tuner.projection). Only the driver talks to MLflow.
+for _key, _value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}.items():
+    os.environ.setdefault(_key, _value)
 
-from mlflow.entities import Metric, Param, RunStatus, RunTag  # noqa: E402
+from mlflow.entities import Metric, RunStatus, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MODEL_ARTIFACT = "model"
-BEST_DIR = "best"  # a trial's best epoch: generator, previews, plots, metrics (in checkpoints too)
 MAX_PARAM_LENGTH = 6000
 
 
@@ -94,7 +96,7 @@ def artifact_location(uri: str) -> str | None:
 
 @dataclass
 class TrackingInfo:
-    """What a trial needs to log into the study (plain values: Ray pickles it)."""
+    """Where a study's runs live (plain values: Tune pickles the projection with its state)."""
 
     uri: str
     experiment_id: str
@@ -146,144 +148,25 @@ class Study:
         closed = []
         for r in self.child_runs():
             if r.info.status == "RUNNING":
-                close_trial_run(self.info.uri, r.info.run_id, "killed")
+                self.client.set_tag(r.info.run_id, "status", "killed")
+                self.client.set_terminated(r.info.run_id, "KILLED")
                 closed.append(r.data.tags.get("trial_id", r.info.run_id))
         return closed
 
     def child_runs(self) -> list:
-        return self.client.search_runs([self.info.experiment_id],
-                                       f"tags.mlflow.parentRunId = '{self.info.parent_run_id}'",
-                                       max_results=10000)
+        return child_runs(self.client, self.info)
 
 
-def _short(value: Any) -> str:
+def child_runs(client: MlflowClient, info: TrackingInfo) -> list:
+    """The study's trial runs."""
+    return client.search_runs([info.experiment_id], f"tags.mlflow.parentRunId = '{info.parent_run_id}'",
+                              max_results=10000)
+
+
+def short(value: Any) -> str:
+    """MLflow caps param and tag values."""
     text = str(value)
     return text if len(text) <= MAX_PARAM_LENGTH else text[: MAX_PARAM_LENGTH - 3] + "..."
-
-
-def trial_run_id(client: MlflowClient, info: TrackingInfo, trial_id: str,
-                 params: dict[str, Any] | None = None) -> tuple[str, bool]:
-    """The trial's child run, created (with its sampled params) if it has none yet: (run id,
-    created). One run per trial, whoever asks first: the trial at its start, the driver when
-    the trial failed early, or `tuner.replay`."""
-    found = client.search_runs([info.experiment_id], f"tags.trial_id = '{trial_id}' and "
-                               f"tags.mlflow.parentRunId = '{info.parent_run_id}'", max_results=1)
-    if found:
-        return found[0].info.run_id, False
-    run = client.create_run(info.experiment_id, run_name=trial_id, tags={
-        "mlflow.parentRunId": info.parent_run_id, "trial_id": trial_id, "study": info.study_name,
-        "status": "running"})
-    if params:
-        client.log_batch(run.info.run_id, params=[Param(k, _short(v)) for k, v in params.items()])
-    return run.info.run_id, True
-
-
-def unreachable(error: BaseException) -> bool:
-    """True for a tracking server that cannot be reached (down, restarting, network), as opposed
-    to one that answered with an error."""
-    from mlflow.exceptions import MlflowException
-
-    if isinstance(error, (ConnectionError, TimeoutError)):
-        return True
-    text = str(error)
-    return isinstance(error, MlflowException) and text.startswith("API request to") and (
-        "failed with exception" in text or "Max retries" in text)
-
-
-class TrialRun:
-    """A trial's child run, logged from inside the trial, that survives a tracking-server outage.
-
-    Every call goes to an outbox first and is delivered in order; while the server cannot be
-    reached the trial keeps training and the outbox grows (its epochs are also in Ray's
-    results). The next call, or `deliver` at the trial's end, sends what waits. `seconds`
-    adds up the time spent talking to MLflow: the per-trial logging overhead.
-    """
-
-    def __init__(self, info: TrackingInfo, trial_id: str, node_id: str, params: dict[str, Any], config_yaml: str,
-                 run_id: str | None = None, seconds: float = 0.0):
-        self.info = info
-        self.trial_id = trial_id
-        self.run_id = run_id
-        self.client = MlflowClient(info.uri)
-        self.seconds = seconds
-        self.logged_through = 0  # epochs already in the run (a resumed trial does not log them twice)
-        self.pending: list[tuple[str, tuple]] = [("_open", (node_id, params, config_yaml))]
-        self.down_since: float | None = None
-
-    @classmethod
-    def open(cls, info: TrackingInfo, trial_id: str, node_id: str, params: dict[str, Any], config_yaml: str,
-             run_id: str | None = None) -> TrialRun:
-        run = cls(info, trial_id, node_id, params, config_yaml, run_id)
-        run.flush()
-        return run
-
-    def _open(self, node_id: str, params: dict[str, Any], config_yaml: str) -> None:
-        created = False
-        if self.run_id is None:  # no checkpoint yet: a first start, or a retry before the first checkpoint
-            self.run_id, created = trial_run_id(self.client, self.info, self.trial_id, params)
-            if created:
-                self.client.log_text(self.run_id, config_yaml, "config.yaml")
-        self.client.update_run(self.run_id, status="RUNNING")
-        self.client.set_tag(self.run_id, "node_id", node_id)
-        if not created:
-            self.logged_through = max((m.step for m in self.client.get_metric_history(self.run_id, "epoch_s")),
-                                      default=0)
-
-    def _epoch(self, step: int, metrics: list[Metric]) -> None:
-        if step > self.logged_through:  # re-run after a restart from an older checkpoint: logged once already
-            self.client.log_batch(self.run_id, metrics=metrics)
-            self.logged_through = step
-
-    def _best(self, folder: Path) -> None:
-        if "best_model_uri" not in self.client.get_run(self.run_id).data.tags:
-            log_best_artifacts(self.info.uri, self.run_id, folder)
-
-    def flush(self) -> bool:
-        """Deliver what waits, oldest first; False while the server cannot be reached."""
-        t0 = time.perf_counter()
-        try:
-            while self.pending:
-                name, args = self.pending[0]
-                getattr(self, name)(*args)
-                self.pending.pop(0)
-        except Exception as e:
-            if not unreachable(e):
-                raise
-            if self.down_since is None:
-                self.down_since = time.time()
-                print(f"MLflow at {self.info.uri} unreachable: trial {self.trial_id} keeps training and holds "
-                      f"its logging until it is back", flush=True)
-            return False
-        finally:
-            self.seconds += time.perf_counter() - t0
-        if self.down_since is not None:
-            print(f"MLflow back after {time.time() - self.down_since:.0f} s: trial {self.trial_id} delivered "
-                  f"what it held", flush=True)
-            self.down_since = None
-        return True
-
-    def deliver(self, window_s: float, poll_s: float = 2.0) -> bool:
-        """At the trial's end: wait up to window_s for the server to take what waits."""
-        deadline = time.monotonic() + window_s
-        while not self.flush():
-            if time.monotonic() >= deadline:
-                print(f"MLflow still unreachable after {window_s:.0f} s: trial {self.trial_id} leaves "
-                      f"{len(self.pending)} call(s) to `python -m tuner.replay`", flush=True)
-                return False
-            time.sleep(poll_s)
-        return True
-
-    def log_epoch(self, record: dict[str, float]) -> None:
-        step = int(record["epoch"])
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in record.items() if k != "epoch" and np.isfinite(v)]
-        self.pending.append(("_epoch", (step, metrics)))
-        self.flush()
-
-    def log_best(self, folder: Path, window_s: float) -> bool:
-        """The best generator, at the trial's end (the folder must outlive this call)."""
-        self.pending.append(("_best", (folder,)))
-        return self.deliver(window_s)
 
 
 @contextmanager
@@ -305,8 +188,18 @@ def load_run_json(client: MlflowClient, run_id: str, path: str) -> dict[str, Any
         return json.loads(Path(client.download_artifacts(run_id, path, d)).read_text())
 
 
-def log_best_artifacts(uri: str, run_id: str, folder: Path) -> str:
-    """Log the best-epoch generator (an MLflow model) with its previews and plots; returns the model URI."""
+def log_best_model(uri: str, run_id: str, fs, best: str) -> str:
+    """Log a trial's best epoch (the `best/` folder of its checkpoint, on any pyarrow filesystem):
+    the generator as an MLflow model with a signature of dynamic N, H and W, its previews, plots
+    and metrics. Returns the model URI (also tagged `best_model_uri` on the run)."""
+    import pyarrow.fs
+
+    with tempfile.TemporaryDirectory(prefix="vgan-best-") as d:
+        pyarrow.fs.copy_files(best, d, source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
+        return _log_best_folder(uri, run_id, Path(d))
+
+
+def _log_best_folder(uri: str, run_id: str, folder: Path) -> str:
     import mlflow
     import torch
     from mlflow.models import ModelSignature
@@ -325,23 +218,13 @@ def log_best_artifacts(uri: str, run_id: str, folder: Path) -> str:
                                outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1))]))
     client = MlflowClient(uri)
     with use_tracking_uri(uri), mlflow.start_run(run_id=run_id):
+        # No serving-input validation here (a reload and a prediction, 1.5 s of the 3.4 s per trial): the
+        # registry loads and scores the model it registers, and the tests serve one.
         info = mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, signature=signature, input_example=example,
-                                        pip_requirements=["torch", "numpy"])
+                                        pip_requirements=["torch", "numpy"], validate_serving_input=False)
     for path in sorted(folder.glob("*.png")):
         client.log_artifact(run_id, str(path), "best" if path.stem in ("roc", "pr") else "best/previews")
     client.log_artifact(run_id, str(folder / "metrics.json"), "best")
     client.set_tag(run_id, "best_model_uri", info.model_uri)
     client.set_tag(run_id, "best_epoch", str(saved["epoch"]))
     return info.model_uri
-
-
-def close_trial_run(uri: str, run_id: str, status: str, extra_tags: dict[str, str] | None = None) -> None:
-    client = MlflowClient(uri)
-    tags = {"status": status, **(extra_tags or {})}
-    client.log_batch(run_id, tags=[RunTag(k, _short(v)) for k, v in tags.items()])
-    end = {"failed": RunStatus.FAILED, "killed": RunStatus.KILLED}.get(status, RunStatus.FINISHED)
-    client.set_terminated(run_id, RunStatus.to_string(end))
-
-
-def write_json(path: Path, values: dict[str, Any]) -> None:
-    path.write_text(json.dumps(values, indent=2, default=float) + "\n")

@@ -1,4 +1,9 @@
-"""The Ray Tune trainable: one vgan training, one report per epoch.
+"""The Ray Tune trainable: one vgan training, one report per epoch, a checkpoint every few.
+
+A trial knows nothing of MLflow or Optuna: everything it knows goes into its reports (the
+epoch's metrics, its score so far, its node) and its checkpoints (both networks, optimizers
+and RNG to resume; `best/` with the best epoch's generator, previews and plots). The driver
+projects those into MLflow (`tuner.projection`).
 
 Lives in an importable module (not `__main__`) because Ray pickles it by reference;
 `Tuner.restore` hangs on functions defined in a script.
@@ -9,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -17,20 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from ray import tune
 
-from tuner.cluster import FAULTS_ENV
-from tuner.storage import checkpoint_dirs
-from tuner.tracking import BEST_DIR, TrackingInfo, TrialRun, write_json
+from tuner.outcome import score_key
+from tuner.storage import BEST_DIR, checkpoint_dirs
 from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
 from vgan.errors import DivergenceError
-from vgan.trainer import Trainer, load_checkpoint, resolve_device
+from vgan.trainer import EpochResult, Trainer, fit, load_checkpoint, resolve_device
 from vgan.visualize import save_curves, save_previews
 
 STATE_FILE = "state.pt"
 TRIAL_FILE = "trial.json"
+GENERATOR_FILE = "best_generator.pt"
 
 
 @dataclass
@@ -38,11 +41,7 @@ class TrialContext:
     """Everything a trial needs besides its sampled params (plain values: Ray pickles it)."""
 
     base: dict[str, Any]
-    tracking: TrackingInfo
     checkpoint_every: int
-    metric: str = "val_auc_roc"
-    mode: str = "max"
-    outage_window_s: float = 600.0
 
 
 # Fields that change how images are augmented, not which images are read.
@@ -94,32 +93,39 @@ def _load(checkpoint: tune.Checkpoint, trainer: Trainer, best: Path) -> dict[str
     return saved
 
 
-def inject_faults(trainer: Trainer) -> None:
-    """Fault injection for the fault-tolerance tests: with $VGAN_FAULTS naming a folder, a
-    trial about to run epoch N claims (deletes) a file `raise-at-N.*` there if it can, and then
-    raises halfway through that epoch, after real optimizer steps. One file, one fault: the
-    files say how many times, the claim makes each happen once."""
-    folder = os.environ.get(FAULTS_ENV)
-    if not folder:
-        return
-    epoch = trainer.epoch + 1
-    for path in sorted(Path(folder).glob(f"raise-at-{epoch}.*")):
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            continue  # another trial claimed it first
-        per_step = 1 + (trainer.cfg.loss.n_critic if trainer.D is not None else 0)  # critic batches too
-        draw, left = trainer.next_batch, max(1, trainer.steps_per_epoch * per_step // 2)
+class BestEpoch:
+    """The best epoch so far: its generator kept in host memory when it happens, rendered into
+    `folder` (weights, previews, ROC/PR plots, metrics.json) only when a checkpoint takes it."""
 
-        def next_batch_then_fail():
-            nonlocal left
-            left -= 1
-            if left < 0:
-                raise RuntimeError(f"injected fault in epoch {epoch} ({path.name})")
-            return draw()
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self._pending: tuple[dict[str, Any], int, torch.Tensor, dict[str, float]] | None = None
 
-        trainer.next_batch = next_batch_then_fail  # this attempt's trainer only: a retry builds a new one
-        return
+    def keep(self, trainer: Trainer, result: EpochResult) -> None:
+        self._pending = (trainer.best_generator(), trainer.epoch, result.probs.cpu(), dict(result.record))
+
+    def copy_into(self, dest: Path, trainer: Trainer) -> None:
+        if self._pending is not None:
+            self._render(trainer, *self._pending)
+            self._pending = None
+        if self.folder.is_dir():
+            shutil.copytree(self.folder, dest)
+
+    def _render(self, trainer: Trainer, weights: dict[str, Any], epoch: int, probs: torch.Tensor,
+                record: dict[str, float]) -> None:
+        from vgan.metrics import curves
+
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        torch.save({"state_dict": weights, "model_config": asdict(trainer.cfg.model), "epoch": epoch},
+                   self.folder / GENERATOR_FILE)
+        v = trainer.val
+        p, y, m = probs.numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy()
+        save_previews(self.folder, "val", v.ids, v.images.cpu().numpy(), p, y, m)
+        inside = m > 0.5
+        metrics = {k[4:]: val for k, val in record.items() if k.startswith("val_")}
+        save_curves(self.folder, curves(p[inside].astype(float), y[inside] > 0.5), metrics, f"validation, epoch {epoch}")
+        (self.folder / "metrics.json").write_text(json.dumps({"epoch": epoch, **record}, indent=2) + "\n")
 
 
 def _node_id() -> str:
@@ -128,73 +134,41 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def save_best(folder: Path, trainer: Trainer, probs: torch.Tensor, record: dict[str, float]) -> None:
-    """The best epoch's generator, previews, ROC/PR plots and metrics, ready for MLflow."""
-    from vgan.metrics import curves
-
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    torch.save({"state_dict": trainer.G.state_dict(), "model_config": asdict(trainer.cfg.model),
-                "epoch": trainer.epoch}, folder / "best_generator.pt")
-    v = trainer.val
-    p, y, m = probs.cpu().numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy()
-    save_previews(folder, "val", v.ids, v.images.cpu().numpy(), p, y, m)
-    inside = m > 0.5
-    metrics = {k[4:]: val for k, val in record.items() if k.startswith("val_")}
-    save_curves(folder, curves(p[inside].astype(float), y[inside] > 0.5), metrics, f"validation, epoch {trainer.epoch}")
-    write_json(folder / "metrics.json", {"epoch": trainer.epoch, **record})
-
-
 def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     """Ray Tune function trainable; `config` holds the sampled dotted keys."""
     cfg = apply_overrides(config_from_dict(ctx.base), config, "sampled config")
     train, val = load_data(cfg.data)
     trainer = Trainer(cfg, train, val, resolve_device(cfg.train.device))
+    score, epochs, node = score_key(cfg.train.select_metric), cfg.train.epochs, _node_id()
     work = Path(tempfile.mkdtemp(prefix="vgan-trial-"))
-    best = work / BEST_DIR
+    best = BestEpoch(work / BEST_DIR)
     try:
         # a restarted trial continues where its newest checkpoint left it
-        saved = restore(tune.get_checkpoint(), trainer, best)
-        run = TrialRun.open(ctx.tracking, tune.get_context().get_trial_id(), _node_id(), config,
-                            yaml.safe_dump(cfg.to_dict(), sort_keys=False), saved.get("mlflow_run_id"))
-        run.seconds += saved.get("mlflow_s", 0.0)
-        if trainer.epoch >= cfg.train.epochs and saved.get("report") is not None:
+        saved = restore(tune.get_checkpoint(), trainer, best.folder)
+        if trainer.epoch >= epochs and saved.get("report") is not None:
             # Finished before a driver was killed, after its state was saved: say so again, or the
             # driver would take its last remembered (early) epoch for the end and call it pruned.
-            run.log_best(best, ctx.outage_window_s)
             tune.report(saved["report"])
             return
-        for _ in range(trainer.epoch, cfg.train.epochs):
-            inject_faults(trainer)
-            try:
-                result = trainer.run_epoch()
-            except DivergenceError as e:
-                # Deterministic: a retry would diverge again. End the trial and say why; the driver
-                # marks it failed and Optuna hears FAIL.
-                worst = -math.inf if ctx.mode == "max" else math.inf
-                run.deliver(ctx.outage_window_s)
-                tune.report({"epoch": e.epoch, ctx.metric: worst, "diverged": 1, "error": str(e),
-                             "mlflow_run_id": run.run_id, "mlflow_s": run.seconds})
-                return
+
+        def on_epoch(result: EpochResult) -> None:
             if result.is_best:
-                save_best(best, trainer, result.probs, result.record)
-            run.log_epoch(result.record)
-            metrics = {**result.record, "best_" + cfg.train.select_metric: trainer.best_score,
-                       "mlflow_run_id": run.run_id}
-            last = trainer.epoch == cfg.train.epochs
-            if trainer.epoch % ctx.checkpoint_every == 0 or last:
-                with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
-                    trainer.save_checkpoint(Path(d) / STATE_FILE)
-                    if best.is_dir():
-                        shutil.copytree(best, Path(d) / BEST_DIR)
-                    if last:  # log the model before the final report: Tune may end the actor after it
-                        run.log_best(best, ctx.outage_window_s)
-                    report = {**metrics, "mlflow_s": run.seconds}
-                    (Path(d) / TRIAL_FILE).write_text(json.dumps({"mlflow_run_id": run.run_id,
-                                                                  "mlflow_s": run.seconds, "report": report}))
-                    tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
-            else:
-                tune.report({**metrics, "mlflow_s": run.seconds})
+                best.keep(trainer, result)
+            report = {**result.record, score: trainer.best_score, "best_epoch": trainer.best_epoch, "node_id": node}
+            if trainer.epoch % ctx.checkpoint_every and trainer.epoch < epochs:
+                tune.report(report)
+                return
+            with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
+                trainer.save_checkpoint(Path(d) / STATE_FILE)
+                best.copy_into(Path(d) / BEST_DIR, trainer)
+                (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report}))
+                tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+
+        try:
+            fit(trainer, on_epoch)
+        except DivergenceError as e:
+            # Deterministic: a retry would diverge again. End the trial and say why (tuner.outcome
+            # makes it failed, Optuna hears FAIL); its score drops to the worst so no view picks it.
+            tune.report({"epoch": e.epoch, score: -math.inf, "diverged": 1, "error": str(e), "node_id": node})
     finally:
         shutil.rmtree(work, ignore_errors=True)

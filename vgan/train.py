@@ -23,7 +23,15 @@ from vgan.cli import run_cli
 from vgan.config import DEVICES, Config, apply_overrides, config_from_dict, load_config
 from vgan.data import load_train_val
 from vgan.errors import ConfigError
-from vgan.trainer import Trainer, checkpoint_config, count_parameters, load_checkpoint, resolve_device
+from vgan.trainer import (
+    EpochResult,
+    Trainer,
+    checkpoint_config,
+    count_parameters,
+    fit,
+    load_checkpoint,
+    resolve_device,
+)
 from vgan.visualize import save_previews
 
 
@@ -84,16 +92,17 @@ def _keep_history(path: Path, upto_epoch: int) -> None:
     path.write_text("".join(ln + "\n" for ln in lines))
 
 
-def fit(trainer: Trainer, out: Path, progress: bool = True, log: Callable[[str], None] = print) -> None:
-    """Run epochs up to train.epochs, writing metrics, checkpoints and previews under `out`."""
+def run_folder_sink(trainer: Trainer, out: Path, log: Callable[[str], None] = print) -> Callable[[EpochResult], None]:
+    """What `python -m vgan.train` does with each epoch: a metrics.jsonl line, a log line,
+    checkpoints/last.pt (and best.pt), previews every `train.preview_every` epochs."""
     cfg = trainer.cfg
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     history = out / "metrics.jsonl"
     _keep_history(history, trainer.epoch)
     every = cfg.train.preview_every
-    for _ in range(trainer.epoch, cfg.train.epochs):
-        result = trainer.run_epoch(progress)
+
+    def on_epoch(result: EpochResult) -> None:
         with history.open("a") as f:
             f.write(json.dumps(result.record) + "\n")
         log(format_record(result.record, cfg.train.epochs, result.is_best))
@@ -104,7 +113,14 @@ def fit(trainer: Trainer, out: Path, progress: bool = True, log: Callable[[str],
             v = trainer.val
             save_previews(out / "previews", f"epoch{trainer.epoch:04d}", v.ids, v.images.cpu().numpy(),
                           result.probs.cpu().numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy())
-    log(f"best val {cfg.train.select_metric} {trainer.best_score:.4f} at epoch {trainer.best_epoch}; "
+
+    return on_epoch
+
+
+def train_into(trainer: Trainer, out: Path, progress: bool = True, log: Callable[[str], None] = print) -> None:
+    """Run epochs up to train.epochs, writing metrics, checkpoints and previews under `out`."""
+    fit(trainer, run_folder_sink(trainer, out, log), progress)
+    log(f"best val {trainer.cfg.train.select_metric} {trainer.best_score:.4f} at epoch {trainer.best_epoch}; "
         f"run folder {out}")
 
 
@@ -122,7 +138,7 @@ def _main(argv: Sequence[str] | None) -> None:
     print(f"training on {device}: {cfg.data.dataset} ({len(train)} train / {len(val)} val images), "
           f"G {count_parameters(trainer.G) / 1e6:.2f}M params{d_params}, {trainer.steps_per_epoch} steps per epoch, "
           f"epochs {trainer.epoch + 1}..{cfg.train.epochs}", flush=True)
-    fit(trainer, out, progress=not args.quiet and sys.stderr.isatty())
+    train_into(trainer, out, progress=not args.quiet and sys.stderr.isatty())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

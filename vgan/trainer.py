@@ -11,7 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -212,6 +212,14 @@ class Trainer:
         self.opt_g.step()
         return torch.stack([loss.detach(), bce.detach(), adv.detach()])
 
+    def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`loss.n_critic` critic updates, then one generator update: (g losses, summed d loss), on device."""
+        d_sum = torch.zeros((), device=self.device)
+        if self.D is not None:
+            for _ in range(self.cfg.loss.n_critic):
+                d_sum += self.d_step()
+        return self.g_step(), d_sum
+
     def train_one_epoch(self, progress: bool = False) -> dict[str, float]:
         """Mean losses of one epoch. Losses stay on the device until the epoch ends."""
         self.G.train()
@@ -226,10 +234,9 @@ class Trainer:
 
             bar = tqdm(total=steps, desc=f"epoch {self.epoch}", leave=False, unit="step", dynamic_ncols=True)
         for _ in range(steps):
-            if self.D is not None:
-                for _ in range(self.cfg.loss.n_critic):
-                    d_sum += self.d_step()
-            g_sum += self.g_step()
+            g, d = self.train_step()
+            g_sum += g
+            d_sum += d
             if bar is not None:
                 bar.update()
         if bar is not None:
@@ -266,6 +273,10 @@ class Trainer:
         if is_best:
             self.best_score, self.best_epoch = score, self.epoch
         return EpochResult(record, probs, is_best)
+
+    def best_generator(self) -> dict[str, Any]:
+        """The generator's weights as a host copy: kept when an epoch is the best so far."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.G.state_dict().items()}
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -313,6 +324,13 @@ class Trainer:
         tmp = path.with_name(path.name + ".tmp")
         torch.save(self.state_dict(), tmp)
         os.replace(tmp, path)  # a crash mid-write never leaves a half checkpoint behind
+
+
+def fit(trainer: Trainer, on_epoch: Callable[[EpochResult], None], progress: bool = False) -> None:
+    """The epoch loop, up to `train.epochs` from wherever the trainer stands (a resumed one goes on).
+    `python -m vgan.train` and the Tune trainable differ only in what `on_epoch` does with an epoch."""
+    while trainer.epoch < trainer.cfg.train.epochs:
+        on_epoch(trainer.run_epoch(progress))
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from tuner.loopback import CLUSTER_ENV, free_port, mlflow_server, ray_cluster
+from loopback import CLUSTER_ENV, free_port, mlflow_server, ray_cluster
 from tuner.run import main
 from tuner.tracking import use_tracking_uri
 

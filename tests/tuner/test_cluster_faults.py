@@ -11,7 +11,7 @@ import yaml
 from conftest import REPO, write_yaml
 from studies import history, trial_runs
 
-from tuner.loopback import CLUSTER_ENV, ray_cluster
+from loopback import CLUSTER_ENV, ray_cluster
 
 pytestmark = pytest.mark.slow
 EPOCHS, SAMPLES = 6, 4

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import TINY, write_yaml
+from conftest import REPO, TINY, write_yaml
 from studies import history, steps, trial_runs
 
 pytestmark = pytest.mark.slow
@@ -30,10 +30,12 @@ def faults_space(path, seed=8, samples=3, concurrent=1, epochs=EPOCHS):
 
 
 def run_study(work, space, *extra, env=None, timeout=900):
+    """tuner.run, with faults injected into Ray's workers by tests/support/faults.py."""
+    path = os.pathsep.join([str(REPO / "tests" / "support"), os.environ.get("PYTHONPATH", "")])
     return subprocess.run(
-        [sys.executable, "-m", "tuner.run", "--space", str(space), "--name", "faults", "--storage", str(work / "ray"),
+        [sys.executable, "-m", "faults", "--space", str(space), "--name", "faults", "--storage", str(work / "ray"),
          "--tracking-uri", f"sqlite:///{work}/mlflow.db", *extra],
-        cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path, **(env or {})},
         capture_output=True, text=True, timeout=timeout)
 
 

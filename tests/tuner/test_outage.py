@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO, write_yaml
 from studies import steps, trial_runs
 
-from tuner.loopback import mlflow_server
+from loopback import mlflow_server
 
 pytestmark = pytest.mark.slow
 EPOCHS, SAMPLES = 6, 2
@@ -79,7 +79,7 @@ def test_a_short_outage_is_waited_out(tmp_path, capsys):
             assert study.wait(timeout=900) == 0, (tmp_path / "study.log").read_text()[-3000:]
         assert_nothing_lost(server.uri)
         log = (tmp_path / "study.log").read_text()
-        assert "holds its logging until it is back" in log and "delivered what it held" in log
+        assert "their logging waits in the driver until it is back" in log and "the driver delivers what waited" in log
         with capsys.disabled():
             print(f"\nMLflow server down {back:.1f} s mid-study: nothing lost, no epoch re-run")
 

@@ -3,8 +3,10 @@ import torch
 from conftest import TINY
 
 from tuner.registry import CHALLENGER, CHAMPION, decide, register_candidate
-from tuner.tracking import Study, log_best_artifacts, use_tracking_uri
-from tuner.trainable import save_best
+import pyarrow.fs
+
+from tuner.tracking import Study, log_best_model, use_tracking_uri
+from tuner.trainable import BestEpoch
 from vgan.config import config_from_dict
 from vgan.data import load_train_val
 from vgan.trainer import Trainer
@@ -23,8 +25,9 @@ def trial_with_best(tmp_path):
     cfg = config_from_dict(TINY)
     train, val = load_train_val(cfg.data)
     t = Trainer(cfg, train, val, torch.device("cpu"))
-    result = t.run_epoch()
-    save_best(tmp_path / "best", t, result.probs, result.record)
+    best = BestEpoch(tmp_path / "work" / "best")
+    best.keep(t, t.run_epoch())
+    best.copy_into(tmp_path / "best", t)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     study = Study.start(uri, "registry-test", "study", {}, resume=False)
     run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
@@ -35,7 +38,7 @@ def trial_with_best(tmp_path):
 def logged_model(tmp_path):
     """The best generator logged the way trials log theirs: (client, run_id, model_uri, cfg, store uri)."""
     cfg, uri, study, run_id = trial_with_best(tmp_path)
-    model_uri = log_best_artifacts(uri, run_id, tmp_path / "best")
+    model_uri = log_best_model(uri, run_id, pyarrow.fs.LocalFileSystem(), str(tmp_path / "best"))
     return study.client, run_id, model_uri, cfg, uri
 
 
@@ -97,7 +100,7 @@ def test_logging_and_registering_leave_the_global_tracking_uri_alone(tmp_path):
     elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"
     mlflow.set_tracking_uri(elsewhere)
     try:
-        model_uri = log_best_artifacts(uri, run_id, tmp_path / "best")
+        model_uri = log_best_model(uri, run_id, pyarrow.fs.LocalFileSystem(), str(tmp_path / "best"))
         assert mlflow.get_tracking_uri() == elsewhere
         reg = register_candidate(uri, "scoped-model", model_uri, run_id, cfg, {}, 0.0, "s")
         assert mlflow.get_tracking_uri() == elsewhere

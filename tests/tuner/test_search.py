@@ -18,7 +18,7 @@ def searcher(tmp_path):
 
 def report(s, trial_id, epochs, score=0.5):
     for e in range(1, epochs + 1):
-        result = {"val_auc_roc": score + e / 100, "training_iteration": e, "epoch": e}
+        result = {"best_val_auc_roc": score + e / 100, "training_iteration": e, "epoch": e}
         if e < epochs:
             s.on_trial_result(trial_id, result)
     return result
@@ -47,6 +47,21 @@ def test_finished_and_failed_trials(tmp_path):
     t = states(tmp_path)
     assert t[0].state == optuna.trial.TrialState.COMPLETE and t[0].value == pytest.approx(0.5 + space.epochs / 100)
     assert t[1].state == optuna.trial.TrialState.FAIL
+
+
+def test_a_diverged_trial_is_failed_with_its_error(tmp_path):
+    s, space = searcher(tmp_path)
+    s.suggest("nan")
+    s.on_trial_complete("nan", {"epoch": 1, "training_iteration": 1, "best_val_auc_roc": float("-inf"),
+                                "diverged": 1, "error": "diverged at epoch 1 (loss_d = nan)"})
+    t = states(tmp_path)[0]
+    assert t.state == optuna.trial.TrialState.FAIL and t.user_attrs["error"] == "diverged at epoch 1 (loss_d = nan)"
+
+
+def test_optuna_trials_name_their_ray_trial(tmp_path):
+    s, _ = searcher(tmp_path)
+    s.suggest("abc123")
+    assert states(tmp_path)[0].user_attrs["ray_trial_id"] == "abc123"
 
 
 def test_study_lives_in_an_rdb_with_its_name(tmp_path):

@@ -12,7 +12,7 @@ SMOKE = REPO / "search_spaces" / "smoke.yaml"
 @pytest.mark.parametrize("name", ["smoke", "gp", "gp_cpu", "paper"])
 def test_shipped_spaces_load(name, drive_root):
     space = load_space(REPO / "search_spaces" / f"{name}.yaml", None if name == "smoke" else str(drive_root))
-    assert space.params and space.tune.metric == "val_auc_roc"
+    assert space.params and space.score == "best_val_auc_roc"
     assert space.trainer_config().data.dataset == ("synthetic" if name == "smoke" else "drive")
 
 
@@ -46,7 +46,12 @@ def smoke_values():
                                 "loss.adversarial": {"type": "categorical", "choices": ["wgan-gp", "vanilla"]}}),
      ["refers to a searched key listed later"]),
     (lambda v: v["model"].update(widht=3), ["unknown key 'model.widht'"]),
-    (lambda v: v["tune"].update(mode="maximise"), ["'tune.mode' must be 'max' or 'min'"]),
+    (lambda v: v["tune"].update(mode="min"), ["'tune.mode' is gone", "'train.select_metric'"]),
+    (lambda v: v["tune"].update(metric="val_f1"), ["'tune.metric' is gone"]),
+    (lambda v: v["tune"].update(grace_period=7), ["'tune.grace_period' is 7 epochs, more than the trials' "
+                                                  "train.epochs (6)"]),
+    (lambda v: v["search"].update({"train.epochs": {"type": "int", "low": 2, "high": 8}}),
+     ["'search.train.epochs' cannot be searched"]),
     (lambda v: v["resources"].update(gpu=-1), ["'resources.gpu'"]),
 ])
 def test_bad_space_names_file_and_key(tmp_path, mutate, fragments):

@@ -1,7 +1,7 @@
-"""`python -m vgan.bench`: our training step against one written like the reference implementation.
+"""`python -m benchmarks.train_speed` (from the repository root): our training step against one written like the reference implementation.
 
-    python -m vgan.bench --data ROOT [--config CONFIG] [--device cpu|cuda] [--json OUT]
-    python -m vgan.bench --data ROOT --pack 1,2,4,8 [--device cuda]     # concurrent trials on one device
+    python -m benchmarks.train_speed --data ROOT [--config CONFIG] [--device cpu|cuda] [--json OUT]
+    python -m benchmarks.train_speed --data ROOT --pack 1,2,4,8 [--device cuda]     # concurrent trials on one device
 
 Same model, crop size, batch, loss and number of steps on both sides, in one process:
 - ours: `vgan.trainer.Trainer`: the dataset uploaded once, crops, flips and colour jitter as
@@ -40,6 +40,8 @@ from vgan.data import Item, Split, load_train_val, normalization_stats, train_fi
 from vgan.errors import ConfigError
 from vgan.models import Discriminator, Generator
 from vgan.trainer import Trainer, resolve_device
+
+REPO = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------------------- the baseline
 
@@ -179,14 +181,8 @@ def bench_ours(cfg: Config, train: Split, val: Split, device: torch.device, step
         torch.cuda.reset_peak_memory_stats(device)
     trainer = Trainer(cfg, train, val, device)
 
-    def iteration() -> None:
-        if trainer.D is not None:
-            for _ in range(cfg.loss.n_critic):
-                trainer.d_step()
-        trainer.g_step()
-
     per_iteration = cfg.train.batch_size * (1 + (cfg.loss.n_critic if trainer.D is not None else 0))
-    ips = images_per_s(iteration, per_iteration, steps, warmup, repeats, device)
+    ips = images_per_s(trainer.train_step, per_iteration, steps, warmup, repeats, device)
     epoch_s = statistics.median(timed(trainer.train_one_epoch, device) for _ in range(repeats))
     trainer.validate()  # warm-up at full size (cuDNN picks kernels for the new shape)
     val_s = statistics.median(timed(trainer.validate, device) for _ in range(repeats))
@@ -211,7 +207,7 @@ def bench_baseline(cfg: Config, train: Split, device: torch.device, steps: int, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vgan.bench", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m benchmarks.train_speed", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
     p.add_argument("--data", required=True, help="DRIVE or STARE root")
     p.add_argument("--dataset", choices=("drive", "stare"), default="drive")
@@ -234,7 +230,7 @@ def make_config(args: argparse.Namespace) -> Config:
                                  "train.device": args.device}
     if args.compile:
         overrides["train.compile"] = True
-    return apply_overrides(cfg, overrides, "vgan.bench")
+    return apply_overrides(cfg, overrides, "benchmarks.train_speed")
 
 
 def describe(device: torch.device) -> str:
@@ -254,7 +250,8 @@ def run_pack(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
     for n in counts:
         with tempfile.TemporaryDirectory() as d:
             outs = [Path(d) / f"{i}.json" for i in range(n)]
-            procs = [subprocess.Popen([sys.executable, "-m", "vgan.bench", *child, "--only-ours", "--json", str(o)])
+            procs = [subprocess.Popen([sys.executable, "-m", "benchmarks.train_speed", *child, "--only-ours", "--json",
+                                      str(o)], cwd=REPO)
                      for o in outs]
             if any(p.wait() != 0 for p in procs):
                 raise RuntimeError(f"--pack {n}: a trial process failed")
@@ -297,7 +294,7 @@ def _main(argv: Sequence[str] | None) -> None:
 
 def print_table(out: dict[str, Any], cfg: Config) -> None:
     m, d = cfg.model, cfg.data
-    print(f"vgan.bench on {out['device']}, torch {out['torch']}: U-Net {m.base_width}x{m.depth}, crop {d.crop_size}, "
+    print(f"benchmarks.train_speed on {out['device']}, torch {out['torch']}: U-Net {m.base_width}x{m.depth}, crop {d.crop_size}, "
           f"batch {cfg.train.batch_size}, {cfg.loss.adversarial} (n_critic {cfg.loss.n_critic})")
     print(f"  {'':22s}{'ours':>12s}{'baseline':>12s}")
     print(f"  {'training images/s':22s}{out['images_per_s']:12.1f}{out['baseline_images_per_s']:12.1f}"
@@ -311,7 +308,7 @@ def print_table(out: dict[str, Any], cfg: Config) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    return run_cli(_main, argv, "vgan.bench")
+    return run_cli(_main, argv, "benchmarks.train_speed")
 
 
 if __name__ == "__main__":

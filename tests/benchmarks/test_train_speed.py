@@ -1,11 +1,11 @@
-"""vgan.bench runs both sides on real DRIVE files; figures are printed, not asserted as speed."""
+"""benchmarks.train_speed runs both sides on real DRIVE files; figures are printed, not asserted as speed."""
 
 import json
 
 import pytest
 from PIL import Image
 
-from vgan.bench import ReferenceStyleDataset, main, pil_color_jitter
+from benchmarks.train_speed import ReferenceStyleDataset, main, pil_color_jitter
 from vgan.config import DataConfig
 from vgan.data import train_files
 

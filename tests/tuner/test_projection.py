@@ -1,0 +1,152 @@
+"""The MLflow projection of trials, on a real SQLite store: one run per trial, each epoch once,
+outcomes as tuner.outcome decides them, idempotent for a resumed driver and for tuner.replay."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.fs
+import pytest
+import torch
+from conftest import TINY
+
+from tuner.outcome import decide
+from tuner.projection import MlflowCallback, Projection, TrialRecord, project_trials
+from tuner.storage import BEST_DIR
+from tuner.tracking import Study, resolve_tracking_uri
+from tuner.trainable import BestEpoch
+from vgan.config import config_from_dict
+from vgan.data import load_train_val
+from vgan.errors import ConfigError
+from vgan.trainer import Trainer
+
+EPOCHS = 3
+
+
+@pytest.fixture
+def study(tmp_path):
+    return Study.start(f"sqlite:///{tmp_path}/mlflow.db", "projection-test", "s1", {}, resume=False)
+
+
+def projection(study):
+    return Projection(study.info, config_from_dict(TINY).to_dict(), EPOCHS)
+
+
+def rows(*scores):
+    return [{"trial_id": "t1", "epoch": e, "epoch_s": 0.1, "val_auc_roc": s, "best_val_auc_roc": max(scores[:e]),
+             "loss_g": float("nan") if e == 1 else 0.5, "timestamp": 1_700_000_000 + e}
+            for e, s in enumerate(scores, 1)]
+
+
+def test_one_run_per_trial_whoever_asks_first(study):
+    p = projection(study)
+    run_id = p.open("t1", {"optim.lr_g": 0.01})
+    # a resumed driver (a fresh projection) or tuner.replay finds the same run
+    assert projection(study).open("t1", {"optim.lr_g": 0.01}, running=False) == run_id
+    run = study.client.get_run(run_id)
+    assert run.data.params == {"optim.lr_g": "0.01"} and run.data.tags["trial_id"] == "t1"
+    assert run.data.tags["mlflow.parentRunId"] == study.info.parent_run_id
+    with open(study.client.download_artifacts(run_id, "config.yaml")) as f:
+        assert f.read().count("lr_g: 0.01") == 1  # base config + sampled params
+    assert p.open("t2", {}) != run_id and len(study.child_runs()) == 2
+
+
+def test_each_epoch_once_with_the_epoch_as_step(study):
+    p = projection(study)
+    p.open("t1", {})
+    assert p.log_epochs("t1", rows(0.7, 0.8)[:1]) == 1
+    assert p.log_epochs("t1", rows(0.7, 0.8)) == 1  # epoch 1 again: not twice
+    again = projection(study)  # a resumed driver asks the run what it holds
+    again.open("t1", {})
+    assert again.log_epochs("t1", rows(0.7, 0.8, 0.75)) == 1
+    history = study.client.get_metric_history(p._runs["t1"], "val_auc_roc")
+    assert [(m.step, m.value) for m in history] == [(1, 0.7), (2, 0.8), (3, 0.75)]
+    best = study.client.get_metric_history(p._runs["t1"], "best_val_auc_roc")
+    assert [m.value for m in best] == [0.7, 0.8, 0.8], "the trial's score is logged with every epoch"
+    assert [m.step for m in study.client.get_metric_history(p._runs["t1"], "loss_g")] == [2, 3]  # NaN not logged
+
+
+def test_outcomes_are_decided_once():
+    assert str(decide({"epoch": 6}, None, 6)) == "completed"
+    assert decide({"epoch": 2}, None, 6).tags == {"status": "pruned", "pruned_at_epoch": "2"}
+    diverged = decide({"epoch": 1, "diverged": 1, "error": "diverged at epoch 1 (loss_d = nan)"}, None, 6)
+    assert diverged.tags == {"status": "failed", "error": "diverged at epoch 1 (loss_d = nan)"}
+    crashed = decide({"epoch": 2}, "Traceback (most recent call last):\n  ...\nRuntimeError: boom\n", 6)
+    assert crashed.status == "failed" and crashed.error == "RuntimeError: boom" and crashed.epoch == 2
+    assert decide(None, None, 6).tags == {"status": "pruned", "pruned_at_epoch": "0"}
+
+
+def trial_folder(tmp_path, scores, error=None):
+    """A trial folder as Ray's storage holds it: params, result.json, a checkpoint with best/."""
+    folder = tmp_path / "study" / "train_vgan_t1"
+    ckpt = folder / "checkpoint_000001"
+    cfg = config_from_dict(TINY)
+    trainer = Trainer(cfg, *load_train_val(cfg.data), torch.device("cpu"))
+    best = BestEpoch(tmp_path / "work" / BEST_DIR)
+    best.keep(trainer, trainer.run_epoch())
+    ckpt.mkdir(parents=True)
+    best.copy_into(ckpt / BEST_DIR, trainer)
+    (folder / "params.json").write_text(json.dumps({"optim.lr_g": 0.01}))
+    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows(*scores)))
+    if error:
+        (folder / "error.txt").write_text(error)
+    return TrialRecord.read(pyarrow.fs.LocalFileSystem(), str(folder))
+
+
+def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
+    record = trial_folder(tmp_path, [0.7, 0.8])  # stopped at epoch 2 of 3: pruned
+    said = []
+    project_trials(projection(study), [record], said.append)
+    (run,) = study.child_runs()
+    assert run.info.status == "FINISHED" and run.data.tags["status"] == "pruned"
+    assert run.data.tags["pruned_at_epoch"] == "2" and run.data.tags["best_model_uri"].startswith("models:/")
+    assert said == ["t1: 2 epoch(s) added, pruned at epoch 2"]
+    assert not (tmp_path / "study" / "train_vgan_t1" / "checkpoint_000001").exists(), \
+        "a pruned trial's checkpoints go once its model is in MLflow"
+    project_trials(projection(study), [record], said.append)  # again: nothing new
+    assert said[-1] == "t1: 0 epoch(s) added, pruned at epoch 2" and len(study.child_runs()) == 1
+
+
+def test_a_trial_that_raised_ends_failed_with_the_last_line(study, tmp_path):
+    record = trial_folder(tmp_path, [0.7], error="Traceback ...\nRuntimeError: injected\n")
+    project_trials(projection(study), [record])
+    (run,) = study.child_runs()
+    assert run.info.status == "FAILED" and run.data.tags["error"] == "RuntimeError: injected"
+
+
+def test_the_callback_survives_pickling_and_drains(study):
+    import pickle
+
+    cb = MlflowCallback(projection(study), window_s=5)
+
+    class FakeTrial:
+        trial_id, config, storage, last_result = "t9", {"optim.lr_g": 0.02}, None, {"epoch": 1}
+
+    cb.log_trial_start(FakeTrial)
+    cb.log_trial_result(1, FakeTrial, {**rows(0.6)[0], "trial_id": "t9", "node_id": "node-a", "done": False})
+    cb.log_trial_end(FakeTrial)
+    assert cb.drain(5)
+    (run,) = study.child_runs()
+    assert run.data.tags["node_id"] == "node-a" and run.data.tags["status"] == "pruned"
+    restored = pickle.loads(pickle.dumps(cb))  # Tune pickles callbacks with the experiment state
+    assert restored.projection.info == study.info and restored._queue is None
+
+
+def test_trials_never_import_mlflow():
+    """A worker running trials needs no tracking server and no MLflow client."""
+    code = "import sys, tuner.trainable; print('mlflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_resume_finds_the_parent_run(study):
+    again = Study.start(study.info.uri, "projection-test", "s1", {}, resume=True)
+    assert again.info.parent_run_id == study.info.parent_run_id
+
+
+def test_tracking_uris(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert resolve_tracking_uri(None) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert resolve_tracking_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    with pytest.raises(ConfigError, match="no file store"):
+        resolve_tracking_uri("./mlruns")

@@ -1,0 +1,64 @@
+"""What a trial scored and how it ended: decided here, once.
+
+The searcher (what Optuna is told), the MLflow projection (status tags, run state), the
+study summary and `tuner.replay` all ask these functions, so every view agrees.
+
+Score: the best validation `train.select_metric` a trial reached so far (the epoch whose
+generator is kept and registered), reported with every epoch as `best_val_<metric>`. Ray's
+scheduler and "best trial", Optuna's trial value and the MLflow column of that name all carry
+it. Every metric of `vgan.metrics` is higher-is-better, so the mode is always "max".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+MODE = "max"
+COMPLETED, PRUNED, FAILED = "completed", "pruned", "failed"
+
+
+def score_key(select_metric: str) -> str:
+    return f"best_val_{select_metric}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # completed | pruned | failed
+    epoch: int  # the last epoch the trial reported (0: none)
+    error: str | None = None  # failed: the error's last line, or "diverged at epoch N (...)"
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """The child run's tags (DESIGN.md): status, plus pruned_at_epoch or error."""
+        if self.status == PRUNED:
+            return {"status": PRUNED, "pruned_at_epoch": str(self.epoch)}
+        if self.status == FAILED:
+            return {"status": FAILED, "error": self.error or "error"}
+        return {"status": self.status}
+
+    def __str__(self) -> str:
+        if self.status == PRUNED:
+            return f"pruned at epoch {self.epoch}"
+        if self.status == FAILED:
+            return f"failed: {self.error}"
+        return self.status
+
+
+def last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else text.strip()
+
+
+def decide(last: Mapping[str, Any] | None, error: str | None, max_epochs: int) -> Outcome:
+    """A trial's outcome from its last reported result and its error text (None: it raised nothing).
+
+    A trial that stopped before its last epoch without an error was stopped by the scheduler:
+    pruned. A diverged GAN ends its own trial with a result that says so (no retry)."""
+    last = last or {}
+    epoch = int(last.get("epoch", 0) or 0)
+    if last.get("diverged"):
+        return Outcome(FAILED, epoch, str(last.get("error") or f"diverged at epoch {epoch}"))
+    if error:
+        return Outcome(FAILED, epoch, last_line(error))
+    return Outcome(COMPLETED if epoch >= max_epochs else PRUNED, epoch)

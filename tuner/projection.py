@@ -1,0 +1,340 @@
+"""MLflow as a projection of Ray's results: the driver writes every trial's child run.
+
+Trials never talk to MLflow. What a trial knows is in its reports and checkpoints (Ray's
+results: the one record); this module projects it into the study's MLflow layout (DESIGN.md):
+
+- `Projection` writes one trial's child run. Each call checks what the run holds already,
+  so it is idempotent: a resumed driver, the end-of-study pass and `tuner.replay` add only
+  what is missing.
+- `MlflowCallback` drives it live during `Tuner.fit`, from Tune's callbacks, off Tune's event
+  loop: one thread works through one queue in order. While a tracking server cannot be
+  reached the queue waits (the study goes on training) and the item is tried again once the
+  server answers; nothing is dropped but a call the server refused.
+- `project_trials` runs the same projection over a finished study's trials in storage:
+  after `Tuner.fit` (what a killed driver left undone) and in `tuner.replay`.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from ray.tune.logger import LoggerCallback
+
+from tuner.outcome import FAILED, PRUNED, Outcome, decide
+from tuner.storage import checkpoint_dirs, newest_best
+from tuner.tracking import (
+    MlflowClient,
+    RunStatus,
+    TrackingInfo,
+    child_runs,
+    log_best_model,
+    server_answers,
+    short,
+    wait_for_server,
+)
+from vgan.config import apply_overrides, config_from_dict
+
+EPOCH_KEY = "epoch_s"  # logged once per epoch: its history says which epochs a run holds
+
+
+def is_epoch_metric(key: str, value: Any) -> bool:
+    """What of a trial's report goes on its run (Ray adds its own bookkeeping to results)."""
+    return (key.startswith(("loss_", "val_", "best_val_")) or key in ("epoch_s", "val_s")) and \
+        isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) != float("inf") \
+        and value == value
+
+
+@dataclass
+class TrialRecord:
+    """What the projection needs of one ended trial, read from Ray's storage."""
+
+    trial_id: str
+    params: dict[str, Any]
+    results: list[dict[str, Any]]  # one per reported epoch, oldest first
+    error: str | None  # the error log of a trial that raised (out of retries), else None
+    fs: Any = None  # pyarrow filesystem and path of the trial folder (checkpoints)
+    path: str | None = None
+
+    @classmethod
+    def read(cls, fs, path: str) -> TrialRecord | None:
+        """None for a folder with no reported result (a trial that raised before its first epoch
+        was projected live; nothing else of it is in storage)."""
+        rows = [json.loads(ln) for ln in _read(fs, f"{path}/result.json").splitlines() if ln.strip()]
+        if not rows:
+            return None
+        params = json.loads(_read(fs, f"{path}/params.json") or "{}")
+        return cls(rows[-1]["trial_id"], params, rows, _read(fs, f"{path}/error.txt") or None, fs, path)
+
+
+def _read(fs, path: str) -> str:
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.readall().decode()
+    except FileNotFoundError:
+        return ""
+
+
+@dataclass
+class Projection:
+    """Writes trials into the study's child runs (find-or-create by the `trial_id` tag)."""
+
+    info: TrackingInfo
+    base: dict[str, Any]  # the space's base trainer config: a run's config.yaml is base + params
+    max_epochs: int
+    optuna_study: tuple[str, str] | None = None  # (storage URL, study name): links trials both ways
+    seconds: float = 0.0  # time spent in MLflow calls (driver side), for the summary
+    _runs: dict[str, str] = field(default_factory=dict, repr=False)
+    _logged: dict[str, set[int]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        self.client = MlflowClient(self.info.uri)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks with the experiment state: keep plain values only.
+        return {k: v for k, v in self.__dict__.items() if k not in ("client", "_runs", "_logged")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _runs={}, _logged={})
+        self.__post_init__()
+
+    def _timed(self, fn: Callable, *args) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ one trial
+
+    def open(self, trial_id: str, params: dict[str, Any], running: bool = True) -> str:
+        return self._timed(self._open, trial_id, params, running)
+
+    def _open(self, trial_id: str, params: dict[str, Any], running: bool) -> str:
+        run_id = self._runs.get(trial_id)
+        if run_id is None:
+            found = self.client.search_runs(
+                [self.info.experiment_id],
+                f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = '{self.info.parent_run_id}'",
+                max_results=1)
+            run_id = found[0].info.run_id if found else self._create(trial_id, params)
+            self._runs[trial_id] = run_id
+        if running:
+            self.client.update_run(run_id, status="RUNNING")
+        return run_id
+
+    def _create(self, trial_id: str, params: dict[str, Any]) -> str:
+        from mlflow.entities import Param
+
+        run = self.client.create_run(self.info.experiment_id, run_name=trial_id, tags={
+            "mlflow.parentRunId": self.info.parent_run_id, "trial_id": trial_id, "study": self.info.study_name,
+            "status": "running"})
+        run_id = run.info.run_id
+        self.client.log_batch(run_id, params=[Param(k, short(v)) for k, v in params.items()])
+        cfg = apply_overrides(config_from_dict(self.base), params, "sampled config") if params else \
+            config_from_dict(self.base)
+        self.client.log_text(run_id, yaml.safe_dump(cfg.to_dict(), sort_keys=False), "config.yaml")
+        self._logged[run_id] = set()
+        self._link_optuna(trial_id, run_id)
+        return run_id
+
+    def _link_optuna(self, trial_id: str, run_id: str) -> None:
+        """Optuna's trial gets the MLflow run id (it has the Ray trial id from the searcher); the
+        run gets the Optuna trial number."""
+        if self.optuna_study is None:
+            return
+        import optuna
+
+        url, name = self.optuna_study
+        study = optuna.load_study(study_name=name, storage=url)
+        for t in study.get_trials(deepcopy=False):
+            if t.user_attrs.get("ray_trial_id") == trial_id:
+                if not t.state.is_finished():
+                    study._storage.set_trial_user_attr(t._trial_id, "mlflow_run_id", run_id)
+                self.client.set_tag(run_id, "optuna_trial_number", str(t.number))
+                return
+
+    def log_epochs(self, trial_id: str, rows: list[dict[str, Any]]) -> int:
+        """Each reported epoch once, step = epoch; returns how many were added."""
+        return self._timed(self._log_epochs, trial_id, rows)
+
+    def _log_epochs(self, trial_id: str, rows: list[dict[str, Any]]) -> int:
+        from mlflow.entities import Metric
+
+        run_id = self._runs[trial_id]
+        logged = self._logged.get(run_id)
+        if logged is None:  # a run this process did not create: ask what it holds
+            logged = self._logged[run_id] = {m.step for m in self.client.get_metric_history(run_id, EPOCH_KEY)}
+        added = 0
+        for r in rows:
+            step = int(r.get("epoch", 0))
+            if step < 1 or step in logged or EPOCH_KEY not in r:
+                continue
+            ts = int(r.get("timestamp", time.time()) * 1000)
+            self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in r.items()
+                                                   if is_epoch_metric(k, v)])
+            logged.add(step)
+            added += 1
+        return added
+
+    def set_tags(self, trial_id: str, tags: dict[str, Any]) -> None:
+        from mlflow.entities import RunTag
+
+        self._timed(lambda: self.client.log_batch(self._runs[trial_id],
+                                                  tags=[RunTag(k, short(v)) for k, v in tags.items()]))
+
+    def end(self, trial_id: str, outcome: Outcome, fs, path: str | None) -> None:
+        """The best generator as an MLflow model (from the trial's newest checkpoint that holds
+        one), the outcome's tags, the run closed. A pruned trial's checkpoints are deleted once
+        its model is in MLflow."""
+        self._timed(self._end, trial_id, outcome, fs, path)
+
+    def _end(self, trial_id: str, outcome: Outcome, fs, path: str | None) -> None:
+        run_id = self._runs[trial_id]
+        best = newest_best(fs, path) if fs is not None and path else None
+        if best is not None and "best_model_uri" not in self.client.get_run(run_id).data.tags:
+            log_best_model(self.info.uri, run_id, fs, best)
+        self.set_tags(trial_id, outcome.tags)
+        state = RunStatus.FAILED if outcome.status == FAILED else RunStatus.FINISHED
+        self.client.set_terminated(run_id, RunStatus.to_string(state))
+        if outcome.status == PRUNED and best is not None:
+            for folder in checkpoint_dirs(fs, path):
+                fs.delete_dir(folder)
+
+    def log_study_metrics(self, metrics: dict[str, float]) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.info.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    # ------------------------------------------------------------------ finished studies
+
+    def ended(self) -> set[str]:
+        """Trial ids whose runs are closed already."""
+        return {r.data.tags["trial_id"] for r in child_runs(self.client, self.info)
+                if r.info.status != "RUNNING" and "trial_id" in r.data.tags}
+
+
+def project_trials(projection: Projection, trials: list[TrialRecord],
+                   say: Callable[[str], None] = lambda _: None) -> None:
+    """Put what storage holds of ended trials into MLflow: runs, missing epochs, best models and
+    outcomes. Runs closed already keep their ending (the live projection or an earlier pass)."""
+    ended = projection.ended()
+    for t in trials:
+        projection.open(t.trial_id, t.params, running=False)
+        added = projection.log_epochs(t.trial_id, t.results)
+        outcome = decide(t.results[-1], t.error, projection.max_epochs)
+        if t.trial_id not in ended:
+            projection.end(t.trial_id, outcome, t.fs, t.path)
+        say(f"{t.trial_id}: {added} epoch(s) added, {outcome}")
+
+
+class MlflowCallback(LoggerCallback):
+    """Tune's callbacks, projected into MLflow live, in order, off Tune's event loop."""
+
+    def __init__(self, projection: Projection, window_s: float, poll_s: float = 2.0):
+        self.projection = projection
+        self.window_s = window_s
+        self.poll_s = poll_s
+        self._queue: queue.Queue | None = None
+        self._nodes: dict[str, str] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_queue": None, "_nodes": {}}  # a thread does not pickle
+
+    def _submit(self, fn: Callable, *args) -> None:
+        if self._queue is None:
+            self._queue = queue.Queue()
+            threading.Thread(target=self._work, args=(self._queue,), name="mlflow-projection", daemon=True).start()
+        self._queue.put((fn, args))
+
+    def _work(self, q: queue.Queue) -> None:
+        uri = self.projection.info.uri
+        while True:
+            fn, args = q.get()
+            try:
+                while True:
+                    try:
+                        fn(*args)
+                        break
+                    except Exception:  # noqa: BLE001 - bookkeeping never takes the study down
+                        if server_answers(uri):
+                            traceback.print_exc()  # the server answered and refused: a real error
+                            break
+                        down = time.monotonic()
+                        print(f"MLflow at {uri} unreachable: trials keep training, their logging waits in "
+                              f"the driver until it is back", flush=True)
+                        while not server_answers(uri):
+                            time.sleep(self.poll_s)
+                        print(f"MLflow back after {time.monotonic() - down:.0f} s: the driver delivers what "
+                              f"waited", flush=True)
+            finally:
+                q.task_done()
+
+    def drain(self, window_s: float) -> bool:
+        """Wait until the queue is empty, or the server stayed unreachable for window_s."""
+        if self._queue is None:
+            return True
+        done = threading.Event()
+        threading.Thread(target=lambda: (self._queue.join(), done.set()), daemon=True).start()
+        deadline = None
+        while not done.wait(self.poll_s / 2):
+            if server_answers(self.projection.info.uri):
+                deadline = None
+            elif deadline is None:
+                deadline = time.monotonic() + window_s
+            elif time.monotonic() > deadline:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ Tune's events
+
+    def log_trial_start(self, trial) -> None:
+        self._submit(self.projection.open, trial.trial_id, dict(trial.config))
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        row = {k: v for k, v in result.items() if k in ("epoch", "timestamp") or is_epoch_metric(k, v)}
+        self._submit(self.projection.log_epochs, trial.trial_id, [row])
+        node = result.get("node_id")
+        if node and self._nodes.get(trial.trial_id) != node:
+            self._nodes[trial.trial_id] = node
+            self._submit(self.projection.set_tags, trial.trial_id, {"node_id": node})
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        outcome = decide(trial.last_result, trial_error(trial) if failed else None, self.projection.max_epochs)
+        where = (trial.storage.storage_filesystem, trial.path) if trial.storage is not None else (None, None)
+        self._submit(self.projection.end, trial.trial_id, outcome, *where)
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        """A trial that raised is retried from its last checkpoint: say so on its run."""
+        self._submit(self.projection.set_tags, trial.trial_id,
+                     {"retries": trial.num_failures, "last_error": decide(None, trial_error(trial), 0).error})
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        if not self.drain(self.window_s):
+            print(f"MLflow at {self.projection.info.uri} unreachable for {self.window_s:.0f} s: what waits is "
+                  "left to `python -m tuner.replay`", flush=True)
+            return
+        per_trial = self.projection.seconds / max(1, len(trials))
+        print(f"MLflow projection: {self.projection.seconds:.1f} s on the driver, off Tune's event loop "
+              f"({per_trial:.2f} s per trial); trials spent none", flush=True)
+        self.projection.log_study_metrics({"mlflow_driver_s_per_trial": per_trial})
+
+
+def trial_error(trial) -> str:
+    """The trial's error log as the driver just wrote it (the copy in storage is synced later
+    and can still hold an earlier attempt's error)."""
+    try:
+        path = Path(trial.error_file) if trial.error_file else None
+        if path is not None and path.is_file():
+            return path.read_text()
+    except OSError:
+        pass
+    return str(trial.get_error() or "unknown error")
