@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import queue
+import tempfile
 import threading
 import time
 import traceback
@@ -40,7 +41,8 @@ from tuner.tracking import (
     short,
     wait_for_server,
 )
-from vgan.config import apply_overrides, config_from_dict
+from tuner.trainable import load_data
+from vgan.config import Config, apply_overrides, config_from_dict
 
 EPOCH_KEY = "epoch_s"  # logged once per epoch: its history says which epochs a run holds
 
@@ -90,7 +92,6 @@ class Projection:
     base: dict[str, Any]  # the space's base trainer config: a run's config.yaml is base + params
     max_epochs: int
     optuna_study: tuple[str, str] | None = None  # (storage URL, study name): links trials both ways
-    seconds: float = 0.0  # time spent in MLflow calls (driver side), for the summary
     _runs: dict[str, str] = field(default_factory=dict, repr=False)
     _logged: dict[str, set[int]] = field(default_factory=dict, repr=False)
 
@@ -105,19 +106,9 @@ class Projection:
         self.__dict__.update(state, _runs={}, _logged={})
         self.__post_init__()
 
-    def _timed(self, fn: Callable, *args) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self.seconds += time.perf_counter() - t0
-
     # ------------------------------------------------------------------ one trial
 
     def open(self, trial_id: str, params: dict[str, Any], running: bool = True) -> str:
-        return self._timed(self._open, trial_id, params, running)
-
-    def _open(self, trial_id: str, params: dict[str, Any], running: bool) -> str:
         run_id = self._runs.get(trial_id)
         if run_id is None:
             found = self.client.search_runs(
@@ -138,9 +129,8 @@ class Projection:
             "status": "running"})
         run_id = run.info.run_id
         self.client.log_batch(run_id, params=[Param(k, short(v)) for k, v in params.items()])
-        cfg = apply_overrides(config_from_dict(self.base), params, "sampled config") if params else \
-            config_from_dict(self.base)
-        self.client.log_text(run_id, yaml.safe_dump(cfg.to_dict(), sort_keys=False), "config.yaml")
+        self.client.log_text(run_id, yaml.safe_dump(self.trainer_config(params).to_dict(), sort_keys=False),
+                             "config.yaml")
         self._logged[run_id] = set()
         self._link_optuna(trial_id, run_id)
         return run_id
@@ -163,9 +153,6 @@ class Projection:
 
     def log_epochs(self, trial_id: str, rows: list[dict[str, Any]]) -> int:
         """Each reported epoch once, step = epoch; returns how many were added."""
-        return self._timed(self._log_epochs, trial_id, rows)
-
-    def _log_epochs(self, trial_id: str, rows: list[dict[str, Any]]) -> int:
         from mlflow.entities import Metric
 
         run_id = self._runs[trial_id]
@@ -187,26 +174,31 @@ class Projection:
     def set_tags(self, trial_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
-        self._timed(lambda: self.client.log_batch(self._runs[trial_id],
-                                                  tags=[RunTag(k, short(v)) for k, v in tags.items()]))
+        self.client.log_batch(self._runs[trial_id], tags=[RunTag(k, short(v)) for k, v in tags.items()])
 
-    def end(self, trial_id: str, outcome: Outcome, fs, path: str | None) -> None:
+    def end(self, trial_id: str, params: dict[str, Any], outcome: Outcome, fs, path: str | None) -> None:
         """The best generator as an MLflow model (from the trial's newest checkpoint that holds
-        one), the outcome's tags, the run closed. A pruned trial's checkpoints are deleted once
-        its model is in MLflow."""
-        self._timed(self._end, trial_id, outcome, fs, path)
-
-    def _end(self, trial_id: str, outcome: Outcome, fs, path: str | None) -> None:
+        one) with its previews and plots, the outcome's tags, the run closed. A pruned trial's
+        checkpoints are deleted once its model is in MLflow."""
         run_id = self._runs[trial_id]
         best = newest_best(fs, path) if fs is not None and path else None
         if best is not None and "best_model_uri" not in self.client.get_run(run_id).data.tags:
-            log_best_model(self.info.uri, run_id, fs, best)
+            import pyarrow.fs
+
+            with tempfile.TemporaryDirectory(prefix="vgan-best-") as d:
+                pyarrow.fs.copy_files(best, d, source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
+                _, val = load_data(self.trainer_config(params).data)  # the driver renders previews and plots
+                log_best_model(self.info.uri, run_id, Path(d), val)
         self.set_tags(trial_id, outcome.tags)
         state = RunStatus.FAILED if outcome.status == FAILED else RunStatus.FINISHED
         self.client.set_terminated(run_id, RunStatus.to_string(state))
         if outcome.status == PRUNED and best is not None:
             for folder in checkpoint_dirs(fs, path):
                 fs.delete_dir(folder)
+
+    def trainer_config(self, params: dict[str, Any]) -> Config:
+        cfg = config_from_dict(self.base, "search space")
+        return apply_overrides(cfg, params, "sampled config") if params else cfg
 
     def log_study_metrics(self, metrics: dict[str, float]) -> None:
         from mlflow.entities import Metric
@@ -232,7 +224,7 @@ def project_trials(projection: Projection, trials: list[TrialRecord],
         added = projection.log_epochs(t.trial_id, t.results)
         outcome = decide(t.results[-1], t.error, projection.max_epochs)
         if t.trial_id not in ended:
-            projection.end(t.trial_id, outcome, t.fs, t.path)
+            projection.end(t.trial_id, t.params, outcome, t.fs, t.path)
         say(f"{t.trial_id}: {added} epoch(s) added, {outcome}")
 
 
@@ -245,6 +237,7 @@ class MlflowCallback(LoggerCallback):
         self.poll_s = poll_s
         self._queue: queue.Queue | None = None
         self._nodes: dict[str, str] = {}
+        self.seconds = 0.0  # the queue's work: what the driver spends on MLflow, off the event loop
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_queue": None, "_nodes": {}}  # a thread does not pickle
@@ -259,6 +252,7 @@ class MlflowCallback(LoggerCallback):
         uri = self.projection.info.uri
         while True:
             fn, args = q.get()
+            t0 = time.perf_counter()
             try:
                 while True:
                     try:
@@ -276,6 +270,7 @@ class MlflowCallback(LoggerCallback):
                         print(f"MLflow back after {time.monotonic() - down:.0f} s: the driver delivers what "
                               f"waited", flush=True)
             finally:
+                self.seconds += time.perf_counter() - t0
                 q.task_done()
 
     def drain(self, window_s: float) -> bool:
@@ -310,7 +305,7 @@ class MlflowCallback(LoggerCallback):
     def log_trial_end(self, trial, failed: bool = False) -> None:
         outcome = decide(trial.last_result, trial_error(trial) if failed else None, self.projection.max_epochs)
         where = (trial.storage.storage_filesystem, trial.path) if trial.storage is not None else (None, None)
-        self._submit(self.projection.end, trial.trial_id, outcome, *where)
+        self._submit(self.projection.end, trial.trial_id, dict(trial.config), outcome, *where)
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
         """A trial that raised is retried from its last checkpoint: say so on its run."""
@@ -322,8 +317,8 @@ class MlflowCallback(LoggerCallback):
             print(f"MLflow at {self.projection.info.uri} unreachable for {self.window_s:.0f} s: what waits is "
                   "left to `python -m tuner.replay`", flush=True)
             return
-        per_trial = self.projection.seconds / max(1, len(trials))
-        print(f"MLflow projection: {self.projection.seconds:.1f} s on the driver, off Tune's event loop "
+        per_trial = self.seconds / max(1, len(trials))
+        print(f"MLflow projection: {self.seconds:.1f} s on the driver, off Tune's event loop "
               f"({per_trial:.2f} s per trial); trials spent none", flush=True)
         self.projection.log_study_metrics({"mlflow_driver_s_per_trial": per_trial})
 

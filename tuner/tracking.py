@@ -188,24 +188,19 @@ def load_run_json(client: MlflowClient, run_id: str, path: str) -> dict[str, Any
         return json.loads(Path(client.download_artifacts(run_id, path, d)).read_text())
 
 
-def log_best_model(uri: str, run_id: str, fs, best: str) -> str:
-    """Log a trial's best epoch (the `best/` folder of its checkpoint, on any pyarrow filesystem):
-    the generator as an MLflow model with a signature of dynamic N, H and W, its previews, plots
-    and metrics. Returns the model URI (also tagged `best_model_uri` on the run)."""
-    import pyarrow.fs
-
-    with tempfile.TemporaryDirectory(prefix="vgan-best-") as d:
-        pyarrow.fs.copy_files(best, d, source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
-        return _log_best_folder(uri, run_id, Path(d))
-
-
-def _log_best_folder(uri: str, run_id: str, folder: Path) -> str:
+def log_best_model(uri: str, run_id: str, folder: Path, val) -> str:
+    """Log a trial's best epoch (the local copy of its checkpoint's `best/`): the generator as an
+    MLflow model with a signature of dynamic N, H and W; previews and ROC/PR plots rendered from
+    its validation probabilities and `val` (the trial's validation split); its metrics. Returns the
+    model URI (also tagged `best_model_uri` on the run)."""
     import mlflow
     import torch
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
+    from vgan.metrics import curves
     from vgan.models import Generator, ModelConfig, VesselSegmenter
+    from vgan.visualize import save_curves, save_previews
 
     saved = torch.load(folder / "best_generator.pt", map_location="cpu", weights_only=True)
     g = Generator(ModelConfig(**saved["model_config"]))
@@ -222,8 +217,16 @@ def _log_best_folder(uri: str, run_id: str, folder: Path) -> str:
         # registry loads and scores the model it registers, and the tests serve one.
         info = mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, signature=signature, input_example=example,
                                         pip_requirements=["torch", "numpy"], validate_serving_input=False)
-    for path in sorted(folder.glob("*.png")):
-        client.log_artifact(run_id, str(path), "best" if path.stem in ("roc", "pr") else "best/previews")
+    record = json.loads((folder / "metrics.json").read_text())
+    p = np.load(folder / "val_probs.npy").astype(np.float32)
+    y, mask = val.labels.numpy(), val.masks.numpy()
+    with tempfile.TemporaryDirectory(prefix="vgan-plots-") as d:
+        save_previews(Path(d) / "previews", "val", val.ids, val.images.numpy(), p, y, mask)
+        inside = mask > 0.5
+        metrics = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
+        save_curves(Path(d), curves(p[inside].astype(float), y[inside] > 0.5), metrics,
+                    f"validation, epoch {saved['epoch']}")
+        client.log_artifacts(run_id, str(Path(d)), "best")
     client.log_artifact(run_id, str(folder / "metrics.json"), "best")
     client.set_tag(run_id, "best_model_uri", info.model_uri)
     client.set_tag(run_id, "best_epoch", str(saved["epoch"]))

@@ -2,7 +2,7 @@
 
 A trial knows nothing of MLflow or Optuna: everything it knows goes into its reports (the
 epoch's metrics, its score so far, its node) and its checkpoints (both networks, optimizers
-and RNG to resume; `best/` with the best epoch's generator, previews and plots). The driver
+and RNG to resume; `best/` with the best epoch's generator, metrics and validation probabilities). The driver
 projects those into MLflow (`tuner.projection`).
 
 Lives in an importable module (not `__main__`) because Ray pickles it by reference;
@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ray import tune
 
@@ -29,11 +30,11 @@ from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
 from vgan.errors import DivergenceError
 from vgan.trainer import EpochResult, Trainer, fit, load_checkpoint, resolve_device
-from vgan.visualize import save_curves, save_previews
 
 STATE_FILE = "state.pt"
 TRIAL_FILE = "trial.json"
 GENERATOR_FILE = "best_generator.pt"
+PROBS_FILE = "val_probs.npy"
 
 
 @dataclass
@@ -94,8 +95,9 @@ def _load(checkpoint: tune.Checkpoint, trainer: Trainer, best: Path) -> dict[str
 
 
 class BestEpoch:
-    """The best epoch so far: its generator kept in host memory when it happens, rendered into
-    `folder` (weights, previews, ROC/PR plots, metrics.json) only when a checkpoint takes it."""
+    """The best epoch so far: its generator and validation probabilities kept in host memory when
+    it happens, written into `folder` only when a checkpoint takes it. The driver renders the
+    previews and plots from it once, when it logs the trial's model (tuner.projection)."""
 
     def __init__(self, folder: Path):
         self.folder = folder
@@ -106,26 +108,16 @@ class BestEpoch:
 
     def copy_into(self, dest: Path, trainer: Trainer) -> None:
         if self._pending is not None:
-            self._render(trainer, *self._pending)
+            weights, epoch, probs, record = self._pending
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder.mkdir(parents=True)
+            torch.save({"state_dict": weights, "model_config": asdict(trainer.cfg.model), "epoch": epoch},
+                       self.folder / GENERATOR_FILE)
+            np.save(self.folder / PROBS_FILE, probs.numpy().astype(np.float16))  # 2.6 MB for DRIVE's 4
+            (self.folder / "metrics.json").write_text(json.dumps({"epoch": epoch, **record}, indent=2) + "\n")
             self._pending = None
         if self.folder.is_dir():
             shutil.copytree(self.folder, dest)
-
-    def _render(self, trainer: Trainer, weights: dict[str, Any], epoch: int, probs: torch.Tensor,
-                record: dict[str, float]) -> None:
-        from vgan.metrics import curves
-
-        shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir(parents=True)
-        torch.save({"state_dict": weights, "model_config": asdict(trainer.cfg.model), "epoch": epoch},
-                   self.folder / GENERATOR_FILE)
-        v = trainer.val
-        p, y, m = probs.numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy()
-        save_previews(self.folder, "val", v.ids, v.images.cpu().numpy(), p, y, m)
-        inside = m > 0.5
-        metrics = {k[4:]: val for k, val in record.items() if k.startswith("val_")}
-        save_curves(self.folder, curves(p[inside].astype(float), y[inside] > 0.5), metrics, f"validation, epoch {epoch}")
-        (self.folder / "metrics.json").write_text(json.dumps({"epoch": epoch, **record}, indent=2) + "\n")
 
 
 def _node_id() -> str:

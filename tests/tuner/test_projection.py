@@ -101,6 +101,10 @@ def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
     assert run.info.status == "FINISHED" and run.data.tags["status"] == "pruned"
     assert run.data.tags["pruned_at_epoch"] == "2" and run.data.tags["best_model_uri"].startswith("models:/")
     assert said == ["t1: 2 epoch(s) added, pruned at epoch 2"]
+    logged = {a.path for a in study.client.list_artifacts(run.info.run_id, "best")}
+    assert {"best/roc.png", "best/pr.png", "best/previews", "best/metrics.json"} <= logged, logged
+    previews = study.client.list_artifacts(run.info.run_id, "best/previews")
+    assert len(previews) == TINY["data"]["val_count"], "one preview per validation image, rendered by the driver"
     assert not (tmp_path / "study" / "train_vgan_t1" / "checkpoint_000001").exists(), \
         "a pruned trial's checkpoints go once its model is in MLflow"
     project_trials(projection(study), [record], said.append)  # again: nothing new

@@ -3,8 +3,6 @@ import torch
 from conftest import TINY
 
 from tuner.registry import CHALLENGER, CHAMPION, decide, register_candidate
-import pyarrow.fs
-
 from tuner.tracking import Study, log_best_model, use_tracking_uri
 from tuner.trainable import BestEpoch
 from vgan.config import config_from_dict
@@ -38,7 +36,7 @@ def trial_with_best(tmp_path):
 def logged_model(tmp_path):
     """The best generator logged the way trials log theirs: (client, run_id, model_uri, cfg, store uri)."""
     cfg, uri, study, run_id = trial_with_best(tmp_path)
-    model_uri = log_best_model(uri, run_id, pyarrow.fs.LocalFileSystem(), str(tmp_path / "best"))
+    model_uri = log_best_model(uri, run_id, tmp_path / "best", load_train_val(cfg.data)[1])
     return study.client, run_id, model_uri, cfg, uri
 
 
@@ -100,7 +98,7 @@ def test_logging_and_registering_leave_the_global_tracking_uri_alone(tmp_path):
     elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"
     mlflow.set_tracking_uri(elsewhere)
     try:
-        model_uri = log_best_model(uri, run_id, pyarrow.fs.LocalFileSystem(), str(tmp_path / "best"))
+        model_uri = log_best_model(uri, run_id, tmp_path / "best", load_train_val(cfg.data)[1])
         assert mlflow.get_tracking_uri() == elsewhere
         reg = register_candidate(uri, "scoped-model", model_uri, run_id, cfg, {}, 0.0, "s")
         assert mlflow.get_tracking_uri() == elsewhere

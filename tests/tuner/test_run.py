@@ -66,6 +66,24 @@ def test_smoke_study_end_to_end(smoke_study):
         assert r.data.tags.get("best_model_uri"), "every trial logs its best generator"
         assert "optim.lr_g" in r.data.params
 
+    # one score everywhere: Optuna's best trial, the study's best (the registered one) and the MLflow
+    # column best_val_auc_roc name the same trial, and Optuna's value is that trial's best epoch
+    by_trial = {r.data.tags["trial_id"]: r for r in children}
+    best_optuna = study.best_trial
+    best_id = parents[0].data.tags["best_trial_id"]
+    assert best_optuna.user_attrs["ray_trial_id"] == best_id
+    scores = {t: r.data.metrics["best_val_auc_roc"] for t, r in by_trial.items() if r.data.tags["status"] != "failed"}
+    assert max(scores, key=scores.get) == best_id
+    assert best_optuna.value == pytest.approx(scores[best_id]) == float(parents[0].data.tags["best_val_auc_roc"])
+    history = [m.value for m in client.get_metric_history(by_trial[best_id].info.run_id, "val_auc_roc")]
+    assert scores[best_id] == pytest.approx(max(history)), "the score is the best epoch's, not the last one's"
+    # Optuna's trials and MLflow's runs name each other
+    for t in trials:
+        run = by_trial[t.user_attrs["ray_trial_id"]]
+        assert run.data.tags["optuna_trial_number"] == str(t.number)
+        assert t.user_attrs.get("mlflow_run_id", run.info.run_id) == run.info.run_id
+    assert sum("mlflow_run_id" in t.user_attrs for t in trials) >= len(trials) // 2
+
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"trials.csv", "best_config.yaml", "optuna"} <= parent_artifacts
 
@@ -82,6 +100,7 @@ def test_smoke_study_end_to_end(smoke_study):
     (lambda v: v["resources"].update(gpu=1), [], "'resources.gpu' asks for 1 GPU per trial, but this machine has none"),
     (lambda v: v["data"].update(dataset="drive"), ["--data", "/nowhere/DRIVE"], "/nowhere/DRIVE: dataset root missing"),
     (lambda v: None, ["--resume", "--name", "nope"], "--resume: no study 'nope'"),
+    (lambda v: v["tune"].update(grace_period=9), [], "'tune.grace_period' is 9 epochs, more than"),
     (lambda v: None, ["--tracking-uri", "./mlruns"], "no file store"),
 ])
 def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fragment):
