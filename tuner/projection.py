@@ -17,6 +17,7 @@ results: the one record); this module projects it into the study's MLflow layout
 from __future__ import annotations
 
 import json
+import math
 import queue
 import tempfile
 import threading
@@ -33,13 +34,12 @@ from tuner.outcome import FAILED, PRUNED, Outcome, decide
 from tuner.storage import checkpoint_dirs, newest_best
 from tuner.tracking import (
     MlflowClient,
-    RunStatus,
+    Study,
     TrackingInfo,
     child_runs,
     log_best_model,
     server_answers,
     short,
-    wait_for_server,
 )
 from tuner.trainable import load_data
 from vgan.config import Config, apply_overrides, config_from_dict
@@ -50,8 +50,7 @@ EPOCH_KEY = "epoch_s"  # logged once per epoch: its history says which epochs a 
 def is_epoch_metric(key: str, value: Any) -> bool:
     """What of a trial's report goes on its run (Ray adds its own bookkeeping to results)."""
     return (key.startswith(("loss_", "val_", "best_val_")) or key in ("epoch_s", "val_s")) and \
-        isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) != float("inf") \
-        and value == value
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass
@@ -180,6 +179,8 @@ class Projection:
         """The best generator as an MLflow model (from the trial's newest checkpoint that holds
         one) with its previews and plots, the outcome's tags, the run closed. A pruned trial's
         checkpoints are deleted once its model is in MLflow."""
+        from mlflow.entities import RunStatus
+
         run_id = self._runs[trial_id]
         best = newest_best(fs, path) if fs is not None and path else None
         if best is not None and "best_model_uri" not in self.client.get_run(run_id).data.tags:
@@ -200,25 +201,14 @@ class Projection:
         cfg = config_from_dict(self.base, "search space")
         return apply_overrides(cfg, params, "sampled config") if params else cfg
 
-    def log_study_metrics(self, metrics: dict[str, float]) -> None:
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        self.client.log_batch(self.info.parent_run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
-
-    # ------------------------------------------------------------------ finished studies
-
-    def ended(self) -> set[str]:
-        """Trial ids whose runs are closed already."""
-        return {r.data.tags["trial_id"] for r in child_runs(self.client, self.info)
-                if r.info.status != "RUNNING" and "trial_id" in r.data.tags}
 
 
 def project_trials(projection: Projection, trials: list[TrialRecord],
                    say: Callable[[str], None] = lambda _: None) -> None:
     """Put what storage holds of ended trials into MLflow: runs, missing epochs, best models and
     outcomes. Runs closed already keep their ending (the live projection or an earlier pass)."""
-    ended = projection.ended()
+    ended = {r.data.tags.get("trial_id") for r in child_runs(projection.client, projection.info)
+             if r.info.status != "RUNNING"}
     for t in trials:
         projection.open(t.trial_id, t.params, running=False)
         added = projection.log_epochs(t.trial_id, t.results)
@@ -320,7 +310,7 @@ class MlflowCallback(LoggerCallback):
         per_trial = self.seconds / max(1, len(trials))
         print(f"MLflow projection: {self.seconds:.1f} s on the driver, off Tune's event loop "
               f"({per_trial:.2f} s per trial); trials spent none", flush=True)
-        self.projection.log_study_metrics({"mlflow_driver_s_per_trial": per_trial})
+        Study(self.projection.client, self.projection.info).log_metrics({"mlflow_driver_s_per_trial": per_trial})
 
 
 def trial_error(trial) -> str:

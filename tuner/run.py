@@ -28,7 +28,7 @@ from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
 from tuner.projection import TrialRecord, project_trials
 from tuner.space import SearchSpace, load_space
 from tuner.storage import Storage, parse_storage, study_db_url
-from tuner.tracking import Study, check_tracking_server, load_run_json, resolve_tracking_uri, wait_for_server
+from tuner.tracking import Study, check_tracking_server, load_run_json, resolve_tracking_uri, server_answers
 from vgan.cli import run_cli
 from vgan.data import load_train_val
 from vgan.errors import ConfigError, VganError
@@ -195,7 +195,7 @@ def reconcile(plan: Plan, study: Study, results) -> None:
     killed driver's, not in Tune's state) are closed."""
     from tuner.search import make_projection
 
-    if not wait_for_server(plan.uri, plan.space.mlflow.outage_window_s):
+    if not server_answers(plan.uri):  # the projection has waited mlflow.outage_window_s for it already
         raise VganError(f"the study ran, but MLflow at {plan.uri} is unreachable: every trial's epochs and "
                         f"checkpoints are in {plan.storage.study(plan.name)}; once the server is back, run: "
                         f"{plan.replay_command()}")

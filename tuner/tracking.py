@@ -30,7 +30,7 @@ for _key, _value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUES
                      "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}.items():
     os.environ.setdefault(_key, _value)
 
-from mlflow.entities import Metric, RunStatus, RunTag  # noqa: E402
+from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -75,16 +75,6 @@ def server_answers(uri: str, timeout_s: float = 5.0) -> bool:
         return True
     except ConfigError:
         return False
-
-
-def wait_for_server(uri: str, window_s: float, poll_s: float = 2.0) -> bool:
-    """Whether the tracking server answers within window_s (a store without a server always does)."""
-    deadline = time.monotonic() + window_s
-    while not server_answers(uri):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(poll_s)
-    return True
 
 
 def artifact_location(uri: str) -> str | None:
