@@ -3,23 +3,43 @@
 The searcher (what Optuna is told), the MLflow projection (status tags, run state), the
 study summary and `tuner.replay` all ask these functions, so every view agrees.
 
-Score: the best validation `train.select_metric` a trial reached so far (the epoch whose
-generator is kept and registered), reported with every epoch as `best_val_<metric>`. Ray's
-scheduler and "best trial", Optuna's trial value and the MLflow column of that name all carry
-it. Every metric of `vgan.metrics` is higher-is-better, so the mode is always "max".
+Score: the best validation `train.select_metric` a trial reached so far, reported with every
+epoch as `best_val_<metric>` (the epoch whose generator is kept and registered). A GAN's
+validation AUC swings by points from epoch to epoch; with `tune.signal_window: k` > 1 the score
+is the best so far of the mean over the last k epochs (`best_val_<metric>_mean<k>`), so one
+lucky epoch does not decide. Either way it never decreases, so what ASHA compares at a rung is
+what the trial can still claim. Ray's scheduler and "best trial", Optuna's trial value and the
+MLflow column of that name all carry it. Every metric of `vgan.metrics` is higher-is-better, so
+the mode is always "max".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 MODE = "max"
 COMPLETED, PRUNED, FAILED = "completed", "pruned", "failed"
 
 
-def score_key(select_metric: str) -> str:
-    return f"best_val_{select_metric}"
+def score_key(select_metric: str, window: int = 1) -> str:
+    return f"best_val_{select_metric}" + (f"_mean{window}" if window > 1 else "")
+
+
+@dataclass
+class Signal:
+    """The score of one trial, fed one validation value per epoch (state saved in its checkpoints)."""
+
+    window: int
+    recent: list[float] = field(default_factory=list)
+    best: float = -math.inf
+
+    def update(self, value: float) -> float:
+        self.recent = (self.recent + [value])[-self.window:]
+        if math.isfinite(value):
+            self.best = max(self.best, sum(self.recent) / len(self.recent))
+        return self.best
 
 
 @dataclass(frozen=True)

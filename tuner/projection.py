@@ -170,15 +170,26 @@ class Projection:
             added += 1
         return added
 
+    def log_hyperparameters(self, trial_id: str, epoch: int, values: dict[str, Any], exploits: int) -> None:
+        """The trial's hyperparameters from this epoch on, as metrics `hp.<key>` (step = epoch): under
+        PBT they change while the trial runs, and their history is its schedule."""
+        from mlflow.entities import Metric, RunTag
+
+        ts = int(time.time() * 1000)
+        self.client.log_batch(self._runs[trial_id], tags=[RunTag("pbt_exploits", str(exploits))] if exploits else [],
+                              metrics=[Metric(f"hp.{k}", float(v), ts, epoch) for k, v in values.items()
+                                       if isinstance(v, (int, float)) and not isinstance(v, bool)])
+
     def set_tags(self, trial_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
 
         self.client.log_batch(self._runs[trial_id], tags=[RunTag(k, short(v)) for k, v in tags.items()])
 
-    def end(self, trial_id: str, params: dict[str, Any], outcome: Outcome, fs, path: str | None) -> None:
+    def end(self, trial_id: str, params: dict[str, Any], outcome: Outcome, fs, path: str | None,
+            policy: Path | None = None) -> None:
         """The best generator as an MLflow model (from the trial's newest checkpoint that holds
-        one) with its previews and plots, the outcome's tags, the run closed. A pruned trial's
-        checkpoints are deleted once its model is in MLflow."""
+        one) with its previews and plots, PBT's policy log of the trial if any, the outcome's tags,
+        the run closed. A pruned trial's checkpoints are deleted once its model is in MLflow."""
         from mlflow.entities import RunStatus
 
         run_id = self._runs[trial_id]
@@ -190,6 +201,8 @@ class Projection:
                 pyarrow.fs.copy_files(best, d, source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
                 _, val = load_data(self.trainer_config(params).data)  # the driver renders previews and plots
                 log_best_model(self.info.uri, run_id, Path(d), val)
+        if policy is not None and policy.is_file():
+            self.client.log_artifact(run_id, str(policy), "pbt")
         self.set_tags(trial_id, outcome.tags)
         state = RunStatus.FAILED if outcome.status == FAILED else RunStatus.FINISHED
         self.client.set_terminated(run_id, RunStatus.to_string(state))
@@ -227,10 +240,11 @@ class MlflowCallback(LoggerCallback):
         self.poll_s = poll_s
         self._queue: queue.Queue | None = None
         self._nodes: dict[str, str] = {}
+        self._configs: dict[str, tuple[dict[str, Any], int]] = {}  # per trial: last config seen, changes
         self.seconds = 0.0  # the queue's work: what the driver spends on MLflow, off the event loop
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_queue": None, "_nodes": {}}  # a thread does not pickle
+        return {**self.__dict__, "_queue": None, "_nodes": {}, "_configs": {}}  # a thread does not pickle
 
     def _submit(self, fn: Callable, *args) -> None:
         if self._queue is None:
@@ -287,6 +301,12 @@ class MlflowCallback(LoggerCallback):
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         row = {k: v for k, v in result.items() if k in ("epoch", "timestamp") or is_epoch_metric(k, v)}
         self._submit(self.projection.log_epochs, trial.trial_id, [row])
+        config, exploits = self._configs.get(trial.trial_id, (None, 0))
+        if config != trial.config:  # its first epoch, or PBT changed it
+            exploits += config is not None
+            self._configs[trial.trial_id] = (dict(trial.config), exploits)
+            self._submit(self.projection.log_hyperparameters, trial.trial_id, int(result.get("epoch", 0)),
+                         dict(trial.config), exploits)
         node = result.get("node_id")
         if node and self._nodes.get(trial.trial_id) != node:
             self._nodes[trial.trial_id] = node
@@ -295,7 +315,9 @@ class MlflowCallback(LoggerCallback):
     def log_trial_end(self, trial, failed: bool = False) -> None:
         outcome = decide(trial.last_result, trial_error(trial) if failed else None, self.projection.max_epochs)
         where = (trial.storage.storage_filesystem, trial.path) if trial.storage is not None else (None, None)
-        self._submit(self.projection.end, trial.trial_id, dict(trial.config), outcome, *where)
+        policy = Path(trial.local_experiment_path, f"pbt_policy_{trial.trial_id}.txt") \
+            if getattr(trial, "local_experiment_path", None) else None
+        self._submit(self.projection.end, trial.trial_id, dict(trial.config), outcome, *where, policy)
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
         """A trial that raised is retried from its last checkpoint: say so on its run."""

@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study-db", help="Optuna database URL (default: sqlite optuna.db in the storage folder)")
     p.add_argument("--name", help="study name (default: <space>-<time>); --resume needs it")
     p.add_argument("--num-samples", type=int, help="trials to run (overrides tune.num_samples)")
+    p.add_argument("--time-budget", metavar="DURATION",
+                   help="end the study gracefully after this long, e.g. 90s, 20m, 1.5h (overrides tune.time_budget_s)")
     p.add_argument("--resume", action="store_true", help="continue the study --name in --storage")
     p.add_argument("--no-register", action="store_true", help="skip the test-split evaluation and registry")
     return p
@@ -80,9 +82,23 @@ def trials_table(results, space: SearchSpace, run_ids: dict[str, str]) -> list[d
         rows.append({"trial_id": trial_id, "status": outcome.status, "outcome": str(outcome),
                      space.score: score if outcome.status != FAILED and math.isfinite(score) else math.nan,
                      "best_epoch": last.get("best_epoch"), "epochs": outcome.epoch, "compute_s": compute,
+                     "time_s": float(last.get("time_total_s", 0.0)),
                      "mlflow_run_id": run_ids.get(trial_id), **{f"param:{k}": v for k, v in (r.config or {}).items()}})
     rows.sort(key=lambda row: (math.isnan(row[space.score]), -row[space.score]))
     return rows
+
+
+def parse_duration(text: str, where: str) -> float:
+    """Seconds from '90', '90s', '20m' or '1.5h'."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    number, unit = (text[:-1], units[text[-1]]) if text and text[-1] in units else (text, 1)
+    try:
+        seconds = float(number) * unit
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ConfigError(f"{where} {text}: give a positive duration such as 90s, 20m or 1.5h")
+    return seconds
 
 
 def fail_orphan_trials(storage_url: str, name: str) -> list[str]:
@@ -143,6 +159,8 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         if args.num_samples < 1:
             raise ConfigError("--num-samples must be at least 1")
         space.tune.num_samples = args.num_samples
+    if args.time_budget is not None:
+        space.tune.time_budget_s = parse_duration(args.time_budget, "--time-budget")
     load_train_val(space.trainer_config().data)  # bad data stops here
     uri = resolve_tracking_uri(args.tracking_uri)
     storage = parse_storage(args.storage)
@@ -201,7 +219,9 @@ def reconcile(plan: Plan, study: Study, results) -> None:
                         f"{plan.replay_command()}")
     records = [t for t in (TrialRecord.read(r.filesystem, r.path) for r in results) if t is not None]
     project_trials(make_projection(plan.space, study.info, plan.storage_url), records)
-    orphans = study.close_orphans() + fail_orphan_trials(plan.storage_url, plan.name)
+    orphans = study.close_orphans()
+    if plan.space.searcher is not None:
+        orphans += fail_orphan_trials(plan.storage_url, plan.name)
     if orphans:
         print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
               f"{', '.join(orphans)}")
@@ -241,13 +261,20 @@ def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] 
     slots = min(space.tune.max_concurrent_trials, len(rows)) or 1
     overhead = max(0.0, 1 - compute / (wall * slots))
     counts = {s: sum(r["status"] == s for r in rows) for s in (COMPLETED, PRUNED, FAILED)}
+    budget = space.tune.time_budget_s
+    for r in rows:  # each trial's share of the study's budget of slot-seconds
+        r["budget_share"] = r["time_s"] / (budget * slots) if budget else math.nan
     print(f"\n{len(rows)} trials in {wall:.1f} s: {counts[COMPLETED]} completed, {counts[PRUNED]} pruned, "
           f"{counts[FAILED]} failed; trial compute {compute:.1f} s over {slots} slots, "
           f"overhead {100 * overhead:.1f} % of the wall time")
+    if budget:
+        print(f"time budget {budget:.0f} s ({'spent: the study stopped the trials still running' if wall >= budget else 'not reached'}); "
+              f"each trial's share of its {budget * slots:.0f} slot-seconds is in trials.csv (budget_share)")
     print(f"top {min(5, len(rows))} by {score}:")
     for r in rows[:5]:
         params = ", ".join(f"{k[6:]}={_fmt(v)}" for k, v in r.items() if k.startswith("param:"))
-        print(f"  {r['trial_id']}  {r['outcome']:18s} {score} {r[score]:.4f}  {params}")
+        used = f"  {100 * r['budget_share']:.0f} % of the budget" if budget else ""
+        print(f"  {r['trial_id']}  {r['outcome']:18s} {score} {r[score]:.4f}{used}  {params}")
     study.log_metrics({"wall_s": wall, "trial_compute_s": compute, "overhead_share": overhead,
                        **{f"trials_{k}": v for k, v in counts.items()}})
     best = next((r for r in rows if not math.isnan(r[score])), None)
@@ -255,7 +282,7 @@ def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] 
         folder = Path(d)
         write_csv(folder / "trials.csv", rows)
         study.log_artifact(folder / "trials.csv")
-        for path in optuna_plots(plan.storage_url, plan.name, folder):
+        for path in optuna_plots(plan.storage_url, plan.name, folder) if space.searcher is not None else []:
             study.log_artifact(path, "optuna")
         if best is not None:
             (folder / "best_config.yaml").write_text(

@@ -1,4 +1,8 @@
-"""Assembling the search: Optuna TPE (RDB study) + ASHA + the MLflow projection callback."""
+"""Assembling the search: the searcher (Optuna TPE or random sampling, RDB study), the scheduler
+(ASHA, PBT or none), the trainable and the MLflow projection callback, into one Tuner.
+
+Every study starts from what is known to work: the space's base config is its first trial, the
+`tune.start_from` points the next ones."""
 
 from __future__ import annotations
 
@@ -6,12 +10,13 @@ import functools
 
 import optuna
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.outcome import COMPLETED, MODE, PRUNED, decide
 from tuner.projection import MlflowCallback, Projection
-from tuner.space import SearchSpace, define_by_run
+from tuner.space import MUTABLE, Param, SearchSpace, clip_to_space, define_by_run
 from tuner.tracking import TrackingInfo
 from tuner.trainable import TrialContext, train_vgan
 
@@ -72,44 +77,70 @@ class PruneAwareOptunaSearch(OptunaSearch):
         return any(t.number == ot_trial.number for t in ended)
 
 
-def make_searcher(space: SearchSpace, study_name: str, storage_url: str) -> PruneAwareOptunaSearch:
+def make_searcher(space: SearchSpace, study_name: str, storage_url: str):
+    """Optuna (TPE or random) with the study in an RDB; for PBT, Ray's own random sampling."""
     t = space.tune
+    if space.searcher is None:
+        return BasicVariantGenerator(points_to_evaluate=space.points(), random_state=t.seed)
+    sampler = optuna.samplers.TPESampler(seed=t.seed) if space.searcher == "tpe" else \
+        optuna.samplers.RandomSampler(seed=t.seed)
     return PruneAwareOptunaSearch(
         functools.partial(define_by_run, params=space.params, base=space.base),
-        metric=space.score, mode=MODE, study_name=study_name,
-        storage=optuna.storages.RDBStorage(storage_url),
-        sampler=optuna.samplers.TPESampler(seed=t.seed),
-        max_epochs=space.epochs,
+        metric=space.score, mode=MODE, study_name=study_name, points_to_evaluate=space.points(),
+        storage=optuna.storages.RDBStorage(storage_url), sampler=sampler, max_epochs=space.epochs,
     )
 
 
-def make_scheduler(space: SearchSpace) -> ASHAScheduler:
+def ray_domain(p: Param):
+    """A search-space distribution as Ray samples it (PBT's initial population and mutations)."""
+    if p.type == "categorical":
+        return tune.choice(p.choices)
+    if p.type == "int":
+        return tune.lograndint(p.low, p.high + 1) if p.log else tune.qrandint(p.low, p.high, p.step)
+    return tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
+
+
+def make_scheduler(space: SearchSpace):
     t = space.tune
-    return ASHAScheduler(time_attr="epoch", max_t=space.epochs, grace_period=t.grace_period,
-                         reduction_factor=t.reduction_factor)
+    if t.scheduler == "asha":
+        return ASHAScheduler(time_attr="epoch", max_t=space.epochs, grace_period=t.grace_period,
+                             reduction_factor=t.reduction_factor)
+    if t.scheduler == "pbt":
+        # Ray's GAN example tunes this way: every pbt_interval epochs the bottom quarter clones the
+        # weights of a top-quarter trial and perturbs its learning rates and loss weights.
+        mutations = {p.key: ray_domain(p) for p in space.params if p.key in MUTABLE}
+        return PopulationBasedTraining(time_attr="epoch", perturbation_interval=t.pbt_interval,
+                                       hyperparam_mutations=mutations, quantile_fraction=0.25,
+                                       resample_probability=0.25,
+                                       custom_explore_fn=functools.partial(clip_to_space, params=space.params))
+    return FIFOScheduler()
 
 
 def make_trainable(space: SearchSpace):
-    ctx = TrialContext(base=space.base, checkpoint_every=space.tune.checkpoint_every)
+    ctx = TrialContext(base=space.base, checkpoint_every=space.tune.checkpoint_every,
+                       signal_window=space.tune.signal_window)
     resources = {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
     return tune.with_resources(tune.with_parameters(train_vgan, ctx=ctx), resources)
 
 
 def make_projection(space: SearchSpace, tracking: TrackingInfo, storage_url: str | None) -> Projection:
-    return Projection(tracking, space.base, space.epochs,
-                      (storage_url, tracking.study_name) if storage_url else None)
+    linked = storage_url and space.searcher is not None
+    return Projection(tracking, space.base, space.epochs, (storage_url, tracking.study_name) if linked else None)
 
 
 def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: str, storage_url: str) -> tune.Tuner:
     t = space.tune
     return tune.Tuner(
         make_trainable(space),
+        # PBT's population is sampled by Ray from the param space; Optuna's searchers have their own
+        param_space={p.key: ray_domain(p) for p in space.params} if space.searcher is None else None,
         tune_config=tune.TuneConfig(
             metric=space.score, mode=MODE,
             search_alg=make_searcher(space, name, storage_url),
             scheduler=make_scheduler(space),
             num_samples=t.num_samples,
             max_concurrent_trials=t.max_concurrent_trials,
+            time_budget_s=t.time_budget_s,
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(

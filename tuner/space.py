@@ -45,13 +45,27 @@ NOT_SEARCHABLE = {"train.epochs": "the scheduler's max_t: every trial runs to th
                   "train.select_metric": "trials' scores would not be comparable"}
 
 
+SEARCHERS = ("tpe", "random")
+SCHEDULERS = ("asha", "pbt", "none")
+# What PBT may change in a running trial (explore): the rest shapes the networks or the GAN and is
+# copied from the trial it clones (exploit), whose checkpoint must fit.
+MUTABLE = ("optim.lr_g", "optim.lr_d", "optim.weight_decay", "loss.bce_weight", "loss.adv_weight",
+           "loss.gp_weight", "loss.n_critic", "data.augment_strength")
+
+
 @dataclass
 class TuneSettings:
     num_samples: int = 10
     max_concurrent_trials: int = 2
     seed: int = 0
+    searcher: str | None = None  # tpe | random (default tpe; pbt samples its population at random)
+    scheduler: str = "asha"  # asha | pbt | none
+    start_from: list[dict[str, Any]] = field(default_factory=list)  # points tried right after the base config
+    signal_window: int = 1  # the score: best so far of the mean of the last k epochs (1: the best epoch)
+    time_budget_s: float | None = None  # end the study gracefully after this long (None: no budget)
     grace_period: int = 1  # ASHA: epochs before a trial can be stopped
     reduction_factor: int = 3  # ASHA: keep the best 1/reduction_factor at each rung
+    pbt_interval: int = 2  # PBT: epochs between exploit/explore decisions
     checkpoint_every: int = 1  # epochs between trial checkpoints
     checkpoint_keep: int = 2  # checkpoints kept per trial
     max_failures: int = 1  # retries of a trial that raised, from its last checkpoint
@@ -103,7 +117,24 @@ class SearchSpace:
     @property
     def score(self) -> str:
         """The trial's score as reported to Ray, told to Optuna and logged to MLflow."""
-        return score_key(self.base["train"]["select_metric"])
+        return score_key(self.base["train"]["select_metric"], self.tune.signal_window)
+
+    @property
+    def searcher(self) -> str | None:
+        """The Optuna sampler, or None where Ray samples (PBT refuses search algorithms)."""
+        return None if self.tune.scheduler == "pbt" else (self.tune.searcher or "tpe")
+
+    def points(self) -> list[dict[str, Any]]:
+        """The configs evaluated first: the base config's values of the searched keys (so a study
+        never ends worse than its own base config), then `tune.start_from`."""
+        out = []
+        for values in [{}] + self.tune.start_from:
+            point: dict[str, Any] = {}
+            for p in self.params:
+                if condition_met(p, point, self.base):
+                    point[p.key] = values.get(p.key, _lookup(self.base, p.key))
+            out.append(point)
+        return out
 
 
 def _err(source: str, key: str, problem: str) -> SpaceError:
@@ -237,7 +268,9 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     for key, spec in search.items():
         params.append(_parse_param(source, str(key), spec, known, base, [p.key for p in params],
                                    [str(k) for k in search]))
-    return SearchSpace(source, base.to_dict(), params, tune, resources, mlflow)
+    space = SearchSpace(source, base.to_dict(), params, tune, resources, mlflow)
+    _check_points(space)
+    return space
 
 
 def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSettings, epochs: int) -> None:
@@ -249,6 +282,13 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
          f"is {t.grace_period} epochs, more than the trials' train.epochs ({epochs}): ASHA could never stop one"),
         (t.reduction_factor >= 2, "tune.reduction_factor", "must be at least 2"),
         (t.checkpoint_every >= 1, "tune.checkpoint_every", "must be at least 1"),
+        (t.searcher is None or t.searcher in SEARCHERS, "tune.searcher", f"must be one of {', '.join(SEARCHERS)}"),
+        (t.scheduler in SCHEDULERS, "tune.scheduler", f"must be one of {', '.join(SCHEDULERS)}"),
+        (not (t.scheduler == "pbt" and t.searcher == "tpe"), "tune.searcher",
+         "cannot be tpe with scheduler pbt: Ray's PBT refuses search algorithms (it samples its population at random)"),
+        (t.signal_window >= 1, "tune.signal_window", "must be at least 1"),
+        (t.time_budget_s is None or t.time_budget_s > 0, "tune.time_budget_s", "must be > 0 seconds"),
+        (t.pbt_interval >= 1, "tune.pbt_interval", "must be at least 1"),
         (t.checkpoint_keep >= 1, "tune.checkpoint_keep", "must be at least 1"),
         (t.max_failures >= 0, "tune.max_failures", "must be >= 0"),
         (r.cpu > 0, "resources.cpu", "must be > 0"),
@@ -262,6 +302,44 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
     for ok, key, problem in checks:
         if not ok:
             raise _err(source, key, problem)
+
+
+def _check_points(space: SearchSpace) -> None:
+    """Each start point names searched keys with values inside their distributions, and so does
+    the base config (the study's first trial): Optuna would silently sample a value it cannot take."""
+    source, known = space.source, {p.key: p for p in space.params}
+    if not isinstance(space.tune.start_from, list) or not all(isinstance(v, dict) for v in space.tune.start_from):
+        raise _err(source, "tune.start_from", "must be a list of mappings of searched keys to values")
+    for i, values in enumerate(space.tune.start_from):
+        for key in values:
+            if key not in known:
+                raise _err(source, f"tune.start_from[{i}].{key}", "is not a searched key (see 'search')")
+    for i, point in enumerate(space.points()):
+        where = "the base config (the study's first trial)" if i == 0 else f"tune.start_from[{i - 1}]"
+        for key, value in point.items():
+            if not _inside(known[key], value):
+                raise _err(source, f"search.{key}", f"does not hold {where}'s value {value!r}: widen it, or change "
+                                                    f"the value")
+
+
+def _inside(p: Param, value: Any) -> bool:
+    if p.type == "categorical":
+        return value in p.choices
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if p.type == "int" and (value != int(value) or (value - p.low) % p.step):
+        return False
+    return p.low <= value <= p.high
+
+
+def clip_to_space(config: dict[str, Any], params: list[Param]) -> dict[str, Any]:
+    """PBT's explore step (x0.8 / x1.2) can leave a range or make an integer 0: bring each value back
+    inside its distribution (module level: Ray pickles it)."""
+    for p in params:
+        if p.key in config and p.type != "categorical":
+            value = min(max(config[p.key], p.low), p.high)
+            config[p.key] = int(round(value)) if p.type == "int" else float(value)
+    return config
 
 
 def condition_met(p: Param, chosen: dict[str, Any], base: dict[str, Any]) -> bool:

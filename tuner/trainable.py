@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from ray import tune
 
-from tuner.outcome import score_key
+from tuner.outcome import Signal, score_key
 from tuner.storage import BEST_DIR, checkpoint_dirs
 from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
@@ -43,6 +43,7 @@ class TrialContext:
 
     base: dict[str, Any]
     checkpoint_every: int
+    signal_window: int = 1
 
 
 # Fields that change how images are augmented, not which images are read.
@@ -131,12 +132,15 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg = apply_overrides(config_from_dict(ctx.base), config, "sampled config")
     train, val = load_data(cfg.data)
     trainer = Trainer(cfg, train, val, resolve_device(cfg.train.device))
-    score, epochs, node = score_key(cfg.train.select_metric), cfg.train.epochs, _node_id()
+    score, epochs, node = score_key(cfg.train.select_metric, ctx.signal_window), cfg.train.epochs, _node_id()
+    signal = Signal(ctx.signal_window)
     work = Path(tempfile.mkdtemp(prefix="vgan-trial-"))
     best = BestEpoch(work / BEST_DIR)
     try:
         # a restarted trial continues where its newest checkpoint left it
         saved = restore(tune.get_checkpoint(), trainer, best.folder)
+        if "signal" in saved:
+            signal = Signal(**saved["signal"])
         if trainer.epoch >= epochs and saved.get("report") is not None:
             # Finished before a driver was killed, after its state was saved: say so again, or the
             # driver would take its last remembered (early) epoch for the end and call it pruned.
@@ -146,14 +150,15 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
         def on_epoch(result: EpochResult) -> None:
             if result.is_best:
                 best.keep(trainer, result)
-            report = {**result.record, score: trainer.best_score, "best_epoch": trainer.best_epoch, "node_id": node}
+            value = signal.update(result.record[f"val_{cfg.train.select_metric}"])
+            report = {**result.record, score: value, "best_epoch": trainer.best_epoch, "node_id": node}
             if trainer.epoch % ctx.checkpoint_every and trainer.epoch < epochs:
                 tune.report(report)
                 return
             with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
                 trainer.save_checkpoint(Path(d) / STATE_FILE)
                 best.copy_into(Path(d) / BEST_DIR, trainer)
-                (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report}))
+                (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "signal": asdict(signal)}))
                 tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
 
         try:

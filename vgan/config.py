@@ -125,6 +125,15 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{source}: '{key}' must be a list of {len(args)} numbers, got {value!r}")
         return tuple(_coerce(v, t, key, source) for v, t in zip(value, args))
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+        return [_coerce(v, inner, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{source}: '{key}' must be a mapping of names to values, got {value!r}")
+        return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")

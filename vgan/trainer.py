@@ -309,6 +309,12 @@ class Trainer:
                 self.opt_d.load_state_dict(state["opt_d"])
         except (RuntimeError, KeyError, ValueError) as e:
             raise CheckpointError(f"{source}: does not fit this model ({e})") from None
+        # The config's hyperparameters win over the ones saved with the optimizer state: a run resumed
+        # with another learning rate, or a PBT trial given a perturbed one, trains with the new one.
+        for opt, lr, betas in ((self.opt_g, self.cfg.optim.lr_g, self.cfg.optim.betas_g),
+                               (self.opt_d, self.cfg.optim.lr_d, self.cfg.optim.betas_d)):
+            for group in opt.param_groups if opt is not None else ():
+                group.update(lr=lr, betas=tuple(betas), weight_decay=self.cfg.optim.weight_decay)
         self.epoch = int(state["epoch"])
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])

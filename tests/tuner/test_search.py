@@ -76,3 +76,49 @@ def test_define_by_run_is_picklable(tmp_path):
 
     s, _ = searcher(tmp_path)
     assert isinstance(pickle.loads(pickle.dumps(s._space)), functools.partial)
+
+
+def space_with(tmp_path, **tune):
+    import yaml
+    from conftest import write_yaml
+
+    values = yaml.safe_load(SMOKE.read_text())
+    values["tune"].update(tune)
+    return load_space(write_yaml(tmp_path / "space.yaml", values))
+
+
+def test_the_base_config_is_the_first_trial_then_the_start_points(tmp_path):
+    space = space_with(tmp_path, start_from=[{"optim.lr_g": 0.02, "loss.adversarial": "vanilla"}])
+    s = make_searcher(space, "s", study_db_url(parse_storage(str(tmp_path))))
+    base = space.trainer_config()
+    assert s.suggest("a") == {"optim.lr_g": base.optim.lr_g, "loss.adversarial": base.loss.adversarial,
+                              "loss.gp_weight": base.loss.gp_weight, "loss.adv_weight": base.loss.adv_weight}
+    # the start point's missing keys come from the base config; gp_weight's condition is not met
+    assert s.suggest("b") == {"optim.lr_g": 0.02, "loss.adversarial": "vanilla", "loss.adv_weight": base.loss.adv_weight}
+    third = s.suggest("c")
+    assert third["optim.lr_g"] not in (base.optim.lr_g, 0.02), "then the sampler proposes"
+    assert [t.params["optim.lr_g"] for t in states(tmp_path).values()][:2] == [base.optim.lr_g, 0.02]
+
+
+def test_random_searcher_is_optuna_random_sampling(tmp_path):
+    s = make_searcher(space_with(tmp_path, searcher="random"), "s", study_db_url(parse_storage(str(tmp_path))))
+    assert isinstance(s._sampler, optuna.samplers.RandomSampler)
+
+
+def test_pbt_mutates_what_a_running_trial_can_change_within_the_space(tmp_path):
+    from ray.tune.schedulers import PopulationBasedTraining
+    from ray.tune.search import BasicVariantGenerator
+
+    from tuner.search import make_scheduler
+    from tuner.space import clip_to_space
+
+    space = space_with(tmp_path, scheduler="pbt", pbt_interval=2)
+    assert space.searcher is None
+    assert isinstance(make_searcher(space, "s", "sqlite:///unused.db"), BasicVariantGenerator)
+    pbt = make_scheduler(space)
+    assert isinstance(pbt, PopulationBasedTraining)
+    # the GAN's kind and the network shapes come from the cloned trial (its checkpoint must fit)
+    assert set(pbt._hyperparam_mutations) == {"optim.lr_g", "loss.gp_weight", "loss.adv_weight"}
+    clipped = clip_to_space({"optim.lr_g": 0.05, "loss.adv_weight": -0.1, "loss.adversarial": "vanilla"},
+                            space.params)
+    assert clipped == {"optim.lr_g": 3.0e-2, "loss.adv_weight": 0.0, "loss.adversarial": "vanilla"}

@@ -53,6 +53,18 @@ def smoke_values():
     (lambda v: v["search"].update({"train.epochs": {"type": "int", "low": 2, "high": 8}}),
      ["'search.train.epochs' cannot be searched"]),
     (lambda v: v["resources"].update(gpu=-1), ["'resources.gpu'"]),
+    (lambda v: v["tune"].update(start_from=[{"optim.lr_d": 0.001}]),
+     ["'tune.start_from[0].optim.lr_d' is not a searched key"]),
+    (lambda v: v["tune"].update(start_from=[{"optim.lr_g": 0.5}]),
+     ["'search.optim.lr_g' does not hold tune.start_from[0]'s value 0.5"]),
+    (lambda v: v["tune"].update(start_from={"optim.lr_g": 0.01}), ["'tune.start_from' must be a list"]),
+    (lambda v: v["optim"].update(lr_g=0.5) if "optim" in v else v.update(optim={"lr_g": 0.5}),
+     ["'search.optim.lr_g' does not hold the base config (the study's first trial)'s value 0.5"]),
+    (lambda v: v["tune"].update(scheduler="hyperband"), ["'tune.scheduler' must be one of asha, pbt, none"]),
+    (lambda v: v["tune"].update(searcher="cmaes"), ["'tune.searcher' must be one of tpe, random"]),
+    (lambda v: v["tune"].update(scheduler="pbt", searcher="tpe"), ["'tune.searcher' cannot be tpe with scheduler pbt"]),
+    (lambda v: v["tune"].update(signal_window=0), ["'tune.signal_window' must be at least 1"]),
+    (lambda v: v["tune"].update(time_budget_s=0), ["'tune.time_budget_s' must be > 0"]),
 ])
 def test_bad_space_names_file_and_key(tmp_path, mutate, fragments):
     values = smoke_values()

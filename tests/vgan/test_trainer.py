@@ -78,6 +78,19 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_values, tmp_
     assert straight.best_score == resumed.best_score
 
 
+def test_a_resumed_trainer_takes_its_optimizer_settings_from_its_config(tiny_values, tmp_path):
+    """PBT gives a cloned trial a perturbed learning rate; the clone's checkpoint must not undo it."""
+    first = make(tiny_values)
+    first.run_epoch()
+    first.save_checkpoint(tmp_path / "ckpt.pt")
+    clone = make(tiny_values, **{"optim.lr_g": 3e-3, "optim.lr_d": 7e-4, "optim.betas_g": [0.0, 0.9]})
+    clone.load_state_dict(load_checkpoint(tmp_path / "ckpt.pt"))
+    assert [g["lr"] for g in clone.opt_g.param_groups] == [3e-3]
+    assert [(g["lr"], g["betas"]) for g in clone.opt_d.param_groups] == [(7e-4, tuple(clone.cfg.optim.betas_d))]
+    assert clone.opt_g.param_groups[0]["betas"] == (0.0, 0.9)
+    assert same_state(first.opt_g.state_dict()["state"], clone.opt_g.state_dict()["state"]), "Adam's moments kept"
+
+
 def test_checkpoint_holds_everything_to_resume(tiny_values, tmp_path):
     t = make(tiny_values)
     t.run_epoch()
