@@ -21,6 +21,8 @@ from typing import Any, Mapping
 
 MODE = "max"
 COMPLETED, PRUNED, FAILED = "completed", "pruned", "failed"
+KILLED = "killed"  # a run a killed driver left open and no trial will continue
+ENDED = (COMPLETED, PRUNED, FAILED, KILLED)
 
 
 def score_key(select_metric: str, window: int = 1) -> str:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import yaml
 from ray.tune.logger import LoggerCallback
 
-from tuner.outcome import FAILED, PRUNED, Outcome, decide
+from tuner.outcome import ENDED, FAILED, PRUNED, Outcome, decide
 from tuner.storage import checkpoint_dirs, newest_best
 from tuner.tracking import (
     MlflowClient,
@@ -220,8 +220,10 @@ def project_trials(projection: Projection, trials: list[TrialRecord],
                    say: Callable[[str], None] = lambda _: None) -> None:
     """Put what storage holds of ended trials into MLflow: runs, missing epochs, best models and
     outcomes. Runs closed already keep their ending (the live projection or an earlier pass)."""
+    # The outcome tag says a run ended, not MLflow's run state: logging a model ends the run (FINISHED)
+    # before its outcome is written, and a driver killed in between leaves it so.
     ended = {r.data.tags.get("trial_id") for r in child_runs(projection.client, projection.info)
-             if r.info.status != "RUNNING"}
+             if r.data.tags.get("status") in ENDED}
     for t in trials:
         projection.open(t.trial_id, t.params, running=False)
         added = projection.log_epochs(t.trial_id, t.results)

@@ -133,11 +133,11 @@ class Study:
         self.client.set_terminated(self.info.parent_run_id, status)
 
     def close_orphans(self) -> list[str]:
-        """Trial runs still RUNNING once the study's trials have all ended belong to a driver that
-        was killed and to trials that will not run again: close them as KILLED (trial ids)."""
+        """Trial runs still open once the study's trials have all ended and been projected belong to a
+        driver that was killed and to trials that will not run again: close them as KILLED (trial ids)."""
         closed = []
         for r in self.child_runs():
-            if r.info.status == "RUNNING":
+            if r.data.tags.get("status") == "running":  # the outcome tag, not the run state (tuner.projection)
                 self.client.set_tag(r.info.run_id, "status", "killed")
                 self.client.set_terminated(r.info.run_id, "KILLED")
                 closed.append(r.data.tags.get("trial_id", r.info.run_id))

@@ -111,6 +111,22 @@ def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
     assert said[-1] == "t1: 0 epoch(s) added, pruned at epoch 2" and len(study.child_runs()) == 1
 
 
+def test_a_run_ended_by_model_logging_but_not_given_its_outcome_is_ended_again(study, tmp_path):
+    """Logging a model ends the run (MLflow's start_run context); a driver killed before the outcome
+    was written leaves a FINISHED run tagged 'running'. The outcome tag decides, and orphans are
+    found by it too."""
+    record = trial_folder(tmp_path, [0.7, 0.8, 0.9])
+    p = projection(study)
+    run_id = p.open("t1", record.params)
+    study.client.set_terminated(run_id, "FINISHED")  # what the kill left
+    orphan = p.open("t2", {})
+    study.client.set_terminated(orphan, "FINISHED")
+    project_trials(projection(study), [record])
+    assert study.client.get_run(run_id).data.tags["status"] == "completed"
+    assert study.close_orphans() == ["t2"]
+    assert study.client.get_run(orphan).info.status == "KILLED"
+
+
 def test_a_trial_that_raised_ends_failed_with_the_last_line(study, tmp_path):
     record = trial_folder(tmp_path, [0.7], error="Traceback ...\nRuntimeError: injected\n")
     project_trials(projection(study), [record])
