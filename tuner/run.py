@@ -101,16 +101,26 @@ def parse_duration(text: str, where: str) -> float:
     return seconds
 
 
-def fail_orphan_trials(storage_url: str, name: str) -> list[str]:
-    """Optuna trials still RUNNING once the study has ended were asked for by a driver killed
-    before its state was saved: no one will tell them; mark them FAIL (trial numbers)."""
+def end_optuna_trials(storage_url: str, name: str, trials: list[TrialRecord], space: SearchSpace) -> list[str]:
+    """Optuna trials still RUNNING once the study has ended were never told: trials the time budget
+    stopped (Ray ends them without telling the searcher) get their outcome; trials asked for by a
+    driver killed before its state was saved are FAIL. Returns the orphans (trial numbers)."""
     import optuna
 
     study = optuna.load_study(study_name=name, storage=storage_url)
-    orphans = [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
-    for t in orphans:
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-    return [f"optuna trial {t.number}" for t in orphans]
+    by_ray_id = {t.trial_id: t for t in trials}
+    orphans = []
+    for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
+        record = by_ray_id.get(t.user_attrs.get("ray_trial_id"))
+        outcome = decide(record.results[-1], record.error, space.epochs) if record else None
+        if outcome is None or outcome.status == FAILED:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            orphans.append(f"optuna trial {t.number}")
+        elif outcome.status == PRUNED:
+            study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(t.number, record.results[-1][space.score])
+    return orphans
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -221,7 +231,7 @@ def reconcile(plan: Plan, study: Study, results) -> None:
     project_trials(make_projection(plan.space, study.info, plan.storage_url), records)
     orphans = study.close_orphans()
     if plan.space.searcher is not None:
-        orphans += fail_orphan_trials(plan.storage_url, plan.name)
+        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space)
     if orphans:
         print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
               f"{', '.join(orphans)}")

@@ -1,0 +1,116 @@
+"""`python -m benchmarks.compare` (from the repository root): does the search pay for itself?
+
+    python -m benchmarks.compare --data ../shared/data/DRIVE [--budget auto|20m] [--seeds 0,1]
+                                 [--only recipe,random,tpe,pbt] [--json benchmarks/results/compare.json]
+
+At one wall-clock budget on this machine, each seed:
+- recipe: the hand recipe `configs/drive_cpu.yaml` trained alone (`vgan.train`); with
+  `--budget auto` its wall time is the budget the searches get;
+- random: `search_spaces/drive_cpu.yaml` with random sampling + ASHA on the best epoch;
+- tpe:    the same with TPE + ASHA on the 3-epoch signal (the space as shipped);
+- pbt:    the same space with population-based training (4 trials, every 5 epochs).
+Every search starts from its base config, the recipe. Each row: best validation AUC-ROC of the
+generator it would register (the recipe: its best checkpoint), and that generator's test
+AUC-ROC / AUC-PR / F1 (the test split read once, at the end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+RECIPE = REPO / "configs" / "drive_cpu.yaml"
+SPACE = REPO / "search_spaces" / "drive_cpu.yaml"
+STRATEGIES = {
+    "random": {"searcher": "random", "signal_window": 1},
+    "tpe": {},
+    "pbt": {"scheduler": "pbt", "searcher": None, "num_samples": 4},
+}
+
+
+def run(argv: list[str], cwd: Path) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    (cwd / f"{argv[1].replace('.', '_')}.log").write_text(proc.stdout + proc.stderr)
+    return time.perf_counter() - t0
+
+
+def recipe(data: Path, seed: int, work: Path) -> dict:
+    cfg = yaml.safe_load(RECIPE.read_text())
+    cfg["train"]["seed"] = seed
+    (work / "recipe.yaml").write_text(yaml.safe_dump(cfg))
+    wall = run(["-m", "vgan.train", "--config", str(work / "recipe.yaml"), "--data", str(data), "--out",
+                str(work / "run"), "--quiet"], work)
+    val = max(json.loads(ln)["val_auc_roc"] for ln in (work / "run" / "metrics.jsonl").read_text().splitlines())
+    run(["-m", "vgan.evaluate", "--checkpoint", str(work / "run" / "checkpoints" / "best.pt"), "--data", str(data),
+         "--split", "test", "--out", str(work / "eval")], work)
+    test = json.loads((work / "eval" / "metrics.json").read_text())
+    return {"wall_s": wall, "val_auc_roc": val, **{f"test_{k}": test[k] for k in ("auc_roc", "auc_pr", "f1")}}
+
+
+def search(name: str, data: Path, seed: int, budget: float, work: Path) -> dict:
+    from mlflow.tracking import MlflowClient
+
+    values = yaml.safe_load(SPACE.read_text())
+    values["tune"].update({k: v for k, v in STRATEGIES[name].items()}, seed=seed)
+    model = f"compare-{name}"
+    values["mlflow"] = {"experiment": model, "registered_model": model}
+    (work / "space.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    uri = f"sqlite:///{work}/mlflow.db"
+    wall = run(["-m", "tuner.run", "--space", str(work / "space.yaml"), "--data", str(data), "--name", name,
+                "--storage", str(work / "ray"), "--tracking-uri", uri, "--time-budget", f"{budget:.0f}s"], work)
+    client = MlflowClient(uri)
+    version = client.get_model_version_by_alias(model, "champion")
+    tags = version.tags
+    (parent,) = client.search_runs([client.get_experiment_by_name(model).experiment_id], "tags.kind = 'study'")
+    m = parent.data.metrics
+    return {"wall_s": wall, "val_auc_roc": float(tags["val_auc_roc"]),
+            **{f"test_{k}": float(tags[f"test_{k}"]) for k in ("auc_roc", "auc_pr", "f1")},
+            "trials": int(m["trials_completed"] + m["trials_pruned"] + m["trials_failed"]),
+            "overhead_pct": 100 * m["overhead_share"], "best_trial": parent.data.tags.get("best_trial_id")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.compare", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, required=True, help="DRIVE root")
+    p.add_argument("--budget", default="auto", help="wall-clock budget of each search (auto: the recipe's time)")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds")
+    p.add_argument("--only", default="recipe,random,tpe,pbt")
+    p.add_argument("--json", type=Path, help="write the rows here")
+    args = p.parse_args(argv)
+    from tuner.run import parse_duration
+
+    rows = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        budget = None if args.budget == "auto" else parse_duration(args.budget, "--budget")
+        for name in args.only.split(","):
+            with tempfile.TemporaryDirectory(prefix=f"vgan-compare-{name}-") as d:
+                if name == "recipe":
+                    row = recipe(args.data.resolve(), seed, Path(d))
+                    budget = budget or row["wall_s"]
+                else:
+                    if budget is None:
+                        raise SystemExit("--budget auto needs the recipe run first (--only recipe,...)")
+                    row = search(name, args.data.resolve(), seed, budget, Path(d))
+            rows.append({"strategy": name, "seed": seed, "budget_s": budget, **row})
+            r = rows[-1]
+            print(f"seed {seed} {name:7s} {r['wall_s']:6.0f} s  val AUC-ROC {r['val_auc_roc']:.4f}  test AUC-ROC "
+                  f"{r['test_auc_roc']:.4f} AUC-PR {r['test_auc_pr']:.4f} F1 {r['test_f1']:.4f}"
+                  + (f"  ({r['trials']} trials, best {r['best_trial']})" if "trials" in r else ""), flush=True)
+            if args.json:
+                args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
