@@ -70,8 +70,10 @@ def search(name: str, data: Path, seed: int, budget: float, work: Path) -> dict:
     wall = run(["-m", "tuner.run", "--space", str(work / "space.yaml"), "--data", str(data), "--name", name,
                 "--storage", str(work / "ray"), "--tracking-uri", uri, "--time-budget", f"{budget:.0f}s"], work)
     client = MlflowClient(uri)
-    version = client.get_model_version_by_alias(model, "champion")
-    tags = version.tags
+    try:
+        tags = client.get_model_version_by_alias(model, "champion").tags
+    except Exception:  # noqa: BLE001 - nothing registered: no trial got as far as a checkpoint
+        tags = {k: "nan" for k in ("val_auc_roc", "test_auc_roc", "test_auc_pr", "test_f1")}
     (parent,) = client.search_runs([client.get_experiment_by_name(model).experiment_id], "tags.kind = 'study'")
     m = parent.data.metrics
     return {"wall_s": wall, "val_auc_roc": float(tags["val_auc_roc"]),
@@ -94,14 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     for seed in (int(s) for s in args.seeds.split(",")):
         budget = None if args.budget == "auto" else parse_duration(args.budget, "--budget")
         for name in args.only.split(","):
-            with tempfile.TemporaryDirectory(prefix=f"vgan-compare-{name}-") as d:
-                if name == "recipe":
-                    row = recipe(args.data.resolve(), seed, Path(d))
-                    budget = budget or row["wall_s"]
-                else:
-                    if budget is None:
-                        raise SystemExit("--budget auto needs the recipe run first (--only recipe,...)")
-                    row = search(name, args.data.resolve(), seed, budget, Path(d))
+            d = Path(tempfile.mkdtemp(prefix=f"vgan-compare-{name}-{seed}-"))  # kept: logs, stores, runs
+            if name == "recipe":
+                row = recipe(args.data.resolve(), seed, d)
+                budget = budget or row["wall_s"]
+            else:
+                if budget is None:
+                    raise SystemExit("--budget auto needs the recipe run first (--only recipe,...)")
+                row = search(name, args.data.resolve(), seed, budget, d)
+            row["work"] = str(d)
             rows.append({"strategy": name, "seed": seed, "budget_s": budget, **row})
             r = rows[-1]
             print(f"seed {seed} {name:7s} {r['wall_s']:6.0f} s  val AUC-ROC {r['val_auc_roc']:.4f}  test AUC-ROC "

@@ -152,7 +152,9 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
                 best.keep(trainer, result)
             value = signal.update(result.record[f"val_{cfg.train.select_metric}"])
             report = {**result.record, score: value, "best_epoch": trainer.best_epoch, "node_id": node}
-            if trainer.epoch % ctx.checkpoint_every and trainer.epoch < epochs:
+            # Also on a new best epoch: a trial can be stopped at any report (ASHA, PBT, a time budget),
+            # and its best generator must be in its newest checkpoint, the one the driver logs.
+            if trainer.epoch % ctx.checkpoint_every and trainer.epoch < epochs and not result.is_best:
                 tune.report(report)
                 return
             with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
