@@ -16,10 +16,11 @@ SECRET = "s3cr3t-value-that-must-not-leak"
 
 
 def faults_space(path, seed=8, samples=3, concurrent=1, epochs=EPOCHS):
-    """TINY with a critic learning rate that is either sane or absurd (it overflows for real).
-    With seed 8 the sampler proposes absurd, sane, sane."""
+    """TINY with a critic learning rate that is either sane or absurd (it overflows for real). The
+    first trial is the base config (sane); then, with seed 8, the sampler proposes absurd, sane."""
     v = copy.deepcopy(TINY)
     v["model"]["disc_norm"] = "none"
+    v["optim"] = {"lr_d": 2.0e-4}
     v["train"].update(epochs=epochs, steps_per_epoch=3, preview_every=0)
     v["search"] = {"optim.lr_d": {"type": "categorical", "choices": [2.0e-4, 1.0e+30]}}
     v["tune"] = {"num_samples": samples, "max_concurrent_trials": concurrent, "seed": seed,
