@@ -40,7 +40,8 @@ def run(argv: list[str], cwd: Path) -> float:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, *argv], cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:3])}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"{' '.join(argv[:3])}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n"
+                           f"{proc.stderr[-2000:]}")
     (cwd / f"{argv[1].replace('.', '_')}.log").write_text(proc.stdout + proc.stderr)
     return time.perf_counter() - t0
 

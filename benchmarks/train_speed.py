@@ -1,4 +1,4 @@
-"""`python -m benchmarks.train_speed` (from the repository root): our training step against one written like the reference implementation.
+"""`python -m benchmarks.train_speed`: our training step against one written like the reference implementation.
 
     python -m benchmarks.train_speed --data ROOT [--config CONFIG] [--device cpu|cuda] [--json OUT]
     python -m benchmarks.train_speed --data ROOT --pack 1,2,4,8 [--device cuda]     # concurrent trials on one device
@@ -294,7 +294,8 @@ def _main(argv: Sequence[str] | None) -> None:
 
 def print_table(out: dict[str, Any], cfg: Config) -> None:
     m, d = cfg.model, cfg.data
-    print(f"benchmarks.train_speed on {out['device']}, torch {out['torch']}: U-Net {m.base_width}x{m.depth}, crop {d.crop_size}, "
+    print(f"benchmarks.train_speed on {out['device']}, torch {out['torch']}: U-Net {m.base_width}x{m.depth}, "
+          f"crop {d.crop_size}, "
           f"batch {cfg.train.batch_size}, {cfg.loss.adversarial} (n_critic {cfg.loss.n_critic})")
     print(f"  {'':22s}{'ours':>12s}{'baseline':>12s}")
     print(f"  {'training images/s':22s}{out['images_per_s']:12.1f}{out['baseline_images_per_s']:12.1f}"

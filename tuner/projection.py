@@ -198,7 +198,8 @@ class Projection:
             import pyarrow.fs
 
             with tempfile.TemporaryDirectory(prefix="vgan-best-") as d:
-                pyarrow.fs.copy_files(best, d, source_filesystem=fs, destination_filesystem=pyarrow.fs.LocalFileSystem())
+                pyarrow.fs.copy_files(best, d, source_filesystem=fs,
+                                      destination_filesystem=pyarrow.fs.LocalFileSystem())
                 _, val = load_data(self.trainer_config(params).data)  # the driver renders previews and plots
                 log_best_model(self.info.uri, run_id, Path(d), val)
         if policy is not None and policy.is_file():

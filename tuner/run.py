@@ -278,7 +278,8 @@ def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] 
           f"{counts[FAILED]} failed; trial compute {compute:.1f} s over {slots} slots, "
           f"overhead {100 * overhead:.1f} % of the wall time")
     if budget:
-        print(f"time budget {budget:.0f} s ({'spent: the study stopped the trials still running' if wall >= budget else 'not reached'}); "
+        spent = "spent: the study stopped the trials still running" if wall >= budget else "not reached"
+        print(f"time budget {budget:.0f} s ({spent}); "
               f"each trial's share of its {budget * slots:.0f} slot-seconds is in trials.csv (budget_share)")
     print(f"top {min(5, len(rows))} by {score}:")
     for r in rows[:5]:

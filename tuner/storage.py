@@ -16,7 +16,8 @@ from pathlib import Path
 from vgan.errors import ConfigError
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql")
-BEST_DIR = "best"  # in a trial checkpoint: the best epoch's generator, previews, plots, metrics
+BEST_DIR = "best"  # in a trial checkpoint: the best epoch's generator, metrics, validation probabilities
+GENERATOR_FILE, PROBS_FILE, METRICS_FILE = "best_generator.pt", "val_probs.npy", "metrics.json"
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def newest_best(fs, trial_path: str) -> str | None:
     import pyarrow.fs
 
     for path in reversed(checkpoint_dirs(fs, trial_path)):
-        if fs.get_file_info(f"{path}/{BEST_DIR}/best_generator.pt").type != pyarrow.fs.FileType.NotFound:
+        if fs.get_file_info(f"{path}/{BEST_DIR}/{GENERATOR_FILE}").type != pyarrow.fs.FileType.NotFound:
             return f"{path}/{BEST_DIR}"
     return None
 

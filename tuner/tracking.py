@@ -20,6 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from tuner.storage import GENERATOR_FILE, METRICS_FILE, PROBS_FILE
 from vgan.errors import ConfigError
 
 TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -192,7 +193,7 @@ def log_best_model(uri: str, run_id: str, folder: Path, val) -> str:
     from vgan.models import Generator, ModelConfig, VesselSegmenter
     from vgan.visualize import save_curves, save_previews
 
-    saved = torch.load(folder / "best_generator.pt", map_location="cpu", weights_only=True)
+    saved = torch.load(folder / GENERATOR_FILE, map_location="cpu", weights_only=True)
     g = Generator(ModelConfig(**saved["model_config"]))
     g.load_state_dict(saved["state_dict"])
     model = VesselSegmenter(g.eval()).eval()
@@ -207,8 +208,8 @@ def log_best_model(uri: str, run_id: str, folder: Path, val) -> str:
         # registry loads and scores the model it registers, and the tests serve one.
         info = mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, signature=signature, input_example=example,
                                         pip_requirements=["torch", "numpy"], validate_serving_input=False)
-    record = json.loads((folder / "metrics.json").read_text())
-    p = np.load(folder / "val_probs.npy").astype(np.float32)
+    record = json.loads((folder / METRICS_FILE).read_text())
+    p = np.load(folder / PROBS_FILE).astype(np.float32)
     y, mask = val.labels.numpy(), val.masks.numpy()
     with tempfile.TemporaryDirectory(prefix="vgan-plots-") as d:
         save_previews(Path(d) / "previews", "val", val.ids, val.images.numpy(), p, y, mask)
@@ -217,7 +218,7 @@ def log_best_model(uri: str, run_id: str, folder: Path, val) -> str:
         save_curves(Path(d), curves(p[inside].astype(float), y[inside] > 0.5), metrics,
                     f"validation, epoch {saved['epoch']}")
         client.log_artifacts(run_id, str(Path(d)), "best")
-    client.log_artifact(run_id, str(folder / "metrics.json"), "best")
+    client.log_artifact(run_id, str(folder / METRICS_FILE), "best")
     client.set_tag(run_id, "best_model_uri", info.model_uri)
     client.set_tag(run_id, "best_epoch", str(saved["epoch"]))
     return info.model_uri

@@ -2,8 +2,8 @@
 
 A trial knows nothing of MLflow or Optuna: everything it knows goes into its reports (the
 epoch's metrics, its score so far, its node) and its checkpoints (both networks, optimizers
-and RNG to resume; `best/` with the best epoch's generator, metrics and validation probabilities). The driver
-projects those into MLflow (`tuner.projection`).
+and RNG to resume; `best/` with the best epoch's generator, metrics and validation
+probabilities). The driver projects those into MLflow (`tuner.projection`).
 
 Lives in an importable module (not `__main__`) because Ray pickles it by reference;
 `Tuner.restore` hangs on functions defined in a script.
@@ -25,7 +25,7 @@ import torch
 from ray import tune
 
 from tuner.outcome import Signal, score_key
-from tuner.storage import BEST_DIR, checkpoint_dirs
+from tuner.storage import BEST_DIR, GENERATOR_FILE, METRICS_FILE, PROBS_FILE, checkpoint_dirs
 from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
 from vgan.errors import DivergenceError
@@ -33,8 +33,6 @@ from vgan.trainer import EpochResult, Trainer, fit, load_checkpoint, resolve_dev
 
 STATE_FILE = "state.pt"
 TRIAL_FILE = "trial.json"
-GENERATOR_FILE = "best_generator.pt"
-PROBS_FILE = "val_probs.npy"
 
 
 @dataclass
@@ -115,7 +113,7 @@ class BestEpoch:
             torch.save({"state_dict": weights, "model_config": asdict(trainer.cfg.model), "epoch": epoch},
                        self.folder / GENERATOR_FILE)
             np.save(self.folder / PROBS_FILE, probs.numpy().astype(np.float16))  # 2.6 MB for DRIVE's 4
-            (self.folder / "metrics.json").write_text(json.dumps({"epoch": epoch, **record}, indent=2) + "\n")
+            (self.folder / METRICS_FILE).write_text(json.dumps({"epoch": epoch, **record}, indent=2) + "\n")
             self._pending = None
         if self.folder.is_dir():
             shutil.copytree(self.folder, dest)

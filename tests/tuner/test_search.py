@@ -94,7 +94,8 @@ def test_the_base_config_is_the_first_trial_then_the_start_points(tmp_path):
     assert s.suggest("a") == {"optim.lr_g": base.optim.lr_g, "loss.adversarial": base.loss.adversarial,
                               "loss.gp_weight": base.loss.gp_weight, "loss.adv_weight": base.loss.adv_weight}
     # the start point's missing keys come from the base config; gp_weight's condition is not met
-    assert s.suggest("b") == {"optim.lr_g": 0.02, "loss.adversarial": "vanilla", "loss.adv_weight": base.loss.adv_weight}
+    assert s.suggest("b") == {"optim.lr_g": 0.02, "loss.adversarial": "vanilla",
+                              "loss.adv_weight": base.loss.adv_weight}
     third = s.suggest("c")
     assert third["optim.lr_g"] not in (base.optim.lr_g, 0.02), "then the sampler proposes"
     assert [t.params["optim.lr_g"] for t in states(tmp_path).values()][:2] == [base.optim.lr_g, 0.02]
