@@ -2,11 +2,14 @@
 
     python -m tuner.run --space search_spaces/smoke.yaml
     python -m tuner.run --space search_spaces/gp.yaml --data /data/DRIVE \\
-        [--address HOST:PORT] [--tracking-uri URI] [--storage PATH] [--name NAME] [--num-samples N] [--resume]
+        [--address HOST:PORT] [--tracking-uri URI] [--storage PATH] [--name NAME] [--num-samples N]
+        [--time-budget 20m] [--resume]
 
-Optuna TPE proposes configs, ASHA stops weak trials, every trial is a child run in MLflow,
-and the best trial's generator (chosen on validation) is scored on the test split and
-registered (alias `challenger`, and `champion` when it beats the current one).
+The space's base config is the first trial; Optuna (TPE or random) proposes the next ones and
+ASHA stops weak trials (or PBT evolves a population); every trial is a child run in MLflow,
+projected by the driver from Ray's results; the best trial's generator (chosen on validation)
+is scored on the test split and registered (alias `challenger`, and `champion` when it beats
+the current one). The steps: preflight, run_study, reconcile, summarize, register.
 """
 
 from __future__ import annotations
