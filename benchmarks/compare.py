@@ -72,14 +72,16 @@ def search(name: str, data: Path, seed: int, budget: float, work: Path) -> dict:
     wall = run(["-m", "tuner.run", "--space", str(work / "space.yaml"), "--data", str(data), "--name", name,
                 "--storage", str(work / "ray"), "--tracking-uri", uri, "--time-budget", f"{budget:.0f}s"], work)
     client = MlflowClient(uri)
-    try:
-        tags = client.get_model_version_by_alias(model, "champion").tags
+    keys = ("val_auc_roc", "test_auc_roc", "test_auc_pr", "test_f1")
+    try:  # the registered generator's metrics live on its logged model
+        source = client.get_model_version_by_alias(model, "champion").source
+        logged = {m.key: m.value for m in client.get_logged_model(source.removeprefix("models:/")).metrics}
+        scores = {k: float(logged[k]) for k in keys}
     except Exception:  # noqa: BLE001 - nothing registered: no trial got as far as a checkpoint
-        tags = {k: "nan" for k in ("val_auc_roc", "test_auc_roc", "test_auc_pr", "test_f1")}
+        scores = dict.fromkeys(keys, float("nan"))
     (parent,) = client.search_runs([client.get_experiment_by_name(model).experiment_id], "tags.kind = 'study'")
     m = parent.data.metrics
-    return {"wall_s": wall, "val_auc_roc": float(tags["val_auc_roc"]),
-            **{f"test_{k}": float(tags[f"test_{k}"]) for k in ("auc_roc", "auc_pr", "f1")},
+    return {"wall_s": wall, **scores,
             "trials": int(m["trials_completed"] + m["trials_pruned"] + m["trials_failed"]),
             "overhead_pct": 100 * m["overhead_share"], "best_trial": parent.data.tags.get("best_trial_id")}
 

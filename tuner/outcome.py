@@ -59,6 +59,11 @@ class Outcome:
             return {"status": FAILED, "error": self.error or "error"}
         return {"status": self.status}
 
+    @property
+    def label(self) -> str:
+        """Short, for names: completed | pruned at epoch N | failed."""
+        return f"pruned at epoch {self.epoch}" if self.status == PRUNED else self.status
+
     def __str__(self) -> str:
         if self.status == PRUNED:
             return f"pruned at epoch {self.epoch}"

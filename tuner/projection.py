@@ -200,12 +200,15 @@ class Projection:
             with tempfile.TemporaryDirectory(prefix="vgan-best-") as d:
                 pyarrow.fs.copy_files(best, d, source_filesystem=fs,
                                       destination_filesystem=pyarrow.fs.LocalFileSystem())
-                _, val = load_data(self.trainer_config(params).data)  # the driver renders previews and plots
-                log_best_model(self.info.uri, run_id, Path(d), val)
+                cfg = self.trainer_config(params)
+                _, val = load_data(cfg.data)  # the driver renders previews and plots
+                log_best_model(self.info.uri, run_id, Path(d), val, cfg, f"{trial_id} {outcome.label}")
         if policy is not None and policy.is_file():
             self.client.log_artifact(run_id, str(policy), "pbt")
         self.set_tags(trial_id, outcome.tags)
         state = RunStatus.FAILED if outcome.status == FAILED else RunStatus.FINISHED
+        # the runs table shows one state for completed and pruned trials: the name says which
+        self.client.update_run(run_id, name=f"{trial_id} {outcome.label}")
         self.client.set_terminated(run_id, RunStatus.to_string(state))
         if outcome.status == PRUNED and best is not None:
             for folder in checkpoint_dirs(fs, path):

@@ -1,4 +1,5 @@
-"""`python -m tuner.promote --version N`: make a registered version the champion by hand.
+"""`python -m tuner.promote --version N`: make a registered version the champion by hand,
+overriding the promotion gate (it says what it overrode and tags the version so).
 
     python -m tuner.promote --version 3 [--name vgan-generator] [--tracking-uri URI]
 """
@@ -27,10 +28,10 @@ def _main(argv: Sequence[str] | None) -> None:
     from tuner.registry import promote
 
     try:
-        promote(MlflowClient(resolve_tracking_uri(args.tracking_uri)), args.name, args.version)
+        overrode = promote(MlflowClient(resolve_tracking_uri(args.tracking_uri)), args.name, args.version)
     except MlflowException as e:
         raise ConfigError(f"--version {args.version}: no such version of '{args.name}' ({e.message})") from None
-    print(f"{args.name} version {args.version} is now @champion")
+    print(f"{args.name} version {args.version} is now @champion, by hand: {overrode}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,12 @@
-"""Model Registry: the best trial's generator becomes a version of `vgan-generator`.
+"""Model Registry: the best trial's generator becomes a version, and the gate decides the champion.
 
-The candidate was chosen on validation; here the test split is read for the first time,
-to score exactly the logged model users will load. The new version is aliased
-`challenger`; it takes `champion` only if there is none yet or it beats the current
-champion's test AUC-ROC by `promote_margin`.
+The candidate was chosen on validation; here the test split is read for the first time, to
+score exactly the logged model users will load. The new version is aliased `challenger`. It
+becomes `champion` when there is none, or when, scored now on the same test images as the
+champion (same dataset, same test-split fingerprint), it beats the champion's pooled test
+AUC-ROC by `promote_margin` and a paired bootstrap over the test images (per-image AUC-ROC
+gains, seeded) puts the mean gain above 0 at `promote_confidence`. A champion scored on other
+images is never compared with: the version stays challenger, with the reason tagged.
 """
 
 from __future__ import annotations
@@ -15,16 +18,48 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tuner.tracking import use_tracking_uri
+from tuner.tracking import split_dataset, use_tracking_uri
 from vgan.config import Config
 from vgan.data import Split, load_split, load_train_val, split_fingerprint
+from vgan.metrics import per_image_auc
 from vgan.trainer import split_metrics
 
 CHALLENGER, CHAMPION = "challenger", "champion"
+BOOTSTRAP_SAMPLES = 10_000
+
+
+@dataclass(frozen=True)
+class Gate:
+    margin: float = 0.0  # pooled test AUC-ROC the challenger must gain
+    confidence: float = 0.95  # of the bootstrap interval of the mean per-image gain, which must lie above 0
+    seed: int = 0
+
+
+@dataclass
+class Scores:
+    """A model on a test split: pooled metrics and each image's AUC-ROC."""
+
+    metrics: dict[str, float]
+    per_image: np.ndarray
+
+
+@dataclass
+class Comparison:
+    champion_version: str
+    champion_auc: float  # pooled, scored now
+    challenger_auc: float
+    gain: float  # pooled challenger - champion
+    mean_gain: float  # of the per-image gains
+    interval: tuple[float, float]  # bootstrap interval of mean_gain at the gate's confidence
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return {"champion_version": self.champion_version, "champion_test_auc_roc": repr(self.champion_auc),
+                "test_auc_roc_gain": repr(self.gain), "per_image_auc_gain": repr(self.mean_gain),
+                "per_image_auc_gain_interval": f"[{self.interval[0]:.6f}, {self.interval[1]:.6f}]"}
 
 
 @dataclass
@@ -34,6 +69,7 @@ class Registration:
     test_metrics: dict[str, float]
     promoted: bool
     reason: str
+    comparison: Comparison | None = None
 
 
 def git_commit() -> str:
@@ -45,19 +81,41 @@ def git_commit() -> str:
         return "unknown"
 
 
+def scores_of(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> Scores:
+    """Probabilities (N, 1, H, W) of a split's images: pooled metrics and per-image AUC-ROC."""
+    return Scores(split_metrics(probs, split, threshold),
+                  per_image_auc(probs[:, 0].numpy(), split.labels[:, 0].numpy(), split.masks[:, 0].numpy()))
+
+
 @torch.no_grad()
-def score_model(model, split: Split, threshold: float = 0.5, batch_size: int = 1) -> dict[str, float]:
-    """FOV-pooled metrics of a loaded model (RGB [0,1] in, probabilities out) on a split."""
-    probs = torch.cat([model(split.images[i : i + batch_size]) for i in range(0, len(split), batch_size)])
-    return split_metrics(probs, split, threshold)
+def score_model(model, split: Split, threshold: float = 0.5) -> Scores:
+    """A loaded model (RGB [0,1] in, probabilities out), one image at a time, on a whole split."""
+    return scores_of(torch.cat([model(split.images[i : i + 1]) for i in range(len(split))]), split, threshold)
 
 
-def champion_test_auc(client: MlflowClient, name: str) -> tuple[str, float] | None:
-    try:
-        mv = client.get_model_version_by_alias(name, CHAMPION)
-    except MlflowException:
-        return None
-    return str(mv.version), float(mv.tags.get("test_auc_roc", "nan"))
+def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,
+                       samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+    """Percentile interval of the mean of paired gains, resampling the images with replacement."""
+    rng = np.random.default_rng(seed)
+    means = gains[rng.integers(0, len(gains), size=(samples, len(gains)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def compare(champion_version: str, champion: Scores, challenger: Scores, gate: Gate) -> tuple[bool, str, Comparison]:
+    """The gate on two models scored on the same test images: (promote?, reason, comparison)."""
+    gains = challenger.per_image - champion.per_image
+    c = Comparison(champion_version, champion.metrics["auc_roc"], challenger.metrics["auc_roc"],
+                   challenger.metrics["auc_roc"] - champion.metrics["auc_roc"], float(gains.mean()),
+                   bootstrap_interval(gains, gate.confidence, gate.seed))
+    figures = (f"test AUC-ROC {c.challenger_auc:.4f} vs champion v{champion_version}'s {c.champion_auc:.4f} "
+               f"(gain {c.gain:+.4f}; per-image gain {c.mean_gain:+.4f}, {gate.confidence:.0%} interval "
+               f"[{c.interval[0]:+.4f}, {c.interval[1]:+.4f}] over {len(gains)} images)")
+    if c.gain <= gate.margin:
+        return False, f"kept champion v{champion_version}: {figures}; the gain is not above the margin {gate.margin}", c
+    if c.interval[0] <= 0:
+        return False, f"kept champion v{champion_version}: {figures}; the interval reaches 0: could be noise", c
+    return True, f"promoted over v{champion_version}: {figures}", c
 
 
 def registered_version(client: MlflowClient, name: str, model_uri: str) -> str | None:
@@ -70,60 +128,86 @@ def registered_version(client: MlflowClient, name: str, model_uri: str) -> str |
 
 
 def register_candidate(uri: str, name: str, model_uri: str, run_id: str, cfg: Config,
-                       val_metrics: dict[str, float], margin: float, study: str) -> Registration:
+                       val_metrics: dict[str, float], gate: Gate, study: str) -> Registration:
     # MLflow resolves a models:/ URI through its global store, in load_model and also inside
     # the registry's create_model_version: scope the whole registration to this study's store.
     with use_tracking_uri(uri):
-        return _register(MlflowClient(uri), name, model_uri, run_id, cfg, val_metrics, margin, study)
+        return _register(MlflowClient(uri), name, model_uri, run_id, cfg, val_metrics, gate, study)
 
 
 def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg: Config,
-              val_metrics: dict[str, float], margin: float, study: str) -> Registration:
+              val_metrics: dict[str, float], gate: Gate, study: str) -> Registration:
+    import mlflow
     import mlflow.pytorch
 
-    train_val = load_train_val(cfg.data)
+    train, val = load_train_val(cfg.data)
     test = load_split(cfg.data, "test")
-    test_metrics = score_model(mlflow.pytorch.load_model(model_uri), test)
+    test_hash = split_fingerprint(test)
+    challenger = score_model(mlflow.pytorch.load_model(model_uri), test)
 
     try:
-        client.create_registered_model(name)
+        client.create_registered_model(name, description=(
+            f"V-GAN retinal-vessel segmenters trained on {cfg.data.dataset} by vgan-tune. Load the serving "
+            f"one with mlflow.pytorch.load_model('models:/{name}@champion'): RGB float32 (N, 3, H, W) in [0, 1], "
+            "any size -> vessel probabilities (N, 1, H, W); mlflow.pyfunc and `mlflow models serve` also take "
+            "(H, W, C) and 8-bit arrays. Aliases: champion (what users load), challenger (the newest candidate)."))
     except MlflowException:
         pass  # exists already
-    # A tracking server wants the logged model's id with a models:/<model_id> source (SQLite does not check).
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    # the test metrics go on the logged model, linked to the test split: the version page shows them
+    mlflow.log_metrics({f"test_{k}": v for k, v in challenger.metrics.items()}, run_id=run_id, model_id=model_id,
+                       dataset=split_dataset(cfg, test, "test"))
+    # A tracking server wants the logged model's id with a models:/<model_id> source (SQLite does not check).
     mv = client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)
     tags: dict[str, Any] = {
         "study": study, "git_commit": git_commit(), "dataset": cfg.data.dataset,
-        "data_split_hash": split_fingerprint(*train_val, test),
-        "config": yaml.safe_dump(cfg.to_dict(), sort_keys=False),
-        # full precision: the gate compares the next candidate against these tags
-        **{f"val_{k}": repr(float(v)) for k, v in val_metrics.items()},
-        **{f"test_{k}": repr(float(v)) for k, v in test_metrics.items()},
-    }
-    for k, v in tags.items():
-        client.set_model_version_tag(name, mv.version, k, str(v))
+        "data_split_hash": split_fingerprint(train, val, test), "test_split_hash": test_hash,
+    }  # metrics are on the logged model (validation at the trial's end, test here), not in tags
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
-    promoted, reason = decide(champion_test_auc(client, name), test_metrics["auc_roc"], margin)
+    promoted, reason, comparison = _gate(client, name, str(mv.version), cfg.data.dataset, test_hash, test,
+                                         challenger, gate)
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, mv.version)
-    client.set_model_version_tag(name, mv.version, "promotion", reason)
-    return Registration(name, str(mv.version), test_metrics, promoted, reason)
+    tags.update(promotion=reason, decision="promoted" if promoted else "not promoted",
+                **(comparison.tags if comparison else {}))
+    for k, v in tags.items():
+        client.set_model_version_tag(name, mv.version, k, str(v))
+    m = challenger.metrics
+    client.update_model_version(name, mv.version, description=(
+        f"Best trial of study {study} on {cfg.data.dataset} (chosen on validation AUC-ROC "
+        f"{val_metrics.get('auc_roc', float('nan')):.4f}). Test: AUC-ROC {m['auc_roc']:.4f}, AUC-PR {m['auc_pr']:.4f}, "
+        f"F1 {m['f1']:.4f} at 0.5. {reason[0].upper() + reason[1:]}. Trainer config: config.yaml in the model."))
+    return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison)
 
 
-def decide(champion: tuple[str, float] | None, test_auc: float, margin: float) -> tuple[bool, str]:
-    """The promotion gate: (promote?, reason)."""
-    if champion is None:
-        return True, "first champion"
-    version, best = champion
-    if not np.isfinite(best):
-        return True, f"champion v{version} has no test AUC-ROC"
-    if test_auc > best + margin:
-        return True, f"test AUC-ROC {test_auc:.4f} beats champion v{version} ({best:.4f}) by more than {margin}"
-    return False, f"test AUC-ROC {test_auc:.4f} does not beat champion v{version} ({best:.4f}) by more than {margin}"
+def _gate(client: MlflowClient, name: str, version: str, dataset: str, test_hash: str, test: Split,
+          challenger: Scores, gate: Gate) -> tuple[bool, str, Comparison | None]:
+    import mlflow.pytorch
+
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        return True, "first champion", None
+    theirs = (champion.tags.get("dataset"), champion.tags.get("test_split_hash"))
+    if theirs != (dataset, test_hash):
+        return False, (f"not compared with champion v{champion.version}: it was scored on {theirs[0]} test images "
+                       f"{theirs[1]}, this version on {dataset} {test_hash}; promote by hand "
+                       f"(python -m tuner.promote --name {name} --version {version}) if it should serve instead"), None
+    scores = score_model(mlflow.pytorch.load_model(f"models:/{name}/{champion.version}"), test)
+    return compare(str(champion.version), scores, challenger, gate)
 
 
-def promote(client: MlflowClient, name: str, version: str) -> None:
-    """Make `version` the champion by hand (`python -m tuner.promote`)."""
-    client.get_model_version(name, version)  # raises if it does not exist
+def promote(client: MlflowClient, name: str, version: str) -> str:
+    """Make `version` the champion by hand (`python -m tuner.promote`); returns what it overrode."""
+    mv = client.get_model_version(name, version)  # raises if it does not exist
+    try:
+        before = client.get_model_version_by_alias(name, CHAMPION)
+        was = f"champion was v{before.version}"
+    except MlflowException:
+        was = "there was no champion"
+    gate = mv.tags.get("promotion", "no gate decision recorded")
+    overrode = f"{was}; the gate had said: {gate}"
     client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "promotion", "promoted by hand")
+    client.set_model_version_tag(name, version, "promotion", f"promoted by hand ({overrode})")
+    client.set_model_version_tag(name, version, "decision", "promoted by hand")
+    return overrode

@@ -317,7 +317,7 @@ def sampled(row: dict[str, Any]) -> dict[str, Any]:
 
 def register(plan: Plan, study: Study, best: dict[str, Any]) -> None:
     """The best trial's logged generator, scored on the test split, becomes a registered version."""
-    from tuner.registry import register_candidate, registered_version
+    from tuner.registry import Gate, register_candidate, registered_version
     from vgan.metrics import METRIC_NAMES
 
     space = plan.space
@@ -334,8 +334,9 @@ def register(plan: Plan, study: Study, best: dict[str, Any]) -> None:
     best_epoch = load_run_json(study.client, run.info.run_id, "best/metrics.json")
     val = {m: best_epoch[f"val_{m}"] for m in METRIC_NAMES}
     val["epoch"] = best_epoch["epoch"]
+    gate = Gate(space.mlflow.promote_margin, space.mlflow.promote_confidence)
     reg = register_candidate(study.info.uri, name, model_uri, run.info.run_id, space.trainer_config(sampled(best)),
-                             val, space.mlflow.promote_margin, plan.name)
+                             val, gate, plan.name)
     study.set_tags({"registered_version": reg.version, "promoted": str(reg.promoted)})
     aliases = "challenger, champion" if reg.promoted else "challenger"
     print(f"registered {reg.name} version {reg.version} ({aliases}): test AUC-ROC {reg.test_metrics['auc_roc']:.4f}, "

@@ -9,7 +9,7 @@
     tune:       num_samples, max_concurrent_trials, seed, ASHA settings, checkpoints, retries
                 (a trial's score is its best validation `train.select_metric`: tuner.outcome)
     resources:  cpu and gpu per trial (fractional GPUs allowed)
-    mlflow:     experiment, registered_model, promote_margin, outage_window_s
+    mlflow:     experiment, registered_model, promote_margin, promote_confidence, outage_window_s
 
 Everything is checked here, before Ray starts: `SpaceError` names the file and the key.
 """
@@ -82,6 +82,7 @@ class MlflowSettings:
     experiment: str = "vgan-tune"
     registered_model: str = "vgan-generator"
     promote_margin: float = 0.0  # a challenger must beat the champion's test AUC-ROC by this much
+    promote_confidence: float = 0.95  # and the bootstrap interval of its per-image gain must lie above 0
     outage_window_s: float = 600.0  # how long a tracking-server outage is waited out before `tuner.replay`
 
 
@@ -297,6 +298,7 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (bool(m.experiment), "mlflow.experiment", "must not be empty"),
         (bool(m.registered_model), "mlflow.registered_model", "must not be empty"),
         (m.promote_margin >= 0, "mlflow.promote_margin", "must be >= 0"),
+        (0 < m.promote_confidence < 1, "mlflow.promote_confidence", "must lie strictly between 0 and 1"),
         (m.outage_window_s >= 0, "mlflow.outage_window_s", "must be >= 0"),
     ]
     for ok, key, problem in checks:

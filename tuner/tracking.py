@@ -35,8 +35,9 @@ from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
-MODEL_ARTIFACT = "model"
 MAX_PARAM_LENGTH = 6000
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, an assistant)
+EXPERIMENT_KIND = "mlflow.experimentKind"
 
 
 def resolve_tracking_uri(uri: str | None) -> str:
@@ -106,7 +107,8 @@ class Study:
     def start(cls, uri: str, experiment: str, study_name: str, tags: dict[str, str], resume: bool) -> Study:
         client = MlflowClient(uri)
         exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(experiment, artifact_location(uri))
+        exp_id = exp.experiment_id if exp else client.create_experiment(
+            experiment, artifact_location(uri), tags={EXPERIMENT_KIND: "custom_model_development"})
         parent = None
         if resume:
             found = client.search_runs([exp_id], f"tags.study = '{study_name}' and tags.kind = 'study'",
@@ -179,46 +181,58 @@ def load_run_json(client: MlflowClient, run_id: str, path: str) -> dict[str, Any
         return json.loads(Path(client.download_artifacts(run_id, path, d)).read_text())
 
 
-def log_best_model(uri: str, run_id: str, folder: Path, val) -> str:
-    """Log a trial's best epoch (the local copy of its checkpoint's `best/`): the generator as an
-    MLflow model with a signature of dynamic N, H and W; previews and ROC/PR plots rendered from
-    its validation probabilities and `val` (the trial's validation split); its metrics. Returns the
-    model URI (also tagged `best_model_uri` on the run)."""
+def split_dataset(cfg, split, name: str):
+    """The MLflow dataset a model's metrics are linked to: the split's images by name and fingerprint."""
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource  # noqa: F401 - registers file://
+    from mlflow.data.meta_dataset import MetaDataset
+
+    from vgan.data import split_fingerprint
+
+    if cfg.data.root:
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+
+        source = resolve_dataset_source(Path(cfg.data.root).as_uri())
+    else:
+        source = CodeDatasetSource({"generator": "vgan.data.synthetic_pool", **{
+            k: str(v) for k, v in vars(cfg.data.synthetic).items()}})
+    return MetaDataset(source, name=f"{cfg.data.dataset}-{name}", digest=split_fingerprint(split))
+
+
+def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> str:
+    """Log a trial's best epoch (the local copy of its checkpoint's `best/`): the generator as the
+    logged model `name` (tuner.flavor) with the trainer config `cfg` and its validation metrics,
+    linked to the validation split; previews and ROC/PR plots rendered from its validation
+    probabilities and `val` (the trial's validation split) on the run. Returns the model URI
+    (also tagged `best_model_uri` on the run)."""
     import mlflow
     import torch
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
 
+    from tuner import flavor
     from vgan.metrics import curves
-    from vgan.models import Generator, ModelConfig, VesselSegmenter
+    from vgan.models import Generator, ModelConfig
     from vgan.visualize import save_curves, save_previews
 
     saved = torch.load(folder / GENERATOR_FILE, map_location="cpu", weights_only=True)
     g = Generator(ModelConfig(**saved["model_config"]))
     g.load_state_dict(saved["state_dict"])
-    model = VesselSegmenter(g.eval()).eval()
-    m = 2**g.depth
-    # Batch > 1 and sizes that are not multiples of 2**depth keep N, H and W dynamic in the export.
-    example = np.random.default_rng(0).random((2, 3, 2 * m + 3, 3 * m + 1), dtype=np.float32)
-    signature = ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 3, -1, -1))]),
-                               outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, -1, -1))]))
-    client = MlflowClient(uri)
-    with use_tracking_uri(uri), mlflow.start_run(run_id=run_id):
-        # No serving-input validation here (a reload and a prediction, 1.5 s of the 3.4 s per trial): the
-        # registry loads and scores the model it registers, and the tests serve one.
-        info = mlflow.pytorch.log_model(model, name=MODEL_ARTIFACT, signature=signature, input_example=example,
-                                        pip_requirements=["torch", "numpy"], validate_serving_input=False)
     record = json.loads((folder / METRICS_FILE).read_text())
+    metrics = {k: v for k, v in record.items() if k.startswith("val_")}
+    epoch = int(saved["epoch"])
+    with use_tracking_uri(uri):
+        info = flavor.log_model(g, name, run_id, cfg.to_dict(), tags={"best_epoch": str(epoch)})
+        mlflow.log_metrics(metrics, step=epoch, run_id=run_id, model_id=info.model_id,
+                           dataset=split_dataset(cfg, val, "val"))
+    client = MlflowClient(uri)
     p = np.load(folder / PROBS_FILE).astype(np.float32)
     y, mask = val.labels.numpy(), val.masks.numpy()
     with tempfile.TemporaryDirectory(prefix="vgan-plots-") as d:
         save_previews(Path(d) / "previews", "val", val.ids, val.images.numpy(), p, y, mask)
         inside = mask > 0.5
-        metrics = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
-        save_curves(Path(d), curves(p[inside].astype(float), y[inside] > 0.5), metrics,
-                    f"validation, epoch {saved['epoch']}")
+        save_curves(Path(d), curves(p[inside].astype(float), y[inside] > 0.5), {k[4:]: v for k, v in metrics.items()},
+                    f"validation, epoch {epoch}")
         client.log_artifacts(run_id, str(Path(d)), "best")
     client.log_artifact(run_id, str(folder / METRICS_FILE), "best")
     client.set_tag(run_id, "best_model_uri", info.model_uri)
-    client.set_tag(run_id, "best_epoch", str(saved["epoch"]))
+    client.set_tag(run_id, "best_epoch", str(epoch))
     return info.model_uri

@@ -127,3 +127,17 @@ def histogram_metrics(scores, targets, threshold: float = 0.5, bins: int = 2**20
     return {"auc_roc": auc_roc, "auc_pr": auc_pr, "average_precision": ap,
             **counts_metrics(tp_t, fp_t, fn_t, float(targets.numel()), threshold),
             "best_f1_threshold": best_threshold}
+
+
+def per_image_auc(probs, labels, masks) -> np.ndarray:
+    """AUC-ROC of each image on its own FOV pixels (for paired comparisons of two models over the
+    same images; the reported AUC stays the pooled one)."""
+    from sklearn.metrics import roc_auc_score
+
+    out = []
+    for p, y, m in zip(probs, labels, masks):
+        scores, targets = fov_pixels([p], [y], [m])
+        if targets.all() or not targets.any():
+            raise ValueError("per-image AUC needs both vessel and background pixels inside each FOV")
+        out.append(roc_auc_score(targets, scores))
+    return np.asarray(out)

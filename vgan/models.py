@@ -138,6 +138,7 @@ class Discriminator(nn.Module):
 
 class VesselSegmenter(nn.Module):
     """What ships: RGB in [0, 1], shape (N, 3, H, W) of any size -> probabilities (N, 1, H, W).
+    Values outside [0, 1] raise a RuntimeError that says so.
 
     Pads by 1..2**depth rows and columns (never 0) of the training mean colour before the
     generator, so `torch.export` traces a single branch that holds for every input size
@@ -149,6 +150,10 @@ class VesselSegmenter(nn.Module):
         self.generator = generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # An 8-bit image not divided by 255 would give a map of nonsense, silently: refuse it. (An
+        # assertion op, so the check survives torch.export.)
+        torch._assert_async((x.min() >= 0) & (x.max() <= 1),
+                            "VesselSegmenter takes RGB values in [0, 1]: divide 8-bit images by 255")
         h, w = x.shape[-2:]
         m = 2**self.generator.depth
         mean = self.generator.mean

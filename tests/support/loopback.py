@@ -209,3 +209,41 @@ def mlflow_server(root: Path, env: dict[str, str] | None = None) -> Iterator[Mlf
         yield server
     finally:
         server.stop()
+
+
+def _pings(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@contextmanager
+def model_server(root: Path, model_uri: str, tracking_uri: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """`mlflow models serve -m MODEL --env-manager local` on 127.0.0.1; yields its URL. Stops what it started."""
+    env = {**os.environ, **CLUSTER_ENV, "MLFLOW_TRACKING_URI": tracking_uri, **(env or {})}
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [_bin("mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1",
+            "--port", str(port), "--workers", "1"]
+    service = start("mlflow models serve", argv, root / "serve.log", env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(service, lambda: _pings(url), "/ping", timeout_s=180)
+        yield url
+    finally:
+        service.stop()
+
+
+def invoke(url: str, payload: dict, timeout_s: float = 120) -> dict:
+    """POST a JSON payload to a model server's /invocations; the parsed answer."""
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}/invocations", data=json.dumps(payload).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout_s) as r:
+        return json.loads(r.read())

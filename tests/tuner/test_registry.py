@@ -1,91 +1,122 @@
+"""The registry and its gate: champions are compared with challengers on the same test images."""
+
+import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from models import trial_with_best
 
-from tuner.registry import CHALLENGER, CHAMPION, decide, register_candidate
-from tuner.tracking import Study, log_best_model, use_tracking_uri
-from tuner.trainable import BestEpoch
-from vgan.config import config_from_dict
-from vgan.data import load_train_val
-from vgan.trainer import Trainer
-
-
-def test_gate_decisions():
-    assert decide(None, 0.9, 0.0) == (True, "first champion")
-    promoted, reason = decide(("3", 0.95), 0.96, 0.005)
-    assert promoted and "beats champion v3" in reason
-    promoted, reason = decide(("3", 0.95), 0.953, 0.005)
-    assert not promoted and "does not beat champion v3 (0.9500) by more than 0.005" in reason
+from tuner.registry import CHALLENGER, CHAMPION, Gate, bootstrap_interval, compare, register_candidate, scores_of
+from tuner.tracking import log_best_model, use_tracking_uri
+from vgan.config import DataConfig, apply_overrides
+from vgan.data import load_split, load_train_val, read_probability
+from vgan.metrics import METRIC_NAMES
 
 
-def trial_with_best(tmp_path):
-    """A tiny trained trial's best/ folder and its child run in a fresh study: (cfg, store uri, study, run id)."""
-    cfg = config_from_dict(TINY)
-    train, val = load_train_val(cfg.data)
-    t = Trainer(cfg, train, val, torch.device("cpu"))
-    best = BestEpoch(tmp_path / "work" / "best")
-    best.keep(t, t.run_epoch())
-    best.copy_into(tmp_path / "best", t)
-    uri = f"sqlite:///{tmp_path}/mlflow.db"
-    study = Study.start(uri, "registry-test", "study", {}, resume=False)
-    run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
-    return cfg, uri, study, run.info.run_id
+@pytest.fixture(scope="module")
+def drive_test(drive_root):
+    return load_split(DataConfig(dataset="drive", root=str(drive_root), crop_size=None), "test")
+
+
+def vgan_maps(reference_root, split) -> torch.Tensor:
+    """V-GAN's published probability maps of DRIVE's test images, (N, 1, H, W)."""
+    maps = [read_probability(reference_root / "DRIVE" / f"{i}.tif") for i in split.ids]
+    return torch.from_numpy(np.stack(maps))[:, None]
+
+
+def test_a_clearly_better_challenger_is_promoted(reference_root, drive_test):
+    """Real data: V-GAN's maps against the same maps blurred by noise (AUC-ROC ~0.02 lower)."""
+    vgan = vgan_maps(reference_root, drive_test)
+    noise = torch.from_numpy(np.random.default_rng(1).normal(0, 0.25, vgan.shape).astype(np.float32))
+    worse = (vgan + noise).clamp(0, 1)
+    promoted, reason, c = compare("1", scores_of(worse, drive_test), scores_of(vgan, drive_test), Gate(margin=0.002))
+    assert promoted and reason.startswith("promoted over v1"), reason
+    assert c.gain > 0.01 and c.interval[0] > 0 and c.interval[0] < c.mean_gain < c.interval[1]
+    assert c.challenger_auc == pytest.approx(0.9803, abs=5e-5)  # the published maps' score
+
+
+def test_a_same_quality_challenger_is_not_promoted(reference_root, drive_test):
+    """Two models of the same quality: V-GAN's maps with two independent draws of the same noise. Whichever
+    is the challenger, the gain is noise and the champion stays."""
+    vgan = vgan_maps(reference_root, drive_test)
+    a, b = ((vgan + torch.from_numpy(np.random.default_rng(seed).normal(0, 0.1, vgan.shape).astype(np.float32)))
+            .clamp(0, 1) for seed in (2, 3))
+    for champion, challenger in ((a, b), (b, a)):
+        promoted, reason, c = compare("1", scores_of(champion, drive_test), scores_of(challenger, drive_test),
+                                      Gate(margin=0.0))
+        assert not promoted and abs(c.gain) < 1e-3 and "kept champion v1" in reason, reason
+        assert c.interval[0] < 0 < c.interval[1] or c.gain <= 0
+
+
+def test_the_bootstrap_is_seeded_and_reproducible():
+    gains = np.random.default_rng(0).normal(0.002, 0.004, 20)
+    a, b = bootstrap_interval(gains, 0.95, seed=7), bootstrap_interval(gains, 0.95, seed=7)
+    assert a == b and a[0] < gains.mean() < a[1]
+    assert bootstrap_interval(gains, 0.95, seed=8) != a
+    wide, narrow = bootstrap_interval(gains, 0.99), bootstrap_interval(gains, 0.80)
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
 
 
 @pytest.fixture
 def logged_model(tmp_path):
-    """The best generator logged the way trials log theirs: (client, run_id, model_uri, cfg, store uri)."""
+    """The best generator logged the way the projection logs a trial's: (client, run_id, model_uri, cfg, store uri)."""
     cfg, uri, study, run_id = trial_with_best(tmp_path)
-    model_uri = log_best_model(uri, run_id, tmp_path / "best", load_train_val(cfg.data)[1])
+    model_uri = log_best_model(uri, run_id, tmp_path / "best", load_train_val(cfg.data)[1], cfg, "t1 completed")
     return study.client, run_id, model_uri, cfg, uri
 
 
-def test_promotion_gate_both_ways(logged_model, monkeypatch):
+def test_registration_records_the_decision_and_its_figures(logged_model):
     client, run_id, model_uri, cfg, uri = logged_model
-    first = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
+    first = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, Gate(), "s")
     assert first.promoted and first.reason == "first champion"
     assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == first.version
-    tags = client.get_model_version("vgan-generator", first.version).tags
-    assert {"test_auc_roc", "val_auc_roc", "git_commit", "data_split_hash", "config"} <= set(tags)
+    mv = client.get_model_version("vgan-generator", first.version)
+    assert {"git_commit", "data_split_hash", "test_split_hash", "dataset", "promotion", "decision"} <= set(mv.tags)
+    metric_tags = {f"{split}_{m}" for split in ("val", "test") for m in METRIC_NAMES}
+    assert "config" not in mv.tags and not metric_tags & set(mv.tags), mv.tags
+    assert "Test: AUC-ROC" in mv.description and client.get_registered_model("vgan-generator").description
+    # metrics live on the logged model, each linked to the split it was measured on
+    metrics = {(m.key, m.dataset_name) for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
+    assert {("val_auc_roc", "synthetic-val"), ("test_auc_roc", "synthetic-test")} <= metrics
 
     from tuner.registry import registered_version
 
     assert registered_version(client, "vgan-generator", model_uri) == first.version
     assert registered_version(client, "vgan-generator", "models:/m-other") is None
 
-    # the same model again does not beat the champion: challenger only, reason tagged
-    second = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
-    assert not second.promoted and "does not beat" in second.reason
+    # the same model again: scored now on the same images, no gain: challenger only, the figures tagged
+    second = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, Gate(), "s")
+    assert not second.promoted and second.comparison.gain == 0 and "not above the margin" in second.reason
     assert str(client.get_model_version_by_alias("vgan-generator", CHALLENGER).version) == second.version
     assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == first.version
-    assert client.get_model_version("vgan-generator", second.version).tags["promotion"] == second.reason
-
-    # a champion with a lower test score is replaced
-    client.set_model_version_tag("vgan-generator", first.version, "test_auc_roc", "0.1")
-    third = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, 0.0, "s")
-    assert third.promoted
-    assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == third.version
+    tags = client.get_model_version("vgan-generator", second.version).tags
+    assert tags["promotion"] == second.reason and tags["decision"] == "not promoted"
+    assert float(tags["champion_test_auc_roc"]) == pytest.approx(first.test_metrics["auc_roc"])
+    assert tags["per_image_auc_gain_interval"] == "[0.000000, 0.000000]"
 
 
-def test_registered_model_takes_any_size(logged_model):
-    import mlflow.pytorch
-
+def test_a_champion_of_other_test_images_is_not_compared_with(logged_model, drive_root):
+    """A model scored on DRIVE's test images never competes with a synthetic-data champion."""
     client, run_id, model_uri, cfg, uri = logged_model
-    with use_tracking_uri(uri):
-        model = mlflow.pytorch.load_model(model_uri)
-    for shape in [(1, 3, 584, 565), (2, 3, 37, 64)]:
-        out = model(torch.rand(*shape))
-        assert out.shape == (shape[0], 1, *shape[2:]) and 0 <= out.min() and out.max() <= 1
+    register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {}, Gate(), "s")
+    on_drive = apply_overrides(cfg, {"data.dataset": "drive", "data.root": str(drive_root), "data.crop_size": None})
+    reg = register_candidate(uri, "vgan-generator", model_uri, run_id, on_drive, {}, Gate(), "s")
+    assert not reg.promoted and reg.comparison is None
+    assert reg.reason.startswith("not compared with champion v1: it was scored on synthetic test images")
+    assert "python -m tuner.promote --name vgan-generator --version 2" in reg.reason
+    assert client.get_model_version("vgan-generator", reg.version).tags["promotion"] == reg.reason
 
 
-def test_promote_by_hand(logged_model, capsys):
+def test_promote_by_hand_says_what_it_overrides(logged_model, capsys):
     from tuner.promote import main
 
     client, run_id, model_uri, cfg, uri = logged_model
-    register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {}, 0.0, "s")
-    v2 = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {}, 0.0, "s")
+    register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {}, Gate(), "s")
+    v2 = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {}, Gate(), "s")
     assert main(["--version", v2.version, "--tracking-uri", uri]) == 0
+    out = capsys.readouterr().out
+    assert "version 2 is now @champion, by hand: champion was v1; the gate had said: kept champion v1" in out
     assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == v2.version
+    assert client.get_model_version("vgan-generator", v2.version).tags["decision"] == "promoted by hand"
     assert main(["--version", "99", "--tracking-uri", uri]) == 2
     assert "--version 99: no such version" in capsys.readouterr().err
 
@@ -98,10 +129,23 @@ def test_logging_and_registering_leave_the_global_tracking_uri_alone(tmp_path):
     elsewhere = f"sqlite:///{tmp_path}/elsewhere.db"
     mlflow.set_tracking_uri(elsewhere)
     try:
-        model_uri = log_best_model(uri, run_id, tmp_path / "best", load_train_val(cfg.data)[1])
+        model_uri = log_best_model(uri, run_id, tmp_path / "best", load_train_val(cfg.data)[1], cfg, "t1")
         assert mlflow.get_tracking_uri() == elsewhere
-        reg = register_candidate(uri, "scoped-model", model_uri, run_id, cfg, {}, 0.0, "s")
+        reg = register_candidate(uri, "scoped-model", model_uri, run_id, cfg, {}, Gate(), "s")
         assert mlflow.get_tracking_uri() == elsewhere
         assert reg.promoted and reg.test_metrics["auc_roc"] > 0
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_the_logged_model_is_named_after_its_trial_and_holds_its_config(logged_model):
+    import yaml
+
+    client, run_id, model_uri, cfg, uri = logged_model
+    model = client.get_logged_model(model_uri.removeprefix("models:/"))
+    assert model.name == "t1 completed" and model.source_run_id == run_id
+    with use_tracking_uri(uri):
+        import mlflow
+
+        folder = mlflow.artifacts.download_artifacts(model_uri)
+    assert yaml.safe_load(open(f"{folder}/config.yaml")) == cfg.to_dict()

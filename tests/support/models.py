@@ -1,0 +1,26 @@
+"""A trial's best generator as the projection and the registry see it, without running a study."""
+
+from __future__ import annotations
+
+import torch
+from conftest import TINY
+
+from tuner.tracking import Study
+from tuner.trainable import BestEpoch
+from vgan.config import config_from_dict
+from vgan.data import load_train_val
+from vgan.trainer import Trainer
+
+
+def trial_with_best(tmp_path):
+    """A tiny trained trial's best/ folder and its child run in a fresh study: (cfg, store uri, study, run id)."""
+    cfg = config_from_dict(TINY)
+    train, val = load_train_val(cfg.data)
+    t = Trainer(cfg, train, val, torch.device("cpu"))
+    best = BestEpoch(tmp_path / "work" / "best")
+    best.keep(t, t.run_epoch())
+    best.copy_into(tmp_path / "best", t)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    study = Study.start(uri, "registry-test", "study", {}, resume=False)
+    run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
+    return cfg, uri, study, run.info.run_id

@@ -1,0 +1,131 @@
+"""Using the champion: loading it as PyTorch and pyfunc users do, `tuner.predict`, and `mlflow models serve`
+answering a real DRIVE image with the local prediction."""
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from loopback import invoke, model_server
+from models import trial_with_best
+from PIL import Image
+
+from tuner.predict import main as predict_main
+from tuner.registry import Gate, register_candidate
+from tuner.tracking import log_best_model, use_tracking_uri
+from vgan.data import load_train_val
+from vgan.predict import read_image
+
+NAME = "vgan-generator-test"
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory):
+    """A tiny trained generator, logged and registered as a study does it: (store uri, champion URI)."""
+    tmp = tmp_path_factory.mktemp("champion")
+    cfg, uri, study, run_id = trial_with_best(tmp)
+    model_uri = log_best_model(uri, run_id, tmp / "best", load_train_val(cfg.data)[1], cfg, "t1 completed")
+    assert register_candidate(uri, NAME, model_uri, run_id, cfg, {}, Gate(), "s").promoted
+    return uri, f"models:/{NAME}@champion"
+
+
+@pytest.fixture(scope="module")
+def drive_image(drive_root) -> np.ndarray:
+    return read_image(drive_root / "test" / "images" / "01_test.tif")  # (584, 565, 3) uint8
+
+
+def test_the_pytorch_model_takes_any_size_and_refuses_8_bit_values(champion, drive_image):
+    import mlflow.pytorch
+
+    uri, model = champion
+    with use_tracking_uri(uri):
+        m = mlflow.pytorch.load_model(model).to("cpu")
+    x = torch.from_numpy(drive_image).permute(2, 0, 1)[None].float() / 255
+    probs = m(x)
+    assert probs.shape == (1, 1, 584, 565) and 0 <= probs.min() and probs.max() <= 1
+    probs.numpy()  # no gradient attached: the README's example runs as written
+    assert m(torch.rand(2, 3, 37, 64)).shape == (2, 1, 37, 64)
+    with pytest.raises(RuntimeError, match=r"takes RGB values in \[0, 1\]: divide 8-bit images by 255"):
+        m(x * 255)
+
+
+def test_pyfunc_takes_images_as_users_have_them(champion, drive_image):
+    import mlflow.pyfunc
+
+    uri, model = champion
+    with use_tracking_uri(uri):
+        pf = mlflow.pyfunc.load_model(model)
+    chw = (drive_image.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
+    want = pf.predict(chw)
+    assert want.shape == (1, 1, 584, 565) and want.dtype == np.float32
+    for given in (drive_image, drive_image / 255.0, chw[0].astype(np.float64), chw[0]):  # HWC u8/f64, CHW
+        np.testing.assert_allclose(pf.predict(given), want, atol=1e-6)
+    with pytest.raises(Exception) as e:
+        pf.predict(drive_image.astype(np.float64))  # 0..255 floats: no guess
+    assert "divide 8-bit values by 255" in str(e.value) and len(str(e.value)) < 300
+    # the raw model is a torch module that takes eval() and to(), unlike the exported program itself
+    raw = pf.get_raw_model().eval().to("cpu")
+    assert isinstance(raw, torch.nn.Module)
+    np.testing.assert_allclose(raw(torch.from_numpy(chw)).numpy(), want, atol=1e-6)
+    with pytest.raises(RuntimeError, match="cannot train"):
+        raw.train()
+
+
+def test_loading_needs_no_pickle(champion, monkeypatch):
+    import mlflow.pyfunc
+    import mlflow.pytorch
+
+    uri, model = champion
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
+    with use_tracking_uri(uri):
+        assert mlflow.pytorch.load_model(model)(torch.rand(1, 3, 20, 30)).shape == (1, 1, 20, 30)
+        assert mlflow.pyfunc.load_model(model).predict(np.random.rand(20, 30, 3)).shape == (1, 1, 20, 30)
+
+
+def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path, capsys):
+    import mlflow.pytorch
+
+    uri, model = champion
+    images = drive_root / "test" / "images"
+    argv = ["--model", model, "--tracking-uri", uri, "--input", str(images / "01_test.tif"), str(images / "02_test.tif"),
+            "--out", str(tmp_path / "out"), "--masks", str(drive_root / "test" / "mask")]
+    assert predict_main(argv) == 0
+    assert "tuner.predict: 2 image(s) segmented" in capsys.readouterr().out
+    with use_tracking_uri(uri):
+        m = mlflow.pytorch.load_model(model)
+    x = torch.from_numpy(read_image(images / "02_test.tif")).permute(2, 0, 1)[None].float() / 255
+    fov = np.asarray(Image.open(drive_root / "test" / "mask" / "02_test_mask.gif")) > 0
+    want = (np.clip(m(x).numpy()[0, 0] * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "probabilities" / "02_test.png")), want)
+
+
+@pytest.mark.parametrize("model, fragment", [
+    (f"models:/{NAME}@nobody", f"--model models:/{NAME}@nobody: cannot load it from"),
+    ("models:/no-such-model/1", "--model models:/no-such-model/1: cannot load it from"),
+])
+def test_an_unknown_model_exits_2(champion, drive_root, tmp_path, capsys, model, fragment):
+    uri, _ = champion
+    argv = ["--model", model, "--tracking-uri", uri, "--input", str(drive_root / "test" / "images" / "01_test.tif"),
+            "--out", str(tmp_path / "out")]
+    assert predict_main(argv) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_a_drive_image_like_the_local_model(champion, drive_image, tmp_path):
+    import mlflow.pyfunc
+
+    uri, model = champion
+    with use_tracking_uri(uri):
+        local = mlflow.pyfunc.load_model(model)
+    chw = (drive_image.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
+    with model_server(tmp_path / "serve", model, uri) as url:
+        t0 = time.perf_counter()
+        answer = np.asarray(invoke(url, {"inputs": chw.tolist()})["predictions"], dtype=np.float32)
+        seconds = time.perf_counter() - t0
+        np.testing.assert_allclose(answer, local.predict(chw), atol=1e-6)
+        # an 8-bit (H, W, C) image as a user's PIL array: the server converts as the local model does
+        as_8bit = np.asarray(invoke(url, {"inputs": drive_image.tolist()})["predictions"], dtype=np.float32)
+        np.testing.assert_allclose(as_8bit, local.predict(drive_image), atol=1e-6)
+    print(f"\nmlflow models serve: one 584x565 DRIVE image answered in {seconds:.2f} s (JSON request, tiny model)")

@@ -1,0 +1,113 @@
+"""`python -m vgan.predict`: a folder of real fundus photographs in the forms users have them."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+from PIL import Image
+
+from vgan.config import config_from_dict
+from vgan.data import load_train_val, read_binary
+from vgan.inputs import as_batch
+from vgan.predict import estimate_fov, main, read_image
+from vgan.trainer import Trainer
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    cfg = config_from_dict(TINY)
+    t = Trainer(cfg, *load_train_val(cfg.data), torch.device("cpu"))
+    t.run_epoch()
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    t.save_checkpoint(path)
+    return path
+
+
+@pytest.fixture
+def photos(tmp_path, drive_root, stare_root):
+    """DRIVE and STARE photographs as a user's folder holds them: TIFF, RGBA PNG, grey JPEG, 16-bit RGB
+    TIFF, PPM (copied to tmp_path: the shared data stays untouched)."""
+    import tifffile
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rgb = [np.asarray(Image.open(drive_root / "test" / "images" / f"0{i}_test.tif")) for i in (1, 2, 3, 4)]
+    (folder / "01_test.tif").write_bytes((drive_root / "test" / "images" / "01_test.tif").read_bytes())
+    Image.fromarray(np.dstack([rgb[1], np.full(rgb[1].shape[:2], 255, np.uint8)])).save(folder / "02_rgba.png")
+    Image.fromarray(rgb[2]).convert("L").save(folder / "03_grey.jpg")
+    tifffile.imwrite(folder / "04_16bit.tif", rgb[3].astype(np.uint16) * 257)
+    (folder / "im0162.ppm").write_bytes((stare_root / "images" / "im0162.ppm").read_bytes())
+    return folder
+
+
+def test_every_image_gets_maps_of_its_size_zero_outside_the_fov(photos, checkpoint, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(photos), "--out", str(out), "--device", "cpu"]) == 0
+    said = capsys.readouterr().out
+    assert "5 image(s) segmented" in said and "FOV estimated for 5" in said
+    for note in ("alpha channel dropped (1)", "grey repeated to 3 channels (1)", "16-bit values divided by 65535 (1)",
+                 "8-bit values divided by 255 (4)"):
+        assert note in said, said
+    for src in photos.iterdir():
+        size = Image.open(src).size
+        prob = np.asarray(Image.open(out / "probabilities" / f"{src.stem}.png"))
+        binary = np.asarray(Image.open(out / "binary" / f"{src.stem}.png"))
+        fov = np.asarray(Image.open(out / "fov" / f"{src.stem}.png")) > 127
+        assert prob.shape[::-1] == binary.shape[::-1] == size and prob.dtype == np.uint8
+        assert set(np.unique(binary)) <= {0, 255} and prob[~fov].max() == 0 and prob[fov].max() > 0
+        assert ((prob >= 128) == (binary == 255)).all()  # binary = probability >= 0.5
+
+
+def test_masks_are_read_from_a_folder_by_image_name(photos, checkpoint, tmp_path, drive_root):
+    images = tmp_path / "drive"
+    images.mkdir()
+    (images / "01_test.tif").write_bytes((photos / "01_test.tif").read_bytes())
+    out = tmp_path / "out"
+    code = main(["--checkpoint", str(checkpoint), "--input", str(images / "01_test.tif"), "--out", str(out),
+                 "--masks", str(drive_root / "test" / "mask"), "--threshold", "0.3"])
+    assert code == 0 and not (out / "fov" / "01_test.png").exists()
+    prob = np.asarray(Image.open(out / "probabilities" / "01_test.png"))
+    fov = read_binary(drive_root / "test" / "mask" / "01_test_mask.gif")  # 01_test.tif -> 01_test_mask.gif
+    assert prob[~fov].max() == 0
+    binary = np.asarray(Image.open(out / "binary" / "01_test.png"))
+    assert ((prob >= round(0.3 * 255)) == (binary == 255)).all()
+
+
+def test_an_unreadable_image_is_named_and_the_others_are_written(photos, checkpoint, tmp_path, capsys):
+    broken = photos / "05_cut.png"
+    broken.write_bytes((photos / "02_rgba.png").read_bytes()[:3000])
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(photos), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "1 of 6 image(s) not segmented" in err and "05_cut.png: unreadable" in err
+    assert len(list((out / "probabilities").iterdir())) == 5
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--input", "/nowhere/photos"], "/nowhere/photos: no such file or folder"),
+    (["--threshold", "1.5"], "--threshold 1.5: must lie strictly between 0 and 1"),
+    (["--masks", "/nowhere/masks"], "/nowhere/masks: masks folder missing"),
+])
+def test_bad_input_exits_2_with_one_message(photos, checkpoint, tmp_path, capsys, argv, fragment):
+    base = {"--checkpoint": str(checkpoint), "--input": str(photos), "--out": str(tmp_path / "out")}
+    for i in range(0, len(argv), 2):
+        base[argv[i]] = argv[i + 1]
+    assert main([x for kv in base.items() for x in kv]) == 2
+    err = capsys.readouterr().err
+    assert fragment in err and err.count("\n") == 1, err
+
+
+def test_a_missing_checkpoint_exits_2(photos, tmp_path, capsys):
+    assert main(["--checkpoint", str(tmp_path / "no.pt"), "--input", str(photos), "--out", str(tmp_path)]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_the_estimated_fov_matches_the_datasets_masks(drive_root, stare_root):
+    """The red-channel estimate against the FOV masks shipped with DRIVE (all 20 test images) and STARE."""
+    pairs = [(p, drive_root / "test" / "mask" / f"{p.stem.split('_')[0]}_test_mask.gif")
+             for p in sorted((drive_root / "test" / "images").glob("*.tif"))]
+    pairs += [(p, stare_root / "mask" / f"{p.stem}.mask.ppm") for p in sorted((stare_root / "images").glob("*.ppm"))[:6]]
+    for image, mask in pairs:
+        rgb = as_batch(read_image(image))[0][0].permute(1, 2, 0).numpy()
+        est, truth = estimate_fov(rgb), read_binary(mask)
+        assert (est & truth).sum() / (est | truth).sum() > 0.98, image

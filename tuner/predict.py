@@ -1,0 +1,61 @@
+"""`python -m tuner.predict`: segment your own fundus photographs with a registered generator.
+
+    python -m tuner.predict --model models:/vgan-generator@champion --input DIR_OR_FILES... --out DIR
+                            [--tracking-uri URI] [--masks DIR] [--threshold T] [--device auto|cpu|cuda]
+
+The same as `python -m vgan.predict` (shared code: what it writes, which images it takes, the
+FOV), for an MLflow model instead of a checkpoint: any model URI MLflow resolves
+(`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/m-...`, `runs:/RUN/PATH`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from tuner.tracking import resolve_tracking_uri, use_tracking_uri
+from vgan.cli import run_cli
+from vgan.errors import ConfigError
+from vgan.predict import add_arguments, check_threshold, finish, list_images, segment_images
+
+
+def load_segmenter(uri: str, model: str, device):
+    """The registered model's exported program on `device`; an unknown URI is bad input."""
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    with use_tracking_uri(uri):
+        try:
+            program = mlflow.pytorch.load_model(model)
+        except (MlflowException, OSError) as e:
+            reason = getattr(e, "message", str(e)).splitlines()[0]
+            raise ConfigError(f"--model {model}: cannot load it from {uri} ({reason})") from None
+    return program.to(device)
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    from vgan.trainer import resolve_device
+
+    p = argparse.ArgumentParser(prog="python -m tuner.predict", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
+    p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/vgan-generator@champion")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    check_threshold(args.threshold)
+    paths = list_images(args.input)
+    device = resolve_device(args.device)
+    model = load_segmenter(resolve_tracking_uri(args.tracking_uri), args.model, device)
+    summary = segment_images(model, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
+                             device, sys.stderr.isatty())
+    finish(summary, Path(args.out), "tuner.predict")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_main, argv, "tuner.predict")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

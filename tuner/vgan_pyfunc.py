@@ -1,0 +1,75 @@
+"""The python_function flavor of a vgan MLflow model: copied into every logged model as its
+loader module (`code/vgan_pyfunc.py`, next to the `vgan` package it uses), so the model serves
+and predicts without this repository installed.
+
+`mlflow.pyfunc.load_model(uri).predict(array)` takes images as users have them (numpy or
+torch; (H, W, C) or (N, C, H, W); 8-bit, 16-bit or float in [0, 1]; grey, RGB or RGBA: see
+`vgan.inputs.as_batch`) and returns float32 probabilities (N, 1, H, W). `get_raw_model()` is
+a torch `nn.Module` that does the same in `forward` and, unlike the exported program that
+`mlflow.pytorch.load_model` returns, takes `.eval()` and `.to(device)`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from vgan.inputs import as_batch
+
+
+class Segmenter(nn.Module):
+    """The exported inference graph behind a module users can treat as one.
+
+    `torch.export`'s programs refuse `.train()` and `.eval()` (their batch norm and padding are
+    fixed at export, in inference mode); here `.eval()` is accepted and `.train()` refused
+    with the reason. `.to(device)` moves the weights as for any module."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def train(self, mode: bool = True) -> Segmenter:
+        if mode:
+            raise RuntimeError("this is an exported inference graph: it cannot train. Fine-tune from the "
+                               "trial's vgan checkpoint instead (python -m vgan.train --resume)")
+        self.training = False  # the program's own modes are fixed; do not recurse into it
+        return self
+
+    def forward(self, x: Any) -> torch.Tensor:
+        batch, _ = as_batch(x)
+        device = next(self.program.parameters()).device
+        with torch.no_grad():
+            return self.program(batch.to(device))
+
+
+class VesselPyfunc:
+    """What `mlflow.pyfunc.load_model` returns the predictions of."""
+
+    def __init__(self, module: Segmenter):
+        self.module = module
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> np.ndarray:
+        if hasattr(data, "to_numpy") and not isinstance(data, np.ndarray):  # a DataFrame from a CSV request
+            raise TypeError("vgan models take image arrays ((H, W, C) or (N, C, H, W)), not tables: send "
+                            '{"inputs": <nested list or array>} when serving')
+        if isinstance(data, list):
+            data = np.asarray(data)
+        return self.module(data).cpu().numpy()
+
+    def get_raw_model(self) -> Segmenter:
+        return self.module
+
+
+def _load_pyfunc(path: str, model_config: dict[str, Any] | None = None) -> VesselPyfunc:
+    """MLflow's loader protocol: `path` is the model's `data` folder (holding `model.pt2`)."""
+    import mlflow.pytorch
+
+    device = (model_config or {}).get("device") or os.environ.get("MLFLOW_DEFAULT_PREDICTION_DEVICE") or \
+        ("cuda" if torch.cuda.is_available() else "cpu")
+    # mlflow.pytorch checks the archive is free of pickle payloads when pickle loading is disallowed
+    program = mlflow.pytorch.load_model(os.path.dirname(os.path.abspath(path)))
+    return VesselPyfunc(Segmenter(program).to(device))

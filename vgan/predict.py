@@ -1,0 +1,227 @@
+"""`python -m vgan.predict`: segment your own fundus photographs with a trained generator.
+
+    python -m vgan.predict --checkpoint CKPT --input DIR_OR_FILES... --out DIR
+                           [--masks DIR] [--threshold T] [--device auto|cpu|cuda]
+
+Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP; any size; RGB, RGBA or grey, 8 or 16 bits)
+gets an 8-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
+of its own size. Pixels outside the field of view are 0: the FOV mask comes from `--masks DIR`
+(a file named after the image: `<name>.png`, `<name>_mask.gif`, `<name>.mask.ppm`, ...) or is
+estimated from the image (red-channel threshold and morphology) and written to `fov/`.
+An image that cannot be read is named at the end (exit status 2); the others are written.
+`tuner.predict` does the same for a registered MLflow model (`segment_images` is shared).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from vgan.cli import run_cli
+from vgan.config import DEVICES
+from vgan.errors import ConfigError, DataError
+from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
+MASK_NAMES = ("{}", "{}_mask", "{}.mask", "{}-mask", "{}_fov")
+Model = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) in [0, 1] -> probabilities (1, 1, H, W)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments `vgan.predict` and `tuner.predict` share (each adds where its model comes from)."""
+    p.add_argument("--input", nargs="+", required=True, metavar="DIR_OR_FILE", help="images, or folders of images")
+    p.add_argument("--out", required=True, help="output folder (probabilities/, binary/, fov/)")
+    p.add_argument("--masks", help="folder of FOV masks named after the images (default: estimate each FOV)")
+    p.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+
+
+def list_images(inputs: Sequence[str]) -> list[Path]:
+    """The images named, folders expanded (sorted); a missing path or an empty folder is bad input."""
+    paths: list[Path] = []
+    for text in inputs:
+        p = Path(text).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{p}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    seen: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in seen:
+            raise DataError(f"{seen[p.stem]} and {p}: two inputs named '{p.stem}' would write the same maps")
+        seen[p.stem] = p
+    return paths
+
+
+def read_image(path: Path) -> np.ndarray:
+    """The pixels as stored (H, W) or (H, W, C), 8- or 16-bit or float; first frame of a GIF."""
+    from PIL import Image
+
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:  # tifffile keeps 16-bit and float samples (PIL reduces 16-bit RGB to 8 bits)
+            import tifffile
+
+            arr = tifffile.imread(path)
+            if arr.size:
+                return arr
+        except Exception:  # noqa: BLE001 - e.g. LZW without imagecodecs (DRIVE): PIL reads those
+            pass
+    try:
+        with Image.open(path) as im:
+            im.seek(0)
+            im.load()
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                im = im.convert("RGB")
+            elif im.mode.startswith("I;16"):
+                return np.asarray(im).astype(np.uint16)
+            elif im.mode == "1":
+                im = im.convert("L")
+            return np.asarray(im)
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged files
+        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+
+
+def estimate_fov(rgb: np.ndarray) -> np.ndarray:
+    """The field of view of a fundus photograph (H, W, 3 in [0, 1]) as a bool mask: the red channel
+    above a fraction of its bright level (the camera's black surround is dark in every channel),
+    opened to drop noise, the largest component kept, holes filled, one pixel eroded off the rim."""
+    from scipy import ndimage
+
+    red = rgb[..., 0]
+    inside = red > 0.15 * np.percentile(red, 99)
+    inside = ndimage.binary_opening(inside, structure=np.ones((5, 5)))
+    labels, n = ndimage.label(inside)
+    if n == 0:
+        return np.ones(red.shape, dtype=bool)  # no dark surround: the whole picture is the FOV
+    sizes = ndimage.sum(inside, labels, index=range(1, n + 1))
+    inside = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+    return ndimage.binary_erosion(inside, iterations=1)
+
+
+def find_mask(folder: Path, image: Path) -> Path:
+    for pattern in MASK_NAMES:
+        for f in sorted(folder.glob(pattern.format(image.stem) + ".*")):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                return f
+    raise DataError(f"{folder}: no FOV mask for {image.name} (expected e.g. {image.stem}_mask.png)")
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    arr = read_image(path)
+    arr = arr[..., 0] if arr.ndim == 3 else arr
+    if arr.shape != shape:
+        raise DataError(f"{path}: mask size {arr.shape[0]}x{arr.shape[1]} differs from its image ({shape[0]}x{shape[1]})")
+    return arr > (arr.max() / 2 if arr.max() > 0 else 0.5)
+
+
+@dataclass
+class Summary:
+    written: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # "path (why)"
+    conversions: dict[str, int] = field(default_factory=dict)  # what was converted, in how many images
+    estimated_fov: int = 0
+    vessel_fraction: list[float] = field(default_factory=list)  # inside the FOV, at the threshold
+    seconds: float = 0.0
+
+    def line(self, out: Path) -> str:
+        n = len(self.written)
+        text = f"{n} image(s) segmented in {self.seconds:.1f} s ({self.seconds / max(n, 1):.2f} s each) into {out}"
+        if n:
+            text += f"; FOV estimated for {self.estimated_fov}, mean vessel fraction {np.mean(self.vessel_fraction):.1%}"
+        if self.conversions:
+            text += "; converted: " + ", ".join(f"{k} ({v})" for k, v in self.conversions.items())
+        return text
+
+
+@torch.no_grad()
+def segment_images(model: Model, paths: list[Path], out: Path, threshold: float = 0.5,
+                   masks: Path | None = None, device: torch.device = torch.device("cpu"),
+                   progress: bool = True) -> Summary:
+    """Write every image's probability and binary maps (and estimated FOV) under `out`; unreadable
+    images are collected in the summary, the rest written."""
+    from tqdm import tqdm
+
+    from vgan.visualize import save_map
+
+    if masks is not None and not masks.is_dir():
+        raise DataError(f"{masks}: masks folder missing")
+    for sub in ("probabilities", "binary", "fov"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    s, t0 = Summary(), time.perf_counter()
+    for path in tqdm(paths, desc="segmenting", unit="image", disable=not progress or None, leave=False):
+        try:
+            batch, notes = as_batch(read_image(path), str(path))
+            rgb = batch[0].permute(1, 2, 0).numpy()
+            if masks is not None:
+                fov = read_mask(find_mask(masks, path), rgb.shape[:2])
+            else:
+                fov = estimate_fov(rgb)
+                s.estimated_fov += 1
+                save_map(out / "fov" / f"{path.stem}.png", fov.astype(np.float32))
+        except (DataError, InputError) as e:
+            s.failed.append(str(e))
+            continue
+        prob = model(batch.to(device)).float().cpu().numpy()[0, 0] * fov
+        save_map(out / "probabilities" / f"{path.stem}.png", prob)
+        save_map(out / "binary" / f"{path.stem}.png", (prob >= threshold).astype(np.float32))
+        s.written.append(path.name)
+        s.vessel_fraction.append(float((prob[fov] >= threshold).mean()) if fov.any() else 0.0)
+        for note in notes:
+            if note not in LAYOUT_NOTES:  # every image file is one (H, W, C) picture: not worth saying
+                s.conversions[note] = s.conversions.get(note, 0) + 1
+    s.seconds = time.perf_counter() - t0
+    return s
+
+
+def finish(summary: Summary, out: Path, prog: str) -> None:
+    """The summary line; images that could not be read make the exit status 2 (the others stay)."""
+    print(f"{prog}: {summary.line(out)}")
+    if summary.failed:
+        raise DataError(f"{len(summary.failed)} of {len(summary.failed) + len(summary.written)} image(s) not "
+                        f"segmented (the others are in {out}): " + "; ".join(summary.failed))
+
+
+def check_threshold(threshold: float) -> None:
+    if not 0 < threshold < 1:
+        raise ConfigError(f"--threshold {threshold}: must lie strictly between 0 and 1")
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    from vgan.models import VesselSegmenter
+    from vgan.trainer import generator_from_checkpoint, load_checkpoint, resolve_device
+
+    p = argparse.ArgumentParser(prog="python -m vgan.predict", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by vgan.train (best.pt, last.pt)")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    check_threshold(args.threshold)
+    paths = list_images(args.input)
+    device = resolve_device(args.device)
+    generator, _ = generator_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint, device)
+    model = VesselSegmenter(generator).eval()
+    summary = segment_images(model, paths, Path(args.out), args.threshold,
+                             Path(args.masks) if args.masks else None, device, sys.stderr.isatty())
+    finish(summary, Path(args.out), "vgan.predict")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_main, argv, "vgan.predict")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
