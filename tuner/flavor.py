@@ -8,21 +8,23 @@ One model, two ways to load it, no pickle on either:
   model with the `vgan` package, which takes images as users have them (`vgan.inputs`).
 The model folder also holds the trainer config it was trained with (`config.yaml`).
 
-The exported graph depends on the generator's shape, not its weights: a study exports it once
-per shape and swaps each trial's weights in (an export takes ~1.5 s of the driver's CPU, a
-weight swap milliseconds).
+The exported graph depends on the generator's shape, not its weights: the first model of a shape
+is exported and saved (~2.5 s of the driver's CPU), the next ones copy that pt2 archive with
+their own weight records (the graph, its guards and example inputs are the same): milliseconds.
 """
 
 from __future__ import annotations
 
 import copy
+import io
+import json
 import shutil
 import sys
 import threading
+import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from vgan.models import Generator, VesselSegmenter
@@ -34,8 +36,10 @@ INPUT = ("RGB images in [0, 1]: float32 tensor (N, 3, H, W), any H and W (mlflow
          "serving also take (H, W, C) or (N, H, W, C) arrays, 8- or 16-bit, float64, grey or RGBA")
 OUTPUT = "vessel probabilities, float32 (N, 1, H, W)"
 
-_exports: dict[tuple, Any] = {}
-_lock = threading.RLock()  # save_model holds it across export and save: no swap in between
+WEIGHTS_CONFIG = "archive/data/weights/model_weights_config.json"  # in a pt2 archive: tensor -> raw record
+_archives: dict[tuple, bytes] = {}  # per generator shape: the first model's pt2 archive
+_exporting: dict[tuple, threading.Event] = {}  # shapes being exported now: later saves wait for it
+_lock = threading.Lock()
 
 
 def segmenter(generator: Generator) -> VesselSegmenter:
@@ -48,22 +52,74 @@ def export(generator: Generator):
     """The exported program of `segmenter(generator)`, batch, height and width dynamic."""
     from torch.export import Dim
 
-    module = segmenter(generator)
-    weights = module.state_dict()
-    key = (generator.depth, tuple((k, tuple(v.shape)) for k, v in weights.items()))
+    m = 2**generator.depth
+    # a batch > 1 and sizes off the multiple of 2**depth keep N, H and W dynamic
+    example = torch.rand(2, 3, 2 * m + 3, 3 * m + 1, generator=torch.Generator().manual_seed(0))
+    return torch.export.export(segmenter(generator), (example,), dynamic_shapes=[{0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}])
+
+
+def save_program(generator: Generator, path: Path) -> None:
+    """`segmenter(generator)` as a pt2 archive at `path` (what `mlflow.pytorch.load_model` reads)."""
+    weights = segmenter(generator).state_dict()
+    key = (generator.depth, tuple((k, tuple(v.shape), str(v.dtype)) for k, v in weights.items()))
     with _lock:
-        program = _exports.get(key)
-        if program is None:
-            m = 2**generator.depth
-            # a batch > 1 and sizes off the multiple of 2**depth keep N, H and W dynamic
-            example = torch.rand(2, 3, 2 * m + 3, 3 * m + 1, generator=torch.Generator().manual_seed(0))
-            program = torch.export.export(module, (example,), dynamic_shapes=[{0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}])
-            _exports[key] = program
-        else:
-            with torch.no_grad():
-                for name, value in weights.items():
-                    program.state_dict[name].copy_(value)
-        return program
+        busy = _exporting.get(key)
+        if busy is None and key not in _archives:
+            _exporting[key] = threading.Event()  # this call exports
+    if busy is not None:
+        busy.wait()
+    template = _archives.get(key)
+    if template is not None and _write_with_weights(template, weights, path):
+        return
+    try:
+        buffer = io.BytesIO()
+        torch.export.save(export(generator), buffer)
+        path.write_bytes(buffer.getvalue())
+        _archives[key] = buffer.getvalue()
+    finally:
+        with _lock:
+            event = _exporting.pop(key, None)
+        if event is not None:
+            event.set()
+
+
+def _write_with_weights(template: bytes, weights: dict[str, torch.Tensor], path: Path) -> bool:
+    """Copy `template` to `path` with each weight record replaced by `weights`' raw bytes; False (nothing
+    written) where the archive is not laid out as expected (another torch's format), and it is saved anew."""
+    with zipfile.ZipFile(io.BytesIO(template)) as src:
+        try:
+            config = json.loads(src.read(WEIGHTS_CONFIG))["config"]
+        except (KeyError, ValueError):
+            return False
+        if set(config) != set(weights):
+            return False
+        records = {}
+        for name, entry in config.items():
+            meta, t = entry["tensor_meta"], weights[name].detach().contiguous()
+            ints = lambda key: [d["as_int"] for d in meta[key]]  # noqa: E731
+            if entry.get("use_pickle") or ints("sizes") != list(t.shape) or ints("strides") != list(t.stride()) \
+                    or meta["storage_offset"]["as_int"] != 0:
+                return False
+            records[f"archive/data/weights/{entry['path_name']}"] = t.numpy().tobytes()
+        # (torch's reader copies each record: it needs none of the 64-byte alignment its writer pads to)
+        with zipfile.ZipFile(path, "w") as dst:
+            for info in src.infolist():
+                dst.writestr(info, records[info.filename] if info.filename in records else src.read(info))
+    return True
+
+
+def warm(generator: Generator) -> threading.Thread:
+    """Export and save a generator of this shape once, in the background, so that the models of its
+    shape only swap weights (a study starts it while Ray and MLflow start)."""
+    import tempfile
+
+    def work() -> None:
+        with tempfile.TemporaryDirectory() as d:
+            save_program(generator, Path(d) / "model.pt2")
+
+    thread = threading.Thread(target=work, name="pt2-warm", daemon=True)
+    thread.start()
+    return thread
 
 
 def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, Any] | None = None,
@@ -82,8 +138,7 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
 
     root = Path(path)
     (root / "data").mkdir(parents=True)
-    with _lock:
-        torch.export.save(export(generator), root / "data" / "model.pt2")
+    save_program(generator, root / "data" / "model.pt2")
     code = root / "code"
     shutil.copytree(VGAN_PACKAGE, code / "vgan", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(PYFUNC_MODULE, code / PYFUNC_MODULE.name)
@@ -94,7 +149,9 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
                  conda_env=_CONDA_ENV_FILE_NAME, python_env=_PYTHON_ENV_FILE_NAME)
     # No input schema: MLflow would refuse float64 and (H, W, C) arrays before vgan_pyfunc could take them.
     mlflow_model.metadata = {**(mlflow_model.metadata or {}), "input": INPUT, "output": OUTPUT}
-    requirements = [_get_pinned_requirement(p) for p in ("torch", "numpy", "mlflow")]
+    # torch's local label (+cpu, +cu130) names a wheel index, not a version pip can find: drop it
+    requirements = [f"torch=={str(torch.__version__).split('+')[0]}",
+                    *(_get_pinned_requirement(p) for p in ("numpy", "mlflow"))]
     (root / _REQUIREMENTS_FILE_NAME).write_text("\n".join(requirements) + "\n")
     with open(root / _CONDA_ENV_FILE_NAME, "w") as f:
         yaml.safe_dump(_mlflow_conda_env(additional_pip_deps=requirements), f)
@@ -104,11 +161,17 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
 
 def log_model(generator: Generator, name: str, run_id: str, config: dict[str, Any] | None = None,
               tags: dict[str, str] | None = None):
-    """Log `generator` as the logged model `name` of run `run_id` (the fluent API's store: call it
-    inside `tracking.use_tracking_uri`). Returns MLflow's ModelInfo (`model_id`, `model_uri`)."""
+    """Log `generator` as the logged model `name` of run `run_id`, in the run's experiment (the fluent
+    API's store: call it inside `tracking.use_tracking_uri`). Returns MLflow's ModelInfo (`model_id`,
+    `model_uri`)."""
     from mlflow.models import Model
+    from mlflow.tracking import MlflowClient
 
+    client = MlflowClient()
+    # Model.log alone would create the model in the fluent API's active experiment (Default, here: the
+    # driver has no active run), its artifacts under ./mlruns
+    model = client.create_logged_model(client.get_run(run_id).info.experiment_id, name=name, source_run_id=run_id,
+                                       tags=tags, model_type=MODEL_TYPE)
     # no serving-input validation here: the registry loads and scores what it registers
-    return Model.log(artifact_path=None, name=name, flavor=sys.modules[__name__], run_id=run_id, generator=generator, config=config,
-                     model_type=MODEL_TYPE, tags=tags, validate_serving_input=False)
-
+    return Model.log(artifact_path=None, name=name, flavor=sys.modules[__name__], run_id=run_id,
+                     model_id=model.model_id, generator=generator, config=config, validate_serving_input=False)

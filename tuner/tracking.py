@@ -27,8 +27,11 @@ TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 os.environ.update(TELEMETRY_ENV)
 # MLflow's client retries an unreachable server for minutes by default; the driver's projection
 # rather notices in seconds and waits for it (tuner.projection). Only the driver talks to MLflow.
+# Its download bars would print after the study summary, and with a tracking server it prints two
+# "View run" lines each time a trial's run ends (tuner.run prints the study's one link itself).
 for _key, _value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}.items():
+                     "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}.items():
     os.environ.setdefault(_key, _value)
 
 from mlflow.entities import Metric, RunTag  # noqa: E402
@@ -121,6 +124,22 @@ class Study:
             parent = run.info.run_id
         return cls(client, TrackingInfo(uri, exp_id, parent, study_name))
 
+    def share_trials_view(self, score: str, metric: str, params: list[str]) -> str:
+        """A runs-table view of the study's trials for MLflow's UI (its "shared view": an experiment tag
+        the UI reads when the URL names it): the trial runs flat (not folded under the study's run), best
+        score first, with the score, the epoch's metric, the losses and the sampled params as columns.
+        Returns the view's path in the UI, which opens in its model-training mode."""
+        import json
+
+        key = self.info.study_name
+        view = {"searchFilter": f"tags.trial_id LIKE '%' AND tags.study = '{key}'", "orderByKey": f"metrics.`{score}`",
+                "orderByAsc": False,
+                "selectedColumns": ["attributes.`Models`", f"metrics.`{score}`", f"metrics.`val_{metric}`",
+                                    "metrics.`loss_g`", "metrics.`loss_d`", *(f"params.`{p}`" for p in params),
+                                    "tags.`status`"]}
+        self.client.set_experiment_tag(self.info.experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(view))
+        return f"#/experiments/{self.info.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.info.parent_run_id, str(path), folder)
 
@@ -184,19 +203,37 @@ def load_run_json(client: MlflowClient, run_id: str, path: str) -> dict[str, Any
 def split_dataset(cfg, split, name: str):
     """The MLflow dataset a model's metrics are linked to: the split's images by name and fingerprint."""
     from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.data.filesystem_dataset_source import FileSystemDatasetSource  # noqa: F401 - registers file://
     from mlflow.data.meta_dataset import MetaDataset
 
     from vgan.data import split_fingerprint
 
     if cfg.data.root:
+        import warnings
+
         from mlflow.data.dataset_source_registry import resolve_dataset_source
 
-        source = resolve_dataset_source(Path(cfg.data.root).as_uri())
+        with warnings.catch_warnings():  # MLflow registers its local-file source twice and warns of the tie
+            warnings.simplefilter("ignore", UserWarning)
+            source = resolve_dataset_source(Path(cfg.data.root).as_uri())
     else:
         source = CodeDatasetSource({"generator": "vgan.data.synthetic_pool", **{
             k: str(v) for k, v in vars(cfg.data.synthetic).items()}})
     return MetaDataset(source, name=f"{cfg.data.dataset}-{name}", digest=split_fingerprint(split))
+
+
+def log_model_metrics(client, run_id: str, metrics: dict[str, float], epoch: int, model_id: str, ds) -> None:
+    """Link `metrics` of `epoch` to the logged model `model_id`. Where the run already holds the
+    epoch's entry (the projection logged it), its value and timestamp are reused: the store then
+    keeps one row in the run's history (a fresh timestamp would show the best epoch twice)."""
+    import mlflow
+
+    entries = {}
+    for k, v in metrics.items():
+        done = [m for m in client.get_metric_history(run_id, k) if m.step == epoch]
+        entries[k] = (done[-1].value, done[-1].timestamp) if done else (float(v), None)
+    for ts in {t for _, t in entries.values()}:
+        mlflow.log_metrics({k: v for k, (v, t) in entries.items() if t == ts}, step=epoch, timestamp=ts,
+                           run_id=run_id, model_id=model_id, dataset=ds)
 
 
 def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> str:
@@ -219,15 +256,15 @@ def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> 
     record = json.loads((folder / METRICS_FILE).read_text())
     metrics = {k: v for k, v in record.items() if k.startswith("val_")}
     epoch = int(saved["epoch"])
+    client = MlflowClient(uri)
     with use_tracking_uri(uri):
         info = flavor.log_model(g, name, run_id, cfg.to_dict(), tags={"best_epoch": str(epoch)})
-        mlflow.log_metrics(metrics, step=epoch, run_id=run_id, model_id=info.model_id,
-                           dataset=split_dataset(cfg, val, "val"))
-    client = MlflowClient(uri)
+        log_model_metrics(client, run_id, metrics, epoch, info.model_id, split_dataset(cfg, val, "val"))
     p = np.load(folder / PROBS_FILE).astype(np.float32)
     y, mask = val.labels.numpy(), val.masks.numpy()
     with tempfile.TemporaryDirectory(prefix="vgan-plots-") as d:
-        save_previews(Path(d) / "previews", "val", val.ids, val.images.numpy(), p, y, mask)
+        save_previews(Path(d) / "previews", "val", val.ids, val.images.numpy(), p, y, mask,
+                      f"validation, best epoch {epoch} of {name}")
         inside = mask > 0.5
         save_curves(Path(d), curves(p[inside].astype(float), y[inside] > 0.5), {k[4:]: v for k, v in metrics.items()},
                     f"validation, epoch {epoch}")

@@ -126,11 +126,18 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     if args.noise is not None:
         return draw_noise(generator, args, device, out)
     overrides: dict[str, Any] = {"data.crop_size": None}  # evaluation is on whole images
-    if args.dataset is not None:
-        overrides["data.dataset"] = args.dataset
+    trained_on = cfg.data.dataset
     if args.data is not None:
-        overrides["data.root"] = str(Path(args.data).expanduser().resolve())
+        root = Path(args.data).expanduser().resolve()
+        if not root.is_dir():
+            raise DataError(f"{root}: dataset root missing")
+        # --data names the images to score, whatever the checkpoint was trained on (cross-dataset scores)
+        overrides.update({"data.root": str(root), "data.dataset": args.dataset or detect_dataset(root)})
+    elif args.dataset is not None:
+        overrides["data.dataset"] = args.dataset
     cfg = apply_overrides(cfg, overrides, "command line")
+    if cfg.data.dataset != trained_on:
+        print(f"scoring a generator trained on {trained_on} on {cfg.data.dataset} ({cfg.data.root})")
     split = load_split(cfg.data, args.split)
     threshold, source = args.threshold, "fixed"
     if args.val_threshold:
@@ -138,8 +145,8 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         threshold, source = val_metrics["best_f1_threshold"], "validation best F1"
     probs = predict(generator, split.images, device, cfg.train.eval_batch_size).cpu().numpy()[:, 0]
     m, scores, targets = score_maps(list(probs), split, threshold)
-    m.update(dataset=cfg.data.dataset, source=str(Path(args.checkpoint).resolve()), threshold_source=source,
-             epoch=int(state["epoch"]))
+    m.update(dataset=cfg.data.dataset, trained_on=trained_on, source=str(Path(args.checkpoint).resolve()),
+             threshold_source=source, epoch=int(state["epoch"]))
     for sub in ("probabilities", "binary"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for image_id, prob in zip(split.ids, probs):

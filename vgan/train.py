@@ -112,7 +112,8 @@ def run_folder_sink(trainer: Trainer, out: Path, log: Callable[[str], None] = pr
         if every and (trainer.epoch % every == 0 or trainer.epoch == cfg.train.epochs):
             v = trainer.val
             save_previews(out / "previews", f"epoch{trainer.epoch:04d}", v.ids, v.images.cpu().numpy(),
-                          result.probs.cpu().numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy())
+                          result.probs.cpu().numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy(),
+                          f"validation, epoch {trainer.epoch}")
 
     return on_epoch
 

@@ -9,6 +9,8 @@ from PIL import Image
 
 from vgan.metrics import Curves
 
+PLOT_POINTS = 2000  # per ROC / PR curve: more are not visible at 500 px
+
 
 def to_uint8(x: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -25,20 +27,36 @@ def error_overlay(prob: np.ndarray, label: np.ndarray, mask: np.ndarray, thresho
     return out
 
 
-def preview(image: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """image | probability | ground truth | error overlay, side by side (H, 4W, 3) uint8.
-    `image` is (3,H,W); the maps are (H,W)."""
+PANEL_TITLES = ("image", "vessel probability", "ground truth", "errors at 0.5: white hit, red false, blue missed")
+
+
+def preview(image: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray, title: str = "") -> np.ndarray:
+    """image | probability | ground truth | error overlay, side by side under a strip naming each
+    panel (and `title`), (h + H, 4W, 3) uint8. `image` is (3,H,W); the maps are (H,W)."""
+    from PIL import ImageDraw, ImageFont
+
     gray = lambda m: np.repeat(m[..., None], 3, axis=2)  # noqa: E731
     panels = [image.transpose(1, 2, 0), gray(prob), gray(label), error_overlay(prob, label, mask)]
-    return to_uint8(np.concatenate(panels, axis=1))
+    body = to_uint8(np.concatenate(panels, axis=1))
+    w = image.shape[-1]
+    size = max(10, w // 28)
+    strip = Image.new("RGB", (body.shape[1], 2 * size + 8), (32, 32, 32))
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default(size=size)
+    for i, name in enumerate(PANEL_TITLES):
+        draw.text((i * w + 6, 3), name, fill=(235, 235, 235), font=font)
+    if title:
+        draw.text((6, size + 5), title, fill=(170, 170, 170), font=font)
+    return np.concatenate([np.asarray(strip), body], axis=0)
 
 
-def save_previews(folder: Path, tag: str, ids, images, probs, labels, masks) -> list[Path]:
+def save_previews(folder: Path, tag: str, ids, images, probs, labels, masks, title: str = "") -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, name in enumerate(ids):
         path = folder / f"{tag}_{name}.png"
-        Image.fromarray(preview(images[i], probs[i, 0], labels[i, 0], masks[i, 0])).save(path)
+        caption = f"{name}, {title}" if title else str(name)
+        Image.fromarray(preview(images[i], probs[i, 0], labels[i, 0], masks[i, 0], caption)).save(path)
         paths.append(path)
     return paths
 
@@ -56,13 +74,14 @@ def save_curves(folder: Path, c: Curves, metrics: dict[str, float], title: str) 
 
     folder.mkdir(parents=True, exist_ok=True)
     out = []
+    thin = lambda a: a[np.unique(np.linspace(0, len(a) - 1, PLOT_POINTS).round().astype(int))]  # noqa: E731
     for name, x, y, xl, yl, label in (
         ("roc", c.fpr, c.tpr, "false positive rate", "true positive rate (sensitivity)",
          f"AUC-ROC = {metrics['auc_roc']:.4f}"),
         ("pr", c.recall, c.precision, "recall (sensitivity)", "precision", f"AUC-PR = {metrics['auc_pr']:.4f}"),
     ):
         fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-        ax.plot(x, y, lw=1.5, label=label)
+        ax.plot(thin(x), thin(y), lw=1.5, label=label)  # drawing every distinct score costs ~0.5 s
         if name == "roc":
             ax.plot([0, 1], [0, 1], ls="--", c="gray", lw=0.8)
         ax.set(xlabel=xl, ylabel=yl, xlim=(0, 1), ylim=(0, 1.01), title=title)

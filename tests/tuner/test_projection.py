@@ -101,6 +101,12 @@ def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
     assert run.info.status == "FINISHED" and run.data.tags["status"] == "pruned"
     assert run.data.tags["pruned_at_epoch"] == "2" and run.data.tags["best_model_uri"].startswith("models:/")
     assert said == ["t1: 2 epoch(s) added, pruned at epoch 2"]
+    history = study.client.get_metric_history(run.info.run_id, "val_auc_roc")
+    assert [m.step for m in history] == [1, 2], "the best epoch once in the run, though its model carries it too"
+    model = study.client.get_logged_model(run.data.tags["best_model_uri"].removeprefix("models:/"))
+    (linked,) = [m for m in model.metrics if m.key == "val_auc_roc"]
+    assert linked.step == int(run.data.tags["best_epoch"]) and linked.dataset_name.endswith("-val")
+    assert linked.value == history[linked.step - 1].value
     logged = {a.path for a in study.client.list_artifacts(run.info.run_id, "best")}
     assert {"best/roc.png", "best/pr.png", "best/previews", "best/metrics.json"} <= logged, logged
     previews = study.client.list_artifacts(run.info.run_id, "best/previews")

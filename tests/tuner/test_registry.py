@@ -138,12 +138,15 @@ def test_logging_and_registering_leave_the_global_tracking_uri_alone(tmp_path):
         mlflow.set_tracking_uri(None)
 
 
-def test_the_logged_model_is_named_after_its_trial_and_holds_its_config(logged_model):
+def test_the_logged_model_is_named_after_its_trial_and_holds_its_config(logged_model, tmp_path, monkeypatch):
     import yaml
 
     client, run_id, model_uri, cfg, uri = logged_model
     model = client.get_logged_model(model_uri.removeprefix("models:/"))
     assert model.name == "t1 completed" and model.source_run_id == run_id
+    # in its run's experiment, its artifacts beside the store (not in MLflow's Default experiment under ./mlruns)
+    assert model.experiment_id == client.get_run(run_id).info.experiment_id != "0"
+    assert model.artifact_location.startswith((tmp_path / "mlartifacts").as_uri())
     with use_tracking_uri(uri):
         import mlflow
 

@@ -1,0 +1,50 @@
+"""The MLflow model's pt2 archive: exported once per generator shape, later weights swapped in, and
+every archive computes exactly its own generator."""
+
+import io
+import zipfile
+
+import pytest
+import torch
+
+from tuner import flavor
+from vgan.models import Generator, ModelConfig, VesselSegmenter
+
+
+def generator(seed: int, **shape) -> Generator:
+    torch.manual_seed(seed)
+    g = Generator(ModelConfig(**{"base_width": 4, "depth": 2, **shape}))
+    with torch.no_grad():  # trained-looking batch-norm statistics, not the initial 0 / 1
+        for name, buf in g.named_buffers():
+            if "running" in name:
+                buf.uniform_(0.5, 1.5)
+    return g.eval()
+
+
+@pytest.mark.parametrize("shape", [{}, {"base_width": 6, "depth": 3}])
+def test_each_archive_computes_its_own_generator(tmp_path, shape):
+    x = torch.rand(2, 3, 45, 61)
+    for seed in (1, 2, 3):  # the first is exported and saved, the next ones copy it with their weights
+        g = generator(seed, **shape)
+        path = tmp_path / f"{seed}.pt2"
+        flavor.save_program(g, path)
+        loaded = torch.export.load(str(path)).module()
+        torch.testing.assert_close(loaded(x), VesselSegmenter(g).eval()(x), rtol=0, atol=0)
+        assert loaded(torch.rand(1, 3, 20, 33)).shape == (1, 1, 20, 33)  # still any size
+
+
+def test_a_swapped_archive_differs_from_its_template_in_weight_records_only(tmp_path):
+    flavor.save_program(generator(4, base_width=5), tmp_path / "a.pt2")
+    flavor.save_program(generator(5, base_width=5), tmp_path / "b.pt2")
+    a, b = (zipfile.ZipFile(tmp_path / f"{n}.pt2") for n in "ab")
+    assert a.namelist() == b.namelist()
+    changed = {n for n in a.namelist() if a.read(n) != b.read(n)}
+    assert changed and all(n.startswith("archive/data/weights/weight_") for n in changed)
+
+
+def test_an_archive_of_another_layout_is_saved_anew(tmp_path):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as z:
+        z.writestr("archive/other.json", "{}")
+    assert not flavor._write_with_weights(buffer.getvalue(), generator(6).state_dict(), tmp_path / "x.pt2")
+    assert not (tmp_path / "x.pt2").exists()
