@@ -6,11 +6,14 @@
 At one wall-clock budget on this machine, each seed:
 - recipe: the hand recipe `configs/drive_cpu.yaml` trained alone (`vgan.train`); with
   `--budget auto` its wall time is the budget the searches get;
-- random: `search_spaces/drive_cpu.yaml` with random sampling + ASHA on the best epoch;
-- tpe:    the same with TPE + ASHA on the 3-epoch signal (the space as shipped);
-- pbt:    the same space with population-based training every 5 epochs, a population of 2 (the
-          machine's two slots: more members would wait for 60-epoch trials that never end in time).
-Every search starts from its base config, the recipe. Each row: best validation AUC-ROC of the
+- random: `search_spaces/drive_cpu.yaml` with random sampling + ASHA on the best epoch, no start
+          points but the base config;
+- tpe:    the space as shipped: TPE + ASHA on the 3-epoch signal, after the start points (the base
+          config = the recipe, then V-GAN's U-Net baseline);
+- pbt:    the same space with population-based training every 5 epochs, a population of 2 = the two
+          start points (the machine's two slots: more members would wait for 60-epoch trials that
+          never end in time).
+Every search's first trial is its base config, the recipe. Each row: best validation AUC-ROC of the
 generator it would register (the recipe: its best checkpoint), and that generator's test
 AUC-ROC / AUC-PR / F1 (the test split read once, at the end).
 """
@@ -31,9 +34,10 @@ REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs" / "drive_cpu.yaml"
 SPACE = REPO / "search_spaces" / "drive_cpu.yaml"
 STRATEGIES = {
-    "random": {"searcher": "random", "signal_window": 1},
-    "tpe": {},
-    "pbt": {"scheduler": "pbt", "searcher": None, "num_samples": 2},
+    "random": {"searcher": "random", "signal_window": 1, "start_from": []},  # the naive baseline
+    "tpe": {},  # as shipped: TPE, the start points, the 3-epoch signal
+    # the population: the start points; PBT clones checkpoints, so it keeps 3 per trial (the space keeps 1)
+    "pbt": {"scheduler": "pbt", "searcher": None, "num_samples": 2, "checkpoint_keep": 3},
 }
 
 

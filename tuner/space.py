@@ -46,6 +46,7 @@ NOT_SEARCHABLE = {"train.epochs": "the scheduler's max_t: every trial runs to th
 
 
 SEARCHERS = ("tpe", "random")
+PBT_KEEP = 3  # checkpoints kept per trial under PBT (Ray warns that 2 or fewer break its exploits)
 SCHEDULERS = ("asha", "pbt", "none")
 # What PBT may change in a running trial (explore): the rest shapes the networks or the GAN and is
 # copied from the trial it clones (exploit), whose checkpoint must fit.
@@ -67,7 +68,7 @@ class TuneSettings:
     reduction_factor: int = 3  # ASHA: keep the best 1/reduction_factor at each rung
     pbt_interval: int = 2  # PBT: epochs between exploit/explore decisions
     checkpoint_every: int = 1  # epochs between trial checkpoints
-    checkpoint_keep: int = 2  # checkpoints kept per trial
+    checkpoint_keep: int | None = None  # checkpoints kept per trial (default 2; 3 under PBT, which clones them)
     max_failures: int = 1  # retries of a trial that raised, from its last checkpoint
 
 
@@ -80,7 +81,9 @@ class Resources:
 @dataclass
 class MlflowSettings:
     experiment: str = "vgan-tune"
-    registered_model: str = "vgan-generator"
+    # default: vgan-generator for DRIVE, vgan-generator-<dataset> for the others (a champion is only ever
+    # compared with models of its own test images: the gate refuses the rest anyway)
+    registered_model: str | None = None
     promote_margin: float = 0.0  # a challenger must beat the champion's test AUC-ROC by this much
     promote_confidence: float = 0.95  # and the bootstrap interval of its per-image gain must lie above 0
     outage_window_s: float = 600.0  # how long a tracking-server outage is waited out before `tuner.replay`
@@ -126,8 +129,8 @@ class SearchSpace:
         return None if self.tune.scheduler == "pbt" else (self.tune.searcher or "tpe")
 
     def points(self) -> list[dict[str, Any]]:
-        """The configs evaluated first: the base config's values of the searched keys (so a study
-        never ends worse than its own base config), then `tune.start_from`."""
+        """The configs evaluated first: the base config's values of the searched keys (what is known
+        to work is always tried), then `tune.start_from`."""
         out = []
         for values in [{}] + self.tune.start_from:
             point: dict[str, Any] = {}
@@ -260,6 +263,10 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     tune, resources, mlflow = section("tune", TuneSettings), section("resources", Resources), \
         section("mlflow", MlflowSettings)
     _check_settings(source, tune, resources, mlflow, base.train.epochs)
+    if tune.checkpoint_keep is None:
+        tune.checkpoint_keep = PBT_KEEP if tune.scheduler == "pbt" else 2
+    if mlflow.registered_model is None:
+        mlflow.registered_model = "vgan-generator" + ("" if base.data.dataset == "drive" else f"-{base.data.dataset}")
 
     search = values.get("search") or {}
     if not isinstance(search, dict):
@@ -290,13 +297,16 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (t.signal_window >= 1, "tune.signal_window", "must be at least 1"),
         (t.time_budget_s is None or t.time_budget_s > 0, "tune.time_budget_s", "must be > 0 seconds"),
         (t.pbt_interval >= 1, "tune.pbt_interval", "must be at least 1"),
-        (t.checkpoint_keep >= 1, "tune.checkpoint_keep", "must be at least 1"),
+        (t.checkpoint_keep is None or t.checkpoint_keep >= 1, "tune.checkpoint_keep", "must be at least 1"),
+        (t.scheduler != "pbt" or t.checkpoint_keep is None or t.checkpoint_keep >= PBT_KEEP, "tune.checkpoint_keep",
+         f"must be at least {PBT_KEEP} with scheduler pbt: a trial's checkpoint is cloned by another while it "
+         "writes newer ones, and one deleted too early fails the clone"),
         (t.max_failures >= 0, "tune.max_failures", "must be >= 0"),
         (r.cpu > 0, "resources.cpu", "must be > 0"),
         (r.gpu >= 0 and (r.gpu <= 1 or r.gpu == int(r.gpu)), "resources.gpu",
          "must be >= 0, a fraction up to 1 or a whole number of GPUs"),
         (bool(m.experiment), "mlflow.experiment", "must not be empty"),
-        (bool(m.registered_model), "mlflow.registered_model", "must not be empty"),
+        (m.registered_model is None or bool(m.registered_model), "mlflow.registered_model", "must not be empty"),
         (m.promote_margin >= 0, "mlflow.promote_margin", "must be >= 0"),
         (0 < m.promote_confidence < 1, "mlflow.promote_confidence", "must lie strictly between 0 and 1"),
         (m.outage_window_s >= 0, "mlflow.outage_window_s", "must be >= 0"),

@@ -9,11 +9,14 @@ from tuner.space import SpaceError, define_by_run, load_space
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
 
 
-@pytest.mark.parametrize("name", ["smoke", "gp", "gp_cpu", "paper"])
+@pytest.mark.parametrize("name", ["smoke", "gp", "gp_cpu", "paper", "drive_cpu"])
 def test_shipped_spaces_load(name, drive_root):
     space = load_space(REPO / "search_spaces" / f"{name}.yaml", None if name == "smoke" else str(drive_root))
-    assert space.params and space.score == "best_val_auc_roc"
-    assert space.trainer_config().data.dataset == ("synthetic" if name == "smoke" else "drive")
+    assert space.params and space.score.startswith("best_val_auc_roc")
+    dataset = space.trainer_config().data.dataset
+    assert dataset == ("synthetic" if name == "smoke" else "drive")
+    # each dataset's champions in a registered model of their own
+    assert space.mlflow.registered_model == ("vgan-generator-synthetic" if name == "smoke" else "vgan-generator")
 
 
 def smoke_values():
@@ -65,6 +68,8 @@ def smoke_values():
     (lambda v: v["tune"].update(scheduler="pbt", searcher="tpe"), ["'tune.searcher' cannot be tpe with scheduler pbt"]),
     (lambda v: v["tune"].update(signal_window=0), ["'tune.signal_window' must be at least 1"]),
     (lambda v: v["tune"].update(time_budget_s=0), ["'tune.time_budget_s' must be > 0"]),
+    (lambda v: v["tune"].update(scheduler="pbt", checkpoint_keep=2),
+     ["'tune.checkpoint_keep' must be at least 3 with scheduler pbt"]),
 ])
 def test_bad_space_names_file_and_key(tmp_path, mutate, fragments):
     values = smoke_values()
@@ -122,3 +127,10 @@ def test_sampled_values_make_trainer_configs():
 def test_data_root_is_absolute(tmp_path, drive_root):
     space = load_space(REPO / "search_spaces" / "gp.yaml", str(drive_root))
     assert space.base["data"]["root"] == str(drive_root.resolve())
+
+
+def test_pbt_keeps_enough_checkpoints_to_clone_by_default(tmp_path):
+    values = smoke_values()
+    assert load_space(write_yaml(tmp_path / "asha.yaml", values)).tune.checkpoint_keep == 2
+    values["tune"]["scheduler"] = "pbt"
+    assert load_space(write_yaml(tmp_path / "pbt.yaml", values)).tune.checkpoint_keep == 3
