@@ -21,11 +21,22 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", **TELEMETRY_ENV}
 PROBE_TIMEOUT_S = 60
 
 
-def start_ray(address: str | None) -> None:
+def start_ray(address: str | None, verbose: bool = False) -> None:
+    """Start a local Ray or join one. Unless verbose, Ray's console output stays out of the
+    terminal (tuner.console): workers' output goes to the trial folders, Ray's driver logs only errors."""
+    import logging
+
     os.environ.update(RAY_ENV)
+    if not verbose:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the legacy engine honours our reporter (tuner.console)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..." per study
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables"
     import ray
 
-    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=True)
+    kwargs: dict[str, Any] = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=verbose,
+                                  logging_level=logging.INFO if verbose else logging.ERROR)
     if address:
         ray.init(address=address, **kwargs)
     else:

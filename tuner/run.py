@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import yaml
 
 from tuner.cluster import alive_nodes, check_gpus, check_storage, start_ray
+from tuner.console import tee
 from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
 from tuner.projection import TrialRecord, project_trials
 from tuner.space import SearchSpace, load_space
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end the study gracefully after this long, e.g. 90s, 20m, 1.5h (overrides tune.time_budget_s)")
     p.add_argument("--resume", action="store_true", help="continue the study --name in --storage")
     p.add_argument("--no-register", action="store_true", help="skip the test-split evaluation and registry")
+    p.add_argument("--verbose", action="store_true",
+                   help="Ray's own console output (per-trial boxes, every checkpoint) instead of the live table")
     return p
 
 
@@ -66,6 +69,12 @@ class Plan:
     uri: str  # MLflow tracking URI
     storage: Storage
     storage_url: str  # the Optuna study's database
+    browse: str = ""  # the study's trials in MLflow's UI
+
+    @property
+    def log(self) -> Path | None:
+        """The study's console output and Ray's status tables, beside its folder in local storage."""
+        return self.storage.local / f"{self.name}.log" if self.storage.local is not None else None
 
     def replay_command(self) -> str:
         return (f"python -m tuner.replay --space {self.args.space} --name {self.name} "
@@ -82,7 +91,8 @@ def trials_table(results, space: SearchSpace, run_ids: dict[str, str]) -> list[d
         df = r.metrics_dataframe
         compute = float(sum(df[k].fillna(0).sum() for k in ("epoch_s", "val_s") if k in df)) if df is not None else 0.0
         score = float(last.get(space.score, math.nan))
-        rows.append({"trial_id": trial_id, "status": outcome.status, "outcome": str(outcome),
+        rows.append({"trial": f"{trial_id} {outcome.label}", "trial_id": trial_id, "status": outcome.status,
+                     "outcome": str(outcome),
                      space.score: score if outcome.status != FAILED and math.isfinite(score) else math.nan,
                      "best_epoch": last.get("best_epoch"), "epochs": outcome.epoch, "compute_s": compute,
                      "time_s": float(last.get("time_total_s", 0.0)),
@@ -127,9 +137,11 @@ def end_optuna_trials(storage_url: str, name: str, trials: list[TrialRecord], sp
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    keys = list(dict.fromkeys(k for row in rows for k in row))
+    # No bare trial_id column: MLflow's CSV viewer reads an id such as 86933e11 as the number 8.6933e15
+    # (the `trial` column, the run's name, holds it)
+    keys = [k for k in dict.fromkeys(k for row in rows for k in row) if k != "trial_id"]
     with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, keys)
+        w = csv.DictWriter(f, keys, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
 
@@ -216,7 +228,8 @@ def run_study(plan: Plan, study: Study):
         tuner = tune.Tuner.restore(plan.storage.study(plan.name), trainable=make_trainable(plan.space),
                                    resume_unfinished=True, resume_errored=False)
     else:
-        tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url)
+        tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
+                            plan.args.verbose)
     return tuner.fit()
 
 
@@ -241,28 +254,45 @@ def reconcile(plan: Plan, study: Study, results) -> None:
 
 
 def _main(argv: Sequence[str] | None) -> None:
+    from tuner import flavor
+    from vgan.models import Generator
+
     plan = preflight(argv)
-    start_ray(plan.args.address)
+    # the one-off export of the generator's graph (every trial's model reuses it) while Ray and MLflow start
+    flavor.warm(Generator(plan.space.trainer_config().model))
+    start_ray(plan.args.address, plan.args.verbose)
     import ray
 
     try:
         check_cluster(plan)
-        study = Study.start(plan.uri, plan.space.mlflow.experiment, plan.name,
-                            {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri},
-                            plan.args.resume)
-        print(f"study {plan.name}: {plan.space.tune.num_samples} trials of up to {plan.space.epochs} epochs on "
-              f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{plan.space.mlflow.experiment}'), "
-              f"storage {plan.storage.study(plan.name)}", flush=True)
-        t0 = time.perf_counter()
-        results = run_study(plan, study)
-        wall = time.perf_counter() - t0
-        reconcile(plan, study, results)
-        best = summarize(plan, study, results, wall)
-        if best is not None and not plan.args.no_register:
-            register(plan, study, best)
-        study.finish()
+        with tee(plan.log):
+            _run(plan)
     finally:
         ray.shutdown()
+
+
+def _run(plan: Plan) -> None:
+    """The study once Ray is up: start, run, reconcile, summarize, register."""
+    study = Study.start(plan.uri, plan.space.mlflow.experiment, plan.name,
+                        {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri},
+                        plan.args.resume)
+    space = plan.space
+    view = study.share_trials_view(space.score, space.base["train"]["select_metric"], [p.key for p in space.params])
+    server = plan.uri if plan.uri.startswith("http") else "http://127.0.0.1:5000"
+    plan.browse = f"{server}/{view}" + ("" if plan.uri.startswith("http") else
+                                        f"  (after: mlflow ui --backend-store-uri {plan.uri})")
+    print(f"study {plan.name}: {plan.space.tune.num_samples} trials of up to {plan.space.epochs} epochs on "
+          f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{plan.space.mlflow.experiment}'), "
+          f"storage {plan.storage.study(plan.name)}", flush=True)
+    t0 = time.perf_counter()
+    results = run_study(plan, study)
+    wall = time.perf_counter() - t0
+    reconcile(plan, study, results)
+    best = summarize(plan, study, results, wall)
+    if best is not None and not plan.args.no_register:
+        register(plan, study, best)
+    study.finish()
+    print(f"the trials in MLflow's UI: {plan.browse}")
 
 
 def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] | None:
@@ -341,8 +371,8 @@ def register(plan: Plan, study: Study, best: dict[str, Any]) -> None:
     aliases = "challenger, champion" if reg.promoted else "challenger"
     print(f"registered {reg.name} version {reg.version} ({aliases}): test AUC-ROC {reg.test_metrics['auc_roc']:.4f}, "
           f"AUC-PR {reg.test_metrics['auc_pr']:.4f}, F1 {reg.test_metrics['f1']:.4f}; {reg.reason}")
-    browse = study.info.uri if study.info.uri.startswith("http") else f"mlflow ui --backend-store-uri {study.info.uri}"
-    print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'); browse: {browse}")
+    print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'), or segment a folder with "
+          f"python -m tuner.predict --model models:/{reg.name}@champion --input DIR --out DIR")
 
 
 def _fmt(v: Any) -> str:

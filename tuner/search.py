@@ -7,6 +7,7 @@ Every study starts from what is known to work: the space's base config is its fi
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import optuna
 from ray import tune
@@ -14,6 +15,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTra
 from ray.tune.search import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from tuner.console import LogFileReporter, Progress
 from tuner.outcome import COMPLETED, MODE, PRUNED, decide
 from tuner.projection import MlflowCallback, Projection
 from tuner.space import MUTABLE, Param, SearchSpace, clip_to_space, define_by_run
@@ -128,8 +130,14 @@ def make_projection(space: SearchSpace, tracking: TrackingInfo, storage_url: str
     return Projection(tracking, space.base, space.epochs, (storage_url, tracking.study_name) if linked else None)
 
 
-def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: str, storage_url: str) -> tune.Tuner:
+def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: str, storage_url: str,
+                log: Path | None = None, verbose: bool = False) -> tune.Tuner:
+    """`log`: where Ray's status table goes (unless verbose: then Ray prints it, and its per-trial boxes)."""
     t = space.tune
+    metric = space.base["train"]["select_metric"]
+    # the console's trial-end lines first, then the projection's summary (it may wait for MLflow)
+    callbacks = [] if verbose else [Progress(metric, space.score, space.epochs)]
+    callbacks.append(MlflowCallback(make_projection(space, tracking, storage_url), space.mlflow.outage_window_s))
     return tune.Tuner(
         make_trainable(space),
         # PBT's population is sampled by Ray from the param space; Optuna's searchers have their own
@@ -146,9 +154,15 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
         run_config=tune.RunConfig(
             name=name,
             storage_path=storage,
-            callbacks=[MlflowCallback(make_projection(space, tracking, storage_url), space.mlflow.outage_window_s)],
+            callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=t.checkpoint_keep),
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
-            verbose=1,
+            progress_reporter=None if verbose or log is None else
+            LogFileReporter(log, metric, space.score, space.params),
+            # each trial's stdout and stderr, uploaded from the worker to its folder in the storage
+            # (trials write nothing else there: their work files live in temporary folders)
+            log_to_file=True,
+            sync_config=tune.SyncConfig(sync_artifacts=True),
+            verbose=2 if verbose else 1,
         ),
     )

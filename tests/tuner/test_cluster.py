@@ -49,6 +49,7 @@ def test_trials_run_on_both_nodes_and_log_to_the_server(cluster_study):
     root, server, out, _ = cluster_study
     space = yaml.safe_load(SMOKE.read_text())
     assert "on 2 node(s)" in out
+    assert "View run" not in out, "MLflow's per-run links stay out of the console"
     client = MlflowClient(server.uri)
     exp = client.get_experiment_by_name(space["mlflow"]["experiment"])
     assert exp.artifact_location.startswith("mlflow-artifacts:"), "artifacts go through the server"
@@ -73,9 +74,9 @@ def test_champion_loads_from_the_server_by_alias(cluster_study):
     import torch
 
     _, server, out, _ = cluster_study
-    assert "registered vgan-generator version 1 (challenger, champion)" in out
+    assert "registered vgan-generator-synthetic version 1 (challenger, champion)" in out
     with use_tracking_uri(server.uri):
-        champion = mlflow.pytorch.load_model("models:/vgan-generator@champion")
+        champion = mlflow.pytorch.load_model("models:/vgan-generator-synthetic@champion")
     probs = champion(torch.rand(2, 3, 70, 90))
     assert probs.shape == (2, 1, 70, 90) and 0 <= probs.min() and probs.max() <= 1
 

@@ -1,5 +1,6 @@
 """The whole search, for real: Ray, Optuna, ASHA, MLflow and the registry on the smoke space."""
 
+import json
 import os
 import subprocess
 import sys
@@ -86,12 +87,63 @@ def test_smoke_study_end_to_end(smoke_study):
 
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id)}
     assert {"trials.csv", "best_config.yaml", "optuna"} <= parent_artifacts
+    with open(client.download_artifacts(parents[0].info.run_id, "trials.csv", str(work))) as f:
+        first = [line.split(",")[0] for line in f.read().splitlines()]
+    assert first[0] == "trial" and all(" " in name for name in first[1:])  # never a number to MLflow's viewer
 
     with use_tracking_uri(f"sqlite:///{work}/mlflow.db"):  # as a user points MLflow at the study's store
-        champion = mlflow.pytorch.load_model(f"models:/{space['mlflow']['registered_model']}@champion")
+        champion = mlflow.pytorch.load_model("models:/vgan-generator-synthetic@champion")
     probs = champion(torch.rand(1, 3, 584, 565))
     assert probs.shape == (1, 1, 584, 565) and 0 <= probs.min() and probs.max() <= 1
-    assert "registered vgan-generator version 1 (challenger, champion)" in out
+    assert "registered vgan-generator-synthetic version 1 (challenger, champion)" in out
+
+
+def test_the_study_reads_at_a_glance_in_mlflow(smoke_study):
+    """What the UI shows, asserted through the API: a model-training experiment, runs and logged models
+    named after their trial and outcome, metrics on the logged models linked to their split, no config tag."""
+    from mlflow.tracking import MlflowClient
+
+    work, out = smoke_study
+    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
+    exp = client.get_experiment_by_name("vgan-smoke")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = [r for r in client.search_runs([exp.experiment_id], max_results=100) if r.data.tags.get("kind") != "study"]
+    assert len(runs) >= 6
+    models = {m.source_run_id: m for m in client.search_logged_models([exp.experiment_id], max_results=100)}
+    for r in runs:
+        status, trial = r.data.tags["status"], r.data.tags["trial_id"]
+        label = f"pruned at epoch {r.data.tags['pruned_at_epoch']}" if status == "pruned" else status
+        assert r.info.run_name == f"{trial} {label}"
+        model = models[r.info.run_id]
+        assert model.name == r.info.run_name
+        linked = {(m.key, m.dataset_name) for m in model.metrics}
+        assert ("val_auc_roc", "synthetic-val") in linked
+    # the link the study prints opens MLflow's UI on a view of its trials (an experiment tag the UI reads)
+    view = json.loads(exp.tags["mlflow.sharedViewState.smoke"])
+    assert {r.info.run_id for r in client.search_runs([exp.experiment_id], view["searchFilter"])} == \
+        {r.info.run_id for r in runs}
+    assert "metrics.`best_val_auc_roc`" in view["selectedColumns"] and "params.`optim.lr_g`" in view["selectedColumns"]
+    assert f"#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=smoke" in out
+    mv = client.get_model_version_by_alias("vgan-generator-synthetic", "champion")
+    assert "config" not in mv.tags and mv.description and mv.tags["decision"] == "promoted"
+    champion_model = client.get_logged_model(mv.source.removeprefix("models:/"))
+    assert ("test_auc_roc", "synthetic-test") in {(m.key, m.dataset_name) for m in champion_model.metrics}
+
+
+def test_the_console_says_what_a_user_needs_and_the_logs_keep_the_rest(smoke_study):
+    work, out = smoke_study
+    lines = out.splitlines()
+    assert len(lines) < 40, out
+    ends = [ln for ln in lines if ln.startswith("trial ")]
+    assert len(ends) >= 6 and all(": best_val_auc_roc " in ln for ln in ends), ends
+    assert any(" pruned at epoch " in ln for ln in ends) and any(" completed: " in ln for ln in ends)
+    for noise in ("Checkpoint successfully created", "TensorBoard", "Downloading artifacts", "╭"):
+        assert noise not in out
+    log = (work / "ray" / "smoke.log").read_text()
+    assert "== Status ==" in log and "Trial name" in log and lines[0] in log  # Ray's table, and the console
+    trial_dirs = [d for d in (work / "ray" / "smoke").iterdir() if d.is_dir() and d.name.startswith("train_vgan")]
+    assert trial_dirs and all((d / "stdout").is_file() and (d / "stderr").is_file() for d in trial_dirs)
+
 
 
 @pytest.mark.parametrize("mutate, argv, fragment", [

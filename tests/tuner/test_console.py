@@ -1,0 +1,85 @@
+"""The console of a study: one table, redrawn in place on a terminal, and one line per trial end."""
+
+from types import SimpleNamespace
+
+from tuner.console import Progress, tee
+
+
+def trial(trial_id, last=None, **config):
+    return SimpleNamespace(trial_id=trial_id, config=config or {"optim.lr_g": 0.001}, last_result=last,
+                           error_file=None, get_error=lambda: "RuntimeError: boom\n")
+
+
+def feed(p, t, epochs, score=0.9):
+    for e in range(1, epochs + 1):
+        p.on_trial_result(0, [], t, {"epoch": e, "val_auc_roc": score - 0.01 * (epochs - e),
+                                     "best_val_auc_roc": score})
+
+
+def test_each_trial_end_is_one_line_with_its_outcome(capsys):
+    p = Progress("auc_roc", "best_val_auc_roc", max_epochs=6, live=False)
+    done, stopped, broken = trial("a1"), trial("b2"), trial("c3", **{"optim.lr_g": 0.01, "loss.adversarial": "none"})
+    for t, epochs in ((done, 6), (stopped, 2), (broken, 1)):
+        p.on_trial_start(0, [], t)
+        feed(p, t, epochs)
+    done.last_result, stopped.last_result, broken.last_result = ({"epoch": 6}, {"epoch": 2}, {"epoch": 1})
+    p.on_trial_complete(0, [], done)
+    p.on_trial_complete(0, [], stopped)
+    p.on_trial_error(0, [], broken)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == ["trial a1 completed: best_val_auc_roc 0.9000 (lr_g=0.0010)",
+                     "trial b2 pruned at epoch 2: best_val_auc_roc 0.9000 (lr_g=0.0010)",
+                     "trial c3 failed: RuntimeError: boom: best_val_auc_roc 0.9000 (lr_g=0.0100, adversarial=none)"]
+
+
+def test_the_table_has_a_row_per_trial_and_is_redrawn_in_place(capsys):
+    p = Progress("auc_roc", "best_val_auc_roc", max_epochs=6, live=True)
+    a, b = trial("a1"), trial("b2", **{"optim.lr_g": 0.02})
+    for t in (a, b):
+        p.on_trial_start(0, [], t)
+        feed(p, t, 3, 0.95)
+    p.on_experiment_end([])
+    head, *rows = p.table()
+    assert head.split() == ["trial", "status", "epoch", "val", "auc_roc", "best", "lr_g"]
+    assert rows[0].split() == ["a1", "running", "3/6", "0.9500", "0.9500", "0.0010"]
+    assert rows[1].split()[0] == "b2" and rows[1].split()[-1] == "0.0200"
+    frames = capsys.readouterr().out.split("\x1b[J")
+    # each new frame first moves up over the previous one (as many lines as it had) and clears it
+    assert len(frames) >= 2 and all(f.endswith(f"\x1b[{f.count(chr(10))}F") for f in frames[:-1])
+    assert frames[-1].splitlines() == [head, *rows]
+
+
+def test_tee_keeps_what_was_printed_in_the_study_log(tmp_path, capsys):
+    log = tmp_path / "study.log"
+    with tee(log):
+        print("study s1: 8 trials")
+    assert capsys.readouterr().out == "study s1: 8 trials\n" and log.read_text() == "study s1: 8 trials\n"
+
+
+def test_the_log_file_table_takes_trials_without_a_conditional_key(tmp_path):
+    """Ray's reporter looks each column up in the best trial's config: a plain U-Net has no critic
+    learning rate, so the search's conditional keys must not be columns (a study crashed on it)."""
+    import time
+
+    from ray.tune.experiment import Trial
+
+    from tuner.space import load_space
+    from tuner.console import LogFileReporter
+    from conftest import REPO
+
+    space = load_space(REPO / "search_spaces" / "drive_cpu.yaml", str(tmp_path))  # lr_d only when a GAN
+    unet = {"loss.adversarial": "none", "optim.lr_g": 1e-3, "data.crop_size": 96, "data.augment_strength": 1.0}
+    gan = {**unet, "loss.adversarial": "vanilla", "optim.lr_d": 2e-4, "loss.adv_weight": 0.1}
+    trials = []
+    for i, (config, score) in enumerate(((unet, 0.97), (gan, 0.95))):
+        t = Trial("train_vgan", config=config, stub=True, trial_id=f"t{i}")
+        t.run_metadata.last_result = {"epoch": 3, "val_auc_roc": score, "best_val_auc_roc_mean3": score,
+                                      "training_iteration": 3, "config": config}
+        t.set_status(Trial.TERMINATED)
+        t.storage = SimpleNamespace(experiment_driver_staging_path=str(tmp_path), trial_driver_staging_path=str(tmp_path))
+        trials.append(t)
+    reporter = LogFileReporter(tmp_path / "study.log", "auc_roc", space.score, space.params)
+    reporter.setup(start_time=time.time(), total_samples=2, metric=space.score, mode="max")
+    reporter.report(trials, True)
+    text = (tmp_path / "study.log").read_text()
+    assert "Current best trial: t0" in text and "lr_g" in text and "lr_d" not in text

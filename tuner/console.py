@@ -1,0 +1,193 @@
+"""What `tuner.run` shows a person: one live table of the trials, one line per trial end.
+
+Ray's own console output (config and result boxes per trial, a checkpoint line per epoch,
+hints) is for `--verbose`. Without it, Ray's status table goes to `<study>.log` in the storage
+folder every 30 s, each trial's own output to `stdout`/`stderr` in its trial folder, and the
+terminal gets `Progress`: the table redrawn in place (a terminal) or nothing but the trial-end
+lines (a log file, CI), whose wording comes from `tuner.outcome`, as everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, TextIO
+
+from ray.tune import Callback, CLIReporter
+
+from tuner.outcome import decide
+
+REDRAW_S = 0.5
+
+
+@dataclass
+class Row:
+    trial_id: str
+    params: dict[str, Any]
+    status: str = "running"
+    epoch: int = 0
+    value: float = math.nan  # this epoch's validation metric
+    score: float = math.nan  # the trial's score (best so far)
+
+
+def short_name(key: str) -> str:
+    return key.rsplit(".", 1)[-1]
+
+
+def fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else f"{v:.4f}" if 0 < abs(v) < 1 and abs(v) >= 1e-3 else f"{v:.3g}"
+    return str(v)
+
+
+@dataclass
+class Progress(Callback):
+    """A Tune callback that keeps one row per trial and prints it as a table."""
+
+    metric: str  # e.g. auc_roc: `val_<metric>` is shown for the epoch
+    score: str  # the trial's score key (tuner.outcome.score_key)
+    max_epochs: int
+    live: bool | None = None  # redraw in place; None: when stdout is a terminal
+    rows: dict[str, Row] = field(default_factory=dict)
+    _drawn: int = 0  # lines of the table on screen
+    _last: float = 0.0
+
+    def __post_init__(self):
+        if self.live is None:
+            self.live = sys.stdout.isatty()
+
+    @property
+    def out(self) -> TextIO:
+        # the table is drawn on the terminal only: the study's log (tuner.run.tee) gets the lines
+        return getattr(sys.stdout, "terminal", sys.stdout)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune keeps callbacks in its experiment state: a resumed study starts a fresh table, on
+        # whatever its stdout is then
+        return {**self.__dict__, "rows": {}, "_drawn": 0, "live": None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        self.rows.setdefault(trial.trial_id, Row(trial.trial_id, dict(trial.config)))
+        self._draw()
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        row = self.rows.setdefault(trial.trial_id, Row(trial.trial_id, dict(trial.config)))
+        row.params = dict(trial.config)  # PBT changes them
+        row.epoch = int(result.get("epoch", row.epoch))
+        row.value = float(result.get(f"val_{self.metric}", math.nan))
+        row.score = float(result.get(self.score, row.score))
+        self._draw()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._end(trial, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        from tuner.projection import trial_error
+
+        self._end(trial, trial_error(trial))
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        for t in trials:  # trials a time budget stopped end without Tune's on_trial_complete
+            if t.trial_id in self.rows and self.rows[t.trial_id].status == "running" and t.last_result:
+                self._end(t, None)
+        self._draw(force=True)
+
+    def _end(self, trial, error: str | None) -> None:
+        outcome = decide(trial.last_result, error, self.max_epochs)
+        row = self.rows.setdefault(trial.trial_id, Row(trial.trial_id, dict(trial.config)))
+        row.status = outcome.label
+        best = f"{self.score} {fmt(row.score)}" if math.isfinite(row.score) else "no score"
+        self._say(f"trial {trial.trial_id} {outcome}: {best} ({self._params(row)})")
+
+    def _params(self, row: Row) -> str:
+        return ", ".join(f"{short_name(k)}={fmt(v)}" for k, v in row.params.items())
+
+    def _say(self, line: str) -> None:
+        """A line above the table (the table is drawn again below it)."""
+        self._erase()
+        print(line, flush=True)
+        self._draw(force=True)
+
+    def table(self) -> list[str]:
+        keys = list(dict.fromkeys(k for r in self.rows.values() for k in r.params))
+        head = ["trial", "status", "epoch", f"val {self.metric}", "best", *map(short_name, keys)]
+        body = [[r.trial_id, r.status, f"{r.epoch}/{self.max_epochs}", fmt(r.value), fmt(r.score),
+                 *(fmt(r.params.get(k, "")) for k in keys)] for r in self.rows.values()]
+        widths = [max(len(x) for x in col) for col in zip(head, *body)]
+        lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
+        cols = shutil.get_terminal_size((120, 40)).columns
+        return [ln[: cols - 1] for ln in lines]
+
+    def _erase(self) -> None:
+        if self.live and self._drawn:
+            self.out.write(f"\x1b[{self._drawn}F\x1b[J")  # up to the table's first line, clear to the end
+            self._drawn = 0
+
+    def _draw(self, force: bool = False) -> None:
+        if not self.live or not self.rows or (not force and time.monotonic() - self._last < REDRAW_S):
+            return
+        self._erase()
+        lines = self.table()
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+        self._drawn, self._last = len(lines), time.monotonic()
+
+
+class LogFileReporter(CLIReporter):
+    """Ray's status table (trials, their state, the chosen columns), appended to a file."""
+
+    def __init__(self, path: Path, metric: str, score: str, params: list):
+        # Ray looks each column up in the best trial's config: a conditional key can be absent there
+        columns = {p.key: short_name(p.key) for p in params if not p.when}
+        super().__init__(metric_columns={"epoch": "epoch", f"val_{metric}": f"val {metric}", score: "best"},
+                         parameter_columns=columns, max_report_frequency=30,
+                         print_intermediate_tables=True, sort_by_metric=True)
+        self.path = path
+
+    def report(self, trials: list, done: bool, *sys_info: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(self._progress_str(trials, done, *sys_info) + "\n")
+
+
+@contextmanager
+def tee(path: Path | None) -> Iterator[None]:
+    """What the study prints goes to the terminal and is appended to `path` (the study's log)."""
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as log:
+        streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = (Tee(s, log) for s in streams)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = streams
+
+
+class Tee:
+    def __init__(self, terminal, log):
+        self.terminal, self.log = terminal, log
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        return self.terminal.write(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+        self.terminal.flush()
+
+    def isatty(self) -> bool:
+        return self.terminal.isatty()
+
+    def __getattr__(self, name: str):
+        return getattr(self.terminal, name)
