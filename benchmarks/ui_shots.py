@@ -1,0 +1,83 @@
+"""`python -m benchmarks.ui_shots` (from the repository root): what a user sees of a study in MLflow's UI.
+
+    python -m benchmarks.ui_shots --tracking-uri sqlite:///mlflow.db --experiment vgan-smoke --study smoke8 \\
+        --model vgan-generator-synthetic --out benchmarks/results/ui [--chromium /usr/bin/chromium]
+
+Starts `mlflow ui` on 127.0.0.1 over the study's store, opens in headless Chromium the pages a user
+opens (the runs table through the link `tuner.run` prints, the best trial's run, the experiment's logged
+models, the registered model and its champion version), saves one PNG each and stops what it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from tests.support.loopback import _bin, free_port, start, wait_for
+from tuner.tracking import server_answers
+
+VIEW = "workflowType=machine_learning"
+
+
+def pages(client, experiment: str, study: str, model: str, base: str) -> dict[str, str]:
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise SystemExit(f"--experiment: no experiment {experiment!r} in this store")
+    e = f"{base}/#/experiments/{exp.experiment_id}"
+    parent = client.search_runs([exp.experiment_id], f"tags.kind = 'study' AND tags.study = '{study}'")
+    if not parent:
+        raise SystemExit(f"--study: no study {study!r} in experiment {experiment!r}")
+    best = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'",
+                              order_by=["metrics.best_val_auc_roc DESC"], max_results=1)[0].info.run_id
+    try:
+        version = client.get_model_version_by_alias(model, "champion").version
+    except Exception as e:  # MLflow raises one exception type for a missing model and a missing alias
+        raise SystemExit(f"--model: no version of {model!r} is aliased champion ({e})") from None
+    return {"runs": f"{e}/runs?{VIEW}&viewStateShareKey={study}", "trial": f"{e}/runs/{best}?{VIEW}",
+            "models": f"{e}/models?{VIEW}", "registered": f"{base}/#/models/{model}",
+            "version": f"{base}/#/models/{model}/versions/{version}"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ui_shots", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tracking-uri", required=True)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--study", required=True)
+    p.add_argument("--model", required=True, help="registered model name")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--chromium", default="/usr/bin/chromium")
+    p.add_argument("--wait-ms", type=int, default=20000, help="virtual time Chromium gives each page to render")
+    args = p.parse_args(argv)
+    if not Path(args.chromium).is_file():
+        raise SystemExit(f"--chromium: {args.chromium} not found (Debian: apt install chromium)")
+    import os
+
+    from mlflow.tracking import MlflowClient
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    urls = pages(MlflowClient(args.tracking_uri), args.experiment, args.study, args.model, base)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="vgan-ui-") as d:
+        ui = start("mlflow ui", [_bin("mlflow"), "ui", "--backend-store-uri", args.tracking_uri, "--host", "127.0.0.1",
+                                 "--port", str(port)], Path(d) / "ui.log", {**os.environ})
+        try:
+            wait_for(ui, lambda: server_answers(base, 2), "mlflow ui", timeout_s=120)
+            for name, url in urls.items():
+                shot = args.out / f"{name}.png"
+                subprocess.run([args.chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                                f"--user-data-dir={d}/chrome", "--window-size=1600,1000",
+                                f"--virtual-time-budget={args.wait_ms}", f"--screenshot={shot}", url],
+                               check=True, capture_output=True, timeout=180)
+                print(f"{shot}  {url}")
+        finally:
+            ui.stop()
+    (args.out / "urls.txt").write_text("".join(f"{k} {v}\n" for k, v in urls.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
