@@ -37,8 +37,9 @@ INPUT = ("RGB images in [0, 1]: float32 tensor (N, 3, H, W), any H and W (mlflow
 OUTPUT = "vessel probabilities, float32 (N, 1, H, W)"
 
 WEIGHTS_CONFIG = "archive/data/weights/model_weights_config.json"  # in a pt2 archive: tensor -> raw record
-_archives: dict[tuple, bytes] = {}  # per generator shape: the first model's pt2 archive
-_exporting: dict[tuple, threading.Event] = {}  # shapes being exported now: later saves wait for it
+_archives: dict[tuple, bytes] = {}  # per generator shape: the pt2 archive of the first model exported
+# Held across an export: a save that finds its shape being exported (warm() in the background) waits
+# for the archive instead of exporting it again.
 _lock = threading.Lock()
 
 
@@ -55,32 +56,30 @@ def export(generator: Generator):
     m = 2**generator.depth
     # a batch > 1 and sizes off the multiple of 2**depth keep N, H and W dynamic
     example = torch.rand(2, 3, 2 * m + 3, 3 * m + 1, generator=torch.Generator().manual_seed(0))
-    return torch.export.export(segmenter(generator), (example,), dynamic_shapes=[{0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}])
+    return torch.export.export(segmenter(generator), (example,),
+                               dynamic_shapes=[{0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}])
+
+
+def _saved(program) -> bytes:
+    buffer = io.BytesIO()
+    torch.export.save(program, buffer)
+    return buffer.getvalue()
+
+
+def _template(generator: Generator, weights: dict[str, torch.Tensor]) -> bytes:
+    """The pt2 archive of this generator's shape (exported on the first call for the shape)."""
+    key = (generator.depth, tuple((k, tuple(v.shape), str(v.dtype)) for k, v in weights.items()))
+    with _lock:
+        if key not in _archives:
+            _archives[key] = _saved(export(generator))
+        return _archives[key]
 
 
 def save_program(generator: Generator, path: Path) -> None:
     """`segmenter(generator)` as a pt2 archive at `path` (what `mlflow.pytorch.load_model` reads)."""
     weights = segmenter(generator).state_dict()
-    key = (generator.depth, tuple((k, tuple(v.shape), str(v.dtype)) for k, v in weights.items()))
-    with _lock:
-        busy = _exporting.get(key)
-        if busy is None and key not in _archives:
-            _exporting[key] = threading.Event()  # this call exports
-    if busy is not None:
-        busy.wait()
-    template = _archives.get(key)
-    if template is not None and _write_with_weights(template, weights, path):
-        return
-    try:
-        buffer = io.BytesIO()
-        torch.export.save(export(generator), buffer)
-        path.write_bytes(buffer.getvalue())
-        _archives[key] = buffer.getvalue()
-    finally:
-        with _lock:
-            event = _exporting.pop(key, None)
-        if event is not None:
-            event.set()
+    if not _write_with_weights(_template(generator, weights), weights, path):
+        path.write_bytes(_saved(export(generator)))
 
 
 def _write_with_weights(template: bytes, weights: dict[str, torch.Tensor], path: Path) -> bool:
@@ -109,15 +108,10 @@ def _write_with_weights(template: bytes, weights: dict[str, torch.Tensor], path:
 
 
 def warm(generator: Generator) -> threading.Thread:
-    """Export and save a generator of this shape once, in the background, so that the models of its
-    shape only swap weights (a study starts it while Ray and MLflow start)."""
-    import tempfile
-
-    def work() -> None:
-        with tempfile.TemporaryDirectory() as d:
-            save_program(generator, Path(d) / "model.pt2")
-
-    thread = threading.Thread(target=work, name="pt2-warm", daemon=True)
+    """Export a generator of this shape once, in the background, so that the models of its shape
+    only swap weights (a study starts it while Ray and MLflow start)."""
+    thread = threading.Thread(target=_template, args=(generator, segmenter(generator).state_dict()),
+                              name="pt2-warm", daemon=True)
     thread.start()
     return thread
 

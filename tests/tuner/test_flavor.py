@@ -42,6 +42,20 @@ def test_a_swapped_archive_differs_from_its_template_in_weight_records_only(tmp_
     assert changed and all(n.startswith("archive/data/weights/weight_") for n in changed)
 
 
+def test_a_save_during_the_warm_up_waits_for_its_export(tmp_path, monkeypatch):
+    exports = []
+    real = flavor.export
+    monkeypatch.setattr(flavor, "export", lambda g: exports.append(g) or real(g))
+    warming = flavor.warm(generator(7, base_width=7))  # a shape no other test exports
+    g = generator(8, base_width=7)
+    flavor.save_program(g, tmp_path / "m.pt2")
+    warming.join()
+    assert len(exports) == 1, "the shape is exported once"
+    x = torch.rand(1, 3, 37, 29)
+    loaded = torch.export.load(str(tmp_path / "m.pt2")).module()
+    torch.testing.assert_close(loaded(x), VesselSegmenter(g).eval()(x), rtol=0, atol=0)
+
+
 def test_an_archive_of_another_layout_is_saved_anew(tmp_path):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as z:
