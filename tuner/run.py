@@ -277,7 +277,7 @@ def _run(plan: Plan) -> None:
                         {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri},
                         plan.args.resume)
     space = plan.space
-    view = study.share_trials_view(space.score, space.base["train"]["select_metric"], [p.key for p in space.params])
+    view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
     server = plan.uri if plan.uri.startswith("http") else "http://127.0.0.1:5000"
     plan.browse = f"{server}/{view}" + ("" if plan.uri.startswith("http") else
                                         f"  (after: mlflow ui --backend-store-uri {plan.uri})")

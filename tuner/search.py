@@ -134,9 +134,8 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
                 log: Path | None = None, verbose: bool = False) -> tune.Tuner:
     """`log`: where Ray's status table goes (unless verbose: then Ray prints it, and its per-trial boxes)."""
     t = space.tune
-    metric = space.base["train"]["select_metric"]
     # the console's trial-end lines first, then the projection's summary (it may wait for MLflow)
-    callbacks = [] if verbose else [Progress(metric, space.score, space.epochs)]
+    callbacks = [] if verbose else [Progress(space.metric, space.score, space.epochs)]
     callbacks.append(MlflowCallback(make_projection(space, tracking, storage_url), space.mlflow.outage_window_s))
     return tune.Tuner(
         make_trainable(space),
@@ -158,7 +157,7 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
             checkpoint_config=tune.CheckpointConfig(num_to_keep=t.checkpoint_keep),
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
             progress_reporter=None if verbose or log is None else
-            LogFileReporter(log, metric, space.score, space.params),
+            LogFileReporter(log, space.metric, space.score, space.params),
             # each trial's stdout and stderr, uploaded from the worker to its folder in the storage
             # (trials write nothing else there: their work files live in temporary folders)
             log_to_file=True,

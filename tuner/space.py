@@ -119,9 +119,14 @@ class SearchSpace:
         return int(self.base["train"]["epochs"])
 
     @property
+    def metric(self) -> str:
+        """The validation metric trials are selected on (`train.select_metric`, e.g. auc_roc)."""
+        return self.base["train"]["select_metric"]
+
+    @property
     def score(self) -> str:
         """The trial's score as reported to Ray, told to Optuna and logged to MLflow."""
-        return score_key(self.base["train"]["select_metric"], self.tune.signal_window)
+        return score_key(self.metric, self.tune.signal_window)
 
     @property
     def searcher(self) -> str | None:
@@ -262,11 +267,12 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
                              f"'train.select_metric' (higher is better); set that instead")
     tune, resources, mlflow = section("tune", TuneSettings), section("resources", Resources), \
         section("mlflow", MlflowSettings)
-    _check_settings(source, tune, resources, mlflow, base.train.epochs)
+    # the defaults that depend on other settings, filled before the checks see them
     if tune.checkpoint_keep is None:
         tune.checkpoint_keep = PBT_KEEP if tune.scheduler == "pbt" else 2
     if mlflow.registered_model is None:
         mlflow.registered_model = "vgan-generator" + ("" if base.data.dataset == "drive" else f"-{base.data.dataset}")
+    _check_settings(source, tune, resources, mlflow, base.train.epochs)
 
     search = values.get("search") or {}
     if not isinstance(search, dict):
@@ -297,8 +303,8 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (t.signal_window >= 1, "tune.signal_window", "must be at least 1"),
         (t.time_budget_s is None or t.time_budget_s > 0, "tune.time_budget_s", "must be > 0 seconds"),
         (t.pbt_interval >= 1, "tune.pbt_interval", "must be at least 1"),
-        (t.checkpoint_keep is None or t.checkpoint_keep >= 1, "tune.checkpoint_keep", "must be at least 1"),
-        (t.scheduler != "pbt" or t.checkpoint_keep is None or t.checkpoint_keep >= PBT_KEEP, "tune.checkpoint_keep",
+        (t.checkpoint_keep >= 1, "tune.checkpoint_keep", "must be at least 1"),
+        (t.scheduler != "pbt" or t.checkpoint_keep >= PBT_KEEP, "tune.checkpoint_keep",
          f"must be at least {PBT_KEEP} with scheduler pbt: a trial's checkpoint is cloned by another while it "
          "writes newer ones, and one deleted too early fails the clone"),
         (t.max_failures >= 0, "tune.max_failures", "must be >= 0"),
@@ -306,7 +312,7 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (r.gpu >= 0 and (r.gpu <= 1 or r.gpu == int(r.gpu)), "resources.gpu",
          "must be >= 0, a fraction up to 1 or a whole number of GPUs"),
         (bool(m.experiment), "mlflow.experiment", "must not be empty"),
-        (m.registered_model is None or bool(m.registered_model), "mlflow.registered_model", "must not be empty"),
+        (bool(m.registered_model), "mlflow.registered_model", "must not be empty"),
         (m.promote_margin >= 0, "mlflow.promote_margin", "must be >= 0"),
         (0 < m.promote_confidence < 1, "mlflow.promote_confidence", "must lie strictly between 0 and 1"),
         (m.outage_window_s >= 0, "mlflow.outage_window_s", "must be >= 0"),
