@@ -22,17 +22,11 @@ PROBE_TIMEOUT_S = 60
 
 
 def start_ray(address: str | None, verbose: bool = False) -> None:
-    """Start a local Ray or join one. Unless verbose, Ray's console output stays out of the
-    terminal (tuner.console): workers' output goes to the trial folders, Ray's driver logs only errors."""
+    """Start a local Ray or join one. Unless verbose, workers' output goes to the trial folders only
+    and Ray's driver logs only errors (the terminal is tuner.console's)."""
     import logging
 
     os.environ.update(RAY_ENV)
-    if not verbose:
-        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the legacy engine honours our reporter (tuner.console)
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..." per study
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables"
     import ray
 
     kwargs: dict[str, Any] = dict(runtime_env={"env_vars": dict(RAY_ENV)}, log_to_driver=verbose,

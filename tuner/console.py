@@ -10,6 +10,7 @@ lines (a log file, CI), whose wording comes from `tuner.outcome`, as everywhere.
 from __future__ import annotations
 
 import math
+import os
 import shutil
 import sys
 import time
@@ -39,10 +40,13 @@ def short_name(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
-def fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return "-" if math.isnan(v) else f"{v:.4f}" if 0 < abs(v) < 1 and abs(v) >= 1e-3 else f"{v:.3g}"
-    return str(v)
+def fmt_value(v: Any) -> str:
+    """A sampled value as the console prints it: in the table, the trial-end lines and the summary."""
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def fmt_score(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.4f}"
 
 
 @dataclass
@@ -63,7 +67,7 @@ class Progress(Callback):
 
     @property
     def out(self) -> TextIO:
-        # the table is drawn on the terminal only: the study's log (tuner.run.tee) gets the lines
+        # the table is drawn on the terminal only: the study's log (tee) gets the lines
         return getattr(sys.stdout, "terminal", sys.stdout)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -105,11 +109,11 @@ class Progress(Callback):
         outcome = decide(trial.last_result, error, self.max_epochs)
         row = self.rows.setdefault(trial.trial_id, Row(trial.trial_id, dict(trial.config)))
         row.status = outcome.label
-        best = f"{self.score} {fmt(row.score)}" if math.isfinite(row.score) else "no score"
+        best = f"{self.score} {fmt_score(row.score)}" if math.isfinite(row.score) else "no score"
         self._say(f"trial {trial.trial_id} {outcome}: {best} ({self._params(row)})")
 
     def _params(self, row: Row) -> str:
-        return ", ".join(f"{short_name(k)}={fmt(v)}" for k, v in row.params.items())
+        return ", ".join(f"{short_name(k)}={fmt_value(v)}" for k, v in row.params.items())
 
     def _say(self, line: str) -> None:
         """A line above the table (the table is drawn again below it)."""
@@ -120,8 +124,8 @@ class Progress(Callback):
     def table(self) -> list[str]:
         keys = list(dict.fromkeys(k for r in self.rows.values() for k in r.params))
         head = ["trial", "status", "epoch", f"val {self.metric}", "best", *map(short_name, keys)]
-        body = [[r.trial_id, r.status, f"{r.epoch}/{self.max_epochs}", fmt(r.value), fmt(r.score),
-                 *(fmt(r.params.get(k, "")) for k in keys)] for r in self.rows.values()]
+        body = [[r.trial_id, r.status, f"{r.epoch}/{self.max_epochs}", fmt_score(r.value), fmt_score(r.score),
+                 *(fmt_value(r.params.get(k, "")) for k in keys)] for r in self.rows.values()]
         widths = [max(len(x) for x in col) for col in zip(head, *body)]
         lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
         cols = shutil.get_terminal_size((120, 40)).columns
@@ -140,6 +144,17 @@ class Progress(Callback):
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
         self._drawn, self._last = len(lines), time.monotonic()
+
+
+def quiet() -> None:
+    """What else would print to the terminal during a study, off: set before Ray and Tune start."""
+    import logging
+
+    import optuna
+
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy output engine honours our reporter and callbacks
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # "A new study created ..." per study
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # "Creating initial MLflow database tables"
 
 
 class LogFileReporter(CLIReporter):

@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import yaml
 
 from tuner.cluster import alive_nodes, check_gpus, check_storage, start_ray
-from tuner.console import tee
+from tuner.console import fmt_value, quiet, tee
 from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
 from tuner.projection import TrialRecord, project_trials
 from tuner.space import SearchSpace, load_space
@@ -260,6 +260,8 @@ def _main(argv: Sequence[str] | None) -> None:
     plan = preflight(argv)
     # the one-off export of the generator's graph (every trial's model reuses it) while Ray and MLflow start
     flavor.warm(Generator(plan.space.trainer_config().model))
+    if not plan.args.verbose:
+        quiet()
     start_ray(plan.args.address, plan.args.verbose)
     import ray
 
@@ -316,7 +318,7 @@ def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] 
               f"each trial's share of its {budget * slots:.0f} slot-seconds is in trials.csv (budget_share)")
     print(f"top {min(5, len(rows))} by {score}:")
     for r in rows[:5]:
-        params = ", ".join(f"{k[6:]}={_fmt(v)}" for k, v in r.items() if k.startswith("param:"))
+        params = ", ".join(f"{k[6:]}={fmt_value(v)}" for k, v in r.items() if k.startswith("param:"))
         used = f"  {100 * r['budget_share']:.0f} % of the budget" if budget else ""
         print(f"  {r['trial_id']}  {r['outcome']:18s} {score} {r[score]:.4f}{used}  {params}")
     study.log_metrics({"wall_s": wall, "trial_compute_s": compute, "overhead_share": overhead,
@@ -373,10 +375,6 @@ def register(plan: Plan, study: Study, best: dict[str, Any]) -> None:
           f"AUC-PR {reg.test_metrics['auc_pr']:.4f}, F1 {reg.test_metrics['f1']:.4f}; {reg.reason}")
     print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'), or segment a folder with "
           f"python -m tuner.predict --model models:/{reg.name}@champion --input DIR --out DIR")
-
-
-def _fmt(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

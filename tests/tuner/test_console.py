@@ -27,9 +27,9 @@ def test_each_trial_end_is_one_line_with_its_outcome(capsys):
     p.on_trial_complete(0, [], stopped)
     p.on_trial_error(0, [], broken)
     lines = capsys.readouterr().out.splitlines()
-    assert lines == ["trial a1 completed: best_val_auc_roc 0.9000 (lr_g=0.0010)",
-                     "trial b2 pruned at epoch 2: best_val_auc_roc 0.9000 (lr_g=0.0010)",
-                     "trial c3 failed: RuntimeError: boom: best_val_auc_roc 0.9000 (lr_g=0.0100, adversarial=none)"]
+    assert lines == ["trial a1 completed: best_val_auc_roc 0.9000 (lr_g=0.001)",
+                     "trial b2 pruned at epoch 2: best_val_auc_roc 0.9000 (lr_g=0.001)",
+                     "trial c3 failed: RuntimeError: boom: best_val_auc_roc 0.9000 (lr_g=0.01, adversarial=none)"]
 
 
 def test_the_table_has_a_row_per_trial_and_is_redrawn_in_place(capsys):
@@ -41,8 +41,8 @@ def test_the_table_has_a_row_per_trial_and_is_redrawn_in_place(capsys):
     p.on_experiment_end([])
     head, *rows = p.table()
     assert head.split() == ["trial", "status", "epoch", "val", "auc_roc", "best", "lr_g"]
-    assert rows[0].split() == ["a1", "running", "3/6", "0.9500", "0.9500", "0.0010"]
-    assert rows[1].split()[0] == "b2" and rows[1].split()[-1] == "0.0200"
+    assert rows[0].split() == ["a1", "running", "3/6", "0.9500", "0.9500", "0.001"]
+    assert rows[1].split()[0] == "b2" and rows[1].split()[-1] == "0.02"
     frames = capsys.readouterr().out.split("\x1b[J")
     # each new frame first moves up over the previous one (as many lines as it had) and clears it
     assert len(frames) >= 2 and all(f.endswith(f"\x1b[{f.count(chr(10))}F") for f in frames[:-1])
