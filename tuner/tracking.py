@@ -129,8 +129,6 @@ class Study:
         the UI reads when the URL names it): the trial runs flat (not folded under the study's run), best
         score first, with the score, the epoch's metric, the losses and the sampled params as columns.
         Returns the view's path in the UI, which opens in its model-training mode."""
-        import json
-
         key = self.info.study_name
         view = {"searchFilter": f"tags.trial_id LIKE '%' AND tags.study = '{key}'", "orderByKey": f"metrics.`{score}`",
                 "orderByAsc": False,
@@ -242,7 +240,6 @@ def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> 
     linked to the validation split; previews and ROC/PR plots rendered from its validation
     probabilities and `val` (the trial's validation split) on the run. Returns the model URI
     (also tagged `best_model_uri` on the run)."""
-    import mlflow
     import torch
 
     from tuner import flavor

@@ -101,15 +101,20 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float) -> tuple[
     return m, scores, targets
 
 
+def named_data(args: argparse.Namespace) -> tuple[Path, str]:
+    """--data's folder (it must exist) and its dataset: --dataset, else detected from its layout."""
+    root = Path(args.data).expanduser().resolve()
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset root missing")
+    return root, args.dataset or detect_dataset(root)
+
+
 def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     if args.val_threshold:
         raise ConfigError("--val-threshold needs --checkpoint (a folder of maps has no validation predictions)")
     if args.data is None:
         raise ConfigError("--predictions needs --data ROOT (the dataset the maps belong to)")
-    root = Path(args.data).expanduser().resolve()
-    if not root.is_dir():
-        raise DataError(f"{root}: dataset root missing")
-    dataset = args.dataset or detect_dataset(root)
+    root, dataset = named_data(args)
     split = load_split(DataConfig(dataset=dataset, root=str(root), crop_size=None), args.split)
     maps = read_predictions(Path(args.predictions), split)
     m, scores, targets = score_maps(maps, split, args.threshold)
@@ -128,11 +133,9 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {"data.crop_size": None}  # evaluation is on whole images
     trained_on = cfg.data.dataset
     if args.data is not None:
-        root = Path(args.data).expanduser().resolve()
-        if not root.is_dir():
-            raise DataError(f"{root}: dataset root missing")
         # --data names the images to score, whatever the checkpoint was trained on (cross-dataset scores)
-        overrides.update({"data.root": str(root), "data.dataset": args.dataset or detect_dataset(root)})
+        root, dataset = named_data(args)
+        overrides.update({"data.root": str(root), "data.dataset": dataset})
     elif args.dataset is not None:
         overrides["data.dataset"] = args.dataset
     cfg = apply_overrides(cfg, overrides, "command line")
