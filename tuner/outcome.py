@@ -64,6 +64,10 @@ class Outcome:
         """Short, for names: completed | pruned at epoch N | failed."""
         return f"pruned at epoch {self.epoch}" if self.status == PRUNED else self.status
 
+    def name(self, trial_id: str) -> str:
+        """The trial as a person reads it: its MLflow run, its logged model, its trials.csv row."""
+        return f"{trial_id} {self.label}"
+
     def __str__(self) -> str:
         if self.status == PRUNED:
             return f"pruned at epoch {self.epoch}"

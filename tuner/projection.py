@@ -202,13 +202,13 @@ class Projection:
                                       destination_filesystem=pyarrow.fs.LocalFileSystem())
                 cfg = self.trainer_config(params)
                 _, val = load_data(cfg.data)  # the driver renders previews and plots
-                log_best_model(self.info.uri, run_id, Path(d), val, cfg, f"{trial_id} {outcome.label}")
+                log_best_model(self.info.uri, run_id, Path(d), val, cfg, outcome.name(trial_id))
         if policy is not None and policy.is_file():
             self.client.log_artifact(run_id, str(policy), "pbt")
         self.set_tags(trial_id, outcome.tags)
         state = RunStatus.FAILED if outcome.status == FAILED else RunStatus.FINISHED
         # the runs table shows one state for completed and pruned trials: the name says which
-        self.client.update_run(run_id, name=f"{trial_id} {outcome.label}")
+        self.client.update_run(run_id, name=outcome.name(trial_id))
         self.client.set_terminated(run_id, RunStatus.to_string(state))
         if outcome.status == PRUNED and best is not None:
             for folder in checkpoint_dirs(fs, path):

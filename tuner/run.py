@@ -91,7 +91,7 @@ def trials_table(results, space: SearchSpace, run_ids: dict[str, str]) -> list[d
         df = r.metrics_dataframe
         compute = float(sum(df[k].fillna(0).sum() for k in ("epoch_s", "val_s") if k in df)) if df is not None else 0.0
         score = float(last.get(space.score, math.nan))
-        rows.append({"trial": f"{trial_id} {outcome.label}", "trial_id": trial_id, "status": outcome.status,
+        rows.append({"trial": outcome.name(trial_id), "trial_id": trial_id, "status": outcome.status,
                      "outcome": str(outcome),
                      space.score: score if outcome.status != FAILED and math.isfinite(score) else math.nan,
                      "best_epoch": last.get("best_epoch"), "epochs": outcome.epoch, "compute_s": compute,

@@ -50,3 +50,11 @@ def test_asha_decides_on_the_signal(window, decision):
         for epoch, value in enumerate(values[:3], 1):
             seen = asha.on_trial_result(None, trials[name], {"epoch": epoch, key: signal.update(value)})
     assert seen == decision  # lucky's, at the rung
+
+
+def test_a_trial_is_named_after_its_outcome_everywhere_a_person_reads_it():
+    from tuner.outcome import decide
+
+    assert decide({"epoch": 6}, None, 6).name("a1") == "a1 completed"
+    assert decide({"epoch": 2}, None, 6).name("b2") == "b2 pruned at epoch 2"
+    assert decide({"epoch": 1}, "Traceback ...\nRuntimeError: boom\n", 6).name("c3") == "c3 failed"

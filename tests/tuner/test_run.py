@@ -145,7 +145,6 @@ def test_the_console_says_what_a_user_needs_and_the_logs_keep_the_rest(smoke_stu
     assert trial_dirs and all((d / "stdout").is_file() and (d / "stderr").is_file() for d in trial_dirs)
 
 
-
 @pytest.mark.parametrize("mutate, argv, fragment", [
     (lambda v: v["search"].update({"optim.lr_g": {"type": "loguniform", "low": 0.1, "high": 0.01}}), [],
      "'search.optim.lr_g' needs low < high"),
