@@ -69,12 +69,12 @@ class Plan:
     uri: str  # MLflow tracking URI
     storage: Storage
     storage_url: str  # the Optuna study's database
-    browse: str = ""  # the study's trials in MLflow's UI
 
     @property
-    def log(self) -> Path | None:
-        """The study's console output and Ray's status tables, beside its folder in local storage."""
-        return self.storage.local / f"{self.name}.log" if self.storage.local is not None else None
+    def log(self) -> Path:
+        """The study's console output and Ray's status tables: beside its folder in local storage, in
+        the working directory where the storage is an object store."""
+        return (self.storage.local or Path.cwd()) / f"{self.name}.log"
 
     def replay_command(self) -> str:
         return (f"python -m tuner.replay --space {self.args.space} --name {self.name} "
@@ -280,9 +280,8 @@ def _run(plan: Plan) -> None:
                         plan.args.resume)
     space = plan.space
     view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
-    server = plan.uri if plan.uri.startswith("http") else "http://127.0.0.1:5000"
-    plan.browse = f"{server}/{view}" + ("" if plan.uri.startswith("http") else
-                                        f"  (after: mlflow ui --backend-store-uri {plan.uri})")
+    browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
+        f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
     print(f"study {plan.name}: {plan.space.tune.num_samples} trials of up to {plan.space.epochs} epochs on "
           f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{plan.space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
@@ -294,7 +293,7 @@ def _run(plan: Plan) -> None:
     if best is not None and not plan.args.no_register:
         register(plan, study, best)
     study.finish()
-    print(f"the trials in MLflow's UI: {plan.browse}")
+    print(f"the trials in MLflow's UI: {browse}")
 
 
 def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] | None:

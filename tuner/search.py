@@ -131,7 +131,7 @@ def make_projection(space: SearchSpace, tracking: TrackingInfo, storage_url: str
 
 
 def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: str, storage_url: str,
-                log: Path | None = None, verbose: bool = False) -> tune.Tuner:
+                log: Path, verbose: bool = False) -> tune.Tuner:
     """`log`: where Ray's status table goes (unless verbose: then Ray prints it, and its per-trial boxes)."""
     t = space.tune
     # the console's trial-end lines first, then the projection's summary (it may wait for MLflow)
@@ -156,8 +156,8 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
             callbacks=callbacks,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=t.checkpoint_keep),
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
-            progress_reporter=None if verbose or log is None else
-            LogFileReporter(log, space.metric, space.score, space.params),
+            # (None is Ray's own reporter, which prints its table to the terminal)
+            progress_reporter=None if verbose else LogFileReporter(log, space.metric, space.score, space.params),
             # each trial's stdout and stderr, uploaded from the worker to its folder in the storage
             # (trials write nothing else there: their work files live in temporary folders)
             log_to_file=True,

@@ -172,3 +172,17 @@ def torch_has_gpu() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def test_a_study_always_has_a_log_for_rays_table(tmp_path, monkeypatch):
+    """With no log file to write to, Ray's own reporter prints its table on the terminal: a study in an
+    object store keeps its log in the working directory instead."""
+    from tuner.run import Plan
+    from tuner.storage import parse_storage
+
+    def plan(storage: str) -> Plan:
+        return Plan(None, None, "s1", "sqlite:///m.db", parse_storage(storage), "sqlite:///o.db")
+
+    monkeypatch.chdir(tmp_path)
+    assert plan("s3://bucket/ray").log == tmp_path.resolve() / "s1.log"
+    assert plan(str(tmp_path / "ray")).log == (tmp_path / "ray" / "s1.log").resolve()
