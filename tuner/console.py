@@ -21,7 +21,7 @@ from typing import Any, Iterator, TextIO
 
 from ray.tune import Callback, CLIReporter
 
-from tuner.outcome import decide
+from tuner.outcome import trial_outcome
 
 REDRAW_S = 0.5
 
@@ -79,12 +79,15 @@ class Progress(Callback):
         self.__dict__.update(state)
         self.__post_init__()
 
+    def _row(self, trial) -> Row:
+        return self.rows.setdefault(trial.trial_id, Row(trial.trial_id, dict(trial.config)))
+
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        self.rows.setdefault(trial.trial_id, Row(trial.trial_id, dict(trial.config)))
+        self._row(trial)
         self._draw()
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
-        row = self.rows.setdefault(trial.trial_id, Row(trial.trial_id, dict(trial.config)))
+        row = self._row(trial)
         row.params = dict(trial.config)  # PBT changes them
         row.epoch = int(result.get("epoch", row.epoch))
         row.value = float(result.get(f"val_{self.metric}", math.nan))
@@ -92,22 +95,20 @@ class Progress(Callback):
         self._draw()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self._end(trial, None)
+        self._end(trial, failed=False)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        from tuner.projection import trial_error
-
-        self._end(trial, trial_error(trial))
+        self._end(trial, failed=True)
 
     def on_experiment_end(self, trials: list, **info) -> None:
         for t in trials:  # trials a time budget stopped end without Tune's on_trial_complete
             if t.trial_id in self.rows and self.rows[t.trial_id].status == "running" and t.last_result:
-                self._end(t, None)
+                self._end(t, failed=False)
         self._draw(force=True)
 
-    def _end(self, trial, error: str | None) -> None:
-        outcome = decide(trial.last_result, error, self.max_epochs)
-        row = self.rows.setdefault(trial.trial_id, Row(trial.trial_id, dict(trial.config)))
+    def _end(self, trial, failed: bool) -> None:
+        outcome = trial_outcome(trial, failed, self.max_epochs)
+        row = self._row(trial)
         row.status = outcome.label
         best = f"{self.score} {fmt_score(row.score)}" if math.isfinite(row.score) else "no score"
         self._say(f"trial {trial.trial_id} {outcome}: {best} ({self._params(row)})")

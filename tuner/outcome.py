@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Mapping
 
 MODE = "max"
@@ -93,3 +94,20 @@ def decide(last: Mapping[str, Any] | None, error: str | None, max_epochs: int) -
     if error:
         return Outcome(FAILED, epoch, last_line(error))
     return Outcome(COMPLETED if epoch >= max_epochs else PRUNED, epoch)
+
+
+def trial_error(trial) -> str:
+    """The trial's error log as the driver just wrote it (the copy in storage is synced later
+    and can still hold an earlier attempt's error)."""
+    try:
+        path = Path(trial.error_file) if trial.error_file else None
+        if path is not None and path.is_file():
+            return path.read_text()
+    except OSError:
+        pass
+    return str(trial.get_error() or "unknown error")
+
+
+def trial_outcome(trial, failed: bool, max_epochs: int) -> Outcome:
+    """A Tune trial's outcome as Tune's callbacks see it at its end (`failed`: on_trial_error)."""
+    return decide(trial.last_result, trial_error(trial) if failed else None, max_epochs)

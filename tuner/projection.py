@@ -30,7 +30,7 @@ from typing import Any, Callable
 import yaml
 from ray.tune.logger import LoggerCallback
 
-from tuner.outcome import ENDED, FAILED, PRUNED, Outcome, decide
+from tuner.outcome import ENDED, FAILED, PRUNED, Outcome, decide, trial_error, trial_outcome
 from tuner.storage import checkpoint_dirs, newest_best
 from tuner.tracking import (
     MlflowClient,
@@ -319,7 +319,7 @@ class MlflowCallback(LoggerCallback):
             self._submit(self.projection.set_tags, trial.trial_id, {"node_id": node})
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
-        outcome = decide(trial.last_result, trial_error(trial) if failed else None, self.projection.max_epochs)
+        outcome = trial_outcome(trial, failed, self.projection.max_epochs)
         where = (trial.storage.storage_filesystem, trial.path) if trial.storage is not None else (None, None)
         policy = Path(trial.local_experiment_path, f"pbt_policy_{trial.trial_id}.txt") \
             if getattr(trial, "local_experiment_path", None) else None
@@ -339,15 +339,3 @@ class MlflowCallback(LoggerCallback):
         print(f"MLflow projection: {self.seconds:.1f} s on the driver, off Tune's event loop "
               f"({per_trial:.2f} s per trial); trials spent none", flush=True)
         Study(self.projection.client, self.projection.info).log_metrics({"mlflow_driver_s_per_trial": per_trial})
-
-
-def trial_error(trial) -> str:
-    """The trial's error log as the driver just wrote it (the copy in storage is synced later
-    and can still hold an earlier attempt's error)."""
-    try:
-        path = Path(trial.error_file) if trial.error_file else None
-        if path is not None and path.is_file():
-            return path.read_text()
-    except OSError:
-        pass
-    return str(trial.get_error() or "unknown error")
