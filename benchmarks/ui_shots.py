@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.support.loopback import _bin, free_port, start, wait_for
+from tests.support.loopback import free_port, start, venv_bin, wait_for
 from tuner.tracking import server_answers
 
 VIEW = "workflowType=machine_learning"
@@ -62,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     urls = pages(MlflowClient(args.tracking_uri), args.experiment, args.study, args.model, base)
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vgan-ui-") as d:
-        ui = start("mlflow ui", [_bin("mlflow"), "ui", "--backend-store-uri", args.tracking_uri, "--host", "127.0.0.1",
-                                 "--port", str(port)], Path(d) / "ui.log", {**os.environ})
+        argv = [venv_bin("mlflow"), "ui", "--backend-store-uri", args.tracking_uri, "--host", "127.0.0.1",
+                "--port", str(port)]
+        ui = start("mlflow ui", argv, Path(d) / "ui.log", {**os.environ})
         try:
             wait_for(ui, lambda: server_answers(base, 2), "mlflow ui", timeout_s=120)
             for name, url in urls.items():

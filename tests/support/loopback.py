@@ -122,7 +122,8 @@ def wait_for(service: Service, ready, what: str, timeout_s: float = START_TIMEOU
     raise TimeoutError(f"{service.name}: no {what} after {timeout_s:.0f} s:\n{service.tail()}")
 
 
-def _bin(tool: str) -> str:
+def venv_bin(tool: str) -> str:
+    """`tool`'s command beside this interpreter (the venv's ray, mlflow), else on PATH."""
     here = Path(sys.executable).parent / tool
     return str(here) if here.exists() else shutil.which(tool) or tool
 
@@ -146,7 +147,7 @@ class RayCluster:
 def start_ray_node(root: Path, temp: Path, index: int, cpus: int, env: dict[str, str], head_port: int) -> Service:
     """Node 0 is the head, listening on head_port; the others join it. Logs go to root."""
     root.mkdir(parents=True, exist_ok=True)
-    argv = [_bin("ray"), "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus),
+    argv = [venv_bin("ray"), "start", "--block", "--node-ip-address", "127.0.0.1", "--num-cpus", str(cpus),
             "--num-gpus", "0", "--temp-dir", str(temp), "--dashboard-agent-listen-port", str(free_port()),
             "--disable-usage-stats"]
     if index == 0:
@@ -200,7 +201,7 @@ def mlflow_server(root: Path, env: dict[str, str] | None = None) -> Iterator[Mlf
     env = {**os.environ, **CLUSTER_ENV, **(env or {})}
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+    argv = [venv_bin("mlflow"), "server", "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
             "--artifacts-destination", str(root / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
             "--workers", "1"]
     server = MlflowServer(f"http://127.0.0.1:{port}", start("mlflow server", argv, root / "mlflow.log", env), argv, env)
@@ -227,7 +228,7 @@ def model_server(root: Path, model_uri: str, tracking_uri: str, env: dict[str, s
     env = {**os.environ, **CLUSTER_ENV, "MLFLOW_TRACKING_URI": tracking_uri, **(env or {})}
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [_bin("mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1",
+    argv = [venv_bin("mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1",
             "--port", str(port), "--workers", "1"]
     service = start("mlflow models serve", argv, root / "serve.log", env)
     url = f"http://127.0.0.1:{port}"
