@@ -11,6 +11,7 @@ models, the registered model and its champion version), saves one PNG each and s
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -53,8 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not Path(args.chromium).is_file():
         raise SystemExit(f"--chromium: {args.chromium} not found (Debian: apt install chromium)")
-    import os
-
     from mlflow.tracking import MlflowClient
 
     port = free_port()

@@ -6,6 +6,7 @@ Everything here runs before the first trial, so a study that cannot work is refu
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import tempfile
@@ -24,8 +25,6 @@ PROBE_TIMEOUT_S = 60
 def start_ray(address: str | None, verbose: bool = False) -> None:
     """Start a local Ray or join one. Unless verbose, workers' output goes to the trial folders only
     and Ray's driver logs only errors (the terminal is tuner.console's)."""
-    import logging
-
     os.environ.update(RAY_ENV)
     import ray
 

@@ -9,6 +9,7 @@ lines (a log file, CI), whose wording comes from `tuner.outcome`, as everywhere.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import shutil
@@ -149,8 +150,6 @@ class Progress(Callback):
 
 def quiet() -> None:
     """What else would print to the terminal during a study, off: set before Ray and Tune start."""
-    import logging
-
     import optuna
 
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # Tune's legacy output engine honours our reporter and callbacks
