@@ -2,9 +2,10 @@
 
 Ray's own console output (config and result boxes per trial, a checkpoint line per epoch,
 hints) is for `--verbose`. Without it, Ray's status table goes to `<study>.log` in the storage
-folder (the working directory for an object store) every 30 s, each trial's own output to `stdout`/`stderr` in its trial folder, and the
-terminal gets `Progress`: the table redrawn in place (a terminal) or nothing but the trial-end
-lines (a log file, CI), whose wording comes from `tuner.outcome`, as everywhere.
+folder (the working directory for an object store) every 30 s, each trial's own output to
+`stdout`/`stderr` in its trial folder, and the terminal gets `Progress`: the table redrawn in place
+(a terminal) or nothing but the trial-end lines (a log file, CI), whose wording comes from
+`tuner.outcome`, as everywhere.
 """
 
 from __future__ import annotations

@@ -95,9 +95,8 @@ def _write_with_weights(template: bytes, weights: dict[str, torch.Tensor], path:
         records = {}
         for name, entry in config.items():
             meta, t = entry["tensor_meta"], weights[name].detach().contiguous()
-            ints = lambda key: [d["as_int"] for d in meta[key]]  # noqa: E731
-            if entry.get("use_pickle") or ints("sizes") != list(t.shape) or ints("strides") != list(t.stride()) \
-                    or meta["storage_offset"]["as_int"] != 0:
+            if entry.get("use_pickle") or _ints(meta["sizes"]) != list(t.shape) \
+                    or _ints(meta["strides"]) != list(t.stride()) or meta["storage_offset"]["as_int"] != 0:
                 return False
             records[f"archive/data/weights/{entry['path_name']}"] = t.numpy().tobytes()
         # (torch's reader copies each record: it needs none of the 64-byte alignment its writer pads to)
@@ -105,6 +104,10 @@ def _write_with_weights(template: bytes, weights: dict[str, torch.Tensor], path:
             for info in src.infolist():
                 dst.writestr(info, records[info.filename] if info.filename in records else src.read(info))
     return True
+
+
+def _ints(symbols: list[dict[str, int]]) -> list[int]:
+    return [d["as_int"] for d in symbols]  # a size or stride in the archive's schema: {"as_int": n}
 
 
 def warm(generator: Generator) -> threading.Thread:
