@@ -63,9 +63,10 @@ def test_the_log_file_table_takes_trials_without_a_conditional_key(tmp_path):
 
     from ray.tune.experiment import Trial
 
-    from tuner.space import load_space
-    from tuner.console import LogFileReporter
     from conftest import REPO
+
+    from tuner.console import LogFileReporter
+    from tuner.space import load_space
 
     space = load_space(REPO / "search_spaces" / "drive_cpu.yaml", str(tmp_path))  # lr_d only when a GAN
     unet = {"loss.adversarial": "none", "optim.lr_g": 1e-3, "data.crop_size": 96, "data.augment_strength": 1.0}
@@ -76,7 +77,8 @@ def test_the_log_file_table_takes_trials_without_a_conditional_key(tmp_path):
         t.run_metadata.last_result = {"epoch": 3, "val_auc_roc": score, "best_val_auc_roc_mean3": score,
                                       "training_iteration": 3, "config": config}
         t.set_status(Trial.TERMINATED)
-        t.storage = SimpleNamespace(experiment_driver_staging_path=str(tmp_path), trial_driver_staging_path=str(tmp_path))
+        t.storage = SimpleNamespace(experiment_driver_staging_path=str(tmp_path),
+                                    trial_driver_staging_path=str(tmp_path))
         trials.append(t)
     reporter = LogFileReporter(tmp_path / "study.log", "auc_roc", space.score, space.params)
     reporter.setup(start_time=time.time(), total_samples=2, metric=space.score, mode="max")
