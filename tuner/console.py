@@ -175,11 +175,8 @@ class LogFileReporter(CLIReporter):
 
 
 @contextmanager
-def tee(path: Path | None) -> Iterator[None]:
+def tee(path: Path) -> Iterator[None]:
     """What the study prints goes to the terminal and is appended to `path` (the study's log)."""
-    if path is None:
-        yield
-        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as log:
         streams = sys.stdout, sys.stderr

@@ -275,15 +275,15 @@ def _main(argv: Sequence[str] | None) -> None:
 
 def _run(plan: Plan) -> None:
     """The study once Ray is up: start, run, reconcile, summarize, register."""
-    study = Study.start(plan.uri, plan.space.mlflow.experiment, plan.name,
+    space = plan.space
+    study = Study.start(plan.uri, space.mlflow.experiment, plan.name,
                         {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri},
                         plan.args.resume)
-    space = plan.space
     view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
     browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
         f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
-    print(f"study {plan.name}: {plan.space.tune.num_samples} trials of up to {plan.space.epochs} epochs on "
-          f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{plan.space.mlflow.experiment}'), "
+    print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
+          f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
     t0 = time.perf_counter()
     results = run_study(plan, study)
