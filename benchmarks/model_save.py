@@ -20,7 +20,6 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -35,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--models must be at least 2 (one export, then swaps)")
     import torch
 
+    from benchmarks.train_speed import timed
     from tuner import flavor
     from tuner.space import load_space
     from tuner.tracking import MlflowClient, use_tracking_uri
@@ -47,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         return Generator(cfg).eval()
 
     def seconds(fn) -> float:
-        t0 = time.perf_counter()
-        fn()
-        return time.perf_counter() - t0
+        return timed(fn, torch.device("cpu"))  # the driver's CPU: what the projection's thread pays
 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="vgan-save-") as d:

@@ -15,7 +15,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +23,13 @@ from tests.support.loopback import invoke, model_server
 
 
 def median_s(fn, repeat: int) -> float:
+    """After one warm-up call."""
+    import torch
+
+    from benchmarks.train_speed import timed
+
     fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(timed(fn, torch.device("cpu")) for _ in range(repeat))
 
 
 def main(argv: list[str] | None = None) -> int:
