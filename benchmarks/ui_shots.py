@@ -11,6 +11,7 @@ models, the registered model and its champion version), saves one PNG each and s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -27,18 +28,22 @@ def pages(client, experiment: str, study: str, model: str, base: str) -> dict[st
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise SystemExit(f"--experiment: no experiment {experiment!r} in this store")
-    e = f"{base}/#/experiments/{exp.experiment_id}"
-    parent = client.search_runs([exp.experiment_id], f"tags.kind = 'study' AND tags.study = '{study}'")
-    if not parent:
+    at = f"{base}/#/experiments/{exp.experiment_id}"
+    # the trials table tuner.run shared for the study (Study.share_trials_view): its top row is the best trial
+    view = exp.tags.get(f"mlflow.sharedViewState.{study}")
+    if view is None:
         raise SystemExit(f"--study: no study {study!r} in experiment {experiment!r}")
-    best = client.search_runs([exp.experiment_id], f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'",
-                              order_by=["metrics.best_val_auc_roc DESC"], max_results=1)[0].info.run_id
+    view = json.loads(view)
+    order = f"{view['orderByKey']} {'ASC' if view['orderByAsc'] else 'DESC'}"
+    top = client.search_runs([exp.experiment_id], view["searchFilter"], order_by=[order], max_results=1)
+    if not top:
+        raise SystemExit(f"--study: study {study!r} has no trial runs yet")
     try:
         version = client.get_model_version_by_alias(model, "champion").version
     except Exception as e:  # MLflow raises one exception type for a missing model and a missing alias
         raise SystemExit(f"--model: no version of {model!r} is aliased champion ({e})") from None
-    return {"runs": f"{e}/runs?{VIEW}&viewStateShareKey={study}", "trial": f"{e}/runs/{best}?{VIEW}",
-            "models": f"{e}/models?{VIEW}", "registered": f"{base}/#/models/{model}",
+    return {"runs": f"{at}/runs?{VIEW}&viewStateShareKey={study}", "trial": f"{at}/runs/{top[0].info.run_id}?{VIEW}",
+            "models": f"{at}/models?{VIEW}", "registered": f"{base}/#/models/{model}",
             "version": f"{base}/#/models/{model}/versions/{version}"}
 
 

@@ -1,25 +1,35 @@
-"""benchmarks.ui_shots finds the pages a user opens from the store itself, and names what is missing."""
+"""benchmarks.ui_shots finds the pages a user opens from the store itself (the study's shared trials view
+tuner.run wrote), and names what is missing."""
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from benchmarks.ui_shots import pages
+from tuner.tracking import Study
 
 
 @pytest.fixture
 def client(tmp_path):
-    c = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    exp = c.create_experiment("vgan-smoke")
-    parent = c.create_run(exp, tags={"kind": "study", "study": "s1"})
-    for trial, score in (("a", 0.91), ("b", 0.97), ("c", 0.95)):
-        run = c.create_run(exp, tags={"mlflow.parentRunId": parent.info.run_id, "trial_id": trial})
-        c.log_metric(run.info.run_id, "best_val_auc_roc", score)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    study = Study.start(uri, "vgan-smoke", "s1", {}, resume=False)
+    # the study ranks by its 3-epoch signal, on which b is best (on its best single epoch, c is)
+    study.share_trials_view("best_val_auc_roc_mean3", "auc_roc", ["optim.lr_g"])
+    c, exp = study.client, study.info.experiment_id
+    for trial, mean3, best in (("a", 0.90, 0.91), ("b", 0.96, 0.97), ("c", 0.93, 0.99)):
+        run = c.create_run(exp, tags={"mlflow.parentRunId": study.info.parent_run_id, "trial_id": trial,
+                                      "study": "s1"})
+        c.log_metric(run.info.run_id, "best_val_auc_roc_mean3", mean3)
+        c.log_metric(run.info.run_id, "best_val_auc_roc", best)
         if trial == "b":
-            best = run.info.run_id
+            best_run = run.info.run_id
+    other = Study.start(uri, "vgan-smoke", "s0", {}, resume=False)  # another study's trial, scored higher
+    other.share_trials_view("best_val_auc_roc_mean3", "auc_roc", [])
+    run = c.create_run(exp, tags={"mlflow.parentRunId": other.info.parent_run_id, "trial_id": "z", "study": "s0"})
+    c.log_metric(run.info.run_id, "best_val_auc_roc_mean3", 0.99)
+    Study.start(uri, "vgan-smoke", "empty", {}, resume=False).share_trials_view("best_val_auc_roc", "auc_roc", [])
     c.create_registered_model("m")
-    v = c.create_model_version("m", "runs:/x/model", run_id=best)
+    v = c.create_model_version("m", "runs:/x/model", run_id=best_run)
     c.set_registered_model_alias("m", "champion", v.version)
-    return c, exp, best
+    return c, exp, best_run
 
 
 def test_the_pages_are_the_study_view_its_best_trial_and_the_champion(client):
@@ -33,6 +43,7 @@ def test_the_pages_are_the_study_view_its_best_trial_and_the_champion(client):
 @pytest.mark.parametrize("experiment, study, model, fragment", [
     ("nope", "s1", "m", "--experiment: no experiment 'nope'"),
     ("vgan-smoke", "s2", "m", "--study: no study 's2' in experiment 'vgan-smoke'"),
+    ("vgan-smoke", "empty", "m", "--study: study 'empty' has no trial runs yet"),
     ("vgan-smoke", "s1", "other", "--model: no version of 'other' is aliased champion"),
 ])
 def test_what_is_missing_is_named(client, experiment, study, model, fragment):
