@@ -108,6 +108,13 @@ def trial_error(trial) -> str:
     return str(trial.get_error() or "unknown error")
 
 
+def failures(trial, error: str) -> int:
+    """How often the trial has failed so far, from its error log `error` (trial_error). Ray heads each
+    failure there ("Failure # N (occurred at ...)"), a lost node it takes for a preemption included: that
+    one its num_failures leaves out (it costs no retry of max_failures), yet the trial was restarted."""
+    return max(trial.num_failures, sum(line.startswith("Failure # ") for line in error.splitlines()))
+
+
 def trial_outcome(trial, failed: bool, max_epochs: int) -> Outcome:
     """A Tune trial's outcome as Tune's callbacks see it at its end (`failed`: on_trial_error)."""
     return decide(trial.last_result, trial_error(trial) if failed else None, max_epochs)

@@ -30,7 +30,7 @@ from typing import Any, Callable
 import yaml
 from ray.tune.logger import LoggerCallback
 
-from tuner.outcome import ENDED, FAILED, PRUNED, Outcome, decide, trial_error, trial_outcome
+from tuner.outcome import ENDED, FAILED, PRUNED, Outcome, decide, failures, trial_error, trial_outcome
 from tuner.storage import checkpoint_dirs, newest_best
 from tuner.tracking import (
     MlflowClient,
@@ -327,8 +327,9 @@ class MlflowCallback(LoggerCallback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
         """A trial that raised is retried from its last checkpoint: say so on its run."""
+        error = trial_error(trial)
         self._submit(self.projection.set_tags, trial.trial_id,
-                     {"retries": trial.num_failures, "last_error": decide(None, trial_error(trial), 0).error})
+                     {"retries": failures(trial, error), "last_error": decide(None, error, 0).error})
 
     def on_experiment_end(self, trials: list, **info) -> None:
         if not self.drain(self.window_s):

@@ -58,3 +58,29 @@ def test_a_trial_is_named_after_its_outcome_everywhere_a_person_reads_it():
     assert decide({"epoch": 6}, None, 6).name("a1") == "a1 completed"
     assert decide({"epoch": 2}, None, 6).name("b2") == "b2 pruned at epoch 2"
     assert decide({"epoch": 1}, "Traceback ...\nRuntimeError: boom\n", 6).name("c3") == "c3 failed"
+
+
+# Ray's error log of a trial whose node was killed (tests/tuner/test_cluster_faults.py): Ray took the lost
+# node for a preemption, so its num_failures stayed 0, though the trial was restarted on the other node
+LOST_NODE = """Failure # 0 (occurred at 2026-12-02_03-39-55)
+The actor died unexpectedly before finishing this task.
+\tclass_name:
+\tactor_id: 12e49d87444f52ff1065d72503000000
+"""
+RAISED_TWICE = "Failure # 1 (occurred at 03-41-43)\nTraceback ...\nRuntimeError: injected\n" \
+               "Failure # 2 (occurred at 03-41-50)\nTraceback ...\nRuntimeError: injected\n"
+
+
+@pytest.mark.parametrize("log, num_failures, expected", [
+    (LOST_NODE, 0, 1),
+    (RAISED_TWICE, 2, 2),
+    ("RuntimeError: boom", 1, 1),  # no log file: Ray's count
+])
+def test_failures_are_counted_from_the_error_log_and_ray(tmp_path, log, num_failures, expected):
+    from tuner.outcome import failures, trial_error
+
+    path = tmp_path / "error.txt"
+    path.write_text(log)
+    trial = SimpleNamespace(error_file=str(path) if log.startswith("Failure") else None, num_failures=num_failures,
+                            get_error=lambda: log)
+    assert failures(trial, trial_error(trial)) == expected
