@@ -11,7 +11,6 @@ models, the registered model and its champion version), saves one PNG each and s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -29,15 +28,15 @@ def pages(client, experiment: str, study: str, model: str, base: str) -> dict[st
     if exp is None:
         raise SystemExit(f"--experiment: no experiment {experiment!r} in this store")
     at = f"{base}/#/experiments/{exp.experiment_id}"
-    # the trials table tuner.run shared for the study (Study.share_trials_view): its top row is the best trial
-    view = exp.tags.get(f"mlflow.sharedViewState.{study}")
-    if view is None:
+    parent = client.search_runs([exp.experiment_id], f"tags.kind = 'study' AND tags.study = '{study}'", max_results=1)
+    if not parent:
         raise SystemExit(f"--study: no study {study!r} in experiment {experiment!r}")
-    view = json.loads(view)
-    order = f"{view['orderByKey']} {'ASC' if view['orderByAsc'] else 'DESC'}"
-    top = client.search_runs([exp.experiment_id], view["searchFilter"], order_by=[order], max_results=1)
-    if not top:
-        raise SystemExit(f"--study: study {study!r} has no trial runs yet")
+    # the trial tuner.run ranked first by the space's score (the top row of its table and trials.csv)
+    best = parent[0].data.tags.get("best_trial_id")
+    if best is None:
+        raise SystemExit(f"--study: study {study!r} has no best trial yet (still running, or no trial scored)")
+    top = client.search_runs([exp.experiment_id],
+                             f"tags.mlflow.parentRunId = '{parent[0].info.run_id}' AND tags.trial_id = '{best}'")
     try:
         version = client.get_model_version_by_alias(model, "champion").version
     except Exception as e:  # MLflow raises one exception type for a missing model and a missing alias
