@@ -18,6 +18,7 @@ from ray.tune.search.optuna import OptunaSearch
 from tuner.console import LogFileReporter, Progress
 from tuner.outcome import COMPLETED, MODE, PRUNED, decide
 from tuner.projection import MlflowCallback, Projection
+from tuner.results import ResultCsv, ResultJson
 from tuner.space import MUTABLE, Param, SearchSpace, clip_to_space, define_by_run
 from tuner.tracking import TrackingInfo
 from tuner.trainable import TrialContext, train_vgan
@@ -135,7 +136,9 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
     """`log`: where Ray's status table goes (unless verbose: then Ray prints it, and its per-trial boxes)."""
     t = space.tune
     # the console's trial-end lines first, then the projection's summary (it may wait for MLflow)
-    callbacks = [] if verbose else [Progress(space.metric, space.score, space.epochs)]
+    callbacks = [ResultJson(), ResultCsv()]  # in place of Ray's own, which lose rows on a restart
+    if not verbose:
+        callbacks.append(Progress(space.metric, space.score, space.epochs))
     callbacks.append(MlflowCallback(make_projection(space, tracking, storage_url), space.mlflow.outage_window_s))
     return tune.Tuner(
         make_trainable(space),
