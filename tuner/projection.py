@@ -16,6 +16,7 @@ results: the one record); this module projects it into the study's MLflow layout
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import queue
@@ -53,6 +54,11 @@ def is_epoch_metric(key: str, value: Any) -> bool:
         isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def hyperparameters(config: dict[str, Any]) -> dict[str, float]:
+    """The numeric values of a trial's config: what PBT perturbs, logged as `hp.<key>`."""
+    return {k: float(v) for k, v in config.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 @dataclass
 class TrialRecord:
     """What the projection needs of one ended trial, read from Ray's storage."""
@@ -63,19 +69,31 @@ class TrialRecord:
     error: str | None  # the error log of a trial that raised (out of retries), else None
     fs: Any = None  # pyarrow filesystem and path of the trial folder (checkpoints)
     path: str | None = None
+    policy: str | None = None  # PBT's policy log of the trial (beside the trial folders), if any
 
     @classmethod
     def read(cls, fs, path: str) -> TrialRecord | None:
         """None for a folder with no reported result (a trial that raised before its first epoch
         was projected live; nothing else of it is in storage)."""
-        rows = [json.loads(ln) for ln in _read(fs, f"{path}/result.json").splitlines() if ln.strip()]
+        rows = [json.loads(ln) for ln in read_text(fs, f"{path}/result.json").splitlines() if ln.strip()]
         if not rows:
             return None
-        params = json.loads(_read(fs, f"{path}/params.json") or "{}")
-        return cls(rows[-1]["trial_id"], params, rows, _read(fs, f"{path}/error.txt") or None, fs, path)
+        params = json.loads(read_text(fs, f"{path}/params.json") or "{}")
+        trial_id = rows[-1]["trial_id"]
+        policy = read_text(fs, f"{path.rstrip('/').rpartition('/')[0]}/{policy_name(trial_id)}") or None
+        return cls(trial_id, params, rows, read_text(fs, f"{path}/error.txt") or None, fs, path, policy)
 
 
-def _read(fs, path: str) -> str:
+def policy_name(trial_id: str) -> str:
+    """Ray's PBT policy log of a trial, in the study folder: the lineage of the trial's final
+    weights (on an exploit Ray copies the cloned trial's log over the target's, then appends)."""
+    return f"pbt_policy_{trial_id}.txt"
+
+
+PBT_GLOBAL = "pbt_global.txt"  # Ray's PBT log of every exploit of the study, in the study folder
+
+
+def read_text(fs, path: str) -> str:
     try:
         with fs.open_input_stream(path) as f:
             return f.readall().decode()
@@ -170,15 +188,42 @@ class Projection:
             added += 1
         return added
 
-    def log_hyperparameters(self, trial_id: str, epoch: int, values: dict[str, Any], exploits: int) -> None:
-        """The trial's hyperparameters from this epoch on, as metrics `hp.<key>` (step = epoch): under
-        PBT they change while the trial runs, and their history is its schedule."""
-        from mlflow.entities import Metric, RunTag
+    def log_schedule(self, trial_id: str, rows: list[dict[str, Any]]) -> int:
+        """The trial's numeric hyperparameters at its first epoch and wherever they changed (PBT's
+        exploits), as metrics `hp.<key>` at the first epoch trained with them (its schedule), and
+        the tag `pbt_exploits` (the changes after the first epoch). From each row's `config` (what
+        the trainable ran with, as Ray's results hold it) and its timestamp, so the live driver and
+        `tuner.replay` write the same, each change once. Returns how many were added."""
+        from mlflow.entities import Metric
 
-        ts = int(time.time() * 1000)
-        self.client.log_batch(self._runs[trial_id], tags=[RunTag("pbt_exploits", str(exploits))] if exploits else [],
-                              metrics=[Metric(f"hp.{k}", float(v), ts, epoch) for k, v in values.items()
-                                       if isinstance(v, (int, float)) and not isinstance(v, bool)])
+        run_id = self._runs[trial_id]
+        rows = [r for r in rows if isinstance(r.get("config"), dict)]
+        if not rows:
+            return 0
+        entries: dict[tuple[int, int], dict[str, float]] = {}  # what the run holds: (time, step) -> values
+        for k in hyperparameters(rows[0]["config"]):
+            for m in self.client.get_metric_history(run_id, f"hp.{k}"):
+                entries.setdefault((m.timestamp, m.step), {})[k] = m.value
+        held = sorted(entries.items(), key=lambda e: e[0][0])
+        added = 0
+        for r in rows:
+            values, step = hyperparameters(r["config"]), int(r.get("epoch", 0))
+            ts = int(r.get("timestamp", time.time()) * 1000)
+            # by time, not epoch (a clone of a trial behind takes the epoch back); a row agreeing with
+            # what the run says was in effect then adds nothing, so rows Ray lost change nothing either
+            now = [v for (t, _), v in held if t <= ts]
+            if now and now[-1] == values:
+                continue
+            self.client.log_batch(run_id, metrics=[Metric(f"hp.{k}", v, ts, step) for k, v in values.items()])
+            bisect.insort(held, ((ts, step), values), key=lambda e: e[0][0])
+            added += 1
+        if added and len(held) > 1:
+            self.client.set_tag(run_id, "pbt_exploits", str(len(held) - 1))
+        return added
+
+    def log_study_text(self, text: str, artifact_file: str) -> None:
+        """A file on the study's parent run (PBT's log of every exploit: `pbt/pbt_global.txt`)."""
+        self.client.log_text(self.info.parent_run_id, text, artifact_file)
 
     def set_tags(self, trial_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -186,10 +231,11 @@ class Projection:
         self.client.log_batch(self._runs[trial_id], tags=[RunTag(k, short(v)) for k, v in tags.items()])
 
     def end(self, trial_id: str, params: dict[str, Any], outcome: Outcome, fs, path: str | None,
-            policy: Path | None = None) -> None:
+            policy: str | None = None) -> None:
         """The best generator as an MLflow model (from the trial's newest checkpoint that holds
-        one) with its previews and plots, PBT's policy log of the trial if any, the outcome's tags,
-        the run closed. A pruned trial's checkpoints are deleted once its model is in MLflow."""
+        one) with its previews and plots, PBT's policy log of the trial (its text) if any, the
+        outcome's tags, the run closed. A pruned trial's checkpoints are deleted once its model is
+        in MLflow."""
         from mlflow.entities import RunStatus
 
         run_id = self._runs[trial_id]
@@ -203,8 +249,8 @@ class Projection:
                 cfg = self.trainer_config(params)
                 _, val = load_data(cfg.data)  # the driver renders previews and plots
                 log_best_model(self.info.uri, run_id, Path(d), val, cfg, outcome.name(trial_id))
-        if policy is not None and policy.is_file():
-            self.client.log_artifact(run_id, str(policy), "pbt")
+        if policy:
+            self.client.log_text(run_id, policy, f"pbt/{policy_name(trial_id)}")
         self.set_tags(trial_id, outcome.tags)
         state = RunStatus.FAILED if outcome.status == FAILED else RunStatus.FINISHED
         # the runs table shows one state for completed and pruned trials: the name says which
@@ -222,8 +268,9 @@ class Projection:
 
 def project_trials(projection: Projection, trials: list[TrialRecord],
                    say: Callable[[str], None] = lambda _: None) -> None:
-    """Put what storage holds of ended trials into MLflow: runs, missing epochs, best models and
-    outcomes. Runs closed already keep their ending (the live projection or an earlier pass)."""
+    """Put what storage holds of ended trials into MLflow: runs, missing epochs and schedule
+    changes, best models and outcomes. Runs closed already keep their ending (the live projection
+    or an earlier pass)."""
     # The outcome tag says a run ended, not MLflow's run state: logging a model ends the run (FINISHED)
     # before its outcome is written, and a driver killed in between leaves it so.
     ended = {r.data.tags.get("trial_id") for r in child_runs(projection.client, projection.info)
@@ -231,9 +278,10 @@ def project_trials(projection: Projection, trials: list[TrialRecord],
     for t in trials:
         projection.open(t.trial_id, t.params, running=False)
         added = projection.log_epochs(t.trial_id, t.results)
+        projection.log_schedule(t.trial_id, t.results)
         outcome = decide(t.results[-1], t.error, projection.max_epochs)
         if t.trial_id not in ended:
-            projection.end(t.trial_id, t.params, outcome, t.fs, t.path)
+            projection.end(t.trial_id, t.params, outcome, t.fs, t.path, t.policy)
         say(f"{t.trial_id}: {added} epoch(s) added, {outcome}")
 
 
@@ -246,7 +294,7 @@ class MlflowCallback(LoggerCallback):
         self.poll_s = poll_s
         self._queue: queue.Queue | None = None
         self._nodes: dict[str, str] = {}
-        self._configs: dict[str, tuple[dict[str, Any], int]] = {}  # per trial: last config seen, changes
+        self._configs: dict[str, dict[str, Any]] = {}  # per trial: the last config seen
         self.seconds = 0.0  # the queue's work: what the driver spends on MLflow, off the event loop
 
     def __getstate__(self) -> dict[str, Any]:
@@ -307,12 +355,12 @@ class MlflowCallback(LoggerCallback):
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
         row = {k: v for k, v in result.items() if k in ("epoch", "timestamp") or is_epoch_metric(k, v)}
         self._submit(self.projection.log_epochs, trial.trial_id, [row])
-        config, exploits = self._configs.get(trial.trial_id, (None, 0))
-        if config != trial.config:  # its first epoch, or PBT changed it
-            exploits += config is not None
-            self._configs[trial.trial_id] = (dict(trial.config), exploits)
-            self._submit(self.projection.log_hyperparameters, trial.trial_id, int(result.get("epoch", 0)),
-                         dict(trial.config), exploits)
+        # The config this epoch trained with (the trainable's): PBT sets the trial's next one before
+        # callbacks see the result that made it exploit.
+        config = dict(result.get("config") or trial.config)
+        if self._configs.get(trial.trial_id) != config:  # its first epoch, or PBT changed it
+            self._configs[trial.trial_id] = config
+            self._submit(self.projection.log_schedule, trial.trial_id, [{**row, "config": config}])
         node = result.get("node_id")
         if node and self._nodes.get(trial.trial_id) != node:
             self._nodes[trial.trial_id] = node
@@ -321,9 +369,8 @@ class MlflowCallback(LoggerCallback):
     def log_trial_end(self, trial, failed: bool = False) -> None:
         outcome = trial_outcome(trial, failed, self.projection.max_epochs)
         where = (trial.storage.storage_filesystem, trial.path) if trial.storage is not None else (None, None)
-        policy = Path(trial.local_experiment_path, f"pbt_policy_{trial.trial_id}.txt") \
-            if getattr(trial, "local_experiment_path", None) else None
-        self._submit(self.projection.end, trial.trial_id, dict(trial.config), outcome, *where, policy)
+        self._submit(self.projection.end, trial.trial_id, dict(trial.config), outcome, *where,
+                     _local_text(trial, policy_name(trial.trial_id)))
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
         """A trial that raised is retried from its last checkpoint: say so on its run."""
@@ -332,6 +379,9 @@ class MlflowCallback(LoggerCallback):
                      {"retries": failures(trial, error), "last_error": decide(None, error, 0).error})
 
     def on_experiment_end(self, trials: list, **info) -> None:
+        exploits = _local_text(trials[0], PBT_GLOBAL) if trials else None
+        if exploits:  # a trial's own policy log keeps only its final weights' lineage: this keeps every exploit
+            self._submit(self.projection.log_study_text, exploits, f"pbt/{PBT_GLOBAL}")
         if not self.drain(self.window_s):
             print(f"MLflow at {self.projection.info.uri} unreachable for {self.window_s:.0f} s: what waits is "
                   "left to `python -m tuner.replay`", flush=True)
@@ -340,3 +390,10 @@ class MlflowCallback(LoggerCallback):
         print(f"MLflow projection: {self.seconds:.1f} s on the driver, off Tune's event loop "
               f"({per_trial:.2f} s per trial); trials spent none", flush=True)
         Study(self.projection.client, self.projection.info).log_metrics({"mlflow_driver_s_per_trial": per_trial})
+
+
+def _local_text(trial, name: str) -> str | None:
+    """A file Ray writes on the driver beside the trial folders (PBT's logs), if there is one."""
+    folder = getattr(trial, "local_experiment_path", None)
+    path = Path(folder, name) if folder else None
+    return path.read_text() if path is not None and path.is_file() else None

@@ -5,8 +5,8 @@
 Every epoch a trial reports is in Ray's results (`result.json`), and its best generator in its
 checkpoints (`best/`). After a tracking-server outage longer than the study's window, this
 runs the study's MLflow projection (`tuner.projection`, the same code the driver runs live)
-over every trial in storage: the study and trial runs, params, missing epochs, best models
-and outcomes. Idempotent: what MLflow has already is left as it is.
+over every trial in storage: the study and trial runs, params, missing epochs, hyperparameter
+schedules, best models, PBT's logs and outcomes. Idempotent: what MLflow has already is left as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from tuner.projection import TrialRecord, project_trials
+from tuner.projection import PBT_GLOBAL, TrialRecord, project_trials, read_text
 from vgan.cli import run_cli
 from vgan.errors import ConfigError
 
@@ -40,6 +40,14 @@ def trial_records(study_uri: str) -> list[TrialRecord]:
     return [t for t in (TrialRecord.read(fs, path) for path in folders) if t is not None]
 
 
+def study_text(study_uri: str, name: str) -> str:
+    """A file of the study folder (PBT's log of every exploit); empty if there is none."""
+    import pyarrow.fs
+
+    fs, root = pyarrow.fs.FileSystem.from_uri(study_uri)
+    return read_text(fs, f"{root}/{name}")
+
+
 def _main(argv: Sequence[str] | None) -> None:
     from tuner.search import make_projection
     from tuner.space import load_space
@@ -55,7 +63,11 @@ def _main(argv: Sequence[str] | None) -> None:
     check_tracking_server(uri)
     study = Study.start(uri, space.mlflow.experiment, args.name, {"storage": storage.uri}, resume=True)
     url = study_db_url(storage) if storage.local is not None else None
-    project_trials(make_projection(space, study.info, url), trial_records(storage.study(args.name)), print)
+    projection = make_projection(space, study.info, url)
+    project_trials(projection, trial_records(storage.study(args.name)), print)
+    exploits = study_text(storage.study(args.name), PBT_GLOBAL)
+    if exploits:
+        projection.log_study_text(exploits, f"pbt/{PBT_GLOBAL}")
     study.finish()
 
 

@@ -4,6 +4,7 @@ outcomes as tuner.outcome decides them, idempotent for a resumed driver and for 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow.fs
 import pytest
@@ -66,6 +67,59 @@ def test_each_epoch_once_with_the_epoch_as_step(study):
     assert [m.step for m in study.client.get_metric_history(p._runs["t1"], "loss_g")] == [2, 3]  # NaN not logged
 
 
+def schedule_rows():
+    """Rows as Ray's results hold them under PBT: exploited after epochs 2 and 4, the second time
+    cloning a trial one epoch behind (the epoch goes back to 4); the GAN's kind is a string."""
+    a = {"optim.lr_g": 0.01, "loss.adv_weight": 0.1, "loss.adversarial": "vanilla"}
+    b, c = {**a, "optim.lr_g": 0.008}, {**a, "optim.lr_g": 0.0096, "loss.adv_weight": 0.12}
+    return [{**row, "epoch": epoch, "config": cfg}
+            for row, epoch, cfg in zip(rows(*[0.7] * 6), [1, 2, 3, 4, 4, 5], [a, a, b, b, c, c])]
+
+
+def hp_history(study, run_id, key="optim.lr_g"):
+    return [(m.step, m.value) for m in study.client.get_metric_history(run_id, f"hp.{key}")]
+
+
+def test_the_schedule_is_each_change_once_whoever_logs_it(study):
+    p = projection(study)
+    run_id = p.open("t1", {})
+    assert p.log_schedule("t1", schedule_rows()) == 3
+    assert hp_history(study, run_id) == [(1, 0.01), (3, 0.008), (4, 0.0096)]
+    assert hp_history(study, run_id, "loss.adv_weight") == [(1, 0.1), (3, 0.1), (4, 0.12)]
+    run = study.client.get_run(run_id)
+    assert run.data.tags["pbt_exploits"] == "2" and "hp.loss.adversarial" not in run.data.metrics
+    assert p.log_schedule("t1", schedule_rows()) == 0, "replayed: nothing twice"
+    # the live driver, resumed: it sees the last config again, which the run holds
+    again = projection(study)
+    again.open("t1", {})
+    assert again.log_schedule("t1", schedule_rows()[-1:]) == 0 and len(hp_history(study, run_id)) == 3
+
+    # live up to the first exploit, then an outage: tuner.replay adds only what is missing
+    other = Study.start(study.info.uri, "projection-test", "s2", {}, resume=False)
+    live = Projection(other.info, config_from_dict(TINY).to_dict(), EPOCHS)
+    run2 = live.open("t1", {})
+    for r in schedule_rows()[:3]:
+        live.log_schedule("t1", [r])
+    assert hp_history(other, run2) == [(1, 0.01), (3, 0.008)]
+    replay = Projection(other.info, config_from_dict(TINY).to_dict(), EPOCHS)
+    replay.open("t1", {}, running=False)
+    assert replay.log_schedule("t1", schedule_rows()) == 1
+    assert hp_history(other, run2) == hp_history(study, run_id)
+    assert other.client.get_run(run2).data.tags["pbt_exploits"] == "2"
+
+    # rows Ray's storage lost (a sync behind a restart): what is left agrees with the run, adds nothing
+    lossy = projection(study)
+    lossy.open("t1", {}, running=False)
+    assert lossy.log_schedule("t1", [schedule_rows()[i] for i in (1, 3, 5)]) == 0
+    assert hp_history(study, run_id) == [(1, 0.01), (3, 0.008), (4, 0.0096)]
+
+
+def test_a_trial_without_configs_in_its_rows_logs_no_schedule(study):
+    p = projection(study)
+    run_id = p.open("t1", {})
+    assert p.log_schedule("t1", rows(0.7, 0.8)) == 0 and hp_history(study, run_id) == []
+
+
 def test_outcomes_are_decided_once():
     assert str(decide({"epoch": 6}, None, 6)) == "completed"
     assert decide({"epoch": 2}, None, 6).tags == {"status": "pruned", "pruned_at_epoch": "2"}
@@ -115,6 +169,24 @@ def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
         "a pruned trial's checkpoints go once its model is in MLflow"
     project_trials(projection(study), [record], said.append)  # again: nothing new
     assert said[-1] == "t1: 0 epoch(s) added, pruned at epoch 2" and len(study.child_runs()) == 1
+
+
+def test_project_trials_puts_a_pbt_trials_schedule_and_policy_log_into_mlflow(study, tmp_path):
+    """What tuner.replay gives a PBT trial: the schedule from result.json's configs and PBT's
+    policy log, which Ray keeps in the study folder, beside the trial folders."""
+    record = trial_folder(tmp_path, [0.7] * 6)
+    folder = Path(record.path)
+    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in schedule_rows()))
+    policy = '["0", "1_lr=0.01", 2, 2, {"optim.lr_g": 0.01}, {"optim.lr_g": 0.008}]\n'
+    (folder.parent / "pbt_policy_t1.txt").write_text(policy)
+    record = TrialRecord.read(pyarrow.fs.LocalFileSystem(), str(folder))
+    assert record.policy == policy
+    project_trials(projection(study), [record])
+    (run,) = study.child_runs()
+    assert hp_history(study, run.info.run_id) == [(1, 0.01), (3, 0.008), (4, 0.0096)]
+    assert run.data.tags["pbt_exploits"] == "2"
+    with open(study.client.download_artifacts(run.info.run_id, "pbt/pbt_policy_t1.txt", str(tmp_path))) as f:
+        assert f.read() == policy
 
 
 def test_a_run_ended_by_model_logging_but_not_given_its_outcome_is_ended_again(study, tmp_path):

@@ -29,22 +29,61 @@ def smoke(work, experiment, **tune):
     return write_yaml(work / f"{experiment}.yaml", values)
 
 
+def pbt_record(client, runs, tmp_path):
+    """Per trial: its schedule of lr_g (step, value), its pbt_exploits tag and its policy log's lines."""
+    record = {}
+    for r in runs:
+        history = [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "hp.optim.lr_g")]
+        lines = []
+        if any(a.path == "pbt" for a in client.list_artifacts(r.info.run_id)):
+            folder = client.download_artifacts(r.info.run_id, "pbt", str(tmp_path / r.info.run_id))
+            lines = [json.loads(ln) for f in sorted(os.listdir(folder)) for ln in open(os.path.join(folder, f))]
+        record[r.data.tags["trial_id"]] = (history, int(r.data.tags.get("pbt_exploits", 0)), lines)
+    return record
+
+
+def study_exploits(client, study_run_id, tmp_path):
+    path = client.download_artifacts(study_run_id, "pbt/pbt_global.txt", str(tmp_path / "global"))
+    return [json.loads(ln) for ln in open(path)]
+
+
 def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
     space = smoke(tmp_path, "vgan-pbt", scheduler="pbt", pbt_interval=1, num_samples=4)
     proc = run_study(tmp_path, space, "pbt")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client, runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "vgan-pbt")
     assert len(runs) == 4 and {r.data.tags["status"] for r in runs} == {"completed"}
-    exploited = [r for r in runs if int(r.data.tags.get("pbt_exploits", 0)) >= 1]
-    assert exploited, "PBT cloned at least one trial"
-    for r in exploited:
-        # the schedule: every hyperparameter's value from epoch 1 on, a new value where PBT changed it
-        history = client.get_metric_history(r.info.run_id, "hp.optim.lr_g")
-        assert history[0].step == 1 and len(history) == 1 + int(r.data.tags["pbt_exploits"])
-        policy = client.download_artifacts(r.info.run_id, "pbt", str(tmp_path / r.info.run_id))
-        lines = [json.loads(ln) for f in os.listdir(policy) for ln in open(os.path.join(policy, f))]
-        assert lines and all(len(ln) == 6 for ln in lines)  # [target, clone, epochs, old config, new config]
-        assert {round(h.value, 12) for h in history[1:]} <= {round(ln[5]["optim.lr_g"], 12) for ln in lines}
+    record = pbt_record(client, runs, tmp_path)
+    exploits = study_exploits(client, runs[0].data.tags["mlflow.parentRunId"], tmp_path)
+    assert exploits and all(len(ln) == 6 for ln in exploits)  # [target, clone, epochs, old config, new config]
+    assert sum(n for _, n, _ in record.values()) == len(exploits), "every exploit of the study is on its trial's run"
+    new_values = {round(ln[5]["optim.lr_g"], 12) for ln in exploits}
+    for history, n, lines in record.values():
+        # the schedule: the value epoch 1 trained with, then each exploit's at the first epoch trained with it
+        assert history[0][0] == 1 and len(history) == 1 + n
+        assert {round(v, 12) for _, v in history[1:]} <= new_values
+        assert [s for s, _ in history] == sorted(s for s, _ in history)
+        if n:
+            # a trial's own policy log is the lineage of its final weights: its last line is the
+            # trial's last exploit, the lines before it the exploits of the trials it came from
+            assert lines and lines[-1][5]["optim.lr_g"] == history[-1][1]
+            assert all(ln in exploits for ln in lines)
+
+    # Ray's results hold every epoch the driver saw, though PBT paused and restarted trials
+    for r in runs:
+        (folder,) = (tmp_path / "ray" / "pbt").glob(f"train_vgan_{r.data.tags['trial_id']}_*")
+        stored = {json.loads(ln)["epoch"] for ln in (folder / "result.json").read_text().splitlines()}
+        assert stored == {m.step for m in client.get_metric_history(r.info.run_id, "epoch_s")}
+
+    # tuner.replay into a fresh store: the same schedules, counts and logs from Ray's results alone
+    replayed = subprocess.run(
+        [sys.executable, "-m", "tuner.replay", "--space", str(space), "--name", "pbt", "--storage",
+         str(tmp_path / "ray"), "--tracking-uri", f"sqlite:///{tmp_path}/replayed.db"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
+    client2, runs2 = trial_runs(f"sqlite:///{tmp_path}/replayed.db", "vgan-pbt")
+    assert pbt_record(client2, runs2, tmp_path / "replayed") == record
+    assert study_exploits(client2, runs2[0].data.tags["mlflow.parentRunId"], tmp_path / "replayed") == exploits
     import optuna
 
     db = tmp_path / "ray" / "optuna.db"  # PBT samples with Ray: no Optuna study
