@@ -3,7 +3,7 @@
 They are the one record `tuner.replay` and the end-of-study pass project into MLflow. Ray's
 loggers, when a trial starts again from a checkpoint (a PBT pause or exploit, a retry after a
 failure), copy the trial's file from the storage over the driver's own copy. The storage copy
-is only as new as the last sync (minutes apart), so every epoch since is lost: in an 8-epoch
+is only as new as the last sync (minutes apart), so every epoch since is lost: in a 6-epoch
 PBT smoke study, two of four trials kept only their last epoch's row. These loggers keep the
 driver's copy when it has one and take the storage's only when it has none (a new driver
 resuming the study).
