@@ -166,12 +166,19 @@ class LogFileReporter(CLIReporter):
         columns = {p.key: short_name(p.key) for p in params if not p.when}
         super().__init__(metric_columns={"epoch": "epoch", f"val_{metric}": f"val {metric}", score: "best"},
                          parameter_columns=columns, max_report_frequency=30,
-                         print_intermediate_tables=True, sort_by_metric=True)
+                         print_intermediate_tables=True, sort_by_metric=False)
         self.path = path
 
     def report(self, trials: list, done: bool, *sys_info: dict) -> None:
+        # Ray's own sort_by_metric compares the scores as they are and raises on two trials that ended
+        # before their first epoch (a time budget stops them; a study crashed at its end on it): the
+        # trials are ranked here instead, best first (every score is higher-is-better), unscored last.
+        def rank(trial) -> tuple[bool, float]:
+            value = trial.last_result.get(self._metric) if self._metric else None
+            return value is None, -value if value is not None else 0.0
+
         with self.path.open("a") as f:
-            f.write(self._progress_str(trials, done, *sys_info) + "\n")
+            f.write(self._progress_str(sorted(trials, key=rank), done, *sys_info) + "\n")
 
 
 @contextmanager

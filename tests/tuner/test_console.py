@@ -85,3 +85,33 @@ def test_the_log_file_table_takes_trials_without_a_conditional_key(tmp_path):
     reporter.report(trials, True)
     text = (tmp_path / "study.log").read_text()
     assert "Current best trial: t0" in text and "lr_g" in text and "lr_d" not in text
+
+
+def test_the_log_table_ranks_trials_that_ended_before_their_first_epoch_last(tmp_path):
+    """A time budget stops trials that have not reported yet: Ray's own sort compared their missing scores
+    and raised TypeError at the study's end, losing its summary and registration."""
+    import time
+
+    from ray.tune.experiment import Trial
+
+    from conftest import REPO
+
+    from tuner.console import LogFileReporter
+    from tuner.space import load_space
+
+    space = load_space(REPO / "search_spaces" / "smoke.yaml", str(tmp_path))
+    trials = []
+    for i, score in enumerate((None, 0.91, None, 0.97)):
+        t = Trial("train_vgan", config={}, stub=True, trial_id=f"t{i}")
+        if score is not None:
+            t.run_metadata.last_result = {"epoch": 2, "val_auc_roc": score, space.score: score,
+                                          "training_iteration": 2, "config": {}}
+        t.set_status(Trial.TERMINATED)
+        t.storage = SimpleNamespace(experiment_driver_staging_path=str(tmp_path),
+                                    trial_driver_staging_path=str(tmp_path))
+        trials.append(t)
+    reporter = LogFileReporter(tmp_path / "study.log", "auc_roc", space.score, [])
+    reporter.setup(start_time=time.time(), total_samples=4, metric=space.score, mode="max")
+    reporter.report(trials, True)
+    rows = [ln.split()[1] for ln in (tmp_path / "study.log").read_text().splitlines() if ln.startswith("| train_vgan_")]
+    assert [r.rsplit("_", 1)[-1] for r in rows] == ["t3", "t1", "t0", "t2"], rows
