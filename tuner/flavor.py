@@ -146,6 +146,8 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
                  conda_env=_CONDA_ENV_FILE_NAME, python_env=_PYTHON_ENV_FILE_NAME)
     # No input schema: MLflow would refuse float64 and (H, W, C) arrays before vgan_pyfunc could take them.
     mlflow_model.metadata = {**(mlflow_model.metadata or {}), "input": INPUT, "output": OUTPUT}
+    if generator.trained_fov is not None:  # the scale tuner.predict brings photographs to (vgan.scale)
+        mlflow_model.metadata["trained_fov_diameter_px"] = generator.trained_fov
     # torch's local label (+cpu, +cu130) names a wheel index, not a version pip can find: drop it
     requirements = [f"torch=={str(torch.__version__).split('+')[0]}",
                     *(_get_pinned_requirement(p) for p in ("numpy", "mlflow"))]

@@ -1,10 +1,11 @@
 """`python -m tuner.predict`: segment your own fundus photographs with a registered generator.
 
     python -m tuner.predict --model models:/vgan-generator@champion --input DIR_OR_FILES... --out DIR
-                            [--tracking-uri URI] [--masks DIR] [--threshold T] [--device auto|cpu|cuda]
+                            [--tracking-uri URI] [--masks DIR] [--threshold T] [--scale auto|FACTOR]
+                            [--device auto|cpu|cuda]
 
 The same as `python -m vgan.predict` (shared code: what it writes, which images it takes, the
-FOV), for an MLflow model instead of a checkpoint: any model URI MLflow resolves
+FOV, the scale), for an MLflow model instead of a checkpoint: any model URI MLflow resolves
 (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/m-...`, `runs:/RUN/PATH`).
 """
 
@@ -19,6 +20,9 @@ from tuner.tracking import resolve_tracking_uri, use_tracking_uri
 from vgan.cli import run_cli
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, check_threshold, finish, list_images, segment_images
+from vgan.scale import ScaleSpec
+
+TRAINED_FOV = "generator.fov_diameter"  # the exported VesselSegmenter's buffer (vgan.models.Generator)
 
 
 def load_segmenter(uri: str, model: str, device):
@@ -35,6 +39,13 @@ def load_segmenter(uri: str, model: str, device):
     return program.to(device)
 
 
+def trained_fov(program) -> float | None:
+    """The FOV diameter the model's generator was trained at; None for a model logged before it was
+    recorded."""
+    value = dict(program.named_buffers()).get(TRAINED_FOV)
+    return None if value is None else float(value) or None
+
+
 def _main(argv: Sequence[str] | None) -> None:
     from vgan.trainer import resolve_device
 
@@ -45,11 +56,12 @@ def _main(argv: Sequence[str] | None) -> None:
     add_arguments(p)
     args = p.parse_args(argv)
     check_threshold(args.threshold)
+    scale = ScaleSpec.parse(args.scale)
     paths = list_images(args.input)
     device = resolve_device(args.device)
     model = load_segmenter(resolve_tracking_uri(args.tracking_uri), args.model, device)
     summary = segment_images(model, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
-                             device, sys.stderr.isatty())
+                             device, sys.stderr.isatty(), scale, trained_fov(model))
     finish(summary, Path(args.out), "tuner.predict")
 
 

@@ -1,13 +1,16 @@
 """`python -m vgan.evaluate`: score a trained generator, or a folder of existing maps.
 
     python -m vgan.evaluate --checkpoint CKPT [--data ROOT] --split test --out DIR
-                            [--threshold T | --val-threshold]
+                            [--threshold T | --val-threshold] [--scale 1|auto|FACTOR]
     python -m vgan.evaluate --predictions DIR --data ROOT [--dataset drive|stare] --split test --out DIR
     python -m vgan.evaluate --checkpoint CKPT --noise N --out DIR
 
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
 auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity). A checkpoint
 also gets its probability maps (8-bit PNG) and binary maps; both modes get roc.png, pr.png.
+A checkpoint sees the images as they are (`--scale 1`, the literature's protocol) unless `--scale auto`
+resizes each to the FOV diameter of its training photographs (`vgan.scale`; for another dataset's
+images) or `--scale FACTOR` by a factor; metrics are computed at the images' own size either way.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, load_split, read_probability
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import compute_metrics, curves, fov_pixels
+from vgan.scale import ScaleSpec, fov_diameter, predict_at_scale
 from vgan.trainer import evaluate, generator_from_checkpoint, load_checkpoint, predict, resolve_device
 from vgan.visualize import save_curves, save_map, to_uint8
 
@@ -46,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     thr.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
     thr.add_argument("--val-threshold", action="store_true",
                      help="use the threshold of best F1 on the validation split (needs --checkpoint)")
+    p.add_argument("--scale", default="1", metavar="1|auto|FACTOR",
+                   help="with --checkpoint: resize each image before the generator: 1 (as it is, the default), "
+                        "auto (its FOV to the training photographs' diameter) or a factor")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--noise", type=int, metavar="N", help="with --checkpoint: draw N maps from Gaussian noise")
     p.add_argument("--noise-size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
@@ -123,7 +130,21 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     return m
 
 
+def scaled_predictions(generator, split: Split, device: torch.device, batch_size: int,
+                       scale: ScaleSpec) -> tuple[np.ndarray, list[float]]:
+    """Probabilities (N, H, W) of a split, each image resized by its `scale` factor (from its FOV mask)
+    before the generator and its map back; and the factors."""
+    factors = [scale.factor_for(fov_diameter(m), generator.trained_fov, f"{split.name} image {i}")
+               for i, m in zip(split.ids, split.masks, strict=True)]
+    if all(f == 1 for f in factors):
+        return predict(generator, split.images, device, batch_size).cpu().numpy()[:, 0], factors
+    probs = [predict_at_scale(lambda x: predict(generator, x, device, batch_size), split.images[i : i + 1], f)
+             for i, f in enumerate(factors)]
+    return torch.cat(probs).cpu().numpy()[:, 0], factors
+
+
 def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
+    scale = ScaleSpec.parse(args.scale)
     state = load_checkpoint(args.checkpoint)
     device = resolve_device(args.device)
     generator, cfg = generator_from_checkpoint(state, args.checkpoint, device)
@@ -146,10 +167,11 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     if args.val_threshold:
         val_metrics, _ = evaluate(generator, load_split(cfg.data, "val"), device, cfg.train.eval_batch_size)
         threshold, source = val_metrics["best_f1_threshold"], "validation best F1"
-    probs = predict(generator, split.images, device, cfg.train.eval_batch_size).cpu().numpy()[:, 0]
+    probs, factors = scaled_predictions(generator, split, device, cfg.train.eval_batch_size, scale)
     m, scores, targets = score_maps(list(probs), split, threshold)
     m.update(dataset=cfg.data.dataset, trained_on=trained_on, source=str(Path(args.checkpoint).resolve()),
-             threshold_source=source, epoch=int(state["epoch"]))
+             threshold_source=source, epoch=int(state["epoch"]), scale=args.scale,
+             trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors])
     for sub in ("probabilities", "binary"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for image_id, prob in zip(split.ids, probs):

@@ -42,8 +42,9 @@ class ConvBlock(nn.Sequential):
 class Generator(nn.Module):
     """U-Net mapping RGB in [0, 1] of any size to vessel logits of the same size.
 
-    Normalisation statistics are buffers (set from the training split) and padding to a
-    multiple of 2**depth happens inside, so a saved generator is self-contained.
+    Normalisation statistics and the training split's field-of-view diameter are buffers (set
+    from the training split) and padding to a multiple of 2**depth happens inside, so a saved
+    generator is self-contained: it knows the colours and the scale (`vgan.scale`) it was taught.
     """
 
     def __init__(self, cfg: ModelConfig):
@@ -52,6 +53,7 @@ class Generator(nn.Module):
         widths = [cfg.base_width * 2**i for i in range(cfg.depth + 1)]
         self.register_buffer("mean", torch.full((1, 3, 1, 1), 0.5))
         self.register_buffer("std", torch.full((1, 3, 1, 1), 0.25))
+        self.register_buffer("fov_diameter", torch.tensor(0.0))  # pixels; 0: unknown
         self.down = nn.ModuleList([ConvBlock(3, widths[0])])
         self.down.extend(ConvBlock(widths[i - 1], widths[i]) for i in range(1, cfg.depth + 1))
         self.up = nn.ModuleList(
@@ -64,6 +66,22 @@ class Generator(nn.Module):
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.mean.copy_(mean.reshape(1, 3, 1, 1))
         self.std.copy_(std.reshape(1, 3, 1, 1))
+
+    @torch.no_grad()
+    def set_fov_diameter(self, pixels: float) -> None:
+        self.fov_diameter.fill_(pixels)
+
+    @property
+    def trained_fov(self) -> float | None:
+        """The FOV diameter (pixels) of the photographs it was trained on; None for a generator saved
+        before it was recorded."""
+        return float(self.fov_diameter) or None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Generators saved before the scale was recorded lack the buffer: this one's value stays (0,
+        # unknown, in a fresh generator; the training split's when a trainer resumes from such a file).
+        state_dict.setdefault(prefix + "fov_diameter", self.fov_diameter.clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

@@ -1,13 +1,15 @@
 """`python -m vgan.predict`: segment your own fundus photographs with a trained generator.
 
     python -m vgan.predict --checkpoint CKPT --input DIR_OR_FILES... --out DIR
-                           [--masks DIR] [--threshold T] [--device auto|cpu|cuda]
+                           [--masks DIR] [--threshold T] [--scale auto|FACTOR] [--device auto|cpu|cuda]
 
 Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP; any size; RGB, RGBA or grey, 8 or 16 bits)
 gets an 8-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
 of its own size. Pixels outside the field of view are 0: the FOV mask comes from `--masks DIR`
 (a file named after the image: `<name>.png`, `<name>_mask.gif`, `<name>.mask.ppm`, ...) or is
 estimated from the image (red-channel threshold and morphology) and written to `fov/`.
+Each image is segmented at the scale the generator was trained at: resized so its FOV is as many
+pixels across as its training photographs' (`--scale auto`, `vgan.scale`), or by a given factor.
 An image that cannot be read is named at the end (exit status 2); the others are written.
 `tuner.predict` does the same for a registered MLflow model (`segment_images` is shared).
 """
@@ -28,6 +30,7 @@ from vgan.cli import run_cli
 from vgan.config import DEVICES
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
+from vgan.scale import AUTO, ScaleSpec, fov_diameter, predict_at_scale
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
 MASK_NAMES = ("{}", "{}_mask", "{}.mask", "{}-mask", "{}_fov")
@@ -40,6 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder (probabilities/, binary/, fov/)")
     p.add_argument("--masks", help="folder of FOV masks named after the images (default: estimate each FOV)")
     p.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
+    p.add_argument("--scale", default="auto", metavar="auto|FACTOR",
+                   help="resize each image so its FOV matches the training photographs' (auto, the default), "
+                        "or by FACTOR (1: as it is)")
     p.add_argument("--device", choices=DEVICES, default="auto")
 
 
@@ -134,6 +140,9 @@ class Summary:
     failed: list[str] = field(default_factory=list)  # "path (why)"
     conversions: dict[str, int] = field(default_factory=dict)  # what was converted, in how many images
     estimated_fov: int = 0
+    factors: list[float] = field(default_factory=list)  # of the images resized to the model's scale
+    trained_fov: float | None = None  # the model's FOV diameter, where it records one
+    scale: ScaleSpec = AUTO
     vessel_fraction: list[float] = field(default_factory=list)  # inside the FOV, at the threshold
     seconds: float = 0.0
 
@@ -144,15 +153,22 @@ class Summary:
             text += f"; FOV estimated for {self.estimated_fov}, mean vessel fraction {np.mean(self.vessel_fraction):.1%}"
         if self.conversions:
             text += "; converted: " + ", ".join(f"{k} ({v})" for k, v in self.conversions.items())
+        if self.factors:
+            to = f"to the model's FOV of {self.trained_fov:.0f} px" if self.scale.factor is None else "by --scale"
+            text += f"; resized {to}: {len(self.factors)} (x{min(self.factors):.3g}-x{max(self.factors):.3g})"
+        elif n and self.scale.factor is None and self.trained_fov is None:
+            text += "; used at their own size: the model records no training scale (--scale sets a factor)"
         return text
 
 
 @torch.no_grad()
 def segment_images(model: Model, paths: list[Path], out: Path, threshold: float = 0.5,
                    masks: Path | None = None, device: torch.device = torch.device("cpu"),
-                   progress: bool = True) -> Summary:
+                   progress: bool = True, scale: ScaleSpec = AUTO,
+                   trained_fov: float | None = None) -> Summary:
     """Write every image's probability and binary maps (and estimated FOV) under `out`; unreadable
-    images are collected in the summary, the rest written."""
+    images are collected in the summary, the rest written. `trained_fov`: the model's training FOV
+    diameter, which `scale` auto resizes each image's FOV to."""
     from tqdm import tqdm
 
     from vgan.visualize import save_map
@@ -161,7 +177,7 @@ def segment_images(model: Model, paths: list[Path], out: Path, threshold: float 
         raise DataError(f"{masks}: masks folder missing")
     for sub in ("probabilities", "binary", "fov"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    s, t0 = Summary(), time.perf_counter()
+    s, t0 = Summary(trained_fov=trained_fov, scale=scale), time.perf_counter()
     for path in tqdm(paths, desc="segmenting", unit="image", disable=not progress or None, leave=False):
         try:
             batch, notes = as_batch(read_image(path), str(path))
@@ -172,10 +188,13 @@ def segment_images(model: Model, paths: list[Path], out: Path, threshold: float 
                 fov = estimate_fov(rgb)
                 s.estimated_fov += 1
                 save_map(out / "fov" / f"{path.stem}.png", fov.astype(np.float32))
+            factor = scale.factor_for(fov_diameter(fov), trained_fov, str(path))
         except (DataError, InputError) as e:
             s.failed.append(str(e))
             continue
-        prob = model(batch.to(device)).float().cpu().numpy()[0, 0] * fov
+        prob = predict_at_scale(model, batch.to(device), factor).cpu().numpy()[0, 0] * fov
+        if factor != 1:
+            s.factors.append(factor)
         save_map(out / "probabilities" / f"{path.stem}.png", prob)
         save_map(out / "binary" / f"{path.stem}.png", (prob >= threshold).astype(np.float32))
         s.written.append(path.name)
@@ -210,12 +229,14 @@ def _main(argv: Sequence[str] | None) -> None:
     add_arguments(p)
     args = p.parse_args(argv)
     check_threshold(args.threshold)
+    scale = ScaleSpec.parse(args.scale)
     paths = list_images(args.input)
     device = resolve_device(args.device)
     generator, _ = generator_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint, device)
     model = VesselSegmenter(generator).eval()
     summary = segment_images(model, paths, Path(args.out), args.threshold,
-                             Path(args.masks) if args.masks else None, device, sys.stderr.isatty())
+                             Path(args.masks) if args.masks else None, device, sys.stderr.isatty(),
+                             scale, generator.trained_fov)
     finish(summary, Path(args.out), "vgan.predict")
 
 

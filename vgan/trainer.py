@@ -23,6 +23,7 @@ from vgan.data import Split, normalization_stats
 from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.metrics import compute_metrics, histogram_metrics
 from vgan.models import Discriminator, Generator
+from vgan.scale import median_fov_diameter
 
 CHECKPOINT_FORMAT = 1
 LOSS_NAMES = ("loss_g", "loss_bce", "loss_adv", "loss_d")
@@ -132,6 +133,7 @@ class Trainer:
         self.memory_format = torch.channels_last if nhwc else torch.contiguous_format
         self.G = Generator(cfg.model).to(device, memory_format=self.memory_format)
         self.G.set_normalization(*normalization_stats(train))
+        self.G.set_fov_diameter(median_fov_diameter(train.masks))
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.optim.lr_g, betas=cfg.optim.betas_g,
                                       weight_decay=cfg.optim.weight_decay)
         self.D: Discriminator | None = None

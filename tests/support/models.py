@@ -1,6 +1,9 @@
-"""A trial's best generator as the projection and the registry see it, without running a study."""
+"""Tiny trained generators: a checkpoint as vgan.train writes it, and a trial's best generator as the
+projection and the registry see it, without running a study."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from conftest import TINY
@@ -10,6 +13,15 @@ from tuner.trainable import BestEpoch
 from vgan.config import config_from_dict
 from vgan.data import load_train_val
 from vgan.trainer import Trainer
+
+
+def tiny_checkpoint(folder: Path) -> Path:
+    """A tiny generator trained one epoch, saved as `folder/best.pt` (vgan.train's checkpoint format)."""
+    cfg = config_from_dict(TINY)
+    t = Trainer(cfg, *load_train_val(cfg.data), torch.device("cpu"))
+    t.run_epoch()
+    t.save_checkpoint(folder / "best.pt")
+    return folder / "best.pt"
 
 
 def trial_with_best(tmp_path):

@@ -6,15 +6,19 @@ import time
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from loopback import invoke, model_server
 from models import trial_with_best
 from PIL import Image
 
 from tuner.predict import main as predict_main
+from tuner.predict import trained_fov
 from tuner.registry import Gate, register_candidate
 from tuner.tracking import log_best_model, use_tracking_uri
+from vgan.config import config_from_dict
 from vgan.data import load_train_val
 from vgan.predict import read_image
+from vgan.scale import fov_diameter, predict_at_scale
 
 NAME = "vgan-generator-test"
 
@@ -90,12 +94,20 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path,
     argv = ["--model", model, "--tracking-uri", uri, "--input", str(images / "01_test.tif"), str(images / "02_test.tif"),
             "--out", str(tmp_path / "out"), "--masks", str(drive_root / "test" / "mask")]
     assert predict_main(argv) == 0
-    assert "tuner.predict: 2 image(s) segmented" in capsys.readouterr().out
+    said = capsys.readouterr().out
     with use_tracking_uri(uri):
         m = mlflow.pytorch.load_model(model)
+    # the registered model carries the FOV diameter its generator was trained at, and each photograph is
+    # segmented at that scale
+    train = load_train_val(config_from_dict(TINY).data)[0]
+    assert trained_fov(m) == np.median([fov_diameter(k) for k in train.masks])
+    with use_tracking_uri(uri):
+        assert mlflow.models.get_model_info(model).metadata["trained_fov_diameter_px"] == trained_fov(m)
+    assert "tuner.predict: 2 image(s) segmented" in said and f"model's FOV of {trained_fov(m):.0f} px: 2" in said
     x = torch.from_numpy(read_image(images / "02_test.tif")).permute(2, 0, 1)[None].float() / 255
     fov = np.asarray(Image.open(drive_root / "test" / "mask" / "02_test_mask.gif")) > 0
-    want = (np.clip(m(x).numpy()[0, 0] * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
+    prob = predict_at_scale(m, x, trained_fov(m) / fov_diameter(fov)).numpy()[0, 0]
+    want = (np.clip(prob * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "probabilities" / "02_test.png")), want)
 
 

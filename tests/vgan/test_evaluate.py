@@ -5,7 +5,9 @@ import pytest
 from PIL import Image
 from test_metrics import reference_table
 
+from vgan.data import read_binary
 from vgan.evaluate import main as evaluate_main
+from vgan.scale import fov_diameter
 from vgan.train import main as train_main
 
 KEYS = ("auc_roc", "auc_pr", "average_precision", "threshold", "f1", "accuracy", "sensitivity", "specificity")
@@ -82,6 +84,17 @@ def test_data_of_another_dataset_is_honoured(tiny_config_file, tmp_path, stare_r
     m = json.loads((out / "metrics.json").read_text())
     assert m["dataset"] == "stare" and m["trained_on"] == "synthetic" and m["n_images"] == 10
     assert (out / "probabilities" / "im0162.png").is_file()
+    assert m["scale"] == "1" and m["scale_factors"] == [1.0] * 10  # the literature's protocol: as they are
+    # --scale auto: each STARE image resized so its FOV is as wide as the synthetic training images'
+    auto = tmp_path / "auto"
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--data", str(stare_root),
+                          "--out", str(auto), "--scale", "auto"]) == 0
+    a = json.loads((auto / "metrics.json").read_text())
+    masks = [read_binary(stare_root / "mask" / f"{i}.mask.ppm") for i in ("im0162", "im0163")]
+    assert 40 < a["trained_fov_diameter"] < 48 and a["scale"] == "auto"
+    assert a["scale_factors"][:2] == [round(a["trained_fov_diameter"] / fov_diameter(k), 4) for k in masks]
+    assert a["n_fov_pixels"] == m["n_fov_pixels"] and a["auc_roc"] != m["auc_roc"]  # scored at STARE's size
+    assert Image.open(auto / "probabilities" / "im0162.png").size == (700, 605)
 
 
 def test_noise_drawings(tiny_config_file, tmp_path):
@@ -98,6 +111,7 @@ def test_noise_drawings(tiny_config_file, tmp_path):
     (["--checkpoint", "nowhere.pt"], "nowhere.pt: checkpoint not found"),
     (["--predictions", "p", "--val-threshold"], "--val-threshold needs --checkpoint"),
     (["--predictions", "p"], "--predictions needs --data"),
+    (["--checkpoint", "c.pt", "--scale", "huge"], "--scale huge: give 'auto' or a factor"),
 ])
 def test_bad_arguments_exit_2(argv, fragment, tmp_path, capsys):
     assert evaluate_main(argv + ["--out", str(tmp_path / "o")]) == 2

@@ -3,24 +3,20 @@
 import numpy as np
 import pytest
 import torch
-from conftest import TINY
+from models import tiny_checkpoint
 from PIL import Image
 
-from vgan.config import config_from_dict
-from vgan.data import load_train_val, read_binary
+from vgan.data import read_binary
 from vgan.inputs import as_batch
+from vgan.models import VesselSegmenter
 from vgan.predict import estimate_fov, main, read_image
-from vgan.trainer import Trainer
+from vgan.scale import fov_diameter, predict_at_scale
+from vgan.trainer import generator_from_checkpoint, load_checkpoint
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    cfg = config_from_dict(TINY)
-    t = Trainer(cfg, *load_train_val(cfg.data), torch.device("cpu"))
-    t.run_epoch()
-    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    t.save_checkpoint(path)
-    return path
+    return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture
@@ -111,3 +107,57 @@ def test_the_estimated_fov_matches_the_datasets_masks(drive_root, stare_root):
         rgb = as_batch(read_image(image))[0][0].permute(1, 2, 0).numpy()
         est, truth = estimate_fov(rgb), read_binary(mask)
         assert (est & truth).sum() / (est | truth).sum() > 0.98, image
+
+
+def test_photographs_are_segmented_at_the_scale_the_generator_was_trained_at(checkpoint, drive_root, tmp_path, capsys):
+    """The tiny generator learnt 44-pixel synthetic FOVs: a 535-pixel DRIVE photograph is shrunk to that
+    and its map enlarged back (auto, the default); --scale 1 feeds it as it is."""
+    g, _ = generator_from_checkpoint(load_checkpoint(checkpoint), "best.pt", torch.device("cpu"))
+    model = VesselSegmenter(g).eval()
+    image = drive_root / "test" / "images" / "01_test.tif"
+    fov = read_binary(drive_root / "test" / "mask" / "01_test_mask.gif")
+    x = as_batch(read_image(image))[0]
+    maps = {}
+    for scale in ("auto", "1"):
+        out = tmp_path / scale
+        argv = ["--checkpoint", str(checkpoint), "--input", str(image), "--out", str(out),
+                "--masks", str(drive_root / "test" / "mask"), "--scale", scale]
+        assert main(argv) == 0
+        said = capsys.readouterr().out
+        factor = g.trained_fov / fov_diameter(fov) if scale == "auto" else 1.0
+        assert (f"resized to the model's FOV of {g.trained_fov:.0f} px: 1 (x{factor:.3g}" in said) == (scale == "auto")
+        with torch.no_grad():
+            want = predict_at_scale(model, x, factor)[0, 0].numpy() * fov
+        maps[scale] = np.asarray(Image.open(out / "probabilities" / "01_test.png"))
+        np.testing.assert_array_equal(maps[scale], (np.clip(want, 0, 1) * 255 + 0.5).astype(np.uint8))
+    assert maps["auto"].shape == maps["1"].shape == fov.shape and (maps["auto"] != maps["1"])[fov].mean() > 0.1
+
+
+def test_a_fov_beyond_any_camera_is_named_and_the_others_are_written(checkpoint, photos, tmp_path, capsys):
+    """x1/16 is the furthest auto goes: the tiny generator's 44-pixel FOV against a 900-pixel one is a
+    mask or estimate gone wrong, not a camera; it is named and the other photographs are segmented."""
+    big = np.asarray(Image.open(photos / "01_test.tif").resize((950, 982), Image.BICUBIC))
+    Image.fromarray(big).save(photos / "06_big.png")
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(photos), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 6 image(s) not segmented" in err and "06_big.png: its field of view is" in err and "--scale" in err
+    assert len(list((out / "probabilities").iterdir())) == 5
+    assert main(["--checkpoint", str(checkpoint), "--input", str(photos / "06_big.png"), "--out", str(out),
+                 "--scale", "0.05"]) == 2  # a factor as small is refused before anything starts
+    assert "--scale 0.05: a factor must lie in" in capsys.readouterr().err
+
+
+def test_a_checkpoint_from_before_the_scale_was_recorded_segments_images_as_they_are(checkpoint, drive_root, tmp_path,
+                                                                                      capsys):
+    state = load_checkpoint(checkpoint)
+    del state["generator"]["fov_diameter"]
+    old = tmp_path / "old.pt"
+    torch.save(state, old)
+    image = drive_root / "test" / "images" / "01_test.tif"
+    assert main(["--checkpoint", str(old), "--input", str(image), "--out", str(tmp_path / "old")]) == 0
+    assert "used at their own size: the model records no training scale" in capsys.readouterr().out
+    assert main(["--checkpoint", str(checkpoint), "--input", str(image), "--out", str(tmp_path / "new"),
+                 "--scale", "1"]) == 0
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "old" / "probabilities" / "01_test.png")),
+                                  np.asarray(Image.open(tmp_path / "new" / "probabilities" / "01_test.png")))

@@ -1,0 +1,105 @@
+"""The scale a generator was trained at, and photographs brought to it.
+
+A U-Net learns vessels a few pixels wide: a generator trained on DRIVE (field of view ~538 pixels
+across) sees a 3000-pixel photograph's vessels five times wider than any it was taught. The field of
+view's diameter in pixels is the scale every fundus photograph carries, so the generator records the
+median diameter of its training split (`Generator.fov_diameter`) and a photograph is resized so its
+own FOV matches before the generator sees it; the probabilities are resized back to the photograph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vgan.errors import ConfigError, DataError
+
+# A FOV within 10 % of the trained one is used as it is: resampling costs sharpness for no gain
+# (DRIVE's own 40 images span 535-541 pixels; STARE's are 647-687, 21 % wider than DRIVE's).
+TOLERANCE = 1.1
+# Beyond these, a factor says more about a wrong FOV (a mask of another image, a dark photograph)
+# than about the camera: 1/16 takes an 8,600-pixel FOV to DRIVE's scale.
+MIN_FACTOR, MAX_FACTOR = 1 / 16, 4.0
+
+
+def fov_diameter(mask: np.ndarray | torch.Tensor) -> float:
+    """The diameter in pixels of a field of view (a bool or 0/1 mask, H x W): its larger extent, since
+    cameras cut the circle at the top and bottom (STARE: 649 wide, 560 high), not across."""
+    m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask).squeeze() > 0.5
+    if m.ndim != 2:
+        raise ValueError(f"fov_diameter takes one H x W mask, got shape {m.shape}")
+    extents = [np.flatnonzero(m.any(axis=a)) for a in (0, 1)]
+    return float(max(e[-1] - e[0] + 1 if e.size else 0 for e in extents))
+
+
+def median_fov_diameter(masks: torch.Tensor) -> float:
+    """The training scale: the median FOV diameter of a split's masks (N, 1, H, W)."""
+    return float(np.median([fov_diameter(m) for m in masks]))
+
+
+class ScaleError(DataError):
+    """An image whose FOV puts it beyond any plausible camera: named, and the other images go on."""
+
+
+@dataclass(frozen=True)
+class ScaleSpec:
+    """What `--scale` asked for: `auto` (to the model's FOV) or a fixed factor (1: as the image is)."""
+
+    factor: float | None  # None: auto
+
+    @classmethod
+    def parse(cls, text: str, option: str = "--scale") -> ScaleSpec:
+        if text == "auto":
+            return cls(None)
+        try:
+            factor = float(text)
+        except ValueError:
+            raise ConfigError(f"{option} {text}: give 'auto' or a factor such as 0.5") from None
+        if not MIN_FACTOR <= factor <= MAX_FACTOR:
+            raise ConfigError(f"{option} {text}: a factor must lie in [{MIN_FACTOR:g}, {MAX_FACTOR:g}]")
+        return cls(factor)
+
+    def factor_for(self, diameter: float, trained: float | None, what: str) -> float:
+        """The factor an image whose FOV is `diameter` pixels across is resized by; `trained` is the model's
+        FOV diameter (None where the model does not record it: auto then keeps the image as it is)."""
+        if self.factor is not None:
+            return self.factor
+        if not trained or diameter <= 0:
+            return 1.0
+        factor = trained / diameter
+        if abs(math.log(factor)) <= math.log(TOLERANCE):
+            return 1.0
+        if not MIN_FACTOR <= factor <= MAX_FACTOR:
+            raise ScaleError(f"{what}: its field of view is {diameter:.0f} pixels across against the model's "
+                             f"{trained:.0f} (x{factor:.3g}, outside [{MIN_FACTOR:g}, {MAX_FACTOR:g}]): give its "
+                             "mask (--masks) or a factor (--scale)")
+        return factor
+
+
+AUTO = ScaleSpec(None)
+
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, C, H, W) to `size`, bilinear; antialiased when it shrinks, so thin vessels fade rather than alias."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+
+
+def scaled_size(size: tuple[int, int], factor: float) -> tuple[int, int]:
+    return max(1, round(size[0] * factor)), max(1, round(size[1] * factor))
+
+
+def predict_at_scale(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                     factor: float) -> torch.Tensor:
+    """`model`'s probabilities (N, 1, H, W) for images (N, 3, H, W) in [0, 1] resized by `factor` first,
+    resized back to the images' own size."""
+    size = tuple(images.shape[-2:])
+    probs = model(resize(images, scaled_size(size, factor))).float()
+    return resize(probs, size)
