@@ -56,7 +56,7 @@ def score(generator, split: Split, factors: list[float], device: torch.device) -
 
 def case(generator, name: str, split: Split, device: torch.device) -> list[dict]:
     diameters = [fov_diameter(m) for m in split.masks]
-    auto = [AUTO.factor_for(d, generator.trained_fov, name) for d in diameters]
+    auto = [AUTO.factor_for(d, max(split.size), generator.trained_fov, name) for d in diameters]
     exact = [generator.trained_fov / d for d in diameters]  # auto's factor without its 10 % tolerance
     rows = []
     for label, factors in [("as it is (1)", [1.0] * len(split)), ("auto", auto),

@@ -134,7 +134,7 @@ def scaled_predictions(generator, split: Split, device: torch.device, batch_size
                        scale: ScaleSpec) -> tuple[np.ndarray, list[float]]:
     """Probabilities (N, H, W) of a split, each image resized by its `scale` factor (from its FOV mask)
     before the generator and its map back; and the factors."""
-    factors = [scale.factor_for(fov_diameter(m), generator.trained_fov, f"{split.name} image {i}")
+    factors = [scale.factor_for(fov_diameter(m), max(split.size), generator.trained_fov, f"{split.name} image {i}")
                for i, m in zip(split.ids, split.masks, strict=True)]
     if all(f == 1 for f in factors):
         return predict(generator, split.images, device, batch_size).cpu().numpy()[:, 0], factors

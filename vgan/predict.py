@@ -188,7 +188,7 @@ def segment_images(model: Model, paths: list[Path], out: Path, threshold: float 
                 fov = estimate_fov(rgb)
                 s.estimated_fov += 1
                 save_map(out / "fov" / f"{path.stem}.png", fov.astype(np.float32))
-            factor = scale.factor_for(fov_diameter(fov), trained_fov, str(path))
+            factor = scale.factor_for(fov_diameter(fov), max(fov.shape), trained_fov, str(path))
         except (DataError, InputError) as e:
             s.failed.append(str(e))
             continue

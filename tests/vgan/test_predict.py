@@ -133,19 +133,25 @@ def test_photographs_are_segmented_at_the_scale_the_generator_was_trained_at(che
     assert maps["auto"].shape == maps["1"].shape == fov.shape and (maps["auto"] != maps["1"])[fov].mean() > 0.1
 
 
-def test_a_fov_beyond_any_camera_is_named_and_the_others_are_written(checkpoint, photos, tmp_path, capsys):
-    """x1/16 is the furthest auto goes: the tiny generator's 44-pixel FOV against a 900-pixel one is a
-    mask or estimate gone wrong, not a camera; it is named and the other photographs are segmented."""
-    big = np.asarray(Image.open(photos / "01_test.tif").resize((950, 982), Image.BICUBIC))
-    Image.fromarray(big).save(photos / "06_big.png")
+def test_a_fov_no_camera_gives_is_named_and_the_others_are_written(checkpoint, photos, tmp_path, capsys):
+    """A DRIVE photograph in the middle of a 2400-pixel black frame: its FOV spans 22 % of the image, which
+    says the picture (or a mask) is wrong, not the camera; it is named and the others are segmented, a 3x
+    enlargement among them (shrunk x0.03 to the tiny generator's 44-pixel FOV: far, but a camera's)."""
+    photo = np.asarray(Image.open(photos / "01_test.tif"))
+    framed = np.zeros((2400, 2400, 3), np.uint8)
+    framed[908 : 908 + photo.shape[0], 917 : 917 + photo.shape[1]] = photo
+    Image.fromarray(framed).save(photos / "06_framed.png")
+    Image.fromarray(photo).resize((3 * photo.shape[1], 3 * photo.shape[0]), Image.BICUBIC).save(photos / "07_big.png")
     out = tmp_path / "out"
     assert main(["--checkpoint", str(checkpoint), "--input", str(photos), "--out", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert "1 of 6 image(s) not segmented" in err and "06_big.png: its field of view is" in err and "--scale" in err
-    assert len(list((out / "probabilities").iterdir())) == 5
-    assert main(["--checkpoint", str(checkpoint), "--input", str(photos / "06_big.png"), "--out", str(out),
-                 "--scale", "0.05"]) == 2  # a factor as small is refused before anything starts
-    assert "--scale 0.05: a factor must lie in" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "1 of 7 image(s) not segmented" in said.err and "--masks" in said.err
+    assert "06_framed.png: its field of view is 5" in said.err and "pixels across in a 2400-pixel image" in said.err
+    assert "6 image(s) segmented" in said.out and (out / "probabilities" / "07_big.png").is_file()
+    assert Image.open(out / "probabilities" / "07_big.png").size == (3 * photo.shape[1], 3 * photo.shape[0])
+    assert main(["--checkpoint", str(checkpoint), "--input", str(photos / "07_big.png"), "--out", str(out),
+                 "--scale", "5"]) == 2  # a given factor beyond 4 is refused before anything starts
+    assert "--scale 5: a factor must be above 0 and at most 4" in capsys.readouterr().err
 
 
 def test_a_checkpoint_from_before_the_scale_was_recorded_segments_images_as_they_are(checkpoint, drive_root, tmp_path,
