@@ -76,7 +76,7 @@ class ScaleSpec:
             return 1.0
         if diameter < MIN_FOV_SHARE * side:
             raise ScaleError(f"{what}: its field of view is {diameter:.0f} pixels across in a {side}-pixel image, "
-                             f"too narrow for a fundus camera's: give its mask (--masks) or a factor (--scale)")
+                             "too narrow for a fundus camera's: give its mask (--masks) or a factor (--scale)")
         factor = trained / diameter
         return 1.0 if abs(math.log(factor)) <= math.log(TOLERANCE) else factor
 
