@@ -42,8 +42,7 @@ def load_segmenter(uri: str, model: str, device):
 def trained_fov(program) -> float | None:
     """The FOV diameter the model's generator was trained at; None for a model logged before it was
     recorded."""
-    value = dict(program.named_buffers()).get(TRAINED_FOV)
-    return None if value is None else float(value) or None
+    return float(dict(program.named_buffers()).get(TRAINED_FOV, 0.0)) or None  # 0: unknown, as in Generator
 
 
 def _main(argv: Sequence[str] | None) -> None:
