@@ -112,7 +112,7 @@ def _ints(symbols: list[dict[str, int]]) -> list[int]:
 
 def warm(generator: Generator) -> threading.Thread:
     """Export a generator of this shape once, in the background, so that the models of its shape
-    only swap weights (a study starts it while Ray and MLflow start)."""
+    only swap weights (a study starts it as its first trials start)."""
     thread = threading.Thread(target=_template, args=(generator, segmenter(generator).state_dict()),
                               name="pt2-warm", daemon=True)
     thread.start()

@@ -254,12 +254,7 @@ def reconcile(plan: Plan, study: Study, results) -> None:
 
 
 def _main(argv: Sequence[str] | None) -> None:
-    from tuner import flavor
-    from vgan.models import Generator
-
     plan = preflight(argv)
-    # the one-off export of the generator's graph (every trial's model reuses it) while Ray and MLflow start
-    flavor.warm(Generator(plan.space.trainer_config().model))
     if not plan.args.verbose:
         quiet()
     start_ray(plan.args.address, plan.args.verbose)
@@ -275,10 +270,17 @@ def _main(argv: Sequence[str] | None) -> None:
 
 def _run(plan: Plan) -> None:
     """The study once Ray is up: start, run, reconcile, summarize, register."""
+    from tuner import flavor
+    from vgan.models import Generator
+
     space = plan.space
     study = Study.start(plan.uri, space.mlflow.experiment, plan.name,
                         {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri},
                         plan.args.resume)
+    # The one-off export of the generator's graph (every trial's model reuses it), while the first trials
+    # start: their workers are processes of their own, whereas Ray's start and MLflow's schema creation
+    # need this process's interpreter lock as much as the export does (7 s later to the first trial on 2 cores).
+    flavor.warm(Generator(space.trainer_config().model))
     view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
     browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
         f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
