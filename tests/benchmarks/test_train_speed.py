@@ -13,10 +13,10 @@ KEYS = {"images_per_s", "baseline_images_per_s", "speedup", "epoch_s", "val_s", 
 
 
 @pytest.mark.slow
-def test_bench_writes_every_figure(drive_root, tmp_path, capsys):
+def test_bench_writes_every_figure(drive_root, tiny_config_file, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["--data", str(drive_root), "--device", "cpu", "--steps", "2", "--warmup", "1", "--repeats", "1",
-                 "--json", str(out)])
+    code = main(["--data", str(drive_root), "--config", str(tiny_config_file), "--device", "cpu", "--steps", "2",
+                 "--warmup", "1", "--repeats", "1", "--json", str(out)])
     assert code == 0
     figures = json.loads(out.read_text())
     assert KEYS <= set(figures)
@@ -26,10 +26,10 @@ def test_bench_writes_every_figure(drive_root, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_pack_runs_concurrent_processes(drive_root, tmp_path):
+def test_pack_runs_concurrent_processes(drive_root, tiny_config_file, tmp_path):
     out = tmp_path / "pack.json"
-    code = main(["--data", str(drive_root), "--device", "cpu", "--steps", "1", "--warmup", "0", "--repeats", "1",
-                 "--pack", "1,2", "--json", str(out)])
+    code = main(["--data", str(drive_root), "--config", str(tiny_config_file), "--device", "cpu", "--steps", "1",
+                 "--warmup", "0", "--repeats", "1", "--pack", "1,2", "--json", str(out)])
     assert code == 0
     rows = json.loads(out.read_text())["pack"]
     assert [r["trials"] for r in rows] == [1, 2] and rows[0]["gain_vs_one"] == pytest.approx(1.0)

@@ -1,4 +1,29 @@
-"""Reading back what a study left in MLflow, for the study-level tests."""
+"""The smoke space as study tests run it, and reading back what a study left in MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+SMOKE = Path(__file__).resolve().parents[2] / "search_spaces" / "smoke.yaml"
+# Study tests that assert what the tuner does (placement, faults, schedules, what reaches MLflow), not
+# what the trials learn, train a third of the shipped steps per epoch: the suite's time goes into trial
+# compute, not the tuner. tests/tuner/test_run.py runs the shipped file as it is.
+QUICK_STEPS = 10
+
+
+def quick_smoke(path: Path, experiment: str | None = None, **sections: dict) -> Path:
+    """The smoke space at QUICK_STEPS steps per epoch, each given section updated (train=, tune=,
+    mlflow=...), its own experiment and registered model where named; written to `path`."""
+    values = yaml.safe_load(SMOKE.read_text())
+    values["train"]["steps_per_epoch"] = QUICK_STEPS
+    for key, update in sections.items():
+        values.setdefault(key, {}).update(update)
+    if experiment is not None:
+        values["mlflow"] = {**values.get("mlflow", {}), "experiment": experiment, "registered_model": experiment}
+    path.write_text(yaml.safe_dump(values, sort_keys=False))  # order matters in search spaces
+    return path
 
 
 def trial_runs(uri: str, experiment: str, study: str | None = None):

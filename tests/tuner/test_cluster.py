@@ -8,8 +8,9 @@ import time
 import pytest
 import yaml
 from conftest import REPO
-
 from loopback import CLUSTER_ENV, free_port, mlflow_server, ray_cluster
+from studies import quick_smoke
+
 from tuner.run import main
 from tuner.tracking import use_tracking_uri
 
@@ -17,9 +18,9 @@ SMOKE = REPO / "search_spaces" / "smoke.yaml"
 pytestmark = pytest.mark.slow
 
 
-def run_study(cluster, server, storage, cwd, name="smoke"):
+def run_study(cluster, server, space, storage, cwd, name="smoke"):
     return subprocess.run(
-        [sys.executable, "-m", "tuner.run", "--space", str(SMOKE), "--name", name, "--address", cluster.address,
+        [sys.executable, "-m", "tuner.run", "--space", str(space), "--name", name, "--address", cluster.address,
          "--tracking-uri", server.uri, "--storage", storage],
         cwd=cwd, env={**os.environ, **CLUSTER_ENV, "PYTHONUNBUFFERED": "1"},
         capture_output=True, text=True, timeout=900)
@@ -28,9 +29,10 @@ def run_study(cluster, server, storage, cwd, name="smoke"):
 @pytest.fixture(scope="module")
 def cluster_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
+    space = quick_smoke(root / "smoke.yaml")
     with mlflow_server(root / "mlflow") as server, ray_cluster(root / "ray", nodes=2, cpus_per_node=1) as cluster:
-        local = run_study(cluster, server, str(root / "local"), root, "refused")
-        proc = run_study(cluster, server, f"file://{root}/shared", root)
+        local = run_study(cluster, server, space, str(root / "local"), root, "refused")
+        proc = run_study(cluster, server, space, f"file://{root}/shared", root)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         yield root, server, proc.stdout, local
 

@@ -7,11 +7,8 @@ import sys
 import time
 
 import pytest
-import yaml
-from conftest import REPO, write_yaml
-from studies import history, trial_runs
-
 from loopback import CLUSTER_ENV, ray_cluster
+from studies import history, quick_smoke, trial_runs
 
 pytestmark = pytest.mark.slow
 EPOCHS, SAMPLES = 6, 4
@@ -19,11 +16,8 @@ EPOCHS, SAMPLES = 6, 4
 
 def space_file(path):
     """The smoke space without early stopping, so every trial runs all its epochs."""
-    v = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
-    v["tune"].update(num_samples=SAMPLES, grace_period=EPOCHS, max_failures=1)
-    v["train"].update(epochs=EPOCHS)
-    v["mlflow"] = {"experiment": "vgan-cluster-faults", "registered_model": "vgan-cluster-faults"}
-    return write_yaml(path, v)
+    return quick_smoke(path, "vgan-cluster-faults", tune={"num_samples": SAMPLES, "grace_period": EPOCHS,
+                                                          "max_failures": 1}, train={"epochs": EPOCHS})
 
 
 @pytest.fixture(scope="module")

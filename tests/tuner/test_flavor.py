@@ -24,7 +24,7 @@ def generator(seed: int, **shape) -> Generator:
 @pytest.mark.parametrize("shape", [{}, {"base_width": 6, "depth": 3}])
 def test_each_archive_computes_its_own_generator(tmp_path, shape):
     x = torch.rand(2, 3, 45, 61)
-    for seed in (1, 2, 3):  # the first is exported and saved, the next ones copy it with their weights
+    for seed in (1, 2):  # the first is exported and saved, the second copies it with its weights
         g = generator(seed, **shape)
         path = tmp_path / f"{seed}.pt2"
         flavor.save_program(g, path)

@@ -9,22 +9,16 @@ import time
 from contextlib import contextmanager
 
 import pytest
-import yaml
-from conftest import REPO, write_yaml
-from studies import steps, trial_runs
-
 from loopback import mlflow_server
+from studies import quick_smoke, steps, trial_runs
 
 pytestmark = pytest.mark.slow
 EPOCHS, SAMPLES = 6, 2
 
 
 def space_file(path, window_s):
-    v = yaml.safe_load((REPO / "search_spaces" / "smoke.yaml").read_text())
-    v["tune"].update(num_samples=SAMPLES, grace_period=EPOCHS)
-    v["train"].update(epochs=EPOCHS)
-    v["mlflow"] = {"experiment": "vgan-outage", "registered_model": "vgan-outage", "outage_window_s": window_s}
-    return write_yaml(path, v)
+    return quick_smoke(path, "vgan-outage", tune={"num_samples": SAMPLES, "grace_period": EPOCHS},
+                       train={"epochs": EPOCHS}, mlflow={"outage_window_s": window_s})
 
 
 @contextmanager

@@ -7,12 +7,9 @@ import subprocess
 import sys
 
 import pytest
-import yaml
-from conftest import REPO, write_yaml
-from studies import trial_runs
+from studies import quick_smoke, trial_runs
 
 pytestmark = pytest.mark.slow
-SMOKE = REPO / "search_spaces" / "smoke.yaml"
 
 
 def run_study(work, space, name, *extra):
@@ -20,13 +17,6 @@ def run_study(work, space, name, *extra):
         [sys.executable, "-m", "tuner.run", "--space", str(space), "--name", name, "--storage", str(work / "ray"),
          "--tracking-uri", f"sqlite:///{work}/mlflow.db", *extra],
         cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True, timeout=900)
-
-
-def smoke(work, experiment, **tune):
-    values = yaml.safe_load(SMOKE.read_text())
-    values["tune"].update(tune)
-    values["mlflow"] = {"experiment": experiment, "registered_model": experiment}
-    return write_yaml(work / f"{experiment}.yaml", values)
 
 
 def pbt_record(client, runs, tmp_path):
@@ -48,7 +38,8 @@ def study_exploits(client, study_run_id, tmp_path):
 
 
 def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
-    space = smoke(tmp_path, "vgan-pbt", scheduler="pbt", pbt_interval=1, num_samples=4)
+    space = quick_smoke(tmp_path / "pbt.yaml", "vgan-pbt",
+                        tune={"scheduler": "pbt", "pbt_interval": 1, "num_samples": 4})
     proc = run_study(tmp_path, space, "pbt")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client, runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "vgan-pbt")
@@ -96,11 +87,9 @@ def test_a_time_budget_ends_the_study_cleanly(tmp_path):
     study; what it stopped is pruned in MLflow and in Optuna, and the best so far is registered."""
     import optuna
 
-    values = yaml.safe_load(SMOKE.read_text())
-    values["train"]["epochs"] = 300
-    values["tune"].update(num_samples=20, grace_period=300)
-    values["mlflow"] = {"experiment": "vgan-budget", "registered_model": "vgan-budget"}
-    proc = run_study(tmp_path, write_yaml(tmp_path / "budget.yaml", values), "budget", "--time-budget", "30s")
+    space = quick_smoke(tmp_path / "budget.yaml", "vgan-budget", train={"epochs": 300},
+                        tune={"num_samples": 20, "grace_period": 300})
+    proc = run_study(tmp_path, space, "budget", "--time-budget", "30s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "time budget 30 s (spent" in proc.stdout
     client, runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "vgan-budget")
