@@ -5,7 +5,8 @@ One model, two ways to load it, no pickle on either:
   RGB float32 (N, 3, H, W) in [0, 1] of any size -> probabilities (N, 1, H, W); values
   outside [0, 1] (an 8-bit image not divided by 255) are refused with that message;
 - `mlflow.pyfunc.load_model(uri)` and `mlflow models serve`: `vgan_pyfunc`, shipped in the
-  model with the `vgan` package, which takes images as users have them (`vgan.inputs`).
+  model with the `vgan` package, which takes images as users have them (`vgan.inputs`) and
+  segments each at the scale the generator was trained at (params `scale`: "auto", or a factor).
 The model folder also holds the trainer config it was trained with (`config.yaml`).
 
 The exported graph depends on the generator's shape, not its weights: the first model of a shape
@@ -27,13 +28,15 @@ from typing import Any
 
 import torch
 
+from tuner.vgan_pyfunc import SCALE_PARAM
 from vgan.models import Generator, VesselSegmenter
 
 PYFUNC_MODULE = Path(__file__).with_name("vgan_pyfunc.py")
 VGAN_PACKAGE = Path(__file__).resolve().parent.parent / "vgan"
 MODEL_TYPE = "vessel-segmenter"
 INPUT = ("RGB images in [0, 1]: float32 tensor (N, 3, H, W), any H and W (mlflow.pytorch); pyfunc and "
-         "serving also take (H, W, C) or (N, H, W, C) arrays, 8- or 16-bit, float64, grey or RGBA")
+         "serving also take (H, W, C) or (N, H, W, C) arrays, 8- or 16-bit, float64, grey or RGBA, and resize "
+         "each photograph to the training FOV (params scale: auto, or a factor such as '1')")
 OUTPUT = "vessel probabilities, float32 (N, 1, H, W)"
 
 WEIGHTS_CONFIG = "archive/data/weights/model_weights_config.json"  # in a pt2 archive: tensor -> raw record
@@ -123,7 +126,9 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
                **_: Any) -> None:
     """MLflow's flavor protocol (`Model.log(flavor=tuner.flavor)` calls it): write the model folder."""
     import yaml
+    from mlflow.models.signature import ModelSignature
     from mlflow.pyfunc import add_to_model
+    from mlflow.types.schema import DataType, ParamSchema, ParamSpec
     from mlflow.utils.environment import (
         _CONDA_ENV_FILE_NAME,
         _PYTHON_ENV_FILE_NAME,
@@ -145,6 +150,8 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
     add_to_model(mlflow_model, loader_module=PYFUNC_MODULE.stem, data="data", code="code",
                  conda_env=_CONDA_ENV_FILE_NAME, python_env=_PYTHON_ENV_FILE_NAME)
     # No input schema: MLflow would refuse float64 and (H, W, C) arrays before vgan_pyfunc could take them.
+    # A params schema: without one MLflow drops the params of a predict call or a served request.
+    mlflow_model.signature = ModelSignature(params=ParamSchema([ParamSpec(SCALE_PARAM, DataType.string, "auto")]))
     mlflow_model.metadata = {**(mlflow_model.metadata or {}), "input": INPUT, "output": OUTPUT}
     if generator.trained_fov is not None:  # the scale tuner.predict brings photographs to (vgan.scale)
         mlflow_model.metadata["trained_fov_diameter_px"] = generator.trained_fov

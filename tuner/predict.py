@@ -20,9 +20,7 @@ from tuner.tracking import resolve_tracking_uri, use_tracking_uri
 from vgan.cli import run_cli
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, check_threshold, finish, list_images, segment_images
-from vgan.scale import ScaleSpec
-
-TRAINED_FOV = "generator.fov_diameter"  # the exported VesselSegmenter's buffer (vgan.models.Generator)
+from vgan.scale import ScaleSpec, recorded_fov
 
 
 def load_segmenter(uri: str, model: str, device):
@@ -37,12 +35,6 @@ def load_segmenter(uri: str, model: str, device):
             reason = getattr(e, "message", str(e)).splitlines()[0]
             raise ConfigError(f"--model {model}: cannot load it from {uri} ({reason})") from None
     return program.to(device)
-
-
-def trained_fov(program) -> float | None:
-    """The FOV diameter the model's generator was trained at; None for a model logged before it was
-    recorded."""
-    return float(dict(program.named_buffers()).get(TRAINED_FOV, 0.0)) or None  # 0: unknown, as in Generator
 
 
 def _main(argv: Sequence[str] | None) -> None:
@@ -60,7 +52,7 @@ def _main(argv: Sequence[str] | None) -> None:
     device = resolve_device(args.device)
     model = load_segmenter(resolve_tracking_uri(args.tracking_uri), args.model, device)
     summary = segment_images(model, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
-                             device, sys.stderr.isatty(), scale, trained_fov(model))
+                             device, sys.stderr.isatty(), scale, recorded_fov(model))
     finish(summary, Path(args.out), "tuner.predict")
 
 

@@ -150,7 +150,9 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
             f"V-GAN retinal-vessel segmenters trained on {cfg.data.dataset} by vgan-tune. Load the serving "
             f"one with mlflow.pytorch.load_model('models:/{name}@champion'): RGB float32 (N, 3, H, W) in [0, 1], "
             "any size -> vessel probabilities (N, 1, H, W); mlflow.pyfunc and `mlflow models serve` also take "
-            "(H, W, C) and 8-bit arrays. Aliases: champion (what users load), challenger (the newest candidate)."))
+            "(H, W, C) and 8-bit arrays, and segment each photograph at the training scale (params "
+            "{\"scale\": \"auto\"}, or a factor). Aliases: champion (what users load), challenger (the "
+            "newest candidate)."))
     except MlflowException:
         pass  # exists already
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None

@@ -4,9 +4,13 @@ and predicts without this repository installed.
 
 `mlflow.pyfunc.load_model(uri).predict(array)` takes images as users have them (numpy or
 torch; (H, W, C) or (N, C, H, W); 8-bit, 16-bit or float in [0, 1]; grey, RGB or RGBA: see
-`vgan.inputs.as_batch`) and returns float32 probabilities (N, 1, H, W). `get_raw_model()` is
-a torch `nn.Module` that does the same in `forward` and, unlike the exported program that
-`mlflow.pytorch.load_model` returns, takes `.eval()` and `.to(device)`.
+`vgan.inputs.as_batch`) and returns float32 probabilities (N, 1, H, W) of the images' own size.
+Each image is segmented at the scale the generator was trained at, as `tuner.predict` does: its
+field of view is estimated, the image resized so the FOV is as wide as the training photographs'
+and the map resized back (`params={"scale": "auto"}`, the default; `"1"` takes the image as it is,
+`"0.5"` any factor in (0, 4]). `get_raw_model()` is a torch `nn.Module` that does the same in
+`forward(x, scale="auto")` and, unlike the exported program that `mlflow.pytorch.load_model`
+returns (the bare graph: images at the size given), takes `.eval()` and `.to(device)`.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ import torch
 from torch import nn
 
 from vgan.inputs import as_batch
+from vgan.scale import ScaleSpec, fov_diameter, predict_at_scale, recorded_fov
+
+SCALE_PARAM = "scale"
+SCALE_REMEDY = 'send it at the scale the model was trained at, or a factor (params {"scale": "0.5"})'
 
 
 class Segmenter(nn.Module):
@@ -31,6 +39,7 @@ class Segmenter(nn.Module):
     def __init__(self, program: nn.Module):
         super().__init__()
         self.program = program
+        self.trained_fov = recorded_fov(program)  # None for a model saved before the scale was recorded
 
     def train(self, mode: bool = True) -> Segmenter:
         if mode:
@@ -39,11 +48,30 @@ class Segmenter(nn.Module):
         self.training = False  # the program's own modes are fixed; do not recurse into it
         return self
 
-    def forward(self, x: Any) -> torch.Tensor:
+    def forward(self, x: Any, scale: str | float = "auto") -> torch.Tensor:
         batch, _ = as_batch(x)
+        factors = self.factors(batch, ScaleSpec.parse(str(scale), f"params {SCALE_PARAM}"))
         device = next(self.program.parameters()).device
         with torch.no_grad():
-            return self.program(batch.to(device))
+            if len(set(factors)) == 1:
+                return predict_at_scale(self.program, batch.to(device), factors[0])
+            return torch.cat([predict_at_scale(self.program, batch[i : i + 1].to(device), f)
+                              for i, f in enumerate(factors)])
+
+    def factors(self, batch: torch.Tensor, scale: ScaleSpec) -> list[float]:
+        """Each image's resize factor: its FOV, estimated, brought to the training FOV under auto."""
+        if scale.factor is not None:
+            return [scale.factor] * len(batch)
+        if self.trained_fov is None:
+            return [1.0] * len(batch)
+        from vgan.predict import estimate_fov
+
+        out = []
+        for i, image in enumerate(batch):
+            fov = estimate_fov(image.permute(1, 2, 0).numpy())
+            out.append(scale.factor_for(fov_diameter(fov), max(fov.shape), self.trained_fov,
+                                        f"image {i} of {len(batch)}", SCALE_REMEDY))
+        return out
 
 
 class VesselPyfunc:
@@ -58,7 +86,7 @@ class VesselPyfunc:
                             '{"inputs": <nested list or array>} when serving')
         if isinstance(data, list):
             data = np.asarray(data)
-        return self.module(data).cpu().numpy()
+        return self.module(data, (params or {}).get(SCALE_PARAM, "auto")).cpu().numpy()
 
     def get_raw_model(self) -> Segmenter:
         return self.module

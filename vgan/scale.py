@@ -39,6 +39,16 @@ def fov_diameter(mask: np.ndarray | torch.Tensor) -> float:
     return float(max(e[-1] - e[0] + 1 if e.size else 0 for e in extents))
 
 
+# The buffer a VesselSegmenter (and the program exported from it) holds its generator's training FOV in
+RECORDED_FOV = "generator.fov_diameter"
+
+
+def recorded_fov(segmenter: torch.nn.Module) -> float | None:
+    """The FOV diameter a VesselSegmenter's generator, or the program exported from it, was trained at;
+    None for one saved before the scale was recorded (0 in the buffer: unknown, as in Generator)."""
+    return float(dict(segmenter.named_buffers()).get(RECORDED_FOV, 0.0)) or None
+
+
 def median_fov_diameter(masks: torch.Tensor) -> float:
     """The training scale: the median FOV diameter of a split's masks (N, 1, H, W)."""
     return float(np.median([fov_diameter(m) for m in masks]))
@@ -66,17 +76,18 @@ class ScaleSpec:
             raise ConfigError(f"{option} {text}: a factor must be above 0 and at most {MAX_FACTOR:g}")
         return cls(factor)
 
-    def factor_for(self, diameter: float, side: int, trained: float | None, what: str) -> float:
+    def factor_for(self, diameter: float, side: int, trained: float | None, what: str,
+                   remedy: str = "give its mask (--masks) or a factor (--scale)") -> float:
         """The factor an image is resized by: its FOV is `diameter` pixels across, its longer side `side`;
         `trained` is the model's FOV diameter (None where the model does not record it: auto then keeps
-        the image as it is)."""
+        the image as it is). `remedy` ends the message for a FOV no camera gives."""
         if self.factor is not None:
             return self.factor
         if not trained:
             return 1.0
         if diameter < MIN_FOV_SHARE * side:
             raise ScaleError(f"{what}: its field of view is {diameter:.0f} pixels across in a {side}-pixel image, "
-                             "too narrow for a fundus camera's: give its mask (--masks) or a factor (--scale)")
+                             f"too narrow for a fundus camera's: {remedy}")
         factor = trained / diameter
         return 1.0 if abs(math.log(factor)) <= math.log(TOLERANCE) else factor
 

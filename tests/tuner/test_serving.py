@@ -12,13 +12,12 @@ from models import trial_with_best
 from PIL import Image
 
 from tuner.predict import main as predict_main
-from tuner.predict import trained_fov
 from tuner.registry import Gate, register_candidate
 from tuner.tracking import log_best_model, use_tracking_uri
 from vgan.config import config_from_dict
 from vgan.data import load_train_val
-from vgan.predict import read_image
-from vgan.scale import fov_diameter, predict_at_scale
+from vgan.predict import estimate_fov, read_image
+from vgan.scale import fov_diameter, predict_at_scale, recorded_fov
 
 NAME = "vgan-generator-test"
 
@@ -75,6 +74,27 @@ def test_pyfunc_takes_images_as_users_have_them(champion, drive_image):
         raw.train()
 
 
+def test_pyfunc_segments_at_the_models_scale_unless_told(champion, drive_image):
+    """The tiny champion learnt ~44-pixel FOVs: a DRIVE photograph (~540) is shrunk to that by default, as
+    tuner.predict does; params {"scale": ...} reach predict through the model's params schema."""
+    import mlflow.pyfunc
+    import mlflow.pytorch
+
+    uri, model = champion
+    with use_tracking_uri(uri):
+        pf = mlflow.pyfunc.load_model(model)
+        graph = mlflow.pytorch.load_model(model)
+        (spec,) = mlflow.models.get_model_info(model).signature.params.params
+    assert (spec.name, spec.default) == ("scale", "auto")
+    x = torch.from_numpy(drive_image.copy()).permute(2, 0, 1)[None].float() / 255
+    factor = recorded_fov(graph) / fov_diameter(estimate_fov(drive_image / 255.0))
+    assert 0.05 < factor < 0.1
+    np.testing.assert_allclose(pf.predict(drive_image), predict_at_scale(graph, x, factor).numpy(), atol=1e-6)
+    np.testing.assert_allclose(pf.predict(drive_image, params={"scale": "1"}), graph(x).numpy(), atol=1e-6)
+    np.testing.assert_allclose(pf.predict(drive_image, params={"scale": "0.5"}),
+                               predict_at_scale(graph, x, 0.5).numpy(), atol=1e-6)
+
+
 def test_loading_needs_no_pickle(champion, monkeypatch):
     import mlflow.pyfunc
     import mlflow.pytorch
@@ -83,7 +103,8 @@ def test_loading_needs_no_pickle(champion, monkeypatch):
     monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     with use_tracking_uri(uri):
         assert mlflow.pytorch.load_model(model)(torch.rand(1, 3, 20, 30)).shape == (1, 1, 20, 30)
-        assert mlflow.pyfunc.load_model(model).predict(np.random.rand(20, 30, 3)).shape == (1, 1, 20, 30)
+        noise = np.random.rand(20, 30, 3)  # no photograph: taken at the size it is sent
+        assert mlflow.pyfunc.load_model(model).predict(noise, params={"scale": "1"}).shape == (1, 1, 20, 30)
 
 
 def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path, capsys):
@@ -100,13 +121,13 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path,
     # the registered model carries the FOV diameter its generator was trained at, and each photograph is
     # segmented at that scale
     train = load_train_val(config_from_dict(TINY).data)[0]
-    assert trained_fov(m) == np.median([fov_diameter(k) for k in train.masks])
+    assert recorded_fov(m) == np.median([fov_diameter(k) for k in train.masks])
     with use_tracking_uri(uri):
-        assert mlflow.models.get_model_info(model).metadata["trained_fov_diameter_px"] == trained_fov(m)
-    assert "tuner.predict: 2 image(s) segmented" in said and f"model's FOV of {trained_fov(m):.0f} px: 2" in said
+        assert mlflow.models.get_model_info(model).metadata["trained_fov_diameter_px"] == recorded_fov(m)
+    assert "tuner.predict: 2 image(s) segmented" in said and f"model's FOV of {recorded_fov(m):.0f} px: 2" in said
     x = torch.from_numpy(read_image(images / "02_test.tif")).permute(2, 0, 1)[None].float() / 255
     fov = np.asarray(Image.open(drive_root / "test" / "mask" / "02_test_mask.gif")) > 0
-    prob = predict_at_scale(m, x, trained_fov(m) / fov_diameter(fov)).numpy()[0, 0]
+    prob = predict_at_scale(m, x, recorded_fov(m) / fov_diameter(fov)).numpy()[0, 0]
     want = (np.clip(prob * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "probabilities" / "02_test.png")), want)
 
@@ -140,4 +161,9 @@ def test_mlflow_models_serve_answers_a_drive_image_like_the_local_model(champion
         # an 8-bit (H, W, C) image as a user's PIL array: the server converts as the local model does
         as_8bit = np.asarray(invoke(url, {"inputs": drive_image.tolist()})["predictions"], dtype=np.float32)
         np.testing.assert_allclose(as_8bit, local.predict(drive_image), atol=1e-6)
+        # the request's params reach the model: at the size sent, not at the model's scale
+        as_sent = np.asarray(invoke(url, {"inputs": chw.tolist(), "params": {"scale": "1"}})["predictions"],
+                             dtype=np.float32)
+        np.testing.assert_allclose(as_sent, local.predict(chw, params={"scale": "1"}), atol=1e-6)
+        assert np.abs(as_sent - answer).max() > 1e-3
     print(f"\nmlflow models serve: one 584x565 DRIVE image answered in {seconds:.2f} s (JSON request, tiny model)")
