@@ -68,7 +68,7 @@ class Segmenter(nn.Module):
 
         out = []
         for i, image in enumerate(batch):
-            fov = estimate_fov(image.permute(1, 2, 0).numpy())
+            fov = estimate_fov(image.permute(1, 2, 0).cpu().numpy())  # a raw-model user may pass CUDA tensors
             out.append(scale.factor_for(fov_diameter(fov), max(fov.shape), self.trained_fov,
                                         f"image {i} of {len(batch)}", SCALE_REMEDY))
         return out
