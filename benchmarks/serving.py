@@ -2,6 +2,9 @@
 
     python -m benchmarks.serving --model models:/vgan-generator@champion --tracking-uri sqlite:///mlflow.db \\
         --image ../shared/data/DRIVE/test/images/01_test.tif [--repeat 5] [--json OUT]
+    python -m benchmarks.serving --checkpoint runs/drive_cpu/checkpoints/best.pt --image ...
+
+A `--checkpoint` written by `vgan.train` is logged as the model first, in a temporary MLflow store.
 
 Median over --repeat calls, after one warm-up, of: the local pyfunc's predict; `mlflow models serve`
 (started here on 127.0.0.1, stopped after) answering the image as (1, 3, H, W) floats and as
@@ -34,35 +37,71 @@ def median_s(fn, repeat: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", required=True)
-    p.add_argument("--tracking-uri", required=True)
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="MLflow model URI (with --tracking-uri)")
+    source.add_argument("--checkpoint", type=Path, help="a vgan.train checkpoint, logged in a temporary store")
+    p.add_argument("--tracking-uri")
     p.add_argument("--image", type=Path, required=True)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    import mlflow.pyfunc
-
-    from tuner.tracking import use_tracking_uri
-    from vgan.predict import read_image
-
-    image = read_image(args.image)
-    chw = (image.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
-    with use_tracking_uri(args.tracking_uri):
-        local = mlflow.pyfunc.load_model(args.model)
-    row = {"image": args.image.name, "size": list(image.shape[:2]), "repeat": args.repeat,
-           "local_predict_s": median_s(lambda: local.predict(chw), args.repeat)}
-    floats, ints = {"inputs": chw.tolist()}, {"inputs": image.tolist()}
-    row.update(request_mb_floats=len(json.dumps(floats)) / 1e6, request_mb_uint8=len(json.dumps(ints)) / 1e6)
-    with tempfile.TemporaryDirectory() as d, model_server(Path(d), args.model, args.tracking_uri) as url:
-        # each call encodes the request as a Python client would
-        row["served_floats_s"] = median_s(lambda: invoke(url, floats), args.repeat)
-        row["served_uint8_s"] = median_s(lambda: invoke(url, ints), args.repeat)
-    print(f"{row['image']} {row['size'][0]}x{row['size'][1]}: local predict {row['local_predict_s']:.3f} s; served "
+    if args.model and not args.tracking_uri:
+        p.error("--model needs --tracking-uri (the store it is registered in)")
+    with tempfile.TemporaryDirectory() as d:
+        model, uri = (args.model, args.tracking_uri) if args.model else log_checkpoint(args.checkpoint, Path(d))
+        row = {"model": args.model or str(args.checkpoint), **bench(model, uri, args.image, args.repeat, Path(d))}
+    print(f"{row['image']} {row['size'][0]}x{row['size'][1]}: local predict {row['local_predict_s']:.3f} s "
+          f"({row['local_predict_scale_1_s']:.3f} s with scale 1); served "
           f"{row['served_floats_s']:.3f} s as floats ({row['request_mb_floats']:.1f} MB of JSON), "
           f"{row['served_uint8_s']:.3f} s as 8-bit ({row['request_mb_uint8']:.1f} MB)")
     if args.json:
         args.json.write_text(json.dumps(row, indent=2) + "\n")
     return 0
+
+
+def log_checkpoint(path: Path, folder: Path) -> tuple[str, str]:
+    """A vgan.train checkpoint's generator as a logged model in a fresh store under `folder`: (model URI, store)."""
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from tuner import flavor
+    from tuner.tracking import use_tracking_uri
+    from vgan.config import config_from_dict
+    from vgan.models import Generator
+
+    state = torch.load(path, weights_only=True, map_location="cpu")
+    cfg = config_from_dict(state["config"])
+    generator = Generator(cfg.model)
+    generator.load_state_dict(state["generator"])
+    uri = f"sqlite:///{folder}/mlflow.db"
+    with use_tracking_uri(uri):
+        client = MlflowClient(uri)
+        run = client.create_run(client.create_experiment("benchmarks-serving"))
+        info = flavor.log_model(generator.eval(), path.stem, run.info.run_id, cfg.to_dict())
+    return info.model_uri, uri
+
+
+def bench(model: str, uri: str, image_path: Path, repeat: int, folder: Path) -> dict:
+    import mlflow.pyfunc
+
+    from tuner.tracking import use_tracking_uri
+    from vgan.predict import read_image
+
+    image = read_image(image_path)
+    chw = (image.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
+    with use_tracking_uri(uri):
+        local = mlflow.pyfunc.load_model(model)
+    row = {"image": image_path.name, "size": list(image.shape[:2]), "repeat": repeat,
+           "local_predict_s": median_s(lambda: local.predict(chw), repeat),
+           # what the default scale "auto" costs over taking the image as it is (the FOV estimate)
+           "local_predict_scale_1_s": median_s(lambda: local.predict(chw, params={"scale": "1"}), repeat)}
+    floats, ints = {"inputs": chw.tolist()}, {"inputs": image.tolist()}
+    row.update(request_mb_floats=len(json.dumps(floats)) / 1e6, request_mb_uint8=len(json.dumps(ints)) / 1e6)
+    with model_server(folder / "serve", model, uri) as url:
+        # each call encodes the request as a Python client would
+        row["served_floats_s"] = median_s(lambda: invoke(url, floats), repeat)
+        row["served_uint8_s"] = median_s(lambda: invoke(url, ints), repeat)
+    return row
 
 
 if __name__ == "__main__":
