@@ -65,19 +65,16 @@ def log_checkpoint(path: Path, folder: Path) -> tuple[str, str]:
     from mlflow.tracking import MlflowClient
 
     from tuner import flavor
-    from tuner.tracking import use_tracking_uri
-    from vgan.config import config_from_dict
-    from vgan.models import Generator
+    from tuner.tracking import artifact_location, use_tracking_uri
+    from vgan.trainer import generator_from_checkpoint, load_checkpoint
 
-    state = torch.load(path, weights_only=True, map_location="cpu")
-    cfg = config_from_dict(state["config"])
-    generator = Generator(cfg.model)
-    generator.load_state_dict(state["generator"])
+    generator, cfg = generator_from_checkpoint(load_checkpoint(path), str(path), torch.device("cpu"))
     uri = f"sqlite:///{folder}/mlflow.db"
     with use_tracking_uri(uri):
         client = MlflowClient(uri)
-        run = client.create_run(client.create_experiment("benchmarks-serving"))
-        info = flavor.log_model(generator.eval(), path.stem, run.info.run_id, cfg.to_dict())
+        # the store's artifacts beside it, not MLflow's default ./mlruns in the working directory
+        run = client.create_run(client.create_experiment("benchmarks-serving", artifact_location(uri)))
+        info = flavor.log_model(generator, path.stem, run.info.run_id, cfg.to_dict())
     return info.model_uri, uri
 
 
