@@ -25,9 +25,8 @@ import torch.nn.functional as F
 
 from vgan.config import DataConfig
 from vgan.data import Split, load_split
-from vgan.evaluate import predict_at_factors
-from vgan.scale import AUTO, fov_diameter, resize, scaled_size
-from vgan.trainer import generator_from_checkpoint, load_checkpoint, split_metrics
+from vgan.scale import AUTO, fov_diameter, predict_at_factors, resize, scaled_size
+from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, split_metrics
 
 AROUND_AUTO = (0.8, 1.25)
 
@@ -45,7 +44,7 @@ def zoomed(split: Split, zoom: float) -> Split:
 
 def score(generator, split: Split, factors: list[float], device: torch.device) -> dict[str, float]:
     t0 = time.perf_counter()
-    probs = predict_at_factors(generator, split.images, factors, device, batch_size=1)
+    probs = predict_at_factors(lambda x: predict(generator, x, device, batch_size=1), split.images, factors)
     seconds = (time.perf_counter() - t0) / len(split)
     m = split_metrics(probs.cpu(), split, exact=False)  # histogram metrics: equal to 1e-4, fast on 40M pixels
     return {"auc_roc": m["auc_roc"], "auc_pr": m["auc_pr"], "f1": m["f1"], "s_per_image": seconds}

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from tuner.vgan_pyfunc import SCALE_PARAM
+from tuner.vgan_pyfunc import SCALE_DEFAULT, SCALE_PARAM
 from vgan.models import Generator, VesselSegmenter
 
 PYFUNC_MODULE = Path(__file__).with_name("vgan_pyfunc.py")
@@ -151,7 +151,8 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
                  conda_env=_CONDA_ENV_FILE_NAME, python_env=_PYTHON_ENV_FILE_NAME)
     # No input schema: MLflow would refuse float64 and (H, W, C) arrays before vgan_pyfunc could take them.
     # A params schema: without one MLflow drops the params of a predict call or a served request.
-    mlflow_model.signature = ModelSignature(params=ParamSchema([ParamSpec(SCALE_PARAM, DataType.string, "auto")]))
+    scale = ParamSpec(SCALE_PARAM, DataType.string, SCALE_DEFAULT)
+    mlflow_model.signature = ModelSignature(params=ParamSchema([scale]))
     mlflow_model.metadata = {**(mlflow_model.metadata or {}), "input": INPUT, "output": OUTPUT}
     if generator.trained_fov is not None:  # the scale tuner.predict brings photographs to (vgan.scale)
         mlflow_model.metadata["trained_fov_diameter_px"] = generator.trained_fov

@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from vgan.inputs import as_batch
-from vgan.scale import ScaleSpec, fov_diameter, predict_at_scale, recorded_fov
+from vgan.scale import ScaleSpec, predict_at_factors, recorded_fov
 
-SCALE_PARAM = "scale"
+SCALE_PARAM, SCALE_DEFAULT = "scale", "auto"  # the predict / served request's param, and its schema's default
 SCALE_REMEDY = 'send it at the scale the model was trained at, or a factor (params {"scale": "0.5"})'
 
 
@@ -48,30 +48,23 @@ class Segmenter(nn.Module):
         self.training = False  # the program's own modes are fixed; do not recurse into it
         return self
 
-    def forward(self, x: Any, scale: str | float = "auto") -> torch.Tensor:
+    def forward(self, x: Any, scale: str | float = SCALE_DEFAULT) -> torch.Tensor:
         batch, _ = as_batch(x)
         factors = self.factors(batch, ScaleSpec.parse(str(scale), f"params {SCALE_PARAM}"))
         device = next(self.program.parameters()).device
         with torch.no_grad():
-            if len(set(factors)) == 1:
-                return predict_at_scale(self.program, batch.to(device), factors[0])
-            return torch.cat([predict_at_scale(self.program, batch[i : i + 1].to(device), f)
-                              for i, f in enumerate(factors)])
+            return predict_at_factors(self.program, batch.to(device), factors)
 
     def factors(self, batch: torch.Tensor, scale: ScaleSpec) -> list[float]:
         """Each image's resize factor: its FOV, estimated, brought to the training FOV under auto."""
-        if scale.factor is not None:
-            return [scale.factor] * len(batch)
-        if self.trained_fov is None:
-            return [1.0] * len(batch)
+        fixed = scale.fixed_factor(self.trained_fov)
+        if fixed is not None:  # no FOV to estimate
+            return [fixed] * len(batch)
         from vgan.predict import estimate_fov
 
-        out = []
-        for i, image in enumerate(batch):
-            fov = estimate_fov(image.permute(1, 2, 0).cpu().numpy())  # a raw-model user may pass CUDA tensors
-            out.append(scale.factor_for(fov_diameter(fov), max(fov.shape), self.trained_fov,
-                                        f"image {i} of {len(batch)}", SCALE_REMEDY))
-        return out
+        # .cpu(): a raw-model user may pass CUDA tensors
+        return [scale.factor_of(estimate_fov(image.permute(1, 2, 0).cpu().numpy()), self.trained_fov,
+                                f"image {i} of {len(batch)}", SCALE_REMEDY) for i, image in enumerate(batch)]
 
 
 class VesselPyfunc:
@@ -86,7 +79,7 @@ class VesselPyfunc:
                             '{"inputs": <nested list or array>} when serving')
         if isinstance(data, list):
             data = np.asarray(data)
-        return self.module(data, (params or {}).get(SCALE_PARAM, "auto")).cpu().numpy()
+        return self.module(data, (params or {}).get(SCALE_PARAM, SCALE_DEFAULT)).cpu().numpy()
 
     def get_raw_model(self) -> Segmenter:
         return self.module

@@ -29,7 +29,7 @@ from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, load_split, read_probability
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import compute_metrics, curves, fov_pixels
-from vgan.scale import ScaleSpec, fov_diameter, predict_at_scale
+from vgan.scale import ScaleSpec, predict_at_factors
 from vgan.trainer import evaluate, generator_from_checkpoint, load_checkpoint, predict, resolve_device
 from vgan.visualize import save_curves, save_map, to_uint8
 
@@ -130,24 +130,14 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     return m
 
 
-def predict_at_factors(generator, images: torch.Tensor, factors: list[float], device: torch.device,
-                       batch_size: int) -> torch.Tensor:
-    """Probabilities (N, 1, H, W) on `device`, image i resized by factors[i] before the generator and its
-    map back (batched as `predict` where every factor is 1)."""
-    if all(f == 1 for f in factors):
-        return predict(generator, images, device, batch_size)
-    return torch.cat([predict_at_scale(lambda x: predict(generator, x, device), images[i : i + 1], f)
-                      for i, f in enumerate(factors)])
-
-
 def scaled_predictions(generator, split: Split, device: torch.device, batch_size: int,
                        scale: ScaleSpec) -> tuple[np.ndarray, list[float]]:
     """Probabilities (N, H, W) of a split, each image resized by its `scale` factor (from its FOV mask)
     before the generator and its map back; and the factors."""
-    trained = generator.trained_fov
-    factors = [scale.factor_for(fov_diameter(m), max(split.size), trained, f"{split.name} image {i}")
+    factors = [scale.factor_of(m, generator.trained_fov, f"{split.name} image {i}")
                for i, m in zip(split.ids, split.masks, strict=True)]
-    return predict_at_factors(generator, split.images, factors, device, batch_size).cpu().numpy()[:, 0], factors
+    probs = predict_at_factors(lambda x: predict(generator, x, device, batch_size), split.images, factors)
+    return probs.cpu().numpy()[:, 0], factors
 
 
 def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from vgan.cli import run_cli
 from vgan.config import DEVICES
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
-from vgan.scale import AUTO, ScaleSpec, fov_diameter, predict_at_scale
+from vgan.scale import AUTO, ScaleSpec, predict_at_scale
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
 MASK_NAMES = ("{}", "{}_mask", "{}.mask", "{}-mask", "{}_fov")
@@ -188,7 +188,7 @@ def segment_images(model: Model, paths: list[Path], out: Path, threshold: float 
                 fov = estimate_fov(rgb)
                 s.estimated_fov += 1
                 save_map(out / "fov" / f"{path.stem}.png", fov.astype(np.float32))
-            factor = scale.factor_for(fov_diameter(fov), max(fov.shape), trained_fov, str(path))
+            factor = scale.factor_of(fov, trained_fov, str(path))
         except (DataError, InputError) as e:
             s.failed.append(str(e))
             continue

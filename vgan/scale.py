@@ -27,6 +27,7 @@ TOLERANCE = 1.1
 # would shrink the photograph to nothing or blow it up (the resized image stays under 4 training FOVs).
 MIN_FOV_SHARE = 0.25
 MAX_FACTOR = 4.0  # a given --scale: enlarging further only costs memory (x16 the pixels at 4)
+MASK_OR_FACTOR = "give its mask (--masks) or a factor (--scale)"  # what the CLIs' users can do about a bad FOV
 
 
 def fov_diameter(mask: np.ndarray | torch.Tensor) -> float:
@@ -76,15 +77,26 @@ class ScaleSpec:
             raise ConfigError(f"{option} {text}: a factor must be above 0 and at most {MAX_FACTOR:g}")
         return cls(factor)
 
+    def fixed_factor(self, trained: float | None) -> float | None:
+        """The factor every image gets whatever its FOV (a given one; 1 under auto for a model that records
+        no scale), or None where each image's FOV decides."""
+        if self.factor is not None:
+            return self.factor
+        return None if trained else 1.0
+
+    def factor_of(self, fov: np.ndarray | torch.Tensor, trained: float | None, what: str,
+                  remedy: str = MASK_OR_FACTOR) -> float:
+        """`factor_for` the image whose field of view is the mask `fov` (H x W, or 1 x H x W)."""
+        return self.factor_for(fov_diameter(fov), max(fov.shape[-2:]), trained, what, remedy)
+
     def factor_for(self, diameter: float, side: int, trained: float | None, what: str,
-                   remedy: str = "give its mask (--masks) or a factor (--scale)") -> float:
+                   remedy: str = MASK_OR_FACTOR) -> float:
         """The factor an image is resized by: its FOV is `diameter` pixels across, its longer side `side`;
         `trained` is the model's FOV diameter (None where the model does not record it: auto then keeps
         the image as it is). `remedy` ends the message for a FOV no camera gives."""
-        if self.factor is not None:
-            return self.factor
-        if not trained:
-            return 1.0
+        fixed = self.fixed_factor(trained)
+        if fixed is not None:
+            return fixed
         if diameter < MIN_FOV_SHARE * side:
             raise ScaleError(f"{what}: its field of view is {diameter:.0f} pixels across in a {side}-pixel image, "
                              f"too narrow for a fundus camera's: {remedy}")
@@ -113,3 +125,11 @@ def predict_at_scale(model: Callable[[torch.Tensor], torch.Tensor], images: torc
     size = tuple(images.shape[-2:])
     probs = model(resize(images, scaled_size(size, factor))).float()
     return resize(probs, size)
+
+
+def predict_at_factors(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+                       factors: list[float]) -> torch.Tensor:
+    """`predict_at_scale` with image i of `images` resized by factors[i]: one call where all factors agree."""
+    if len(set(factors)) == 1:
+        return predict_at_scale(model, images, factors[0])
+    return torch.cat([predict_at_scale(model, images[i : i + 1], f) for i, f in enumerate(factors)])
