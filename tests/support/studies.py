@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from conftest import REPO, write_yaml
 
-SMOKE = Path(__file__).resolve().parents[2] / "search_spaces" / "smoke.yaml"
+SMOKE = REPO / "search_spaces" / "smoke.yaml"
 # Study tests that assert what the tuner does (placement, faults, schedules, what reaches MLflow), not
 # what the trials learn, train a third of the shipped steps per epoch: the suite's time goes into trial
 # compute, not the tuner. tests/tuner/test_run.py runs the shipped file as it is.
@@ -22,8 +23,7 @@ def quick_smoke(path: Path, experiment: str | None = None, **sections: dict) -> 
         values.setdefault(key, {}).update(update)
     if experiment is not None:
         values["mlflow"] = {**values.get("mlflow", {}), "experiment": experiment, "registered_model": experiment}
-    path.write_text(yaml.safe_dump(values, sort_keys=False))  # order matters in search spaces
-    return path
+    return write_yaml(path, values)
 
 
 def trial_runs(uri: str, experiment: str, study: str | None = None):

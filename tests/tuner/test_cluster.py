@@ -7,14 +7,12 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO
 from loopback import CLUSTER_ENV, free_port, mlflow_server, ray_cluster
-from studies import quick_smoke
+from studies import SMOKE, quick_smoke
 
 from tuner.run import main
 from tuner.tracking import use_tracking_uri
 
-SMOKE = REPO / "search_spaces" / "smoke.yaml"
 pytestmark = pytest.mark.slow
 
 
@@ -49,7 +47,7 @@ def test_trials_run_on_both_nodes_and_log_to_the_server(cluster_study):
     from mlflow.tracking import MlflowClient
 
     root, server, out, _ = cluster_study
-    space = yaml.safe_load(SMOKE.read_text())
+    space = yaml.safe_load((root / "smoke.yaml").read_text())  # what the study ran
     assert "on 2 node(s)" in out
     assert "View run" not in out, "MLflow's per-run links stay out of the console"
     client = MlflowClient(server.uri)
