@@ -14,11 +14,13 @@ SMOKE = REPO / "search_spaces" / "smoke.yaml"
 QUICK_STEPS = 10
 
 
-def quick_smoke(path: Path, experiment: str | None = None, **sections: dict) -> Path:
-    """The smoke space at QUICK_STEPS steps per epoch, each given section updated (train=, tune=,
-    mlflow=...), its own experiment and registered model where named; written to `path`."""
+def quick_smoke(path: Path, experiment: str | None = None, steps: int | None = QUICK_STEPS,
+                **sections: dict) -> Path:
+    """The smoke space at `steps` steps per epoch (None: as shipped), each given section updated (train=,
+    tune=, mlflow=...), its own experiment and registered model where named; written to `path`."""
     values = yaml.safe_load(SMOKE.read_text())
-    values["train"]["steps_per_epoch"] = QUICK_STEPS
+    if steps is not None:
+        values["train"]["steps_per_epoch"] = steps
     for key, update in sections.items():
         values.setdefault(key, {}).update(update)
     if experiment is not None:
