@@ -42,7 +42,7 @@ from tuner.tracking import (
     server_answers,
     short,
 )
-from tuner.trainable import load_data
+from tuner.trainable import WALL_TIME, load_data
 from vgan.config import Config, apply_overrides, config_from_dict
 
 EPOCH_KEY = "epoch_s"  # logged once per epoch: its history says which epochs a run holds
@@ -52,6 +52,12 @@ def is_epoch_metric(key: str, value: Any) -> bool:
     """What of a trial's report goes on its run (Ray adds its own bookkeeping to results)."""
     return (key.startswith(("loss_", "val_", "best_val_")) or key in ("epoch_s", "val_s")) and \
         isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def reported_ms(row: dict[str, Any]) -> int:
+    """When a row was reported, in ms: the trial's stamp, else Ray's (whole seconds: results stored
+    before trials stamped their own)."""
+    return int(row.get(WALL_TIME, row.get("timestamp", time.time())) * 1000)
 
 
 def hyperparameters(config: dict[str, Any]) -> dict[str, float]:
@@ -181,7 +187,7 @@ class Projection:
             step = int(r.get("epoch", 0))
             if step < 1 or step in logged or EPOCH_KEY not in r:
                 continue
-            ts = int(r.get("timestamp", time.time()) * 1000)
+            ts = reported_ms(r)
             self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in r.items()
                                                    if is_epoch_metric(k, v)])
             logged.add(step)
@@ -208,10 +214,13 @@ class Projection:
         added = 0
         for r in rows:
             values, step = hyperparameters(r["config"]), int(r.get("epoch", 0))
-            ts = int(r.get("timestamp", time.time()) * 1000)
+            ts = reported_ms(r)
             # by time, not epoch (a clone of a trial behind takes the epoch back); a row agreeing with
-            # what the run says was in effect then adds nothing, so rows Ray lost change nothing either
-            now = [v for (t, _), v in held if t <= ts]
+            # what the run says was in effect then adds nothing, so rows Ray lost change nothing either.
+            # A change at this row's very time is in effect only if it is this row's: in whole seconds
+            # (results stored before trials stamped their own) the row that made a trial exploit and the
+            # clone's first can share one, and the older row would read as a change back
+            now = [v for (t, s), v in held if t < ts or (t, s) == (ts, step)]
             if now and now[-1] == values:
                 continue
             self.client.log_batch(run_id, metrics=[Metric(f"hp.{k}", v, ts, step) for k, v in values.items()])
@@ -353,7 +362,7 @@ class MlflowCallback(LoggerCallback):
         self._submit(self.projection.open, trial.trial_id, dict(trial.config))
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        row = {k: v for k, v in result.items() if k in ("epoch", "timestamp") or is_epoch_metric(k, v)}
+        row = {k: v for k, v in result.items() if k in ("epoch", "timestamp", WALL_TIME) or is_epoch_metric(k, v)}
         self._submit(self.projection.log_epochs, trial.trial_id, [row])
         # The config this epoch trained with (the trainable's): PBT sets the trial's next one before
         # callbacks see the result that made it exploit.

@@ -16,6 +16,7 @@ import json
 import math
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,10 @@ from vgan.trainer import EpochResult, Trainer, fit, load_checkpoint, resolve_dev
 
 STATE_FILE = "state.pt"
 TRIAL_FILE = "trial.json"
+# A report's time in seconds, to the microsecond, as the trial stamps it: Ray's `timestamp` is whole
+# seconds, and the projection orders a PBT trial's schedule by time, where a clone restarts and
+# reports within the second of the exploit
+WALL_TIME = "wall_time"
 
 
 @dataclass
@@ -149,7 +154,8 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
             if result.is_best:
                 best.keep(trainer, result)
             value = signal.update(result.record[f"val_{cfg.train.select_metric}"])
-            report = {**result.record, score: value, "best_epoch": trainer.best_epoch, "node_id": node}
+            report = {**result.record, score: value, "best_epoch": trainer.best_epoch, "node_id": node,
+                      WALL_TIME: time.time()}
             # Also on a new best epoch: a trial can be stopped at any report (ASHA, PBT, a time budget),
             # and its best generator must be in its newest checkpoint, the one the driver logs.
             if trainer.epoch % ctx.checkpoint_every and trainer.epoch < epochs and not result.is_best:
@@ -166,6 +172,7 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
         except DivergenceError as e:
             # Deterministic: a retry would diverge again. End the trial and say why (tuner.outcome
             # makes it failed, Optuna hears FAIL); its score drops to the worst so no view picks it.
-            tune.report({"epoch": e.epoch, score: -math.inf, "diverged": 1, "error": str(e), "node_id": node})
+            tune.report({"epoch": e.epoch, score: -math.inf, "diverged": 1, "error": str(e), "node_id": node,
+                         WALL_TIME: time.time()})
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -114,6 +114,24 @@ def test_the_schedule_is_each_change_once_whoever_logs_it(study):
     assert hp_history(study, run_id) == [(1, 0.01), (3, 0.008), (4, 0.0096)]
 
 
+def test_an_exploit_and_the_clones_first_epoch_in_one_second_are_one_change(study):
+    """Ray stamps results in whole seconds: the row that made the trial exploit (old config) and the
+    clone's first row (new config) can share one. Live and replayed, that is one change, not a
+    change, a change back and the change again (the count PBT studies once got 2 too high)."""
+    same_second = schedule_rows()[:4]
+    same_second[2]["timestamp"] = same_second[1]["timestamp"]
+    p = projection(study)
+    run_id = p.open("t1", {})
+    assert [p.log_schedule("t1", [r]) for r in same_second] == [1, 0, 1, 0]  # the live driver, row by row
+    assert p.log_schedule("t1", same_second) == 0, "then project_trials over Ray's stored rows"
+    assert hp_history(study, run_id) == [(1, 0.01), (3, 0.008)]
+    assert study.client.get_run(run_id).data.tags["pbt_exploits"] == "1"
+    replay = Study.start(study.info.uri, "projection-test", "s2", {}, resume=False)
+    fresh = Projection(replay.info, config_from_dict(TINY).to_dict(), EPOCHS)
+    run2 = fresh.open("t1", {}, running=False)
+    assert fresh.log_schedule("t1", same_second) == 2 and hp_history(replay, run2) == hp_history(study, run_id)
+
+
 def test_a_trial_without_configs_in_its_rows_logs_no_schedule(study):
     p = projection(study)
     run_id = p.open("t1", {})

@@ -38,9 +38,7 @@ def study_exploits(client, study_run_id, tmp_path):
 
 
 def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
-    # At the shipped steps per epoch: at QUICK_STEPS the per-run exploit counts once summed to 5 against
-    # PBT's 3 logged exploits (1 run in 6), a race not yet understood, left visible in the stop's note
-    space = quick_smoke(tmp_path / "pbt.yaml", "vgan-pbt", steps=None,
+    space = quick_smoke(tmp_path / "pbt.yaml", "vgan-pbt",
                         tune={"scheduler": "pbt", "pbt_interval": 1, "num_samples": 4})
     proc = run_study(tmp_path, space, "pbt")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -65,8 +63,10 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
     # Ray's results hold every epoch the driver saw, though PBT paused and restarted trials
     for r in runs:
         (folder,) = (tmp_path / "ray" / "pbt").glob(f"train_vgan_{r.data.tags['trial_id']}_*")
-        stored = {json.loads(ln)["epoch"] for ln in (folder / "result.json").read_text().splitlines()}
-        assert stored == {m.step for m in client.get_metric_history(r.info.run_id, "epoch_s")}
+        stored = [json.loads(ln) for ln in (folder / "result.json").read_text().splitlines()]
+        assert {row["epoch"] for row in stored} == {m.step for m in client.get_metric_history(r.info.run_id, "epoch_s")}
+        # stamped by the trial below the second, as the schedule's order by time needs
+        assert all(isinstance(row["wall_time"], float) for row in stored)
 
     # tuner.replay into a fresh store: the same schedules, counts and logs from Ray's results alone
     replayed = subprocess.run(
