@@ -147,7 +147,8 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
         if trainer.epoch >= epochs and saved.get("report") is not None:
             # Finished before a driver was killed, after its state was saved: say so again, or the
             # driver would take its last remembered (early) epoch for the end and call it pruned.
-            tune.report(saved["report"])
+            # Stamped now: a PBT clone of a finished trial says it here, after its own last report.
+            tune.report({**saved["report"], WALL_TIME: time.time()})
             return
 
         def on_epoch(result: EpochResult) -> None:

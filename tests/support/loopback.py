@@ -225,10 +225,13 @@ def _pings(url: str) -> bool:
 @contextmanager
 def model_server(root: Path, model_uri: str, tracking_uri: str, env: dict[str, str] | None = None) -> Iterator[str]:
     """`mlflow models serve -m MODEL --env-manager local` on 127.0.0.1; yields its URL. Stops what it started."""
-    env = {**os.environ, **CLUSTER_ENV, "MLFLOW_TRACKING_URI": tracking_uri, **(env or {})}
+    mlflow = venv_bin("mlflow")
+    # mlflow runs the server as `uvicorn` from PATH: the venv's, though the venv is not activated
+    path = os.pathsep.join([str(Path(mlflow).parent), os.environ.get("PATH", "")])
+    env = {**os.environ, **CLUSTER_ENV, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": path, **(env or {})}
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [venv_bin("mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1",
+    argv = [mlflow, "models", "serve", "-m", model_uri, "--env-manager", "local", "--host", "127.0.0.1",
             "--port", str(port), "--workers", "1"]
     service = start("mlflow models serve", argv, root / "serve.log", env)
     url = f"http://127.0.0.1:{port}"

@@ -65,8 +65,10 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
         (folder,) = (tmp_path / "ray" / "pbt").glob(f"train_vgan_{r.data.tags['trial_id']}_*")
         stored = [json.loads(ln) for ln in (folder / "result.json").read_text().splitlines()]
         assert {row["epoch"] for row in stored} == {m.step for m in client.get_metric_history(r.info.run_id, "epoch_s")}
-        # stamped by the trial below the second, as the schedule's order by time needs
-        assert all(isinstance(row["wall_time"], float) for row in stored)
+        # stamped by the trial below the second and never back in time (a clone of a finished trial
+        # says the clone's end again), as the schedule's order by time needs
+        stamps = [row["wall_time"] for row in stored]
+        assert all(isinstance(t, float) for t in stamps) and stamps == sorted(stamps), stamps
 
     # tuner.replay into a fresh store: the same schedules, counts and logs from Ray's results alone
     replayed = subprocess.run(
