@@ -9,8 +9,11 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
+import sys
 import tempfile
 import uuid
+from pathlib import Path
 from typing import Any
 
 from tuner.space import SearchSpace, SpaceError
@@ -22,9 +25,10 @@ RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", **TELEMETRY_ENV}
 PROBE_TIMEOUT_S = 60
 
 
-def start_ray(address: str | None, verbose: bool = False) -> None:
+def start_ray(address: str | None, verbose: bool = False) -> Path | None:
     """Start a local Ray or join one. Unless verbose, workers' output goes to the trial folders only
-    and Ray's driver logs only errors (the terminal is tuner.console's)."""
+    and Ray's driver logs only errors (the terminal is tuner.console's). Returns the local Ray's
+    session folder (its own logs and sockets; None when joining a cluster)."""
     os.environ.update(RAY_ENV)
     import ray
 
@@ -32,9 +36,26 @@ def start_ray(address: str | None, verbose: bool = False) -> None:
                                   logging_level=logging.INFO if verbose else logging.ERROR)
     if address:
         ray.init(address=address, **kwargs)
+        return None
+    # Ray's socket paths must stay short: its temp dir goes directly under /tmp, or Ray's own RAY_TMPDIR
+    # (where /tmp is small or shared, as on many clusters).
+    session = Path(tempfile.mkdtemp(prefix="ray-vgan-", dir=os.environ.get("RAY_TMPDIR") or "/tmp"))
+    ray.init(include_dashboard=False, _temp_dir=str(session), **kwargs)
+    return session
+
+
+def stop_ray(session: Path | None, keep: bool) -> None:
+    """Stop Ray; the local session's folder goes with it unless kept (a study that crashed: Ray's logs
+    of raylet, GCS and workers), then named on stderr. Trials' own output is in their folders."""
+    import ray
+
+    ray.shutdown()
+    if session is None:
+        return
+    if keep:
+        print(f"Ray's own logs of this study: {session}/session_*/logs", file=sys.stderr, flush=True)
     else:
-        # Ray's socket paths must stay short: its temp dir goes directly under /tmp.
-        ray.init(include_dashboard=False, _temp_dir=tempfile.mkdtemp(prefix="ray-vgan-", dir="/tmp"), **kwargs)
+        shutil.rmtree(session, ignore_errors=True)
 
 
 def check_gpus(space: SearchSpace, available: float, where: str) -> None:

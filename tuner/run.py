@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 import yaml
 
-from tuner.cluster import alive_nodes, check_gpus, check_storage, start_ray
+from tuner.cluster import alive_nodes, check_gpus, check_storage, start_ray, stop_ray
 from tuner.console import fmt_value, quiet, tee
 from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
 from tuner.projection import TrialRecord, project_trials
@@ -35,7 +35,7 @@ from tuner.storage import Storage, parse_storage, study_db_url
 from tuner.tracking import Study, check_tracking_server, load_run_json, resolve_tracking_uri, server_answers
 from vgan.cli import run_cli
 from vgan.data import load_train_val
-from vgan.errors import ConfigError, VganError
+from vgan.errors import BadInputError, ConfigError, VganError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,15 +257,18 @@ def _main(argv: Sequence[str] | None) -> None:
     plan = preflight(argv)
     if not plan.args.verbose:
         quiet()
-    start_ray(plan.args.address, plan.args.verbose)
-    import ray
-
+    session = start_ray(plan.args.address, plan.args.verbose)
+    crashed = True
     try:
         check_cluster(plan)
         with tee(plan.log):
             _run(plan)
+        crashed = False
+    except BadInputError:  # refused, with a message that says it all
+        crashed = False
+        raise
     finally:
-        ray.shutdown()
+        stop_ray(session, keep=crashed)
 
 
 def _run(plan: Plan) -> None:

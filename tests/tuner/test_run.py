@@ -2,9 +2,12 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,9 +20,17 @@ SMOKE = REPO / "search_spaces" / "smoke.yaml"
 
 
 @pytest.fixture(scope="module")
-def smoke_study(tmp_path_factory):
+def ray_tmpdir():
+    """Where the module's studies start Ray (RAY_TMPDIR): short, as Ray's socket paths must be."""
+    folder = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory, ray_tmpdir):
     work = tmp_path_factory.mktemp("smoke")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
     proc = subprocess.run(
         [sys.executable, "-m", "tuner.run", "--space", str(SMOKE), "--name", "smoke",
          "--storage", str(work / "ray"), "--tracking-uri", f"sqlite:///{work}/mlflow.db"],
@@ -143,6 +154,22 @@ def test_the_console_says_what_a_user_needs_and_the_logs_keep_the_rest(smoke_stu
     assert "== Status ==" in log and "Trial name" in log and lines[0] in log  # Ray's table, and the console
     trial_dirs = [d for d in (work / "ray" / "smoke").iterdir() if d.is_dir() and d.name.startswith("train_vgan")]
     assert trial_dirs and all((d / "stdout").is_file() and (d / "stderr").is_file() for d in trial_dirs)
+
+
+@pytest.mark.slow
+def test_ray_session_goes_with_a_study_that_ends_and_stays_named_after_a_crash(smoke_study, ray_tmpdir, tmp_path):
+    assert list(ray_tmpdir.iterdir()) == [], "the smoke study ended: its Ray session folder is gone"
+    crash = ("import sys, tuner.run as run\n"
+             "def crash(plan): raise RuntimeError('boom')\n"
+             "run._run = crash\n"
+             f"sys.exit(run.main(['--space', {str(SMOKE)!r}, '--storage', {str(tmp_path / 'ray')!r}, "
+             f"'--tracking-uri', 'sqlite:///{tmp_path}/mlflow.db']))")
+    proc = subprocess.run([sys.executable, "-c", crash], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "RAY_TMPDIR": str(ray_tmpdir)})
+    assert proc.returncode == 1 and "RuntimeError: boom" in proc.stderr, proc.stderr[-3000:]
+    (kept,) = ray_tmpdir.iterdir()
+    assert f"Ray's own logs of this study: {kept}/session_*/logs" in proc.stderr
+    assert list(kept.glob("session_*/logs/raylet.out")), "what it names holds Ray's logs"
 
 
 @pytest.mark.parametrize("mutate, argv, fragment", [
