@@ -53,7 +53,7 @@ def stop_ray(session: Path | None, keep: bool) -> None:
     if session is None:
         return
     if keep:
-        print(f"Ray's own logs of this study: {session}/session_*/logs", file=sys.stderr, flush=True)
+        print(f"Ray's own logs of this study: {session / 'session_latest' / 'logs'}", file=sys.stderr, flush=True)
     else:
         shutil.rmtree(session, ignore_errors=True)
 

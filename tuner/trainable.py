@@ -34,10 +34,7 @@ from vgan.trainer import EpochResult, Trainer, fit, load_checkpoint, resolve_dev
 
 STATE_FILE = "state.pt"
 TRIAL_FILE = "trial.json"
-# A report's time in seconds, to the microsecond, as the trial stamps it: Ray's `timestamp` is whole
-# seconds, and the projection orders a PBT trial's schedule by time, where a clone restarts and
-# reports within the second of the exploit
-WALL_TIME = "wall_time"
+WALL_TIME = "wall_time"  # a report's time in seconds, to the microsecond, as the trial stamps it
 
 
 @dataclass
@@ -130,6 +127,13 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
+def report_now(metrics: dict[str, Any], checkpoint: tune.Checkpoint | None = None) -> None:
+    """`tune.report`, stamped when it is made (WALL_TIME). Ray's own `timestamp` is whole seconds, and the
+    projection orders a PBT trial's schedule by time: a clone restarts and reports within the second of
+    the exploit, and a clone of a finished trial says that trial's end again after its own last report."""
+    tune.report({**metrics, WALL_TIME: time.time()}, checkpoint=checkpoint)
+
+
 def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     """Ray Tune function trainable; `config` holds the sampled dotted keys."""
     cfg = apply_overrides(config_from_dict(ctx.base), config, "sampled config")
@@ -147,33 +151,30 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
         if trainer.epoch >= epochs and saved.get("report") is not None:
             # Finished before a driver was killed, after its state was saved: say so again, or the
             # driver would take its last remembered (early) epoch for the end and call it pruned.
-            # Stamped now: a PBT clone of a finished trial says it here, after its own last report.
-            tune.report({**saved["report"], WALL_TIME: time.time()})
+            report_now(saved["report"])
             return
 
         def on_epoch(result: EpochResult) -> None:
             if result.is_best:
                 best.keep(trainer, result)
             value = signal.update(result.record[f"val_{cfg.train.select_metric}"])
-            report = {**result.record, score: value, "best_epoch": trainer.best_epoch, "node_id": node,
-                      WALL_TIME: time.time()}
+            report = {**result.record, score: value, "best_epoch": trainer.best_epoch, "node_id": node}
             # Also on a new best epoch: a trial can be stopped at any report (ASHA, PBT, a time budget),
             # and its best generator must be in its newest checkpoint, the one the driver logs.
             if trainer.epoch % ctx.checkpoint_every and trainer.epoch < epochs and not result.is_best:
-                tune.report(report)
+                report_now(report)
                 return
             with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
                 trainer.save_checkpoint(Path(d) / STATE_FILE)
                 best.copy_into(Path(d) / BEST_DIR, trainer)
                 (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "signal": asdict(signal)}))
-                tune.report(report, checkpoint=tune.Checkpoint.from_directory(d))
+                report_now(report, tune.Checkpoint.from_directory(d))
 
         try:
             fit(trainer, on_epoch)
         except DivergenceError as e:
             # Deterministic: a retry would diverge again. End the trial and say why (tuner.outcome
             # makes it failed, Optuna hears FAIL); its score drops to the worst so no view picks it.
-            tune.report({"epoch": e.epoch, score: -math.inf, "diverged": 1, "error": str(e), "node_id": node,
-                         WALL_TIME: time.time()})
+            report_now({"epoch": e.epoch, score: -math.inf, "diverged": 1, "error": str(e), "node_id": node})
     finally:
         shutil.rmtree(work, ignore_errors=True)

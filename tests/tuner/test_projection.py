@@ -127,7 +127,7 @@ def test_an_exploit_and_the_clones_first_epoch_in_one_second_are_one_change(stud
     assert hp_history(study, run_id) == [(1, 0.01), (3, 0.008)]
     assert study.client.get_run(run_id).data.tags["pbt_exploits"] == "1"
     replay = Study.start(study.info.uri, "projection-test", "s2", {}, resume=False)
-    fresh = Projection(replay.info, config_from_dict(TINY).to_dict(), EPOCHS)
+    fresh = projection(replay)
     run2 = fresh.open("t1", {}, running=False)
     assert fresh.log_schedule("t1", same_second) == 2 and hp_history(replay, run2) == hp_history(study, run_id)
 
