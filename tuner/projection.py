@@ -3,7 +3,9 @@
 Trials never talk to MLflow. What a trial knows is in its reports and checkpoints (Ray's
 results: the one record); this module projects it into the study's MLflow layout (DESIGN.md):
 
-- `Projection` writes one trial's child run. Each call checks what the run holds already,
+- `Projection` writes one trial's child run: each reported epoch once, with the epoch as step
+  (an epoch trained again, by a PBT clone of a trial behind or a retry after the last
+  checkpoint, is a second value at its step). Each call checks what the run holds already,
   so it is idempotent: a resumed driver, the end-of-study pass and `tuner.replay` add only
   what is missing.
 - `MlflowCallback` drives it live during `Tuner.fit`, from Tune's callbacks, off Tune's event
@@ -42,10 +44,10 @@ from tuner.tracking import (
     server_answers,
     short,
 )
-from tuner.trainable import WALL_TIME, load_data
+from tuner.trainable import REPEATS, WALL_TIME, load_data
 from vgan.config import Config, apply_overrides, config_from_dict
 
-EPOCH_KEY = "epoch_s"  # logged once per epoch: its history says which epochs a run holds
+EPOCH_KEY = "epoch_s"  # logged with every epoch: its history says which reports a run holds
 
 
 def is_epoch_metric(key: str, value: Any) -> bool:
@@ -58,6 +60,13 @@ def reported_ms(row: dict[str, Any]) -> int:
     """When a row was reported, in ms: the trial's stamp, else Ray's (whole seconds: results stored
     before trials stamped their own)."""
     return int(row.get(WALL_TIME, row.get("timestamp", time.time())) * 1000)
+
+
+def report_keys(row: dict[str, Any]) -> list[tuple[int, int]]:
+    """(epoch, ms) of the report a row is, and of the one it says again (REPEATS) if any: what
+    tells an epoch trained again (a new report) from an epoch said again (not new to a run that has it)."""
+    step = int(row.get("epoch", 0))
+    return [(step, reported_ms(row))] + ([(step, int(row[REPEATS] * 1000))] if REPEATS in row else [])
 
 
 def hyperparameters(config: dict[str, Any]) -> dict[str, float]:
@@ -175,22 +184,27 @@ class Projection:
                 return
 
     def log_epochs(self, trial_id: str, rows: list[dict[str, Any]]) -> int:
-        """Each reported epoch once, step = epoch; returns how many were added."""
+        """Each reported epoch once, step = epoch, at its report's time; returns how many were added.
+
+        A report is known by (epoch, time): an epoch trained again is a second value at its step
+        (MLflow shows the newest as the run's), a report said again (a restarted finished trial's
+        end) adds nothing where the run holds the original."""
         from mlflow.entities import Metric
 
         run_id = self._runs[trial_id]
         logged = self._logged.get(run_id)
         if logged is None:  # a run this process did not create: ask what it holds
-            logged = self._logged[run_id] = {m.step for m in self.client.get_metric_history(run_id, EPOCH_KEY)}
+            logged = self._logged[run_id] = {(m.step, m.timestamp)
+                                             for m in self.client.get_metric_history(run_id, EPOCH_KEY)}
         added = 0
         for r in rows:
-            step = int(r.get("epoch", 0))
-            if step < 1 or step in logged or EPOCH_KEY not in r:
+            keys = report_keys(r)
+            (step, ts) = keys[0]
+            if step < 1 or EPOCH_KEY not in r or any(k in logged for k in keys):
                 continue
-            ts = reported_ms(r)
             self.client.log_batch(run_id, metrics=[Metric(k, float(v), ts, step) for k, v in r.items()
                                                    if is_epoch_metric(k, v)])
-            logged.add(step)
+            logged.add((step, ts))
             added += 1
         return added
 
@@ -362,7 +376,8 @@ class MlflowCallback(LoggerCallback):
         self._submit(self.projection.open, trial.trial_id, dict(trial.config))
 
     def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        row = {k: v for k, v in result.items() if k in ("epoch", "timestamp", WALL_TIME) or is_epoch_metric(k, v)}
+        row = {k: v for k, v in result.items()
+               if k in ("epoch", "timestamp", WALL_TIME, REPEATS) or is_epoch_metric(k, v)}
         self._submit(self.projection.log_epochs, trial.trial_id, [row])
         # The config this epoch trained with (the trainable's): PBT sets the trial's next one before
         # callbacks see the result that made it exploit.

@@ -222,12 +222,13 @@ def split_dataset(cfg, split, name: str):
 def log_model_metrics(client, run_id: str, metrics: dict[str, float], epoch: int, model_id: str, ds) -> None:
     """Link `metrics` of `epoch` to the logged model `model_id`. Where the run already holds the
     epoch's entry (the projection logged it), its value and timestamp are reused: the store then
-    keeps one row in the run's history (a fresh timestamp would show the best epoch twice)."""
+    keeps one row in the run's history (a fresh timestamp would show the best epoch twice). An
+    epoch trained twice (a PBT clone of a trial behind) has two entries: the one with the model's value."""
     import mlflow
 
     entries = {}
     for k, v in metrics.items():
-        done = [m for m in client.get_metric_history(run_id, k) if m.step == epoch]
+        done = [m for m in client.get_metric_history(run_id, k) if m.step == epoch and m.value == float(v)]
         entries[k] = (done[-1].value, done[-1].timestamp) if done else (float(v), None)
     for ts in {t for _, t in entries.values()}:
         mlflow.log_metrics({k: v for k, (v, t) in entries.items() if t == ts}, step=epoch, timestamp=ts,

@@ -35,6 +35,7 @@ from vgan.trainer import EpochResult, Trainer, fit, load_checkpoint, resolve_dev
 STATE_FILE = "state.pt"
 TRIAL_FILE = "trial.json"
 WALL_TIME = "wall_time"  # a report's time in seconds, to the microsecond, as the trial stamps it
+REPEATS = "repeats"  # on a report that says again one made before: that one's WALL_TIME
 
 
 @dataclass
@@ -127,11 +128,13 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def report_now(metrics: dict[str, Any], checkpoint: tune.Checkpoint | None = None) -> None:
-    """`tune.report`, stamped when it is made (WALL_TIME). Ray's own `timestamp` is whole seconds, and the
-    projection orders a PBT trial's schedule by time: a clone restarts and reports within the second of
-    the exploit, and a clone of a finished trial says that trial's end again after its own last report."""
-    tune.report({**metrics, WALL_TIME: time.time()}, checkpoint=checkpoint)
+def report_now(metrics: dict[str, Any], checkpoint: tune.Checkpoint | None = None, at: float | None = None) -> None:
+    """`tune.report`, stamped when it is made (WALL_TIME), or `at` (the time saved with the report in its
+    checkpoint). Ray's own `timestamp` is whole seconds, and the projection orders a PBT trial's schedule
+    by time: a clone restarts and reports within the second of the exploit, and a clone of a finished
+    trial says that trial's end again after its own last report. The stamp is also what tells a report
+    said again (REPEATS) from an epoch trained again."""
+    tune.report({**metrics, WALL_TIME: time.time() if at is None else at}, checkpoint=checkpoint)
 
 
 def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -150,8 +153,9 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
             signal = Signal(**saved["signal"])
         if trainer.epoch >= epochs and saved.get("report") is not None:
             # Finished before a driver was killed, after its state was saved: say so again, or the
-            # driver would take its last remembered (early) epoch for the end and call it pruned.
-            report_now(saved["report"])
+            # driver would take its last remembered (early) epoch for the end and call it pruned. Marked
+            # as said before: the projection logs it only on a run that lacks it (a PBT clone's).
+            report_now({**saved["report"], **({REPEATS: saved["at"]} if "at" in saved else {})})
             return
 
         def on_epoch(result: EpochResult) -> None:
@@ -167,8 +171,9 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
             with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
                 trainer.save_checkpoint(Path(d) / STATE_FILE)
                 best.copy_into(Path(d) / BEST_DIR, trainer)
-                (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "signal": asdict(signal)}))
-                report_now(report, tune.Checkpoint.from_directory(d))
+                at = time.time()
+                (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "at": at, "signal": asdict(signal)}))
+                report_now(report, tune.Checkpoint.from_directory(d), at)
 
         try:
             fit(trainer, on_epoch)

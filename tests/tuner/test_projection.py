@@ -13,7 +13,7 @@ from conftest import TINY
 
 from tuner.outcome import decide
 from tuner.projection import MlflowCallback, Projection, TrialRecord, project_trials
-from tuner.storage import BEST_DIR
+from tuner.storage import BEST_DIR, METRICS_FILE
 from tuner.tracking import Study, resolve_tracking_uri
 from tuner.trainable import BestEpoch
 from vgan.config import config_from_dict
@@ -65,6 +65,44 @@ def test_each_epoch_once_with_the_epoch_as_step(study):
     best = study.client.get_metric_history(p._runs["t1"], "best_val_auc_roc")
     assert [m.value for m in best] == [0.7, 0.8, 0.8], "the trial's score is logged with every epoch"
     assert [m.step for m in study.client.get_metric_history(p._runs["t1"], "loss_g")] == [2, 3]  # NaN not logged
+
+
+def test_an_epoch_trained_again_is_a_second_value_and_an_end_said_again_is_not(study):
+    """A PBT clone of a trial one epoch behind trains epoch 2 again: both reports are on the run, the
+    newer its value. A finished trial restarted says its last report again (`repeats`): nothing new
+    on its own run, the end on a PBT clone's run that lacks it. Live, resumed and replayed alike."""
+    trained = [{**r, "wall_time": r["timestamp"] + 0.25} for r in rows(0.7, 0.8)]
+    retrained = {**rows(0.7, 0.75)[1], "wall_time": trained[-1]["wall_time"] + 3.5}
+    said_again = {**retrained, "wall_time": retrained["wall_time"] + 1.0, "repeats": retrained["wall_time"]}
+    reports = [*trained, retrained, said_again]
+    cb = MlflowCallback(projection(study), window_s=5)
+
+    class Trial:
+        trial_id, config, storage = "t1", {}, None
+
+    cb.log_trial_start(Trial)
+    for r in reports:  # the live driver: Tune's results as the trial reported them, Ray's keys added
+        cb.log_trial_result(r["epoch"], Trial, {**r, "done": False, "time_total_s": 1.0})
+    assert cb.drain(5)
+    (run,) = study.child_runs()
+    history = study.client.get_metric_history(run.info.run_id, "val_auc_roc")
+    assert sorted((m.step, m.value, m.timestamp) for m in history) == [
+        (1, 0.7, int(trained[0]["wall_time"] * 1000)), (2, 0.75, int(retrained["wall_time"] * 1000)),
+        (2, 0.8, int(trained[1]["wall_time"] * 1000))]
+    assert run.data.metrics["val_auc_roc"] == 0.75, "the newer report of an epoch is the run's value"
+    resumed = projection(study)  # a resumed driver's end-of-study pass over Ray's stored rows
+    resumed.open("t1", {}, running=False)
+    assert resumed.log_epochs("t1", reports) == 0
+    replay = Study.start(study.info.uri, "projection-test", "s2", {}, resume=False)
+    fresh = projection(replay)
+    run2 = fresh.open("t1", {}, running=False)
+    assert fresh.log_epochs("t1", reports) == 3
+    assert sorted((m.step, m.value, m.timestamp) for m in replay.client.get_metric_history(run2, "val_auc_roc")) \
+        == sorted((m.step, m.value, m.timestamp) for m in history)
+    # a PBT clone of the finished trial says its end again: that end is new to the clone's run
+    clone = fresh.open("t2", {})
+    assert fresh.log_epochs("t2", [trained[0], said_again]) == 2 and fresh.log_epochs("t2", [said_again]) == 0
+    assert [m.step for m in replay.client.get_metric_history(clone, "epoch_s")] == [1, 2]
 
 
 def schedule_rows():
@@ -159,7 +197,10 @@ def trial_folder(tmp_path, scores, error=None):
     ckpt.mkdir(parents=True)
     best.copy_into(ckpt / BEST_DIR, trainer)
     (folder / "params.json").write_text(json.dumps({"optim.lr_g": 0.01}))
-    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in rows(*scores)))
+    reported = rows(*scores)
+    best_epoch = json.loads((ckpt / BEST_DIR / METRICS_FILE).read_text())
+    reported[0].update({k: v for k, v in best_epoch.items() if k.startswith("val_")})  # epoch 1 is best/'s
+    (folder / "result.json").write_text("".join(json.dumps(r) + "\n" for r in reported))
     if error:
         (folder / "error.txt").write_text(error)
     return TrialRecord.read(pyarrow.fs.LocalFileSystem(), str(folder))
@@ -187,6 +228,21 @@ def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
         "a pruned trial's checkpoints go once its model is in MLflow"
     project_trials(projection(study), [record], said.append)  # again: nothing new
     assert said[-1] == "t1: 0 epoch(s) added, pruned at epoch 2" and len(study.child_runs()) == 1
+
+
+def test_the_best_model_carries_its_own_epochs_report(study, tmp_path):
+    """Epoch 1 trained twice (a PBT clone of a trial behind), best/ from the first time: the model's
+    metrics are that report's values, and the run keeps two reports of epoch 1, not a third."""
+    record = trial_folder(tmp_path, [0.7, 0.8])
+    record.results.append({**record.results[0], "val_auc_roc": 0.5, "timestamp": record.results[-1]["timestamp"] + 1})
+    project_trials(projection(study), [record])
+    (run,) = study.child_runs()
+    history = study.client.get_metric_history(run.info.run_id, "val_auc_roc")
+    assert sorted((m.step, m.value) for m in history) == sorted([(1, record.results[0]["val_auc_roc"]), (1, 0.5),
+                                                                 (2, 0.8)])
+    model = study.client.get_logged_model(run.data.tags["best_model_uri"].removeprefix("models:/"))
+    (linked,) = [m for m in model.metrics if m.key == "val_auc_roc"]
+    assert (linked.step, linked.value) == (1, record.results[0]["val_auc_roc"])
 
 
 def test_project_trials_puts_a_pbt_trials_schedule_and_policy_log_into_mlflow(study, tmp_path):

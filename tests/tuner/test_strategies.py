@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from studies import quick_smoke, trial_runs
+from studies import history, quick_smoke, trial_runs
 
 pytestmark = pytest.mark.slow
 
@@ -23,12 +23,12 @@ def pbt_record(client, runs, tmp_path):
     """Per trial: its schedule of lr_g (step, value), its pbt_exploits tag and its policy log's lines."""
     record = {}
     for r in runs:
-        history = [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "hp.optim.lr_g")]
+        schedule = [(m.step, m.value) for m in client.get_metric_history(r.info.run_id, "hp.optim.lr_g")]
         lines = []
         if any(a.path == "pbt" for a in client.list_artifacts(r.info.run_id)):
             folder = client.download_artifacts(r.info.run_id, "pbt", str(tmp_path / r.info.run_id))
             lines = [json.loads(ln) for f in sorted(os.listdir(folder)) for ln in open(os.path.join(folder, f))]
-        record[r.data.tags["trial_id"]] = (history, int(r.data.tags.get("pbt_exploits", 0)), lines)
+        record[r.data.tags["trial_id"]] = (schedule, int(r.data.tags.get("pbt_exploits", 0)), lines)
     return record
 
 
@@ -49,22 +49,28 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
     assert exploits and all(len(ln) == 6 for ln in exploits)  # [target, clone, epochs, old config, new config]
     assert sum(n for _, n, _ in record.values()) == len(exploits), "every exploit of the study is on its trial's run"
     new_values = {round(ln[5]["optim.lr_g"], 12) for ln in exploits}
-    for history, n, lines in record.values():
+    for schedule, n, lines in record.values():
         # the schedule: the value epoch 1 trained with, then each exploit's at the first epoch trained with it
-        assert history[0][0] == 1 and len(history) == 1 + n
-        assert {round(v, 12) for _, v in history[1:]} <= new_values
-        assert [s for s, _ in history] == sorted(s for s, _ in history)
+        assert schedule[0][0] == 1 and len(schedule) == 1 + n
+        assert {round(v, 12) for _, v in schedule[1:]} <= new_values
+        assert [s for s, _ in schedule] == sorted(s for s, _ in schedule)
         if n:
             # a trial's own policy log is the lineage of its final weights: its last line is the
             # trial's last exploit, the lines before it the exploits of the trials it came from
-            assert lines and lines[-1][5]["optim.lr_g"] == history[-1][1]
+            assert lines and lines[-1][5]["optim.lr_g"] == schedule[-1][1]
             assert all(ln in exploits for ln in lines)
 
-    # Ray's results hold every epoch the driver saw, though PBT paused and restarted trials
+    # Ray's results hold every epoch the driver saw, though PBT paused and restarted trials; the run
+    # holds each of them once (an epoch a clone trains again too), but an end the trial said again
+    epochs = {}
     for r in runs:
         (folder,) = (tmp_path / "ray" / "pbt").glob(f"train_vgan_{r.data.tags['trial_id']}_*")
         stored = [json.loads(ln) for ln in (folder / "result.json").read_text().splitlines()]
-        assert {row["epoch"] for row in stored} == {m.step for m in client.get_metric_history(r.info.run_id, "epoch_s")}
+        own = {(row["epoch"], row["wall_time"]) for row in stored}
+        reports = sorted((row["epoch"], int(row["wall_time"] * 1000)) for row in stored
+                         if (row["epoch"], row.get("repeats")) not in own)
+        epochs[r.data.tags["trial_id"]] = history(client, r, "epoch_s")
+        assert epochs[r.data.tags["trial_id"]] == reports
         # stamped by the trial below the second and never back in time (a clone of a finished trial
         # says the clone's end again), as the schedule's order by time needs
         stamps = [row["wall_time"] for row in stored]
@@ -78,6 +84,7 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
     assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
     client2, runs2 = trial_runs(f"sqlite:///{tmp_path}/replayed.db", "vgan-pbt")
     assert pbt_record(client2, runs2, tmp_path / "replayed") == record
+    assert {r.data.tags["trial_id"]: history(client2, r, "epoch_s") for r in runs2} == epochs
     assert study_exploits(client2, runs2[0].data.tags["mlflow.parentRunId"], tmp_path / "replayed") == exploits
     import optuna
 
