@@ -303,6 +303,12 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (t.signal_window >= 1, "tune.signal_window", "must be at least 1"),
         (t.time_budget_s is None or t.time_budget_s > 0, "tune.time_budget_s", "must be > 0 seconds"),
         (t.pbt_interval >= 1, "tune.pbt_interval", "must be at least 1"),
+        # PBT saves a top trial and clones it every pbt_interval epochs, and a function trainable's save is its
+        # newest checkpoint: Ray's PBT guide advises perturbing at a multiple of the checkpoint interval
+        (t.scheduler != "pbt" or t.checkpoint_every < 1 or t.pbt_interval % t.checkpoint_every == 0,
+         "tune.pbt_interval", f"is {t.pbt_interval} epochs, not a multiple of tune.checkpoint_every "
+         f"({t.checkpoint_every}): with scheduler pbt a trial clones another's newest checkpoint at each "
+         f"perturbation, which would be epochs behind it (and those epochs trained again)"),
         (t.checkpoint_keep >= 1, "tune.checkpoint_keep", "must be at least 1"),
         (t.scheduler != "pbt" or t.checkpoint_keep >= PBT_KEEP, "tune.checkpoint_keep",
          f"must be at least {PBT_KEEP} with scheduler pbt: a trial's checkpoint is cloned by another while it "

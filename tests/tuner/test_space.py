@@ -70,6 +70,8 @@ def smoke_values():
     (lambda v: v["tune"].update(time_budget_s=0), ["'tune.time_budget_s' must be > 0"]),
     (lambda v: v["tune"].update(scheduler="pbt", checkpoint_keep=2),
      ["'tune.checkpoint_keep' must be at least 3 with scheduler pbt"]),
+    (lambda v: v["tune"].update(scheduler="pbt", pbt_interval=3, checkpoint_every=2),
+     ["'tune.pbt_interval' is 3 epochs, not a multiple of tune.checkpoint_every (2)"]),
 ])
 def test_bad_space_names_file_and_key(tmp_path, mutate, fragments):
     values = smoke_values()
