@@ -301,7 +301,8 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (not (t.scheduler == "pbt" and t.searcher == "tpe"), "tune.searcher",
          "cannot be tpe with scheduler pbt: Ray's PBT refuses search algorithms (it samples its population at random)"),
         (t.signal_window >= 1, "tune.signal_window", "must be at least 1"),
-        (t.time_budget_s is None or t.time_budget_s > 0, "tune.time_budget_s", "must be > 0 seconds"),
+        (t.time_budget_s is None or 0 < t.time_budget_s < math.inf, "tune.time_budget_s",
+         "must be a finite number of seconds > 0 (leave it out for no budget)"),
         (t.pbt_interval >= 1, "tune.pbt_interval", "must be at least 1"),
         # PBT saves a top trial and clones it every pbt_interval epochs, and a function trainable's save is its
         # newest checkpoint: Ray's PBT guide advises perturbing at a multiple of the checkpoint interval
@@ -314,8 +315,8 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
          f"must be at least {PBT_KEEP} with scheduler pbt: a trial's checkpoint is cloned by another while it "
          "writes newer ones, and one deleted too early fails the clone"),
         (t.max_failures >= 0, "tune.max_failures", "must be >= 0"),
-        (r.cpu > 0, "resources.cpu", "must be > 0"),
-        (r.gpu >= 0 and (r.gpu <= 1 or r.gpu == int(r.gpu)), "resources.gpu",
+        (0 < r.cpu < math.inf, "resources.cpu", "must be a finite number > 0"),
+        (0 <= r.gpu < math.inf and (r.gpu <= 1 or r.gpu == int(r.gpu)), "resources.gpu",
          "must be >= 0, a fraction up to 1 or a whole number of GPUs"),
         (bool(m.experiment), "mlflow.experiment", "must not be empty"),
         (bool(m.registered_model), "mlflow.registered_model", "must not be empty"),

@@ -246,14 +246,6 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check(d.folds == 0 or d.folds >= 2, source, "data.folds", "must be 0 (no k-fold) or at least 2")
     _check(0 <= d.fold < max(d.folds, 1), source, "data.fold", f"must be in [0, {max(d.folds, 1) - 1}]")
     _check(0.0 <= d.augment_strength <= 1.0, source, "data.augment_strength", "must be in [0, 1]")
-    if d.crop_size is not None:
-        _check(d.crop_size >= 2**m.depth, source, "data.crop_size", f"must be at least 2**model.depth = {2**m.depth}")
-        _check(
-            d.crop_size % 2**m.depth == 0,
-            source,
-            "data.crop_size",
-            f"must be divisible by 2**model.depth = {2**m.depth} (the U-Net's downsampling), got {d.crop_size}",
-        )
     s = d.synthetic
     _check(s.num_train >= 2, source, "data.synthetic.num_train", "must be at least 2")
     _check(s.num_test >= 1, source, "data.synthetic.num_test", "must be at least 1")
@@ -265,6 +257,14 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check(m.disc_norm in DISC_NORMS, source, "model.disc_norm", f"must be one of {', '.join(DISC_NORMS)}")
     _check(m.disc_width >= 1, source, "model.disc_width", "must be at least 1")
     _check(m.disc_depth >= 0, source, "model.disc_depth", "must be at least 0")
+    if d.crop_size is not None:  # after model.depth's own check: 2**depth of a depth out of range is no number
+        _check(d.crop_size >= 2**m.depth, source, "data.crop_size", f"must be at least 2**model.depth = {2**m.depth}")
+        _check(
+            d.crop_size % 2**m.depth == 0,
+            source,
+            "data.crop_size",
+            f"must be divisible by 2**model.depth = {2**m.depth} (the U-Net's downsampling), got {d.crop_size}",
+        )
 
     _check(lo.adversarial in ADVERSARIAL, source, "loss.adversarial", f"must be one of {', '.join(ADVERSARIAL)}")
     _check(

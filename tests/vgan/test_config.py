@@ -56,6 +56,9 @@ def test_wrong_types_name_the_key(values, key):
         ({"loss": {"n_critic": 0}}, "loss.n_critic"),
         ({"train": {"select_metric": "loss"}}, "train.select_metric"),
         ({"data": {"folds": 5, "fold": 5}}, "data.fold"),
+        # a depth out of range is named, not taken for the crop's checks (found by tests/tuner/test_space_fuzz.py)
+        ({"model": {"depth": -1075}}, "model.depth"),
+        ({"model": {"depth": 14285}}, "model.depth"),
     ],
 )
 def test_inconsistent_values_name_the_key(values, key):
