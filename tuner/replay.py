@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from tuner.projection import PBT_GLOBAL, TrialRecord, project_trials, read_text
 from vgan.cli import run_cli
 from vgan.errors import ConfigError
+
+if TYPE_CHECKING:  # imported once the arguments are read (Ray, MLflow, torch): --help answers at once
+    from tuner.projection import TrialRecord
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +36,8 @@ def trial_records(study_uri: str) -> list[TrialRecord]:
     """Every trial folder of the study in Ray's storage that reported at least one epoch."""
     import pyarrow.fs
 
+    from tuner.projection import TrialRecord
+
     fs, root = pyarrow.fs.FileSystem.from_uri(study_uri)
     folders = sorted(i.path for i in fs.get_file_info(pyarrow.fs.FileSelector(root))
                      if i.type == pyarrow.fs.FileType.Directory)
@@ -44,17 +48,20 @@ def study_text(study_uri: str, name: str) -> str:
     """A file of the study folder (PBT's log of every exploit); empty if there is none."""
     import pyarrow.fs
 
+    from tuner.projection import read_text
+
     fs, root = pyarrow.fs.FileSystem.from_uri(study_uri)
     return read_text(fs, f"{root}/{name}")
 
 
 def _main(argv: Sequence[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    from tuner.projection import PBT_GLOBAL, project_trials
     from tuner.search import make_projection
     from tuner.space import load_space
     from tuner.storage import parse_storage, study_db_url
     from tuner.tracking import Study, check_tracking_server, resolve_tracking_uri
 
-    args = build_parser().parse_args(argv)
     space = load_space(args.space)
     storage = parse_storage(args.storage)
     if not storage.exists(args.name):

@@ -22,20 +22,21 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import yaml
 
-from tuner.cluster import alive_nodes, check_gpus, check_storage, start_ray, stop_ray
-from tuner.console import fmt_value, quiet, tee
 from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
-from tuner.projection import TrialRecord, project_trials
-from tuner.space import SearchSpace, load_space
 from tuner.storage import Storage, parse_storage, study_db_url
-from tuner.tracking import Study, check_tracking_server, load_run_json, resolve_tracking_uri, server_answers
 from vgan.cli import run_cli
-from vgan.data import load_train_val
 from vgan.errors import BadInputError, ConfigError, VganError
+
+# Ray, MLflow and torch are imported where a step needs them, after the arguments are read: `--help`
+# and a mistyped option answer at once instead of after seconds of imports.
+if TYPE_CHECKING:
+    from tuner.projection import TrialRecord
+    from tuner.space import SearchSpace
+    from tuner.tracking import Study
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +180,11 @@ def optuna_plots(storage_url: str, name: str, folder: Path) -> list[Path]:
 def preflight(argv: Sequence[str] | None) -> Plan:
     """Everything checked before Ray starts: bad input exits 2 with one message, nothing started."""
     args = build_parser().parse_args(argv)
+    from tuner.cluster import check_gpus
+    from tuner.space import load_space
+    from tuner.tracking import check_tracking_server, resolve_tracking_uri
+    from vgan.data import load_train_val
+
     space = load_space(args.space, args.data)
     if args.num_samples is not None:
         if args.num_samples < 1:
@@ -209,6 +215,8 @@ def check_cluster(plan: Plan) -> None:
     """What can only be checked once Ray is up: the cluster's GPUs and shared trial storage."""
     import ray
 
+    from tuner.cluster import alive_nodes, check_gpus, check_storage
+
     if plan.args.address:
         where = f"the cluster at {plan.args.address}"
         check_gpus(plan.space, ray.cluster_resources().get("GPU", 0), where)
@@ -237,7 +245,9 @@ def reconcile(plan: Plan, study: Study, results) -> None:
     """After fit, MLflow holds every trial Tune knows, as storage has it: the live projection's
     work, plus what a killed driver left undone. Runs and Optuna trials that no one will end (a
     killed driver's, not in Tune's state) are closed."""
+    from tuner.projection import TrialRecord, project_trials
     from tuner.search import make_projection
+    from tuner.tracking import server_answers
 
     if not server_answers(plan.uri):  # the projection has waited mlflow.outage_window_s for it already
         raise VganError(f"the study ran, but MLflow at {plan.uri} is unreachable: every trial's epochs and "
@@ -255,6 +265,9 @@ def reconcile(plan: Plan, study: Study, results) -> None:
 
 def _main(argv: Sequence[str] | None) -> None:
     plan = preflight(argv)
+    from tuner.cluster import start_ray, stop_ray
+    from tuner.console import quiet, tee
+
     if not plan.args.verbose:
         quiet()
     session = start_ray(plan.args.address, plan.args.verbose)
@@ -274,6 +287,8 @@ def _main(argv: Sequence[str] | None) -> None:
 def _run(plan: Plan) -> None:
     """The study once Ray is up: start, run, reconcile, summarize, register."""
     from tuner import flavor
+    from tuner.cluster import alive_nodes
+    from tuner.tracking import Study
     from vgan.models import Generator
 
     space = plan.space
@@ -303,6 +318,8 @@ def _run(plan: Plan) -> None:
 
 def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] | None:
     """The trial table, the study's figures and artifacts on the parent run; returns the best row."""
+    from tuner.console import fmt_value
+
     space, score = plan.space, plan.space.score
     run_ids = {r.data.tags.get("trial_id"): r.info.run_id for r in study.child_runs()}
     rows = trials_table(results, space, run_ids)
@@ -354,6 +371,7 @@ def sampled(row: dict[str, Any]) -> dict[str, Any]:
 def register(plan: Plan, study: Study, best: dict[str, Any]) -> None:
     """The best trial's logged generator, scored on the test split, becomes a registered version."""
     from tuner.registry import Gate, register_candidate, registered_version
+    from tuner.tracking import load_run_json
     from vgan.metrics import METRIC_NAMES
 
     space = plan.space

@@ -212,3 +212,19 @@ def test_a_study_always_has_a_log_for_rays_table(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert plan("s3://bucket/ray").log == tmp_path.resolve() / "s1.log"
     assert plan(str(tmp_path / "ray")).log == (tmp_path / "ray" / "s1.log").resolve()
+
+
+LOADED = "print(sorted(m for m in ('ray', 'mlflow', 'optuna', 'torch') if m in sys.modules))"
+
+
+@pytest.mark.parametrize("module", ["tuner.run", "tuner.replay"])
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["--spcae", "x.yaml"], 2)])
+def test_arguments_are_read_before_the_search_stack_loads(module, argv, code):
+    """--help and a mistyped option need argparse only: Ray, MLflow, Optuna and torch (seconds of imports
+    on every start) load in the steps that use them."""
+    script = (f"import runpy, sys\nsys.argv = ['{module}', *{argv!r}]\ntry:\n"
+              f"    runpy.run_module('{module}', run_name='__main__', alter_sys=True)\n"
+              f"except SystemExit as e:\n    print('exit', e.code)\n{LOADED}")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.stdout.splitlines()[-2:] == [f"exit {code}", "[]"], out.stdout + out.stderr
+    assert f"usage: python -m {module}" in (out.stdout if code == 0 else out.stderr)
