@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tuner.tracking import resolve_tracking_uri, use_tracking_uri
-from vgan.cli import run_cli
+from vgan.cli import run_cli, writable_folder
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, check_threshold, finish, list_images, segment_images
 from vgan.scale import ScaleSpec, recorded_fov
@@ -49,6 +49,7 @@ def _main(argv: Sequence[str] | None) -> None:
     check_threshold(args.threshold)
     scale = ScaleSpec.parse(args.scale)
     paths = list_images(args.input)
+    writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device)
     model = load_segmenter(resolve_tracking_uri(args.tracking_uri), args.model, device)
     summary = segment_images(model, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,

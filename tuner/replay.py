@@ -60,14 +60,14 @@ def _main(argv: Sequence[str] | None) -> None:
     from tuner.search import make_projection
     from tuner.space import load_space
     from tuner.storage import parse_storage, study_db_url
-    from tuner.tracking import Study, check_tracking_server, resolve_tracking_uri
+    from tuner.tracking import Study, check_tracking_store, resolve_tracking_uri
 
     space = load_space(args.space)
     storage = parse_storage(args.storage)
     if not storage.exists(args.name):
         raise ConfigError(f"--name: no study '{args.name}' in {storage.uri}")
     uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking_server(uri)
+    check_tracking_store(uri)
     study = Study.start(uri, space.mlflow.experiment, args.name, {"storage": storage.uri}, resume=True)
     url = study_db_url(storage) if storage.local is not None else None
     projection = make_projection(space, study.info, url)

@@ -28,7 +28,7 @@ import yaml
 
 from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
 from tuner.storage import Storage, parse_storage, study_db_url
-from vgan.cli import run_cli
+from vgan.cli import run_cli, writable_folder
 from vgan.errors import BadInputError, ConfigError, VganError
 
 # Ray, MLflow and torch are imported where a step needs them, after the arguments are read: `--help`
@@ -182,7 +182,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     args = build_parser().parse_args(argv)
     from tuner.cluster import check_gpus
     from tuner.space import load_space
-    from tuner.tracking import check_tracking_server, resolve_tracking_uri
+    from tuner.tracking import check_tracking_store, resolve_tracking_uri
     from vgan.data import load_train_val
 
     space = load_space(args.space, args.data)
@@ -203,11 +203,17 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         raise ConfigError(f"--resume: no study '{name}' in {storage.uri}")
     if not args.resume and storage.exists(name):
         raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
-    check_tracking_server(uri)
+    check_tracking_store(uri)
     if not args.address:
         import torch
 
         check_gpus(space, torch.cuda.device_count(), "this machine")
+    # last, as they make the folders: outputs that cannot be written are refused before Ray starts
+    if args.study_db and storage_url.startswith("sqlite:///"):
+        writable_folder(Path(storage_url.removeprefix("sqlite:///")).parent,
+                        f"--study-db {args.study_db}: the database's folder")
+    if storage.local is not None:  # the Optuna database's too, by default
+        writable_folder(storage.local, "--storage")
     return Plan(args, space, name, uri, storage, storage_url)
 
 

@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from tuner.storage import GENERATOR_FILE, METRICS_FILE, PROBS_FILE
+from vgan.cli import writable_folder
 from vgan.errors import ConfigError
 
 TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -72,6 +73,14 @@ def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
         reason = str(getattr(e, "reason", e))
     raise ConfigError(f"--tracking-uri {uri}: the MLflow tracking server is unreachable ({reason}); "
                       "start it or give another URI")
+
+
+def check_tracking_store(uri: str) -> None:
+    """Before a study writes to it: a tracking server must answer, a SQLite file's folder take writes."""
+    if uri.startswith("sqlite:///"):
+        writable_folder(Path(uri.removeprefix("sqlite:///")).parent, f"--tracking-uri {uri}: the database's folder")
+    else:
+        check_tracking_server(uri)
 
 
 def server_answers(uri: str, timeout_s: float = 5.0) -> bool:

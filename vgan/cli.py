@@ -4,9 +4,25 @@ file or key, nothing started); 1 a failure at run time."""
 from __future__ import annotations
 
 import sys
+import tempfile
+from pathlib import Path
 from typing import Callable, Sequence
 
 from vgan.errors import BadInputError, VganError
+
+
+def writable_folder(path: Path, what: str) -> Path:
+    """`path` made (with its parents) and written to once, before any work starts: an output that cannot
+    be (read-only mount, no permission, a file in the way) is bad input, not a traceback after the work."""
+    if path.exists() and not path.is_dir():
+        raise BadInputError(f"{what} {path}: is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".vgan-write-probe-"):
+            pass
+    except OSError as e:
+        raise BadInputError(f"{what} {path}: cannot write there ({e.strerror or e})") from None
+    return path
 
 
 def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None, prog: str) -> int:

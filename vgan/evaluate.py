@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vgan.cli import run_cli
+from vgan.cli import run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, load_split, read_probability
 from vgan.errors import ConfigError, DataError
@@ -201,6 +201,7 @@ def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     if args.noise is not None and args.checkpoint is None:
         raise ConfigError("--noise needs --checkpoint")
+    writable_folder(Path(args.out), "--out")
     m = run_predictions(args) if args.predictions else run_checkpoint(args)
     if m:
         keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from vgan.cli import run_cli
+from vgan.cli import run_cli, writable_folder
 from vgan.config import DEVICES
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
@@ -231,6 +231,7 @@ def _main(argv: Sequence[str] | None) -> None:
     check_threshold(args.threshold)
     scale = ScaleSpec.parse(args.scale)
     paths = list_images(args.input)
+    writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device)
     generator, _ = generator_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint, device)
     model = VesselSegmenter(generator).eval()

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from vgan.cli import run_cli
+from vgan.cli import run_cli, writable_folder
 from vgan.config import DEVICES, Config, apply_overrides, config_from_dict, load_config
 from vgan.data import load_train_val
 from vgan.errors import ConfigError
@@ -134,7 +134,7 @@ def _main(argv: Sequence[str] | None) -> None:
     trainer = Trainer(cfg, train, val, device)
     if state is not None:
         trainer.load_state_dict(state, args.resume)
-    out = default_out(args)
+    out = writable_folder(default_out(args), "--out" if args.out else "run folder")
     d_params = f", D {count_parameters(trainer.D) / 1e6:.2f}M" if trainer.D is not None else ""
     print(f"training on {device}: {cfg.data.dataset} ({len(train)} train / {len(val)} val images), "
           f"G {count_parameters(trainer.G) / 1e6:.2f}M params{d_params}, {trainer.steps_per_epoch} steps per epoch, "

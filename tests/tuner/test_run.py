@@ -179,6 +179,11 @@ def test_ray_session_goes_with_a_study_that_ends_and_stays_named_after_a_crash(s
     (lambda v: None, ["--resume", "--name", "nope"], "--resume: no study 'nope'"),
     (lambda v: v["tune"].update(grace_period=9), [], "'tune.grace_period' is 9 epochs, more than"),
     (lambda v: None, ["--tracking-uri", "./mlruns"], "no file store"),
+    # outputs where no folder can be made (Linux's /proc): refused before Ray starts, not after
+    (lambda v: None, ["--storage", "/proc/vgan-ray"], "--storage /proc/vgan-ray: cannot write there"),
+    (lambda v: None, ["--tracking-uri", "sqlite:////proc/vgan/m.db"], "the database's folder /proc/vgan: cannot write"),
+    (lambda v: None, ["--study-db", "sqlite:////proc/vgan/o.db"],
+     "--study-db sqlite:////proc/vgan/o.db: the database's folder"),
 ])
 def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fragment):
     values = yaml.safe_load(SMOKE.read_text())

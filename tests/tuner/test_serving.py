@@ -132,14 +132,16 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path,
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "probabilities" / "02_test.png")), want)
 
 
-@pytest.mark.parametrize("model, fragment", [
-    (f"models:/{NAME}@nobody", f"--model models:/{NAME}@nobody: cannot load it from"),
-    ("models:/no-such-model/1", "--model models:/no-such-model/1: cannot load it from"),
+@pytest.mark.parametrize("model, out, fragment", [
+    (f"models:/{NAME}@nobody", "out", f"--model models:/{NAME}@nobody: cannot load it from"),
+    ("models:/no-such-model/1", "out", "--model models:/no-such-model/1: cannot load it from"),
+    (f"models:/{NAME}@champion", "taken/out", "taken/out: cannot write there (Not a directory)"),
 ])
-def test_an_unknown_model_exits_2(champion, drive_root, tmp_path, capsys, model, fragment):
+def test_an_unknown_model_or_an_unwritable_out_exits_2(champion, drive_root, tmp_path, capsys, model, out, fragment):
     uri, _ = champion
+    (tmp_path / "taken").write_text("a file where the output folder would go")
     argv = ["--model", model, "--tracking-uri", uri, "--input", str(drive_root / "test" / "images" / "01_test.tif"),
-            "--out", str(tmp_path / "out")]
+            "--out", str(tmp_path / out)]
     assert predict_main(argv) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1, err

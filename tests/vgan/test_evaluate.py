@@ -50,6 +50,10 @@ def test_missing_or_misfit_prediction_exits_2(reference_root, drive_root, tmp_pa
     Image.fromarray(np.zeros((10, 10), np.uint8)).save(preds / "01_test.png")
     assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out", str(tmp_path / "o")]) == 2
     assert "01_test.png: size 10x10 does not match image 01_test" in capsys.readouterr().err
+    (tmp_path / "taken").write_text("a file where the report would go")
+    assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out",
+                          str(tmp_path / "taken" / "o")]) == 2
+    assert "taken/o: cannot write there (Not a directory)" in capsys.readouterr().err
 
 
 def test_checkpoint_evaluation_writes_maps_and_metrics(tiny_config_file, tmp_path):

@@ -83,14 +83,15 @@ def test_an_unreadable_image_is_named_and_the_others_are_written(photos, checkpo
     (["--input", "/nowhere/photos"], "/nowhere/photos: no such file or folder"),
     (["--threshold", "1.5"], "--threshold 1.5: must lie strictly between 0 and 1"),
     (["--masks", "/nowhere/masks"], "/nowhere/masks: masks folder missing"),
+    (["--out", "{photos}/01_test.tif/maps"], "--out {photos}/01_test.tif/maps: cannot write there (Not a directory)"),
 ])
 def test_bad_input_exits_2_with_one_message(photos, checkpoint, tmp_path, capsys, argv, fragment):
     base = {"--checkpoint": str(checkpoint), "--input": str(photos), "--out": str(tmp_path / "out")}
     for i in range(0, len(argv), 2):
-        base[argv[i]] = argv[i + 1]
+        base[argv[i]] = argv[i + 1].format(photos=photos)
     assert main([x for kv in base.items() for x in kv]) == 2
     err = capsys.readouterr().err
-    assert fragment in err and err.count("\n") == 1, err
+    assert fragment.format(photos=photos) in err and err.count("\n") == 1, err
 
 
 def test_a_missing_checkpoint_exits_2(photos, tmp_path, capsys):

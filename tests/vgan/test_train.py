@@ -49,6 +49,14 @@ def test_bad_config_exits_2(tmp_path, capsys, tiny_values):
     assert not (tmp_path / "o").exists()  # nothing started
 
 
+def test_an_output_folder_that_cannot_be_made_exits_2(tiny_config_file, tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file where the run folder would go")
+    bad(["--config", str(tiny_config_file), "--out", str(tmp_path / "taken")], capsys,
+        "--out", "is a file, not a folder")
+    bad(["--config", str(tiny_config_file), "--out", str(tmp_path / "taken" / "run")], capsys,
+        f"--out {tmp_path / 'taken' / 'run'}: cannot write there (Not a directory)")
+
+
 def test_crop_not_divisible_exits_2(tmp_path, capsys, tiny_values):
     tiny_values["data"]["crop_size"] = 30
     path = write_yaml(tmp_path / "c.yaml", tiny_values)

@@ -1,0 +1,43 @@
+"""The contract every CLI shares: exit statuses, and outputs checked before any work starts."""
+
+from pathlib import Path
+
+import pytest
+
+from vgan.cli import run_cli, writable_folder
+from vgan.errors import BadInputError, DataError, VganError
+
+
+def test_exit_statuses(capsys):
+    def raises(error):
+        def main(argv):
+            raise error
+        return main
+
+    assert run_cli(lambda argv: None, [], "t") == 0
+    assert run_cli(raises(DataError("x.tif: missing")), [], "t") == 2
+    assert run_cli(raises(VganError("diverged")), [], "t") == 1
+    assert run_cli(raises(KeyboardInterrupt()), [], "t") == 130
+    assert capsys.readouterr().err.splitlines() == ["t: error: x.tif: missing", "t: failed: diverged", "t: interrupted"]
+
+
+def test_a_writable_folder_is_made_and_left_as_it_was(tmp_path):
+    out = writable_folder(tmp_path / "a" / "b", "--out")
+    assert out.is_dir() and list(out.iterdir()) == [], "the write probe leaves nothing behind"
+    (out / "kept.txt").write_text("x")
+    assert writable_folder(out, "--out") == out and [p.name for p in out.iterdir()] == ["kept.txt"]
+
+
+def test_a_folder_that_cannot_be_written_is_bad_input(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadInputError, match="--out .*file: is a file, not a folder"):
+        writable_folder(tmp_path / "file", "--out")
+    with pytest.raises(BadInputError, match=r"--out .*file/sub: cannot write there \(Not a directory\)"):
+        writable_folder(tmp_path / "file" / "sub", "--out")
+
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="Linux's /proc: a place where no folder can be made")
+def test_a_folder_where_none_can_be_made_is_bad_input():
+    with pytest.raises(BadInputError, match=r"--storage /proc/vgan-out: cannot write there \("):
+        writable_folder(Path("/proc/vgan-out"), "--storage")
