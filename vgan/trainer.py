@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import pickle
 import time
 import warnings
 from dataclasses import dataclass
@@ -348,8 +349,13 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's own text is a page that ends advising weights_only=False, which is what must not be done
+        raise CheckpointError(f"{path}: not a readable vgan checkpoint (not a PyTorch file, or one holding more "
+                              "than tensors and plain values, which weights_only=True refuses)") from None
     except Exception as e:
-        raise CheckpointError(f"{path}: not a readable vgan checkpoint ({type(e).__name__}: {e})") from None
+        first = str(e).split(". ")[0].splitlines()[0] if str(e) else ""
+        raise CheckpointError(f"{path}: not a readable vgan checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "generator" not in state:
         raise CheckpointError(f"{path}: not a vgan checkpoint (format {CHECKPOINT_FORMAT} expected)")
     return state

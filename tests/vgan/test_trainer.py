@@ -110,8 +110,14 @@ def test_checkpoint_of_another_model_shape(tiny_values, tmp_path):
 
 def test_not_a_checkpoint(tmp_path):
     (tmp_path / "x.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="x.pt: not a readable vgan checkpoint"):
+    with pytest.raises(CheckpointError, match="x.pt: not a readable vgan checkpoint") as e:
         load_checkpoint(tmp_path / "x.pt")
+    assert "\n" not in str(e.value) and "weights_only=False" not in str(e.value), "one line, no advice to unpickle"
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "t.pt")
+    (tmp_path / "t.pt").write_bytes((tmp_path / "t.pt").read_bytes()[:300])  # cut short in a copy
+    with pytest.raises(CheckpointError, match=r"t.pt: not a readable vgan checkpoint \(RuntimeError: .*zip") as e:
+        load_checkpoint(tmp_path / "t.pt")
+    assert "\n" not in str(e.value) and len(str(e.value)) < 200, str(e.value)
     torch.save({"weights": torch.zeros(1)}, tmp_path / "y.pt")
     with pytest.raises(CheckpointError, match="y.pt: not a vgan checkpoint"):
         load_checkpoint(tmp_path / "y.pt")
