@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import yaml
 
 from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
-from tuner.storage import Storage, parse_storage, study_db_url
+from tuner.storage import Storage, check_study_db, check_study_name, parse_storage, study_db_url, study_name_from
 from vgan.cli import run_cli, writable_folder
 from vgan.errors import BadInputError, ConfigError, VganError
 
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default="ray_results",
                    help="Ray trial storage: a folder (one node), file:///SHARED or s3://... (several nodes)")
     p.add_argument("--study-db", help="Optuna database URL (default: sqlite optuna.db in the storage folder)")
-    p.add_argument("--name", help="study name (default: <space>-<time>); --resume needs it")
+    p.add_argument("--name", help="study name: letters, digits, '.', '_', '-' (default: <space>-<time>); "
+                                  "--resume needs it")
     p.add_argument("--num-samples", type=int, help="trials to run (overrides tune.num_samples)")
     p.add_argument("--time-budget", metavar="DURATION",
                    help="end the study gracefully after this long, e.g. 90s, 20m, 1.5h (overrides tune.time_budget_s)")
@@ -198,12 +199,13 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     storage_url = study_db_url(storage, args.study_db)
     if args.resume and not args.name:
         raise ConfigError("--resume needs --name (the study to continue)")
-    name = args.name or f"{Path(args.space).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = check_study_name(args.name) if args.name else study_name_from(args.space, time.strftime("%Y%m%d-%H%M%S"))
     if args.resume and not storage.exists(name):
         raise ConfigError(f"--resume: no study '{name}' in {storage.uri}")
     if not args.resume and storage.exists(name):
         raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
     check_tracking_store(uri)
+    check_study_db(storage_url)
     if not args.address:
         import torch
 

@@ -10,12 +10,15 @@ folder; an object store cannot hold one, so `--study-db` names it there.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from vgan.errors import ConfigError
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql")
+# A study's name is a folder in the storage, a log file beside it, the Optuna study and the MLflow run
+STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 BEST_DIR = "best"  # in a trial checkpoint: the best epoch's generator, metrics, validation probabilities
 GENERATOR_FILE, PROBS_FILE, METRICS_FILE = "best_generator.pt", "val_probs.npy", "metrics.json"
 
@@ -53,6 +56,39 @@ def newest_best(fs, trial_path: str) -> str | None:
         if fs.get_file_info(f"{path}/{BEST_DIR}/{GENERATOR_FILE}").type != pyarrow.fs.FileType.NotFound:
             return f"{path}/{BEST_DIR}"
     return None
+
+
+def check_study_name(name: str) -> str:
+    """A name that stays one folder inside the storage: `../x` or `a/b` would write elsewhere."""
+    if not STUDY_NAME.fullmatch(name):
+        raise ConfigError(f"--name {name!r}: use letters, digits, '.', '_' and '-' (at most 128, not starting with "
+                          "'.' or '-'): it names the study's folder in the storage")
+    return name
+
+
+def study_name_from(space_file: str, stamp: str) -> str:
+    """The default name, `<space>-<time>`, made of what a name may hold."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(space_file).stem).strip(".-") or "study"
+    return f"{stem[:100]}-{stamp}"
+
+
+def check_study_db(url: str) -> None:
+    """A --study-db server that the driver cannot reach, or whose driver is not installed, is refused before
+    Ray starts (Optuna would fail at the first trial). SQLite files are made on first use."""
+    if url.startswith("sqlite"):
+        return
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10})
+        with engine.connect():
+            pass
+    except ImportError as e:
+        raise ConfigError(f"--study-db {url}: its database driver is not installed ({e}); the project's "
+                          "cluster extra (pip install -e '.[cluster]') brings PostgreSQL's (psycopg 3)") from None
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise ConfigError(f"--study-db {url}: cannot connect ({reason})") from None
 
 
 def parse_storage(text: str) -> Storage:

@@ -184,6 +184,8 @@ def test_ray_session_goes_with_a_study_that_ends_and_stays_named_after_a_crash(s
     (lambda v: None, ["--tracking-uri", "sqlite:////proc/vgan/m.db"], "the database's folder /proc/vgan: cannot write"),
     (lambda v: None, ["--study-db", "sqlite:////proc/vgan/o.db"],
      "--study-db sqlite:////proc/vgan/o.db: the database's folder"),
+    (lambda v: None, ["--study-db", "postgresql://nobody@127.0.0.1:1/vgan"], "--study-db postgresql://nobody@"),
+    (lambda v: None, ["--name", "../escape"], "--name '../escape': use letters, digits"),
 ])
 def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fragment):
     values = yaml.safe_load(SMOKE.read_text())

@@ -1,6 +1,6 @@
 import pytest
 
-from tuner.storage import parse_storage, study_db_url
+from tuner.storage import check_study_db, check_study_name, parse_storage, study_db_url, study_name_from
 from vgan.errors import ConfigError
 
 
@@ -60,3 +60,25 @@ def test_checkpoint_dirs_lists_only_checkpoints_oldest_first(tmp_path):
     assert [p.rsplit("/", 1)[1] for p in checkpoint_dirs(fs, str(tmp_path))] == [
         "checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
     assert checkpoint_dirs(fs, str(tmp_path / "nowhere")) == []
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", "-x", "", "x" * 129, "two words", "é"])
+def test_a_study_name_stays_one_folder_in_the_storage(name):
+    with pytest.raises(ConfigError, match="--name .*: use letters, digits"):
+        check_study_name(name)
+
+
+def test_names_that_are_fine_and_the_default_one():
+    assert [check_study_name(n) for n in ("smoke", "gp-2026.v2_b", "x" * 128)] == ["smoke", "gp-2026.v2_b", "x" * 128]
+    # the default is made of the space file's name, kept to what a name may hold
+    assert study_name_from("search_spaces/gp.yaml", "20261203-0215") == "gp-20261203-0215"
+    assert study_name_from("/x/my space (v2).yaml", "t") == "my-space-v2-t"
+    assert check_study_name(study_name_from("/x/-..yaml", "t")) == "study-t"
+
+
+def test_a_study_db_that_cannot_be_used_is_refused_before_the_study():
+    check_study_db("sqlite:////nowhere/optuna.db")  # SQLite files are made on first use (their folder is checked)
+    # without the cluster extra the driver is missing; with it, nothing listens on port 1
+    with pytest.raises(ConfigError, match=r"--study-db postgresql://nobody@127.0.0.1:1/vgan: "
+                                          r"(its database driver is not installed|cannot connect)"):
+        check_study_db("postgresql://nobody@127.0.0.1:1/vgan")
