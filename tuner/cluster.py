@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
 import uuid
@@ -42,6 +43,21 @@ def start_ray(address: str | None, verbose: bool = False) -> Path | None:
     session = Path(tempfile.mkdtemp(prefix="ray-vgan-", dir=os.environ.get("RAY_TMPDIR") or "/tmp"))
     ray.init(include_dashboard=False, _temp_dir=str(session), **kwargs)
     return session
+
+
+def check_address(address: str, timeout_s: float = 5.0) -> None:
+    """A cluster address where nothing answers is refused in seconds: Ray's own client retries for minutes,
+    printing a warning every few seconds. `auto` (a cluster this node belongs to) is left to Ray."""
+    if address in ("auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"--address {address}: give HOST:PORT (the head's GCS port, 6379 by default) or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); "
+                          "start its head with `ray start --head` or give another address") from None
 
 
 def stop_ray(session: Path | None, keep: bool) -> None:

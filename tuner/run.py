@@ -181,7 +181,7 @@ def optuna_plots(storage_url: str, name: str, folder: Path) -> list[Path]:
 def preflight(argv: Sequence[str] | None) -> Plan:
     """Everything checked before Ray starts: bad input exits 2 with one message, nothing started."""
     args = build_parser().parse_args(argv)
-    from tuner.cluster import check_gpus
+    from tuner.cluster import check_address, check_gpus
     from tuner.space import load_space
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
     from vgan.data import load_train_val
@@ -206,7 +206,9 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
     check_tracking_store(uri)
     check_study_db(storage_url)
-    if not args.address:
+    if args.address:
+        check_address(args.address)
+    else:
         import torch
 
         check_gpus(space, torch.cuda.device_count(), "this machine")

@@ -186,6 +186,9 @@ def test_ray_session_goes_with_a_study_that_ends_and_stays_named_after_a_crash(s
      "--study-db sqlite:////proc/vgan/o.db: the database's folder"),
     (lambda v: None, ["--study-db", "postgresql://nobody@127.0.0.1:1/vgan"], "--study-db postgresql://nobody@"),
     (lambda v: None, ["--name", "../escape"], "--name '../escape': use letters, digits"),
+    # Ray's client would retry an address where nothing listens for minutes
+    (lambda v: None, ["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
+    (lambda v: None, ["--address", "headnode"], "--address headnode: give HOST:PORT"),
 ])
 def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fragment):
     values = yaml.safe_load(SMOKE.read_text())
