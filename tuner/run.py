@@ -216,7 +216,8 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     if args.study_db and storage_url.startswith("sqlite:///"):
         writable_folder(Path(storage_url.removeprefix("sqlite:///")).parent,
                         f"--study-db {args.study_db}: the database's folder")
-    if storage.local is not None:  # the Optuna database's too, by default
+    # the Optuna database's too, by default; a plain folder on a cluster waits for check_cluster, which may refuse it
+    if storage.local is not None and (storage.shared or not args.address):
         writable_folder(storage.local, "--storage")
     return Plan(args, space, name, uri, storage, storage_url)
 
@@ -232,7 +233,7 @@ def check_cluster(plan: Plan) -> None:
         check_gpus(plan.space, ray.cluster_resources().get("GPU", 0), where)
         check_storage(plan.storage, alive_nodes(), where)
     if plan.storage.local is not None:
-        plan.storage.local.mkdir(parents=True, exist_ok=True)
+        writable_folder(plan.storage.local, "--storage")
 
 
 def run_study(plan: Plan, study: Study):

@@ -66,23 +66,40 @@ def load_data(cfg: DataConfig) -> tuple[Split, Split]:
     return train, val
 
 
-def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path) -> dict[str, Any]:
+def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
+            trial_folder: tuple[Any, str] | None = None) -> dict[str, Any]:
     """Load the trial's newest complete checkpoint into `trainer` (and its best/ into `best`);
     returns what it saved of the trial (trial.json), {} for a first start.
 
-    The driver's experiment state can name an older checkpoint than the newest: its snapshots
-    lag, and a driver killed between two forgets the later checkpoints (resuming from those
-    would re-run, and re-log, epochs that were done). A newer one cut short by the kill is
-    skipped; the recorded one must load."""
-    if recorded is None:
+    The driver's experiment state can name an older checkpoint than the newest, or none: its
+    snapshots lag, and a driver killed between two forgets the later checkpoints (resuming from
+    those, or from scratch, would train again epochs that were done). So the newest checkpoint in
+    the trial's folder (`trial_folder`: filesystem, path; where Ray names none) is taken; one cut
+    short by the kill is skipped; the recorded one must load. A checkpoint of the trial's own newer
+    than the recorded one comes back with `unseen`: the driver may have died before its report."""
+    if recorded is not None:
+        fs, here = recorded.filesystem, recorded.path.rstrip("/")
+        folder = here.rsplit("/", 1)[0]
+    elif trial_folder is not None:
+        (fs, folder), here = trial_folder, ""
+    else:
         return {}
-    here = recorded.path.rstrip("/")
-    for path in reversed([p for p in checkpoint_dirs(recorded.filesystem, here.rsplit("/", 1)[0]) if p > here]):
+    own = trial_folder is not None and folder.rstrip("/") == trial_folder[1].rstrip("/")
+    for path in reversed([p for p in checkpoint_dirs(fs, folder) if p > here]):
         try:
-            return _load(tune.Checkpoint(path=path, filesystem=recorded.filesystem), trainer, best)
+            return {**_load(tune.Checkpoint(path=path, filesystem=fs), trainer, best), "unseen": own}
         except Exception:  # noqa: BLE001 - an unreadable newer checkpoint: try the next older one
             continue
-    return _load(recorded, trainer, best)
+    return _load(recorded, trainer, best) if recorded is not None else {}
+
+
+def _trial_folder() -> tuple[Any, str] | None:
+    """The trial's folder in Ray's storage (filesystem, path), where its checkpoints are."""
+    try:
+        storage = tune.get_context().get_storage()
+        return storage.storage_filesystem, storage.trial_fs_path
+    except Exception:  # noqa: BLE001 - a DeveloperAPI: without it, a trial Ray names no checkpoint for starts anew
+        return None
 
 
 def _load(checkpoint: tune.Checkpoint, trainer: Trainer, best: Path) -> dict[str, Any]:
@@ -148,15 +165,20 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     best = BestEpoch(work / BEST_DIR)
     try:
         # a restarted trial continues where its newest checkpoint left it
-        saved = restore(tune.get_checkpoint(), trainer, best.folder)
+        saved = restore(tune.get_checkpoint(), trainer, best.folder, _trial_folder())
         if "signal" in saved:
             signal = Signal(**saved["signal"])
+        again = {**(saved.get("report") or {}), **({REPEATS: saved["at"]} if "at" in saved else {})}
         if trainer.epoch >= epochs and saved.get("report") is not None:
             # Finished before a driver was killed, after its state was saved: say so again, or the
             # driver would take its last remembered (early) epoch for the end and call it pruned. Marked
             # as said before: the projection logs it only on a run that lacks it (a PBT clone's).
-            report_now({**saved["report"], **({REPEATS: saved["at"]} if "at" in saved else {})})
+            report_now(again)
             return
+        if saved.get("unseen") and saved.get("report") is not None and "at" in saved:
+            # Continued from a checkpoint newer than the driver's state knew: its epoch's report may
+            # never have reached the driver, so say it again (logged only where it is missing)
+            report_now(again)
 
         def on_epoch(result: EpochResult) -> None:
             if result.is_best:
