@@ -205,7 +205,6 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     if not args.resume and storage.exists(name):
         raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
     check_tracking_store(uri)
-    check_study_db(storage_url)
     if args.address:
         check_address(args.address)
     else:
@@ -213,9 +212,8 @@ def preflight(argv: Sequence[str] | None) -> Plan:
 
         check_gpus(space, torch.cuda.device_count(), "this machine")
     # last, as they make the folders: outputs that cannot be written are refused before Ray starts
-    if args.study_db and storage_url.startswith("sqlite:///"):
-        writable_folder(Path(storage_url.removeprefix("sqlite:///")).parent,
-                        f"--study-db {args.study_db}: the database's folder")
+    if args.study_db:  # by default the database goes in the storage folder, checked next
+        check_study_db(storage_url)
     # the Optuna database's too, by default; a plain folder on a cluster waits for check_cluster, which may refuse it
     if storage.local is not None and (storage.shared or not args.address):
         writable_folder(storage.local, "--storage")

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from vgan.cli import writable_folder
 from vgan.errors import ConfigError
 
 DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql")
@@ -72,10 +73,16 @@ def study_name_from(space_file: str, stamp: str) -> str:
     return f"{stem[:100]}-{stamp}"
 
 
+def check_sqlite_folder(url: str, option: str) -> None:
+    """A SQLite database is made on first use: its folder must take writes."""
+    writable_folder(Path(url.removeprefix("sqlite:///")).parent, f"{option} {url}: the database's folder")
+
+
 def check_study_db(url: str) -> None:
-    """A --study-db server that the driver cannot reach, or whose driver is not installed, is refused before
-    Ray starts (Optuna would fail at the first trial). SQLite files are made on first use."""
-    if url.startswith("sqlite"):
+    """A --study-db that cannot be used is refused before Ray starts (Optuna would fail at the first trial):
+    a SQLite file's folder that takes no writes, a server the driver cannot reach or has no driver for."""
+    if url.startswith("sqlite:///"):
+        check_sqlite_folder(url, "--study-db")
         return
     import sqlalchemy
 

@@ -20,8 +20,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from tuner.storage import GENERATOR_FILE, METRICS_FILE, PROBS_FILE
-from vgan.cli import writable_folder
+from tuner.storage import GENERATOR_FILE, METRICS_FILE, PROBS_FILE, check_sqlite_folder
 from vgan.errors import ConfigError
 
 TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
@@ -78,7 +77,7 @@ def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
 def check_tracking_store(uri: str) -> None:
     """Before a study writes to it: a tracking server must answer, a SQLite file's folder take writes."""
     if uri.startswith("sqlite:///"):
-        writable_folder(Path(uri.removeprefix("sqlite:///")).parent, f"--tracking-uri {uri}: the database's folder")
+        check_sqlite_folder(uri, "--tracking-uri")
     else:
         check_tracking_server(uri)
 

@@ -145,13 +145,18 @@ def _node_id() -> str:
     return ray.get_runtime_context().get_node_id()
 
 
-def report_now(metrics: dict[str, Any], checkpoint: tune.Checkpoint | None = None, at: float | None = None) -> None:
-    """`tune.report`, stamped when it is made (WALL_TIME), or `at` (the time saved with the report in its
-    checkpoint). Ray's own `timestamp` is whole seconds, and the projection orders a PBT trial's schedule
-    by time: a clone restarts and reports within the second of the exploit, and a clone of a finished
-    trial says that trial's end again after its own last report. The stamp is also what tells a report
-    said again (REPEATS) from an epoch trained again."""
-    tune.report({**metrics, WALL_TIME: time.time() if at is None else at}, checkpoint=checkpoint)
+def report_now(metrics: dict[str, Any], checkpoint: tune.Checkpoint | None = None) -> None:
+    """`tune.report`, stamped when it is made (WALL_TIME) unless `metrics` carry their stamp already (a
+    report saved in its checkpoint). Ray's own `timestamp` is whole seconds, and the projection orders a
+    PBT trial's schedule by time: a clone restarts and reports within the second of the exploit. The
+    stamp is also what tells a report said again (REPEATS) from an epoch trained again."""
+    tune.report({WALL_TIME: time.time(), **metrics}, checkpoint=checkpoint)
+
+
+def said_again(report: dict[str, Any]) -> dict[str, Any]:
+    """A saved report, to report again now: stamped now, marked with the original's stamp (REPEATS), so
+    the projection logs it only on a run that lacks the original."""
+    return {**report, WALL_TIME: time.time(), **({REPEATS: report[WALL_TIME]} if WALL_TIME in report else {})}
 
 
 def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
@@ -168,17 +173,15 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
         saved = restore(tune.get_checkpoint(), trainer, best.folder, _trial_folder())
         if "signal" in saved:
             signal = Signal(**saved["signal"])
-        again = {**(saved.get("report") or {}), **({REPEATS: saved["at"]} if "at" in saved else {})}
-        if trainer.epoch >= epochs and saved.get("report") is not None:
-            # Finished before a driver was killed, after its state was saved: say so again, or the
-            # driver would take its last remembered (early) epoch for the end and call it pruned. Marked
-            # as said before: the projection logs it only on a run that lacks it (a PBT clone's).
-            report_now(again)
-            return
-        if saved.get("unseen") and saved.get("report") is not None and "at" in saved:
-            # Continued from a checkpoint newer than the driver's state knew: its epoch's report may
-            # never have reached the driver, so say it again (logged only where it is missing)
-            report_now(again)
+        # Say the restored checkpoint's report again where the driver may not have it: a trial that finished
+        # before a driver was killed (else the driver takes its last remembered, early, epoch for the end and
+        # calls it pruned; a PBT clone of a finished trial ends so too), or a checkpoint of its own newer
+        # than the driver's state knew (the kill may have kept its report from the driver)
+        finished = trainer.epoch >= epochs
+        if saved.get("report") is not None and (finished or saved.get("unseen")):
+            report_now(said_again(saved["report"]))
+            if finished:
+                return
 
         def on_epoch(result: EpochResult) -> None:
             if result.is_best:
@@ -193,9 +196,9 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
             with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
                 trainer.save_checkpoint(Path(d) / STATE_FILE)
                 best.copy_into(Path(d) / BEST_DIR, trainer)
-                at = time.time()
-                (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "at": at, "signal": asdict(signal)}))
-                report_now(report, tune.Checkpoint.from_directory(d), at)
+                report[WALL_TIME] = time.time()  # saved with it: a report said again names the original by it
+                (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "signal": asdict(signal)}))
+                report_now(report, tune.Checkpoint.from_directory(d))
 
         try:
             fit(trainer, on_epoch)

@@ -1,7 +1,7 @@
 import pytest
 
 from tuner.storage import check_study_db, check_study_name, parse_storage, study_db_url, study_name_from
-from vgan.errors import ConfigError
+from vgan.errors import BadInputError, ConfigError
 
 
 def test_a_plain_path_is_local_and_absolute(tmp_path, monkeypatch):
@@ -76,8 +76,12 @@ def test_names_that_are_fine_and_the_default_one():
     assert check_study_name(study_name_from("/x/-..yaml", "t")) == "study-t"
 
 
-def test_a_study_db_that_cannot_be_used_is_refused_before_the_study():
-    check_study_db("sqlite:////nowhere/optuna.db")  # SQLite files are made on first use (their folder is checked)
+def test_a_study_db_that_cannot_be_used_is_refused_before_the_study(tmp_path):
+    check_study_db(f"sqlite:///{tmp_path}/new/optuna.db")  # SQLite files are made on first use: their folder is
+    assert (tmp_path / "new").is_dir() and not list((tmp_path / "new").iterdir())
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadInputError, match=r"--study-db sqlite:///.*/file/o.db: the database's folder .*: is a file"):
+        check_study_db(f"sqlite:///{tmp_path}/file/o.db")
     # without the cluster extra the driver is missing; with it, nothing listens on port 1
     with pytest.raises(ConfigError, match=r"--study-db postgresql://nobody@127.0.0.1:1/vgan: "
                                           r"(its database driver is not installed|cannot connect)"):
