@@ -121,7 +121,7 @@ def nodes_not_seeing(storage: Storage, nodes: list[dict[str, Any]]) -> list[str]
         seen = ray.get(refs, timeout=PROBE_TIMEOUT_S)
     finally:
         marker.unlink(missing_ok=True)
-    return [f"{n['NodeManagerAddress']} {n['NodeID'][:8]}" for n, ok in zip(nodes, seen) if not ok]
+    return [f"{n['NodeManagerAddress']} {n['NodeID'][:8]}" for n, ok in zip(nodes, seen, strict=True) if not ok]
 
 
 def _sees(path: str) -> bool:

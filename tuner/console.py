@@ -129,8 +129,8 @@ class Progress(Callback):
         head = ["trial", "status", "epoch", f"val {self.metric}", "best", *map(short_name, keys)]
         body = [[r.trial_id, r.status, f"{r.epoch}/{self.max_epochs}", fmt_score(r.value), fmt_score(r.score),
                  *(fmt_value(r.params.get(k, "")) for k in keys)] for r in self.rows.values()]
-        widths = [max(len(x) for x in col) for col in zip(head, *body)]
-        lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths)).rstrip() for line in [head, *body]]
+        widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+        lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip() for line in [head, *body]]
         cols = shutil.get_terminal_size((120, 40)).columns
         return [ln[: cols - 1] for ln in lines]
 

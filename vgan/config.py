@@ -124,7 +124,7 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{source}: '{key}' must be a list of {len(args)} numbers, got {value!r}")
-        return tuple(_coerce(v, t, key, source) for v, t in zip(value, args))
+        return tuple(_coerce(v, t, key, source) for v, t in zip(value, args, strict=True))
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):

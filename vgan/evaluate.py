@@ -83,7 +83,7 @@ def read_predictions(folder: Path, split: Split) -> list[np.ndarray]:
     if not folder.is_dir():
         raise DataError(f"{folder}: predictions folder missing")
     maps = []
-    for i, image_id in enumerate(split.ids):
+    for image_id in split.ids:
         path = find_map(folder, image_id)
         prob = read_probability(path)
         if prob.shape != split.size:
@@ -171,7 +171,7 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
              trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors])
     for sub in ("probabilities", "binary"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    for image_id, prob in zip(split.ids, probs):
+    for image_id, prob in zip(split.ids, probs, strict=True):
         save_map(out / "probabilities" / f"{image_id}.png", prob)
         save_map(out / "binary" / f"{image_id}.png", (prob >= threshold).astype(np.float32))
     write_report(out, m, scores, targets, f"{cfg.data.dataset} {args.split}: epoch {state['epoch']}")

@@ -16,8 +16,10 @@ METRIC_NAMES = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sen
 
 def fov_pixels(probs, labels, masks) -> tuple[np.ndarray, np.ndarray]:
     """Pool the FOV pixels of several images: returns (scores float64, targets bool), 1-D."""
+    if not (len(probs) == len(labels) == len(masks)):
+        raise ValueError(f"counts differ: {len(probs)} probability maps, {len(labels)} labels, {len(masks)} masks")
     scores, targets = [], []
-    for p, y, m in zip(probs, labels, masks):
+    for p, y, m in zip(probs, labels, masks, strict=True):
         p, y, m = np.asarray(p), np.asarray(y), np.asarray(m)
         if not (p.shape == y.shape == m.shape):
             raise ValueError(f"shapes differ: probability {p.shape}, label {y.shape}, mask {m.shape}")
@@ -135,7 +137,7 @@ def per_image_auc(probs, labels, masks) -> np.ndarray:
     from sklearn.metrics import roc_auc_score
 
     out = []
-    for p, y, m in zip(probs, labels, masks):
+    for p, y, m in zip(probs, labels, masks, strict=True):
         scores, targets = fov_pixels([p], [y], [m])
         if targets.all() or not targets.any():
             raise ValueError("per-image AUC needs both vessel and background pixels inside each FOV")

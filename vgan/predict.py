@@ -130,7 +130,8 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
     arr = read_image(path)
     arr = arr[..., 0] if arr.ndim == 3 else arr
     if arr.shape != shape:
-        raise DataError(f"{path}: mask size {arr.shape[0]}x{arr.shape[1]} differs from its image ({shape[0]}x{shape[1]})")
+        raise DataError(f"{path}: mask size {arr.shape[0]}x{arr.shape[1]} differs from its image "
+                        f"({shape[0]}x{shape[1]})")
     return arr > (arr.max() / 2 if arr.max() > 0 else 0.5)
 
 
@@ -150,7 +151,8 @@ class Summary:
         n = len(self.written)
         text = f"{n} image(s) segmented in {self.seconds:.1f} s ({self.seconds / max(n, 1):.2f} s each) into {out}"
         if n:
-            text += f"; FOV estimated for {self.estimated_fov}, mean vessel fraction {np.mean(self.vessel_fraction):.1%}"
+            text += (f"; FOV estimated for {self.estimated_fov}, "
+                     f"mean vessel fraction {np.mean(self.vessel_fraction):.1%}")
         if self.conversions:
             text += "; converted: " + ", ".join(f"{k} ({v})" for k, v in self.conversions.items())
         if self.factors:

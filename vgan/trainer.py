@@ -246,7 +246,7 @@ class Trainer:
             bar.close()
         d_steps = steps * self.cfg.loss.n_critic if self.D is not None else 1
         values = (torch.cat([g_sum / steps, (d_sum / d_steps).view(1)])).tolist()
-        out = dict(zip(LOSS_NAMES, values))
+        out = dict(zip(LOSS_NAMES, values, strict=True))
         for name, value in out.items():
             if not math.isfinite(value) or abs(value) > DIVERGENCE_LIMIT:
                 raise DivergenceError(self.epoch, name, value)

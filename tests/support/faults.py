@@ -28,11 +28,15 @@ def install() -> None:
 
     def with_faults(self: Trainer, progress: bool = False) -> dict[str, float]:
         epoch = self.epoch  # run_epoch counted it already
+        claimed = None
         for path in sorted(Path(folder).glob(f"raise-at-{epoch}.*")):
             try:
                 path.unlink()
             except FileNotFoundError:
                 continue  # another trial claimed it first
+            claimed = path.name
+            break
+        if claimed is not None:
             per_step = 1 + (self.cfg.loss.n_critic if self.D is not None else 0)  # critic batches too
             draw, left = self.next_batch, max(1, self.steps_per_epoch * per_step // 2)
 
@@ -40,11 +44,10 @@ def install() -> None:
                 nonlocal left
                 left -= 1
                 if left < 0:
-                    raise RuntimeError(f"injected fault in epoch {epoch} ({path.name})")
+                    raise RuntimeError(f"injected fault in epoch {epoch} ({claimed})")
                 return draw()
 
             self.next_batch = next_batch_then_fail  # this attempt's trainer only: a retry builds a new one
-            break
         return train_one_epoch(self, progress)
 
     Trainer.train_one_epoch = with_faults

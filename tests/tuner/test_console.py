@@ -61,9 +61,8 @@ def test_the_log_file_table_takes_trials_without_a_conditional_key(tmp_path):
     learning rate, so the search's conditional keys must not be columns (a study crashed on it)."""
     import time
 
-    from ray.tune.experiment import Trial
-
     from conftest import REPO
+    from ray.tune.experiment import Trial
 
     from tuner.console import LogFileReporter
     from tuner.space import load_space
@@ -92,9 +91,8 @@ def test_the_log_table_ranks_trials_that_ended_before_their_first_epoch_last(tmp
     and raised TypeError at the study's end, losing its summary and registration."""
     import time
 
-    from ray.tune.experiment import Trial
-
     from conftest import REPO
+    from ray.tune.experiment import Trial
 
     from tuner.console import LogFileReporter
     from tuner.space import load_space

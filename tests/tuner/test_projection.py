@@ -111,7 +111,7 @@ def schedule_rows():
     a = {"optim.lr_g": 0.01, "loss.adv_weight": 0.1, "loss.adversarial": "vanilla"}
     b, c = {**a, "optim.lr_g": 0.008}, {**a, "optim.lr_g": 0.0096, "loss.adv_weight": 0.12}
     return [{**row, "epoch": epoch, "config": cfg}
-            for row, epoch, cfg in zip(rows(*[0.7] * 6), [1, 2, 3, 4, 4, 5], [a, a, b, b, c, c])]
+            for row, epoch, cfg in zip(rows(*[0.7] * 6), [1, 2, 3, 4, 4, 5], [a, a, b, b, c, c], strict=True)]
 
 
 def hp_history(study, run_id, key="optim.lr_g"):

@@ -112,7 +112,8 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path,
 
     uri, model = champion
     images = drive_root / "test" / "images"
-    argv = ["--model", model, "--tracking-uri", uri, "--input", str(images / "01_test.tif"), str(images / "02_test.tif"),
+    argv = ["--model", model, "--tracking-uri", uri,
+            "--input", str(images / "01_test.tif"), str(images / "02_test.tif"),
             "--out", str(tmp_path / "out"), "--masks", str(drive_root / "test" / "mask")]
     assert predict_main(argv) == 0
     said = capsys.readouterr().out

@@ -17,7 +17,7 @@ def reference_table(reference_root):
         if m:
             nums = [float(x) for x in re.findall(r"\d\.\d+", m.group(2))]
             keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
-            rows[m.group(1)] = dict(zip(keys, nums))
+            rows[m.group(1)] = dict(zip(keys, nums, strict=True))
     assert set(rows) == {"DRIVE", "STARE"}, "reference README table not found"
     return rows
 
@@ -76,6 +76,8 @@ def test_best_f1_threshold_is_the_argmax():
 def test_pooling_checks_shapes_and_needs_both_classes():
     with pytest.raises(ValueError, match="shapes differ"):
         fov_pixels([np.zeros((2, 2))], [np.zeros((2, 3))], [np.ones((2, 2))])
+    with pytest.raises(ValueError, match="1 probability maps, 2 labels"):  # not pooled over the first one alone
+        fov_pixels([np.zeros((2, 2))], [np.zeros((2, 2))] * 2, [np.ones((2, 2))] * 2)
     with pytest.raises(ValueError, match="both vessel and background"):
         compute_metrics(np.random.rand(10), np.zeros(10, dtype=bool))
 

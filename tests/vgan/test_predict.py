@@ -103,7 +103,8 @@ def test_the_estimated_fov_matches_the_datasets_masks(drive_root, stare_root):
     """The red-channel estimate against the FOV masks shipped with DRIVE (all 20 test images) and STARE."""
     pairs = [(p, drive_root / "test" / "mask" / f"{p.stem.split('_')[0]}_test_mask.gif")
              for p in sorted((drive_root / "test" / "images").glob("*.tif"))]
-    pairs += [(p, stare_root / "mask" / f"{p.stem}.mask.ppm") for p in sorted((stare_root / "images").glob("*.ppm"))[:6]]
+    stare = sorted((stare_root / "images").glob("*.ppm"))[:6]
+    pairs += [(p, stare_root / "mask" / f"{p.stem}.mask.ppm") for p in stare]
     for image, mask in pairs:
         rgb = as_batch(read_image(image))[0][0].permute(1, 2, 0).numpy()
         est, truth = estimate_fov(rgb), read_binary(mask)

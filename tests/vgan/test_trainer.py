@@ -163,7 +163,7 @@ def test_fused_critic_pass_equals_two_passes(tiny_values):
     for _ in range(3):
         la, lb = a.d_step(), b.d_step()
         assert torch.allclose(la, lb, rtol=1e-4, atol=1e-5), (la, lb)
-    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(a.D.parameters(), b.D.parameters()))
+    assert all(torch.allclose(p, q, atol=1e-5) for p, q in zip(a.D.parameters(), b.D.parameters(), strict=True))
 
 
 def test_batch_norm_critic_is_not_fused(tiny_values):
