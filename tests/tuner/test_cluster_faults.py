@@ -1,5 +1,6 @@
 """A killed driver and a lost worker node, for real, on a two-node Ray cluster on 127.0.0.1."""
 
+import json
 import os
 import signal
 import subprocess
@@ -96,6 +97,10 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
         # MLflow holds every report, so an epoch trained again after the kill shows as a second value:
         # counted, not asserted away (some kill timings still re-run an epoch; see stop 22's note)
         rerun += sum(ts > killed_at for s, ts in now if s <= max((e for e, _ in steps), default=0))
+    for folder in (root / "shared" / "killed").glob("train_vgan_*"):  # numbered on after the kill, never over
+        epochs = [json.loads((c / "trial.json").read_text())["report"]["epoch"]
+                  for c in sorted(folder.glob("checkpoint_*"))]
+        assert epochs == sorted(set(epochs)), (folder.name, epochs)
     with capsys.disabled():
         print(f"\nepochs trained again after the kill: {rerun} (of {sum(len(s) for s in midway.values())} logged "
               f"before it by the trials then running)")
