@@ -34,10 +34,17 @@ class Storage:
         return f"{self.uri.rstrip('/')}/{name}"
 
     def exists(self, name: str) -> bool:
+        """Whether the study's folder is there; the first look at the storage, so a scheme pyarrow does not
+        know or an object store that does not answer is refused here, naming it."""
+        import pyarrow
         import pyarrow.fs
 
-        fs, path = pyarrow.fs.FileSystem.from_uri(self.study(name))
-        return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+        try:
+            fs, path = pyarrow.fs.FileSystem.from_uri(self.study(name))
+            return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+        except (OSError, pyarrow.ArrowException) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ConfigError(f"--storage {self.uri}: cannot be read ({reason[:300]})") from None
 
 
 def checkpoint_dirs(fs, trial_path: str) -> list[str]:

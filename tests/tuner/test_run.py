@@ -171,6 +171,9 @@ def test_ray_session_goes_with_a_study_that_ends_and_stays_named_after_a_crash(s
     assert (kept / "session_latest" / "logs" / "raylet.out").is_file(), "what it names holds Ray's logs"
 
 
+NO_S3 = "endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"  # an object store where none answers
+
+
 @pytest.mark.parametrize("mutate, argv, fragment", [
     (lambda v: v["search"].update({"optim.lr_g": {"type": "loguniform", "low": 0.1, "high": 0.01}}), [],
      "'search.optim.lr_g' needs low < high"),
@@ -186,6 +189,11 @@ def test_ray_session_goes_with_a_study_that_ends_and_stays_named_after_a_crash(s
      "--study-db sqlite:////proc/vgan/o.db: the database's folder"),
     (lambda v: None, ["--study-db", "postgresql://nobody@127.0.0.1:1/vgan"], "--study-db postgresql://nobody@"),
     (lambda v: None, ["--name", "../escape"], "--name '../escape': use letters, digits"),
+    # the storage is first looked at for the study's folder: a traceback there before
+    (lambda v: None, ["--storage", "foo://x", "--study-db", "sqlite:///unused/o.db"],
+     "--storage foo://x: cannot be read (Unrecognized filesystem type"),
+    (lambda v: None, ["--storage", f"s3://vgan/ray?{NO_S3}", "--study-db", "sqlite:///unused/o.db"],
+     f"--storage s3://vgan/ray?{NO_S3}: cannot be read ("),
     # Ray's client would retry an address where nothing listens for minutes
     (lambda v: None, ["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
     (lambda v: None, ["--address", "headnode"], "--address headnode: give HOST:PORT"),
