@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tuner.tracking import resolve_tracking_uri, use_tracking_uri
+from tuner.tracking import check_tracking_source, resolve_tracking_uri, use_tracking_uri
 from vgan.cli import run_cli, writable_folder
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, check_threshold, finish, list_images, segment_images
@@ -49,9 +49,12 @@ def _main(argv: Sequence[str] | None) -> None:
     check_threshold(args.threshold)
     scale = ScaleSpec.parse(args.scale)
     paths = list_images(args.input)
+    uri = resolve_tracking_uri(args.tracking_uri)
+    if args.model.startswith(("models:", "runs:")):  # a model folder on disk needs no tracking store
+        check_tracking_source(uri)
     writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device)
-    model = load_segmenter(resolve_tracking_uri(args.tracking_uri), args.model, device)
+    model = load_segmenter(uri, args.model, device)
     summary = segment_images(model, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
                              device, sys.stderr.isatty(), scale, recorded_fov(model))
     finish(summary, Path(args.out), "tuner.predict")

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from tuner.tracking import resolve_tracking_uri
+from tuner.tracking import check_tracking_source, resolve_tracking_uri
 from vgan.cli import run_cli
 from vgan.errors import ConfigError
 
@@ -27,8 +27,10 @@ def _main(argv: Sequence[str] | None) -> None:
 
     from tuner.registry import promote
 
+    uri = resolve_tracking_uri(args.tracking_uri)
+    check_tracking_source(uri)
     try:
-        overrode = promote(MlflowClient(resolve_tracking_uri(args.tracking_uri)), args.name, args.version)
+        overrode = promote(MlflowClient(uri), args.name, args.version)
     except MlflowException as e:
         raise ConfigError(f"--version {args.version}: no such version of '{args.name}' ({e.message})") from None
     print(f"{args.name} version {args.version} is now @champion, by hand: {overrode}")

@@ -82,6 +82,17 @@ def check_tracking_store(uri: str) -> None:
         check_tracking_server(uri)
 
 
+def check_tracking_source(uri: str) -> None:
+    """Before a command reads models from it: a server must answer, a SQLite database must be there
+    (MLflow would make an empty one and then say the model is not found)."""
+    if uri.startswith("sqlite:///"):
+        if not Path(uri.removeprefix("sqlite:///")).is_file():
+            raise ConfigError(f"--tracking-uri {uri}: no MLflow database there (a study writes mlflow.db where it "
+                              "runs: give that file)")
+    else:
+        check_tracking_server(uri)
+
+
 def server_answers(uri: str, timeout_s: float = 5.0) -> bool:
     try:
         check_tracking_server(uri, timeout_s)

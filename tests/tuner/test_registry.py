@@ -106,7 +106,7 @@ def test_a_champion_of_other_test_images_is_not_compared_with(logged_model, driv
     assert client.get_model_version("vgan-generator", reg.version).tags["promotion"] == reg.reason
 
 
-def test_promote_by_hand_says_what_it_overrides(logged_model, capsys):
+def test_promote_by_hand_says_what_it_overrides(logged_model, capsys, tmp_path):
     from tuner.promote import main
 
     client, run_id, model_uri, cfg, uri = logged_model
@@ -119,6 +119,13 @@ def test_promote_by_hand_says_what_it_overrides(logged_model, capsys):
     assert client.get_model_version("vgan-generator", v2.version).tags["decision"] == "promoted by hand"
     assert main(["--version", "99", "--tracking-uri", uri]) == 2
     assert "--version 99: no such version" in capsys.readouterr().err
+    # where no store is, it says so (it said 'no such version', and made an empty database)
+    none = tmp_path / "none.db"
+    assert main(["--version", v2.version, "--tracking-uri", f"sqlite:///{none}"]) == 2
+    assert f"--tracking-uri sqlite:///{none}: no MLflow database there" in capsys.readouterr().err
+    assert not none.exists()
+    assert main(["--version", v2.version, "--tracking-uri", "http://127.0.0.1:1"]) == 2
+    assert "http://127.0.0.1:1: the MLflow tracking server is unreachable" in capsys.readouterr().err
 
 
 def test_logging_and_registering_leave_the_global_tracking_uri_alone(tmp_path):

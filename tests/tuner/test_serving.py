@@ -137,15 +137,24 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path,
     (f"models:/{NAME}@nobody", "out", f"--model models:/{NAME}@nobody: cannot load it from"),
     ("models:/no-such-model/1", "out", "--model models:/no-such-model/1: cannot load it from"),
     (f"models:/{NAME}@champion", "taken/out", "taken/out: cannot write there (Not a directory)"),
+    # a store that is not there: said so, nothing made (MLflow made an empty database, then found no model)
+    (f"models:/{NAME}@champion", "out", "none.db: no MLflow database there"),
+    (f"models:/{NAME}@champion", "out", "--tracking-uri http://127.0.0.1:1: the MLflow tracking server is unreachable"),
 ])
 def test_an_unknown_model_or_an_unwritable_out_exits_2(champion, drive_root, tmp_path, capsys, model, out, fragment):
     uri, _ = champion
+    if "none.db" in fragment:
+        uri = f"sqlite:///{tmp_path}/none.db"
+    elif "127.0.0.1:1" in fragment:
+        uri = "http://127.0.0.1:1"
     (tmp_path / "taken").write_text("a file where the output folder would go")
     argv = ["--model", model, "--tracking-uri", uri, "--input", str(drive_root / "test" / "images" / "01_test.tif"),
             "--out", str(tmp_path / out)]
     assert predict_main(argv) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1, err
+    if "tracking" in fragment or "none.db" in fragment:
+        assert not (tmp_path / "out").exists() and not (tmp_path / "none.db").exists()
 
 
 @pytest.mark.slow
