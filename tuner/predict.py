@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Sequence
 
 from tuner.tracking import check_tracking_source, resolve_tracking_uri, use_tracking_uri
-from vgan.cli import run_cli, writable_folder
+from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.errors import ConfigError
-from vgan.predict import add_arguments, check_threshold, finish, list_images, segment_images
+from vgan.predict import add_arguments, finish, list_images, segment_images
 from vgan.scale import ScaleSpec, recorded_fov
 
 

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Sequence
 
-from vgan.errors import BadInputError, VganError
+from vgan.errors import BadInputError, ConfigError, VganError
 
 
 def writable_folder(path: Path, what: str) -> Path:
@@ -23,6 +23,12 @@ def writable_folder(path: Path, what: str) -> Path:
     except OSError as e:
         raise BadInputError(f"{what} {path}: cannot write there ({e.strerror or e})") from None
     return path
+
+
+def check_threshold(threshold: float) -> None:
+    """--threshold of vgan.evaluate, vgan.predict and tuner.predict (NaN fails the test too)."""
+    if not 0 < threshold < 1:
+        raise ConfigError(f"--threshold {threshold}: must lie strictly between 0 and 1")
 
 
 def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None, prog: str) -> int:

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vgan.cli import run_cli, writable_folder
+from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, load_split, read_probability
 from vgan.errors import ConfigError, DataError
@@ -178,12 +178,17 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     return m
 
 
+MAX_NOISE_SIDE = 4096  # past a large fundus photograph's side: a typo, not a drawing (100000 asked for 120 GB)
+
+
 def draw_noise(generator, args: argparse.Namespace, device: torch.device, out: Path) -> dict[str, Any]:
     """Feed the generator Gaussian noise (standard normal after its input normalisation)."""
     if args.noise < 1:
         raise ConfigError("--noise must be at least 1")
-    gen = torch.Generator().manual_seed(args.seed)
     h, w = args.noise_size
+    if not (1 <= h <= MAX_NOISE_SIDE and 1 <= w <= MAX_NOISE_SIDE):
+        raise ConfigError(f"--noise-size {h} {w}: each side must be 1 to {MAX_NOISE_SIDE} pixels")
+    gen = torch.Generator().manual_seed(args.seed)
     noise = generator.mean.cpu() + generator.std.cpu() * torch.randn(args.noise, 3, h, w, generator=gen)
     probs = predict(generator, noise, device).cpu().numpy()[:, 0]
     (out / "noise").mkdir(parents=True, exist_ok=True)
@@ -201,6 +206,8 @@ def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     if args.noise is not None and args.checkpoint is None:
         raise ConfigError("--noise needs --checkpoint")
+    check_threshold(args.threshold)
+    ScaleSpec.parse(args.scale)  # a maps folder is not scaled, but a factor of 0 is no less wrong there
     writable_folder(Path(args.out), "--out")
     m = run_predictions(args) if args.predictions else run_checkpoint(args)
     if m:

@@ -26,9 +26,9 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from vgan.cli import run_cli, writable_folder
+from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DEVICES
-from vgan.errors import ConfigError, DataError
+from vgan.errors import DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
 from vgan.scale import AUTO, ScaleSpec, predict_at_scale
 
@@ -214,11 +214,6 @@ def finish(summary: Summary, out: Path, prog: str) -> None:
     if summary.failed:
         raise DataError(f"{len(summary.failed)} of {len(summary.failed) + len(summary.written)} image(s) not "
                         f"segmented (the others are in {out}): " + "; ".join(summary.failed))
-
-
-def check_threshold(threshold: float) -> None:
-    if not 0 < threshold < 1:
-        raise ConfigError(f"--threshold {threshold}: must lie strictly between 0 and 1")
 
 
 def _main(argv: Sequence[str] | None) -> None:

@@ -101,7 +101,7 @@ def test_data_of_another_dataset_is_honoured(tiny_config_file, tmp_path, stare_r
     assert Image.open(auto / "probabilities" / "im0162.png").size == (700, 605)
 
 
-def test_noise_drawings(tiny_config_file, tmp_path):
+def test_noise_drawings(tiny_config_file, tmp_path, capsys):
     run = tmp_path / "run"
     assert train_main(["--config", str(tiny_config_file), "--out", str(run), "--epochs", "1"]) == 0
     out = tmp_path / "noise"
@@ -109,6 +109,10 @@ def test_noise_drawings(tiny_config_file, tmp_path):
                           "--noise-size", "40", "56", "--out", str(out)]) == 0
     drawn = sorted((out / "noise").glob("*.png"))
     assert len(drawn) == 2 and np.asarray(Image.open(drawn[0])).shape == (40, 112, 3)
+    for size in (["0", "0"], ["-4", "8"], ["100000", "100000"]):  # tracebacks before, the last after asking 120 GB
+        assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "last.pt"), "--noise", "1",
+                              "--noise-size", *size, "--out", str(tmp_path / "bad")]) == 2
+        assert f"--noise-size {' '.join(size)}: each side must be 1 to 4096 pixels" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -116,6 +120,10 @@ def test_noise_drawings(tiny_config_file, tmp_path):
     (["--predictions", "p", "--val-threshold"], "--val-threshold needs --checkpoint"),
     (["--predictions", "p"], "--predictions needs --data"),
     (["--checkpoint", "c.pt", "--scale", "huge"], "--scale huge: give 'auto' or a factor"),
+    # a maps folder takes no factor, but a wrong one is refused, not ignored; so are thresholds outside (0, 1)
+    (["--predictions", "p", "--data", "d", "--scale", "0"], "--scale 0: a factor must be above 0"),
+    (["--predictions", "p", "--data", "d", "--threshold", "1.5"], "--threshold 1.5: must lie strictly between 0 and 1"),
+    (["--predictions", "p", "--data", "d", "--threshold", "nan"], "--threshold nan: must lie strictly between"),
 ])
 def test_bad_arguments_exit_2(argv, fragment, tmp_path, capsys):
     assert evaluate_main(argv + ["--out", str(tmp_path / "o")]) == 2
