@@ -249,6 +249,9 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
         base = config_from_dict(trainer_values, source)
     except ConfigError as e:
         raise SpaceError(str(e)) from None
+    if data_root is not None and base.data.dataset == "synthetic":  # it would train on generated images anyway
+        raise ConfigError(f"--data {data_root}: {source} trains on the synthetic dataset (data.dataset), which is "
+                          "generated and takes no data root: set data.dataset to drive or stare in it")
     if base.data.root is not None:
         base.data.root = str((path.parent / base.data.root).resolve())  # Tune changes the cwd of trials
 
@@ -277,6 +280,9 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     search = values.get("search") or {}
     if not isinstance(search, dict):
         raise SpaceError(f"{source}: 'search' must be a mapping of trainer keys to distributions")
+    if not search:  # every trial would train the same config
+        raise SpaceError(f"{source}: 'search' names no trainer key to search (e.g. optim.lr_g: {{type: loguniform, "
+                         "low: 1.0e-4, high: 1.0e-2}); one config alone is python -m vgan.train")
     known = config_keys()
     params: list[Param] = []
     for key, spec in search.items():

@@ -5,6 +5,7 @@ from conftest import REPO, write_yaml
 
 from tuner.cluster import check_gpus
 from tuner.space import SpaceError, define_by_run, load_space
+from vgan.errors import ConfigError
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
 
@@ -76,6 +77,8 @@ def smoke_values():
      ["'tune.checkpoint_keep' must be at least 3 with scheduler pbt"]),
     (lambda v: v["tune"].update(scheduler="pbt", pbt_interval=3, checkpoint_every=2),
      ["'tune.pbt_interval' is 3 epochs, not a multiple of tune.checkpoint_every (2)"]),
+    (lambda v: v.update(search={}), ["'search' names no trainer key to search"]),
+    (lambda v: v.pop("search"), ["'search' names no trainer key to search"]),
 ])
 def test_bad_space_names_file_and_key(tmp_path, mutate, fragments):
     values = smoke_values()
@@ -133,6 +136,9 @@ def test_sampled_values_make_trainer_configs():
 def test_data_root_is_absolute(tmp_path, drive_root):
     space = load_space(REPO / "search_spaces" / "gp.yaml", str(drive_root))
     assert space.base["data"]["root"] == str(drive_root.resolve())
+    # a synthetic space trained on generated images whatever --data said
+    with pytest.raises(ConfigError, match=r"--data .*DRIVE: .*smoke.yaml trains on the synthetic dataset"):
+        load_space(SMOKE, str(drive_root))
 
 
 def test_pbt_keeps_enough_checkpoints_to_clone_by_default(tmp_path):
