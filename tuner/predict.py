@@ -53,7 +53,7 @@ def _main(argv: Sequence[str] | None) -> None:
     if args.model.startswith(("models:", "runs:")):  # a model folder on disk needs no tracking store
         check_tracking_source(uri)
     writable_folder(Path(args.out), "--out")
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     model = load_segmenter(uri, args.model, device)
     summary = segment_images(model, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
                              device, sys.stderr.isatty(), scale, recorded_fov(model))

@@ -143,7 +143,7 @@ def scaled_predictions(generator, split: Split, device: torch.device, batch_size
 def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     scale = ScaleSpec.parse(args.scale)
     state = load_checkpoint(args.checkpoint)
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     generator, cfg = generator_from_checkpoint(state, args.checkpoint, device)
     out = Path(args.out)
     if args.noise is not None:

@@ -229,7 +229,7 @@ def _main(argv: Sequence[str] | None) -> None:
     scale = ScaleSpec.parse(args.scale)
     paths = list_images(args.input)
     writable_folder(Path(args.out), "--out")
-    device = resolve_device(args.device)
+    device = resolve_device(args.device, "--device")
     generator, _ = generator_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint, device)
     model = VesselSegmenter(generator).eval()
     summary = segment_images(model, paths, Path(args.out), args.threshold,

@@ -33,7 +33,8 @@ LOSS_NAMES = ("loss_g", "loss_bce", "loss_adv", "loss_d")
 DIVERGENCE_LIMIT = 1e6
 
 
-def resolve_device(name: str) -> torch.device:
+def resolve_device(name: str, option: str = "train.device") -> torch.device:
+    """`option`: what the user set it with, for the message (a config key, or a CLI's --device)."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -41,9 +42,9 @@ def resolve_device(name: str) -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device: 'cuda' asked for, but torch sees no CUDA GPU on this machine")
+        raise ConfigError(f"{option}: 'cuda' asked for, but torch sees no CUDA GPU on this machine")
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("train.device: 'mps' asked for, but this machine has no MPS device")
+        raise ConfigError(f"{option}: 'mps' asked for, but this machine has no MPS device")
     return torch.device(name)
 
 

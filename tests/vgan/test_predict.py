@@ -84,8 +84,11 @@ def test_an_unreadable_image_is_named_and_the_others_are_written(photos, checkpo
     (["--threshold", "1.5"], "--threshold 1.5: must lie strictly between 0 and 1"),
     (["--masks", "/nowhere/masks"], "/nowhere/masks: masks folder missing"),
     (["--out", "{photos}/01_test.tif/maps"], "--out {photos}/01_test.tif/maps: cannot write there (Not a directory)"),
+    (["--device", "cuda"], "--device: 'cuda' asked for, but torch sees no CUDA GPU"),  # it named train.device
 ])
 def test_bad_input_exits_2_with_one_message(photos, checkpoint, tmp_path, capsys, argv, fragment):
+    if "cuda" in argv and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
     base = {"--checkpoint": str(checkpoint), "--input": str(photos), "--out": str(tmp_path / "out")}
     for i in range(0, len(argv), 2):
         base[argv[i]] = argv[i + 1].format(photos=photos)
