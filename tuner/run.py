@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import sys
 import tempfile
@@ -27,7 +28,15 @@ from typing import TYPE_CHECKING, Any, Sequence
 import yaml
 
 from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
-from tuner.storage import Storage, check_study_db, check_study_name, parse_storage, study_db_url, study_name_from
+from tuner.storage import (
+    RECIPE_FILE,
+    Storage,
+    check_study_db,
+    check_study_name,
+    parse_storage,
+    study_db_url,
+    study_name_from,
+)
 from vgan.cli import run_cli, writable_folder
 from vgan.errors import BadInputError, ConfigError, VganError
 
@@ -202,6 +211,8 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     name = check_study_name(args.name) if args.name else study_name_from(args.space, time.strftime("%Y%m%d-%H%M%S"))
     if args.resume and not storage.exists(name):
         raise ConfigError(f"--resume: no study '{name}' in {storage.uri}")
+    if args.resume:
+        check_same_recipe(storage, name, space)
     if not args.resume and storage.exists(name):
         raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
     check_tracking_store(uri)
@@ -218,6 +229,20 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     if storage.local is not None and (storage.shared or not args.address):
         writable_folder(storage.local, "--storage")
     return Plan(args, space, name, uri, storage, storage_url)
+
+
+def check_same_recipe(storage: Storage, name: str, space) -> None:
+    """A resumed study goes on training what it began with: a space changed since (a base value, a searched
+    range) would mix trials of two recipes in one ranking. What only says how long (num_samples, the time
+    budget) or where (data.root, the device) may change."""
+    from tuner.space import recipe_changes, trial_recipe
+
+    kept = storage.read_text(name, RECIPE_FILE)
+    changes = recipe_changes(json.loads(kept), trial_recipe(space)) if kept is not None else []
+    if changes:
+        more = f"; and {len(changes) - 4} more" if len(changes) > 4 else ""
+        raise ConfigError(f"--resume: {space.source} is not what study '{name}' began with ({'; '.join(changes[:4])}"
+                          f"{more}): resume with the space it began with, or start a new study")
 
 
 def check_cluster(plan: Plan) -> None:
@@ -245,6 +270,9 @@ def run_study(plan: Plan, study: Study):
         tuner = tune.Tuner.restore(plan.storage.study(plan.name), trainable=make_trainable(plan.space),
                                    resume_unfinished=True, resume_errored=False)
     else:
+        from tuner.space import trial_recipe
+
+        plan.storage.write_text(plan.name, RECIPE_FILE, json.dumps(trial_recipe(plan.space), indent=1) + "\n")
         tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
                             plan.args.verbose)
     return tuner.fit()

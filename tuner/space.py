@@ -17,7 +17,7 @@ Everything is checked here, before Ray starts: `SpaceError` names the file and t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +386,35 @@ def _lookup(values: dict[str, Any], dotted: str) -> Any:
     for part in dotted.split("."):
         node = node[part]
     return node
+
+
+# Where the data is, which device, how fast: set per machine, not what a trial learns. A resumed study
+# may change them (another mount of the same images, another GPU); not the rest of what its trials train.
+MACHINE_KEYS = ("data.root", "train.device", "train.threads", "train.compile", "train.eval_batch_size",
+                "train.preview_every")
+
+
+def trial_recipe(space: SearchSpace) -> dict[str, Any]:
+    """What a study's trials train, as dotted keys: the base config (less MACHINE_KEYS) and each searched
+    key's distribution. Kept with the study; a resume must not mix trials of two recipes."""
+    cfg = config_from_dict(space.base, space.source)
+    out: dict[str, Any] = {}
+    for key in config_keys():
+        if key not in MACHINE_KEYS:
+            value: Any = cfg
+            for part in key.split("."):
+                value = getattr(value, part)
+            out[key] = list(value) if isinstance(value, tuple) else value
+    plain = asdict(Param("", ""))  # fields at their defaults say nothing: left out, the changes read short
+    out.update({f"search.{p.key}": {k: v for k, v in asdict(p).items() if k != "key" and v != plain[k]}
+                for p in space.params})
+    return out
+
+
+def recipe_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """`key: old -> new` for each key whose value differs (a key only one side has shows as absent)."""
+    return [f"{k}: {before.get(k, 'absent')} -> {now.get(k, 'absent')}"
+            for k in sorted(set(before) | set(now)) if before.get(k, "absent") != now.get(k, "absent")]
 
 
 def define_by_run(trial, params: list[Param], base: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql")
 STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 BEST_DIR = "best"  # in a trial checkpoint: the best epoch's generator, metrics, validation probabilities
 GENERATOR_FILE, PROBS_FILE, METRICS_FILE = "best_generator.pt", "val_probs.npy", "metrics.json"
+RECIPE_FILE = "recipe.json"  # in a study's folder: what its trials train (tuner.space.trial_recipe)
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,24 @@ class Storage:
         except (OSError, pyarrow.ArrowException) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"--storage {self.uri}: cannot be read ({reason[:300]})") from None
+
+    def write_text(self, name: str, file: str, text: str) -> None:
+        """A file of ours in the study's folder (any filesystem Ray's storage may be)."""
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(self.study(name))
+        fs.create_dir(path, recursive=True)
+        with fs.open_output_stream(f"{path}/{file}") as f:
+            f.write(text.encode())
+
+    def read_text(self, name: str, file: str) -> str | None:
+        import pyarrow.fs
+
+        fs, path = pyarrow.fs.FileSystem.from_uri(self.study(name))
+        if fs.get_file_info(f"{path}/{file}").type == pyarrow.fs.FileType.NotFound:
+            return None  # a study begun before it was kept
+        with fs.open_input_stream(f"{path}/{file}") as f:
+            return f.read().decode()
 
 
 def checkpoint_dirs(fs, trial_path: str) -> list[str]:

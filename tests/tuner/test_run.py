@@ -153,6 +153,35 @@ def test_the_console_says_what_a_user_needs_and_the_logs_keep_the_rest(smoke_stu
     assert "== Status ==" in log and "Trial name" in log and lines[0] in log  # Ray's table, and the console
     trial_dirs = [d for d in (work / "ray" / "smoke").iterdir() if d.is_dir() and d.name.startswith("train_vgan")]
     assert trial_dirs and all((d / "stdout").is_file() and (d / "stderr").is_file() for d in trial_dirs)
+    # what its trials trained is kept with the study, for a resume to be checked against
+    from tuner.space import load_space, trial_recipe
+
+    assert json.loads((work / "ray" / "smoke" / "recipe.json").read_text()) == trial_recipe(load_space(SMOKE))
+
+
+def test_a_study_resumes_only_with_what_it_began_with(tmp_path, capsys):
+    """An edited space would mix trials of two recipes in one ranking: refused before Ray starts, naming
+    what changed. How long (num_samples, the time budget) and where (threads, device) may change."""
+    from tuner.run import check_same_recipe
+    from tuner.space import load_space, trial_recipe
+    from tuner.storage import RECIPE_FILE, parse_storage
+
+    values = yaml.safe_load(SMOKE.read_text())
+    storage = parse_storage(str(tmp_path / "ray"))
+    storage.write_text("s", RECIPE_FILE, json.dumps(trial_recipe(load_space(write_yaml(tmp_path / "a.yaml", values)))))
+    values["tune"].update(num_samples=30, time_budget_s=600)
+    values.setdefault("train", {}).update(threads=1, device="cpu")
+    check_same_recipe(storage, "s", load_space(write_yaml(tmp_path / "b.yaml", values)))  # allowed changes
+    values.setdefault("optim", {})["lr_d"] = 0.0003
+    values["search"]["optim.lr_g"]["high"] = 0.05
+    edited = write_yaml(tmp_path / "c.yaml", values)
+    code = main(["--space", str(edited), "--storage", str(tmp_path / "ray"), "--name", "s", "--resume",
+                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--resume: {edited} is not what study 's' began with (optim.lr_d: " in err
+    assert "-> 0.0003; search.optim.lr_g: {" in err and "'high': 0.05" in err
+    assert [p.name for p in (tmp_path / "ray" / "s").iterdir()] == [RECIPE_FILE]  # nothing started
 
 
 @pytest.mark.slow
