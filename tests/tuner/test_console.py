@@ -97,7 +97,7 @@ def test_the_log_table_ranks_trials_that_ended_before_their_first_epoch_last(tmp
     from tuner.console import LogFileReporter
     from tuner.space import load_space
 
-    space = load_space(REPO / "search_spaces" / "smoke.yaml", str(tmp_path))
+    space = load_space(REPO / "search_spaces" / "smoke.yaml")
     trials = []
     for i, score in enumerate((None, 0.91, None, 0.97)):
         t = Trial("train_vgan", config={}, stub=True, trial_id=f"t{i}")
