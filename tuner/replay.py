@@ -58,14 +58,16 @@ def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     from tuner.projection import PBT_GLOBAL, project_trials
     from tuner.search import make_projection
-    from tuner.space import load_space
-    from tuner.storage import parse_storage, study_db_url
+    from tuner.space import check_same_recipe, load_space
+    from tuner.storage import RECIPE_FILE, parse_storage, study_db_url
     from tuner.tracking import Study, check_tracking_store, resolve_tracking_uri
 
     space = load_space(args.space)
     storage = parse_storage(args.storage)
     if not storage.exists(args.name):
         raise ConfigError(f"--name: no study '{args.name}' in {storage.uri}")
+    check_same_recipe(space, storage.read_text(args.name, RECIPE_FILE), args.name, "--space",
+                      "give the space it began with (its trials' configs are logged from it)")
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_store(uri)
     study = Study.start(uri, space.mlflow.experiment, args.name, {"storage": storage.uri}, resume=True)

@@ -191,7 +191,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     """Everything checked before Ray starts: bad input exits 2 with one message, nothing started."""
     args = build_parser().parse_args(argv)
     from tuner.cluster import check_address, check_gpus
-    from tuner.space import load_space
+    from tuner.space import check_same_recipe, load_space
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
     from vgan.data import load_train_val
 
@@ -212,7 +212,8 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     if args.resume and not storage.exists(name):
         raise ConfigError(f"--resume: no study '{name}' in {storage.uri}")
     if args.resume:
-        check_same_recipe(storage, name, space)
+        check_same_recipe(space, storage.read_text(name, RECIPE_FILE), name, "--resume",
+                          "resume with the space it began with, or start a new study")
     if not args.resume and storage.exists(name):
         raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
     check_tracking_store(uri)
@@ -229,20 +230,6 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     if storage.local is not None and (storage.shared or not args.address):
         writable_folder(storage.local, "--storage")
     return Plan(args, space, name, uri, storage, storage_url)
-
-
-def check_same_recipe(storage: Storage, name: str, space) -> None:
-    """A resumed study goes on training what it began with: a space changed since (a base value, a searched
-    range) would mix trials of two recipes in one ranking. What only says how long (num_samples, the time
-    budget) or where (data.root, the device) may change."""
-    from tuner.space import recipe_changes, trial_recipe
-
-    kept = storage.read_text(name, RECIPE_FILE)
-    changes = recipe_changes(json.loads(kept), trial_recipe(space)) if kept is not None else []
-    if changes:
-        more = f"; and {len(changes) - 4} more" if len(changes) > 4 else ""
-        raise ConfigError(f"--resume: {space.source} is not what study '{name}' began with ({'; '.join(changes[:4])}"
-                          f"{more}): resume with the space it began with, or start a new study")
 
 
 def check_cluster(plan: Plan) -> None:

@@ -16,6 +16,7 @@ Everything is checked here, before Ray starts: `SpaceError` names the file and t
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -409,6 +410,18 @@ def trial_recipe(space: SearchSpace) -> dict[str, Any]:
     out.update({f"search.{p.key}": {k: v for k, v in asdict(p).items() if k != "key" and v != plain[k]}
                 for p in space.params})
     return out
+
+
+def check_same_recipe(space: SearchSpace, kept: str | None, study: str, option: str, remedy: str) -> None:
+    """`space` must still say what study `study` began with (`kept`: its recipe.json; None for a study begun
+    before recipes were kept). A resume with a changed base value or searched range would mix trials of
+    two recipes in one ranking; a replay would log models with configs they were not trained with. What
+    only says how long (num_samples, the time budget) or where (MACHINE_KEYS) may change."""
+    changes = recipe_changes(json.loads(kept), trial_recipe(space)) if kept is not None else []
+    if changes:
+        more = f"; and {len(changes) - 4} more" if len(changes) > 4 else ""
+        raise ConfigError(f"{option}: {space.source} is not what study '{study}' began with "
+                          f"({'; '.join(changes[:4])}{more}): {remedy}")
 
 
 def recipe_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:

@@ -159,11 +159,11 @@ def test_the_console_says_what_a_user_needs_and_the_logs_keep_the_rest(smoke_stu
     assert json.loads((work / "ray" / "smoke" / "recipe.json").read_text()) == trial_recipe(load_space(SMOKE))
 
 
-def test_a_study_resumes_only_with_what_it_began_with(tmp_path, capsys):
+def test_a_study_resumes_and_replays_only_with_what_it_began_with(tmp_path, capsys):
     """An edited space would mix trials of two recipes in one ranking: refused before Ray starts, naming
     what changed. How long (num_samples, the time budget) and where (threads, device) may change."""
-    from tuner.run import check_same_recipe
-    from tuner.space import load_space, trial_recipe
+    from tuner.replay import main as replay_main
+    from tuner.space import check_same_recipe, load_space, trial_recipe
     from tuner.storage import RECIPE_FILE, parse_storage
 
     values = yaml.safe_load(SMOKE.read_text())
@@ -171,7 +171,8 @@ def test_a_study_resumes_only_with_what_it_began_with(tmp_path, capsys):
     storage.write_text("s", RECIPE_FILE, json.dumps(trial_recipe(load_space(write_yaml(tmp_path / "a.yaml", values)))))
     values["tune"].update(num_samples=30, time_budget_s=600)
     values.setdefault("train", {}).update(threads=1, device="cpu")
-    check_same_recipe(storage, "s", load_space(write_yaml(tmp_path / "b.yaml", values)))  # allowed changes
+    check_same_recipe(load_space(write_yaml(tmp_path / "b.yaml", values)), storage.read_text("s", RECIPE_FILE), "s",
+                      "--resume", "")  # allowed changes
     values.setdefault("optim", {})["lr_d"] = 0.0003
     values["search"]["optim.lr_g"]["high"] = 0.05
     edited = write_yaml(tmp_path / "c.yaml", values)
@@ -182,6 +183,11 @@ def test_a_study_resumes_only_with_what_it_began_with(tmp_path, capsys):
     assert f"--resume: {edited} is not what study 's' began with (optim.lr_d: " in err
     assert "-> 0.0003; search.optim.lr_g: {" in err and "'high': 0.05" in err
     assert [p.name for p in (tmp_path / "ray" / "s").iterdir()] == [RECIPE_FILE]  # nothing started
+    # tuner.replay would log the trials' models with configs they were not trained with
+    assert replay_main(["--space", str(edited), "--storage", str(tmp_path / "ray"), "--name", "s",
+                        "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 2
+    assert f"--space: {edited} is not what study 's' began with (optim.lr_d: " in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists()
 
 
 @pytest.mark.slow
