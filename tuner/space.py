@@ -425,9 +425,11 @@ def check_same_recipe(space: SearchSpace, kept: str | None, study: str, option: 
 
 
 def recipe_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """`key: old -> new` for each key whose value differs (a key only one side has shows as absent)."""
+    """`key: old -> new` for each key whose value differs. A searched key only one side has shows as absent;
+    a config key only one side has is a field vgan-tune added or dropped since, not the user's change."""
+    keys = (set(before) & set(now)) | {k for k in set(before) | set(now) if k.startswith("search.")}
     return [f"{k}: {before.get(k, 'absent')} -> {now.get(k, 'absent')}"
-            for k in sorted(set(before) | set(now)) if before.get(k, "absent") != now.get(k, "absent")]
+            for k in sorted(keys) if before.get(k, "absent") != now.get(k, "absent")]
 
 
 def define_by_run(trial, params: list[Param], base: dict[str, Any]) -> None:

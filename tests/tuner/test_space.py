@@ -4,7 +4,7 @@ import yaml
 from conftest import REPO, write_yaml
 
 from tuner.cluster import check_gpus
-from tuner.space import SpaceError, define_by_run, load_space
+from tuner.space import SpaceError, define_by_run, load_space, recipe_changes
 from vgan.errors import ConfigError
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
@@ -146,3 +146,13 @@ def test_pbt_keeps_enough_checkpoints_to_clone_by_default(tmp_path):
     assert load_space(write_yaml(tmp_path / "asha.yaml", values)).tune.checkpoint_keep == 2
     values["tune"]["scheduler"] = "pbt"
     assert load_space(write_yaml(tmp_path / "pbt.yaml", values)).tune.checkpoint_keep == 3
+
+
+def test_recipe_changes_are_the_users_not_the_releases():
+    """A config field added or dropped by a newer vgan-tune must not block resuming an older study; a searched
+    key added or dropped is the user's change."""
+    before = {"optim.lr_d": 0.001, "train.old_field": 1, "search.optim.lr_g": {"low": 0.1}}
+    assert recipe_changes(before, {"optim.lr_d": 0.001, "train.new_field": 2, "search.optim.lr_g": {"low": 0.1}}) == []
+    assert recipe_changes(before, {"optim.lr_d": 0.002, "search.loss.adv_weight": {"low": 0}}) == [
+        "optim.lr_d: 0.001 -> 0.002", "search.loss.adv_weight: absent -> {'low': 0}",
+        "search.optim.lr_g: {'low': 0.1} -> absent"]
