@@ -66,13 +66,21 @@ class Storage:
             return f.read().decode()
 
 
+CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)")  # Ray's name for a trial's checkpoint folders
+
+
 def checkpoint_dirs(fs, trial_path: str) -> list[str]:
-    """A trial's `checkpoint_*` folders in Ray's storage (any pyarrow filesystem), oldest first."""
+    """A trial's `checkpoint_<n>` folders in Ray's storage (any pyarrow filesystem), oldest first."""
     import pyarrow.fs
 
     infos = fs.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True))
-    return sorted(i.path for i in infos
-                  if i.type == pyarrow.fs.FileType.Directory and i.base_name.startswith("checkpoint_"))
+    return sorted((i.path for i in infos
+                   if i.type == pyarrow.fs.FileType.Directory and CHECKPOINT_DIR.fullmatch(i.base_name)),
+                  key=checkpoint_number)
+
+
+def checkpoint_number(path: str) -> int:
+    return int(CHECKPOINT_DIR.fullmatch(path.rstrip("/").rsplit("/", 1)[-1]).group(1))
 
 
 def newest_best(fs, trial_path: str) -> str | None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 import shutil
 import tempfile
 import time
@@ -27,7 +26,7 @@ import torch
 from ray import tune
 
 from tuner.outcome import Signal, score_key
-from tuner.storage import BEST_DIR, GENERATOR_FILE, METRICS_FILE, PROBS_FILE, checkpoint_dirs
+from tuner.storage import BEST_DIR, GENERATOR_FILE, METRICS_FILE, PROBS_FILE, checkpoint_dirs, checkpoint_number
 from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
 from vgan.errors import DivergenceError
@@ -68,30 +67,35 @@ def load_data(cfg: DataConfig) -> tuple[Split, Split]:
 
 
 def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
-            trial_folder: tuple[Any, str] | None = None) -> dict[str, Any]:
+            storage: Any | None = None) -> dict[str, Any]:
     """Load the trial's newest complete checkpoint into `trainer` (and its best/ into `best`);
-    returns what it saved of the trial (trial.json), {} for a first start.
+    returns what it saved of the trial (trial.json), {} for a first start. `storage`: the trial's
+    Ray StorageContext (where its checkpoints are, how the next one is named).
 
     The driver's experiment state can name an older checkpoint of the trial's own than the newest,
     or none: its snapshots lag, and a driver killed between two forgets the later checkpoints
     (resuming from those, or from scratch, would train again epochs that were done). So the newest
-    checkpoint in the trial's folder (`trial_folder`: filesystem, path) is taken, one cut short by
-    the kill skipped, and it comes back with `unseen`: the driver may have died before its report.
-    A checkpoint of another trial (PBT's exploit) is taken as named: that trial trained on since."""
-    own = trial_folder is not None and (recorded is None or _parent(recorded.path) == trial_folder[1].rstrip("/"))
+    checkpoint in the trial's folder is taken, one cut short by the kill skipped, and it comes back
+    with `unseen`: the driver may have died before its report. A checkpoint of another trial (PBT's
+    exploit) is taken as named: that trial trained on since.
+
+    The same lagging state numbers the trial's next checkpoint: from its index the restored trial wrote
+    over older folders of its own (a study resumed here had checkpoint_000003 holding epoch 5), and a
+    folder left from before the kill looked newest by name. So numbering goes on after the newest."""
+    if storage is None:
+        return _load(recorded, trainer, best) if recorded is not None else {}
+    fs, folder = storage.storage_filesystem, storage.trial_fs_path.rstrip("/")
+    own = checkpoint_dirs(fs, folder)
     if own:
-        fs, folder = trial_folder
-        here = recorded.path.rstrip("/") if recorded is not None else ""
-        for path in reversed([p for p in checkpoint_dirs(fs, folder) if p > here]):
+        storage.current_checkpoint_index = max(storage.current_checkpoint_index, checkpoint_number(own[-1]))
+    if recorded is None or recorded.path.rstrip("/").rsplit("/", 1)[0] == folder:
+        after = checkpoint_number(recorded.path) if recorded is not None else -1
+        for path in reversed([p for p in own if checkpoint_number(p) > after]):
             try:
                 return {**_load(tune.Checkpoint(path=path, filesystem=fs), trainer, best), "unseen": True}
             except Exception:  # noqa: BLE001 - an unreadable newer checkpoint: try the next older one
                 continue
     return _load(recorded, trainer, best) if recorded is not None else {}
-
-
-def _parent(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[0]
 
 
 def _storage() -> Any | None:
@@ -100,18 +104,6 @@ def _storage() -> Any | None:
         return tune.get_context().get_storage()
     except Exception:  # noqa: BLE001 - a DeveloperAPI: without it, a trial Ray names no checkpoint for starts anew
         return None
-
-
-def number_after_newest(storage: Any) -> None:
-    """Name the trial's next checkpoint after the newest folder it has. Ray numbers them from the index in
-    the driver's saved state, which lags the folder after a driver was killed: the restored trial then
-    wrote its next checkpoints into older folders of its own (a study resumed here had checkpoint_000003
-    holding epoch 5), and a folder left from before the kill, beyond the ones written again, looked
-    newest by name (to a retry's `restore`, to the driver that logs the newest best/)."""
-    numbers = [int(m.group(1)) for d in checkpoint_dirs(storage.storage_filesystem, storage.trial_fs_path)
-               if (m := re.fullmatch(r"checkpoint_(\d+)", d.rsplit("/", 1)[-1]))]
-    if numbers:
-        storage.current_checkpoint_index = max(storage.current_checkpoint_index, max(numbers))
 
 
 def _load(checkpoint: tune.Checkpoint, trainer: Trainer, best: Path) -> dict[str, Any]:
@@ -182,11 +174,7 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     best = BestEpoch(work / BEST_DIR)
     try:
         # a restarted trial continues where its newest checkpoint left it
-        storage = _storage()
-        folder = (storage.storage_filesystem, storage.trial_fs_path) if storage is not None else None
-        saved = restore(tune.get_checkpoint(), trainer, best.folder, folder)
-        if storage is not None:
-            number_after_newest(storage)
+        saved = restore(tune.get_checkpoint(), trainer, best.folder, _storage())
         if "signal" in saved:
             signal = Signal(**saved["signal"])
         # Say the restored checkpoint's report again where the driver may not have it: a trial that finished

@@ -53,7 +53,7 @@ def test_checkpoint_dirs_lists_only_checkpoints_oldest_first(tmp_path):
 
     from tuner.storage import checkpoint_dirs
 
-    for name in ("checkpoint_000002", "checkpoint_000000", "checkpoint_000001", "best"):
+    for name in ("checkpoint_000002", "checkpoint_000000", "checkpoint_000001", "best", "checkpoint_tmp"):
         (tmp_path / name).mkdir()
     (tmp_path / "checkpoint_000003").write_text("a file, not a checkpoint")
     fs = pyarrow.fs.LocalFileSystem()

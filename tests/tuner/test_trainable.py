@@ -9,7 +9,7 @@ from conftest import TINY
 from ray import tune
 from ray.train._internal.storage import StorageContext
 
-from tuner.trainable import STATE_FILE, TRIAL_FILE, WALL_TIME, number_after_newest, restore
+from tuner.trainable import STATE_FILE, TRIAL_FILE, WALL_TIME, restore
 from vgan.config import config_from_dict
 from vgan.data import load_train_val
 from vgan.trainer import Trainer
@@ -43,38 +43,43 @@ def checkpoint(path):
     return tune.Checkpoint(path=str(path), filesystem=FS)
 
 
+def storage_of(tmp_path, trial, index=-1):
+    """The trial's Ray StorageContext, its folder `tmp_path/exp/<trial>`, at the driver's saved `index`."""
+    return StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp", trial_dir_name=trial,
+                          current_checkpoint_index=index)
+
+
 def test_a_restart_goes_on_from_the_newest_complete_checkpoint_of_its_own(tmp_path, data):
     """The driver's state named none, or an older one: the newest whole one is taken, and said unseen."""
-    folder = trial_folder(tmp_path / "trial", data, 3, cut_short={2})
+    folder = trial_folder(tmp_path / "exp" / "t", data, 3, cut_short={2})
     for recorded in (None, checkpoint(folder / "checkpoint_000000")):
         t = trainer(data)
-        saved = restore(recorded, t, tmp_path / "best", (FS, str(folder)))
+        saved = restore(recorded, t, tmp_path / "best", storage_of(tmp_path, "t"))
         assert (t.epoch, saved["report"]["epoch"], saved["unseen"]) == (2, 2, True)
     t = trainer(data)  # the newest named: nothing unseen
-    saved = restore(checkpoint(folder / "checkpoint_000001"), t, tmp_path / "best", (FS, str(folder)))
+    saved = restore(checkpoint(folder / "checkpoint_000001"), t, tmp_path / "best", storage_of(tmp_path, "t"))
     assert t.epoch == 2 and "unseen" not in saved
-    assert restore(None, trainer(data), tmp_path / "best", (FS, str(tmp_path / "none-yet"))) == {}
+    assert restore(None, trainer(data), tmp_path / "best", storage_of(tmp_path, "none-yet")) == {}
 
 
 def test_a_pbt_clone_starts_from_the_checkpoint_it_was_given(tmp_path, data):
     """PBT's exploit names a checkpoint of the trial copied, which trained on since: not its newer one."""
-    top = trial_folder(tmp_path / "top", data, 2)
+    top = trial_folder(tmp_path / "exp" / "top", data, 2)
     t = trainer(data)
-    saved = restore(checkpoint(top / "checkpoint_000000"), t, tmp_path / "best", (FS, str(tmp_path / "clone")))
+    saved = restore(checkpoint(top / "checkpoint_000000"), t, tmp_path / "best", storage_of(tmp_path, "clone"))
     assert t.epoch == 1 and saved["report"]["epoch"] == 1 and "unseen" not in saved
 
 
 def test_the_next_checkpoint_is_named_after_the_newest_folder(tmp_path, data):
     """Ray names it from the driver's saved index, which lags the folder after a kill: the trial wrote
     over its own older checkpoints (checkpoint_000002 would hold epoch 5 here, beside 000003's epoch 4)."""
-    trial_folder(tmp_path / "exp" / "t", data, 4)
-    storage = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp", trial_dir_name="t",
-                             current_checkpoint_index=1)
-    number_after_newest(storage)
+    folder = trial_folder(tmp_path / "exp" / "t", data, 4)
+    storage = storage_of(tmp_path, "t", index=1)
+    restore(checkpoint(folder / "checkpoint_000001"), trainer(data), tmp_path / "best", storage)
     storage._update_checkpoint_index({})  # what Ray does as the trial reports its next checkpoint
     assert storage.checkpoint_dir_name == "checkpoint_000004"
 
-    fresh = StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp", trial_dir_name="new")
-    number_after_newest(fresh)  # a trial with no folder yet starts at Ray's first
+    fresh = storage_of(tmp_path, "new")
+    restore(None, trainer(data), tmp_path / "best", fresh)  # a trial with no folder yet starts at Ray's first
     fresh._update_checkpoint_index({})
     assert fresh.checkpoint_dir_name == "checkpoint_000000"
