@@ -398,14 +398,7 @@ MACHINE_KEYS = ("data.root", "train.device", "train.threads", "train.compile", "
 def trial_recipe(space: SearchSpace) -> dict[str, Any]:
     """What a study's trials train, as dotted keys: the base config (less MACHINE_KEYS) and each searched
     key's distribution. Kept with the study; a resume must not mix trials of two recipes."""
-    cfg = config_from_dict(space.base, space.source)
-    out: dict[str, Any] = {}
-    for key in config_keys():
-        if key not in MACHINE_KEYS:
-            value: Any = cfg
-            for part in key.split("."):
-                value = getattr(value, part)
-            out[key] = list(value) if isinstance(value, tuple) else value
+    out = {key: _lookup(space.base, key) for key in config_keys() if key not in MACHINE_KEYS}
     plain = asdict(Param("", ""))  # fields at their defaults say nothing: left out, the changes read short
     out.update({f"search.{p.key}": {k: v for k, v in asdict(p).items() if k != "key" and v != plain[k]}
                 for p in space.params})
