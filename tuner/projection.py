@@ -34,7 +34,7 @@ import yaml
 from ray.tune.logger import LoggerCallback
 
 from tuner.outcome import ENDED, FAILED, PRUNED, Outcome, decide, failures, trial_error, trial_outcome
-from tuner.storage import checkpoint_dirs, newest_best
+from tuner.storage import checkpoint_dirs, newest_best, read_text
 from tuner.tracking import (
     MlflowClient,
     Study,
@@ -106,14 +106,6 @@ def policy_name(trial_id: str) -> str:
 
 
 PBT_GLOBAL = "pbt_global.txt"  # Ray's PBT log of every exploit of the study, in the study folder
-
-
-def read_text(fs, path: str) -> str:
-    try:
-        with fs.open_input_stream(path) as f:
-            return f.readall().decode()
-    except FileNotFoundError:
-        return ""
 
 
 @dataclass

@@ -44,16 +44,6 @@ def trial_records(study_uri: str) -> list[TrialRecord]:
     return [t for t in (TrialRecord.read(fs, path) for path in folders) if t is not None]
 
 
-def study_text(study_uri: str, name: str) -> str:
-    """A file of the study folder (PBT's log of every exploit); empty if there is none."""
-    import pyarrow.fs
-
-    from tuner.projection import read_text
-
-    fs, root = pyarrow.fs.FileSystem.from_uri(study_uri)
-    return read_text(fs, f"{root}/{name}")
-
-
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
     from tuner.projection import PBT_GLOBAL, project_trials
@@ -74,7 +64,7 @@ def _main(argv: Sequence[str] | None) -> None:
     url = study_db_url(storage) if storage.local is not None else None
     projection = make_projection(space, study.info, url)
     project_trials(projection, trial_records(storage.study(args.name)), print)
-    exploits = study_text(storage.study(args.name), PBT_GLOBAL)
+    exploits = storage.read_text(args.name, PBT_GLOBAL)
     if exploits:
         projection.log_study_text(exploits, f"pbt/{PBT_GLOBAL}")
     study.finish()

@@ -405,12 +405,12 @@ def trial_recipe(space: SearchSpace) -> dict[str, Any]:
     return out
 
 
-def check_same_recipe(space: SearchSpace, kept: str | None, study: str, option: str, remedy: str) -> None:
-    """`space` must still say what study `study` began with (`kept`: its recipe.json; None for a study begun
+def check_same_recipe(space: SearchSpace, kept: str, study: str, option: str, remedy: str) -> None:
+    """`space` must still say what study `study` began with (`kept`: its recipe.json; '' for a study begun
     before recipes were kept). A resume with a changed base value or searched range would mix trials of
     two recipes in one ranking; a replay would log models with configs they were not trained with. What
     only says how long (num_samples, the time budget) or where (MACHINE_KEYS) may change."""
-    changes = recipe_changes(json.loads(kept), trial_recipe(space)) if kept is not None else []
+    changes = recipe_changes(json.loads(kept), trial_recipe(space)) if kept else []
     if changes:
         more = f"; and {len(changes) - 4} more" if len(changes) > 4 else ""
         raise ConfigError(f"{option}: {space.source} is not what study '{study}' began with "

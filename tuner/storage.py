@@ -34,6 +34,12 @@ class Storage:
     def study(self, name: str) -> str:
         return f"{self.uri.rstrip('/')}/{name}"
 
+    def _folder(self, name: str):
+        """(pyarrow filesystem, path) of the study's folder, whatever filesystem Ray's storage is."""
+        import pyarrow.fs
+
+        return pyarrow.fs.FileSystem.from_uri(self.study(name))
+
     def exists(self, name: str) -> bool:
         """Whether the study's folder is there; the first look at the storage, so a scheme pyarrow does not
         know or an object store that does not answer is refused here, naming it."""
@@ -41,29 +47,33 @@ class Storage:
         import pyarrow.fs
 
         try:
-            fs, path = pyarrow.fs.FileSystem.from_uri(self.study(name))
+            fs, path = self._folder(name)
             return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
         except (OSError, pyarrow.ArrowException) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"--storage {self.uri}: cannot be read ({reason[:300]})") from None
 
     def write_text(self, name: str, file: str, text: str) -> None:
-        """A file of ours in the study's folder (any filesystem Ray's storage may be)."""
-        import pyarrow.fs
-
-        fs, path = pyarrow.fs.FileSystem.from_uri(self.study(name))
+        """A file of ours in the study's folder."""
+        fs, path = self._folder(name)
         fs.create_dir(path, recursive=True)
         with fs.open_output_stream(f"{path}/{file}") as f:
             f.write(text.encode())
 
-    def read_text(self, name: str, file: str) -> str | None:
-        import pyarrow.fs
+    def read_text(self, name: str, file: str) -> str:
+        """A file of the study's folder ('' where there is none: PBT's log of a study without PBT, the
+        recipe of a study begun before it was kept)."""
+        fs, path = self._folder(name)
+        return read_text(fs, f"{path}/{file}")
 
-        fs, path = pyarrow.fs.FileSystem.from_uri(self.study(name))
-        if fs.get_file_info(f"{path}/{file}").type == pyarrow.fs.FileType.NotFound:
-            return None  # a study begun before it was kept
-        with fs.open_input_stream(f"{path}/{file}") as f:
-            return f.read().decode()
+
+def read_text(fs, path: str) -> str:
+    """A text file on a pyarrow filesystem; '' where there is none."""
+    try:
+        with fs.open_input_stream(path) as f:
+            return f.readall().decode()
+    except FileNotFoundError:
+        return ""
 
 
 CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)")  # Ray's name for a trial's checkpoint folders
