@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tuner.tracking import check_tracking_source, resolve_tracking_uri, use_tracking_uri
+from tuner.tracking import check_tracking_store, resolve_tracking_uri, use_tracking_uri
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, finish, list_images, segment_images
@@ -51,7 +51,7 @@ def _main(argv: Sequence[str] | None) -> None:
     paths = list_images(args.input)
     uri = resolve_tracking_uri(args.tracking_uri)
     if args.model.startswith(("models:", "runs:")):  # a model folder on disk needs no tracking store
-        check_tracking_source(uri)
+        check_tracking_store(uri, read_only=True)
     writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device, "--device")
     model = load_segmenter(uri, args.model, device)

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from tuner.tracking import check_tracking_source, resolve_tracking_uri
+from tuner.tracking import check_tracking_store, resolve_tracking_uri
 from vgan.cli import run_cli
 from vgan.errors import ConfigError
 
@@ -28,7 +28,7 @@ def _main(argv: Sequence[str] | None) -> None:
     from tuner.registry import promote
 
     uri = resolve_tracking_uri(args.tracking_uri)
-    check_tracking_source(uri)
+    check_tracking_store(uri, read_only=True)
     try:
         overrode = promote(MlflowClient(uri), args.name, args.version)
     except MlflowException as e:

@@ -74,23 +74,17 @@ def check_tracking_server(uri: str, timeout_s: float = 5.0) -> None:
                       "start it or give another URI")
 
 
-def check_tracking_store(uri: str) -> None:
-    """Before a study writes to it: a tracking server must answer, a SQLite file's folder take writes."""
-    if uri.startswith("sqlite:///"):
+def check_tracking_store(uri: str, read_only: bool = False) -> None:
+    """Before a study writes to it: a tracking server must answer, a SQLite file's folder take writes. Before
+    a command only reads models from it (`read_only`), the SQLite database must be there: MLflow would make
+    an empty one and then say the model is not found."""
+    if not uri.startswith("sqlite:///"):
+        check_tracking_server(uri)
+    elif not read_only:
         check_sqlite_folder(uri, "--tracking-uri")
-    else:
-        check_tracking_server(uri)
-
-
-def check_tracking_source(uri: str) -> None:
-    """Before a command reads models from it: a server must answer, a SQLite database must be there
-    (MLflow would make an empty one and then say the model is not found)."""
-    if uri.startswith("sqlite:///"):
-        if not Path(uri.removeprefix("sqlite:///")).is_file():
-            raise ConfigError(f"--tracking-uri {uri}: no MLflow database there (a study writes mlflow.db where it "
-                              "runs: give that file)")
-    else:
-        check_tracking_server(uri)
+    elif not Path(uri.removeprefix("sqlite:///")).is_file():
+        raise ConfigError(f"--tracking-uri {uri}: no MLflow database there (a study writes mlflow.db where it "
+                          "runs: give that file)")
 
 
 def server_answers(uri: str, timeout_s: float = 5.0) -> bool:
