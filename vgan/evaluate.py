@@ -140,8 +140,7 @@ def scaled_predictions(generator, split: Split, device: torch.device, batch_size
     return probs.cpu().numpy()[:, 0], factors
 
 
-def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
-    scale = ScaleSpec.parse(args.scale)
+def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec) -> dict[str, Any]:
     state = load_checkpoint(args.checkpoint)
     device = resolve_device(args.device, "--device")
     generator, cfg = generator_from_checkpoint(state, args.checkpoint, device)
@@ -183,11 +182,7 @@ MAX_NOISE_SIDE = 4096  # past a large fundus photograph's side: a typo, not a dr
 
 def draw_noise(generator, args: argparse.Namespace, device: torch.device, out: Path) -> dict[str, Any]:
     """Feed the generator Gaussian noise (standard normal after its input normalisation)."""
-    if args.noise < 1:
-        raise ConfigError("--noise must be at least 1")
     h, w = args.noise_size
-    if not (1 <= h <= MAX_NOISE_SIDE and 1 <= w <= MAX_NOISE_SIDE):
-        raise ConfigError(f"--noise-size {h} {w}: each side must be 1 to {MAX_NOISE_SIDE} pixels")
     gen = torch.Generator().manual_seed(args.seed)
     noise = generator.mean.cpu() + generator.std.cpu() * torch.randn(args.noise, 3, h, w, generator=gen)
     probs = predict(generator, noise, device).cpu().numpy()[:, 0]
@@ -204,12 +199,18 @@ def draw_noise(generator, args: argparse.Namespace, device: torch.device, out: P
 
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
-    if args.noise is not None and args.checkpoint is None:
-        raise ConfigError("--noise needs --checkpoint")
+    if args.noise is not None:
+        h, w = args.noise_size
+        if args.checkpoint is None:
+            raise ConfigError("--noise needs --checkpoint")
+        if args.noise < 1:
+            raise ConfigError("--noise must be at least 1")
+        if not (1 <= h <= MAX_NOISE_SIDE and 1 <= w <= MAX_NOISE_SIDE):
+            raise ConfigError(f"--noise-size {h} {w}: each side must be 1 to {MAX_NOISE_SIDE} pixels")
     check_threshold(args.threshold)
-    ScaleSpec.parse(args.scale)  # a maps folder is not scaled, but a factor of 0 is no less wrong there
+    scale = ScaleSpec.parse(args.scale)  # also beside --predictions: a maps folder is not scaled, but 0 is wrong
     writable_folder(Path(args.out), "--out")
-    m = run_predictions(args) if args.predictions else run_checkpoint(args)
+    m = run_predictions(args) if args.predictions else run_checkpoint(args, scale)
     if m:
         keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
         print(f"{m['dataset']} {m['split']} ({m['n_images']} images, threshold {m['threshold']:.4f}): "
