@@ -80,6 +80,7 @@ class Plan:
     uri: str  # MLflow tracking URI
     storage: Storage
     storage_url: str  # the Optuna study's database
+    restore: bool = False  # Ray resumes the study from its saved state (--resume of a study Ray saved)
 
     @property
     def log(self) -> Path:
@@ -211,9 +212,13 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     name = check_study_name(args.name) if args.name else study_name_from(args.space, time.strftime("%Y%m%d-%H%M%S"))
     if args.resume and not storage.exists(name):
         raise ConfigError(f"--resume: no study '{name}' in {storage.uri}")
+    restore = args.resume and storage.begun(name)
     if args.resume:
-        check_same_recipe(space, storage.read_text(name, RECIPE_FILE), name, "--resume",
-                          "resume with the space it began with, or start a new study")
+        kept = storage.read_text(name, RECIPE_FILE)
+        if not restore and not kept:
+            raise ConfigError(f"--resume: {storage.study(name)} holds no study (neither Ray's state nor "
+                              f"{RECIPE_FILE})")
+        check_same_recipe(space, kept, name, "--resume", "resume with the space it began with, or start a new study")
     if not args.resume and storage.exists(name):
         raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
     check_tracking_store(uri)
@@ -229,7 +234,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     # the Optuna database's too, by default; a plain folder on a cluster waits for check_cluster, which may refuse it
     if storage.local is not None and (storage.shared or not args.address):
         writable_folder(storage.local, "--storage")
-    return Plan(args, space, name, uri, storage, storage_url)
+    return Plan(args, space, name, uri, storage, storage_url, restore)
 
 
 def check_cluster(plan: Plan) -> None:
@@ -253,13 +258,18 @@ def run_study(plan: Plan, study: Study):
 
     from tuner.search import build_tuner, make_trainable
 
-    if plan.args.resume:  # the searcher, scheduler and the MLflow callback come back from the study's state
+    if plan.restore:  # the searcher, scheduler and the MLflow callback come back from the study's state
         tuner = tune.Tuner.restore(plan.storage.study(plan.name), trainable=make_trainable(plan.space),
                                    resume_unfinished=True, resume_errored=False)
     else:
         from tuner.space import trial_recipe
 
-        plan.storage.write_text(plan.name, RECIPE_FILE, json.dumps(trial_recipe(plan.space), indent=1) + "\n")
+        if plan.args.resume:  # its recipe, checked in preflight, is kept
+            print(f"study {plan.name}: its driver stopped before Ray saved any state of it; its trials start anew",
+                  flush=True)
+        else:
+            plan.storage.write_text(plan.name, RECIPE_FILE,
+                                    json.dumps(trial_recipe(plan.space), indent=1) + "\n")
         tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
                             plan.args.verbose)
     return tuner.fit()

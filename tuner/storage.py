@@ -23,6 +23,9 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 BEST_DIR = "best"  # in a trial checkpoint: the best epoch's generator, metrics, validation probabilities
 GENERATOR_FILE, PROBS_FILE, METRICS_FILE = "best_generator.pt", "val_probs.npy", "metrics.json"
 RECIPE_FILE = "recipe.json"  # in a study's folder: what its trials train (tuner.space.trial_recipe)
+# Ray's snapshots of a study (TuneController.CKPT_FILE_TMPL), the first as its fit begins:
+# what Tuner.restore needs
+RAY_STATE = re.compile(r"experiment_state-.+\.json")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,15 @@ class Storage:
         except (OSError, pyarrow.ArrowException) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"--storage {self.uri}: cannot be read ({reason[:300]})") from None
+
+    def begun(self, name: str) -> bool:
+        """Whether Ray saved the study's state: a driver stopped before that leaves its folder with our
+        recipe (and perhaps trials' folders), but nothing Ray could resume."""
+        import pyarrow.fs
+
+        fs, path = self._folder(name)
+        infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
+        return any(i.type == pyarrow.fs.FileType.File and RAY_STATE.fullmatch(i.base_name) for i in infos)
 
     def write_text(self, name: str, file: str, text: str) -> None:
         """A file of ours in the study's folder."""

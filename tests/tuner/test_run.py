@@ -206,6 +206,52 @@ def test_ray_session_goes_with_a_study_that_ends_and_stays_named_after_a_crash(s
     assert (kept / "session_latest" / "logs" / "raylet.out").is_file(), "what it names holds Ray's logs"
 
 
+@pytest.mark.slow
+def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdir, tmp_path, capsys):
+    """A driver killed between the study's start and Ray's first snapshot leaves a folder Ray cannot restore
+    (only our recipe): --resume starts its trials anew under the same name, MLflow run and recipe; a folder
+    that holds no study at all is refused."""
+    from mlflow.tracking import MlflowClient
+
+    from tuner.storage import RECIPE_FILE, parse_storage
+
+    def study(name: str) -> list[str]:
+        return ["--space", str(SMOKE), "--storage", str(tmp_path / "ray"), "--name", name,
+                "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+
+    common = study("s")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
+    killed = ("import os, sys, tuner.run as run, tuner.search as search\n"
+              "def kill(*a, **k): os._exit(9)\n"  # the driver dies as Ray's Tuner is being built
+              "search.build_tuner = kill\n"
+              f"sys.exit(run.main({common!r}))")
+    proc = subprocess.run([sys.executable, "-c", killed], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=env)
+    assert proc.returncode == 9, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert [p.name for p in (tmp_path / "ray" / "s").iterdir()] == [RECIPE_FILE]
+    assert not parse_storage(str(tmp_path / "ray")).begun("s")
+    assert main(common) == 2  # a new study under its name is refused
+    assert "(use --resume to continue it)" in capsys.readouterr().err
+
+    proc = subprocess.run([sys.executable, "-m", "tuner.run", *common, "--resume", "--num-samples", "2",
+                           "--no-register"], cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "study s: its driver stopped before Ray saved any state of it; its trials start anew" in proc.stdout
+    assert parse_storage(str(tmp_path / "ray")).begun("s")
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    exp = client.get_experiment_by_name(yaml.safe_load(SMOKE.read_text())["mlflow"]["experiment"])
+    runs = client.search_runs([exp.experiment_id], "tags.study = 's'")
+    parents = [r for r in runs if r.data.tags.get("kind") == "study"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the killed driver's run, finished
+    trials = [r for r in runs if "trial_id" in r.data.tags]
+    assert len(trials) == 2 and all(r.info.status == "FINISHED" for r in trials), [r.info.status for r in trials]
+
+    (tmp_path / "ray" / "other").mkdir()
+    assert main([*study("other"), "--resume"]) == 2
+    assert f"--resume: {tmp_path / 'ray' / 'other'} holds no study (neither Ray's state nor recipe.json)" in \
+        capsys.readouterr().err
+
+
 NO_S3 = "endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"  # an object store where none answers
 
 
