@@ -16,7 +16,6 @@ import sys
 from typing import TYPE_CHECKING, Sequence
 
 from vgan.cli import run_cli
-from vgan.errors import ConfigError
 
 if TYPE_CHECKING:  # imported once the arguments are read (Ray, MLflow, torch): --help answers at once
     from tuner.projection import TrialRecord
@@ -49,22 +48,21 @@ def _main(argv: Sequence[str] | None) -> None:
     from tuner.projection import PBT_GLOBAL, project_trials
     from tuner.search import make_projection
     from tuner.space import check_same_recipe, load_space
-    from tuner.storage import RECIPE_FILE, parse_storage, study_db_url
+    from tuner.storage import check_study_name, parse_storage, study_db_url
     from tuner.tracking import Study, check_tracking_store, resolve_tracking_uri
 
     space = load_space(args.space)
     storage = parse_storage(args.storage)
-    if not storage.exists(args.name):
-        raise ConfigError(f"--name: no study '{args.name}' in {storage.uri}")
-    check_same_recipe(space, storage.read_text(args.name, RECIPE_FILE), args.name, "--space",
+    name = check_study_name(args.name)
+    check_same_recipe(space, storage.kept_recipe(name, "--name"), name, "--space",
                       "give the space it began with (its trials' configs are logged from it)")
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_store(uri)
-    study = Study.start(uri, space.mlflow.experiment, args.name, {"storage": storage.uri}, resume=True)
+    study = Study.start(uri, space.mlflow.experiment, name, {"storage": storage.uri}, resume=True)
     url = study_db_url(storage) if storage.local is not None else None
     projection = make_projection(space, study.info, url)
-    project_trials(projection, trial_records(storage.study(args.name)), print)
-    exploits = storage.read_text(args.name, PBT_GLOBAL)
+    project_trials(projection, trial_records(storage.study(name)), print)
+    exploits = storage.read_text(name, PBT_GLOBAL)
     if exploits:
         projection.log_study_text(exploits, f"pbt/{PBT_GLOBAL}")
     study.finish()

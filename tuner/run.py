@@ -210,15 +210,10 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     if args.resume and not args.name:
         raise ConfigError("--resume needs --name (the study to continue)")
     name = check_study_name(args.name) if args.name else study_name_from(args.space, time.strftime("%Y%m%d-%H%M%S"))
-    if args.resume and not storage.exists(name):
-        raise ConfigError(f"--resume: no study '{name}' in {storage.uri}")
-    restore = args.resume and storage.begun(name)
     if args.resume:
-        kept = storage.read_text(name, RECIPE_FILE)
-        if not restore and not kept:
-            raise ConfigError(f"--resume: {storage.study(name)} holds no study (neither Ray's state nor "
-                              f"{RECIPE_FILE})")
-        check_same_recipe(space, kept, name, "--resume", "resume with the space it began with, or start a new study")
+        check_same_recipe(space, storage.kept_recipe(name, "--resume"), name, "--resume",
+                          "resume with the space it began with, or start a new study")
+    restore = args.resume and storage.begun(name)
     if not args.resume and storage.exists(name):
         raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
     check_tracking_store(uri)

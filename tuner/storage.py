@@ -65,6 +65,16 @@ class Storage:
         infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
         return any(i.type == pyarrow.fs.FileType.File and RAY_STATE.fullmatch(i.base_name) for i in infos)
 
+    def kept_recipe(self, name: str, option: str) -> str:
+        """The recipe of the study `name`, which must be there ('' for a study begun before recipes were kept);
+        a folder that holds neither a recipe nor Ray's state is no study."""
+        if not self.exists(name):
+            raise ConfigError(f"{option}: no study '{name}' in {self.uri}")
+        kept = self.read_text(name, RECIPE_FILE)
+        if not kept and not self.begun(name):
+            raise ConfigError(f"{option}: {self.study(name)} holds no study (neither Ray's state nor {RECIPE_FILE})")
+        return kept
+
     def write_text(self, name: str, file: str, text: str) -> None:
         """A file of ours in the study's folder."""
         fs, path = self._folder(name)
