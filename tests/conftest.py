@@ -62,6 +62,25 @@ def write_yaml(path: Path, values: dict) -> Path:
     return path
 
 
+def folder_dataset(drive_root: Path, root: Path, counts: dict[str, int], masks: bool = True) -> Path:
+    """DRIVE's first images as one's own dataset would hold them (the "folder" layout): photographs
+    under names of their own (linked), labels as PNG, FOV masks named `<name>_mask.gif` (linked)."""
+    from PIL import Image
+
+    for pool, n in counts.items():
+        for sub in ("images", "labels") + (("masks",) if masks else ()):
+            (root / pool / sub).mkdir(parents=True)
+        for image in sorted((drive_root / pool / "images").glob("*.tif"))[:n]:
+            number, name = image.stem.split("_")[0], f"eye{image.stem}"
+            (root / pool / "images" / f"{name}.tif").symlink_to(image)
+            with Image.open(drive_root / pool / "1st_manual" / f"{number}_manual1.gif") as label:
+                label.convert("L").save(root / pool / "labels" / f"{name}.png")
+            if masks:
+                (root / pool / "masks" / f"{name}_mask.gif").symlink_to(drive_root / pool / "mask" /
+                                                                         f"{image.stem}_mask.gif")
+    return root
+
+
 @pytest.fixture
 def drive_copy(tmp_path, drive_root) -> Path:
     """DRIVE's layout in tmp_path, every file a symlink into the shared copy, so a test can

@@ -60,7 +60,7 @@ class Segmenter(nn.Module):
         fixed = scale.fixed_factor(self.trained_fov)
         if fixed is not None:  # no FOV to estimate
             return [fixed] * len(batch)
-        from vgan.predict import estimate_fov
+        from vgan.data import estimate_fov
 
         # .cpu(): a raw-model user may pass CUDA tensors
         return [scale.factor_of(estimate_fov(image.permute(1, 2, 0).cpu().numpy()), self.trained_fov,

@@ -20,7 +20,7 @@ import yaml
 from vgan.errors import ConfigError
 from vgan.models import DISC_HEADS, DISC_NORMS, ModelConfig
 
-DATASETS = ("synthetic", "drive", "stare")
+DATASETS = ("synthetic", "drive", "stare", "folder")
 ADVERSARIAL = ("wgan-gp", "vanilla", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -35,8 +35,8 @@ class SyntheticConfig:
 
 @dataclass
 class DataConfig:
-    dataset: str = "synthetic"  # synthetic | drive | stare
-    root: str | None = None  # dataset folder; required for drive and stare
+    dataset: str = "synthetic"  # synthetic | drive | stare | folder (one's own: vgan.data.FOLDER_LAYOUT)
+    root: str | None = None  # dataset folder; required for all but synthetic
     val_count: int = 4  # training images held out for validation (seeded choice)
     folds: int = 0  # > 0: k-fold cross-validation over the training images instead
     fold: int = 0  # which fold is the validation split when folds > 0

@@ -1,4 +1,4 @@
-"""Datasets read once into memory: DRIVE, STARE and a procedural synthetic fundus set.
+"""Datasets read once into memory: DRIVE, STARE, a folder of one's own and a procedural synthetic set.
 
 Each dataset has two pools, `training` and `test`. The validation split is carved from the
 training pool by a seeded choice (or k-fold); the test pool is only read by evaluation.
@@ -18,6 +18,9 @@ from vgan.config import DataConfig
 from vgan.errors import ConfigError, DataError
 
 SPLITS = ("train", "val", "test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
+MASK_NAMES = ("{}", "{}_mask", "{}.mask", "{}-mask", "{}_fov")  # a FOV mask's name, from its image's stem
+FOLDER_LAYOUT = "{pool}/images, {pool}/labels (same names) and, if there are FOV masks, {pool}/masks"
 # V-GAN's (and DRIU's) STARE protocol: the first 10 ids (sorted) train, the last 10 test.
 STARE_TRAIN_COUNT = 10
 
@@ -135,7 +138,7 @@ class Item:
     id: str
     image: Path
     label: Path
-    mask: Path
+    mask: Path | None  # None: estimated from the photograph (a folder dataset without masks)
 
 
 def _require_dir(path: Path, what: str) -> None:
@@ -178,10 +181,63 @@ def _stare_items(root: Path, pool: str) -> list[Item]:
     ]
 
 
+def _images_by_name(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for f in sorted(folder.iterdir()):
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
+            if f.stem in found:
+                raise DataError(f"{found[f.stem]} and {f}: two files named '{f.stem}' in one folder")
+            found[f.stem] = f
+    return found
+
+
+def _folder_items(root: Path, pool: str) -> list[Item]:
+    """One's own dataset: photographs and their vessel labels matched by name; FOV masks where given."""
+    base, layout = root / pool, FOLDER_LAYOUT.format(pool=pool)
+    _require_dir(base / "images", f"a folder dataset expects {layout}")
+    _require_dir(base / "labels", f"a folder dataset expects {layout}")
+    images, labels = _images_by_name(base / "images"), _images_by_name(base / "labels")
+    if not images:
+        raise DataError(f"{base / 'images'}: no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+    masks = base / "masks" if (base / "masks").is_dir() else None
+    items = []
+    for name, image in images.items():
+        if name not in labels:
+            raise DataError(f"{image}: no label named '{name}' in {base / 'labels'} (e.g. {name}.png)")
+        items.append(Item(name, image, labels[name], find_mask(masks, image) if masks else None))
+    return items
+
+
+def estimate_fov(rgb: np.ndarray) -> np.ndarray:
+    """The field of view of a fundus photograph (H, W, 3 in [0, 1]) as a bool mask: the red channel
+    above a fraction of its bright level (the camera's black surround is dark in every channel),
+    opened to drop noise, the largest component kept, holes filled, one pixel eroded off the rim."""
+    from scipy import ndimage
+
+    red = rgb[..., 0]
+    inside = red > 0.15 * np.percentile(red, 99)
+    inside = ndimage.binary_opening(inside, structure=np.ones((5, 5)))
+    labels, n = ndimage.label(inside)
+    if n == 0:
+        return np.ones(red.shape, dtype=bool)  # no dark surround: the whole picture is the FOV
+    sizes = ndimage.sum(inside, labels, index=range(1, n + 1))
+    inside = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+    return ndimage.binary_erosion(inside, iterations=1)
+
+
+def find_mask(folder: Path, image: Path) -> Path:
+    for pattern in MASK_NAMES:
+        for f in sorted(folder.glob(pattern.format(image.stem) + ".*")):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                return f
+    raise DataError(f"{folder}: no FOV mask for {image.name} (expected e.g. {image.stem}_mask.png)")
+
+
 def _read_items(items: list[Item], name: str) -> Split:
     images, labels, masks = [], [], []
     for it in items:
-        img, lab, msk = read_rgb(it.image), read_binary(it.label), read_binary(it.mask)
+        img, lab = read_rgb(it.image), read_binary(it.label)
+        msk = read_binary(it.mask) if it.mask is not None else estimate_fov(img)
         for path, arr in ((it.label, lab), (it.mask, msk)):
             if arr.shape != img.shape[:2]:
                 raise DataError(f"{path}: size {arr.shape[0]}x{arr.shape[1]} does not match its image {it.image} "
@@ -223,7 +279,7 @@ def pool_files(cfg: DataConfig, pool: str) -> list[Item]:
     if cfg.dataset == "synthetic":
         raise ConfigError("the synthetic dataset has no files")
     root = dataset_root(cfg)
-    return _drive_items(root, pool) if cfg.dataset == "drive" else _stare_items(root, pool)
+    return {"drive": _drive_items, "stare": _stare_items, "folder": _folder_items}[cfg.dataset](root, pool)
 
 
 def train_files(cfg: DataConfig) -> list[Item]:

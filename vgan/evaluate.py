@@ -2,7 +2,7 @@
 
     python -m vgan.evaluate --checkpoint CKPT [--data ROOT] --split test --out DIR
                             [--threshold T | --val-threshold] [--scale 1|auto|FACTOR]
-    python -m vgan.evaluate --predictions DIR --data ROOT [--dataset drive|stare] --split test --out DIR
+    python -m vgan.evaluate --predictions DIR --data ROOT [--dataset drive|stare|folder] --split test --out DIR
     python -m vgan.evaluate --checkpoint CKPT --noise N --out DIR
 
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
@@ -61,12 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def detect_dataset(root: Path) -> str:
+    if any((root / pool / "labels").is_dir() for pool in ("training", "test")):
+        return "folder"
     if (root / "training" / "images").is_dir() or (root / "test" / "images").is_dir():
         return "drive"
     if (root / "images").is_dir() and (root / "labels-ah").is_dir():
         return "stare"
-    raise DataError(f"{root}: neither a DRIVE layout (training/, test/) nor a STARE one (images/, labels-ah/); "
-                    "give --dataset")
+    raise DataError(f"{root}: neither a DRIVE layout (training/, test/), a STARE one (images/, labels-ah/) nor a "
+                    "folder dataset (training/images, training/labels, ...); give --dataset")
 
 
 def find_map(folder: Path, image_id: str) -> Path:

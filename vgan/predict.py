@@ -28,12 +28,11 @@ import torch
 
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DEVICES
+from vgan.data import IMAGE_SUFFIXES, estimate_fov, find_mask
 from vgan.errors import DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
 from vgan.scale import AUTO, ScaleSpec, predict_at_scale
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
-MASK_NAMES = ("{}", "{}_mask", "{}.mask", "{}-mask", "{}_fov")
 Model = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) in [0, 1] -> probabilities (1, 1, H, W)
 
 
@@ -99,31 +98,6 @@ def read_image(path: Path) -> np.ndarray:
             return np.asarray(im)
     except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged files
         raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
-
-
-def estimate_fov(rgb: np.ndarray) -> np.ndarray:
-    """The field of view of a fundus photograph (H, W, 3 in [0, 1]) as a bool mask: the red channel
-    above a fraction of its bright level (the camera's black surround is dark in every channel),
-    opened to drop noise, the largest component kept, holes filled, one pixel eroded off the rim."""
-    from scipy import ndimage
-
-    red = rgb[..., 0]
-    inside = red > 0.15 * np.percentile(red, 99)
-    inside = ndimage.binary_opening(inside, structure=np.ones((5, 5)))
-    labels, n = ndimage.label(inside)
-    if n == 0:
-        return np.ones(red.shape, dtype=bool)  # no dark surround: the whole picture is the FOV
-    sizes = ndimage.sum(inside, labels, index=range(1, n + 1))
-    inside = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
-    return ndimage.binary_erosion(inside, iterations=1)
-
-
-def find_mask(folder: Path, image: Path) -> Path:
-    for pattern in MASK_NAMES:
-        for f in sorted(folder.glob(pattern.format(image.stem) + ".*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                return f
-    raise DataError(f"{folder}: no FOV mask for {image.name} (expected e.g. {image.stem}_mask.png)")
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:

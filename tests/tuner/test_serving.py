@@ -15,8 +15,8 @@ from tuner.predict import main as predict_main
 from tuner.registry import Gate, register_candidate
 from tuner.tracking import log_best_model, use_tracking_uri
 from vgan.config import config_from_dict
-from vgan.data import load_train_val
-from vgan.predict import estimate_fov, read_image
+from vgan.data import estimate_fov, load_train_val
+from vgan.predict import read_image
 from vgan.scale import fov_diameter, predict_at_scale, recorded_fov
 
 NAME = "vgan-generator-test"

@@ -12,10 +12,16 @@ def test_defaults_are_valid_and_spelled_out_in_synthetic_yaml():
     assert load_config(REPO / "configs" / "synthetic.yaml").to_dict() == Config().to_dict()
 
 
-@pytest.mark.parametrize("name", ["synthetic", "drive", "stare", "drive_cpu"])
+@pytest.mark.parametrize("name", ["synthetic", "drive", "stare", "drive_cpu", "folder"])
 def test_shipped_configs_load(name):
     cfg = load_config(REPO / "configs" / f"{name}.yaml")
     assert cfg.data.dataset == name.split("_")[0]
+
+
+def test_ones_own_dataset_gets_drives_recipe():
+    own, drive = (load_config(REPO / "configs" / f"{n}.yaml").to_dict() for n in ("folder", "drive"))
+    own["data"]["dataset"] = "drive"
+    assert own == drive
 
 
 def test_unknown_key_is_named(tmp_path):

@@ -1,7 +1,9 @@
+import shutil
+
 import numpy as np
 import pytest
 import torch
-from conftest import copy_real, replace_file
+from conftest import copy_real, folder_dataset, replace_file
 from PIL import Image
 
 from vgan.config import DataConfig, SyntheticConfig
@@ -26,6 +28,45 @@ def test_stare_uses_vgan_split(stare_root):
     assert train.ids[0] == "im0001" and train.ids[-1] == "im0139" and test.ids[0] == "im0162"
     assert len(train) == len(test) == 10
     assert test.images.shape[-2:] == (605, 700)
+
+
+def test_a_folder_dataset_reads_as_the_dataset_it_holds(drive_root, tmp_path):
+    """One's own images, labels and masks matched by name: DRIVE laid out so reads exactly as DRIVE."""
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 20, "test": 3})
+    own = read_pool(DataConfig(dataset="folder", root=str(root)), "training")
+    drive = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training")
+    assert own.ids == [f"eye{i}" for i in drive.ids]
+    for field in ("images", "labels", "masks"):
+        assert torch.equal(getattr(own, field), getattr(drive, field)), field
+    assert load_split(DataConfig(dataset="folder", root=str(root)), "test").ids == ["eye01_test", "eye02_test",
+                                                                                   "eye03_test"]
+
+
+def test_a_folder_dataset_without_masks_has_its_fov_estimated(drive_root, tmp_path):
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 4}, masks=False)
+    own = read_pool(DataConfig(dataset="folder", root=str(root)), "training")
+    truth = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training").masks[:4].bool()
+    estimated = own.masks.bool()
+    iou = (estimated & truth).sum((1, 2, 3)) / (estimated | truth).sum((1, 2, 3))
+    assert iou.min() > 0.98, iou
+
+
+@pytest.mark.parametrize("change, fragment", [
+    (lambda r: (r / "training" / "labels" / "eye22_training.png").unlink(),
+     r"eye22_training\.tif: no label named 'eye22_training' in .*labels"),
+    (lambda r: (r / "training" / "labels" / "eye21_training.gif").write_bytes(b""),
+     r"eye21_training\.gif and .*eye21_training\.png: two files named 'eye21_training'"),
+    (lambda r: (r / "training" / "masks" / "eye23_training_mask.gif").unlink(),
+     r"masks: no FOV mask for eye23_training\.tif"),
+    (lambda r: shutil.rmtree(r / "training" / "labels"),
+     r"training/labels: folder missing \(a folder dataset expects training/images, training/labels"),
+    (lambda r: [p.unlink() for p in (r / "training" / "images").iterdir()], r"training/images: no images"),
+])
+def test_a_folder_dataset_names_what_is_missing(drive_root, tmp_path, change, fragment):
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 3})
+    change(root)
+    with pytest.raises(DataError, match=fragment):
+        read_pool(DataConfig(dataset="folder", root=str(root)), "training")
 
 
 def test_validation_is_carved_from_training_seeded(drive_root):

@@ -2,6 +2,8 @@ import json
 
 import numpy as np
 import pytest
+import yaml
+from conftest import folder_dataset
 from PIL import Image
 from test_metrics import reference_table
 
@@ -99,6 +101,24 @@ def test_data_of_another_dataset_is_honoured(tiny_config_file, tmp_path, stare_r
     assert a["scale_factors"][:2] == [round(a["trained_fov_diameter"] / fov_diameter(k), 4) for k in masks]
     assert a["n_fov_pixels"] == m["n_fov_pixels"] and a["auc_roc"] != m["auc_roc"]  # scored at STARE's size
     assert Image.open(auto / "probabilities" / "im0162.png").size == (700, 605)
+
+
+def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_root, tmp_path):
+    """A folder dataset (here DRIVE's first images under names of their own, without FOV masks) trains with
+    --data, and vgan.evaluate finds its layout: the test split scored, the maps named after the images."""
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 5, "test": 2}, masks=False)
+    tiny_values["data"] = {"dataset": "folder", "val_count": 1, "crop_size": 32}
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump(tiny_values))
+    run = tmp_path / "run"
+    assert train_main(["--config", str(config), "--data", str(root), "--out", str(run), "--quiet"]) == 0
+    out = tmp_path / "eval"
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--data", str(root),
+                          "--split", "test", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["dataset"] == m["trained_on"] == "folder" and m["n_images"] == 2
+    assert all(isinstance(m[k], float) for k in KEYS) and 0 < m["auc_roc"] < 1
+    assert sorted(p.name for p in (out / "probabilities").iterdir()) == ["eye01_test.png", "eye02_test.png"]
 
 
 def test_noise_drawings(tiny_config_file, tmp_path, capsys):

@@ -6,10 +6,10 @@ import torch
 from models import tiny_checkpoint
 from PIL import Image
 
-from vgan.data import read_binary
+from vgan.data import estimate_fov, read_binary
 from vgan.inputs import as_batch
 from vgan.models import VesselSegmenter
-from vgan.predict import estimate_fov, main, read_image
+from vgan.predict import main, read_image
 from vgan.scale import fov_diameter, predict_at_scale
 from vgan.trainer import generator_from_checkpoint, load_checkpoint
 
