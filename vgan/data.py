@@ -16,6 +16,7 @@ import torch
 
 from vgan.config import DataConfig
 from vgan.errors import ConfigError, DataError
+from vgan.inputs import InputError, as_batch
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
@@ -106,16 +107,46 @@ def _read_single_channel(path: Path, what: str) -> np.ndarray:
     return arr
 
 
+def read_image(path: Path) -> np.ndarray:
+    """The pixels as stored (H, W) or (H, W, C), 8- or 16-bit or float; first frame of a GIF."""
+    from PIL import Image
+
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:  # tifffile keeps 16-bit and float samples (PIL reduces 16-bit RGB to 8 bits)
+            import tifffile
+
+            arr = tifffile.imread(path)
+            if arr.size:
+                return arr
+        except Exception:  # noqa: BLE001 - e.g. LZW without imagecodecs (DRIVE): PIL reads those
+            pass
+    try:
+        with Image.open(path) as im:
+            im.seek(0)
+            im.load()
+            if im.mode == "P":
+                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+            elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                im = im.convert("RGB")
+            elif im.mode.startswith("I;16"):
+                return np.asarray(im).astype(np.uint16)
+            elif im.mode == "1":
+                im = im.convert("L")
+            return np.asarray(im)
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged files
+        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+
+
 def read_rgb(path: Path) -> np.ndarray:
-    arr = _read(path)
-    if arr.ndim == 3 and arr.shape[-1] == 4:
-        arr = arr[..., :3]
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise DataError(f"{path}: expected an RGB image, got an array of shape {arr.shape}")
-    scaled = _unit_scale(arr)
-    if scaled is None:
-        raise DataError(f"{path}: unsupported pixel type {arr.dtype} (expected 8- or 16-bit)")
-    return scaled
+    """A photograph as (H, W, 3) float32 in [0, 1], converted as vgan.predict converts one (grey repeated,
+    alpha dropped, 16-bit scaled): a model is given its photographs later as it was trained on them."""
+    if not path.is_file():
+        raise DataError(f"{path}: file missing")
+    try:
+        batch, _ = as_batch(read_image(path), str(path))
+    except InputError as e:
+        raise DataError(str(e)) from None
+    return batch[0].permute(1, 2, 0).numpy()
 
 
 def read_binary(path: Path) -> np.ndarray:

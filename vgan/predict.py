@@ -28,7 +28,7 @@ import torch
 
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DEVICES
-from vgan.data import IMAGE_SUFFIXES, estimate_fov, find_mask
+from vgan.data import IMAGE_SUFFIXES, estimate_fov, find_mask, read_image
 from vgan.errors import DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
 from vgan.scale import AUTO, ScaleSpec, predict_at_scale
@@ -68,36 +68,6 @@ def list_images(inputs: Sequence[str]) -> list[Path]:
             raise DataError(f"{seen[p.stem]} and {p}: two inputs named '{p.stem}' would write the same maps")
         seen[p.stem] = p
     return paths
-
-
-def read_image(path: Path) -> np.ndarray:
-    """The pixels as stored (H, W) or (H, W, C), 8- or 16-bit or float; first frame of a GIF."""
-    from PIL import Image
-
-    if path.suffix.lower() in (".tif", ".tiff"):
-        try:  # tifffile keeps 16-bit and float samples (PIL reduces 16-bit RGB to 8 bits)
-            import tifffile
-
-            arr = tifffile.imread(path)
-            if arr.size:
-                return arr
-        except Exception:  # noqa: BLE001 - e.g. LZW without imagecodecs (DRIVE): PIL reads those
-            pass
-    try:
-        with Image.open(path) as im:
-            im.seek(0)
-            im.load()
-            if im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                im = im.convert("RGB")
-            elif im.mode.startswith("I;16"):
-                return np.asarray(im).astype(np.uint16)
-            elif im.mode == "1":
-                im = im.convert("L")
-            return np.asarray(im)
-    except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged files
-        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:

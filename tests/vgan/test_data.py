@@ -7,7 +7,15 @@ from conftest import copy_real, folder_dataset, replace_file
 from PIL import Image
 
 from vgan.config import DataConfig, SyntheticConfig
-from vgan.data import load_split, load_train_val, normalization_stats, read_pool, split_indices, synthetic_pool
+from vgan.data import (
+    load_split,
+    load_train_val,
+    normalization_stats,
+    read_pool,
+    read_rgb,
+    split_indices,
+    synthetic_pool,
+)
 from vgan.errors import ConfigError, DataError
 
 
@@ -49,6 +57,23 @@ def test_a_folder_dataset_without_masks_has_its_fov_estimated(drive_root, tmp_pa
     estimated = own.masks.bool()
     iou = (estimated & truth).sum((1, 2, 3)) / (estimated | truth).sum((1, 2, 3))
     assert iou.min() > 0.98, iou
+
+
+def test_photographs_are_read_in_the_forms_users_have_them(drive_root, tmp_path):
+    """Grey, 16-bit, RGBA and palette photographs train as vgan.predict later takes them."""
+    import tifffile
+
+    rgb = np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif").convert("RGB"))
+    Image.fromarray(rgb[..., 1]).save(tmp_path / "grey.png")
+    tifffile.imwrite(tmp_path / "deep.tif", rgb.astype(np.uint16) * 257)
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])).save(tmp_path / "alpha.png")
+    Image.fromarray(rgb).convert("P").save(tmp_path / "palette.gif")
+    unit = rgb.astype(np.float32) / 255
+    assert np.array_equal(read_rgb(tmp_path / "grey.png"), np.repeat(unit[..., 1:2], 3, axis=2))
+    assert np.allclose(read_rgb(tmp_path / "deep.tif"), unit, atol=1e-6)
+    assert np.array_equal(read_rgb(tmp_path / "alpha.png"), unit)
+    palette = read_rgb(tmp_path / "palette.gif")
+    assert palette.shape == rgb.shape and np.abs(palette - unit).mean() < 0.05  # 256 colours of the photograph
 
 
 @pytest.mark.parametrize("change, fragment", [
