@@ -36,6 +36,7 @@ STATE_FILE = "state.pt"
 TRIAL_FILE = "trial.json"
 WALL_TIME = "wall_time"  # a report's time in seconds, to the microsecond, as the trial stamps it
 REPEATS = "repeats"  # on a report that says again one made before: that one's WALL_TIME
+ORPHAN = "orphan"  # restore's answer: the checkpoint it loaded that Ray does not know, to delete once superseded
 
 
 @dataclass
@@ -81,7 +82,11 @@ def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
 
     The same lagging state numbers the trial's next checkpoint: from its index the restored trial wrote
     over older folders of its own (a study resumed here had checkpoint_000003 holding epoch 5), and a
-    folder left from before the kill looked newest by name. So numbering goes on after the newest."""
+    folder left from before the kill looked newest by name. So numbering goes on after the newest.
+
+    Ray's num_to_keep deletes only the checkpoints its state knows: those written after it was saved are
+    deleted here, the older ones at once (the one loaded holds all they hold, its best/ included), the
+    one loaded (answered as ORPHAN) by the trial once its next checkpoint is saved."""
     if storage is None:
         return _load(recorded, trainer, best) if recorded is not None else {}
     fs, folder = storage.storage_filesystem, storage.trial_fs_path.rstrip("/")
@@ -90,12 +95,23 @@ def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
         storage.current_checkpoint_index = max(storage.current_checkpoint_index, checkpoint_number(own[-1]))
     if recorded is None or recorded.path.rstrip("/").rsplit("/", 1)[0] == folder:
         after = checkpoint_number(recorded.path) if recorded is not None else -1
-        for path in reversed([p for p in own if checkpoint_number(p) > after]):
+        unknown = [p for p in own if checkpoint_number(p) > after]  # to Ray: its num_to_keep never deletes them
+        for i in reversed(range(len(unknown))):
             try:
-                return {**_load(tune.Checkpoint(path=path, filesystem=fs), trainer, best), "unseen": True}
+                saved = _load(tune.Checkpoint(path=unknown[i], filesystem=fs), trainer, best)
             except Exception:  # noqa: BLE001 - an unreadable newer checkpoint: try the next older one
                 continue
+            for path in unknown[:i]:  # what the one loaded holds, and more
+                _delete(fs, path)
+            return {**saved, "unseen": True, ORPHAN: unknown[i]}
     return _load(recorded, trainer, best) if recorded is not None else {}
+
+
+def _delete(fs, path: str) -> None:
+    try:
+        fs.delete_dir(path)
+    except OSError as e:  # disk space, not the trial's work, is lost
+        print(f"could not delete the superseded checkpoint {path}: {e}")
 
 
 def _storage() -> Any | None:
@@ -174,7 +190,9 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     best = BestEpoch(work / BEST_DIR)
     try:
         # a restarted trial continues where its newest checkpoint left it
-        saved = restore(tune.get_checkpoint(), trainer, best.folder, _storage())
+        storage = _storage()
+        saved = restore(tune.get_checkpoint(), trainer, best.folder, storage)
+        orphan = saved.get(ORPHAN)
         if "signal" in saved:
             signal = Signal(**saved["signal"])
         # Say the restored checkpoint's report again where the driver may not have it: a trial that finished
@@ -188,6 +206,7 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
                 return
 
         def on_epoch(result: EpochResult) -> None:
+            nonlocal orphan
             if result.is_best:
                 best.keep(trainer, result)
             value = signal.update(result.record[f"val_{cfg.train.select_metric}"])
@@ -203,6 +222,9 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
                 report[WALL_TIME] = time.time()  # saved with it: a report said again names the original by it
                 (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "signal": asdict(signal)}))
                 report_now(report, tune.Checkpoint.from_directory(d))
+            if orphan is not None:  # superseded by the checkpoint just saved
+                _delete(storage.storage_filesystem, orphan)
+                orphan = None
 
         try:
             fit(trainer, on_epoch)

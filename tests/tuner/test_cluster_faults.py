@@ -101,6 +101,9 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
         epochs = [json.loads((c / "trial.json").read_text())["report"]["epoch"]
                   for c in sorted(folder.glob("checkpoint_*"))]
         assert epochs == sorted(set(epochs)), (folder.name, epochs)
+        # Ray's num_to_keep (2) deletes the checkpoints its state knows, a resumed trial those written after
+        # the state's last save; a trial that had finished keeps its last (no next one supersedes it)
+        assert len(epochs) <= (2 if folder.name.split("_")[2] in midway else 3), (folder.name, epochs)
     with capsys.disabled():
         print(f"\nepochs trained again after the kill: {rerun} (of {sum(len(s) for s in midway.values())} logged "
               f"before it by the trials then running)")

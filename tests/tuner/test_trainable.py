@@ -9,7 +9,7 @@ from conftest import TINY
 from ray import tune
 from ray.train._internal.storage import StorageContext
 
-from tuner.trainable import STATE_FILE, TRIAL_FILE, WALL_TIME, restore
+from tuner.trainable import ORPHAN, STATE_FILE, TRIAL_FILE, WALL_TIME, restore
 from vgan.config import config_from_dict
 from vgan.data import load_train_val
 from vgan.trainer import Trainer
@@ -83,3 +83,24 @@ def test_the_next_checkpoint_is_named_after_the_newest_folder(tmp_path, data):
     restore(None, trainer(data), tmp_path / "best", fresh)  # a trial with no folder yet starts at Ray's first
     fresh._update_checkpoint_index({})
     assert fresh.checkpoint_dir_name == "checkpoint_000000"
+
+
+def test_checkpoints_ray_does_not_know_are_deleted_once_superseded(tmp_path, data):
+    """Written after the driver's last saved state, they are not Ray's to delete (num_to_keep counts those
+    it knows): the older ones go at once, the one loaded is named for the trial to delete after its next."""
+    folder = trial_folder(tmp_path / "exp" / "t", data, 5)
+    t = trainer(data)
+    saved = restore(checkpoint(folder / "checkpoint_000001"), t, tmp_path / "best", storage_of(tmp_path, "t", 1))
+    assert t.epoch == 5 and saved[ORPHAN] == str(folder / "checkpoint_000004")
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint_000000", "checkpoint_000001",
+                                                        "checkpoint_000004"]
+    # the checkpoint Ray named is the newest: every one is Ray's, nothing deleted or named
+    saved = restore(checkpoint(folder / "checkpoint_000004"), trainer(data), tmp_path / "best",
+                    storage_of(tmp_path, "t", 4))
+    assert ORPHAN not in saved and len(list(folder.iterdir())) == 3
+    # a PBT clone's own older checkpoints are Ray's (of its life before the exploit): kept
+    top = trial_folder(tmp_path / "exp" / "top", data, 1)
+    clone = trial_folder(tmp_path / "exp" / "clone", data, 2)
+    saved = restore(checkpoint(top / "checkpoint_000000"), trainer(data), tmp_path / "best",
+                    storage_of(tmp_path, "clone", 1))
+    assert ORPHAN not in saved and len(list(clone.iterdir())) == 2
