@@ -28,7 +28,7 @@ import torch
 
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DEVICES
-from vgan.data import IMAGE_SUFFIXES, estimate_fov, find_mask, read_image
+from vgan.data import IMAGE_SUFFIXES, estimate_fov, find_mask, read_binary, read_image
 from vgan.errors import DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
 from vgan.scale import AUTO, ScaleSpec, predict_at_scale
@@ -71,12 +71,11 @@ def list_images(inputs: Sequence[str]) -> list[Path]:
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    arr = read_image(path)
-    arr = arr[..., 0] if arr.ndim == 3 else arr
-    if arr.shape != shape:
-        raise DataError(f"{path}: mask size {arr.shape[0]}x{arr.shape[1]} differs from its image "
+    mask = read_binary(path)
+    if mask.shape != shape:
+        raise DataError(f"{path}: mask size {mask.shape[0]}x{mask.shape[1]} differs from its image "
                         f"({shape[0]}x{shape[1]})")
-    return arr > (arr.max() / 2 if arr.max() > 0 else 0.5)
+    return mask
 
 
 @dataclass
