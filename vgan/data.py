@@ -7,6 +7,7 @@ Every problem with the files raises `DataError` naming the file.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +21,12 @@ from vgan.inputs import InputError, as_batch
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
-MASK_NAMES = ("{}", "{}_mask", "{}.mask", "{}-mask", "{}_fov")  # a FOV mask's name, from its image's stem
-FOLDER_LAYOUT = "{pool}/images, {pool}/labels (same names) and, if there are FOV masks, {pool}/masks"
+# The names a photograph's FOV mask and vessel label go by, from its stem (the first found is taken):
+# the same name, or as the public datasets name theirs (HRF's and DRIVE's `_mask`, STARE's `.ah`, CHASE_DB1's
+# first observer `_1stHO`)
+MASK_NAMES = ("{}", "{}_mask", "{}.mask", "{}-mask", "{}_fov")
+LABEL_NAMES = ("{}", "{}_label", "{}_vessels", "{}_gt", "{}_1stHO", "{}.ah", "{}_manual1")
+FOLDER_LAYOUT = "{pool}/images, {pool}/labels (named as the images) and, if there are FOV masks, {pool}/masks"
 # V-GAN's (and DRIU's) STARE protocol: the first 10 ids (sorted) train, the last 10 test.
 STARE_TRAIN_COUNT = 10
 
@@ -227,16 +232,13 @@ def _folder_items(root: Path, pool: str) -> list[Item]:
     base, layout = root / pool, FOLDER_LAYOUT.format(pool=pool)
     _require_dir(base / "images", f"a folder dataset expects {layout}")
     _require_dir(base / "labels", f"a folder dataset expects {layout}")
-    images, labels = _images_by_name(base / "images"), _images_by_name(base / "labels")
+    images = _images_by_name(base / "images")
     if not images:
         raise DataError(f"{base / 'images'}: no images (looked for {', '.join(IMAGE_SUFFIXES)})")
     masks = base / "masks" if (base / "masks").is_dir() else None
-    items = []
-    for name, image in images.items():
-        if name not in labels:
-            raise DataError(f"{image}: no label named '{name}' in {base / 'labels'} (e.g. {name}.png)")
-        items.append(Item(name, image, labels[name], find_mask(masks, image) if masks else None))
-    return items
+    return [Item(name, image, find_named(base / "labels", image, LABEL_NAMES, "vessel label"),
+                 find_named(masks, image, MASK_NAMES, "FOV mask") if masks else None)
+            for name, image in images.items()]
 
 
 def estimate_fov(rgb: np.ndarray) -> np.ndarray:
@@ -256,12 +258,22 @@ def estimate_fov(rgb: np.ndarray) -> np.ndarray:
     return ndimage.binary_erosion(inside, iterations=1)
 
 
+def find_named(folder: Path, image: Path, names: tuple[str, ...], what: str) -> Path:
+    """The image file in `folder` named after `image` by the first of `names` that one is."""
+    for pattern in names:
+        name = pattern.format(image.stem)
+        found = [f for f in sorted(folder.glob(glob.escape(name) + ".*"))
+                 if f.suffix.lower() in IMAGE_SUFFIXES and f.stem == name]
+        if len(found) > 1:
+            raise DataError(f"{found[0]} and {found[1]}: two files named '{name}' in one folder")
+        if found:
+            return found[0]
+    raise DataError(f"{folder}: no {what} for {image.name} (expected e.g. {names[0].format(image.stem)}.png or "
+                    f"{names[1].format(image.stem)}.png)")
+
+
 def find_mask(folder: Path, image: Path) -> Path:
-    for pattern in MASK_NAMES:
-        for f in sorted(folder.glob(pattern.format(image.stem) + ".*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                return f
-    raise DataError(f"{folder}: no FOV mask for {image.name} (expected e.g. {image.stem}_mask.png)")
+    return find_named(folder, image, MASK_NAMES, "FOV mask")
 
 
 def _read_items(items: list[Item], name: str) -> Split:

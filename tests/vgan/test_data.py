@@ -50,6 +50,18 @@ def test_a_folder_dataset_reads_as_the_dataset_it_holds(drive_root, tmp_path):
                                                                                    "eye03_test"]
 
 
+def test_a_folder_dataset_takes_labels_named_as_public_datasets_name_theirs(drive_root, tmp_path):
+    """CHASE_DB1's first observer (`_1stHO`, its second's `_2ndHO` beside it) and STARE's `.ah`."""
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 2})
+    first, second = sorted((root / "training" / "labels").iterdir())
+    first.rename(first.with_name(f"{first.stem}_1stHO.png"))
+    (first.with_name(f"{first.stem}_2ndHO.png")).write_bytes(b"not read")
+    second.rename(second.with_name(f"{second.stem}.ah.png"))
+    own = read_pool(DataConfig(dataset="folder", root=str(root)), "training")
+    drive = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training")
+    assert torch.equal(own.labels, drive.labels[:2])
+
+
 def test_a_folder_dataset_without_masks_has_its_fov_estimated(drive_root, tmp_path):
     root = folder_dataset(drive_root, tmp_path / "own", {"training": 4}, masks=False)
     own = read_pool(DataConfig(dataset="folder", root=str(root)), "training")
@@ -78,7 +90,8 @@ def test_photographs_are_read_in_the_forms_users_have_them(drive_root, tmp_path)
 
 @pytest.mark.parametrize("change, fragment", [
     (lambda r: (r / "training" / "labels" / "eye22_training.png").unlink(),
-     r"eye22_training\.tif: no label named 'eye22_training' in .*labels"),
+     r"labels: no vessel label for eye22_training\.tif \(expected e\.g\. eye22_training\.png or "
+     r"eye22_training_label\.png\)"),
     (lambda r: (r / "training" / "labels" / "eye21_training.gif").write_bytes(b""),
      r"eye21_training\.gif and .*eye21_training\.png: two files named 'eye21_training'"),
     (lambda r: (r / "training" / "masks" / "eye23_training_mask.gif").unlink(),
