@@ -356,6 +356,15 @@ def load_train_val(cfg: DataConfig) -> tuple[Split, Split]:
     return train, val
 
 
+def fov_source(cfg: DataConfig, split: str) -> str:
+    """Where a split's FOV masks come from: "masks" (files), "estimated" (from the photographs: a folder
+    dataset without masks/; its scores are not the literature's protocol) or "generated" (synthetic)."""
+    if cfg.dataset == "synthetic":
+        return "generated"
+    pool = "test" if split == "test" else "training"
+    return "estimated" if cfg.dataset == "folder" and not (dataset_root(cfg) / pool / "masks").is_dir() else "masks"
+
+
 def load_split(cfg: DataConfig, split: str) -> Split:
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")

@@ -26,7 +26,7 @@ import torch
 
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
-from vgan.data import SPLITS, Split, load_split, read_probability
+from vgan.data import SPLITS, Split, fov_source, load_split, read_probability
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import compute_metrics, curves, fov_pixels
 from vgan.scale import ScaleSpec, predict_at_factors
@@ -124,10 +124,12 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     if args.data is None:
         raise ConfigError("--predictions needs --data ROOT (the dataset the maps belong to)")
     root, dataset = named_data(args)
-    split = load_split(DataConfig(dataset=dataset, root=str(root), crop_size=None), args.split)
+    data = DataConfig(dataset=dataset, root=str(root), crop_size=None)
+    split = load_split(data, args.split)
     maps = read_predictions(Path(args.predictions), split)
     m, scores, targets = score_maps(maps, split, args.threshold)
-    m.update(dataset=dataset, source=str(Path(args.predictions).resolve()), threshold_source="fixed")
+    m.update(dataset=dataset, fov=fov_source(data, args.split), source=str(Path(args.predictions).resolve()),
+             threshold_source="fixed")
     write_report(Path(args.out), m, scores, targets, f"{dataset} {args.split}: {Path(args.predictions).name}")
     return m
 
@@ -167,7 +169,8 @@ def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec) -> dict[str, Any]
         threshold, source = val_metrics["best_f1_threshold"], "validation best F1"
     probs, factors = scaled_predictions(generator, split, device, cfg.train.eval_batch_size, scale)
     m, scores, targets = score_maps(list(probs), split, threshold)
-    m.update(dataset=cfg.data.dataset, trained_on=trained_on, source=str(Path(args.checkpoint).resolve()),
+    m.update(dataset=cfg.data.dataset, fov=fov_source(cfg.data, args.split), trained_on=trained_on,
+             source=str(Path(args.checkpoint).resolve()),
              threshold_source=source, epoch=int(state["epoch"]), scale=args.scale,
              trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors])
     for sub in ("probabilities", "binary"):
@@ -215,7 +218,8 @@ def _main(argv: Sequence[str] | None) -> None:
     m = run_predictions(args) if args.predictions else run_checkpoint(args, scale)
     if m:
         keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
-        print(f"{m['dataset']} {m['split']} ({m['n_images']} images, threshold {m['threshold']:.4f}): "
+        fov = ", FOV estimated from the photographs" if m.get("fov") == "estimated" else ""
+        print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov}, threshold {m['threshold']:.4f}): "
               + "  ".join(f"{k} {m[k]:.4f}" for k in keys))
         print(f"wrote {Path(args.out) / 'metrics.json'}")
 

@@ -39,7 +39,7 @@ def test_predictions_by_numeric_id_and_npy(drive_root, tmp_path, capsys):
         np.save(preds / f"{image_id.split('_')[0]}.npy", test.labels[i, 0].numpy() * 0.8 + 0.1)
     assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out", str(tmp_path / "o")]) == 0
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
-    assert m["auc_roc"] == 1.0 and m["f1"] == 1.0
+    assert m["auc_roc"] == 1.0 and m["f1"] == 1.0 and m["fov"] == "masks"
 
 
 def test_missing_or_misfit_prediction_exits_2(reference_root, drive_root, tmp_path, capsys):
@@ -66,6 +66,7 @@ def test_checkpoint_evaluation_writes_maps_and_metrics(tiny_config_file, tmp_pat
                           "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert all(isinstance(m[k], float) for k in KEYS) and m["split"] == "test" and m["n_images"] == 3
+    assert m["fov"] == "generated"
     probs = sorted((out / "probabilities").glob("*.png"))
     assert [p.stem for p in probs] == ["test000", "test001", "test002"]
     binary = np.asarray(Image.open(out / "binary" / "test000.png"))
@@ -103,9 +104,10 @@ def test_data_of_another_dataset_is_honoured(tiny_config_file, tmp_path, stare_r
     assert Image.open(auto / "probabilities" / "im0162.png").size == (700, 605)
 
 
-def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_root, tmp_path):
+def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_root, tmp_path, capsys):
     """A folder dataset (here DRIVE's first images under names of their own, without FOV masks) trains with
-    --data, and vgan.evaluate finds its layout: the test split scored, the maps named after the images."""
+    --data, and vgan.evaluate finds its layout: the test split scored, the maps named after the images,
+    the FOV said to be estimated (such scores are not the literature's protocol)."""
     root = folder_dataset(drive_root, tmp_path / "own", {"training": 5, "test": 2}, masks=False)
     tiny_values["data"] = {"dataset": "folder", "val_count": 1, "crop_size": 32}
     config = tmp_path / "own.yaml"
@@ -116,7 +118,10 @@ def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_ro
     assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--data", str(root),
                           "--split", "test", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
-    assert m["dataset"] == m["trained_on"] == "folder" and m["n_images"] == 2
+    assert m["dataset"] == m["trained_on"] == "folder" and m["n_images"] == 2 and m["fov"] == "estimated"
+    said = capsys.readouterr().out
+    assert "(4 train / 1 val images, FOV estimated from the photographs)" in said
+    assert "folder test (2 images, FOV estimated from the photographs, threshold 0.5000)" in said
     assert all(isinstance(m[k], float) for k in KEYS) and 0 < m["auc_roc"] < 1
     assert sorted(p.name for p in (out / "probabilities").iterdir()) == ["eye01_test.png", "eye02_test.png"]
 
