@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import write_yaml
-from studies import SMOKE
+from studies import SMOKE, quick_smoke
 
 from tuner.run import main
 from tuner.tracking import use_tracking_uri
@@ -215,8 +215,10 @@ def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdi
 
     from tuner.storage import RECIPE_FILE, parse_storage
 
+    space = quick_smoke(tmp_path / "space.yaml", train={"epochs": 2})
+
     def study(name: str) -> list[str]:
-        return ["--space", str(SMOKE), "--storage", str(tmp_path / "ray"), "--name", name,
+        return ["--space", str(space), "--storage", str(tmp_path / "ray"), "--name", name,
                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
 
     common = study("s")
@@ -239,7 +241,7 @@ def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdi
     assert "study s: its driver stopped before Ray saved any state of it; its trials start anew" in proc.stdout
     assert parse_storage(str(tmp_path / "ray")).begun("s")
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    exp = client.get_experiment_by_name(yaml.safe_load(SMOKE.read_text())["mlflow"]["experiment"])
+    exp = client.get_experiment_by_name(yaml.safe_load(space.read_text())["mlflow"]["experiment"])
     runs = client.search_runs([exp.experiment_id], "tags.study = 's'")
     parents = [r for r in runs if r.data.tags.get("kind") == "study"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"  # the killed driver's run, finished
