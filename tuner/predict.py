@@ -18,8 +18,9 @@ from typing import Sequence
 
 from tuner.tracking import check_tracking_store, resolve_tracking_uri, use_tracking_uri
 from vgan.cli import check_threshold, run_cli, writable_folder
+from vgan.data import list_images
 from vgan.errors import ConfigError
-from vgan.predict import add_arguments, finish, list_images, segment_images
+from vgan.predict import add_arguments, finish, segment_images
 from vgan.scale import ScaleSpec, recorded_fov
 
 

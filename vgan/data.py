@@ -11,6 +11,7 @@ import glob
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -217,14 +218,26 @@ def _stare_items(root: Path, pool: str) -> list[Item]:
     ]
 
 
-def _images_by_name(folder: Path) -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for f in sorted(folder.iterdir()):
-        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES:
-            if f.stem in found:
-                raise DataError(f"{found[f.stem]} and {f}: two files named '{f.stem}' in one folder")
-            found[f.stem] = f
-    return found
+def list_images(inputs: Sequence[str]) -> list[Path]:
+    """The images named, folders expanded (sorted); a missing path or an empty folder is bad input."""
+    paths: list[Path] = []
+    for text in inputs:
+        p = Path(text).expanduser()
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise DataError(f"{p}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
+            paths += found
+        elif p.is_file():
+            paths.append(p)
+        else:
+            raise DataError(f"{p}: no such file or folder")
+    seen: dict[str, Path] = {}
+    for p in paths:
+        if p.stem in seen:
+            raise DataError(f"{seen[p.stem]} and {p}: two images named '{p.stem}' (one name for their maps, one id)")
+        seen[p.stem] = p
+    return paths
 
 
 def _folder_items(root: Path, pool: str) -> list[Item]:
@@ -232,13 +245,15 @@ def _folder_items(root: Path, pool: str) -> list[Item]:
     base, layout = root / pool, FOLDER_LAYOUT.format(pool=pool)
     _require_dir(base / "images", f"a folder dataset expects {layout}")
     _require_dir(base / "labels", f"a folder dataset expects {layout}")
-    images = _images_by_name(base / "images")
-    if not images:
-        raise DataError(f"{base / 'images'}: no images (looked for {', '.join(IMAGE_SUFFIXES)})")
-    masks = base / "masks" if (base / "masks").is_dir() else None
-    return [Item(name, image, find_named(base / "labels", image, LABEL_NAMES, "vessel label"),
+    masks = _masks_folder(root, pool)
+    return [Item(image.stem, image, find_named(base / "labels", image, LABEL_NAMES, "vessel label"),
                  find_named(masks, image, MASK_NAMES, "FOV mask") if masks else None)
-            for name, image in images.items()]
+            for image in list_images([str(base / "images")])]
+
+
+def _masks_folder(root: Path, pool: str) -> Path | None:
+    """A folder dataset's FOV masks; None where it has none (they are estimated from the photographs)."""
+    return root / pool / "masks" if (root / pool / "masks").is_dir() else None
 
 
 def estimate_fov(rgb: np.ndarray) -> np.ndarray:
@@ -270,10 +285,6 @@ def find_named(folder: Path, image: Path, names: tuple[str, ...], what: str) -> 
             return found[0]
     raise DataError(f"{folder}: no {what} for {image.name} (expected e.g. {names[0].format(image.stem)}.png or "
                     f"{names[1].format(image.stem)}.png)")
-
-
-def find_mask(folder: Path, image: Path) -> Path:
-    return find_named(folder, image, MASK_NAMES, "FOV mask")
 
 
 def _read_items(items: list[Item], name: str) -> Split:
@@ -362,7 +373,7 @@ def fov_source(cfg: DataConfig, split: str) -> str:
     if cfg.dataset == "synthetic":
         return "generated"
     pool = "test" if split == "test" else "training"
-    return "estimated" if cfg.dataset == "folder" and not (dataset_root(cfg) / pool / "masks").is_dir() else "masks"
+    return "estimated" if cfg.dataset == "folder" and _masks_folder(dataset_root(cfg), pool) is None else "masks"
 
 
 def load_split(cfg: DataConfig, split: str) -> Split:

@@ -28,7 +28,7 @@ import torch
 
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DEVICES
-from vgan.data import IMAGE_SUFFIXES, estimate_fov, find_mask, read_binary, read_image
+from vgan.data import MASK_NAMES, estimate_fov, find_named, list_images, read_binary, read_image
 from vgan.errors import DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
 from vgan.scale import AUTO, ScaleSpec, predict_at_scale
@@ -46,28 +46,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resize each image so its FOV matches the training photographs' (auto, the default), "
                         "or by FACTOR (1: as it is)")
     p.add_argument("--device", choices=DEVICES, default="auto")
-
-
-def list_images(inputs: Sequence[str]) -> list[Path]:
-    """The images named, folders expanded (sorted); a missing path or an empty folder is bad input."""
-    paths: list[Path] = []
-    for text in inputs:
-        p = Path(text).expanduser()
-        if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
-            if not found:
-                raise DataError(f"{p}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
-            paths += found
-        elif p.is_file():
-            paths.append(p)
-        else:
-            raise DataError(f"{p}: no such file or folder")
-    seen: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in seen:
-            raise DataError(f"{seen[p.stem]} and {p}: two inputs named '{p.stem}' would write the same maps")
-        seen[p.stem] = p
-    return paths
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -128,7 +106,7 @@ def segment_images(model: Model, paths: list[Path], out: Path, threshold: float 
             batch, notes = as_batch(read_image(path), str(path))
             rgb = batch[0].permute(1, 2, 0).numpy()
             if masks is not None:
-                fov = read_mask(find_mask(masks, path), rgb.shape[:2])
+                fov = read_mask(find_named(masks, path, MASK_NAMES, "FOV mask"), rgb.shape[:2])
             else:
                 fov = estimate_fov(rgb)
                 s.estimated_fov += 1
