@@ -66,6 +66,13 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def kill_tree(pids: list[int], grace_s: float = 5.0) -> None:
     """SIGTERM, then SIGKILL whatever is left after the grace period."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
@@ -132,16 +139,33 @@ def venv_bin(tool: str) -> str:
 class RayCluster:
     address: str
     nodes: list[Service]
+    temp: Path
+
+    def gcs_errors(self, n: int = 20) -> str:
+        """The tail of the head's GCS stderr (its errors, a crash's trace), for a failure message:
+        the folder is gone after teardown."""
+        err = self.temp / "0" / "session_latest" / "logs" / "gcs_server.err"
+        lines = err.read_text(errors="replace").splitlines()[-n:] if err.exists() else []
+        alive = any(_alive(p) and _name(p) == "gcs_server" for p in process_tree(self.nodes[0].proc.pid))
+        return "\n".join([f"GCS process {'alive' if alive else 'gone'}; its stderr:", *(lines or ["(empty)"])])
 
     def remember(self) -> None:
         for n in self.nodes:
             n.remember()
 
     def kill_node(self, index: int) -> None:
-        """What losing a machine looks like to Ray: all the node's processes die at once."""
+        """What losing a machine looks like to Ray: all the node's processes die at once, unwarned.
+
+        SIGKILL alone: a SIGTERM, however brief, lets the raylet tell the GCS it is leaving
+        (Ray then reports the node "terminated expectedly"), which no lost machine does.
+        """
         node = self.nodes[index]
         node.remember()
-        kill_tree(sorted(node.known), grace_s=0.0)
+        for pid in sorted(node.known):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def start_ray_node(root: Path, temp: Path, index: int, cpus: int, env: dict[str, str], head_port: int) -> Service:
@@ -170,7 +194,7 @@ def ray_cluster(root: Path, nodes: int = 2, cpus_per_node: int = 1,
         temp = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
         stack.callback(shutil.rmtree, temp, ignore_errors=True)
         port = free_port()
-        cluster = RayCluster(f"127.0.0.1:{port}", [])
+        cluster = RayCluster(f"127.0.0.1:{port}", [], temp)
         for i in range(nodes):
             node = start_ray_node(root, temp / str(i), i, cpus_per_node, env, port)
             stack.callback(node.stop)

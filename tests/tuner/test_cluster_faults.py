@@ -76,7 +76,7 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
     t0 = time.perf_counter()
     resumed = subprocess.run(argv(root, c, "killed", "--resume"), cwd=root, env=ENV, capture_output=True, text=True,
                              timeout=900)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:] + "\n" + c.gcs_errors()
     client, after = runs_of(root, "killed")
     assert all(r.info.status != "RUNNING" for r in after), "no run left RUNNING"
     completed = [r for r in after if r.data.tags["status"] == "completed"]
@@ -138,7 +138,7 @@ def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
     finally:
         if driver.poll() is None:
             driver.kill()
-    assert code == 0, (root / "lost.log").read_text()[-3000:]
+    assert code == 0, (root / "lost.log").read_text()[-3000:] + "\n" + c.gcs_errors()
     client, runs = runs_of(root, "lost")
     assert len(runs) == SAMPLES and all(r.data.tags["status"] == "completed" for r in runs)
     moved = [r for r in runs if r.data.tags["trial_id"] in placed
