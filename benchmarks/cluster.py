@@ -44,7 +44,8 @@ def run_study(space: Path, work: Path, nodes: int, tracking: str, cpus: int) -> 
         proc = subprocess.run(argv, cwd=work, env={**os.environ, **CLUSTER_ENV}, capture_output=True, text=True)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise RuntimeError(f"{nodes} node(s), {tracking}: exit {proc.returncode}\n{proc.stderr[-3000:]}")
+            gcs = f"\n{cluster.gcs_errors()}" if nodes > 1 else ""
+            raise RuntimeError(f"{nodes} node(s), {tracking}: exit {proc.returncode}\n{proc.stderr[-3000:]}{gcs}")
         client = MlflowClient(uri)
         (parent,) = [r for r in client.search_runs(
             [e.experiment_id for e in client.search_experiments()], "tags.kind = 'study'")]

@@ -31,7 +31,7 @@ def cluster_study(tmp_path_factory):
     with mlflow_server(root / "mlflow") as server, ray_cluster(root / "ray", nodes=2, cpus_per_node=1) as cluster:
         local = run_study(cluster, server, space, str(root / "local"), root, "refused")
         proc = run_study(cluster, server, space, f"file://{root}/shared", root)
-        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + "\n" + cluster.gcs_errors()
         yield root, server, proc.stdout, local
 
 
