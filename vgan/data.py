@@ -376,6 +376,11 @@ def fov_source(cfg: DataConfig, split: str) -> str:
     return "estimated" if cfg.dataset == "folder" and _masks_folder(dataset_root(cfg), pool) is None else "masks"
 
 
+def fov_note(source: str) -> str:
+    """What the console adds to a split's description for a `fov_source`: only an estimated FOV is said."""
+    return ", FOV estimated from the photographs" if source == "estimated" else ""
+
+
 def load_split(cfg: DataConfig, split: str) -> Split:
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r} (choose from {', '.join(SPLITS)})")

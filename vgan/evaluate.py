@@ -26,7 +26,7 @@ import torch
 
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
-from vgan.data import SPLITS, Split, fov_source, load_split, read_probability
+from vgan.data import SPLITS, Split, fov_note, fov_source, load_split, read_probability
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import compute_metrics, curves, fov_pixels
 from vgan.scale import ScaleSpec, predict_at_factors
@@ -218,8 +218,8 @@ def _main(argv: Sequence[str] | None) -> None:
     m = run_predictions(args) if args.predictions else run_checkpoint(args, scale)
     if m:
         keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
-        fov = ", FOV estimated from the photographs" if m.get("fov") == "estimated" else ""
-        print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov}, threshold {m['threshold']:.4f}): "
+        print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov_note(m['fov'])}, "
+              f"threshold {m['threshold']:.4f}): "
               + "  ".join(f"{k} {m[k]:.4f}" for k in keys))
         print(f"wrote {Path(args.out) / 'metrics.json'}")
 

@@ -74,8 +74,9 @@ def _name(pid: int) -> str:
 
 
 def kill_tree(pids: list[int], grace_s: float = 5.0) -> None:
-    """SIGTERM, then SIGKILL whatever is left after the grace period."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    """SIGTERM, then SIGKILL whatever is left after the grace period; SIGKILL alone without one
+    (a SIGTERM that is not waited for still runs the processes' handlers, racing the SIGKILL)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL) if grace_s > 0 else (signal.SIGKILL,):
         for p in pids:
             try:
                 os.kill(p, sig)
@@ -154,18 +155,11 @@ class RayCluster:
             n.remember()
 
     def kill_node(self, index: int) -> None:
-        """What losing a machine looks like to Ray: all the node's processes die at once, unwarned.
-
-        SIGKILL alone: a SIGTERM, however brief, lets the raylet tell the GCS it is leaving
-        (Ray then reports the node "terminated expectedly"), which no lost machine does.
-        """
+        """What losing a machine looks like to Ray: all the node's processes die at once, unwarned
+        (a SIGTERM would let the raylet tell the GCS it is leaving, which no lost machine does)."""
         node = self.nodes[index]
         node.remember()
-        for pid in sorted(node.known):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_tree(sorted(node.known), grace_s=0.0)
 
 
 def start_ray_node(root: Path, temp: Path, index: int, cpus: int, env: dict[str, str], head_port: int) -> Service:
