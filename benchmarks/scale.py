@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from vgan.config import DataConfig
 from vgan.data import Split, load_split
+from vgan.inputs import unit_float
 from vgan.scale import AUTO, fov_diameter, predict_at_factors, resize, scaled_size
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, split_metrics
 
@@ -37,9 +38,9 @@ def zoomed(split: Split, zoom: float) -> Split:
     if zoom == 1:
         return split
     size = scaled_size(split.size, zoom)
-    images = F.interpolate(split.images, size=size, mode="bicubic", align_corners=False, antialias=True)
-    return Split(f"{split.name} x{zoom:g}", split.ids, images.clamp(0, 1), (resize(split.labels, size) > 0.5).float(),
-                 (resize(split.masks, size) > 0.5).float())
+    images = F.interpolate(unit_float(split.images), size=size, mode="bicubic", align_corners=False, antialias=True)
+    return Split(f"{split.name} x{zoom:g}", split.ids, images.clamp(0, 1), resize(split.labels, size) > 0.5,
+                 resize(split.masks, size) > 0.5)
 
 
 def score(generator, split: Split, factors: list[float], device: torch.device) -> dict[str, float]:

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from tuner.tracking import split_dataset, use_tracking_uri
 from vgan.config import Config
 from vgan.data import Split, load_split, load_train_val, split_fingerprint
+from vgan.inputs import unit_float
 from vgan.metrics import per_image_auc
 from vgan.trainer import split_metrics
 
@@ -90,7 +91,8 @@ def scores_of(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> Scor
 @torch.no_grad()
 def score_model(model, split: Split, threshold: float = 0.5) -> Scores:
     """A loaded model (RGB [0,1] in, probabilities out), one image at a time, on a whole split."""
-    return scores_of(torch.cat([model(split.images[i : i + 1]) for i in range(len(split))]), split, threshold)
+    probs = torch.cat([model(unit_float(split.images[i : i + 1])) for i in range(len(split))])
+    return scores_of(probs, split, threshold)
 
 
 def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vgan.inputs import unit_float
+
 # Jitter ranges at strength 1, in torchvision ColorJitter's terms: brightness and contrast
 # factors in [1 - r, 1 + r], hue shift in [-r, r] turns of the colour wheel.
 BRIGHTNESS = 0.3
@@ -40,12 +42,13 @@ def get_transform(train: bool, crop_size: int | None, strength: float, flip: boo
 
 
 def stack(images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """(N,5,H,W): image, label and mask in one tensor so one gather crops all three alike."""
-    return torch.cat([images, labels, masks], dim=1)
+    """(N,5,H,W): image, label and mask in one tensor so one gather crops all three alike. In the images'
+    dtype: uint8 photographs stay uint8 (on a GPU too), only the crops become floats."""
+    return torch.cat([images, labels.to(images.dtype), masks.to(images.dtype)], dim=1)
 
 
 def _unstack(x: torch.Tensor) -> Batch:
-    return Batch(x[:, :3], x[:, 3:4], x[:, 4:5])
+    return Batch(unit_float(x[:, :3]), x[:, 3:4].float(), x[:, 4:5].float())
 
 
 def _axis_index(offset: torch.Tensor, length: int, flipped: torch.Tensor) -> torch.Tensor:

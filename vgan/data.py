@@ -18,7 +18,7 @@ import torch
 
 from vgan.config import DataConfig
 from vgan.errors import ConfigError, DataError
-from vgan.inputs import InputError, as_batch
+from vgan.inputs import InputError, as_batch, unit_float
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
@@ -34,13 +34,22 @@ STARE_TRAIN_COUNT = 10
 
 @dataclass
 class Split:
-    """Images (N,3,H,W) in [0,1], labels and FOV masks (N,1,H,W) in {0,1}, all float32."""
+    """Images (N,3,H,W) as held: uint8 (0..255) read from 8-bit files, else float32 in [0, 1]; vessel labels
+    and FOV masks (N,1,H,W) bool. Held compact (5 bytes a pixel for 8-bit photographs, not float32's 20),
+    as a trial holds its splits for its whole run: `unit_float` gives the floats where they are used."""
 
     name: str
     ids: list[str]
     images: torch.Tensor
     labels: torch.Tensor
     masks: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.dtype not in (torch.uint8, torch.float32):
+            raise TypeError(f"split {self.name!r}: images must be uint8 or float32, got {self.images.dtype}")
+        # Labels and masks given as floats (0/1, or a resized map) are read as pixels above one half.
+        self.labels = self.labels if self.labels.dtype == torch.bool else self.labels > 0.5
+        self.masks = self.masks if self.masks.dtype == torch.bool else self.masks > 0.5
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -143,16 +152,22 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """A photograph as (H, W, 3) float32 in [0, 1], converted as vgan.predict converts one (grey repeated,
-    alpha dropped, 16-bit scaled): a model is given its photographs later as it was trained on them."""
+def read_photograph(path: Path) -> torch.Tensor:
+    """A photograph as (3, H, W), converted as vgan.predict converts one (grey repeated, alpha dropped,
+    16-bit scaled: a model is given its photographs later as it was trained on them), but 8-bit pixels
+    kept as uint8 (`unit_float` makes them the floats vgan.predict gives the model); float32 in [0, 1] else."""
     if not path.is_file():
         raise DataError(f"{path}: file missing")
     try:
-        batch, _ = as_batch(read_image(path), str(path))
+        batch, _ = as_batch(read_image(path), str(path), keep_8bit=True)
     except InputError as e:
         raise DataError(str(e)) from None
-    return batch[0].permute(1, 2, 0).numpy()
+    return batch[0]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """A photograph as (H, W, 3) float32 in [0, 1] (`read_photograph`'s pixels)."""
+    return unit_float(read_photograph(path)).permute(1, 2, 0).numpy()
 
 
 def read_binary(path: Path) -> np.ndarray:
@@ -290,25 +305,26 @@ def find_named(folder: Path, image: Path, names: tuple[str, ...], what: str) -> 
 def _read_items(items: list[Item], name: str) -> Split:
     images, labels, masks = [], [], []
     for it in items:
-        img, lab = read_rgb(it.image), read_binary(it.label)
-        msk = read_binary(it.mask) if it.mask is not None else estimate_fov(img)
+        img, lab = read_photograph(it.image), read_binary(it.label)
+        size = tuple(img.shape[1:])
+        if it.mask is not None:
+            msk = read_binary(it.mask)
+        else:
+            msk = estimate_fov(unit_float(img).permute(1, 2, 0).numpy())
         for path, arr in ((it.label, lab), (it.mask, msk)):
-            if arr.shape != img.shape[:2]:
+            if arr.shape != size:
                 raise DataError(f"{path}: size {arr.shape[0]}x{arr.shape[1]} does not match its image {it.image} "
-                                f"({img.shape[0]}x{img.shape[1]})")
+                                f"({size[0]}x{size[1]})")
         if images and img.shape != images[0].shape:
-            raise DataError(f"{it.image}: size {img.shape[0]}x{img.shape[1]} differs from the other images of the "
-                            f"split ({images[0].shape[0]}x{images[0].shape[1]})")
+            raise DataError(f"{it.image}: size {size[0]}x{size[1]} differs from the other images of the "
+                            f"split ({images[0].shape[1]}x{images[0].shape[2]})")
         images.append(img)
-        labels.append(lab)
-        masks.append(msk)
-    return Split(
-        name,
-        [it.id for it in items],
-        torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
-        torch.from_numpy(np.stack(labels)).float().unsqueeze(1),
-        torch.from_numpy(np.stack(masks)).float().unsqueeze(1),
-    )
+        labels.append(torch.from_numpy(lab))
+        masks.append(torch.from_numpy(msk))
+    if len({t.dtype for t in images}) > 1:  # 8- and 16-bit files in one pool: hold all as floats
+        images = [unit_float(t) for t in images]
+    return Split(name, [it.id for it in items], torch.stack(images), torch.stack(labels)[:, None],
+                 torch.stack(masks)[:, None])
 
 
 def dataset_root(cfg: DataConfig) -> Path:
@@ -396,7 +412,8 @@ def split_fingerprint(*splits: Split) -> str:
     for s in splits:
         h.update(f"{s.name}:{','.join(s.ids)};".encode())
         for t in (s.images, s.labels, s.masks):
-            h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            for x in t:  # the float32 bytes, one image at a time: a split's hash does not depend on how it is held
+                h.update(unit_float(x).detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
@@ -411,9 +428,15 @@ def check_crop(cfg: DataConfig, train: Split) -> None:
 
 def normalization_stats(train: Split) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std over the FOV pixels of the training split only."""
-    inside = train.masks.bool().expand_as(train.images)
-    pix = train.images.permute(1, 0, 2, 3)[inside.permute(1, 0, 2, 3)].reshape(3, -1)
-    return pix.mean(dim=1), pix.std(dim=1).clamp_min(1e-3)
+    # One image at a time, summed in float64: the whole split's FOV pixels as floats at once would be
+    # gigabytes for HRF-size photographs, and their selection's index more.
+    def fov_pixels(i: int) -> torch.Tensor:
+        return unit_float(train.images[i])[:, train.masks[i, 0]].double()
+
+    n = sum(int(m.sum()) for m in train.masks)
+    mean = sum(fov_pixels(i).sum(dim=1) for i in range(len(train))) / n
+    var = sum(((fov_pixels(i) - mean[:, None]) ** 2).sum(dim=1) for i in range(len(train))) / (n - 1)
+    return mean.float(), var.sqrt().float().clamp_min(1e-3)
 
 
 # ---------------------------------------------------------------------------- synthetic
@@ -499,6 +522,6 @@ def synthetic_pool(cfg: DataConfig, pool: str) -> Split:
         pool,
         [f"{'train' if stream == 0 else 'test'}{i:03d}" for i in range(n)],
         torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(),
-        torch.from_numpy(np.stack(labels)).float().unsqueeze(1),
-        torch.from_numpy(np.stack(masks)).float().unsqueeze(1),
+        torch.from_numpy(np.stack(labels)).unsqueeze(1),
+        torch.from_numpy(np.stack(masks)).unsqueeze(1),
     )

@@ -25,14 +25,15 @@ class InputError(BadInputError):
     """An image the model cannot take (exit status 2 in the CLIs)."""
 
 
-def as_batch(x: Any, what: str = "input") -> tuple[torch.Tensor, list[str]]:
+def as_batch(x: Any, what: str = "input", keep_8bit: bool = False) -> tuple[torch.Tensor, list[str]]:
     """(N, 3, H, W) float32 in [0, 1] and the conversions made (empty for an exact fit).
 
     Accepted: numpy arrays or torch tensors of rank 2 (H, W: grey), 3 (H, W, C or C, H, W) or
     4 (N, H, W, C or N, C, H, W) with C in 1 (grey, repeated), 3 (RGB) or 4 (RGBA, alpha dropped);
     uint8 (/ 255), uint16 (/ 65535), bool, or floats in [0, 1] of any precision. A 3-D array is
     read channels-first when its first axis is a channel count and its last is not (torch's
-    convention), else channels-last (numpy's and PIL's)."""
+    convention), else channels-last (numpy's and PIL's). keep_8bit: uint8 pixels stay uint8, for images
+    held in memory (a quarter of float32's bytes); `unit_float` converts them where they are used."""
     notes: list[str] = []
     if isinstance(x, np.ndarray):
         if x.dtype == np.uint16:  # PIL's 16-bit grey and 16-bit TIFFs; torch has few uint16 ops
@@ -69,8 +70,17 @@ def as_batch(x: Any, what: str = "input") -> tuple[torch.Tensor, list[str]]:
     elif c == 1:
         t = t.expand(-1, 3, -1, -1)
         notes.append("grey repeated to 3 channels")
-    t = _unit_float(t, what, notes)
+    if not (keep_8bit and t.dtype == torch.uint8):
+        t = _unit_float(t, what, notes)
     return t.contiguous(), notes
+
+
+def unit_float(t: torch.Tensor) -> torch.Tensor:
+    """Pixels as held (uint8 0..255, bool, or float in [0, 1]) as float in [0, 1], on their device: the same
+    values `as_batch` gives, so an image held as uint8 meets the generator exactly as if read as float."""
+    if t.dtype == torch.uint8:
+        return t.float() / 255
+    return t.float() if t.dtype == torch.bool else t
 
 
 def _unit_float(t: torch.Tensor, what: str, notes: list[str]) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from vgan.errors import ConfigError, DataError
+from vgan.inputs import unit_float
 
 # A FOV within 10 % of the trained one is used as it is: resampling costs sharpness for no gain
 # (DRIVE's own 40 images span 535-541 pixels; STARE's are 647-687, 21 % wider than DRIVE's).
@@ -108,10 +109,11 @@ AUTO = ScaleSpec(None)
 
 
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, C, H, W) to `size`, bilinear; antialiased when it shrinks, so thin vessels fade rather than alias."""
+    """(N, C, H, W) to `size`, bilinear; antialiased when it shrinks, so thin vessels fade rather than alias.
+    Pixels held as uint8 or bool (a Split's) are resized as floats in [0, 1]; at their own size they stay as held."""
     if tuple(x.shape[-2:]) == tuple(size):
         return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
+    return F.interpolate(unit_float(x), size=size, mode="bilinear", align_corners=False, antialias=True).clamp_(0, 1)
 
 
 def scaled_size(size: tuple[int, int], factor: float) -> tuple[int, int]:

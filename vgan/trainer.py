@@ -22,6 +22,7 @@ from vgan.augment import Batch, get_transform, stack
 from vgan.config import Config, config_from_dict
 from vgan.data import Split, normalization_stats
 from vgan.errors import CheckpointError, ConfigError, DivergenceError
+from vgan.inputs import unit_float
 from vgan.metrics import compute_metrics, histogram_metrics
 from vgan.models import Discriminator, Generator
 from vgan.scale import median_fov_diameter
@@ -77,13 +78,13 @@ def _autocast(device: torch.device, enabled: bool):
 @torch.no_grad()
 def predict(generator: Generator, images: torch.Tensor, device: torch.device, batch_size: int = 2,
             amp: bool = False) -> torch.Tensor:
-    """Vessel probabilities (N,1,H,W) for full-size images, on `device`."""
+    """Vessel probabilities (N,1,H,W) for full-size images (uint8 or float in [0, 1]), on `device`."""
     was_training = generator.training
     generator.eval()
     out = []
     for i in range(0, len(images), batch_size):
         with _autocast(device, amp):
-            out.append(torch.sigmoid(generator(images[i : i + batch_size].to(device)).float()))
+            out.append(torch.sigmoid(generator(unit_float(images[i : i + batch_size].to(device))).float()))
     generator.train(was_training)
     return torch.cat(out)
 

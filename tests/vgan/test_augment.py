@@ -98,3 +98,20 @@ def test_runs_on_the_gpu():
     data = coded_stack().to("cuda")
     b = augment(data, torch.tensor([0, 1]), 16, 1.0, True, torch.Generator().manual_seed(0))
     assert b.images.is_cuda
+
+
+def test_uint8_photographs_train_exactly_as_their_floats():
+    """A split held as uint8 (8-bit files) is stacked as uint8 and gives the batches its floats would."""
+    torch.manual_seed(3)
+    pixels = torch.randint(0, 256, (3, 3, 40, 50), dtype=torch.uint8)
+    labels, masks = torch.rand(3, 1, 40, 50) > 0.7, torch.rand(3, 1, 40, 50) > 0.2
+    held = stack(pixels, labels, masks)
+    floats = stack(pixels.float() / 255, labels.float(), masks.float())
+    assert held.dtype == torch.uint8 and held.nbytes * 4 == floats.nbytes
+    for train in (True, False):
+        transform = get_transform(train, 16, 1.0, True)
+        a = transform(held, torch.tensor([0, 2, 1]), torch.Generator().manual_seed(4))
+        b = transform(floats, torch.tensor([0, 2, 1]), torch.Generator().manual_seed(4))
+        for field in ("images", "labels", "masks"):
+            x, y = getattr(a, field), getattr(b, field)
+            assert x.dtype == torch.float32 and torch.equal(x, y), (train, field)

@@ -8,6 +8,7 @@ from PIL import Image
 
 from vgan.config import DataConfig, SyntheticConfig
 from vgan.data import (
+    Split,
     load_split,
     load_train_val,
     normalization_stats,
@@ -17,16 +18,20 @@ from vgan.data import (
     synthetic_pool,
 )
 from vgan.errors import ConfigError, DataError
+from vgan.inputs import unit_float
 
 
 def test_drive_official_layout(drive_root):
     train = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training")
     assert len(train) == 20 and train.ids[0] == "21_training"
-    assert train.images.shape == (20, 3, 584, 565) and train.images.dtype == torch.float32
-    assert 0 <= train.images.min() and train.images.max() <= 1
-    assert set(torch.unique(train.labels).tolist()) == {0.0, 1.0}
-    inside = train.masks.bool()
-    frac = (train.labels.bool() & inside).sum() / inside.sum()
+    # 8-bit TIFFs held as read (a quarter of float32's bytes), labels and masks as bool
+    assert train.images.shape == (20, 3, 584, 565) and train.images.dtype == torch.uint8
+    assert train.labels.dtype == train.masks.dtype == torch.bool
+    with Image.open(drive_root / "training" / "images" / "21_training.tif") as im:
+        pixels = np.asarray(im.convert("RGB"))
+    assert np.array_equal(unit_float(train.images[0]).permute(1, 2, 0).numpy(), pixels.astype(np.float32) / 255)
+    assert set(torch.unique(train.labels).tolist()) == {False, True}
+    frac = (train.labels & train.masks).sum() / train.masks.sum()
     assert 0.12 < frac < 0.13  # DRIVE README: 12.5 % of FOV pixels are vessel
 
 
@@ -130,9 +135,10 @@ def test_kfold_covers_every_image_once():
 def test_normalisation_uses_training_fov_only(drive_root):
     train, val = load_train_val(DataConfig(dataset="drive", root=str(drive_root)))
     mean, std = normalization_stats(train)
-    inside = train.masks.bool()[:, 0]
-    green = train.images[:, 1][inside]
-    assert torch.allclose(mean[1], green.mean(), atol=1e-5) and torch.allclose(std[1], green.std(), atol=1e-5)
+    inside = train.masks[:, 0]
+    for c in range(3):  # summed per image in float64: the split's FOV pixels taken at once agree
+        pixels = unit_float(train.images[:, c])[inside]
+        assert torch.allclose(mean[c], pixels.mean(), atol=1e-6) and torch.allclose(std[c], pixels.std(), atol=1e-6)
     assert not torch.allclose(mean, normalization_stats(val)[0], atol=1e-4)
 
 
@@ -207,6 +213,38 @@ def test_empty_split():
 def test_crop_larger_than_images(drive_root):
     with pytest.raises(DataError, match="crop_size = 1024 is larger than the training images"):
         load_train_val(DataConfig(dataset="drive", root=str(drive_root), crop_size=1024))
+
+
+def test_a_split_holds_images_as_uint8_or_float32_and_labels_as_bool():
+    pixels = torch.zeros(1, 3, 4, 4, dtype=torch.uint8)
+    soft = torch.tensor([0.2, 0.5, 0.7, 1.0]).expand(1, 1, 4, 4)
+    split = Split("s", ["a"], pixels, soft, torch.ones(1, 1, 4, 4))
+    assert split.labels.dtype == split.masks.dtype == torch.bool  # floats are read as pixels above one half
+    assert split.labels[0, 0, 0].tolist() == [False, False, True, True] and bool(split.masks.all())
+    with pytest.raises(TypeError, match="split 's': images must be uint8 or float32, got torch.float64"):
+        Split("s", ["a"], pixels.double(), soft, soft)
+
+
+def test_a_pool_of_8_and_16_bit_photographs_is_held_as_floats(drive_root, tmp_path):
+    import tifffile
+
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 2})
+    first = sorted((root / "training" / "images").iterdir())[0]
+    rgb = np.asarray(Image.open(first).convert("RGB"))
+    first.unlink()
+    tifffile.imwrite(first.with_suffix(".tiff"), rgb.astype(np.uint16) * 257)
+    pool = read_pool(DataConfig(dataset="folder", root=str(root)), "training")
+    drive = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training").subset([0, 1], "training")
+    assert pool.images.dtype == torch.float32 and drive.images.dtype == torch.uint8
+    assert torch.allclose(pool.images, unit_float(drive.images), atol=1e-6)
+
+
+def test_split_fingerprint_does_not_depend_on_how_images_are_held(drive_root):
+    from vgan.data import split_fingerprint
+
+    test = load_split(DataConfig(dataset="drive", root=str(drive_root)), "test")
+    as_floats = Split(test.name, test.ids, unit_float(test.images), test.labels.float(), test.masks.float())
+    assert test.images.dtype == torch.uint8 and split_fingerprint(test) == split_fingerprint(as_floats)
 
 
 def test_split_fingerprint_tells_splits_apart():
