@@ -69,41 +69,6 @@ class Split:
 # ---------------------------------------------------------------------------- file reading
 
 
-def _read(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise DataError(f"{path}: file missing")
-    try:
-        if path.suffix.lower() == ".npy":
-            return np.load(path, allow_pickle=False)
-        try:
-            return _read_pil(path)
-        except Exception:
-            if path.suffix.lower() not in (".tif", ".tiff"):
-                raise
-        # Pillow reads DRIVE's LZW TIFFs without extra codecs; tifffile reads the float
-        # and multi-channel TIFFs that Pillow cannot (e.g. probability maps from numpy).
-        import tifffile
-
-        arr = tifffile.imread(path)
-        if arr.size == 0:  # tifffile only warns when the page data is cut off
-            raise ValueError("no pixel data")
-        return arr
-    except Exception as e:  # PIL, tifffile and numpy raise many types for damaged files
-        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
-
-
-def _read_pil(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        im.load()  # decode now so a truncated file fails here, named
-        if im.mode == "P":  # palette GIFs (DRIVE's labels and masks)
-            im = im.convert("L")
-        elif im.mode not in ("L", "1", "I", "F", "I;16", "RGB"):
-            im = im.convert("RGB")
-        return np.asarray(im)
-
-
 def _unit_scale(arr: np.ndarray) -> np.ndarray | None:
     """8- and 16-bit integer pixels to float32 in [0, 1]; None for other types."""
     if arr.dtype == np.uint8:
@@ -114,7 +79,15 @@ def _unit_scale(arr: np.ndarray) -> np.ndarray | None:
 
 
 def _read_single_channel(path: Path, what: str) -> np.ndarray:
-    arr = _read(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file missing")
+    if path.suffix.lower() != ".npy":
+        arr = read_image(path)
+    else:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - numpy raises several types for damaged files
+            raise DataError(f"{path}: unreadable or truncated array ({type(e).__name__}: {e})") from None
     if arr.ndim == 3:
         arr = arr[..., 0]
     if arr.ndim != 2:
