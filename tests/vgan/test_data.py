@@ -195,6 +195,19 @@ def test_garbage_mask_is_named(drive_copy):
         load_split(DataConfig(dataset="drive", root=str(drive_copy)), "test")
 
 
+def test_a_damaged_probability_map_is_named(tmp_path):
+    from vgan.data import read_probability
+
+    np.save(tmp_path / "01.npy", np.full((4, 5), 0.25, np.float32))
+    assert read_probability(tmp_path / "01.npy").tolist() == [[0.25] * 5] * 4
+    data = (tmp_path / "01.npy").read_bytes()
+    (tmp_path / "01.npy").write_bytes(data[: len(data) - 30])
+    with pytest.raises(DataError, match=r"01\.npy: unreadable or truncated array \(ValueError"):
+        read_probability(tmp_path / "01.npy")
+    with pytest.raises(DataError, match=r"02\.png: file missing"):
+        read_probability(tmp_path / "02.png")
+
+
 def test_shape_mismatch_is_named(drive_copy, tmp_path):
     small = tmp_path / "small.gif"
     Image.fromarray(np.zeros((100, 80), dtype=np.uint8)).save(small)
