@@ -81,6 +81,19 @@ def folder_dataset(drive_root: Path, root: Path, counts: dict[str, int], masks: 
     return root
 
 
+def two_camera_dataset(drive_root: Path, stare_root: Path, root: Path, counts: dict[str, tuple[int, int]]) -> Path:
+    """A folder dataset of two cameras' photographs: DRIVE's first (584x565, as `folder_dataset`) and STARE's
+    first (605x700, linked under STARE's names: `<id>.ah.ppm` labels, `<id>.mask.ppm` masks), per pool."""
+    folder_dataset(drive_root, root, {pool: n for pool, (n, _) in counts.items()})
+    ids = iter(sorted(p.stem for p in (stare_root / "images").glob("*.ppm")))
+    for pool, (_, n) in counts.items():
+        for i in (next(ids) for _ in range(n)):
+            (root / pool / "images" / f"{i}.ppm").symlink_to(stare_root / "images" / f"{i}.ppm")
+            (root / pool / "labels" / f"{i}.ah.ppm").symlink_to(stare_root / "labels-ah" / f"{i}.ah.ppm")
+            (root / pool / "masks" / f"{i}.mask.ppm").symlink_to(stare_root / "mask" / f"{i}.mask.ppm")
+    return root
+
+
 @pytest.fixture
 def drive_copy(tmp_path, drive_root) -> Path:
     """DRIVE's layout in tmp_path, every file a symlink into the shared copy, so a test can

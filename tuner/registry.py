@@ -91,7 +91,10 @@ def scores_of(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> Scor
 @torch.no_grad()
 def score_model(model, split: Split, threshold: float = 0.5) -> Scores:
     """A loaded model (RGB [0,1] in, probabilities out), one image at a time, on a whole split."""
-    probs = torch.cat([model(unit_float(split.images[i : i + 1])) for i in range(len(split))])
+    probs = torch.zeros((len(split), 1, *split.size))
+    for i in range(len(split)):  # each image at its own size (a mixed-size split holds them padded)
+        h, w = split.image_size(i)
+        probs[i, :, :h, :w] = model(unit_float(split.own(i, split.images[i : i + 1])))[0]
     return scores_of(probs, split, threshold)
 
 

@@ -276,7 +276,7 @@ def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> 
     y, mask = val.labels.numpy(), val.masks.numpy()
     with tempfile.TemporaryDirectory(prefix="vgan-plots-") as d:
         save_previews(Path(d) / "previews", "val", val.ids, unit_float(val.images).numpy(), p, y, mask,
-                      f"validation, best epoch {epoch} of {name}")
+                      f"validation, best epoch {epoch} of {name}", val.sizes)
         inside = mask > 0.5
         save_curves(Path(d), curves(p[inside].astype(float), y[inside] > 0.5), {k[4:]: v for k, v in metrics.items()},
                     f"validation, epoch {epoch}")

@@ -34,11 +34,13 @@ class Batch:
     masks: torch.Tensor  # (B,1,h,w) in {0,1}
 
 
-def get_transform(train: bool, crop_size: int | None, strength: float, flip: bool):
-    """The one transform factory: training gets crop/flip/jitter, evaluation gets nothing."""
+def get_transform(train: bool, crop_size: int | None, strength: float, flip: bool,
+                  sizes: torch.Tensor | None = None):
+    """The one transform factory: training gets crop/flip/jitter, evaluation gets nothing. `sizes`: each
+    image's own (h, w), (N, 2) int64, where the stacked images are padded to the largest (None: none is)."""
     if not train:
         return lambda stacked, index, gen: _unstack(stacked[index])
-    return lambda stacked, index, gen: augment(stacked, index, crop_size, strength, flip, gen)
+    return lambda stacked, index, gen: augment(stacked, index, crop_size, strength, flip, gen, sizes)
 
 
 def stack(images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -63,13 +65,20 @@ def augment(
     strength: float,
     flip: bool,
     gen: torch.Generator,
+    sizes: torch.Tensor | None = None,
 ) -> Batch:
-    """Crop, flip and jitter the samples `index` (CPU int64) of a stacked (N,5,H,W) tensor."""
+    """Crop, flip and jitter the samples `index` (CPU int64) of a stacked (N,5,H,W) tensor; with `sizes`
+    (N, 2), each crop lies within its image's own size (uniform over the offsets it allows)."""
     b = index.numel()
     _, _, h, w = stacked.shape
     ch, cw = (h, w) if crop_size is None else (crop_size, crop_size)
-    ys = torch.randint(0, h - ch + 1, (b,), generator=gen)
-    xs = torch.randint(0, w - cw + 1, (b,), generator=gen)
+    if sizes is None or crop_size is None:  # whole (padded) images have one offset: 0
+        ys = torch.randint(0, h - ch + 1, (b,), generator=gen)
+        xs = torch.randint(0, w - cw + 1, (b,), generator=gen)
+    else:
+        room = sizes[index] - torch.tensor([ch, cw]) + 1
+        ys = (torch.rand(b, generator=gen, dtype=torch.float64) * room[:, 0]).long()
+        xs = (torch.rand(b, generator=gen, dtype=torch.float64) * room[:, 1]).long()
     hflip = torch.rand(b, generator=gen) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
     vflip = torch.rand(b, generator=gen) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
     jitter = torch.rand(b, 3, generator=gen) * 2 - 1  # brightness, contrast, hue in [-1, 1]

@@ -36,13 +36,18 @@ STARE_TRAIN_COUNT = 10
 class Split:
     """Images (N,3,H,W) as held: uint8 (0..255) read from 8-bit files, else float32 in [0, 1]; vessel labels
     and FOV masks (N,1,H,W) bool. Held compact (5 bytes a pixel for 8-bit photographs, not float32's 20),
-    as a trial holds its splits for its whole run: `unit_float` gives the floats where they are used."""
+    as a trial holds its splits for its whole run: `unit_float` gives the floats where they are used.
+
+    Photographs of different sizes (cameras) are held padded to the largest, at the top left: `sizes` has each
+    image's own (h, w), None where every image fills the tensor. The padding is outside every FOV mask, so
+    FOV-pooled metrics never see it; crops and predictions are taken within each image's own size."""
 
     name: str
     ids: list[str]
     images: torch.Tensor
     labels: torch.Tensor
     masks: torch.Tensor
+    sizes: list[tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         if self.images.dtype not in (torch.uint8, torch.float32):
@@ -50,20 +55,46 @@ class Split:
         # Labels and masks given as floats (0/1, or a resized map) are read as pixels above one half.
         self.labels = self.labels if self.labels.dtype == torch.bool else self.labels > 0.5
         self.masks = self.masks if self.masks.dtype == torch.bool else self.masks > 0.5
+        if self.sizes is not None:
+            h, w = self.size
+            if len(self.sizes) != len(self.ids) or any(not (0 < a <= h and 0 < b <= w) for a, b in self.sizes):
+                raise ValueError(f"split {self.name!r}: sizes must give each of its {len(self.ids)} images an (h, w) "
+                                 f"within the held {h}x{w}, got {self.sizes}")
+            self.sizes = [(int(a), int(b)) for a, b in self.sizes]
+            if all(hw == (h, w) for hw in self.sizes):
+                self.sizes = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @property
     def size(self) -> tuple[int, int]:
+        """The held size: every image's, or the largest height and width of a mixed-size split."""
         return int(self.images.shape[-2]), int(self.images.shape[-1])
+
+    def image_size(self, i: int) -> tuple[int, int]:
+        return self.size if self.sizes is None else self.sizes[i]
+
+    def own(self, i: int, t: torch.Tensor) -> torch.Tensor:
+        """`t` (..., H, W), something of image i held at the split's size, cut to the image's own size."""
+        h, w = self.image_size(i)
+        return t[..., :h, :w]
+
+    def size_groups(self) -> list[tuple[tuple[int, int], list[int]]]:
+        """The images by their own size: (size, indices) in order of first appearance."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i in range(len(self)):
+            groups.setdefault(self.image_size(i), []).append(i)
+        return list(groups.items())
 
     def subset(self, index: list[int] | np.ndarray, name: str) -> Split:
         idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
-        return Split(name, [self.ids[i] for i in idx.tolist()], self.images[idx], self.labels[idx], self.masks[idx])
+        return Split(name, [self.ids[i] for i in idx.tolist()], self.images[idx], self.labels[idx], self.masks[idx],
+                     None if self.sizes is None else [self.sizes[i] for i in idx.tolist()])
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.name, self.ids, self.images.to(device), self.labels.to(device), self.masks.to(device))
+        return Split(self.name, self.ids, self.images.to(device), self.labels.to(device), self.masks.to(device),
+                     self.sizes)
 
 
 # ---------------------------------------------------------------------------- file reading
@@ -288,16 +319,21 @@ def _read_items(items: list[Item], name: str) -> Split:
             if arr.shape != size:
                 raise DataError(f"{path}: size {arr.shape[0]}x{arr.shape[1]} does not match its image {it.image} "
                                 f"({size[0]}x{size[1]})")
-        if images and img.shape != images[0].shape:
-            raise DataError(f"{it.image}: size {size[0]}x{size[1]} differs from the other images of the "
-                            f"split ({images[0].shape[1]}x{images[0].shape[2]})")
         images.append(img)
         labels.append(torch.from_numpy(lab))
         masks.append(torch.from_numpy(msk))
     if len({t.dtype for t in images}) > 1:  # 8- and 16-bit files in one pool: hold all as floats
         images = [unit_float(t) for t in images]
-    return Split(name, [it.id for it in items], torch.stack(images), torch.stack(labels)[:, None],
-                 torch.stack(masks)[:, None])
+    sizes = [tuple(t.shape[1:]) for t in images]
+    if len(set(sizes)) == 1:
+        return Split(name, [it.id for it in items], torch.stack(images), torch.stack(labels)[:, None],
+                     torch.stack(masks)[:, None])
+    h, w = max(a for a, _ in sizes), max(b for _, b in sizes)
+    padded = torch.zeros((len(items), 3, h, w), dtype=images[0].dtype)
+    held_labels, held_masks = (torch.zeros((len(items), 1, h, w), dtype=torch.bool) for _ in range(2))
+    for i, (a, b) in enumerate(sizes):
+        padded[i, :, :a, :b], held_labels[i, 0, :a, :b], held_masks[i, 0, :a, :b] = images[i], labels[i], masks[i]
+    return Split(name, [it.id for it in items], padded, held_labels, held_masks, sizes)
 
 
 def dataset_root(cfg: DataConfig) -> Path:
@@ -385,16 +421,17 @@ def split_fingerprint(*splits: Split) -> str:
     for s in splits:
         h.update(f"{s.name}:{','.join(s.ids)};".encode())
         for t in (s.images, s.labels, s.masks):
-            for x in t:  # the float32 bytes, one image at a time: a split's hash does not depend on how it is held
-                h.update(unit_float(x).detach().cpu().contiguous().numpy().tobytes())
+            for i, x in enumerate(t):  # each image's float32 bytes at its own size: not how the split holds it
+                h.update(unit_float(s.own(i, x)).detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
 def check_crop(cfg: DataConfig, train: Split) -> None:
-    h, w = train.size
+    h, w = min((train.image_size(i) for i in range(len(train))), key=min)
     if cfg.crop_size is not None and cfg.crop_size > min(h, w):
+        smallest = "" if train.sizes is None else "the smallest of "
         raise DataError(
-            f"data.crop_size = {cfg.crop_size} is larger than the training images "
+            f"data.crop_size = {cfg.crop_size} is larger than {smallest}the training images "
             f"({h}x{w}) of {cfg.root or cfg.dataset}"
         )
 

@@ -85,12 +85,13 @@ def read_predictions(folder: Path, split: Split) -> list[np.ndarray]:
     if not folder.is_dir():
         raise DataError(f"{folder}: predictions folder missing")
     maps = []
-    for image_id in split.ids:
+    for i, image_id in enumerate(split.ids):
         path = find_map(folder, image_id)
         prob = read_probability(path)
-        if prob.shape != split.size:
+        size = split.image_size(i)
+        if prob.shape != size:
             raise DataError(f"{path}: size {prob.shape[0]}x{prob.shape[1]} does not match image {image_id} "
-                            f"({split.size[0]}x{split.size[1]})")
+                            f"({size[0]}x{size[1]})")
         if not np.isfinite(prob).all():
             raise DataError(f"{path}: contains non-finite values")
         maps.append(prob)
@@ -104,7 +105,9 @@ def write_report(out: Path, metrics: dict[str, Any], scores: np.ndarray, targets
 
 
 def score_maps(maps: list[np.ndarray], split: Split, threshold: float) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    scores, targets = fov_pixels(maps, split.labels[:, 0].numpy(), split.masks[:, 0].numpy())
+    """`maps`: each image's probabilities at its own size."""
+    scores, targets = fov_pixels(maps, [split.own(i, y[0]).numpy() for i, y in enumerate(split.labels)],
+                                 [split.own(i, m[0]).numpy() for i, m in enumerate(split.masks)])
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
     m.update(split=split.name, n_images=len(split), n_fov_pixels=int(scores.size), n_vessel_pixels=int(targets.sum()))
     return m, scores, targets
@@ -135,13 +138,19 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def scaled_predictions(generator, split: Split, device: torch.device, batch_size: int,
-                       scale: ScaleSpec) -> tuple[np.ndarray, list[float]]:
-    """Probabilities (N, H, W) of a split, each image resized by its `scale` factor (from its FOV mask)
-    before the generator and its map back; and the factors."""
-    factors = [scale.factor_of(m, generator.trained_fov, f"{split.name} image {i}")
-               for i, m in zip(split.ids, split.masks, strict=True)]
-    probs = predict_at_factors(lambda x: predict(generator, x, device, batch_size), split.images, factors)
-    return probs.cpu().numpy()[:, 0], factors
+                       scale: ScaleSpec) -> tuple[list[np.ndarray], list[float]]:
+    """Probabilities (H, W) of each image of a split at its own size, the image resized by its `scale` factor
+    (from its FOV mask) before the generator and its map back; and the factors."""
+    factors = [scale.factor_of(split.own(i, m), generator.trained_fov, f"{split.name} image {name}")
+               for i, (name, m) in enumerate(zip(split.ids, split.masks, strict=True))]
+    model = lambda x: predict(generator, x, device, batch_size)  # noqa: E731
+    maps: list[np.ndarray] = [np.empty(0)] * len(split)
+    for (h, w), idx in split.size_groups():
+        images = split.images if split.sizes is None else split.images[idx, :, :h, :w]
+        probs = predict_at_factors(model, images, [factors[i] for i in idx])
+        for i, p in zip(idx, probs.cpu().numpy()[:, 0], strict=True):
+            maps[i] = p
+    return maps, factors
 
 
 def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec) -> dict[str, Any]:
@@ -168,7 +177,7 @@ def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec) -> dict[str, Any]
         val_metrics, _ = evaluate(generator, load_split(cfg.data, "val"), device, cfg.train.eval_batch_size)
         threshold, source = val_metrics["best_f1_threshold"], "validation best F1"
     probs, factors = scaled_predictions(generator, split, device, cfg.train.eval_batch_size, scale)
-    m, scores, targets = score_maps(list(probs), split, threshold)
+    m, scores, targets = score_maps(probs, split, threshold)
     m.update(dataset=cfg.data.dataset, fov=fov_source(cfg.data, args.split), trained_on=trained_on,
              source=str(Path(args.checkpoint).resolve()),
              threshold_source=source, epoch=int(state["epoch"]), scale=args.scale,

@@ -114,7 +114,7 @@ def run_folder_sink(trainer: Trainer, out: Path, log: Callable[[str], None] = pr
             v = trainer.val
             save_previews(out / "previews", f"epoch{trainer.epoch:04d}", v.ids, unit_float(v.images).cpu().numpy(),
                           result.probs.cpu().numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy(),
-                          f"validation, epoch {trainer.epoch}")
+                          f"validation, epoch {trainer.epoch}", v.sizes)
 
     return on_epoch
 

@@ -89,10 +89,22 @@ def predict(generator: Generator, images: torch.Tensor, device: torch.device, ba
     return torch.cat(out)
 
 
+def predict_split(generator: Generator, split: Split, device: torch.device, batch_size: int = 2,
+                  amp: bool = False) -> torch.Tensor:
+    """Probabilities (N,1,H,W) of a split's images, on `device`; each image of a mixed-size split is given to
+    the generator at its own size (as vgan.predict gives it), its padding left at 0."""
+    if split.sizes is None:
+        return predict(generator, split.images, device, batch_size, amp)
+    out = torch.zeros((len(split), 1, *split.size), device=device)
+    for (h, w), idx in split.size_groups():
+        out[idx, :, :h, :w] = predict(generator, split.images[idx, :, :h, :w], device, batch_size, amp)
+    return out
+
+
 def evaluate(generator: Generator, split: Split, device: torch.device, batch_size: int = 2,
              threshold: float = 0.5, amp: bool = False, exact: bool = True) -> tuple[dict[str, float], torch.Tensor]:
     """FOV-pooled metrics of the generator on a whole split; returns (metrics, probabilities)."""
-    probs = predict(generator, split.images, device, batch_size, amp)
+    probs = predict_split(generator, split, device, batch_size, amp)
     return split_metrics(probs, split, threshold, exact), probs
 
 
@@ -149,7 +161,8 @@ class Trainer:
                                           weight_decay=cfg.optim.weight_decay)
         self.train_data = stack(train.images, train.labels, train.masks).to(device)
         self.val = val.to(device)
-        self.transform = get_transform(True, cfg.data.crop_size, cfg.data.augment_strength, cfg.data.flip)
+        sizes = None if train.sizes is None else torch.tensor(train.sizes, dtype=torch.int64)
+        self.transform = get_transform(True, cfg.data.crop_size, cfg.data.augment_strength, cfg.data.flip, sizes)
         # Training crops have one shape: worth compiling. Validation (full size) stays eager.
         self.G_train = CompiledOrEager(self.G) if t.compile else self.G
         self.epoch = 0

@@ -50,13 +50,17 @@ def preview(image: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.nda
     return np.concatenate([np.asarray(strip), body], axis=0)
 
 
-def save_previews(folder: Path, tag: str, ids, images, probs, labels, masks, title: str = "") -> list[Path]:
+def save_previews(folder: Path, tag: str, ids, images, probs, labels, masks, title: str = "",
+                  sizes: list[tuple[int, int]] | None = None) -> list[Path]:
+    """One `preview` per image; `sizes`: each image's own (h, w) where the arrays are padded (a Split's)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, name in enumerate(ids):
         path = folder / f"{tag}_{name}.png"
         caption = f"{name}, {title}" if title else str(name)
-        Image.fromarray(preview(images[i], probs[i, 0], labels[i, 0], masks[i, 0], caption)).save(path)
+        h, w = sizes[i] if sizes else images[i].shape[-2:]
+        panels = (images[i][:, :h, :w], probs[i, 0, :h, :w], labels[i, 0, :h, :w], masks[i, 0, :h, :w])
+        Image.fromarray(preview(*panels, caption)).save(path)
         paths.append(path)
     return paths
 

@@ -159,3 +159,27 @@ def test_the_logged_model_is_named_after_its_trial_and_holds_its_config(logged_m
 
         folder = mlflow.artifacts.download_artifacts(model_uri)
     assert yaml.safe_load(open(f"{folder}/config.yaml")) == cfg.to_dict()
+
+
+def test_a_mixed_size_test_split_is_scored_with_each_image_at_its_own_size(drive_root, stare_root, tmp_path):
+    from conftest import two_camera_dataset
+
+    from tuner.registry import score_model
+    from vgan.inputs import unit_float
+    from vgan.metrics import compute_metrics, fov_pixels, per_image_auc
+
+    root = two_camera_dataset(drive_root, stare_root, tmp_path / "own", {"test": (1, 1)})
+    test = load_split(DataConfig(dataset="folder", root=str(root), crop_size=None), "test")
+    shapes = []
+
+    def brightness(x: torch.Tensor) -> torch.Tensor:  # a "model" whose probabilities are 1 - the green channel
+        shapes.append(tuple(x.shape))
+        return 1 - x[:, 1:2]
+
+    s = score_model(brightness, test)
+    assert shapes == [(1, 3, 584, 565), (1, 3, 605, 700)]
+    maps = [1 - unit_float(test.own(i, test.images[i]))[1].numpy() for i in range(2)]
+    labels = [test.own(i, y[0]).numpy() for i, y in enumerate(test.labels)]
+    masks = [test.own(i, m[0]).numpy() for i, m in enumerate(test.masks)]
+    assert s.metrics["auc_roc"] == pytest.approx(compute_metrics(*fov_pixels(maps, labels, masks))["auc_roc"], abs=1e-6)
+    assert np.allclose(s.per_image, per_image_auc(maps, labels, masks))

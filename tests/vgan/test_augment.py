@@ -115,3 +115,23 @@ def test_uint8_photographs_train_exactly_as_their_floats():
         for field in ("images", "labels", "masks"):
             x, y = getattr(a, field), getattr(b, field)
             assert x.dtype == torch.float32 and torch.equal(x, y), (train, field)
+
+
+def test_crops_of_padded_images_lie_within_each_image_and_reach_its_corners():
+    """Images of two sizes held padded to the larger: channel 0 marks each image's own pixels, channels 1
+    and 2 hold row and column (/ 100), so a crop's first pixel tells its offset."""
+    sizes = torch.tensor([[20, 30], [40, 50]])
+    rows, cols = torch.meshgrid(torch.arange(40) / 100, torch.arange(50) / 100, indexing="ij")
+    images = torch.stack([torch.ones(40, 50), rows, cols]).repeat(2, 1, 1, 1)
+    images[0, :, 20:], images[0, :, :, 30:] = 0, 0
+    flags = torch.zeros(2, 1, 40, 50)
+    data = stack(images, flags, flags)
+    gen = torch.Generator().manual_seed(5)
+    offsets: dict[int, set] = {0: set(), 1: set()}
+    for _ in range(300):
+        b = augment(data, torch.tensor([0, 1]), 16, 0.0, False, gen, sizes)
+        assert bool((b.images[:, 0] == 1).all())  # no padding in any crop
+        for i in (0, 1):
+            offsets[i].add((round(b.images[i, 1, 0, 0].item() * 100), round(b.images[i, 2, 0, 0].item() * 100)))
+    assert {y for y, _ in offsets[0]} == set(range(5)) and {x for _, x in offsets[0]} == set(range(15))
+    assert max(y for y, _ in offsets[1]) == 24 and max(x for _, x in offsets[1]) == 34

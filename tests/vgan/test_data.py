@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import copy_real, folder_dataset, replace_file
+from conftest import copy_real, folder_dataset, replace_file, two_camera_dataset
 from PIL import Image
 
 from vgan.config import DataConfig, SyntheticConfig
@@ -250,6 +250,39 @@ def test_a_pool_of_8_and_16_bit_photographs_is_held_as_floats(drive_root, tmp_pa
     drive = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training").subset([0, 1], "training")
     assert pool.images.dtype == torch.float32 and drive.images.dtype == torch.uint8
     assert torch.allclose(pool.images, unit_float(drive.images), atol=1e-6)
+
+
+def test_photographs_of_two_cameras_are_held_padded_each_at_its_own_size(drive_root, stare_root, tmp_path):
+    from vgan.data import read_binary, read_photograph
+
+    root = two_camera_dataset(drive_root, stare_root, tmp_path / "own", {"training": (3, 2)})
+    cfg = DataConfig(dataset="folder", root=str(root), crop_size=None)
+    pool = read_pool(cfg, "training")
+    assert pool.ids == ["eye21_training", "eye22_training", "eye23_training", "im0001", "im0002"]
+    assert pool.size == (605, 700) and pool.sizes == [(584, 565)] * 3 + [(605, 700)] * 2
+    assert pool.size_groups() == [((584, 565), [0, 1, 2]), ((605, 700), [3, 4])]
+    first = root / "training" / "images" / "eye21_training.tif"
+    assert torch.equal(pool.own(0, pool.images[0]), read_photograph(first))
+    assert torch.equal(pool.own(3, pool.masks[3, 0]), torch.from_numpy(read_binary(stare_root / "mask" /
+                                                                                    "im0001.mask.ppm")))
+    padding = torch.ones(605, 700, dtype=torch.bool)
+    padding[:584, :565] = False
+    assert not pool.images[0][:, padding].any() and not (pool.labels[0, 0] | pool.masks[0, 0])[padding].any()
+    train, val = load_train_val(DataConfig(dataset="folder", root=str(root), val_count=2, split_seed=1))
+    assert [len(s) for s in (train, val)] == [3, 2] and train.sizes and all(
+        s.image_size(i) == pool.image_size(pool.ids.index(name)) for s in (train, val) for i, name in enumerate(s.ids))
+    with pytest.raises(DataError, match=r"crop_size = 580 is larger than the smallest of the training images "
+                                        r"\(584x565\)"):
+        load_train_val(DataConfig(dataset="folder", root=str(root), crop_size=580))
+
+
+def test_a_split_checks_its_sizes():
+    pixels = torch.zeros(2, 3, 8, 10, dtype=torch.uint8)
+    flags = torch.zeros(2, 1, 8, 10, dtype=torch.bool)
+    assert Split("s", ["a", "b"], pixels, flags, flags, [(8, 10), (8, 10)]).sizes is None  # both fill it
+    with pytest.raises(ValueError, match=r"split 's': sizes must give each of its 2 images an \(h, w\) within "
+                                         r"the held 8x10"):
+        Split("s", ["a", "b"], pixels, flags, flags, [(8, 10), (9, 4)])
 
 
 def test_split_fingerprint_does_not_depend_on_how_images_are_held(drive_root):

@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 import yaml
-from conftest import folder_dataset
+from conftest import folder_dataset, two_camera_dataset
 from PIL import Image
 from test_metrics import reference_table
 
@@ -124,6 +124,30 @@ def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_ro
     assert "folder test (2 images, FOV estimated from the photographs, threshold 0.5000)" in said
     assert all(isinstance(m[k], float) for k in KEYS) and 0 < m["auc_roc"] < 1
     assert sorted(p.name for p in (out / "probabilities").iterdir()) == ["eye01_test.png", "eye02_test.png"]
+
+
+def test_a_model_of_two_cameras_photographs_is_trained_and_scored_at_their_sizes(tiny_values, drive_root,
+                                                                                 stare_root, tmp_path):
+    """DRIVE's and STARE's photographs in one folder dataset: trained on crops of both, validated and scored with
+    each photograph at its own size; maps, previews and pooled pixels are each image's own."""
+    root = two_camera_dataset(drive_root, stare_root, tmp_path / "own", {"training": (3, 2), "test": (1, 1)})
+    tiny_values["data"] = {"dataset": "folder", "val_count": 2, "split_seed": 3, "crop_size": 32}
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump(tiny_values))
+    run = tmp_path / "run"
+    assert train_main(["--config", str(config), "--data", str(root), "--out", str(run), "--quiet"]) == 0
+    previews = {p.name.split("_", 1)[1]: Image.open(p).size for p in (run / "previews").glob("epoch0002_*.png")}
+    assert len(previews) == 2 and all(w == 4 * (565 if name.startswith("eye") else 700)
+                                      for name, (w, _) in previews.items()), previews
+    out = tmp_path / "eval"
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--data", str(root),
+                          "--split", "test", "--scale", "1", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert Image.open(out / "probabilities" / "eye01_test.png").size == (565, 584)
+    assert Image.open(out / "binary" / "im0003.png").size == (700, 605)
+    fov = [read_binary(p) for p in (root / "test" / "masks" / "eye01_test_mask.gif",
+                                    root / "test" / "masks" / "im0003.mask.ppm")]
+    assert m["n_images"] == 2 and m["n_fov_pixels"] == sum(int(k.sum()) for k in fov) and 0 < m["auc_roc"] < 1
 
 
 def test_noise_drawings(tiny_config_file, tmp_path, capsys):

@@ -232,3 +232,24 @@ def test_optimised_step_keeps_validation_auc_on_drive(drive_root):
         aucs.append(evaluate(t.G, t.val, device, amp=False)[0]["auc_roc"])
     print("optimised vs plain val AUC-ROC", aucs)
     assert abs(aucs[0] - aucs[1]) <= 0.005, aucs
+
+
+def test_a_mixed_size_split_is_predicted_at_each_images_own_size(drive_root, stare_root, tmp_path):
+    from conftest import two_camera_dataset
+
+    from vgan.config import DataConfig
+    from vgan.data import load_split
+    from vgan.trainer import predict_split
+
+    root = two_camera_dataset(drive_root, stare_root, tmp_path / "own", {"training": (1, 1), "test": (1, 1)})
+    test = load_split(DataConfig(dataset="folder", root=str(root), crop_size=None), "test")
+    assert test.sizes == [(584, 565), (605, 700)]
+    t = make({"data": {"dataset": "folder", "root": str(root), "val_count": 1, "crop_size": 32},
+              "model": {"base_width": 4, "depth": 2}, "loss": {"adversarial": "none"}})
+    probs = predict_split(t.G, test, CPU, batch_size=2)
+    assert probs.shape == (2, 1, 605, 700) and not probs[0, :, 584:].any() and not probs[0, :, :, 565:].any()
+    for i in (0, 1):
+        alone = predict(t.G, test.own(i, test.images[i : i + 1]), CPU)
+        assert torch.equal(test.own(i, probs[i : i + 1]), alone)
+    metrics, _ = evaluate(t.G, test, CPU)
+    assert 0 < metrics["auc_roc"] < 1
