@@ -45,10 +45,12 @@ def measure(config: str | None, data: str | None) -> dict:
     stages["train and val read"] = memory()
     trainer = Trainer(cfg, train, val, torch.device("cpu"))
     stages["trainer built"] = memory()
-    pixels = sum(len(s) * s.size[0] * s.size[1] for s in (train, val))
+    own = [s.image_size(i) for s in (train, val) for i in range(len(s))]
+    held = sum(len(s) * s.size[0] * s.size[1] for s in (train, val))  # a mixed-size split's padding included
     return {
         "dataset": cfg.data.dataset, "root": cfg.data.root, "images": len(train) + len(val),
-        "size": list(train.size), "megapixels": pixels / 1e6, "read_s": read_s,
+        "size": list(train.size), "sizes": [list(hw) for hw in sorted(set(own))],
+        "megapixels": sum(h * w for h, w in own) / 1e6, "held_megapixels": held / 1e6, "read_s": read_s,
         "dtypes": {"images": str(train.images.dtype), "labels": str(train.labels.dtype),
                    "masks": str(train.masks.dtype), "stacked": str(trainer.train_data.dtype)},
         "splits_mib": tensor_mib(*(t for s in (train, val) for t in (s.images, s.labels, s.masks))),
@@ -64,11 +66,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the figures here")
     args = p.parse_args(argv)
     r = measure(args.config, args.data)
-    print(f"{r['dataset']} {r['root'] or ''}: {r['images']} images of {r['size'][0]}x{r['size'][1]} "
-          f"({r['megapixels']:.1f} Mpx), read in {r['read_s']:.1f} s")
+    sizes = ", ".join(f"{h}x{w}" for h, w in r["sizes"])
+    padded = f", held padded to {r['size'][0]}x{r['size'][1]}: {r['held_megapixels']:.1f} Mpx" \
+        if len(r["sizes"]) > 1 else ""
+    print(f"{r['dataset']} {r['root'] or ''}: {r['images']} images of {sizes} ({r['megapixels']:.1f} Mpx{padded}), "
+          f"read in {r['read_s']:.1f} s")
     print(f"  held: splits {r['splits_mib']:.0f} MiB ({r['dtypes']['images']} images, {r['dtypes']['labels']} labels "
           f"and masks), stacked training tensor {r['stacked_mib']:.0f} MiB ({r['dtypes']['stacked']}); "
-          f"{(r['splits_mib'] + r['stacked_mib']) * MB / (r['megapixels'] * 1e6):.1f} bytes per pixel")
+          f"{(r['splits_mib'] + r['stacked_mib']) * MB / (r['megapixels'] * 1e6):.1f} bytes per image pixel")
     for stage, m in r["stages"].items():
         print(f"  {stage:<20} RSS {m['rss_mib']:7.0f} MiB   peak {m['peak_mib']:7.0f} MiB")
     if args.json:
