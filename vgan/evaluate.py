@@ -146,10 +146,12 @@ def scaled_predictions(generator, split: Split, device: torch.device, batch_size
     model = lambda x: predict(generator, x, device, batch_size)  # noqa: E731
     maps: list[np.ndarray] = [np.empty(0)] * len(split)
     for (h, w), idx in split.size_groups():
-        images = split.images if split.sizes is None else split.images[idx, :, :h, :w]
-        probs = predict_at_factors(model, images, [factors[i] for i in idx])
-        for i, p in zip(idx, probs.cpu().numpy()[:, 0], strict=True):
-            maps[i] = p
+        # a batch at a time: resizing converts to floats, and a whole test set of large photographs as floats,
+        # resized, is gigabytes beside the maps kept
+        for batch in (idx[k : k + batch_size] for k in range(0, len(idx), batch_size)):
+            probs = predict_at_factors(model, split.images[batch, :, :h, :w], [factors[i] for i in batch])
+            for i, p in zip(batch, probs.cpu().numpy()[:, 0], strict=True):
+                maps[i] = p
     return maps, factors
 
 
