@@ -169,11 +169,6 @@ def read_photograph(path: Path) -> torch.Tensor:
     return batch[0]
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """A photograph as (H, W, 3) float32 in [0, 1] (`read_photograph`'s pixels)."""
-    return unit_float(read_photograph(path)).permute(1, 2, 0).numpy()
-
-
 def read_binary(path: Path) -> np.ndarray:
     """A label or FOV mask: 0/255 (or 0/1) single-channel image -> bool array."""
     arr = _read_single_channel(path, "label or mask")

@@ -12,8 +12,8 @@ from vgan.data import (
     load_split,
     load_train_val,
     normalization_stats,
+    read_photograph,
     read_pool,
-    read_rgb,
     split_indices,
     synthetic_pool,
 )
@@ -86,10 +86,15 @@ def test_photographs_are_read_in_the_forms_users_have_them(drive_root, tmp_path)
     Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 7, np.uint8)])).save(tmp_path / "alpha.png")
     Image.fromarray(rgb).convert("P").save(tmp_path / "palette.gif")
     unit = rgb.astype(np.float32) / 255
-    assert np.array_equal(read_rgb(tmp_path / "grey.png"), np.repeat(unit[..., 1:2], 3, axis=2))
-    assert np.allclose(read_rgb(tmp_path / "deep.tif"), unit, atol=1e-6)
-    assert np.array_equal(read_rgb(tmp_path / "alpha.png"), unit)
-    palette = read_rgb(tmp_path / "palette.gif")
+    read = {name: read_photograph(tmp_path / name) for name in ("grey.png", "deep.tif", "alpha.png", "palette.gif")}
+    # 8-bit files are held as uint8, 16-bit ones as floats; as floats, all are what vgan.predict gives the model
+    assert {n: t.dtype for n, t in read.items()} == {"grey.png": torch.uint8, "deep.tif": torch.float32,
+                                                      "alpha.png": torch.uint8, "palette.gif": torch.uint8}
+    rgb_of = {n: unit_float(t).permute(1, 2, 0).numpy() for n, t in read.items()}
+    assert np.array_equal(rgb_of["grey.png"], np.repeat(unit[..., 1:2], 3, axis=2))
+    assert np.allclose(rgb_of["deep.tif"], unit, atol=1e-6)
+    assert np.array_equal(rgb_of["alpha.png"], unit)
+    palette = rgb_of["palette.gif"]
     assert palette.shape == rgb.shape and np.abs(palette - unit).mean() < 0.05  # 256 colours of the photograph
 
 
@@ -253,7 +258,7 @@ def test_a_pool_of_8_and_16_bit_photographs_is_held_as_floats(drive_root, tmp_pa
 
 
 def test_photographs_of_two_cameras_are_held_padded_each_at_its_own_size(drive_root, stare_root, tmp_path):
-    from vgan.data import read_binary, read_photograph
+    from vgan.data import read_binary
 
     root = two_camera_dataset(drive_root, stare_root, tmp_path / "own", {"training": (3, 2)})
     cfg = DataConfig(dataset="folder", root=str(root), crop_size=None)
