@@ -32,7 +32,7 @@ def memory() -> dict[str, float]:
 
 
 def tensor_mib(*tensors: torch.Tensor) -> float:
-    return sum(t.element_size() * t.numel() for t in tensors) / MB
+    return sum(t.nbytes for t in tensors) / MB
 
 
 def measure(config: str | None, data: str | None) -> dict:

@@ -257,7 +257,6 @@ def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> 
     import torch
 
     from tuner import flavor
-    from vgan.inputs import unit_float
     from vgan.metrics import curves
     from vgan.models import Generator, ModelConfig
     from vgan.visualize import save_curves, save_previews
@@ -275,8 +274,7 @@ def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> 
     p = np.load(folder / PROBS_FILE).astype(np.float32)
     y, mask = val.labels.numpy(), val.masks.numpy()
     with tempfile.TemporaryDirectory(prefix="vgan-plots-") as d:
-        save_previews(Path(d) / "previews", "val", val.ids, unit_float(val.images).numpy(), p, y, mask,
-                      f"validation, best epoch {epoch} of {name}", val.sizes)
+        save_previews(Path(d) / "previews", "val", val, p, f"validation, best epoch {epoch} of {name}")
         inside = mask > 0.5
         save_curves(Path(d), curves(p[inside].astype(float), y[inside] > 0.5), {k[4:]: v for k, v in metrics.items()},
                     f"validation, epoch {epoch}")

@@ -23,7 +23,6 @@ from vgan.cli import run_cli, writable_folder
 from vgan.config import DEVICES, Config, apply_overrides, config_from_dict, load_config
 from vgan.data import fov_note, fov_source, load_train_val
 from vgan.errors import ConfigError
-from vgan.inputs import unit_float
 from vgan.trainer import (
     EpochResult,
     Trainer,
@@ -111,10 +110,8 @@ def run_folder_sink(trainer: Trainer, out: Path, log: Callable[[str], None] = pr
         if result.is_best:
             trainer.save_checkpoint(out / "checkpoints" / "best.pt")
         if every and (trainer.epoch % every == 0 or trainer.epoch == cfg.train.epochs):
-            v = trainer.val
-            save_previews(out / "previews", f"epoch{trainer.epoch:04d}", v.ids, unit_float(v.images).cpu().numpy(),
-                          result.probs.cpu().numpy(), v.labels.cpu().numpy(), v.masks.cpu().numpy(),
-                          f"validation, epoch {trainer.epoch}", v.sizes)
+            save_previews(out / "previews", f"epoch{trainer.epoch:04d}", trainer.val, result.probs.cpu(),
+                          f"validation, epoch {trainer.epoch}")
 
     return on_epoch
 

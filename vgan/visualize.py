@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from vgan.inputs import unit_float
 from vgan.metrics import Curves
 
 PLOT_POINTS = 2000  # per ROC / PR curve: more are not visible at 500 px
@@ -50,17 +51,17 @@ def preview(image: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.nda
     return np.concatenate([np.asarray(strip), body], axis=0)
 
 
-def save_previews(folder: Path, tag: str, ids, images, probs, labels, masks, title: str = "",
-                  sizes: list[tuple[int, int]] | None = None) -> list[Path]:
-    """One `preview` per image; `sizes`: each image's own (h, w) where the arrays are padded (a Split's)."""
+def save_previews(folder: Path, tag: str, split, probs, title: str = "") -> list[Path]:
+    """One `preview` per image of a `vgan.data.Split`, cut to the image's own size; `probs` (N, 1, H, W) on the
+    host, as the split holds its images."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, name in enumerate(ids):
+    for i, name in enumerate(split.ids):
         path = folder / f"{tag}_{name}.png"
         caption = f"{name}, {title}" if title else str(name)
-        h, w = sizes[i] if sizes else images[i].shape[-2:]
-        panels = (images[i][:, :h, :w], probs[i, 0, :h, :w], labels[i, 0, :h, :w], masks[i, 0, :h, :w])
-        Image.fromarray(preview(*panels, caption)).save(path)
+        image = unit_float(split.own(i, split.images[i])).cpu().numpy()
+        label, mask = (split.own(i, t[i, 0]).cpu().numpy() for t in (split.labels, split.masks))
+        Image.fromarray(preview(image, np.asarray(split.own(i, probs[i, 0])), label, mask, caption)).save(path)
         paths.append(path)
     return paths
 
