@@ -2,11 +2,11 @@ import re
 
 import numpy as np
 import pytest
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from vgan.config import DataConfig
 from vgan.data import read_pool, read_probability
-from vgan.metrics import compute_metrics, fov_pixels, histogram_metrics, threshold_metrics
+from vgan.metrics import compute_metrics, curves, fov_pixels, histogram_metrics, per_image_auc, threshold_metrics
 
 
 def reference_table(reference_root):
@@ -53,6 +53,41 @@ def test_against_scikit_learn_with_ties():
     assert m["auc_roc"] == pytest.approx(roc_auc_score(targets, scores), abs=1e-12)
     assert m["average_precision"] == pytest.approx(average_precision_score(targets, scores), abs=1e-12)
     assert m["auc_pr"] == pytest.approx(auc(r, p), abs=1e-12)
+
+
+def drive_test_maps(reference_root, drive_root):
+    """V-GAN's maps of DRIVE's test images (255 distinct values) and the same maps with noise (2.6 M distinct
+    values), with DRIVE's labels and masks."""
+    test = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
+    maps = np.stack([read_probability(reference_root / "DRIVE" / f"{i}.tif") for i in test.ids])
+    noisy = np.clip(maps + np.random.default_rng(0).normal(0, 0.1, maps.shape), 0, 1).astype(np.float32)
+    return (maps, noisy), test.labels[:, 0].numpy(), test.masks[:, 0].numpy()
+
+
+def test_curves_are_scikit_learns_to_the_bit(reference_root, drive_root):
+    rng = np.random.default_rng(3)
+    tied = rng.random(20000) < 0.15
+    cases = [(np.round(np.clip(tied * 0.3 + rng.normal(0.4, 0.2, tied.size), 0, 1), 2), tied),
+             (np.array([0.5, 0.5, 0.5]), np.array([True, False, True])),  # one threshold
+             (np.array([0.2, 0.9]), np.array([0, 1]))]  # 0/1 labels are classes, not indices
+    maps, labels, masks = drive_test_maps(reference_root, drive_root)
+    (published, _), (noisy, targets) = (fov_pixels(m, labels, masks) for m in maps)
+    cases += [(published, targets), (noisy.astype(np.float32), targets)]  # float32: as the trainer's arrive
+    for scores, targets in cases:
+        c = curves(scores, targets)
+        fpr, tpr, _ = roc_curve(targets, scores)
+        precision, recall, thresholds = precision_recall_curve(targets, scores)
+        for ours, theirs in ((c.fpr, fpr), (c.tpr, tpr), (c.precision, precision), (c.recall, recall),
+                             (c.pr_thresholds, thresholds)):
+            assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        curves(np.array([0.1, np.nan]), np.array([True, False]))
+
+
+def test_per_image_auc_is_scikit_learns(reference_root, drive_root):
+    (_, noisy), labels, masks = drive_test_maps(reference_root, drive_root)
+    theirs = [roc_auc_score(*fov_pixels([p], [y], [k])[::-1]) for p, y, k in zip(noisy, labels, masks, strict=True)]
+    assert per_image_auc(noisy, labels, masks).tolist() == theirs
 
 
 def test_threshold_metrics_by_hand():
