@@ -97,6 +97,7 @@ class Service:
     proc: subprocess.Popen
     log: Path
     known: set[int] = field(default_factory=set)
+    grace_s: float = 5.0  # between SIGTERM and SIGKILL on stop
 
     def remember(self) -> None:
         # Ray re-parents some children (workers start their own process group): record the
@@ -105,7 +106,7 @@ class Service:
 
     def stop(self) -> None:
         self.remember()
-        kill_tree(sorted(self.known))
+        kill_tree(sorted(self.known), self.grace_s)
         self.proc.wait(timeout=30)
 
     def tail(self, n: int = 40) -> str:
@@ -175,6 +176,9 @@ def start_ray_node(root: Path, temp: Path, index: int, cpus: int, env: dict[str,
         argv += ["--address", f"127.0.0.1:{head_port}"]
     log = root / f"node{index}.log"
     node = start(f"ray node {index}", argv, log, env)
+    # A test cluster holds nothing to save, and a node given SIGTERM outlives any grace period here
+    # (its raylet and GCS were still up 6 s on): it is killed at once.
+    node.grace_s = 0.0
     wait_for(node, lambda: "Ray runtime started" in log.read_text(errors="replace"), "'Ray runtime started'")
     return node
 

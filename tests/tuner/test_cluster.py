@@ -27,7 +27,8 @@ def run_study(cluster, server, space, storage, cwd, name="smoke"):
 @pytest.fixture(scope="module")
 def cluster_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    space = quick_smoke(root / "smoke.yaml")
+    # four trials: two at a time, one per node's CPU, so both nodes train
+    space = quick_smoke(root / "smoke.yaml", tune={"num_samples": 4})
     with mlflow_server(root / "mlflow") as server, ray_cluster(root / "ray", nodes=2, cpus_per_node=1) as cluster:
         local = run_study(cluster, server, space, str(root / "local"), root, "refused")
         proc = run_study(cluster, server, space, f"file://{root}/shared", root)

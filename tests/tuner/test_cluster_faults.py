@@ -15,9 +15,9 @@ pytestmark = pytest.mark.slow
 EPOCHS, SAMPLES = 6, 4
 
 
-def space_file(path):
+def space_file(path, samples):
     """The smoke space without early stopping, so every trial runs all its epochs."""
-    return quick_smoke(path, "vgan-cluster-faults", tune={"num_samples": SAMPLES, "grace_period": EPOCHS,
+    return quick_smoke(path, "vgan-cluster-faults", tune={"num_samples": samples, "grace_period": EPOCHS,
                                                           "max_failures": 1}, train={"epochs": EPOCHS})
 
 
@@ -28,8 +28,9 @@ def cluster(tmp_path_factory):
         yield root, c
 
 
-def argv(root, cluster, name, *extra):
-    return [sys.executable, "-m", "tuner.run", "--space", str(space_file(root / "space.yaml")), "--name", name,
+def argv(root, cluster, name, *extra, samples=SAMPLES):
+    space = space_file(root / f"{name}.yaml", samples)
+    return [sys.executable, "-m", "tuner.run", "--space", str(space), "--name", name,
             "--address", cluster.address, "--storage", f"file://{root}/shared", "--no-register",
             "--tracking-uri", f"sqlite:///{root}/mlflow.db", *extra]
 
@@ -121,7 +122,8 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
 def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
     root, c = cluster
     log = (root / "lost.log").open("w")
-    driver = subprocess.Popen(argv(root, c, "lost"), cwd=root, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    # two trials, one per node: the lost node's trial and the one it finishes after, on the other
+    driver = subprocess.Popen(argv(root, c, "lost", samples=2), cwd=root, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     try:
         def two_nodes_busy():
             client, runs = runs_of(root, "lost")
@@ -140,7 +142,7 @@ def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
             driver.kill()
     assert code == 0, (root / "lost.log").read_text()[-3000:] + "\n" + c.gcs_errors()
     client, runs = runs_of(root, "lost")
-    assert len(runs) == SAMPLES and all(r.data.tags["status"] == "completed" for r in runs)
+    assert len(runs) == 2 and all(r.data.tags["status"] == "completed" for r in runs)
     moved = [r for r in runs if r.data.tags["trial_id"] in placed
              and r.data.tags["node_id"] != placed[r.data.tags["trial_id"]][0]]
     assert len(moved) == 1, "the trial of the lost node finished on the other one"

@@ -13,7 +13,7 @@ from loopback import mlflow_server
 from studies import quick_smoke, steps, trial_runs
 
 pytestmark = pytest.mark.slow
-EPOCHS, SAMPLES = 6, 2
+EPOCHS, SAMPLES = 4, 2
 
 
 def space_file(path, window_s):
@@ -67,7 +67,7 @@ def test_a_short_outage_is_waited_out(tmp_path, capsys):
         with study_until_trials_log(tmp_path, server.uri, window_s=120) as study:
             server.stop()
             down = time.perf_counter()
-            time.sleep(8)  # trials train on meanwhile
+            time.sleep(5)  # trials train on meanwhile
             server.restart()
             back = time.perf_counter() - down
             assert study.wait(timeout=900) == 0, (tmp_path / "study.log").read_text()[-3000:]

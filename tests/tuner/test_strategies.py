@@ -38,7 +38,7 @@ def study_exploits(client, study_run_id, tmp_path):
 
 
 def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
-    space = quick_smoke(tmp_path / "pbt.yaml", "vgan-pbt",
+    space = quick_smoke(tmp_path / "pbt.yaml", "vgan-pbt", train={"epochs": 4},
                         tune={"scheduler": "pbt", "pbt_interval": 1, "num_samples": 4})
     proc = run_study(tmp_path, space, "pbt")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -94,15 +94,15 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
 
 
 def test_a_time_budget_ends_the_study_cleanly(tmp_path):
-    """Trials of 300 epochs (minutes each) and a 30 s budget: the budget, not the trials, ends the
+    """Trials of 300 epochs (minutes each) and a 15 s budget: the budget, not the trials, ends the
     study; what it stopped is pruned in MLflow and in Optuna, and the best so far is registered."""
     import optuna
 
     space = quick_smoke(tmp_path / "budget.yaml", "vgan-budget", train={"epochs": 300},
                         tune={"num_samples": 20, "grace_period": 300})
-    proc = run_study(tmp_path, space, "budget", "--time-budget", "30s")
+    proc = run_study(tmp_path, space, "budget", "--time-budget", "15s")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "time budget 30 s (spent" in proc.stdout
+    assert "time budget 15 s (spent" in proc.stdout
     client, runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "vgan-budget")
     assert runs and all(r.info.status == "FINISHED" and r.data.tags["status"] == "pruned" for r in runs)
     trials = optuna.load_study(study_name="budget", storage=f"sqlite:///{tmp_path}/ray/optuna.db").trials
