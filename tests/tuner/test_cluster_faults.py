@@ -122,7 +122,7 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
 def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
     root, c = cluster
     log = (root / "lost.log").open("w")
-    # two trials, one per node: the lost node's trial and the one it finishes after, on the other
+    # two trials, one per node: the lost node's trial is resumed on the other node once that one's is done
     driver = subprocess.Popen(argv(root, c, "lost", samples=2), cwd=root, env=ENV, stdout=log, stderr=subprocess.STDOUT)
     try:
         def two_nodes_busy():
