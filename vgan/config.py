@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from vgan.errors import ConfigError
+from vgan.metrics import METRIC_NAMES
 from vgan.models import DISC_HEADS, DISC_NORMS, ModelConfig
 
 DATASETS = ("synthetic", "drive", "stare", "folder")
@@ -291,6 +292,4 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check(t.device in DEVICES, source, "train.device", f"must be one of {', '.join(DEVICES)}")
     _check(t.preview_every >= 0, source, "train.preview_every", "must be >= 0")
     _check(t.threads is None or t.threads >= 1, source, "train.threads", "must be at least 1")
-    from vgan.metrics import METRIC_NAMES  # local import: metrics pulls in scikit-learn
-
     _check(t.select_metric in METRIC_NAMES, source, "train.select_metric", f"must be one of {', '.join(METRIC_NAMES)}")

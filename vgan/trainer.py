@@ -110,7 +110,7 @@ def evaluate(generator: Generator, split: Split, device: torch.device, batch_siz
 
 def split_metrics(probs: torch.Tensor, split: Split, threshold: float = 0.5, exact: bool = True) -> dict[str, float]:
     """Metrics of probabilities (N,1,H,W) for a split, pooled over the FOV pixels of all its images.
-    exact: scikit-learn's curves on the host (reported results); else histograms on the
+    exact: exact curves on the host (reported results; `vgan.metrics.curves`); else histograms on the
     probabilities' device (per-epoch validation: equal to 1e-4, no transfer of the pixels)."""
     inside = split.masks.to(probs.device) > 0.5
     scores = probs[inside]
