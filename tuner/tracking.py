@@ -257,7 +257,7 @@ def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> 
     import torch
 
     from tuner import flavor
-    from vgan.metrics import curves
+    from vgan.metrics import curves, fov_pixels
     from vgan.models import Generator, ModelConfig
     from vgan.visualize import save_curves, save_previews
 
@@ -275,8 +275,7 @@ def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> 
     y, mask = val.labels.numpy(), val.masks.numpy()
     with tempfile.TemporaryDirectory(prefix="vgan-plots-") as d:
         save_previews(Path(d) / "previews", "val", val, p, f"validation, best epoch {epoch} of {name}")
-        inside = mask > 0.5
-        save_curves(Path(d), curves(p[inside].astype(float), y[inside] > 0.5), {k[4:]: v for k, v in metrics.items()},
+        save_curves(Path(d), curves(*fov_pixels(p, y, mask)), {k[4:]: v for k, v in metrics.items()},
                     f"validation, epoch {epoch}")
         client.log_artifacts(run_id, str(Path(d)), "best")
     client.log_artifact(run_id, str(folder / METRICS_FILE), "best")

@@ -84,9 +84,9 @@ def unit_float(t: torch.Tensor) -> torch.Tensor:
 
 
 def _unit_float(t: torch.Tensor, what: str, notes: list[str]) -> torch.Tensor:
+    if t.dtype == torch.uint8:
+        notes.append("8-bit values divided by 255")
     if t.dtype in (torch.bool, torch.uint8):
-        if t.dtype == torch.uint8:
-            notes.append("8-bit values divided by 255")
         return unit_float(t)
     if not t.is_floating_point():
         # JSON (a served request) has no uint8: an 8-bit image arrives as int64

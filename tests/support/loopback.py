@@ -96,8 +96,8 @@ class Service:
     name: str
     proc: subprocess.Popen
     log: Path
-    known: set[int] = field(default_factory=set)
     grace_s: float = 5.0  # between SIGTERM and SIGKILL on stop
+    known: set[int] = field(default_factory=set)
 
     def remember(self) -> None:
         # Ray re-parents some children (workers start their own process group): record the
@@ -113,10 +113,10 @@ class Service:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
 
 
-def start(name: str, argv: list[str], log: Path, env: dict[str, str]) -> Service:
+def start(name: str, argv: list[str], log: Path, env: dict[str, str], grace_s: float = 5.0) -> Service:
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return Service(name, proc, log)
+    return Service(name, proc, log, grace_s=grace_s)
 
 
 def wait_for(service: Service, ready, what: str, timeout_s: float = START_TIMEOUT_S) -> None:
@@ -175,10 +175,9 @@ def start_ray_node(root: Path, temp: Path, index: int, cpus: int, env: dict[str,
     else:
         argv += ["--address", f"127.0.0.1:{head_port}"]
     log = root / f"node{index}.log"
-    node = start(f"ray node {index}", argv, log, env)
     # A test cluster holds nothing to save, and a node given SIGTERM outlives any grace period here
     # (its raylet and GCS were still up 6 s on): it is killed at once.
-    node.grace_s = 0.0
+    node = start(f"ray node {index}", argv, log, env, grace_s=0.0)
     wait_for(node, lambda: "Ray runtime started" in log.read_text(errors="replace"), "'Ray runtime started'")
     return node
 

@@ -13,6 +13,7 @@ from studies import history, quick_smoke, trial_runs
 
 pytestmark = pytest.mark.slow
 EPOCHS, SAMPLES = 6, 4
+LOST_SAMPLES = 2  # one trial per node: the lost node's trial resumes on the other once that one's is done
 
 
 def space_file(path, samples):
@@ -122,8 +123,8 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
 def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
     root, c = cluster
     log = (root / "lost.log").open("w")
-    # two trials, one per node: the lost node's trial is resumed on the other node once that one's is done
-    driver = subprocess.Popen(argv(root, c, "lost", samples=2), cwd=root, env=ENV, stdout=log, stderr=subprocess.STDOUT)
+    driver = subprocess.Popen(argv(root, c, "lost", samples=LOST_SAMPLES), cwd=root, env=ENV, stdout=log,
+                              stderr=subprocess.STDOUT)
     try:
         def two_nodes_busy():
             client, runs = runs_of(root, "lost")
@@ -142,7 +143,7 @@ def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
             driver.kill()
     assert code == 0, (root / "lost.log").read_text()[-3000:] + "\n" + c.gcs_errors()
     client, runs = runs_of(root, "lost")
-    assert len(runs) == 2 and all(r.data.tags["status"] == "completed" for r in runs)
+    assert len(runs) == LOST_SAMPLES and all(r.data.tags["status"] == "completed" for r in runs)
     moved = [r for r in runs if r.data.tags["trial_id"] in placed
              and r.data.tags["node_id"] != placed[r.data.tags["trial_id"]][0]]
     assert len(moved) == 1, "the trial of the lost node finished on the other one"

@@ -22,6 +22,23 @@ def reference_table(reference_root):
     return rows
 
 
+def drive_test_maps(reference_root, drive_root, noise: float = 0.0):
+    """V-GAN's maps of DRIVE's test images (255 distinct values; with noise N(0, noise), clipped, float32 as a
+    generator's: continuous), with DRIVE's labels and masks."""
+    test = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
+    maps = np.stack([read_probability(reference_root / "DRIVE" / f"{i}.tif") for i in test.ids])
+    if noise:
+        maps = np.clip(maps + np.random.default_rng(0).normal(0, noise, maps.shape), 0, 1).astype(np.float32)
+    return maps, test.labels[:, 0].numpy(), test.masks[:, 0].numpy()
+
+
+def tied_scores(seed: int):
+    """(scores, targets) of 20 000 pixels whose scores are rounded to 0.01: many ties."""
+    rng = np.random.default_rng(seed)
+    targets = rng.random(20000) < 0.15
+    return np.round(np.clip(targets * 0.3 + rng.normal(0.4, 0.2, targets.size), 0, 1), 2), targets
+
+
 @pytest.mark.parametrize("name, dataset, suffix", [("DRIVE", "drive", ".tif"), ("STARE", "stare", ".ppm")])
 def test_vgan_reference_maps_score_the_published_values(name, dataset, suffix, reference_root, drive_root,
                                                         stare_root):
@@ -36,18 +53,14 @@ def test_vgan_reference_maps_score_the_published_values(name, dataset, suffix, r
 
 def test_whole_image_scoring_differs_from_fov(reference_root, drive_root):
     # The README warns whole-image AUC is inflated: our FOV restriction must matter.
-    test = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
-    maps = [read_probability(reference_root / "DRIVE" / f"{i}.tif") for i in test.ids]
-    ones = np.ones_like(test.masks[:, 0].numpy())
-    whole = compute_metrics(*fov_pixels(maps, test.labels[:, 0].numpy(), ones))
-    fov = compute_metrics(*fov_pixels(maps, test.labels[:, 0].numpy(), test.masks[:, 0].numpy()))
+    maps, labels, masks = drive_test_maps(reference_root, drive_root)
+    whole = compute_metrics(*fov_pixels(maps, labels, np.ones_like(masks)))
+    fov = compute_metrics(*fov_pixels(maps, labels, masks))
     assert whole["auc_roc"] > fov["auc_roc"] + 0.003
 
 
 def test_against_scikit_learn_with_ties():
-    rng = np.random.default_rng(0)
-    targets = rng.random(20000) < 0.15
-    scores = np.round(np.clip(targets * 0.3 + rng.normal(0.4, 0.2, targets.size), 0, 1), 2)  # many ties
+    scores, targets = tied_scores(0)
     m = compute_metrics(scores, targets)
     p, r, _ = precision_recall_curve(targets, scores)
     assert m["auc_roc"] == pytest.approx(roc_auc_score(targets, scores), abs=1e-12)
@@ -55,24 +68,15 @@ def test_against_scikit_learn_with_ties():
     assert m["auc_pr"] == pytest.approx(auc(r, p), abs=1e-12)
 
 
-def drive_test_maps(reference_root, drive_root):
-    """V-GAN's maps of DRIVE's test images (255 distinct values) and the same maps with noise (2.6 M distinct
-    values), with DRIVE's labels and masks."""
-    test = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
-    maps = np.stack([read_probability(reference_root / "DRIVE" / f"{i}.tif") for i in test.ids])
-    noisy = np.clip(maps + np.random.default_rng(0).normal(0, 0.1, maps.shape), 0, 1).astype(np.float32)
-    return (maps, noisy), test.labels[:, 0].numpy(), test.masks[:, 0].numpy()
-
-
 def test_curves_are_scikit_learns_to_the_bit(reference_root, drive_root):
-    rng = np.random.default_rng(3)
-    tied = rng.random(20000) < 0.15
-    cases = [(np.round(np.clip(tied * 0.3 + rng.normal(0.4, 0.2, tied.size), 0, 1), 2), tied),
+    cases = [tied_scores(3),
              (np.array([0.5, 0.5, 0.5]), np.array([True, False, True])),  # one threshold
              (np.array([0.2, 0.9]), np.array([0, 1]))]  # 0/1 labels are classes, not indices
-    maps, labels, masks = drive_test_maps(reference_root, drive_root)
-    (published, _), (noisy, targets) = (fov_pixels(m, labels, masks) for m in maps)
-    cases += [(published, targets), (noisy.astype(np.float32), targets)]  # float32: as the trainer's arrive
+    for noise in (0.0, 0.1):  # 255 distinct values; 2.6 M
+        maps, labels, masks = drive_test_maps(reference_root, drive_root, noise)
+        scores, targets = fov_pixels(maps, labels, masks)
+        # fov_pixels' float64, and the noisy maps' float32 as the trainer's probabilities arrive
+        cases.append((scores.astype(np.float32) if noise else scores, targets))
     for scores, targets in cases:
         c = curves(scores, targets)
         fpr, tpr, _ = roc_curve(targets, scores)
@@ -85,7 +89,7 @@ def test_curves_are_scikit_learns_to_the_bit(reference_root, drive_root):
 
 
 def test_per_image_auc_is_scikit_learns(reference_root, drive_root):
-    (_, noisy), labels, masks = drive_test_maps(reference_root, drive_root)
+    noisy, labels, masks = drive_test_maps(reference_root, drive_root, 0.1)
     theirs = [roc_auc_score(*fov_pixels([p], [y], [k])[::-1]) for p, y, k in zip(noisy, labels, masks, strict=True)]
     assert per_image_auc(noisy, labels, masks).tolist() == theirs
 
@@ -122,10 +126,8 @@ def test_histogram_metrics_match_sklearn_on_real_maps(reference_root, drive_root
     """V-GAN's 8-bit maps, and the same maps made continuous (what a generator outputs)."""
     import torch
 
-    test = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
-    maps = [read_probability(reference_root / "DRIVE" / f"{i}.tif") for i in test.ids]
-    scores, targets = fov_pixels(maps, test.labels[:, 0].numpy(), test.masks[:, 0].numpy())
-    scores = np.clip(scores + np.random.default_rng(0).normal(0, noise, scores.shape), 0, 1).astype(np.float32)
+    scores, targets = fov_pixels(*drive_test_maps(reference_root, drive_root, noise))
+    scores = scores.astype(np.float32)
     exact = compute_metrics(scores.astype(np.float64), targets, 0.5)
     fast = histogram_metrics(torch.from_numpy(scores), torch.from_numpy(targets), 0.5)
     assert set(fast) == set(exact)
