@@ -254,8 +254,19 @@ def run_study(plan: Plan, study: Study):
     from tuner.search import build_tuner, make_trainable
 
     if plan.restore:  # the searcher, scheduler and the MLflow callback come back from the study's state
+        from tuner.resume import describe, place_stand_ins, remove_stand_ins
+
+        fs, path = plan.storage.folder(plan.name)
+        stand_ins = place_stand_ins(fs, path)
+        if stand_ins:
+            print(f"study {plan.name}: Ray's last saved state names {len(stand_ins)} checkpoint(s) it deleted since; "
+                  f"empty stand-ins take their place: {describe(stand_ins)}", flush=True)
         tuner = tune.Tuner.restore(plan.storage.study(plan.name), trainable=make_trainable(plan.space),
                                    resume_unfinished=True, resume_errored=False)
+        try:
+            return tuner.fit()
+        finally:
+            remove_stand_ins(fs, stand_ins)
     else:
         from tuner.space import trial_recipe
 

@@ -37,7 +37,7 @@ class Storage:
     def study(self, name: str) -> str:
         return f"{self.uri.rstrip('/')}/{name}"
 
-    def _folder(self, name: str):
+    def folder(self, name: str):
         """(pyarrow filesystem, path) of the study's folder, whatever filesystem Ray's storage is."""
         import pyarrow.fs
 
@@ -50,7 +50,7 @@ class Storage:
         import pyarrow.fs
 
         try:
-            fs, path = self._folder(name)
+            fs, path = self.folder(name)
             return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
         except (OSError, pyarrow.ArrowException) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -61,7 +61,7 @@ class Storage:
         recipe (and perhaps trials' folders), but nothing Ray could resume."""
         import pyarrow.fs
 
-        fs, path = self._folder(name)
+        fs, path = self.folder(name)
         infos = fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True))
         return any(i.type == pyarrow.fs.FileType.File and RAY_STATE.fullmatch(i.base_name) for i in infos)
 
@@ -77,7 +77,7 @@ class Storage:
 
     def write_text(self, name: str, file: str, text: str) -> None:
         """A file of ours in the study's folder."""
-        fs, path = self._folder(name)
+        fs, path = self.folder(name)
         fs.create_dir(path, recursive=True)
         with fs.open_output_stream(f"{path}/{file}") as f:
             f.write(text.encode())
@@ -85,7 +85,7 @@ class Storage:
     def read_text(self, name: str, file: str) -> str:
         """A file of the study's folder ('' where there is none: PBT's log of a study without PBT, the
         recipe of a study begun before it was kept)."""
-        fs, path = self._folder(name)
+        fs, path = self.folder(name)
         return read_text(fs, f"{path}/{file}")
 
 

@@ -1,0 +1,185 @@
+"""Stand-ins for the checkpoints a study's lagging saved state names but Ray's num_to_keep deleted, read
+from a state written as Ray writes it (its Trial, checkpoint manager and TuneController's file)."""
+
+import json
+import shutil
+
+import pyarrow.fs
+import pytest
+import torch
+from conftest import TINY
+from ray import tune
+from ray.train._internal.session import _TrainingResult
+from ray.train._internal.storage import StorageContext, _exists_at_fs_path
+from ray.tune.experiment.trial import Trial
+from ray.tune.utils.serialization import TuneFunctionEncoder
+
+from tuner.resume import STAND_IN, describe, named_checkpoints, place_stand_ins, remove_stand_ins
+from tuner.trainable import STATE_FILE, TRIAL_FILE, restore
+from vgan.config import config_from_dict
+from vgan.data import load_train_val
+from vgan.trainer import Trainer
+
+FS = pyarrow.fs.LocalFileSystem()
+KEEP = 2  # the trials' num_to_keep, as tuner.search sets it
+
+
+def ray_trial(root, name, status="RUNNING"):
+    storage = StorageContext(storage_path=str(root), experiment_dir_name="exp", trial_dir_name=name)
+    trial = Trial("train_vgan", stub=True, storage=storage, checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP),
+                  placement_group_factory=tune.PlacementGroupFactory([{"CPU": 1}]))
+    trial.create_placement_group_factory()  # as TuneController.add_trial does
+    trial.set_status(status)
+    return trial
+
+
+def checkpoint_written(trial, number, content=b"weights"):
+    """The trial writes checkpoint_<number> and the driver registers it (deleting beyond num_to_keep)."""
+    path = f"{trial.storage.trial_fs_path}/checkpoint_{number:06d}"
+    FS.create_dir(path)
+    with FS.open_output_stream(f"{path}/{STATE_FILE}") as f:
+        f.write(content)
+    trial.on_checkpoint(_TrainingResult(checkpoint=tune.Checkpoint(path=path, filesystem=FS), metrics={}))
+    return path
+
+
+def state_saved(root, *trials, stamp="2026-12-03_12-00-00"):
+    """TuneController.save_to_dir's file, as Tuner.restore reads it."""
+    state = {"trial_data": [t.get_json_state() for t in trials], "runner_data": {}, "stats": {}}
+    (root / "exp" / f"experiment_state-{stamp}.json").write_text(json.dumps(state, cls=TuneFunctionEncoder))
+
+
+def names(paths):
+    return sorted(p.rsplit("/", 1)[-1] for p in paths)
+
+
+def folders(trial):
+    return sorted(p.base_name for p in FS.get_file_info(pyarrow.fs.FileSelector(trial.storage.trial_fs_path)))
+
+
+def lagging_study(root):
+    """Trial t1's state saved at checkpoint 2 of 0..4 (its kept 1 and 2 since deleted by num_to_keep), the
+    driver killed before the next save."""
+    t1 = ray_trial(root, "t1")
+    for i in range(3):
+        checkpoint_written(t1, i)
+    state_saved(root, t1)
+    for i in (3, 4):
+        checkpoint_written(t1, i)
+    return t1
+
+
+def restored(root, trial):
+    """The trial as Tuner.restore rebuilds it from the newest saved state."""
+    state = json.loads(sorted((root / "exp").glob("experiment_state-*.json"))[-1].read_text())
+    trial_json, run_metadata = next(d for d in state["trial_data"] if json.loads(d[0])["trial_id"] == trial.trial_id)
+    again = Trial.from_json_state(trial_json, stub=True)
+    again.restore_run_metadata(run_metadata)
+    return again
+
+
+def test_a_gone_checkpoint_the_state_names_gets_a_stand_in_where_a_newer_one_is_there(tmp_path):
+    t1 = lagging_study(tmp_path)
+    assert folders(t1) == ["checkpoint_000003", "checkpoint_000004"]
+    latest = restored(tmp_path, t1).checkpoint
+    assert not _exists_at_fs_path(FS, latest.path)  # what Ray's Trainable.restore refuses
+
+    stand_ins = place_stand_ins(FS, str(tmp_path / "exp"))
+
+    assert names(s.path for s in stand_ins) == ["checkpoint_000001", "checkpoint_000002"]
+    assert {s.newest.rsplit("/", 1)[-1] for s in stand_ins} == {"checkpoint_000004"}
+    assert _exists_at_fs_path(FS, latest.path)
+    assert (tmp_path / "exp" / "t1" / "checkpoint_000002" / STAND_IN).is_file()
+    assert describe(stand_ins) == f"trial {t1.trial_id}: checkpoint_000001, checkpoint_000002 (it resumes from " \
+                                  "checkpoint_000004)"
+
+
+def test_rays_num_to_keep_deletes_the_stand_ins_as_the_trial_goes_on(tmp_path):
+    t1 = lagging_study(tmp_path)
+    again = restored(tmp_path, t1)
+    with pytest.raises(FileNotFoundError):  # without stand-ins: Ray cannot delete what it named
+        checkpoint_written(again, 5)
+
+    t1 = lagging_study(tmp_path / "mended")
+    place_stand_ins(FS, str(tmp_path / "mended" / "exp"))
+    again = restored(tmp_path / "mended", t1)
+    checkpoint_written(again, 5)
+    checkpoint_written(again, 6)
+    assert "checkpoint_000001" not in folders(again) and "checkpoint_000002" not in folders(again)
+
+
+def test_the_trainable_restores_the_newest_checkpoint_when_ray_names_a_stand_in(tmp_path):
+    cfg = config_from_dict(TINY)
+    data = load_train_val(cfg.data)
+    trainer = Trainer(cfg, *data, torch.device("cpu"))
+    t1 = ray_trial(tmp_path, "t1")
+    for i in range(4):
+        trainer.run_epoch()
+        path = checkpoint_written(t1, i)
+        trainer.save_checkpoint(f"{path}/{STATE_FILE}")
+        (tmp_path / "exp" / "t1" / f"checkpoint_{i:06d}" / TRIAL_FILE).write_text(
+            json.dumps({"report": {"epoch": trainer.epoch}}))
+        if i == 1:
+            state_saved(tmp_path, t1)
+    place_stand_ins(FS, str(tmp_path / "exp"))
+
+    resumed = Trainer(cfg, *data, torch.device("cpu"))
+    named = restored(tmp_path, t1).checkpoint
+    saved = restore(named, resumed, tmp_path / "best", StorageContext(
+        storage_path=str(tmp_path), experiment_dir_name="exp", trial_dir_name="t1", current_checkpoint_index=1))
+
+    assert named.path.endswith("checkpoint_000001") and resumed.epoch == 4 == saved["report"]["epoch"]
+
+
+def test_the_study_may_have_moved_since_its_state_was_saved(tmp_path):
+    lagging_study(tmp_path / "then")
+    shutil.move(tmp_path / "then", tmp_path / "now")
+
+    stand_ins = place_stand_ins(FS, str(tmp_path / "now" / "exp"))
+
+    assert names(s.path for s in stand_ins) == ["checkpoint_000001", "checkpoint_000002"]
+    assert all(s.path.startswith(str(tmp_path / "now" / "exp" / "t1")) for s in stand_ins)
+
+
+@pytest.mark.parametrize("status", ["TERMINATED", "ERROR"])
+def test_trials_ray_will_not_run_again_get_none(tmp_path, status):
+    t1 = ray_trial(tmp_path, "t1", status)
+    for i in range(3):
+        checkpoint_written(t1, i)
+    state_saved(tmp_path, t1)
+    for i in (3, 4):
+        checkpoint_written(t1, i)
+
+    assert named_checkpoints(FS, str(tmp_path / "exp")) == []
+    assert place_stand_ins(FS, str(tmp_path / "exp")) == []
+
+
+def test_none_without_a_newer_checkpoint_or_for_another_trials(tmp_path):
+    donor = ray_trial(tmp_path, "donor")
+    given = checkpoint_written(donor, 0)
+    clone = ray_trial(tmp_path, "clone")  # PBT: the clone goes on from the donor's checkpoint
+    clone.on_checkpoint(_TrainingResult(checkpoint=tune.Checkpoint(path=given, filesystem=FS), metrics={}))
+    lost = ray_trial(tmp_path, "lost")
+    checkpoint_written(lost, 0)
+    state_saved(tmp_path, donor, clone, lost)
+    FS.delete_dir(given)
+    FS.delete_dir(f"{lost.storage.trial_fs_path}/checkpoint_000000")  # and nothing newer: the work is gone
+    FS.create_dir(f"{clone.storage.trial_fs_path}/checkpoint_000003")
+
+    named = named_checkpoints(FS, str(tmp_path / "exp"))
+
+    assert {n.folder.rsplit("/", 1)[-1]: names(n.checkpoints) for n in named} == {
+        "donor": ["checkpoint_000000"], "clone": [], "lost": ["checkpoint_000000"]}
+    assert [n.trial_id for n in named] == [donor.trial_id, clone.trial_id, lost.trial_id]
+    assert place_stand_ins(FS, str(tmp_path / "exp")) == []  # Ray says what is gone, as it would
+
+
+def test_stand_ins_left_are_removed_and_found_again_by_a_later_resume(tmp_path):
+    t1 = lagging_study(tmp_path)
+    first = place_stand_ins(FS, str(tmp_path / "exp"))
+    again = place_stand_ins(FS, str(tmp_path / "exp"))  # a resume killed before its fit returned left them
+    assert again == first
+
+    remove_stand_ins(FS, again)
+    assert folders(t1) == ["checkpoint_000003", "checkpoint_000004"]
+    remove_stand_ins(FS, again)  # gone already (Ray's num_to_keep): nothing to do

@@ -1,0 +1,113 @@
+"""Before Ray resumes a study: stand-ins for the checkpoints its saved state names but storage lost.
+
+Ray deletes a trial's checkpoints beyond `num_to_keep` as the trial writes new ones, and saves the
+study's state (experiment_state-*.json) every 10 s at the least, and at once after a trial wrote
+`num_to_keep` checkpoints since the last save. A driver killed between such a deletion and the save
+leaves a state naming checkpoints that are gone. On resume Ray refuses a trial whose latest named one is
+gone ("Could not recover from checkpoint as it does not exist on storage anymore": the trial ends
+failed), and its num_to_keep fails on an older named one that is gone. Yet the trainable takes the
+trial's newest checkpoint whichever Ray names (`tuner.trainable.restore`). So where a trial's folder
+holds a newer checkpoint than a named one that is gone, an empty stand-in folder takes the gone one's
+place: Ray finds it, the trainable loads the newest, Ray's num_to_keep deletes the stand-in as the trial
+goes on. Those the trial outlives without a new checkpoint (it had finished) are removed once the
+study's fit returns.
+
+Reads Ray's own state with Ray's own classes (ray 2.60: `trial_data` holds each trial's JSON and its
+run metadata, the checkpoint manager inside); tests/tuner/test_resume.py writes a state the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from tuner.storage import checkpoint_dirs, checkpoint_number, read_text
+
+STAND_IN = "stand_in.txt"  # in a stand-in folder: what it is, for whoever looks into storage
+# What Tuner.restore(resume_unfinished=True, resume_errored=False) runs again
+RESUMED = ("PENDING", "RUNNING", "PAUSED")
+
+
+@dataclass(frozen=True)
+class StandIn:
+    trial_id: str
+    path: str  # the gone checkpoint's folder, where the stand-in is
+    newest: str  # the trial's newest checkpoint folder, which the trainable restores
+
+
+def describe(stand_ins: list[StandIn]) -> str:
+    by_trial: dict[str, list[StandIn]] = {}
+    for s in stand_ins:
+        by_trial.setdefault(s.trial_id, []).append(s)
+    return "; ".join(f"trial {t}: {', '.join(_name(s.path) for s in these)} (it resumes from {_name(these[0].newest)})"
+                     for t, these in by_trial.items())
+
+
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Named:
+    trial_id: str
+    folder: str  # the trial's folder, as the study is now (it may have been moved since)
+    checkpoints: list[str]  # its checkpoint folders the state names, oldest first
+
+
+def named_checkpoints(fs, study_path: str) -> list[Named]:
+    """The checkpoints the study's newest saved state names (Ray keeps the latest and up to num_to_keep)
+    of each trial Ray will run again. A trial's own only: a PBT clone's named checkpoint of another
+    trial is not its own to stand in for."""
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+    from ray.tune.experiment.trial import Trial
+
+    state_path = _find_newest_experiment_checkpoint(study_path, fs=fs)
+    if state_path is None:
+        return []
+    with fs.open_input_stream(state_path) as f:
+        state = json.loads(f.readall())
+    named = []
+    for trial_json, run_metadata in state["trial_data"]:
+        trial = Trial.from_json_state(trial_json, stub=True)
+        if trial.status not in RESUMED:
+            continue
+        trial.restore_run_metadata(run_metadata)
+        manager = trial.run_metadata.checkpoint_manager
+        results = [*manager.best_checkpoint_results, manager.latest_checkpoint_result] if manager else []
+        then = trial.storage.trial_fs_path.rstrip("/")
+        folder = f"{study_path.rstrip('/')}/{trial.storage.trial_dir_name}"
+        paths = {f"{folder}/{_name(r.checkpoint.path)}" for r in results
+                 if r is not None and r.checkpoint.path.rstrip("/").rsplit("/", 1)[0] == then}
+        named.append(Named(trial.trial_id, folder, sorted(paths, key=checkpoint_number)))
+    return named
+
+
+def place_stand_ins(fs, study_path: str) -> list[StandIn]:
+    """A stand-in for each checkpoint the study's saved state names that storage lacks where its trial
+    has a newer one (none where it has none: the trial's work is gone, and Ray says so). Returns these
+    and the stand-ins an earlier resume left, to remove once the fit returns."""
+    stand_ins = []
+    for trial in named_checkpoints(fs, study_path):
+        present = checkpoint_dirs(fs, trial.folder)
+        if not present:
+            continue
+        newest, there = present[-1], {checkpoint_number(p) for p in present}
+        for path in trial.checkpoints:
+            if checkpoint_number(path) in there:
+                if read_text(fs, f"{path}/{STAND_IN}"):
+                    stand_ins.append(StandIn(trial.trial_id, path, newest))
+            elif checkpoint_number(path) < checkpoint_number(newest):
+                fs.create_dir(path)
+                with fs.open_output_stream(f"{path}/{STAND_IN}") as f:
+                    f.write(f"Empty: a stand-in for {_name(path)}, which Ray deleted after its last saved state "
+                            f"named it. The trial resumes from {_name(newest)} (tuner/resume.py).\n".encode())
+                stand_ins.append(StandIn(trial.trial_id, path, newest))
+    return stand_ins
+
+
+def remove_stand_ins(fs, stand_ins: list[StandIn]) -> None:
+    """Those Ray's num_to_keep has not deleted: storage keeps real checkpoints only."""
+    for s in stand_ins:
+        if read_text(fs, f"{s.path}/{STAND_IN}"):  # no checkpoint is ever written there since
+            fs.delete_dir(s.path)
+
