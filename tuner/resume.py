@@ -110,4 +110,3 @@ def remove_stand_ins(fs, stand_ins: list[StandIn]) -> None:
     for s in stand_ins:
         if read_text(fs, f"{s.path}/{STAND_IN}"):  # no checkpoint is ever written there since
             fs.delete_dir(s.path)
-
