@@ -12,41 +12,13 @@ from ray import tune
 from ray.train._internal.session import _TrainingResult
 from ray.train._internal.storage import StorageContext, _exists_at_fs_path
 from ray.tune.experiment.trial import Trial
-from ray.tune.utils.serialization import TuneFunctionEncoder
+from ray_trials import FS, checkpoint_written, ray_trial, state_saved
 
 from tuner.resume import STAND_IN, describe, named_checkpoints, place_stand_ins, remove_stand_ins
 from tuner.trainable import STATE_FILE, TRIAL_FILE, restore
 from vgan.config import config_from_dict
 from vgan.data import load_train_val
 from vgan.trainer import Trainer
-
-FS = pyarrow.fs.LocalFileSystem()
-KEEP = 2  # the trials' num_to_keep, as tuner.search sets it
-
-
-def ray_trial(root, name, status="RUNNING"):
-    storage = StorageContext(storage_path=str(root), experiment_dir_name="exp", trial_dir_name=name)
-    trial = Trial("train_vgan", stub=True, storage=storage, checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP),
-                  placement_group_factory=tune.PlacementGroupFactory([{"CPU": 1}]))
-    trial.create_placement_group_factory()  # as TuneController.add_trial does
-    trial.set_status(status)
-    return trial
-
-
-def checkpoint_written(trial, number, content=b"weights"):
-    """The trial writes checkpoint_<number> and the driver registers it (deleting beyond num_to_keep)."""
-    path = f"{trial.storage.trial_fs_path}/checkpoint_{number:06d}"
-    FS.create_dir(path)
-    with FS.open_output_stream(f"{path}/{STATE_FILE}") as f:
-        f.write(content)
-    trial.on_checkpoint(_TrainingResult(checkpoint=tune.Checkpoint(path=path, filesystem=FS), metrics={}))
-    return path
-
-
-def state_saved(root, *trials, stamp="2026-12-03_12-00-00"):
-    """TuneController.save_to_dir's file, as Tuner.restore reads it."""
-    state = {"trial_data": [t.get_json_state() for t in trials], "runner_data": {}, "stats": {}}
-    (root / "exp" / f"experiment_state-{stamp}.json").write_text(json.dumps(state, cls=TuneFunctionEncoder))
 
 
 def names(paths):
