@@ -103,6 +103,45 @@ def ray_domain(p: Param):
     return tune.loguniform(p.low, p.high) if p.log else tune.uniform(p.low, p.high)
 
 
+CHECKPOINT_DIR_NAME = "checkpoint_dir_name"  # in a result that came with a checkpoint, Ray adds its folder's name
+
+
+class TidyPBT(PopulationBasedTraining):
+    """PBT that deletes the checkpoint an exploited trial reported with the result that had it exploited.
+
+    Ray registers a result's checkpoint only when the trial goes on (TuneController skips it for a trial
+    paused), and an exploit stops the trial without a save: that checkpoint stayed in storage, unknown
+    to num_to_keep, never to be restored (the trial goes on from the cloned trial's). One per exploit:
+    a smoke study of 8 epochs kept up to 6 checkpoints a trial with checkpoint_keep 3, and a long GPU
+    study would keep hundreds. Only when Ray's latest checkpoint of the trial is another trial's: a
+    trial restored from its own takes its newest checkpoint, named by Ray or not (tuner.trainable)."""
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        decision = super().on_trial_result(tune_controller, trial, result)
+        path = left_by_exploit(trial, result)
+        if path is not None:
+            try:
+                trial.storage.storage_filesystem.delete_dir(path)
+            except OSError as e:  # disk space, not the study's work, is lost
+                print(f"could not delete {path}, left by trial {trial.trial_id}'s exploit: {e}")
+        return decision
+
+
+def left_by_exploit(trial, result: dict) -> str | None:
+    """The folder of the checkpoint `result` came with if Ray will never restore it: the trial is paused
+    with no save pending, to go on from another trial's checkpoint, and Ray did not register this one."""
+    name = result.get(CHECKPOINT_DIR_NAME)
+    latest = trial.checkpoint
+    own = trial.storage.trial_fs_path.rstrip("/")
+    if not name or trial.status != trial.PAUSED or trial.is_saving or latest is None:
+        return None
+    if latest.path.rstrip("/").rsplit("/", 1)[0] == own:
+        return None
+    kept = trial.run_metadata.checkpoint_manager.best_checkpoint_results
+    path = f"{own}/{name}"
+    return None if path in {r.checkpoint.path.rstrip("/") for r in kept} else path
+
+
 def make_scheduler(space: SearchSpace):
     t = space.tune
     if t.scheduler == "asha":
@@ -112,10 +151,9 @@ def make_scheduler(space: SearchSpace):
         # Ray's GAN example tunes this way: every pbt_interval epochs the bottom quarter clones the
         # weights of a top-quarter trial and perturbs its learning rates and loss weights.
         mutations = {p.key: ray_domain(p) for p in space.params if p.key in MUTABLE}
-        return PopulationBasedTraining(time_attr="epoch", perturbation_interval=t.pbt_interval,
-                                       hyperparam_mutations=mutations, quantile_fraction=0.25,
-                                       resample_probability=0.25,
-                                       custom_explore_fn=functools.partial(clip_to_space, params=space.params))
+        return TidyPBT(time_attr="epoch", perturbation_interval=t.pbt_interval, hyperparam_mutations=mutations,
+                       quantile_fraction=0.25, resample_probability=0.25,
+                       custom_explore_fn=functools.partial(clip_to_space, params=space.params))
     return FIFOScheduler()
 
 

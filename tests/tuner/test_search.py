@@ -123,3 +123,44 @@ def test_pbt_mutates_what_a_running_trial_can_change_within_the_space(tmp_path):
     clipped = clip_to_space({"optim.lr_g": 0.05, "loss.adv_weight": -0.1, "loss.adversarial": "vanilla"},
                             space.params)
     assert clipped == {"optim.lr_g": 3.0e-2, "loss.adv_weight": 0.0, "loss.adversarial": "vanilla"}
+
+
+def exploited(root, cloned=True, saving=False):
+    """Trial t: checkpoints 0-2 registered, 3 reported with the result on which PBT paused it (never
+    registered); Ray's latest checkpoint of it made the donor's, as PBT's exploit does."""
+    from ray.train._internal.session import _FutureTrainingResult, _TrainingResult
+    from ray_trials import FS, checkpoint_written, ray_trial
+
+    donor, t = ray_trial(root, "donor"), ray_trial(root, "t")
+    given = checkpoint_written(donor, 0)
+    for i in range(3):
+        checkpoint_written(t, i)
+    left = f"{t.storage.trial_fs_path}/checkpoint_000003"
+    FS.create_dir(left)
+    if cloned:
+        t.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(
+            checkpoint=donor.run_metadata.checkpoint_manager.latest_checkpoint_result.checkpoint, metrics={})
+        assert t.checkpoint.path == given
+    t.set_status("PAUSED")
+    if saving:
+        t.temporary_state.saving_to = _FutureTrainingResult(None)
+    return t, left
+
+
+def test_pbt_deletes_the_checkpoint_an_exploit_left_unregistered(tmp_path):
+    from tuner.search import left_by_exploit
+
+    t, left = exploited(tmp_path)
+    assert left_by_exploit(t, {"epoch": 4, "checkpoint_dir_name": "checkpoint_000003"}) == left
+    assert left_by_exploit(t, {"epoch": 3, "checkpoint_dir_name": "checkpoint_000002"}) is None  # Ray's own
+    assert left_by_exploit(t, {"epoch": 4}) is None  # a report without a checkpoint
+
+
+@pytest.mark.parametrize("case", ["restored from its own", "a save pending", "still running"])
+def test_pbt_keeps_a_checkpoint_that_may_be_restored(tmp_path, case):
+    from tuner.search import left_by_exploit
+
+    t, _ = exploited(tmp_path, cloned=case != "restored from its own", saving=case == "a save pending")
+    if case == "still running":
+        t.set_status("RUNNING")
+    assert left_by_exploit(t, {"epoch": 4, "checkpoint_dir_name": "checkpoint_000003"}) is None
