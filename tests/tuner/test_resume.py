@@ -3,6 +3,7 @@ from a state written as Ray writes it (its Trial, checkpoint manager and TuneCon
 
 import json
 import shutil
+from pathlib import Path
 
 import pyarrow.fs
 import pytest
@@ -87,10 +88,9 @@ def test_the_trainable_restores_the_newest_checkpoint_when_ray_names_a_stand_in(
     t1 = ray_trial(tmp_path, "t1")
     for i in range(4):
         trainer.run_epoch()
-        path = checkpoint_written(t1, i)
-        trainer.save_checkpoint(f"{path}/{STATE_FILE}")
-        (tmp_path / "exp" / "t1" / f"checkpoint_{i:06d}" / TRIAL_FILE).write_text(
-            json.dumps({"report": {"epoch": trainer.epoch}}))
+        path = Path(checkpoint_written(t1, i))
+        trainer.save_checkpoint(path / STATE_FILE)
+        (path / TRIAL_FILE).write_text(json.dumps({"report": {"epoch": trainer.epoch}}))
         if i == 1:
             state_saved(tmp_path, t1)
     place_stand_ins(FS, str(tmp_path / "exp"))
