@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from tuner.storage import checkpoint_dirs, checkpoint_number, read_text
+from tuner.storage import base_name, checkpoint_dirs, checkpoint_number, in_folder, read_text, write_text
 
 STAND_IN = "stand_in.txt"  # in a stand-in folder: what it is, for whoever looks into storage
 # What Tuner.restore(resume_unfinished=True, resume_errored=False) runs again
@@ -39,12 +39,8 @@ def describe(stand_ins: list[StandIn]) -> str:
     by_trial: dict[str, list[StandIn]] = {}
     for s in stand_ins:
         by_trial.setdefault(s.trial_id, []).append(s)
-    return "; ".join(f"trial {t}: {', '.join(_name(s.path) for s in these)} (it resumes from {_name(these[0].newest)})"
-                     for t, these in by_trial.items())
-
-
-def _name(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
+    return "; ".join(f"trial {t}: {', '.join(base_name(s.path) for s in these)} "
+                     f"(it resumes from {base_name(these[0].newest)})" for t, these in by_trial.items())
 
 
 @dataclass(frozen=True)
@@ -74,10 +70,9 @@ def named_checkpoints(fs, study_path: str) -> list[Named]:
         trial.restore_run_metadata(run_metadata)
         manager = trial.run_metadata.checkpoint_manager
         results = [*manager.best_checkpoint_results, manager.latest_checkpoint_result] if manager else []
-        then = trial.storage.trial_fs_path.rstrip("/")
         folder = f"{study_path.rstrip('/')}/{trial.storage.trial_dir_name}"
-        paths = {f"{folder}/{_name(r.checkpoint.path)}" for r in results
-                 if r is not None and r.checkpoint.path.rstrip("/").rsplit("/", 1)[0] == then}
+        paths = {f"{folder}/{base_name(r.checkpoint.path)}" for r in results
+                 if r is not None and in_folder(r.checkpoint.path, trial.storage.trial_fs_path)}
         named.append(Named(trial.trial_id, folder, sorted(paths, key=checkpoint_number)))
     return named
 
@@ -97,10 +92,9 @@ def place_stand_ins(fs, study_path: str) -> list[StandIn]:
                 if read_text(fs, f"{path}/{STAND_IN}"):
                     stand_ins.append(StandIn(trial.trial_id, path, newest))
             elif checkpoint_number(path) < checkpoint_number(newest):
-                fs.create_dir(path)
-                with fs.open_output_stream(f"{path}/{STAND_IN}") as f:
-                    f.write(f"Empty: a stand-in for {_name(path)}, which Ray deleted after its last saved state "
-                            f"named it. The trial resumes from {_name(newest)} (tuner/resume.py).\n".encode())
+                write_text(fs, f"{path}/{STAND_IN}", f"Empty: a stand-in for {base_name(path)}, which Ray deleted "
+                           f"after its last saved state named it. The trial resumes from {base_name(newest)} "
+                           "(tuner/resume.py).\n")
                 stand_ins.append(StandIn(trial.trial_id, path, newest))
     return stand_ins
 

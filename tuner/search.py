@@ -20,6 +20,7 @@ from tuner.outcome import COMPLETED, MODE, PRUNED, decide
 from tuner.projection import MlflowCallback, Projection
 from tuner.results import ResultCsv, ResultJson
 from tuner.space import MUTABLE, Param, SearchSpace, clip_to_space, define_by_run
+from tuner.storage import base_name, in_folder
 from tuner.tracking import TrackingInfo
 from tuner.trainable import TrialContext, train_vgan
 
@@ -131,15 +132,14 @@ def left_by_exploit(trial, result: dict) -> str | None:
     """The folder of the checkpoint `result` came with if Ray will never restore it: the trial is paused
     with no save pending, to go on from another trial's checkpoint, and Ray did not register this one."""
     name = result.get(CHECKPOINT_DIR_NAME)
-    latest = trial.checkpoint
-    own = trial.storage.trial_fs_path.rstrip("/")
-    if not name or trial.status != trial.PAUSED or trial.is_saving or latest is None:
+    if not name or trial.status != trial.PAUSED or trial.is_saving:
         return None
-    if latest.path.rstrip("/").rsplit("/", 1)[0] == own:
+    own = trial.storage.trial_fs_path
+    if trial.checkpoint is None or in_folder(trial.checkpoint.path, own):
         return None
-    kept = trial.run_metadata.checkpoint_manager.best_checkpoint_results
-    path = f"{own}/{name}"
-    return None if path in {r.checkpoint.path.rstrip("/") for r in kept} else path
+    kept = {base_name(r.checkpoint.path) for r in trial.run_metadata.checkpoint_manager.best_checkpoint_results
+            if in_folder(r.checkpoint.path, own)}
+    return None if name in kept else f"{own.rstrip('/')}/{name}"
 
 
 def make_scheduler(space: SearchSpace):

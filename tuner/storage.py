@@ -78,9 +78,7 @@ class Storage:
     def write_text(self, name: str, file: str, text: str) -> None:
         """A file of ours in the study's folder."""
         fs, path = self.folder(name)
-        fs.create_dir(path, recursive=True)
-        with fs.open_output_stream(f"{path}/{file}") as f:
-            f.write(text.encode())
+        write_text(fs, f"{path}/{file}", text)
 
     def read_text(self, name: str, file: str) -> str:
         """A file of the study's folder ('' where there is none: PBT's log of a study without PBT, the
@@ -98,6 +96,13 @@ def read_text(fs, path: str) -> str:
         return ""
 
 
+def write_text(fs, path: str, text: str) -> None:
+    """A text file on a pyarrow filesystem, its folder made if need be."""
+    fs.create_dir(path.rstrip("/").rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as f:
+        f.write(text.encode())
+
+
 CHECKPOINT_DIR = re.compile(r"checkpoint_(\d+)")  # Ray's name for a trial's checkpoint folders
 
 
@@ -112,7 +117,16 @@ def checkpoint_dirs(fs, trial_path: str) -> list[str]:
 
 
 def checkpoint_number(path: str) -> int:
-    return int(CHECKPOINT_DIR.fullmatch(path.rstrip("/").rsplit("/", 1)[-1]).group(1))
+    return int(CHECKPOINT_DIR.fullmatch(base_name(path)).group(1))
+
+
+def base_name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def in_folder(path: str, trial_path: str) -> bool:
+    """Whether a checkpoint is the trial's own (not another trial's, as PBT's exploit gives one)."""
+    return path.rstrip("/").rsplit("/", 1)[0] == trial_path.rstrip("/")
 
 
 def newest_best(fs, trial_path: str) -> str | None:

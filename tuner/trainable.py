@@ -26,7 +26,15 @@ import torch
 from ray import tune
 
 from tuner.outcome import Signal, score_key
-from tuner.storage import BEST_DIR, GENERATOR_FILE, METRICS_FILE, PROBS_FILE, checkpoint_dirs, checkpoint_number
+from tuner.storage import (
+    BEST_DIR,
+    GENERATOR_FILE,
+    METRICS_FILE,
+    PROBS_FILE,
+    checkpoint_dirs,
+    checkpoint_number,
+    in_folder,
+)
 from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
 from vgan.errors import DivergenceError
@@ -93,7 +101,7 @@ def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
     own = checkpoint_dirs(fs, folder)
     if own:
         storage.current_checkpoint_index = max(storage.current_checkpoint_index, checkpoint_number(own[-1]))
-    if recorded is None or recorded.path.rstrip("/").rsplit("/", 1)[0] == folder:
+    if recorded is None or in_folder(recorded.path, folder):
         after = checkpoint_number(recorded.path) if recorded is not None else -1
         unknown = [p for p in own if checkpoint_number(p) > after]  # to Ray: its num_to_keep never deletes them
         for i in reversed(range(len(unknown))):

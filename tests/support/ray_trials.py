@@ -13,7 +13,7 @@ from ray.tune.utils.serialization import TuneFunctionEncoder
 from tuner.trainable import STATE_FILE
 
 FS = pyarrow.fs.LocalFileSystem()
-KEEP = 2  # the trials' num_to_keep, as tuner.search sets it by default
+KEEP = 2  # the trials' num_to_keep: tune.checkpoint_keep's default (tuner.space)
 
 
 def ray_trial(root, name, status="RUNNING"):
