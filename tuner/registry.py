@@ -1,7 +1,8 @@
 """Model Registry: the best trial's generator becomes a version, and the gate decides the champion.
 
 The candidate was chosen on validation; here the test split is read for the first time, to
-score exactly the logged model users will load. The new version is aliased `challenger`. It
+score exactly the logged model users will load, each photograph brought to the scale the model was
+trained at as `tuner.predict` brings it (`vgan.scale`). The new version is aliased `challenger`. It
 becomes `champion` when there is none, or when, scored now on the same test images as the
 champion (same dataset, same test-split fingerprint), it beats the champion's pooled test
 AUC-ROC by `promote_margin` and a paired bootstrap over the test images (per-image AUC-ROC
@@ -26,6 +27,7 @@ from vgan.config import Config
 from vgan.data import Split, load_split, load_train_val, split_fingerprint
 from vgan.inputs import unit_float
 from vgan.metrics import per_image_auc
+from vgan.scale import AUTO, predict_at_scale, recorded_fov
 from vgan.trainer import split_metrics
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -89,13 +91,25 @@ def scores_of(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> Scor
 
 
 @torch.no_grad()
-def score_model(model, split: Split, threshold: float = 0.5) -> Scores:
-    """A loaded model (RGB [0,1] in, probabilities out), one image at a time, on a whole split."""
+def score_model(model, split: Split, threshold: float = 0.5, trained_fov: float | None = None) -> Scores:
+    """A loaded model (RGB [0,1] in, probabilities out), one image at a time, on a whole split, each image
+    scored at its own size. `trained_fov`: the FOV diameter the model was trained at, which each image is
+    resized to first as `tuner.predict` does (`vgan.scale`; within the tolerance it is used as it is, the
+    literature's protocol); None: every image as it is."""
     probs = torch.zeros((len(split), 1, *split.size))
     for i in range(len(split)):  # each image at its own size (a mixed-size split holds them padded)
         h, w = split.image_size(i)
-        probs[i, :, :h, :w] = model(unit_float(split.own(i, split.images[i : i + 1])))[0]
+        factor = AUTO.factor_of(split.own(i, split.masks[i]), trained_fov, f"{split.name} image {split.ids[i]}")
+        probs[i, :, :h, :w] = predict_at_scale(model, unit_float(split.own(i, split.images[i : i + 1])), factor)[0]
     return scores_of(probs, split, threshold)
+
+
+def score_logged(model_uri: str, split: Split) -> Scores:
+    """`score_model` of a logged generator, at the scale it records (none for one logged before it did)."""
+    import mlflow.pytorch
+
+    model = mlflow.pytorch.load_model(model_uri)
+    return score_model(model, split, trained_fov=recorded_fov(model))
 
 
 def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,
@@ -148,7 +162,7 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     train, val = load_train_val(cfg.data)
     test = load_split(cfg.data, "test")
     test_hash = split_fingerprint(test)
-    challenger = score_model(mlflow.pytorch.load_model(model_uri), test)
+    challenger = score_logged(model_uri, test)
 
     try:
         client.create_registered_model(name, description=(
@@ -189,7 +203,6 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
 
 def _gate(client: MlflowClient, name: str, version: str, dataset: str, test_hash: str, test: Split,
           challenger: Scores, gate: Gate) -> tuple[bool, str, Comparison | None]:
-    import mlflow.pytorch
 
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
@@ -200,7 +213,7 @@ def _gate(client: MlflowClient, name: str, version: str, dataset: str, test_hash
         return False, (f"not compared with champion v{champion.version}: it was scored on {theirs[0]} test images "
                        f"{theirs[1]}, this version on {dataset} {test_hash}; promote by hand "
                        f"(python -m tuner.promote --name {name} --version {version}) if it should serve instead"), None
-    scores = score_model(mlflow.pytorch.load_model(f"models:/{name}/{champion.version}"), test)
+    scores = score_logged(f"models:/{name}/{champion.version}", test)
     return compare(str(champion.version), scores, challenger, gate)
 
 

@@ -24,6 +24,7 @@ from vgan.models import DISC_HEADS, DISC_NORMS, ModelConfig
 DATASETS = ("synthetic", "drive", "stare", "folder")
 ADVERSARIAL = ("wgan-gp", "vanilla", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MIN_FOV_DIAMETER = 32  # pixels: a FOV narrower holds no vessel a U-Net could learn (DRIVE's is 540)
 
 
 @dataclass
@@ -43,6 +44,9 @@ class DataConfig:
     fold: int = 0  # which fold is the validation split when folds > 0
     split_seed: int = 0
     crop_size: int | None = 64  # training crop side; None trains on whole images
+    # Photographs of the training pool resized so their FOV is this many pixels across (within 10 % as they
+    # are): one scale for a pool from several cameras; None: each at its own size (vgan.scale)
+    fov_diameter: float | None = None
     augment_strength: float = 1.0  # scales colour-jitter ranges; 0 disables jitter
     flip: bool = True
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -247,6 +251,8 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check(d.folds == 0 or d.folds >= 2, source, "data.folds", "must be 0 (no k-fold) or at least 2")
     _check(0 <= d.fold < max(d.folds, 1), source, "data.fold", f"must be in [0, {max(d.folds, 1) - 1}]")
     _check(0.0 <= d.augment_strength <= 1.0, source, "data.augment_strength", "must be in [0, 1]")
+    _check(d.fov_diameter is None or d.fov_diameter >= MIN_FOV_DIAMETER, source, "data.fov_diameter",
+           f"must be at least {MIN_FOV_DIAMETER} pixels (or null: each photograph at its own size)")
     s = d.synthetic
     _check(s.num_train >= 2, source, "data.synthetic.num_train", "must be at least 2")
     _check(s.num_test >= 1, source, "data.synthetic.num_test", "must be at least 1")

@@ -19,6 +19,7 @@ import torch
 from vgan.config import DataConfig
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import InputError, as_batch, unit_float
+from vgan.scale import AUTO, MAX_FACTOR, ScaleError, fov_diameter, resize, scaled_size
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
@@ -319,16 +320,49 @@ def _read_items(items: list[Item], name: str) -> Split:
         masks.append(torch.from_numpy(msk))
     if len({t.dtype for t in images}) > 1:  # 8- and 16-bit files in one pool: hold all as floats
         images = [unit_float(t) for t in images]
+    return assemble(name, [it.id for it in items], images, labels, masks)
+
+
+def assemble(name: str, ids: list[str], images: list[torch.Tensor], labels: list[torch.Tensor],
+             masks: list[torch.Tensor]) -> Split:
+    """A split of photographs (3, H, W; one dtype), labels and masks (H, W) each at its own size: stacked,
+    or padded to the largest where the sizes differ."""
     sizes = [tuple(t.shape[1:]) for t in images]
     if len(set(sizes)) == 1:
-        return Split(name, [it.id for it in items], torch.stack(images), torch.stack(labels)[:, None],
-                     torch.stack(masks)[:, None])
+        return Split(name, ids, torch.stack(images), torch.stack(labels)[:, None], torch.stack(masks)[:, None])
     h, w = max(a for a, _ in sizes), max(b for _, b in sizes)
-    padded = torch.zeros((len(items), 3, h, w), dtype=images[0].dtype)
-    held_labels, held_masks = (torch.zeros((len(items), 1, h, w), dtype=torch.bool) for _ in range(2))
+    padded = torch.zeros((len(ids), 3, h, w), dtype=images[0].dtype)
+    held_labels, held_masks = (torch.zeros((len(ids), 1, h, w), dtype=torch.bool) for _ in range(2))
     for i, (a, b) in enumerate(sizes):
         padded[i, :, :a, :b], held_labels[i, 0, :a, :b], held_masks[i, 0, :a, :b] = images[i], labels[i], masks[i]
-    return Split(name, [it.id for it in items], padded, held_labels, held_masks, sizes)
+    return Split(name, ids, padded, held_labels, held_masks, sizes)
+
+
+def at_fov(pool: Split, diameter: float) -> tuple[Split, list[float]]:
+    """The pool with each photograph, its label and its mask resized so that its FOV is `diameter` pixels
+    across (`data.fov_diameter`): a generator trained on photographs from several cameras then learns one
+    vessel scale, the one `tuner.predict` brings every photograph to. An image within `vgan.scale`'s
+    tolerance is kept as it is. Labels are resized as maps and read as pixels above one half, so a vessel
+    narrower than a pixel at the new scale is not a vessel there. Returns the factors (1.0: kept)."""
+    images, labels, masks, factors = [], [], [], []
+    for i, image_id in enumerate(pool.ids):
+        img, lab, msk = (pool.own(i, t[i]) for t in (pool.images, pool.labels, pool.masks))
+        what = f"{pool.name} image {image_id}"
+        factor = AUTO.factor_of(msk, diameter, what, remedy="give it a FOV mask or leave data.fov_diameter unset")
+        if factor > MAX_FACTOR:
+            raise ScaleError(f"{what}: its field of view is {fov_diameter(msk):.0f} pixels across; data.fov_diameter "
+                             f"{diameter:g} would enlarge it x{factor:.1f}, more than x{MAX_FACTOR:g}")
+        if factor != 1.0:
+            size = scaled_size(tuple(img.shape[-2:]), factor)
+            img = resize(img[None], size)[0]
+            if pool.images.dtype == torch.uint8:  # held as read: 8-bit stays 8-bit
+                img = (img * 255).round_().to(torch.uint8)
+            lab, msk = (resize(t[None], size)[0] > 0.5 for t in (lab, msk))
+        images.append(img)
+        labels.append(lab[0])
+        masks.append(msk[0])
+        factors.append(factor)
+    return assemble(pool.name, list(pool.ids), images, labels, masks), factors
 
 
 def dataset_root(cfg: DataConfig) -> Path:
@@ -381,6 +415,8 @@ def split_indices(n: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
 def load_train_val(cfg: DataConfig) -> tuple[Split, Split]:
     """Read the training pool once and carve the validation split from it."""
     pool = read_pool(cfg, "training")
+    if cfg.fov_diameter is not None:
+        pool, _ = at_fov(pool, cfg.fov_diameter)
     train_idx, val_idx = split_indices(len(pool), cfg)
     train, val = pool.subset(train_idx, "train"), pool.subset(val_idx, "val")
     check_crop(cfg, train)

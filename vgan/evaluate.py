@@ -11,6 +11,8 @@ also gets its probability maps (8-bit PNG) and binary maps; both modes get roc.p
 A checkpoint sees the images as they are (`--scale 1`, the literature's protocol) unless `--scale auto`
 resizes each to the FOV diameter of its training photographs (`vgan.scale`; for another dataset's
 images) or `--scale FACTOR` by a factor; metrics are computed at the images' own size either way.
+A checkpoint trained with `data.fov_diameter` (its photographs brought to one scale) is scored at that
+scale unless `--scale` says otherwise; its train and val splits are read as it was trained on them.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     thr.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
     thr.add_argument("--val-threshold", action="store_true",
                      help="use the threshold of best F1 on the validation split (needs --checkpoint)")
-    p.add_argument("--scale", default="1", metavar="1|auto|FACTOR",
+    p.add_argument("--scale", metavar="1|auto|FACTOR",
                    help="with --checkpoint: resize each image before the generator: 1 (as it is, the default), "
-                        "auto (its FOV to the training photographs' diameter) or a factor")
+                        "auto (its FOV to the training photographs' diameter; the default for a checkpoint "
+                        "trained with data.fov_diameter) or a factor")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--noise", type=int, metavar="N", help="with --checkpoint: draw N maps from Gaussian noise")
     p.add_argument("--noise-size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
@@ -155,7 +158,7 @@ def scaled_predictions(generator, split: Split, device: torch.device, batch_size
     return maps, factors
 
 
-def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec) -> dict[str, Any]:
+def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec | None) -> dict[str, Any]:
     state = load_checkpoint(args.checkpoint)
     device = resolve_device(args.device, "--device")
     generator, cfg = generator_from_checkpoint(state, args.checkpoint, device)
@@ -170,6 +173,8 @@ def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec) -> dict[str, Any]
         overrides.update({"data.root": str(root), "data.dataset": dataset})
     elif args.dataset is not None:
         overrides["data.dataset"] = args.dataset
+    scale_text = args.scale or ("auto" if cfg.data.fov_diameter is not None else "1")
+    scale = scale or ScaleSpec.parse(scale_text)
     cfg = apply_overrides(cfg, overrides, "command line")
     if cfg.data.dataset != trained_on:
         print(f"scoring a generator trained on {trained_on} on {cfg.data.dataset} ({cfg.data.root})")
@@ -182,7 +187,7 @@ def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec) -> dict[str, Any]
     m, scores, targets = score_maps(probs, split, threshold)
     m.update(dataset=cfg.data.dataset, fov=fov_source(cfg.data, args.split), trained_on=trained_on,
              source=str(Path(args.checkpoint).resolve()),
-             threshold_source=source, epoch=int(state["epoch"]), scale=args.scale,
+             threshold_source=source, epoch=int(state["epoch"]), scale=scale_text,
              trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors])
     for sub in ("probabilities", "binary"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -224,7 +229,8 @@ def _main(argv: Sequence[str] | None) -> None:
         if not (1 <= h <= MAX_NOISE_SIDE and 1 <= w <= MAX_NOISE_SIDE):
             raise ConfigError(f"--noise-size {h} {w}: each side must be 1 to {MAX_NOISE_SIDE} pixels")
     check_threshold(args.threshold)
-    scale = ScaleSpec.parse(args.scale)  # also beside --predictions: a maps folder is not scaled, but 0 is wrong
+    # also beside --predictions: a maps folder is not scaled, but 0 is wrong
+    scale = ScaleSpec.parse(args.scale) if args.scale is not None else None
     writable_folder(Path(args.out), "--out")
     m = run_predictions(args) if args.predictions else run_checkpoint(args, scale)
     if m:

@@ -56,6 +56,18 @@ def median_fov_diameter(masks: torch.Tensor) -> float:
     return float(np.median([fov_diameter(m) for m in masks]))
 
 
+def mixed_scale_note(masks: torch.Tensor) -> str | None:
+    """What to tell the trainer of a split whose FOVs (masks N, 1, H, W) differ by more than the tolerance:
+    its generator learns vessels at several scales, and is used at their median."""
+    diameters = [fov_diameter(m) for m in masks]
+    lo, hi, median = min(diameters), max(diameters), float(np.median(diameters))
+    if hi <= lo * TOLERANCE:
+        return None
+    return (f"the training photographs' FOVs are {lo:.0f}-{hi:.0f} pixels across: the generator learns vessels at "
+            f"more than one scale, and photographs are brought to the median ({median:.0f}) to be segmented; "
+            f"data.fov_diameter: {median:.0f} trains them all at that one")
+
+
 class ScaleError(DataError):
     """An image whose FOV no camera gives: named, and the other images go on."""
 

@@ -167,6 +167,7 @@ def test_a_mixed_size_test_split_is_scored_with_each_image_at_its_own_size(drive
     from tuner.registry import score_model
     from vgan.inputs import unit_float
     from vgan.metrics import compute_metrics, fov_pixels, per_image_auc
+    from vgan.scale import fov_diameter
 
     root = two_camera_dataset(drive_root, stare_root, tmp_path / "own", {"test": (1, 1)})
     test = load_split(DataConfig(dataset="folder", root=str(root), crop_size=None), "test")
@@ -183,3 +184,10 @@ def test_a_mixed_size_test_split_is_scored_with_each_image_at_its_own_size(drive
     masks = [test.own(i, m[0]).numpy() for i, m in enumerate(test.masks)]
     assert s.metrics["auc_roc"] == pytest.approx(compute_metrics(*fov_pixels(maps, labels, masks))["auc_roc"], abs=1e-6)
     assert np.allclose(s.per_image, per_image_auc(maps, labels, masks))
+
+    # a model trained at DRIVE's scale sees STARE's photograph brought to it, and is scored at its own size
+    shapes.clear()
+    at = score_model(brightness, test, trained_fov=540.0)
+    factor = 540.0 / fov_diameter(test.own(1, test.masks[1]))
+    assert shapes == [(1, 3, 584, 565), (1, 3, round(605 * factor), round(700 * factor))]
+    assert at.per_image[0] == s.per_image[0] and at.per_image[1] != s.per_image[1]

@@ -43,6 +43,7 @@ def test_unknown_section_is_named():
         ({"optim": {"lr_g": "fast"}}, "optim.lr_g"),
         ({"optim": {"betas_g": [0.5]}}, "optim.betas_g"),
         ({"data": {"flip": "yes"}}, "data.flip"),
+        ({"data": {"fov_diameter": "median"}}, "data.fov_diameter"),
         ({"data": "drive"}, "data"),
     ],
 )
@@ -57,6 +58,7 @@ def test_wrong_types_name_the_key(values, key):
         ({"data": {"dataset": "chase"}}, "data.dataset"),
         ({"data": {"crop_size": 60}, "model": {"depth": 3}}, "data.crop_size"),  # 60 % 8 != 0
         ({"data": {"augment_strength": 1.5}}, "data.augment_strength"),
+        ({"data": {"fov_diameter": 20}}, "data.fov_diameter"),
         ({"model": {"disc_norm": "batch"}, "loss": {"adversarial": "wgan-gp"}}, "model.disc_norm"),
         ({"optim": {"lr_d": 0}}, "optim.lr_d"),
         ({"loss": {"n_critic": 0}}, "loss.n_critic"),

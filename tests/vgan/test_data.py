@@ -304,3 +304,51 @@ def test_split_fingerprint_tells_splits_apart():
     train, val = load_train_val(DataConfig())
     assert split_fingerprint(train, val) == split_fingerprint(*load_train_val(DataConfig()))
     assert split_fingerprint(train, val) != split_fingerprint(*load_train_val(DataConfig(split_seed=1)))
+
+
+def test_a_two_camera_pool_is_brought_to_one_fov_diameter(drive_root, stare_root, tmp_path):
+    from vgan.data import at_fov
+    from vgan.scale import TOLERANCE, fov_diameter, mixed_scale_note
+
+    root = two_camera_dataset(drive_root, stare_root, tmp_path / "own", {"training": (3, 2)})
+    pool = read_pool(DataConfig(dataset="folder", root=str(root), crop_size=None), "training")
+    before = [fov_diameter(pool.own(i, m)) for i, m in enumerate(pool.masks)]
+    assert before[:3] == [536, 540, 541] and all(b > 541 * TOLERANCE for b in before[3:])  # STARE's camera: wider
+    note = mixed_scale_note(pool.masks)
+    assert note.startswith(f"the training photographs' FOVs are 536-{max(before):.0f} pixels across")
+    assert note.endswith(f"data.fov_diameter: {np.median(before):.0f} trains them all at that one")
+
+    at, factors = at_fov(pool, 540.0)
+    assert at.ids == pool.ids and at.images.dtype == torch.uint8
+    assert factors[:3] == [1.0] * 3 and factors[3:] == pytest.approx([540 / b for b in before[3:]])
+    for i in range(3):  # DRIVE's, within the tolerance: untouched
+        assert torch.equal(at.own(i, at.images[i]), pool.own(i, pool.images[i]))
+        assert torch.equal(at.own(i, at.labels[i]), pool.own(i, pool.labels[i]))
+    for i in (3, 4):
+        h, w = pool.image_size(i)
+        assert at.image_size(i) == (round(h * factors[i]), round(w * factors[i]))
+        assert abs(fov_diameter(at.own(i, at.masks[i])) - 540) <= 2
+        # the vessels are the same share of the FOV at the new scale (bar the thinnest, a pixel wide)
+        share = [float(s.own(i, s.labels[i]).sum() / s.own(i, s.masks[i]).sum()) for s in (pool, at)]
+        assert share[1] == pytest.approx(share[0], rel=0.15)
+    assert mixed_scale_note(at.masks) is None
+
+    train, val = load_train_val(DataConfig(dataset="folder", root=str(root), val_count=2, fov_diameter=540))
+    assert sorted(train.ids + val.ids) == pool.ids
+    assert all(abs(fov_diameter(s.own(i, m)) - 540) <= 5 for s in (train, val) for i, m in enumerate(s.masks))
+
+
+def test_a_fov_no_camera_gives_is_named_when_the_pool_is_brought_to_one_scale(drive_root, tmp_path):
+    from vgan.data import at_fov
+    from vgan.scale import ScaleError
+
+    pool = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training").subset([0, 1], "training")
+    with pytest.raises(ScaleError, match=r"training image 21_training: its field of view is 536 pixels across; "
+                                         r"data.fov_diameter 2500 would enlarge it x4.7, more than x4"):
+        at_fov(pool, 2500.0)
+    pool.masks[1, 0] = False  # a mask gone wrong: 100 pixels across in a 584 x 565 photograph
+    pool.masks[1, 0, 200:300, 200:300] = True
+    with pytest.raises(ScaleError, match=r"training image 22_training: its field of view is 100 pixels across in a "
+                                         r"584-pixel image, too narrow for a fundus camera's: give it a FOV mask "
+                                         r"or leave data.fov_diameter unset"):
+        at_fov(pool, 540.0)

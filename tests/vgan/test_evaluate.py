@@ -150,6 +150,39 @@ def test_a_model_of_two_cameras_photographs_is_trained_and_scored_at_their_sizes
     assert m["n_images"] == 2 and m["n_fov_pixels"] == sum(int(k.sum()) for k in fov) and 0 < m["auc_roc"] < 1
 
 
+def test_two_cameras_photographs_trained_at_one_fov_diameter_are_scored_at_it(tiny_values, drive_root, stare_root,
+                                                                             tmp_path, capsys):
+    """data.fov_diameter: the STARE photographs of a DRIVE + STARE pool are brought to DRIVE's scale to train
+    (vgan.train says it, and says the mixed scales of a pool trained without it), the generator records that
+    scale, and vgan.evaluate scores the test split at it by default, at each image's own size."""
+    root = two_camera_dataset(drive_root, stare_root, tmp_path / "own", {"training": (3, 2), "test": (1, 1)})
+    tiny_values["data"] = {"dataset": "folder", "val_count": 2, "split_seed": 3, "crop_size": 32}
+    config = tmp_path / "own.yaml"
+    config.write_text(yaml.safe_dump(tiny_values))
+    assert train_main(["--config", str(config), "--data", str(root), "--out", str(tmp_path / "mixed"), "--epochs", "1",
+                       "--quiet"]) == 0
+    assert "note: the training photographs' FOVs are 536-" in capsys.readouterr().out
+    tiny_values["data"]["fov_diameter"] = 540
+    config.write_text(yaml.safe_dump(tiny_values))
+    run = tmp_path / "run"
+    assert train_main(["--config", str(config), "--data", str(root), "--out", str(run), "--quiet"]) == 0
+    said = capsys.readouterr().out
+    assert "(3 train / 2 val images at a FOV of 540 px)" in said and "note:" not in said
+    out = tmp_path / "eval"
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--data", str(root),
+                          "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    stare_fov = fov_diameter(read_binary(root / "test" / "masks" / "im0003.mask.ppm"))
+    assert abs(m["trained_fov_diameter"] - 540) <= 5 and m["scale"] == "auto"
+    assert m["scale_factors"] == [1.0, round(m["trained_fov_diameter"] / stare_fov, 4)]
+    assert Image.open(out / "probabilities" / "im0003.png").size == (700, 605)  # scored at its own size
+    as_is = tmp_path / "as_is"
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--data", str(root),
+                          "--scale", "1", "--out", str(as_is)]) == 0
+    m1 = json.loads((as_is / "metrics.json").read_text())
+    assert m1["scale"] == "1" and m1["scale_factors"] == [1.0, 1.0] and m1["n_fov_pixels"] == m["n_fov_pixels"]
+
+
 def test_noise_drawings(tiny_config_file, tmp_path, capsys):
     run = tmp_path / "run"
     assert train_main(["--config", str(tiny_config_file), "--out", str(run), "--epochs", "1"]) == 0
