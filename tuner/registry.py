@@ -203,7 +203,6 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
 
 def _gate(client: MlflowClient, name: str, version: str, dataset: str, test_hash: str, test: Split,
           challenger: Scores, gate: Gate) -> tuple[bool, str, Comparison | None]:
-
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:

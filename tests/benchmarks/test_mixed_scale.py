@@ -1,0 +1,38 @@
+"""benchmarks.mixed_scale: a two-camera pool made from DRIVE, and both arms trained and scored on it."""
+
+import json
+
+import pytest
+
+from benchmarks.mixed_scale import main, write_pool
+from vgan.config import DataConfig
+from vgan.data import read_pool
+from vgan.scale import fov_diameter
+
+
+def test_the_second_camera_is_drive_enlarged(drive_root, tmp_path):
+    write_pool(drive_root, tmp_path, "training", 2, 1.6, first=3)
+    made = read_pool(DataConfig(dataset="folder", root=str(tmp_path)), "training")
+    drive = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training")
+    assert made.ids == drive.ids[:3] and made.image_size(1) == drive.image_size(1) == (584, 565)
+    assert made.image_size(0) == made.image_size(2) == (934, 904)  # 584 x 565 x 1.6
+    for i in (0, 2):
+        assert fov_diameter(made.own(i, made.masks[i])) == pytest.approx(1.6 * fov_diameter(drive.masks[i]), abs=2)
+        share = [float(s.own(i, s.labels[i]).sum() / s.own(i, s.masks[i]).sum()) for s in (drive, made)]
+        assert share[1] == pytest.approx(share[0], rel=0.1)  # vessels as wide, relative to the FOV
+
+
+def test_both_arms_are_trained_and_scored(drive_root, tmp_path, capsys):
+    out = tmp_path / "rows.json"
+    assert main(["--data", str(drive_root), "--epochs", "1", "--seeds", "0", "--images", "6",
+                 "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    as_is, one = rows
+    assert (as_is["arm"], one["arm"]) == ("as_is", "one_scale")
+    # 2 of the 6 training photographs (0, 2, 4 enlarged) are validation; one_scale trains all at DRIVE's scale
+    assert abs(one["test_native"]["trained_fov_diameter"] - 540) <= 5
+    assert one["test_native"]["scale_factors"] == [1.0]
+    assert all(f == pytest.approx(1 / 1.6, abs=0.01) for f in one["test_zoomed"]["scale_factors"])
+    assert as_is["test_native_scale_1"]["scale_factors"] == as_is["test_zoomed_scale_1"]["scale_factors"] == [1.0]
+    assert all(0 < r[k]["auc_roc"] < 1 for r in rows for k in ("test_native", "test_zoomed"))
+    assert "test_zoomed  one_scale  AUC-ROC mean" in capsys.readouterr().out
