@@ -1,7 +1,8 @@
 """`python -m benchmarks.mixed_scale` (from the repository root): does one FOV scale pay on a two-camera pool?
 
     python -m benchmarks.mixed_scale --data ../shared/data/DRIVE [--zoom 1.6] [--epochs 30] [--seeds 0,1]
-                                     [--arms as_is,one_scale] [--json benchmarks/results/mixed-scale-cpu.json]
+                                     [--arms as_is,one_scale] [--images N] [--work DIR]
+                                     [--json benchmarks/results/mixed-scale-cpu2.json]
 
 A pool from two cameras, made from DRIVE: every other training photograph (with its label and FOV mask)
 enlarged by `--zoom`, as a camera of finer resolution would give it (DRIVE's FOV is 540 pixels across;
@@ -21,6 +22,7 @@ import json
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -108,18 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--images", type=int, help="only the first N photographs of each pool (a quick check)")
-    p.add_argument("--work", default="/tmp/vgan-mixed-scale", help="scratch folder (emptied first)")
+    p.add_argument("--work", help="scratch folder for the pools and runs, new or empty (default: a new temporary one)")
     p.add_argument("--json", help="write the rows here")
     args = p.parse_args(argv)
     arms = args.arms.split(",")
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:
         p.error(f"--arms: unknown {', '.join(unknown)} (choose from {', '.join(ARMS)})")
-    work = Path(args.work)
-    if work.exists():
-        import shutil
-
-        shutil.rmtree(work)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vgan-mixed-scale-"))
+    if work.exists() and any(work.iterdir()):
+        p.error(f"--work {work}: not empty (the pools and runs are written there; nothing in it is removed)")
+    print(f"pools and runs in {work}", flush=True)
     drive = Path(args.data).resolve()
     pools = {"native": work / "pool", "zoomed": work / "pool_zoomed_test"}
     write_pool(drive, pools["native"], "training", 2, args.zoom, args.images)  # the two-camera training pool

@@ -36,3 +36,11 @@ def test_both_arms_are_trained_and_scored(drive_root, tmp_path, capsys):
     assert as_is["test_native_scale_1"]["scale_factors"] == as_is["test_zoomed_scale_1"]["scale_factors"] == [1.0]
     assert all(0 < r[k]["auc_roc"] < 1 for r in rows for k in ("test_native", "test_zoomed"))
     assert "test_zoomed  one_scale  AUC-ROC mean" in capsys.readouterr().out
+
+
+def test_a_work_folder_in_use_is_refused_and_kept(drive_root, tmp_path, capsys):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(drive_root), "--work", str(tmp_path)])
+    assert e.value.code == 2 and (tmp_path / "notes.txt").read_text() == "mine"
+    assert f"--work {tmp_path}: not empty" in capsys.readouterr().err
