@@ -19,7 +19,7 @@ import torch
 from vgan.config import DataConfig
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import InputError, as_batch, unit_float
-from vgan.scale import AUTO, MAX_FACTOR, ScaleError, fov_diameter, resize, scaled_size
+from vgan.scale import AUTO, MAX_FACTOR, fov_diameter, resize, scaled_size
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
@@ -343,14 +343,16 @@ def at_fov(pool: Split, diameter: float) -> tuple[Split, list[float]]:
     across (`data.fov_diameter`): a generator trained on photographs from several cameras then learns one
     vessel scale, the one `tuner.predict` brings every photograph to. An image within `vgan.scale`'s
     tolerance is kept as it is. Labels are resized as maps and read as pixels above one half, so a vessel
-    narrower than a pixel at the new scale is not a vessel there. Returns the factors (1.0: kept)."""
+    narrower than a pixel at the new scale is not a vessel there. Returns the factors (1.0: kept).
+    A FOV no camera gives (`vgan.scale.ScaleError`) or one to enlarge more than `MAX_FACTOR` is a DataError
+    naming the image: a pool is trained on whole or not at all."""
     images, labels, masks, factors = [], [], [], []
     for i, image_id in enumerate(pool.ids):
         img, lab, msk = (pool.own(i, t[i]) for t in (pool.images, pool.labels, pool.masks))
         what = f"{pool.name} image {image_id}"
         factor = AUTO.factor_of(msk, diameter, what, remedy="give it a FOV mask or leave data.fov_diameter unset")
         if factor > MAX_FACTOR:
-            raise ScaleError(f"{what}: its field of view is {fov_diameter(msk):.0f} pixels across; data.fov_diameter "
+            raise DataError(f"{what}: its field of view is {fov_diameter(msk):.0f} pixels across; data.fov_diameter "
                              f"{diameter:g} would enlarge it x{factor:.1f}, more than x{MAX_FACTOR:g}")
         if factor != 1.0:
             size = scaled_size(tuple(img.shape[-2:]), factor)
