@@ -38,7 +38,9 @@ ARMS = {"as_is": None, "one_scale": 540.0}
 
 def _save(path: Path, pixels: torch.Tensor) -> None:
     """(C, H, W) in [0, 1] as an 8-bit PNG (one channel: a label or mask, written 0/255)."""
-    arr = (pixels.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    from vgan.visualize import to_uint8
+
+    arr = to_uint8(pixels.permute(1, 2, 0).numpy())
     Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr).save(path)
 
 

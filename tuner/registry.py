@@ -25,9 +25,8 @@ from mlflow.tracking import MlflowClient
 from tuner.tracking import split_dataset, use_tracking_uri
 from vgan.config import Config
 from vgan.data import Split, load_split, load_train_val, split_fingerprint
-from vgan.inputs import unit_float
 from vgan.metrics import per_image_auc
-from vgan.scale import AUTO, predict_at_scale, recorded_fov
+from vgan.scale import AUTO, recorded_fov, scaled_predictions
 from vgan.trainer import split_metrics
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -96,11 +95,10 @@ def score_model(model, split: Split, threshold: float = 0.5, trained_fov: float 
     scored at its own size. `trained_fov`: the FOV diameter the model was trained at, which each image is
     resized to first as `tuner.predict` does (`vgan.scale`; within the tolerance it is used as it is, the
     literature's protocol); None: every image as it is."""
-    probs = torch.zeros((len(split), 1, *split.size))
-    for i in range(len(split)):  # each image at its own size (a mixed-size split holds them padded)
-        h, w = split.image_size(i)
-        factor = AUTO.factor_of(split.own(i, split.masks[i]), trained_fov, f"{split.name} image {split.ids[i]}")
-        probs[i, :, :h, :w] = predict_at_scale(model, unit_float(split.own(i, split.images[i : i + 1])), factor)[0]
+    maps, _ = scaled_predictions(model, trained_fov, split, 1, AUTO)
+    probs = torch.zeros((len(split), 1, *split.size))  # a mixed-size split holds them padded
+    for i, m in enumerate(maps):
+        probs[i, 0, : m.shape[0], : m.shape[1]] = torch.from_numpy(m)
     return scores_of(probs, split, threshold)
 
 

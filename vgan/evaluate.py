@@ -31,7 +31,7 @@ from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, fov_note, fov_source, load_split, read_probability
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import compute_metrics, curves, fov_pixels
-from vgan.scale import ScaleSpec, predict_at_factors
+from vgan.scale import ScaleSpec, scaled_predictions
 from vgan.trainer import evaluate, generator_from_checkpoint, load_checkpoint, predict, resolve_device
 from vgan.visualize import save_curves, save_map, to_uint8
 
@@ -140,25 +140,7 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     return m
 
 
-def scaled_predictions(generator, split: Split, device: torch.device, batch_size: int,
-                       scale: ScaleSpec) -> tuple[list[np.ndarray], list[float]]:
-    """Probabilities (H, W) of each image of a split at its own size, the image resized by its `scale` factor
-    (from its FOV mask) before the generator and its map back; and the factors."""
-    factors = [scale.factor_of(split.own(i, m), generator.trained_fov, f"{split.name} image {name}")
-               for i, (name, m) in enumerate(zip(split.ids, split.masks, strict=True))]
-    model = lambda x: predict(generator, x, device, batch_size)  # noqa: E731
-    maps: list[np.ndarray] = [np.empty(0)] * len(split)
-    for (h, w), idx in split.size_groups():
-        # a batch at a time: resizing converts to floats, and a whole test set of large photographs as floats,
-        # resized, is gigabytes beside the maps kept
-        for batch in (idx[k : k + batch_size] for k in range(0, len(idx), batch_size)):
-            probs = predict_at_factors(model, split.images[batch, :, :h, :w], [factors[i] for i in batch])
-            for i, p in zip(batch, probs.cpu().numpy()[:, 0], strict=True):
-                maps[i] = p
-    return maps, factors
-
-
-def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec | None) -> dict[str, Any]:
+def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     state = load_checkpoint(args.checkpoint)
     device = resolve_device(args.device, "--device")
     generator, cfg = generator_from_checkpoint(state, args.checkpoint, device)
@@ -174,7 +156,6 @@ def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec | None) -> dict[st
     elif args.dataset is not None:
         overrides["data.dataset"] = args.dataset
     scale_text = args.scale or ("auto" if cfg.data.fov_diameter is not None else "1")
-    scale = scale or ScaleSpec.parse(scale_text)
     cfg = apply_overrides(cfg, overrides, "command line")
     if cfg.data.dataset != trained_on:
         print(f"scoring a generator trained on {trained_on} on {cfg.data.dataset} ({cfg.data.root})")
@@ -183,7 +164,9 @@ def run_checkpoint(args: argparse.Namespace, scale: ScaleSpec | None) -> dict[st
     if args.val_threshold:
         val_metrics, _ = evaluate(generator, load_split(cfg.data, "val"), device, cfg.train.eval_batch_size)
         threshold, source = val_metrics["best_f1_threshold"], "validation best F1"
-    probs, factors = scaled_predictions(generator, split, device, cfg.train.eval_batch_size, scale)
+    probs, factors = scaled_predictions(lambda x: predict(generator, x, device, cfg.train.eval_batch_size),
+                                        generator.trained_fov, split, cfg.train.eval_batch_size,
+                                        ScaleSpec.parse(scale_text))
     m, scores, targets = score_maps(probs, split, threshold)
     m.update(dataset=cfg.data.dataset, fov=fov_source(cfg.data, args.split), trained_on=trained_on,
              source=str(Path(args.checkpoint).resolve()),
@@ -229,10 +212,10 @@ def _main(argv: Sequence[str] | None) -> None:
         if not (1 <= h <= MAX_NOISE_SIDE and 1 <= w <= MAX_NOISE_SIDE):
             raise ConfigError(f"--noise-size {h} {w}: each side must be 1 to {MAX_NOISE_SIDE} pixels")
     check_threshold(args.threshold)
-    # also beside --predictions: a maps folder is not scaled, but 0 is wrong
-    scale = ScaleSpec.parse(args.scale) if args.scale is not None else None
+    if args.scale is not None:
+        ScaleSpec.parse(args.scale)  # also beside --predictions: a maps folder is not scaled, but 0 is wrong
     writable_folder(Path(args.out), "--out")
-    m = run_predictions(args) if args.predictions else run_checkpoint(args, scale)
+    m = run_predictions(args) if args.predictions else run_checkpoint(args)
     if m:
         keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
         print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov_note(m['fov'])}, "

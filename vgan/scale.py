@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ import torch.nn.functional as F
 
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import unit_float
+
+if TYPE_CHECKING:
+    from vgan.data import Split
 
 # A FOV within 10 % of the trained one is used as it is: resampling costs sharpness for no gain
 # (DRIVE's own 40 images span 535-541 pixels; STARE's are 647-687, 21 % wider than DRIVE's).
@@ -147,3 +150,22 @@ def predict_at_factors(model: Callable[[torch.Tensor], torch.Tensor], images: to
     if len(set(factors)) == 1:
         return predict_at_scale(model, images, factors[0])
     return torch.cat([predict_at_scale(model, images[i : i + 1], f) for i, f in enumerate(factors)])
+
+
+def scaled_predictions(model: Callable[[torch.Tensor], torch.Tensor], trained: float | None, split: Split,
+                       batch_size: int, scale: ScaleSpec) -> tuple[list[np.ndarray], list[float]]:
+    """Probabilities (H, W) of each image of a split at its own size: `model` (images (N, 3, H, W) in [0, 1]
+    in, probabilities out) sees each image resized by its `scale` factor (from its FOV mask and `trained`,
+    the model's FOV diameter) and its map is resized back. Returns the maps and the factors."""
+    factors = [scale.factor_of(split.own(i, m), trained, f"{split.name} image {name}")
+               for i, (name, m) in enumerate(zip(split.ids, split.masks, strict=True))]
+    maps: list[np.ndarray] = [np.empty(0)] * len(split)
+    for (h, w), idx in split.size_groups():
+        # a batch at a time: resizing converts to floats, and a whole test set of large photographs as floats,
+        # resized, is gigabytes beside the maps kept
+        for batch in (idx[k : k + batch_size] for k in range(0, len(idx), batch_size)):
+            images = unit_float(split.images[batch, :, :h, :w])
+            probs = predict_at_factors(model, images, [factors[i] for i in batch])
+            for i, p in zip(batch, probs.cpu().numpy()[:, 0], strict=True):
+                maps[i] = p
+    return maps, factors
