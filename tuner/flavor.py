@@ -6,7 +6,8 @@ One model, two ways to load it, no pickle on either:
   outside [0, 1] (an 8-bit image not divided by 255) are refused with that message;
 - `mlflow.pyfunc.load_model(uri)` and `mlflow models serve`: `vgan_pyfunc`, shipped in the
   model with the `vgan` package, which takes images as users have them (`vgan.inputs`) and
-  segments each at the scale the generator was trained at (params `scale`: "auto", or a factor).
+  segments each at the scale the generator was trained at (params `scale`: "auto", or a factor),
+  optionally averaging the maps of its mirrored views (params `tta`: "none", "hflip", "flips", "dihedral").
 The model folder also holds the trainer config it was trained with (`config.yaml`).
 
 The exported graph depends on the generator's shape, not its weights: the first model of a shape
@@ -28,15 +29,17 @@ from typing import Any
 
 import torch
 
-from tuner.vgan_pyfunc import SCALE_DEFAULT, SCALE_PARAM
+from tuner.vgan_pyfunc import SCALE_DEFAULT, SCALE_PARAM, TTA_PARAM
 from vgan.models import Generator, VesselSegmenter
+from vgan.tta import DEFAULT as TTA_DEFAULT
 
 PYFUNC_MODULE = Path(__file__).with_name("vgan_pyfunc.py")
 VGAN_PACKAGE = Path(__file__).resolve().parent.parent / "vgan"
 MODEL_TYPE = "vessel-segmenter"
 INPUT = ("RGB images in [0, 1]: float32 tensor (N, 3, H, W), any H and W (mlflow.pytorch); pyfunc and "
          "serving also take (H, W, C) or (N, H, W, C) arrays, 8- or 16-bit, float64, grey or RGBA, and resize "
-         "each photograph to the training FOV (params scale: auto, or a factor such as '1')")
+         "each photograph to the training FOV (params scale: auto, or a factor such as '1'; params tta: flips "
+         "averages the maps of mirrored views)")
 OUTPUT = "vessel probabilities, float32 (N, 1, H, W)"
 
 WEIGHTS_CONFIG = "archive/data/weights/model_weights_config.json"  # in a pt2 archive: tensor -> raw record
@@ -152,7 +155,8 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
     # No input schema: MLflow would refuse float64 and (H, W, C) arrays before vgan_pyfunc could take them.
     # A params schema: without one MLflow drops the params of a predict call or a served request.
     scale = ParamSpec(SCALE_PARAM, DataType.string, SCALE_DEFAULT)
-    mlflow_model.signature = ModelSignature(params=ParamSchema([scale]))
+    tta = ParamSpec(TTA_PARAM, DataType.string, TTA_DEFAULT)
+    mlflow_model.signature = ModelSignature(params=ParamSchema([scale, tta]))
     mlflow_model.metadata = {**(mlflow_model.metadata or {}), "input": INPUT, "output": OUTPUT}
     if generator.trained_fov is not None:  # the scale tuner.predict brings photographs to (vgan.scale)
         mlflow_model.metadata["trained_fov_diameter_px"] = generator.trained_fov

@@ -2,10 +2,10 @@
 
     python -m tuner.predict --model models:/vgan-generator@champion --input DIR_OR_FILES... --out DIR
                             [--tracking-uri URI] [--masks DIR] [--threshold T] [--scale auto|FACTOR]
-                            [--device auto|cpu|cuda]
+                            [--tta MODE] [--device auto|cpu|cuda]
 
 The same as `python -m vgan.predict` (shared code: what it writes, which images it takes, the
-FOV, the scale), for an MLflow model instead of a checkpoint: any model URI MLflow resolves
+FOV, the scale, the mirrored views), for an MLflow model instead of a checkpoint: any model URI MLflow resolves
 (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/m-...`, `runs:/RUN/PATH`).
 """
 
@@ -57,7 +57,7 @@ def _main(argv: Sequence[str] | None) -> None:
     device = resolve_device(args.device, "--device")
     model = load_segmenter(uri, args.model, device)
     summary = segment_images(model, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
-                             device, sys.stderr.isatty(), scale, recorded_fov(model))
+                             device, sys.stderr.isatty(), scale, recorded_fov(model), args.tta)
     finish(summary, Path(args.out), "tuner.predict")
 
 

@@ -8,9 +8,11 @@ torch; (H, W, C) or (N, C, H, W); 8-bit, 16-bit or float in [0, 1]; grey, RGB or
 Each image is segmented at the scale the generator was trained at, as `tuner.predict` does: its
 field of view is estimated, the image resized so the FOV is as wide as the training photographs'
 and the map resized back (`params={"scale": "auto"}`, the default; `"1"` takes the image as it is,
-`"0.5"` any factor in (0, 4]). `get_raw_model()` is a torch `nn.Module` that does the same in
-`forward(x, scale="auto")` and, unlike the exported program that `mlflow.pytorch.load_model`
-returns (the bare graph: images at the size given), takes `.eval()` and `.to(device)`.
+`"0.5"` any factor in (0, 4]). `params={"tta": "flips"}` averages the maps of each image's mirrored
+views (`vgan.tta`: hflip, flips, dihedral; "none", the default, takes it once).
+`get_raw_model()` is a torch `nn.Module` that does the same in `forward(x, scale="auto", tta="none")`
+and, unlike the exported program that `mlflow.pytorch.load_model` returns (the bare graph: images at
+the size given), takes `.eval()` and `.to(device)`.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from torch import nn
 
 from vgan.inputs import as_batch
 from vgan.scale import ScaleSpec, predict_at_factors, recorded_fov
+from vgan.tta import DEFAULT as TTA_DEFAULT
+from vgan.tta import check_tta, with_tta
 
 SCALE_PARAM, SCALE_DEFAULT = "scale", "auto"  # the predict / served request's param, and its schema's default
+TTA_PARAM = "tta"
 SCALE_REMEDY = 'send it at the scale the model was trained at, or a factor (params {"scale": "0.5"})'
 
 
@@ -48,12 +53,13 @@ class Segmenter(nn.Module):
         self.training = False  # the program's own modes are fixed; do not recurse into it
         return self
 
-    def forward(self, x: Any, scale: str | float = SCALE_DEFAULT) -> torch.Tensor:
+    def forward(self, x: Any, scale: str | float = SCALE_DEFAULT, tta: str = TTA_DEFAULT) -> torch.Tensor:
+        model = with_tta(self.program, check_tta(str(tta), f"params {TTA_PARAM}"))
         batch, _ = as_batch(x)
         factors = self.factors(batch, ScaleSpec.parse(str(scale), f"params {SCALE_PARAM}"))
         device = next(self.program.parameters()).device
         with torch.no_grad():
-            return predict_at_factors(self.program, batch.to(device), factors)
+            return predict_at_factors(model, batch.to(device), factors)
 
     def factors(self, batch: torch.Tensor, scale: ScaleSpec) -> list[float]:
         """Each image's resize factor: its FOV, estimated, brought to the training FOV under auto."""
@@ -79,7 +85,9 @@ class VesselPyfunc:
                             '{"inputs": <nested list or array>} when serving')
         if isinstance(data, list):
             data = np.asarray(data)
-        return self.module(data, (params or {}).get(SCALE_PARAM, SCALE_DEFAULT)).cpu().numpy()
+        params = params or {}
+        probs = self.module(data, params.get(SCALE_PARAM, SCALE_DEFAULT), params.get(TTA_PARAM, TTA_DEFAULT))
+        return probs.cpu().numpy()
 
     def get_raw_model(self) -> Segmenter:
         return self.module

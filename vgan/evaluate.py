@@ -1,7 +1,7 @@
 """`python -m vgan.evaluate`: score a trained generator, or a folder of existing maps.
 
     python -m vgan.evaluate --checkpoint CKPT [--data ROOT] --split test --out DIR
-                            [--threshold T | --val-threshold] [--scale 1|auto|FACTOR]
+                            [--threshold T | --val-threshold] [--scale 1|auto|FACTOR] [--tta MODE]
     python -m vgan.evaluate --predictions DIR --data ROOT [--dataset drive|stare|folder] --split test --out DIR
     python -m vgan.evaluate --checkpoint CKPT --noise N --out DIR
 
@@ -13,6 +13,8 @@ resizes each to the FOV diameter of its training photographs (`vgan.scale`; for 
 images) or `--scale FACTOR` by a factor; metrics are computed at the images' own size either way.
 A checkpoint trained with `data.fov_diameter` (its photographs brought to one scale) is scored at that
 scale unless `--scale` says otherwise; its train and val splits are read as it was trained on them.
+`--tta flips` (or hflip, dihedral) scores the mean map of each image's mirrored views (`vgan.tta`); the
+validation threshold (`--val-threshold`) is then chosen on maps made the same way.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from vgan.data import SPLITS, Split, fov_note, fov_source, load_split, read_prob
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import compute_metrics, curves, fov_pixels
 from vgan.scale import ScaleSpec, scaled_predictions
-from vgan.trainer import evaluate, generator_from_checkpoint, load_checkpoint, predict, resolve_device
+from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, resolve_device
+from vgan.tta import DEFAULT as TTA_DEFAULT
+from vgan.tta import TTA_MODES, with_tta
 from vgan.visualize import save_curves, save_map, to_uint8
 
 MAP_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".npy", ".jpg", ".jpeg", ".bmp")
@@ -56,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --checkpoint: resize each image before the generator: 1 (as it is, the default), "
                         "auto (its FOV to the training photographs' diameter; the default for a checkpoint "
                         "trained with data.fov_diameter) or a factor")
+    p.add_argument("--tta", choices=TTA_MODES, default=TTA_DEFAULT,
+                   help="with --checkpoint: score the mean map of each image's mirrored views: hflip (2 passes), "
+                        "flips (4), dihedral (8); none (the default, the literature's protocol) takes it once")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--noise", type=int, metavar="N", help="with --checkpoint: draw N maps from Gaussian noise")
     p.add_argument("--noise-size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
@@ -127,6 +134,8 @@ def named_data(args: argparse.Namespace) -> tuple[Path, str]:
 def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     if args.val_threshold:
         raise ConfigError("--val-threshold needs --checkpoint (a folder of maps has no validation predictions)")
+    if args.tta != TTA_DEFAULT:
+        raise ConfigError(f"--tta {args.tta} needs --checkpoint (a folder of maps is scored as it is)")
     if args.data is None:
         raise ConfigError("--predictions needs --data ROOT (the dataset the maps belong to)")
     root, dataset = named_data(args)
@@ -160,17 +169,20 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     if cfg.data.dataset != trained_on:
         print(f"scoring a generator trained on {trained_on} on {cfg.data.dataset} ({cfg.data.root})")
     split = load_split(cfg.data, args.split)
+    batch = cfg.train.eval_batch_size
+    model = with_tta(lambda x: predict(generator, x, device, batch), args.tta)
+    scale = ScaleSpec.parse(scale_text)
     threshold, source = args.threshold, "fixed"
     if args.val_threshold:
-        val_metrics, _ = evaluate(generator, load_split(cfg.data, "val"), device, cfg.train.eval_batch_size)
-        threshold, source = val_metrics["best_f1_threshold"], "validation best F1"
-    probs, factors = scaled_predictions(lambda x: predict(generator, x, device, cfg.train.eval_batch_size),
-                                        generator.trained_fov, split, cfg.train.eval_batch_size,
-                                        ScaleSpec.parse(scale_text))
+        # the threshold of the maps as they are scored: at the same scale, over the same views
+        val = load_split(cfg.data, "val")
+        val_maps, _ = scaled_predictions(model, generator.trained_fov, val, batch, scale)
+        threshold, source = score_maps(val_maps, val, 0.5)[0]["best_f1_threshold"], "validation best F1"
+    probs, factors = scaled_predictions(model, generator.trained_fov, split, batch, scale)
     m, scores, targets = score_maps(probs, split, threshold)
     m.update(dataset=cfg.data.dataset, fov=fov_source(cfg.data, args.split), trained_on=trained_on,
              source=str(Path(args.checkpoint).resolve()),
-             threshold_source=source, epoch=int(state["epoch"]), scale=scale_text,
+             threshold_source=source, epoch=int(state["epoch"]), scale=scale_text, tta=args.tta,
              trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors])
     for sub in ("probabilities", "binary"):
         (out / sub).mkdir(parents=True, exist_ok=True)
@@ -218,7 +230,8 @@ def _main(argv: Sequence[str] | None) -> None:
     m = run_predictions(args) if args.predictions else run_checkpoint(args)
     if m:
         keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
-        print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov_note(m['fov'])}, "
+        views = f", --tta {m['tta']}" if m.get("tta", TTA_DEFAULT) != TTA_DEFAULT else ""
+        print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov_note(m['fov'])}{views}, "
               f"threshold {m['threshold']:.4f}): "
               + "  ".join(f"{k} {m[k]:.4f}" for k in keys))
         print(f"wrote {Path(args.out) / 'metrics.json'}")

@@ -1,7 +1,8 @@
 """`python -m vgan.predict`: segment your own fundus photographs with a trained generator.
 
     python -m vgan.predict --checkpoint CKPT --input DIR_OR_FILES... --out DIR
-                           [--masks DIR] [--threshold T] [--scale auto|FACTOR] [--device auto|cpu|cuda]
+                           [--masks DIR] [--threshold T] [--scale auto|FACTOR] [--tta MODE]
+                           [--device auto|cpu|cuda]
 
 Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP; any size; RGB, RGBA or grey, 8 or 16 bits)
 gets an 8-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
@@ -10,6 +11,7 @@ of its own size. Pixels outside the field of view are 0: the FOV mask comes from
 estimated from the image (red-channel threshold and morphology) and written to `fov/`.
 Each image is segmented at the scale the generator was trained at: resized so its FOV is as many
 pixels across as its training photographs' (`--scale auto`, `vgan.scale`), or by a given factor.
+`--tta flips` averages the maps of the image and its mirror images (`vgan.tta`: better maps, 4x the time).
 An image that cannot be read is named at the end (exit status 2); the others are written.
 `tuner.predict` does the same for a registered MLflow model (`segment_images` is shared).
 """
@@ -32,6 +34,8 @@ from vgan.data import MASK_NAMES, estimate_fov, find_named, list_images, read_bi
 from vgan.errors import DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
 from vgan.scale import AUTO, ScaleSpec, predict_at_scale
+from vgan.tta import DEFAULT as TTA_DEFAULT
+from vgan.tta import TTA_MODES, VIEWS, with_tta
 
 Model = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) in [0, 1] -> probabilities (1, 1, H, W)
 
@@ -45,6 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scale", default="auto", metavar="auto|FACTOR",
                    help="resize each image so its FOV matches the training photographs' (auto, the default), "
                         "or by FACTOR (1: as it is)")
+    p.add_argument("--tta", choices=TTA_MODES, default=TTA_DEFAULT,
+                   help="average the maps of mirrored views of each image: hflip (2 passes), flips (4), "
+                        "dihedral (8); none, the default, takes each image once")
     p.add_argument("--device", choices=DEVICES, default="auto")
 
 
@@ -65,6 +72,7 @@ class Summary:
     factors: list[float] = field(default_factory=list)  # of the images resized to the model's scale
     trained_fov: float | None = None  # the model's FOV diameter, where it records one
     scale: ScaleSpec = AUTO
+    tta: str = TTA_DEFAULT
     vessel_fraction: list[float] = field(default_factory=list)  # inside the FOV, at the threshold
     seconds: float = 0.0
 
@@ -81,6 +89,8 @@ class Summary:
             text += f"; resized {to}: {len(self.factors)} (x{min(self.factors):.3g}-x{max(self.factors):.3g})"
         elif n and self.scale.factor is None and self.trained_fov is None:
             text += "; used at their own size: the model records no training scale (--scale sets a factor)"
+        if n and self.tta != TTA_DEFAULT:
+            text += f"; each map the mean of {len(VIEWS[self.tta])} mirrored views (--tta {self.tta})"
         return text
 
 
@@ -88,10 +98,10 @@ class Summary:
 def segment_images(model: Model, paths: list[Path], out: Path, threshold: float = 0.5,
                    masks: Path | None = None, device: torch.device = torch.device("cpu"),
                    progress: bool = True, scale: ScaleSpec = AUTO,
-                   trained_fov: float | None = None) -> Summary:
+                   trained_fov: float | None = None, tta: str = TTA_DEFAULT) -> Summary:
     """Write every image's probability and binary maps (and estimated FOV) under `out`; unreadable
     images are collected in the summary, the rest written. `trained_fov`: the model's training FOV
-    diameter, which `scale` auto resizes each image's FOV to."""
+    diameter, which `scale` auto resizes each image's FOV to; `tta`: the views averaged (`vgan.tta`)."""
     from tqdm import tqdm
 
     from vgan.visualize import save_map
@@ -100,7 +110,8 @@ def segment_images(model: Model, paths: list[Path], out: Path, threshold: float 
         raise DataError(f"{masks}: masks folder missing")
     for sub in ("probabilities", "binary", "fov"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    s, t0 = Summary(trained_fov=trained_fov, scale=scale), time.perf_counter()
+    s, t0 = Summary(trained_fov=trained_fov, scale=scale, tta=tta), time.perf_counter()
+    model = with_tta(model, tta)
     for path in tqdm(paths, desc="segmenting", unit="image", disable=not progress or None, leave=False):
         try:
             batch, notes = as_batch(read_image(path), str(path))
@@ -155,7 +166,7 @@ def _main(argv: Sequence[str] | None) -> None:
     model = VesselSegmenter(generator).eval()
     summary = segment_images(model, paths, Path(args.out), args.threshold,
                              Path(args.masks) if args.masks else None, device, sys.stderr.isatty(),
-                             scale, generator.trained_fov)
+                             scale, generator.trained_fov, args.tta)
     finish(summary, Path(args.out), "vgan.predict")
 
 

@@ -16,8 +16,10 @@ from tuner.registry import Gate, register_candidate
 from tuner.tracking import log_best_model, use_tracking_uri
 from vgan.config import config_from_dict
 from vgan.data import estimate_fov, load_train_val
+from vgan.errors import ConfigError
 from vgan.predict import read_image
 from vgan.scale import fov_diameter, predict_at_scale, recorded_fov
+from vgan.tta import with_tta
 
 NAME = "vgan-generator-test"
 
@@ -76,7 +78,7 @@ def test_pyfunc_takes_images_as_users_have_them(champion, drive_image):
 
 def test_pyfunc_segments_at_the_models_scale_unless_told(champion, drive_image):
     """The tiny champion learnt ~44-pixel FOVs: a DRIVE photograph (~540) is shrunk to that by default, as
-    tuner.predict does; params {"scale": ...} reach predict through the model's params schema."""
+    tuner.predict does; params {"scale": ..., "tta": ...} reach predict through the model's params schema."""
     import mlflow.pyfunc
     import mlflow.pytorch
 
@@ -84,8 +86,8 @@ def test_pyfunc_segments_at_the_models_scale_unless_told(champion, drive_image):
     with use_tracking_uri(uri):
         pf = mlflow.pyfunc.load_model(model)
         graph = mlflow.pytorch.load_model(model)
-        (spec,) = mlflow.models.get_model_info(model).signature.params.params
-    assert (spec.name, spec.default) == ("scale", "auto")
+        specs = mlflow.models.get_model_info(model).signature.params.params
+    assert [(spec.name, spec.default) for spec in specs] == [("scale", "auto"), ("tta", "none")]
     x = torch.from_numpy(drive_image.copy()).permute(2, 0, 1)[None].float() / 255
     factor = recorded_fov(graph) / fov_diameter(estimate_fov(drive_image / 255.0))
     assert 0.05 < factor < 0.1
@@ -93,6 +95,11 @@ def test_pyfunc_segments_at_the_models_scale_unless_told(champion, drive_image):
     np.testing.assert_allclose(pf.predict(drive_image, params={"scale": "1"}), graph(x).numpy(), atol=1e-6)
     np.testing.assert_allclose(pf.predict(drive_image, params={"scale": "0.5"}),
                                predict_at_scale(graph, x, 0.5).numpy(), atol=1e-6)
+    # the exported graph takes every view, transposed ones included (565 x 584)
+    np.testing.assert_allclose(pf.predict(drive_image, params={"scale": "1", "tta": "dihedral"}),
+                               with_tta(graph, "dihedral")(x).numpy(), atol=1e-6)
+    with pytest.raises(ConfigError, match="params tta 'mirror': give one of none, hflip, flips, dihedral"):
+        pf.predict(drive_image, params={"tta": "mirror"})
 
 
 def test_loading_needs_no_pickle(champion, monkeypatch):
@@ -131,6 +138,12 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path,
     prob = predict_at_scale(m, x, recorded_fov(m) / fov_diameter(fov)).numpy()[0, 0]
     want = (np.clip(prob * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "probabilities" / "02_test.png")), want)
+    # --tta: the registered graph's mirrored views, averaged at the model's scale
+    assert predict_main(argv[:-4] + ["--out", str(tmp_path / "tta"), "--masks", argv[-1], "--tta", "hflip"]) == 0
+    assert "each map the mean of 2 mirrored views (--tta hflip)" in capsys.readouterr().out
+    prob = predict_at_scale(with_tta(m, "hflip"), x, recorded_fov(m) / fov_diameter(fov)).numpy()[0, 0]
+    want = (np.clip(prob * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "tta" / "probabilities" / "02_test.png")), want)
 
 
 @pytest.mark.parametrize("model, out, fragment", [
@@ -178,4 +191,8 @@ def test_mlflow_models_serve_answers_a_drive_image_like_the_local_model(champion
                              dtype=np.float32)
         np.testing.assert_allclose(as_sent, local.predict(chw, params={"scale": "1"}), atol=1e-6)
         assert np.abs(as_sent - answer).max() > 1e-3
+        mirrored = np.asarray(invoke(url, {"inputs": chw.tolist(), "params": {"tta": "hflip"}})["predictions"],
+                              dtype=np.float32)
+        np.testing.assert_allclose(mirrored, local.predict(chw, params={"tta": "hflip"}), atol=1e-6)
+        assert np.abs(mirrored - answer).max() > 1e-3
     print(f"\nmlflow models serve: one 584x565 DRIVE image answered in {seconds:.2f} s (JSON request, tiny model)")

@@ -80,6 +80,41 @@ def test_checkpoint_evaluation_writes_maps_and_metrics(tiny_config_file, tmp_pat
     assert m2["threshold_source"] == "validation best F1" and m2["auc_roc"] == m["auc_roc"]
 
 
+def test_tta_scores_the_mean_of_mirrored_views_and_picks_its_threshold_on_them(tiny_config_file, tmp_path, capsys):
+    """--tta flips: the test maps are the mean of each image's four mirrored views, and --val-threshold
+    picks the best-F1 threshold of validation maps made the same way."""
+    import torch
+
+    from vgan.config import config_from_dict
+    from vgan.data import load_split
+    from vgan.evaluate import score_maps
+    from vgan.inputs import unit_float
+    from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict
+    from vgan.tta import with_tta
+
+    run = tmp_path / "run"
+    assert train_main(["--config", str(tiny_config_file), "--out", str(run), "--quiet"]) == 0
+    ckpt = run / "checkpoints" / "best.pt"
+    scored = {}
+    for tta in ("none", "flips"):
+        assert evaluate_main(["--checkpoint", str(ckpt), "--val-threshold", "--tta", tta,
+                              "--out", str(tmp_path / tta)]) == 0
+        scored[tta] = json.loads((tmp_path / tta / "metrics.json").read_text())
+    assert "--tta flips, threshold" in capsys.readouterr().out
+    g, _ = generator_from_checkpoint(load_checkpoint(ckpt), str(ckpt), torch.device("cpu"))
+    cfg = config_from_dict(yaml.safe_load(tiny_config_file.read_text()))
+    model = with_tta(lambda x: predict(g, x, torch.device("cpu")), "flips")
+    with torch.no_grad():
+        want = {name: score_maps([model(unit_float(x[None]))[0, 0].numpy() for x in split.images], split, 0.5)[0]
+                for name, split in ((s, load_split(cfg.data, s)) for s in ("val", "test"))}
+    m = scored["flips"]
+    assert m["tta"] == "flips" and scored["none"]["tta"] == "none"
+    assert m["threshold"] == want["val"]["best_f1_threshold"] != scored["none"]["threshold"]
+    assert m["auc_roc"] == pytest.approx(want["test"]["auc_roc"], abs=1e-6) != scored["none"]["auc_roc"]
+    maps = np.asarray(Image.open(tmp_path / "flips" / "probabilities" / "test000.png"))
+    assert (maps != np.asarray(Image.open(tmp_path / "none" / "probabilities" / "test000.png"))).mean() > 0.1
+
+
 def test_data_of_another_dataset_is_honoured(tiny_config_file, tmp_path, stare_root, capsys):
     """A synthetic-data checkpoint scored on STARE's test images: --data is what gets scored, said so."""
     run = tmp_path / "run"
@@ -201,6 +236,7 @@ def test_noise_drawings(tiny_config_file, tmp_path, capsys):
     (["--checkpoint", "nowhere.pt"], "nowhere.pt: checkpoint not found"),
     (["--predictions", "p", "--val-threshold"], "--val-threshold needs --checkpoint"),
     (["--predictions", "p"], "--predictions needs --data"),
+    (["--predictions", "p", "--data", "d", "--tta", "flips"], "--tta flips needs --checkpoint"),
     (["--checkpoint", "c.pt", "--scale", "huge"], "--scale huge: give 'auto' or a factor"),
     # a maps folder takes no factor, but a wrong one is refused, not ignored; so are thresholds outside (0, 1)
     (["--predictions", "p", "--data", "d", "--scale", "0"], "--scale 0: a factor must be above 0"),

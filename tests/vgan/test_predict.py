@@ -12,6 +12,7 @@ from vgan.models import VesselSegmenter
 from vgan.predict import main, read_image
 from vgan.scale import fov_diameter, predict_at_scale
 from vgan.trainer import generator_from_checkpoint, load_checkpoint
+from vgan.tta import with_tta
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +173,26 @@ def test_a_checkpoint_from_before_the_scale_was_recorded_segments_images_as_they
                  "--scale", "1"]) == 0
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "old" / "probabilities" / "01_test.png")),
                                   np.asarray(Image.open(tmp_path / "new" / "probabilities" / "01_test.png")))
+
+
+def test_tta_averages_mirrored_views_at_the_models_scale(checkpoint, drive_root, tmp_path, capsys):
+    """--tta flips: the four mirrored views are taken at the scale the model sees (after the resize), and
+    their mean map is resized back; the summary says so."""
+    g, _ = generator_from_checkpoint(load_checkpoint(checkpoint), "best.pt", torch.device("cpu"))
+    model = VesselSegmenter(g).eval()
+    image = drive_root / "test" / "images" / "01_test.tif"
+    fov = read_binary(drive_root / "test" / "mask" / "01_test_mask.gif")
+    out = tmp_path / "tta"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(image), "--out", str(out),
+                 "--masks", str(drive_root / "test" / "mask"), "--tta", "flips"]) == 0
+    assert "each map the mean of 4 mirrored views (--tta flips)" in capsys.readouterr().out
+    with torch.no_grad():
+        factor = g.trained_fov / fov_diameter(fov)
+        want = predict_at_scale(with_tta(model, "flips"), as_batch(read_image(image))[0], factor)[0, 0].numpy() * fov
+        once = predict_at_scale(model, as_batch(read_image(image))[0], factor)[0, 0].numpy() * fov
+    got = np.asarray(Image.open(out / "probabilities" / "01_test.png"))
+    np.testing.assert_array_equal(got, (np.clip(want, 0, 1) * 255 + 0.5).astype(np.uint8))
+    assert (got != (np.clip(once, 0, 1) * 255 + 0.5).astype(np.uint8))[fov].mean() > 0.1
+    with pytest.raises(SystemExit, match="2"):
+        main(["--checkpoint", str(checkpoint), "--input", str(image), "--out", str(out), "--tta", "flip"])
+    assert "argument --tta: invalid choice: 'flip'" in capsys.readouterr().err
