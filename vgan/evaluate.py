@@ -223,6 +223,8 @@ def _main(argv: Sequence[str] | None) -> None:
             raise ConfigError("--noise must be at least 1")
         if not (1 <= h <= MAX_NOISE_SIDE and 1 <= w <= MAX_NOISE_SIDE):
             raise ConfigError(f"--noise-size {h} {w}: each side must be 1 to {MAX_NOISE_SIDE} pixels")
+        if args.tta != TTA_DEFAULT:
+            raise ConfigError(f"--tta {args.tta}: --noise draws each map from noise once (leave --tta out)")
     check_threshold(args.threshold)
     if args.scale is not None:
         ScaleSpec.parse(args.scale)  # also beside --predictions: a maps folder is not scaled, but 0 is wrong

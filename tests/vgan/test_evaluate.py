@@ -237,6 +237,7 @@ def test_noise_drawings(tiny_config_file, tmp_path, capsys):
     (["--predictions", "p", "--val-threshold"], "--val-threshold needs --checkpoint"),
     (["--predictions", "p"], "--predictions needs --data"),
     (["--predictions", "p", "--data", "d", "--tta", "flips"], "--tta flips needs --checkpoint"),
+    (["--checkpoint", "c.pt", "--noise", "2", "--tta", "hflip"], "--tta hflip: --noise draws each map from noise once"),
     (["--checkpoint", "c.pt", "--scale", "huge"], "--scale huge: give 'auto' or a factor"),
     # a maps folder takes no factor, but a wrong one is refused, not ignored; so are thresholds outside (0, 1)
     (["--predictions", "p", "--data", "d", "--scale", "0"], "--scale 0: a factor must be above 0"),
