@@ -6,8 +6,9 @@
     python -m vgan.evaluate --checkpoint CKPT --noise N --out DIR
 
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
-auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity). A checkpoint
-also gets its probability maps (8-bit PNG) and binary maps; both modes get roc.png, pr.png.
+auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity; and `per_image`, each
+image's own, also in per_image.csv, worst AUC-ROC first). A checkpoint also gets its probability maps
+(8-bit PNG) and binary maps; both modes get roc.png, pr.png.
 A checkpoint sees the images as they are (`--scale 1`, the literature's protocol) unless `--scale auto`
 resizes each to the FOV diameter of its training photographs (`vgan.scale`; for another dataset's
 images) or `--scale FACTOR` by a factor; metrics are computed at the images' own size either way.
@@ -20,6 +21,7 @@ validation threshold (`--val-threshold`) is then chosen on maps made the same wa
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import sys
 from pathlib import Path
@@ -32,7 +34,7 @@ from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, fov_note, fov_source, load_split, read_probability
 from vgan.errors import ConfigError, DataError
-from vgan.metrics import compute_metrics, curves, fov_pixels
+from vgan.metrics import compute_metrics, curves, fov_pixels, per_image_metrics
 from vgan.scale import ScaleSpec, scaled_predictions
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, resolve_device
 from vgan.tta import DEFAULT as TTA_DEFAULT
@@ -108,19 +110,47 @@ def read_predictions(folder: Path, split: Split) -> list[np.ndarray]:
     return maps
 
 
+PER_IMAGE_KEYS = ("id", "auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity",
+                  "n_fov_pixels", "vessel_fraction")
+
+
 def write_report(out: Path, metrics: dict[str, Any], scores: np.ndarray, targets: np.ndarray, title: str) -> None:
+    """metrics.json, roc.png, pr.png, and per_image.csv (a row per image, worst AUC-ROC first) where the
+    metrics hold `per_image`."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     save_curves(out, curves(scores, targets), metrics, title)
+    if "per_image" in metrics:
+        with open(out / "per_image.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, PER_IMAGE_KEYS)
+            writer.writeheader()
+            for row in worst_first(metrics["per_image"]):
+                writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
+
+
+def worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Images by AUC-ROC, lowest first; those without one (a single class in the FOV) last."""
+    return sorted(rows, key=lambda r: (r["auc_roc"] is None, r["auc_roc"] or 0.0))
+
+
+def own_targets(split: Split) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each image's label and FOV mask (H, W) at its own size."""
+    return ([split.own(i, y[0]).numpy() for i, y in enumerate(split.labels)],
+            [split.own(i, m[0]).numpy() for i, m in enumerate(split.masks)])
 
 
 def score_maps(maps: list[np.ndarray], split: Split, threshold: float) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """`maps`: each image's probabilities at its own size."""
-    scores, targets = fov_pixels(maps, [split.own(i, y[0]).numpy() for i, y in enumerate(split.labels)],
-                                 [split.own(i, m[0]).numpy() for i, m in enumerate(split.masks)])
+    scores, targets = fov_pixels(maps, *own_targets(split))
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
     m.update(split=split.name, n_images=len(split), n_fov_pixels=int(scores.size), n_vessel_pixels=int(targets.sum()))
     return m, scores, targets
+
+
+def per_image(maps: list[np.ndarray], split: Split, threshold: float) -> list[dict[str, Any]]:
+    """Each image's metrics (`vgan.metrics.per_image_metrics`), with its id, in the split's order."""
+    rows = per_image_metrics(maps, *own_targets(split), threshold)
+    return [{"id": image_id, **row} for image_id, row in zip(split.ids, rows, strict=True)]
 
 
 def named_data(args: argparse.Namespace) -> tuple[Path, str]:
@@ -144,7 +174,7 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     maps = read_predictions(Path(args.predictions), split)
     m, scores, targets = score_maps(maps, split, args.threshold)
     m.update(dataset=dataset, fov=fov_source(data, args.split), source=str(Path(args.predictions).resolve()),
-             threshold_source="fixed")
+             threshold_source="fixed", per_image=per_image(maps, split, args.threshold))
     write_report(Path(args.out), m, scores, targets, f"{dataset} {args.split}: {Path(args.predictions).name}")
     return m
 
@@ -183,7 +213,8 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     m.update(dataset=cfg.data.dataset, fov=fov_source(cfg.data, args.split), trained_on=trained_on,
              source=str(Path(args.checkpoint).resolve()),
              threshold_source=source, epoch=int(state["epoch"]), scale=scale_text, tta=args.tta,
-             trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors])
+             trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors],
+             per_image=per_image(probs, split, threshold))
     for sub in ("probabilities", "binary"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for image_id, prob in zip(split.ids, probs, strict=True):
@@ -236,6 +267,10 @@ def _main(argv: Sequence[str] | None) -> None:
         print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov_note(m['fov'])}{views}, "
               f"threshold {m['threshold']:.4f}): "
               + "  ".join(f"{k} {m[k]:.4f}" for k in keys))
+        worst = worst_first(m["per_image"])[0]
+        if worst["auc_roc"] is not None and len(m["per_image"]) > 1:
+            print(f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f} (F1 {worst['f1']:.4f}; every image in "
+                  f"per_image.csv, worst first)")
         print(f"wrote {Path(args.out) / 'metrics.json'}")
 
 

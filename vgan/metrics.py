@@ -160,6 +160,24 @@ def histogram_metrics(scores, targets, threshold: float = 0.5, bins: int = 2**20
             "best_f1_threshold": best_threshold}
 
 
+def per_image_metrics(probs, labels, masks, threshold: float = 0.5) -> list[dict[str, float | None]]:
+    """Each image's metrics on its own FOV pixels, F1 and the rest at `threshold`: which images a model
+    fails on (the reported figures stay the pooled ones). An image whose FOV holds vessels only, or none,
+    has no curves: its AUCs are None."""
+    out = []
+    for p, y, m in zip(probs, labels, masks, strict=True):
+        scores, targets = fov_pixels([p], [y], [m])
+        row: dict[str, float | None] = dict.fromkeys(("auc_roc", "auc_pr", "average_precision"))
+        if targets.any() and not targets.all():
+            full = compute_metrics(scores, targets, threshold)
+            row.update((k, full[k]) for k in row)
+        row.update(threshold_metrics(scores, targets, threshold))
+        del row["threshold"]  # the split's, one for all
+        row.update(n_fov_pixels=int(scores.size), vessel_fraction=float(targets.mean()) if targets.size else 0.0)
+        out.append(row)
+    return out
+
+
 def per_image_auc(probs, labels, masks) -> np.ndarray:
     """AUC-ROC of each image on its own FOV pixels (for paired comparisons of two models over the
     same images; the reported AUC stays the pooled one)."""

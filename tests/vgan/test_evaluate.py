@@ -1,3 +1,4 @@
+import csv
 import json
 
 import numpy as np
@@ -15,7 +16,7 @@ from vgan.train import main as train_main
 KEYS = ("auc_roc", "auc_pr", "average_precision", "threshold", "f1", "accuracy", "sensitivity", "specificity")
 
 
-def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path):
+def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys):
     out = tmp_path / "eval"
     assert evaluate_main(["--predictions", str(reference_root / "DRIVE"), "--data", str(drive_root),
                           "--split", "test", "--out", str(out)]) == 0
@@ -25,6 +26,15 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path):
     for key, value in reference_table(reference_root)["DRIVE"].items():
         assert round(m[key], 4) == value
     assert (out / "roc.png").is_file() and (out / "pr.png").is_file()
+    # each image's own scores: in the split's order in metrics.json, worst AUC-ROC first in per_image.csv
+    assert [r["id"] for r in m["per_image"]] == [f"{i:02d}_test" for i in range(1, 21)]
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    aucs = [float(r["auc_roc"]) for r in rows]
+    assert aucs == sorted(aucs) and len(rows) == 20 and float(rows[0]["f1"]) < m["f1"]
+    worst = min(m["per_image"], key=lambda r: r["auc_roc"])
+    assert rows[0]["id"] == worst["id"] and float(rows[0]["auc_roc"]) == round(worst["auc_roc"], 6)
+    assert f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f}" in capsys.readouterr().out
 
 
 def test_predictions_by_numeric_id_and_npy(drive_root, tmp_path, capsys):

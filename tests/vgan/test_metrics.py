@@ -2,11 +2,19 @@ import re
 
 import numpy as np
 import pytest
-from sklearn.metrics import auc, average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+from sklearn.metrics import auc, average_precision_score, f1_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from vgan.config import DataConfig
 from vgan.data import read_pool, read_probability
-from vgan.metrics import compute_metrics, curves, fov_pixels, histogram_metrics, per_image_auc, threshold_metrics
+from vgan.metrics import (
+    compute_metrics,
+    curves,
+    fov_pixels,
+    histogram_metrics,
+    per_image_auc,
+    per_image_metrics,
+    threshold_metrics,
+)
 
 
 def reference_table(reference_root):
@@ -92,6 +100,29 @@ def test_per_image_auc_is_scikit_learns(reference_root, drive_root):
     noisy, labels, masks = drive_test_maps(reference_root, drive_root, 0.1)
     theirs = [roc_auc_score(*fov_pixels([p], [y], [k])[::-1]) for p, y, k in zip(noisy, labels, masks, strict=True)]
     assert per_image_auc(noisy, labels, masks).tolist() == theirs
+
+
+def test_per_image_metrics_are_each_images_own(reference_root, drive_root):
+    """V-GAN's DRIVE maps: each image's metrics are those of its FOV pixels alone, as scikit-learn gives them."""
+    maps, labels, masks = drive_test_maps(reference_root, drive_root)
+    rows = per_image_metrics(maps, labels, masks, 0.5)
+    assert len(rows) == 20
+    for row, p, y, k in zip(rows, maps, labels, masks, strict=True):
+        scores, targets = fov_pixels([p], [y], [k])
+        assert row["auc_roc"] == pytest.approx(roc_auc_score(targets, scores), abs=1e-12)
+        assert row["average_precision"] == pytest.approx(average_precision_score(targets, scores), abs=1e-12)
+        assert row["f1"] == f1_score(targets, scores >= 0.5)
+        assert row["n_fov_pixels"] == int((k > 0.5).sum()) and row["vessel_fraction"] == targets.mean()
+    pooled = compute_metrics(*fov_pixels(maps, labels, masks), 0.5)["auc_roc"]
+    aucs = [r["auc_roc"] for r in rows]
+    assert min(aucs) < pooled < max(aucs)
+
+
+def test_an_image_of_one_class_has_no_aucs_but_its_counts():
+    scores = np.array([[0.9, 0.2], [0.6, 0.1]])
+    no_vessels = per_image_metrics([scores], [np.zeros((2, 2))], [np.ones((2, 2))], 0.5)[0]
+    assert no_vessels["auc_roc"] is None and no_vessels["auc_pr"] is None and no_vessels["average_precision"] is None
+    assert no_vessels["specificity"] == 0.5 and no_vessels["f1"] == 0.0 and no_vessels["vessel_fraction"] == 0.0
 
 
 def test_threshold_metrics_by_hand():
