@@ -8,7 +8,7 @@
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
 auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity; and `per_image`, each
 image's own, also in per_image.csv, worst AUC-ROC first). A checkpoint also gets its probability maps
-(8-bit PNG) and binary maps; both modes get roc.png, pr.png.
+(8-bit PNG) and binary maps; both modes get roc.png, pr.png and previews/ of the images of lowest AUC-ROC.
 A checkpoint sees the images as they are (`--scale 1`, the literature's protocol) unless `--scale auto`
 resizes each to the FOV diameter of its training photographs (`vgan.scale`; for another dataset's
 images) or `--scale FACTOR` by a factor; metrics are computed at the images' own size either way.
@@ -39,7 +39,7 @@ from vgan.scale import ScaleSpec, scaled_predictions
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, resolve_device
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, with_tta
-from vgan.visualize import save_curves, save_map, to_uint8
+from vgan.visualize import save_curves, save_map, save_preview, to_uint8
 
 MAP_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".npy", ".jpg", ".jpeg", ".bmp")
 
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tta", choices=TTA_MODES, default=TTA_DEFAULT,
                    help="with --checkpoint: score the mean map of each image's mirrored views: hflip (2 passes), "
                         "flips (4), dihedral (8); none (the default, the literature's protocol) takes it once")
+    p.add_argument("--previews", type=int, default=3, metavar="N",
+                   help="previews/ of the N images of lowest AUC-ROC: image | probability | truth | errors "
+                        "(default 3; 0: none)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument("--noise", type=int, metavar="N", help="with --checkpoint: draw N maps from Gaussian noise")
     p.add_argument("--noise-size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
@@ -133,6 +136,20 @@ def worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (r["auc_roc"] is None, r["auc_roc"] or 0.0))
 
 
+def save_worst(out: Path, split: Split, maps: list[np.ndarray], rows: list[dict[str, Any]], n: int,
+               threshold: float) -> None:
+    """previews/<rank>_<id>.png of the n images of lowest AUC-ROC (`rows`: `per_image`, in the split's order)."""
+    worst = [r for r in worst_first(rows) if r["auc_roc"] is not None][:n]
+    if worst:
+        (out / "previews").mkdir(parents=True, exist_ok=True)
+    index = {image_id: i for i, image_id in enumerate(split.ids)}
+    for rank, row in enumerate(worst, 1):
+        caption = (f"{row['id']}: AUC-ROC {row['auc_roc']:.4f}, F1 {row['f1']:.4f} at {threshold:.3g} "
+                   f"(lowest {rank} of {len(rows)})")
+        save_preview(out / "previews" / f"{rank}_{row['id']}.png", split, index[row["id"]], maps[index[row["id"]]],
+                     caption, threshold)
+
+
 def own_targets(split: Split) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Each image's label and FOV mask (H, W) at its own size."""
     return ([split.own(i, y[0]).numpy() for i, y in enumerate(split.labels)],
@@ -176,6 +193,7 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     m.update(dataset=dataset, fov=fov_source(data, args.split), source=str(Path(args.predictions).resolve()),
              threshold_source="fixed", per_image=per_image(maps, split, args.threshold))
     write_report(Path(args.out), m, scores, targets, f"{dataset} {args.split}: {Path(args.predictions).name}")
+    save_worst(Path(args.out), split, maps, m["per_image"], args.previews, args.threshold)
     return m
 
 
@@ -221,6 +239,7 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         save_map(out / "probabilities" / f"{image_id}.png", prob)
         save_map(out / "binary" / f"{image_id}.png", (prob >= threshold).astype(np.float32))
     write_report(out, m, scores, targets, f"{cfg.data.dataset} {args.split}: epoch {state['epoch']}")
+    save_worst(out, split, probs, m["per_image"], args.previews, threshold)
     return m
 
 
@@ -257,6 +276,8 @@ def _main(argv: Sequence[str] | None) -> None:
         if args.tta != TTA_DEFAULT:
             raise ConfigError(f"--tta {args.tta}: --noise draws each map from noise once (leave --tta out)")
     check_threshold(args.threshold)
+    if args.previews < 0:
+        raise ConfigError(f"--previews {args.previews}: give a number of images, 0 for none")
     if args.scale is not None:
         ScaleSpec.parse(args.scale)  # also beside --predictions: a maps folder is not scaled, but 0 is wrong
     writable_folder(Path(args.out), "--out")

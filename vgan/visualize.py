@@ -28,16 +28,18 @@ def error_overlay(prob: np.ndarray, label: np.ndarray, mask: np.ndarray, thresho
     return out
 
 
-PANEL_TITLES = ("image", "vessel probability", "ground truth", "errors at 0.5: white hit, red false, blue missed")
+PANEL_TITLES = ("image", "vessel probability", "ground truth",
+                "errors at {threshold:.3g}: white hit, red false, blue missed")
 
 
-def preview(image: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray, title: str = "") -> np.ndarray:
-    """image | probability | ground truth | error overlay, side by side under a strip naming each
-    panel (and `title`), (h + H, 4W, 3) uint8. `image` is (3,H,W); the maps are (H,W)."""
+def preview(image: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.ndarray, title: str = "",
+            threshold: float = 0.5) -> np.ndarray:
+    """image | probability | ground truth | error overlay at `threshold`, side by side under a strip naming
+    each panel (and `title`), (h + H, 4W, 3) uint8. `image` is (3,H,W); the maps are (H,W)."""
     from PIL import ImageDraw, ImageFont
 
     gray = lambda m: np.repeat(m[..., None], 3, axis=2)  # noqa: E731
-    panels = [image.transpose(1, 2, 0), gray(prob), gray(label), error_overlay(prob, label, mask)]
+    panels = [image.transpose(1, 2, 0), gray(prob), gray(label), error_overlay(prob, label, mask, threshold)]
     body = to_uint8(np.concatenate(panels, axis=1))
     w = image.shape[-1]
     size = max(10, w // 28)
@@ -45,7 +47,7 @@ def preview(image: np.ndarray, prob: np.ndarray, label: np.ndarray, mask: np.nda
     draw = ImageDraw.Draw(strip)
     font = ImageFont.load_default(size=size)
     for i, name in enumerate(PANEL_TITLES):
-        draw.text((i * w + 6, 3), name, fill=(235, 235, 235), font=font)
+        draw.text((i * w + 6, 3), name.format(threshold=threshold), fill=(235, 235, 235), font=font)
     if title:
         draw.text((6, size + 5), title, fill=(170, 170, 170), font=font)
     return np.concatenate([np.asarray(strip), body], axis=0)
@@ -57,13 +59,16 @@ def save_previews(folder: Path, tag: str, split, probs, title: str = "") -> list
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i, name in enumerate(split.ids):
-        path = folder / f"{tag}_{name}.png"
-        caption = f"{name}, {title}" if title else str(name)
-        image = unit_float(split.own(i, split.images[i])).cpu().numpy()
-        label, mask = (split.own(i, t[i, 0]).cpu().numpy() for t in (split.labels, split.masks))
-        Image.fromarray(preview(image, np.asarray(split.own(i, probs[i, 0])), label, mask, caption)).save(path)
-        paths.append(path)
+        paths.append(folder / f"{tag}_{name}.png")
+        save_preview(paths[-1], split, i, np.asarray(split.own(i, probs[i, 0])), f"{name}, {title}" if title else name)
     return paths
+
+
+def save_preview(path: Path, split, i: int, prob: np.ndarray, caption: str, threshold: float = 0.5) -> None:
+    """The `preview` of image i of a `vgan.data.Split` and its map `prob` (H, W, the image's own size)."""
+    image = unit_float(split.own(i, split.images[i])).cpu().numpy()
+    label, mask = (split.own(i, t[i, 0]).cpu().numpy() for t in (split.labels, split.masks))
+    Image.fromarray(preview(image, prob, label, mask, caption, threshold)).save(path)
 
 
 def save_map(path: Path, prob: np.ndarray) -> None:

@@ -8,10 +8,11 @@ from conftest import folder_dataset, two_camera_dataset
 from PIL import Image
 from test_metrics import reference_table
 
-from vgan.data import read_binary
+from vgan.data import read_binary, read_probability
 from vgan.evaluate import main as evaluate_main
 from vgan.scale import fov_diameter
 from vgan.train import main as train_main
+from vgan.visualize import error_overlay, to_uint8
 
 KEYS = ("auc_roc", "auc_pr", "average_precision", "threshold", "f1", "accuracy", "sensitivity", "specificity")
 
@@ -35,6 +36,15 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys
     worst = min(m["per_image"], key=lambda r: r["auc_roc"])
     assert rows[0]["id"] == worst["id"] and float(rows[0]["auc_roc"]) == round(worst["auc_roc"], 6)
     assert f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f}" in capsys.readouterr().out
+    # previews of the three worst: image | probability | truth | errors at the threshold, at the image's size
+    shots = sorted((out / "previews").iterdir())
+    assert [p.name for p in shots] == [f"{k}_{r['id']}.png" for k, r in enumerate(rows[:3], 1)]
+    shot = np.asarray(Image.open(shots[0]))
+    assert shot.shape[1] == 4 * 565 and shot.shape[0] > 584
+    errors = error_overlay(read_probability(reference_root / "DRIVE" / f"{worst['id']}.tif"),
+                           read_binary(drive_root / "test" / "1st_manual" / f"{worst['id'][:2]}_manual1.gif"),
+                           read_binary(drive_root / "test" / "mask" / f"{worst['id']}_mask.gif"))
+    np.testing.assert_array_equal(shot[-584:, 3 * 565 :], to_uint8(errors))
 
 
 def test_predictions_by_numeric_id_and_npy(drive_root, tmp_path, capsys):
@@ -47,9 +57,11 @@ def test_predictions_by_numeric_id_and_npy(drive_root, tmp_path, capsys):
     preds.mkdir()
     for i, image_id in enumerate(test.ids):
         np.save(preds / f"{image_id.split('_')[0]}.npy", test.labels[i, 0].numpy() * 0.8 + 0.1)
-    assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out", str(tmp_path / "o")]) == 0
+    assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out", str(tmp_path / "o"),
+                          "--previews", "0"]) == 0
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert m["auc_roc"] == 1.0 and m["f1"] == 1.0 and m["fov"] == "masks"
+    assert not (tmp_path / "o" / "previews").exists()
 
 
 def test_missing_or_misfit_prediction_exits_2(reference_root, drive_root, tmp_path, capsys):
@@ -81,7 +93,7 @@ def test_checkpoint_evaluation_writes_maps_and_metrics(tiny_config_file, tmp_pat
     assert [p.stem for p in probs] == ["test000", "test001", "test002"]
     binary = np.asarray(Image.open(out / "binary" / "test000.png"))
     assert set(np.unique(binary)) <= {0, 255}
-    assert (out / "roc.png").is_file()
+    assert (out / "roc.png").is_file() and len(list((out / "previews").iterdir())) == 3  # all three: the worst 3
 
     out2 = tmp_path / "eval_val_thr"
     assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--val-threshold",
@@ -246,6 +258,7 @@ def test_noise_drawings(tiny_config_file, tmp_path, capsys):
     (["--checkpoint", "nowhere.pt"], "nowhere.pt: checkpoint not found"),
     (["--predictions", "p", "--val-threshold"], "--val-threshold needs --checkpoint"),
     (["--predictions", "p"], "--predictions needs --data"),
+    (["--predictions", "p", "--data", "d", "--previews", "-1"], "--previews -1: give a number of images, 0 for none"),
     (["--predictions", "p", "--data", "d", "--tta", "flips"], "--tta flips needs --checkpoint"),
     (["--checkpoint", "c.pt", "--noise", "2", "--tta", "hflip"], "--tta hflip: --noise draws each map from noise once"),
     (["--checkpoint", "c.pt", "--scale", "huge"], "--scale huge: give 'auto' or a factor"),
