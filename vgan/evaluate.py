@@ -138,7 +138,10 @@ def worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def save_worst(out: Path, split: Split, maps: list[np.ndarray], rows: list[dict[str, Any]], n: int,
                threshold: float) -> None:
-    """previews/<rank>_<id>.png of the n images of lowest AUC-ROC (`rows`: `per_image`, in the split's order)."""
+    """previews/<rank>_<id>.png of the n images of lowest AUC-ROC (`rows`: `per_image`, in the split's order),
+    in place of an earlier evaluation's into this folder (whose ranks would name other images)."""
+    for old in (out / "previews").glob("[0-9]*_*.png"):
+        old.unlink()
     worst = [r for r in worst_first(rows) if r["auc_roc"] is not None][:n]
     if worst:
         (out / "previews").mkdir(parents=True, exist_ok=True)

@@ -45,6 +45,11 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys
                            read_binary(drive_root / "test" / "1st_manual" / f"{worst['id'][:2]}_manual1.gif"),
                            read_binary(drive_root / "test" / "mask" / f"{worst['id']}_mask.gif"))
     np.testing.assert_array_equal(shot[-584:, 3 * 565 :], to_uint8(errors))
+    # evaluated again into the same folder: the previews are this evaluation's only
+    (out / "previews" / "notes.txt").write_text("a user's file stays")
+    assert evaluate_main(["--predictions", str(reference_root / "DRIVE"), "--data", str(drive_root),
+                          "--out", str(out), "--previews", "1"]) == 0
+    assert sorted(p.name for p in (out / "previews").iterdir()) == [shots[0].name, "notes.txt"]
 
 
 def test_predictions_by_numeric_id_and_npy(drive_root, tmp_path, capsys):
