@@ -159,18 +159,18 @@ def own_targets(split: Split) -> tuple[list[np.ndarray], list[np.ndarray]]:
             [split.own(i, m[0]).numpy() for i, m in enumerate(split.masks)])
 
 
-def score_maps(maps: list[np.ndarray], split: Split, threshold: float) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """`maps`: each image's probabilities at its own size."""
-    scores, targets = fov_pixels(maps, *own_targets(split))
+def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
+               each: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """`maps`: each image's probabilities at its own size. `each`: also each image's own metrics
+    (`per_image`: `vgan.metrics.per_image_metrics` with the image's id, in the split's order)."""
+    labels, masks = own_targets(split)
+    scores, targets = fov_pixels(maps, labels, masks)
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
     m.update(split=split.name, n_images=len(split), n_fov_pixels=int(scores.size), n_vessel_pixels=int(targets.sum()))
+    if each:
+        rows = per_image_metrics(maps, labels, masks, threshold)
+        m["per_image"] = [{"id": image_id, **row} for image_id, row in zip(split.ids, rows, strict=True)]
     return m, scores, targets
-
-
-def per_image(maps: list[np.ndarray], split: Split, threshold: float) -> list[dict[str, Any]]:
-    """Each image's metrics (`vgan.metrics.per_image_metrics`), with its id, in the split's order."""
-    rows = per_image_metrics(maps, *own_targets(split), threshold)
-    return [{"id": image_id, **row} for image_id, row in zip(split.ids, rows, strict=True)]
 
 
 def named_data(args: argparse.Namespace) -> tuple[Path, str]:
@@ -192,9 +192,9 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     data = DataConfig(dataset=dataset, root=str(root), crop_size=None)
     split = load_split(data, args.split)
     maps = read_predictions(Path(args.predictions), split)
-    m, scores, targets = score_maps(maps, split, args.threshold)
+    m, scores, targets = score_maps(maps, split, args.threshold, each=True)
     m.update(dataset=dataset, fov=fov_source(data, args.split), source=str(Path(args.predictions).resolve()),
-             threshold_source="fixed", per_image=per_image(maps, split, args.threshold))
+             threshold_source="fixed")
     write_report(Path(args.out), m, scores, targets, f"{dataset} {args.split}: {Path(args.predictions).name}")
     save_worst(Path(args.out), split, maps, m["per_image"], args.previews, args.threshold)
     return m
@@ -230,12 +230,11 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         val_maps, _ = scaled_predictions(model, generator.trained_fov, val, batch, scale)
         threshold, source = score_maps(val_maps, val, 0.5)[0]["best_f1_threshold"], "validation best F1"
     probs, factors = scaled_predictions(model, generator.trained_fov, split, batch, scale)
-    m, scores, targets = score_maps(probs, split, threshold)
+    m, scores, targets = score_maps(probs, split, threshold, each=True)
     m.update(dataset=cfg.data.dataset, fov=fov_source(cfg.data, args.split), trained_on=trained_on,
              source=str(Path(args.checkpoint).resolve()),
              threshold_source=source, epoch=int(state["epoch"]), scale=scale_text, tta=args.tta,
-             trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors],
-             per_image=per_image(probs, split, threshold))
+             trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors])
     for sub in ("probabilities", "binary"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for image_id, prob in zip(split.ids, probs, strict=True):

@@ -9,7 +9,7 @@ instead of returning a map of nonsense.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -19,6 +19,8 @@ from vgan.errors import BadInputError
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
 BATCHED, CHANNELS_LAST = "batch dimension added", "channels-last (H, W, C) read as (C, H, W)"
 LAYOUT_NOTES = (BATCHED, CHANNELS_LAST)
+# What segments: a generator wrapped for inference, an exported program, their views averaged (vgan.tta)
+Model = Callable[[torch.Tensor], torch.Tensor]  # RGB (N, 3, H, W) in [0, 1] -> vessel probabilities (N, 1, H, W)
 
 
 class InputError(BadInputError):

@@ -23,7 +23,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -32,12 +32,10 @@ from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DEVICES
 from vgan.data import MASK_NAMES, estimate_fov, find_named, list_images, read_binary, read_image
 from vgan.errors import DataError
-from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
+from vgan.inputs import LAYOUT_NOTES, InputError, Model, as_batch
 from vgan.scale import AUTO, ScaleSpec, predict_at_scale
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, VIEWS, with_tta
-
-Model = Callable[[torch.Tensor], torch.Tensor]  # (1, 3, H, W) in [0, 1] -> probabilities (1, 1, H, W)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from vgan.errors import ConfigError, DataError
-from vgan.inputs import unit_float
+from vgan.inputs import Model, unit_float
 
 if TYPE_CHECKING:
     from vgan.data import Split
@@ -135,7 +135,7 @@ def scaled_size(size: tuple[int, int], factor: float) -> tuple[int, int]:
     return max(1, round(size[0] * factor)), max(1, round(size[1] * factor))
 
 
-def predict_at_scale(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+def predict_at_scale(model: Model, images: torch.Tensor,
                      factor: float) -> torch.Tensor:
     """`model`'s probabilities (N, 1, H, W) for images (N, 3, H, W) in [0, 1] resized by `factor` first,
     resized back to the images' own size."""
@@ -144,7 +144,7 @@ def predict_at_scale(model: Callable[[torch.Tensor], torch.Tensor], images: torc
     return resize(probs, size)
 
 
-def predict_at_factors(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor,
+def predict_at_factors(model: Model, images: torch.Tensor,
                        factors: list[float]) -> torch.Tensor:
     """`predict_at_scale` with image i of `images` resized by factors[i]: one call where all factors agree."""
     if len(set(factors)) == 1:
@@ -152,7 +152,7 @@ def predict_at_factors(model: Callable[[torch.Tensor], torch.Tensor], images: to
     return torch.cat([predict_at_scale(model, images[i : i + 1], f) for i, f in enumerate(factors)])
 
 
-def scaled_predictions(model: Callable[[torch.Tensor], torch.Tensor], trained: float | None, split: Split,
+def scaled_predictions(model: Model, trained: float | None, split: Split,
                        batch_size: int, scale: ScaleSpec) -> tuple[list[np.ndarray], list[float]]:
     """Probabilities (H, W) of each image of a split at its own size: `model` (images (N, 3, H, W) in [0, 1]
     in, probabilities out) sees each image resized by its `scale` factor (from its FOV mask and `trained`,

@@ -14,13 +14,11 @@ Each view costs one forward pass. Validation during training takes the image onc
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from vgan.errors import ConfigError
+from vgan.inputs import Model
 
-Model = Callable[[torch.Tensor], torch.Tensor]  # images (N, C, H, W) -> probabilities (N, 1, H, W)
 View = tuple[bool, tuple[int, ...]]  # (transposed, flipped dims), transposed first
 
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
