@@ -50,10 +50,9 @@ class Named:
     checkpoints: list[str]  # its checkpoint folders the state names, oldest first
 
 
-def named_checkpoints(fs, study_path: str) -> list[Named]:
-    """The checkpoints the study's newest saved state names (Ray keeps the latest and up to num_to_keep)
-    of each trial Ray will run again. A trial's own only: a PBT clone's named checkpoint of another
-    trial is not its own to stand in for."""
+def saved_trials(fs, study_path: str) -> list:
+    """The trials of the study's newest saved state, as Tuner.restore rebuilds them (stubs: each with
+    its status, last result and checkpoint manager); none before the first save."""
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
     from ray.tune.experiment.trial import Trial
 
@@ -62,12 +61,22 @@ def named_checkpoints(fs, study_path: str) -> list[Named]:
         return []
     with fs.open_input_stream(state_path) as f:
         state = json.loads(f.readall())
-    named = []
+    trials = []
     for trial_json, run_metadata in state["trial_data"]:
         trial = Trial.from_json_state(trial_json, stub=True)
+        trial.restore_run_metadata(run_metadata)
+        trials.append(trial)
+    return trials
+
+
+def named_checkpoints(fs, study_path: str) -> list[Named]:
+    """The checkpoints the study's newest saved state names (Ray keeps the latest and up to num_to_keep)
+    of each trial Ray will run again. A trial's own only: a PBT clone's named checkpoint of another
+    trial is not its own to stand in for."""
+    named = []
+    for trial in saved_trials(fs, study_path):
         if trial.status not in RESUMED:
             continue
-        trial.restore_run_metadata(run_metadata)
         manager = trial.run_metadata.checkpoint_manager
         results = [*manager.best_checkpoint_results, manager.latest_checkpoint_result] if manager else []
         folder = f"{study_path.rstrip('/')}/{trial.storage.trial_dir_name}"

@@ -12,10 +12,9 @@ from conftest import TINY
 from ray import tune
 from ray.train._internal.session import _TrainingResult
 from ray.train._internal.storage import StorageContext, _exists_at_fs_path
-from ray.tune.experiment.trial import Trial
 from ray_trials import FS, checkpoint_written, ray_trial, state_saved
 
-from tuner.resume import STAND_IN, describe, named_checkpoints, place_stand_ins, remove_stand_ins
+from tuner.resume import STAND_IN, describe, named_checkpoints, place_stand_ins, remove_stand_ins, saved_trials
 from tuner.trainable import STATE_FILE, TRIAL_FILE, restore
 from vgan.config import config_from_dict
 from vgan.data import load_train_val
@@ -44,11 +43,23 @@ def lagging_study(root):
 
 def restored(root, trial):
     """The trial as Tuner.restore rebuilds it from the newest saved state."""
-    state = json.loads(sorted((root / "exp").glob("experiment_state-*.json"))[-1].read_text())
-    trial_json, run_metadata = next(d for d in state["trial_data"] if json.loads(d[0])["trial_id"] == trial.trial_id)
-    again = Trial.from_json_state(trial_json, stub=True)
-    again.restore_run_metadata(run_metadata)
-    return again
+    return next(t for t in saved_trials(FS, str(root / "exp")) if t.trial_id == trial.trial_id)
+
+
+def test_saved_trials_are_the_newest_states_with_their_status_and_last_result(tmp_path):
+    assert saved_trials(FS, str(tmp_path / "exp")) == []  # nothing saved yet
+    running, done = ray_trial(tmp_path, "running"), ray_trial(tmp_path, "done", "TERMINATED")
+    running.update_last_result({"epoch": 2})
+    state_saved(tmp_path, running, stamp="2026-12-03_12-00-00")
+    running.update_last_result({"epoch": 3})
+    done.update_last_result({"epoch": 6})
+    state_saved(tmp_path, running, done, stamp="2026-12-03_12-00-05")
+
+    saved = {t.trial_id: t for t in saved_trials(FS, str(tmp_path / "exp"))}
+
+    # Ray saves a running trial as PENDING: what Tuner.restore will run again
+    assert {i: (t.status, t.last_result["epoch"]) for i, t in saved.items()} == {
+        running.trial_id: ("PENDING", 3), done.trial_id: ("TERMINATED", 6)}
 
 
 def test_a_gone_checkpoint_the_state_names_gets_a_stand_in_where_a_newer_one_is_there(tmp_path):
