@@ -78,33 +78,53 @@ def summary(rows: list[dict], modes: list[str]) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.tta", description=__doc__.split("\n\n")[0])
+def add_arguments(p: argparse.ArgumentParser, modes: str) -> None:
+    """The arguments benchmarks.tta and benchmarks.ensemble share."""
     p.add_argument("--checkpoint", type=Path, nargs="+", required=True, help="vgan checkpoints (best.pt)")
     p.add_argument("--drive", type=Path, required=True, help="DRIVE's root")
     p.add_argument("--stare", type=Path, help="STARE's root (a cross-dataset score)")
-    p.add_argument("--modes", default=",".join(TTA_MODES))
+    p.add_argument("--modes", default=modes, help=f"--tta modes, comma-separated (default {modes})")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, help="write the rows here")
-    args = p.parse_args(argv)
-    modes = args.modes.split(",")
+
+
+def parse_modes(p: argparse.ArgumentParser, text: str) -> list[str]:
+    modes = text.split(",")
     unknown = [m for m in modes if m not in VIEWS]
     if unknown:
         p.error(f"--modes: unknown {', '.join(unknown)} (choose from {', '.join(TTA_MODES)})")
+    return modes
+
+
+def scored_splits(drive: Path, stare: Path | None) -> dict:
+    """DRIVE's test split, and STARE's where given (another camera: a cross-dataset score)."""
+    splits = {"DRIVE": load_split(DataConfig(dataset="drive", root=str(drive), crop_size=None), "test")}
+    if stare:
+        splits["STARE"] = load_split(DataConfig(dataset="stare", root=str(stare), crop_size=None), "test")
+    return splits
+
+
+def write_rows(path: Path, device: torch.device, rows: list[dict], lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "device": str(device), "date": time.strftime("%Y-%m-%d")}
+    path.write_text(json.dumps({"meta": meta, "rows": rows, "summary": lines}, indent=1) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.tta", description=__doc__.split("\n\n")[0])
+    add_arguments(p, ",".join(TTA_MODES))
+    args = p.parse_args(argv)
+    modes = parse_modes(p, args.modes)
     if "none" not in modes:
         modes.insert(0, "none")  # the baseline every gain is measured from
     device = torch.device(args.device)
-    splits = {"DRIVE": load_split(DataConfig(dataset="drive", root=str(args.drive), crop_size=None), "test")}
-    if args.stare:
-        splits["STARE"] = load_split(DataConfig(dataset="stare", root=str(args.stare), crop_size=None), "test")
+    splits = scored_splits(args.drive, args.stare)
     rows = [r for ckpt in args.checkpoint for r in score_modes(ckpt, splits, modes, device)]
     lines = summary(rows, modes)
     print("\n".join(lines))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
-                "torch": torch.__version__, "device": str(device), "date": time.strftime("%Y-%m-%d")}
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "summary": lines}, indent=1) + "\n")
+        write_rows(args.json, device, rows, lines)
     return 0
 
 

@@ -1,12 +1,13 @@
 """`python -m tuner.predict`: segment your own fundus photographs with a registered generator.
 
-    python -m tuner.predict --model models:/vgan-generator@champion --input DIR_OR_FILES... --out DIR
+    python -m tuner.predict --model models:/vgan-generator@champion [URI ...] --input DIR_OR_FILES... --out DIR
                             [--tracking-uri URI] [--masks DIR] [--threshold T] [--scale auto|FACTOR]
                             [--tta MODE] [--device auto|cpu|cuda]
 
 The same as `python -m vgan.predict` (shared code: what it writes, which images it takes, the
 FOV, the scale, the mirrored views), for an MLflow model instead of a checkpoint: any model URI MLflow resolves
-(`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/m-...`, `runs:/RUN/PATH`).
+(`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/m-...`, `runs:/RUN/PATH`). Several: each map
+is the mean of their maps (`vgan.ensemble`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Sequence
 from tuner.tracking import check_tracking_store, resolve_tracking_uri, use_tracking_uri
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.data import list_images
+from vgan.ensemble import Member
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, finish, segment_images
 from vgan.scale import ScaleSpec, recorded_fov
@@ -43,7 +45,9 @@ def _main(argv: Sequence[str] | None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m tuner.predict", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
-    p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/vgan-generator@champion")
+    p.add_argument("--model", required=True, nargs="+", metavar="URI",
+                   help="MLflow model URI, e.g. models:/vgan-generator@champion; several: each map the mean of "
+                        "theirs (an ensemble)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
     add_arguments(p)
     args = p.parse_args(argv)
@@ -51,13 +55,16 @@ def _main(argv: Sequence[str] | None) -> None:
     scale = ScaleSpec.parse(args.scale)
     paths = list_images(args.input)
     uri = resolve_tracking_uri(args.tracking_uri)
-    if args.model.startswith(("models:", "runs:")):  # a model folder on disk needs no tracking store
+    if any(m.startswith(("models:", "runs:")) for m in args.model):  # a model folder on disk needs no tracking store
         check_tracking_store(uri, read_only=True)
     writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device, "--device")
-    model = load_segmenter(uri, args.model, device)
-    summary = segment_images(model, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
-                             device, sys.stderr.isatty(), scale, recorded_fov(model), args.tta)
+    members = []
+    for name in args.model:
+        model = load_segmenter(uri, name, device)
+        members.append(Member(model, recorded_fov(model), scale))
+    summary = segment_images(members, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
+                             device, sys.stderr.isatty(), args.tta)
     finish(summary, Path(args.out), "tuner.predict")
 
 

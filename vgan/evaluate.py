@@ -1,6 +1,6 @@
 """`python -m vgan.evaluate`: score a trained generator, or a folder of existing maps.
 
-    python -m vgan.evaluate --checkpoint CKPT [--data ROOT] --split test --out DIR
+    python -m vgan.evaluate --checkpoint CKPT [CKPT ...] [--data ROOT] --split test --out DIR
                             [--threshold T | --val-threshold] [--scale 1|auto|FACTOR] [--tta MODE]
     python -m vgan.evaluate --predictions DIR --data ROOT [--dataset drive|stare|folder] --split test --out DIR
     python -m vgan.evaluate --checkpoint CKPT --noise N --out DIR
@@ -15,7 +15,9 @@ images) or `--scale FACTOR` by a factor; metrics are computed at the images' own
 A checkpoint trained with `data.fov_diameter` (its photographs brought to one scale) is scored at that
 scale unless `--scale` says otherwise; its train and val splits are read as it was trained on them.
 `--tta flips` (or hflip, dihedral) scores the mean map of each image's mirrored views (`vgan.tta`); the
-validation threshold (`--val-threshold`) is then chosen on maps made the same way.
+validation threshold (`--val-threshold`) is then chosen on maps made the same way. Several checkpoints
+score the mean of their maps (`vgan.ensemble`), each generator at its own scale; metrics.json's `members`
+says what each was.
 """
 
 from __future__ import annotations
@@ -33,9 +35,10 @@ import torch
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, fov_note, fov_source, load_split, read_probability
+from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import compute_metrics, curves, fov_pixels, per_image_metrics
-from vgan.scale import ScaleSpec, scaled_predictions
+from vgan.scale import ScaleSpec
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, resolve_device
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, with_tta
@@ -48,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vgan.evaluate", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="checkpoint written by vgan.train")
+    src.add_argument("--checkpoint", nargs="+", metavar="CKPT",
+                     help="checkpoint written by vgan.train; several: score the mean of their maps (an ensemble)")
     src.add_argument("--predictions", help="folder of probability maps named by image id (01_test.tif, 01.npy...)")
     p.add_argument("--data", help="dataset root (default: the checkpoint's data.root)")
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout (default: the checkpoint's, or detected)")
@@ -201,46 +205,61 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
-    state = load_checkpoint(args.checkpoint)
     device = resolve_device(args.device, "--device")
-    generator, cfg = generator_from_checkpoint(state, args.checkpoint, device)
+    loaded = []  # (path, checkpoint state, generator, its training config) of each member
+    for path in args.checkpoint:
+        state = load_checkpoint(path)
+        loaded.append((path, state, *generator_from_checkpoint(state, path, device)))
+    _, state, generator, cfg = loaded[0]
     out = Path(args.out)
     if args.noise is not None:
         return draw_noise(generator, args, device, out)
+    if len(loaded) > 1 and (args.val_threshold or args.split == "val"):
+        check_one_validation_split([c.data for *_, c in loaded], args.checkpoint)
     overrides: dict[str, Any] = {"data.crop_size": None}  # evaluation is on whole images
-    trained_on = cfg.data.dataset
     if args.data is not None:
         # --data names the images to score, whatever the checkpoint was trained on (cross-dataset scores)
         root, dataset = named_data(args)
         overrides.update({"data.root": str(root), "data.dataset": dataset})
     elif args.dataset is not None:
         overrides["data.dataset"] = args.dataset
-    scale_text = args.scale or ("auto" if cfg.data.fov_diameter is not None else "1")
-    cfg = apply_overrides(cfg, overrides, "command line")
-    if cfg.data.dataset != trained_on:
-        print(f"scoring a generator trained on {trained_on} on {cfg.data.dataset} ({cfg.data.root})")
-    split = load_split(cfg.data, args.split)
+    data = apply_overrides(cfg, overrides, "command line").data
+    for path, _, _, c in loaded:
+        if c.data.dataset != data.dataset:
+            which = f": {path}" if len(loaded) > 1 else ""
+            print(f"scoring a generator trained on {c.data.dataset} on {data.dataset} ({data.root}){which}")
+    split = load_split(data, args.split)
     batch = cfg.train.eval_batch_size
-    model = with_tta(lambda x: predict(generator, x, device, batch), args.tta)
-    scale = ScaleSpec.parse(scale_text)
+    members, described = [], []
+    for path, st, g, c in loaded:
+        # a generator trained at one FOV diameter is scored at it unless --scale says otherwise
+        scale_text = args.scale or ("auto" if c.data.fov_diameter is not None else "1")
+        members.append(Member(with_tta(lambda x, g=g: predict(g, x, device, batch), args.tta), g.trained_fov,
+                              ScaleSpec.parse(scale_text)))
+        described.append({"source": str(Path(path).resolve()), "trained_on": c.data.dataset,
+                          "epoch": int(st["epoch"]), "scale": scale_text, "trained_fov_diameter": g.trained_fov})
     threshold, source = args.threshold, "fixed"
     if args.val_threshold:
-        # the threshold of the maps as they are scored: at the same scale, over the same views
-        val = load_split(cfg.data, "val")
-        val_maps, _ = scaled_predictions(model, generator.trained_fov, val, batch, scale)
+        # the threshold of the maps as they are scored: at the same scale, over the same views and members
+        val = load_split(data, "val")
+        val_maps, _ = ensemble_predictions(members, val, batch)
         threshold, source = score_maps(val_maps, val, 0.5)[0]["best_f1_threshold"], "validation best F1"
-    probs, factors = scaled_predictions(model, generator.trained_fov, split, batch, scale)
+    probs, factors = ensemble_predictions(members, split, batch)
+    for d, f in zip(described, factors, strict=True):
+        d["scale_factors"] = [round(x, 4) for x in f]
     m, scores, targets = score_maps(probs, split, threshold, each=True)
-    m.update(dataset=cfg.data.dataset, fov=fov_source(cfg.data, args.split), trained_on=trained_on,
-             source=str(Path(args.checkpoint).resolve()),
-             threshold_source=source, epoch=int(state["epoch"]), scale=scale_text, tta=args.tta,
-             trained_fov_diameter=generator.trained_fov, scale_factors=[round(f, 4) for f in factors])
+    m.update(dataset=data.dataset, fov=fov_source(data, args.split), threshold_source=source, tta=args.tta)
+    if len(loaded) == 1:
+        m.update(described[0])
+    else:
+        m["members"] = described
     for sub in ("probabilities", "binary"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for image_id, prob in zip(split.ids, probs, strict=True):
         save_map(out / "probabilities" / f"{image_id}.png", prob)
         save_map(out / "binary" / f"{image_id}.png", (prob >= threshold).astype(np.float32))
-    write_report(out, m, scores, targets, f"{cfg.data.dataset} {args.split}: epoch {state['epoch']}")
+    made = f"epoch {state['epoch']}" if len(loaded) == 1 else f"mean of {len(loaded)} generators"
+    write_report(out, m, scores, targets, f"{data.dataset} {args.split}: {made}")
     save_worst(out, split, probs, m["per_image"], args.previews, threshold)
     return m
 
@@ -277,6 +296,8 @@ def _main(argv: Sequence[str] | None) -> None:
             raise ConfigError(f"--noise-size {h} {w}: each side must be 1 to {MAX_NOISE_SIDE} pixels")
         if args.tta != TTA_DEFAULT:
             raise ConfigError(f"--tta {args.tta}: --noise draws each map from noise once (leave --tta out)")
+        if len(args.checkpoint) > 1:
+            raise ConfigError(f"--noise draws from one generator: {len(args.checkpoint)} checkpoints given")
     check_threshold(args.threshold)
     if args.previews < 0:
         raise ConfigError(f"--previews {args.previews}: give a number of images, 0 for none")
@@ -287,6 +308,8 @@ def _main(argv: Sequence[str] | None) -> None:
     if m:
         keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
         views = f", --tta {m['tta']}" if m.get("tta", TTA_DEFAULT) != TTA_DEFAULT else ""
+        if "members" in m:
+            views += f", mean of {len(m['members'])} generators"
         print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov_note(m['fov'])}{views}, "
               f"threshold {m['threshold']:.4f}): "
               + "  ".join(f"{k} {m[k]:.4f}" for k in keys))

@@ -1,6 +1,6 @@
 """`python -m vgan.predict`: segment your own fundus photographs with a trained generator.
 
-    python -m vgan.predict --checkpoint CKPT --input DIR_OR_FILES... --out DIR
+    python -m vgan.predict --checkpoint CKPT [CKPT ...] --input DIR_OR_FILES... --out DIR
                            [--masks DIR] [--threshold T] [--scale auto|FACTOR] [--tta MODE]
                            [--device auto|cpu|cuda]
 
@@ -12,6 +12,7 @@ estimated from the image (red-channel threshold and morphology) and written to `
 Each image is segmented at the scale the generator was trained at: resized so its FOV is as many
 pixels across as its training photographs' (`--scale auto`, `vgan.scale`), or by a given factor.
 `--tta flips` averages the maps of the image and its mirror images (`vgan.tta`: better maps, 4x the time).
+Several checkpoints: each map is the mean of their maps (`vgan.ensemble`), each generator at its own scale.
 An image that cannot be read is named at the end (exit status 2); the others are written.
 `tuner.predict` does the same for a registered MLflow model (`segment_images` is shared).
 """
@@ -21,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -31,9 +32,10 @@ import torch
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DEVICES
 from vgan.data import MASK_NAMES, estimate_fov, find_named, list_images, read_binary, read_image
+from vgan.ensemble import Member, ensemble_map, member_factors
 from vgan.errors import DataError
-from vgan.inputs import LAYOUT_NOTES, InputError, Model, as_batch
-from vgan.scale import AUTO, ScaleSpec, predict_at_scale
+from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
+from vgan.scale import AUTO, ScaleSpec
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, VIEWS, with_tta
 
@@ -67,8 +69,8 @@ class Summary:
     failed: list[str] = field(default_factory=list)  # "path (why)"
     conversions: dict[str, int] = field(default_factory=dict)  # what was converted, in how many images
     estimated_fov: int = 0
-    factors: list[float] = field(default_factory=list)  # of the images resized to the model's scale
-    trained_fov: float | None = None  # the model's FOV diameter, where it records one
+    factors: list[float] = field(default_factory=list)  # of the images resized to a model's scale
+    trained_fovs: list[float | None] = field(default_factory=list)  # each model's FOV diameter, where it records one
     scale: ScaleSpec = AUTO
     tta: str = TTA_DEFAULT
     vessel_fraction: list[float] = field(default_factory=list)  # inside the FOV, at the threshold
@@ -82,24 +84,28 @@ class Summary:
                      f"mean vessel fraction {np.mean(self.vessel_fraction):.1%}")
         if self.conversions:
             text += "; converted: " + ", ".join(f"{k} ({v})" for k, v in self.conversions.items())
+        known = sorted({round(f) for f in self.trained_fovs if f is not None})
         if self.factors:
-            to = f"to the model's FOV of {self.trained_fov:.0f} px" if self.scale.factor is None else "by --scale"
+            whose = "the model's FOV" if len(self.trained_fovs) == 1 else "the models' FOVs"
+            to = f"to {whose} of {'/'.join(map(str, known))} px" if self.scale.factor is None else "by --scale"
             text += f"; resized {to}: {len(self.factors)} (x{min(self.factors):.3g}-x{max(self.factors):.3g})"
-        elif n and self.scale.factor is None and self.trained_fov is None:
+        elif n and self.scale.factor is None and not known:
             text += "; used at their own size: the model records no training scale (--scale sets a factor)"
         if n and self.tta != TTA_DEFAULT:
             text += f"; each map the mean of {len(VIEWS[self.tta])} mirrored views (--tta {self.tta})"
+        if n and len(self.trained_fovs) > 1:
+            text += f"; each map the mean of {len(self.trained_fovs)} generators' maps"
         return text
 
 
 @torch.no_grad()
-def segment_images(model: Model, paths: list[Path], out: Path, threshold: float = 0.5,
+def segment_images(members: Sequence[Member], paths: list[Path], out: Path, threshold: float = 0.5,
                    masks: Path | None = None, device: torch.device = torch.device("cpu"),
-                   progress: bool = True, scale: ScaleSpec = AUTO,
-                   trained_fov: float | None = None, tta: str = TTA_DEFAULT) -> Summary:
+                   progress: bool = True, tta: str = TTA_DEFAULT) -> Summary:
     """Write every image's probability and binary maps (and estimated FOV) under `out`; unreadable
-    images are collected in the summary, the rest written. `trained_fov`: the model's training FOV
-    diameter, which `scale` auto resizes each image's FOV to; `tta`: the views averaged (`vgan.tta`)."""
+    images are collected in the summary, the rest written. Each map is the mean of the members' maps
+    (one member: its own), each member at its scale (`vgan.ensemble`); `tta`: the views each averages
+    (`vgan.tta`)."""
     from tqdm import tqdm
 
     from vgan.visualize import save_map
@@ -108,8 +114,9 @@ def segment_images(model: Model, paths: list[Path], out: Path, threshold: float 
         raise DataError(f"{masks}: masks folder missing")
     for sub in ("probabilities", "binary", "fov"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    s, t0 = Summary(trained_fov=trained_fov, scale=scale, tta=tta), time.perf_counter()
-    model = with_tta(model, tta)
+    s = Summary(trained_fovs=[m.trained_fov for m in members], scale=members[0].scale, tta=tta)
+    t0 = time.perf_counter()
+    members = [replace(m, model=with_tta(m.model, tta)) for m in members]
     for path in tqdm(paths, desc="segmenting", unit="image", disable=not progress or None, leave=False):
         try:
             batch, notes = as_batch(read_image(path), str(path))
@@ -120,13 +127,12 @@ def segment_images(model: Model, paths: list[Path], out: Path, threshold: float 
                 fov = estimate_fov(rgb)
                 s.estimated_fov += 1
                 save_map(out / "fov" / f"{path.stem}.png", fov.astype(np.float32))
-            factor = scale.factor_of(fov, trained_fov, str(path))
+            factors = member_factors(members, fov, str(path))
         except (DataError, InputError) as e:
             s.failed.append(str(e))
             continue
-        prob = predict_at_scale(model, batch.to(device), factor).cpu().numpy()[0, 0] * fov
-        if factor != 1:
-            s.factors.append(factor)
+        prob = ensemble_map(members, batch.to(device), factors).cpu().numpy()[0, 0] * fov
+        s.factors.extend(f for f in factors if f != 1)
         save_map(out / "probabilities" / f"{path.stem}.png", prob)
         save_map(out / "binary" / f"{path.stem}.png", (prob >= threshold).astype(np.float32))
         s.written.append(path.name)
@@ -152,7 +158,9 @@ def _main(argv: Sequence[str] | None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m vgan.predict", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by vgan.train (best.pt, last.pt)")
+    p.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
+                   help="checkpoint written by vgan.train (best.pt, last.pt); several: each map the mean of "
+                        "theirs (an ensemble)")
     add_arguments(p)
     args = p.parse_args(argv)
     check_threshold(args.threshold)
@@ -160,11 +168,12 @@ def _main(argv: Sequence[str] | None) -> None:
     paths = list_images(args.input)
     writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device, "--device")
-    generator, _ = generator_from_checkpoint(load_checkpoint(args.checkpoint), args.checkpoint, device)
-    model = VesselSegmenter(generator).eval()
-    summary = segment_images(model, paths, Path(args.out), args.threshold,
-                             Path(args.masks) if args.masks else None, device, sys.stderr.isatty(),
-                             scale, generator.trained_fov, args.tta)
+    members = []
+    for path in args.checkpoint:
+        generator, _ = generator_from_checkpoint(load_checkpoint(path), path, device)
+        members.append(Member(VesselSegmenter(generator).eval(), generator.trained_fov, scale))
+    summary = segment_images(members, paths, Path(args.out), args.threshold,
+                             Path(args.masks) if args.masks else None, device, sys.stderr.isatty(), args.tta)
     finish(summary, Path(args.out), "vgan.predict")
 
 

@@ -10,14 +10,15 @@ from conftest import TINY
 
 from tuner.tracking import Study
 from tuner.trainable import BestEpoch
-from vgan.config import config_from_dict
+from vgan.config import apply_overrides, config_from_dict
 from vgan.data import load_train_val
 from vgan.trainer import Trainer
 
 
-def tiny_checkpoint(folder: Path) -> Path:
-    """A tiny generator trained one epoch, saved as `folder/best.pt` (vgan.train's checkpoint format)."""
-    cfg = config_from_dict(TINY)
+def tiny_checkpoint(folder: Path, **overrides) -> Path:
+    """A tiny generator trained one epoch, saved as `folder/best.pt` (vgan.train's checkpoint format);
+    overrides by dotted key (`**{"train.seed": 1}`)."""
+    cfg = apply_overrides(config_from_dict(TINY), overrides, "test") if overrides else config_from_dict(TINY)
     t = Trainer(cfg, *load_train_val(cfg.data), torch.device("cpu"))
     t.run_epoch()
     t.save_checkpoint(folder / "best.pt")

@@ -144,6 +144,13 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path,
     prob = predict_at_scale(with_tta(m, "hflip"), x, recorded_fov(m) / fov_diameter(fov)).numpy()[0, 0]
     want = (np.clip(prob * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "tta" / "probabilities" / "02_test.png")), want)
+    # several models: the mean of their maps (here one model by two URIs, so its own map again)
+    argv = ["--model", model, f"models:/{NAME}/1", *argv[2:-4], "--out", str(tmp_path / "two"), "--masks", argv[-1]]
+    assert predict_main(argv) == 0
+    assert "each map the mean of 2 generators' maps" in capsys.readouterr().out
+    for name in ("01_test.png", "02_test.png"):
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "two" / "probabilities" / name)),
+                                      np.asarray(Image.open(tmp_path / "out" / "probabilities" / name)))
 
 
 @pytest.mark.parametrize("model, out, fragment", [

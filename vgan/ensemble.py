@@ -1,0 +1,78 @@
+"""Ensembles: each image's map is the mean of several generators' maps.
+
+Generators trained apart (other seeds, a study's best trials) err apart, so the mean of their maps is
+a better map than each one's. Each member sees an image at its own scale (`vgan.scale`: resized to the
+FOV of its training photographs, or by the factor asked) and its map is resized back, so the maps are
+averaged at the image's own size. `vgan.evaluate` and `vgan.predict` take several `--checkpoint`s,
+`tuner.predict` several `--model`s; one is the single-model case, computed as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from vgan.config import DataConfig
+from vgan.data import Split
+from vgan.errors import ConfigError
+from vgan.inputs import Model
+from vgan.scale import AUTO, ScaleSpec, predict_at_scale, scaled_predictions
+
+# What chooses a run's validation images from its training pool (vgan.data.load_train_val)
+SPLIT_KEYS = ("dataset", "root", "val_count", "folds", "fold", "split_seed", "synthetic")
+
+
+@dataclass(frozen=True)
+class Member:
+    model: Model  # images (N, 3, H, W) in [0, 1] in, probabilities out
+    trained_fov: float | None = None  # the FOV diameter of its training photographs; None: not recorded
+    scale: ScaleSpec = AUTO  # how it sees an image (auto: at trained_fov)
+
+
+def member_factors(members: Sequence[Member], fov: np.ndarray | torch.Tensor, what: str) -> list[float]:
+    """The factor each member resizes an image by, from its FOV mask; all are checked before any is run."""
+    return [m.scale.factor_of(fov, m.trained_fov, what) for m in members]
+
+
+def ensemble_map(members: Sequence[Member], images: torch.Tensor, factors: Sequence[float]) -> torch.Tensor:
+    """The mean of the members' probabilities (N, 1, H, W) for images (N, 3, H, W), member i's at factors[i]."""
+    probs = predict_at_scale(members[0].model, images, factors[0])
+    for m, f in zip(members[1:], factors[1:], strict=True):
+        probs = probs + predict_at_scale(m.model, images, f)
+    return probs / len(members) if len(members) > 1 else probs
+
+
+def ensemble_predictions(members: Sequence[Member], split: Split,
+                         batch_size: int) -> tuple[list[np.ndarray], list[list[float]]]:
+    """Each image's map (H, W) at its own size, the mean over members of `scaled_predictions`, and each
+    member's factors. One member's maps are its own, unchanged."""
+    total, factors = scaled_predictions(members[0].model, members[0].trained_fov, split, batch_size,
+                                        members[0].scale)
+    every = [factors]
+    for m in members[1:]:
+        maps, factors = scaled_predictions(m.model, m.trained_fov, split, batch_size, m.scale)
+        total = [t + p for t, p in zip(total, maps, strict=True)]
+        every.append(factors)
+    return ([t / len(members) for t in total] if len(members) > 1 else total), every
+
+
+def _split_value(data: DataConfig, key: str):
+    value = getattr(data, key)
+    return str(Path(value).resolve()) if key == "root" and value is not None else value
+
+
+def check_one_validation_split(datas: Sequence[DataConfig], sources: Sequence[str]) -> None:
+    """Members scored on a validation split must have been validated on the same images: else one's
+    validation images are another's training images, and a threshold or score chosen there is biased."""
+    for data, source in zip(datas[1:], sources[1:], strict=True):
+        for key in SPLIT_KEYS:
+            theirs, first = _split_value(data, key), _split_value(datas[0], key)
+            if theirs != first:
+                raise ConfigError(
+                    f"{source}: data.{key} is {theirs!r} where {sources[0]} has {first!r}: the members were "
+                    "validated on different images (one's validation images may be another's training images); "
+                    "a validation split needs members trained on one split")
