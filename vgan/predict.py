@@ -69,7 +69,8 @@ class Summary:
     failed: list[str] = field(default_factory=list)  # "path (why)"
     conversions: dict[str, int] = field(default_factory=dict)  # what was converted, in how many images
     estimated_fov: int = 0
-    factors: list[float] = field(default_factory=list)  # of the images resized to a model's scale
+    factors: list[float] = field(default_factory=list)  # of the images resized to a model's scale (each member's)
+    resized: int = 0  # images resized for a model
     trained_fovs: list[float | None] = field(default_factory=list)  # each model's FOV diameter, where it records one
     scale: ScaleSpec = AUTO
     tta: str = TTA_DEFAULT
@@ -88,7 +89,7 @@ class Summary:
         if self.factors:
             whose = "the model's FOV" if len(self.trained_fovs) == 1 else "the models' FOVs"
             to = f"to {whose} of {'/'.join(map(str, known))} px" if self.scale.factor is None else "by --scale"
-            text += f"; resized {to}: {len(self.factors)} (x{min(self.factors):.3g}-x{max(self.factors):.3g})"
+            text += f"; resized {to}: {self.resized} (x{min(self.factors):.3g}-x{max(self.factors):.3g})"
         elif n and self.scale.factor is None and not known:
             text += "; used at their own size: the model records no training scale (--scale sets a factor)"
         if n and self.tta != TTA_DEFAULT:
@@ -133,6 +134,7 @@ def segment_images(members: Sequence[Member], paths: list[Path], out: Path, thre
             continue
         prob = ensemble_map(members, batch.to(device), factors).cpu().numpy()[0, 0] * fov
         s.factors.extend(f for f in factors if f != 1)
+        s.resized += any(f != 1 for f in factors)
         save_map(out / "probabilities" / f"{path.stem}.png", prob)
         save_map(out / "binary" / f"{path.stem}.png", (prob >= threshold).astype(np.float32))
         s.written.append(path.name)
