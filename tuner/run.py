@@ -81,6 +81,7 @@ class Plan:
     storage: Storage
     storage_url: str  # the Optuna study's database
     restore: bool = False  # Ray resumes the study from its saved state (--resume of a study Ray saved)
+    note: str | None = None  # what the training photographs ask a user to know (vgan.scale.mixed_scale_note)
 
     @property
     def log(self) -> Path:
@@ -195,6 +196,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     from tuner.space import check_same_recipe, load_space
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
     from vgan.data import load_train_val
+    from vgan.scale import mixed_scale_note
 
     space = load_space(args.space, args.data)
     if args.num_samples is not None:
@@ -203,7 +205,11 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         space.tune.num_samples = args.num_samples
     if args.time_budget is not None:
         space.tune.time_budget_s = parse_duration(args.time_budget, "--time-budget")
-    load_train_val(space.trainer_config().data)  # bad data stops here
+    data = space.trainer_config().data
+    train, _ = load_train_val(data)  # bad data stops here
+    # as vgan.train says it, unless the base config brings the photographs to one scale (a search of that key
+    # holds the base's value: with None there, the study's first trial trains at mixed scales)
+    note = None if data.fov_diameter is not None else mixed_scale_note(train.masks)
     uri = resolve_tracking_uri(args.tracking_uri)
     storage = parse_storage(args.storage)
     storage_url = study_db_url(storage, args.study_db)
@@ -229,7 +235,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     # the Optuna database's too, by default; a plain folder on a cluster waits for check_cluster, which may refuse it
     if storage.local is not None and (storage.shared or not args.address):
         writable_folder(storage.local, "--storage")
-    return Plan(args, space, name, uri, storage, storage_url, restore)
+    return Plan(args, space, name, uri, storage, storage_url, restore, note)
 
 
 def check_cluster(plan: Plan) -> None:
@@ -345,6 +351,8 @@ def _run(plan: Plan) -> None:
     print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
           f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
+    if plan.note is not None:
+        print(f"note: {plan.note}", flush=True)
     t0 = time.perf_counter()
     results = run_study(plan, study)
     wall = time.perf_counter() - t0

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import write_yaml
+from conftest import two_camera_dataset, write_yaml
 from studies import SMOKE, quick_smoke
 
 from tuner.run import main
@@ -293,6 +293,27 @@ def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fra
     assert code == 2 and fragment in err and err.count("\n") == 1, err
     assert not (tmp_path / "ray").exists()  # nothing started
     assert time.perf_counter() - t0 < 30
+
+
+def test_a_pool_of_two_cameras_is_noted_before_the_study(tmp_path, drive_root, stare_root, capsys):
+    """tuner.run says what vgan.train says of a pool whose FOVs differ: each trial learns vessels at more than
+    one scale, and data.fov_diameter trains them at one (not said where the space's base config sets it)."""
+    from tuner.run import preflight
+
+    root = two_camera_dataset(drive_root, stare_root, tmp_path / "pool", {"training": (3, 2), "test": (1, 1)})
+    values = yaml.safe_load(SMOKE.read_text())
+    values["data"] = {"dataset": "folder", "root": str(root), "val_count": 2, "crop_size": 48}
+
+    def plan(name, data=None):
+        space = write_yaml(tmp_path / f"{name}.yaml", {**values, "data": {**values["data"], **(data or {})}})
+        return preflight(["--space", str(space), "--storage", str(tmp_path / "ray"), "--name", name,
+                          "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
+
+    note = plan("pool").note
+    assert note is not None and note.startswith("the training photographs' FOVs are 5")  # DRIVE's 54x, STARE's 6xx
+    assert "data.fov_diameter: " in note
+    assert plan("one", data={"fov_diameter": 540}).note is None
+    assert not (tmp_path / "ray").exists() or not any((tmp_path / "ray").iterdir())  # nothing started
 
 
 def torch_has_gpu() -> bool:
