@@ -25,6 +25,7 @@ DATASETS = ("synthetic", "drive", "stare", "folder")
 ADVERSARIAL = ("wgan-gp", "vanilla", "none")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MIN_FOV_DIAMETER = 32  # pixels: a FOV narrower holds no vessel a U-Net could learn (DRIVE's is 540)
+FOV_MEDIAN = "median"  # data.fov_diameter: the training split's median, whatever the cameras
 
 
 @dataclass
@@ -45,8 +46,9 @@ class DataConfig:
     split_seed: int = 0
     crop_size: int | None = 64  # training crop side; None trains on whole images
     # Photographs of the training pool resized so their FOV is this many pixels across (within 10 % as they
-    # are): one scale for a pool from several cameras; None: each at its own size (vgan.scale)
-    fov_diameter: float | None = None
+    # are): one scale for a pool from several cameras; "median": the training split's median FOV diameter;
+    # None: each at its own size (vgan.scale)
+    fov_diameter: float | str | None = None
     augment_strength: float = 1.0  # scales colour-jitter ranges; 0 disables jitter
     flip: bool = True
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -123,8 +125,13 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
-        (inner,) = [t for t in options if t is not type(None)]
-        return _coerce(value, inner, key, source)
+        inner = [t for t in options if t is not type(None)]
+        for t in inner[:-1]:  # the first that takes the value (float | str: a number where it reads as one)
+            try:
+                return _coerce(value, t, key, source)
+            except ConfigError:
+                pass
+        return _coerce(value, inner[-1], key, source)
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
@@ -251,8 +258,10 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check(d.folds == 0 or d.folds >= 2, source, "data.folds", "must be 0 (no k-fold) or at least 2")
     _check(0 <= d.fold < max(d.folds, 1), source, "data.fold", f"must be in [0, {max(d.folds, 1) - 1}]")
     _check(0.0 <= d.augment_strength <= 1.0, source, "data.augment_strength", "must be in [0, 1]")
-    _check(d.fov_diameter is None or d.fov_diameter >= MIN_FOV_DIAMETER, source, "data.fov_diameter",
-           f"must be at least {MIN_FOV_DIAMETER} pixels (or null: each photograph at its own size)")
+    fov = d.fov_diameter
+    _check(fov is None or fov == FOV_MEDIAN or (isinstance(fov, float) and fov >= MIN_FOV_DIAMETER), source,
+           "data.fov_diameter", f"must be at least {MIN_FOV_DIAMETER} pixels, '{FOV_MEDIAN}' (the training "
+           f"photographs' median) or null (each photograph at its own size), got {fov!r}")
     s = d.synthetic
     _check(s.num_train >= 2, source, "data.synthetic.num_train", "must be at least 2")
     _check(s.num_test >= 1, source, "data.synthetic.num_test", "must be at least 1")

@@ -16,10 +16,10 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from vgan.config import DataConfig
+from vgan.config import FOV_MEDIAN, DataConfig
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import InputError, as_batch, unit_float
-from vgan.scale import AUTO, MAX_FACTOR, fov_diameter, resize, scaled_size
+from vgan.scale import AUTO, MAX_FACTOR, fov_diameter, median_fov_diameter, resize, scaled_size
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
@@ -417,12 +417,20 @@ def split_indices(n: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
 def load_train_val(cfg: DataConfig) -> tuple[Split, Split]:
     """Read the training pool once and carve the validation split from it."""
     pool = read_pool(cfg, "training")
-    if cfg.fov_diameter is not None:
-        pool, _ = at_fov(pool, cfg.fov_diameter)
     train_idx, val_idx = split_indices(len(pool), cfg)
+    if cfg.fov_diameter is not None:
+        pool, _ = at_fov(pool, pool_diameter(cfg, pool, train_idx))
     train, val = pool.subset(train_idx, "train"), pool.subset(val_idx, "val")
     check_crop(cfg, train)
     return train, val
+
+
+def pool_diameter(cfg: DataConfig, pool: Split, train_idx: np.ndarray) -> float:
+    """The FOV diameter `data.fov_diameter` brings the training pool to: its number, or for `median` the median
+    of the training split's photographs as they are (the validation split's are not looked at)."""
+    if cfg.fov_diameter == FOV_MEDIAN:
+        return median_fov_diameter(pool.masks[torch.as_tensor(train_idx)])
+    return float(cfg.fov_diameter)
 
 
 def fov_source(cfg: DataConfig, split: str) -> str:

@@ -68,7 +68,7 @@ def mixed_scale_note(masks: torch.Tensor) -> str | None:
         return None
     return (f"the training photographs' FOVs are {lo:.0f}-{hi:.0f} pixels across: the generator learns vessels at "
             f"more than one scale, and photographs are brought to the median ({median:.0f}) to be segmented; "
-            f"data.fov_diameter: {median:.0f} trains them all at that one")
+            f"data.fov_diameter: median (here {median:.0f}) trains them all at that one")
 
 
 class ScaleError(DataError):

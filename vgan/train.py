@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from vgan.cli import run_cli, writable_folder
-from vgan.config import DEVICES, Config, apply_overrides, config_from_dict, load_config
+from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config
 from vgan.data import fov_note, fov_source, load_train_val
 from vgan.errors import ConfigError
 from vgan.scale import mixed_scale_note
@@ -135,7 +135,11 @@ def _main(argv: Sequence[str] | None) -> None:
         trainer.load_state_dict(state, args.resume)
     out = writable_folder(default_out(args), "--out" if args.out else "run folder")
     d_params = f", D {count_parameters(trainer.D) / 1e6:.2f}M" if trainer.D is not None else ""
-    at = "" if cfg.data.fov_diameter is None else f" at a FOV of {cfg.data.fov_diameter:g} px"
+    at = ""
+    if cfg.data.fov_diameter == FOV_MEDIAN:  # the median of the training split, as its generator records it
+        at = f" at a FOV of {trainer.G.trained_fov:.0f} px (their median)"
+    elif cfg.data.fov_diameter is not None:
+        at = f" at a FOV of {cfg.data.fov_diameter:g} px"
     print(f"training on {device}: {cfg.data.dataset} ({len(train)} train / {len(val)} val images{at}"
           f"{fov_note(fov_source(cfg.data, 'train'))}), "
           f"G {count_parameters(trainer.G) / 1e6:.2f}M params{d_params}, {trainer.steps_per_epoch} steps per epoch, "

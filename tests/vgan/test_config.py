@@ -43,7 +43,7 @@ def test_unknown_section_is_named():
         ({"optim": {"lr_g": "fast"}}, "optim.lr_g"),
         ({"optim": {"betas_g": [0.5]}}, "optim.betas_g"),
         ({"data": {"flip": "yes"}}, "data.flip"),
-        ({"data": {"fov_diameter": "median"}}, "data.fov_diameter"),
+        ({"data": {"fov_diameter": True}}, "data.fov_diameter"),
         ({"data": "drive"}, "data"),
     ],
 )
@@ -59,6 +59,7 @@ def test_wrong_types_name_the_key(values, key):
         ({"data": {"crop_size": 60}, "model": {"depth": 3}}, "data.crop_size"),  # 60 % 8 != 0
         ({"data": {"augment_strength": 1.5}}, "data.augment_strength"),
         ({"data": {"fov_diameter": 20}}, "data.fov_diameter"),
+        ({"data": {"fov_diameter": "mean"}}, "data.fov_diameter"),
         ({"model": {"disc_norm": "batch"}, "loss": {"adversarial": "wgan-gp"}}, "model.disc_norm"),
         ({"optim": {"lr_d": 0}}, "optim.lr_d"),
         ({"loss": {"n_critic": 0}}, "loss.n_critic"),
@@ -72,6 +73,14 @@ def test_wrong_types_name_the_key(values, key):
 def test_inconsistent_values_name_the_key(values, key):
     with pytest.raises(ConfigError, match=f"'{key}'"):
         config_from_dict(values)
+
+
+@pytest.mark.parametrize("given, taken", [(540, 540.0), ("6.5e2", 650.0), ("median", "median"), (None, None)])
+def test_the_fov_diameter_is_pixels_or_the_median(given, taken):
+    assert config_from_dict({"data": {"fov_diameter": given}}).data.fov_diameter == taken
+    with pytest.raises(ConfigError, match=r"'data.fov_diameter' must be at least 32 pixels, 'median' \(the training "
+                                          r"photographs' median\) or null .*got 'mean'"):
+        config_from_dict({"data": {"fov_diameter": "mean"}})
 
 
 def test_batchnorm_allowed_for_vanilla_gan():

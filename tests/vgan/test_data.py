@@ -316,7 +316,7 @@ def test_a_two_camera_pool_is_brought_to_one_fov_diameter(drive_root, stare_root
     assert before[:3] == [536, 540, 541] and all(b > 541 * TOLERANCE for b in before[3:])  # STARE's camera: wider
     note = mixed_scale_note(pool.masks)
     assert note.startswith(f"the training photographs' FOVs are 536-{max(before):.0f} pixels across")
-    assert note.endswith(f"data.fov_diameter: {np.median(before):.0f} trains them all at that one")
+    assert note.endswith(f"data.fov_diameter: median (here {np.median(before):.0f}) trains them all at that one")
 
     at, factors = at_fov(pool, 540.0)
     assert at.ids == pool.ids and at.images.dtype == torch.uint8
@@ -336,6 +336,13 @@ def test_a_two_camera_pool_is_brought_to_one_fov_diameter(drive_root, stare_root
     train, val = load_train_val(DataConfig(dataset="folder", root=str(root), val_count=2, fov_diameter=540))
     assert sorted(train.ids + val.ids) == pool.ids
     assert all(abs(fov_diameter(s.own(i, m)) - 540) <= 5 for s in (train, val) for i, m in enumerate(s.masks))
+    # median: the training split's (the validation photographs' are not looked at), every photograph brought to it
+    cfg = DataConfig(dataset="folder", root=str(root), val_count=2, split_seed=7, fov_diameter="median")
+    train_idx, _ = split_indices(len(pool), cfg)
+    median = np.median([before[i] for i in train_idx])
+    assert median > 600 > np.median(before)  # the split holds two STARE photographs: not the pool's median (DRIVE's)
+    train, val = load_train_val(cfg)
+    assert all(abs(fov_diameter(s.own(i, m)) - median) <= 5 for s in (train, val) for i, m in enumerate(s.masks))
 
 
 def test_a_fov_no_camera_gives_is_named_when_the_pool_is_brought_to_one_scale(drive_root, tmp_path):

@@ -12,6 +12,7 @@ from vgan.data import read_binary, read_probability
 from vgan.evaluate import main as evaluate_main
 from vgan.scale import fov_diameter
 from vgan.train import main as train_main
+from vgan.trainer import generator_from_checkpoint, load_checkpoint
 from vgan.visualize import error_overlay, to_uint8
 
 KEYS = ("auc_roc", "auc_pr", "average_precision", "threshold", "f1", "accuracy", "sensitivity", "specificity")
@@ -224,6 +225,13 @@ def test_two_cameras_photographs_trained_at_one_fov_diameter_are_scored_at_it(ti
     assert train_main(["--config", str(config), "--data", str(root), "--out", str(tmp_path / "mixed"), "--epochs", "1",
                        "--quiet"]) == 0
     assert "note: the training photographs' FOVs are 536-" in capsys.readouterr().out
+    tiny_values["data"]["fov_diameter"] = "median"  # the training split's: 3 DRIVE + 2 STARE at split seed 3
+    config.write_text(yaml.safe_dump(tiny_values))
+    assert train_main(["--config", str(config), "--data", str(root), "--out", str(tmp_path / "median"), "--epochs",
+                       "1", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    g = generator_from_checkpoint(load_checkpoint(tmp_path / "median" / "checkpoints" / "best.pt"), "m", "cpu")[0]
+    assert f"images at a FOV of {g.trained_fov:.0f} px (their median))" in said and "note:" not in said
     tiny_values["data"]["fov_diameter"] = 540
     config.write_text(yaml.safe_dump(tiny_values))
     run = tmp_path / "run"
