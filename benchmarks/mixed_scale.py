@@ -1,14 +1,16 @@
 """`python -m benchmarks.mixed_scale` (from the repository root): does one FOV scale pay on a two-camera pool?
 
     python -m benchmarks.mixed_scale --data ../shared/data/DRIVE [--zoom 1.6] [--epochs 30] [--seeds 0,1]
-                                     [--arms as_is,one_scale] [--images N] [--work DIR]
+                                     [--arms as_is,one_scale,median] [--images N] [--work DIR]
                                      [--json benchmarks/results/mixed-scale-cpu2.json]
 
 A pool from two cameras, made from DRIVE: every other training photograph (with its label and FOV mask)
 enlarged by `--zoom`, as a camera of finer resolution would give it (DRIVE's FOV is 540 pixels across;
-at 1.6, 864). Each seed trains `configs/drive_cpu.yaml` (cut to `--epochs`) on it twice:
+at 1.6, 864). Each seed trains `configs/drive_cpu.yaml` (cut to `--epochs`) on it in each arm:
 - as_is:     each photograph at its own size (`data.fov_diameter` unset: the generator learns two scales);
-- one_scale: `data.fov_diameter: 540`, the enlarged photographs brought back to DRIVE's scale.
+- one_scale: `data.fov_diameter: 540`, the enlarged photographs brought back to DRIVE's scale;
+- median:    `data.fov_diameter: median`, the training split's median FOV diameter (one of the two cameras', or
+             between them where the split holds as many of each), which no user need know.
 Each generator (its best validation epoch) is then scored on DRIVE's test photographs as they are and on
 the same photographs enlarged by `--zoom`, each brought to the generator's scale first (`vgan.evaluate
 --scale auto`, as `tuner.predict` and the registry segment them) and scored at its own size. as_is is also
@@ -33,7 +35,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs" / "drive_cpu.yaml"
-ARMS = {"as_is": None, "one_scale": 540.0}
+ARMS = {"as_is": None, "one_scale": 540.0, "median": "median"}
 
 
 def _save(path: Path, pixels: torch.Tensor) -> None:

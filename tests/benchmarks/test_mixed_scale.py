@@ -1,12 +1,14 @@
-"""benchmarks.mixed_scale: a two-camera pool made from DRIVE, and both arms trained and scored on it."""
+"""benchmarks.mixed_scale: a two-camera pool made from DRIVE, and every arm trained and scored on it."""
 
 import json
 
+import numpy as np
 import pytest
+import yaml
 
-from benchmarks.mixed_scale import main, write_pool
-from vgan.config import DataConfig
-from vgan.data import read_pool
+from benchmarks.mixed_scale import RECIPE, main, write_pool
+from vgan.config import DataConfig, config_from_dict
+from vgan.data import read_pool, split_indices
 from vgan.scale import fov_diameter
 
 
@@ -22,18 +24,24 @@ def test_the_second_camera_is_drive_enlarged(drive_root, tmp_path):
         assert share[1] == pytest.approx(share[0], rel=0.1)  # vessels as wide, relative to the FOV
 
 
-def test_both_arms_are_trained_and_scored(drive_root, tmp_path, capsys):
+def test_every_arm_is_trained_and_scored(drive_root, tmp_path, capsys):
     out = tmp_path / "rows.json"
     assert main(["--data", str(drive_root), "--epochs", "1", "--seeds", "0", "--images", "6",
                  "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
-    as_is, one = rows
-    assert (as_is["arm"], one["arm"]) == ("as_is", "one_scale")
+    as_is, one, median = rows
+    assert (as_is["arm"], one["arm"], median["arm"]) == ("as_is", "one_scale", "median")
     # 2 of the 6 training photographs (0, 2, 4 enlarged) are validation; one_scale trains all at DRIVE's scale
     assert abs(one["test_native"]["trained_fov_diameter"] - 540) <= 5
     assert one["test_native"]["scale_factors"] == [1.0]
     assert all(f == pytest.approx(1 / 1.6, abs=0.01) for f in one["test_zoomed"]["scale_factors"])
     assert as_is["test_native_scale_1"]["scale_factors"] == as_is["test_zoomed_scale_1"]["scale_factors"] == [1.0]
+    # median: the training split's median FOV diameter, as the recipe carves that split from the pool
+    data = config_from_dict(yaml.safe_load(RECIPE.read_text())).data
+    pool = read_pool(DataConfig(dataset="folder", root=str(tmp_path / "work" / "pool")), "training")
+    train_idx, _ = split_indices(len(pool), data)
+    want = np.median([fov_diameter(pool.own(i, pool.masks[i])) for i in train_idx])
+    assert abs(median["test_native"]["trained_fov_diameter"] - want) <= 5 and median["fov_diameter"] == "median"
     assert all(0 < r[k]["auc_roc"] < 1 for r in rows for k in ("test_native", "test_zoomed"))
     assert "test_zoomed  one_scale  AUC-ROC mean" in capsys.readouterr().out
 
