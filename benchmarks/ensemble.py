@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.tta import KEYS, add_arguments, label, parse_modes, scored_splits, write_rows
+from vgan.ensemble import mean_maps
 from vgan.evaluate import score_maps
 from vgan.scale import ScaleSpec, scaled_predictions
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict
@@ -49,9 +50,7 @@ def score_rows(checkpoints: list[Path], made: list[dict], splits: dict, modes: l
         for mode in modes:
             subsets = [[i] for i in range(len(checkpoints))] + [list(range(k)) for k in range(2, len(checkpoints) + 1)]
             for members in subsets:
-                # summed in member order and divided as vgan.ensemble does: the same maps to the last bit
-                maps = [sum(m[1:], start=m[0]) / len(members) if len(members) > 1 else m[0]
-                        for m in zip(*(made[i][dataset, mode][0] for i in members), strict=True)]
+                maps = mean_maps(made[i][dataset, mode][0] for i in members)  # as vgan.evaluate averages them
                 m = score_maps(maps, split, 0.5)[0]
                 seconds = sum(made[i][dataset, mode][1] for i in members)
                 rows.append({"dataset": dataset, "mode": mode, "views": len(VIEWS[mode]), "k": len(members),

@@ -71,19 +71,19 @@ def saved_trials(fs, study_path: str) -> list:
 
 def named_checkpoints(fs, study_path: str) -> list[Named]:
     """The checkpoints the study's newest saved state names (Ray keeps the latest and up to num_to_keep)
-    of each trial Ray will run again. A trial's own only: a PBT clone's named checkpoint of another
-    trial is not its own to stand in for."""
-    named = []
-    for trial in saved_trials(fs, study_path):
-        if trial.status not in RESUMED:
-            continue
-        manager = trial.run_metadata.checkpoint_manager
-        results = [*manager.best_checkpoint_results, manager.latest_checkpoint_result] if manager else []
-        folder = f"{study_path.rstrip('/')}/{trial.storage.trial_dir_name}"
-        paths = {f"{folder}/{base_name(r.checkpoint.path)}" for r in results
-                 if r is not None and in_folder(r.checkpoint.path, trial.storage.trial_fs_path)}
-        named.append(Named(trial.trial_id, folder, sorted(paths, key=checkpoint_number)))
-    return named
+    of each trial Ray will run again."""
+    return [named_of(t, study_path) for t in saved_trials(fs, study_path) if t.status in RESUMED]
+
+
+def named_of(trial, study_path: str) -> Named:
+    """The checkpoints a saved trial's state names, in the study's folder as it is now. A trial's own only: a
+    PBT clone's named checkpoint of another trial is not its own to stand in for."""
+    manager = trial.run_metadata.checkpoint_manager
+    results = [*manager.best_checkpoint_results, manager.latest_checkpoint_result] if manager else []
+    folder = f"{study_path.rstrip('/')}/{trial.storage.trial_dir_name}"
+    paths = {f"{folder}/{base_name(r.checkpoint.path)}" for r in results
+             if r is not None and in_folder(r.checkpoint.path, trial.storage.trial_fs_path)}
+    return Named(trial.trial_id, folder, sorted(paths, key=checkpoint_number))
 
 
 def place_stand_ins(fs, study_path: str) -> list[StandIn]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -40,24 +40,32 @@ def member_factors(members: Sequence[Member], fov: np.ndarray | torch.Tensor, wh
 
 def ensemble_map(members: Sequence[Member], images: torch.Tensor, factors: Sequence[float]) -> torch.Tensor:
     """The mean of the members' probabilities (N, 1, H, W) for images (N, 3, H, W), member i's at factors[i]."""
-    probs = predict_at_scale(members[0].model, images, factors[0])
-    for m, f in zip(members[1:], factors[1:], strict=True):
-        probs = probs + predict_at_scale(m.model, images, f)
-    return probs / len(members) if len(members) > 1 else probs
+    return sum(predict_at_scale(m.model, images, f) for m, f in zip(members, factors, strict=True)) / len(members)
+
+
+def mean_maps(runs: Iterable[list[np.ndarray]]) -> list[np.ndarray]:
+    """Each image's mean map over `runs` (each a list of maps, one per image), summed in order as they come,
+    so only one run beside the sum is held. One run's maps come back unchanged (divided by 1)."""
+    total, k = None, 0
+    for maps in runs:
+        total = maps if total is None else [t + p for t, p in zip(total, maps, strict=True)]
+        k += 1
+    return [t / k for t in total]
 
 
 def ensemble_predictions(members: Sequence[Member], split: Split,
                          batch_size: int) -> tuple[list[np.ndarray], list[list[float]]]:
     """Each image's map (H, W) at its own size, the mean over members of `scaled_predictions`, and each
-    member's factors. One member's maps are its own, unchanged."""
-    total, factors = scaled_predictions(members[0].model, members[0].trained_fov, split, batch_size,
-                                        members[0].scale)
-    every = [factors]
-    for m in members[1:]:
-        maps, factors = scaled_predictions(m.model, m.trained_fov, split, batch_size, m.scale)
-        total = [t + p for t, p in zip(total, maps, strict=True)]
-        every.append(factors)
-    return ([t / len(members) for t in total] if len(members) > 1 else total), every
+    member's factors."""
+    factors: list[list[float]] = []
+
+    def runs():
+        for m in members:
+            maps, f = scaled_predictions(m.model, m.trained_fov, split, batch_size, m.scale)
+            factors.append(f)
+            yield maps
+
+    return mean_maps(runs()), factors
 
 
 def _split_value(data: DataConfig, key: str):

@@ -12,7 +12,7 @@ import pytest
 from loopback import CLUSTER_ENV, ray_cluster
 from studies import history, quick_smoke, trial_runs
 
-from tuner.resume import RESUMED, STAND_IN, named_checkpoints, saved_trials
+from tuner.resume import RESUMED, STAND_IN, named_of, saved_trials
 from tuner.storage import checkpoint_number
 
 pytestmark = pytest.mark.slow
@@ -64,18 +64,13 @@ def saved_state(root) -> list:
 
     try:
         return saved_trials(pyarrow.fs.LocalFileSystem(), str(root / "shared" / "killed"))
-    except (ValueError, OSError):  # half written as it was read
+    except (ValueError, OSError):  # not saved yet, or half written as it was read
         return []
 
 
-def named_in_state(root) -> list[Path]:
-    """The folders of the trials Ray would resume whose checkpoints its last saved state names."""
-    import pyarrow.fs
-
-    try:
-        named = named_checkpoints(pyarrow.fs.LocalFileSystem(), str(root / "shared" / "killed"))
-    except (ValueError, OSError):
-        return []
+def named_in(state, root) -> list[Path]:
+    """The folders of the trials of a saved state Ray would resume whose checkpoints it names."""
+    named = (named_of(t, str(root / "shared" / "killed")) for t in state if t.status in RESUMED)
     return [Path(n.folder) for n in named if n.checkpoints]
 
 
@@ -87,10 +82,10 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
     # Killed when Ray's saved state says so, not MLflow: the driver projects into MLflow from a queue that
     # ends each trial with its model, and it lags Ray by more than a whole trial on a busy machine
     def one_done_one_midway():
-        trials = saved_state(root)
-        return any(t.status == "TERMINATED" for t in trials) and any(
-            t.status in RESUMED and t.run_metadata.last_result.get("epoch", 0) >= 2 for t in trials) \
-            and named_in_state(root)
+        state = saved_state(root)  # one read: the conditions hold of one saved state
+        return any(t.status == "TERMINATED" for t in state) and any(
+            t.status in RESUMED and t.run_metadata.last_result.get("epoch", 0) >= 2 for t in state) \
+            and named_in(state, root)
 
     try:
         wait_until(one_done_one_midway, 300, driver, "a finished trial and one midway")
@@ -105,7 +100,7 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
     logged = {r.data.tags["trial_id"]: history(client, r) for r in before}  # what MLflow had of each at the kill
     # Ray's race, made certain: its saved state names checkpoints of a trial that its num_to_keep deleted
     # since, the trial's newer ones in storage (tuner.resume)
-    lagging = named_in_state(root)[0]
+    lagging = named_in(state, root)[0]
     lagging_id = lagging.name.split("_")[2]
     for path in sorted(lagging.glob("checkpoint_*"), reverse=True):
         path.rename(path.with_name(f"checkpoint_{checkpoint_number(str(path)) + 10:06d}"))
