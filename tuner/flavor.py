@@ -10,6 +10,9 @@ One model, two ways to load it, no pickle on either:
   optionally averaging the maps of its mirrored views (params `tta`: "none", "hflip", "flips", "dihedral").
 The model folder also holds the trainer config it was trained with (`config.yaml`).
 
+An ensemble (several generators, `tuner.ensemble`) is logged the same way, as one program: the
+`EnsembleSegmenter` of its generators, the mean of their maps; its metadata counts them (`ensemble_members`).
+
 The exported graph depends on the generator's shape, not its weights: the first model of a shape
 is exported and saved (~2.5 s of the driver's CPU), the next ones copy that pt2 archive with
 their own weight records (the graph, its guards and example inputs are the same): milliseconds.
@@ -25,12 +28,12 @@ import sys
 import threading
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, Union
 
 import torch
 
 from tuner.vgan_pyfunc import SCALE_DEFAULT, SCALE_PARAM, TTA_PARAM
-from vgan.models import Generator, VesselSegmenter
+from vgan.models import EnsembleSegmenter, Generator, VesselSegmenter
 from vgan.tta import DEFAULT as TTA_DEFAULT
 
 PYFUNC_MODULE = Path(__file__).with_name("vgan_pyfunc.py")
@@ -47,22 +50,29 @@ _archives: dict[tuple, bytes] = {}  # per generator shape: the pt2 archive of th
 # Held across an export: a save that finds its shape being exported (warm() in the background) waits
 # for the archive instead of exporting it again.
 _lock = threading.Lock()
+Shipped = Union[Generator, Sequence[Generator]]  # one generator, or an ensemble's
 
 
-def segmenter(generator: Generator) -> VesselSegmenter:
-    """The shipped module: a copy of `generator`, in inference mode, holding no gradients (so a
-    user's `probs.numpy()` works)."""
-    return VesselSegmenter(copy.deepcopy(generator).cpu()).eval().requires_grad_(False)
+def members(shipped: Shipped) -> list[Generator]:
+    return [shipped] if isinstance(shipped, Generator) else list(shipped)
 
 
-def export(generator: Generator):
-    """The exported program of `segmenter(generator)`, batch, height and width dynamic."""
+def segmenter(shipped: Shipped) -> VesselSegmenter | EnsembleSegmenter:
+    """The shipped module: a copy of the generator (several: their `EnsembleSegmenter`), in inference
+    mode, holding no gradients (so a user's `probs.numpy()` works)."""
+    gs = [copy.deepcopy(g).cpu() for g in members(shipped)]
+    module = VesselSegmenter(gs[0]) if len(gs) == 1 else EnsembleSegmenter(gs)
+    return module.eval().requires_grad_(False)
+
+
+def export(shipped: Shipped):
+    """The exported program of `segmenter(shipped)`, batch, height and width dynamic."""
     from torch.export import Dim
 
-    m = 2**generator.depth
+    m = max(2**g.depth for g in members(shipped))
     # a batch > 1 and sizes off the multiple of 2**depth keep N, H and W dynamic
     example = torch.rand(2, 3, 2 * m + 3, 3 * m + 1, generator=torch.Generator().manual_seed(0))
-    return torch.export.export(segmenter(generator), (example,),
+    return torch.export.export(segmenter(shipped), (example,),
                                dynamic_shapes=[{0: Dim.AUTO, 2: Dim.AUTO, 3: Dim.AUTO}])
 
 
@@ -72,20 +82,22 @@ def _saved(program) -> bytes:
     return buffer.getvalue()
 
 
-def _template(generator: Generator, weights: dict[str, torch.Tensor]) -> bytes:
-    """The pt2 archive of this generator's shape (exported on the first call for the shape)."""
-    key = (generator.depth, tuple((k, tuple(v.shape), str(v.dtype)) for k, v in weights.items()))
+def _template(shipped: Shipped, weights: dict[str, torch.Tensor]) -> bytes:
+    """The pt2 archive of this generator's shape (an ensemble's: its members'), exported on the first
+    call for the shape."""
+    key = (tuple(g.depth for g in members(shipped)), tuple((k, tuple(v.shape), str(v.dtype))
+                                                          for k, v in weights.items()))
     with _lock:
         if key not in _archives:
-            _archives[key] = _saved(export(generator))
+            _archives[key] = _saved(export(shipped))
         return _archives[key]
 
 
-def save_program(generator: Generator, path: Path) -> None:
-    """`segmenter(generator)` as a pt2 archive at `path` (what `mlflow.pytorch.load_model` reads)."""
-    weights = segmenter(generator).state_dict()
-    if not _write_with_weights(_template(generator, weights), weights, path):
-        path.write_bytes(_saved(export(generator)))
+def save_program(shipped: Shipped, path: Path) -> None:
+    """`segmenter(shipped)` as a pt2 archive at `path` (what `mlflow.pytorch.load_model` reads)."""
+    weights = segmenter(shipped).state_dict()
+    if not _write_with_weights(_template(shipped, weights), weights, path):
+        path.write_bytes(_saved(export(shipped)))
 
 
 def _write_with_weights(template: bytes, weights: dict[str, torch.Tensor], path: Path) -> bool:
@@ -125,7 +137,7 @@ def warm(generator: Generator) -> threading.Thread:
     return thread
 
 
-def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, Any] | None = None,
+def save_model(path: str, mlflow_model, generator: Shipped, config: dict[str, Any] | None = None,
                **_: Any) -> None:
     """MLflow's flavor protocol (`Model.log(flavor=tuner.flavor)` calls it): write the model folder."""
     import yaml
@@ -158,8 +170,11 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
     tta = ParamSpec(TTA_PARAM, DataType.string, TTA_DEFAULT)
     mlflow_model.signature = ModelSignature(params=ParamSchema([scale, tta]))
     mlflow_model.metadata = {**(mlflow_model.metadata or {}), "input": INPUT, "output": OUTPUT}
-    if generator.trained_fov is not None:  # the scale tuner.predict brings photographs to (vgan.scale)
-        mlflow_model.metadata["trained_fov_diameter_px"] = generator.trained_fov
+    trained_fov = members(generator)[0].trained_fov  # an ensemble's members share it (EnsembleSegmenter)
+    if trained_fov is not None:  # the scale tuner.predict brings photographs to (vgan.scale)
+        mlflow_model.metadata["trained_fov_diameter_px"] = trained_fov
+    if len(members(generator)) > 1:
+        mlflow_model.metadata["ensemble_members"] = len(members(generator))
     # torch's local label (+cpu, +cu130) names a wheel index, not a version pip can find: drop it
     requirements = [f"torch=={str(torch.__version__).split('+')[0]}",
                     *(_get_pinned_requirement(p) for p in ("numpy", "mlflow"))]
@@ -170,11 +185,11 @@ def save_model(path: str, mlflow_model, generator: Generator, config: dict[str, 
     mlflow_model.save(str(root / "MLmodel"))
 
 
-def log_model(generator: Generator, name: str, run_id: str, config: dict[str, Any] | None = None,
+def log_model(generator: Shipped, name: str, run_id: str, config: dict[str, Any] | None = None,
               tags: dict[str, str] | None = None):
-    """Log `generator` as the logged model `name` of run `run_id`, in the run's experiment (the fluent
-    API's store: call it inside `tracking.use_tracking_uri`). Returns MLflow's ModelInfo (`model_id`,
-    `model_uri`)."""
+    """Log `generator` (several: their ensemble) as the logged model `name` of run `run_id`, in the run's
+    experiment (the fluent API's store: call it inside `tracking.use_tracking_uri`). Returns MLflow's
+    ModelInfo (`model_id`, `model_uri`)."""
     from mlflow.models import Model
     from mlflow.tracking import MlflowClient
 

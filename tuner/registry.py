@@ -96,6 +96,11 @@ def score_model(model, split: Split, threshold: float = 0.5, trained_fov: float 
     resized to first as `tuner.predict` does (`vgan.scale`; within the tolerance it is used as it is, the
     literature's protocol); None: every image as it is."""
     maps, _ = scaled_predictions(model, trained_fov, split, 1, AUTO)
+    return scores_of_maps(maps, split, threshold)
+
+
+def scores_of_maps(maps: list[np.ndarray], split: Split, threshold: float = 0.5) -> Scores:
+    """`scores_of` each image's map (H, W) at its own size."""
     probs = torch.zeros((len(split), 1, *split.size))  # a mixed-size split holds them padded
     for i, m in enumerate(maps):
         probs[i, 0, : m.shape[0], : m.shape[1]] = torch.from_numpy(m)
@@ -145,15 +150,20 @@ def registered_version(client: MlflowClient, name: str, model_uri: str) -> str |
 
 
 def register_candidate(uri: str, name: str, model_uri: str, run_id: str, cfg: Config,
-                       val_metrics: dict[str, float], gate: Gate, study: str) -> Registration:
+                       val_metrics: dict[str, float], gate: Gate, study: str, what: str | None = None,
+                       tags: dict[str, str] | None = None) -> Registration:
+    """`what`: the candidate, for the version's description (default: the study's best trial); `tags`: more
+    tags of the version."""
     # MLflow resolves a models:/ URI through its global store, in load_model and also inside
     # the registry's create_model_version: scope the whole registration to this study's store.
     with use_tracking_uri(uri):
-        return _register(MlflowClient(uri), name, model_uri, run_id, cfg, val_metrics, gate, study)
+        return _register(MlflowClient(uri), name, model_uri, run_id, cfg, val_metrics, gate, study,
+                         what or f"Best trial of study {study}", tags or {})
 
 
 def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg: Config,
-              val_metrics: dict[str, float], gate: Gate, study: str) -> Registration:
+              val_metrics: dict[str, float], gate: Gate, study: str, what: str,
+              more_tags: dict[str, str]) -> Registration:
     import mlflow
     import mlflow.pytorch
 
@@ -180,7 +190,7 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     mv = client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)
     tags: dict[str, Any] = {
         "study": study, "git_commit": git_commit(), "dataset": cfg.data.dataset,
-        "data_split_hash": split_fingerprint(train, val, test), "test_split_hash": test_hash,
+        "data_split_hash": split_fingerprint(train, val, test), "test_split_hash": test_hash, **more_tags,
     }  # metrics are on the logged model (validation at the trial's end, test here), not in tags
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
     promoted, reason, comparison = _gate(client, name, str(mv.version), cfg.data.dataset, test_hash, test,
@@ -193,9 +203,10 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         client.set_model_version_tag(name, mv.version, k, str(v))
     m = challenger.metrics
     client.update_model_version(name, mv.version, description=(
-        f"Best trial of study {study} on {cfg.data.dataset} (chosen on validation AUC-ROC "
+        f"{what} on {cfg.data.dataset} (chosen on validation AUC-ROC "
         f"{val_metrics.get('auc_roc', float('nan')):.4f}). Test: AUC-ROC {m['auc_roc']:.4f}, AUC-PR {m['auc_pr']:.4f}, "
-        f"F1 {m['f1']:.4f} at 0.5. {reason[0].upper() + reason[1:]}. Trainer config: config.yaml in the model."))
+        f"F1 {m['f1']:.4f} at 0.5. {reason[0].upper() + reason[1:]}. Trainer config (an ensemble's: each member's): "
+        "config.yaml in the model."))
     return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison)
 
 

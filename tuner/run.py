@@ -7,9 +7,10 @@
 
 The space's base config is the first trial; Optuna (TPE or random) proposes the next ones and
 ASHA stops weak trials (or PBT evolves a population); every trial is a child run in MLflow,
-projected by the driver from Ray's results; the best trial's generator (chosen on validation)
-is scored on the test split and registered (alias `challenger`, and `champion` when it beats
-the current one). The steps: preflight, run_study, reconcile, summarize, register.
+projected by the driver from Ray's results; the best trial's generator (chosen on validation; with
+`mlflow.ensemble_top`, perhaps the mean map of the best few: tuner.ensemble) is scored on the test
+split and registered (alias `challenger`, and `champion` when it beats the current one). The
+steps: preflight, run_study, reconcile, summarize, register.
 """
 
 from __future__ import annotations
@@ -344,7 +345,7 @@ def _run(plan: Plan) -> None:
     # The one-off export of the generator's graph (every trial's model reuses it), while the first trials
     # start: their workers are processes of their own, whereas Ray's start and MLflow's schema creation
     # need this process's interpreter lock as much as the export does (7 s later to the first trial on 2 cores).
-    flavor.warm(Generator(space.trainer_config().model))
+    warming = flavor.warm(Generator(space.trainer_config().model))
     view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
     browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
         f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
@@ -357,15 +358,20 @@ def _run(plan: Plan) -> None:
     results = run_study(plan, study)
     wall = time.perf_counter() - t0
     reconcile(plan, study, results)
-    best = summarize(plan, study, results, wall)
-    if best is not None and not plan.args.no_register:
-        register(plan, study, best)
+    ranked = summarize(plan, study, results, wall)
+    # The registry loads logged models, and torch.export.load fails while another thread exports (torch
+    # 2.13: "mul expected 2 arguments, got 3", shared symbolic-shape state): a resumed finished study gets
+    # here within a second, before the warm-up's export ends.
+    warming.join()
+    if ranked and not plan.args.no_register:
+        register(plan, study, ranked)
     study.finish()
     print(f"the trials in MLflow's UI: {browse}")
 
 
-def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] | None:
-    """The trial table, the study's figures and artifacts on the parent run; returns the best row."""
+def summarize(plan: Plan, study: Study, results, wall: float) -> list[dict[str, Any]]:
+    """The trial table, the study's figures and artifacts on the parent run; returns the rows of the trials
+    with a score, best first (none: no trial produced a result)."""
     from tuner.console import fmt_value
 
     space, score = plan.space, plan.space.score
@@ -407,44 +413,72 @@ def summarize(plan: Plan, study: Study, results, wall: float) -> dict[str, Any] 
             study.log_artifact(folder / "best_config.yaml")
     if best is None:
         print("no trial produced a result: nothing to register")
-        return None
+        return []
     study.set_tags({"best_trial_id": best["trial_id"], score: f"{best[score]:.6f}"})
-    return best
+    return [r for r in rows if not math.isnan(r[score])]
 
 
 def sampled(row: dict[str, Any]) -> dict[str, Any]:
     return {k[6:]: v for k, v in row.items() if k.startswith("param:")}
 
 
-def register(plan: Plan, study: Study, best: dict[str, Any]) -> None:
-    """The best trial's logged generator, scored on the test split, becomes a registered version."""
+def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
+    """The best trial's logged generator (with `mlflow.ensemble_top` > 1: the mean map of the best few, if
+    validation says so), scored on the test split, becomes a registered version."""
+    from tuner.ensemble import MEMBERS_TAG
     from tuner.registry import Gate, register_candidate, registered_version
     from tuner.tracking import load_run_json
     from vgan.metrics import METRIC_NAMES
 
-    space = plan.space
+    space, best = plan.space, ranked[0]
     run = study.client.get_run(best["mlflow_run_id"])
     model_uri = run.data.tags.get("best_model_uri")
     if model_uri is None:
         print(f"best trial {best['trial_id']} logged no model: nothing to register")
         return
+    candidate, what, tags, val = f"best trial {best['trial_id']}", None, None, None
+    run_id, cfg = run.info.run_id, space.trainer_config(sampled(best))
+    ensemble = choose_ensemble(study, ranked, space) if space.mlflow.ensemble_top > 1 else None
+    if ensemble is not None:
+        run_id, model_uri, sel = ensemble
+        candidate = f"the ensemble of the best {sel.k} trials ({sel.member_ids})"
+        what = f"Mean map of the {sel.k} best trials of study {plan.name} ({sel.member_ids})"
+        cfg, tags, val = sel.members[0].cfg, {MEMBERS_TAG: sel.member_ids}, sel.scores[sel.k - 1]
     name = space.mlflow.registered_model
     done = registered_version(study.client, name, model_uri)
     if done is not None:
-        print(f"best trial {best['trial_id']} is registered already as {name} version {done}")
+        print(f"{candidate} is registered already as {name} version {done}")
         return
-    best_epoch = load_run_json(study.client, run.info.run_id, "best/metrics.json")
-    val = {m: best_epoch[f"val_{m}"] for m in METRIC_NAMES}
-    val["epoch"] = best_epoch["epoch"]
+    if val is None:
+        best_epoch = load_run_json(study.client, run.info.run_id, "best/metrics.json")
+        val = {m: best_epoch[f"val_{m}"] for m in METRIC_NAMES}
+        val["epoch"] = best_epoch["epoch"]
     gate = Gate(space.mlflow.promote_margin, space.mlflow.promote_confidence)
-    reg = register_candidate(study.info.uri, name, model_uri, run.info.run_id, space.trainer_config(sampled(best)),
-                             val, gate, plan.name)
+    reg = register_candidate(study.info.uri, name, model_uri, run_id, cfg, val, gate, plan.name, what, tags)
     study.set_tags({"registered_version": reg.version, "promoted": str(reg.promoted)})
     aliases = "challenger, champion" if reg.promoted else "challenger"
-    print(f"registered {reg.name} version {reg.version} ({aliases}): test AUC-ROC {reg.test_metrics['auc_roc']:.4f}, "
-          f"AUC-PR {reg.test_metrics['auc_pr']:.4f}, F1 {reg.test_metrics['f1']:.4f}; {reg.reason}")
+    m = reg.test_metrics
+    print(f"registered {reg.name} version {reg.version} ({aliases}) from {candidate}: test AUC-ROC "
+          f"{m['auc_roc']:.4f}, AUC-PR {m['auc_pr']:.4f}, F1 {m['f1']:.4f}; {reg.reason}")
     print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'), or segment a folder with "
           f"python -m tuner.predict --model models:/{reg.name}@champion --input DIR --out DIR")
+
+
+def choose_ensemble(study: Study, ranked: list[dict[str, Any]], space: SearchSpace):
+    """`tuner.ensemble`'s choice on validation: (run id, model URI, selection) of the logged ensemble, or None
+    where the best trial alone scored highest (or it alone has a model)."""
+    from tuner.ensemble import describe, log_ensemble, select, top_trials
+
+    trials, skipped = top_trials(study.client, ranked, space, space.mlflow.ensemble_top)
+    if len(trials) < 2:
+        print(f"ensemble: {len(trials)} trial(s) with a logged model: the candidate is the best trial alone")
+        return None
+    sel = select(study.info.uri, trials, space.metric, skipped)
+    print("\n".join(describe(sel, space.metric)))
+    if sel.k == 1:
+        return None
+    run_id, model_uri = log_ensemble(study, sel)
+    return run_id, model_uri, sel
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,7 +9,8 @@
     tune:       num_samples, max_concurrent_trials, seed, ASHA settings, checkpoints, retries
                 (a trial's score is its best validation `train.select_metric`: tuner.outcome)
     resources:  cpu and gpu per trial (fractional GPUs allowed)
-    mlflow:     experiment, registered_model, promote_margin, promote_confidence, outage_window_s
+    mlflow:     experiment, registered_model, promote_margin, promote_confidence, outage_window_s,
+                ensemble_top (the registry's candidate: the mean map of up to that many best trials)
 
 Everything is checked here, before Ray starts: `SpaceError` names the file and the key.
 """
@@ -88,6 +89,9 @@ class MlflowSettings:
     promote_margin: float = 0.0  # a challenger must beat the champion's test AUC-ROC by this much
     promote_confidence: float = 0.95  # and the bootstrap interval of its per-image gain must lie above 0
     outage_window_s: float = 600.0  # how long a tracking-server outage is waited out before `tuner.replay`
+    # The registry's candidate: the mean map of the best k <= ensemble_top trials, k chosen on validation
+    # (tuner.ensemble); 1: the best trial's generator alone
+    ensemble_top: int = 1
 
 
 @dataclass
@@ -330,6 +334,7 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (m.promote_margin >= 0, "mlflow.promote_margin", "must be >= 0"),
         (0 < m.promote_confidence < 1, "mlflow.promote_confidence", "must lie strictly between 0 and 1"),
         (m.outage_window_s >= 0, "mlflow.outage_window_s", "must be >= 0"),
+        (m.ensemble_top >= 1, "mlflow.ensemble_top", "must be at least 1 (1: the best trial alone)"),
     ]
     for ok, key, problem in checks:
         if not ok:

@@ -6,6 +6,7 @@ Only `nn.Module`s and their config dataclass live here; losses and training are 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -177,3 +178,24 @@ class VesselSegmenter(nn.Module):
         mean = self.generator.mean
         x = F.pad(x - mean, (0, m - w % m, 0, m - h % m)) + mean  # mean colour = 0 once normalised
         return torch.sigmoid(self.generator(x))[..., :h, :w]
+
+
+class EnsembleSegmenter(nn.Module):
+    """Several generators shipped as one: RGB in [0, 1] (N, 3, H, W) -> the mean of their `VesselSegmenter`
+    probabilities. Generators trained apart err apart, so the mean map is the better one (`vgan.ensemble`).
+
+    One photograph is resized once for all members (`vgan.scale`), so they must have been trained at one
+    FOV scale; a ValueError says which differ."""
+
+    def __init__(self, generators: Sequence[Generator]):
+        super().__init__()
+        if not generators:
+            raise ValueError("an ensemble needs at least one generator")
+        scales = [g.trained_fov for g in generators]
+        if len(set(scales)) > 1:
+            raise ValueError(f"the generators were trained at different FOV scales ({scales} px): an ensemble "
+                             "resizes a photograph once for all its members")
+        self.members = nn.ModuleList(VesselSegmenter(g) for g in generators)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return sum(m(x) for m in self.members) / len(self.members)

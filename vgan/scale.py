@@ -49,9 +49,14 @@ RECORDED_FOV = "generator.fov_diameter"
 
 
 def recorded_fov(segmenter: torch.nn.Module) -> float | None:
-    """The FOV diameter a VesselSegmenter's generator, or the program exported from it, was trained at;
-    None for one saved before the scale was recorded (0 in the buffer: unknown, as in Generator)."""
-    return float(dict(segmenter.named_buffers()).get(RECORDED_FOV, 0.0)) or None
+    """The FOV diameter a VesselSegmenter's generator (an EnsembleSegmenter's: its members share one), or
+    the program exported from it, was trained at; None for one saved before the scale was recorded (0 in
+    the buffer: unknown, as in Generator)."""
+    found = {float(b) for name, b in segmenter.named_buffers()
+             if name == RECORDED_FOV or name.endswith("." + RECORDED_FOV)}
+    if len(found) > 1:
+        raise ValueError(f"the model's generators were trained at different FOV scales ({sorted(found)} px)")
+    return (found.pop() or None) if found else None
 
 
 def median_fov_diameter(masks: torch.Tensor) -> float:

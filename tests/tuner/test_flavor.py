@@ -1,5 +1,5 @@
 """The MLflow model's pt2 archive: exported once per generator shape, later weights swapped in, and
-every archive computes exactly its own generator."""
+every archive computes exactly its own generator (an ensemble's: the mean of its generators')."""
 
 import io
 import zipfile
@@ -9,6 +9,7 @@ import torch
 
 from tuner import flavor
 from vgan.models import Generator, ModelConfig, VesselSegmenter
+from vgan.scale import recorded_fov
 
 
 def generator(seed: int, **shape) -> Generator:
@@ -62,3 +63,24 @@ def test_an_archive_of_another_layout_is_saved_anew(tmp_path):
         z.writestr("archive/other.json", "{}")
     assert not flavor._write_with_weights(buffer.getvalue(), generator(6).state_dict(), tmp_path / "x.pt2")
     assert not (tmp_path / "x.pt2").exists()
+
+
+def test_an_ensemble_archive_computes_the_mean_of_its_generators(tmp_path, monkeypatch):
+    exports = []
+    real = flavor.export
+    monkeypatch.setattr(flavor, "export", lambda gs: exports.append(gs) or real(gs))
+    x = torch.rand(2, 3, 45, 61)
+    for seed in (10, 20):  # the second ensemble of these shapes copies the first's archive with its weights
+        gs = [generator(seed, base_width=6), generator(seed + 1, base_width=6, depth=3)]
+        for g in gs:
+            g.set_fov_diameter(96.0)
+        flavor.save_program(gs, tmp_path / f"{seed}.pt2")
+        loaded = torch.export.load(str(tmp_path / f"{seed}.pt2")).module()
+        with torch.no_grad():
+            want = (VesselSegmenter(gs[0])(x) + VesselSegmenter(gs[1])(x)) / 2
+        torch.testing.assert_close(loaded(x), want, rtol=0, atol=1e-7)
+        assert loaded(torch.rand(1, 3, 20, 33)).shape == (1, 1, 20, 33)  # still any size
+        assert recorded_fov(loaded) == 96.0
+    assert len(exports) == 1, "an ensemble's shape is exported once, too"
+    one = flavor.segmenter([generator(30)])
+    assert isinstance(one, VesselSegmenter), "an ensemble of one is the generator's own module"

@@ -254,6 +254,62 @@ def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdi
         capsys.readouterr().err
 
 
+@pytest.mark.slow
+def test_a_finished_study_resumed_with_ensemble_top_registers_what_validation_chose(ray_tmpdir, tmp_path):
+    """A study registers its best trial; resumed with `mlflow.ensemble_top: 3` (the trials are not re-run), the
+    candidate is the mean map of its best k <= 3 trials, k chosen here on validation, and it meets the gate."""
+    import mlflow.pytorch
+    import torch
+    from mlflow.tracking import MlflowClient
+
+    from tuner.registry import score_model
+    from tuner.space import load_space
+    from vgan.data import load_train_val
+
+    plain = quick_smoke(tmp_path / "plain.yaml", "ens")
+    values = yaml.safe_load(plain.read_text())
+    values["mlflow"]["ensemble_top"] = 3
+    ensemble = write_yaml(tmp_path / "ensemble.yaml", values)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
+
+    def study(space: Path, *more: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "tuner.run", "--space", str(space), "--name", "e",
+                               "--storage", str(tmp_path / "ray"), "--tracking-uri", uri, *more],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return proc.stdout
+
+    first = study(plain)
+    assert "ensemble" not in first and "registered ens version 1 (challenger, champion) from best trial" in first
+    out = study(ensemble, "--resume")
+    assert "ensemble: validation auc_roc of the mean map of the best k trials (scored here):" in out
+
+    # what validation says, computed here from MLflow alone: the top three trials' logged models, each k's mean
+    client = MlflowClient(uri)
+    trials = sorted((r for r in client.search_runs([client.get_experiment_by_name("ens").experiment_id])
+                     if "trial_id" in r.data.tags), key=lambda r: -r.data.metrics["best_val_auc_roc"])[:3]
+    with use_tracking_uri(uri):
+        programs = [mlflow.pytorch.load_model(r.data.tags["best_model_uri"]) for r in trials]
+    _, val = load_train_val(load_space(ensemble).trainer_config().data)
+    scores = [score_model(lambda x, k=k: sum(p(x) for p in programs[:k]) / k, val).metrics["auc_roc"]
+              for k in (1, 2, 3)]
+    k = 1 + max(range(3), key=lambda i: (round(scores[i], 5), -i))  # ties (to float32 sums): the fewer
+    ids = ",".join(r.data.tags["trial_id"] for r in trials[:k])
+    for i, score in enumerate(scores):
+        assert f"  k={i + 1}  {score:.4f}  " in out
+    if k == 1:
+        assert f"best trial {ids} is registered already as ens version 1" in out
+        return
+    version = client.get_model_version("ens", "2")
+    assert version.tags["ensemble_members"] == ids and f"from the ensemble of the best {k} trials ({ids})" in out
+    assert version.tags["promotion"].startswith(("promoted over v1", "kept champion v1"))
+    with use_tracking_uri(uri):
+        registered = mlflow.pytorch.load_model("models:/ens/2")
+    x = torch.rand(1, 3, 50, 61)
+    torch.testing.assert_close(registered(x), sum(p(x) for p in programs[:k]) / k, rtol=0, atol=1e-6)
+
+
 NO_S3 = "endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"  # an object store where none answers
 
 

@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from vgan.models import Discriminator, Generator, ModelConfig
+from vgan.models import Discriminator, EnsembleSegmenter, Generator, ModelConfig, VesselSegmenter
+from vgan.scale import recorded_fov
 
 
 @pytest.mark.parametrize("h, w", [(37, 53), (64, 64), (1, 1), (584, 565)])
@@ -50,3 +51,26 @@ def test_critic_has_no_sigmoid_nor_batchnorm_by_default():
 def test_discriminator_norm_is_configurable(norm, cls):
     d = Discriminator(ModelConfig(disc_norm=norm, disc_width=8))
     assert any(isinstance(m, cls) for m in d.modules())
+
+
+def _trained_at(fov: float, **shape) -> Generator:
+    g = Generator(ModelConfig(**{"base_width": 4, "depth": 2, **shape})).eval()
+    g.set_fov_diameter(fov)
+    return g
+
+
+def test_an_ensemble_segmenter_is_the_mean_of_its_members_maps():
+    torch.manual_seed(0)
+    gs = [_trained_at(540.0), _trained_at(540.0, base_width=6, depth=3)]  # shapes may differ
+    e = EnsembleSegmenter(gs).eval()
+    x = torch.rand(2, 3, 45, 61)
+    with torch.no_grad():
+        torch.testing.assert_close(e(x), (VesselSegmenter(gs[0])(x) + VesselSegmenter(gs[1])(x)) / 2)
+    assert recorded_fov(e) == 540.0 == recorded_fov(VesselSegmenter(gs[0]))
+
+
+def test_an_ensemble_takes_generators_of_one_scale():
+    with pytest.raises(ValueError, match=r"different FOV scales \(\[540.0, 680.0\] px\)"):
+        EnsembleSegmenter([_trained_at(540.0), _trained_at(680.0)])
+    with pytest.raises(ValueError, match="at least one generator"):
+        EnsembleSegmenter([])
