@@ -1,4 +1,5 @@
-"""A study's best trials as one candidate: the mean map of the first k, k chosen on validation, logged
+"""`mlflow.ensemble_top` (tuner/ensemble.py; named apart from tests/vgan/test_ensemble.py, as pytest
+needs): a study's best trials as one candidate, the mean map of the first k, k chosen on validation, logged
 as one model that loads, scores and serves as a single generator does."""
 
 import mlflow.pyfunc
