@@ -2,9 +2,13 @@
 
     python -m benchmarks.serving --model models:/vgan-generator@champion --tracking-uri sqlite:///mlflow.db \\
         --image ../shared/data/DRIVE/test/images/01_test.tif [--repeat 5] [--json OUT]
-    python -m benchmarks.serving --checkpoint runs/drive_cpu/checkpoints/best.pt --image ...
+    python -m benchmarks.serving --checkpoint runs/drive_cpu/checkpoints/best.pt [MORE.pt ...] --image ...
 
-A `--checkpoint` written by `vgan.train` is logged as the model first, in a temporary MLflow store.
+A `--checkpoint` written by `vgan.train` is logged as the model first, in a temporary MLflow store;
+several are logged as one ensemble model (the mean map of theirs, as `mlflow.ensemble_top` registers one).
+
+`--score ROOT` also scores the model on that DRIVE-layout dataset's test split as the registry scores a
+candidate (`tuner.registry.score_logged`: the logged model, each photograph at its training scale).
 
 Median over --repeat calls, after one warm-up, of: the local pyfunc's predict; `mlflow models serve`
 (started here on 127.0.0.1, stopped after) answering the image as (1, 3, H, W) floats and as
@@ -39,28 +43,37 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.serving", description=__doc__.split("\n\n")[0])
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="MLflow model URI (with --tracking-uri)")
-    source.add_argument("--checkpoint", type=Path, help="a vgan.train checkpoint, logged in a temporary store")
+    source.add_argument("--checkpoint", type=Path, nargs="+",
+                        help="a vgan.train checkpoint, logged in a temporary store (several: as one ensemble model)")
     p.add_argument("--tracking-uri")
     p.add_argument("--image", type=Path, required=True)
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--json", type=Path)
+    p.add_argument("--score", type=Path, metavar="ROOT", help="also score it on this DRIVE dataset's test split")
     args = p.parse_args(argv)
     if args.model and not args.tracking_uri:
         p.error("--model needs --tracking-uri (the store it is registered in)")
     with tempfile.TemporaryDirectory() as d:
-        model, uri = (args.model, args.tracking_uri) if args.model else log_checkpoint(args.checkpoint, Path(d))
-        row = {"model": args.model or str(args.checkpoint), **bench(model, uri, args.image, args.repeat, Path(d))}
-    print(f"{row['image']} {row['size'][0]}x{row['size'][1]}: local predict {row['local_predict_s']:.3f} s "
+        model, uri = (args.model, args.tracking_uri) if args.model else log_checkpoints(args.checkpoint, Path(d))
+        row = {"model": args.model or " ".join(map(str, args.checkpoint)),
+               **bench(model, uri, args.image, args.repeat, Path(d))}
+        if args.score:
+            row["test"] = test_scores(model, uri, args.score)
+    print(f"{row['image']} {row['size'][0]}x{row['size'][1]}, {row['members']} generator(s): local predict "
+          f"{row['local_predict_s']:.3f} s "
           f"({row['local_predict_scale_1_s']:.3f} s with scale 1); served "
           f"{row['served_floats_s']:.3f} s as floats ({row['request_mb_floats']:.1f} MB of JSON), "
           f"{row['served_uint8_s']:.3f} s as 8-bit ({row['request_mb_uint8']:.1f} MB)")
+    if args.score:
+        print(f"{args.score} test split: " + ", ".join(f"{k} {v:.4f}" for k, v in row["test"].items()))
     if args.json:
         args.json.write_text(json.dumps(row, indent=2) + "\n")
     return 0
 
 
-def log_checkpoint(path: Path, folder: Path) -> tuple[str, str]:
-    """A vgan.train checkpoint's generator as a logged model in a fresh store under `folder`: (model URI, store)."""
+def log_checkpoints(paths: list[Path], folder: Path) -> tuple[str, str]:
+    """vgan.train checkpoints' generators as one logged model (several: their ensemble) in a fresh store under
+    `folder`: (model URI, store)."""
     import torch
     from mlflow.tracking import MlflowClient
 
@@ -68,14 +81,29 @@ def log_checkpoint(path: Path, folder: Path) -> tuple[str, str]:
     from tuner.tracking import artifact_location, use_tracking_uri
     from vgan.trainer import generator_from_checkpoint, load_checkpoint
 
-    generator, cfg = generator_from_checkpoint(load_checkpoint(path), str(path), torch.device("cpu"))
+    loaded = [generator_from_checkpoint(load_checkpoint(p), str(p), torch.device("cpu")) for p in paths]
+    generators = [g for g, _ in loaded]
+    config = loaded[0][1].to_dict() if len(paths) == 1 else \
+        {"ensemble": [{"checkpoint": str(p), "config": c.to_dict()} for p, (_, c) in zip(paths, loaded, strict=True)]}
     uri = f"sqlite:///{folder}/mlflow.db"
     with use_tracking_uri(uri):
         client = MlflowClient(uri)
         # the store's artifacts beside it, not MLflow's default ./mlruns in the working directory
         run = client.create_run(client.create_experiment("benchmarks-serving", artifact_location(uri)))
-        info = flavor.log_model(generator, path.stem, run.info.run_id, cfg.to_dict())
+        info = flavor.log_model(generators, paths[0].stem, run.info.run_id, config)
     return info.model_uri, uri
+
+
+def test_scores(model: str, uri: str, root: Path) -> dict[str, float]:
+    from tuner.registry import score_logged
+    from tuner.tracking import use_tracking_uri
+    from vgan.config import DataConfig
+    from vgan.data import load_split
+
+    test = load_split(DataConfig(dataset="drive", root=str(root), crop_size=None), "test")
+    with use_tracking_uri(uri):
+        metrics = score_logged(model, test).metrics
+    return {k: metrics[k] for k in ("auc_roc", "auc_pr", "f1")}
 
 
 def bench(model: str, uri: str, image_path: Path, repeat: int, folder: Path) -> dict:
@@ -88,7 +116,8 @@ def bench(model: str, uri: str, image_path: Path, repeat: int, folder: Path) -> 
     chw = (image.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)
     with use_tracking_uri(uri):
         local = mlflow.pyfunc.load_model(model)
-    row = {"image": image_path.name, "size": list(image.shape[:2]), "repeat": repeat,
+        members = mlflow.models.get_model_info(model).metadata.get("ensemble_members", 1)
+    row = {"image": image_path.name, "size": list(image.shape[:2]), "members": members, "repeat": repeat,
            "local_predict_s": median_s(lambda: local.predict(chw), repeat),
            # what the default scale "auto" costs over taking the image as it is (the FOV estimate)
            "local_predict_scale_1_s": median_s(lambda: local.predict(chw, params={"scale": "1"}), repeat)}
