@@ -20,10 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
+from tuner.flavor import load_program
 from tuner.tracking import split_dataset, use_tracking_uri
 from vgan.config import Config
 from vgan.data import Split, load_train_val
-from vgan.ensemble import check_one_validation_split
+from vgan.ensemble import check_one_validation_split, running_means
 from vgan.errors import ConfigError
 from vgan.models import Generator, ModelConfig
 from vgan.scale import AUTO, recorded_fov, scaled_predictions
@@ -82,13 +83,6 @@ def top_trials(client, rows: list[dict[str, Any]], space: SearchSpace, count: in
     return trials, skipped
 
 
-def load_program(uri: str, model_uri: str) -> nn.Module:
-    import mlflow.pytorch
-
-    with use_tracking_uri(uri):
-        return mlflow.pytorch.load_model(model_uri)
-
-
 def select(uri: str, trials: list[Trial], metric: str, skipped: list[str] | None = None) -> Selection:
     """Each trial's generator on the first one's validation split, and the validation metrics of the mean
     map of the first k; the k with the best `metric`. A trial validated on other images or trained at another
@@ -96,7 +90,7 @@ def select(uri: str, trials: list[Trial], metric: str, skipped: list[str] | None
     from tuner.registry import scores_of_maps
 
     _, val = load_train_val(trials[0].cfg.data)
-    kept, programs, scores, skipped = [], [], [], list(skipped or [])
+    kept, programs, skipped = [], [], list(skipped or [])
     fov = None
 
     def runs():
@@ -108,7 +102,8 @@ def select(uri: str, trials: list[Trial], metric: str, skipped: list[str] | None
             except ConfigError as e:
                 skipped.append(str(e))
                 continue
-            program = load_program(uri, t.model_uri)
+            with use_tracking_uri(uri):
+                program = load_program(t.model_uri)
             if kept and recorded_fov(program) != fov:
                 skipped.append(f"trial {t.trial_id}: trained at a FOV of {recorded_fov(program)} px where trial "
                                f"{kept[0].trial_id} was at {fov} (an ensemble resizes a photograph once for all)")
@@ -119,10 +114,7 @@ def select(uri: str, trials: list[Trial], metric: str, skipped: list[str] | None
             maps, _ = scaled_predictions(program, fov, val, 1, AUTO)
             yield maps
 
-    total = None
-    for maps in runs():  # the mean of the first k, for each k, from one run of each member
-        total = maps if total is None else [a + b for a, b in zip(total, maps, strict=True)]
-        scores.append(scores_of_maps([m / len(kept) for m in total], val).metrics)
+    scores = [scores_of_maps(maps, val).metrics for maps in running_means(runs())]
     best = max(range(len(scores)), key=lambda i: (scores[i][metric], -i))
     return Selection(kept, scores, best + 1, val, skipped, programs)
 

@@ -53,6 +53,17 @@ _lock = threading.Lock()
 Shipped = Union[Generator, Sequence[Generator]]  # one generator, or an ensemble's
 
 
+def load_program(model_uri: str):
+    """A logged model's exported program (`mlflow.pytorch.load_model`, from the fluent API's store: call it
+    inside `tracking.use_tracking_uri` for a models:/ URI). It waits for an export in progress in this
+    process: torch.export.load fails while another thread exports (torch 2.13: "mul expected 2 arguments,
+    got 3", shared symbolic-shape state), as the registry's loads did behind a study's warm-up export."""
+    import mlflow.pytorch
+
+    with _lock:
+        return mlflow.pytorch.load_model(model_uri)
+
+
 def members(shipped: Shipped) -> list[Generator]:
     return [shipped] if isinstance(shipped, Generator) else list(shipped)
 
@@ -97,7 +108,8 @@ def save_program(shipped: Shipped, path: Path) -> None:
     """`segmenter(shipped)` as a pt2 archive at `path` (what `mlflow.pytorch.load_model` reads)."""
     weights = segmenter(shipped).state_dict()
     if not _write_with_weights(_template(shipped, weights), weights, path):
-        path.write_bytes(_saved(export(shipped)))
+        with _lock:  # an export: no load beside it (load_program)
+            path.write_bytes(_saved(export(shipped)))
 
 
 def _write_with_weights(template: bytes, weights: dict[str, torch.Tensor], path: Path) -> bool:

@@ -28,12 +28,13 @@ from vgan.scale import ScaleSpec, recorded_fov
 
 def load_segmenter(uri: str, model: str, device):
     """The registered model's exported program on `device`; an unknown URI is bad input."""
-    import mlflow.pytorch
     from mlflow.exceptions import MlflowException
+
+    from tuner.flavor import load_program
 
     with use_tracking_uri(uri):
         try:
-            program = mlflow.pytorch.load_model(model)
+            program = load_program(model)
         except (MlflowException, OSError) as e:
             reason = getattr(e, "message", str(e)).splitlines()[0]
             raise ConfigError(f"--model {model}: cannot load it from {uri} ({reason})") from None

@@ -109,9 +109,9 @@ def scores_of_maps(maps: list[np.ndarray], split: Split, threshold: float = 0.5)
 
 def score_logged(model_uri: str, split: Split) -> Scores:
     """`score_model` of a logged generator, at the scale it records (none for one logged before it did)."""
-    import mlflow.pytorch
+    from tuner.flavor import load_program
 
-    model = mlflow.pytorch.load_model(model_uri)
+    model = load_program(model_uri)
     return score_model(model, split, trained_fov=recorded_fov(model))
 
 

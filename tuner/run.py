@@ -345,7 +345,7 @@ def _run(plan: Plan) -> None:
     # The one-off export of the generator's graph (every trial's model reuses it), while the first trials
     # start: their workers are processes of their own, whereas Ray's start and MLflow's schema creation
     # need this process's interpreter lock as much as the export does (7 s later to the first trial on 2 cores).
-    warming = flavor.warm(Generator(space.trainer_config().model))
+    flavor.warm(Generator(space.trainer_config().model))
     view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
     browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
         f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
@@ -359,10 +359,6 @@ def _run(plan: Plan) -> None:
     wall = time.perf_counter() - t0
     reconcile(plan, study, results)
     ranked = summarize(plan, study, results, wall)
-    # The registry loads logged models, and torch.export.load fails while another thread exports (torch
-    # 2.13: "mul expected 2 arguments, got 3", shared symbolic-shape state): a resumed finished study gets
-    # here within a second, before the warm-up's export ends.
-    warming.join()
     if ranked and not plan.args.no_register:
         register(plan, study, ranked)
     study.finish()

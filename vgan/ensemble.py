@@ -9,9 +9,10 @@ averaged at the image's own size. `vgan.evaluate` and `vgan.predict` take severa
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -43,14 +44,20 @@ def ensemble_map(members: Sequence[Member], images: torch.Tensor, factors: Seque
     return sum(predict_at_scale(m.model, images, f) for m, f in zip(members, factors, strict=True)) / len(members)
 
 
-def mean_maps(runs: Iterable[list[np.ndarray]]) -> list[np.ndarray]:
-    """Each image's mean map over `runs` (each a list of maps, one per image), summed in order as they come,
-    so only one run beside the sum is held. One run's maps come back unchanged (divided by 1)."""
+def running_means(runs: Iterable[list[np.ndarray]]) -> Iterator[list[np.ndarray]]:
+    """After each of `runs` (each a list of maps, one per image), each image's mean map over the runs so far:
+    the mean of the first k, for k = 1, 2, ... Summed in order as they come, so only one run beside the sum is
+    held. One run's maps come back unchanged (divided by 1)."""
     total, k = None, 0
     for maps in runs:
         total = maps if total is None else [t + p for t, p in zip(total, maps, strict=True)]
         k += 1
-    return [t / k for t in total]
+        yield [t / k for t in total]
+
+
+def mean_maps(runs: Iterable[list[np.ndarray]]) -> list[np.ndarray]:
+    """Each image's mean map over all `runs` (`running_means`' last; the ones before it are not kept)."""
+    return deque(running_means(runs), maxlen=1)[0]
 
 
 def ensemble_predictions(members: Sequence[Member], split: Split,
