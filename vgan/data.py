@@ -127,44 +127,81 @@ def _read_single_channel(path: Path, what: str) -> np.ndarray:
     return arr
 
 
-def read_image(path: Path) -> np.ndarray:
-    """The pixels as stored (H, W) or (H, W, C), 8- or 16-bit or float; first frame of a GIF."""
+# EXIF/TIFF Orientation (tag 274): how the stored pixels are turned for display. Phone cameras (and fundus
+# adapters on phones) store photographs sideways with this tag; viewers and annotation tools show them turned,
+# so labels are drawn on, and maps must line up with, the picture as shown.
+ORIENTATION_TAG = 0x0112
+UPRIGHT_NOTE = "turned upright as its orientation tag says"
+
+
+def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored pixels (H, W[, C]) as a viewer shows them under `orientation` (1-8; any other: as stored)."""
+    turned = {
+        2: lambda a: a[:, ::-1],
+        3: lambda a: a[::-1, ::-1],
+        4: lambda a: a[::-1],
+        5: lambda a: a.swapaxes(0, 1),
+        6: lambda a: np.rot90(a, -1),
+        7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+        8: lambda a: np.rot90(a, 1),
+    }.get(orientation)
+    return arr if turned is None else np.ascontiguousarray(turned(arr))
+
+
+def read_image(path: Path, notes: list[str] | None = None) -> np.ndarray:
+    """The pixels (H, W) or (H, W, C), 8- or 16-bit or float, as viewers show them (an EXIF/TIFF orientation
+    applied; `notes` is told so); first frame of a GIF."""
     from PIL import Image
 
+    arr, orientation = None, 1
     if path.suffix.lower() in (".tif", ".tiff"):
         try:  # tifffile keeps 16-bit and float samples (PIL reduces 16-bit RGB to 8 bits)
             import tifffile
 
-            arr = tifffile.imread(path)
-            if arr.size:
-                return arr
+            with tifffile.TiffFile(path) as tif:
+                arr = tif.asarray()
+                orientation = int(tif.pages[0].tags.valueof(ORIENTATION_TAG, 1))
+            if not arr.size:
+                arr = None
         except Exception:  # noqa: BLE001 - e.g. LZW without imagecodecs (DRIVE): PIL reads those
-            pass
-    try:
-        with Image.open(path) as im:
-            im.seek(0)
-            im.load()
-            if im.mode == "P":
-                im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-            elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
-                im = im.convert("RGB")
-            elif im.mode.startswith("I;16"):
-                return np.asarray(im).astype(np.uint16)
-            elif im.mode == "1":
-                im = im.convert("L")
-            return np.asarray(im)
-    except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged files
-        raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+            arr = None
+    if arr is None:
+        try:
+            with Image.open(path) as im:
+                im.seek(0)
+                im.load()
+                orientation = im.getexif().get(ORIENTATION_TAG, 1)
+                if im.mode == "P":
+                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                    im = im.convert("RGB")
+                elif im.mode == "1":
+                    im = im.convert("L")
+                arr = np.asarray(im).astype(np.uint16) if im.mode.startswith("I;16") else np.asarray(im)
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged files
+            raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+    if orientation in range(2, 9) and notes is not None:
+        notes.append(UPRIGHT_NOTE)
+    return upright(arr, orientation)
 
 
-def read_photograph(path: Path) -> torch.Tensor:
-    """A photograph as (3, H, W), converted as vgan.predict converts one (grey repeated, alpha dropped,
-    16-bit scaled: a model is given its photographs later as it was trained on them), but 8-bit pixels
-    kept as uint8 (`unit_float` makes them the floats vgan.predict gives the model); float32 in [0, 1] else."""
+def turned_hint(turned: bool, got: tuple[int, ...], size: tuple[int, ...]) -> str:
+    """What to say of a label or mask the size of its image before the image was turned upright."""
+    if not turned or tuple(got) != tuple(size)[::-1]:
+        return ""
+    return (f"; the image is stored {size[1]}x{size[0]} with an orientation tag and is read as viewers show it: "
+            "save the label or mask as the image is shown")
+
+
+def read_photograph(path: Path, notes: list[str] | None = None) -> torch.Tensor:
+    """A photograph as (3, H, W), converted as vgan.predict converts one (turned upright, grey repeated,
+    alpha dropped, 16-bit scaled: a model is given its photographs later as it was trained on them), but 8-bit
+    pixels kept as uint8 (`unit_float` makes them the floats vgan.predict gives the model); float32 in [0, 1]
+    else. `notes` is told of an orientation tag applied."""
     if not path.is_file():
         raise DataError(f"{path}: file missing")
     try:
-        batch, _ = as_batch(read_image(path), str(path), keep_8bit=True)
+        batch, _ = as_batch(read_image(path, notes), str(path), keep_8bit=True)
     except InputError as e:
         raise DataError(str(e)) from None
     return batch[0]
@@ -305,7 +342,8 @@ def find_named(folder: Path, image: Path, names: tuple[str, ...], what: str) -> 
 def _read_items(items: list[Item], name: str) -> Split:
     images, labels, masks = [], [], []
     for it in items:
-        img, lab = read_photograph(it.image), read_binary(it.label)
+        turned: list[str] = []
+        img, lab = read_photograph(it.image, turned), read_binary(it.label)
         size = tuple(img.shape[1:])
         if it.mask is not None:
             msk = read_binary(it.mask)
@@ -314,7 +352,7 @@ def _read_items(items: list[Item], name: str) -> Split:
         for path, arr in ((it.label, lab), (it.mask, msk)):
             if arr.shape != size:
                 raise DataError(f"{path}: size {arr.shape[0]}x{arr.shape[1]} does not match its image {it.image} "
-                                f"({size[0]}x{size[1]})")
+                                f"({size[0]}x{size[1]}){turned_hint(bool(turned), arr.shape, size)}")
         images.append(img)
         labels.append(torch.from_numpy(lab))
         masks.append(torch.from_numpy(msk))

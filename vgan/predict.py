@@ -31,7 +31,16 @@ import torch
 
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.config import DEVICES
-from vgan.data import MASK_NAMES, estimate_fov, find_named, list_images, read_binary, read_image
+from vgan.data import (
+    MASK_NAMES,
+    UPRIGHT_NOTE,
+    estimate_fov,
+    find_named,
+    list_images,
+    read_binary,
+    read_image,
+    turned_hint,
+)
 from vgan.ensemble import Member, ensemble_map, member_factors
 from vgan.errors import DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
@@ -55,11 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=DEVICES, default="auto")
 
 
-def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+def read_mask(path: Path, shape: tuple[int, int], turned: bool = False) -> np.ndarray:
+    """A FOV mask for an image of `shape` (`turned`: the image was turned upright by its orientation tag)."""
     mask = read_binary(path)
     if mask.shape != shape:
         raise DataError(f"{path}: mask size {mask.shape[0]}x{mask.shape[1]} differs from its image "
-                        f"({shape[0]}x{shape[1]})")
+                        f"({shape[0]}x{shape[1]}){turned_hint(turned, mask.shape, shape)}")
     return mask
 
 
@@ -120,10 +130,12 @@ def segment_images(members: Sequence[Member], paths: list[Path], out: Path, thre
     members = [replace(m, model=with_tta(m.model, tta)) for m in members]
     for path in tqdm(paths, desc="segmenting", unit="image", disable=not progress or None, leave=False):
         try:
-            batch, notes = as_batch(read_image(path), str(path))
+            notes: list[str] = []
+            batch, converted = as_batch(read_image(path, notes), str(path))
+            notes += converted
             rgb = batch[0].permute(1, 2, 0).numpy()
             if masks is not None:
-                fov = read_mask(find_named(masks, path, MASK_NAMES, "FOV mask"), rgb.shape[:2])
+                fov = read_mask(find_named(masks, path, MASK_NAMES, "FOV mask"), rgb.shape[:2], UPRIGHT_NOTE in notes)
             else:
                 fov = estimate_fov(rgb)
                 s.estimated_fov += 1

@@ -359,3 +359,46 @@ def test_a_fov_no_camera_gives_is_named_when_the_pool_is_brought_to_one_scale(dr
                                          r"584-pixel image, too narrow for a fundus camera's: give it a FOV mask "
                                          r"or leave data.fov_diameter unset"):
         at_fov(pool, 540.0)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_photograph_is_read_as_viewers_show_it(drive_root, tmp_path, orientation):
+    """An EXIF or TIFF orientation tag (phone cameras) is applied, as PIL's exif_transpose applies it."""
+    import tifffile
+    from PIL import ImageOps
+
+    from vgan.data import UPRIGHT_NOTE, read_image
+
+    shown = np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif").convert("RGB"))
+    stored = {2: shown[:, ::-1], 3: shown[::-1, ::-1], 4: shown[::-1], 5: shown.swapaxes(0, 1),
+              6: np.rot90(shown), 7: shown[::-1, ::-1].swapaxes(0, 1), 8: np.rot90(shown, -1)}.get(orientation, shown)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.ascontiguousarray(stored)).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    tifffile.imwrite(tmp_path / "phone.tif", np.ascontiguousarray(stored), extratags=[(274, "H", 1, orientation, True)])
+    notes = []
+    jpeg = read_image(tmp_path / "phone.jpg", notes)
+    with Image.open(tmp_path / "phone.jpg") as im:
+        assert np.array_equal(jpeg, np.asarray(ImageOps.exif_transpose(im)))
+    assert np.array_equal(read_image(tmp_path / "phone.tif", notes), shown)  # lossless: exactly the photograph
+    assert notes == ([UPRIGHT_NOTE] * 2 if orientation > 1 else [])
+
+
+def test_a_sideways_phone_photograph_trains_against_the_label_drawn_on_it(drive_root, tmp_path):
+    """A folder dataset's photograph stored sideways with an orientation tag lines up with its label (drawn on the
+    photograph as shown); a label drawn on the stored pixels is refused with the reason."""
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 2})
+    photo = root / "training" / "images" / "eye21_training.tif"
+    shown = np.asarray(Image.open(photo).convert("RGB"))
+    photo.unlink()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter anticlockwise, shown turned back
+    Image.fromarray(np.ascontiguousarray(np.rot90(shown))).save(photo.with_suffix(".png"), exif=exif)
+    pool = read_pool(DataConfig(dataset="folder", root=str(root)), "training")
+    i = pool.ids.index("eye21_training")
+    assert np.array_equal(pool.images[i].permute(1, 2, 0).numpy(), shown)
+    label = root / "training" / "labels" / "eye21_training.png"
+    Image.fromarray(np.rot90(np.asarray(Image.open(label)))).save(label)
+    with pytest.raises(DataError, match=r"eye21_training\.png: size 565x584 does not match its image .*\(584x565\); "
+                                        r"the image is stored 565x584 with an orientation tag"):
+        read_pool(DataConfig(dataset="folder", root=str(root)), "training")

@@ -80,6 +80,32 @@ def test_an_unreadable_image_is_named_and_the_others_are_written(photos, checkpo
     assert len(list((out / "probabilities").iterdir())) == 5
 
 
+def test_a_sideways_phone_photograph_gets_the_map_of_the_photograph_as_shown(photos, checkpoint, tmp_path, drive_root,
+                                                                           capsys):
+    """Stored turned with an EXIF orientation tag, it is segmented as viewers show it: the map is the upright
+    photograph's, to the bit; a FOV mask the size of the stored pixels is refused with the reason."""
+    shown = np.asarray(Image.open(photos / "01_test.tif"))
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored turned a quarter clockwise, shown turned back
+    Image.fromarray(np.ascontiguousarray(np.rot90(shown, -1))).save(phone / "01_test.png", exif=exif)
+    Image.fromarray(shown).save(phone / "01_upright.png")
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(phone), "--out", str(out)]) == 0
+    assert "turned upright as its orientation tag says (1)" in capsys.readouterr().out
+    maps = [np.asarray(Image.open(out / "probabilities" / f"01_{n}.png")) for n in ("test", "upright")]
+    assert maps[0].shape == shown.shape[:2] and np.array_equal(*maps)
+    (phone / "01_upright.png").unlink()
+    masks = tmp_path / "masks"
+    masks.mkdir()
+    Image.fromarray(np.rot90(read_binary(drive_root / "test" / "mask" / "01_test_mask.gif"), -1)).save(
+        masks / "01_test_mask.png")
+    assert main(["--checkpoint", str(checkpoint), "--input", str(phone), "--out", str(out), "--masks", str(masks)]) == 2
+    assert "mask size 565x584 differs from its image (584x565); the image is stored 565x584 with an orientation tag" \
+        in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["--input", "/nowhere/photos"], "/nowhere/photos: no such file or folder"),
     (["--threshold", "1.5"], "--threshold 1.5: must lie strictly between 0 and 1"),
