@@ -1,6 +1,6 @@
 """`python -m tuner.replay`: put what Ray's results hold of a study into MLflow.
 
-    python -m tuner.replay --space FILE --name NAME [--storage PATH|URI] [--tracking-uri URI]
+    python -m tuner.replay --space FILE --name NAME [--storage PATH|URI] [--tracking-uri URI] [--study-db URL]
 
 Every epoch a trial reports is in Ray's results (`result.json`), and its best generator in its
 checkpoints (`best/`). After a tracking-server outage longer than the study's window, this
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", required=True, help="the study's name")
     p.add_argument("--storage", default="ray_results", help="the study's Ray storage (as given to tuner.run)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
+    p.add_argument("--study-db", help="the study's Optuna database URL, as given to tuner.run (default: sqlite "
+                                      "optuna.db in the storage folder); its trials' runs are linked to it")
     return p
 
 
@@ -48,7 +50,7 @@ def _main(argv: Sequence[str] | None) -> None:
     from tuner.projection import PBT_GLOBAL, project_trials
     from tuner.search import make_projection
     from tuner.space import check_same_recipe, load_space
-    from tuner.storage import check_study_name, parse_storage, study_db_url
+    from tuner.storage import check_optuna_study, check_study_name, parse_storage, study_db_url
     from tuner.tracking import Study, check_tracking_store, resolve_tracking_uri
 
     space = load_space(args.space)
@@ -56,10 +58,13 @@ def _main(argv: Sequence[str] | None) -> None:
     name = check_study_name(args.name)
     check_same_recipe(space, storage.kept_recipe(name, "--name"), name, "--space",
                       "give the space it began with (its trials' configs are logged from it)")
+    # an object store holds no Optuna database: without --study-db there, runs are not linked to Optuna's trials
+    url = study_db_url(storage, args.study_db) if args.study_db or storage.local is not None else None
+    if url is not None and space.searcher is not None:
+        check_optuna_study(url, name, storage, "--study-db")
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_store(uri)
     study = Study.start(uri, space.mlflow.experiment, name, {"storage": storage.uri}, resume=True)
-    url = study_db_url(storage) if storage.local is not None else None
     projection = make_projection(space, study.info, url)
     project_trials(projection, trial_records(storage.study(name)), print)
     exploits = storage.read_text(name, PBT_GLOBAL)

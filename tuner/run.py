@@ -31,10 +31,13 @@ import yaml
 from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
 from tuner.storage import (
     RECIPE_FILE,
+    STUDY_DB_FILE,
     Storage,
+    check_optuna_study,
     check_study_db,
     check_study_name,
     parse_storage,
+    shown_url,
     study_db_url,
     study_name_from,
 )
@@ -91,8 +94,9 @@ class Plan:
         return (self.storage.local or Path.cwd()) / f"{self.name}.log"
 
     def replay_command(self) -> str:
+        db = f" --study-db {shown_url(self.args.study_db)}" if self.args.study_db else ""  # its password: ***
         return (f"python -m tuner.replay --space {self.args.space} --name {self.name} "
-                f"--storage {self.storage.uri} --tracking-uri {self.uri}")
+                f"--storage {self.storage.uri} --tracking-uri {self.uri}{db}")
 
 
 def trials_table(results, space: SearchSpace, run_ids: dict[str, str]) -> list[dict[str, Any]]:
@@ -221,6 +225,8 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         check_same_recipe(space, storage.kept_recipe(name, "--resume"), name, "--resume",
                           "resume with the space it began with, or start a new study")
     restore = args.resume and storage.begun(name)
+    if restore and space.searcher is not None:  # Ray's state brings the searcher back, not the study's end
+        check_optuna_study(storage_url, name, storage, "--resume")
     if not args.resume and storage.exists(name):
         raise ConfigError(f"--name: a study '{name}' exists in {storage.uri} already (use --resume to continue it)")
     check_tracking_store(uri)
@@ -283,6 +289,7 @@ def run_study(plan: Plan, study: Study):
         else:
             plan.storage.write_text(plan.name, RECIPE_FILE,
                                     json.dumps(trial_recipe(plan.space), indent=1) + "\n")
+            plan.storage.write_text(plan.name, STUDY_DB_FILE, shown_url(plan.storage_url) + "\n")
         tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
                             plan.args.verbose)
     return tuner.fit()
@@ -345,24 +352,27 @@ def _run(plan: Plan) -> None:
     # The one-off export of the generator's graph (every trial's model reuses it), while the first trials
     # start: their workers are processes of their own, whereas Ray's start and MLflow's schema creation
     # need this process's interpreter lock as much as the export does (7 s later to the first trial on 2 cores).
-    flavor.warm(Generator(space.trainer_config().model))
-    view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
-    browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
-        f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
-    print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
-          f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
-          f"storage {plan.storage.study(plan.name)}", flush=True)
-    if plan.note is not None:
-        print(f"note: {plan.note}", flush=True)
-    t0 = time.perf_counter()
-    results = run_study(plan, study)
-    wall = time.perf_counter() - t0
-    reconcile(plan, study, results)
-    ranked = summarize(plan, study, results, wall)
-    if ranked and not plan.args.no_register:
-        register(plan, study, ranked)
-    study.finish()
-    print(f"the trials in MLflow's UI: {browse}")
+    warming = flavor.warm(Generator(space.trainer_config().model))
+    try:
+        view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
+        browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
+            f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
+        print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
+              f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
+              f"storage {plan.storage.study(plan.name)}", flush=True)
+        if plan.note is not None:
+            print(f"note: {plan.note}", flush=True)
+        t0 = time.perf_counter()
+        results = run_study(plan, study)
+        wall = time.perf_counter() - t0
+        reconcile(plan, study, results)
+        ranked = summarize(plan, study, results, wall)
+        if ranked and not plan.args.no_register:
+            register(plan, study, ranked)
+        study.finish()
+        print(f"the trials in MLflow's UI: {browse}")
+    finally:  # an export still running as the interpreter exits (a study that fails early) aborts it
+        warming.join()
 
 
 def summarize(plan: Plan, study: Study, results, wall: float) -> list[dict[str, Any]]:

@@ -23,6 +23,7 @@ STUDY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 BEST_DIR = "best"  # in a trial checkpoint: the best epoch's generator, metrics, validation probabilities
 GENERATOR_FILE, PROBS_FILE, METRICS_FILE = "best_generator.pt", "val_probs.npy", "metrics.json"
 RECIPE_FILE = "recipe.json"  # in a study's folder: what its trials train (tuner.space.trial_recipe)
+STUDY_DB_FILE = "study_db.txt"  # in a study's folder: where its Optuna study is (the URL, password hidden)
 # Ray's snapshots of a study (TuneController.CKPT_FILE_TMPL), the first as its fit begins:
 # what Tuner.restore needs
 RAY_STATE = re.compile(r"experiment_state-.+\.json")
@@ -203,3 +204,36 @@ def study_db_url(storage: Storage, study_db: str | None = None) -> str:
         raise ConfigError(f"--storage {storage.uri}: an object store cannot hold the Optuna database; "
                           "give --study-db sqlite:///PATH (on the driver) or postgresql://...")
     return f"sqlite:///{storage.local / 'optuna.db'}"
+
+
+def shown_url(url: str) -> str:
+    """A database URL as it may be printed or stored: its password hidden."""
+    import sqlalchemy
+
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return url
+
+
+def check_optuna_study(url: str, name: str, storage: Storage, option: str) -> None:
+    """A study continued or replayed finds its Optuna study in `url`; refused before anything starts
+    where that database holds none of this name (a --study-db given when the study began, not again:
+    the end of the study would fail on it, after the trials)."""
+    import optuna
+    import sqlalchemy
+
+    names: set[str] = set()
+    if not url.startswith("sqlite:///"):
+        check_study_db(url)
+    if not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite:///")).is_file():
+        try:  # read only: no tables made in a database that has none
+            db = optuna.storages.RDBStorage(url, skip_table_creation=True, skip_compatibility_check=True)
+            names = {s.study_name for s in db.get_all_studies()}
+        except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError):
+            pass  # no Optuna tables there
+    if name in names:
+        return
+    began = storage.read_text(name, STUDY_DB_FILE).strip()
+    hint = f"it began with --study-db {began}" if began else "give the --study-db it began with"
+    raise ConfigError(f"{option}: the Optuna database {shown_url(url)} holds no study '{name}'; {hint}")

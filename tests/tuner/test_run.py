@@ -157,6 +157,8 @@ def test_the_console_says_what_a_user_needs_and_the_logs_keep_the_rest(smoke_stu
     from tuner.space import load_space, trial_recipe
 
     assert json.loads((work / "ray" / "smoke" / "recipe.json").read_text()) == trial_recipe(load_space(SMOKE))
+    # and where its Optuna study is, for a resume or a replay given another database to be told
+    assert (work / "ray" / "smoke" / "study_db.txt").read_text() == f"sqlite:///{work}/ray/optuna.db\n"
 
 
 def test_a_study_resumes_and_replays_only_with_what_it_began_with(tmp_path, capsys):
@@ -188,6 +190,67 @@ def test_a_study_resumes_and_replays_only_with_what_it_began_with(tmp_path, caps
                         "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]) == 2
     assert f"--space: {edited} is not what study 's' began with (optim.lr_d: " in capsys.readouterr().err
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_study_begun_with_a_study_db_is_continued_and_replayed_only_with_it(tmp_path, capsys):
+    """Ray's state brings a study's searcher back with its database, but the study's end reads the Optuna
+    study from --study-db: one given at the start and not again was a KeyError after the trials (on
+    PostgreSQL, where a cluster keeps it). Refused before anything starts, naming the database it began with."""
+    import optuna
+
+    from tuner.replay import main as replay_main
+    from tuner.space import load_space, trial_recipe
+    from tuner.storage import RECIPE_FILE, STUDY_DB_FILE, parse_storage
+
+    storage = parse_storage(str(tmp_path / "ray"))
+    storage.write_text("s", RECIPE_FILE, json.dumps(trial_recipe(load_space(SMOKE))))
+    storage.write_text("s", "experiment_state-2026-12-04_08-00-00.json", "{}")  # Ray saved its state: it began
+    began = f"sqlite:///{tmp_path}/cluster.db"
+    storage.write_text("s", STUDY_DB_FILE, began + "\n")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(study_name="s", storage=began)
+    common = ["--space", str(SMOKE), "--storage", str(tmp_path / "ray"), "--name", "s",
+              "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    said = (f"the Optuna database sqlite:///{tmp_path}/ray/optuna.db holds no study 's'; "
+            f"it began with --study-db {began}")
+    assert main([*common, "--resume"]) == 2
+    assert f"--resume: {said}" in capsys.readouterr().err
+    assert replay_main(common) == 2
+    assert f"--study-db: {said}" in capsys.readouterr().err
+    assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray" / "optuna.db").exists()
+
+
+def test_a_study_that_fails_early_waits_for_its_warm_up_export(tmp_path, monkeypatch):
+    """The generator's one-off export runs in a thread while the first trials start; a study that failed
+    before it ended (a resumed study refused at its end) left it running as the interpreter exited, which
+    aborted the process (SIGABRT, a C++ trace of torch.export) instead of printing the error."""
+    import threading
+
+    import tuner.cluster
+    import tuner.run as run
+    from tuner import flavor
+    from tuner.tracking import Study
+
+    plan = run.preflight(["--space", str(SMOKE), "--storage", str(tmp_path / "ray"),
+                          "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+    exported = threading.Event()
+    monkeypatch.setattr(flavor, "warm", lambda g: _started(threading.Thread(
+        target=lambda: (time.sleep(1), exported.set()))))
+    monkeypatch.setattr(Study, "start", lambda *a: type("S", (), {"share_trials_view": lambda *a: "view"})())
+    monkeypatch.setattr(tuner.cluster, "alive_nodes", lambda: [None])
+
+    def fails(plan, study):
+        raise RuntimeError("the study failed")
+
+    monkeypatch.setattr(run, "run_study", fails)
+    with pytest.raises(RuntimeError, match="the study failed"):
+        run._run(plan)
+    assert exported.is_set()
+
+
+def _started(thread):
+    thread.start()
+    return thread
 
 
 @pytest.mark.slow

@@ -86,3 +86,41 @@ def test_a_study_db_that_cannot_be_used_is_refused_before_the_study(tmp_path):
     with pytest.raises(ConfigError, match=r"--study-db postgresql://nobody@127.0.0.1:1/vgan: "
                                           r"(its database driver is not installed|cannot connect)"):
         check_study_db("postgresql://nobody@127.0.0.1:1/vgan")
+
+
+def test_a_database_url_is_shown_without_its_password():
+    from tuner.storage import shown_url
+
+    assert shown_url("postgresql://vgan:s3cret@db.example.org:5432/optuna") == \
+        "postgresql://vgan:***@db.example.org:5432/optuna"
+    assert shown_url("sqlite:////shared/optuna.db") == "sqlite:////shared/optuna.db"
+
+
+def test_a_study_is_looked_for_only_where_its_optuna_study_is(tmp_path):
+    """A study continued or replayed on a database that does not hold its Optuna study is refused, naming the
+    one it began with; the databases looked in are read, never made or given tables."""
+    import sqlite3
+
+    import optuna
+
+    from tuner.storage import STUDY_DB_FILE, check_optuna_study, parse_storage
+
+    storage = parse_storage(str(tmp_path / "ray"))
+    began = f"sqlite:///{tmp_path}/elsewhere.db"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.create_study(study_name="s", storage=began)
+    check_optuna_study(began, "s", storage, "--resume")  # there: nothing to say
+    default = f"sqlite:///{tmp_path}/ray/optuna.db"
+    with pytest.raises(ConfigError, match=rf"--resume: the Optuna database {default} holds no study 's'; "
+                                          r"give the --study-db it began with$"):
+        check_optuna_study(default, "s", storage, "--resume")
+    assert not (tmp_path / "ray" / "optuna.db").exists()
+    storage.write_text("s", STUDY_DB_FILE, began + "\n")  # as tuner.run keeps it
+    sqlite3.connect(tmp_path / "other.db").execute("create table runs (id text)")  # a database, not Optuna's
+    with pytest.raises(ConfigError, match=rf"--study-db: the Optuna database .*other\.db holds no study 's'; "
+                                          rf"it began with --study-db {began}$"):
+        check_optuna_study(f"sqlite:///{tmp_path}/other.db", "s", storage, "--study-db")
+    tables = sqlite3.connect(tmp_path / "other.db").execute("select name from sqlite_master").fetchall()
+    assert tables == [("runs",)]
+    with pytest.raises(ConfigError, match="holds no study 't'"):
+        check_optuna_study(began, "t", storage, "--resume")
