@@ -10,6 +10,7 @@ step = epoch, and the best-epoch generator as an MLflow model with its previews 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -36,6 +37,19 @@ for _key, _value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUES
 
 from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+
+
+class SecondaryPipelineError(logging.Filter):
+    """Drops psycopg's warning that a pipeline could not close after an error raised inside it: it only
+    comes with an exception already on its way to the caller. On a PostgreSQL store, MLflow raises and
+    handles an IntegrityError for a metric the run already holds, which `log_model_metrics` logs again on
+    purpose, and the warning was printed on a study's console at every trial's end."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(SecondaryPipelineError())
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 MAX_PARAM_LENGTH = 6000
