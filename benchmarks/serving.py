@@ -12,12 +12,14 @@ candidate (`tuner.registry.score_logged`: the logged model, each photograph at i
 
 Median over --repeat calls, after one warm-up, of: the local pyfunc's predict; `mlflow models serve`
 (started here on 127.0.0.1, stopped after) answering the image as (1, 3, H, W) floats and as
-(H, W, 3) 0..255 integers in JSON. The JSON's encoding and parsing is part of a served request's time.
+(H, W, 3) 0..255 integers in JSON, and as the image's file in base64 answered with each map's PNG in base64
+(params output: png). The JSON's encoding and parsing is part of a served request's time.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import statistics
 import sys
@@ -63,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{row['local_predict_s']:.3f} s "
           f"({row['local_predict_scale_1_s']:.3f} s with scale 1); served "
           f"{row['served_floats_s']:.3f} s as floats ({row['request_mb_floats']:.1f} MB of JSON), "
-          f"{row['served_uint8_s']:.3f} s as 8-bit ({row['request_mb_uint8']:.1f} MB)")
+          f"{row['served_uint8_s']:.3f} s as 8-bit ({row['request_mb_uint8']:.1f} MB), answered with "
+          f"{row['response_mb_array']:.1f} MB; the file in, a PNG out: {row['served_file_png_s']:.3f} s "
+          f"({row['request_mb_file']:.2f} MB, answered with {row['response_mb_png']:.2f} MB)")
     if args.score:
         print(f"{args.score} test split: " + ", ".join(f"{k} {v:.4f}" for k, v in row["test"].items()))
     if args.json:
@@ -123,10 +127,17 @@ def bench(model: str, uri: str, image_path: Path, repeat: int, folder: Path) -> 
            "local_predict_scale_1_s": median_s(lambda: local.predict(chw, params={"scale": "1"}), repeat)}
     floats, ints = {"inputs": chw.tolist()}, {"inputs": image.tolist()}
     row.update(request_mb_floats=len(json.dumps(floats)) / 1e6, request_mb_uint8=len(json.dumps(ints)) / 1e6)
+    def as_file() -> dict:  # as a web client sends a photograph: its file, in base64
+        return {"inputs": [base64.b64encode(image_path.read_bytes()).decode("ascii")], "params": {"output": "png"}}
+
+    row["request_mb_file"] = len(json.dumps(as_file())) / 1e6
     with model_server(folder / "serve", model, uri) as url:
         # each call encodes the request as a Python client would
         row["served_floats_s"] = median_s(lambda: invoke(url, floats), repeat)
         row["served_uint8_s"] = median_s(lambda: invoke(url, ints), repeat)
+        row["served_file_png_s"] = median_s(lambda: invoke(url, as_file()), repeat)
+        row["response_mb_array"] = len(json.dumps(invoke(url, floats))) / 1e6
+        row["response_mb_png"] = len(json.dumps(invoke(url, as_file()))) / 1e6
     return row
 
 

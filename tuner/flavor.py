@@ -32,7 +32,7 @@ from typing import Any, Sequence, Union
 
 import torch
 
-from tuner.vgan_pyfunc import SCALE_DEFAULT, SCALE_PARAM, TTA_PARAM
+from tuner.vgan_pyfunc import OUTPUT_PARAM, OUTPUTS, SCALE_DEFAULT, SCALE_PARAM, TTA_PARAM
 from vgan.models import EnsembleSegmenter, Generator, VesselSegmenter
 from vgan.tta import DEFAULT as TTA_DEFAULT
 
@@ -42,8 +42,10 @@ MODEL_TYPE = "vessel-segmenter"
 INPUT = ("RGB images in [0, 1]: float32 tensor (N, 3, H, W), any H and W (mlflow.pytorch); pyfunc and "
          "serving also take (H, W, C) or (N, H, W, C) arrays, 8- or 16-bit, float64, grey or RGBA, and resize "
          "each photograph to the training FOV (params scale: auto, or a factor such as '1'; params tta: flips "
-         "averages the maps of mirrored views)")
-OUTPUT = "vessel probabilities, float32 (N, 1, H, W)"
+         "averages the maps of mirrored views); pyfunc and serving take image files too, base64 strings of "
+         "PNG, JPEG, TIFF, ...")
+OUTPUT = ("vessel probabilities, float32 (N, 1, H, W); params output: png gives each map as the base64 of its "
+          "8-bit PNG")
 
 WEIGHTS_CONFIG = "archive/data/weights/model_weights_config.json"  # in a pt2 archive: tensor -> raw record
 _archives: dict[tuple, bytes] = {}  # per generator shape: the pt2 archive of the first model exported
@@ -180,7 +182,8 @@ def save_model(path: str, mlflow_model, generator: Shipped, config: dict[str, An
     # A params schema: without one MLflow drops the params of a predict call or a served request.
     scale = ParamSpec(SCALE_PARAM, DataType.string, SCALE_DEFAULT)
     tta = ParamSpec(TTA_PARAM, DataType.string, TTA_DEFAULT)
-    mlflow_model.signature = ModelSignature(params=ParamSchema([scale, tta]))
+    output = ParamSpec(OUTPUT_PARAM, DataType.string, OUTPUTS[0])
+    mlflow_model.signature = ModelSignature(params=ParamSchema([scale, tta, output]))
     mlflow_model.metadata = {**(mlflow_model.metadata or {}), "input": INPUT, "output": OUTPUT}
     trained_fov = members(generator)[0].trained_fov  # an ensemble's members share it (EnsembleSegmenter)
     if trained_fov is not None:  # the scale tuner.predict brings photographs to (vgan.scale)
@@ -189,7 +192,7 @@ def save_model(path: str, mlflow_model, generator: Shipped, config: dict[str, An
         mlflow_model.metadata["ensemble_members"] = len(members(generator))
     # torch's local label (+cpu, +cu130) names a wheel index, not a version pip can find: drop it
     requirements = [f"torch=={str(torch.__version__).split('+')[0]}",
-                    *(_get_pinned_requirement(p) for p in ("numpy", "mlflow"))]
+                    *(_get_pinned_requirement(p) for p in ("numpy", "pillow", "mlflow"))]  # pillow: image files
     (root / _REQUIREMENTS_FILE_NAME).write_text("\n".join(requirements) + "\n")
     with open(root / _CONDA_ENV_FILE_NAME, "w") as f:
         yaml.safe_dump(_mlflow_conda_env(additional_pip_deps=requirements), f)

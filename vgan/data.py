@@ -148,17 +148,31 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
     return arr if turned is None else np.ascontiguousarray(turned(arr))
 
 
+TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # little- and big-endian TIFF and BigTIFF
+
+
 def read_image(path: Path, notes: list[str] | None = None) -> np.ndarray:
     """The pixels (H, W) or (H, W, C), 8- or 16-bit or float, as viewers show them (an EXIF/TIFF orientation
     applied; `notes` is told so); first frame of a GIF."""
+    return _decode(path, str(path), path.suffix.lower() in (".tif", ".tiff"), notes)
+
+
+def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.ndarray:
+    """`read_image` of an image file's bytes (a served request's); `what` names it in an error."""
+    import io
+
+    return _decode(io.BytesIO(data), what, data[:4] in TIFF_MAGIC, notes)
+
+
+def _decode(source, what: str, tiff: bool, notes: list[str] | None) -> np.ndarray:
     from PIL import Image
 
     arr, orientation = None, 1
-    if path.suffix.lower() in (".tif", ".tiff"):
+    if tiff:
         try:  # tifffile keeps 16-bit and float samples (PIL reduces 16-bit RGB to 8 bits)
             import tifffile
 
-            with tifffile.TiffFile(path) as tif:
+            with tifffile.TiffFile(source) as tif:
                 arr = tif.asarray()
                 orientation = int(tif.pages[0].tags.valueof(ORIENTATION_TAG, 1))
             if not arr.size:
@@ -167,7 +181,9 @@ def read_image(path: Path, notes: list[str] | None = None) -> np.ndarray:
             arr = None
     if arr is None:
         try:
-            with Image.open(path) as im:
+            if hasattr(source, "seek"):
+                source.seek(0)
+            with Image.open(source) as im:
                 im.seek(0)
                 im.load()
                 orientation = im.getexif().get(ORIENTATION_TAG, 1)
@@ -179,7 +195,7 @@ def read_image(path: Path, notes: list[str] | None = None) -> np.ndarray:
                     im = im.convert("L")
                 arr = np.asarray(im).astype(np.uint16) if im.mode.startswith("I;16") else np.asarray(im)
         except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged files
-            raise DataError(f"{path}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+            raise DataError(f"{what}: unreadable or truncated image ({type(e).__name__}: {e})") from None
     if orientation in range(2, 9) and notes is not None:
         notes.append(UPRIGHT_NOTE)
     return upright(arr, orientation)

@@ -73,7 +73,16 @@ def save_preview(path: Path, split, i: int, prob: np.ndarray, caption: str, thre
 
 def save_map(path: Path, prob: np.ndarray) -> None:
     """An 8-bit PNG of a probability map (value = round(255 * p))."""
-    Image.fromarray(to_uint8(prob)).save(path)
+    path.write_bytes(map_png(prob))
+
+
+def map_png(prob: np.ndarray) -> bytes:
+    """The bytes of `save_map`'s PNG of a probability map (H, W)."""
+    import io
+
+    buffer = io.BytesIO()
+    Image.fromarray(to_uint8(prob)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def save_curves(folder: Path, c: Curves, metrics: dict[str, float], title: str) -> list[Path]:

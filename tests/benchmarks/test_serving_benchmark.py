@@ -8,7 +8,8 @@ from models import tiny_checkpoint
 from benchmarks.serving import main
 
 KEYS = {"model", "image", "size", "members", "repeat", "local_predict_s", "local_predict_scale_1_s",
-        "request_mb_floats", "request_mb_uint8", "served_floats_s", "served_uint8_s"}
+        "request_mb_floats", "request_mb_uint8", "served_floats_s", "served_uint8_s", "request_mb_file",
+        "served_file_png_s", "response_mb_array", "response_mb_png"}
 
 
 @pytest.mark.slow

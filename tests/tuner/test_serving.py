@@ -76,6 +76,59 @@ def test_pyfunc_takes_images_as_users_have_them(champion, drive_image):
         raw.train()
 
 
+def b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode("ascii")
+
+
+def png_map(text: str) -> np.ndarray:
+    import base64
+    import io
+
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(text))))
+
+
+def test_pyfunc_takes_image_files_and_answers_pngs(champion, drive_root, drive_image, tmp_path):
+    """Base64 image files (as a web client sends a photograph: the TIFF as shipped, a PNG, a phone's JPEG stored
+    sideways, a data URL), each segmented at its own size as its pixels are; `output: png` answers each map as
+    the base64 of the 8-bit PNG vgan.predict writes."""
+    import mlflow.pyfunc
+
+    from vgan.visualize import to_uint8
+
+    uri, model = champion
+    with use_tracking_uri(uri):
+        pf = mlflow.pyfunc.load_model(model)
+    tif = (drive_root / "test" / "images" / "01_test.tif").read_bytes()
+    Image.fromarray(drive_image).save(tmp_path / "01.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter anticlockwise, shown turned back
+    Image.fromarray(np.ascontiguousarray(np.rot90(drive_image))).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    phone = read_image(tmp_path / "phone.jpg")
+    assert phone.shape == drive_image.shape
+    want = pf.predict(drive_image)
+    for sent in (b64(tif), b64((tmp_path / "01.png").read_bytes()), [b64(tif)], np.array([b64(tif)]),
+                 "data:image/png;base64," + b64((tmp_path / "01.png").read_bytes()), [tif]):
+        np.testing.assert_array_equal(pf.predict(sent), want)
+    np.testing.assert_array_equal(pf.predict(b64((tmp_path / "phone.jpg").read_bytes())), pf.predict(phone))
+    small = np.ascontiguousarray(drive_image[100:400, 50:350])
+    Image.fromarray(small).save(tmp_path / "small.png")
+    two = [b64(tif), b64((tmp_path / "small.png").read_bytes())]
+    maps = pf.predict(two, params={"output": "png"})
+    assert isinstance(maps, list) and len(maps) == 2
+    np.testing.assert_array_equal(png_map(maps[0]), to_uint8(want[0, 0]))
+    np.testing.assert_array_equal(png_map(maps[1]), to_uint8(pf.predict(small)[0, 0]))
+    with pytest.raises(ValueError, match=r'images of 2 sizes make no one array: .* \{"output": "png"\}'):
+        pf.predict(two)
+    with pytest.raises(ValueError, match="image 1 of 2: a string that is not base64"):
+        pf.predict([two[0], "not an image!"])
+    with pytest.raises(Exception, match=r"image 0 of 1: unreadable or truncated image"):
+        pf.predict([b64(tif[:2000])])
+    with pytest.raises(ConfigError, match="params output 'jpeg': give one of array, png"):
+        pf.predict(drive_image, params={"output": "jpeg"})
+
+
 def test_pyfunc_segments_at_the_models_scale_unless_told(champion, drive_image):
     """The tiny champion learnt ~44-pixel FOVs: a DRIVE photograph (~540) is shrunk to that by default, as
     tuner.predict does; params {"scale": ..., "tta": ...} reach predict through the model's params schema."""
@@ -87,7 +140,7 @@ def test_pyfunc_segments_at_the_models_scale_unless_told(champion, drive_image):
         pf = mlflow.pyfunc.load_model(model)
         graph = mlflow.pytorch.load_model(model)
         specs = mlflow.models.get_model_info(model).signature.params.params
-    assert [(spec.name, spec.default) for spec in specs] == [("scale", "auto"), ("tta", "none")]
+    assert [(spec.name, spec.default) for spec in specs] == [("scale", "auto"), ("tta", "none"), ("output", "array")]
     x = torch.from_numpy(drive_image.copy()).permute(2, 0, 1)[None].float() / 255
     factor = recorded_fov(graph) / fov_diameter(estimate_fov(drive_image / 255.0))
     assert 0.05 < factor < 0.1
@@ -202,4 +255,9 @@ def test_mlflow_models_serve_answers_a_drive_image_like_the_local_model(champion
                               dtype=np.float32)
         np.testing.assert_allclose(mirrored, local.predict(chw, params={"tta": "hflip"}), atol=1e-6)
         assert np.abs(mirrored - answer).max() > 1e-3
+        # the photograph's file in, its map's PNG out: what a web client sends and shows
+        Image.fromarray(drive_image).save(tmp_path / "01.png")
+        (png,) = invoke(url, {"inputs": [b64((tmp_path / "01.png").read_bytes())], "params": {"output": "png"}}
+                        )["predictions"]
+        np.testing.assert_array_equal(png_map(png), png_map(local.predict(drive_image, params={"output": "png"})[0]))
     print(f"\nmlflow models serve: one 584x565 DRIVE image answered in {seconds:.2f} s (JSON request, tiny model)")
