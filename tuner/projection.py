@@ -140,6 +140,8 @@ class Projection:
                 f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = '{self.info.parent_run_id}'",
                 max_results=1)
             run_id = found[0].info.run_id if found else self._create(trial_id, params)
+            if found and "optuna_trial_number" not in found[0].data.tags:  # a driver that died after creating it
+                self._link_optuna(trial_id, run_id)
             self._runs[trial_id] = run_id
         if running:
             self.client.update_run(run_id, status="RUNNING")

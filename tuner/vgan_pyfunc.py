@@ -13,7 +13,8 @@ views (`vgan.tta`: hflip, flips, dihedral; "none", the default, takes it once).
 Images may also come as their files: base64 strings (a served request's `{"inputs": ["<base64>", ...]}`,
 a data URL's too) or bytes of PNG, JPEG, TIFF, ... as `vgan.predict` reads them (an EXIF orientation
 applied), each at its own size. `params={"output": "png"}` returns each map as the base64 of the 8-bit PNG
-`vgan.predict` writes (a list of strings) instead of the float array: a served answer 40x smaller.
+`vgan.predict` writes (a list of strings) instead of the float array: for a DRIVE photograph, a served
+answer of 0.08 MB instead of 7.5.
 `get_raw_model()` is a torch `nn.Module` that does the same in `forward(x, scale="auto", tta="none")`
 and, unlike the exported program that `mlflow.pytorch.load_model` returns (the bare graph: images at
 the size given), takes `.eval()` and `.to(device)`.

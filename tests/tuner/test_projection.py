@@ -52,6 +52,22 @@ def test_one_run_per_trial_whoever_asks_first(study):
     assert p.open("t2", {}) != run_id and len(study.child_runs()) == 2
 
 
+def test_a_run_found_unlinked_is_linked_to_its_optuna_trial(study, tmp_path):
+    """A driver (or a replay) that died between creating a trial's run and linking it: the next one to find the
+    run links it, and tells Optuna's running trial its run."""
+    import optuna
+
+    run_id = projection(study).open("t1", {})  # no Optuna study: an unlinked run
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trial = optuna.create_study(study_name="s1", storage=url).ask()
+    trial.set_user_attr("ray_trial_id", "t1")
+    linked = Projection(study.info, config_from_dict(TINY).to_dict(), EPOCHS, (url, "s1"))
+    assert linked.open("t1", {}) == run_id
+    assert study.client.get_run(run_id).data.tags["optuna_trial_number"] == "0"
+    assert optuna.load_study(study_name="s1", storage=url).trials[0].user_attrs["mlflow_run_id"] == run_id
+
+
 def test_each_epoch_once_with_the_epoch_as_step(study):
     p = projection(study)
     p.open("t1", {})
