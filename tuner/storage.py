@@ -36,7 +36,13 @@ class Storage:
     shared: bool  # stated to be seen by every node (file:// or an object store)
 
     def study(self, name: str) -> str:
-        return f"{self.uri.rstrip('/')}/{name}"
+        """The study's folder as a URI; an object store's options (`?endpoint_override=...`: MinIO) stay at the end."""
+        from urllib.parse import urlsplit, urlunsplit
+
+        if "://" not in self.uri:
+            return f"{self.uri.rstrip('/')}/{name}"
+        parts = urlsplit(self.uri)
+        return urlunsplit(parts._replace(path=f"{parts.path.rstrip('/')}/{name}"))
 
     def folder(self, name: str):
         """(pyarrow filesystem, path) of the study's folder, whatever filesystem Ray's storage is."""

@@ -26,6 +26,13 @@ def test_exists_reads_through_pyarrow(tmp_path):
     assert parse_storage(f"file://{tmp_path}").exists("study") and parse_storage(str(tmp_path)).exists("study")
 
 
+def test_an_object_stores_options_stay_at_the_end_of_a_studys_uri():
+    """pyarrow takes an S3-compatible server (MinIO) as URI options: the study's folder goes into the path."""
+    s = parse_storage("s3://vgan/ray?endpoint_override=127.0.0.1:9000&scheme=http")
+    assert s.study("x") == "s3://vgan/ray/x?endpoint_override=127.0.0.1:9000&scheme=http"
+    assert parse_storage("s3://vgan/").study("x") == "s3://vgan/x"
+
+
 def test_object_store_needs_a_study_db():
     s = parse_storage("s3://bucket/ray")
     assert s.shared and s.local is None and s.study("x") == "s3://bucket/ray/x"
