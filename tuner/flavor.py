@@ -144,9 +144,11 @@ def _ints(symbols: list[dict[str, int]]) -> list[int]:
 
 def warm(generator: Generator) -> threading.Thread:
     """Export a generator of this shape once, in the background, so that the models of its shape
-    only swap weights (a study starts it as its first trials start)."""
+    only swap weights (a study starts it as its first trials start). Not a daemon: the interpreter waits for
+    it on the way out, as a process that exited mid-export (a study failing in its first seconds) aborted
+    (SIGABRT, torch.export's "FakeTensorMode" C++ trace)."""
     thread = threading.Thread(target=_template, args=(generator, segmenter(generator).state_dict()),
-                              name="pt2-warm", daemon=True)
+                              name="pt2-warm")
     thread.start()
     return thread
 

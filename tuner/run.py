@@ -352,27 +352,24 @@ def _run(plan: Plan) -> None:
     # The one-off export of the generator's graph (every trial's model reuses it), while the first trials
     # start: their workers are processes of their own, whereas Ray's start and MLflow's schema creation
     # need this process's interpreter lock as much as the export does (7 s later to the first trial on 2 cores).
-    warming = flavor.warm(Generator(space.trainer_config().model))
-    try:
-        view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
-        browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
-            f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
-        print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
-              f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
-              f"storage {plan.storage.study(plan.name)}", flush=True)
-        if plan.note is not None:
-            print(f"note: {plan.note}", flush=True)
-        t0 = time.perf_counter()
-        results = run_study(plan, study)
-        wall = time.perf_counter() - t0
-        reconcile(plan, study, results)
-        ranked = summarize(plan, study, results, wall)
-        if ranked and not plan.args.no_register:
-            register(plan, study, ranked)
-        study.finish()
-        print(f"the trials in MLflow's UI: {browse}")
-    finally:  # an export still running as the interpreter exits (a study that fails early) aborts it
-        warming.join()
+    flavor.warm(Generator(space.trainer_config().model))
+    view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
+    browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
+        f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
+    print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
+          f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
+          f"storage {plan.storage.study(plan.name)}", flush=True)
+    if plan.note is not None:
+        print(f"note: {plan.note}", flush=True)
+    t0 = time.perf_counter()
+    results = run_study(plan, study)
+    wall = time.perf_counter() - t0
+    reconcile(plan, study, results)
+    ranked = summarize(plan, study, results, wall)
+    if ranked and not plan.args.no_register:
+        register(plan, study, ranked)
+    study.finish()
+    print(f"the trials in MLflow's UI: {browse}")
 
 
 def summarize(plan: Plan, study: Study, results, wall: float) -> list[dict[str, Any]]:

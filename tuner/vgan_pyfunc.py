@@ -99,9 +99,9 @@ class VesselPyfunc:
             raise ConfigError(f"params {OUTPUT_PARAM} {output!r}: give one of {', '.join(OUTPUTS)}")
         scale, tta = params.get(SCALE_PARAM, SCALE_DEFAULT), params.get(TTA_PARAM, TTA_DEFAULT)
         files = image_files(data)
-        if files is None:
-            maps = list(self.module(np.asarray(data) if isinstance(data, list) else data, scale, tta).cpu().numpy())
-        else:
+        if files is None:  # pixels: one batch, one array
+            maps = self.module(np.asarray(data) if isinstance(data, list) else data, scale, tta).cpu().numpy()
+        else:  # files: each at its own size
             from vgan.data import decode_image
 
             maps = [self.module(decode_image(f, f"image {i} of {len(files)}"), scale, tta).cpu().numpy()[0]
@@ -110,10 +110,13 @@ class VesselPyfunc:
             from vgan.visualize import map_png
 
             return [base64.b64encode(map_png(m[0])).decode("ascii") for m in maps]
-        if len({m.shape for m in maps}) > 1:
-            raise ValueError(f"images of {len({m.shape for m in maps})} sizes make no one array: send them one a "
-                             f'request, or ask for params {{"{OUTPUT_PARAM}": "png"}} (a PNG each)')
-        return np.stack(maps)
+        if isinstance(maps, list):
+            sizes = {m.shape for m in maps}
+            if len(sizes) > 1:
+                raise ValueError(f"images of {len(sizes)} sizes make no one array: send them one a request, or ask "
+                                 f'for params {{"{OUTPUT_PARAM}": "png"}} (a PNG each)')
+            maps = np.stack(maps)
+        return maps
 
     def get_raw_model(self) -> Segmenter:
         return self.module

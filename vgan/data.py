@@ -154,21 +154,22 @@ TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # little- and big-endian 
 def read_image(path: Path, notes: list[str] | None = None) -> np.ndarray:
     """The pixels (H, W) or (H, W, C), 8- or 16-bit or float, as viewers show them (an EXIF/TIFF orientation
     applied; `notes` is told so); first frame of a GIF."""
-    return _decode(path, str(path), path.suffix.lower() in (".tif", ".tiff"), notes)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise DataError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
+    return decode_image(data, str(path), notes)
 
 
 def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.ndarray:
     """`read_image` of an image file's bytes (a served request's); `what` names it in an error."""
     import io
 
-    return _decode(io.BytesIO(data), what, data[:4] in TIFF_MAGIC, notes)
-
-
-def _decode(source, what: str, tiff: bool, notes: list[str] | None) -> np.ndarray:
     from PIL import Image
 
+    source = io.BytesIO(data)
     arr, orientation = None, 1
-    if tiff:
+    if data[:4] in TIFF_MAGIC:
         try:  # tifffile keeps 16-bit and float samples (PIL reduces 16-bit RGB to 8 bits)
             import tifffile
 
@@ -181,8 +182,7 @@ def _decode(source, what: str, tiff: bool, notes: list[str] | None) -> np.ndarra
             arr = None
     if arr is None:
         try:
-            if hasattr(source, "seek"):
-                source.seek(0)
+            source.seek(0)
             with Image.open(source) as im:
                 im.seek(0)
                 im.load()

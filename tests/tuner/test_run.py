@@ -220,39 +220,6 @@ def test_a_study_begun_with_a_study_db_is_continued_and_replayed_only_with_it(tm
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "ray" / "optuna.db").exists()
 
 
-def test_a_study_that_fails_early_waits_for_its_warm_up_export(tmp_path, monkeypatch):
-    """The generator's one-off export runs in a thread while the first trials start; a study that failed
-    before it ended (a resumed study refused at its end) left it running as the interpreter exited, which
-    aborted the process (SIGABRT, a C++ trace of torch.export) instead of printing the error."""
-    import threading
-
-    import tuner.cluster
-    import tuner.run as run
-    from tuner import flavor
-    from tuner.tracking import Study
-
-    plan = run.preflight(["--space", str(SMOKE), "--storage", str(tmp_path / "ray"),
-                          "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
-    exported = threading.Event()
-    monkeypatch.setattr(flavor, "warm", lambda g: _started(threading.Thread(
-        target=lambda: (time.sleep(1), exported.set()))))
-    monkeypatch.setattr(Study, "start", lambda *a: type("S", (), {"share_trials_view": lambda *a: "view"})())
-    monkeypatch.setattr(tuner.cluster, "alive_nodes", lambda: [None])
-
-    def fails(plan, study):
-        raise RuntimeError("the study failed")
-
-    monkeypatch.setattr(run, "run_study", fails)
-    with pytest.raises(RuntimeError, match="the study failed"):
-        run._run(plan)
-    assert exported.is_set()
-
-
-def _started(thread):
-    thread.start()
-    return thread
-
-
 @pytest.mark.slow
 def test_ray_session_goes_with_a_study_that_ends_and_stays_named_after_a_crash(smoke_study, ray_tmpdir, tmp_path):
     assert list(ray_tmpdir.iterdir()) == [], "the smoke study ended: its Ray session folder is gone"
