@@ -4,6 +4,7 @@ need it fail loudly when it is missing rather than skip, so CI cannot pass witho
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,23 @@ def two_camera_dataset(drive_root: Path, stare_root: Path, root: Path, counts: d
             (root / pool / "images" / f"{i}.ppm").symlink_to(stare_root / "images" / f"{i}.ppm")
             (root / pool / "labels" / f"{i}.ah.ppm").symlink_to(stare_root / "labels-ah" / f"{i}.ah.ppm")
             (root / pool / "masks" / f"{i}.mask.ppm").symlink_to(stare_root / "mask" / f"{i}.mask.ppm")
+    return root
+
+
+@pytest.fixture
+def clinic(drive_root, tmp_path) -> Path:
+    """A screening service's export: a folder per patient (and visit), each eye's photograph named as the camera
+    names it, so the same names recur (DRIVE's test photographs 01-04 standing in); beside them what such folders
+    also hold: a macOS resource-fork copy, a hidden thumbnail folder, notes."""
+    root = tmp_path / "clinic"
+    for patient, eyes in (("p01", ("01", "02")), ("p02", ("03",)), ("p02/visit2", ("04",))):
+        (root / patient).mkdir(parents=True)
+        for side, i in zip(("OD", "OS")[:len(eyes)], eyes, strict=True):
+            shutil.copy(drive_root / "test" / "images" / f"{i}_test.tif", root / patient / f"{side}.tif")
+    (root / "p01" / "._OD.tif").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    (root / "p01" / ".thumbs").mkdir()
+    shutil.copy(drive_root / "test" / "images" / "05_test.tif", root / "p01" / ".thumbs" / "OD.tif")
+    (root / "p01" / "notes.txt").write_text("left eye blurred")
     return root
 
 

@@ -19,10 +19,9 @@ from typing import Sequence
 
 from tuner.tracking import check_tracking_store, resolve_tracking_uri, use_tracking_uri
 from vgan.cli import check_threshold, run_cli, writable_folder
-from vgan.data import list_images
 from vgan.ensemble import Member
 from vgan.errors import ConfigError
-from vgan.predict import add_arguments, finish, segment_images
+from vgan.predict import add_arguments, finish, images_of, segment_images
 from vgan.scale import ScaleSpec, recorded_fov
 
 
@@ -54,7 +53,7 @@ def _main(argv: Sequence[str] | None) -> None:
     args = p.parse_args(argv)
     check_threshold(args.threshold)
     scale = ScaleSpec.parse(args.scale)
-    paths = list_images(args.input)
+    sources = images_of(args)
     uri = resolve_tracking_uri(args.tracking_uri)
     if any(m.startswith(("models:", "runs:")) for m in args.model):  # a model folder on disk needs no tracking store
         check_tracking_store(uri, read_only=True)
@@ -64,7 +63,7 @@ def _main(argv: Sequence[str] | None) -> None:
     for name in args.model:
         model = load_segmenter(uri, name, device)
         members.append(Member(model, recorded_fov(model), scale))
-    summary = segment_images(members, paths, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
+    summary = segment_images(members, sources, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
                              device, sys.stderr.isatty(), args.tta)
     finish(summary, Path(args.out), "tuner.predict")
 

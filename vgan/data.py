@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -286,26 +287,70 @@ def _stare_items(root: Path, pool: str) -> list[Item]:
     ]
 
 
+@dataclass(frozen=True)
+class Source:
+    """An image file found, and the name its outputs take: its path under the folder given, without its suffix
+    (`patient07/OD` for photos/patient07/OD.jpg of `photos/`), or its stem for a file given itself."""
+
+    path: Path
+    name: str
+
+
 def list_images(inputs: Sequence[str]) -> list[Path]:
-    """The images named, folders expanded (sorted); a missing path or an empty folder is bad input."""
-    paths: list[Path] = []
+    """The images named, folders expanded (sorted, hidden files left out); a missing path, an empty folder or two
+    images of one name are bad input."""
+    return [s.path for s in find_images(inputs)]
+
+
+def find_images(inputs: Sequence[str], recursive: bool = False,
+                skip: Callable[[Path], bool] | None = None) -> list[Source]:
+    """The images named and those in the folders named (with `recursive`, in their subfolders too, at any depth),
+    each with the name its outputs take (`Source`). Hidden files and folders (a dot first: macOS's `._*` copies,
+    thumbnail caches) are left out, and no folder `skip` is true of (where maps are written) is entered. Two images
+    whose outputs would take one name (`a.png` and `a.jpg`, or `x/a` in two folders given) are refused, as are
+    a missing path and a folder with no images."""
+    sources: list[Source] = []
     for text in inputs:
         p = Path(text).expanduser()
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            found = _images_under(p, recursive, skip)
             if not found:
-                raise DataError(f"{p}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)})")
-            paths += found
+                deeper = [] if recursive else _images_under(p, True, skip)
+                hint = (f"; its subfolders hold {len(deeper)} (--recursive takes them, their maps in the same "
+                        "subfolders)") if deeper else ""
+                raise DataError(f"{p}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
+            sources += found
         elif p.is_file():
-            paths.append(p)
+            sources.append(Source(p, p.stem))
         else:
             raise DataError(f"{p}: no such file or folder")
     seen: dict[str, Path] = {}
-    for p in paths:
-        if p.stem in seen:
-            raise DataError(f"{seen[p.stem]} and {p}: two images named '{p.stem}' (one name for their maps, one id)")
-        seen[p.stem] = p
-    return paths
+    for s in sources:
+        key = s.name.casefold()  # one file on the case-blind disks of macOS and Windows
+        if key in seen:
+            raise DataError(f"{seen[key]} and {s.path}: two images named '{s.name}' (one name for their maps, one id)")
+        seen[key] = s.path
+    return sources
+
+
+def _images_under(root: Path, recursive: bool, skip: Callable[[Path], bool] | None) -> list[Source]:
+    found: list[Source] = []
+    entered: set[Path] = set()
+    # Linked folders are followed (clinics link their exports), each real folder entered once (a link loop ends)
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        real = here.resolve()
+        if real in entered:
+            dirs[:] = []
+            continue
+        entered.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (skip and skip(here / d))) \
+            if recursive else []
+        for name in sorted(files):
+            path = here / name
+            if not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                found.append(Source(path, path.relative_to(root).with_suffix("").as_posix()))
+    return found
 
 
 def _folder_items(root: Path, pool: str) -> list[Item]:

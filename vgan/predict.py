@@ -1,14 +1,17 @@
 """`python -m vgan.predict`: segment your own fundus photographs with a trained generator.
 
-    python -m vgan.predict --checkpoint CKPT [CKPT ...] --input DIR_OR_FILES... --out DIR
+    python -m vgan.predict --checkpoint CKPT [CKPT ...] --input DIR_OR_FILES... [--recursive] --out DIR
                            [--masks DIR] [--threshold T] [--scale auto|FACTOR] [--tta MODE]
                            [--device auto|cpu|cuda]
 
 Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP; any size; RGB, RGBA or grey, 8 or 16 bits)
 gets an 8-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
-of its own size. Pixels outside the field of view are 0: the FOV mask comes from `--masks DIR`
-(a file named after the image: `<name>.png`, `<name>_mask.gif`, `<name>.mask.ppm`, ...) or is
-estimated from the image (red-channel threshold and morphology) and written to `fov/`.
+of its own size, and a row in `report.csv` (its size, FOV, scale, vessel fraction, what was converted,
+or why it failed). `--recursive` takes the images in subfolders too (one folder per patient or visit):
+their maps go to the same subfolders (`probabilities/<subfolder>/<name>.png`). Pixels outside the field of
+view are 0: the FOV mask comes from `--masks DIR` (a file named after the image, in the image's subfolder:
+`<name>.png`, `<name>_mask.gif`, `<name>.mask.ppm`, ...) or is estimated from the image (red-channel
+threshold and morphology) and written to `fov/`.
 Each image is segmented at the scale the generator was trained at: resized so its FOV is as many
 pixels across as its training photographs' (`--scale auto`, `vgan.scale`), or by a given factor.
 `--tta flips` averages the maps of the image and its mirror images (`vgan.tta`: better maps, 4x the time).
@@ -20,6 +23,7 @@ An image that cannot be read is named at the end (exit status 2); the others are
 from __future__ import annotations
 
 import argparse
+import csv
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -34,9 +38,10 @@ from vgan.config import DEVICES
 from vgan.data import (
     MASK_NAMES,
     UPRIGHT_NOTE,
+    Source,
     estimate_fov,
+    find_images,
     find_named,
-    list_images,
     read_binary,
     read_image,
     turned_hint,
@@ -44,7 +49,7 @@ from vgan.data import (
 from vgan.ensemble import Member, ensemble_map, member_factors
 from vgan.errors import DataError
 from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
-from vgan.scale import AUTO, ScaleSpec
+from vgan.scale import AUTO, ScaleSpec, fov_diameter
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, VIEWS, with_tta
 
@@ -52,7 +57,10 @@ from vgan.tta import TTA_MODES, VIEWS, with_tta
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments `vgan.predict` and `tuner.predict` share (each adds where its model comes from)."""
     p.add_argument("--input", nargs="+", required=True, metavar="DIR_OR_FILE", help="images, or folders of images")
-    p.add_argument("--out", required=True, help="output folder (probabilities/, binary/, fov/)")
+    p.add_argument("--recursive", action="store_true",
+                   help="take the images in the folders' subfolders too (at any depth), their maps under the same "
+                        "subfolders of --out")
+    p.add_argument("--out", required=True, help="output folder (probabilities/, binary/, fov/, report.csv)")
     p.add_argument("--masks", help="folder of FOV masks named after the images (default: estimate each FOV)")
     p.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
     p.add_argument("--scale", default="auto", metavar="auto|FACTOR",
@@ -62,6 +70,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="average the maps of mirrored views of each image: hflip (2 passes), flips (4), "
                         "dihedral (8); none, the default, takes each image once")
     p.add_argument("--device", choices=DEVICES, default="auto")
+
+
+def images_of(args: argparse.Namespace) -> list[Source]:
+    """The images `--input` names (`--recursive`: in subfolders too, leaving out maps written there)."""
+    return find_images(args.input, args.recursive, skip=is_output)
 
 
 def read_mask(path: Path, shape: tuple[int, int], turned: bool = False) -> np.ndarray:
@@ -109,58 +122,100 @@ class Summary:
         return text
 
 
+OUTPUTS = ("probabilities", "binary", "fov")  # the folders under --out, each mirroring the input folders
+REPORT = "report.csv"
+# A row per image, segmented or not, in the order taken: what a screening service files and sorts (its
+# least vessel fractions first finds the blurred and the mis-framed photographs)
+REPORT_KEYS = ("name", "input", "status", "height", "width", "fov", "fov_diameter_px", "factors", "vessel_fraction",
+               "converted", "error")
+
+
+def is_output(folder: Path) -> bool:
+    """A folder of maps this command wrote (probabilities/, binary/ or fov/ beside the first two): never read as
+    input, when --out lies in the photographs' folder tree, this run's or an earlier one's."""
+    return folder.name in OUTPUTS and all((folder.parent / sub).is_dir() for sub in OUTPUTS[:2])
+
+
 @torch.no_grad()
-def segment_images(members: Sequence[Member], paths: list[Path], out: Path, threshold: float = 0.5,
+def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Path, threshold: float = 0.5,
                    masks: Path | None = None, device: torch.device = torch.device("cpu"),
                    progress: bool = True, tta: str = TTA_DEFAULT) -> Summary:
-    """Write every image's probability and binary maps (and estimated FOV) under `out`; unreadable
-    images are collected in the summary, the rest written. Each map is the mean of the members' maps
-    (one member: its own), each member at its scale (`vgan.ensemble`); `tta`: the views each averages
-    (`vgan.tta`)."""
+    """Write every image's probability and binary maps (and estimated FOV) under `out` by its name (`Source`:
+    subfolders are mirrored, and looked for under `masks`), and a row per image in `out/report.csv`, written as
+    each is done; unreadable images are collected in the summary, the rest written. Each map is the mean of the
+    members' maps (one member: its own), each member at its scale (`vgan.ensemble`); `tta`: the views each
+    averages (`vgan.tta`)."""
     from tqdm import tqdm
-
-    from vgan.visualize import save_map
 
     if masks is not None and not masks.is_dir():
         raise DataError(f"{masks}: masks folder missing")
-    for sub in ("probabilities", "binary", "fov"):
+    for sub in OUTPUTS:
         (out / sub).mkdir(parents=True, exist_ok=True)
     s = Summary(trained_fovs=[m.trained_fov for m in members], scale=members[0].scale, tta=tta)
     t0 = time.perf_counter()
     members = [replace(m, model=with_tta(m.model, tta)) for m in members]
-    for path in tqdm(paths, desc="segmenting", unit="image", disable=not progress or None, leave=False):
-        try:
-            notes: list[str] = []
-            batch, converted = as_batch(read_image(path, notes), str(path))
-            notes += converted
-            rgb = batch[0].permute(1, 2, 0).numpy()
-            if masks is not None:
-                fov = read_mask(find_named(masks, path, MASK_NAMES, "FOV mask"), rgb.shape[:2], UPRIGHT_NOTE in notes)
-            else:
-                fov = estimate_fov(rgb)
-                s.estimated_fov += 1
-                save_map(out / "fov" / f"{path.stem}.png", fov.astype(np.float32))
-            factors = member_factors(members, fov, str(path))
-        except (DataError, InputError) as e:
-            s.failed.append(str(e))
-            continue
-        prob = ensemble_map(members, batch.to(device), factors).cpu().numpy()[0, 0] * fov
-        s.factors.extend(f for f in factors if f != 1)
-        s.resized += any(f != 1 for f in factors)
-        save_map(out / "probabilities" / f"{path.stem}.png", prob)
-        save_map(out / "binary" / f"{path.stem}.png", (prob >= threshold).astype(np.float32))
-        s.written.append(path.name)
-        s.vessel_fraction.append(float((prob[fov] >= threshold).mean()) if fov.any() else 0.0)
-        for note in notes:
-            if note not in LAYOUT_NOTES:  # every image file is one (H, W, C) picture: not worth saying
-                s.conversions[note] = s.conversions.get(note, 0) + 1
+    with open(out / REPORT, "w", newline="") as f:
+        report = csv.DictWriter(f, REPORT_KEYS)
+        report.writeheader()
+        for source in tqdm(sources, desc="segmenting", unit="image", disable=not progress or None, leave=False):
+            row = {"name": source.name, "input": str(source.path)}
+            try:
+                _segment_one(members, source, out, threshold, masks, device, s, row)
+                row["status"] = "segmented"
+            except (DataError, InputError) as e:
+                s.failed.append(str(e))
+                row.update(status="failed", error=str(e))
+            report.writerow(row)
+            f.flush()  # a batch stopped half way keeps the rows of what it did
     s.seconds = time.perf_counter() - t0
     return s
 
 
+def _segment_one(members: Sequence[Member], source: Source, out: Path, threshold: float, masks: Path | None,
+                 device: torch.device, s: Summary, row: dict) -> None:
+    from vgan.visualize import save_map
+
+    path, name = source.path, source.name
+    notes: list[str] = []
+    batch, converted = as_batch(read_image(path, notes), str(path))
+    notes += converted
+    row.update(height=batch.shape[2], width=batch.shape[3])
+    rgb = batch[0].permute(1, 2, 0).numpy()
+    if masks is not None:
+        mask_path = find_named(masks / Path(name).parent, path, MASK_NAMES, "FOV mask")
+        fov = read_mask(mask_path, rgb.shape[:2], UPRIGHT_NOTE in notes)
+        row["fov"] = str(mask_path)
+    else:
+        fov = estimate_fov(rgb)
+        row["fov"] = "estimated"
+    row["fov_diameter_px"] = round(fov_diameter(fov), 1)
+    outputs = {sub: out / sub / f"{name}.png" for sub in OUTPUTS}
+    if masks is None:  # written before the FOV is judged: a FOV refused below is there to be seen
+        s.estimated_fov += 1
+        outputs["fov"].parent.mkdir(parents=True, exist_ok=True)
+        save_map(outputs["fov"], fov.astype(np.float32))
+    factors = member_factors(members, fov, str(path))
+    row["factors"] = " ".join(f"{f:.4g}" for f in factors)
+    prob = ensemble_map(members, batch.to(device), factors).cpu().numpy()[0, 0] * fov
+    s.factors.extend(f for f in factors if f != 1)
+    s.resized += any(f != 1 for f in factors)
+    for sub in ("probabilities", "binary"):
+        outputs[sub].parent.mkdir(parents=True, exist_ok=True)
+    save_map(outputs["probabilities"], prob)
+    save_map(outputs["binary"], (prob >= threshold).astype(np.float32))
+    s.written.append(name)
+    fraction = float((prob[fov] >= threshold).mean()) if fov.any() else 0.0
+    s.vessel_fraction.append(fraction)
+    row["vessel_fraction"] = round(fraction, 4)
+    kept = [note for note in notes if note not in LAYOUT_NOTES]  # every image file is one (H, W, C) picture
+    row["converted"] = "; ".join(kept)
+    for note in kept:
+        s.conversions[note] = s.conversions.get(note, 0) + 1
+
+
 def finish(summary: Summary, out: Path, prog: str) -> None:
     """The summary line; images that could not be read make the exit status 2 (the others stay)."""
-    print(f"{prog}: {summary.line(out)}")
+    print(f"{prog}: {summary.line(out)}; a row per image in {out / REPORT}")
     if summary.failed:
         raise DataError(f"{len(summary.failed)} of {len(summary.failed) + len(summary.written)} image(s) not "
                         f"segmented (the others are in {out}): " + "; ".join(summary.failed))
@@ -179,14 +234,14 @@ def _main(argv: Sequence[str] | None) -> None:
     args = p.parse_args(argv)
     check_threshold(args.threshold)
     scale = ScaleSpec.parse(args.scale)
-    paths = list_images(args.input)
+    sources = images_of(args)
     writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device, "--device")
     members = []
     for path in args.checkpoint:
         generator, _ = generator_from_checkpoint(load_checkpoint(path), path, device)
         members.append(Member(VesselSegmenter(generator).eval(), generator.trained_fov, scale))
-    summary = segment_images(members, paths, Path(args.out), args.threshold,
+    summary = segment_images(members, sources, Path(args.out), args.threshold,
                              Path(args.masks) if args.masks else None, device, sys.stderr.isatty(), args.tta)
     finish(summary, Path(args.out), "vgan.predict")
 

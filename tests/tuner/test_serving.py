@@ -167,7 +167,7 @@ def test_loading_needs_no_pickle(champion, monkeypatch):
         assert mlflow.pyfunc.load_model(model).predict(noise, params={"scale": "1"}).shape == (1, 1, 20, 30)
 
 
-def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path, capsys):
+def test_tuner_predict_writes_the_champions_maps(champion, drive_root, clinic, tmp_path, capsys):
     import mlflow.pytorch
 
     uri, model = champion
@@ -204,6 +204,12 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, tmp_path,
     for name in ("01_test.png", "02_test.png"):
         np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "two" / "probabilities" / name)),
                                       np.asarray(Image.open(tmp_path / "out" / "probabilities" / name)))
+    # a folder per patient: the maps in the same subfolders, a row each in report.csv
+    assert predict_main(["--model", model, "--tracking-uri", uri, "--input", str(clinic), "--recursive",
+                         "--out", str(tmp_path / "clinic")]) == 0
+    assert "4 image(s) segmented" in capsys.readouterr().out
+    assert (tmp_path / "clinic" / "probabilities" / "p02" / "visit2" / "OD.png").is_file()
+    assert (tmp_path / "clinic" / "report.csv").read_text().count("\n") == 5
 
 
 @pytest.mark.parametrize("model, out, fragment", [

@@ -9,6 +9,7 @@ from PIL import Image
 from vgan.config import DataConfig, SyntheticConfig
 from vgan.data import (
     Split,
+    find_images,
     load_split,
     load_train_val,
     normalization_stats,
@@ -402,3 +403,38 @@ def test_a_sideways_phone_photograph_trains_against_the_label_drawn_on_it(drive_
     with pytest.raises(DataError, match=r"eye21_training\.png: size 565x584 does not match its image .*\(584x565\); "
                                         r"the image is stored 565x584 with an orientation tag"):
         read_pool(DataConfig(dataset="folder", root=str(root)), "training")
+
+
+def test_a_folder_tree_is_taken_with_each_image_named_by_its_path_under_the_folder(clinic):
+    with pytest.raises(DataError, match=r"clinic: no images in this folder .*its subfolders hold 4 \(--recursive"):
+        find_images([str(clinic)])
+    found = find_images([str(clinic)], recursive=True)
+    assert [s.name for s in found] == ["p01/OD", "p01/OS", "p02/OD", "p02/visit2/OD"]  # hidden files and folders out
+    assert [s.path for s in found] == [clinic / f"{n}.tif" for n in ("p01/OD", "p01/OS", "p02/OD", "p02/visit2/OD")]
+    assert [s.name for s in find_images([str(clinic / "p02")])] == ["OD"]  # a folder's own images: their stems
+    assert [s.name for s in find_images([str(clinic / "p01")])] == ["OD", "OS"]  # not ._OD.tif
+    assert [s.name for s in find_images([str(clinic / "p01" / "OS.tif")], recursive=True)] == ["OS"]
+    no_p02 = find_images([str(clinic)], recursive=True, skip=lambda d: d.name == "p02")
+    assert [s.name for s in no_p02] == ["p01/OD", "p01/OS"]
+
+
+def test_a_linked_folder_is_followed_and_a_link_loop_ends(clinic):
+    (clinic / "p01" / "all").symlink_to(clinic)  # a loop: the tree again, inside itself
+    (clinic.parent / "p03").mkdir()
+    shutil.copy(clinic / "p01" / "OD.tif", clinic.parent / "p03" / "OD.tif")
+    (clinic / "p03").symlink_to(clinic.parent / "p03")  # an export linked in
+    assert [s.name for s in find_images([str(clinic)], recursive=True)] == \
+        ["p01/OD", "p01/OS", "p02/OD", "p02/visit2/OD", "p03/OD"]
+
+
+@pytest.mark.parametrize("names, fragment", [
+    (["x/a/OD.tif", "x/a/OD.png"], "two images named 'a/OD'"),
+    (["x/a/OD.tif", "x/a/od.tif"], "two images named 'a/od'"),  # one file where disks are blind to case
+    (["x/a/OD.tif", "y/a/OD.tif"], "two images named 'a/OD'"),  # two trees given, one name in each
+])
+def test_two_images_of_one_output_name_are_refused(drive_root, tmp_path, names, fragment):
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(drive_root / "test" / "images" / "01_test.tif", tmp_path / name)
+    with pytest.raises(DataError, match=fragment):
+        find_images([str(tmp_path / d) for d in ("x", "y") if (tmp_path / d).exists()], recursive=True)

@@ -1,5 +1,7 @@
 """`python -m vgan.predict`: a folder of real fundus photographs in the forms users have them."""
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -222,3 +224,63 @@ def test_tta_averages_mirrored_views_at_the_models_scale(checkpoint, drive_root,
     with pytest.raises(SystemExit, match="2"):
         main(["--checkpoint", str(checkpoint), "--input", str(image), "--out", str(out), "--tta", "flip"])
     assert "argument --tta: invalid choice: 'flip'" in capsys.readouterr().err
+
+
+def _report(out):
+    import csv
+
+    with open(out / "report.csv", newline="") as f:
+        return {row["name"]: row for row in csv.DictReader(f)}
+
+
+def test_a_folder_per_patient_gets_its_maps_in_the_same_folders(clinic, checkpoint, tmp_path, capsys):
+    """A screening export (a folder per patient, the camera's names recurring) with the maps written inside it:
+    each map lands in its photograph's subfolder, equal to the map of the photograph given alone, and later
+    runs take the same four photographs, not the maps of earlier ones (into the same folder or another)."""
+    argv = ["--checkpoint", str(checkpoint), "--input", str(clinic)]
+    assert main(argv + ["--out", str(clinic / "maps")]) == 2
+    assert "its subfolders hold 4 (--recursive takes them" in capsys.readouterr().err
+    for out in (clinic / "maps", clinic / "maps", clinic / "p02" / "maps2"):
+        assert main(argv + ["--recursive", "--out", str(out)]) == 0
+        assert "4 image(s) segmented" in capsys.readouterr().out
+    names = ["p01/OD", "p01/OS", "p02/OD", "p02/visit2/OD"]
+    assert sorted(p.relative_to(out / "probabilities").with_suffix("").as_posix()
+                  for p in (out / "probabilities").rglob("*.png")) == names
+    report = _report(out)
+    assert list(report) == names
+    for name in names:
+        prob = np.asarray(Image.open(out / "probabilities" / f"{name}.png"))
+        binary = np.asarray(Image.open(out / "binary" / f"{name}.png")) == 255
+        fov = np.asarray(Image.open(out / "fov" / f"{name}.png")) > 127
+        row = report[name]
+        assert row["input"] == str(clinic / f"{name}.tif") and row["status"] == "segmented" and not row["error"]
+        assert (int(row["height"]), int(row["width"])) == prob.shape == (584, 565)
+        assert row["fov"] == "estimated" and float(row["fov_diameter_px"]) == pytest.approx(fov_diameter(fov), abs=0.05)
+        assert float(row["vessel_fraction"]) == pytest.approx(binary[fov].mean(), abs=5e-5)
+        assert float(row["factors"]) < 1 and row["converted"] == "8-bit values divided by 255"
+    alone = tmp_path / "alone"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(clinic / "p02" / "visit2" / "OD.tif"),
+                 "--out", str(alone)]) == 0
+    assert np.array_equal(np.asarray(Image.open(alone / "probabilities" / "OD.png")),
+                          np.asarray(Image.open(out / "probabilities" / "p02" / "visit2" / "OD.png")))
+
+
+def test_masks_follow_the_tree_and_the_report_says_why_an_image_failed(clinic, checkpoint, drive_root, tmp_path,
+                                                                       capsys):
+    masks = tmp_path / "masks"
+    for name, i in (("p01/OD", "01"), ("p01/OS", "02"), ("p02/OD", "03")):  # none for p02/visit2/OD
+        (masks / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(drive_root / "test" / "mask" / f"{i}_test_mask.gif", masks / f"{name}_mask.gif")
+    (clinic / "p02" / "OS.png").write_bytes((clinic / "p02" / "OD.tif").read_bytes()[:3000])  # cut short
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(clinic), "--recursive", "--out", str(out),
+                 "--masks", str(masks)]) == 2
+    err = capsys.readouterr().err
+    assert "2 of 5 image(s) not segmented" in err and f"{masks / 'p02' / 'visit2'}: no FOV mask for OD.tif" in err
+    report = _report(out)
+    assert [r["status"] for r in report.values()] == ["segmented", "segmented", "segmented", "failed", "failed"]
+    assert report["p02/OS"]["error"].startswith(f"{clinic / 'p02' / 'OS.png'}: unreadable")
+    assert "no FOV mask for OD.tif" in report["p02/visit2/OD"]["error"] and not report["p02/visit2/OD"]["fov"]
+    assert report["p01/OS"]["fov"] == str(masks / "p01" / "OS_mask.gif") and not (out / "fov" / "p01").exists()
+    prob = np.asarray(Image.open(out / "probabilities" / "p01" / "OS.png"))
+    assert prob[~read_binary(masks / "p01" / "OS_mask.gif")].max() == 0 and prob.max() > 0
