@@ -64,7 +64,7 @@ def _main(argv: Sequence[str] | None) -> None:
         model = load_segmenter(uri, name, device)
         members.append(Member(model, recorded_fov(model), scale))
     summary = segment_images(members, sources, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
-                             device, sys.stderr.isatty(), args.tta)
+                             device, sys.stderr.isatty(), args.tta, f"Vessel maps by {', '.join(args.model)}")
     finish(summary, Path(args.out), "tuner.predict")
 
 

@@ -19,6 +19,7 @@ from vgan.errors import BadInputError
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
 BATCHED, CHANNELS_LAST = "batch dimension added", "channels-last (H, W, C) read as (C, H, W)"
 LAYOUT_NOTES = (BATCHED, CHANNELS_LAST)
+EIGHT_BIT = "8-bit values divided by 255"  # the common case: said in a batch's summary, not on each image's row
 # What segments: a generator wrapped for inference, an exported program, their views averaged (vgan.tta)
 Model = Callable[[torch.Tensor], torch.Tensor]  # RGB (N, 3, H, W) in [0, 1] -> vessel probabilities (N, 1, H, W)
 
@@ -87,7 +88,7 @@ def unit_float(t: torch.Tensor) -> torch.Tensor:
 
 def _unit_float(t: torch.Tensor, what: str, notes: list[str]) -> torch.Tensor:
     if t.dtype == torch.uint8:
-        notes.append("8-bit values divided by 255")
+        notes.append(EIGHT_BIT)
     if t.dtype in (torch.bool, torch.uint8):
         return unit_float(t)
     if not t.is_floating_point():

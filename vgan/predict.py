@@ -6,8 +6,9 @@
 
 Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP; any size; RGB, RGBA or grey, 8 or 16 bits)
 gets an 8-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
-of its own size, and a row in `report.csv` (its size, FOV, scale, vessel fraction, what was converted,
-or why it failed). `--recursive` takes the images in subfolders too (one folder per patient or visit):
+of its own size, `overlay/<name>.jpg` (the map laid on the photograph), and a row in `report.csv` (its size,
+FOV, scale, vessel fraction, what was converted, or why it failed); `index.html` shows the batch at a glance
+(`vgan.report`). `--recursive` takes the images in subfolders too (one folder per patient or visit):
 their maps go to the same subfolders (`probabilities/<subfolder>/<name>.png`). Pixels outside the field of
 view are 0: the FOV mask comes from `--masks DIR` (a file named after the image, in the image's subfolder:
 `<name>.png`, `<name>_mask.gif`, `<name>.mask.ppm`, ...) or is estimated from the image (red-channel
@@ -23,7 +24,6 @@ An image that cannot be read is named at the end (exit status 2); the others are
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -48,7 +48,8 @@ from vgan.data import (
 )
 from vgan.ensemble import Member, ensemble_map, member_factors
 from vgan.errors import DataError
-from vgan.inputs import LAYOUT_NOTES, InputError, as_batch
+from vgan.inputs import EIGHT_BIT, LAYOUT_NOTES, InputError, as_batch
+from vgan.report import FAILED, INDEX, REPORT, SEGMENTED, BatchReport
 from vgan.scale import AUTO, ScaleSpec, fov_diameter
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, VIEWS, with_tta
@@ -122,16 +123,12 @@ class Summary:
         return text
 
 
-OUTPUTS = ("probabilities", "binary", "fov")  # the folders under --out, each mirroring the input folders
-REPORT = "report.csv"
-# A row per image, segmented or not, in the order taken: what a screening service files and sorts (its
-# least vessel fractions first finds the blurred and the mis-framed photographs)
-REPORT_KEYS = ("name", "input", "status", "height", "width", "fov", "fov_diameter_px", "factors", "vessel_fraction",
-               "converted", "error")
+# The folders under --out, each mirroring the input folders
+OUTPUTS = ("probabilities", "binary", "fov", "overlay")
 
 
 def is_output(folder: Path) -> bool:
-    """A folder of maps this command wrote (probabilities/, binary/ or fov/ beside the first two): never read as
+    """A folder of maps this command wrote (one of OUTPUTS beside probabilities/ and binary/): never read as
     input, when --out lies in the photographs' folder tree, this run's or an earlier one's."""
     return folder.name in OUTPUTS and all((folder.parent / sub).is_dir() for sub in OUTPUTS[:2])
 
@@ -139,12 +136,12 @@ def is_output(folder: Path) -> bool:
 @torch.no_grad()
 def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Path, threshold: float = 0.5,
                    masks: Path | None = None, device: torch.device = torch.device("cpu"),
-                   progress: bool = True, tta: str = TTA_DEFAULT) -> Summary:
-    """Write every image's probability and binary maps (and estimated FOV) under `out` by its name (`Source`:
-    subfolders are mirrored, and looked for under `masks`), and a row per image in `out/report.csv`, written as
-    each is done; unreadable images are collected in the summary, the rest written. Each map is the mean of the
-    members' maps (one member: its own), each member at its scale (`vgan.ensemble`); `tta`: the views each
-    averages (`vgan.tta`)."""
+                   progress: bool = True, tta: str = TTA_DEFAULT, title: str = "Vessel maps") -> Summary:
+    """Write every image's probability and binary maps, its overlay (and its estimated FOV) under `out` by its
+    name (`Source`: subfolders are mirrored, and looked for under `masks`), a row per image in `out/report.csv`
+    as each is done and, at the end, `out/index.html` titled `title` (`vgan.report`); unreadable images are
+    collected in the summary, the rest written. Each map is the mean of the members' maps (one member: its
+    own), each member at its scale (`vgan.ensemble`); `tta`: the views each averages (`vgan.tta`)."""
     from tqdm import tqdm
 
     if masks is not None and not masks.is_dir():
@@ -154,26 +151,25 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
     s = Summary(trained_fovs=[m.trained_fov for m in members], scale=members[0].scale, tta=tta)
     t0 = time.perf_counter()
     members = [replace(m, model=with_tta(m.model, tta)) for m in members]
-    with open(out / REPORT, "w", newline="") as f:
-        report = csv.DictWriter(f, REPORT_KEYS)
-        report.writeheader()
+    with BatchReport(out, title) as report:
         for source in tqdm(sources, desc="segmenting", unit="image", disable=not progress or None, leave=False):
             row = {"name": source.name, "input": str(source.path)}
             try:
                 _segment_one(members, source, out, threshold, masks, device, s, row)
-                row["status"] = "segmented"
+                row["status"] = SEGMENTED
             except (DataError, InputError) as e:
                 s.failed.append(str(e))
-                row.update(status="failed", error=str(e))
-            report.writerow(row)
-            f.flush()  # a batch stopped half way keeps the rows of what it did
-    s.seconds = time.perf_counter() - t0
+                row.update(status=FAILED, error=str(e))
+            report.add(row)
+        s.seconds = time.perf_counter() - t0
     return s
 
 
 def _segment_one(members: Sequence[Member], source: Source, out: Path, threshold: float, masks: Path | None,
                  device: torch.device, s: Summary, row: dict) -> None:
-    from vgan.visualize import save_map
+    from PIL import Image
+
+    from vgan.visualize import save_map, vessel_overlay
 
     path, name = source.path, source.name
     notes: list[str] = []
@@ -199,23 +195,24 @@ def _segment_one(members: Sequence[Member], source: Source, out: Path, threshold
     prob = ensemble_map(members, batch.to(device), factors).cpu().numpy()[0, 0] * fov
     s.factors.extend(f for f in factors if f != 1)
     s.resized += any(f != 1 for f in factors)
-    for sub in ("probabilities", "binary"):
+    for sub in ("probabilities", "binary", "overlay"):
         outputs[sub].parent.mkdir(parents=True, exist_ok=True)
     save_map(outputs["probabilities"], prob)
     save_map(outputs["binary"], (prob >= threshold).astype(np.float32))
+    Image.fromarray(vessel_overlay(rgb, prob, fov)).save(outputs["overlay"].with_suffix(".jpg"), quality=90)
     s.written.append(name)
     fraction = float((prob[fov] >= threshold).mean()) if fov.any() else 0.0
     s.vessel_fraction.append(fraction)
     row["vessel_fraction"] = round(fraction, 4)
     kept = [note for note in notes if note not in LAYOUT_NOTES]  # every image file is one (H, W, C) picture
-    row["converted"] = "; ".join(kept)
+    row["converted"] = "; ".join(note for note in kept if note != EIGHT_BIT)
     for note in kept:
         s.conversions[note] = s.conversions.get(note, 0) + 1
 
 
 def finish(summary: Summary, out: Path, prog: str) -> None:
     """The summary line; images that could not be read make the exit status 2 (the others stay)."""
-    print(f"{prog}: {summary.line(out)}; a row per image in {out / REPORT}")
+    print(f"{prog}: {summary.line(out)}; the batch at a glance in {out / INDEX}, a row per image in {REPORT}")
     if summary.failed:
         raise DataError(f"{len(summary.failed)} of {len(summary.failed) + len(summary.written)} image(s) not "
                         f"segmented (the others are in {out}): " + "; ".join(summary.failed))
@@ -242,7 +239,8 @@ def _main(argv: Sequence[str] | None) -> None:
         generator, _ = generator_from_checkpoint(load_checkpoint(path), path, device)
         members.append(Member(VesselSegmenter(generator).eval(), generator.trained_fov, scale))
     summary = segment_images(members, sources, Path(args.out), args.threshold,
-                             Path(args.masks) if args.masks else None, device, sys.stderr.isatty(), args.tta)
+                             Path(args.masks) if args.masks else None, device, sys.stderr.isatty(), args.tta,
+                             f"Vessel maps by {', '.join(args.checkpoint)}")
     finish(summary, Path(args.out), "vgan.predict")
 
 

@@ -71,6 +71,24 @@ def save_preview(path: Path, split, i: int, prob: np.ndarray, caption: str, thre
     Image.fromarray(preview(image, prob, label, mask, caption, threshold)).save(path)
 
 
+VESSEL_TINT = np.array((0.1, 1.0, 0.35), np.float32)  # green: the colour fundus photographs hold least of
+FOV_RIM = np.array((1.0, 0.85, 0.0), np.float32)
+
+
+def vessel_overlay(rgb: np.ndarray, prob: np.ndarray, fov: np.ndarray) -> np.ndarray:
+    """The photograph (H, W, 3 in [0, 1]) with its vessel map laid on it, each pixel tinted green as strongly as
+    its vessel probability, and the rim of the field of view the map was made in drawn yellow: a map to look at
+    over the photograph it was made from, (H, W, 3) uint8."""
+    from scipy import ndimage
+
+    alpha = 0.85 * np.clip(prob, 0, 1)[..., None]
+    out = rgb * (1 - alpha) + VESSEL_TINT * alpha
+    width = max(1, round(max(fov.shape) / 400))  # visible in a thumbnail as in the full picture
+    rim = fov & ~ndimage.binary_erosion(fov, iterations=width)
+    out[rim] = FOV_RIM
+    return to_uint8(out)
+
+
 def save_map(path: Path, prob: np.ndarray) -> None:
     """An 8-bit PNG of a probability map (value = round(255 * p))."""
     path.write_bytes(map_png(prob))

@@ -15,6 +15,7 @@ from vgan.predict import main, read_image
 from vgan.scale import fov_diameter, predict_at_scale
 from vgan.trainer import generator_from_checkpoint, load_checkpoint
 from vgan.tta import with_tta
+from vgan.visualize import vessel_overlay
 
 
 @pytest.fixture(scope="module")
@@ -233,6 +234,25 @@ def _report(out):
         return {row["name"]: row for row in csv.DictReader(f)}
 
 
+def _index_images(out):
+    """The thumbnails of out/index.html, in its order, each a file there."""
+    from html.parser import HTMLParser
+    from urllib.parse import unquote
+
+    class Images(HTMLParser):
+        srcs = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "img":
+                self.srcs.append(unquote(dict(attrs)["src"]))
+
+    parser = Images()
+    parser.srcs = []
+    parser.feed((out / "index.html").read_text())
+    assert all((out / src).is_file() for src in parser.srcs)
+    return parser.srcs
+
+
 def test_a_folder_per_patient_gets_its_maps_in_the_same_folders(clinic, checkpoint, tmp_path, capsys):
     """A screening export (a folder per patient, the camera's names recurring) with the maps written inside it:
     each map lands in its photograph's subfolder, equal to the map of the photograph given alone, and later
@@ -257,7 +277,13 @@ def test_a_folder_per_patient_gets_its_maps_in_the_same_folders(clinic, checkpoi
         assert (int(row["height"]), int(row["width"])) == prob.shape == (584, 565)
         assert row["fov"] == "estimated" and float(row["fov_diameter_px"]) == pytest.approx(fov_diameter(fov), abs=0.05)
         assert float(row["vessel_fraction"]) == pytest.approx(binary[fov].mean(), abs=5e-5)
-        assert float(row["factors"]) < 1 and row["converted"] == "8-bit values divided by 255"
+        assert float(row["factors"]) < 1 and row["converted"] == ""  # 8-bit RGB: the common case, nothing to say
+        # the overlay: this map on this photograph (JPEG's loss aside)
+        photo = np.asarray(Image.open(clinic / f"{name}.tif"), np.float32) / 255
+        over = np.asarray(Image.open(out / "overlay" / f"{name}.jpg"), np.float32)
+        assert np.abs(over - vessel_overlay(photo, prob / 255, fov)).mean() < 2
+    hrefs = _index_images(out)
+    assert hrefs == [f"overlay/{n}.jpg" for n in sorted(names, key=lambda n: float(report[n]["vessel_fraction"]))]
     alone = tmp_path / "alone"
     assert main(["--checkpoint", str(checkpoint), "--input", str(clinic / "p02" / "visit2" / "OD.tif"),
                  "--out", str(alone)]) == 0
@@ -282,5 +308,8 @@ def test_masks_follow_the_tree_and_the_report_says_why_an_image_failed(clinic, c
     assert report["p02/OS"]["error"].startswith(f"{clinic / 'p02' / 'OS.png'}: unreadable")
     assert "no FOV mask for OD.tif" in report["p02/visit2/OD"]["error"] and not report["p02/visit2/OD"]["fov"]
     assert report["p01/OS"]["fov"] == str(masks / "p01" / "OS_mask.gif") and not (out / "fov" / "p01").exists()
+    page = (out / "index.html").read_text()
+    assert page.index("p02/OS") < page.index("p02/visit2/OD") < page.index("p01/OD")  # failures first, as met
+    assert "3 photograph(s) segmented, 2 failed" in page and len(_index_images(out)) == 3
     prob = np.asarray(Image.open(out / "probabilities" / "p01" / "OS.png"))
     assert prob[~read_binary(masks / "p01" / "OS_mask.gif")].max() == 0 and prob.max() > 0

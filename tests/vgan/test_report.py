@@ -1,0 +1,62 @@
+"""A batch's report: rows kept as they are written, and a page whose every link reaches its file."""
+
+import csv
+from html.parser import HTMLParser
+from urllib.parse import unquote
+
+import pytest
+
+from vgan.report import INDEX, REPORT, BatchReport
+
+
+class Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links, self.text = [], []
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if "src" in a or "href" in a:
+            self.links.append(unquote(a.get("src") or a["href"]))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def _row(name, fraction, **more):
+    return {"name": name, "input": f"/photos/{name}.jpg", "status": "segmented", "height": 584, "width": 565,
+            "fov": "estimated", "fov_diameter_px": 539.0, "factors": "1", "vessel_fraction": fraction,
+            "converted": "", **more}
+
+
+def test_the_page_shows_failures_first_then_the_lowest_fractions_and_every_link_reaches_its_file(tmp_path):
+    names = ["p 01/O#D & co", "p02/OD", "p03/<b>OS"]  # a space, a hash, an ampersand, markup
+    for name in names:
+        for sub, ext in (("overlay", "jpg"), ("probabilities", "png"), ("binary", "png")):
+            (tmp_path / sub / f"{name}.{ext}").parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / sub / f"{name}.{ext}").write_bytes(b"")
+    with BatchReport(tmp_path, "Vessel maps by <best.pt>") as report:
+        report.add(_row(names[0], 0.12))
+        report.add(_row(names[1], 0.04))
+        report.add({"name": "p04/OD", "input": "/photos/p04/OD.png", "status": "failed",
+                    "error": "/photos/p04/OD.png: unreadable image"})
+        report.add(_row(names[2], 0.09))
+    page = Links()
+    page.feed((tmp_path / INDEX).read_text())
+    assert [link for link in page.links if link != REPORT] and all((tmp_path / link).is_file() for link in page.links)
+    text = "".join(page.text)
+    assert text.index("p04/OD") < text.index("p02/OD") < text.index("p03/<b>OS") < text.index("p 01/O#D & co")
+    assert "Vessel maps by <best.pt>" in text and "3 photograph(s) segmented, 1 failed" in text
+    assert "not segmented: /photos/p04/OD.png: unreadable image" in text and "4.0%" in text
+    with open(tmp_path / REPORT, newline="") as f:
+        assert [r["name"] for r in csv.DictReader(f)] == [names[0], names[1], "p04/OD", names[2]]
+
+
+def test_a_batch_stopped_half_way_keeps_its_rows_and_leaves_no_page(tmp_path):
+    (tmp_path / INDEX).write_text("an earlier batch's page")
+    with pytest.raises(KeyboardInterrupt), BatchReport(tmp_path, "maps") as report:
+        report.add(_row("p01/OD", 0.1))
+        raise KeyboardInterrupt
+    with open(tmp_path / REPORT, newline="") as f:
+        assert [r["name"] for r in csv.DictReader(f)] == ["p01/OD"]
+    assert not (tmp_path / INDEX).exists()

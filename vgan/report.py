@@ -1,0 +1,98 @@
+"""What `vgan.predict` says of a batch: `report.csv`, a row per image, and `index.html`, the batch at a glance.
+
+The report is written row by row as images are done, so a batch stopped half way keeps the rows of what it
+did. The index is a page with no server and no script: each photograph's overlay as a thumbnail, failures
+first with their reason, then the lowest vessel fractions, where the photographs out of focus and
+under-exposed gather (`benchmarks.qc`).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+REPORT, INDEX = "report.csv", "index.html"
+REPORT_KEYS = ("name", "input", "status", "height", "width", "fov", "fov_diameter_px", "factors", "vessel_fraction",
+               "converted", "error")
+SEGMENTED, FAILED = "segmented", "failed"
+THUMBNAIL_PX = 240
+
+STYLE = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
+table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
+th{background:#f4f4f4}img{display:block;background:#000}.failed{color:#b00020}.num{text-align:right}
+.note{color:#555;max-width:60em}"""
+
+
+class BatchReport:
+    """`out/report.csv`, a row per image as it is done; `close` writes `out/index.html` from the rows."""
+
+    def __init__(self, out: Path, title: str):
+        self.out, self.title, self.rows = out, title, []
+        (out / INDEX).unlink(missing_ok=True)  # an earlier batch's page beside this batch's rows would mislead
+        self._file = open(out / REPORT, "w", newline="")
+        self._writer = csv.DictWriter(self._file, REPORT_KEYS)
+        self._writer.writeheader()
+
+    def add(self, row: dict) -> None:
+        self._writer.writerow(row)
+        self._file.flush()
+        self.rows.append(row)
+
+    def close(self) -> None:
+        self._file.close()
+        write_index(self.out, self.rows, self.title)
+
+    def __enter__(self) -> BatchReport:
+        return self
+
+    def __exit__(self, kind, *_) -> None:
+        if kind is None:
+            self.close()
+        else:  # stopped: the rows so far stay in report.csv; no index of half a batch
+            self._file.close()
+
+
+def ordered(rows: list[dict]) -> list[dict]:
+    """Failures first (in the order met), then the lowest vessel fractions: what to look at first."""
+    failed = [r for r in rows if r["status"] == FAILED]
+    done = sorted((r for r in rows if r["status"] != FAILED), key=lambda r: float(r["vessel_fraction"]))
+    return failed + done
+
+
+def write_index(out: Path, rows: list[dict], title: str) -> Path:
+    failed = sum(r["status"] == FAILED for r in rows)
+    lines = [
+        "<!doctype html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1>",
+        f'<p class="note">{len(rows) - failed} photograph(s) segmented, {failed} failed; '
+        f"{time.strftime('%Y-%m-%d %H:%M')}. Failures come first, then the lowest vessel fractions: photographs out "
+        "of focus or under-exposed have their vessels missed, and gather there. Each thumbnail is the photograph "
+        "with its vessel map in green (as strong as the vessel probability) and, in yellow, the rim of the field of "
+        f'view the map was made in. The same rows are in <a href="{REPORT}">{REPORT}</a>.</p>',
+        "<table><tr><th>photograph and map</th><th>name</th><th>vessel fraction</th><th>size</th>"
+        "<th>field of view</th><th>scale</th><th>converted</th><th>maps</th></tr>",
+    ]
+    for r in ordered(rows):
+        name = html.escape(r["name"])
+        if r["status"] == FAILED:
+            lines.append(f'<tr><td></td><td>{name}<br><small>{html.escape(r["input"])}</small></td>'
+                         f'<td colspan="6" class="failed">not segmented: {html.escape(r["error"])}</td></tr>')
+            continue
+        link = {sub: quote(f"{sub}/{r['name']}.{'jpg' if sub == 'overlay' else 'png'}")
+                for sub in ("overlay", "probabilities", "binary")}
+        fov = "estimated" if r["fov"] == "estimated" else f'mask <small>{html.escape(r["fov"])}</small>'
+        lines.append(
+            f'<tr><td><a href="{link["overlay"]}"><img src="{link["overlay"]}" width="{THUMBNAIL_PX}" '
+            f'loading="lazy" alt="{name}"></a></td><td>{name}<br><small>{html.escape(r["input"])}</small></td>'
+            f'<td class="num">{float(r["vessel_fraction"]):.1%}</td><td>{r["width"]}x{r["height"]}</td>'
+            f'<td>{fov}, {r["fov_diameter_px"]} px across</td><td>x{html.escape(r["factors"])}</td>'
+            f'<td>{html.escape(r["converted"])}</td><td><a href="{link["probabilities"]}">probabilities</a> '
+            f'<a href="{link["binary"]}">binary</a></td></tr>')
+    lines.append("</table></body></html>")
+    path = out / INDEX
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
