@@ -194,7 +194,7 @@ def save_model(path: str, mlflow_model, generator: Shipped, config: dict[str, An
         mlflow_model.metadata["ensemble_members"] = len(members(generator))
     # torch's local label (+cpu, +cu130) names a wheel index, not a version pip can find: drop it
     requirements = [f"torch=={str(torch.__version__).split('+')[0]}",
-                    *(_get_pinned_requirement(p) for p in ("numpy", "pillow", "mlflow"))]  # pillow: image files
+                    *(_get_pinned_requirement(p) for p in ("numpy", "pillow", "pydicom", "mlflow"))]  # image files
     (root / _REQUIREMENTS_FILE_NAME).write_text("\n".join(requirements) + "\n")
     with open(root / _CONDA_ENV_FILE_NAME, "w") as f:
         yaml.safe_dump(_mlflow_conda_env(additional_pip_deps=requirements), f)

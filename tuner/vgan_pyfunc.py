@@ -11,7 +11,7 @@ and the map resized back (`params={"scale": "auto"}`, the default; `"1"` takes t
 `"0.5"` any factor in (0, 4]). `params={"tta": "flips"}` averages the maps of each image's mirrored
 views (`vgan.tta`: hflip, flips, dihedral; "none", the default, takes it once).
 Images may also come as their files: base64 strings (a served request's `{"inputs": ["<base64>", ...]}`,
-a data URL's too) or bytes of PNG, JPEG, TIFF, ... as `vgan.predict` reads them (an EXIF orientation
+a data URL's too) or bytes of PNG, JPEG, TIFF, DICOM, ... as `vgan.predict` reads them (an EXIF orientation
 applied), each at its own size. `params={"output": "png"}` returns each map as the base64 of the 8-bit PNG
 `vgan.predict` writes (a list of strings) instead of the float array: for a DRIVE photograph, a served
 answer of 0.08 MB instead of 7.5.

@@ -18,12 +18,13 @@ import numpy as np
 import torch
 
 from vgan.config import FOV_MEDIAN, DataConfig
+from vgan.dicom import decode_dicom, is_dicom, is_dicom_file
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import InputError, as_batch, unit_float
 from vgan.scale import AUTO, MAX_FACTOR, fov_diameter, median_fov_diameter, resize, scaled_size
 
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp", ".dcm", ".dicom")
 # The names a photograph's FOV mask and vessel label go by, from its stem (the first found is taken):
 # the same name, or as the public datasets name theirs (HRF's and DRIVE's `_mask`, STARE's `.ah`, CHASE_DB1's
 # first observer `_1stHO`)
@@ -168,6 +169,8 @@ def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.n
 
     from PIL import Image
 
+    if is_dicom(data):
+        return decode_dicom(data, what, notes)
     source = io.BytesIO(data)
     arr, orientation = None, 1
     if data[:4] in TIFF_MAGIC:
@@ -348,7 +351,8 @@ def _images_under(root: Path, recursive: bool, skip: Callable[[Path], bool] | No
             if recursive else []
         for name in sorted(files):
             path = here / name
-            if not name.startswith(".") and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+            if not name.startswith(".") and path.is_file() and (
+                    path.suffix.lower() in IMAGE_SUFFIXES or not path.suffix and is_dicom_file(path)):
                 found.append(Source(path, path.relative_to(root).with_suffix("").as_posix()))
     return found
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY
+from dicoms import write_dicom
 from loopback import invoke, model_server
 from models import trial_with_best
 from PIL import Image
@@ -112,6 +113,8 @@ def test_pyfunc_takes_image_files_and_answers_pngs(champion, drive_root, drive_i
                  "data:image/png;base64," + b64((tmp_path / "01.png").read_bytes()), [tif]):
         np.testing.assert_array_equal(pf.predict(sent), want)
     np.testing.assert_array_equal(pf.predict(b64((tmp_path / "phone.jpg").read_bytes())), pf.predict(phone))
+    dicom = write_dicom(tmp_path / "IM0001", drive_image, "j2k").read_bytes()  # as a camera sends it to an archive
+    np.testing.assert_array_equal(pf.predict(b64(dicom)), want)
     small = np.ascontiguousarray(drive_image[100:400, 50:350])
     Image.fromarray(small).save(tmp_path / "small.png")
     two = [b64(tif), b64((tmp_path / "small.png").read_bytes())]

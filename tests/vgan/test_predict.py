@@ -5,6 +5,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from dicoms import write_dicom
 from models import tiny_checkpoint
 from PIL import Image
 
@@ -313,3 +314,22 @@ def test_masks_follow_the_tree_and_the_report_says_why_an_image_failed(clinic, c
     assert "3 photograph(s) segmented, 2 failed" in page and len(_index_images(out)) == 3
     prob = np.asarray(Image.open(out / "probabilities" / "p01" / "OS.png"))
     assert prob[~read_binary(masks / "p01" / "OS_mask.gif")].max() == 0 and prob.max() > 0
+
+
+def test_a_cameras_dicom_archive_gets_the_maps_of_the_photographs_it_holds(photos, checkpoint, tmp_path, capsys):
+    """Exported from a hospital archive: DICOM files without a suffix, one JPEG 2000, one uncompressed; each
+    map is the map of the photograph it holds, bit for bit."""
+    archive = tmp_path / "archive" / "p01"
+    archive.mkdir(parents=True)
+    photo = np.asarray(Image.open(photos / "01_test.tif"))
+    write_dicom(archive / "IM0001", photo, "j2k")
+    write_dicom(archive / "IM0002", photo)
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(tmp_path / "archive"), "--recursive",
+                 "--out", str(out)]) == 0
+    assert main(["--checkpoint", str(checkpoint), "--input", str(photos / "01_test.tif"), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "2 image(s) segmented" in said and "read from DICOM (2)" in said
+    want = np.asarray(Image.open(out / "probabilities" / "01_test.png"))
+    for name in ("IM0001", "IM0002"):
+        assert np.array_equal(np.asarray(Image.open(out / "probabilities" / "p01" / f"{name}.png")), want)

@@ -1,0 +1,69 @@
+"""DICOM photographs (Ophthalmic Photography) read as the photograph they hold, in the forms cameras export."""
+
+import io
+
+import numpy as np
+import pytest
+from dicoms import write_dicom
+from PIL import Image
+
+from vgan.data import find_images, read_image
+from vgan.errors import DataError
+
+
+@pytest.fixture(scope="module")
+def photo(drive_root):
+    return np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif").convert("RGB"))
+
+
+@pytest.mark.parametrize("form", ["rgb", "j2k", "jpeg"])
+def test_a_colour_dicom_reads_as_its_photograph(photo, tmp_path, form):
+    notes = []
+    got = read_image(write_dicom(tmp_path / "IM0001", photo, form), notes)
+    if form == "jpeg":  # lossy: the pixels Pillow decodes from the same JPEG stream (YCbCr 4:2:2 made RGB)
+        buffer = io.BytesIO()
+        Image.fromarray(photo).save(buffer, format="JPEG", quality=95)
+        want = np.asarray(Image.open(buffer))
+        assert np.abs(want.astype(int) - photo).mean() < 3  # the JPEG is the photograph
+    else:
+        want = photo
+    assert got.dtype == np.uint8 and np.array_equal(got, want) and notes == ["read from DICOM"]
+
+
+def test_red_free_and_deep_grey_dicoms_read_as_shown(photo, tmp_path):
+    green = np.ascontiguousarray(photo[..., 1])  # a red-free photograph is the green channel's light
+    assert np.array_equal(read_image(write_dicom(tmp_path / "a.dcm", green, "mono2")), green)
+    stored = (4095 - green.astype(np.uint16) * 16).astype(np.uint16)  # 12 bits in 16, 0 white (MONOCHROME1)
+    notes = []
+    got = read_image(write_dicom(tmp_path / "b.dcm", stored, "mono1", bits=12), notes)
+    assert got.dtype == np.float32 and np.allclose(got, green.astype(np.float32) * 16 / 4095, atol=1e-6)
+    assert notes == ["read from DICOM", "MONOCHROME1 inverted", "12-bit values divided by 4095"]
+
+
+@pytest.mark.parametrize("form, frames, fragment", [
+    ("rgb", 2, "a DICOM of 2 frames (a stereo pair or a series): save one photograph per file"),
+    ("no-pixels", 1, "a DICOM with no image in it (Ophthalmic Photography 8 Bit Image Storage)"),
+    ("jpeg-ls", 1, "its DICOM pixel data (JPEG-LS Lossless Image Compression) cannot be decoded here: "
+                   "Unable to decompress .* missing dependencies: gdcm .*; pyjpegls - requires numpy and pyjpegls"),
+])
+def test_a_dicom_that_holds_no_one_photograph_is_refused_by_name(photo, tmp_path, form, frames, fragment):
+    path = write_dicom(tmp_path / "IM0002", photo, form, frames)
+    with pytest.raises(DataError, match=f"{path}: {fragment}".replace("(", r"\(").replace(")", r"\)")) as e:
+        read_image(path)
+    assert "\n" not in str(e.value)
+
+
+def test_a_truncated_dicom_is_named(photo, tmp_path):
+    path = write_dicom(tmp_path / "IM0003", photo)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(DataError, match=f"{path}: "):
+        read_image(path)
+
+
+def test_archive_files_without_a_suffix_are_found_by_their_first_bytes(photo, tmp_path):
+    (tmp_path / "p01").mkdir()
+    write_dicom(tmp_path / "p01" / "IM0001", photo)
+    (tmp_path / "p01" / "DICOMDIR.txt").write_text("not an image")
+    (tmp_path / "p01" / "README").write_text("no suffix, no DICOM")
+    write_dicom(tmp_path / "p01" / "IM0002.dcm", photo)
+    assert [s.name for s in find_images([str(tmp_path)], recursive=True)] == ["p01/IM0001", "p01/IM0002"]
