@@ -1,7 +1,8 @@
 """`python -m benchmarks.qc` (from the repository root): does `report.csv` find the bad photographs?
 
-    python -m benchmarks.qc --checkpoint CKPT --drive ../shared/data/DRIVE [--per-kind 6] [--seed 0]
-                            [--kinds defocus,dark,haze] [--work DIR] [--json benchmarks/results/qc-cpu2.json]
+    python -m benchmarks.qc --checkpoint CKPT --drive ../shared/data/DRIVE [--stare ../shared/data/STARE]
+                            [--per-kind 6] [--seed 0] [--kinds defocus,dark,haze] [--work DIR]
+                            [--json benchmarks/results/qc-cpu2.json]
 
 A screening service's batch is built from DRIVE's 20 test photographs, a folder per patient (`p01/OD.tif`),
 and beside a seeded few of them the same photograph spoiled as screening photographs are spoiled
@@ -10,7 +11,9 @@ hazed as by a cataract (contrast halved towards the FOV's mean colour). `vgan.pr
 the batch as a user runs it; each row of its report is then scored against DRIVE's manual label inside DRIVE's
 mask (AUC-ROC, AUC-PR). The summary says how far the report's vessel fraction, sorted lowest first, finds the
 spoiled photographs (the AUC of that ranking, how many of the lowest are spoiled) and how the fraction follows
-the map's quality (Spearman's rho with AUC-PR).
+the map's quality (Spearman's rho with AUC-PR). `--stare` adds STARE's 20 photographs, clean but of another
+camera and half of them of diseased eyes, scored against its first observer's labels: false alarms, if they
+fall among the spoiled.
 """
 
 from __future__ import annotations
@@ -47,25 +50,34 @@ def spoil(rgb: np.ndarray, kind: str) -> np.ndarray:
     return np.clip(x + 0.5, 0, 255).astype(np.uint8)
 
 
-def build_batch(drive: Path, root: Path, kinds: list[str], per_kind: int, seed: int) -> dict[str, dict]:
-    """The batch's folder tree under `root`; each image's name -> its DRIVE id and kind ('clean' or a spoiling)."""
+def build_batch(drive: Path, root: Path, kinds: list[str], per_kind: int, seed: int,
+                stare: Path | None = None) -> dict[str, dict]:
+    """The batch's folder tree under `root`; each image's name -> its kind ('clean', a spoiling, or 'stare': a
+    clean photograph of another camera) and the label and mask it is scored against."""
     images = sorted((drive / "test" / "images").glob("*_test.tif"))
     rng = np.random.default_rng(seed)
     truth = {}
     for n, path in enumerate(images, 1):
         (root / f"p{n:02d}").mkdir(parents=True)
         shutil.copy(path, root / f"p{n:02d}" / "OD.tif")
-        truth[f"p{n:02d}/OD"] = {"id": path.stem, "kind": "clean"}
+        number = path.stem.split("_")[0]
+        truth[f"p{n:02d}/OD"] = {"kind": "clean", "label": drive / "test" / "1st_manual" / f"{number}_manual1.gif",
+                                 "mask": drive / "test" / "mask" / f"{path.stem}_mask.gif"}
     for kind in kinds:
         for n in sorted(rng.choice(len(images), per_kind, replace=False) + 1):
             rgb = np.asarray(Image.open(root / f"p{n:02d}" / "OD.tif").convert("RGB"))
             Image.fromarray(spoil(rgb, kind)).save(root / f"p{n:02d}" / f"OD_{kind}.png")
-            truth[f"p{n:02d}/OD_{kind}"] = {"id": images[n - 1].stem, "kind": kind}
+            truth[f"p{n:02d}/OD_{kind}"] = {**truth[f"p{n:02d}/OD"], "kind": kind}
+    for n, path in enumerate(sorted((stare / "images").glob("*.ppm")) if stare else [], 1):
+        (root / f"s{n:02d}").mkdir(parents=True)
+        shutil.copy(path, root / f"s{n:02d}" / "OD.ppm")
+        truth[f"s{n:02d}/OD"] = {"kind": "stare", "label": stare / "labels-ah" / f"{path.stem}.ah.ppm",
+                                 "mask": stare / "mask" / f"{path.stem}.mask.ppm"}
     return truth
 
 
-def score_rows(report: Path, out: Path, drive: Path, truth: dict[str, dict]) -> list[dict]:
-    """The report's rows with each map scored against DRIVE's label inside DRIVE's mask."""
+def score_rows(report: Path, out: Path, truth: dict[str, dict]) -> list[dict]:
+    """The report's rows with each map scored against its manual label inside its camera's mask."""
     from vgan.data import read_binary
     from vgan.metrics import compute_metrics
 
@@ -77,8 +89,7 @@ def score_rows(report: Path, out: Path, drive: Path, truth: dict[str, dict]) -> 
             raise SystemExit(f"{row['name']}: not segmented ({row['error']})")
         t = truth[row["name"]]
         prob = np.asarray(Image.open(out / "probabilities" / f"{row['name']}.png"), np.float32) / 255
-        label = read_binary(drive / "test" / "1st_manual" / f"{t['id'].split('_')[0]}_manual1.gif")
-        mask = read_binary(drive / "test" / "mask" / f"{t['id']}_mask.gif")
+        label, mask = read_binary(t["label"]), read_binary(t["mask"])
         m = compute_metrics(prob[mask], label[mask])
         scored.append({"name": row["name"], "kind": t["kind"], "vessel_fraction": float(row["vessel_fraction"]),
                        "fov_diameter_px": float(row["fov_diameter_px"]), "auc_roc": round(m["auc_roc"], 4),
@@ -90,13 +101,13 @@ def summary(rows: list[dict]) -> tuple[dict, list[str]]:
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    spoiled = np.array([r["kind"] != "clean" for r in rows])
+    spoiled = np.array([r["kind"] in KINDS for r in rows])  # against clean DRIVE and STARE photographs
     vf = np.array([r["vessel_fraction"] for r in rows])
-    lowest = np.argsort(vf, kind="stable")[: spoiled.sum()]
+    lowest = set(np.argsort(vf, kind="stable")[: spoiled.sum()].tolist())
     clean = {r["name"].split("/")[0]: r for r in rows if r["kind"] == "clean"}
     result = {"images": len(rows), "spoiled": int(spoiled.sum()),
               "ranking_auc": round(float(roc_auc_score(spoiled, -vf)), 4),
-              "spoiled_among_lowest": int(spoiled[lowest].sum()),
+              "spoiled_among_lowest": int(spoiled[sorted(lowest)].sum()),
               "spearman_vf_auc_pr": None if np.ptp(vf) == 0 else  # one fraction for all: no ranking to follow
               round(float(spearmanr(vf, [r["auc_pr"] for r in rows]).statistic), 4),
               "kinds": {}}
@@ -106,17 +117,20 @@ def summary(rows: list[dict]) -> tuple[dict, list[str]]:
              f"vessel fraction and AUC-PR {result['spearman_vf_auc_pr']}"]
     for kind in dict.fromkeys(r["kind"] for r in rows):
         mine = [r for r in rows if r["kind"] == kind]
-        base = [clean[r["name"].split("/")[0]] for r in mine]
+        base = [clean[r["name"].split("/")[0]] for r in mine] if kind in KINDS else []
         k = {key: round(float(np.mean([r[key] for r in mine])), 4) for key in ("vessel_fraction", "auc_roc", "auc_pr")}
-        if kind != "clean":
+        k["range"] = [min(r["vessel_fraction"] for r in mine), max(r["vessel_fraction"] for r in mine)]
+        k["among_lowest"] = sum(rows.index(r) in lowest for r in mine)
+        if kind in KINDS:
             k["vessel_fraction_of_their_clean"] = round(float(np.mean([b["vessel_fraction"] for b in base])), 4)
             k["auc_pr_of_their_clean"] = round(float(np.mean([b["auc_pr"] for b in base])), 4)
             pairs = zip(mine, base, strict=True)
             k["lower_than_their_clean"] = sum(r["vessel_fraction"] < b["vessel_fraction"] for r, b in pairs)
         result["kinds"][kind] = k
-        text = (f"{kind:>8} ({len(mine):2d}): vessel fraction {k['vessel_fraction']:.3f}, AUC-ROC {k['auc_roc']:.4f}, "
-                f"AUC-PR {k['auc_pr']:.4f}")
-        if kind != "clean":
+        text = (f"{kind:>8} ({len(mine):2d}): vessel fraction {k['vessel_fraction']:.3f} ({k['range'][0]:.3f}-"
+                f"{k['range'][1]:.3f}; {k['among_lowest']} among the lowest {spoiled.sum()}), AUC-ROC "
+                f"{k['auc_roc']:.4f}, AUC-PR {k['auc_pr']:.4f}")
+        if kind in KINDS:
             text += (f"; the same photographs clean: {k['vessel_fraction_of_their_clean']:.3f}, AUC-PR "
                      f"{k['auc_pr_of_their_clean']:.4f}; fraction lower than clean in "
                      f"{k['lower_than_their_clean']} of {len(mine)}")
@@ -131,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.qc", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, required=True, help="a vgan checkpoint (best.pt)")
     p.add_argument("--drive", type=Path, required=True, help="DRIVE's root")
+    p.add_argument("--stare", type=Path, help="STARE's root: its 20 photographs join the batch, clean photographs of "
+                   "another camera, half of them of diseased eyes (do they pass for spoiled ones?)")
     p.add_argument("--kinds", default=",".join(KINDS), help=f"spoilings, comma-separated (default {','.join(KINDS)})")
     p.add_argument("--per-kind", type=int, default=6, help="photographs spoiled each way (default 6)")
     p.add_argument("--seed", type=int, default=0)
@@ -144,13 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--per-kind {args.per_kind}: DRIVE has 20 test photographs")
     with tempfile.TemporaryDirectory() as tmp:
         work = args.work or Path(tmp)
-        truth = build_batch(args.drive, work / "batch", kinds, args.per_kind, args.seed)
+        truth = build_batch(args.drive, work / "batch", kinds, args.per_kind, args.seed, args.stare)
         out = work / "maps"
         code = predict_main(["--checkpoint", str(args.checkpoint), "--input", str(work / "batch"), "--recursive",
                              "--out", str(out), "--device", "cpu"])
         if code:
             return code
-        rows = score_rows(out / "report.csv", out, args.drive, truth)
+        rows = score_rows(out / "report.csv", out, truth)
     result, lines = summary(rows)
     print("\n".join(lines))
     if args.json:

@@ -16,23 +16,25 @@ def checkpoint(tmp_path_factory):
     return tiny_checkpoint(tmp_path_factory.mktemp("ckpt"))
 
 
-def test_the_batch_is_segmented_as_users_run_it_and_each_row_scored(checkpoint, drive_root, tmp_path, capsys):
+def test_the_batch_is_segmented_as_users_run_it_and_each_row_scored(checkpoint, drive_root, stare_root, tmp_path,
+                                                                     capsys):
     out = tmp_path / "qc.json"
     work = tmp_path / "work"
-    assert main(["--checkpoint", str(checkpoint), "--drive", str(drive_root), "--kinds", "defocus,dark",
-                 "--per-kind", "2", "--work", str(work), "--json", str(out)]) == 0
+    assert main(["--checkpoint", str(checkpoint), "--drive", str(drive_root), "--stare", str(stare_root),
+                 "--kinds", "defocus,dark", "--per-kind", "2", "--work", str(work), "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     rows = data["rows"]
-    assert len(rows) == 24 and sum(r["kind"] == "clean" for r in rows) == 20
-    spoiled = [r for r in rows if r["kind"] != "clean"]
+    assert len(rows) == 44 and sum(r["kind"] == "clean" for r in rows) == sum(r["kind"] == "stare" for r in rows) == 20
+    assert all(r["name"].startswith("s") and r["name"].endswith("/OD") for r in rows if r["kind"] == "stare")
+    spoiled = [r for r in rows if r["kind"] not in ("clean", "stare")]
     assert sorted(r["kind"] for r in spoiled) == ["dark", "dark", "defocus", "defocus"]
     for r in spoiled:  # beside the photograph it spoils, in its patient's folder
         assert r["name"].endswith(f"/OD_{r['kind']}") and (work / "batch" / f"{r['name']}.png").is_file()
         assert (work / "maps" / "probabilities" / f"{r['name']}.png").is_file()
     with open(work / "maps" / "report.csv") as f:
-        assert f.read().count("\n") == 25
+        assert f.read().count("\n") == 45
     assert data["result"] == summary(rows)[0] and data["summary"][0] in capsys.readouterr().out
-    assert data["result"]["images"] == 24 and data["result"]["spoiled"] == 4
+    assert data["result"]["images"] == 44 and data["result"]["spoiled"] == 4  # STARE's are clean
     assert all(0 <= r["auc_roc"] <= 1 and 0 <= r["vessel_fraction"] <= 1 for r in rows)
 
 
