@@ -49,7 +49,7 @@ from vgan.data import (
 from vgan.ensemble import Member, ensemble_map, member_factors
 from vgan.errors import DataError
 from vgan.inputs import EIGHT_BIT, LAYOUT_NOTES, InputError, as_batch
-from vgan.report import FAILED, INDEX, REPORT, SEGMENTED, BatchReport
+from vgan.report import FAILED, INDEX, OUTPUTS, REPORT, SEGMENTED, BatchReport, output_file
 from vgan.scale import AUTO, ScaleSpec, fov_diameter
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, VIEWS, with_tta
@@ -61,7 +61,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true",
                    help="take the images in the folders' subfolders too (at any depth), their maps under the same "
                         "subfolders of --out")
-    p.add_argument("--out", required=True, help="output folder (probabilities/, binary/, fov/, report.csv)")
+    p.add_argument("--out", required=True,
+                   help="output folder (probabilities/, binary/, fov/, overlay/, report.csv, index.html)")
     p.add_argument("--masks", help="folder of FOV masks named after the images (default: estimate each FOV)")
     p.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
     p.add_argument("--scale", default="auto", metavar="auto|FACTOR",
@@ -123,10 +124,6 @@ class Summary:
         return text
 
 
-# The folders under --out, each mirroring the input folders
-OUTPUTS = ("probabilities", "binary", "fov", "overlay")
-
-
 def is_output(folder: Path) -> bool:
     """A folder of maps this command wrote (one of OUTPUTS beside probabilities/ and binary/): never read as
     input, when --out lies in the photographs' folder tree, this run's or an earlier one's."""
@@ -185,7 +182,7 @@ def _segment_one(members: Sequence[Member], source: Source, out: Path, threshold
         fov = estimate_fov(rgb)
         row["fov"] = "estimated"
     row["fov_diameter_px"] = round(fov_diameter(fov), 1)
-    outputs = {sub: out / sub / f"{name}.png" for sub in OUTPUTS}
+    outputs = {sub: out / output_file(sub, name) for sub in OUTPUTS}
     if masks is None:  # written before the FOV is judged: a FOV refused below is there to be seen
         s.estimated_fov += 1
         outputs["fov"].parent.mkdir(parents=True, exist_ok=True)
@@ -199,7 +196,7 @@ def _segment_one(members: Sequence[Member], source: Source, out: Path, threshold
         outputs[sub].parent.mkdir(parents=True, exist_ok=True)
     save_map(outputs["probabilities"], prob)
     save_map(outputs["binary"], (prob >= threshold).astype(np.float32))
-    Image.fromarray(vessel_overlay(rgb, prob, fov)).save(outputs["overlay"].with_suffix(".jpg"), quality=90)
+    Image.fromarray(vessel_overlay(rgb, prob, fov)).save(outputs["overlay"], quality=90)
     s.written.append(name)
     fraction = float((prob[fov] >= threshold).mean()) if fov.any() else 0.0
     s.vessel_fraction.append(fraction)

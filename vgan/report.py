@@ -15,6 +15,15 @@ from pathlib import Path
 from urllib.parse import quote
 
 REPORT, INDEX = "report.csv", "index.html"
+# The folders of maps under --out, each mirroring the input folders; an overlay is a picture to look at (JPEG)
+OUTPUTS = ("probabilities", "binary", "fov", "overlay")
+
+
+def output_file(sub: str, name: str) -> str:
+    """Where image `name`'s map of kind `sub` (one of OUTPUTS) lies under --out, as a relative POSIX path."""
+    return f"{sub}/{name}.{'jpg' if sub == 'overlay' else 'png'}"
+
+
 REPORT_KEYS = ("name", "input", "status", "height", "width", "fov", "fov_diameter_px", "factors", "vessel_fraction",
                "converted", "error")
 SEGMENTED, FAILED = "segmented", "failed"
@@ -82,8 +91,7 @@ def write_index(out: Path, rows: list[dict], title: str) -> Path:
             lines.append(f'<tr><td></td><td>{name}<br><small>{html.escape(r["input"])}</small></td>'
                          f'<td colspan="6" class="failed">not segmented: {html.escape(r["error"])}</td></tr>')
             continue
-        link = {sub: quote(f"{sub}/{r['name']}.{'jpg' if sub == 'overlay' else 'png'}")
-                for sub in ("overlay", "probabilities", "binary")}
+        link = {sub: quote(output_file(sub, r["name"])) for sub in ("overlay", "probabilities", "binary")}
         fov = "estimated" if r["fov"] == "estimated" else f'mask <small>{html.escape(r["fov"])}</small>'
         lines.append(
             f'<tr><td><a href="{link["overlay"]}"><img src="{link["overlay"]}" width="{THUMBNAIL_PX}" '
