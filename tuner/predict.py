@@ -1,6 +1,7 @@
 """`python -m tuner.predict`: segment your own fundus photographs with a registered generator.
 
     python -m tuner.predict --model models:/vgan-generator@champion [URI ...] --input DIR_OR_FILES... --out DIR
+                            [--recursive] [--continue]
                             [--tracking-uri URI] [--masks DIR] [--threshold T] [--scale auto|FACTOR]
                             [--tta MODE] [--device auto|cpu|cuda]
 
@@ -21,7 +22,7 @@ from tuner.tracking import check_tracking_store, resolve_tracking_uri, use_track
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.ensemble import Member
 from vgan.errors import ConfigError
-from vgan.predict import add_arguments, finish, images_of, segment_images
+from vgan.predict import add_arguments, earlier_of, finish, images_of, segment_images
 from vgan.scale import ScaleSpec, recorded_fov
 
 
@@ -64,7 +65,8 @@ def _main(argv: Sequence[str] | None) -> None:
         model = load_segmenter(uri, name, device)
         members.append(Member(model, recorded_fov(model), scale))
     summary = segment_images(members, sources, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
-                             device, sys.stderr.isatty(), args.tta, f"Vessel maps by {', '.join(args.model)}")
+                             device, sys.stderr.isatty(), args.tta, f"Vessel maps by {', '.join(args.model)}",
+                             earlier_of(args))
     finish(summary, Path(args.out), "tuner.predict")
 
 

@@ -1,18 +1,19 @@
 """`python -m vgan.predict`: segment your own fundus photographs with a trained generator.
 
     python -m vgan.predict --checkpoint CKPT [CKPT ...] --input DIR_OR_FILES... [--recursive] --out DIR
-                           [--masks DIR] [--threshold T] [--scale auto|FACTOR] [--tta MODE]
+                           [--continue] [--masks DIR] [--threshold T] [--scale auto|FACTOR] [--tta MODE]
                            [--device auto|cpu|cuda]
 
 Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP, DICOM; any size; RGB, RGBA or grey, 8 to 16 bits)
 gets an 8-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
 of its own size, `overlay/<name>.jpg` (the map laid on the photograph), and a row in `report.csv` (its size,
 FOV, scale, vessel fraction, what was converted, or why it failed); `index.html` shows the batch at a glance
-(`vgan.report`). `--recursive` takes the images in subfolders too (one folder per patient or visit):
-their maps go to the same subfolders (`probabilities/<subfolder>/<name>.png`). Pixels outside the field of
-view are 0: the FOV mask comes from `--masks DIR` (a file named after the image, in the image's subfolder:
-`<name>.png`, `<name>_mask.gif`, `<name>.mask.ppm`, ...) or is estimated from the image (red-channel
-threshold and morphology) and written to `fov/`.
+(`vgan.report`). `--continue` keeps the maps an earlier run made that still stand (same file, unchanged, same
+weights and settings), so a batch stopped half way goes on where it stopped. `--recursive` takes the images in
+subfolders too (one folder per patient or visit): their maps go to the same subfolders
+(`probabilities/<subfolder>/<name>.png`). Pixels outside the field of view are 0: the FOV mask comes from
+`--masks DIR` (a file named after the image, in the image's subfolder: `<name>.png`, `<name>_mask.gif`,
+`<name>.mask.ppm`, ...) or is estimated from the image (red-channel threshold and morphology) and written to `fov/`.
 Each image is segmented at the scale the generator was trained at: resized so its FOV is as many
 pixels across as its training photographs' (`--scale auto`, `vgan.scale`), or by a given factor.
 `--tta flips` averages the maps of the image and its mirror images (`vgan.tta`: better maps, 4x the time).
@@ -49,7 +50,18 @@ from vgan.data import (
 from vgan.ensemble import Member, ensemble_map, member_factors
 from vgan.errors import DataError
 from vgan.inputs import EIGHT_BIT, LAYOUT_NOTES, InputError, as_batch
-from vgan.report import FAILED, INDEX, OUTPUTS, REPORT, SEGMENTED, BatchReport, output_file
+from vgan.report import (
+    FAILED,
+    INDEX,
+    OUTPUTS,
+    REPORT,
+    SEGMENTED,
+    BatchReport,
+    earlier_rows,
+    output_file,
+    still_good,
+    weights_digest,
+)
 from vgan.scale import AUTO, ScaleSpec, fov_diameter
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, VIEWS, with_tta
@@ -63,6 +75,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "subfolders of --out")
     p.add_argument("--out", required=True,
                    help="output folder (probabilities/, binary/, fov/, overlay/, report.csv, index.html)")
+    p.add_argument("--continue", dest="continue_", action="store_true",
+                   help="keep the maps an earlier run into --out made of the same files, unchanged, with the same "
+                        "model and settings (by its report.csv): a batch stopped half way goes on where it stopped")
     p.add_argument("--masks", help="folder of FOV masks named after the images (default: estimate each FOV)")
     p.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
     p.add_argument("--scale", default="auto", metavar="auto|FACTOR",
@@ -77,6 +92,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def images_of(args: argparse.Namespace) -> list[Source]:
     """The images `--input` names (`--recursive`: in subfolders too, leaving out maps written there)."""
     return find_images(args.input, args.recursive, skip=is_output)
+
+
+def earlier_of(args: argparse.Namespace) -> dict[str, dict] | None:
+    """With --continue, the rows of the report already in --out."""
+    return earlier_rows(Path(args.out)) if args.continue_ else None
 
 
 def read_mask(path: Path, shape: tuple[int, int], turned: bool = False) -> np.ndarray:
@@ -96,6 +116,7 @@ class Summary:
     estimated_fov: int = 0
     factors: list[float] = field(default_factory=list)  # of the images resized to a model's scale (each member's)
     resized: int = 0  # images resized for a model
+    kept: int = 0  # images whose earlier maps stand (--continue), not segmented again
     trained_fovs: list[float | None] = field(default_factory=list)  # each model's FOV diameter, where it records one
     scale: ScaleSpec = AUTO
     tta: str = TTA_DEFAULT
@@ -105,6 +126,8 @@ class Summary:
     def line(self, out: Path) -> str:
         n = len(self.written)
         text = f"{n} image(s) segmented in {self.seconds:.1f} s ({self.seconds / max(n, 1):.2f} s each) into {out}"
+        if self.kept:
+            text += f"; {self.kept} kept as an earlier run made them (--continue)"
         if n:
             text += (f"; FOV estimated for {self.estimated_fov}, "
                      f"mean vessel fraction {np.mean(self.vessel_fraction):.1%}")
@@ -133,12 +156,15 @@ def is_output(folder: Path) -> bool:
 @torch.no_grad()
 def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Path, threshold: float = 0.5,
                    masks: Path | None = None, device: torch.device = torch.device("cpu"),
-                   progress: bool = True, tta: str = TTA_DEFAULT, title: str = "Vessel maps") -> Summary:
+                   progress: bool = True, tta: str = TTA_DEFAULT, title: str = "Vessel maps",
+                   earlier: dict[str, dict] | None = None) -> Summary:
     """Write every image's probability and binary maps, its overlay (and its estimated FOV) under `out` by its
     name (`Source`: subfolders are mirrored, and looked for under `masks`), a row per image in `out/report.csv`
     as each is done and, at the end, `out/index.html` titled `title` (`vgan.report`); unreadable images are
     collected in the summary, the rest written. Each map is the mean of the members' maps (one member: its
-    own), each member at its scale (`vgan.ensemble`); `tta`: the views each averages (`vgan.tta`)."""
+    own), each member at its scale (`vgan.ensemble`); `tta`: the views each averages (`vgan.tta`). `earlier`: an
+    earlier run's rows (`vgan.report.earlier_rows`): an image whose row still stands (the same file, unchanged,
+    the same weights and settings, its maps there) keeps it and its maps, and is not segmented again."""
     from tqdm import tqdm
 
     if masks is not None and not masks.is_dir():
@@ -147,10 +173,21 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
         (out / sub).mkdir(parents=True, exist_ok=True)
     s = Summary(trained_fovs=[m.trained_fov for m in members], scale=members[0].scale, tta=tta)
     t0 = time.perf_counter()
+    model = weights_digest([m.model for m in members])
+    scale = members[0].scale
+    settings = (f"threshold {threshold:g}; scale {'auto' if scale.factor is None else f'{scale.factor:g}'}; "
+                f"tta {tta}; masks {masks if masks is not None else 'estimated'}")
     members = [replace(m, model=with_tta(m.model, tta)) for m in members]
+    earlier = earlier or {}
     with BatchReport(out, title) as report:
         for source in tqdm(sources, desc="segmenting", unit="image", disable=not progress or None, leave=False):
-            row = {"name": source.name, "input": str(source.path)}
+            old = earlier.get(source.name)
+            if still_good(old, out, source.path, model, settings):
+                report.add(old)
+                s.kept += 1
+                s.vessel_fraction.append(float(old["vessel_fraction"]))
+                continue
+            row = {"name": source.name, "input": str(source.path), "model": model, "settings": settings}
             try:
                 _segment_one(members, source, out, threshold, masks, device, s, row)
                 row["status"] = SEGMENTED
@@ -237,7 +274,7 @@ def _main(argv: Sequence[str] | None) -> None:
         members.append(Member(VesselSegmenter(generator).eval(), generator.trained_fov, scale))
     summary = segment_images(members, sources, Path(args.out), args.threshold,
                              Path(args.masks) if args.masks else None, device, sys.stderr.isatty(), args.tta,
-                             f"Vessel maps by {', '.join(args.checkpoint)}")
+                             f"Vessel maps by {', '.join(args.checkpoint)}", earlier_of(args))
     finish(summary, Path(args.out), "vgan.predict")
 
 

@@ -9,9 +9,11 @@ under-exposed gather (`benchmarks.qc`).
 from __future__ import annotations
 
 import csv
+import hashlib
 import html
 import time
 from pathlib import Path
+from typing import Sequence
 from urllib.parse import quote
 
 REPORT, INDEX = "report.csv", "index.html"
@@ -24,8 +26,10 @@ def output_file(sub: str, name: str) -> str:
     return f"{sub}/{name}.{'jpg' if sub == 'overlay' else 'png'}"
 
 
+# model and settings: what made each map (the weights' digest; threshold, scale, views, masks), so a map on file
+# is known for what it is, and a batch continued (--continue) takes only the maps the same model and settings made
 REPORT_KEYS = ("name", "input", "status", "height", "width", "fov", "fov_diameter_px", "factors", "vessel_fraction",
-               "converted", "error")
+               "converted", "error", "model", "settings")
 SEGMENTED, FAILED = "segmented", "failed"
 THUMBNAIL_PX = 240
 
@@ -64,6 +68,49 @@ class BatchReport:
             self._file.close()
 
 
+def weights_digest(models: Sequence[object]) -> str | None:
+    """A digest of the models' weights (in order): the same for the same weights whatever file, URI or alias
+    they were loaded from; None where a model is no `torch.nn.Module` (nothing to tell it by)."""
+    import torch
+
+    digest = hashlib.sha256()
+    for model in models:
+        if not isinstance(model, torch.nn.Module):
+            return None
+        for key, value in sorted(model.state_dict().items()):
+            digest.update(key.encode())
+            digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
+def earlier_rows(out: Path) -> dict[str, dict]:
+    """The rows of the report already in `out`, by name; none where there is none or it is another's (other
+    columns: a report of an earlier version, or no report of this tool)."""
+    try:
+        with open(out / REPORT, newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != REPORT_KEYS:
+                return {}
+            return {row["name"]: row for row in reader}
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {}
+
+
+def still_good(row: dict | None, out: Path, source_path: Path, model: str | None, settings: str) -> bool:
+    """Whether an earlier run's row stands for this run: segmented from the same file, unchanged since, by the
+    same weights with the same settings, and its maps all still there."""
+    if row is None or model is None or row["status"] != SEGMENTED:
+        return False
+    if (row["input"], row["model"], row["settings"]) != (str(source_path), model, settings):
+        return False
+    try:
+        maps = [(out / output_file(sub, row["name"])).stat().st_mtime
+                for sub in OUTPUTS if sub != "fov" or row["fov"] == "estimated"]
+        return source_path.stat().st_mtime <= min(maps)
+    except OSError:
+        return False
+
+
 def ordered(rows: list[dict]) -> list[dict]:
     """Failures first (in the order met), then the lowest vessel fractions: what to look at first."""
     failed = [r for r in rows if r["status"] == FAILED]
@@ -82,6 +129,8 @@ def write_index(out: Path, rows: list[dict], title: str) -> Path:
         "of focus or under-exposed have their vessels missed, and gather there. Each thumbnail is the photograph "
         "with its vessel map in green (as strong as the vessel probability) and, in yellow, the rim of the field of "
         f'view the map was made in. The same rows are in <a href="{REPORT}">{REPORT}</a>.</p>',
+        *(f'<p class="note">Made by weights {html.escape(m)}; {html.escape(st)}.</p>'
+          for m, st in dict.fromkeys((r.get("model") or "", r.get("settings") or "") for r in rows if r.get("model"))),
         "<table><tr><th>photograph and map</th><th>name</th><th>vessel fraction</th><th>size</th>"
         "<th>field of view</th><th>scale</th><th>converted</th><th>maps</th></tr>",
     ]

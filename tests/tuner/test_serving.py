@@ -213,6 +213,10 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, clinic, t
     assert "4 image(s) segmented" in capsys.readouterr().out
     assert (tmp_path / "clinic" / "probabilities" / "p02" / "visit2" / "OD.png").is_file()
     assert (tmp_path / "clinic" / "report.csv").read_text().count("\n") == 5
+    # continued by the same registered weights under another name (its version): the maps stand
+    assert predict_main(["--model", f"models:/{NAME}/1", "--tracking-uri", uri, "--input", str(clinic),
+                         "--recursive", "--out", str(tmp_path / "clinic"), "--continue"]) == 0
+    assert "0 image(s) segmented" in (said := capsys.readouterr().out) and "4 kept as an earlier run" in said
 
 
 @pytest.mark.parametrize("model, out, fragment", [

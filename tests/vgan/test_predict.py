@@ -333,3 +333,45 @@ def test_a_cameras_dicom_archive_gets_the_maps_of_the_photographs_it_holds(photo
     want = np.asarray(Image.open(out / "probabilities" / "01_test.png"))
     for name in ("IM0001", "IM0002"):
         assert np.array_equal(np.asarray(Image.open(out / "probabilities" / "p01" / f"{name}.png")), want)
+
+
+def test_a_batch_continued_keeps_only_the_maps_that_still_stand(clinic, checkpoint, tmp_path, capsys):
+    """--continue after a run: maps of the same file, unchanged, by the same weights and settings are kept
+    (their files untouched); a changed photograph, a lost map, a stopped batch's missing rows are done again;
+    other settings or other weights redo everything."""
+    import os
+
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(checkpoint), "--input", str(clinic), "--recursive", "--out", str(out)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    first = _report(out)
+    model = first["p01/OD"]["model"]
+    assert model.startswith("sha256:") and all(r["model"] == model for r in first.values())
+    assert first["p01/OD"]["settings"] == "threshold 0.5; scale auto; tta none; masks estimated"
+    stamp = {n: (out / "probabilities" / f"{n}.png").stat().st_mtime_ns for n in first}
+    # a stopped batch: its report holds the rows done so far
+    lines = (out / "report.csv").read_text().splitlines(keepends=True)
+    (out / "report.csv").write_text("".join(lines[:3]))  # the header, p01/OD, p01/OS
+    (out / "overlay" / "p01" / "OS.jpg").unlink()  # a map lost
+    later = os.stat(clinic / "p01" / "OD.tif").st_mtime + 10
+    assert main(argv + ["--continue"]) == 0
+    assert "3 image(s) segmented" in capsys.readouterr().out  # p01/OS, and p02/OD and p02/visit2/OD: not in
+    (out / "report.csv").write_text("".join(lines))  # (the whole report again, to see each rule alone)
+    os.utime(clinic / "p02" / "OD.tif", (later, later))  # a photograph changed since its map was made
+    assert main(argv + ["--continue"]) == 0
+    said = capsys.readouterr().out
+    assert "1 image(s) segmented" in said and "3 kept as an earlier run made them (--continue)" in said
+    assert (out / "probabilities" / "p01" / "OD.png").stat().st_mtime_ns == stamp["p01/OD"]
+    assert (out / "probabilities" / "p02" / "OD.png").stat().st_mtime_ns != stamp["p02/OD"]
+    again = _report(out)
+    assert list(again) == list(first) and {n: r["vessel_fraction"] for n, r in again.items()} == \
+        {n: r["vessel_fraction"] for n, r in first.items()}
+    assert len(_index_images(out)) == 4
+    assert main(argv + ["--continue", "--threshold", "0.4"]) == 0  # other settings
+    assert "4 image(s) segmented" in capsys.readouterr().out
+    other = tiny_checkpoint(tmp_path / "other", **{"train.seed": 1})
+    argv[1] = str(other)
+    assert main(argv + ["--continue", "--threshold", "0.4"]) == 0  # other weights
+    assert "4 image(s) segmented" in capsys.readouterr().out
+    assert all(r["model"] != model for r in _report(out).values())

@@ -60,3 +60,35 @@ def test_a_batch_stopped_half_way_keeps_its_rows_and_leaves_no_page(tmp_path):
     with open(tmp_path / REPORT, newline="") as f:
         assert [r["name"] for r in csv.DictReader(f)] == ["p01/OD"]
     assert not (tmp_path / INDEX).exists()
+
+
+def test_the_weights_digest_tells_weights_apart_not_their_files(tmp_path):
+    import torch
+    from models import tiny_checkpoint
+
+    from vgan.models import VesselSegmenter
+    from vgan.report import weights_digest
+    from vgan.trainer import generator_from_checkpoint, load_checkpoint
+
+    path = tiny_checkpoint(tmp_path)
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(path.read_bytes())
+    a, b = (VesselSegmenter(generator_from_checkpoint(load_checkpoint(p), str(p), torch.device("cpu"))[0])
+            for p in (path, copy))
+    assert weights_digest([a]) == weights_digest([b]) and weights_digest([a]).startswith("sha256:")
+    assert weights_digest([a, b]) != weights_digest([a])  # an ensemble of two is another model
+    with torch.no_grad():
+        next(b.parameters()).view(-1)[0] += 1e-6
+    assert weights_digest([b]) != weights_digest([a])
+    assert weights_digest([lambda x: x]) is None  # nothing to tell a bare function by: no map of it is kept
+
+
+def test_a_report_of_other_columns_gives_no_rows_to_keep(tmp_path):
+    from vgan.report import earlier_rows
+
+    assert earlier_rows(tmp_path) == {}
+    (tmp_path / REPORT).write_text("name,input,status\np01/OD,/photos/p01/OD.jpg,segmented\n")  # an earlier version's
+    assert earlier_rows(tmp_path) == {}
+    with BatchReport(tmp_path, "maps") as report:
+        report.add(_row("p01/OD", 0.1, model="sha256:00", settings="threshold 0.5"))
+    assert earlier_rows(tmp_path)["p01/OD"]["model"] == "sha256:00"
