@@ -126,7 +126,8 @@ def write_index(out: Path, rows: list[dict], title: str) -> Path:
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="note">{len(rows) - failed} photograph(s) segmented, {failed} failed; '
         f"{time.strftime('%Y-%m-%d %H:%M')}. Failures come first, then the lowest vessel fractions: photographs out "
-        "of focus or under-exposed have their vessels missed, and gather there. Each thumbnail is the photograph "
+        "of focus or under-exposed have their vessels missed and gather there, as do maps not to trust; a pointer "
+        "for a look, not a verdict. Each thumbnail is the photograph "
         "with its vessel map in green (as strong as the vessel probability) and, in yellow, the rim of the field of "
         f'view the map was made in. The same rows are in <a href="{REPORT}">{REPORT}</a>.</p>',
         *(f'<p class="note">Made by weights {html.escape(m)}; {html.escape(st)}.</p>'
