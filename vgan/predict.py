@@ -54,8 +54,10 @@ from vgan.report import (
     FAILED,
     INDEX,
     OUTPUTS,
+    PICTURES,
     REPORT,
     SEGMENTED,
+    THUMBNAIL_PX,
     BatchReport,
     earlier_rows,
     output_file,
@@ -74,7 +76,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="take the images in the folders' subfolders too (at any depth), their maps under the same "
                         "subfolders of --out")
     p.add_argument("--out", required=True,
-                   help="output folder (probabilities/, binary/, fov/, overlay/, report.csv, index.html)")
+                   help="output folder (probabilities/, binary/, fov/, overlay/, thumbnails/, report.csv, index.html)")
     p.add_argument("--continue", dest="continue_", action="store_true",
                    help="keep the maps an earlier run into --out made of the same files, unchanged, with the same "
                         "model and settings (by its report.csv): a batch stopped half way goes on where it stopped")
@@ -229,11 +231,14 @@ def _segment_one(members: Sequence[Member], source: Source, out: Path, threshold
     prob = ensemble_map(members, batch.to(device), factors).cpu().numpy()[0, 0] * fov
     s.factors.extend(f for f in factors if f != 1)
     s.resized += any(f != 1 for f in factors)
-    for sub in ("probabilities", "binary", "overlay"):
+    for sub in ("probabilities", "binary", *PICTURES):
         outputs[sub].parent.mkdir(parents=True, exist_ok=True)
     save_map(outputs["probabilities"], prob)
     save_map(outputs["binary"], (prob >= threshold).astype(np.float32))
-    Image.fromarray(vessel_overlay(rgb, prob, fov)).save(outputs["overlay"], quality=90)
+    overlay = Image.fromarray(vessel_overlay(rgb, prob, fov))
+    overlay.save(outputs["overlay"], quality=90)
+    overlay.thumbnail((2 * THUMBNAIL_PX, 2 * THUMBNAIL_PX * overlay.height // overlay.width + 1), Image.LANCZOS)
+    overlay.save(outputs["thumbnails"], quality=85)
     s.written.append(name)
     fraction = float((prob[fov] >= threshold).mean()) if fov.any() else 0.0
     s.vessel_fraction.append(fraction)

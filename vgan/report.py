@@ -17,13 +17,15 @@ from typing import Sequence
 from urllib.parse import quote
 
 REPORT, INDEX = "report.csv", "index.html"
-# The folders of maps under --out, each mirroring the input folders; an overlay is a picture to look at (JPEG)
-OUTPUTS = ("probabilities", "binary", "fov", "overlay")
+# The folders of maps under --out, each mirroring the input folders; an overlay is a picture to look at (JPEG), a
+# thumbnail its small copy for the page (a camera's 3504x2336 overlay is 2 MB: hundreds would drag a browser down)
+OUTPUTS = ("probabilities", "binary", "fov", "overlay", "thumbnails")
+PICTURES = ("overlay", "thumbnails")
 
 
 def output_file(sub: str, name: str) -> str:
     """Where image `name`'s map of kind `sub` (one of OUTPUTS) lies under --out, as a relative POSIX path."""
-    return f"{sub}/{name}.{'jpg' if sub == 'overlay' else 'png'}"
+    return f"{sub}/{name}.{'jpg' if sub in PICTURES else 'png'}"
 
 
 # model and settings: what made each map (the weights' digest; threshold, scale, views, masks), so a map on file
@@ -31,7 +33,7 @@ def output_file(sub: str, name: str) -> str:
 REPORT_KEYS = ("name", "input", "status", "height", "width", "fov", "fov_diameter_px", "factors", "vessel_fraction",
                "converted", "error", "model", "settings")
 SEGMENTED, FAILED = "segmented", "failed"
-THUMBNAIL_PX = 240
+THUMBNAIL_PX = 240  # shown; stored twice as wide, for high-density screens
 
 STYLE = """body{font:14px system-ui,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}td,th{padding:4px 10px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
@@ -141,10 +143,10 @@ def write_index(out: Path, rows: list[dict], title: str) -> Path:
             lines.append(f'<tr><td></td><td>{name}<br><small>{html.escape(r["input"])}</small></td>'
                          f'<td colspan="6" class="failed">not segmented: {html.escape(r["error"])}</td></tr>')
             continue
-        link = {sub: quote(output_file(sub, r["name"])) for sub in ("overlay", "probabilities", "binary")}
+        link = {sub: quote(output_file(sub, r["name"])) for sub in ("overlay", "thumbnails", "probabilities", "binary")}
         fov = "estimated" if r["fov"] == "estimated" else f'mask <small>{html.escape(r["fov"])}</small>'
         lines.append(
-            f'<tr><td><a href="{link["overlay"]}"><img src="{link["overlay"]}" width="{THUMBNAIL_PX}" '
+            f'<tr><td><a href="{link["overlay"]}"><img src="{link["thumbnails"]}" width="{THUMBNAIL_PX}" '
             f'loading="lazy" alt="{name}"></a></td><td>{name}<br><small>{html.escape(r["input"])}</small></td>'
             f'<td class="num">{float(r["vessel_fraction"]):.1%}</td><td>{r["width"]}x{r["height"]}</td>'
             f'<td>{fov}, {r["fov_diameter_px"]} px across</td><td>x{html.escape(r["factors"])}</td>'

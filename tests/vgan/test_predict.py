@@ -283,8 +283,10 @@ def test_a_folder_per_patient_gets_its_maps_in_the_same_folders(clinic, checkpoi
         photo = np.asarray(Image.open(clinic / f"{name}.tif"), np.float32) / 255
         over = np.asarray(Image.open(out / "overlay" / f"{name}.jpg"), np.float32)
         assert np.abs(over - vessel_overlay(photo, prob / 255, fov)).mean() < 2
-    hrefs = _index_images(out)
-    assert hrefs == [f"overlay/{n}.jpg" for n in sorted(names, key=lambda n: float(report[n]["vessel_fraction"]))]
+        thumbnail = Image.open(out / "thumbnails" / f"{name}.jpg")  # the page's: the overlay, 480 px wide
+        assert thumbnail.width == 480 and abs(thumbnail.height - 480 * 584 / 565) <= 1
+    srcs = _index_images(out)
+    assert srcs == [f"thumbnails/{n}.jpg" for n in sorted(names, key=lambda n: float(report[n]["vessel_fraction"]))]
     alone = tmp_path / "alone"
     assert main(["--checkpoint", str(checkpoint), "--input", str(clinic / "p02" / "visit2" / "OD.tif"),
                  "--out", str(alone)]) == 0

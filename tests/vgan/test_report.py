@@ -32,7 +32,7 @@ def _row(name, fraction, **more):
 def test_the_page_shows_failures_first_then_the_lowest_fractions_and_every_link_reaches_its_file(tmp_path):
     names = ["p 01/O#D & co", "p02/OD", "p03/<b>OS"]  # a space, a hash, an ampersand, markup
     for name in names:
-        for sub, ext in (("overlay", "jpg"), ("probabilities", "png"), ("binary", "png")):
+        for sub, ext in (("overlay", "jpg"), ("thumbnails", "jpg"), ("probabilities", "png"), ("binary", "png")):
             (tmp_path / sub / f"{name}.{ext}").parent.mkdir(parents=True, exist_ok=True)
             (tmp_path / sub / f"{name}.{ext}").write_bytes(b"")
     with BatchReport(tmp_path, "Vessel maps by <best.pt>") as report:
