@@ -67,3 +67,23 @@ def test_archive_files_without_a_suffix_are_found_by_their_first_bytes(photo, tm
     (tmp_path / "p01" / "README").write_text("no suffix, no DICOM")
     write_dicom(tmp_path / "p01" / "IM0002.dcm", photo)
     assert [s.name for s in find_images([str(tmp_path)], recursive=True)] == ["p01/IM0001", "p01/IM0002"]
+
+
+def test_a_folder_dataset_of_dicom_photographs_trains_on_the_photographs_they_hold(drive_root, tmp_path):
+    """One's own dataset with the photographs as the archive gave them (DICOM, .dcm or no suffix) and labels
+    drawn as PNG: the pool holds the same pixels as DRIVE's."""
+    import torch
+    from conftest import folder_dataset
+
+    from vgan.config import DataConfig
+    from vgan.data import read_pool
+
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 3})
+    for i, link in enumerate(sorted((root / "training" / "images").iterdir())):
+        rgb = np.asarray(Image.open(link).convert("RGB"))
+        link.unlink()
+        write_dicom(link.with_suffix(".dcm" if i else ""), rgb, "j2k")  # the first as archives name them
+    own = read_pool(DataConfig(dataset="folder", root=str(root)), "training")
+    drive = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training")
+    assert own.ids == [f"eye{i}" for i in drive.ids[:3]]
+    assert torch.equal(own.images, drive.images[:3]) and torch.equal(own.labels, drive.labels[:3])
