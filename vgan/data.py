@@ -299,6 +299,13 @@ class Source:
     name: str
 
 
+def image_stem(path: Path) -> str:
+    """A file's name without its image suffix (`OD.jpg`: `OD`). A name whose last dot begins no image suffix is kept
+    whole: archives name DICOM files by their instance UID (`1.2.840.113619.2.55.3.7`), and the UID's last number
+    tells two photographs apart."""
+    return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
+
+
 def list_images(inputs: Sequence[str]) -> list[Path]:
     """The images named, folders expanded (sorted, hidden files left out); a missing path, an empty folder or two
     images of one name are bad input."""
@@ -324,7 +331,7 @@ def find_images(inputs: Sequence[str], recursive: bool = False,
                 raise DataError(f"{p}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
             sources += found
         elif p.is_file():
-            sources.append(Source(p, p.stem))
+            sources.append(Source(p, image_stem(p)))
         else:
             raise DataError(f"{p}: no such file or folder")
     seen: dict[str, Path] = {}
@@ -351,9 +358,10 @@ def _images_under(root: Path, recursive: bool, skip: Callable[[Path], bool] | No
             if recursive else []
         for name in sorted(files):
             path = here / name
+            # any other file is taken if it is DICOM by its first bytes (archives give no suffix, or a UID's)
             if not name.startswith(".") and path.is_file() and (
-                    path.suffix.lower() in IMAGE_SUFFIXES or not path.suffix and is_dicom_file(path)):
-                found.append(Source(path, path.relative_to(root).with_suffix("").as_posix()))
+                    path.suffix.lower() in IMAGE_SUFFIXES or is_dicom_file(path)):
+                found.append(Source(path, (path.parent.relative_to(root) / image_stem(path)).as_posix()))
     return found
 
 
@@ -363,7 +371,7 @@ def _folder_items(root: Path, pool: str) -> list[Item]:
     _require_dir(base / "images", f"a folder dataset expects {layout}")
     _require_dir(base / "labels", f"a folder dataset expects {layout}")
     masks = _masks_folder(root, pool)
-    return [Item(image.stem, image, find_named(base / "labels", image, LABEL_NAMES, "vessel label"),
+    return [Item(image_stem(image), image, find_named(base / "labels", image, LABEL_NAMES, "vessel label"),
                  find_named(masks, image, MASK_NAMES, "FOV mask") if masks else None)
             for image in list_images([str(base / "images")])]
 
@@ -393,15 +401,15 @@ def estimate_fov(rgb: np.ndarray) -> np.ndarray:
 def find_named(folder: Path, image: Path, names: tuple[str, ...], what: str) -> Path:
     """The image file in `folder` named after `image` by the first of `names` that one is."""
     for pattern in names:
-        name = pattern.format(image.stem)
+        name = pattern.format(image_stem(image))
         found = [f for f in sorted(folder.glob(glob.escape(name) + ".*"))
                  if f.suffix.lower() in IMAGE_SUFFIXES and f.stem == name]
         if len(found) > 1:
             raise DataError(f"{found[0]} and {found[1]}: two files named '{name}' in one folder")
         if found:
             return found[0]
-    raise DataError(f"{folder}: no {what} for {image.name} (expected e.g. {names[0].format(image.stem)}.png or "
-                    f"{names[1].format(image.stem)}.png)")
+    raise DataError(f"{folder}: no {what} for {image.name} (expected e.g. {names[0].format(image_stem(image))}.png "
+                    f"or {names[1].format(image_stem(image))}.png)")
 
 
 def _read_items(items: list[Item], name: str) -> Split:

@@ -66,7 +66,14 @@ def test_archive_files_without_a_suffix_are_found_by_their_first_bytes(photo, tm
     (tmp_path / "p01" / "DICOMDIR.txt").write_text("not an image")
     (tmp_path / "p01" / "README").write_text("no suffix, no DICOM")
     write_dicom(tmp_path / "p01" / "IM0002.dcm", photo)
-    assert [s.name for s in find_images([str(tmp_path)], recursive=True)] == ["p01/IM0001", "p01/IM0002"]
+    (tmp_path / "p02").mkdir()
+    for uid in ("1.2.826.0.1.3680043.8.498.10", "1.2.826.0.1.3680043.8.498.11"):  # named by their instance UIDs
+        write_dicom(tmp_path / "p02" / uid, photo)
+    (tmp_path / "p02" / "notes.v2").write_text("a suffix of no image, no DICOM")
+    assert [s.name for s in find_images([str(tmp_path)], recursive=True)] == [
+        "p01/IM0001", "p01/IM0002", "p02/1.2.826.0.1.3680043.8.498.10", "p02/1.2.826.0.1.3680043.8.498.11"]
+    uid = tmp_path / "p02" / "1.2.826.0.1.3680043.8.498.11"
+    assert [s.name for s in find_images([str(uid)])] == [uid.name]  # a file given: its whole name
 
 
 def test_a_folder_dataset_of_dicom_photographs_trains_on_the_photographs_they_hold(drive_root, tmp_path):
