@@ -325,9 +325,10 @@ def find_images(inputs: Sequence[str], recursive: bool = False,
         if p.is_dir():
             found = _images_under(p, recursive, skip)
             if not found:
-                deeper = [] if recursive else _images_under(p, True, skip)
-                hint = (f"; its subfolders hold {len(deeper)} (--recursive takes them, their maps in the same "
-                        "subfolders)") if deeper else ""
+                # a look below, not a walk of the whole tree under a folder given by mistake (a home, a disk)
+                deeper = [] if recursive else _images_under(p, True, skip, first=True, max_folders=HINT_FOLDERS)
+                hint = (f"; its subfolders hold images ({deeper[0].name} first): --recursive takes them, their maps "
+                        "in the same subfolders") if deeper else ""
                 raise DataError(f"{p}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
             sources += found
         elif p.is_file():
@@ -343,11 +344,19 @@ def find_images(inputs: Sequence[str], recursive: bool = False,
     return sources
 
 
-def _images_under(root: Path, recursive: bool, skip: Callable[[Path], bool] | None) -> list[Source]:
+HINT_FOLDERS = 1000  # folders looked into for images below a folder given without --recursive
+
+
+def _images_under(root: Path, recursive: bool, skip: Callable[[Path], bool] | None, first: bool = False,
+                  max_folders: int | None = None) -> list[Source]:
+    """The images in `root` (`recursive`: below it too), sorted by folder then name; `first`: the first found
+    only; `max_folders`: the most folders looked into."""
     found: list[Source] = []
     entered: set[Path] = set()
     # Linked folders are followed (clinics link their exports), each real folder entered once (a link loop ends)
     for folder, dirs, files in os.walk(root, followlinks=True):
+        if (first and found) or (max_folders is not None and len(entered) >= max_folders):
+            break
         here = Path(folder)
         real = here.resolve()
         if real in entered:

@@ -406,7 +406,12 @@ def test_a_sideways_phone_photograph_trains_against_the_label_drawn_on_it(drive_
 
 
 def test_a_folder_tree_is_taken_with_each_image_named_by_its_path_under_the_folder(clinic):
-    with pytest.raises(DataError, match=r"clinic: no images in this folder .*its subfolders hold 4 \(--recursive"):
+    with pytest.raises(DataError, match=r"clinic: no images in this folder .*its subfolders hold images \(p01/OD "
+                                        r"first\): --recursive takes them"):
+        find_images([str(clinic)])
+    for i in range(1200):  # more folders than a hint looks into, all empty, walked before the patients' ones
+        (clinic / "a" / f"{i:04d}").mkdir(parents=True)
+    with pytest.raises(DataError, match=r"clinic: no images in this folder \(looked for [^)]*\)$"):
         find_images([str(clinic)])
     found = find_images([str(clinic)], recursive=True)
     assert [s.name for s in found] == ["p01/OD", "p01/OS", "p02/OD", "p02/visit2/OD"]  # hidden files and folders out
