@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import shutil
 import sys
 import tempfile
@@ -37,13 +36,15 @@ def spoil(rgb: np.ndarray, kind: str) -> np.ndarray:
     """An 8-bit photograph (H, W, 3) as a screening camera spoils it."""
     from scipy import ndimage
 
+    from vgan.data import estimate_fov
+
     x = rgb.astype(np.float32)
     if kind == "defocus":
         x = ndimage.gaussian_filter(x, sigma=(3, 3, 0))
     elif kind == "dark":
         x = x * 0.3
-    elif kind == "haze":
-        inside = x[..., 0] > 0.15 * np.percentile(x[..., 0], 99)
+    elif kind == "haze":  # towards the mean colour of the FOV (vgan.predict's estimate), its black surround kept
+        inside = estimate_fov(x / 255)
         x = np.where(inside[..., None], 0.5 * x + 0.5 * x[inside].mean(axis=0), x)
     else:
         raise ValueError(f"unknown kind {kind!r} (choose from {', '.join(KINDS)})")
@@ -170,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     result, lines = summary(rows)
     print("\n".join(lines))
     if args.json:
-        write_rows(args.json, torch.device("cpu"), rows, lines)
-        data = json.loads(args.json.read_text())
-        args.json.write_text(json.dumps({**data, "result": result}, indent=1) + "\n")
+        write_rows(args.json, torch.device("cpu"), rows, lines, result=result)
     return 0
 
 

@@ -104,11 +104,12 @@ def scored_splits(drive: Path, stare: Path | None) -> dict:
     return splits
 
 
-def write_rows(path: Path, device: torch.device, rows: list[dict], lines: list[str]) -> None:
+def write_rows(path: Path, device: torch.device, rows: list[dict], lines: list[str], **extra) -> None:
+    """The JSON of a benchmark: the machine, its rows, its summary lines, and any `extra` key."""
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"machine": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "device": str(device), "date": time.strftime("%Y-%m-%d")}
-    path.write_text(json.dumps({"meta": meta, "rows": rows, "summary": lines}, indent=1) + "\n")
+    path.write_text(json.dumps({"meta": meta, "rows": rows, "summary": lines, **extra}, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

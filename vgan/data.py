@@ -306,12 +306,6 @@ def image_stem(path: Path) -> str:
     return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
 
 
-def list_images(inputs: Sequence[str]) -> list[Path]:
-    """The images named, folders expanded (sorted, hidden files left out); a missing path, an empty folder or two
-    images of one name are bad input."""
-    return [s.path for s in find_images(inputs)]
-
-
 def find_images(inputs: Sequence[str], recursive: bool = False,
                 skip: Callable[[Path], bool] | None = None) -> list[Source]:
     """The images named and those in the folders named (with `recursive`, in their subfolders too, at any depth),
@@ -380,9 +374,9 @@ def _folder_items(root: Path, pool: str) -> list[Item]:
     _require_dir(base / "images", f"a folder dataset expects {layout}")
     _require_dir(base / "labels", f"a folder dataset expects {layout}")
     masks = _masks_folder(root, pool)
-    return [Item(image_stem(image), image, find_named(base / "labels", image, LABEL_NAMES, "vessel label"),
-                 find_named(masks, image, MASK_NAMES, "FOV mask") if masks else None)
-            for image in list_images([str(base / "images")])]
+    return [Item(s.name, s.path, find_named(base / "labels", s.path, LABEL_NAMES, "vessel label"),
+                 find_named(masks, s.path, MASK_NAMES, "FOV mask") if masks else None)
+            for s in find_images([str(base / "images")])]
 
 
 def _masks_folder(root: Path, pool: str) -> Path | None:

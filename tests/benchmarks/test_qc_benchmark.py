@@ -9,6 +9,7 @@ from models import tiny_checkpoint
 from PIL import Image
 
 from benchmarks.qc import main, spoil, summary
+from vgan.data import estimate_fov
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +41,7 @@ def test_the_batch_is_segmented_as_users_run_it_and_each_row_scored(checkpoint, 
 
 def test_spoiling_does_what_it_says(drive_root):
     rgb = np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif").convert("RGB"))
-    inside = rgb[..., 0] > 0.15 * np.percentile(rgb[..., 0], 99)
+    inside = estimate_fov(rgb / 255)
     dark, haze, blur = (spoil(rgb, k).astype(float) for k in ("dark", "haze", "defocus"))
     assert np.abs(dark - 0.3 * rgb).max() <= 0.5
     assert np.std(haze[inside], axis=0) == pytest.approx(0.5 * np.std(rgb[inside].astype(float), axis=0), rel=0.02)

@@ -7,6 +7,7 @@ import pytest
 import torch
 from dicoms import write_dicom
 from models import tiny_checkpoint
+from pages import read_page
 from PIL import Image
 
 from vgan.data import estimate_fov, read_binary
@@ -237,22 +238,9 @@ def _report(out):
 
 def _index_images(out):
     """The thumbnails of out/index.html, in its order, each a file there."""
-    from html.parser import HTMLParser
-    from urllib.parse import unquote
-
-    class Images(HTMLParser):
-        srcs = []
-
-        def handle_starttag(self, tag, attrs):
-            if tag == "img":
-                self.srcs.append(unquote(dict(attrs)["src"]))
-
-    parser = Images()
-    parser.srcs = []
-    parser.feed((out / "index.html").read_text())
-    assert all((out / src).is_file() for src in parser.srcs)
-    return parser.srcs
-
+    srcs = read_page(out / "index.html").images()
+    assert all((out / src).is_file() for src in srcs)
+    return srcs
 
 def test_a_folder_per_patient_gets_its_maps_in_the_same_folders(clinic, checkpoint, tmp_path, capsys):
     """A screening export (a folder per patient, the camera's names recurring) with the maps written inside it:

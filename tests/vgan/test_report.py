@@ -1,26 +1,11 @@
 """A batch's report: rows kept as they are written, and a page whose every link reaches its file."""
 
 import csv
-from html.parser import HTMLParser
-from urllib.parse import unquote
 
 import pytest
+from pages import read_page
 
 from vgan.report import INDEX, REPORT, BatchReport
-
-
-class Links(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.links, self.text = [], []
-
-    def handle_starttag(self, tag, attrs):
-        a = dict(attrs)
-        if "src" in a or "href" in a:
-            self.links.append(unquote(a.get("src") or a["href"]))
-
-    def handle_data(self, data):
-        self.text.append(data)
 
 
 def _row(name, fraction, **more):
@@ -41,9 +26,9 @@ def test_the_page_shows_failures_first_then_the_lowest_fractions_and_every_link_
         report.add({"name": "p04/OD", "input": "/photos/p04/OD.png", "status": "failed",
                     "error": "/photos/p04/OD.png: unreadable image"})
         report.add(_row(names[2], 0.09))
-    page = Links()
-    page.feed((tmp_path / INDEX).read_text())
-    assert [link for link in page.links if link != REPORT] and all((tmp_path / link).is_file() for link in page.links)
+    page = read_page(tmp_path / INDEX)
+    links = [url for _, url in page.links]
+    assert [link for link in links if link != REPORT] and all((tmp_path / link).is_file() for link in links)
     text = "".join(page.text)
     assert text.index("p04/OD") < text.index("p02/OD") < text.index("p03/<b>OS") < text.index("p 01/O#D & co")
     assert "Vessel maps by <best.pt>" in text and "3 photograph(s) segmented, 1 failed" in text
