@@ -8,7 +8,8 @@
 The same as `python -m vgan.predict` (shared code: what it writes, which images it takes, the
 FOV, the scale, the mirrored views), for an MLflow model instead of a checkpoint: any model URI MLflow resolves
 (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/m-...`, `runs:/RUN/PATH`). Several: each map
-is the mean of their maps (`vgan.ensemble`).
+is the mean of their maps (`vgan.ensemble`). An alias is read once, at the start: the whole batch is made by the
+version it named then, and the report says which.
 """
 
 from __future__ import annotations
@@ -24,6 +25,24 @@ from vgan.ensemble import Member
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, earlier_of, finish, images_of, segment_images
 from vgan.scale import ScaleSpec, recorded_fov
+
+
+def pinned(uri: str, model: str) -> tuple[str, str | None]:
+    """(the URI to load, the registry version it is): `models:/NAME@ALIAS` becomes the version the alias names
+    now, so a batch of hours is made by one version even if a study promotes a new champion meanwhile, and its
+    report says which version that was (an alias alone names a different model next month). Other URIs, and an
+    alias that names nothing (`load_segmenter` says so), are kept as given."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    if not model.startswith("models:/") or "@" not in model:
+        return model, None
+    name, alias = model[len("models:/"):].rsplit("@", 1)
+    try:
+        version = str(MlflowClient(uri, uri).get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return model, None
+    return f"models:/{name}/{version}", version
 
 
 def load_segmenter(uri: str, model: str, device):
@@ -60,12 +79,15 @@ def _main(argv: Sequence[str] | None) -> None:
         check_tracking_store(uri, read_only=True)
     writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device, "--device")
-    members = []
-    for name in args.model:
-        model = load_segmenter(uri, name, device)
-        members.append(Member(model, recorded_fov(model), scale))
+    members, names = [], []
+    for given in args.model:
+        model, version = pinned(uri, given)
+        if version is not None:
+            print(f"tuner.predict: {given} is version {version}: it makes every map of this batch")
+        members.append(Member(segmenter := load_segmenter(uri, model, device), recorded_fov(segmenter), scale))
+        names.append(given if version is None else f"{given} (version {version})")
     summary = segment_images(members, sources, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
-                             device, sys.stderr.isatty(), args.tta, f"Vessel maps by {', '.join(args.model)}",
+                             device, sys.stderr.isatty(), args.tta, f"Vessel maps by {', '.join(names)}",
                              earlier_of(args))
     finish(summary, Path(args.out), "tuner.predict")
 

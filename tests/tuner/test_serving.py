@@ -13,6 +13,7 @@ from models import trial_with_best
 from PIL import Image
 
 from tuner.predict import main as predict_main
+from tuner.predict import pinned
 from tuner.registry import Gate, register_candidate
 from tuner.tracking import log_best_model, use_tracking_uri
 from vgan.config import config_from_dict
@@ -189,6 +190,9 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, clinic, t
     with use_tracking_uri(uri):
         assert mlflow.models.get_model_info(model).metadata["trained_fov_diameter_px"] == recorded_fov(m)
     assert "tuner.predict: 2 image(s) segmented" in said and f"model's FOV of {recorded_fov(m):.0f} px: 2" in said
+    # the alias read once: the batch says which version made it, on the console and in its page
+    assert f"tuner.predict: {model} is version 1: it makes every map of this batch" in said
+    assert f"<title>Vessel maps by {model} (version 1)</title>" in (tmp_path / "out" / "index.html").read_text()
     x = torch.from_numpy(read_image(images / "02_test.tif")).permute(2, 0, 1)[None].float() / 255
     fov = np.asarray(Image.open(drive_root / "test" / "mask" / "02_test_mask.gif")) > 0
     prob = predict_at_scale(m, x, recorded_fov(m) / fov_diameter(fov)).numpy()[0, 0]
@@ -217,6 +221,23 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, clinic, t
     assert predict_main(["--model", f"models:/{NAME}/1", "--tracking-uri", uri, "--input", str(clinic),
                          "--recursive", "--out", str(tmp_path / "clinic"), "--continue"]) == 0
     assert "0 image(s) segmented" in (said := capsys.readouterr().out) and "4 kept as an earlier run" in said
+
+
+def test_an_alias_is_pinned_to_the_version_it_names_at_the_start(champion):
+    from mlflow.tracking import MlflowClient
+
+    uri, model = champion
+    assert pinned(uri, model) == (f"models:/{NAME}/1", "1")
+    client = MlflowClient(uri, uri)
+    client.set_registered_model_alias(NAME, "clinic", "1")
+    try:
+        assert pinned(uri, f"models:/{NAME}@clinic") == (f"models:/{NAME}/1", "1")
+    finally:
+        client.delete_registered_model_alias(NAME, "clinic")
+    # anything else is loaded as given; an alias naming nothing is for the load to refuse, with the URI given
+    for given in (f"models:/{NAME}/1", f"models:/{NAME}@clinic", "models:/nobody@champion", "runs:/abc/model",
+                  "mlartifacts/1/models/m-1/artifacts"):
+        assert pinned(uri, given) == (given, None)
 
 
 @pytest.mark.parametrize("model, out, fragment", [
