@@ -8,7 +8,7 @@ Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP, DICOM; any size; RGB, RGBA or g
 gets an 8-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
 of its own size, `overlay/<name>.jpg` (the map laid on the photograph), and a row in `report.csv` (its size,
 FOV, scale, vessel fraction, what was converted, or why it failed); `index.html` shows the batch at a glance
-(`vgan.report`). `--continue` keeps the maps an earlier run made that still stand (same file, unchanged, same
+(`vgan.report`). `--continue` keeps the maps an earlier run made that still stand (same file, same bytes, same
 weights and settings), so a batch stopped half way goes on where it stopped. `--recursive` takes the images in
 subfolders too (one folder per patient or visit): their maps go to the same subfolders
 (`probabilities/<subfolder>/<name>.png`). Pixels outside the field of view are 0: the FOV mask comes from
@@ -60,6 +60,7 @@ from vgan.report import (
     THUMBNAIL_PX,
     BatchReport,
     earlier_rows,
+    file_digest,
     output_file,
     still_good,
     weights_digest,
@@ -78,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True,
                    help="output folder (probabilities/, binary/, fov/, overlay/, thumbnails/, report.csv, index.html)")
     p.add_argument("--continue", dest="continue_", action="store_true",
-                   help="keep the maps an earlier run into --out made of the same files, unchanged, with the same "
+                   help="keep the maps an earlier run into --out made of the same files, the same bytes, with the same "
                         "model and settings (by its report.csv): a batch stopped half way goes on where it stopped")
     p.add_argument("--masks", help="folder of FOV masks named after the images (default: estimate each FOV)")
     p.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
@@ -165,7 +166,7 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
     as each is done and, at the end, `out/index.html` titled `title` (`vgan.report`); unreadable images are
     collected in the summary, the rest written. Each map is the mean of the members' maps (one member: its
     own), each member at its scale (`vgan.ensemble`); `tta`: the views each averages (`vgan.tta`). `earlier`: an
-    earlier run's rows (`vgan.report.earlier_rows`): an image whose row still stands (the same file, unchanged,
+    earlier run's rows (`vgan.report.earlier_rows`): an image whose row still stands (the same file, the same bytes,
     the same weights and settings, its maps there) keeps it and its maps, and is not segmented again."""
     from tqdm import tqdm
 
@@ -183,13 +184,14 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
     earlier = earlier or {}
     with BatchReport(out, title) as report:
         for source in tqdm(sources, desc="segmenting", unit="image", disable=not progress or None, leave=False):
-            old = earlier.get(source.name)
-            if still_good(old, out, source.path, model, settings):
+            old, digest = earlier.get(source.name), file_digest(source.path)
+            if still_good(old, out, source.path, digest, model, settings):
                 report.add(old)
                 s.kept += 1
                 s.vessel_fraction.append(float(old["vessel_fraction"]))
                 continue
-            row = {"name": source.name, "input": str(source.path), "model": model, "settings": settings}
+            row = {"name": source.name, "input": str(source.path), "input_digest": digest, "model": model,
+                   "settings": settings}
             try:
                 _segment_one(members, source, out, threshold, masks, device, s, row)
                 row["status"] = SEGMENTED

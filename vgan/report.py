@@ -28,10 +28,11 @@ def output_file(sub: str, name: str) -> str:
     return f"{sub}/{name}.{'jpg' if sub in PICTURES else 'png'}"
 
 
-# model and settings: what made each map (the weights' digest; threshold, scale, views, masks), so a map on file
-# is known for what it is, and a batch continued (--continue) takes only the maps the same model and settings made
-REPORT_KEYS = ("name", "input", "status", "height", "width", "fov", "fov_diameter_px", "factors", "vessel_fraction",
-               "converted", "error", "model", "settings")
+# input_digest, model and settings: what each map was made from and by (the photograph's bytes; the weights; threshold,
+# scale, views, masks), so a map on file is known for what it is, and a batch continued (--continue) takes only the maps
+# made from the same bytes by the same model and settings
+REPORT_KEYS = ("name", "input", "input_digest", "status", "height", "width", "fov", "fov_diameter_px", "factors",
+               "vessel_fraction", "converted", "error", "model", "settings")
 SEGMENTED, FAILED = "segmented", "failed"
 THUMBNAIL_PX = 240  # shown; stored twice as wide, for high-density screens
 
@@ -85,6 +86,18 @@ def weights_digest(models: Sequence[object]) -> str | None:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
+def file_digest(path: Path) -> str | None:
+    """A digest of the file's bytes; None where it cannot be read (its segmentation says why)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                digest.update(block)
+    except OSError:
+        return None
+    return f"sha256:{digest.hexdigest()[:16]}"
+
+
 def earlier_rows(out: Path) -> dict[str, dict]:
     """The rows of the report already in `out`, by name; none where there is none or it is another's (other
     columns: a report of an earlier version, or no report of this tool)."""
@@ -98,19 +111,18 @@ def earlier_rows(out: Path) -> dict[str, dict]:
         return {}
 
 
-def still_good(row: dict | None, out: Path, source_path: Path, model: str | None, settings: str) -> bool:
-    """Whether an earlier run's row stands for this run: segmented from the same file, unchanged since, by the
-    same weights with the same settings, and its maps all still there."""
-    if row is None or model is None or row["status"] != SEGMENTED:
+def still_good(row: dict | None, out: Path, source_path: Path, input_digest: str | None, model: str | None,
+               settings: str) -> bool:
+    """Whether an earlier run's row stands for this run: segmented from the same file with the same bytes (a
+    photograph replaced by another keeps no map, whatever its time stamp: copies and archives keep old ones), by
+    the same weights with the same settings, and its maps all still there."""
+    if row is None or input_digest is None or model is None or row["status"] != SEGMENTED:
         return False
-    if (row["input"], row["model"], row["settings"]) != (str(source_path), model, settings):
+    if (row["input"], row["input_digest"], row["model"], row["settings"]) != (str(source_path), input_digest, model,
+                                                                               settings):
         return False
-    try:
-        maps = [(out / output_file(sub, row["name"])).stat().st_mtime
-                for sub in OUTPUTS if sub != "fov" or row["fov"] == "estimated"]
-        return source_path.stat().st_mtime <= min(maps)
-    except OSError:
-        return False
+    return all((out / output_file(sub, row["name"])).is_file() for sub in OUTPUTS if sub != "fov" or
+               row["fov"] == "estimated")
 
 
 def ordered(rows: list[dict]) -> list[dict]:
