@@ -2,14 +2,14 @@
 
     python -m tuner.predict --model models:/vgan-generator@champion [URI ...] --input DIR_OR_FILES... --out DIR
                             [--recursive] [--continue]
-                            [--tracking-uri URI] [--masks DIR] [--threshold T] [--scale auto|FACTOR]
-                            [--tta MODE] [--device auto|cpu|cuda]
+                            [--tracking-uri URI] [--log [EXPERIMENT]] [--masks DIR] [--threshold T]
+                            [--scale auto|FACTOR] [--tta MODE] [--device auto|cpu|cuda]
 
 The same as `python -m vgan.predict` (shared code: what it writes, which images it takes, the
 FOV, the scale, the mirrored views), for an MLflow model instead of a checkpoint: any model URI MLflow resolves
 (`models:/NAME@ALIAS`, `models:/NAME/VERSION`, `models:/m-...`, `runs:/RUN/PATH`). Several: each map
 is the mean of their maps (`vgan.ensemble`). An alias is read once, at the start: the whole batch is made by the
-version it named then, and the report says which.
+version it named then, and the report says which. `--log` records the batch in MLflow (`tuner.batches`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from tuner.batches import EXPERIMENT, BatchRun
 from tuner.tracking import check_tracking_store, resolve_tracking_uri, use_tracking_uri
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.ensemble import Member
 from vgan.errors import ConfigError
-from vgan.predict import add_arguments, earlier_of, finish, images_of, segment_images
+from vgan.predict import add_arguments, check_masks, earlier_of, finish, images_of, segment_images
+from vgan.report import weights_digest
 from vgan.scale import ScaleSpec, recorded_fov
 
 
@@ -69,27 +71,48 @@ def _main(argv: Sequence[str] | None) -> None:
                    help="MLflow model URI, e.g. models:/vgan-generator@champion; several: each map the mean of "
                         "theirs (an ensemble)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
+    p.add_argument("--log", nargs="?", const=EXPERIMENT, metavar="EXPERIMENT",
+                   help=f"record the batch in MLflow, a run in EXPERIMENT (default {EXPERIMENT}): the model "
+                        "versions, the arguments, the counts, report.csv and index.html")
     add_arguments(p)
     args = p.parse_args(argv)
     check_threshold(args.threshold)
     scale = ScaleSpec.parse(args.scale)
     sources = images_of(args)
     uri = resolve_tracking_uri(args.tracking_uri)
-    if any(m.startswith(("models:", "runs:")) for m in args.model):  # a model folder on disk needs no tracking store
+    if args.log is not None:
+        check_tracking_store(uri)
+    elif any(m.startswith(("models:", "runs:")) for m in args.model):  # a model folder on disk needs no store
         check_tracking_store(uri, read_only=True)
     writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device, "--device")
-    members, names = [], []
+    members, names, versions = [], [], []
     for given in args.model:
         model, version = pinned(uri, given)
         if version is not None:
             print(f"tuner.predict: {given} is version {version}: it makes every map of this batch")
+            versions.append(model.removeprefix("models:/"))
         members.append(Member(segmenter := load_segmenter(uri, model, device), recorded_fov(segmenter), scale))
         names.append(given if version is None else f"{given} (version {version})")
-    summary = segment_images(members, sources, Path(args.out), args.threshold, Path(args.masks) if args.masks else None,
-                             device, sys.stderr.isatty(), args.tta, f"Vessel maps by {', '.join(names)}",
-                             earlier_of(args))
-    finish(summary, Path(args.out), "tuner.predict")
+    out, masks = Path(args.out), Path(args.masks) if args.masks else None
+    check_masks(masks)  # before a run is recorded: bad input starts nothing
+    run = None
+    if args.log is not None:
+        params = {k.rstrip("_"): " ".join(v) if isinstance(v, list) else v for k, v in vars(args).items()
+                  if k != "log"}
+        run = BatchRun.start(uri, args.log, out, versions, weights_digest([m.model for m in members]),
+                             {**params, "model": ", ".join(names), "tracking_uri": uri})
+    try:
+        summary = segment_images(members, sources, out, args.threshold, masks, device, sys.stderr.isatty(),
+                                 args.tta, f"Vessel maps by {', '.join(names)}", earlier_of(args))
+    except BaseException as e:
+        if run is not None:  # the rows so far are in report.csv
+            run.end(out, "KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+        raise
+    if run is not None:
+        run.end(out, "FINISHED", summary)
+        print(f"tuner.predict: recorded in MLflow ({uri}), experiment {run.experiment}, run {run.run_id}")
+    finish(summary, out, "tuner.predict")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

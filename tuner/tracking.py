@@ -116,6 +116,13 @@ def artifact_location(uri: str) -> str | None:
     return None  # a server decides (proxied artifacts)
 
 
+def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
+    """The experiment's id, made where there is none (shown in the UI's model-training view)."""
+    exp = client.get_experiment_by_name(name)
+    return exp.experiment_id if exp else client.create_experiment(
+        name, artifact_location(uri), tags={EXPERIMENT_KIND: "custom_model_development"})
+
+
 @dataclass
 class TrackingInfo:
     """Where a study's runs live (plain values: Tune pickles the projection with its state)."""
@@ -136,9 +143,7 @@ class Study:
     @classmethod
     def start(cls, uri: str, experiment: str, study_name: str, tags: dict[str, str], resume: bool) -> Study:
         client = MlflowClient(uri)
-        exp = client.get_experiment_by_name(experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(
-            experiment, artifact_location(uri), tags={EXPERIMENT_KIND: "custom_model_development"})
+        exp_id = experiment_id(client, experiment, uri)
         parent = None
         if resume:
             found = client.search_runs([exp_id], f"tags.study = '{study_name}' and tags.kind = 'study'",

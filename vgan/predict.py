@@ -156,6 +156,11 @@ def is_output(folder: Path) -> bool:
     return folder.name in OUTPUTS and all((folder.parent / sub).is_dir() for sub in OUTPUTS[:2])
 
 
+def check_masks(masks: Path | None) -> None:
+    if masks is not None and not masks.is_dir():
+        raise DataError(f"{masks}: masks folder missing")
+
+
 @torch.no_grad()
 def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Path, threshold: float = 0.5,
                    masks: Path | None = None, device: torch.device = torch.device("cpu"),
@@ -170,8 +175,7 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
     the same weights and settings, its maps there) keeps it and its maps, and is not segmented again."""
     from tqdm import tqdm
 
-    if masks is not None and not masks.is_dir():
-        raise DataError(f"{masks}: masks folder missing")
+    check_masks(masks)
     for sub in OUTPUTS:
         (out / sub).mkdir(parents=True, exist_ok=True)
     s = Summary(trained_fovs=[m.trained_fov for m in members], scale=members[0].scale, tta=tta)

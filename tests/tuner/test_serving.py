@@ -240,6 +240,57 @@ def test_an_alias_is_pinned_to_the_version_it_names_at_the_start(champion):
         assert pinned(uri, given) == (given, None)
 
 
+def test_a_batch_logged_is_a_run_naming_the_version_that_made_it(champion, drive_root, tmp_path, capsys,
+                                                                   monkeypatch):
+    """--log: a run in the predictions experiment with the version, the weights, the arguments, the counts and
+    the report; an image that fails is counted (the run still FINISHED: the batch ran), a batch interrupted ends
+    KILLED, bad input records nothing."""
+    import csv
+
+    from mlflow.tracking import MlflowClient
+
+    import tuner.predict
+    from tuner.batches import EXPERIMENT
+
+    uri, model = champion
+    (tmp_path / "broken.png").write_bytes(b"not a PNG")
+    argv = ["--model", model, "--tracking-uri", uri, "--log", "--input",
+            str(drive_root / "test" / "images" / "01_test.tif"), str(tmp_path / "broken.png"), "--out",
+            str(tmp_path / "out")]
+    assert predict_main(argv) == 2  # the broken file: named, the other segmented
+    said = capsys.readouterr().out
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "tags.kind = 'predictions'")
+    assert len(runs) == 1 and f"experiment {EXPERIMENT}, run {runs[0].info.run_id}" in said
+    run = runs[0]
+    with open(tmp_path / "out" / "report.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith("out ")
+    assert run.data.tags["model_versions"] == f"{NAME}/1" and run.data.tags["weights"] == rows[0]["model"]
+    assert run.data.tags["out"] == str(tmp_path / "out")
+    assert run.data.params["model"] == f"{model} (version 1)" and run.data.params["threshold"] == "0.5"
+    assert run.data.params["continue"] == "False" and run.data.params["input"].endswith("broken.png")
+    assert run.data.metrics["images_segmented"] == 1 and run.data.metrics["images_failed"] == 1
+    assert run.data.metrics["mean_vessel_fraction"] == pytest.approx(float(rows[0]["vessel_fraction"]), abs=1e-4)
+    assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == ["index.html", "report.csv"]
+    # every batch a version made, by the search the README gives
+    assert [r.info.run_id for r in client.search_runs([run.info.experiment_id],
+                                                      f"tags.model_versions LIKE '%{NAME}/1%'")] == [run.info.run_id]
+    # another experiment named; a batch interrupted: KILLED, with the rows it had
+    def interrupted(*args, **kwargs):
+        (tmp_path / "stopped" / "report.csv").write_text("name,input\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(tuner.predict, "segment_images", interrupted)
+    assert predict_main(argv[:5] + ["clinic-a", *argv[5:-1], str(tmp_path / "stopped")]) == 130
+    (run,) = client.search_runs([client.get_experiment_by_name("clinic-a").experiment_id])
+    assert run.info.status == "KILLED" and [a.path for a in client.list_artifacts(run.info.run_id)] == ["report.csv"]
+    # bad input: nothing recorded
+    assert predict_main(argv + ["--masks", str(tmp_path / "no-masks")]) == 2
+    assert "no-masks: masks folder missing" in capsys.readouterr().err
+    assert len(client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])) == 1
+
+
 @pytest.mark.parametrize("model, out, fragment", [
     (f"models:/{NAME}@nobody", "out", f"--model models:/{NAME}@nobody: cannot load it from"),
     ("models:/no-such-model/1", "out", "--model models:/no-such-model/1: cannot load it from"),

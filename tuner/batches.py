@@ -1,0 +1,58 @@
+"""A batch of `tuner.predict` recorded in MLflow (`--log`), beside the studies that made its model: which model
+version made which maps, when, with what settings, and what came of it.
+
+One run per batch in an experiment of its own (`vgan-predictions` unless named), tagged `kind: predictions` and
+`model_versions` (`vgan-generator/3`: MLflow's search finds every batch a version made), the command's arguments as
+params, the counts and the mean vessel fraction as metrics, and the batch's `report.csv` and `index.html` as
+artifacts (the maps stay where `--out` put them: a clinic's photographs do not travel to a tracking server). A
+batch stopped or broken ends its run KILLED or FAILED with the report's rows so far.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+
+from tuner.tracking import experiment_id, short
+from vgan.report import INDEX, REPORT
+
+EXPERIMENT = "vgan-predictions"
+KIND = "predictions"
+
+
+class BatchRun:
+    def __init__(self, client: MlflowClient, run_id: str, experiment: str):
+        self.client, self.run_id, self.experiment = client, run_id, experiment
+
+    @classmethod
+    def start(cls, uri: str, experiment: str, out: Path, versions: Sequence[str], weights: str | None,
+              params: dict[str, Any]) -> BatchRun:
+        """`versions`: the registry versions of the models (`NAME/VERSION`), where they came from the registry;
+        `weights`: their digest, as report.csv gives it."""
+        client = MlflowClient(uri)
+        tags = {"kind": KIND, "out": str(out.resolve()), **({"weights": weights} if weights else {}),
+                **({"model_versions": ", ".join(versions)} if versions else {})}
+        run = client.create_run(experiment_id(client, experiment, uri),
+                                run_name=f"{out.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags)
+        client.log_batch(run.info.run_id, params=[Param(k, short(v)) for k, v in params.items()])
+        return cls(client, run.info.run_id, experiment)
+
+    def end(self, out: Path, status: str, summary=None) -> None:
+        """Ends the run with `status` (FINISHED, FAILED, KILLED), the `vgan.predict.Summary`'s counts where the
+        batch got that far, and the report (and the page, where it was written)."""
+        if summary is not None:
+            n = len(summary.written)
+            counts = {"images_segmented": n, "images_failed": len(summary.failed), "images_kept": summary.kept,
+                      "seconds": summary.seconds, "seconds_per_image": summary.seconds / max(n, 1)}
+            if summary.vessel_fraction:
+                counts["mean_vessel_fraction"] = sum(summary.vessel_fraction) / len(summary.vessel_fraction)
+            now = int(time.time() * 1000)
+            self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in counts.items()])
+        for name in (REPORT, INDEX):
+            if (out / name).is_file():
+                self.client.log_artifact(self.run_id, str(out / name))
+        self.client.set_terminated(self.run_id, status)
