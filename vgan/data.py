@@ -21,7 +21,7 @@ from vgan.config import FOV_MEDIAN, DataConfig
 from vgan.dicom import decode_dicom, is_dicom, is_dicom_file
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import InputError, as_batch, unit_float
-from vgan.scale import AUTO, MAX_FACTOR, fov_diameter, median_fov_diameter, resize, scaled_size
+from vgan.scale import AUTO, median_fov_diameter, resize, scaled_size
 
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp", ".dcm", ".dicom")
@@ -465,9 +465,6 @@ def at_fov(pool: Split, diameter: float) -> tuple[Split, list[float]]:
         img, lab, msk = (pool.own(i, t[i]) for t in (pool.images, pool.labels, pool.masks))
         what = f"{pool.name} image {image_id}"
         factor = AUTO.factor_of(msk, diameter, what, remedy="give it a FOV mask or leave data.fov_diameter unset")
-        if factor > MAX_FACTOR:
-            raise DataError(f"{what}: its field of view is {fov_diameter(msk):.0f} pixels across; data.fov_diameter "
-                             f"{diameter:g} would enlarge it x{factor:.1f}, more than x{MAX_FACTOR:g}")
         if factor != 1.0:
             size = scaled_size(tuple(img.shape[-2:]), factor)
             img = resize(img[None], size)[0]

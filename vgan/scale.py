@@ -114,7 +114,8 @@ class ScaleSpec:
                    remedy: str = MASK_OR_FACTOR) -> float:
         """The factor an image is resized by: its FOV is `diameter` pixels across, its longer side `side`;
         `trained` is the model's FOV diameter (None where the model does not record it: auto then keeps
-        the image as it is). `remedy` ends the message for a FOV no camera gives."""
+        the image as it is). A FOV no camera gives, or one auto would enlarge more than `MAX_FACTOR` (as training
+        refuses to), is a ScaleError naming the image; `remedy` ends its message."""
         fixed = self.fixed_factor(trained)
         if fixed is not None:
             return fixed
@@ -122,6 +123,10 @@ class ScaleSpec:
             raise ScaleError(f"{what}: its field of view is {diameter:.0f} pixels across in a {side}-pixel image, "
                              f"too narrow for a fundus camera's: {remedy}")
         factor = trained / diameter
+        if factor > MAX_FACTOR:  # the pixels it would be segmented from are not in the photograph
+            raise ScaleError(f"{what}: its field of view is {diameter:.0f} pixels across; brought to {trained:.0f} it "
+                             f"would be enlarged x{factor:.1f}, more than x{MAX_FACTOR:g} (a thumbnail, a crop or a "
+                             f"FOV gone wrong?): {remedy}")
         return 1.0 if abs(math.log(factor)) <= math.log(TOLERANCE) else factor
 
 

@@ -352,7 +352,8 @@ def test_a_fov_no_camera_gives_is_named_when_the_pool_is_brought_to_one_scale(dr
 
     pool = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "training").subset([0, 1], "training")
     with pytest.raises(DataError, match=r"training image 21_training: its field of view is 536 pixels across; "
-                                         r"data.fov_diameter 2500 would enlarge it x4.7, more than x4"):
+                                         r"brought to 2500 it would be enlarged x4.7, more than x4 \(.*\): give it "
+                                         r"a FOV mask or leave data.fov_diameter unset"):
         at_fov(pool, 2500.0)
     pool.masks[1, 0] = False  # a mask gone wrong: 100 pixels across in a 584 x 565 photograph
     pool.masks[1, 0, 200:300, 200:300] = True

@@ -173,16 +173,20 @@ def test_photographs_are_segmented_at_the_scale_the_generator_was_trained_at(che
 def test_a_fov_no_camera_gives_is_named_and_the_others_are_written(checkpoint, photos, tmp_path, capsys):
     """A DRIVE photograph in the middle of a 2400-pixel black frame: its FOV spans 22 % of the image, which
     says the picture (or a mask) is wrong, not the camera; it is named and the others are segmented, a 3x
-    enlargement among them (shrunk x0.03 to the tiny generator's 44-pixel FOV: far, but a camera's)."""
+    enlargement among them (shrunk x0.03 to the tiny generator's 44-pixel FOV: far, but a camera's). A 10-pixel
+    thumbnail of a photograph, which auto would enlarge more than x4 (as training refuses to), is named too."""
     photo = np.asarray(Image.open(photos / "01_test.tif"))
     framed = np.zeros((2400, 2400, 3), np.uint8)
     framed[908 : 908 + photo.shape[0], 917 : 917 + photo.shape[1]] = photo
     Image.fromarray(framed).save(photos / "06_framed.png")
     Image.fromarray(photo).resize((3 * photo.shape[1], 3 * photo.shape[0]), Image.BICUBIC).save(photos / "07_big.png")
+    Image.fromarray(photo).resize((10, 10), Image.LANCZOS).save(photos / "08_thumb.png")
     out = tmp_path / "out"
     assert main(["--checkpoint", str(checkpoint), "--input", str(photos), "--out", str(out)]) == 2
     said = capsys.readouterr()
-    assert "1 of 7 image(s) not segmented" in said.err and "--masks" in said.err
+    assert "2 of 8 image(s) not segmented" in said.err and "--masks" in said.err
+    assert "08_thumb.png: its field of view is 6 pixels across; brought to 44 it would be enlarged x7.3, more than " \
+           "x4 (a thumbnail, a crop or a FOV gone wrong?): give its mask (--masks) or a factor (--scale)" in said.err
     assert "06_framed.png: its field of view is 5" in said.err and "pixels across in a 2400-pixel image" in said.err
     assert "6 image(s) segmented" in said.out and (out / "probabilities" / "07_big.png").is_file()
     assert Image.open(out / "probabilities" / "07_big.png").size == (3 * photo.shape[1], 3 * photo.shape[0])
