@@ -125,8 +125,8 @@ class ScaleSpec:
         factor = trained / diameter
         if factor > MAX_FACTOR:  # the pixels it would be segmented from are not in the photograph
             raise ScaleError(f"{what}: its field of view is {diameter:.0f} pixels across; brought to {trained:.0f} it "
-                             f"would be enlarged x{factor:.1f}, more than x{MAX_FACTOR:g} (a thumbnail, a crop or a "
-                             f"FOV gone wrong?): {remedy}")
+                             f"would be enlarged x{factor:.1f}, more than x{MAX_FACTOR:g} (a thumbnail, a crop, a FOV "
+                             f"gone wrong, or a camera of far lower resolution than the model's?): {remedy}")
         return 1.0 if abs(math.log(factor)) <= math.log(TOLERANCE) else factor
 
 

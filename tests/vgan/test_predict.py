@@ -186,7 +186,8 @@ def test_a_fov_no_camera_gives_is_named_and_the_others_are_written(checkpoint, p
     said = capsys.readouterr()
     assert "2 of 8 image(s) not segmented" in said.err and "--masks" in said.err
     assert "08_thumb.png: its field of view is 6 pixels across; brought to 44 it would be enlarged x7.3, more than " \
-           "x4 (a thumbnail, a crop or a FOV gone wrong?): give its mask (--masks) or a factor (--scale)" in said.err
+           "x4 (a thumbnail, a crop, a FOV gone wrong, or a camera of far lower resolution than the model's?): " \
+           "give its mask (--masks) or a factor (--scale)" in said.err
     assert "06_framed.png: its field of view is 5" in said.err and "pixels across in a 2400-pixel image" in said.err
     assert "6 image(s) segmented" in said.out and (out / "probabilities" / "07_big.png").is_file()
     assert Image.open(out / "probabilities" / "07_big.png").size == (3 * photo.shape[1], 3 * photo.shape[0])
