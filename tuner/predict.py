@@ -80,10 +80,10 @@ def _main(argv: Sequence[str] | None) -> None:
     scale = ScaleSpec.parse(args.scale)
     sources = images_of(args)
     uri = resolve_tracking_uri(args.tracking_uri)
+    if any(m.startswith(("models:", "runs:")) for m in args.model):  # a model folder on disk needs no store
+        check_tracking_store(uri, read_only=True)
     if args.log is not None:
         check_tracking_store(uri)
-    elif any(m.startswith(("models:", "runs:")) for m in args.model):  # a model folder on disk needs no store
-        check_tracking_store(uri, read_only=True)
     writable_folder(Path(args.out), "--out")
     device = resolve_device(args.device, "--device")
     members, names, versions = [], [], []
