@@ -17,16 +17,20 @@ from typing import Any, Sequence
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
 
-from tuner.tracking import experiment_id, short
+from tuner.tracking import experiment_id, share_runs_view, short
 from vgan.report import INDEX, REPORT
 
 EXPERIMENT = "vgan-predictions"
 KIND = "predictions"
+VIEW = "batches"  # the experiment's runs table as one reads batches: what made them and what came of them
+COLUMNS = ["tags.`model_versions`", "metrics.`images_segmented`", "metrics.`images_failed`", "metrics.`images_kept`",
+           "metrics.`mean_vessel_fraction`", "metrics.`seconds_per_image`", "params.`threshold`", "params.`tta`",
+           "tags.`out`"]
 
 
 class BatchRun:
-    def __init__(self, client: MlflowClient, run_id: str, experiment: str):
-        self.client, self.run_id, self.experiment = client, run_id, experiment
+    def __init__(self, client: MlflowClient, run_id: str, experiment: str, view: str):
+        self.client, self.run_id, self.experiment, self.view = client, run_id, experiment, view
 
     @classmethod
     def start(cls, uri: str, experiment: str, out: Path, versions: Sequence[str], weights: str | None,
@@ -36,10 +40,11 @@ class BatchRun:
         client = MlflowClient(uri)
         tags = {"kind": KIND, "out": str(out.resolve()), **({"weights": weights} if weights else {}),
                 **({"model_versions": ", ".join(versions)} if versions else {})}
-        run = client.create_run(experiment_id(client, experiment, uri),
-                                run_name=f"{out.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags)
+        exp_id = experiment_id(client, experiment, uri)
+        view = share_runs_view(client, exp_id, VIEW, f"tags.kind = '{KIND}'", "attributes.start_time", COLUMNS)
+        run = client.create_run(exp_id, run_name=f"{out.name} {time.strftime('%Y-%m-%d %H:%M:%S')}", tags=tags)
         client.log_batch(run.info.run_id, params=[Param(k, short(v)) for k, v in params.items()])
-        return cls(client, run.info.run_id, experiment)
+        return cls(client, run.info.run_id, experiment, view)
 
     def end(self, out: Path, status: str, summary=None) -> None:
         """Ends the run with `status` (FINISHED, FAILED, KILLED), the `vgan.predict.Summary`'s counts where the

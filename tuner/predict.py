@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Sequence
 
 from tuner.batches import EXPERIMENT, BatchRun
-from tuner.tracking import check_tracking_store, resolve_tracking_uri, use_tracking_uri
+from tuner.tracking import check_tracking_store, resolve_tracking_uri, ui_link, use_tracking_uri
 from vgan.cli import check_threshold, run_cli, writable_folder
 from vgan.ensemble import Member
 from vgan.errors import ConfigError
@@ -111,7 +111,8 @@ def _main(argv: Sequence[str] | None) -> None:
         raise
     if run is not None:
         run.end(out, "FINISHED", summary)
-        print(f"tuner.predict: recorded in MLflow ({uri}), experiment {run.experiment}, run {run.run_id}")
+        print(f"tuner.predict: recorded in MLflow ({uri}), experiment {run.experiment}, run {run.run_id}; "
+              f"the batches: {ui_link(uri, run.view)}")
     finish(summary, out, "tuner.predict")
 
 

@@ -342,7 +342,7 @@ def _run(plan: Plan) -> None:
     """The study once Ray is up: start, run, reconcile, summarize, register."""
     from tuner import flavor
     from tuner.cluster import alive_nodes
-    from tuner.tracking import Study
+    from tuner.tracking import Study, ui_link
     from vgan.models import Generator
 
     space = plan.space
@@ -354,8 +354,7 @@ def _run(plan: Plan) -> None:
     # need this process's interpreter lock as much as the export does (7 s later to the first trial on 2 cores).
     flavor.warm(Generator(space.trainer_config().model))
     view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
-    browse = f"{plan.uri}/{view}" if plan.uri.startswith("http") else \
-        f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {plan.uri})"
+    browse = ui_link(plan.uri, view)
     print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
           f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)

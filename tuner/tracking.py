@@ -123,6 +123,24 @@ def experiment_id(client: MlflowClient, name: str, uri: str) -> str:
         name, artifact_location(uri), tags={EXPERIMENT_KIND: "custom_model_development"})
 
 
+def share_runs_view(client: MlflowClient, experiment_id: str, key: str, search: str, order_by: str,
+                    columns: list[str]) -> str:
+    """A runs-table view for MLflow's UI (its "shared view": an experiment tag the UI reads when the URL names
+    `key`): the runs `search` finds, flat, `order_by` highest first, with `columns`. Returns the view's path in
+    the UI, which opens in its model-training mode."""
+    view = {"searchFilter": search, "orderByKey": order_by, "orderByAsc": False, "selectedColumns": columns}
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(view))
+    return f"#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+
+
+def ui_link(uri: str, view: str) -> str:
+    """Where a user opens `view` (a path in MLflow's UI): on the tracking server, or on the `mlflow ui` a
+    database needs started."""
+    if uri.startswith("http"):
+        return f"{uri.rstrip('/')}/{view}"
+    return f"http://127.0.0.1:5000/{view}  (after: mlflow ui --backend-store-uri {uri})"
+
+
 @dataclass
 class TrackingInfo:
     """Where a study's runs live (plain values: Tune pickles the projection with its state)."""
@@ -162,13 +180,11 @@ class Study:
         score first, with the score, the epoch's metric, the losses and the sampled params as columns.
         Returns the view's path in the UI, which opens in its model-training mode."""
         key = self.info.study_name
-        view = {"searchFilter": f"tags.trial_id LIKE '%' AND tags.study = '{key}'", "orderByKey": f"metrics.`{score}`",
-                "orderByAsc": False,
-                "selectedColumns": ["attributes.`Models`", f"metrics.`{score}`", f"metrics.`val_{metric}`",
-                                    "metrics.`loss_g`", "metrics.`loss_d`", *(f"params.`{p}`" for p in params),
-                                    "tags.`status`"]}
-        self.client.set_experiment_tag(self.info.experiment_id, f"mlflow.sharedViewState.{key}", json.dumps(view))
-        return f"#/experiments/{self.info.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={key}"
+        return share_runs_view(self.client, self.info.experiment_id, key,
+                               f"tags.trial_id LIKE '%' AND tags.study = '{key}'", f"metrics.`{score}`",
+                               ["attributes.`Models`", f"metrics.`{score}`", f"metrics.`val_{metric}`",
+                                "metrics.`loss_g`", "metrics.`loss_d`", *(f"params.`{p}`" for p in params),
+                                "tags.`status`"])
 
     def log_artifact(self, path: Path, folder: str | None = None) -> None:
         self.client.log_artifact(self.info.parent_run_id, str(path), folder)

@@ -246,6 +246,7 @@ def test_a_batch_logged_is_a_run_naming_the_version_that_made_it(champion, drive
     the report; an image that fails is counted (the run still FINISHED: the batch ran), a batch interrupted ends
     KILLED, bad input records nothing."""
     import csv
+    import json
 
     from mlflow.tracking import MlflowClient
 
@@ -262,6 +263,13 @@ def test_a_batch_logged_is_a_run_naming_the_version_that_made_it(champion, drive
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id], "tags.kind = 'predictions'")
     assert len(runs) == 1 and f"experiment {EXPERIMENT}, run {runs[0].info.run_id}" in said
+    # the link it prints opens the batches' table: the runs of batches, newest first, with what made them
+    exp = client.get_experiment_by_name(EXPERIMENT)
+    view = json.loads(exp.tags["mlflow.sharedViewState.batches"])
+    assert f"/#/experiments/{exp.experiment_id}/runs?workflowType=machine_learning&viewStateShareKey=batches" in said
+    assert view["searchFilter"] == "tags.kind = 'predictions'" and "tags.`model_versions`" in view["selectedColumns"]
+    assert [r.info.run_id for r in client.search_runs([exp.experiment_id], view["searchFilter"])] == [
+        runs[0].info.run_id]
     run = runs[0]
     with open(tmp_path / "out" / "report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
