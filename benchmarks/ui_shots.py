@@ -5,7 +5,8 @@
 
 Starts `mlflow ui` on 127.0.0.1 over the study's store, opens in headless Chromium the pages a user
 opens (the runs table through the link `tuner.run` prints, the best trial's run, the experiment's logged
-models, the registered model and its champion version), saves one PNG each and stops what it started.
+models, the registered model and its champion version, and, where `tuner.predict --log` recorded batches in
+the store, their table through the link it prints), saves one PNG each and stops what it started.
 """
 
 from __future__ import annotations
@@ -41,9 +42,16 @@ def pages(client, experiment: str, study: str, model: str, base: str) -> dict[st
         version = client.get_model_version_by_alias(model, "champion").version
     except Exception as e:  # MLflow raises one exception type for a missing model and a missing alias
         raise SystemExit(f"--model: no version of {model!r} is aliased champion ({e})") from None
-    return {"runs": f"{at}/runs?{VIEW}&viewStateShareKey={study}", "trial": f"{at}/runs/{top[0].info.run_id}?{VIEW}",
+    urls = {"runs": f"{at}/runs?{VIEW}&viewStateShareKey={study}", "trial": f"{at}/runs/{top[0].info.run_id}?{VIEW}",
             "models": f"{at}/models?{VIEW}", "registered": f"{base}/#/models/{model}",
             "version": f"{base}/#/models/{model}/versions/{version}"}
+    from tuner.batches import EXPERIMENT
+    from tuner.batches import VIEW as BATCHES
+
+    batches = client.get_experiment_by_name(EXPERIMENT)
+    if batches is not None and f"mlflow.sharedViewState.{BATCHES}" in batches.tags:
+        urls["batches"] = f"{base}/#/experiments/{batches.experiment_id}/runs?{VIEW}&viewStateShareKey={BATCHES}"
+    return urls
 
 
 def main(argv: list[str] | None = None) -> int:

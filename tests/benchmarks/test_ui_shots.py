@@ -1,6 +1,8 @@
 """benchmarks.ui_shots finds the pages a user opens from the store itself (the best trial the study
 recorded), and names what is missing."""
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks.ui_shots import pages
@@ -38,6 +40,13 @@ def test_the_pages_are_the_study_view_its_best_trial_and_the_champion(client):
     assert urls["runs"] == f"http://h/#/experiments/{exp}/runs?workflowType=machine_learning&viewStateShareKey=s1"
     assert urls["trial"] == f"http://h/#/experiments/{exp}/runs/{best}?workflowType=machine_learning"
     assert urls["version"] == "http://h/#/models/m/versions/1"
+    assert "batches" not in urls  # no batch recorded in this store
+    from tuner.batches import BatchRun
+
+    BatchRun.start(c.tracking_uri, "vgan-predictions", Path("maps"), ["m/1"], None, {})
+    batches = c.get_experiment_by_name("vgan-predictions").experiment_id
+    assert pages(c, "vgan-smoke", "s1", "m", "http://h")["batches"] == \
+        f"http://h/#/experiments/{batches}/runs?workflowType=machine_learning&viewStateShareKey=batches"
 
 
 @pytest.mark.parametrize("experiment, study, model, fragment", [
