@@ -1,7 +1,8 @@
 """`python -m benchmarks.compare` (from the repository root): does the search pay for itself?
 
     python -m benchmarks.compare --data ../shared/data/DRIVE [--budget auto|20m] [--seeds 0,1]
-                                 [--only recipe,random,tpe,pbt] [--json benchmarks/results/compare.json]
+                                 [--only recipe,random,tpe,pbt] [--set KEY=VALUE ...]
+                                 [--json benchmarks/results/compare.json]
 
 At one wall-clock budget on this machine, each seed:
 - recipe: the hand recipe `configs/drive_cpu.yaml` trained alone (`vgan.train`); with
@@ -51,9 +52,16 @@ def run(argv: list[str], cwd: Path) -> float:
     return time.perf_counter() - t0
 
 
-def recipe(data: Path, seed: int, work: Path) -> dict:
+def recipe(data: Path, seed: int, work: Path, changes: dict[str, str] | None = None) -> dict:
+    """The recipe trained with `train.seed` = seed and `changes` (dotted keys, YAML values) made to it."""
     cfg = yaml.safe_load(RECIPE.read_text())
     cfg["train"]["seed"] = seed
+    for key, value in (changes or {}).items():
+        *parents, last = key.split(".")
+        node = cfg
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
     (work / "recipe.yaml").write_text(yaml.safe_dump(cfg))
     wall = run(["-m", "vgan.train", "--config", str(work / "recipe.yaml"), "--data", str(data), "--out",
                 str(work / "run"), "--quiet"], work)
@@ -96,8 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", default="auto", help="wall-clock budget of each search (auto: the recipe's time)")
     p.add_argument("--seeds", default="0", help="comma-separated seeds")
     p.add_argument("--only", default="recipe,random,tpe,pbt")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a change to the recipe (dotted key, YAML value), e.g. optim.lr_schedule=cosine")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args(argv)
+    changes = dict(item.split("=", 1) for item in args.set if "=" in item)
+    if len(changes) != len(args.set):
+        raise SystemExit("--set: give KEY=VALUE")
     from tuner.run import parse_duration
 
     rows = []
@@ -106,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.only.split(","):
             d = Path(tempfile.mkdtemp(prefix=f"vgan-compare-{name}-{seed}-"))  # kept: logs, stores, runs
             if name == "recipe":
-                row = recipe(args.data.resolve(), seed, d)
+                row = {**recipe(args.data.resolve(), seed, d, changes), **({"set": changes} if changes else {})}
                 budget = budget or row["wall_s"]
             else:
                 if budget is None:

@@ -23,6 +23,7 @@ from vgan.models import DISC_HEADS, DISC_NORMS, ModelConfig
 
 DATASETS = ("synthetic", "drive", "stare", "folder")
 ADVERSARIAL = ("wgan-gp", "vanilla", "none")
+LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MIN_FOV_DIAMETER = 32  # pixels: a FOV narrower holds no vessel a U-Net could learn (DRIVE's is 540)
 FOV_MEDIAN = "median"  # data.fov_diameter: the training split's median, whatever the cameras
@@ -70,6 +71,9 @@ class OptimConfig:
     betas_g: tuple[float, float] = (0.5, 0.9)
     betas_d: tuple[float, float] = (0.5, 0.9)
     weight_decay: float = 0.0
+    # cosine: both learning rates fall from lr_g / lr_d at the first epoch along half a cosine over train.epochs
+    # (to 0.07 % of them in the last of 60), so the last epochs refine instead of jumping between minima
+    lr_schedule: str = "constant"
 
 
 @dataclass
@@ -299,6 +303,7 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     for key in ("betas_g", "betas_d"):
         _check(all(0 <= b < 1 for b in getattr(o, key)), source, f"optim.{key}", "must be two numbers in [0, 1)")
     _check(o.weight_decay >= 0, source, "optim.weight_decay", "must be >= 0")
+    _check(o.lr_schedule in LR_SCHEDULES, source, "optim.lr_schedule", f"must be one of {', '.join(LR_SCHEDULES)}")
 
     _check(t.epochs >= 1, source, "train.epochs", "must be at least 1")
     _check(t.batch_size >= 1, source, "train.batch_size", "must be at least 1")

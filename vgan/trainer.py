@@ -276,8 +276,22 @@ class Trainer:
                 raise DivergenceError(self.epoch, "val_probability", float("nan")) from None
             raise
 
+    def lr_factor(self, epoch: int) -> float:
+        """The learning rates of epoch `epoch` (1-based) as a share of the config's: a function of the epoch
+        alone, so a resumed run, or a PBT trial given a perturbed learning rate, goes on along its schedule."""
+        if self.cfg.optim.lr_schedule == "constant":
+            return 1.0
+        return 0.5 * (1 + math.cos(math.pi * (epoch - 1) / self.cfg.train.epochs))
+
+    def set_learning_rates(self, epoch: int) -> None:
+        factor = self.lr_factor(epoch)
+        for opt, lr in ((self.opt_g, self.cfg.optim.lr_g), (self.opt_d, self.cfg.optim.lr_d)):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"] = lr * factor
+
     def run_epoch(self, progress: bool = False) -> EpochResult:
         self.epoch += 1
+        self.set_learning_rates(self.epoch)
         t0 = time.perf_counter()
         record: dict[str, float] = {"epoch": self.epoch}
         record.update(self.train_one_epoch(progress))

@@ -62,6 +62,7 @@ def test_wrong_types_name_the_key(values, key):
         ({"data": {"fov_diameter": "mean"}}, "data.fov_diameter"),
         ({"model": {"disc_norm": "batch"}, "loss": {"adversarial": "wgan-gp"}}, "model.disc_norm"),
         ({"optim": {"lr_d": 0}}, "optim.lr_d"),
+        ({"optim": {"lr_schedule": "linear"}}, "optim.lr_schedule"),
         ({"loss": {"n_critic": 0}}, "loss.n_critic"),
         ({"train": {"select_metric": "loss"}}, "train.select_metric"),
         ({"data": {"folds": 5, "fold": 5}}, "data.fold"),

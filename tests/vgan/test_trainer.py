@@ -59,15 +59,17 @@ def test_every_parameter_learns(tiny_values, adversarial):
     assert frozen == (["out.bias"] if adversarial == "wgan-gp" else [])
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_values, tmp_path):
-    straight = make(tiny_values)
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_values, tmp_path, schedule):
+    values = {**tiny_values, "optim": {**tiny_values.get("optim", {}), "lr_schedule": schedule}}
+    straight = make(values)
     straight.run_epoch()
     straight.run_epoch()
 
-    first = make(tiny_values)
+    first = make(values)
     first.run_epoch()
     first.save_checkpoint(tmp_path / "ckpt.pt")
-    resumed = make(tiny_values)
+    resumed = make(values)
     resumed.load_state_dict(load_checkpoint(tmp_path / "ckpt.pt"))
     assert resumed.epoch == 1
     resumed.run_epoch()
@@ -77,6 +79,22 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tiny_values, tmp_
     assert same_state(straight.opt_g.state_dict()["state"], resumed.opt_g.state_dict()["state"])
     assert same_state(straight.opt_d.state_dict()["state"], resumed.opt_d.state_dict()["state"])
     assert straight.best_score == resumed.best_score
+
+
+def test_a_cosine_schedule_lowers_both_learning_rates_epoch_by_epoch(tiny_values):
+    t = make(tiny_values, **{"optim.lr_schedule": "cosine", "train.epochs": 4, "optim.lr_g": 1e-3, "optim.lr_d": 2e-4})
+    seen = []
+    for _ in range(4):
+        t.run_epoch()
+        seen.append((t.opt_g.param_groups[0]["lr"], t.opt_d.param_groups[0]["lr"]))
+    # half a cosine over the 4 epochs, the first at the config's rates, none at 0
+    want = [0.5 * (1 + math.cos(math.pi * e / 4)) for e in range(4)]
+    assert [g for g, _ in seen] == pytest.approx([1e-3 * f for f in want])
+    assert [d for _, d in seen] == pytest.approx([2e-4 * f for f in want]) and want[-1] > 0.1
+    constant = make(tiny_values, **{"optim.lr_g": 1e-3})
+    constant.run_epoch()
+    constant.run_epoch()
+    assert constant.opt_g.param_groups[0]["lr"] == 1e-3
 
 
 def test_a_resumed_trainer_takes_its_optimizer_settings_from_its_config(tiny_values, tmp_path):
