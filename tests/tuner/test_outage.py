@@ -67,7 +67,12 @@ def test_a_short_outage_is_waited_out(tmp_path, capsys):
         with study_until_trials_log(tmp_path, server.uri, window_s=120) as study:
             server.stop()
             down = time.perf_counter()
-            time.sleep(5)  # trials train on meanwhile
+            # down until the driver has had something to log and found the server gone, 5 s at least (trials train
+            # on meanwhile): a fixed 5 s fell between two epochs on a loaded machine, and nothing waited
+            noticed = "their logging waits in the driver until it is back"
+            while time.perf_counter() - down < 5 or noticed not in (tmp_path / "study.log").read_text():
+                assert study.poll() is None and time.perf_counter() - down < 300, "the driver never found it gone"
+                time.sleep(0.5)
             server.restart()
             back = time.perf_counter() - down
             assert study.wait(timeout=900) == 0, (tmp_path / "study.log").read_text()[-3000:]
