@@ -54,14 +54,10 @@ def run(argv: list[str], cwd: Path) -> float:
 
 def recipe(data: Path, seed: int, work: Path, changes: dict[str, str] | None = None) -> dict:
     """The recipe trained with `train.seed` = seed and `changes` (dotted keys, YAML values) made to it."""
-    cfg = yaml.safe_load(RECIPE.read_text())
-    cfg["train"]["seed"] = seed
-    for key, value in (changes or {}).items():
-        *parents, last = key.split(".")
-        node = cfg
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[last] = yaml.safe_load(value)
+    from vgan.config import apply_overrides, load_config
+
+    changes = {k: yaml.safe_load(v) for k, v in (changes or {}).items()}
+    cfg = apply_overrides(load_config(RECIPE), {"train.seed": seed, **changes}, "--set").to_dict()
     (work / "recipe.yaml").write_text(yaml.safe_dump(cfg))
     wall = run(["-m", "vgan.train", "--config", str(work / "recipe.yaml"), "--data", str(data), "--out",
                 str(work / "run"), "--quiet"], work)

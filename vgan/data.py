@@ -156,11 +156,15 @@ TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # little- and big-endian 
 def read_image(path: Path, notes: list[str] | None = None) -> np.ndarray:
     """The pixels (H, W) or (H, W, C), 8- or 16-bit or float, as viewers show them (an EXIF/TIFF orientation
     applied; `notes` is told so); first frame of a GIF."""
+    return decode_image(read_file(path), str(path), notes)
+
+
+def read_file(path: Path) -> bytes:
+    """An image file's bytes; one that cannot be read is a DataError naming it."""
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except OSError as e:
         raise DataError(f"{path}: cannot be read ({e.strerror or type(e).__name__})") from None
-    return decode_image(data, str(path), notes)
 
 
 def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.ndarray:

@@ -40,11 +40,12 @@ from vgan.data import (
     MASK_NAMES,
     UPRIGHT_NOTE,
     Source,
+    decode_image,
     estimate_fov,
     find_images,
     find_named,
     read_binary,
-    read_image,
+    read_file,
     turned_hint,
 )
 from vgan.ensemble import Member, ensemble_map, member_factors
@@ -59,8 +60,8 @@ from vgan.report import (
     SEGMENTED,
     THUMBNAIL_PX,
     BatchReport,
+    content_digest,
     earlier_rows,
-    file_digest,
     output_file,
     still_good,
     weights_digest,
@@ -188,16 +189,17 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
     earlier = earlier or {}
     with BatchReport(out, title) as report:
         for source in tqdm(sources, desc="segmenting", unit="image", disable=not progress or None, leave=False):
-            old, digest = earlier.get(source.name), file_digest(source.path)
-            if still_good(old, out, source.path, digest, model, settings):
-                report.add(old)
-                s.kept += 1
-                s.vessel_fraction.append(float(old["vessel_fraction"]))
-                continue
-            row = {"name": source.name, "input": str(source.path), "input_digest": digest, "model": model,
-                   "settings": settings}
+            row = {"name": source.name, "input": str(source.path), "model": model, "settings": settings}
             try:
-                _segment_one(members, source, out, threshold, masks, device, s, row)
+                data = read_file(source.path)  # once: for its digest and, unless its maps stand, its pixels
+                row["input_digest"] = content_digest(data)
+                old = earlier.get(source.name)
+                if still_good(old, out, source.path, row["input_digest"], model, settings):
+                    report.add(old)
+                    s.kept += 1
+                    s.vessel_fraction.append(float(old["vessel_fraction"]))
+                    continue
+                _segment_one(members, source, data, out, threshold, masks, device, s, row)
                 row["status"] = SEGMENTED
             except (DataError, InputError) as e:
                 s.failed.append(str(e))
@@ -207,15 +209,15 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
     return s
 
 
-def _segment_one(members: Sequence[Member], source: Source, out: Path, threshold: float, masks: Path | None,
-                 device: torch.device, s: Summary, row: dict) -> None:
+def _segment_one(members: Sequence[Member], source: Source, data: bytes, out: Path, threshold: float,
+                 masks: Path | None, device: torch.device, s: Summary, row: dict) -> None:
     from PIL import Image
 
     from vgan.visualize import save_map, vessel_overlay
 
     path, name = source.path, source.name
     notes: list[str] = []
-    batch, converted = as_batch(read_image(path, notes), str(path))
+    batch, converted = as_batch(decode_image(data, str(path), notes), str(path))
     notes += converted
     row.update(height=batch.shape[2], width=batch.shape[3])
     rgb = batch[0].permute(1, 2, 0).numpy()

@@ -86,16 +86,9 @@ def weights_digest(models: Sequence[object]) -> str | None:
     return f"sha256:{digest.hexdigest()[:16]}"
 
 
-def file_digest(path: Path) -> str | None:
-    """A digest of the file's bytes; None where it cannot be read (its segmentation says why)."""
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            while block := f.read(1 << 20):
-                digest.update(block)
-    except OSError:
-        return None
-    return f"sha256:{digest.hexdigest()[:16]}"
+def content_digest(data: bytes) -> str:
+    """A digest of a file's bytes, as report.csv's input_digest gives it."""
+    return f"sha256:{hashlib.sha256(data).hexdigest()[:16]}"
 
 
 def earlier_rows(out: Path) -> dict[str, dict]:
@@ -111,12 +104,12 @@ def earlier_rows(out: Path) -> dict[str, dict]:
         return {}
 
 
-def still_good(row: dict | None, out: Path, source_path: Path, input_digest: str | None, model: str | None,
+def still_good(row: dict | None, out: Path, source_path: Path, input_digest: str, model: str | None,
                settings: str) -> bool:
     """Whether an earlier run's row stands for this run: segmented from the same file with the same bytes (a
     photograph replaced by another keeps no map, whatever its time stamp: copies and archives keep old ones), by
     the same weights with the same settings, and its maps all still there."""
-    if row is None or input_digest is None or model is None or row["status"] != SEGMENTED:
+    if row is None or model is None or row["status"] != SEGMENTED:
         return False
     if (row["input"], row["input_digest"], row["model"], row["settings"]) != (str(source_path), input_digest, model,
                                                                                settings):

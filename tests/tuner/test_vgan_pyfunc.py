@@ -6,10 +6,9 @@ import pytest
 import torch
 
 from tuner.vgan_pyfunc import SCALE_REMEDY, Segmenter
-from vgan.data import estimate_fov
+from vgan.data import estimate_fov, read_image
 from vgan.errors import ConfigError
 from vgan.models import Generator, ModelConfig, VesselSegmenter
-from vgan.predict import read_image
 from vgan.scale import AUTO, ScaleError, fov_diameter, predict_at_scale, resize, scaled_size
 
 

@@ -10,10 +10,10 @@ from models import tiny_checkpoint
 from pages import read_page
 from PIL import Image
 
-from vgan.data import estimate_fov, read_binary
+from vgan.data import estimate_fov, read_binary, read_image
 from vgan.inputs import as_batch
 from vgan.models import VesselSegmenter
-from vgan.predict import main, read_image
+from vgan.predict import main
 from vgan.scale import fov_diameter, predict_at_scale
 from vgan.trainer import generator_from_checkpoint, load_checkpoint
 from vgan.tta import with_tta

@@ -98,7 +98,7 @@ class MatchedFilter(torch.nn.Module):
 def test_a_photograph_at_twice_the_resolution_is_segmented_like_the_original(drive_root):
     """The same DRIVE image at double resolution, brought back to the detector's scale, gets the original's
     map (enlarged); fed as it is, the detector sees vessels twice as wide as it was made for."""
-    from vgan.predict import read_image
+    from vgan.data import read_image
 
     model = MatchedFilter()
     x = as_batch(read_image(drive_root / "test" / "images" / "01_test.tif"))[0]
