@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import REPO, write_yaml
 
@@ -12,6 +13,10 @@ SMOKE = REPO / "search_spaces" / "smoke.yaml"
 # what the trials learn, train a third of the shipped steps per epoch: the suite's time goes into trial
 # compute, not the tuner. tests/tuner/test_run.py runs the shipped file as it is.
 QUICK_STEPS = 10
+# Modules that start Ray and run studies take one xdist worker between them (`pytest -n auto`), one study at
+# a time: each study's Ray takes every core as its own, and their fault tests wait on trials' epochs, which
+# two studies at once on a 2-core machine slow past what those tests allow (a 15 s budget saw no epoch).
+ONE_STUDY_AT_A_TIME = pytest.mark.xdist_group("studies")
 
 
 def quick_smoke(path: Path, experiment: str | None = None, steps: int | None = QUICK_STEPS,

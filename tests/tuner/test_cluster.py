@@ -8,12 +8,12 @@ import time
 import pytest
 import yaml
 from loopback import CLUSTER_ENV, free_port, mlflow_server, ray_cluster
-from studies import SMOKE, quick_smoke
+from studies import ONE_STUDY_AT_A_TIME, SMOKE, quick_smoke
 
 from tuner.run import main
 from tuner.tracking import use_tracking_uri
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ONE_STUDY_AT_A_TIME]
 
 
 def run_study(cluster, server, space, storage, cwd, name="smoke"):

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 from loopback import CLUSTER_ENV, ray_cluster
-from studies import history, quick_smoke, trial_runs
+from studies import ONE_STUDY_AT_A_TIME, history, quick_smoke, trial_runs
 
 from tuner.resume import RESUMED, STAND_IN, named_of, saved_trials
 from tuner.storage import checkpoint_number
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ONE_STUDY_AT_A_TIME]
 EPOCHS, SAMPLES = 6, 4
 LOST_SAMPLES = 2  # one trial per node: the lost node's trial resumes on the other once that one's is done
 

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 from conftest import REPO, TINY, write_yaml
-from studies import history, steps, trial_runs
+from studies import ONE_STUDY_AT_A_TIME, history, steps, trial_runs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ONE_STUDY_AT_A_TIME]
 EPOCHS = 4
 SECRET = "s3cr3t-value-that-must-not-leak"
 

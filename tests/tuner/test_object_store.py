@@ -10,8 +10,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from studies import quick_smoke, trial_runs
+from studies import ONE_STUDY_AT_A_TIME, quick_smoke, trial_runs
 
+pytestmark = ONE_STUDY_AT_A_TIME
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 

@@ -10,9 +10,9 @@ from contextlib import contextmanager
 
 import pytest
 from loopback import mlflow_server
-from studies import quick_smoke, steps, trial_runs
+from studies import ONE_STUDY_AT_A_TIME, quick_smoke, steps, trial_runs
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, ONE_STUDY_AT_A_TIME]
 EPOCHS, SAMPLES = 4, 2
 
 

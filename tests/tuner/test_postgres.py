@@ -12,10 +12,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from studies import quick_smoke, trial_runs
+from studies import ONE_STUDY_AT_A_TIME, quick_smoke, trial_runs
 
 SERVER = os.environ.get("VGAN_TEST_POSTGRES", "").rstrip("/")
-pytestmark = [pytest.mark.slow,
+pytestmark = [pytest.mark.slow, ONE_STUDY_AT_A_TIME,
               pytest.mark.skipif(not SERVER, reason="VGAN_TEST_POSTGRES names no PostgreSQL server")]
 
 

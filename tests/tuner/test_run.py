@@ -12,10 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import two_camera_dataset, write_yaml
-from studies import SMOKE, quick_smoke
+from studies import ONE_STUDY_AT_A_TIME, SMOKE, quick_smoke
 
 from tuner.run import main
 from tuner.tracking import use_tracking_uri
+
+pytestmark = ONE_STUDY_AT_A_TIME
 
 
 @pytest.fixture(scope="module")
