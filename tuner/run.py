@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import yaml
 
-from tuner.outcome import COMPLETED, FAILED, PRUNED, decide
+from tuner.outcome import COMPLETED, FAILED, PRUNED, Outcome, decide
 from tuner.storage import (
     RECIPE_FILE,
     STUDY_DB_FILE,
@@ -132,21 +132,26 @@ def parse_duration(text: str, where: str) -> float:
     return seconds
 
 
-def end_optuna_trials(storage_url: str, name: str, trials: list[TrialRecord], space: SearchSpace) -> list[str]:
+def end_optuna_trials(storage_url: str, name: str, trials: list[TrialRecord], space: SearchSpace,
+                      unreported: dict[str, Outcome] | None = None) -> list[str]:
     """Optuna trials still RUNNING once the study has ended were never told: trials the time budget
-    stopped (Ray ends them without telling the searcher) get their outcome; trials asked for by a
-    driver killed before its state was saved are FAIL. Returns the orphans (trial numbers)."""
+    stopped (Ray ends them without telling the searcher) get their outcome, as do trials Tune ended before
+    their first report (`unreported`, by Ray trial id); trials asked for by a driver killed before its
+    state was saved are FAIL. Returns the orphans (trial numbers)."""
     import optuna
 
     study = optuna.load_study(study_name=name, storage=storage_url)
     by_ray_id = {t.trial_id: t for t in trials}
+    unreported = unreported or {}
     orphans = []
     for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
-        record = by_ray_id.get(t.user_attrs.get("ray_trial_id"))
-        outcome = decide(record.results[-1], record.error, space.epochs) if record else None
+        ray_id = t.user_attrs.get("ray_trial_id")
+        record = by_ray_id.get(ray_id)
+        outcome = decide(record.results[-1], record.error, space.epochs) if record else unreported.get(ray_id)
         if outcome is None or outcome.status == FAILED:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-            orphans.append(f"optuna trial {t.number}")
+            if ray_id not in unreported:
+                orphans.append(f"optuna trial {t.number}")
         elif outcome.status == PRUNED:
             study.tell(t.number, state=optuna.trial.TrialState.PRUNED)
         else:
@@ -174,6 +179,8 @@ def optuna_plots(storage_url: str, name: str, folder: Path) -> list[Path]:
     from optuna.visualization import matplotlib as ovm
 
     study = optuna.load_study(study_name=name, storage=storage_url)
+    if not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        return []  # every plot draws complete trials only (Optuna would log a warning for each)
     out = []
     for fname, plot in (("optimization_history", ovm.plot_optimization_history),
                         ("param_importances", ovm.plot_param_importances),
@@ -311,7 +318,11 @@ def reconcile(plan: Plan, study: Study, results) -> None:
     project_trials(make_projection(plan.space, study.info, plan.storage_url), records)
     orphans = study.close_orphans()
     if plan.space.searcher is not None:
-        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space)
+        # Tune's trials with no report in storage: ended before their first epoch (a time budget, an error)
+        reported = {t.trial_id for t in records}
+        unreported = {m["trial_id"]: decide(m, str(r.error) if r.error else None, plan.space.epochs)
+                      for r in results if (m := r.metrics or {}).get("trial_id") not in (None, *reported)}
+        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space, unreported)
     if orphans:
         print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
               f"{', '.join(orphans)}")
@@ -414,7 +425,11 @@ def summarize(plan: Plan, study: Study, results, wall: float) -> list[dict[str, 
                 + yaml.safe_dump(space.trainer_config(sampled(best)).to_dict(), sort_keys=False))
             study.log_artifact(folder / "best_config.yaml")
     if best is None:
-        print("no trial produced a result: nothing to register")
+        if budget and wall >= budget:
+            print(f"no trial reported an epoch within the time budget ({budget:.0f} s): nothing to register; "
+                  "give the study more time (--time-budget, tune.time_budget_s)")
+        else:
+            print("no trial produced a result: nothing to register")
         return []
     study.set_tags({"best_trial_id": best["trial_id"], score: f"{best[score]:.6f}"})
     return [r for r in rows if not math.isnan(r[score])]
