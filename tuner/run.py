@@ -315,14 +315,22 @@ def reconcile(plan: Plan, study: Study, results) -> None:
                         f"checkpoints are in {plan.storage.study(plan.name)}; once the server is back, run: "
                         f"{plan.replay_command()}")
     records = [t for t in (TrialRecord.read(r.filesystem, r.path) for r in results) if t is not None]
-    project_trials(make_projection(plan.space, study.info, plan.storage_url), records)
+    projection = make_projection(plan.space, study.info, plan.storage_url)
+    project_trials(projection, records)
+    # Tune's trials with no report in storage ended before their first epoch (a time budget stops them
+    # without ending their runs or telling the searcher): their outcome, not "killed by an earlier driver"
+    reported = {t.trial_id for t in records}
+    unreported = {m["trial_id"]: (decide(m, str(r.error) if r.error else None, plan.space.epochs), r.config or {})
+                  for r in results if (m := r.metrics or {}).get("trial_id") not in (None, *reported)}
+    left_open = {r.data.tags.get("trial_id") for r in study.child_runs() if r.data.tags.get("status") == "running"}
+    for trial_id, (outcome, config) in unreported.items():
+        if trial_id in left_open:
+            projection.open(trial_id, config, running=False)
+            projection.end(trial_id, config, outcome, None, None)
     orphans = study.close_orphans()
     if plan.space.searcher is not None:
-        # Tune's trials with no report in storage: ended before their first epoch (a time budget, an error)
-        reported = {t.trial_id for t in records}
-        unreported = {m["trial_id"]: decide(m, str(r.error) if r.error else None, plan.space.epochs)
-                      for r in results if (m := r.metrics or {}).get("trial_id") not in (None, *reported)}
-        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space, unreported)
+        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space,
+                                     {trial_id: outcome for trial_id, (outcome, _) in unreported.items()})
     if orphans:
         print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
               f"{', '.join(orphans)}")

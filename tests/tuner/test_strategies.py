@@ -118,14 +118,18 @@ def test_a_time_budget_ends_the_study_cleanly(tmp_path):
 
 
 def test_a_budget_no_epoch_fits_in_says_so(tmp_path):
-    space = quick_smoke(tmp_path / "budget.yaml", "vgan-budget", tune={"num_samples": 2})
-    proc = run_study(tmp_path, space, "budget", "--time-budget", "1s")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "no trial reported an epoch within the time budget (1 s): nothing to register; give the study more " \
-           "time (--time-budget, tune.time_budget_s)" in proc.stdout
-    assert "registered" not in proc.stdout and "There are no complete trials" not in proc.stderr
-    # stopped before a first epoch, not left running by another driver: pruned in Optuna, none closed
+    """Epochs of minutes and a 20 s budget: the trials start, none reports, and the study says why; their
+    runs and Optuna trials end pruned, not as the leftovers of a killed driver."""
     import optuna
 
+    space = quick_smoke(tmp_path / "budget.yaml", "vgan-budget", steps=2000, tune={"num_samples": 2})
+    proc = run_study(tmp_path, space, "budget", "--time-budget", "20s")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "no trial reported an epoch within the time budget (20 s): nothing to register; give the study " \
+           "more time (--time-budget, tune.time_budget_s)" in proc.stdout
+    assert "registered" not in proc.stdout and "There are no complete trials" not in proc.stderr
+    assert "left running" not in proc.stdout
+    client, runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "vgan-budget")
+    assert runs and {(r.info.status, r.data.tags["status"]) for r in runs} == {("FINISHED", "pruned")}
     trials = optuna.load_study(study_name="budget", storage=f"sqlite:///{tmp_path}/ray/optuna.db").trials
-    assert trials and {t.state.name for t in trials} == {"PRUNED"} and "left running" not in proc.stdout
+    assert trials and {t.state.name for t in trials} == {"PRUNED"}
