@@ -272,7 +272,7 @@ def test_a_batch_logged_is_a_run_naming_the_version_that_made_it(champion, drive
     run = runs[0]
     with open(tmp_path / "out" / "report.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert run.info.status == "FINISHED" and run.info.run_name.startswith("out ")
+    assert run.info.status == "FINISHED" and run.info.run_name.startswith(f"out: v1 {NAME} 20")
     assert run.data.tags["model_versions"] == f"{NAME}/1" and run.data.tags["weights"] == rows[0]["model"]
     assert run.data.tags["out"] == str(tmp_path / "out")
     assert run.data.params["model"] == f"{model} (version 1)" and run.data.params["threshold"] == "0.5"
