@@ -118,3 +118,8 @@ def failures(trial, error: str) -> int:
 def trial_outcome(trial, failed: bool, max_epochs: int) -> Outcome:
     """A Tune trial's outcome as Tune's callbacks see it at its end (`failed`: on_trial_error)."""
     return decide(trial.last_result, trial_error(trial) if failed else None, max_epochs)
+
+
+def result_outcome(result, max_epochs: int) -> Outcome:
+    """A trial's outcome from Tune's ResultGrid after the study (a `ray.tune.Result`: its last report, its error)."""
+    return decide(result.metrics or {}, str(result.error) if result.error else None, max_epochs)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import yaml
 
-from tuner.outcome import COMPLETED, FAILED, PRUNED, Outcome, decide
+from tuner.outcome import COMPLETED, FAILED, PRUNED, Outcome, decide, result_outcome
 from tuner.storage import (
     RECIPE_FILE,
     STUDY_DB_FILE,
@@ -105,7 +105,7 @@ def trials_table(results, space: SearchSpace, run_ids: dict[str, str]) -> list[d
     for r in results:
         last = r.metrics or {}
         trial_id = last.get("trial_id") or Path(r.path).name
-        outcome = decide(last, str(r.error) if r.error else None, space.epochs)
+        outcome = result_outcome(r, space.epochs)
         df = r.metrics_dataframe
         compute = float(sum(df[k].fillna(0).sum() for k in ("epoch_s", "val_s") if k in df)) if df is not None else 0.0
         score = float(last.get(space.score, math.nan))
@@ -320,17 +320,17 @@ def reconcile(plan: Plan, study: Study, results) -> None:
     # Tune's trials with no report in storage ended before their first epoch (a time budget stops them
     # without ending their runs or telling the searcher): their outcome, not "killed by an earlier driver"
     reported = {t.trial_id for t in records}
-    unreported = {m["trial_id"]: (decide(m, str(r.error) if r.error else None, plan.space.epochs), r.config or {})
-                  for r in results if (m := r.metrics or {}).get("trial_id") not in (None, *reported)}
+    unreported = {r.metrics["trial_id"]: r for r in results
+                  if (r.metrics or {}).get("trial_id") not in (None, *reported)}
+    outcomes = {trial_id: result_outcome(r, plan.space.epochs) for trial_id, r in unreported.items()}
     left_open = {r.data.tags.get("trial_id") for r in study.child_runs() if r.data.tags.get("status") == "running"}
-    for trial_id, (outcome, config) in unreported.items():
-        if trial_id in left_open:
-            projection.open(trial_id, config, running=False)
-            projection.end(trial_id, config, outcome, None, None)
+    for trial_id in left_open & unreported.keys():
+        config = unreported[trial_id].config or {}
+        projection.open(trial_id, config, running=False)
+        projection.end(trial_id, config, outcomes[trial_id], None, None)
     orphans = study.close_orphans()
     if plan.space.searcher is not None:
-        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space,
-                                     {trial_id: outcome for trial_id, (outcome, _) in unreported.items()})
+        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space, outcomes)
     if orphans:
         print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
               f"{', '.join(orphans)}")
