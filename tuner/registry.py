@@ -12,6 +12,7 @@ images is never compared with: the version stays challenger, with the reason tag
 
 from __future__ import annotations
 
+import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,6 +189,8 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
                        dataset=split_dataset(cfg, test, "test"))
     # A tracking server wants the logged model's id with a models:/<model_id> source (SQLite does not check).
     mv = client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)
+    if model_id is not None:
+        link_version(client, model_id, name, mv.version)
     tags: dict[str, Any] = {
         "study": study, "git_commit": git_commit(), "dataset": cfg.data.dataset,
         "data_split_hash": split_fingerprint(train, val, test), "test_split_hash": test_hash, **more_tags,
@@ -208,6 +211,18 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         f"F1 {m['f1']:.4f} at 0.5. {reason[0].upper() + reason[1:]}. Trainer config (an ensemble's: each member's): "
         "config.yaml in the model."))
     return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison)
+
+
+def link_version(client: MlflowClient, model_id: str, name: str, version) -> None:
+    """List the version on its logged model, as `mlflow.register_model` does and `create_model_version` does not:
+    the model's page in the UI reads its versions there, and without them said "Not registered" beside a
+    "Register model" button that would make the champion a second version."""
+    from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+    linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+    entry = {"name": name, "version": version}
+    if entry not in linked:
+        client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*linked, entry])})
 
 
 def _gate(client: MlflowClient, name: str, version: str, dataset: str, test_hash: str, test: Split,

@@ -64,6 +64,14 @@ def logged_model(tmp_path):
     return study.client, run_id, model_uri, cfg, uri
 
 
+def linked_versions(client, model_uri: str) -> list[tuple[str, str]]:
+    """The registry versions a logged model's page in MLflow's UI lists (its tag mlflow.modelVersions)."""
+    import json
+
+    tag = client.get_logged_model(model_uri.removeprefix("models:/")).tags.get("mlflow.modelVersions")
+    return [(v["name"], str(v["version"])) for v in json.loads(tag or "[]")]
+
+
 def test_registration_records_the_decision_and_its_figures(logged_model):
     client, run_id, model_uri, cfg, uri = logged_model
     first = register_candidate(uri, "vgan-generator", model_uri, run_id, cfg, {"auc_roc": 0.9}, Gate(), "s")
@@ -77,6 +85,7 @@ def test_registration_records_the_decision_and_its_figures(logged_model):
     # metrics live on the logged model, each linked to the split it was measured on
     metrics = {(m.key, m.dataset_name) for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
     assert {("val_auc_roc", "synthetic-val"), ("test_auc_roc", "synthetic-test")} <= metrics
+    assert linked_versions(client, model_uri) == [("vgan-generator", first.version)]  # its UI page lists them
 
     from tuner.registry import registered_version
 
@@ -92,6 +101,8 @@ def test_registration_records_the_decision_and_its_figures(logged_model):
     assert tags["promotion"] == second.reason and tags["decision"] == "not promoted"
     assert float(tags["champion_test_auc_roc"]) == pytest.approx(first.test_metrics["auc_roc"])
     assert tags["per_image_auc_gain_interval"] == "[0.000000, 0.000000]"
+    assert linked_versions(client, model_uri) == [("vgan-generator", first.version),
+                                                  ("vgan-generator", second.version)]
 
 
 def test_a_champion_of_other_test_images_is_not_compared_with(logged_model, drive_root):
