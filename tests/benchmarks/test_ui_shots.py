@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.ui_shots import pages
-from tuner.tracking import Study
+from tuner.tracking import Study, use_tracking_uri
 
 
 @pytest.fixture
@@ -41,6 +41,14 @@ def test_the_pages_are_the_study_view_its_best_trial_and_the_champion(client):
     assert urls["trial"] == f"http://h/#/experiments/{exp}/runs/{best}?workflowType=machine_learning"
     assert urls["version"] == "http://h/#/models/m/versions/1"
     assert "batches" not in urls  # no batch recorded in this store
+    assert "champion_model" not in urls  # version 1 was registered from a run's folder, not a logged model
+    logged = c.create_logged_model(exp, name="b completed")
+    with use_tracking_uri(c.tracking_uri):  # MLflow resolves a models:/ source through its global store
+        v = c.create_model_version("m", f"models:/{logged.model_id}", run_id=best)
+    c.set_registered_model_alias("m", "champion", v.version)
+    urls = pages(c, "vgan-smoke", "s1", "m", "http://h")
+    assert urls["version"] == "http://h/#/models/m/versions/2"
+    assert urls["champion_model"] == f"http://h/#/experiments/{exp}/models/{logged.model_id}"
     from tuner.batches import BatchRun
 
     BatchRun.start(c.tracking_uri, "vgan-predictions", Path("maps"), ["m/1"], None, {})
