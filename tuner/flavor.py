@@ -203,10 +203,11 @@ def save_model(path: str, mlflow_model, generator: Shipped, config: dict[str, An
 
 
 def log_model(generator: Shipped, name: str, run_id: str, config: dict[str, Any] | None = None,
-              tags: dict[str, str] | None = None):
+              tags: dict[str, str] | None = None, params: dict[str, str] | None = None):
     """Log `generator` (several: their ensemble) as the logged model `name` of run `run_id`, in the run's
-    experiment (the fluent API's store: call it inside `tracking.use_tracking_uri`). Returns MLflow's
-    ModelInfo (`model_id`, `model_uri`)."""
+    experiment (the fluent API's store: call it inside `tracking.use_tracking_uri`), with `params` (a trial's
+    sampled values: the UI's models table and model page show them). Returns MLflow's ModelInfo (`model_id`,
+    `model_uri`)."""
     from mlflow.models import Model
     from mlflow.tracking import MlflowClient
 
@@ -214,7 +215,7 @@ def log_model(generator: Shipped, name: str, run_id: str, config: dict[str, Any]
     # Model.log alone would create the model in the fluent API's active experiment (Default, here: the
     # driver has no active run), its artifacts under ./mlruns
     model = client.create_logged_model(client.get_run(run_id).info.experiment_id, name=name, source_run_id=run_id,
-                                       tags=tags, model_type=MODEL_TYPE)
+                                       tags=tags, params=params, model_type=MODEL_TYPE)
     # no serving-input validation here: the registry loads and scores what it registers
     return Model.log(artifact_path=None, name=name, flavor=sys.modules[__name__], run_id=run_id,
                      model_id=model.model_id, generator=generator, config=config, validate_serving_input=False)

@@ -265,7 +265,7 @@ class Projection:
                                       destination_filesystem=pyarrow.fs.LocalFileSystem())
                 cfg = self.trainer_config(params)
                 _, val = load_data(cfg.data)  # the driver renders previews and plots
-                log_best_model(self.info.uri, run_id, Path(d), val, cfg, outcome.name(trial_id))
+                log_best_model(self.info.uri, run_id, Path(d), val, cfg, outcome.name(trial_id), params)
         if policy:
             self.client.log_text(run_id, policy, f"pbt/{policy_name(trial_id)}")
         self.set_tags(trial_id, outcome.tags)

@@ -283,12 +283,13 @@ def log_model_metrics(client, run_id: str, metrics: dict[str, float], epoch: int
                            run_id=run_id, model_id=model_id, dataset=ds)
 
 
-def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> str:
+def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str,
+                   params: dict[str, Any] | None = None) -> str:
     """Log a trial's best epoch (the local copy of its checkpoint's `best/`): the generator as the
-    logged model `name` (tuner.flavor) with the trainer config `cfg` and its validation metrics,
-    linked to the validation split; previews and ROC/PR plots rendered from its validation
-    probabilities and `val` (the trial's validation split) on the run. Returns the model URI
-    (also tagged `best_model_uri` on the run)."""
+    logged model `name` (tuner.flavor) with the trainer config `cfg`, the trial's sampled `params` (as its
+    run has them) and its validation metrics, linked to the validation split; previews and ROC/PR plots
+    rendered from its validation probabilities and `val` (the trial's validation split) on the run.
+    Returns the model URI (also tagged `best_model_uri` on the run)."""
     import torch
 
     from tuner import flavor
@@ -304,7 +305,8 @@ def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str) -> 
     epoch = int(saved["epoch"])
     client = MlflowClient(uri)
     with use_tracking_uri(uri):
-        info = flavor.log_model(g, name, run_id, cfg.to_dict(), tags={"best_epoch": str(epoch)})
+        info = flavor.log_model(g, name, run_id, cfg.to_dict(), tags={"best_epoch": str(epoch)},
+                                params={k: short(v) for k, v in (params or {}).items()})
         log_model_metrics(client, run_id, metrics, epoch, info.model_id, split_dataset(cfg, val, "val"))
     p = np.load(folder / PROBS_FILE).astype(np.float32)
     y, mask = val.labels.numpy(), val.masks.numpy()

@@ -235,6 +235,7 @@ def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
     model = study.client.get_logged_model(run.data.tags["best_model_uri"].removeprefix("models:/"))
     (linked,) = [m for m in model.metrics if m.key == "val_auc_roc"]
     assert linked.step == int(run.data.tags["best_epoch"]) and linked.dataset_name.endswith("-val")
+    assert model.params == run.data.params == {"optim.lr_g": "0.01"}  # the models table compares them too
     assert linked.value == history[linked.step - 1].value
     logged = {a.path for a in study.client.list_artifacts(run.info.run_id, "best")}
     assert {"best/roc.png", "best/pr.png", "best/previews", "best/metrics.json"} <= logged, logged
