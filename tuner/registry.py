@@ -213,15 +213,16 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison)
 
 
-def link_version(client: MlflowClient, model_id: str, name: str, version) -> None:
-    """List the version on its logged model, as `mlflow.register_model` does and `create_model_version` does not:
-    the model's page in the UI reads its versions there, and without them said "Not registered" beside a
-    "Register model" button that would make the champion a second version."""
+def link_version(client: MlflowClient, model_id: str, name: str, version: str) -> None:
+    """List the version on its logged model (tag mlflow.modelVersions), as `mlflow.register_model` and a tracking
+    server's create_model_version do and a local store's does not: the model's page in the UI reads its versions
+    there, and without them said "Not registered" beside a "Register model" button that would make the champion
+    a second version. A server has listed it already, its number as an integer."""
     from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
     linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
-    entry = {"name": name, "version": version}
-    if entry not in linked:
+    if (name, str(version)) not in {(v.get("name"), str(v.get("version"))) for v in linked}:
+        entry = {"name": name, "version": int(version)}
         client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps([*linked, entry])})
 
 

@@ -76,6 +76,12 @@ def test_champion_loads_from_the_server_by_alias(cluster_study):
 
     _, server, out, _ = cluster_study
     assert "registered vgan-generator-synthetic version 1 (challenger, champion)" in out
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(server.uri)  # the server lists the version on its logged model, and the registry not again
+    source = client.get_model_version("vgan-generator-synthetic", "1").source
+    assert client.get_logged_model(source.removeprefix("models:/")).tags["mlflow.modelVersions"] == \
+        '[{"name": "vgan-generator-synthetic", "version": 1}]'
     with use_tracking_uri(server.uri):
         champion = mlflow.pytorch.load_model("models:/vgan-generator-synthetic@champion")
     probs = champion(torch.rand(2, 3, 70, 90))

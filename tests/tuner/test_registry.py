@@ -202,3 +202,18 @@ def test_a_mixed_size_test_split_is_scored_with_each_image_at_its_own_size(drive
     factor = 540.0 / fov_diameter(test.own(1, test.masks[1]))
     assert shapes == [(1, 3, 584, 565), (1, 3, round(605 * factor), round(700 * factor))]
     assert at.per_image[0] == s.per_image[0] and at.per_image[1] != s.per_image[1]
+
+
+def test_a_version_is_listed_once_on_its_logged_model(tmp_path):
+    """A tracking server lists the version itself (its number an integer); the registry adds it only where not."""
+    from mlflow.tracking import MlflowClient
+
+    from tuner.registry import link_version
+
+    client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    model = client.create_logged_model(client.create_experiment("e"), name="t1")
+    client.set_logged_model_tags(model.model_id, {"mlflow.modelVersions": '[{"name": "g", "version": 1}]'})
+    link_version(client, model.model_id, "g", "1")
+    link_version(client, model.model_id, "g", "2")
+    link_version(client, model.model_id, "g", "2")
+    assert linked_versions(client, f"models:/{model.model_id}") == [("g", "1"), ("g", "2")]
