@@ -286,10 +286,10 @@ def log_model_metrics(client, run_id: str, metrics: dict[str, float], epoch: int
 def log_best_model(uri: str, run_id: str, folder: Path, val, cfg, name: str,
                    params: dict[str, Any] | None = None) -> str:
     """Log a trial's best epoch (the local copy of its checkpoint's `best/`): the generator as the
-    logged model `name` (tuner.flavor) with the trainer config `cfg`, the trial's sampled `params` (as its
-    run has them) and its validation metrics, linked to the validation split; previews and ROC/PR plots
-    rendered from its validation probabilities and `val` (the trial's validation split) on the run.
-    Returns the model URI (also tagged `best_model_uri` on the run)."""
+    logged model `name` (tuner.flavor) with the trainer config `cfg`, the trial's sampled `params` (a PBT
+    trial's at its end, as `cfg`) and its validation metrics, linked to the validation split; previews and
+    ROC/PR plots rendered from its validation probabilities and `val` (the trial's validation split) on the
+    run. Returns the model URI (also tagged `best_model_uri` on the run)."""
     import torch
 
     from tuner import flavor
