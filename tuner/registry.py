@@ -13,9 +13,7 @@ images is never compared with: the version stays challenger, with the reason tag
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +21,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tuner.tracking import split_dataset, use_tracking_uri
+from tuner.tracking import code_tags, split_dataset, use_tracking_uri
 from vgan.config import Config
 from vgan.data import Split, load_split, load_train_val, split_fingerprint
 from vgan.metrics import per_image_auc
@@ -73,15 +71,6 @@ class Registration:
     promoted: bool
     reason: str
     comparison: Comparison | None = None
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def scores_of(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> Scores:
@@ -192,7 +181,7 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     if model_id is not None:
         link_version(client, model_id, name, mv.version)
     tags: dict[str, Any] = {
-        "study": study, "git_commit": git_commit(), "dataset": cfg.data.dataset,
+        "study": study, "git_commit": "unknown", **code_tags(), "dataset": cfg.data.dataset,
         "data_split_hash": split_fingerprint(train, val, test), "test_split_hash": test_hash, **more_tags,
     }  # metrics are on the logged model (validation at the trial's end, test here), not in tags
     client.set_registered_model_alias(name, CHALLENGER, mv.version)

@@ -361,12 +361,13 @@ def _run(plan: Plan) -> None:
     """The study once Ray is up: start, run, reconcile, summarize, register."""
     from tuner import flavor
     from tuner.cluster import alive_nodes
-    from tuner.tracking import Study, ui_link
+    from tuner.tracking import Study, source_tags, ui_link
     from vgan.models import Generator
 
     space = plan.space
     study = Study.start(plan.uri, space.mlflow.experiment, plan.name,
-                        {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri},
+                        {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri,
+                         **source_tags("python -m tuner.run")},
                         plan.args.resume)
     # The one-off export of the generator's graph (every trial's model reuses it), while the first trials
     # start: their workers are processes of their own, whereas Ray's start and MLflow's schema creation

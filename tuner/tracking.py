@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
@@ -219,6 +220,38 @@ def child_runs(client: MlflowClient, info: TrackingInfo) -> list:
     """The study's trial runs."""
     return client.search_runs([info.experiment_id], f"tags.mlflow.parentRunId = '{info.parent_run_id}'",
                               max_results=10000)
+
+
+def code_version(package: Path | None = None) -> tuple[str, bool] | None:
+    """(the git commit of the checkout that holds `package` (default: this one, tuner/), whether tracked files
+    differ from it: code, configs, search spaces); None where the package is no tracked part of a checkout
+    (installed, in an image; a virtual environment inside some other checkout is not)."""
+    package = package or Path(__file__).resolve().parent
+
+    def git(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *argv], cwd=package, capture_output=True, text=True, timeout=10)
+
+    try:
+        if git("ls-files", "--error-unmatch", ".").returncode != 0:
+            return None
+        head, changed = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no", ":/")
+    except (OSError, subprocess.SubprocessError):  # no git
+        return None
+    return (head.stdout.strip(), bool(changed.stdout.strip())) if head.returncode == 0 else None
+
+
+def code_tags(commit_key: str = "git_commit") -> dict[str, str]:
+    """The code's commit as `commit_key` and, where tracked files had changed, `git_dirty: true` (the commit
+    alone does not say what ran); none outside a checkout."""
+    version = code_version()
+    if version is None:
+        return {}
+    return {commit_key: version[0], **({"git_dirty": "true"} if version[1] else {})}
+
+
+def source_tags(command: str) -> dict[str, str]:
+    """MLflow's tags for what ran a run: its run page's Source shows the command and the commit."""
+    return {"mlflow.source.name": command, "mlflow.source.type": "LOCAL", **code_tags("mlflow.source.git.commit")}
 
 
 def short(value: Any) -> str:

@@ -15,7 +15,7 @@ from conftest import two_camera_dataset, write_yaml
 from studies import ONE_STUDY_AT_A_TIME, SMOKE, quick_smoke
 
 from tuner.run import main
-from tuner.tracking import use_tracking_uri
+from tuner.tracking import code_version, use_tracking_uri
 
 pytestmark = ONE_STUDY_AT_A_TIME
 
@@ -63,6 +63,12 @@ def test_smoke_study_end_to_end(smoke_study):
     runs = client.search_runs([exp.experiment_id], max_results=1000)
     parents = [r for r in runs if r.data.tags.get("kind") == "study"]
     assert len(parents) == 1
+    # what ran the study, as the run page's Source shows it, and the same commit on the version it registered
+    commit, dirty = code_version()
+    tags, version = parents[0].data.tags, client.get_model_version("vgan-generator-synthetic", "1").tags
+    assert tags["mlflow.source.name"] == "python -m tuner.run" and tags["mlflow.source.git.commit"] == commit
+    assert version["git_commit"] == commit and tags.get("git_dirty") == version.get("git_dirty") == \
+        ("true" if dirty else None)
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == len(trials)
     statuses = {r.data.tags["status"] for r in children}
