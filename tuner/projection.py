@@ -118,6 +118,7 @@ class Projection:
     optuna_study: tuple[str, str] | None = None  # (storage URL, study name): links trials both ways
     _runs: dict[str, str] = field(default_factory=dict, repr=False)
     _logged: dict[str, set[int]] = field(default_factory=dict, repr=False)
+    _source_tags: dict[str, str] | None = field(default=None, repr=False)
 
     def __post_init__(self):
         self.client = MlflowClient(self.info.uri)
@@ -152,7 +153,7 @@ class Projection:
 
         run = self.client.create_run(self.info.experiment_id, run_name=trial_id, tags={
             "mlflow.parentRunId": self.info.parent_run_id, "trial_id": trial_id, "study": self.info.study_name,
-            "status": "running"})
+            "status": "running", **self._source()})
         run_id = run.info.run_id
         self.client.log_batch(run_id, params=[Param(k, short(v)) for k, v in params.items()])
         self.client.log_text(run_id, yaml.safe_dump(self.trainer_config(params).to_dict(), sort_keys=False),
@@ -160,6 +161,14 @@ class Projection:
         self._logged[run_id] = set()
         self._link_optuna(trial_id, run_id)
         return run_id
+
+    def _source(self) -> dict[str, str]:
+        """What ran the study (command, commit, git_dirty), as its run says: a trial's page shows it too, and
+        `tuner.replay` copies it rather than naming the code that replays."""
+        if self._source_tags is None:
+            tags = self.client.get_run(self.info.parent_run_id).data.tags
+            self._source_tags = {k: v for k, v in tags.items() if k.startswith("mlflow.source.") or k == "git_dirty"}
+        return self._source_tags
 
     def _link_optuna(self, trial_id: str, run_id: str) -> None:
         """Optuna's trial gets the MLflow run id (it has the Ray trial id from the searcher); the

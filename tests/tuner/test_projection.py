@@ -224,10 +224,13 @@ def trial_folder(tmp_path, scores, error=None):
 
 def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
     record = trial_folder(tmp_path, [0.7, 0.8])  # stopped at epoch 2 of 3: pruned
+    source = {"mlflow.source.name": "python -m tuner.run", "mlflow.source.git.commit": "c0ffee", "git_dirty": "true"}
+    study.set_tags(source)  # what ran the study (tuner.run tags its run so): its trials' runs say the same
     said = []
     project_trials(projection(study), [record], said.append)
     (run,) = study.child_runs()
     assert run.info.status == "FINISHED" and run.data.tags["status"] == "pruned"
+    assert source.items() <= run.data.tags.items()
     assert run.data.tags["pruned_at_epoch"] == "2" and run.data.tags["best_model_uri"].startswith("models:/")
     assert said == ["t1: 2 epoch(s) added, pruned at epoch 2"]
     history = study.client.get_metric_history(run.info.run_id, "val_auc_roc")

@@ -74,7 +74,7 @@ def test_smoke_study_end_to_end(smoke_study):
     statuses = {r.data.tags["status"] for r in children}
     assert "pruned" in statuses and statuses <= {"completed", "pruned", "failed"}
     for r in children:
-        assert r.data.tags["node_id"] and r.data.tags["trial_id"]
+        assert r.data.tags["node_id"] and r.data.tags["trial_id"] and r.data.tags["mlflow.source.git.commit"] == commit
         history = client.get_metric_history(r.info.run_id, "val_auc_roc")
         steps = sorted(m.step for m in history)
         assert steps == list(range(1, len(steps) + 1)) and steps
