@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import tempfile
 import time
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ import numpy as np
 
 from tuner.storage import GENERATOR_FILE, METRICS_FILE, PROBS_FILE, check_sqlite_folder
 from vgan.errors import ConfigError
+from vgan.provenance import code_version
 
 TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 os.environ.update(TELEMETRY_ENV)
@@ -220,24 +220,6 @@ def child_runs(client: MlflowClient, info: TrackingInfo) -> list:
     """The study's trial runs."""
     return client.search_runs([info.experiment_id], f"tags.mlflow.parentRunId = '{info.parent_run_id}'",
                               max_results=10000)
-
-
-def code_version(package: Path | None = None) -> tuple[str, bool] | None:
-    """(the git commit of the checkout that holds `package` (default: this one, tuner/), whether tracked files
-    differ from it: code, configs, search spaces); None where the package is no tracked part of a checkout
-    (installed, in an image; a virtual environment inside some other checkout is not)."""
-    package = package or Path(__file__).resolve().parent
-
-    def git(*argv: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", *argv], cwd=package, capture_output=True, text=True, timeout=10)
-
-    try:
-        if git("ls-files", "--error-unmatch", ".").returncode != 0:
-            return None
-        head, changed = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no", ":/")
-    except (OSError, subprocess.SubprocessError):  # no git
-        return None
-    return (head.stdout.strip(), bool(changed.stdout.strip())) if head.returncode == 0 else None
 
 
 def code_tags(commit_key: str = "git_commit") -> dict[str, str]:

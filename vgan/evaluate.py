@@ -237,7 +237,8 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         members.append(Member(with_tta(lambda x, g=g: predict(g, x, device, batch), args.tta), g.trained_fov,
                               ScaleSpec.parse(scale_text)))
         described.append({"source": str(Path(path).resolve()), "trained_on": c.data.dataset,
-                          "epoch": int(st["epoch"]), "scale": scale_text, "trained_fov_diameter": g.trained_fov})
+                          "epoch": int(st["epoch"]), "scale": scale_text, "trained_fov_diameter": g.trained_fov,
+                          "code": st.get("code")})  # what wrote the checkpoint (None: before it was recorded)
     threshold, source = args.threshold, "fixed"
     if args.val_threshold:
         # the threshold of the maps as they are scored: at the same scale, over the same views and members

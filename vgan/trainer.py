@@ -25,6 +25,7 @@ from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
 from vgan.metrics import compute_metrics, histogram_metrics
 from vgan.models import Discriminator, Generator
+from vgan.provenance import code_record
 from vgan.scale import median_fov_diameter
 
 CHECKPOINT_FORMAT = 1
@@ -168,6 +169,7 @@ class Trainer:
         self.epoch = 0
         self.best_score = -math.inf
         self.best_epoch = 0
+        self.code = code_record()  # the code writing this trainer's checkpoints (a resumed run: the new code)
 
     # ------------------------------------------------------------------ steps
 
@@ -327,6 +329,7 @@ class Trainer:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "rng": rng,
+            "code": self.code,
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str = "<checkpoint>") -> None:

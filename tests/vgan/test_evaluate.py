@@ -10,6 +10,7 @@ from test_metrics import reference_table
 
 from vgan.data import read_binary, read_probability
 from vgan.evaluate import main as evaluate_main
+from vgan.provenance import code_record
 from vgan.scale import fov_diameter
 from vgan.train import main as train_main
 from vgan.trainer import generator_from_checkpoint, load_checkpoint
@@ -153,6 +154,7 @@ def test_data_of_another_dataset_is_honoured(tiny_config_file, tmp_path, stare_r
     assert "scoring a generator trained on synthetic on stare" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
     assert m["dataset"] == "stare" and m["trained_on"] == "synthetic" and m["n_images"] == 10
+    assert m["code"] == code_record()  # the code that wrote the checkpoint (here: this checkout, as it is)
     assert (out / "probabilities" / "im0162.png").is_file()
     assert m["scale"] == "1" and m["scale_factors"] == [1.0] * 10  # the literature's protocol: as they are
     # --scale auto: each STARE image resized so its FOV is as wide as the synthetic training images'

@@ -1,0 +1,36 @@
+"""Which code made a result: the git commit of the checkout the package runs from, and whether it was edited.
+
+A checkpoint records it (`code`), `vgan.evaluate` reports it with the scores, and a study's MLflow runs and
+registered versions carry it as tags (`tuner.tracking.source_tags`). A commit alone does not say what ran
+when tracked files (code, configs, search spaces) differed from it, so the record says that too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+
+def code_version(package: Path | None = None) -> tuple[str, bool] | None:
+    """(the git commit of the checkout that holds `package` (default: vgan/), whether tracked files differ from
+    it); None where the package is no tracked part of a checkout (installed, in an image; a virtual environment
+    inside some other checkout is not)."""
+    package = package or Path(__file__).resolve().parent
+
+    def git(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *argv], cwd=package, capture_output=True, text=True, timeout=10)
+
+    try:
+        if git("ls-files", "--error-unmatch", ".").returncode != 0:
+            return None
+        head, changed = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no", ":/")
+    except (OSError, subprocess.SubprocessError):  # no git
+        return None
+    return (head.stdout.strip(), bool(changed.stdout.strip())) if head.returncode == 0 else None
+
+
+def code_record() -> dict[str, Any] | None:
+    """`code_version` as a checkpoint and metrics.json keep it: {"commit": ..., "dirty": ...}, or None."""
+    version = code_version()
+    return None if version is None else {"commit": version[0], "dirty": version[1]}
