@@ -23,7 +23,7 @@ import numpy as np
 
 from tuner.storage import GENERATOR_FILE, METRICS_FILE, PROBS_FILE, check_sqlite_folder
 from vgan.errors import ConfigError
-from vgan.provenance import code_version
+from vgan.provenance import running_code
 
 TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 os.environ.update(TELEMETRY_ENV)
@@ -225,7 +225,7 @@ def child_runs(client: MlflowClient, info: TrackingInfo) -> list:
 def code_tags(commit_key: str = "git_commit") -> dict[str, str]:
     """The code's commit as `commit_key` and, where tracked files had changed, `git_dirty: true` (the commit
     alone does not say what ran); none outside a checkout."""
-    version = code_version()
+    version = running_code()
     if version is None:
         return {}
     return {commit_key: version[0], **({"git_dirty": "true"} if version[1] else {})}

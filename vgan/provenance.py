@@ -7,6 +7,7 @@ when tracked files (code, configs, search spaces) differed from it, so the recor
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,14 @@ def code_version(package: Path | None = None) -> tuple[str, bool] | None:
     return (head.stdout.strip(), bool(changed.stdout.strip())) if head.returncode == 0 else None
 
 
+@functools.cache
+def running_code() -> tuple[str, bool] | None:
+    """`code_version` of this checkout, asked once per process: every trainer a process makes (a study's
+    trials, PBT's restarts, retries) runs the code it imported, and git need not be asked again each time."""
+    return code_version()
+
+
 def code_record() -> dict[str, Any] | None:
-    """`code_version` as a checkpoint and metrics.json keep it: {"commit": ..., "dirty": ...}, or None."""
-    version = code_version()
+    """The running code as a checkpoint and metrics.json keep it: {"commit": ..., "dirty": ...}, or None."""
+    version = running_code()
     return None if version is None else {"commit": version[0], "dirty": version[1]}

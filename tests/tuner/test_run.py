@@ -15,7 +15,8 @@ from conftest import two_camera_dataset, write_yaml
 from studies import ONE_STUDY_AT_A_TIME, SMOKE, quick_smoke
 
 from tuner.run import main
-from tuner.tracking import code_version, use_tracking_uri
+from tuner.tracking import use_tracking_uri
+from vgan.provenance import code_version
 
 pytestmark = ONE_STUDY_AT_A_TIME
 
