@@ -238,7 +238,9 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
                               ScaleSpec.parse(scale_text)))
         described.append({"source": str(Path(path).resolve()), "trained_on": c.data.dataset,
                           "epoch": int(st["epoch"]), "scale": scale_text, "trained_fov_diameter": g.trained_fov,
-                          "code": st.get("code")})  # what wrote the checkpoint (None: before it was recorded)
+                          # what wrote the checkpoint (None: before it was recorded), and what trained its
+                          # epochs before where other code resumed it
+                          "code": st.get("code"), "earlier_code": st.get("earlier_code", [])})
     threshold, source = args.threshold, "fixed"
     if args.val_threshold:
         # the threshold of the maps as they are scored: at the same scale, over the same views and members

@@ -42,3 +42,17 @@ def code_record() -> dict[str, Any] | None:
     """The running code as a checkpoint and metrics.json keep it: {"commit": ..., "dirty": ...}, or None."""
     version = running_code()
     return None if version is None else {"commit": version[0], "dirty": version[1]}
+
+
+def describe_code(record: dict[str, Any] | None) -> str:
+    """A code record in words, for a note: "commit 1a2b3c4d5e6f (edited)", or "code of no known commit"."""
+    if record is None:
+        return "code of no known commit"
+    return f"commit {record['commit'][:12]}" + (" (edited)" if record["dirty"] else "")
+
+
+def code_changed(saved: dict[str, Any] | None, running: dict[str, Any] | None) -> str | None:
+    """"<saved> to <running>" where the code that wrote a checkpoint or began a study is not the code resuming
+    it, for a note; None where the records agree. Two edited trees of one commit agree: git keeps no record of
+    uncommitted edits to tell them apart."""
+    return None if saved == running else f"{describe_code(saved)} to {describe_code(running)}"

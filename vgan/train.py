@@ -23,6 +23,7 @@ from vgan.cli import run_cli, writable_folder
 from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config
 from vgan.data import fov_note, fov_source, load_train_val
 from vgan.errors import ConfigError
+from vgan.provenance import code_changed
 from vgan.scale import mixed_scale_note
 from vgan.trainer import (
     EpochResult,
@@ -133,6 +134,10 @@ def _main(argv: Sequence[str] | None) -> None:
     trainer = Trainer(cfg, train, val, device)
     if state is not None:
         trainer.load_state_dict(state, args.resume)
+    # A checkpoint from before checkpoints said their code has no "code" and no opinion.
+    changed = code_changed(state["code"], trainer.code) if state is not None and "code" in state else None
+    if changed is not None:
+        changed = f"the code changed since {args.resume} was written ({changed}): epochs from here train with it"
     out = writable_folder(default_out(args), "--out" if args.out else "run folder")
     d_params = f", D {count_parameters(trainer.D) / 1e6:.2f}M" if trainer.D is not None else ""
     at = ""
@@ -145,8 +150,9 @@ def _main(argv: Sequence[str] | None) -> None:
           f"G {count_parameters(trainer.G) / 1e6:.2f}M params{d_params}, {trainer.steps_per_epoch} steps per epoch, "
           f"epochs {trainer.epoch + 1}..{cfg.train.epochs}", flush=True)
     note = None if cfg.data.fov_diameter is not None else mixed_scale_note(train.masks)
-    if note is not None:
-        print(f"note: {note}", flush=True)
+    for n in (changed, note):
+        if n is not None:
+            print(f"note: {n}", flush=True)
     train_into(trainer, out, progress=not args.quiet and sys.stderr.isatty())
 
 

@@ -170,6 +170,8 @@ class Trainer:
         self.best_score = -math.inf
         self.best_epoch = 0
         self.code = code_record()  # the code writing this trainer's checkpoints (a resumed run: the new code)
+        # A run resumed by other code keeps what trained its epochs before: {"code", "until_epoch"} per change.
+        self.earlier_code: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ steps
 
@@ -330,6 +332,7 @@ class Trainer:
             "best_epoch": self.best_epoch,
             "rng": rng,
             "code": self.code,
+            "earlier_code": self.earlier_code,
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str = "<checkpoint>") -> None:
@@ -351,6 +354,9 @@ class Trainer:
             for group in opt.param_groups if opt is not None else ():
                 group.update(lr=lr, betas=tuple(betas), weight_decay=self.cfg.optim.weight_decay)
         self.epoch = int(state["epoch"])
+        self.earlier_code = list(state.get("earlier_code", []))
+        if "code" in state and state["code"] != self.code:  # a checkpoint from before records no code: no change
+            self.earlier_code.append({"code": state["code"], "until_epoch": self.epoch})
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])
         rng = state["rng"]

@@ -1,10 +1,14 @@
 import json
 
 import pytest
+import torch
 import yaml
 from conftest import write_yaml
 
+from vgan.evaluate import main as evaluate_main
+from vgan.provenance import code_record, describe_code
 from vgan.train import main
+from vgan.trainer import load_checkpoint
 
 
 def test_trains_writes_run_folder_and_resumes(tiny_config_file, tmp_path, capsys):
@@ -22,6 +26,33 @@ def test_trains_writes_run_folder_and_resumes(tiny_config_file, tmp_path, capsys
     assert main(["--resume", str(out / "checkpoints" / "last.pt"), "--epochs", "3"]) == 0
     epochs = [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
+
+
+def test_a_run_resumed_by_other_code_says_so_and_its_checkpoints_keep_what_came_before(tiny_config_file, tmp_path,
+                                                                                      capsys):
+    out = tmp_path / "run"
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    last = out / "checkpoints" / "last.pt"
+    assert main(["--resume", str(last), "--epochs", "2", "--quiet"]) == 0  # the same code: nothing to say
+    assert "code changed" not in capsys.readouterr().out
+    assert load_checkpoint(last)["earlier_code"] == []
+
+    state = load_checkpoint(last)
+    other = {"commit": "0123456789abcdef" * 2 + "01234567", "dirty": True}
+    torch.save({**state, "code": other}, last)  # as if an earlier commit, edited, had written it
+    assert main(["--resume", str(last), "--epochs", "3", "--quiet"]) == 0
+    said = capsys.readouterr().out
+    now = describe_code(code_record())
+    assert f"note: the code changed since {last} was written (commit 0123456789ab (edited) to {now}): " \
+           "epochs from here train with it" in said
+    resumed = load_checkpoint(last)
+    assert resumed["code"] == code_record() and resumed["earlier_code"] == [{"code": other, "until_epoch": 2}]
+
+    assert main(["--resume", str(last), "--epochs", "4", "--quiet"]) == 0  # kept through later resumes
+    assert load_checkpoint(last)["earlier_code"] == [{"code": other, "until_epoch": 2}]
+    assert evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "eval")]) == 0
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert scored["code"] == code_record() and scored["earlier_code"] == [{"code": other, "until_epoch": 2}]
 
 
 def test_resume_from_an_earlier_checkpoint_drops_later_history(tiny_config_file, tmp_path):
