@@ -36,6 +36,8 @@ from ray.tune.logger import LoggerCallback
 from tuner.outcome import ENDED, FAILED, PRUNED, Outcome, decide, failures, trial_error, trial_outcome
 from tuner.storage import checkpoint_dirs, newest_best, read_text
 from tuner.tracking import (
+    DIRTY_TAG,
+    RESUMED_TAG,
     MlflowClient,
     Study,
     TrackingInfo,
@@ -163,11 +165,12 @@ class Projection:
         return run_id
 
     def _source(self) -> dict[str, str]:
-        """What ran the study (command, commit, git_dirty), as its run says: a trial's page shows it too, and
-        `tuner.replay` copies it rather than naming the code that replays."""
+        """What ran the study (command, commit, git_dirty, resumed_git_commits), as its run says: a trial's page
+        shows it too, and `tuner.replay` copies it rather than naming the code that replays."""
         if self._source_tags is None:
             tags = self.client.get_run(self.info.parent_run_id).data.tags
-            self._source_tags = {k: v for k, v in tags.items() if k.startswith("mlflow.source.") or k == "git_dirty"}
+            self._source_tags = {k: v for k, v in tags.items()
+                                 if k.startswith("mlflow.source.") or k in (DIRTY_TAG, RESUMED_TAG)}
         return self._source_tags
 
     def _link_optuna(self, trial_id: str, run_id: str) -> None:

@@ -378,8 +378,9 @@ def _run(plan: Plan) -> None:
     print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
           f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
-    if plan.note is not None:
-        print(f"note: {plan.note}", flush=True)
+    for note in (study.code_note, plan.note):
+        if note is not None:
+            print(f"note: {note}", flush=True)
     t0 = time.perf_counter()
     results = run_study(plan, study)
     wall = time.perf_counter() - t0

@@ -23,8 +23,11 @@ import numpy as np
 
 from tuner.storage import GENERATOR_FILE, METRICS_FILE, PROBS_FILE, check_sqlite_folder
 from vgan.errors import ConfigError
-from vgan.provenance import running_code
+from vgan.provenance import code_changed, describe_code, running_code
 
+COMMIT_TAG, DIRTY_TAG = "mlflow.source.git.commit", "git_dirty"  # what ran a run (source_tags)
+RESUMED_TAG = "resumed_git_commits"  # a study run's: the code each resume by other code ran (resumed_code)
+UNKNOWN = "unknown"  # a commit tag's value where no commit was known (an installed package)
 TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 os.environ.update(TELEMETRY_ENV)
 # MLflow's client retries an unreachable server for minutes by default; the driver's projection
@@ -155,25 +158,25 @@ class TrackingInfo:
 class Study:
     """The driver's side: experiment, parent run, study summary."""
 
-    def __init__(self, client: MlflowClient, info: TrackingInfo):
+    def __init__(self, client: MlflowClient, info: TrackingInfo, code_note: str | None = None):
         self.client = client
         self.info = info
+        self.code_note = code_note  # a resumed study's: the code that ran it before is not the code resuming it
 
     @classmethod
     def start(cls, uri: str, experiment: str, study_name: str, tags: dict[str, str], resume: bool) -> Study:
         client = MlflowClient(uri)
         exp_id = experiment_id(client, experiment, uri)
-        parent = None
-        if resume:
-            found = client.search_runs([exp_id], f"tags.study = '{study_name}' and tags.kind = 'study'",
-                                       max_results=1)
-            parent = found[0].info.run_id if found else None
-            if parent:
-                client.update_run(parent, status="RUNNING")
-        if parent is None:
+        found = client.search_runs([exp_id], f"tags.study = '{study_name}' and tags.kind = 'study'",
+                                   max_results=1) if resume else []
+        if found:
+            parent = found[0].info.run_id
+            client.update_run(parent, status="RUNNING")
+            note = resumed_code(client, found[0].data.tags, tags, parent)
+        else:
             run = client.create_run(exp_id, run_name=study_name, tags={"study": study_name, "kind": "study", **tags})
-            parent = run.info.run_id
-        return cls(client, TrackingInfo(uri, exp_id, parent, study_name))
+            parent, note = run.info.run_id, None
+        return cls(client, TrackingInfo(uri, exp_id, parent, study_name), note)
 
     def share_trials_view(self, score: str, metric: str, params: list[str]) -> str:
         """A runs-table view of the study's trials for MLflow's UI (its "shared view": an experiment tag
@@ -228,12 +231,37 @@ def code_tags(commit_key: str = "git_commit") -> dict[str, str]:
     version = running_code()
     if version is None:
         return {}
-    return {commit_key: version[0], **({"git_dirty": "true"} if version[1] else {})}
+    return {commit_key: version[0], **({DIRTY_TAG: "true"} if version[1] else {})}
+
+
+def tagged_code(commit: str | None, dirty: bool) -> dict[str, Any] | None:
+    """A code record (vgan.provenance) from tags: None where no commit was known."""
+    return None if commit in (None, UNKNOWN) else {"commit": commit, "dirty": dirty}
+
+
+def resumed_code(client: MlflowClient, study_tags: dict[str, str], now_tags: dict[str, str], run_id: str) -> str | None:
+    """A study resumed by other code than ran it last (its start's, or its last resume's) appends the resuming
+    code to the study run's tag `resumed_git_commits` ("<commit>[ (edited)]", oldest first; its Source keeps the
+    code it began with); returns the note for the console (None: the same code)."""
+    resumes = [r.strip() for r in study_tags.get(RESUMED_TAG, "").split(",") if r.strip()]
+    if resumes:
+        commit, _, edited = resumes[-1].partition(" ")
+        last = tagged_code(commit, bool(edited))
+    else:
+        last = tagged_code(study_tags.get(COMMIT_TAG), study_tags.get(DIRTY_TAG) == "true")
+    now = tagged_code(now_tags.get(COMMIT_TAG), now_tags.get(DIRTY_TAG) == "true")
+    change = code_changed(last, now)
+    if change is None:
+        return None
+    entry = UNKNOWN if now is None else now["commit"] + (" (edited)" if now["dirty"] else "")
+    client.set_tag(run_id, RESUMED_TAG, ", ".join([*resumes, entry]))
+    return (f"the code changed since this study last ran ({change}): the trials that train from here train with "
+            f"it, and the search compares them with trials trained by {describe_code(last)}")
 
 
 def source_tags(command: str) -> dict[str, str]:
     """MLflow's tags for what ran a run: its run page's Source shows the command and the commit."""
-    return {"mlflow.source.name": command, "mlflow.source.type": "LOCAL", **code_tags("mlflow.source.git.commit")}
+    return {"mlflow.source.name": command, "mlflow.source.type": "LOCAL", **code_tags(COMMIT_TAG)}
 
 
 def short(value: Any) -> str:

@@ -224,7 +224,8 @@ def trial_folder(tmp_path, scores, error=None):
 
 def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
     record = trial_folder(tmp_path, [0.7, 0.8])  # stopped at epoch 2 of 3: pruned
-    source = {"mlflow.source.name": "python -m tuner.run", "mlflow.source.git.commit": "c0ffee", "git_dirty": "true"}
+    source = {"mlflow.source.name": "python -m tuner.run", "mlflow.source.git.commit": "c0ffee", "git_dirty": "true",
+              "resumed_git_commits": "decaf (edited)"}
     study.set_tags(source)  # what ran the study (tuner.run tags its run so): its trials' runs say the same
     said = []
     project_trials(projection(study), [record], said.append)

@@ -278,6 +278,7 @@ def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdi
                            "--no-register"], cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "study s: its driver stopped before Ray saved any state of it; its trials start anew" in proc.stdout
+    assert "the code changed" not in proc.stdout  # resumed by the code that began it
     assert parse_storage(str(tmp_path / "ray")).begun("s")
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     exp = client.get_experiment_by_name(yaml.safe_load(space.read_text())["mlflow"]["experiment"])

@@ -14,3 +14,38 @@ def test_psycopgs_echo_of_an_error_already_raised_is_dropped_and_its_other_warni
         log.warning("unknown PostgreSQL timezone: %r; will use UTC", "Mars/Olympus")
     assert [r.getMessage() for r in caplog.records] == ["unknown PostgreSQL timezone: 'Mars/Olympus'; will use UTC"]
 
+
+
+def test_a_study_resumed_by_other_code_says_so_and_its_run_keeps_each_code(tmp_path):
+    """Its run's Source keeps the code it began with; each resume by other code than ran it last is appended
+    to `resumed_git_commits` (its trials' runs copy it) and noted on the console; the same code says nothing."""
+    from tuner.tracking import Study
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+
+    def code(commit: str | None, dirty: bool = False) -> dict[str, str]:
+        if commit is None:  # an installed package: no commit tags
+            return {}
+        return {"mlflow.source.git.commit": commit, **({"git_dirty": "true"} if dirty else {})}
+
+    def start(tags: dict[str, str]) -> Study:
+        return Study.start(uri, "resume-test", "s", {"mlflow.source.name": "python -m tuner.run", **tags}, True)
+
+    a, b = "a" * 40, "b" * 40
+    first = start(code(a))
+    assert first.code_note is None  # begun, not resumed
+    assert start(code(a)).code_note is None
+    again = start(code(b, dirty=True))
+    assert again.info.parent_run_id == first.info.parent_run_id
+    assert again.code_note == (f"the code changed since this study last ran (commit {a[:12]} to commit {b[:12]} "
+                               "(edited)): the trials that train from here train with it, and the search compares "
+                               f"them with trials trained by commit {a[:12]}")
+    assert start(code(b, dirty=True)).code_note is None  # compared with its last resume's code, not its start's
+    assert start(code(None)).code_note.startswith(f"the code changed since this study last ran (commit {b[:12]} "
+                                                  "(edited) to code of no known commit)")
+    tags = first.client.get_run(first.info.parent_run_id).data.tags
+    assert tags["mlflow.source.git.commit"] == a and "git_dirty" not in tags
+    assert tags["resumed_git_commits"] == f"{b} (edited), unknown"
+    assert start(code(a)).code_note is not None
+    assert first.client.get_run(first.info.parent_run_id).data.tags["resumed_git_commits"] == \
+        f"{b} (edited), unknown, {a}"
