@@ -69,6 +69,11 @@ def saved_trials(fs, study_path: str) -> list:
     return trials
 
 
+def ended_trials(fs, study_path: str) -> set[str]:
+    """The ids of the trials of the study's newest saved state that Ray will not run again."""
+    return {t.trial_id for t in saved_trials(fs, study_path) if t.status not in RESUMED}
+
+
 def named_checkpoints(fs, study_path: str) -> list[Named]:
     """The checkpoints the study's newest saved state names (Ray keeps the latest and up to num_to_keep)
     of each trial Ray will run again."""
@@ -113,3 +118,22 @@ def remove_stand_ins(fs, stand_ins: list[StandIn]) -> None:
     for s in stand_ins:
         if read_text(fs, f"{s.path}/{STAND_IN}"):  # no checkpoint is ever written there since
             fs.delete_dir(s.path)
+
+
+def drop_saved_stopper(fs, study_path: str) -> bool:
+    """Ray restores a study's stopper from its newest saved state over the one the resumed fit builds from
+    `time_budget_s` (TuneController.__setstate__ after __init__): a resume could not change the time budget,
+    and a study its budget had stopped could not go on at all (none was left). That state loses its stopper,
+    so the resume's budget (tuner.search.restore_tuner) applies, counted from the resume. Only that key of
+    Ray's JSON changes; nothing else in it is decoded. Returns whether there was one."""
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+
+    state_path = _find_newest_experiment_checkpoint(study_path, fs=fs)
+    if state_path is None:
+        return False
+    state = json.loads(read_text(fs, state_path))
+    if state["runner_data"].pop("_stopper", None) is None:
+        return False
+    write_text(fs, state_path + ".tmp", json.dumps(state))
+    fs.move(state_path + ".tmp", state_path)  # a crash mid-write leaves the state Ray saved
+    return True

@@ -269,20 +269,18 @@ def check_cluster(plan: Plan) -> None:
 def run_study(plan: Plan, study: Study):
     """Tune's fit: new, or the study's state restored (finished trials are not re-run, unfinished
     ones continue from their checkpoints, failed ones stay failed). Returns the ResultGrid."""
-    from ray import tune
-
-    from tuner.search import build_tuner, make_trainable
+    from tuner.search import build_tuner, restore_tuner
 
     if plan.restore:  # the searcher, scheduler and the MLflow callback come back from the study's state
-        from tuner.resume import describe, place_stand_ins, remove_stand_ins
+        from tuner.resume import describe, drop_saved_stopper, ended_trials, place_stand_ins, remove_stand_ins
 
         fs, path = plan.storage.folder(plan.name)
         stand_ins = place_stand_ins(fs, path)
+        drop_saved_stopper(fs, path)  # the resume's time budget applies (restore_tuner)
         if stand_ins:
             print(f"study {plan.name}: Ray's last saved state names {len(stand_ins)} checkpoint(s) it deleted since; "
                   f"empty stand-ins take their place: {describe(stand_ins)}", flush=True)
-        tuner = tune.Tuner.restore(plan.storage.study(plan.name), trainable=make_trainable(plan.space),
-                                   resume_unfinished=True, resume_errored=False)
+        tuner = restore_tuner(plan.space, plan.storage.study(plan.name), ended_trials(fs, path))
         try:
             return tuner.fit()
         finally:

@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
-from ray.tune.search import BasicVariantGenerator
+from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from tuner.console import LogFileReporter, Progress
@@ -162,6 +162,46 @@ def make_trainable(space: SearchSpace):
                        signal_window=space.tune.signal_window)
     resources = {"cpu": space.resources.cpu, "gpu": space.resources.gpu}
     return tune.with_resources(tune.with_parameters(train_vgan, ctx=ctx), resources)
+
+
+class ResizedSearch(SearchGenerator):
+    """Ray's wrapper of a searcher, taking a resumed study's size and width from the space rather than from
+    the study's saved state, which Ray restores over them (SearchGenerator.set_state: the number of trials;
+    ConcurrencyLimiter's: how many at once), and which a stopped study saved as finished. More trials: the
+    search goes on where it stood; no more than have begun: none new."""
+
+    def __init__(self, searcher, num_samples: int, max_concurrent: int, ended: set[str]):
+        super().__init__(ConcurrencyLimiter(searcher, max_concurrent=max_concurrent))
+        self.num_samples, self.max_concurrent, self.ended = num_samples, max_concurrent, ended
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self._total_samples = self.num_samples
+        limiter = self.searcher
+        limiter.max_concurrent = self.max_concurrent
+        # A study its time budget stopped was saved as finished (TuneController: stop_all -> set_finished),
+        # and with the trials it stopped still live to the limiter (the searcher hears of no trial's end once
+        # the search is finished): it would wait for them forever. A searcher with nothing left to suggest
+        # says so again at its next suggestion.
+        self._finished = False
+        limiter.live_trials -= self.ended
+        limiter.num_unfinished_live_trials = len(limiter.live_trials)
+
+
+def restore_tuner(space: SearchSpace, path: str, ended: set[str]) -> tune.Tuner:
+    """A study's Tuner from its saved state (finished trials are not re-run, unfinished ones continue from
+    their checkpoints, failed ones stay failed), with the space's num_samples, max_concurrent_trials and
+    time_budget_s (tuner.space.RESUMABLE_TUNE): Ray keeps the ones the study began with, and has no public
+    way to change them (ray 2.60). A PBT population's size is part of its recipe, refused before. `ended`: the
+    ids of the trials that will not run again (tuner.resume.ended_trials)."""
+    tuner = tune.Tuner.restore(path, trainable=make_trainable(space), resume_unfinished=True, resume_errored=False)
+    t = space.tune
+    config = tuner._local_tuner._tune_config  # what Tuner.fit hands tune.run (ray/tune/impl/tuner_internal.py)
+    config.time_budget_s = t.time_budget_s  # its clock starts when the resumed fit does
+    if space.searcher is not None:  # an Optuna searcher, as the study pickled it when it began
+        config.search_alg = ResizedSearch(config.search_alg, t.num_samples, t.max_concurrent_trials, ended)
+        config.max_concurrent_trials = None  # the limiter is in place (tune.run would wrap it again)
+    return tuner
 
 
 def make_projection(space: SearchSpace, tracking: TrackingInfo, storage_url: str | None) -> Projection:

@@ -396,17 +396,23 @@ def _lookup(values: dict[str, Any], dotted: str) -> Any:
 
 # Where the data is, which device, how fast: set per machine, not what a trial learns. A resumed study
 # may change them (another mount of the same images, another GPU); not the rest of what its trials train.
+# What a resume may change of how a study searches (tuner.resume applies them to the study Ray restores; Ray
+# restores the rest from its own state whatever the space says now). A PBT population is its search: fixed.
+RESUMABLE_TUNE = ("num_samples", "max_concurrent_trials", "time_budget_s")
 MACHINE_KEYS = ("data.root", "train.device", "train.threads", "train.compile", "train.eval_batch_size",
                 "train.preview_every")
 
 
 def trial_recipe(space: SearchSpace) -> dict[str, Any]:
-    """What a study's trials train, as dotted keys: the base config (less MACHINE_KEYS) and each searched
-    key's distribution. Kept with the study; a resume must not mix trials of two recipes."""
+    """What a study's trials train, as dotted keys: the base config (less MACHINE_KEYS), each searched key's
+    distribution and how the study searches (tune.*, less RESUMABLE_TUNE). Kept with the study; a resume must
+    not mix trials of two recipes, nor say it searches otherwise than Ray, restoring its state, goes on to."""
     out = {key: _lookup(space.base, key) for key in config_keys() if key not in MACHINE_KEYS}
     plain = asdict(Param("", ""))  # fields at their defaults say nothing: left out, the changes read short
     out.update({f"search.{p.key}": {k: v for k, v in asdict(p).items() if k != "key" and v != plain[k]}
                 for p in space.params})
+    may_change = [k for k in RESUMABLE_TUNE if not (k == "num_samples" and space.tune.scheduler == "pbt")]
+    out.update({f"tune.{k}": v for k, v in asdict(space.tune).items() if k not in may_change})
     return out
 
 
@@ -414,7 +420,7 @@ def check_same_recipe(space: SearchSpace, kept: str, study: str, option: str, re
     """`space` must still say what study `study` began with (`kept`: its recipe.json; '' for a study begun
     before recipes were kept). A resume with a changed base value or searched range would mix trials of
     two recipes in one ranking; a replay would log models with configs they were not trained with. What
-    only says how long (num_samples, the time budget) or where (MACHINE_KEYS) may change."""
+    only says how long or how wide (RESUMABLE_TUNE) or where (MACHINE_KEYS) may change."""
     changes = recipe_changes(json.loads(kept), trial_recipe(space)) if kept else []
     if changes:
         more = f"; and {len(changes) - 4} more" if len(changes) > 4 else ""

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import two_camera_dataset, write_yaml
-from studies import ONE_STUDY_AT_A_TIME, SMOKE, quick_smoke
+from studies import ONE_STUDY_AT_A_TIME, SMOKE, quick_smoke, trial_runs
 
 from tuner.run import main
 from tuner.tracking import use_tracking_uri
@@ -292,6 +292,36 @@ def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdi
     assert main([*study("other"), "--resume"]) == 2
     assert f"--resume: {tmp_path / 'ray' / 'other'} holds no study (neither Ray's state nor recipe.json)" in \
         capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_resumed_study_runs_the_trials_and_time_its_command_asks_for(ray_tmpdir, tmp_path):
+    """Ray restores a study's size and time budget from its own saved state: a study its budget had stopped,
+    resumed with --num-samples 40 --time-budget 10s, ran no trial more (its budget was spent, its search
+    saved as finished) while its console said 40. The search goes on where it stood (Optuna's study and MLflow
+    grow alike), and the resume's budget, counted from the resume, stops it."""
+    import optuna
+
+    space = quick_smoke(tmp_path / "space.yaml", "more", train={"epochs": 2})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
+
+    def study(*more: str) -> tuple[str, list, list]:
+        proc = subprocess.run([sys.executable, "-m", "tuner.run", "--space", str(space), "--name", "m",
+                               "--storage", str(tmp_path / "ray"), "--tracking-uri", uri, "--no-register", *more],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert "(spent: the study stopped the trials still running)" in proc.stdout, proc.stdout
+        trials = optuna.load_study(study_name="m", storage=f"sqlite:///{tmp_path / 'ray' / 'optuna.db'}").trials
+        _, runs = trial_runs(uri, "more", "m")
+        # MLflow has a run for each trial that began training (those the budget stopped before have none)
+        assert {r.data.tags["trial_id"] for r in runs} <= {t.user_attrs["ray_trial_id"] for t in trials}
+        return proc.stdout, trials, runs
+
+    _, first, first_runs = study("--num-samples", "20", "--time-budget", "5s")
+    out, trials, runs = study("--resume", "--num-samples", "40", "--time-budget", "10s")
+    assert "study m: 40 trials of up to 2 epochs" in out and "time budget 10 s" in out
+    assert len(first) < len(trials) < 40 and len(first_runs) < len(runs), (len(first), len(trials), len(runs))
 
 
 @pytest.mark.slow

@@ -1,3 +1,5 @@
+import json
+
 import optuna
 import pytest
 import yaml
@@ -159,3 +161,33 @@ def test_recipe_changes_are_the_users_not_the_releases():
     assert recipe_changes(before, {"optim.lr_d": 0.002, "search.loss.adv_weight": {"low": 0}}) == [
         "optim.lr_d: 0.001 -> 0.002", "search.loss.adv_weight: absent -> {'low': 0}",
         "search.optim.lr_g: {'low': 0.1} -> absent"]
+
+
+def test_a_resume_may_change_how_long_and_how_wide_a_study_searches_and_nothing_else_of_how(tmp_path):
+    """Ray restores a study's searcher, scheduler and settings from its own state whatever the space says now:
+    a space that says otherwise is refused, naming the change, where before the console said the space's and
+    Ray ran the study's. num_samples, max_concurrent_trials and time_budget_s apply (tuner.search.restore_tuner),
+    but for PBT, whose population is its search."""
+    from tuner.space import check_same_recipe, trial_recipe
+
+    def recipe(**tune) -> str:
+        values = smoke_values()
+        values["tune"].update(tune)
+        return json.dumps(trial_recipe(load_space(write_yaml(tmp_path / "kept.yaml", values))))
+
+    def resumed(kept: str, **tune) -> None:
+        values = smoke_values()
+        values["tune"].update(tune)
+        check_same_recipe(load_space(write_yaml(tmp_path / "now.yaml", values)), kept, "s", "--resume", "remedy")
+
+    kept = recipe()
+    resumed(kept, num_samples=40, max_concurrent_trials=4, time_budget_s=60)
+    with pytest.raises(ConfigError, match=r"now.yaml is not what study 's' began with \(tune.scheduler: asha -> none; "
+                                          r"tune.seed: 0 -> 3\): remedy"):
+        resumed(kept, scheduler="none", seed=3)
+    with pytest.raises(ConfigError, match=r"tune.grace_period: 2 -> 1\)"):
+        resumed(kept, grace_period=1)
+    pbt = {"scheduler": "pbt", "searcher": "random"}
+    resumed(recipe(**pbt), **pbt, time_budget_s=60)
+    with pytest.raises(ConfigError, match=r"\(tune.num_samples: 8 -> 12\)"):
+        resumed(recipe(**pbt), **pbt, num_samples=12)
