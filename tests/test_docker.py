@@ -10,6 +10,7 @@ import yaml
 from conftest import REPO
 
 from tuner.run import build_parser
+from vgan.provenance import COMMIT_ENV, DIRTY_ENV
 
 DOCKER = REPO / "docker"
 RUN_OPTIONS = {s for a in build_parser()._actions for s in a.option_strings}
@@ -76,7 +77,8 @@ def test_compose_services_and_only_mlflow_published_on_localhost(compose):
     host, host_port, container_port = interpolate(mapping).split(":")
     assert host == "127.0.0.1" and container_port == option(shlex.split(services["mlflow"]["command"]), "--port")
     for name in ("mlflow", "ray-head", "ray-worker", "tune"):
-        assert services[name]["build"] == {"context": "..", "dockerfile": "docker/Dockerfile"}
+        build = services[name]["build"]
+        assert {k: build[k] for k in ("context", "dockerfile")} == {"context": "..", "dockerfile": "docker/Dockerfile"}
     gpu = services["ray-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["capabilities"] == ["gpu"]
 
@@ -160,3 +162,16 @@ def test_docker_readme_covers_the_three_ways():
                    "--storage file://", "s3://"):
         assert needle in text, needle
     assert Path(DOCKER / "kuberay" / "rayjob.yaml").is_file()
+
+
+def test_the_image_records_the_commit_it_was_built_from(compose):
+    """An image has no checkout for vgan.provenance to ask: the build arguments become the variables it reads,
+    and compose passes them from the environment of whoever builds."""
+    text = (DOCKER / "Dockerfile").read_text()
+    lines = [ln.strip() for ln in text.splitlines()]
+    env = " ".join(ln for ln in text.replace("\\\n", " ").splitlines() if ln.strip().startswith("ENV"))
+    for name in (COMMIT_ENV, DIRTY_ENV):
+        assert f'ARG {name}=""' in lines and f"{name}=${{{name}}}" in env, name
+        assert f"--build-arg {name}=$(git" in text
+        assert interpolate(compose["services"]["tune"]["build"]["args"][name]) == ""  # unset: nothing recorded
+        assert f"export {COMMIT_ENV}=$(git rev-parse HEAD) {DIRTY_ENV}=" in (DOCKER / "README.md").read_text()

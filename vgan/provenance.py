@@ -8,6 +8,8 @@ when tracked files (code, configs, search spaces) differed from it, so the recor
 from __future__ import annotations
 
 import functools
+import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -31,11 +33,25 @@ def code_version(package: Path | None = None) -> tuple[str, bool] | None:
     return (head.stdout.strip(), bool(changed.stdout.strip())) if head.returncode == 0 else None
 
 
+# An image holds no checkout: docker/Dockerfile takes the commit as build arguments and keeps them as these.
+COMMIT_ENV, DIRTY_ENV = "VGAN_GIT_COMMIT", "VGAN_GIT_DIRTY"
+
+
+def image_code() -> tuple[str, bool] | None:
+    """(the commit an image was built from, whether its tree was edited), as its build said (COMMIT_ENV,
+    DIRTY_ENV); None where it said none, or no commit (a hex name of 7 to 40 digits)."""
+    commit = os.environ.get(COMMIT_ENV, "").strip().lower()
+    if not re.fullmatch(r"[0-9a-f]{7,40}", commit):
+        return None
+    return commit, os.environ.get(DIRTY_ENV, "").strip().lower() == "true"
+
+
 @functools.cache
 def running_code() -> tuple[str, bool] | None:
-    """`code_version` of this checkout, asked once per process: every trainer a process makes (a study's
-    trials, PBT's restarts, retries) runs the code it imported, and git need not be asked again each time."""
-    return code_version()
+    """`code_version` of this checkout, or else `image_code`, asked once per process: every trainer a process
+    makes (a study's trials, PBT's restarts, retries) runs the code it imported, and git need not be asked
+    again each time."""
+    return code_version() or image_code()
 
 
 def code_record() -> dict[str, Any] | None:

@@ -2,7 +2,7 @@
 
 import subprocess
 
-from vgan.provenance import code_version
+from vgan.provenance import COMMIT_ENV, DIRTY_ENV, code_version, image_code
 
 
 def test_the_code_version_is_the_checkouts_commit_and_says_when_it_was_changed(tmp_path):
@@ -27,3 +27,16 @@ def test_the_code_version_is_the_checkouts_commit_and_says_when_it_was_changed(t
     plain = tmp_path.parent / f"{tmp_path.name}-plain"  # no checkout at all
     plain.mkdir()
     assert code_version(plain) is None
+
+
+def test_an_image_says_its_commit_through_its_build_arguments(monkeypatch):
+    """docker/Dockerfile keeps its build arguments as these variables: what an installed package, which has no
+    checkout to ask, says of its code. Anything that is not a commit says nothing."""
+    monkeypatch.delenv(DIRTY_ENV, raising=False)
+    monkeypatch.setenv(COMMIT_ENV, "C29EC4E" + "0" * 33)
+    assert image_code() == ("c29ec4e" + "0" * 33, False)
+    monkeypatch.setenv(DIRTY_ENV, "true")
+    assert image_code() == ("c29ec4e" + "0" * 33, True)
+    for said in ("", "HEAD", "c29ec4", "unknown", "g" * 40):
+        monkeypatch.setenv(COMMIT_ENV, said)
+        assert image_code() is None, said
