@@ -106,8 +106,7 @@ def trials_table(results, space: SearchSpace, run_ids: dict[str, str]) -> list[d
         last = r.metrics or {}
         trial_id = last.get("trial_id") or Path(r.path).name
         outcome = result_outcome(r, space.epochs)
-        df = r.metrics_dataframe
-        compute = float(sum(df[k].fillna(0).sum() for k in ("epoch_s", "val_s") if k in df)) if df is not None else 0.0
+        compute = compute_seconds(r.metrics_dataframe)
         score = float(last.get(space.score, math.nan))
         rows.append({"trial": outcome.name(trial_id), "trial_id": trial_id, "status": outcome.status,
                      "outcome": str(outcome),
@@ -117,6 +116,16 @@ def trials_table(results, space: SearchSpace, run_ids: dict[str, str]) -> list[d
                      "mlflow_run_id": run_ids.get(trial_id), **{f"param:{k}": v for k, v in (r.config or {}).items()}})
     rows.sort(key=lambda row: (math.isnan(row[space.score]), -row[space.score]))
     return rows
+
+
+def compute_seconds(df, since: float | None = None) -> float:
+    """A trial's training and validation seconds, from its reports (those of epochs reported from `since` on,
+    a Unix time, where given); 0 for a trial without reports."""
+    if df is None or df.empty:
+        return 0.0
+    if since is not None and "timestamp" in df:
+        df = df[df["timestamp"] >= math.floor(since)]  # Ray's report times are whole seconds
+    return float(sum(df[k].fillna(0).sum() for k in ("epoch_s", "val_s") if k in df))
 
 
 def parse_duration(text: str, where: str) -> float:
@@ -379,34 +388,37 @@ def _run(plan: Plan) -> None:
     for note in (study.code_note, plan.note):
         if note is not None:
             print(f"note: {note}", flush=True)
-    t0 = time.perf_counter()
+    t0, began = time.perf_counter(), time.time()
     results = run_study(plan, study)
     wall = time.perf_counter() - t0
     reconcile(plan, study, results)
-    ranked = summarize(plan, study, results, wall)
+    ranked = summarize(plan, study, results, wall, began if plan.args.resume else None)
     if ranked and not plan.args.no_register:
         register(plan, study, ranked)
     study.finish()
     print(f"the trials in MLflow's UI: {browse}")
 
 
-def summarize(plan: Plan, study: Study, results, wall: float) -> list[dict[str, Any]]:
+def summarize(plan: Plan, study: Study, results, wall: float, resumed: float | None = None) -> list[dict[str, Any]]:
     """The trial table, the study's figures and artifacts on the parent run; returns the rows of the trials
-    with a score, best first (none: no trial produced a result)."""
+    with a score, best first (none: no trial produced a result). `resumed`: when a resume began (Unix time):
+    the overhead is that of its wall time, with the compute of the epochs reported since."""
     from tuner.console import fmt_value
 
     space, score = plan.space, plan.space.score
     run_ids = {r.data.tags.get("trial_id"): r.info.run_id for r in study.child_runs()}
     rows = trials_table(results, space, run_ids)
     compute = sum(r["compute_s"] for r in rows)
+    here = compute if resumed is None else sum(compute_seconds(r.metrics_dataframe, resumed) for r in results)
     slots = min(space.tune.max_concurrent_trials, len(rows)) or 1
-    overhead = max(0.0, 1 - compute / (wall * slots))
+    overhead = max(0.0, 1 - here / (wall * slots))
     counts = {s: sum(r["status"] == s for r in rows) for s in (COMPLETED, PRUNED, FAILED)}
     budget = space.tune.time_budget_s
     for r in rows:  # each trial's share of the study's budget of slot-seconds
         r["budget_share"] = r["time_s"] / (budget * slots) if budget else math.nan
     print(f"\n{len(rows)} trials in {wall:.1f} s: {counts[COMPLETED]} completed, {counts[PRUNED]} pruned, "
-          f"{counts[FAILED]} failed; trial compute {compute:.1f} s over {slots} slots, "
+          f"{counts[FAILED]} failed; trial compute {here:.1f} s over {slots} slots"
+          f"{'' if resumed is None else f' since the resume ({compute:.1f} s in all)'}, "
           f"overhead {100 * overhead:.1f} % of the wall time")
     if budget:
         spent = "spent: the study stopped the trials still running" if wall >= budget else "not reached"

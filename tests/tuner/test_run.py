@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -321,6 +322,11 @@ def test_a_resumed_study_runs_the_trials_and_time_its_command_asks_for(ray_tmpdi
     _, first, first_runs = study("--num-samples", "20", "--time-budget", "5s")
     out, trials, runs = study("--resume", "--num-samples", "40", "--time-budget", "10s")
     assert "study m: 40 trials of up to 2 epochs" in out and "time budget 10 s" in out
+    # the overhead of the resume's wall time, with the compute of the epochs reported since: not all of it
+    (line,) = [ln for ln in out.splitlines() if " trials in " in ln and "overhead" in ln]
+    here, total = (float(x) for x in re.search(r"trial compute ([\d.]+) s over 2 slots since the resume "
+                                                r"\(([\d.]+) s in all\)", line).groups())
+    assert 0 < here <= total, line
     assert len(first) < len(trials) < 40 and len(first_runs) < len(runs), (len(first), len(trials), len(runs))
 
 
@@ -480,3 +486,14 @@ def test_arguments_are_read_before_the_search_stack_loads(module, argv, code):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert out.stdout.splitlines()[-2:] == [f"exit {code}", "[]"], out.stdout + out.stderr
     assert f"usage: python -m {module}" in (out.stdout if code == 0 else out.stderr)
+
+
+def test_a_trials_compute_is_that_of_its_reports_from_a_time_on():
+    import pandas as pd
+
+    from tuner.run import compute_seconds
+
+    df = pd.DataFrame({"timestamp": [100, 101, 103], "epoch_s": [1.0, 2.0, 4.0], "val_s": [0.5, None, 0.25]})
+    assert compute_seconds(df) == 7.75
+    assert compute_seconds(df, 101.7) == 6.25  # reports carry whole seconds: the one of second 101 counts
+    assert compute_seconds(df, 104) == 0.0 and compute_seconds(None) == 0.0 and compute_seconds(df[:0]) == 0.0
