@@ -69,9 +69,21 @@ def saved_trials(fs, study_path: str) -> list:
     return trials
 
 
-def ended_trials(fs, study_path: str) -> set[str]:
-    """The ids of the trials of the study's newest saved state that Ray will not run again."""
-    return {t.trial_id for t in saved_trials(fs, study_path) if t.status not in RESUMED}
+@dataclass(frozen=True)
+class SavedStudy:
+    """What a resume needs to know of the study's newest saved state besides what Ray restores itself."""
+
+    ended: set[str]  # the trials Ray will not run again
+    reports: dict[str, list[dict]]  # each trial's reported epochs, oldest first (its result.json)
+
+
+def saved_study(fs, study_path: str) -> SavedStudy:
+    trials = saved_trials(fs, study_path)
+    reports = {}
+    for t in trials:
+        text = read_text(fs, f"{study_path.rstrip('/')}/{t.storage.trial_dir_name}/result.json")
+        reports[t.trial_id] = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return SavedStudy({t.trial_id for t in trials if t.status not in RESUMED}, reports)
 
 
 def named_checkpoints(fs, study_path: str) -> list[Named]:

@@ -281,7 +281,7 @@ def run_study(plan: Plan, study: Study):
     from tuner.search import build_tuner, restore_tuner
 
     if plan.restore:  # the searcher, scheduler and the MLflow callback come back from the study's state
-        from tuner.resume import describe, drop_saved_stopper, ended_trials, place_stand_ins, remove_stand_ins
+        from tuner.resume import describe, drop_saved_stopper, place_stand_ins, remove_stand_ins, saved_study
 
         fs, path = plan.storage.folder(plan.name)
         stand_ins = place_stand_ins(fs, path)
@@ -289,7 +289,7 @@ def run_study(plan: Plan, study: Study):
         if stand_ins:
             print(f"study {plan.name}: Ray's last saved state names {len(stand_ins)} checkpoint(s) it deleted since; "
                   f"empty stand-ins take their place: {describe(stand_ins)}", flush=True)
-        tuner = restore_tuner(plan.space, plan.storage.study(plan.name), ended_trials(fs, path))
+        tuner = restore_tuner(plan.space, plan.storage.study(plan.name), saved_study(fs, path))
         try:
             return tuner.fit()
         finally:

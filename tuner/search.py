@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 from ray import tune
@@ -19,6 +20,7 @@ from tuner.console import LogFileReporter, Progress
 from tuner.outcome import COMPLETED, MODE, PRUNED, decide
 from tuner.projection import MlflowCallback, Projection
 from tuner.results import ResultCsv, ResultJson
+from tuner.resume import SavedStudy
 from tuner.space import MUTABLE, Param, SearchSpace, clip_to_space, define_by_run
 from tuner.storage import base_name, in_folder
 from tuner.tracking import TrackingInfo
@@ -188,18 +190,34 @@ class ResizedSearch(SearchGenerator):
         limiter.num_unfinished_live_trials = len(limiter.live_trials)
 
 
-def restore_tuner(space: SearchSpace, path: str, ended: set[str]) -> tune.Tuner:
+def seed_rungs(scheduler: ASHAScheduler, score: str, reports: dict[str, list[dict]]) -> None:
+    """ASHA's rungs as the study's reports filled them: Ray saves no scheduler state (tuner.pkl holds the
+    scheduler as the study began), so after a resume the rungs began empty and the trials that followed were
+    held against what ran since. Each trial records, at each milestone, its score at its first report there,
+    whatever was decided: replaying the reports in any order gives the rungs the study had."""
+    (bracket,) = scheduler._brackets  # ASHAScheduler's one bracket (brackets=1, make_scheduler)
+    sign = 1.0 if MODE == "max" else -1.0
+    for trial_id, rows in reports.items():
+        stub = SimpleNamespace(trial_id=trial_id)
+        for row in rows:
+            if score in row and "epoch" in row:
+                bracket.on_result(stub, row["epoch"], sign * row[score])
+
+
+def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy) -> tune.Tuner:
     """A study's Tuner from its saved state (finished trials are not re-run, unfinished ones continue from
     their checkpoints, failed ones stay failed), with the space's num_samples, max_concurrent_trials and
     time_budget_s (tuner.space.RESUMABLE_TUNE): Ray keeps the ones the study began with, and has no public
-    way to change them (ray 2.60). A PBT population's size is part of its recipe, refused before. `ended`: the
-    ids of the trials that will not run again (tuner.resume.ended_trials)."""
+    way to change them (ray 2.60). A PBT population's size is part of its recipe, refused before. ASHA's rungs
+    are seeded from the trials' reports (seed_rungs)."""
     tuner = tune.Tuner.restore(path, trainable=make_trainable(space), resume_unfinished=True, resume_errored=False)
     t = space.tune
     config = tuner._local_tuner._tune_config  # what Tuner.fit hands tune.run (ray/tune/impl/tuner_internal.py)
     config.time_budget_s = t.time_budget_s  # its clock starts when the resumed fit does
     if space.searcher is not None:  # an Optuna searcher, as the study pickled it when it began
-        config.search_alg = ResizedSearch(config.search_alg, t.num_samples, t.max_concurrent_trials, ended)
+        config.search_alg = ResizedSearch(config.search_alg, t.num_samples, t.max_concurrent_trials, saved.ended)
+    if isinstance(config.scheduler, ASHAScheduler):
+        seed_rungs(config.scheduler, space.score, saved.reports)
         config.max_concurrent_trials = None  # the limiter is in place (tune.run would wrap it again)
     return tuner
 

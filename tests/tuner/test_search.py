@@ -164,3 +164,40 @@ def test_pbt_keeps_a_checkpoint_that_may_be_restored(tmp_path, case):
     if case == "still running":
         t.set_status("RUNNING")
     assert left_by_exploit(t, {"epoch": 4, "checkpoint_dir_name": "checkpoint_000003"}) is None
+
+
+def test_asha_resumed_holds_new_trials_against_the_rungs_the_study_had():
+    """Ray saves no scheduler state: a resumed study's ASHA began with empty rungs and let a trial go on that
+    the study's own rungs stop. Seeded from the trials' reports, in any order, it has the rungs of the study
+    that ran them, and decides as it would have."""
+    from types import SimpleNamespace
+
+    from ray.tune.schedulers import TrialScheduler
+
+    from tuner.outcome import MODE
+    from tuner.search import make_scheduler, seed_rungs
+
+    space = load_space(SMOKE)  # ASHA: grace period 2, reduction factor 2, 6 epochs
+
+    def asha():
+        scheduler = make_scheduler(space)
+        scheduler.set_search_properties(space.score, MODE)
+        return scheduler
+
+    def decide(scheduler, trial_id: str, epoch: int, score: float) -> str:
+        trial = SimpleNamespace(trial_id=trial_id)
+        if trial_id not in scheduler._trial_info:
+            scheduler.on_trial_add(None, trial)
+        return scheduler.on_trial_result(None, trial, {"epoch": epoch, space.score: score})
+
+    reports = {t: [{"epoch": e, space.score: 0.5 + 0.1 * k + e / 100, "trial_id": t} for e in range(1, 7)]
+               for k, t in enumerate(["a", "b", "c", "d"])}
+    live = asha()
+    for epoch in range(1, 7):  # the study as it ran: the trials side by side, epoch by epoch
+        for t, rows in reports.items():
+            decide(live, t, epoch, rows[epoch - 1][space.score])
+    seeded = asha()
+    seed_rungs(seeded, space.score, dict(reversed(reports.items())))
+    assert seeded._brackets[0]._rungs == live._brackets[0]._rungs and live._brackets[0]._rungs[-1][1]
+    assert decide(seeded, "late", 2, 0.55) == decide(live, "late", 2, 0.55) == TrialScheduler.STOP
+    assert decide(asha(), "late", 2, 0.55) == TrialScheduler.CONTINUE  # what the resume did before
