@@ -413,6 +413,7 @@ def trial_recipe(space: SearchSpace) -> dict[str, Any]:
                 for p in space.params})
     may_change = [k for k in RESUMABLE_TUNE if not (k == "num_samples" and space.tune.scheduler == "pbt")]
     out.update({f"tune.{k}": v for k, v in asdict(space.tune).items() if k not in may_change})
+    out["tune.searcher"] = space.searcher  # as it searches: `tpe` said or left to the default alike
     return out
 
 

@@ -181,7 +181,7 @@ def test_a_resume_may_change_how_long_and_how_wide_a_study_searches_and_nothing_
         check_same_recipe(load_space(write_yaml(tmp_path / "now.yaml", values)), kept, "s", "--resume", "remedy")
 
     kept = recipe()
-    resumed(kept, num_samples=40, max_concurrent_trials=4, time_budget_s=60)
+    resumed(kept, num_samples=40, max_concurrent_trials=4, time_budget_s=60, searcher="tpe")  # tpe: the default
     with pytest.raises(ConfigError, match=r"now.yaml is not what study 's' began with \(tune.scheduler: asha -> none; "
                                           r"tune.seed: 0 -> 3\): remedy"):
         resumed(kept, scheduler="none", seed=3)
