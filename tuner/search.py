@@ -216,9 +216,9 @@ def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy) -> tune.Tune
     config.time_budget_s = t.time_budget_s  # its clock starts when the resumed fit does
     if space.searcher is not None:  # an Optuna searcher, as the study pickled it when it began
         config.search_alg = ResizedSearch(config.search_alg, t.num_samples, t.max_concurrent_trials, saved.ended)
+        config.max_concurrent_trials = None  # the limiter is in place (tune.run would wrap it again)
     if isinstance(config.scheduler, ASHAScheduler):
         seed_rungs(config.scheduler, space.score, saved.reports)
-        config.max_concurrent_trials = None  # the limiter is in place (tune.run would wrap it again)
     return tuner
 
 
