@@ -372,10 +372,11 @@ def _run(plan: Plan) -> None:
     from vgan.models import Generator
 
     space = plan.space
+    source = source_tags("python -m tuner.run")
     study = Study.start(plan.uri, space.mlflow.experiment, plan.name,
-                        {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri,
-                         **source_tags("python -m tuner.run")},
+                        {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri, **source},
                         plan.args.resume)
+    code_note = study.resumed_by(source) if plan.args.resume else None
     # The one-off export of the generator's graph (every trial's model reuses it), while the first trials
     # start: their workers are processes of their own, whereas Ray's start and MLflow's schema creation
     # need this process's interpreter lock as much as the export does (7 s later to the first trial on 2 cores).
@@ -385,7 +386,7 @@ def _run(plan: Plan) -> None:
     print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
           f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
-    for note in (study.code_note, plan.note):
+    for note in (code_note, plan.note):
         if note is not None:
             print(f"note: {note}", flush=True)
     t0, began = time.perf_counter(), time.time()

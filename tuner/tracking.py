@@ -158,10 +158,9 @@ class TrackingInfo:
 class Study:
     """The driver's side: experiment, parent run, study summary."""
 
-    def __init__(self, client: MlflowClient, info: TrackingInfo, code_note: str | None = None):
+    def __init__(self, client: MlflowClient, info: TrackingInfo):
         self.client = client
         self.info = info
-        self.code_note = code_note  # a resumed study's: the code that ran it before is not the code resuming it
 
     @classmethod
     def start(cls, uri: str, experiment: str, study_name: str, tags: dict[str, str], resume: bool) -> Study:
@@ -172,11 +171,16 @@ class Study:
         if found:
             parent = found[0].info.run_id
             client.update_run(parent, status="RUNNING")
-            note = resumed_code(client, found[0].data.tags, tags, parent)
         else:
-            run = client.create_run(exp_id, run_name=study_name, tags={"study": study_name, "kind": "study", **tags})
-            parent, note = run.info.run_id, None
-        return cls(client, TrackingInfo(uri, exp_id, parent, study_name), note)
+            parent = client.create_run(exp_id, run_name=study_name,
+                                       tags={"study": study_name, "kind": "study", **tags}).info.run_id
+        return cls(client, TrackingInfo(uri, exp_id, parent, study_name))
+
+    def resumed_by(self, source: dict[str, str]) -> str | None:
+        """A resumed study's run told which code resumes it (`source`: source_tags); the console's note where
+        that is not the code that ran it last (resumed_code). Not for a replay, which trains nothing."""
+        tags = self.client.get_run(self.info.parent_run_id).data.tags
+        return resumed_code(self.client, tags, source, self.info.parent_run_id)
 
     def share_trials_view(self, score: str, metric: str, params: list[str]) -> str:
         """A runs-table view of the study's trials for MLflow's UI (its "shared view": an experiment tag

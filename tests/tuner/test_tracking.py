@@ -28,24 +28,23 @@ def test_a_study_resumed_by_other_code_says_so_and_its_run_keeps_each_code(tmp_p
             return {}
         return {"mlflow.source.git.commit": commit, **({"git_dirty": "true"} if dirty else {})}
 
-    def start(tags: dict[str, str]) -> Study:
-        return Study.start(uri, "resume-test", "s", {"mlflow.source.name": "python -m tuner.run", **tags}, True)
+    def start(tags: dict[str, str]) -> str | None:
+        source = {"mlflow.source.name": "python -m tuner.run", **tags}
+        return Study.start(uri, "resume-test", "s", source, True).resumed_by(source)
 
     a, b = "a" * 40, "b" * 40
-    first = start(code(a))
-    assert first.code_note is None  # begun, not resumed
-    assert start(code(a)).code_note is None
-    again = start(code(b, dirty=True))
-    assert again.info.parent_run_id == first.info.parent_run_id
-    assert again.code_note == (f"the code changed since this study last ran (commit {a[:12]} to commit {b[:12]} "
-                               "(edited)): the trials that train from here train with it, and the search compares "
-                               f"them with trials trained by commit {a[:12]}")
-    assert start(code(b, dirty=True)).code_note is None  # compared with its last resume's code, not its start's
-    assert start(code(None)).code_note.startswith(f"the code changed since this study last ran (commit {b[:12]} "
-                                                  "(edited) to code of no known commit)")
+    assert start(code(a)) is None  # begun, not resumed
+    first = Study.start(uri, "resume-test", "s", {"storage": "replayed"}, True)  # tuner.replay's: no note, no tag
+    assert start(code(a)) is None
+    assert start(code(b, dirty=True)) == (
+        f"the code changed since this study last ran (commit {a[:12]} to commit {b[:12]} (edited)): the trials that "
+        f"train from here train with it, and the search compares them with trials trained by commit {a[:12]}")
+    assert start(code(b, dirty=True)) is None  # compared with its last resume's code, not its start's
+    assert start(code(None)).startswith(f"the code changed since this study last ran (commit {b[:12]} "
+                                        "(edited) to code of no known commit)")
     tags = first.client.get_run(first.info.parent_run_id).data.tags
     assert tags["mlflow.source.git.commit"] == a and "git_dirty" not in tags
-    assert tags["resumed_git_commits"] == f"{b} (edited), unknown"
-    assert start(code(a)).code_note is not None
+    assert tags["resumed_git_commits"] == f"{b} (edited), unknown"  # the replay, whose tags name no code: nothing
+    assert start(code(a)) is not None
     assert first.client.get_run(first.info.parent_run_id).data.tags["resumed_git_commits"] == \
         f"{b} (edited), unknown, {a}"
