@@ -23,7 +23,6 @@ from vgan.cli import run_cli, writable_folder
 from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config
 from vgan.data import fov_note, fov_source, load_train_val
 from vgan.errors import ConfigError
-from vgan.provenance import code_changed
 from vgan.scale import mixed_scale_note
 from vgan.trainer import (
     EpochResult,
@@ -134,10 +133,8 @@ def _main(argv: Sequence[str] | None) -> None:
     trainer = Trainer(cfg, train, val, device)
     if state is not None:
         trainer.load_state_dict(state, args.resume)
-    # A checkpoint from before checkpoints said their code has no "code" and no opinion.
-    changed = code_changed(state["code"], trainer.code) if state is not None and "code" in state else None
-    if changed is not None:
-        changed = f"the code changed since {args.resume} was written ({changed}): epochs from here train with it"
+    changed = trainer.code_change and (f"the code changed since {args.resume} was written ({trainer.code_change}): "
+                                       "epochs from here train with it")
     out = writable_folder(default_out(args), "--out" if args.out else "run folder")
     d_params = f", D {count_parameters(trainer.D) / 1e6:.2f}M" if trainer.D is not None else ""
     at = ""

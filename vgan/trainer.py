@@ -25,7 +25,7 @@ from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
 from vgan.metrics import compute_metrics, histogram_metrics
 from vgan.models import Discriminator, Generator
-from vgan.provenance import code_record
+from vgan.provenance import code_changed, code_record
 from vgan.scale import median_fov_diameter
 
 CHECKPOINT_FORMAT = 1
@@ -172,6 +172,7 @@ class Trainer:
         self.code = code_record()  # the code writing this trainer's checkpoints (a resumed run: the new code)
         # A run resumed by other code keeps what trained its epochs before: {"code", "until_epoch"} per change.
         self.earlier_code: list[dict[str, Any]] = []
+        self.code_change: str | None = None  # loaded from a checkpoint other code wrote: "A to B" (code_changed)
 
     # ------------------------------------------------------------------ steps
 
@@ -355,7 +356,9 @@ class Trainer:
                 group.update(lr=lr, betas=tuple(betas), weight_decay=self.cfg.optim.weight_decay)
         self.epoch = int(state["epoch"])
         self.earlier_code = list(state.get("earlier_code", []))
-        if "code" in state and state["code"] != self.code:  # a checkpoint from before records no code: no change
+        # a checkpoint from before checkpoints said their code has no "code": no change to tell
+        self.code_change = code_changed(state["code"], self.code) if "code" in state else None
+        if self.code_change is not None:
             self.earlier_code.append({"code": state["code"], "until_epoch": self.epoch})
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])
