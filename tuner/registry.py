@@ -21,7 +21,7 @@ import torch
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from tuner.tracking import code_tags, split_dataset, use_tracking_uri
+from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
 from vgan.config import Config
 from vgan.data import Split, load_split, load_train_val, split_fingerprint
 from vgan.metrics import per_image_auc
@@ -181,7 +181,7 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     if model_id is not None:
         link_version(client, model_id, name, mv.version)
     tags: dict[str, Any] = {
-        "study": study, "git_commit": "unknown", **code_tags(), "dataset": cfg.data.dataset,
+        "study": study, "git_commit": UNKNOWN, **code_tags(), "dataset": cfg.data.dataset,
         "data_split_hash": split_fingerprint(train, val, test), "test_split_hash": test_hash, **more_tags,
     }  # metrics are on the logged model (validation at the trial's end, test here), not in tags
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
