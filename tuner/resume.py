@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from tuner.storage import base_name, checkpoint_dirs, checkpoint_number, in_folder, read_text, write_text
 
@@ -71,25 +72,36 @@ def saved_trials(fs, study_path: str) -> list:
 
 @dataclass(frozen=True)
 class SavedStudy:
-    """What a resume needs to know of the study's newest saved state besides what Ray restores itself."""
+    """The study's newest saved state, read once for all a resume does with it (stand-ins, the searcher's
+    ended trials, ASHA's rungs)."""
 
-    ended: set[str]  # the trials Ray will not run again
-    reports: dict[str, list[dict]]  # each trial's reported epochs, oldest first (its result.json)
+    fs: Any
+    path: str
+    trials: list  # saved_trials
+
+    @property
+    def ended(self) -> set[str]:
+        """The trials Ray will not run again."""
+        return {t.trial_id for t in self.trials if t.status not in RESUMED}
+
+    def reports(self) -> dict[str, list[dict]]:
+        """Each trial's reported epochs, oldest first (its result.json): read here, only where asked for."""
+        folder = self.path.rstrip("/")
+        return {t.trial_id: [json.loads(line) for line in
+                             read_text(self.fs, f"{folder}/{t.storage.trial_dir_name}/result.json").splitlines()
+                             if line.strip()]
+                for t in self.trials}
 
 
 def saved_study(fs, study_path: str) -> SavedStudy:
-    trials = saved_trials(fs, study_path)
-    reports = {}
-    for t in trials:
-        text = read_text(fs, f"{study_path.rstrip('/')}/{t.storage.trial_dir_name}/result.json")
-        reports[t.trial_id] = [json.loads(line) for line in text.splitlines() if line.strip()]
-    return SavedStudy({t.trial_id for t in trials if t.status not in RESUMED}, reports)
+    return SavedStudy(fs, study_path, saved_trials(fs, study_path))
 
 
-def named_checkpoints(fs, study_path: str) -> list[Named]:
+def named_checkpoints(fs, study_path: str, trials: list | None = None) -> list[Named]:
     """The checkpoints the study's newest saved state names (Ray keeps the latest and up to num_to_keep)
-    of each trial Ray will run again."""
-    return [named_of(t, study_path) for t in saved_trials(fs, study_path) if t.status in RESUMED]
+    of each trial Ray will run again (`trials`: saved_trials, where read already)."""
+    trials = saved_trials(fs, study_path) if trials is None else trials
+    return [named_of(t, study_path) for t in trials if t.status in RESUMED]
 
 
 def named_of(trial, study_path: str) -> Named:
@@ -103,12 +115,12 @@ def named_of(trial, study_path: str) -> Named:
     return Named(trial.trial_id, folder, sorted(paths, key=checkpoint_number))
 
 
-def place_stand_ins(fs, study_path: str) -> list[StandIn]:
+def place_stand_ins(fs, study_path: str, trials: list | None = None) -> list[StandIn]:
     """A stand-in for each checkpoint the study's saved state names that storage lacks where its trial
     has a newer one (none where it has none: the trial's work is gone, and Ray says so). Returns these
     and the stand-ins an earlier resume left, to remove once the fit returns."""
     stand_ins = []
-    for trial in named_checkpoints(fs, study_path):
+    for trial in named_checkpoints(fs, study_path, trials):
         present = checkpoint_dirs(fs, trial.folder)
         if not present:
             continue

@@ -284,12 +284,13 @@ def run_study(plan: Plan, study: Study):
         from tuner.resume import describe, drop_saved_stopper, place_stand_ins, remove_stand_ins, saved_study
 
         fs, path = plan.storage.folder(plan.name)
-        stand_ins = place_stand_ins(fs, path)
+        saved = saved_study(fs, path)
+        stand_ins = place_stand_ins(fs, path, saved.trials)
         drop_saved_stopper(fs, path)  # the resume's time budget applies (restore_tuner)
         if stand_ins:
             print(f"study {plan.name}: Ray's last saved state names {len(stand_ins)} checkpoint(s) it deleted since; "
                   f"empty stand-ins take their place: {describe(stand_ins)}", flush=True)
-        tuner = restore_tuner(plan.space, plan.storage.study(plan.name), saved_study(fs, path))
+        tuner = restore_tuner(plan.space, plan.storage.study(plan.name), saved)
         try:
             return tuner.fit()
         finally:

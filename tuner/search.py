@@ -200,7 +200,8 @@ def seed_rungs(scheduler: ASHAScheduler, score: str, reports: dict[str, list[dic
     for trial_id, rows in reports.items():
         stub = SimpleNamespace(trial_id=trial_id)
         for row in rows:
-            if score in row and "epoch" in row:
+            # as ASHAScheduler.on_trial_result records: a report at max_t stops the trial unrecorded
+            if score in row and "epoch" in row and row["epoch"] < scheduler._max_t:
                 bracket.on_result(stub, row["epoch"], sign * row[score])
 
 
@@ -218,7 +219,7 @@ def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy) -> tune.Tune
         config.search_alg = ResizedSearch(config.search_alg, t.num_samples, t.max_concurrent_trials, saved.ended)
         config.max_concurrent_trials = None  # the limiter is in place (tune.run would wrap it again)
     if isinstance(config.scheduler, ASHAScheduler):
-        seed_rungs(config.scheduler, space.score, saved.reports)
+        seed_rungs(config.scheduler, space.score, saved.reports())
     return tuner
 
 

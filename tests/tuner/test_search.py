@@ -2,7 +2,8 @@ import functools
 
 import optuna
 import pytest
-from conftest import REPO
+import yaml
+from conftest import REPO, write_yaml
 
 from tuner.search import make_searcher
 from tuner.space import load_space
@@ -166,7 +167,8 @@ def test_pbt_keeps_a_checkpoint_that_may_be_restored(tmp_path, case):
     assert left_by_exploit(t, {"epoch": 4, "checkpoint_dir_name": "checkpoint_000003"}) is None
 
 
-def test_asha_resumed_holds_new_trials_against_the_rungs_the_study_had():
+@pytest.mark.parametrize("reduction_factor", [2, 3])  # milestones 2, 4 | 2, 6: the last at max_t, never recorded
+def test_asha_resumed_holds_new_trials_against_the_rungs_the_study_had(tmp_path, reduction_factor):
     """Ray saves no scheduler state: a resumed study's ASHA began with empty rungs and let a trial go on that
     the study's own rungs stop. Seeded from the trials' reports, in any order, it has the rungs of the study
     that ran them, and decides as it would have."""
@@ -177,7 +179,9 @@ def test_asha_resumed_holds_new_trials_against_the_rungs_the_study_had():
     from tuner.outcome import MODE
     from tuner.search import make_scheduler, seed_rungs
 
-    space = load_space(SMOKE)  # ASHA: grace period 2, reduction factor 2, 6 epochs
+    values = yaml.safe_load(SMOKE.read_text())  # ASHA: grace period 2, 6 epochs
+    values["tune"]["reduction_factor"] = reduction_factor
+    space = load_space(write_yaml(tmp_path / "space.yaml", values))
 
     def asha():
         scheduler = make_scheduler(space)
