@@ -13,7 +13,8 @@ def test_every_figure_is_written(tmp_path, capsys):
     assert main(["--space", str(REPO / "search_spaces" / "smoke.yaml"), "--models", "2", "--json", str(out)]) == 0
     row = json.loads(out.read_text())
     assert row["model"]["base_width"] > 0
-    assert all(row[k] > 0 for k in ("first_save_s", "next_saves_s", "fresh_export_save_s", "log_model_s"))
+    assert all(row[k] > 0 for k in ("first_save_s", "next_saves_s", "fresh_export_save_s", "log_model_s",
+                                                   "load_imports_s", "load_model_s"))
     assert "weights swapped" in capsys.readouterr().out
 
 

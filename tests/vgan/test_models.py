@@ -14,6 +14,22 @@ def test_generator_keeps_any_size(h, w):
     assert out.shape == (2, 1, h, w)
 
 
+@pytest.mark.parametrize("h", [32, 33, 39, 40])
+def test_the_segmenter_pads_by_one_to_a_multiple_of_mean_colour(h):
+    """1..2**depth rows and columns, never 0 (one traced branch for every size), of the training mean colour."""
+    g = Generator(ModelConfig(base_width=4, depth=3)).eval()
+    g.set_normalization(torch.tensor([0.2, 0.4, 0.6]), torch.tensor([0.1, 0.2, 0.3]))
+    seen = []
+    g.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    x = torch.rand(1, 3, h, h + 1)
+    assert VesselSegmenter(g)(x).shape == (1, 1, h, h + 1)
+    (padded,) = seen
+    assert padded.shape[-2:] == ((h // 8 + 1) * 8, ((h + 1) // 8 + 1) * 8)
+    torch.testing.assert_close(padded[..., :h, : h + 1], x)
+    rim = torch.cat([padded[..., h:, :].flatten(2), padded[..., h + 1:].flatten(2)], dim=2)
+    torch.testing.assert_close(rim, torch.tensor([0.2, 0.4, 0.6]).reshape(1, 3, 1).expand_as(rim))
+
+
 def test_generator_normalisation_is_part_of_its_state():
     g = Generator(ModelConfig(base_width=4, depth=2))
     g.set_normalization(torch.tensor([0.1, 0.2, 0.3]), torch.tensor([1.0, 2.0, 3.0]))
