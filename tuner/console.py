@@ -103,13 +103,13 @@ class Progress(Callback):
         self._end(trial, failed=True)
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        for t in trials:  # trials a time budget stopped end without Tune's on_trial_complete
+        for t in trials:  # trials the study's end (its time budget) stopped end without Tune's on_trial_complete
             if t.trial_id in self.rows and self.rows[t.trial_id].status == "running" and t.last_result:
-                self._end(t, failed=False)
+                self._end(t, failed=False, stopped=True)
         self._draw(force=True)
 
-    def _end(self, trial, failed: bool) -> None:
-        outcome = trial_outcome(trial, failed, self.max_epochs)
+    def _end(self, trial, failed: bool, stopped: bool = False) -> None:
+        outcome = trial_outcome(trial, failed, self.max_epochs, stopped)
         row = self._row(trial)
         row.status = outcome.label
         best = f"{self.score} {fmt_score(row.score)}" if math.isfinite(row.score) else "no score"

@@ -22,8 +22,10 @@ from typing import Any, Mapping
 
 MODE = "max"
 COMPLETED, PRUNED, FAILED = "completed", "pruned", "failed"
+# Ended before its last epoch by the study's time budget, not by the scheduler: no judgement of its config
+STOPPED = "stopped"
 KILLED = "killed"  # a run a killed driver left open and no trial will continue
-ENDED = (COMPLETED, PRUNED, FAILED, KILLED)
+ENDED = (COMPLETED, PRUNED, STOPPED, FAILED, KILLED)
 
 
 def score_key(select_metric: str, window: int = 1) -> str:
@@ -47,31 +49,31 @@ class Signal:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # completed | pruned | failed
+    status: str  # completed | pruned | stopped | failed
     epoch: int  # the last epoch the trial reported (0: none)
     error: str | None = None  # failed: the error's last line, or "diverged at epoch N (...)"
 
     @property
     def tags(self) -> dict[str, str]:
-        """The child run's tags (DESIGN.md): status, plus pruned_at_epoch or error."""
-        if self.status == PRUNED:
-            return {"status": PRUNED, "pruned_at_epoch": str(self.epoch)}
+        """The child run's tags (DESIGN.md): status, plus pruned_at_epoch, stopped_at_epoch or error."""
+        if self.status in (PRUNED, STOPPED):
+            return {"status": self.status, f"{self.status}_at_epoch": str(self.epoch)}
         if self.status == FAILED:
             return {"status": FAILED, "error": self.error or "error"}
         return {"status": self.status}
 
     @property
     def label(self) -> str:
-        """Short, for names: completed | pruned at epoch N | failed."""
-        return f"pruned at epoch {self.epoch}" if self.status == PRUNED else self.status
+        """Short, for names: completed | pruned at epoch N | stopped at epoch N | failed."""
+        return f"{self.status} at epoch {self.epoch}" if self.status in (PRUNED, STOPPED) else self.status
 
     def name(self, trial_id: str) -> str:
         """The trial as a person reads it: its MLflow run, its logged model, its trials.csv row."""
         return f"{trial_id} {self.label}"
 
     def __str__(self) -> str:
-        if self.status == PRUNED:
-            return f"pruned at epoch {self.epoch}"
+        if self.status in (PRUNED, STOPPED):
+            return self.label
         if self.status == FAILED:
             return f"failed: {self.error}"
         return self.status
@@ -82,18 +84,21 @@ def last_line(text: str) -> str:
     return lines[-1] if lines else text.strip()
 
 
-def decide(last: Mapping[str, Any] | None, error: str | None, max_epochs: int) -> Outcome:
+def decide(last: Mapping[str, Any] | None, error: str | None, max_epochs: int, stopped: bool = False) -> Outcome:
     """A trial's outcome from its last reported result and its error text (None: it raised nothing).
 
-    A trial that stopped before its last epoch without an error was stopped by the scheduler:
-    pruned. A diverged GAN ends its own trial with a result that says so (no retry)."""
+    A trial that ended before its last epoch without an error was stopped by the scheduler (pruned), or,
+    `stopped`, by the study's time budget (tuner.search.StopWitness tells which). A diverged GAN ends its own
+    trial with a result that says so (no retry)."""
     last = last or {}
     epoch = int(last.get("epoch", 0) or 0)
     if last.get("diverged"):
         return Outcome(FAILED, epoch, str(last.get("error") or f"diverged at epoch {epoch}"))
     if error:
         return Outcome(FAILED, epoch, last_line(error))
-    return Outcome(COMPLETED if epoch >= max_epochs else PRUNED, epoch)
+    if epoch >= max_epochs:
+        return Outcome(COMPLETED, epoch)
+    return Outcome(STOPPED if stopped else PRUNED, epoch)
 
 
 def trial_error(trial) -> str:
@@ -115,11 +120,12 @@ def failures(trial, error: str) -> int:
     return max(trial.num_failures, sum(line.startswith("Failure # ") for line in error.splitlines()))
 
 
-def trial_outcome(trial, failed: bool, max_epochs: int) -> Outcome:
-    """A Tune trial's outcome as Tune's callbacks see it at its end (`failed`: on_trial_error)."""
-    return decide(trial.last_result, trial_error(trial) if failed else None, max_epochs)
+def trial_outcome(trial, failed: bool, max_epochs: int, stopped: bool = False) -> Outcome:
+    """A Tune trial's outcome as Tune's callbacks see it at its end (`failed`: on_trial_error; `stopped`: the
+    study's end stopped it)."""
+    return decide(trial.last_result, trial_error(trial) if failed else None, max_epochs, stopped)
 
 
-def result_outcome(result, max_epochs: int) -> Outcome:
+def result_outcome(result, max_epochs: int, stopped: bool = False) -> Outcome:
     """A trial's outcome from Tune's ResultGrid after the study (a `ray.tune.Result`: its last report, its error)."""
-    return decide(result.metrics or {}, str(result.error) if result.error else None, max_epochs)
+    return decide(result.metrics or {}, str(result.error) if result.error else None, max_epochs, stopped)

@@ -28,12 +28,12 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import yaml
 from ray.tune.logger import LoggerCallback
 
-from tuner.outcome import ENDED, FAILED, PRUNED, Outcome, decide, failures, trial_error, trial_outcome
+from tuner.outcome import ENDED, FAILED, PRUNED, STOPPED, Outcome, decide, failures, trial_error, trial_outcome
 from tuner.storage import checkpoint_dirs, newest_best, read_text
 from tuner.tracking import (
     DIRTY_TAG,
@@ -285,7 +285,7 @@ class Projection:
         # the runs table shows one state for completed and pruned trials: the name says which
         self.client.update_run(run_id, name=outcome.name(trial_id))
         self.client.set_terminated(run_id, RunStatus.to_string(state))
-        if outcome.status == PRUNED and best is not None:
+        if outcome.status in (PRUNED, STOPPED) and best is not None:  # no trial will continue it
             for folder in checkpoint_dirs(fs, path):
                 fs.delete_dir(folder)
 
@@ -296,9 +296,10 @@ class Projection:
 
 
 def project_trials(projection: Projection, trials: list[TrialRecord],
-                   say: Callable[[str], None] = lambda _: None) -> None:
+                   say: Callable[[str], None] = lambda _: None, stopped: Mapping[str, int] | None = None) -> None:
     """Put what storage holds of ended trials into MLflow: runs, missing epochs and schedule
-    changes, best models and outcomes. Runs closed already keep their ending (the live projection
+    changes, best models and outcomes (`stopped`: the trials the time budget stopped, by trial id, as the
+    study's STOPPED_FILE holds them). Runs closed already keep their ending (the live projection
     or an earlier pass)."""
     # The outcome tag says a run ended, not MLflow's run state: logging a model ends the run (FINISHED)
     # before its outcome is written, and a driver killed in between leaves it so.
@@ -308,7 +309,7 @@ def project_trials(projection: Projection, trials: list[TrialRecord],
         projection.open(t.trial_id, t.params, running=False)
         added = projection.log_epochs(t.trial_id, t.results)
         projection.log_schedule(t.trial_id, t.results)
-        outcome = decide(t.results[-1], t.error, projection.max_epochs)
+        outcome = decide(t.results[-1], t.error, projection.max_epochs, t.trial_id in (stopped or {}))
         if t.trial_id not in ended:
             projection.end(t.trial_id, t.params, outcome, t.fs, t.path, t.policy)
         say(f"{t.trial_id}: {added} epoch(s) added, {outcome}")

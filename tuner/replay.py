@@ -12,6 +12,7 @@ schedules, best models, PBT's logs and outcomes. Idempotent: what MLflow has alr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import TYPE_CHECKING, Sequence
 
@@ -50,7 +51,7 @@ def _main(argv: Sequence[str] | None) -> None:
     from tuner.projection import PBT_GLOBAL, project_trials
     from tuner.search import make_projection
     from tuner.space import check_same_recipe, load_space
-    from tuner.storage import check_optuna_study, check_study_name, parse_storage, study_db_url
+    from tuner.storage import STOPPED_FILE, check_optuna_study, check_study_name, parse_storage, study_db_url
     from tuner.tracking import Study, check_tracking_store, resolve_tracking_uri
 
     space = load_space(args.space)
@@ -66,7 +67,8 @@ def _main(argv: Sequence[str] | None) -> None:
     check_tracking_store(uri)
     study = Study.start(uri, space.mlflow.experiment, name, {"storage": storage.uri}, resume=True)
     projection = make_projection(space, study.info, url)
-    project_trials(projection, trial_records(storage.study(name)), print)
+    stopped = json.loads(storage.read_text(name, STOPPED_FILE) or "{}")  # the trials its time budget stopped
+    project_trials(projection, trial_records(storage.study(name)), print, stopped)
     exploits = storage.read_text(name, PBT_GLOBAL)
     if exploits:
         projection.log_study_text(exploits, f"pbt/{PBT_GLOBAL}")

@@ -24,13 +24,14 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import yaml
 
-from tuner.outcome import COMPLETED, FAILED, PRUNED, Outcome, decide, result_outcome
+from tuner.outcome import COMPLETED, FAILED, PRUNED, STOPPED, Outcome, decide, result_outcome
 from tuner.storage import (
     RECIPE_FILE,
+    STOPPED_FILE,
     STUDY_DB_FILE,
     Storage,
     check_optuna_study,
@@ -99,13 +100,15 @@ class Plan:
                 f"--storage {self.storage.uri} --tracking-uri {self.uri}{db}")
 
 
-def trials_table(results, space: SearchSpace, run_ids: dict[str, str]) -> list[dict[str, Any]]:
-    """One row per trial of Ray's ResultGrid, best score first; the outcome from tuner.outcome."""
+def trials_table(results, space: SearchSpace, run_ids: dict[str, str],
+                 stopped: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """One row per trial of Ray's ResultGrid, best score first; the outcome from tuner.outcome (`stopped`: the
+    trials the time budget stopped, by trial id)."""
     rows = []
     for r in results:
         last = r.metrics or {}
         trial_id = last.get("trial_id") or Path(r.path).name
-        outcome = result_outcome(r, space.epochs)
+        outcome = result_outcome(r, space.epochs, trial_id in (stopped or {}))
         compute = compute_seconds(r.metrics_dataframe)
         score = float(last.get(space.score, math.nan))
         rows.append({"trial": outcome.name(trial_id), "trial_id": trial_id, "status": outcome.status,
@@ -142,22 +145,30 @@ def parse_duration(text: str, where: str) -> float:
 
 
 def end_optuna_trials(storage_url: str, name: str, trials: list[TrialRecord], space: SearchSpace,
-                      unreported: dict[str, Outcome] | None = None) -> list[str]:
+                      unreported: dict[str, Outcome] | None = None, stopped: Mapping[str, int] | None = None
+                      ) -> list[str]:
     """Optuna trials still RUNNING once the study has ended were never told: trials the time budget
-    stopped (Ray ends them without telling the searcher) get their outcome, as do trials Tune ended before
-    their first report (`unreported`, by Ray trial id); trials asked for by a driver killed before its
-    state was saved are FAIL. Returns the orphans (trial numbers)."""
+    stopped (`stopped`, by Ray trial id: Ray ends them without telling the searcher) get their outcome, as do
+    trials Tune ended before their first report (`unreported`, by Ray trial id); trials asked for by a driver
+    killed before its state was saved are FAIL. Returns the orphans (trial numbers)."""
     import optuna
 
     study = optuna.load_study(study_name=name, storage=storage_url)
     by_ray_id = {t.trial_id: t for t in trials}
-    unreported = unreported or {}
+    unreported, stopped = unreported or {}, stopped or {}
     orphans = []
     for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
         ray_id = t.user_attrs.get("ray_trial_id")
         record = by_ray_id.get(ray_id)
-        outcome = decide(record.results[-1], record.error, space.epochs) if record else unreported.get(ray_id)
-        if outcome is None or outcome.status == FAILED:
+        outcome = decide(record.results[-1], record.error, space.epochs, ray_id in stopped) if record else \
+            unreported.get(ray_id, Outcome(STOPPED, stopped[ray_id]) if ray_id in stopped else None)
+        if outcome is not None and outcome.status == STOPPED:
+            study._storage.set_trial_user_attr(t._trial_id, "stopped", f"by the time budget at epoch {outcome.epoch}")
+            # Its reports are evidence as a pruned trial's are. With none, TPE would rank it below every trial
+            # (optuna's _get_pruned_trial_score) for a config never tried: FAIL, which samplers leave out
+            study.tell(t.number, state=optuna.trial.TrialState.PRUNED if t.intermediate_values else
+                       optuna.trial.TrialState.FAIL)
+        elif outcome is None or outcome.status == FAILED:
             study.tell(t.number, state=optuna.trial.TrialState.FAIL)
             if ray_id not in unreported:
                 orphans.append(f"optuna trial {t.number}")
@@ -275,9 +286,10 @@ def check_cluster(plan: Plan) -> None:
         writable_folder(plan.storage.local, "--storage")
 
 
-def run_study(plan: Plan, study: Study):
+def run_study(plan: Plan, study: Study, witness):
     """Tune's fit: new, or the study's state restored (finished trials are not re-run, unfinished
-    ones continue from their checkpoints, failed ones stay failed). Returns the ResultGrid."""
+    ones continue from their checkpoints, failed ones stay failed). Returns the ResultGrid; `witness`
+    (tuner.search.StopWitness) says which trials the fit's end stopped."""
     from tuner.search import build_tuner, restore_tuner
 
     if plan.restore:  # the searcher, scheduler and the MLflow callback come back from the study's state
@@ -290,7 +302,7 @@ def run_study(plan: Plan, study: Study):
         if stand_ins:
             print(f"study {plan.name}: Ray's last saved state names {len(stand_ins)} checkpoint(s) it deleted since; "
                   f"empty stand-ins take their place: {describe(stand_ins)}", flush=True)
-        tuner = restore_tuner(plan.space, plan.storage.study(plan.name), saved)
+        tuner = restore_tuner(plan.space, plan.storage.study(plan.name), saved, witness)
         try:
             return tuner.fit()
         finally:
@@ -306,13 +318,14 @@ def run_study(plan: Plan, study: Study):
                                     json.dumps(trial_recipe(plan.space), indent=1) + "\n")
             plan.storage.write_text(plan.name, STUDY_DB_FILE, shown_url(plan.storage_url) + "\n")
         tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
-                            plan.args.verbose)
+                            witness, plan.args.verbose)
     return tuner.fit()
 
 
-def reconcile(plan: Plan, study: Study, results) -> None:
+def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int]) -> None:
     """After fit, MLflow holds every trial Tune knows, as storage has it: the live projection's
-    work, plus what a killed driver left undone. Runs and Optuna trials that no one will end (a
+    work, plus what a killed driver left undone, the outcome of the trials the time budget stopped
+    (`stopped`: by trial id) among it. Runs and Optuna trials that no one will end (a
     killed driver's, not in Tune's state) are closed."""
     from tuner.projection import TrialRecord, project_trials
     from tuner.search import make_projection
@@ -324,21 +337,23 @@ def reconcile(plan: Plan, study: Study, results) -> None:
                         f"{plan.replay_command()}")
     records = [t for t in (TrialRecord.read(r.filesystem, r.path) for r in results) if t is not None]
     projection = make_projection(plan.space, study.info, plan.storage_url)
-    project_trials(projection, records)
+    project_trials(projection, records, stopped=stopped)
     # Tune's trials with no report in storage ended before their first epoch (a time budget stops them
     # without ending their runs or telling the searcher): their outcome, not "killed by an earlier driver"
     reported = {t.trial_id for t in records}
     unreported = {r.metrics["trial_id"]: r for r in results
                   if (r.metrics or {}).get("trial_id") not in (None, *reported)}
-    outcomes = {trial_id: result_outcome(r, plan.space.epochs) for trial_id, r in unreported.items()}
-    left_open = {r.data.tags.get("trial_id") for r in study.child_runs() if r.data.tags.get("status") == "running"}
-    for trial_id in left_open & unreported.keys():
+    outcomes = {trial_id: result_outcome(r, plan.space.epochs, trial_id in stopped)
+                for trial_id, r in unreported.items()}
+    runs = {r.data.tags.get("trial_id"): r.data.tags.get("status") for r in study.child_runs()}
+    # runs left open, and those of stopped trials that had not started (no run yet): the study's trials all have one
+    for trial_id in [i for i in unreported if runs.get(i) == "running" or (i in stopped and i not in runs)]:
         config = unreported[trial_id].config or {}
         projection.open(trial_id, config, running=False)
         projection.end(trial_id, config, outcomes[trial_id], None, None)
     orphans = study.close_orphans()
     if plan.space.searcher is not None:
-        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space, outcomes)
+        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space, outcomes, stopped)
     if orphans:
         print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
               f"{', '.join(orphans)}")
@@ -369,6 +384,7 @@ def _run(plan: Plan) -> None:
     """The study once Ray is up: start, run, reconcile, summarize, register."""
     from tuner import flavor
     from tuner.cluster import alive_nodes
+    from tuner.search import StopWitness
     from tuner.tracking import Study, source_tags, ui_link
     from vgan.models import Generator
 
@@ -390,36 +406,53 @@ def _run(plan: Plan) -> None:
     for note in (code_note, plan.note):
         if note is not None:
             print(f"note: {note}", flush=True)
-    t0, began = time.perf_counter(), time.time()
-    results = run_study(plan, study)
+    t0, began, witness = time.perf_counter(), time.time(), StopWitness()
+    results = run_study(plan, study, witness)
     wall = time.perf_counter() - t0
-    reconcile(plan, study, results)
-    ranked = summarize(plan, study, results, wall, began if plan.args.resume else None)
+    budget = space.tune.time_budget_s
+    # (trials an interrupted fit stopped are no budget's: they keep the outcome their reports give)
+    stopped = stopped_trials(plan, witness.stopped if budget and wall >= budget else {})
+    reconcile(plan, study, results, stopped)
+    ranked = summarize(plan, study, results, wall, began if plan.args.resume else None, stopped)
     if ranked and not plan.args.no_register:
         register(plan, study, ranked)
     study.finish()
     print(f"the trials in MLflow's UI: {browse}")
 
 
-def summarize(plan: Plan, study: Study, results, wall: float, resumed: float | None = None) -> list[dict[str, Any]]:
+def stopped_trials(plan: Plan, new: Mapping[str, int]) -> dict[str, int]:
+    """{trial id: epoch} of every trial the study's time budget stopped, this session's (`new`) and earlier
+    sessions' (its STOPPED_FILE, which `new` joins): what their outcomes are decided by, here and in
+    tuner.replay."""
+    kept = json.loads(plan.storage.read_text(plan.name, STOPPED_FILE) or "{}")
+    if new:
+        kept.update(new)
+        plan.storage.write_text(plan.name, STOPPED_FILE, json.dumps(kept, indent=1) + "\n")
+    return kept
+
+
+def summarize(plan: Plan, study: Study, results, wall: float, resumed: float | None = None,
+              stopped: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """The trial table, the study's figures and artifacts on the parent run; returns the rows of the trials
     with a score, best first (none: no trial produced a result). `resumed`: when a resume began (Unix time):
-    the overhead is that of its wall time, with the compute of the epochs reported since."""
+    the overhead is that of its wall time, with the compute of the epochs reported since. `stopped`: the
+    trials the time budget stopped (stopped_trials)."""
     from tuner.console import fmt_value
 
     space, score = plan.space, plan.space.score
     run_ids = {r.data.tags.get("trial_id"): r.info.run_id for r in study.child_runs()}
-    rows = trials_table(results, space, run_ids)
+    rows = trials_table(results, space, run_ids, stopped)
     compute = sum(r["compute_s"] for r in rows)
     here = compute if resumed is None else sum(compute_seconds(r.metrics_dataframe, resumed) for r in results)
     slots = min(space.tune.max_concurrent_trials, len(rows)) or 1
     overhead = max(0.0, 1 - here / (wall * slots))
-    counts = {s: sum(r["status"] == s for r in rows) for s in (COMPLETED, PRUNED, FAILED)}
+    counts = {s: sum(r["status"] == s for r in rows) for s in (COMPLETED, PRUNED, STOPPED, FAILED)}
     budget = space.tune.time_budget_s
     for r in rows:  # each trial's share of the study's budget of slot-seconds
         r["budget_share"] = r["time_s"] / (budget * slots) if budget else math.nan
+    by_budget = f"{counts[STOPPED]} stopped by the time budget, " if counts[STOPPED] else ""
     print(f"\n{len(rows)} trials in {wall:.1f} s: {counts[COMPLETED]} completed, {counts[PRUNED]} pruned, "
-          f"{counts[FAILED]} failed; trial compute {here:.1f} s over {slots} slots"
+          f"{by_budget}{counts[FAILED]} failed; trial compute {here:.1f} s over {slots} slots"
           f"{'' if resumed is None else f' since the resume ({compute:.1f} s in all)'}, "
           f"overhead {100 * overhead:.1f} % of the wall time")
     if budget:

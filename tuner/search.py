@@ -205,13 +205,42 @@ def seed_rungs(scheduler: ASHAScheduler, score: str, reports: dict[str, list[dic
                 bracket.on_result(stub, row["epoch"], sign * row[score])
 
 
-def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy) -> tune.Tuner:
+class StopWitness(tune.Callback):
+    """Which trials this session's end stopped (the time budget): Tune stops them without telling its callbacks,
+    the searcher or the scheduler (TuneController._stop_experiment_if_needed), where a trial that completes, is
+    pruned or fails is told to each (stop_trial, on_trial_error). Read `stopped` after fit: {trial id: its last
+    reported epoch} of the trials ended here untold, those a restored study had ended before left out."""
+
+    def __init__(self):
+        self.stopped: dict[str, int] = {}
+        self._told: set[str] = set()
+        self._ended_before: set[str] | None = None
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        if self._ended_before is None:  # a restored study's trials are all there before its first step
+            self._ended_before = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self._told.add(trial.trial_id)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._told.add(trial.trial_id)
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        before = self._ended_before or set()
+        self.stopped = {t.trial_id: int((t.last_result or {}).get("epoch", 0) or 0) for t in trials
+                        if t.status == "TERMINATED" and t.trial_id not in self._told | before}
+
+
+def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy, witness: StopWitness) -> tune.Tuner:
     """A study's Tuner from its saved state (finished trials are not re-run, unfinished ones continue from
     their checkpoints, failed ones stay failed), with the space's num_samples, max_concurrent_trials and
     time_budget_s (tuner.space.RESUMABLE_TUNE): Ray keeps the ones the study began with, and has no public
     way to change them (ray 2.60). A PBT population's size is part of its recipe, refused before. ASHA's rungs
-    are seeded from the trials' reports (seed_rungs)."""
+    are seeded from the trials' reports (seed_rungs). `witness` replaces the one the study pickled when it began."""
     tuner = tune.Tuner.restore(path, trainable=make_trainable(space), resume_unfinished=True, resume_errored=False)
+    run_config = tuner._local_tuner._run_config  # its callbacks are the ones the study began with
+    run_config.callbacks = [c for c in run_config.callbacks or [] if not isinstance(c, StopWitness)] + [witness]
     t = space.tune
     config = tuner._local_tuner._tune_config  # what Tuner.fit hands tune.run (ray/tune/impl/tuner_internal.py)
     config.time_budget_s = t.time_budget_s  # its clock starts when the resumed fit does
@@ -229,7 +258,7 @@ def make_projection(space: SearchSpace, tracking: TrackingInfo, storage_url: str
 
 
 def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: str, storage_url: str,
-                log: Path, verbose: bool = False) -> tune.Tuner:
+                log: Path, witness: StopWitness, verbose: bool = False) -> tune.Tuner:
     """`log`: where Ray's status table goes (unless verbose: then Ray prints it, and its per-trial boxes)."""
     t = space.tune
     # the console's trial-end lines first, then the projection's summary (it may wait for MLflow)
@@ -237,6 +266,7 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
     if not verbose:
         callbacks.append(Progress(space.metric, space.score, space.epochs))
     callbacks.append(MlflowCallback(make_projection(space, tracking, storage_url), space.mlflow.outage_window_s))
+    callbacks.append(witness)
     return tune.Tuner(
         make_trainable(space),
         # PBT's population is sampled by Ray from the param space; Optuna's searchers have their own

@@ -24,6 +24,7 @@ BEST_DIR = "best"  # in a trial checkpoint: the best epoch's generator, metrics,
 GENERATOR_FILE, PROBS_FILE, METRICS_FILE = "best_generator.pt", "val_probs.npy", "metrics.json"
 RECIPE_FILE = "recipe.json"  # in a study's folder: what its trials train (tuner.space.trial_recipe)
 STUDY_DB_FILE = "study_db.txt"  # in a study's folder: where its Optuna study is (the URL, password hidden)
+STOPPED_FILE = "stopped.json"  # in a study's folder: {trial id: epoch} of the trials its time budget stopped
 # Ray's snapshots of a study (TuneController.CKPT_FILE_TMPL), the first as its fit begins:
 # what Tuner.restore needs
 RAY_STATE = re.compile(r"experiment_state-.+\.json")

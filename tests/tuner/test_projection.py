@@ -200,6 +200,12 @@ def test_outcomes_are_decided_once():
     crashed = decide({"epoch": 2}, "Traceback (most recent call last):\n  ...\nRuntimeError: boom\n", 6)
     assert crashed.status == "failed" and crashed.error == "RuntimeError: boom" and crashed.epoch == 2
     assert decide(None, None, 6).tags == {"status": "pruned", "pruned_at_epoch": "0"}
+    # the study's time budget, not the scheduler, ended it: no judgement of its config
+    stopped = decide({"epoch": 2}, None, 6, stopped=True)
+    assert stopped.tags == {"status": "stopped", "stopped_at_epoch": "2"}
+    assert stopped.name("t1") == "t1 stopped at epoch 2"
+    assert decide({"epoch": 6}, None, 6, stopped=True).status == "completed"  # its last epoch was in
+    assert decide({"epoch": 2}, "RuntimeError: boom", 6, stopped=True).status == "failed"
 
 
 def trial_folder(tmp_path, scores, error=None):
@@ -249,6 +255,18 @@ def test_project_trials_puts_a_finished_trial_into_mlflow_once(study, tmp_path):
         "a pruned trial's checkpoints go once its model is in MLflow"
     project_trials(projection(study), [record], said.append)  # again: nothing new
     assert said[-1] == "t1: 0 epoch(s) added, pruned at epoch 2" and len(study.child_runs()) == 1
+
+
+def test_a_trial_the_time_budget_stopped_is_projected_as_stopped(study, tmp_path):
+    record = trial_folder(tmp_path, [0.7, 0.8])  # 2 epochs of 3, then the study's budget ran out
+    said = []
+    project_trials(projection(study), [record], said.append, stopped={"t1": 2})
+    (run,) = study.child_runs()
+    assert run.info.run_name == "t1 stopped at epoch 2" and run.info.status == "FINISHED"
+    assert run.data.tags["status"] == "stopped" and run.data.tags["stopped_at_epoch"] == "2"
+    assert "pruned_at_epoch" not in run.data.tags and run.data.tags["best_model_uri"].startswith("models:/")
+    assert said == ["t1: 2 epoch(s) added, stopped at epoch 2"]
+    assert not (tmp_path / "study" / "train_vgan_t1" / "checkpoint_000001").exists(), "no trial continues it"
 
 
 def test_the_best_model_carries_its_own_epochs_report(study, tmp_path):

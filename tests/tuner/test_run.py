@@ -315,8 +315,11 @@ def test_a_resumed_study_runs_the_trials_and_time_its_command_asks_for(ray_tmpdi
         assert "(spent: the study stopped the trials still running)" in proc.stdout, proc.stdout
         trials = optuna.load_study(study_name="m", storage=f"sqlite:///{tmp_path / 'ray' / 'optuna.db'}").trials
         _, runs = trial_runs(uri, "more", "m")
-        # MLflow has a run for each trial that began training (those the budget stopped before have none)
         assert {r.data.tags["trial_id"] for r in runs} <= {t.user_attrs["ray_trial_id"] for t in trials}
+        # what the budget stopped, a trial not yet started too, has a run that says so
+        stopped = json.loads((tmp_path / "ray" / "m" / "stopped.json").read_text())
+        assert stopped and {r.data.tags["trial_id"]: r.data.tags["stopped_at_epoch"] for r in runs
+                            if r.data.tags["status"] == "stopped"} == {k: str(v) for k, v in stopped.items()}
         return proc.stdout, trials, runs
 
     _, first, first_runs = study("--num-samples", "20", "--time-budget", "5s")

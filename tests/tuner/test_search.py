@@ -5,7 +5,8 @@ import pytest
 import yaml
 from conftest import REPO, write_yaml
 
-from tuner.search import make_searcher
+from tuner.run import end_optuna_trials
+from tuner.search import StopWitness, make_searcher
 from tuner.space import load_space
 from tuner.storage import parse_storage, study_db_url
 
@@ -205,3 +206,48 @@ def test_asha_resumed_holds_new_trials_against_the_rungs_the_study_had(tmp_path,
     assert seeded._brackets[0]._rungs == live._brackets[0]._rungs and live._brackets[0]._rungs[-1][1]
     assert decide(seeded, "late", 2, 0.55) == decide(live, "late", 2, 0.55) == TrialScheduler.STOP
     assert decide(asha(), "late", 2, 0.55) == TrialScheduler.CONTINUE  # what the resume did before
+
+
+def test_the_trials_a_time_budget_stopped_end_in_optuna_without_judging_their_config(tmp_path):
+    """Ray stops them without telling the searcher. One with reports is pruned at its last epoch (evidence, as a
+    pruned trial's); one without is FAIL: as PRUNED with no value TPE ranked it below every trial, a config never
+    tried (optuna's _get_pruned_trial_score)."""
+    s, space = searcher(tmp_path)
+    for trial_id in ("asha", "mid", "unstarted"):
+        s.suggest(trial_id)
+    s.on_trial_complete("asha", report(s, "asha", 2))  # ASHA's stop: told
+    report(s, "mid", 4)  # epochs 1-3 reported, then the budget
+    url = study_db_url(parse_storage(str(tmp_path)))
+    assert end_optuna_trials(url, "s", [], space, {}, {"mid": 3, "unstarted": 0}) == []  # no orphan
+    t = states(tmp_path)
+    assert t[0].state == optuna.trial.TrialState.PRUNED and "stopped" not in t[0].user_attrs
+    assert t[1].state == optuna.trial.TrialState.PRUNED and t[1].intermediate_values == {1: 0.51, 2: 0.52, 3: 0.53}
+    assert t[1].user_attrs["stopped"] == "by the time budget at epoch 3"
+    assert t[2].state == optuna.trial.TrialState.FAIL and t[2].user_attrs["stopped"] == "by the time budget at epoch 0"
+
+
+def test_the_witness_names_the_trials_the_end_stopped_untold():
+    from ray.tune.experiment import Trial
+
+    def trial(trial_id, status, epoch=None):
+        t = Trial("train_vgan", config={}, stub=True, trial_id=trial_id)
+        if epoch is not None:
+            t.run_metadata.last_result = {"epoch": epoch}
+        t.set_status(status)
+        return t
+
+    before = trial("before", Trial.TERMINATED, 6)  # a restored study's: ended in an earlier session
+    done, boom, running, pending = (trial("done", Trial.RUNNING, 5), trial("boom", Trial.RUNNING, 1),
+                                    trial("running", Trial.RUNNING, 3), trial("pending", Trial.PENDING))
+    trials = [before, done, boom, running, pending]
+    w = StopWitness()
+    w.on_step_begin(0, trials)
+    done.set_status(Trial.TERMINATED)
+    w.on_trial_complete(1, trials, done)
+    boom.set_status(Trial.ERROR)
+    w.on_trial_error(2, trials, boom)
+    w.on_step_begin(3, trials)
+    for t in (running, pending):  # the budget: TuneController._stop_experiment_if_needed
+        t.set_status(Trial.TERMINATED)
+    w.on_experiment_end(trials)
+    assert w.stopped == {"running": 3, "pending": 0}

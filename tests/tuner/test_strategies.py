@@ -99,7 +99,8 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
 
 def test_a_time_budget_ends_the_study_cleanly(tmp_path):
     """Trials of 300 epochs (minutes each) and a 30 s budget: the budget, not the trials, ends the
-    study; what it stopped is pruned in MLflow and in Optuna, and the best so far is registered."""
+    study; what it stopped is `stopped` in MLflow (not pruned: no scheduler judged it), in Optuna pruned at its
+    last epoch (FAIL, left out by the samplers, where it reported none), and the best so far is registered."""
     import optuna
 
     space = quick_smoke(tmp_path / "budget.yaml", "vgan-budget", train={"epochs": 300},
@@ -109,17 +110,23 @@ def test_a_time_budget_ends_the_study_cleanly(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "time budget 30 s (spent" in proc.stdout
     client, runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "vgan-budget")
-    assert runs and all(r.info.status == "FINISHED" and r.data.tags["status"] == "pruned" for r in runs)
+    assert runs and all(r.info.status == "FINISHED" and r.data.tags["status"] == "stopped" for r in runs)
     trials = optuna.load_study(study_name="budget", storage=f"sqlite:///{tmp_path}/ray/optuna.db").trials
-    ray_ids = {t.user_attrs["ray_trial_id"]: t.state.name for t in trials}
-    assert {ray_ids[r.data.tags["trial_id"]] for r in runs} == {"PRUNED"}, ray_ids
+    by_ray_id = {t.user_attrs["ray_trial_id"]: t for t in trials}
+    for r in runs:
+        t = by_ray_id[r.data.tags["trial_id"]]
+        epoch = r.data.tags["stopped_at_epoch"]
+        assert t.user_attrs["stopped"] == f"by the time budget at epoch {epoch}"
+        assert t.state.name == ("PRUNED" if int(epoch) else "FAIL") and len(t.intermediate_values) == int(epoch)
     assert "KILLED" not in proc.stdout and "registered vgan-budget version 1 (challenger, champion)" in proc.stdout
-    assert "pruned at epoch" in proc.stdout  # the trial-end lines say what the budget did
+    assert "stopped at epoch" in proc.stdout and "pruned at" not in proc.stdout  # the trial-end lines say it
+    assert f"{len(runs)} stopped by the time budget" in proc.stdout
 
 
 def test_a_budget_no_epoch_fits_in_says_so(tmp_path):
     """Epochs of minutes and a 20 s budget: the trials start, none reports, and the study says why; their
-    runs and Optuna trials end pruned, not as the leftovers of a killed driver."""
+    runs end stopped and their Optuna trials FAIL (no evidence for the samplers), not as the leftovers of a
+    killed driver."""
     import optuna
 
     space = quick_smoke(tmp_path / "budget.yaml", "vgan-budget", steps=2000, tune={"num_samples": 2})
@@ -130,6 +137,7 @@ def test_a_budget_no_epoch_fits_in_says_so(tmp_path):
     assert "registered" not in proc.stdout and "There are no complete trials" not in proc.stderr
     assert "left running" not in proc.stdout
     client, runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "vgan-budget")
-    assert runs and {(r.info.status, r.data.tags["status"]) for r in runs} == {("FINISHED", "pruned")}
+    assert runs and {(r.info.status, r.data.tags["status"]) for r in runs} == {("FINISHED", "stopped")}
     trials = optuna.load_study(study_name="budget", storage=f"sqlite:///{tmp_path}/ray/optuna.db").trials
-    assert trials and {t.state.name for t in trials} == {"PRUNED"}
+    assert trials and {(t.state.name, t.user_attrs["stopped"]) for t in trials} == {
+        ("FAIL", "by the time budget at epoch 0")}
