@@ -25,6 +25,7 @@ COMPLETED, PRUNED, FAILED = "completed", "pruned", "failed"
 # Ended before its last epoch by the study's time budget, not by the scheduler: no judgement of its config
 STOPPED = "stopped"
 KILLED = "killed"  # a run a killed driver left open and no trial will continue
+INTERRUPTED = "interrupted"  # its study was interrupted (Ctrl-C): it goes on from its checkpoint when resumed
 ENDED = (COMPLETED, PRUNED, STOPPED, FAILED, KILLED)
 
 
@@ -64,15 +65,15 @@ class Outcome:
 
     @property
     def label(self) -> str:
-        """Short, for names: completed | pruned at epoch N | stopped at epoch N | failed."""
-        return f"{self.status} at epoch {self.epoch}" if self.status in (PRUNED, STOPPED) else self.status
+        """Short, for names: completed | pruned at epoch N | stopped at epoch N | interrupted at epoch N | failed."""
+        return f"{self.status} at epoch {self.epoch}" if self.status in (PRUNED, STOPPED, INTERRUPTED) else self.status
 
     def name(self, trial_id: str) -> str:
         """The trial as a person reads it: its MLflow run, its logged model, its trials.csv row."""
         return f"{trial_id} {self.label}"
 
     def __str__(self) -> str:
-        if self.status in (PRUNED, STOPPED):
+        if self.status in (PRUNED, STOPPED, INTERRUPTED):
             return self.label
         if self.status == FAILED:
             return f"failed: {self.error}"

@@ -33,7 +33,18 @@ from typing import Any, Callable, Mapping
 import yaml
 from ray.tune.logger import LoggerCallback
 
-from tuner.outcome import ENDED, FAILED, PRUNED, STOPPED, Outcome, decide, failures, trial_error, trial_outcome
+from tuner.outcome import (
+    ENDED,
+    FAILED,
+    INTERRUPTED,
+    PRUNED,
+    STOPPED,
+    Outcome,
+    decide,
+    failures,
+    trial_error,
+    trial_outcome,
+)
 from tuner.storage import checkpoint_dirs, newest_best, read_text
 from tuner.tracking import (
     DIRTY_TAG,
@@ -145,6 +156,8 @@ class Projection:
             run_id = found[0].info.run_id if found else self._create(trial_id, params)
             if found and "optuna_trial_number" not in found[0].data.tags:  # a driver that died after creating it
                 self._link_optuna(trial_id, run_id)
+            if running and found and found[0].data.tags.get("status") == INTERRUPTED:  # its study resumed
+                self.client.set_tag(run_id, "status", "running")
             self._runs[trial_id] = run_id
         if running:
             self.client.update_run(run_id, status="RUNNING")

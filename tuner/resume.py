@@ -70,6 +70,14 @@ def saved_trials(fs, study_path: str) -> list:
     return trials
 
 
+def unfinished_trials(fs, study_path: str) -> dict[str, int]:
+    """{trial id: last reported epoch} of the trials the study's newest saved state leaves to a resume: after an
+    interrupted fit (Ctrl-C), those it stopped mid-way, as Ray saves its state before it stops them (a time
+    budget's are saved TERMINATED)."""
+    return {t.trial_id: int((t.last_result or {}).get("epoch", 0) or 0)
+            for t in saved_trials(fs, study_path) if t.status in RESUMED}
+
+
 @dataclass(frozen=True)
 class SavedStudy:
     """The study's newest saved state, read once for all a resume does with it (stand-ins, the searcher's

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import yaml
 
-from tuner.outcome import COMPLETED, FAILED, PRUNED, STOPPED, Outcome, decide, result_outcome
+from tuner.outcome import COMPLETED, FAILED, INTERRUPTED, PRUNED, STOPPED, Outcome, decide, result_outcome
 from tuner.storage import (
     RECIPE_FILE,
     STOPPED_FILE,
@@ -94,21 +94,30 @@ class Plan:
         the working directory where the storage is an object store."""
         return (self.storage.local or Path.cwd()) / f"{self.name}.log"
 
+    def resume_command(self) -> str:
+        """The command that goes on with this study where it stands."""
+        given = (("--data", self.args.data), ("--address", self.args.address),
+                 ("--study-db", shown_url(self.args.study_db) if self.args.study_db else None))
+        more = "".join(f" {flag} {value}" for flag, value in given if value)
+        return (f"python -m tuner.run --space {self.args.space} --name {self.name} --storage {self.storage.uri} "
+                f"--tracking-uri {self.uri}{more} --resume")
+
     def replay_command(self) -> str:
         db = f" --study-db {shown_url(self.args.study_db)}" if self.args.study_db else ""  # its password: ***
         return (f"python -m tuner.replay --space {self.args.space} --name {self.name} "
                 f"--storage {self.storage.uri} --tracking-uri {self.uri}{db}")
 
 
-def trials_table(results, space: SearchSpace, run_ids: dict[str, str],
-                 stopped: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+def trials_table(results, space: SearchSpace, run_ids: dict[str, str], stopped: Mapping[str, int] | None = None,
+                 unfinished: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
     """One row per trial of Ray's ResultGrid, best score first; the outcome from tuner.outcome (`stopped`: the
-    trials the time budget stopped, by trial id)."""
+    trials the time budget stopped, `unfinished`: those an interrupted study leaves to its resume, by trial id)."""
     rows = []
     for r in results:
         last = r.metrics or {}
         trial_id = last.get("trial_id") or Path(r.path).name
-        outcome = result_outcome(r, space.epochs, trial_id in (stopped or {}))
+        outcome = Outcome(INTERRUPTED, unfinished[trial_id]) if trial_id in (unfinished or {}) else \
+            result_outcome(r, space.epochs, trial_id in (stopped or {}))
         compute = compute_seconds(r.metrics_dataframe)
         score = float(last.get(space.score, math.nan))
         rows.append({"trial": outcome.name(trial_id), "trial_id": trial_id, "status": outcome.status,
@@ -145,12 +154,13 @@ def parse_duration(text: str, where: str) -> float:
 
 
 def end_optuna_trials(storage_url: str, name: str, trials: list[TrialRecord], space: SearchSpace,
-                      unreported: dict[str, Outcome] | None = None, stopped: Mapping[str, int] | None = None
-                      ) -> list[str]:
+                      unreported: dict[str, Outcome] | None = None, stopped: Mapping[str, int] | None = None,
+                      unfinished: Mapping[str, int] | None = None) -> list[str]:
     """Optuna trials still RUNNING once the study has ended were never told: trials the time budget
     stopped (`stopped`, by Ray trial id: Ray ends them without telling the searcher) get their outcome, as do
     trials Tune ended before their first report (`unreported`, by Ray trial id); trials asked for by a driver
-    killed before its state was saved are FAIL. Returns the orphans (trial numbers)."""
+    killed before its state was saved are FAIL. Those an interrupted study leaves to its resume (`unfinished`)
+    stay RUNNING: the resumed searcher tells them. Returns the orphans (trial numbers)."""
     import optuna
 
     study = optuna.load_study(study_name=name, storage=storage_url)
@@ -159,6 +169,8 @@ def end_optuna_trials(storage_url: str, name: str, trials: list[TrialRecord], sp
     orphans = []
     for t in study.get_trials(states=(optuna.trial.TrialState.RUNNING,)):
         ray_id = t.user_attrs.get("ray_trial_id")
+        if ray_id in (unfinished or {}):
+            continue
         record = by_ray_id.get(ray_id)
         outcome = decide(record.results[-1], record.error, space.epochs, ray_id in stopped) if record else \
             unreported.get(ray_id, Outcome(STOPPED, stopped[ray_id]) if ray_id in stopped else None)
@@ -322,11 +334,14 @@ def run_study(plan: Plan, study: Study, witness):
     return tuner.fit()
 
 
-def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int]) -> None:
+def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int],
+              unfinished: Mapping[str, int] | None = None) -> None:
     """After fit, MLflow holds every trial Tune knows, as storage has it: the live projection's
     work, plus what a killed driver left undone, the outcome of the trials the time budget stopped
     (`stopped`: by trial id) among it. Runs and Optuna trials that no one will end (a
-    killed driver's, not in Tune's state) are closed."""
+    killed driver's, not in Tune's state) are closed. Trials an interrupted study leaves to its resume
+    (`unfinished`) are not ended: their runs are KILLED `interrupted`, their checkpoints and Optuna trials
+    wait for them."""
     from tuner.projection import TrialRecord, project_trials
     from tuner.search import make_projection
     from tuner.tracking import server_answers
@@ -335,14 +350,16 @@ def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int]) -> 
         raise VganError(f"the study ran, but MLflow at {plan.uri} is unreachable: every trial's epochs and "
                         f"checkpoints are in {plan.storage.study(plan.name)}; once the server is back, run: "
                         f"{plan.replay_command()}")
+    unfinished = unfinished or {}
     records = [t for t in (TrialRecord.read(r.filesystem, r.path) for r in results) if t is not None]
     projection = make_projection(plan.space, study.info, plan.storage_url)
-    project_trials(projection, records, stopped=stopped)
+    # (the live projection logged an interrupted trial's epochs; ending it would delete its checkpoints)
+    project_trials(projection, [t for t in records if t.trial_id not in unfinished], stopped=stopped)
     # Tune's trials with no report in storage ended before their first epoch (a time budget stops them
     # without ending their runs or telling the searcher): their outcome, not "killed by an earlier driver"
     reported = {t.trial_id for t in records}
     unreported = {r.metrics["trial_id"]: r for r in results
-                  if (r.metrics or {}).get("trial_id") not in (None, *reported)}
+                  if (r.metrics or {}).get("trial_id") not in (None, *reported, *unfinished)}
     outcomes = {trial_id: result_outcome(r, plan.space.epochs, trial_id in stopped)
                 for trial_id, r in unreported.items()}
     runs = {r.data.tags.get("trial_id"): r.data.tags.get("status") for r in study.child_runs()}
@@ -351,9 +368,11 @@ def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int]) -> 
         config = unreported[trial_id].config or {}
         projection.open(trial_id, config, running=False)
         projection.end(trial_id, config, outcomes[trial_id], None, None)
+    study.interrupt(unfinished)
     orphans = study.close_orphans()
     if plan.space.searcher is not None:
-        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space, outcomes, stopped)
+        orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space, outcomes, stopped,
+                                     unfinished)
     if orphans:
         print(f"closed {len(orphans)} trial run(s) left running by an earlier driver as KILLED: "
               f"{', '.join(orphans)}")
@@ -367,23 +386,27 @@ def _main(argv: Sequence[str] | None) -> None:
     if not plan.args.verbose:
         quiet()
     session = start_ray(plan.args.address, plan.args.verbose)
-    crashed = True
+    crashed, interrupted = True, False
     try:
         check_cluster(plan)
         with tee(plan.log):
-            _run(plan)
+            interrupted = _run(plan)
         crashed = False
     except BadInputError:  # refused, with a message that says it all
         crashed = False
         raise
     finally:
         stop_ray(session, keep=crashed)
+    if interrupted:  # ended in order, and said how to go on: exit as an interrupted command does (130)
+        raise KeyboardInterrupt
 
 
-def _run(plan: Plan) -> None:
-    """The study once Ray is up: start, run, reconcile, summarize, register."""
+def _run(plan: Plan) -> bool:
+    """The study once Ray is up: start, run, reconcile, summarize, register. Returns whether it was
+    interrupted (Ctrl-C: Ray ends the fit in order, its state saved with the trials it stopped still to run)."""
     from tuner import flavor
     from tuner.cluster import alive_nodes
+    from tuner.resume import unfinished_trials
     from tuner.search import StopWitness
     from tuner.tracking import Study, source_tags, ui_link
     from vgan.models import Generator
@@ -409,15 +432,23 @@ def _run(plan: Plan) -> None:
     t0, began, witness = time.perf_counter(), time.time(), StopWitness()
     results = run_study(plan, study, witness)
     wall = time.perf_counter() - t0
+    unfinished = unfinished_trials(*plan.storage.folder(plan.name))  # an interrupted fit's: they go on when resumed
     budget = space.tune.time_budget_s
-    # (trials an interrupted fit stopped are no budget's: they keep the outcome their reports give)
-    stopped = stopped_trials(plan, witness.stopped if budget and wall >= budget else {})
-    reconcile(plan, study, results, stopped)
-    ranked = summarize(plan, study, results, wall, began if plan.args.resume else None, stopped)
-    if ranked and not plan.args.no_register:
-        register(plan, study, ranked)
-    study.finish()
+    stopped = stopped_trials(plan, {k: v for k, v in witness.stopped.items() if k not in unfinished}
+                             if budget and wall >= budget else {})
+    reconcile(plan, study, results, stopped, unfinished)
+    ranked = summarize(plan, study, results, wall, began if plan.args.resume else None, stopped, unfinished)
+    if unfinished:
+        print(f"study {plan.name} interrupted: {len(unfinished)} trial(s) stopped mid-way keep their checkpoints "
+              f"and go on from them, and the search where it stood, with: {plan.resume_command()}; nothing is "
+              "registered until the study ends")
+        study.finish("KILLED")
+    else:
+        if ranked and not plan.args.no_register:
+            register(plan, study, ranked)
+        study.finish()
     print(f"the trials in MLflow's UI: {browse}")
+    return bool(unfinished)
 
 
 def stopped_trials(plan: Plan, new: Mapping[str, int]) -> dict[str, int]:
@@ -432,25 +463,27 @@ def stopped_trials(plan: Plan, new: Mapping[str, int]) -> dict[str, int]:
 
 
 def summarize(plan: Plan, study: Study, results, wall: float, resumed: float | None = None,
-              stopped: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+              stopped: Mapping[str, int] | None = None, unfinished: Mapping[str, int] | None = None
+              ) -> list[dict[str, Any]]:
     """The trial table, the study's figures and artifacts on the parent run; returns the rows of the trials
     with a score, best first (none: no trial produced a result). `resumed`: when a resume began (Unix time):
     the overhead is that of its wall time, with the compute of the epochs reported since. `stopped`: the
-    trials the time budget stopped (stopped_trials)."""
+    trials the time budget stopped (stopped_trials); `unfinished`: those an interrupted study leaves to its resume."""
     from tuner.console import fmt_value
 
     space, score = plan.space, plan.space.score
     run_ids = {r.data.tags.get("trial_id"): r.info.run_id for r in study.child_runs()}
-    rows = trials_table(results, space, run_ids, stopped)
+    rows = trials_table(results, space, run_ids, stopped, unfinished)
     compute = sum(r["compute_s"] for r in rows)
     here = compute if resumed is None else sum(compute_seconds(r.metrics_dataframe, resumed) for r in results)
     slots = min(space.tune.max_concurrent_trials, len(rows)) or 1
     overhead = max(0.0, 1 - here / (wall * slots))
-    counts = {s: sum(r["status"] == s for r in rows) for s in (COMPLETED, PRUNED, STOPPED, FAILED)}
+    counts = {s: sum(r["status"] == s for r in rows) for s in (COMPLETED, PRUNED, STOPPED, INTERRUPTED, FAILED)}
     budget = space.tune.time_budget_s
     for r in rows:  # each trial's share of the study's budget of slot-seconds
         r["budget_share"] = r["time_s"] / (budget * slots) if budget else math.nan
     by_budget = f"{counts[STOPPED]} stopped by the time budget, " if counts[STOPPED] else ""
+    by_budget += f"{counts[INTERRUPTED]} interrupted, " if counts[INTERRUPTED] else ""
     print(f"\n{len(rows)} trials in {wall:.1f} s: {counts[COMPLETED]} completed, {counts[PRUNED]} pruned, "
           f"{by_budget}{counts[FAILED]} failed; trial compute {here:.1f} s over {slots} slots"
           f"{'' if resumed is None else f' since the resume ({compute:.1f} s in all)'}, "

@@ -208,6 +208,14 @@ class Study:
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.info.parent_run_id, status)
 
+    def interrupt(self, trial_ids) -> None:
+        """The open runs of trials an interrupted study leaves to its resume: KILLED, tagged `status: interrupted`
+        (not orphans: tuner.projection opens them again when they go on)."""
+        for r in self.child_runs():
+            if r.data.tags.get("trial_id") in trial_ids and r.data.tags.get("status") == "running":
+                self.client.set_tag(r.info.run_id, "status", "interrupted")
+                self.client.set_terminated(r.info.run_id, "KILLED")
+
     def close_orphans(self) -> list[str]:
         """Trial runs still open once the study's trials have all ended and been projected belong to a
         driver that was killed and to trials that will not run again: close them as KILLED (trial ids)."""

@@ -318,6 +318,19 @@ def test_a_run_ended_by_model_logging_but_not_given_its_outcome_is_ended_again(s
     assert study.client.get_run(orphan).info.status == "KILLED"
 
 
+def test_an_interrupted_trials_run_waits_for_its_resume_not_as_an_orphan(study):
+    """Ctrl-C: the runs of trials the study leaves to its resume are KILLED `interrupted`; close_orphans leaves
+    them, and the resumed driver's projection, which opens them again as the trials go on, says running."""
+    goes_on, orphan = projection(study).open("t1", {}), projection(study).open("t2", {})
+    study.interrupt({"t1": 2})
+    assert study.close_orphans() == ["t2"] and study.client.get_run(orphan).info.status == "KILLED"
+    run = study.client.get_run(goes_on)
+    assert run.info.status == "KILLED" and run.data.tags["status"] == "interrupted"
+    assert projection(study).open("t1", {}) == goes_on  # the resumed study's driver
+    run = study.client.get_run(goes_on)
+    assert run.info.status == "RUNNING" and run.data.tags["status"] == "running"
+
+
 def test_a_trial_that_raised_ends_failed_with_the_last_line(study, tmp_path):
     record = trial_folder(tmp_path, [0.7], error="Traceback ...\nRuntimeError: injected\n")
     project_trials(projection(study), [record])

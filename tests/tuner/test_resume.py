@@ -14,7 +14,15 @@ from ray.train._internal.session import _TrainingResult
 from ray.train._internal.storage import StorageContext, _exists_at_fs_path
 from ray_trials import FS, checkpoint_written, ray_trial, state_saved
 
-from tuner.resume import STAND_IN, describe, named_checkpoints, place_stand_ins, remove_stand_ins, saved_trials
+from tuner.resume import (
+    STAND_IN,
+    describe,
+    named_checkpoints,
+    place_stand_ins,
+    remove_stand_ins,
+    saved_trials,
+    unfinished_trials,
+)
 from tuner.trainable import STATE_FILE, TRIAL_FILE, restore
 from vgan.config import config_from_dict
 from vgan.data import load_train_val
@@ -60,6 +68,16 @@ def test_saved_trials_are_the_newest_states_with_their_status_and_last_result(tm
     # Ray saves a running trial as PENDING: what Tuner.restore will run again
     assert {i: (t.status, t.last_result["epoch"]) for i, t in saved.items()} == {
         running.trial_id: ("PENDING", 3), done.trial_id: ("TERMINATED", 6)}
+
+
+def test_the_trials_an_interrupted_study_leaves_to_its_resume_are_those_saved_unfinished(tmp_path):
+    """Ctrl-C: Ray saves the study's state, then stops its trials; a time budget stops them first (TERMINATED)."""
+    running, paused, done = (ray_trial(tmp_path, "running"), ray_trial(tmp_path, "paused", "PAUSED"),
+                             ray_trial(tmp_path, "done", "TERMINATED"))
+    running.update_last_result({"epoch": 2})
+    state_saved(tmp_path, running, paused, done)
+    assert unfinished_trials(FS, str(tmp_path / "exp")) == {running.trial_id: 2, paused.trial_id: 0}
+    assert unfinished_trials(FS, str(tmp_path / "nothing")) == {}
 
 
 def test_a_gone_checkpoint_the_state_names_gets_a_stand_in_where_a_newer_one_is_there(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from conftest import two_camera_dataset, write_yaml
 from studies import ONE_STUDY_AT_A_TIME, SMOKE, quick_smoke, trial_runs
+from studies import steps as epoch_steps
 
 from tuner.run import main
 from tuner.tracking import use_tracking_uri
@@ -296,6 +297,65 @@ def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdi
 
 
 @pytest.mark.slow
+def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray_tmpdir, tmp_path):
+    """Ctrl-C (SIGINT to the terminal's process group) as the first epoch is reported: Ray saves the study's
+    state with the running trials still to run, then stops them. The study ended them as pruned before, and
+    deleted their checkpoints, so its resume failed them ("Could not recover from checkpoint as it does not exist
+    on storage anymore") and Optuna kept them pruned. Now they wait, and go on with the command it prints."""
+    import shlex
+    import signal
+
+    import optuna
+
+    space = quick_smoke(tmp_path / "space.yaml", "intr", tune={"num_samples": 4})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
+    study_dir = tmp_path / "ray" / "c"
+    proc = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", str(space), "--name", "c",
+                             "--storage", str(tmp_path / "ray"), "--tracking-uri", uri],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not any(f.stat().st_size for f in study_dir.glob("train_vgan_*/result.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no epoch was reported"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 130, out[-3000:]
+    assert "registered intr version" not in out and "tuner.run: interrupted" in out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("study c interrupted: ")]
+    resume = line.split(" with: ", 1)[1].split(";", 1)[0]
+    assert resume.endswith(" --resume") and f"--name c --storage {tmp_path / 'ray'} --tracking-uri {uri}" in resume
+
+    def optuna_trials():
+        return {t.user_attrs["ray_trial_id"]: t for t in
+                optuna.load_study(study_name="c", storage=f"sqlite:///{study_dir.parent / 'optuna.db'}").trials}
+
+    waiting = {i for i, t in optuna_trials().items() if t.state == optuna.trial.TrialState.RUNNING}
+    _, runs = trial_runs(uri, "intr")
+    assert waiting and {r.data.tags["trial_id"] for r in runs if r.data.tags["status"] == "interrupted"} == waiting
+    assert all(r.info.status == "KILLED" for r in runs if r.data.tags["trial_id"] in waiting)
+    for trial_id in waiting:  # their checkpoints are kept for the resume
+        (folder,) = study_dir.glob(f"train_vgan_{trial_id}_*")
+        assert list(folder.glob("checkpoint_*")), trial_id
+
+    done = subprocess.run([sys.executable, "-m", *shlex.split(resume)[2:]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert " 0 failed;" in done.stdout and "registered intr version 1" in done.stdout
+    trials = optuna_trials()
+    assert len(trials) == 4 and all(t.state.is_finished() for t in trials.values())
+    assert {t.state for i, t in trials.items() if i in waiting} <= {optuna.trial.TrialState.COMPLETE,
+                                                                    optuna.trial.TrialState.PRUNED}
+    client, runs = trial_runs(uri, "intr")
+    assert len(runs) == 4 and {(r.info.status, r.data.tags["status"]) for r in runs} <= {
+        ("FINISHED", "completed"), ("FINISHED", "pruned")}
+    epochs = yaml.safe_load(space.read_text())["train"]["epochs"]
+    for r in runs:  # every epoch of a trial, across both sessions, is in its run once, and its model logged
+        last = int(r.data.tags.get("pruned_at_epoch", epochs))
+        assert epoch_steps(client, r) == list(range(1, last + 1)) and "best_model_uri" in r.data.tags, r.data.tags
+
+
 def test_a_resumed_study_runs_the_trials_and_time_its_command_asks_for(ray_tmpdir, tmp_path):
     """Ray restores a study's size and time budget from its own saved state: a study its budget had stopped,
     resumed with --num-samples 40 --time-budget 15s, ran no trial more (its budget was spent, its search

@@ -226,6 +226,18 @@ def test_the_trials_a_time_budget_stopped_end_in_optuna_without_judging_their_co
     assert t[2].state == optuna.trial.TrialState.FAIL and t[2].user_attrs["stopped"] == "by the time budget at epoch 0"
 
 
+def test_the_trials_an_interrupted_study_leaves_to_its_resume_stay_running_in_optuna(tmp_path):
+    s, space = searcher(tmp_path)
+    for trial_id in ("goes-on", "stopped"):
+        s.suggest(trial_id)
+        report(s, trial_id, 3)
+    url = study_db_url(parse_storage(str(tmp_path)))
+    assert end_optuna_trials(url, "s", [], space, {}, {"stopped": 2}, {"goes-on": 2}) == []
+    t = states(tmp_path)
+    assert t[0].state == optuna.trial.TrialState.RUNNING, "the resumed searcher tells it"
+    assert t[1].state == optuna.trial.TrialState.PRUNED
+
+
 def test_the_witness_names_the_trials_the_end_stopped_untold():
     from ray.tune.experiment import Trial
 
