@@ -95,11 +95,15 @@ class Plan:
         return (self.storage.local or Path.cwd()) / f"{self.name}.log"
 
     def resume_command(self) -> str:
-        """The command that goes on with this study where it stands."""
-        given = (("--data", self.args.data), ("--address", self.args.address),
-                 ("--study-db", shown_url(self.args.study_db) if self.args.study_db else None))
-        more = "".join(f" {flag} {value}" for flag, value in given if value)
-        return (f"python -m tuner.run --space {self.args.space} --name {self.name} --storage {self.storage.uri} "
+        """The command that goes on with this study where it stands: this one's options, the study named (a
+        time budget given again counts from the resume)."""
+        a = self.args
+        given = (("--data", a.data), ("--address", a.address),
+                 ("--study-db", shown_url(a.study_db) if a.study_db else None), ("--num-samples", a.num_samples),
+                 ("--time-budget", a.time_budget))
+        more = "".join(f" {flag} {value}" for flag, value in given if value is not None)
+        more += "".join(f" {flag}" for flag, on in (("--no-register", a.no_register), ("--verbose", a.verbose)) if on)
+        return (f"python -m tuner.run --space {a.space} --name {self.name} --storage {self.storage.uri} "
                 f"--tracking-uri {self.uri}{more} --resume")
 
     def replay_command(self) -> str:

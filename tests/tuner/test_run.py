@@ -307,12 +307,12 @@ def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray
 
     import optuna
 
-    space = quick_smoke(tmp_path / "space.yaml", "intr", tune={"num_samples": 4})
+    space = quick_smoke(tmp_path / "space.yaml", "intr", tune={"num_samples": 8})
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
     study_dir = tmp_path / "ray" / "c"
     proc = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", str(space), "--name", "c",
-                             "--storage", str(tmp_path / "ray"), "--tracking-uri", uri],
+                             "--storage", str(tmp_path / "ray"), "--tracking-uri", uri, "--num-samples", "4"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     deadline = time.monotonic() + 300
@@ -325,7 +325,9 @@ def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray
     assert "registered intr version" not in out and "tuner.run: interrupted" in out
     (line,) = [ln for ln in out.splitlines() if ln.startswith("study c interrupted: ")]
     resume = line.split(" with: ", 1)[1].split(";", 1)[0]
-    assert resume.endswith(" --resume") and f"--name c --storage {tmp_path / 'ray'} --tracking-uri {uri}" in resume
+    # the options given (here: 4 of the space's 8 trials) go on with it
+    assert resume.endswith(" --num-samples 4 --resume") and f"--name c --storage {tmp_path / 'ray'} " \
+        f"--tracking-uri {uri}" in resume
 
     def optuna_trials():
         return {t.user_attrs["ray_trial_id"]: t for t in
