@@ -94,22 +94,25 @@ class Plan:
         the working directory where the storage is an object store."""
         return (self.storage.local or Path.cwd()) / f"{self.name}.log"
 
+    def _study_options(self) -> str:
+        """The options that name this study's records, as a later command must give them (the Optuna database's
+        password shown as ***)."""
+        db = f" --study-db {shown_url(self.args.study_db)}" if self.args.study_db else ""
+        return (f"--space {self.args.space} --name {self.name} --storage {self.storage.uri} "
+                f"--tracking-uri {self.uri}{db}")
+
     def resume_command(self) -> str:
-        """The command that goes on with this study where it stands: this one's options, the study named (a
-        time budget given again counts from the resume)."""
+        """The command that goes on with this study where it stands, with this one's options (a time budget given
+        again counts from the resume)."""
         a = self.args
-        given = (("--data", a.data), ("--address", a.address),
-                 ("--study-db", shown_url(a.study_db) if a.study_db else None), ("--num-samples", a.num_samples),
+        given = (("--data", a.data), ("--address", a.address), ("--num-samples", a.num_samples),
                  ("--time-budget", a.time_budget))
         more = "".join(f" {flag} {value}" for flag, value in given if value is not None)
         more += "".join(f" {flag}" for flag, on in (("--no-register", a.no_register), ("--verbose", a.verbose)) if on)
-        return (f"python -m tuner.run --space {a.space} --name {self.name} --storage {self.storage.uri} "
-                f"--tracking-uri {self.uri}{more} --resume")
+        return f"python -m tuner.run {self._study_options()}{more} --resume"
 
     def replay_command(self) -> str:
-        db = f" --study-db {shown_url(self.args.study_db)}" if self.args.study_db else ""  # its password: ***
-        return (f"python -m tuner.replay --space {self.args.space} --name {self.name} "
-                f"--storage {self.storage.uri} --tracking-uri {self.uri}{db}")
+        return f"python -m tuner.replay {self._study_options()}"
 
 
 def trials_table(results, space: SearchSpace, run_ids: dict[str, str], stopped: Mapping[str, int] | None = None,
@@ -302,11 +305,11 @@ def check_cluster(plan: Plan) -> None:
         writable_folder(plan.storage.local, "--storage")
 
 
-def run_study(plan: Plan, study: Study, witness):
+def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
     """Tune's fit: new, or the study's state restored (finished trials are not re-run, unfinished
-    ones continue from their checkpoints, failed ones stay failed). Returns the ResultGrid; `witness`
-    (tuner.search.StopWitness) says which trials the fit's end stopped."""
-    from tuner.search import build_tuner, restore_tuner
+    ones continue from their checkpoints, failed ones stay failed). Returns the ResultGrid, and the trials
+    the fit's end stopped (tuner.search.StopWitness: {trial id: last epoch})."""
+    from tuner.search import StopWitness, build_tuner, restore_tuner
 
     if plan.restore:  # the searcher, scheduler and the MLflow callback come back from the study's state
         from tuner.resume import describe, drop_saved_stopper, place_stand_ins, remove_stand_ins, saved_study
@@ -318,9 +321,10 @@ def run_study(plan: Plan, study: Study, witness):
         if stand_ins:
             print(f"study {plan.name}: Ray's last saved state names {len(stand_ins)} checkpoint(s) it deleted since; "
                   f"empty stand-ins take their place: {describe(stand_ins)}", flush=True)
+        witness = StopWitness(saved.ended)
         tuner = restore_tuner(plan.space, plan.storage.study(plan.name), saved, witness)
         try:
-            return tuner.fit()
+            return tuner.fit(), witness.stopped
         finally:
             remove_stand_ins(fs, stand_ins)
     else:
@@ -333,9 +337,10 @@ def run_study(plan: Plan, study: Study, witness):
             plan.storage.write_text(plan.name, RECIPE_FILE,
                                     json.dumps(trial_recipe(plan.space), indent=1) + "\n")
             plan.storage.write_text(plan.name, STUDY_DB_FILE, shown_url(plan.storage_url) + "\n")
+        witness = StopWitness()
         tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
                             witness, plan.args.verbose)
-    return tuner.fit()
+    return tuner.fit(), witness.stopped
 
 
 def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int],
@@ -372,8 +377,7 @@ def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int],
         config = unreported[trial_id].config or {}
         projection.open(trial_id, config, running=False)
         projection.end(trial_id, config, outcomes[trial_id], None, None)
-    study.interrupt(unfinished)
-    orphans = study.close_orphans()
+    orphans = study.close_orphans(waiting=unfinished)
     if plan.space.searcher is not None:
         orphans += end_optuna_trials(plan.storage_url, plan.name, records, plan.space, outcomes, stopped,
                                      unfinished)
@@ -411,7 +415,6 @@ def _run(plan: Plan) -> bool:
     from tuner import flavor
     from tuner.cluster import alive_nodes
     from tuner.resume import unfinished_trials
-    from tuner.search import StopWitness
     from tuner.tracking import Study, source_tags, ui_link
     from vgan.models import Generator
 
@@ -433,13 +436,13 @@ def _run(plan: Plan) -> bool:
     for note in (code_note, plan.note):
         if note is not None:
             print(f"note: {note}", flush=True)
-    t0, began, witness = time.perf_counter(), time.time(), StopWitness()
-    results = run_study(plan, study, witness)
+    t0, began = time.perf_counter(), time.time()
+    results, ended_untold = run_study(plan, study)
     wall = time.perf_counter() - t0
-    unfinished = unfinished_trials(*plan.storage.folder(plan.name))  # an interrupted fit's: they go on when resumed
-    budget = space.tune.time_budget_s
-    stopped = stopped_trials(plan, {k: v for k, v in witness.stopped.items() if k not in unfinished}
-                             if budget and wall >= budget else {})
+    # Both a spent time budget and Ctrl-C end trials untold; Ray saves an interrupted fit's state before it stops
+    # them, so those are what the saved state leaves to a resume, and the budget's the others
+    unfinished = unfinished_trials(*plan.storage.folder(plan.name))
+    stopped = stopped_trials(plan, {k: v for k, v in ended_untold.items() if k not in unfinished})
     reconcile(plan, study, results, stopped, unfinished)
     ranked = summarize(plan, study, results, wall, began if plan.args.resume else None, stopped, unfinished)
     if unfinished:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import optuna
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
@@ -206,19 +207,16 @@ def seed_rungs(scheduler: ASHAScheduler, score: str, reports: dict[str, list[dic
 
 
 class StopWitness(tune.Callback):
-    """Which trials this session's end stopped (the time budget): Tune stops them without telling its callbacks,
-    the searcher or the scheduler (TuneController._stop_experiment_if_needed), where a trial that completes, is
-    pruned or fails is told to each (stop_trial, on_trial_error). Read `stopped` after fit: {trial id: its last
-    reported epoch} of the trials ended here untold, those a restored study had ended before left out."""
+    """Which trials the fit's end stopped: Tune stops them without telling its callbacks, the searcher or the
+    scheduler (TuneController._stop_experiment_if_needed, and cleanup after an interrupt), where a trial that
+    completes, is pruned or fails is told to each (stop_trial, on_trial_error). Read `stopped` after fit:
+    {trial id: its last reported epoch} of the trials TERMINATED untold, but those of `ended_before` (a restored
+    study's trials it will not run again: SavedStudy.ended)."""
 
-    def __init__(self):
+    def __init__(self, ended_before: set[str] = frozenset()):
+        self.ended_before = set(ended_before)
         self.stopped: dict[str, int] = {}
         self._told: set[str] = set()
-        self._ended_before: set[str] | None = None
-
-    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
-        if self._ended_before is None:  # a restored study's trials are all there before its first step
-            self._ended_before = {t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")}
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._told.add(trial.trial_id)
@@ -227,9 +225,8 @@ class StopWitness(tune.Callback):
         self._told.add(trial.trial_id)
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        before = self._ended_before or set()
         self.stopped = {t.trial_id: int((t.last_result or {}).get("epoch", 0) or 0) for t in trials
-                        if t.status == "TERMINATED" and t.trial_id not in self._told | before}
+                        if t.status == Trial.TERMINATED and t.trial_id not in self._told | self.ended_before}
 
 
 def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy, witness: StopWitness) -> tune.Tuner:

@@ -17,10 +17,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Collection, Iterator
 
 import numpy as np
 
+from tuner.outcome import INTERRUPTED, KILLED
 from tuner.storage import GENERATOR_FILE, METRICS_FILE, PROBS_FILE, check_sqlite_folder
 from vgan.errors import ConfigError
 from vgan.provenance import code_changed, describe_code, running_code
@@ -208,23 +209,19 @@ class Study:
     def finish(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.info.parent_run_id, status)
 
-    def interrupt(self, trial_ids) -> None:
-        """The open runs of trials an interrupted study leaves to its resume: KILLED, tagged `status: interrupted`
-        (not orphans: tuner.projection opens them again when they go on)."""
-        for r in self.child_runs():
-            if r.data.tags.get("trial_id") in trial_ids and r.data.tags.get("status") == "running":
-                self.client.set_tag(r.info.run_id, "status", "interrupted")
-                self.client.set_terminated(r.info.run_id, "KILLED")
-
-    def close_orphans(self) -> list[str]:
+    def close_orphans(self, waiting: Collection[str] = ()) -> list[str]:
         """Trial runs still open once the study's trials have all ended and been projected belong to a
-        driver that was killed and to trials that will not run again: close them as KILLED (trial ids)."""
+        driver that was killed and to trials that will not run again: close them as KILLED (trial ids). Those of
+        `waiting` (trial ids), which an interrupted study leaves to its resume, are KILLED tagged `status:
+        interrupted`, not orphans: tuner.projection opens them again when they go on."""
         closed = []
         for r in self.child_runs():
             if r.data.tags.get("status") == "running":  # the outcome tag, not the run state (tuner.projection)
-                self.client.set_tag(r.info.run_id, "status", "killed")
+                trial_id = r.data.tags.get("trial_id")
+                self.client.set_tag(r.info.run_id, "status", INTERRUPTED if trial_id in waiting else KILLED)
                 self.client.set_terminated(r.info.run_id, "KILLED")
-                closed.append(r.data.tags.get("trial_id", r.info.run_id))
+                if trial_id not in waiting:
+                    closed.append(trial_id or r.info.run_id)
         return closed
 
     def child_runs(self) -> list:

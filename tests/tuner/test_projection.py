@@ -322,8 +322,9 @@ def test_an_interrupted_trials_run_waits_for_its_resume_not_as_an_orphan(study):
     """Ctrl-C: the runs of trials the study leaves to its resume are KILLED `interrupted`; close_orphans leaves
     them, and the resumed driver's projection, which opens them again as the trials go on, says running."""
     goes_on, orphan = projection(study).open("t1", {}), projection(study).open("t2", {})
-    study.interrupt({"t1": 2})
-    assert study.close_orphans() == ["t2"] and study.client.get_run(orphan).info.status == "KILLED"
+    assert study.close_orphans(waiting={"t1": 2}) == ["t2"]
+    orphan = study.client.get_run(orphan)
+    assert orphan.info.status == "KILLED" and orphan.data.tags["status"] == "killed"
     run = study.client.get_run(goes_on)
     assert run.info.status == "KILLED" and run.data.tags["status"] == "interrupted"
     assert projection(study).open("t1", {}) == goes_on  # the resumed study's driver

@@ -252,13 +252,11 @@ def test_the_witness_names_the_trials_the_end_stopped_untold():
     done, boom, running, pending = (trial("done", Trial.RUNNING, 5), trial("boom", Trial.RUNNING, 1),
                                     trial("running", Trial.RUNNING, 3), trial("pending", Trial.PENDING))
     trials = [before, done, boom, running, pending]
-    w = StopWitness()
-    w.on_step_begin(0, trials)
+    w = StopWitness(ended_before={"before"})  # SavedStudy.ended
     done.set_status(Trial.TERMINATED)
     w.on_trial_complete(1, trials, done)
     boom.set_status(Trial.ERROR)
     w.on_trial_error(2, trials, boom)
-    w.on_step_begin(3, trials)
     for t in (running, pending):  # the budget: TuneController._stop_experiment_if_needed
         t.set_status(Trial.TERMINATED)
     w.on_experiment_end(trials)
