@@ -23,7 +23,7 @@ from typing import Any, Iterator, TextIO
 
 from ray.tune import Callback, CLIReporter
 
-from tuner.outcome import trial_outcome
+from tuner.outcome import INTERRUPTED, Outcome, trial_outcome
 
 REDRAW_S = 0.5
 
@@ -103,13 +103,20 @@ class Progress(Callback):
         self._end(trial, failed=True)
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        for t in trials:  # trials the study's end (its time budget) stopped end without Tune's on_trial_complete
-            if t.trial_id in self.rows and self.rows[t.trial_id].status == "running" and t.last_result:
+        # Trials the fit's end stopped end without Tune's on_trial_complete: a spent time budget's, or Ctrl-C's,
+        # which Ray saved still to run before it stopped them, as the driver tells them apart (its summary too)
+        untold = [t for t in trials if t.trial_id in self.rows and self.rows[t.trial_id].status == "running"
+                  and t.last_result]
+        waiting = left_to_resume(untold[0]) if untold else {}
+        for t in untold:
+            if t.trial_id in waiting:
+                self._end(t, failed=False, outcome=Outcome(INTERRUPTED, waiting[t.trial_id]))
+            else:
                 self._end(t, failed=False, stopped=True)
         self._draw(force=True)
 
-    def _end(self, trial, failed: bool, stopped: bool = False) -> None:
-        outcome = trial_outcome(trial, failed, self.max_epochs, stopped)
+    def _end(self, trial, failed: bool, stopped: bool = False, outcome: Outcome | None = None) -> None:
+        outcome = outcome or trial_outcome(trial, failed, self.max_epochs, stopped)
         row = self._row(trial)
         row.status = outcome.label
         best = f"{self.score} {fmt_score(row.score)}" if math.isfinite(row.score) else "no score"
@@ -147,6 +154,19 @@ class Progress(Callback):
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
         self._drawn, self._last = len(lines), time.monotonic()
+
+
+def left_to_resume(trial) -> dict[str, int]:
+    """{trial id: epoch} of the trials the study's saved state leaves to a resume (tuner.resume.unfinished_trials),
+    read from the storage of `trial`'s study; Ray saved it before it ends the experiment's callbacks."""
+    from tuner.resume import unfinished_trials
+
+    storage = trial.storage
+    try:
+        return unfinished_trials(storage.storage_filesystem, storage.experiment_fs_path)
+    except (OSError, ValueError, KeyError) as e:  # the console's word only: the driver's summary reads it again
+        logging.getLogger(__name__).warning("could not read the study's saved state: %s", e)
+        return {}
 
 
 def quiet() -> None:

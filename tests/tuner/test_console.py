@@ -2,6 +2,8 @@
 
 from types import SimpleNamespace
 
+from ray_trials import ray_trial, state_saved
+
 from tuner.console import Progress, tee
 
 
@@ -30,6 +32,38 @@ def test_each_trial_end_is_one_line_with_its_outcome(capsys):
     assert lines == ["trial a1 completed: best_val_auc_roc 0.9000 (lr_g=0.001)",
                      "trial b2 pruned at epoch 2: best_val_auc_roc 0.9000 (lr_g=0.001)",
                      "trial c3 failed: RuntimeError: boom: best_val_auc_roc 0.9000 (lr_g=0.01, adversarial=none)"]
+
+
+def test_trials_the_fits_end_stopped_end_as_the_saved_state_tells(tmp_path, capsys):
+    """Ctrl-C: Ray saves the study's state with the trials still to run, then stops them; a spent time budget
+    stops them first (saved TERMINATED). Neither is told to the callbacks: the line says which it was."""
+    waiting, stopped, done = (ray_trial(tmp_path, "waiting"), ray_trial(tmp_path, "stopped", "TERMINATED"),
+                              ray_trial(tmp_path, "done", "TERMINATED"))
+    p = Progress("auc_roc", "best_val_auc_roc", max_epochs=6, live=False)
+    for t, epochs in ((waiting, 2), (stopped, 3), (done, 6)):
+        p.on_trial_start(0, [], t)
+        feed(p, t, epochs)
+        t.update_last_result({"epoch": epochs})
+    p.on_trial_complete(0, [], done)
+    state_saved(tmp_path, waiting, stopped, done)
+    p.on_experiment_end([waiting, stopped, done])
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(":")[0] for ln in lines] == [f"trial {done.trial_id} completed",
+                                                 f"trial {waiting.trial_id} interrupted at epoch 2",
+                                                 f"trial {stopped.trial_id} stopped at epoch 3"]
+    assert [p.rows[t.trial_id].status for t in (waiting, stopped, done)] == [
+        "interrupted at epoch 2", "stopped at epoch 3", "completed"]
+
+
+def test_without_a_saved_state_the_fits_end_stopped_them(tmp_path, capsys):
+    """A study stopped before Ray saved its state leaves nothing to a resume."""
+    t = ray_trial(tmp_path, "early")
+    p = Progress("auc_roc", "best_val_auc_roc", max_epochs=6, live=False)
+    p.on_trial_start(0, [], t)
+    feed(p, t, 1)
+    t.update_last_result({"epoch": 1})
+    p.on_experiment_end([t])
+    assert capsys.readouterr().out.startswith(f"trial {t.trial_id} stopped at epoch 1: ")
 
 
 def test_the_table_has_a_row_per_trial_and_is_redrawn_in_place(capsys):

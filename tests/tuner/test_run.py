@@ -334,6 +334,9 @@ def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray
                 optuna.load_study(study_name="c", storage=f"sqlite:///{study_dir.parent / 'optuna.db'}").trials}
 
     waiting = {i for i, t in optuna_trials().items() if t.state == optuna.trial.TrialState.RUNNING}
+    # the console's trial-end lines say so too (they said "stopped at epoch N", as for a spent time budget)
+    said = {ln.split()[1] for ln in out.splitlines() if ln.startswith("trial ") and " interrupted at epoch " in ln}
+    assert said and said <= waiting and " stopped at epoch " not in out, out[-3000:]
     _, runs = trial_runs(uri, "intr")
     assert waiting and {r.data.tags["trial_id"] for r in runs if r.data.tags["status"] == "interrupted"} == waiting
     assert all(r.info.status == "KILLED" for r in runs if r.data.tags["trial_id"] in waiting)
