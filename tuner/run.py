@@ -122,7 +122,7 @@ def trials_table(results, space: SearchSpace, run_ids: dict[str, str], stopped: 
     rows = []
     for r in results:
         last = r.metrics or {}
-        trial_id = last.get("trial_id") or Path(r.path).name
+        trial_id = result_trial_id(r)
         outcome = Outcome(INTERRUPTED, unfinished[trial_id]) if trial_id in (unfinished or {}) else \
             result_outcome(r, space.epochs, trial_id in (stopped or {}))
         compute = compute_seconds(r.metrics_dataframe)
@@ -135,6 +135,20 @@ def trials_table(results, space: SearchSpace, run_ids: dict[str, str], stopped: 
                      "mlflow_run_id": run_ids.get(trial_id), **{f"param:{k}": v for k, v in (r.config or {}).items()}})
     rows.sort(key=lambda row: (math.isnan(row[space.score]), -row[space.score]))
     return rows
+
+
+def result_trial_id(result) -> str:
+    return (result.metrics or {}).get("trial_id") or Path(result.path).name
+
+
+def wall_seconds(df, since: float | None = None) -> float:
+    """A trial's seconds of wall time, as Ray counts them to each report (its time_total_s), or those to the
+    reports from `since` on (a Unix time, where given: a resumed study's session)."""
+    if df is None or df.empty or "time_this_iter_s" not in df:
+        return 0.0
+    if since is not None and "timestamp" in df:
+        df = df[df["timestamp"] >= math.floor(since)]
+    return float(df["time_this_iter_s"].fillna(0).sum())
 
 
 def compute_seconds(df, since: float | None = None) -> float:
@@ -487,8 +501,11 @@ def summarize(plan: Plan, study: Study, results, wall: float, resumed: float | N
     overhead = max(0.0, 1 - here / (wall * slots))
     counts = {s: sum(r["status"] == s for r in rows) for s in (COMPLETED, PRUNED, STOPPED, INTERRUPTED, FAILED)}
     budget = space.tune.time_budget_s
-    for r in rows:  # each trial's share of the study's budget of slot-seconds
-        r["budget_share"] = r["time_s"] / (budget * slots) if budget else math.nan
+    # each trial's share of the budget's slot-seconds: a resumed study's budget counts from the resume, so the
+    # time its trials ran before it is not the budget's
+    spent = {result_trial_id(r): wall_seconds(r.metrics_dataframe, resumed) for r in results} if budget else {}
+    for r in rows:
+        r["budget_share"] = spent[r["trial_id"]] / (budget * slots) if budget else math.nan
     by_budget = f"{counts[STOPPED]} stopped by the time budget, " if counts[STOPPED] else ""
     by_budget += f"{counts[INTERRUPTED]} interrupted, " if counts[INTERRUPTED] else ""
     print(f"\n{len(rows)} trials in {wall:.1f} s: {counts[COMPLETED]} completed, {counts[PRUNED]} pruned, "

@@ -1,5 +1,6 @@
 """The whole search, for real: Ray, Optuna, ASHA, MLflow and the registry on the smoke space."""
 
+import csv
 import json
 import os
 import re
@@ -566,3 +567,52 @@ def test_a_trials_compute_is_that_of_its_reports_from_a_time_on():
     assert compute_seconds(df) == 7.75
     assert compute_seconds(df, 101.7) == 6.25  # reports carry whole seconds: the one of second 101 counts
     assert compute_seconds(df, 104) == 0.0 and compute_seconds(None) == 0.0 and compute_seconds(df[:0]) == 0.0
+
+
+def test_each_trials_budget_share_is_of_the_time_it_ran_within_that_budget(tmp_path, monkeypatch, capsys):
+    """trials.csv's budget_share: a resumed study's budget counts from the resume, so a trial's time before it is
+    not the budget's (every trial's whole time was counted, a trial ended in the first session's too)."""
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    import tuner.run
+    from tuner.space import load_space
+
+    space = load_space(quick_smoke(tmp_path / "space.yaml", "share", tune={"time_budget_s": 30}))
+    monkeypatch.setattr(tuner.run, "optuna_plots", lambda *a: [])
+
+    def result(trial_id, stamps, seconds):
+        df = pd.DataFrame({"timestamp": stamps, "time_this_iter_s": seconds, "epoch": range(1, len(stamps) + 1),
+                           "epoch_s": seconds, "best_val_auc_roc": 0.9})
+        last = {**df.iloc[-1].to_dict(), "trial_id": trial_id, "time_total_s": sum(seconds)}
+        return SimpleNamespace(metrics=last, path=f"/s/train_vgan_{trial_id}", metrics_dataframe=df, error=None,
+                               config={"optim.lr_g": 1e-3})
+
+    results = [result("before", [100, 104], [4.0, 4.0]), result("across", [104, 110, 121], [3.0, 6.0, 12.0]),
+               result("after", [112], [9.0])]
+
+    class Study:
+        def child_runs(self):
+            return []
+
+        def log_artifact(self, path, folder=None):
+            if path.name == "trials.csv":
+                self.rows = {row["trial"].split()[0]: row for row in csv.DictReader(path.open())}
+
+        def log_metrics(self, metrics):
+            pass
+
+        def set_tags(self, tags):
+            pass
+
+    def shares(resumed):
+        study = Study()
+        plan = SimpleNamespace(space=space, storage_url="sqlite://", name="s")
+        tuner.run.summarize(plan, study, results, wall=30.0, resumed=resumed)
+        return {t: float(row["budget_share"]) for t, row in study.rows.items()}
+
+    # 2 slots of 30 s: 60 slot-seconds
+    assert shares(None) == pytest.approx({"before": 8 / 60, "across": 21 / 60, "after": 9 / 60})
+    assert shares(109.5) == pytest.approx({"before": 0.0, "across": 18 / 60, "after": 9 / 60})
+    assert "% of the budget" in capsys.readouterr().out
