@@ -19,12 +19,15 @@ import argparse
 import csv
 import json
 import math
+import signal
 import sys
 import tempfile
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import yaml
 
@@ -101,11 +104,11 @@ class Plan:
         return (f"--space {self.args.space} --name {self.name} --storage {self.storage.uri} "
                 f"--tracking-uri {self.uri}{db}")
 
-    def resume_command(self) -> str:
+    def resume_command(self, num_samples: int | None = None) -> str:
         """The command that goes on with this study where it stands, with this one's options (a time budget given
-        again counts from the resume)."""
+        again counts from the resume), `num_samples` in place of --num-samples where given."""
         a = self.args
-        given = (("--data", a.data), ("--address", a.address), ("--num-samples", a.num_samples),
+        given = (("--data", a.data), ("--address", a.address), ("--num-samples", num_samples or a.num_samples),
                  ("--time-budget", a.time_budget))
         more = "".join(f" {flag} {value}" for flag, value in given if value is not None)
         more += "".join(f" {flag}" for flag, on in (("--no-register", a.no_register), ("--verbose", a.verbose)) if on)
@@ -414,7 +417,7 @@ def _main(argv: Sequence[str] | None) -> None:
         with tee(plan.log):
             interrupted = _run(plan)
         crashed = False
-    except BadInputError:  # refused, with a message that says it all
+    except (BadInputError, KeyboardInterrupt):  # refused, with a message that says it all; or asked to stop
         crashed = False
         raise
     finally:
@@ -425,18 +428,29 @@ def _main(argv: Sequence[str] | None) -> None:
 
 def _run(plan: Plan) -> bool:
     """The study once Ray is up: start, run, reconcile, summarize, register. Returns whether it was
-    interrupted (Ctrl-C: Ray ends the fit in order, its state saved with the trials it stopped still to run)."""
+    interrupted (Ctrl-C: Ray ends the fit in order, its state saved with the trials it stopped still to run).
+    Ctrl-C at any other step ends the study's run KILLED and raises KeyboardInterrupt."""
+    from tuner.tracking import Study, source_tags
+
+    source = source_tags("python -m tuner.run")
+    study = Study.start(plan.uri, plan.space.mlflow.experiment, plan.name,
+                        {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri, **source},
+                        plan.args.resume)
+    try:
+        return _search(plan, study, source)
+    except KeyboardInterrupt:
+        study.finish("KILLED")
+        raise
+
+
+def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     from tuner import flavor
     from tuner.cluster import alive_nodes
     from tuner.resume import unfinished_trials
-    from tuner.tracking import Study, source_tags, ui_link
+    from tuner.tracking import ui_link
     from vgan.models import Generator
 
     space = plan.space
-    source = source_tags("python -m tuner.run")
-    study = Study.start(plan.uri, space.mlflow.experiment, plan.name,
-                        {"space_file": str(Path(plan.args.space).resolve()), "storage": plan.storage.uri, **source},
-                        plan.args.resume)
     code_note = study.resumed_by(source) if plan.args.resume else None
     # The one-off export of the generator's graph (every trial's model reuses it), while the first trials
     # start: their workers are processes of their own, whereas Ray's start and MLflow's schema creation
@@ -451,25 +465,48 @@ def _run(plan: Plan) -> bool:
         if note is not None:
             print(f"note: {note}", flush=True)
     t0, began = time.perf_counter(), time.time()
-    results, ended_untold = run_study(plan, study)
+    with own_sigint():
+        results, ended_untold = run_study(plan, study)
     wall = time.perf_counter() - t0
     # Both a spent time budget and Ctrl-C end trials untold; Ray saves an interrupted fit's state before it stops
     # them, so those are what the saved state leaves to a resume, and the budget's the others
     unfinished = unfinished_trials(*plan.storage.folder(plan.name))
-    stopped = stopped_trials(plan, {k: v for k, v in ended_untold.items() if k not in unfinished})
-    reconcile(plan, study, results, stopped, unfinished)
-    ranked = summarize(plan, study, results, wall, began if plan.args.resume else None, stopped, unfinished)
-    if unfinished:
-        print(f"study {plan.name} interrupted: {len(unfinished)} trial(s) stopped mid-way keep their checkpoints "
-              f"and go on from them, and the search where it stood, with: {plan.resume_command()}; nothing is "
-              "registered until the study ends")
-        study.finish("KILLED")
-    else:
-        if ranked and not plan.args.no_register:
+    interrupted = (f"study {plan.name} interrupted: {len(unfinished)} trial(s) stopped mid-way keep their checkpoints "
+                   f"and go on from them, and the search where it stood, with: {plan.resume_command()}; nothing is "
+                   "registered until the study ends")
+    try:
+        stopped = stopped_trials(plan, {k: v for k, v in ended_untold.items() if k not in unfinished})
+        reconcile(plan, study, results, stopped, unfinished)
+        ranked = summarize(plan, study, results, wall, began if plan.args.resume else None, stopped, unfinished)
+        if not unfinished and ranked and not plan.args.no_register:
             register(plan, study, ranked)
-        study.finish()
+    except KeyboardInterrupt:
+        # the trials are in Ray's storage, ended or left to the resume; what comes after the fit is done again by
+        # a resume, which runs no trial again where none is left and no more are asked for than have begun
+        print("\n" + (interrupted if unfinished else
+                      f"study {plan.name} interrupted after its trials ended, before its summary and registration "
+                      f"were done; nothing is lost: finish them (no trial runs again) with: "
+                      f"{plan.resume_command(num_samples=len(results))}"), flush=True)
+        raise
+    if unfinished:
+        print(interrupted)
+    study.finish("KILLED" if unfinished else "FINISHED")
     print(f"the trials in MLflow's UI: {browse}")
     return bool(unfinished)
+
+
+@contextmanager
+def own_sigint() -> Iterator[None]:
+    """Tune's fit takes Ctrl-C for itself (it ends the fit in order) and gives it back only once it was pressed: after
+    a fit that ended on its own, a Ctrl-C during the summary or registration only asked an ended fit to stop, and
+    was lost. SIGINT goes back to what it was before the fit, whatever the fit did."""
+    main = threading.current_thread() is threading.main_thread()  # where signal handlers can be set at all
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, handler)
 
 
 def stopped_trials(plan: Plan, new: Mapping[str, int]) -> dict[str, int]:

@@ -345,10 +345,32 @@ def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray
         (folder,) = study_dir.glob(f"train_vgan_{trial_id}_*")
         assert list(folder.glob("checkpoint_*")), trial_id
 
-    done = subprocess.run([sys.executable, "-m", *shlex.split(resume)[2:]], cwd=tmp_path, env=env,
+    # The printed command, Ctrl-C'd as it begins to register the champion: Tune's handler, left in place after a
+    # fit that ended on its own, took it for a stop of the ended fit, and the Ctrl-C was lost
+    ctrl_c = ("import os, signal, sys, time, tuner.run as run\n"
+              "real = run.register\n"
+              "def register(*args):\n"
+              "    os.kill(os.getpid(), signal.SIGINT)\n"
+              "    time.sleep(10)\n"
+              "    return real(*args)\n"
+              "run.register = register\n"
+              f"sys.exit(run.main({shlex.split(resume)[3:]!r}))")
+    cut = subprocess.run([sys.executable, "-c", ctrl_c], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=900)
+    assert cut.returncode == 130 and "registered intr version" not in cut.stdout, cut.stdout[-3000:] + cut.stderr
+    assert "Ray's own logs" not in cut.stderr  # a Ctrl-C is no crash
+    (line,) = [ln for ln in cut.stdout.splitlines() if ln.startswith("study c interrupted after its trials ended")]
+    finish = line.split(" with: ", 1)[1]
+    assert finish.endswith(" --num-samples 4 --resume"), finish
+    client, _ = trial_runs(uri, "intr")
+    (parent,) = client.search_runs([client.get_experiment_by_name("intr").experiment_id], "tags.kind = 'study'")
+    assert parent.info.status == "KILLED"
+
+    done = subprocess.run([sys.executable, "-m", *shlex.split(finish)[2:]], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " 0 failed;" in done.stdout and "registered intr version 1" in done.stdout
+    assert not re.search(r"^trial \w+ ", done.stdout, re.M), done.stdout  # no trial ran again
     trials = optuna_trials()
     assert len(trials) == 4 and all(t.state.is_finished() for t in trials.values())
     assert {t.state for i, t in trials.items() if i in waiting} <= {optuna.trial.TrialState.COMPLETE,
