@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -150,7 +151,16 @@ def _main(argv: Sequence[str] | None) -> None:
     for n in (changed, note):
         if n is not None:
             print(f"note: {n}", flush=True)
-    train_into(trainer, out, progress=not args.quiet and sys.stderr.isatty())
+    began = time.time()
+    try:
+        train_into(trainer, out, progress=not args.quiet and sys.stderr.isatty())
+    except KeyboardInterrupt:
+        # a checkpoint's config holds the data root, the epochs and the device, and its run folder is this one
+        last = out / "checkpoints" / "last.pt"
+        saved = last if last.is_file() and last.stat().st_mtime >= began else args.resume  # not an earlier run's
+        go_on = f"go on from the last epoch saved with: python -m vgan.train --resume {shlex.quote(str(saved))}"
+        print("\n" + (go_on if saved else "no epoch was finished: nothing to resume"), file=sys.stderr, flush=True)
+        raise
 
 
 def main(argv: Sequence[str] | None = None) -> int:

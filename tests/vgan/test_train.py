@@ -1,4 +1,7 @@
 import json
+import os
+import shutil
+import time
 
 import pytest
 import torch
@@ -53,6 +56,44 @@ def test_a_run_resumed_by_other_code_says_so_and_its_checkpoints_keep_what_came_
     assert evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "eval")]) == 0
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert scored["code"] == code_record() and scored["earlier_code"] == [{"code": other, "until_epoch": 2}]
+
+
+def test_ctrl_c_says_how_to_go_on_and_that_command_finishes_the_run(tiny_config_file, tmp_path, capsys, monkeypatch):
+    import shlex
+
+    from vgan.trainer import Trainer
+
+    run_epoch = Trainer.run_epoch
+
+    def ctrl_c_in_epoch_3(self, progress=False):
+        if self.epoch == 2:
+            raise KeyboardInterrupt
+        return run_epoch(self, progress)
+
+    out = tmp_path / "my runs" / "r"
+    monkeypatch.setattr(Trainer, "run_epoch", ctrl_c_in_epoch_3)
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "4", "--quiet"]) == 130
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "vgan.train: interrupted"
+    (line,) = [ln for ln in err if ln.startswith("go on from the last epoch saved with: ")]
+    monkeypatch.setattr(Trainer, "run_epoch", run_epoch)
+    command = shlex.split(line.split(": ", 1)[1])
+    assert command[:3] == ["python", "-m", "vgan.train"] and main(command[3:] + ["--quiet"]) == 0
+    epochs = [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2, 3, 4]  # the --epochs it was given, in the same folder
+
+    # interrupted in its first epoch, in a folder an earlier run left its last.pt in: that is not this run's
+    early = tmp_path / "early" / "checkpoints"
+    early.mkdir(parents=True)
+    shutil.copy(out / "checkpoints" / "last.pt", early)
+    os.utime(early / "last.pt", (time.time() - 60, time.time() - 60))
+    monkeypatch.setattr(Trainer, "run_epoch", lambda self, progress=False: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["--config", str(tiny_config_file), "--out", str(early.parent), "--quiet"]) == 130
+    assert "no epoch was finished: nothing to resume" in capsys.readouterr().err
+    # ... and where it was resumed, what it was resumed from
+    assert main(["--resume", str(early / "last.pt"), "--epochs", "9", "--quiet"]) == 130
+    assert capsys.readouterr().err.splitlines()[-2] == \
+        f"go on from the last epoch saved with: python -m vgan.train --resume {shlex.quote(str(early / 'last.pt'))}"
 
 
 def test_resume_from_an_earlier_checkpoint_drops_later_history(tiny_config_file, tmp_path):
