@@ -27,9 +27,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -187,7 +188,7 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
                 f"tta {tta}; masks {masks if masks is not None else 'estimated'}")
     members = [replace(m, model=with_tta(m.model, tta)) for m in members]
     earlier = earlier or {}
-    with BatchReport(out, title) as report:
+    with BatchReport(out, title) as report, said_on_ctrl_c(report, len(sources)):
         for source in tqdm(sources, desc="segmenting", unit="image", disable=not progress or None, leave=False):
             row = {"name": source.name, "input": str(source.path), "model": model, "settings": settings}
             try:
@@ -207,6 +208,17 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
             report.add(row)
         s.seconds = time.perf_counter() - t0
     return s
+
+
+@contextmanager
+def said_on_ctrl_c(report: BatchReport, total: int) -> Iterator[None]:
+    """Ctrl-C during a batch: what it keeps and how to go on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"\ninterrupted after {len(report.rows)} of {total} image(s): their maps and report.csv rows are kept; "
+              "the same command with --continue does the rest", file=sys.stderr, flush=True)
+        raise
 
 
 def _segment_one(members: Sequence[Member], source: Source, data: bytes, out: Path, threshold: float,

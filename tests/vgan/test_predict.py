@@ -330,6 +330,31 @@ def test_a_cameras_dicom_archive_gets_the_maps_of_the_photographs_it_holds(photo
         assert np.array_equal(np.asarray(Image.open(out / "probabilities" / "p01" / f"{name}.png")), want)
 
 
+def test_ctrl_c_keeps_the_images_done_and_says_how_to_go_on(clinic, checkpoint, tmp_path, capsys, monkeypatch):
+    import vgan.predict
+
+    segment_one = vgan.predict._segment_one
+
+    def ctrl_c_at_the_third(members, source, *args):
+        if source.name == "p02/OD":
+            raise KeyboardInterrupt
+        return segment_one(members, source, *args)
+
+    out = tmp_path / "out"
+    argv = ["--checkpoint", str(checkpoint), "--input", str(clinic), "--recursive", "--out", str(out)]
+    monkeypatch.setattr(vgan.predict, "_segment_one", ctrl_c_at_the_third)
+    assert main(argv) == 130
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        "interrupted after 2 of 4 image(s): their maps and report.csv rows are kept; the same command with --continue "
+        "does the rest", "vgan.predict: interrupted"]
+    assert list(_report(out)) == ["p01/OD", "p01/OS"] and not (out / "index.html").exists()
+    monkeypatch.setattr(vgan.predict, "_segment_one", segment_one)
+    assert main(argv + ["--continue"]) == 0
+    said = capsys.readouterr().out
+    assert "2 image(s) segmented" in said and "2 kept as an earlier run made them (--continue)" in said
+    assert len(_index_images(out)) == 4
+
+
 def test_a_batch_continued_keeps_only_the_maps_that_still_stand(clinic, checkpoint, tmp_path, capsys):
     """--continue after a run: maps of the same file, the same bytes, by the same weights and settings are kept
     (their files untouched), whatever the file's time stamp; a photograph replaced by another (its old time stamp
