@@ -346,8 +346,10 @@ def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray
         assert list(folder.glob("checkpoint_*")), trial_id
 
     # The printed command, Ctrl-C'd as it begins to register the champion: Tune's handler, left in place after a
-    # fit that ended on its own, took it for a stop of the ended fit, and the Ctrl-C was lost
+    # fit that ended on its own, took it for a stop of the ended fit, and the Ctrl-C was lost. (Run as a terminal
+    # runs a command: a process started in the background of a script inherits SIGINT ignored, and keeps it so.)
     ctrl_c = ("import os, signal, sys, time, tuner.run as run\n"
+              "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
               "real = run.register\n"
               "def register(*args):\n"
               "    os.kill(os.getpid(), signal.SIGINT)\n"
