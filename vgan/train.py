@@ -155,11 +155,15 @@ def _main(argv: Sequence[str] | None) -> None:
     try:
         train_into(trainer, out, progress=not args.quiet and sys.stderr.isatty())
     except KeyboardInterrupt:
-        # a checkpoint's config holds the data root, the epochs and the device, and its run folder is this one
         last = out / "checkpoints" / "last.pt"
-        saved = last if last.is_file() and last.stat().st_mtime >= began else args.resume  # not an earlier run's
-        go_on = f"go on from the last epoch saved with: python -m vgan.train --resume {shlex.quote(str(saved))}"
-        print("\n" + (go_on if saved else "no epoch was finished: nothing to resume"), file=sys.stderr, flush=True)
+        if last.is_file() and last.stat().st_mtime >= began:  # this run's, not one an earlier run left there
+            # its config holds the data root, the epochs and the device, and its run folder is this one
+            say = f"go on from the last epoch saved with: python -m vgan.train --resume {shlex.quote(str(last))}"
+        elif args.resume:
+            say = f"no epoch was finished: the same command goes on from {args.resume} again"
+        else:
+            say = "no epoch was finished: nothing to resume"
+        print(f"\n{say}", file=sys.stderr, flush=True)
         raise
 
 

@@ -90,10 +90,10 @@ def test_ctrl_c_says_how_to_go_on_and_that_command_finishes_the_run(tiny_config_
     monkeypatch.setattr(Trainer, "run_epoch", lambda self, progress=False: (_ for _ in ()).throw(KeyboardInterrupt))
     assert main(["--config", str(tiny_config_file), "--out", str(early.parent), "--quiet"]) == 130
     assert "no epoch was finished: nothing to resume" in capsys.readouterr().err
-    # ... and where it was resumed, what it was resumed from
+    # ... and where it was resumed (--epochs 9: more than the checkpoint's config says), the same command again
     assert main(["--resume", str(early / "last.pt"), "--epochs", "9", "--quiet"]) == 130
     assert capsys.readouterr().err.splitlines()[-2] == \
-        f"go on from the last epoch saved with: python -m vgan.train --resume {shlex.quote(str(early / 'last.pt'))}"
+        f"no epoch was finished: the same command goes on from {early / 'last.pt'} again"
 
 
 def test_resume_from_an_earlier_checkpoint_drops_later_history(tiny_config_file, tmp_path):
