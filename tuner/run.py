@@ -512,8 +512,10 @@ def own_sigint() -> Iterator[None]:
 def stopped_trials(plan: Plan, new: Mapping[str, int]) -> dict[str, int]:
     """{trial id: epoch} of every trial the study's time budget stopped, this session's (`new`) and earlier
     sessions' (its STOPPED_FILE, which `new` joins): what their outcomes are decided by, here and in
-    tuner.replay."""
+    tuner.replay. A trial that had reported its last epoch had completed: the budget ended it before Tune told of
+    its end, and it is not kept."""
     kept = json.loads(plan.storage.read_text(plan.name, STOPPED_FILE) or "{}")
+    new = {trial_id: epoch for trial_id, epoch in new.items() if epoch < plan.space.epochs}
     if new:
         kept.update(new)
         plan.storage.write_text(plan.name, STOPPED_FILE, json.dumps(kept, indent=1) + "\n")

@@ -640,3 +640,21 @@ def test_each_trials_budget_share_is_of_the_time_it_ran_within_that_budget(tmp_p
     assert shares(None) == pytest.approx({"before": 8 / 60, "across": 21 / 60, "after": 9 / 60})
     assert shares(109.5) == pytest.approx({"before": 0.0, "across": 18 / 60, "after": 9 / 60})
     assert "% of the budget" in capsys.readouterr().out
+
+
+def test_the_trials_the_budget_stopped_are_kept_across_sessions_but_not_those_at_their_last_epoch(tmp_path):
+    """A trial can report its last epoch and be ended by the spent budget before Tune tells of its end: it completed
+    (CI once saw it, and the study's runs said completed where stopped.json said stopped)."""
+    from types import SimpleNamespace
+
+    from tuner.run import stopped_trials
+    from tuner.space import load_space
+    from tuner.storage import STOPPED_FILE, parse_storage
+
+    space = load_space(quick_smoke(tmp_path / "space.yaml", train={"epochs": 2}))
+    plan = SimpleNamespace(space=space, storage=parse_storage(str(tmp_path / "ray")), name="s")
+    (tmp_path / "ray" / "s").mkdir(parents=True)
+    assert stopped_trials(plan, {"a": 1, "b": 0, "c": 2}) == {"a": 1, "b": 0}
+    assert stopped_trials(plan, {"d": 1}) == {"a": 1, "b": 0, "d": 1}  # a later session joins them
+    assert json.loads((tmp_path / "ray" / "s" / STOPPED_FILE).read_text()) == {"a": 1, "b": 0, "d": 1}
+    assert stopped_trials(plan, {}) == {"a": 1, "b": 0, "d": 1}
