@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -51,6 +52,15 @@ def _need(path: Path) -> Path:
     if not path.exists():
         pytest.fail(f"{path} is missing: the tests need the shared datasets (set VGAN_SHARED_DATA)")
     return path
+
+
+@pytest.fixture(scope="module")
+def ray_tmpdir():
+    """Where a module's studies start Ray (RAY_TMPDIR): short, as Ray's socket paths must be, and removed after
+    the module with what Ray left there (a study that fails keeps its Ray session's logs, and names them)."""
+    folder = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -22,13 +22,13 @@ def space_file(path, window_s):
 
 
 @contextmanager
-def study_until_trials_log(work, uri, window_s):
+def study_until_trials_log(work, uri, window_s, ray_tmpdir):
     """The study, started and past its trials' first epoch; killed on the way out if still running."""
     log = (work / "study.log").open("w")
     argv = [sys.executable, "-m", "tuner.run", "--space", str(space_file(work / "space.yaml", window_s)),
             "--name", "outage", "--storage", str(work / "ray"), "--tracking-uri", uri, "--no-register"]
-    study = subprocess.Popen(argv, cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log,
-                             stderr=subprocess.STDOUT)
+    study = subprocess.Popen(argv, cwd=work, env={**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)},
+                             stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_epochs(uri, study)
         yield study
@@ -62,9 +62,9 @@ def assert_nothing_lost(uri):
         assert r.data.tags["best_model_uri"].startswith("models:/")
 
 
-def test_a_short_outage_is_waited_out(tmp_path, capsys):
+def test_a_short_outage_is_waited_out(tmp_path, capsys, ray_tmpdir):
     with mlflow_server(tmp_path / "mlflow") as server:
-        with study_until_trials_log(tmp_path, server.uri, window_s=120) as study:
+        with study_until_trials_log(tmp_path, server.uri, window_s=120, ray_tmpdir=ray_tmpdir) as study:
             server.stop()
             down = time.perf_counter()
             # down until the driver has had something to log and found the server gone, 5 s at least (trials train
@@ -83,13 +83,15 @@ def test_a_short_outage_is_waited_out(tmp_path, capsys):
             print(f"\nMLflow server down {back:.1f} s mid-study: nothing lost, no epoch re-run")
 
 
-def test_a_long_outage_ends_with_a_replay_command(tmp_path, capsys):
+def test_a_long_outage_ends_with_a_replay_command(tmp_path, capsys, ray_tmpdir):
     with mlflow_server(tmp_path / "mlflow") as server:
-        with study_until_trials_log(tmp_path, server.uri, window_s=3) as study:
+        with study_until_trials_log(tmp_path, server.uri, window_s=3, ray_tmpdir=ray_tmpdir) as study:
             server.stop()
             code = study.wait(timeout=900)
         log = (tmp_path / "study.log").read_text()
         assert code == 1, log[-3000:]
+        kept = re.search(r"^Ray's own logs of this study: (.*)$", log, re.M).group(1)  # a failed study keeps them
+        assert kept.startswith(f"{ray_tmpdir}/") and os.path.isdir(kept), log[-3000:]
         command = re.search(r"run: (python -m tuner\.replay .*)$", log, re.M).group(1)
         server.restart()
         t0 = time.perf_counter()

@@ -4,10 +4,8 @@ import csv
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,14 +20,6 @@ from tuner.tracking import use_tracking_uri
 from vgan.provenance import code_version
 
 pytestmark = ONE_STUDY_AT_A_TIME
-
-
-@pytest.fixture(scope="module")
-def ray_tmpdir():
-    """Where the module's studies start Ray (RAY_TMPDIR): short, as Ray's socket paths must be."""
-    folder = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
