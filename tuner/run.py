@@ -144,24 +144,24 @@ def result_trial_id(result) -> str:
     return (result.metrics or {}).get("trial_id") or Path(result.path).name
 
 
-def wall_seconds(df, since: float | None = None) -> float:
-    """A trial's seconds of wall time, as Ray counts them to each report (its time_total_s), or those to the
-    reports from `since` on (a Unix time, where given: a resumed study's session)."""
-    if df is None or df.empty or "time_this_iter_s" not in df:
-        return 0.0
-    if since is not None and "timestamp" in df:
-        df = df[df["timestamp"] >= math.floor(since)]
-    return float(df["time_this_iter_s"].fillna(0).sum())
-
-
-def compute_seconds(df, since: float | None = None) -> float:
-    """A trial's training and validation seconds, from its reports (those of epochs reported from `since` on,
-    a Unix time, where given); 0 for a trial without reports."""
+def report_seconds(df, keys: Sequence[str], since: float | None = None) -> float:
+    """The sum of a trial's reported `keys` (seconds), over its reports from `since` on (a Unix time, where given: a
+    resumed study's session); 0 for a trial without reports."""
     if df is None or df.empty:
         return 0.0
     if since is not None and "timestamp" in df:
         df = df[df["timestamp"] >= math.floor(since)]  # Ray's report times are whole seconds
-    return float(sum(df[k].fillna(0).sum() for k in ("epoch_s", "val_s") if k in df))
+    return float(sum(df[k].fillna(0).sum() for k in keys if k in df))
+
+
+def wall_seconds(df, since: float | None = None) -> float:
+    """A trial's wall time as Ray counts it to each report (their sum is its time_total_s)."""
+    return report_seconds(df, ("time_this_iter_s",), since)
+
+
+def compute_seconds(df, since: float | None = None) -> float:
+    """A trial's training and validation seconds."""
+    return report_seconds(df, ("epoch_s", "val_s"), since)
 
 
 def parse_duration(text: str, where: str) -> float:
