@@ -341,7 +341,7 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
         witness = StopWitness(saved.ended)
         tuner = restore_tuner(plan.space, plan.storage.study(plan.name), saved, witness)
         try:
-            return tuner.fit(), witness.stopped
+            return witness.own_results(tuner.fit()), witness.stopped
         finally:
             remove_stand_ins(fs, stand_ins)
     else:
@@ -357,7 +357,7 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
         witness = StopWitness()
         tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
                             witness, plan.args.verbose)
-    return tuner.fit(), witness.stopped
+    return witness.own_results(tuner.fit()), witness.stopped
 
 
 def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int],

@@ -207,16 +207,17 @@ def seed_rungs(scheduler: ASHAScheduler, score: str, reports: dict[str, list[dic
 
 
 class StopWitness(tune.Callback):
-    """Which trials the fit's end stopped: Tune stops them without telling its callbacks, the searcher or the
-    scheduler (TuneController._stop_experiment_if_needed, and cleanup after an interrupt), where a trial that
-    completes, is pruned or fails is told to each (stop_trial, on_trial_error). Read `stopped` after fit:
-    {trial id: its last reported epoch} of the trials TERMINATED untold, but those of `ended_before` (a restored
-    study's trials it will not run again: SavedStudy.ended)."""
+    """Which trials the fit's end stopped, and whose each result is (own_results). Tune stops them without telling
+    its callbacks, the searcher or the scheduler (TuneController._stop_experiment_if_needed, and cleanup after an
+    interrupt), where a trial that completes, is pruned or fails is told to each (stop_trial, on_trial_error). Read
+    `stopped` after fit: {trial id: its last reported epoch} of the trials TERMINATED untold, but those of
+    `ended_before` (a restored study's trials it will not run again: SavedStudy.ended)."""
 
     def __init__(self, ended_before: set[str] = frozenset()):
         self.ended_before = set(ended_before)
         self.stopped: dict[str, int] = {}
         self._told: set[str] = set()
+        self._trials: dict[str, tuple[str, dict]] = {}  # trial path: (id, config), as the fit's end saw them
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._told.add(trial.trial_id)
@@ -227,6 +228,23 @@ class StopWitness(tune.Callback):
     def on_experiment_end(self, trials: list, **info) -> None:
         self.stopped = {t.trial_id: int((t.last_result or {}).get("epoch", 0) or 0) for t in trials
                         if t.status == Trial.TERMINATED and t.trial_id not in self._told | self.ended_before}
+        self._trials = {t.path: (t.trial_id, t.config) for t in trials}
+
+    def own_results(self, results):
+        """Tune's ResultGrid of the fit, each result's metrics the trial's own. Those of a trial that never reported
+        are its actor's auto-filled ones, asked for as Tune hands it the actor; an actor reused from an ended trial
+        answers before its reset, with that trial's id, time and config (TuneController._maybe_reuse_cached_actor,
+        ray 2.60): a trial the fit's end stopped in that moment was taken for the ended one (a second row of it in
+        the summary, no run of its own: CI met it). Such a trial's metrics become its id and config; a trial that
+        never reported and got no actor gets its config, as MLflow's run and trials.csv show it."""
+        for r in results:
+            if r.path not in self._trials:
+                continue
+            trial_id, config = self._trials[r.path]
+            if (r.metrics or {}).get("trial_id") != trial_id:
+                r.metrics = {"trial_id": trial_id}
+            r.metrics.setdefault("config", config)
+        return results
 
 
 def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy, witness: StopWitness) -> tune.Tuner:

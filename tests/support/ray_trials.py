@@ -16,9 +16,10 @@ FS = pyarrow.fs.LocalFileSystem()
 KEEP = 2  # the trials' num_to_keep: tune.checkpoint_keep's default (tuner.space)
 
 
-def ray_trial(root, name, status="RUNNING"):
+def ray_trial(root, name, status="RUNNING", config=None, trial_id=None):
     storage = StorageContext(storage_path=str(root), experiment_dir_name="exp", trial_dir_name=name)
-    trial = Trial("train_vgan", stub=True, storage=storage, checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP),
+    trial = Trial("train_vgan", config=config or {}, trial_id=trial_id, stub=True, storage=storage,
+                  checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP),
                   placement_group_factory=tune.PlacementGroupFactory([{"CPU": 1}]))
     trial.create_placement_group_factory()  # as TuneController.add_trial does
     trial.set_status(status)

@@ -127,6 +127,44 @@ def test_pbt_mutates_what_a_running_trial_can_change_within_the_space(tmp_path):
     assert clipped == {"optim.lr_g": 3.0e-2, "loss.adv_weight": 0.0, "loss.adversarial": "vanilla"}
 
 
+
+def test_each_result_is_its_trials_own_whatever_actor_it_was_handed(tmp_path):
+    """Tune hands a pending trial an actor another trial ended on and asks it for its auto-filled metrics before
+    resetting it (TuneController._maybe_reuse_cached_actor); a trial the fit's end stopped in that moment never
+    reported, and Ray's result of it was the ended trial's (its id, config and time): the summary named the ended
+    trial twice, the stopped one had no run (CI, in a resumed study). Each result is its trial's own."""
+    from ray.tune import ResultGrid
+    from ray.tune.analysis import ExperimentAnalysis
+    from ray.tune.experiment import Trial
+    from ray_trials import FS, ray_trial, state_saved
+
+    from tuner.run import result_trial_id, trials_table
+
+    space = load_space(REPO / "search_spaces" / "smoke.yaml")
+    ended, reused, waiting = (ray_trial(tmp_path, name, Trial.TERMINATED, {"optim.lr_g": lr})
+                              for name, lr in (("ended", 1e-3), ("reused", 2e-3), ("waiting", 3e-3)))
+    ended.run_metadata.last_result = {"trial_id": ended.trial_id, "config": ended.config, "epoch": space.epochs,
+                                      space.score: 0.9, "time_total_s": 7.0}
+    # what Trial.set_ray_actor asked the cached actor for, before its reset to `reused`
+    reused._default_result_or_future = {"trial_id": ended.trial_id, "config": ended.config, "time_total_s": 7.0}
+    trials = [ended, reused, waiting]
+    w = StopWitness()
+    w.on_trial_complete(1, trials, ended)
+    w.on_experiment_end(trials)  # the budget stopped the other two before their first report
+    assert w.stopped == {reused.trial_id: 0, waiting.trial_id: 0}
+    state_saved(tmp_path, *trials)  # as tune.run leaves it, before it hands the fit's trials to its ResultGrid
+    grid = ResultGrid(ExperimentAnalysis(str(tmp_path / "exp"), storage_filesystem=FS, trials=trials))
+    assert [result_trial_id(r) for r in grid] == [ended.trial_id, ended.trial_id, waiting.trial_id]  # Ray's word
+
+    results = w.own_results(grid)
+    assert [result_trial_id(r) for r in results] == [t.trial_id for t in trials]
+    assert [r.config for r in results] == [t.config for t in trials]  # what MLflow's run of each shows
+    assert results[0].metrics[space.score] == 0.9 and "time_total_s" not in results[1].metrics
+    rows = trials_table(results, space, {}, stopped=w.stopped)
+    assert [(row["trial_id"], row["outcome"], row["param:optim.lr_g"], row["time_s"]) for row in rows] == [
+        (ended.trial_id, "completed", 1e-3, 7.0), (reused.trial_id, "stopped at epoch 0", 2e-3, 0.0),
+        (waiting.trial_id, "stopped at epoch 0", 3e-3, 0.0)]
+
 def exploited(root, cloned=True, saving=False):
     """Trial t: checkpoints 0-2 registered, 3 reported with the result on which PBT paused it (never
     registered); Ray's latest checkpoint of it made the donor's, as PBT's exploit does."""
@@ -238,11 +276,12 @@ def test_the_trials_an_interrupted_study_leaves_to_its_resume_stay_running_in_op
     assert t[1].state == optuna.trial.TrialState.PRUNED
 
 
-def test_the_witness_names_the_trials_the_end_stopped_untold():
+def test_the_witness_names_the_trials_the_end_stopped_untold(tmp_path):
     from ray.tune.experiment import Trial
+    from ray_trials import ray_trial
 
     def trial(trial_id, status, epoch=None):
-        t = Trial("train_vgan", config={}, stub=True, trial_id=trial_id)
+        t = ray_trial(tmp_path, trial_id, trial_id=trial_id)
         if epoch is not None:
             t.run_metadata.last_result = {"epoch": epoch}
         t.set_status(status)
