@@ -187,7 +187,7 @@ def test_short_real_training_on_drive_beats_the_untrained_model(drive_root):
         "model": {"base_width": 8, "depth": 3, "disc_width": 8},
         "loss": {"adversarial": "vanilla", "n_critic": 1},
         "optim": {"lr_g": 2e-3, "lr_d": 2e-4, "betas_g": [0.5, 0.999], "betas_d": [0.5, 0.999]},
-        "train": {"epochs": 8, "batch_size": 8, "steps_per_epoch": 15, "eval_batch_size": 4, "threads": 2},
+        "train": {"epochs": 8, "batch_size": 8, "steps_per_epoch": 15, "eval_batch_size": 4},
     })
     train, val = load_train_val(cfg.data)
     t = Trainer(cfg, train, val, CPU)
