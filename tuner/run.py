@@ -22,12 +22,10 @@ import math
 import signal
 import sys
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import yaml
 
@@ -45,7 +43,7 @@ from tuner.storage import (
     study_db_url,
     study_name_from,
 )
-from vgan.cli import run_cli, writable_folder
+from vgan.cli import handler_kept, run_cli, writable_folder
 from vgan.errors import BadInputError, ConfigError, VganError
 
 # Ray, MLflow and torch are imported where a step needs them, after the arguments are read: `--help`
@@ -410,7 +408,8 @@ def _main(argv: Sequence[str] | None) -> None:
 
     if not plan.args.verbose:
         quiet()
-    session = start_ray(plan.args.address, plan.args.verbose)
+    with handler_kept(signal.SIGTERM):  # run_cli's: SIGTERM stops the study as Ctrl-C does
+        session = start_ray(plan.args.address, plan.args.verbose)
     crashed, interrupted = True, False
     try:
         check_cluster(plan)
@@ -465,7 +464,7 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
         if note is not None:
             print(f"note: {note}", flush=True)
     t0, began = time.perf_counter(), time.time()
-    with own_sigint():
+    with handler_kept(signal.SIGINT):  # Tune keeps its own after a fit that ended on its own: a Ctrl-C after was lost
         results, ended_untold = run_study(plan, study)
     wall = time.perf_counter() - t0
     # Both a spent time budget and Ctrl-C end trials untold; Ray saves an interrupted fit's state before it stops
@@ -493,20 +492,6 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     study.finish("KILLED" if unfinished else "FINISHED")
     print(f"the trials in MLflow's UI: {browse}")
     return bool(unfinished)
-
-
-@contextmanager
-def own_sigint() -> Iterator[None]:
-    """Tune's fit takes Ctrl-C for itself (it ends the fit in order) and gives it back only once it was pressed: after
-    a fit that ended on its own, a Ctrl-C during the summary or registration only asked an ended fit to stop, and
-    was lost. SIGINT goes back to what it was before the fit, whatever the fit did."""
-    main = threading.current_thread() is threading.main_thread()  # where signal handlers can be set at all
-    handler = signal.getsignal(signal.SIGINT) if main else None
-    try:
-        yield
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, handler)
 
 
 def stopped_trials(plan: Plan, new: Mapping[str, int]) -> dict[str, int]:

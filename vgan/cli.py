@@ -3,10 +3,13 @@ file or key, nothing started); 1 a failure at run time."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from vgan.errors import BadInputError, ConfigError, VganError
 
@@ -31,16 +34,61 @@ def check_threshold(threshold: float) -> None:
         raise ConfigError(f"--threshold {threshold}: must lie strictly between 0 and 1")
 
 
-def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None, prog: str) -> int:
+@contextmanager
+def sigterm_as_ctrl_c() -> Iterator[list[int]]:
+    """SIGTERM (a scheduler's stop: Slurm's scancel, time limit or preemption; Kubernetes deleting a pod; `kill`) stops
+    the command as Ctrl-C does, in order and saying how to go on, where it ended it at once. The handler passes it
+    to SIGINT's (Python's raises KeyboardInterrupt; Ray Tune's ends its fit in order) or, where SIGINT is ignored
+    (a command started in the background), raises KeyboardInterrupt. Yields a list that holds the signal once it
+    came. Only the main thread can set handlers: elsewhere, nothing changes."""
+    received: list[int] = []
+
+    def handler(signum: int, frame) -> None:
+        received.append(signum)
+        on_int = signal.getsignal(signal.SIGINT)
+        if callable(on_int):
+            on_int(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        main(argv)
-    except BadInputError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-    except VganError as e:
-        print(f"{prog}: failed: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+        yield received
+    finally:  # (None: a handler set outside Python, which Python cannot put back)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+@contextmanager
+def handler_kept(signum: int) -> Iterator[None]:
+    """What handles `signum` after the block is what handled it before, whatever the block set (`ray.init` sets
+    SIGTERM's to exit at once, its core worker a native one that prints a stack and aborts; Tune's fit sets SIGINT's
+    and gives it back only once it was pressed). In the main thread, where handlers can be set at all."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signum) if main else None
+    try:
+        yield
+    finally:
+        if handler is not None:  # (None: set outside Python, which Python cannot put back)
+            signal.signal(signum, handler)
+
+
+def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None, prog: str) -> int:
+    with sigterm_as_ctrl_c() as terminated:
+        try:
+            main(argv)
+        except BadInputError as e:
+            print(f"{prog}: error: {e}", file=sys.stderr)
+            return 2
+        except VganError as e:
+            print(f"{prog}: failed: {e}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            if terminated:
+                print(f"{prog}: stopped by SIGTERM", file=sys.stderr)
+                return 128 + signal.SIGTERM
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
     return 0

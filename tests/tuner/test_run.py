@@ -292,7 +292,8 @@ def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray
     """Ctrl-C (SIGINT to the terminal's process group) as the first epoch is reported: Ray saves the study's
     state with the running trials still to run, then stops them. The study ended them as pruned before, and
     deleted their checkpoints, so its resume failed them ("Could not recover from checkpoint as it does not exist
-    on storage anymore") and Optuna kept them pruned. Now they wait, and go on with the command it prints."""
+    on storage anymore") and Optuna kept them pruned. Now they wait, and go on with the command it prints; so
+    they do after a SIGTERM, and after a Ctrl-C once the trials have ended."""
     import shlex
     import signal
 
@@ -334,6 +335,23 @@ def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray
     for trial_id in waiting:  # their checkpoints are kept for the resume
         (folder,) = study_dir.glob(f"train_vgan_{trial_id}_*")
         assert list(folder.glob("checkpoint_*")), trial_id
+
+    # The printed command, stopped by SIGTERM to the driver alone (a scheduler's stop, Kubernetes deleting its pod,
+    # `kill`) as the resumed trials report their next epoch: Ray's handlers ended it at once before (a native stack
+    # and an abort), losing the trials begun since Ray last saved the study. It stops in order, as Ctrl-C does.
+    reported = {f: f.stat().st_size for f in study_dir.glob("train_vgan_*/result.json")}
+    proc = subprocess.Popen([sys.executable, "-m", *shlex.split(resume)[2:]], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not any(f.stat().st_size > reported.get(f, 0) for f in study_dir.glob("train_vgan_*/result.json")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no epoch was reported"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGTERM)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 143 and "tuner.run: stopped by SIGTERM" in out, out[-3000:]
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("study c interrupted: ")]
+    assert line.split(" with: ", 1)[1].split(";", 1)[0] == resume
+    assert "left running by an earlier driver" not in out and "SIGTERM received" not in out
 
     # The printed command, Ctrl-C'd as it begins to register the champion: Tune's handler, left in place after a
     # fit that ended on its own, took it for a stop of the ended fit, and the Ctrl-C was lost. (Run as a terminal

@@ -1,10 +1,13 @@
 """The contract every CLI shares: exit statuses, and outputs checked before any work starts."""
 
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
-from vgan.cli import run_cli, writable_folder
+from vgan.cli import handler_kept, run_cli, writable_folder
 from vgan.errors import BadInputError, DataError, VganError
 
 
@@ -19,6 +22,36 @@ def test_exit_statuses(capsys):
     assert run_cli(raises(VganError("diverged")), [], "t") == 1
     assert run_cli(raises(KeyboardInterrupt()), [], "t") == 130
     assert capsys.readouterr().err.splitlines() == ["t: error: x.tif: missing", "t: failed: diverged", "t: interrupted"]
+
+
+def terminated(argv):
+    """A command a scheduler stops (Slurm's scancel, Kubernetes deleting its pod)."""
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(10)
+    raise AssertionError("SIGTERM went unheard")
+
+
+def test_sigterm_stops_a_command_as_ctrl_c_does_and_its_handler_is_put_back(capsys):
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_cli(terminated, [], "t") == 143  # 128 + SIGTERM, as a shell reports a command SIGTERM ended
+    assert signal.getsignal(signal.SIGTERM) is before
+    # where SIGINT has a handler that ends the work in order (Tune's fit), SIGTERM is handed to it
+    asked = []
+
+    def fit(argv):
+        with handler_kept(signal.SIGINT):
+            signal.signal(signal.SIGINT, lambda signum, frame: asked.append(signum))
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.1)
+        raise KeyboardInterrupt  # as tuner.run ends a study interrupted in order
+
+    assert run_cli(fit, [], "t") == 143 and asked == [signal.SIGINT]
+    # where SIGINT is ignored (a command started in the background), SIGTERM still stops it
+    with handler_kept(signal.SIGINT):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        assert run_cli(terminated, [], "t") == 143
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    assert capsys.readouterr().err.splitlines() == ["t: stopped by SIGTERM"] * 3
 
 
 def test_a_writable_folder_is_made_and_left_as_it_was(tmp_path):

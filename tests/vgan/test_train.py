@@ -1,6 +1,7 @@
 import json
 import os
 import shutil
+import signal
 import time
 
 import pytest
@@ -95,6 +96,31 @@ def test_ctrl_c_says_how_to_go_on_and_that_command_finishes_the_run(tiny_config_
     assert capsys.readouterr().err.splitlines()[-2] == \
         f"no epoch was finished: the same command goes on from {early / 'last.pt'} again"
 
+
+
+def test_sigterm_stops_the_run_as_ctrl_c_does(tiny_config_file, tmp_path, capsys, monkeypatch):
+    """A scheduler's stop (Slurm's time limit, a preemption) in epoch 2 of 3: the run ends in order and says how
+    to go on, where it ended at once; the command it prints finishes the run."""
+    import shlex
+
+    from vgan.trainer import Trainer
+
+    run_epoch = Trainer.run_epoch
+
+    def sigterm_in_epoch_2(self, progress=False):
+        if self.epoch == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return run_epoch(self, progress)
+
+    out = tmp_path / "r"
+    monkeypatch.setattr(Trainer, "run_epoch", sigterm_in_epoch_2)
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "3", "--quiet"]) == 143
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == "vgan.train: stopped by SIGTERM"
+    (line,) = [ln for ln in err if ln.startswith("go on from the last epoch saved with: ")]
+    monkeypatch.setattr(Trainer, "run_epoch", run_epoch)
+    assert main(shlex.split(line.split(": ", 1)[1])[3:] + ["--quiet"]) == 0
+    assert [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 def test_resume_from_an_earlier_checkpoint_drops_later_history(tiny_config_file, tmp_path):
     out = tmp_path / "run"
