@@ -35,6 +35,20 @@ def check_threshold(threshold: float) -> None:
 
 
 @contextmanager
+def handler_kept(signum: int) -> Iterator[None]:
+    """What handles `signum` after the block is what handled it before, whatever the block set (`ray.init` sets
+    SIGTERM's to exit at once, its core worker a native one that prints a stack and aborts; Tune's fit sets SIGINT's
+    and gives it back only once it was pressed). In the main thread, where handlers can be set at all."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signum) if main else None
+    try:
+        yield
+    finally:
+        if handler is not None:  # (None: set outside Python, which Python cannot put back)
+            signal.signal(signum, handler)
+
+
+@contextmanager
 def sigterm_as_ctrl_c() -> Iterator[list[int]]:
     """SIGTERM (a scheduler's stop: Slurm's scancel, time limit or preemption; Kubernetes deleting a pod; `kill`) stops
     the command as Ctrl-C does, in order and saying how to go on, where it ended it at once. The handler passes it
@@ -51,28 +65,10 @@ def sigterm_as_ctrl_c() -> Iterator[list[int]]:
         else:
             raise KeyboardInterrupt
 
-    if threading.current_thread() is not threading.main_thread():
+    with handler_kept(signal.SIGTERM):
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, handler)
         yield received
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield received
-    finally:  # (None: a handler set outside Python, which Python cannot put back)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
-
-
-@contextmanager
-def handler_kept(signum: int) -> Iterator[None]:
-    """What handles `signum` after the block is what handled it before, whatever the block set (`ray.init` sets
-    SIGTERM's to exit at once, its core worker a native one that prints a stack and aborts; Tune's fit sets SIGINT's
-    and gives it back only once it was pressed). In the main thread, where handlers can be set at all."""
-    main = threading.current_thread() is threading.main_thread()
-    handler = signal.getsignal(signum) if main else None
-    try:
-        yield
-    finally:
-        if handler is not None:  # (None: set outside Python, which Python cannot put back)
-            signal.signal(signum, handler)
 
 
 def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None, prog: str) -> int:
