@@ -126,6 +126,16 @@ def test_the_study_commands_exist_in_tuner_run(compose, rayjob, where):
     assert option(args, "--address") == "auto"
 
 
+
+def test_stopping_the_compose_study_reaches_the_driver(compose):
+    """Docker stops a container with SIGTERM to its first process: the driver, exec'd by the shell (bash as the
+    first process ignores SIGTERM: the driver was SIGKILLed after the grace period), under Docker's init, with time
+    to stop the study in order (vgan.cli.sigterm_as_ctrl_c)."""
+    tune = compose["services"]["tune"]
+    shell = tune["command"][-1]
+    assert re.search(r"&&\s+exec python -m tuner\.run ", shell), shell
+    assert tune["init"] is True and re.fullmatch(r"\d+m", tune["stop_grace_period"])
+
 def test_mlflow_server_options_exist():
     from mlflow.cli import server
 
