@@ -463,6 +463,9 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     for note in (code_note, plan.note):
         if note is not None:
             print(f"note: {note}", flush=True)
+    # said now, for a driver that cannot say it at the end (SIGKILL, an out-of-memory kill, a lost head node)
+    print(f"study {plan.name}: should its driver die before it ends, it goes on with: {plan.resume_command()}",
+          flush=True)
     t0, began = time.perf_counter(), time.time()
     with handler_kept(signal.SIGINT):  # Tune keeps its own after a fit that ended on its own: a Ctrl-C after was lost
         results, ended_untold = run_study(plan, study)

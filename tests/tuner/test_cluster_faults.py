@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from loopback import CLUSTER_ENV, ray_cluster
 from studies import ONE_STUDY_AT_A_TIME, history, quick_smoke, trial_runs
 
 from tuner.resume import RESUMED, STAND_IN, named_of, saved_trials
+from tuner.run import build_parser
 from tuner.storage import checkpoint_number
 
 pytestmark = [pytest.mark.slow, ONE_STUDY_AT_A_TIME]
@@ -105,8 +107,13 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
     for path in sorted(lagging.glob("checkpoint_*"), reverse=True):
         path.rename(path.with_name(f"checkpoint_{checkpoint_number(str(path)) + 10:06d}"))
 
+    # the command the study printed as it began, for a driver that dies before it can say how to go on
+    (line,) = [ln for ln in (root / "driver.log").read_text().splitlines() if "should its driver die" in ln]
+    command = shlex.split(line.split(" it goes on with: ", 1)[1])
+    assert command[:3] == ["python", "-m", "tuner.run"] and \
+        build_parser().parse_args(command[3:]) == build_parser().parse_args(argv(root, c, "killed", "--resume")[3:])
     t0 = time.perf_counter()
-    resumed = subprocess.run(argv(root, c, "killed", "--resume"), cwd=root, env=ENV, capture_output=True, text=True,
+    resumed = subprocess.run([sys.executable, *command[1:]], cwd=root, env=ENV, capture_output=True, text=True,
                              timeout=900)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:] + "\n" + c.gcs_errors()
     stand_ins = next((line for line in resumed.stdout.splitlines() if "stand-ins take their place" in line), "")
