@@ -136,6 +136,16 @@ def test_stopping_the_compose_study_reaches_the_driver(compose):
     assert re.search(r"&&\s+exec python -m tuner\.run ", shell), shell
     assert tune["init"] is True and re.fullmatch(r"\d+m", tune["stop_grace_period"])
 
+
+def test_stopping_the_rayjob_gives_its_study_time_to_stop_in_order(rayjob):
+    """`ray job stop` signals the driver, then SIGKILLs it after RAY_JOB_STOP_WAIT_TIME_S, read where the job
+    supervisor runs: on the head."""
+    from ray.dashboard.modules.job.job_supervisor import JobSupervisor
+
+    (head,) = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    wait = {e["name"]: e["value"] for e in head["env"]}["RAY_JOB_STOP_WAIT_TIME_S"]
+    assert int(wait) >= 30 > JobSupervisor.DEFAULT_RAY_JOB_STOP_WAIT_TIME_S
+
 def test_mlflow_server_options_exist():
     from mlflow.cli import server
 
