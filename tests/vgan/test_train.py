@@ -59,23 +59,34 @@ def test_a_run_resumed_by_other_code_says_so_and_its_checkpoints_keep_what_came_
     assert scored["code"] == code_record() and scored["earlier_code"] == [{"code": other, "until_epoch": 2}]
 
 
-def test_ctrl_c_says_how_to_go_on_and_that_command_finishes_the_run(tiny_config_file, tmp_path, capsys, monkeypatch):
+def ctrl_c() -> None:
+    raise KeyboardInterrupt
+
+
+def sigterm() -> None:  # a scheduler's stop (Slurm's time limit, a preemption): it ended the run at once before
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.parametrize(("stop", "status", "said"), [(ctrl_c, 130, "interrupted"),
+                                                      (sigterm, 143, "stopped by SIGTERM")])
+def test_ctrl_c_says_how_to_go_on_and_that_command_finishes_the_run(stop, status, said, tiny_config_file, tmp_path,
+                                                                     capsys, monkeypatch):
     import shlex
 
     from vgan.trainer import Trainer
 
     run_epoch = Trainer.run_epoch
 
-    def ctrl_c_in_epoch_3(self, progress=False):
+    def stopped_in_epoch_3(self, progress=False):
         if self.epoch == 2:
-            raise KeyboardInterrupt
+            stop()
         return run_epoch(self, progress)
 
     out = tmp_path / "my runs" / "r"
-    monkeypatch.setattr(Trainer, "run_epoch", ctrl_c_in_epoch_3)
-    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "4", "--quiet"]) == 130
+    monkeypatch.setattr(Trainer, "run_epoch", stopped_in_epoch_3)
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "4", "--quiet"]) == status
     err = capsys.readouterr().err.splitlines()
-    assert err[-1] == "vgan.train: interrupted"
+    assert err[-1] == f"vgan.train: {said}"
     (line,) = [ln for ln in err if ln.startswith("go on from the last epoch saved with: ")]
     monkeypatch.setattr(Trainer, "run_epoch", run_epoch)
     command = shlex.split(line.split(": ", 1)[1])
@@ -88,39 +99,15 @@ def test_ctrl_c_says_how_to_go_on_and_that_command_finishes_the_run(tiny_config_
     early.mkdir(parents=True)
     shutil.copy(out / "checkpoints" / "last.pt", early)
     os.utime(early / "last.pt", (time.time() - 60, time.time() - 60))
-    monkeypatch.setattr(Trainer, "run_epoch", lambda self, progress=False: (_ for _ in ()).throw(KeyboardInterrupt))
-    assert main(["--config", str(tiny_config_file), "--out", str(early.parent), "--quiet"]) == 130
+    monkeypatch.setattr(Trainer, "run_epoch", lambda self, progress=False: stop())
+    assert main(["--config", str(tiny_config_file), "--out", str(early.parent), "--quiet"]) == status
     assert "no epoch was finished: nothing to resume" in capsys.readouterr().err
     # ... and where it was resumed (--epochs 9: more than the checkpoint's config says), the same command again
-    assert main(["--resume", str(early / "last.pt"), "--epochs", "9", "--quiet"]) == 130
+    assert main(["--resume", str(early / "last.pt"), "--epochs", "9", "--quiet"]) == status
     assert capsys.readouterr().err.splitlines()[-2] == \
         f"no epoch was finished: the same command goes on from {early / 'last.pt'} again"
 
 
-
-def test_sigterm_stops_the_run_as_ctrl_c_does(tiny_config_file, tmp_path, capsys, monkeypatch):
-    """A scheduler's stop (Slurm's time limit, a preemption) in epoch 2 of 3: the run ends in order and says how
-    to go on, where it ended at once; the command it prints finishes the run."""
-    import shlex
-
-    from vgan.trainer import Trainer
-
-    run_epoch = Trainer.run_epoch
-
-    def sigterm_in_epoch_2(self, progress=False):
-        if self.epoch == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return run_epoch(self, progress)
-
-    out = tmp_path / "r"
-    monkeypatch.setattr(Trainer, "run_epoch", sigterm_in_epoch_2)
-    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "3", "--quiet"]) == 143
-    err = capsys.readouterr().err.splitlines()
-    assert err[-1] == "vgan.train: stopped by SIGTERM"
-    (line,) = [ln for ln in err if ln.startswith("go on from the last epoch saved with: ")]
-    monkeypatch.setattr(Trainer, "run_epoch", run_epoch)
-    assert main(shlex.split(line.split(": ", 1)[1])[3:] + ["--quiet"]) == 0
-    assert [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
 
 def test_resume_from_an_earlier_checkpoint_drops_later_history(tiny_config_file, tmp_path):
     out = tmp_path / "run"
