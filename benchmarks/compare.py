@@ -37,8 +37,10 @@ SPACE = REPO / "search_spaces" / "drive_cpu.yaml"
 STRATEGIES = {
     "random": {"searcher": "random", "signal_window": 1, "start_from": []},  # the naive baseline
     "tpe": {},  # as shipped: TPE, the start points, the 3-epoch signal
-    # the population: the start points; PBT clones checkpoints, so it keeps 3 per trial (the space keeps 1)
-    "pbt": {"scheduler": "pbt", "searcher": None, "num_samples": 2, "checkpoint_keep": 3},
+    # the population: the start points, side by side (PBT takes no max_concurrent_trials); PBT clones
+    # checkpoints, so it keeps 3 per trial (the space keeps 1)
+    "pbt": {"scheduler": "pbt", "searcher": None, "num_samples": 2, "checkpoint_keep": 3,
+            "max_concurrent_trials": None},
 }
 
 

@@ -82,6 +82,20 @@ def check_gpus(space: SearchSpace, available: float, where: str) -> None:
                          f"{'none' if not available else f'{available:g}'}")
 
 
+def trials_side_by_side(space: SearchSpace, nodes: list[dict[str, Any]]) -> int:
+    """How many trials the nodes hold at once, each asking for the space's resources (a trial runs on one node);
+    at least 1, as an autoscaling cluster may start with none to spare. The width of a PBT study, which
+    tune.max_concurrent_trials does not cap."""
+    need = space.resources
+
+    def on(node: dict[str, Any]) -> int:
+        have = node.get("Resources", {})
+        n = math.floor(have.get("CPU", 0) / need.cpu + 1e-9)
+        return min(n, math.floor(have.get("GPU", 0) / need.gpu + 1e-9)) if need.gpu else n
+
+    return max(1, sum(on(n) for n in nodes))
+
+
 def alive_nodes() -> list[dict[str, Any]]:
     import ray
 

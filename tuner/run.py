@@ -444,7 +444,7 @@ def _run(plan: Plan) -> bool:
 
 def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     from tuner import flavor
-    from tuner.cluster import alive_nodes
+    from tuner.cluster import alive_nodes, trials_side_by_side
     from tuner.resume import unfinished_trials
     from tuner.tracking import ui_link
     from vgan.models import Generator
@@ -457,8 +457,12 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     flavor.warm(Generator(space.trainer_config().model))
     view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
     browse = ui_link(plan.uri, view)
-    print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs on "
-          f"{len(alive_nodes())} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
+    nodes = alive_nodes()
+    # PBT's population trains side by side as far as the nodes hold it (tune.space: no max_concurrent_trials)
+    width = space.tune.max_concurrent_trials or trials_side_by_side(space, nodes)
+    at_once = f"{width} at once" if space.tune.max_concurrent_trials else f"{width} at once as the nodes hold them"
+    print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs, {at_once}, on "
+          f"{len(nodes)} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
     for note in (code_note, plan.note):
         if note is not None:
@@ -479,7 +483,8 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     try:
         stopped = stopped_trials(plan, {k: v for k, v in ended_untold.items() if k not in unfinished})
         reconcile(plan, study, results, stopped, unfinished)
-        ranked = summarize(plan, study, results, wall, began if plan.args.resume else None, stopped, unfinished)
+        ranked = summarize(plan, study, results, wall, width, began if plan.args.resume else None, stopped,
+                           unfinished)
         if not unfinished and ranked and not plan.args.no_register:
             register(plan, study, ranked)
     except KeyboardInterrupt:
@@ -510,11 +515,12 @@ def stopped_trials(plan: Plan, new: Mapping[str, int]) -> dict[str, int]:
     return kept
 
 
-def summarize(plan: Plan, study: Study, results, wall: float, resumed: float | None = None,
+def summarize(plan: Plan, study: Study, results, wall: float, width: int, resumed: float | None = None,
               stopped: Mapping[str, int] | None = None, unfinished: Mapping[str, int] | None = None
               ) -> list[dict[str, Any]]:
     """The trial table, the study's figures and artifacts on the parent run; returns the rows of the trials
-    with a score, best first (none: no trial produced a result). `resumed`: when a resume began (Unix time):
+    with a score, best first (none: no trial produced a result). `width`: the trials it ran at once at most
+    (the slots of its overhead and budget shares). `resumed`: when a resume began (Unix time):
     the overhead is that of its wall time, with the compute of the epochs reported since. `stopped`: the
     trials the time budget stopped (stopped_trials); `unfinished`: those an interrupted study leaves to its resume."""
     from tuner.console import fmt_value
@@ -524,7 +530,7 @@ def summarize(plan: Plan, study: Study, results, wall: float, resumed: float | N
     rows = trials_table(results, space, run_ids, stopped, unfinished)
     compute = sum(r["compute_s"] for r in rows)
     here = compute if resumed is None else sum(compute_seconds(r.metrics_dataframe, resumed) for r in results)
-    slots = min(space.tune.max_concurrent_trials, len(rows)) or 1
+    slots = min(width, len(rows)) or 1
     overhead = max(0.0, 1 - here / (wall * slots))
     counts = {s: sum(r["status"] == s for r in rows) for s in (COMPLETED, PRUNED, STOPPED, INTERRUPTED, FAILED)}
     budget = space.tune.time_budget_s

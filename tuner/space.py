@@ -59,7 +59,8 @@ MUTABLE = ("optim.lr_g", "optim.lr_d", "optim.weight_decay", "loss.bce_weight", 
 @dataclass
 class TuneSettings:
     num_samples: int = 10
-    max_concurrent_trials: int = 2
+    # trials at once (default 2); not under PBT, whose whole population runs side by side as resources allow
+    max_concurrent_trials: int | None = None
     seed: int = 0
     searcher: str | None = None  # tpe | random (default tpe; pbt samples its population at random)
     scheduler: str = "asha"  # asha | pbt | none
@@ -278,6 +279,8 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     # the defaults that depend on other settings, filled before the checks see them
     if tune.checkpoint_keep is None:
         tune.checkpoint_keep = PBT_KEEP if tune.scheduler == "pbt" else 2
+    if tune.max_concurrent_trials is None and tune.scheduler != "pbt":
+        tune.max_concurrent_trials = 2
     if mlflow.registered_model is None:
         mlflow.registered_model = "vgan-generator" + ("" if base.data.dataset == "drive" else f"-{base.data.dataset}")
     _check_settings(source, tune, resources, mlflow, base.train.epochs)
@@ -301,7 +304,8 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
 def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSettings, epochs: int) -> None:
     checks = [
         (t.num_samples >= 1, "tune.num_samples", "must be at least 1"),
-        (t.max_concurrent_trials >= 1, "tune.max_concurrent_trials", "must be at least 1"),
+        (t.max_concurrent_trials is None or t.max_concurrent_trials >= 1, "tune.max_concurrent_trials",
+         "must be at least 1"),
         (t.grace_period >= 1, "tune.grace_period", "must be at least 1"),
         (t.grace_period <= epochs, "tune.grace_period",
          f"is {t.grace_period} epochs, more than the trials' train.epochs ({epochs}): ASHA could never stop one"),
@@ -335,6 +339,13 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (0 < m.promote_confidence < 1, "mlflow.promote_confidence", "must lie strictly between 0 and 1"),
         (m.outage_window_s >= 0, "mlflow.outage_window_s", "must be >= 0"),
         (m.ensemble_top >= 1, "mlflow.ensemble_top", "must be at least 1 (1: the best trial alone)"),
+        # Tune caps the trials at once through the search algorithm, and PBT takes none: it warned, unseen, that
+        # it ignored the value (ray 2.60). Holding members back would not do either: PBT compares and clones
+        # only members training alongside, so the population would split into generations that never meet.
+        (t.scheduler != "pbt" or t.max_concurrent_trials is None, "tune.max_concurrent_trials",
+         "does not apply with scheduler pbt: its whole population (tune.num_samples) trains side by side, as many "
+         "members at once as resources.cpu/gpu per trial let the machines hold, the rest taking turns at the "
+         "perturbation points; leave it out"),
     ]
     for ok, key, problem in checks:
         if not ok:

@@ -645,13 +645,34 @@ def test_each_trials_budget_share_is_of_the_time_it_ran_within_that_budget(tmp_p
     def shares(resumed):
         study = Study()
         plan = SimpleNamespace(space=space, storage_url="sqlite://", name="s")
-        tuner.run.summarize(plan, study, results, wall=30.0, resumed=resumed)
+        tuner.run.summarize(plan, study, results, wall=30.0, width=2, resumed=resumed)
         return {t: float(row["budget_share"]) for t, row in study.rows.items()}
 
     # 2 slots of 30 s: 60 slot-seconds
     assert shares(None) == pytest.approx({"before": 8 / 60, "across": 21 / 60, "after": 9 / 60})
     assert shares(109.5) == pytest.approx({"before": 0.0, "across": 18 / 60, "after": 9 / 60})
     assert "% of the budget" in capsys.readouterr().out
+
+
+def test_a_pbt_study_is_as_wide_as_its_nodes_hold_its_trials(tmp_path):
+    """PBT's population trains side by side, as many at once as the nodes hold (a trial on one node), whatever
+    tune.max_concurrent_trials would say: the study's width, its slots, is what the nodes hold."""
+    from tuner.cluster import trials_side_by_side
+    from tuner.space import load_space
+
+    def node(cpu, gpu=0.0):  # as ray.nodes() gives them
+        return {"Alive": True, "Resources": {"CPU": cpu, **({"GPU": gpu} if gpu else {}), "memory": 8e9}}
+
+    def width(nodes, **resources):
+        space = quick_smoke(tmp_path / "space.yaml", tune={"scheduler": "pbt", "max_concurrent_trials": None},
+                            resources=resources)
+        return trials_side_by_side(load_space(space), nodes)
+
+    assert width([node(2.0)], cpu=0.5) == 4 and width([node(2.0)], cpu=1) == 2
+    assert width([node(3.0), node(3.0)], cpu=2) == 2  # a trial does not span two nodes' spare CPUs
+    assert width([node(16.0, 2.0), node(16.0)], cpu=4, gpu=1) == 2  # the GPUs, not the CPUs, hold them
+    assert width([node(16.0, 1.0)], cpu=1, gpu=0.25) == 4
+    assert width([node(0.0)], cpu=1) == 1  # an autoscaling cluster's head, before its workers come
 
 
 def test_the_trials_the_budget_stopped_are_kept_across_sessions_but_not_those_at_their_last_epoch(tmp_path):

@@ -115,7 +115,7 @@ def test_pbt_mutates_what_a_running_trial_can_change_within_the_space(tmp_path):
     from tuner.search import make_scheduler
     from tuner.space import clip_to_space
 
-    space = space_with(tmp_path, scheduler="pbt", pbt_interval=2)
+    space = space_with(tmp_path, scheduler="pbt", pbt_interval=2, max_concurrent_trials=None)
     assert space.searcher is None
     assert isinstance(make_searcher(space, "s", "sqlite:///unused.db"), BasicVariantGenerator)
     pbt = make_scheduler(space)

@@ -82,6 +82,10 @@ def smoke_values():
      ["'tune.checkpoint_keep' must be at least 3 with scheduler pbt"]),
     (lambda v: v["tune"].update(scheduler="pbt", pbt_interval=3, checkpoint_every=2),
      ["'tune.pbt_interval' is 3 epochs, not a multiple of tune.checkpoint_every (2)"]),
+    (lambda v: v["tune"].update(scheduler="pbt", max_concurrent_trials=2),  # Tune ignored it (a warning, unseen)
+     ["'tune.max_concurrent_trials' does not apply with scheduler pbt: its whole population (tune.num_samples) "
+      "trains side by side"]),
+    (lambda v: v["tune"].update(max_concurrent_trials=0), ["'tune.max_concurrent_trials' must be at least 1"]),
     (lambda v: v.update(search={}), ["'search' names no trainer key to search"]),
     (lambda v: v.pop("search"), ["'search' names no trainer key to search"]),
 ])
@@ -149,7 +153,7 @@ def test_data_root_is_absolute(tmp_path, drive_root):
 def test_pbt_keeps_enough_checkpoints_to_clone_by_default(tmp_path):
     values = smoke_values()
     assert load_space(write_yaml(tmp_path / "asha.yaml", values)).tune.checkpoint_keep == 2
-    values["tune"]["scheduler"] = "pbt"
+    values["tune"].update(scheduler="pbt", max_concurrent_trials=None)
     assert load_space(write_yaml(tmp_path / "pbt.yaml", values)).tune.checkpoint_keep == 3
 
 
@@ -187,7 +191,7 @@ def test_a_resume_may_change_how_long_and_how_wide_a_study_searches_and_nothing_
         resumed(kept, scheduler="none", seed=3)
     with pytest.raises(ConfigError, match=r"tune.grace_period: 2 -> 1\)"):
         resumed(kept, grace_period=1)
-    pbt = {"scheduler": "pbt", "searcher": "random"}
+    pbt = {"scheduler": "pbt", "searcher": "random", "max_concurrent_trials": None}
     resumed(recipe(**pbt), **pbt, time_budget_s=60)
     with pytest.raises(ConfigError, match=r"\(tune.num_samples: 8 -> 12\)"):
         resumed(recipe(**pbt), **pbt, num_samples=12)

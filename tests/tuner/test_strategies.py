@@ -41,7 +41,7 @@ def study_exploits(client, study_run_id, tmp_path):
 
 def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
     space = quick_smoke(tmp_path / "pbt.yaml", "vgan-pbt", train={"epochs": 4},
-                        tune={"scheduler": "pbt", "pbt_interval": 1, "num_samples": 4})
+                        tune={"scheduler": "pbt", "pbt_interval": 1, "num_samples": 4, "max_concurrent_trials": None})
     proc = run_study(tmp_path, space, "pbt")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     client, runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "vgan-pbt")
