@@ -472,7 +472,15 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
           flush=True)
     t0, began = time.perf_counter(), time.time()
     with handler_kept(signal.SIGINT):  # Tune keeps its own after a fit that ended on its own: a Ctrl-C after was lost
-        results, ended_untold = run_study(plan, study)
+        try:
+            results, ended_untold = run_study(plan, study)
+        except KeyboardInterrupt:
+            # a second Ctrl-C (or SIGTERM) while Tune stops in order: it skips Tune's last save and ends the fit
+            # at once, as a killed driver's would end; its resume goes on from the last save all the same
+            print(f"\nstudy {plan.name} stopped at once, before Ray had stopped its trials in order: they go on "
+                  f"from their newest checkpoints, and the search from Ray's last save of it, with: "
+                  f"{plan.resume_command()}", flush=True)
+            raise
     wall = time.perf_counter() - t0
     # Both a spent time budget and Ctrl-C end trials untold; Ray saves an interrupted fit's state before it stops
     # them, so those are what the saved state leaves to a resume, and the budget's the others

@@ -398,6 +398,40 @@ def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray
         assert epoch_steps(client, r) == list(range(1, last + 1)) and "best_model_uri" in r.data.tags, r.data.tags
 
 
+@pytest.mark.slow
+def test_a_second_ctrl_c_that_cuts_rays_stop_short_still_says_how_to_go_on(ray_tmpdir, tmp_path):
+    """Ctrl-C twice: Tune puts the earlier SIGINT handler back at the first press, so the second ends its orderly
+    stop at once (skipping its last save) with KeyboardInterrupt out of the fit. The study printed only
+    `tuner.run: interrupted`; now it says how to go on, as a killed driver goes on (tried by hand: the resume
+    continued the interrupted trial from its checkpoint and closed no run KILLED). Both presses come from the
+    driver itself, the second while Tune's stop calls its callbacks' experiment end, so the order is certain."""
+    space = quick_smoke(tmp_path / "space.yaml", "twice", tune={"num_samples": 4})
+    argv = ["--space", str(space), "--name", "t", "--storage", str(tmp_path / "ray"),
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"]
+    twice = ("import os, signal, sys, time, tuner.console as console, tuner.run as run, tuner.search as search\n"
+             "signal.signal(signal.SIGINT, signal.default_int_handler)\n"  # as a terminal starts a command
+             "result, end = console.Progress.on_trial_result, search.StopWitness.on_experiment_end\n"
+             "def first(self, *args, **kwargs):\n"
+             "    result(self, *args, **kwargs)\n"
+             "    os.kill(os.getpid(), signal.SIGINT)\n"
+             "def second(self, *args, **kwargs):\n"
+             "    end(self, *args, **kwargs)\n"
+             "    os.kill(os.getpid(), signal.SIGINT)\n"
+             "    time.sleep(30)\n"
+             "console.Progress.on_trial_result, search.StopWitness.on_experiment_end = first, second\n"
+             f"sys.exit(run.main({argv!r}))")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
+    proc = subprocess.run([sys.executable, "-c", twice], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 130 and "tuner.run: interrupted" in proc.stderr, proc.stdout[-3000:] + proc.stderr
+    (began,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("study t: should its driver die")]
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("study t stopped at once, before Ray had")]
+    assert line.split(" with: ", 1)[1] == began.split(" goes on with: ", 1)[1], (line, began)
+    client, _ = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "twice")
+    (parent,) = client.search_runs([client.get_experiment_by_name("twice").experiment_id], "tags.kind = 'study'")
+    assert parent.info.status == "KILLED"
+
+
 def test_a_resumed_study_runs_the_trials_and_time_its_command_asks_for(ray_tmpdir, tmp_path):
     """Ray restores a study's size and time budget from its own saved state: a study its budget had stopped,
     resumed with --num-samples 40 --time-budget 15s, ran no trial more (its budget was spent, its search
