@@ -21,7 +21,7 @@ from typing import Sequence
 
 from tuner.batches import EXPERIMENT, BatchRun
 from tuner.tracking import check_tracking_store, resolve_tracking_uri, ui_link, use_tracking_uri
-from vgan.cli import check_threshold, run_cli, writable_folder
+from vgan.cli import check_threshold, exit_program, run_cli, writable_folder
 from vgan.ensemble import Member
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, check_masks, earlier_of, finish, images_of, segment_images
@@ -121,4 +121,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())

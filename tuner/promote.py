@@ -7,11 +7,10 @@ overriding the promotion gate (it says what it overrode and tags the version so)
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Sequence
 
 from tuner.tracking import check_tracking_store, resolve_tracking_uri
-from vgan.cli import run_cli
+from vgan.cli import exit_program, run_cli
 from vgan.errors import ConfigError
 
 
@@ -41,4 +40,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())

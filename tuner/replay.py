@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import TYPE_CHECKING, Sequence
 
-from vgan.cli import run_cli
+from vgan.cli import exit_program, run_cli
 
 if TYPE_CHECKING:  # imported once the arguments are read (Ray, MLflow, torch): --help answers at once
     from tuner.projection import TrialRecord
@@ -80,4 +79,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())

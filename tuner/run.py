@@ -20,7 +20,6 @@ import csv
 import json
 import math
 import signal
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from tuner.storage import (
     study_db_url,
     study_name_from,
 )
-from vgan.cli import handler_kept, run_cli, writable_folder
+from vgan.cli import exit_program, handler_kept, run_cli, writable_folder
 from vgan.errors import BadInputError, ConfigError, VganError
 
 # Ray, MLflow and torch are imported where a step needs them, after the arguments are read: `--help`
@@ -656,4 +655,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())

@@ -3,13 +3,14 @@ file or key, nothing started); 1 a failure at run time."""
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from vgan.errors import BadInputError, ConfigError, VganError
 
@@ -88,3 +89,13 @@ def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | 
             print(f"{prog}: interrupted", file=sys.stderr)
             return 130
     return 0
+
+
+def exit_program(code: int) -> NoReturn:
+    """A command's last step when run as a program (`python -m ...`), never in a process that goes on (a test
+    calling `main`): the interpreter's final garbage collection walked the heap that torch, Ray and MLflow
+    leave, 2.5 s of a smoke study's exit (py-spy: gc_collect_main after the summary) and 0.4-0.9 s of their
+    imports alone, to free memory the OS takes back anyway. Frozen, those objects are left to it; what must
+    be finished at exit is finished before (atexit handlers, open files closed by the code that opened them)."""
+    gc.freeze()
+    sys.exit(code)

@@ -25,14 +25,13 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 
-from vgan.cli import check_threshold, run_cli, writable_folder
+from vgan.cli import check_threshold, exit_program, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, fov_note, fov_source, load_split, read_probability
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
@@ -328,4 +327,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())

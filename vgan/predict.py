@@ -35,7 +35,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from vgan.cli import check_threshold, run_cli, writable_folder
+from vgan.cli import check_threshold, exit_program, run_cli, writable_folder
 from vgan.config import DEVICES
 from vgan.data import (
     MASK_NAMES,
@@ -308,4 +308,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from vgan.cli import run_cli, writable_folder
+from vgan.cli import exit_program, run_cli, writable_folder
 from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config
 from vgan.data import fov_note, fov_source, load_train_val
 from vgan.errors import ConfigError
@@ -172,4 +172,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_program(main())
