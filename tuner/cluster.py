@@ -84,8 +84,8 @@ def check_gpus(space: SearchSpace, available: float, where: str) -> None:
 
 def trials_side_by_side(space: SearchSpace, nodes: list[dict[str, Any]]) -> int:
     """How many trials the nodes hold at once, each asking for the space's resources (a trial runs on one node);
-    at least 1, as an autoscaling cluster may start with none to spare. The width of a PBT study, which
-    tune.max_concurrent_trials does not cap."""
+    at least 1, as an autoscaling cluster may start with none to spare. A study runs as many at once as they
+    hold, up to its tune.max_concurrent_trials (a PBT study has none: its whole population)."""
     need = space.resources
 
     def on(node: dict[str, Any]) -> int:

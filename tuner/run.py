@@ -457,9 +457,10 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     view = study.share_trials_view(space.score, space.metric, [p.key for p in space.params])
     browse = ui_link(plan.uri, view)
     nodes = alive_nodes()
-    # PBT's population trains side by side as far as the nodes hold it (tune.space: no max_concurrent_trials)
-    width = space.tune.max_concurrent_trials or trials_side_by_side(space, nodes)
-    at_once = f"{width} at once" if space.tune.max_concurrent_trials else f"{width} at once as the nodes hold them"
+    # what runs at once: the space's cap, as far as the nodes hold its trials (PBT has no cap: tune.space)
+    cap, held = space.tune.max_concurrent_trials, trials_side_by_side(space, nodes)
+    at_once = (f"{held} at once as the nodes hold them" if cap is None else f"{cap} at once" if cap <= held else
+               f"{held} at once (tune.max_concurrent_trials says {cap}: the nodes hold {held} now)")
     print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs, {at_once}, on "
           f"{len(nodes)} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
@@ -490,6 +491,8 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     try:
         stopped = stopped_trials(plan, {k: v for k, v in ended_untold.items() if k not in unfinished})
         reconcile(plan, study, results, stopped, unfinished)
+        # an autoscaling cluster may hold more trials by the end than at the start
+        width = min(cap or math.inf, max(held, trials_side_by_side(space, alive_nodes())))
         ranked = summarize(plan, study, results, wall, width, began if plan.args.resume else None, stopped,
                            unfinished)
         if not unfinished and ranked and not plan.args.no_register:

@@ -1,6 +1,7 @@
 """A real two-node Ray cluster and a real MLflow server on 127.0.0.1 run the smoke study."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -27,8 +28,8 @@ def run_study(cluster, server, space, storage, cwd, name="smoke"):
 @pytest.fixture(scope="module")
 def cluster_study(tmp_path_factory):
     root = tmp_path_factory.mktemp("cluster")
-    # four trials: two at a time, one per node's CPU, so both nodes train
-    space = quick_smoke(root / "smoke.yaml", tune={"num_samples": 4})
+    # four trials: two at a time, one per node's CPU, so both nodes train (a cap of 3 the nodes cannot hold)
+    space = quick_smoke(root / "smoke.yaml", tune={"num_samples": 4, "max_concurrent_trials": 3})
     with mlflow_server(root / "mlflow") as server, ray_cluster(root / "ray", nodes=2, cpus_per_node=1) as cluster:
         local = run_study(cluster, server, space, str(root / "local"), root, "refused")
         proc = run_study(cluster, server, space, f"file://{root}/shared", root)
@@ -49,7 +50,10 @@ def test_trials_run_on_both_nodes_and_log_to_the_server(cluster_study):
 
     root, server, out, _ = cluster_study
     space = yaml.safe_load((root / "smoke.yaml").read_text())  # what the study ran
-    assert "on 2 node(s)" in out
+    # the study says what the nodes hold of its cap, and counts that many slots (it counted the cap's)
+    assert f"4 trials of up to {space['train']['epochs']} epochs, 2 at once (tune.max_concurrent_trials says 3: the " \
+        "nodes hold 2 now), on 2 node(s)" in out
+    assert re.search(r"trial compute [\d.]+ s over 2 slots", out), out
     assert "View run" not in out, "MLflow's per-run links stay out of the console"
     client = MlflowClient(server.uri)
     exp = client.get_experiment_by_name(space["mlflow"]["experiment"])
