@@ -1,13 +1,20 @@
-"""docker/ is not built in CI (no Docker engine): these checks keep it in step with the code."""
+"""docker/ is not built in CI (no Docker engine): these checks keep it in step with the code. The Slurm job runs
+here without Slurm (bash, its signal sent as Slurm would send it)."""
 
+import os
 import re
 import shlex
+import signal
+import subprocess
+import sys
+import time
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO
+from studies import ONE_STUDY_AT_A_TIME, quick_smoke
 
 from tuner.run import build_parser
 from vgan.provenance import COMMIT_ENV, DIRTY_ENV
@@ -176,10 +183,10 @@ def test_rayjob_matches_the_project(rayjob):
     assert "nvidia.com/gpu" in worker["resources"]["limits"]
 
 
-def test_docker_readme_covers_the_three_ways():
+def test_docker_readme_covers_the_four_ways():
     text = (DOCKER / "README.md").read_text()
     for needle in ("docker compose up", "ray start --head", "ray start --address", "kubectl apply -f docker/kuberay/",
-                   "--storage file://", "s3://"):
+                   "sbatch docker/slurm.sbatch", "--storage file://", "s3://"):
         assert needle in text, needle
     assert Path(DOCKER / "kuberay" / "rayjob.yaml").is_file()
 
@@ -195,3 +202,35 @@ def test_the_image_records_the_commit_it_was_built_from(compose):
         assert f"--build-arg {name}=$(git" in text
         assert interpolate(compose["services"]["tune"]["build"]["args"][name]) == ""  # unset: nothing recorded
         assert f"export {COMMIT_ENV}=$(git rev-parse HEAD) {DIRTY_ENV}=" in (DOCKER / "README.md").read_text()
+
+
+@pytest.mark.slow
+@ONE_STUDY_AT_A_TIME
+def test_the_slurm_job_stops_its_study_in_order_ahead_of_the_limit_and_goes_on_when_submitted_again(ray_tmpdir,
+                                                                                                      tmp_path):
+    """At a job's time limit Slurm sends SIGTERM to every process of it, Ray's too: the driver could not stop the
+    study in order (it waited a minute for Ray's GCS and exited 1). The job asks for a SIGTERM to its script alone
+    ahead of the limit (--signal=B:...), which the script hands to the driver: sent here as Slurm sends it, to the
+    script's process only, as the first epoch is reported. The same script, run again, resumes the study."""
+    script = DOCKER / "slurm.sbatch"
+    sbatch = [ln.split(None, 1)[1] for ln in script.read_text().splitlines() if ln.startswith("#SBATCH ")]
+    assert any(re.fullmatch(r"--signal=B:TERM@\d+", o) for o in sbatch), sbatch
+    space = quick_smoke(tmp_path / "space.yaml", "slurm", train={"epochs": 3}, tune={"num_samples": 2})
+    env = {**os.environ, "NAME": "s", "STORAGE": str(tmp_path / "ray"), "SPACE": str(space),
+           "TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "RAY_TMPDIR": str(ray_tmpdir),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # its `python`: this one
+    job = subprocess.Popen(["bash", str(script), "--no-register"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not any(f.stat().st_size for f in (tmp_path / "ray" / "s").glob("train_vgan_*/result.json")):
+        assert job.poll() is None and time.monotonic() < deadline, "no epoch was reported"
+        time.sleep(0.2)
+    os.kill(job.pid, signal.SIGTERM)  # the batch script alone (B:)
+    out = job.communicate(timeout=300)[0]
+    assert job.returncode == 143 and "tuner.run: stopped by SIGTERM" in out, out[-3000:]
+    assert re.search(r"^study s interrupted: \d+ trial\(s\) stopped mid-way keep their checkpoints", out, re.M), out
+    again = subprocess.run(["bash", str(script), "--no-register"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=900)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "2 trials in" in again.stdout and " 0 failed;" in again.stdout
+    assert "left running by an earlier driver" not in again.stdout  # nothing was lost: it went on from the stop
