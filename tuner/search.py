@@ -23,7 +23,7 @@ from tuner.projection import MlflowCallback, Projection
 from tuner.results import ResultCsv, ResultJson
 from tuner.resume import SavedStudy
 from tuner.space import MUTABLE, Param, SearchSpace, clip_to_space, define_by_run
-from tuner.storage import base_name, in_folder
+from tuner.storage import base_name, checkpoint_dirs, checkpoint_number, in_folder
 from tuner.tracking import TrackingInfo
 from tuner.trainable import TrialContext, train_vgan
 
@@ -111,14 +111,22 @@ CHECKPOINT_DIR_NAME = "checkpoint_dir_name"  # in a result that came with a chec
 
 
 class TidyPBT(PopulationBasedTraining):
-    """PBT that deletes the checkpoint an exploited trial reported with the result that had it exploited.
+    """Ray's PBT, with what an exploit leaves made safe and tidy, and its logs kept across a resume.
 
-    Ray registers a result's checkpoint only when the trial goes on (TuneController skips it for a trial
-    paused), and an exploit stops the trial without a save: that checkpoint stayed in storage, unknown
-    to num_to_keep, never to be restored (the trial goes on from the cloned trial's). One per exploit:
-    a smoke study of 8 epochs kept up to 6 checkpoints a trial with checkpoint_keep 3, and a long GPU
-    study would keep hundreds. Only when Ray's latest checkpoint of the trial is another trial's: a
-    trial restored from its own takes its newest checkpoint, named by Ray or not (tuner.trainable)."""
+    - The checkpoint an exploited trial reported with the result that had it exploited is deleted. Ray registers
+      a result's checkpoint only when the trial goes on (TuneController skips it for a trial paused), and an
+      exploit stops the trial without a save: that checkpoint stayed in storage, unknown to num_to_keep, never to
+      be restored. One per exploit: a smoke study of 8 epochs kept up to 6 checkpoints a trial with
+      checkpoint_keep 3, and a long GPU study would keep hundreds.
+    - The cloned checkpoint is copied into the exploited trial's own folder and registered as its newest
+      (adopt_clone). Ray points the trial at the other trial's checkpoint, which that trial's num_to_keep deletes
+      a few checkpoints on: a trial restored any later than at once (its study interrupted and resumed) failed,
+      "Could not recover from checkpoint as it does not exist on storage anymore".
+    - Ray writes pbt_global.txt and each trial's policy log in the driver's staging folder, one per session,
+      and uploads it over the study's: a resumed study's logs began again, the exploits before it gone. The
+      study's logs are copied into a session's staging folder before its first exploit is logged."""
+
+    _logs_in: str | None = None  # the staging folder the study's PBT logs were copied into
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
@@ -128,7 +136,68 @@ class TidyPBT(PopulationBasedTraining):
                 trial.storage.storage_filesystem.delete_dir(path)
             except OSError as e:  # disk space, not the study's work, is lost
                 print(f"could not delete {path}, left by trial {trial.trial_id}'s exploit: {e}")
+        if trial.status == trial.PAUSED and cloned(trial):
+            try:
+                adopt_clone(trial)
+            except OSError as e:  # the trial goes on from the other's, as Ray left it
+                print(f"could not copy the checkpoint trial {trial.trial_id} cloned into its folder: {e}")
         return decision
+
+    def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config) -> None:
+        staging = trial.local_experiment_path
+        if self._logs_in != staging:
+            self._logs_in = staging
+            copy_pbt_logs(trial.storage.storage_filesystem, trial.storage.experiment_fs_path, staging)
+        super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
+
+
+def cloned(trial) -> bool:
+    """Whether Ray's latest checkpoint of the trial is another trial's (what an exploit leaves)."""
+    return trial.checkpoint is not None and not in_folder(trial.checkpoint.path, trial.storage.trial_fs_path)
+
+
+def adopt_clone(trial) -> str:
+    """The other trial's checkpoint that the trial cloned, copied into the trial's own folder under its next
+    checkpoint name and registered as its newest (its older ones beyond num_to_keep deleted, as any new
+    checkpoint's registration does); returns the copy's path. Within one filesystem: an object store copies
+    server-side."""
+    import pyarrow.fs
+    from ray.train._internal.session import _TrainingResult
+    from ray.train._internal.storage import StorageContext
+
+    fs, own = trial.storage.storage_filesystem, trial.storage.trial_fs_path.rstrip("/")
+    source = trial.checkpoint.path.rstrip("/")
+    # past the driver's count and past any folder a worker wrote that the driver never registered
+    number = max([trial.storage.current_checkpoint_index, *map(checkpoint_number, checkpoint_dirs(fs, own))]) + 1
+    dest = f"{own}/{StorageContext._make_checkpoint_dir_name(number)}"
+    files = fs.get_file_info(pyarrow.fs.FileSelector(source, recursive=True))  # raises where it is gone already
+    fs.create_dir(dest)
+    for info in files:
+        target = dest + info.path[len(source):]
+        if info.type == pyarrow.fs.FileType.Directory:
+            fs.create_dir(target)
+        else:
+            fs.copy_file(info.path, target)
+    trial.storage.current_checkpoint_index = number - 1  # on_checkpoint counts this one
+    metrics = trial.run_metadata.checkpoint_manager.latest_checkpoint_result.metrics
+    trial.on_checkpoint(_TrainingResult(checkpoint=tune.Checkpoint(path=dest, filesystem=fs), metrics=metrics))
+    return dest
+
+
+def copy_pbt_logs(fs, experiment_path: str, staging: str) -> None:
+    """The study's pbt_global.txt and pbt_policy_*.txt from its storage into a driver staging folder that holds
+    none yet (a resumed session's): Ray appends to them there and uploads them over the study's."""
+    import pyarrow.fs
+
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(experiment_path, allow_not_found=True)):
+        name = base_name(info.path)
+        if info.type == pyarrow.fs.FileType.File and (name == "pbt_global.txt" or
+                                                      (name.startswith("pbt_policy_") and name.endswith(".txt"))):
+            target = Path(staging) / name
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with fs.open_input_stream(info.path) as f:
+                    target.write_bytes(f.read())
 
 
 def left_by_exploit(trial, result: dict) -> str | None:

@@ -206,6 +206,71 @@ def test_pbt_keeps_a_checkpoint_that_may_be_restored(tmp_path, case):
     assert left_by_exploit(t, {"epoch": 4, "checkpoint_dir_name": "checkpoint_000003"}) is None
 
 
+def tidy_pbt(*trials):
+    from types import SimpleNamespace
+
+    from tuner.search import TidyPBT
+
+    pbt = TidyPBT(time_attr="epoch", perturbation_interval=2, hyperparam_mutations={"optim.lr_g": [1e-3, 2e-3]})
+    pbt.set_search_properties("best_val_auc_roc", "max")
+    for t in trials:
+        pbt.on_trial_add(SimpleNamespace(search_alg=None), t)
+    return pbt
+
+
+def test_an_exploited_trial_goes_on_from_its_own_copy_of_what_it_cloned(tmp_path):
+    """PBT points an exploited trial at the donor's checkpoint, which the donor's num_to_keep deletes a few
+    checkpoints on: a trial restored later failed ("Could not recover from checkpoint as it does not exist on
+    storage anymore": one trial of four in a PBT smoke study Ctrl-C'd at epoch 6 and resumed). The clone is copied
+    into the trial's own folder and registered as its newest, where the donor's deletions cannot reach it."""
+    from ray_trials import FS, KEEP
+
+    from tuner.storage import checkpoint_dirs
+    from tuner.trainable import STATE_FILE
+
+    t, left = exploited(tmp_path)
+    donor = t.checkpoint.path
+    own = t.storage.trial_fs_path
+    pbt = tidy_pbt(t)
+    # before its perturbation interval: Ray's PBT decides nothing, TidyPBT tidies what the exploit left
+    pbt.on_trial_result(None, t, {"epoch": 1, "best_val_auc_roc": 0.5, "checkpoint_dir_name": "checkpoint_000003"})
+    copy = f"{own}/checkpoint_000003"  # the next name: the unregistered one the exploit left was deleted first
+    assert t.checkpoint.path == copy and t.storage.current_checkpoint_index == 3
+    FS.delete_dir(donor)  # the donor goes on, and its num_to_keep deletes what was cloned
+    with FS.open_input_stream(f"{copy}/{STATE_FILE}") as f:
+        assert f.read() == b"weights"
+    # registered as Ray registers a reported one: the trial's older ones beyond num_to_keep went
+    assert [p.rsplit("/", 1)[1] for p in checkpoint_dirs(FS, own)] == [
+        f"checkpoint_{n:06d}" for n in range(4 - KEEP, 4)]
+    pbt.on_trial_result(None, t, {"epoch": 1, "best_val_auc_roc": 0.5})  # its own now: nothing more is copied
+    assert t.checkpoint.path == copy and len(checkpoint_dirs(FS, own)) == KEEP and left == copy
+
+
+def test_a_resumed_pbt_study_appends_to_its_exploit_logs(tmp_path, monkeypatch):
+    """Ray writes pbt_global.txt and the policy logs in the session's driver staging folder and uploads them
+    over the study's: a resumed study's began again, its exploits before the resume gone. They are copied into
+    the staging folder first (the other files of the study are not)."""
+    from ray.tune.experiment.trial import Trial
+    from ray.tune.schedulers.pbt import _PBTTrialState
+    from ray_trials import ray_trial
+
+    t, donor = ray_trial(tmp_path, "t"), ray_trial(tmp_path, "donor")
+    staging = tmp_path / "staging"
+    monkeypatch.setattr(Trial, "local_experiment_path", property(lambda self: str(staging)))
+    study = tmp_path / "exp"
+    (study / "pbt_global.txt").write_text('["before the resume"]\n')
+    (study / f"pbt_policy_{t.trial_id}.txt").write_text('["its lineage"]\n')
+    (study / "experiment_state-x.json").write_text("{}")
+    pbt = tidy_pbt(t)
+    states = [_PBTTrialState(t), _PBTTrialState(donor)]
+    pbt._log_config_on_step(*states, t, donor, {"optim.lr_g": 2e-3})
+    pbt._log_config_on_step(*states, t, donor, {"optim.lr_g": 1e-3})  # copied once: the session's lines stay
+    lines = (staging / "pbt_global.txt").read_text().splitlines()
+    assert lines[0] == '["before the resume"]' and len(lines) == 3, lines
+    assert (staging / f"pbt_policy_{t.trial_id}.txt").read_text().startswith('["its lineage"]')
+    assert sorted(p.name for p in staging.iterdir()) == ["pbt_global.txt", f"pbt_policy_{t.trial_id}.txt"]
+
+
 @pytest.mark.parametrize("reduction_factor", [2, 3])  # milestones 2, 4 | 2, 6: the last at max_t, never recorded
 def test_asha_resumed_holds_new_trials_against_the_rungs_the_study_had(tmp_path, reduction_factor):
     """Ray saves no scheduler state: a resumed study's ASHA began with empty rungs and let a trial go on that
