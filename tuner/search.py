@@ -159,8 +159,8 @@ def cloned(trial) -> bool:
 def adopt_clone(trial) -> str:
     """The other trial's checkpoint that the trial cloned, copied into the trial's own folder under its next
     checkpoint name and registered as its newest (its older ones beyond num_to_keep deleted, as any new
-    checkpoint's registration does); returns the copy's path. Within one filesystem: an object store copies
-    server-side."""
+    checkpoint's registration does); returns the copy's path. File by file within the storage's filesystem
+    (pyarrow's copy_file: local, NFS or an object store)."""
     import pyarrow.fs
     from ray.train._internal.session import _TrainingResult
     from ray.train._internal.storage import StorageContext
