@@ -215,7 +215,8 @@ def test_the_slurm_job_stops_its_study_in_order_ahead_of_the_limit_and_goes_on_w
     script = DOCKER / "slurm.sbatch"
     sbatch = [ln.split(None, 1)[1] for ln in script.read_text().splitlines() if ln.startswith("#SBATCH ")]
     assert any(re.fullmatch(r"--signal=B:TERM@\d+", o) for o in sbatch), sbatch
-    space = quick_smoke(tmp_path / "space.yaml", "slurm", train={"epochs": 3}, tune={"num_samples": 2})
+    # epochs enough that the study is still training when the signal lands (with 2 it had once ended already)
+    space = quick_smoke(tmp_path / "space.yaml", "slurm", train={"epochs": 4}, tune={"num_samples": 2})
     env = {**os.environ, "NAME": "s", "STORAGE": str(tmp_path / "ray"), "SPACE": str(space),
            "TRACKING_URI": f"sqlite:///{tmp_path}/mlflow.db", "RAY_TMPDIR": str(ray_tmpdir),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # its `python`: this one
