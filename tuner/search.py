@@ -19,11 +19,11 @@ from ray.tune.search.optuna import OptunaSearch
 
 from tuner.console import LogFileReporter, Progress
 from tuner.outcome import COMPLETED, MODE, PRUNED, decide
-from tuner.projection import MlflowCallback, Projection
+from tuner.projection import PBT_GLOBAL, MlflowCallback, Projection, policy_name
 from tuner.results import ResultCsv, ResultJson
 from tuner.resume import SavedStudy
 from tuner.space import MUTABLE, Param, SearchSpace, clip_to_space, define_by_run
-from tuner.storage import base_name, checkpoint_dirs, checkpoint_number, in_folder
+from tuner.storage import base_name, checkpoint_dirs, in_folder, newest_index, read_text
 from tuner.tracking import TrackingInfo
 from tuner.trainable import TrialContext, train_vgan
 
@@ -126,8 +126,6 @@ class TidyPBT(PopulationBasedTraining):
       and uploads it over the study's: a resumed study's logs began again, the exploits before it gone. The
       study's logs are copied into a session's staging folder before its first exploit is logged."""
 
-    _logs_in: str | None = None  # the staging folder the study's PBT logs were copied into
-
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
         path = left_by_exploit(trial, result)
@@ -144,10 +142,10 @@ class TidyPBT(PopulationBasedTraining):
         return decision
 
     def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config) -> None:
-        staging = trial.local_experiment_path
-        if self._logs_in != staging:
-            self._logs_in = staging
-            copy_pbt_logs(trial.storage.storage_filesystem, trial.storage.experiment_fs_path, staging)
+        staging = Path(trial.local_experiment_path)
+        if not (staging / PBT_GLOBAL).exists():  # the session's first exploit: a resumed study's logs are in storage
+            names = [PBT_GLOBAL, *(policy_name(t.trial_id) for t in self._trial_state)]
+            copy_pbt_logs(trial.storage.storage_filesystem, trial.storage.experiment_fs_path, staging, names)
         super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
 
 
@@ -167,8 +165,7 @@ def adopt_clone(trial) -> str:
 
     fs, own = trial.storage.storage_filesystem, trial.storage.trial_fs_path.rstrip("/")
     source = trial.checkpoint.path.rstrip("/")
-    # past the driver's count and past any folder a worker wrote that the driver never registered
-    number = max([trial.storage.current_checkpoint_index, *map(checkpoint_number, checkpoint_dirs(fs, own))]) + 1
+    number = newest_index(trial.storage.current_checkpoint_index, checkpoint_dirs(fs, own)) + 1
     dest = f"{own}/{StorageContext._make_checkpoint_dir_name(number)}"
     files = fs.get_file_info(pyarrow.fs.FileSelector(source, recursive=True))  # raises where it is gone already
     fs.create_dir(dest)
@@ -184,31 +181,23 @@ def adopt_clone(trial) -> str:
     return dest
 
 
-def copy_pbt_logs(fs, experiment_path: str, staging: str) -> None:
-    """The study's pbt_global.txt and pbt_policy_*.txt from its storage into a driver staging folder that holds
-    none yet (a resumed session's): Ray appends to them there and uploads them over the study's."""
-    import pyarrow.fs
-
-    for info in fs.get_file_info(pyarrow.fs.FileSelector(experiment_path, allow_not_found=True)):
-        name = base_name(info.path)
-        if info.type == pyarrow.fs.FileType.File and (name == "pbt_global.txt" or
-                                                      (name.startswith("pbt_policy_") and name.endswith(".txt"))):
-            target = Path(staging) / name
-            if not target.exists():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with fs.open_input_stream(info.path) as f:
-                    target.write_bytes(f.read())
+def copy_pbt_logs(fs, experiment_path: str, staging: Path, names: list[str]) -> None:
+    """The study's PBT logs `names` from its storage into a driver staging folder that lacks them (a resumed
+    session's): Ray appends to them there and uploads them over the study's."""
+    for name in names:
+        text = read_text(fs, f"{experiment_path.rstrip('/')}/{name}")
+        if text and not (staging / name).exists():
+            staging.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_text(text)
 
 
 def left_by_exploit(trial, result: dict) -> str | None:
     """The folder of the checkpoint `result` came with if Ray will never restore it: the trial is paused
     with no save pending, to go on from another trial's checkpoint, and Ray did not register this one."""
     name = result.get(CHECKPOINT_DIR_NAME)
-    if not name or trial.status != trial.PAUSED or trial.is_saving:
+    if not name or trial.status != trial.PAUSED or trial.is_saving or not cloned(trial):
         return None
     own = trial.storage.trial_fs_path
-    if trial.checkpoint is None or in_folder(trial.checkpoint.path, own):
-        return None
     kept = {base_name(r.checkpoint.path) for r in trial.run_metadata.checkpoint_manager.best_checkpoint_results
             if in_folder(r.checkpoint.path, own)}
     return None if name in kept else f"{own.rstrip('/')}/{name}"

@@ -128,6 +128,12 @@ def checkpoint_number(path: str) -> int:
     return int(CHECKPOINT_DIR.fullmatch(base_name(path)).group(1))
 
 
+def newest_index(counted: int, dirs: list[str]) -> int:
+    """The index of a trial's newest checkpoint: Ray's count (StorageContext.current_checkpoint_index), or a
+    folder past it (`dirs`: checkpoint_dirs) that a worker wrote and the driver never counted."""
+    return max(counted, checkpoint_number(dirs[-1])) if dirs else counted
+
+
 def base_name(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 

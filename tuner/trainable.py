@@ -34,6 +34,7 @@ from tuner.storage import (
     checkpoint_dirs,
     checkpoint_number,
     in_folder,
+    newest_index,
 )
 from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
@@ -99,8 +100,7 @@ def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
         return _load(recorded, trainer, best) if recorded is not None else {}
     fs, folder = storage.storage_filesystem, storage.trial_fs_path.rstrip("/")
     own = checkpoint_dirs(fs, folder)
-    if own:
-        storage.current_checkpoint_index = max(storage.current_checkpoint_index, checkpoint_number(own[-1]))
+    storage.current_checkpoint_index = newest_index(storage.current_checkpoint_index, own)
     if recorded is None or in_folder(recorded.path, folder):
         after = checkpoint_number(recorded.path) if recorded is not None else -1
         unknown = [p for p in own if checkpoint_number(p) > after]  # to Ray: its num_to_keep never deletes them

@@ -26,13 +26,16 @@ def ray_trial(root, name, status="RUNNING", config=None, trial_id=None):
     return trial
 
 
-def checkpoint_written(trial, number, content=b"weights"):
-    """The trial writes checkpoint_<number> and the driver registers it (deleting beyond num_to_keep)."""
+def checkpoint_written(trial, number, content=b"weights", files=None):
+    """The trial writes checkpoint_<number> (`files`: {relative path: bytes}, by default its state) in its storage,
+    whichever filesystem that is, and the driver registers it (deleting beyond num_to_keep)."""
+    fs = trial.storage.storage_filesystem
     path = f"{trial.storage.trial_fs_path}/checkpoint_{number:06d}"
-    FS.create_dir(path)
-    with FS.open_output_stream(f"{path}/{STATE_FILE}") as f:
-        f.write(content)
-    trial.on_checkpoint(_TrainingResult(checkpoint=tune.Checkpoint(path=path, filesystem=FS), metrics={}))
+    fs.create_dir(path)
+    for name, data in (files or {STATE_FILE: content}).items():
+        with fs.open_output_stream(f"{path}/{name}") as f:
+            f.write(data)
+    trial.on_checkpoint(_TrainingResult(checkpoint=tune.Checkpoint(path=path, filesystem=fs), metrics={}))
     return path
 
 

@@ -87,37 +87,23 @@ def test_a_study_on_an_object_store_runs_resumes_and_replays(bucket, tmp_path, c
 def test_an_exploited_trials_clone_is_copied_within_the_object_store(bucket):
     """TidyPBT's copy of a cloned checkpoint into the exploited trial's folder, on S3 (moto): the files copied
     object to object, the copy registered as the trial's newest, the donor's own left as it was."""
-    from ray import tune
     from ray.train._internal.session import _TrainingResult
-    from ray.train._internal.storage import StorageContext
-    from ray.tune.experiment.trial import Trial
+    from ray_trials import checkpoint_written, ray_trial
 
     from tuner.search import adopt_clone, cloned
 
-    def trial(name):
-        storage = StorageContext(storage_path=f"s3://vgan/ray?endpoint_override={bucket}&scheme=http",
-                                 experiment_dir_name="exp", trial_dir_name=name)
-        t = Trial("train_vgan", config={}, stub=True, storage=storage,
-                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2))
-        return t, storage.storage_filesystem
-
-    def written(t, fs, number, files):
-        path = f"{t.storage.trial_fs_path}/checkpoint_{number:06d}"
-        for name, data in files.items():
-            with fs.open_output_stream(f"{path}/{name}") as f:
-                f.write(data)
-        t.on_checkpoint(_TrainingResult(checkpoint=tune.Checkpoint(path=path, filesystem=fs), metrics={}))
-        return path
-
-    (donor, fs), (t, _) = trial("donor"), trial("t")
-    given = written(donor, fs, 4, {"state.pt": b"donor's weights", "best/generator.pt": b"donor's best"})
-    written(t, fs, 0, {"state.pt": b"t's own"})
+    root = f"s3://vgan/ray?endpoint_override={bucket}&scheme=http"
+    donor, t = ray_trial(root, "donor"), ray_trial(root, "t")
+    fs = t.storage.storage_filesystem
+    files = {"state.pt": b"donor's weights", "best/generator.pt": b"donor's best"}
+    given = checkpoint_written(donor, 4, files=files)
+    checkpoint_written(t, 0, b"t's own")
     t.run_metadata.checkpoint_manager._latest_checkpoint_result = _TrainingResult(  # as PBT's exploit leaves it
         checkpoint=donor.checkpoint, metrics={})
     assert cloned(t)
     copy = adopt_clone(t)
     assert copy == f"{t.storage.trial_fs_path}/checkpoint_000001" and t.checkpoint.path == copy and not cloned(t)
-    for name, data in {"state.pt": b"donor's weights", "best/generator.pt": b"donor's best"}.items():
+    for name, data in files.items():
         with fs.open_input_stream(f"{copy}/{name}") as f:
             assert f.read() == data
     with fs.open_input_stream(f"{given}/state.pt") as f:
