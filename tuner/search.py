@@ -264,6 +264,25 @@ def seed_rungs(scheduler: ASHAScheduler, score: str, reports: dict[str, list[dic
                 bracket.on_result(stub, row["epoch"], sign * row[score])
 
 
+class CheckpointOnce(tune.Callback):
+    """Each checkpoint in its trial's list once. PBT asks a top trial to save at a perturbation (its clone source),
+    on the very result whose checkpoint Tune also saves: a function trainable answers both saves with the one
+    checkpoint it last reported, and Tune registered it twice (ray 2.60). num_to_keep then kept one checkpoint fewer
+    and, as it fell out of the window, deleted its folder twice: the second time Tune logged "Error handling
+    checkpoint ... FileNotFoundError: Path not found" and skipped marking the trial for the study's saved state.
+    Tune calls this just before it registers a save: an earlier entry of the same folder (or any entry a resumed
+    study's saved state repeats) makes way for it."""
+
+    def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
+        manager = trial.run_metadata.checkpoint_manager
+        seen, kept = {checkpoint.path}, []
+        for r in reversed(manager._checkpoint_results):
+            if r.checkpoint.path not in seen:
+                seen.add(r.checkpoint.path)
+                kept.append(r)
+        manager._checkpoint_results = kept[::-1]
+
+
 class StopWitness(tune.Callback):
     """Which trials the fit's end stopped, and whose each result is (own_results). Tune stops them without telling
     its callbacks, the searcher or the scheduler (TuneController._stop_experiment_if_needed, and cleanup after an
@@ -313,7 +332,9 @@ def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy, witness: Sto
     are seeded from the trials' reports (seed_rungs). `witness` replaces the one the study pickled when it began."""
     tuner = tune.Tuner.restore(path, trainable=make_trainable(space), resume_unfinished=True, resume_errored=False)
     run_config = tuner._local_tuner._run_config  # its callbacks are the ones the study began with
-    run_config.callbacks = [c for c in run_config.callbacks or [] if not isinstance(c, StopWitness)] + [witness]
+    # (a study begun before CheckpointOnce was written resumes with it too)
+    run_config.callbacks = [c for c in run_config.callbacks or [] if not isinstance(c, (StopWitness, CheckpointOnce))]
+    run_config.callbacks += [CheckpointOnce(), witness]
     t = space.tune
     config = tuner._local_tuner._tune_config  # what Tuner.fit hands tune.run (ray/tune/impl/tuner_internal.py)
     config.time_budget_s = t.time_budget_s  # its clock starts when the resumed fit does
@@ -339,7 +360,7 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
     if not verbose:
         callbacks.append(Progress(space.metric, space.score, space.epochs))
     callbacks.append(MlflowCallback(make_projection(space, tracking, storage_url), space.mlflow.outage_window_s))
-    callbacks.append(witness)
+    callbacks += [CheckpointOnce(), witness]
     return tune.Tuner(
         make_trainable(space),
         # PBT's population is sampled by Ray from the param space; Optuna's searchers have their own

@@ -26,17 +26,27 @@ def ray_trial(root, name, status="RUNNING", config=None, trial_id=None):
     return trial
 
 
-def checkpoint_written(trial, number, content=b"weights", files=None):
+def checkpoint_written(trial, number, content=b"weights", files=None, callbacks=()):
     """The trial writes checkpoint_<number> (`files`: {relative path: bytes}, by default its state) in its storage,
-    whichever filesystem that is, and the driver registers it (deleting beyond num_to_keep)."""
+    whichever filesystem that is, and the driver registers it (deleting beyond num_to_keep), after telling
+    `callbacks` as TuneController does."""
     fs = trial.storage.storage_filesystem
     path = f"{trial.storage.trial_fs_path}/checkpoint_{number:06d}"
     fs.create_dir(path)
     for name, data in (files or {STATE_FILE: content}).items():
         with fs.open_output_stream(f"{path}/{name}") as f:
             f.write(data)
-    trial.on_checkpoint(_TrainingResult(checkpoint=tune.Checkpoint(path=path, filesystem=fs), metrics={}))
+    checkpoint_saved(trial, path, callbacks)
     return path
+
+
+def checkpoint_saved(trial, path, callbacks=()):
+    """A save of the trial's checkpoint at `path` handed to the driver (TuneController._process_trial_save): its
+    callbacks are told, then the trial registers it."""
+    checkpoint = tune.Checkpoint(path=path, filesystem=trial.storage.storage_filesystem)
+    for c in callbacks:
+        c.on_checkpoint(iteration=0, trials=[trial], trial=trial, checkpoint=checkpoint)
+    trial.on_checkpoint(_TrainingResult(checkpoint=checkpoint, metrics={}))
 
 
 def state_saved(root, *trials, stamp="2026-12-03_12-00-00"):

@@ -246,6 +246,25 @@ def test_an_exploited_trial_goes_on_from_its_own_copy_of_what_it_cloned(tmp_path
     assert t.checkpoint.path == copy and len(checkpoint_dirs(FS, own)) == KEEP and left == copy
 
 
+def test_a_checkpoint_saved_twice_is_registered_once(tmp_path):
+    """PBT asks a top trial to save on the result whose checkpoint Tune saves too, and a function trainable answers
+    both with the one checkpoint: registered twice, num_to_keep kept one fewer and deleted its folder twice, the
+    second time failing (PBT studies logged "Error handling checkpoint ... FileNotFoundError: Path not found")."""
+    from ray_trials import FS, KEEP, checkpoint_saved, checkpoint_written, ray_trial
+
+    from tuner.search import CheckpointOnce
+    from tuner.storage import checkpoint_dirs
+
+    t, once = ray_trial(tmp_path, "t"), [CheckpointOnce()]
+    checkpoint_saved(t, checkpoint_written(t, 0))  # twice, as a study begun before CheckpointOnce saved it
+    for n in range(1, 5):
+        checkpoint_saved(t, checkpoint_written(t, n, callbacks=once), callbacks=once)  # and PBT's save
+    paths = [r.checkpoint.path for r in t.run_metadata.checkpoint_manager.best_checkpoint_results]
+    assert paths == checkpoint_dirs(FS, t.storage.trial_fs_path) == [
+        f"{t.storage.trial_fs_path}/checkpoint_{n:06d}" for n in range(5 - KEEP, 5)]
+    assert t.checkpoint.path == paths[-1]
+
+
 def test_a_resumed_pbt_study_appends_to_its_exploit_logs(tmp_path, monkeypatch):
     """Ray writes pbt_global.txt and the policy logs in the session's driver staging folder and uploads them
     over the study's: a resumed study's began again, its exploits before the resume gone. They are copied into
