@@ -96,6 +96,11 @@ def trials_side_by_side(space: SearchSpace, nodes: list[dict[str, Any]]) -> int:
     return max(1, sum(on(n) for n in nodes))
 
 
+def trials_held(space: SearchSpace) -> int:
+    """How many of the space's trials the cluster's alive nodes hold at once now."""
+    return trials_side_by_side(space, alive_nodes())
+
+
 def alive_nodes() -> list[dict[str, Any]]:
     import ray
 

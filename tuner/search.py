@@ -7,6 +7,7 @@ Every study starts from what is known to work: the space's base config is its fi
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,6 +18,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTra
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter, SearchGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from tuner.cluster import trials_held
 from tuner.console import LogFileReporter, Progress
 from tuner.outcome import COMPLETED, MODE, PRUNED, decide
 from tuner.projection import PBT_GLOBAL, MlflowCallback, Projection, policy_name
@@ -124,10 +126,25 @@ class TidyPBT(PopulationBasedTraining):
       "Could not recover from checkpoint as it does not exist on storage anymore".
     - Ray writes pbt_global.txt and each trial's policy log in the driver's staging folder, one per session,
       and uploads it over the study's: a resumed study's logs began again, the exploits before it gone. The
-      study's logs are copied into a session's staging folder before its first exploit is logged."""
+      study's logs are copied into a session's staging folder before its first exploit is logged.
+    - A trial at its perturbation point goes on where the cluster holds every unfinished trial at once (`slots`:
+      how many it holds now); Ray paused it for any other paused or pending, and restarted it from its checkpoint."""
+
+    slots: Callable[[], int] | None = None  # (a study pickled before it was written resumes without it)
+
+    def __init__(self, *args, slots: Callable[[], int] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slots = slots
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
+        if decision == self.PAUSE and self.slots is not None and trial.status != trial.PAUSED:
+            # Ray pauses a trial at its perturbation point whenever another is pending or paused, to give it the
+            # slot; but where the whole population fits side by side, the other (one just exploited, restarting)
+            # has a slot of its own, and the pause only restarts this trial from its checkpoint.
+            unfinished = [t for t in tune_controller.get_trials() if t.status not in (t.TERMINATED, t.ERROR)]
+            if len(unfinished) <= self.slots():
+                decision = self.CONTINUE
         path = left_by_exploit(trial, result)
         if path is not None:
             try:
@@ -214,7 +231,8 @@ def make_scheduler(space: SearchSpace):
         mutations = {p.key: ray_domain(p) for p in space.params if p.key in MUTABLE}
         return TidyPBT(time_attr="epoch", perturbation_interval=t.pbt_interval, hyperparam_mutations=mutations,
                        quantile_fraction=0.25, resample_probability=0.25,
-                       custom_explore_fn=functools.partial(clip_to_space, params=space.params))
+                       custom_explore_fn=functools.partial(clip_to_space, params=space.params),
+                       slots=functools.partial(trials_held, space))
     return FIFOScheduler()
 
 
