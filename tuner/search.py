@@ -361,6 +361,8 @@ def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy, witness: Sto
         config.max_concurrent_trials = None  # the limiter is in place (tune.run would wrap it again)
     if isinstance(config.scheduler, ASHAScheduler):
         seed_rungs(config.scheduler, space.score, saved.reports())
+    if isinstance(config.scheduler, TidyPBT):  # the nodes the resumed study runs on (and one begun without it)
+        config.scheduler.slots = functools.partial(trials_held, space)
     return tuner
 
 
