@@ -128,13 +128,28 @@ class TidyPBT(PopulationBasedTraining):
       and uploads it over the study's: a resumed study's logs began again, the exploits before it gone. The
       study's logs are copied into a session's staging folder before its first exploit is logged.
     - A trial at its perturbation point goes on where the cluster holds every unfinished trial at once (`slots`:
-      how many it holds now); Ray paused it for any other paused or pending, and restarted it from its checkpoint."""
+      how many it holds now); Ray paused it for any other paused or pending, and restarted it from its checkpoint.
+    - A resumed study's trials start from the perturbation points their reports reached (`reports`,
+      last_perturbation): Ray saves no scheduler state, and after a resume every trial perturbed at its first
+      report, off its schedule, ranked against the few trials that had reported since. (A clone source is saved
+      at a trial's own perturbation point, as in a study that ran through.)"""
 
     slots: Callable[[], int] | None = None  # (a study pickled before it was written resumes without it)
+    reports: dict[str, list[dict]] | None = None  # a resumed study's reports by trial id (seed_population)
 
     def __init__(self, *args, slots: Callable[[], int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.slots = slots
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        super().on_trial_add(tune_controller, trial)
+        rows = (self.reports or {}).get(trial.trial_id)
+        if rows:
+            state = self._trial_state[trial]
+            state.last_perturbation_time, last = last_perturbation(rows, self._perturbation_interval, self._metric)
+            state.last_train_time = state.last_perturbation_time
+            if last is not None:
+                state.last_score, state.last_result = self._metric_op * last[self._metric], last
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
         decision = super().on_trial_result(tune_controller, trial, result)
@@ -164,6 +179,23 @@ class TidyPBT(PopulationBasedTraining):
             names = [PBT_GLOBAL, *(policy_name(t.trial_id) for t in self._trial_state)]
             copy_pbt_logs(trial.storage.storage_filesystem, trial.storage.experiment_fs_path, staging, names)
         super()._log_config_on_step(trial_state, new_state, trial, trial_to_clone, new_config)
+
+
+def last_perturbation(rows: list[dict], interval: int, metric: str) -> tuple[int, dict | None]:
+    """A trial's last perturbation point, as Ray's async PBT reached it over the trial's reports (oldest first):
+    its epoch, and the report it was made at (None: none yet). A trial perturbs at its first report `interval`
+    epochs after the last; an exploited one goes on from the clone's checkpoint, saved at the clone's perturbation
+    point, and takes that point as its own: its next report trains the epoch after it, with the clone's config."""
+    last, at, config = 0, None, None
+    for row in rows:
+        if metric not in row or "epoch" not in row:
+            continue  # Ray's PBT passes over a report without them
+        if config is not None and row.get("config") != config:
+            last = row["epoch"] - 1
+        config = row.get("config")
+        if row["epoch"] - last >= interval:
+            last, at = row["epoch"], row
+    return last, at
 
 
 def cloned(trial) -> bool:
@@ -363,6 +395,7 @@ def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy, witness: Sto
         seed_rungs(config.scheduler, space.score, saved.reports())
     if isinstance(config.scheduler, TidyPBT):  # the nodes the resumed study runs on (and one begun without it)
         config.scheduler.slots = functools.partial(trials_held, space)
+        config.scheduler.reports = saved.reports()
     return tuner
 
 

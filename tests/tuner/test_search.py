@@ -206,13 +206,14 @@ def test_pbt_keeps_a_checkpoint_that_may_be_restored(tmp_path, case):
     assert left_by_exploit(t, {"epoch": 4, "checkpoint_dir_name": "checkpoint_000003"}) is None
 
 
-def tidy_pbt(*trials, slots=None):
+def tidy_pbt(*trials, slots=None, reports=None):
     from types import SimpleNamespace
 
     from tuner.search import TidyPBT
 
     pbt = TidyPBT(time_attr="epoch", perturbation_interval=2, hyperparam_mutations={"optim.lr_g": [1e-3, 2e-3]},
                   slots=slots)
+    pbt.reports = reports  # as restore_tuner gives a resumed study's
     pbt.set_search_properties("best_val_auc_roc", "max")
     for t in trials:
         pbt.on_trial_add(SimpleNamespace(search_alg=None), t)
@@ -307,6 +308,48 @@ def test_a_resumed_pbt_study_appends_to_its_exploit_logs(tmp_path, monkeypatch):
     assert lines[0] == '["before the resume"]' and len(lines) == 3, lines
     assert (staging / f"pbt_policy_{t.trial_id}.txt").read_text().startswith('["its lineage"]')
     assert sorted(p.name for p in staging.iterdir()) == ["pbt_global.txt", f"pbt_policy_{t.trial_id}.txt"]
+
+
+def test_a_resumed_pbt_study_goes_on_from_the_perturbation_points_its_trials_reached(tmp_path):
+    """Ray saves no scheduler state: after a resume every PBT trial perturbed at its first report, off its schedule,
+    ranked against the few trials that had reported since. Seeded from the trials' reports, each trial's state
+    (last perturbation point, the score and report it was ranked by there) is the one the study had."""
+    from types import SimpleNamespace
+
+    from ray_trials import ray_trial
+
+    from tuner.search import last_perturbation
+
+    def population(root):
+        return [ray_trial(root, n, trial_id=n, config={"optim.lr_g": 1e-3}) for n in "abcd"]
+
+    def state(pbt):
+        return {t.trial_id: (s.last_perturbation_time, s.last_train_time, s.last_score, s.last_result)
+                for t, s in pbt._trial_state.items()}
+
+    trials, reports = population(tmp_path / "live"), {}
+    live = tidy_pbt(*trials)
+    # a top trial is asked to save, and no clone source is there yet: nobody is exploited
+    controller = SimpleNamespace(get_trials=lambda: trials, _schedule_trial_save=lambda trial, result=None: None)
+    for t, epochs in zip(trials, [5, 4, 3, 1], strict=True):  # the study as it ran, interrupted this far
+        for e in range(1, epochs + 1):
+            row = {"epoch": e, "best_val_auc_roc": 0.5 + e / 100 + len(reports) / 10, "config": dict(t.config)}
+            reports.setdefault(t.trial_id, []).append(row)
+            assert live.on_trial_result(controller, t, row) == "CONTINUE"
+    restored, before = population(tmp_path / "restored"), population(tmp_path / "before")
+    seeded, unseeded = tidy_pbt(*restored, reports=reports), tidy_pbt(*before)
+    assert state(seeded) == state(live) and state(live)["a"][0] == 4 and state(live)["d"][2] is None
+    # the resumed study's first report: "c" trains epoch 3 again, 1 past its perturbation point
+    for pbt, t in ((seeded, restored[2]), (unseeded, before[2])):
+        pbt.on_trial_result(controller, t, {"epoch": 3, "best_val_auc_roc": 0.9, "config": {}})
+    assert state(seeded)["c"][0] == 2 and state(unseeded)["c"][0] == 3  # what the resume did before: it perturbed
+
+    # exploited at 4 by a trial perturbed at 6: it trains epoch 7 on, with the clone's config, its point 6
+    rows = [{"epoch": e, "best_val_auc_roc": 0.5, "config": {"optim.lr_g": 1e-3 if e < 7 else 2e-3}}
+            for e in [1, 2, 3, 4, 7, 8]]
+    assert last_perturbation(rows[:5], 2, "best_val_auc_roc") == (6, rows[3])
+    assert last_perturbation(rows, 2, "best_val_auc_roc") == (8, rows[5])
+    assert last_perturbation([{"epoch": 1}], 2, "best_val_auc_roc") == (0, None)
 
 
 @pytest.mark.parametrize("reduction_factor", [2, 3])  # milestones 2, 4 | 2, 6: the last at max_t, never recorded
