@@ -143,7 +143,7 @@ class TidyPBT(PopulationBasedTraining):
 
     def on_trial_add(self, tune_controller, trial) -> None:
         super().on_trial_add(tune_controller, trial)
-        rows = (self.reports or {}).get(trial.trial_id)
+        rows = (self.reports or {}).pop(trial.trial_id, None)  # read once: a long study's reports are many
         if rows:
             state = self._trial_state[trial]
             state.last_perturbation_time, last = last_perturbation(rows, self._perturbation_interval, self._metric)
