@@ -574,8 +574,12 @@ def summarize(plan: Plan, study: Study, results, wall: float, width: int, resume
         for path in optuna_plots(plan.storage_url, plan.name, folder) if space.searcher is not None else []:
             study.log_artifact(path, "optuna")
         if best is not None:
+            # an exploited PBT trial's values are its last: its weights trained on a schedule, which vgan.train has not
+            schedule = (f"# PBT trained its weights on a schedule of values (the trial's MLflow run: metrics hp.*, "
+                        f"pbt/pbt_policy_{best['trial_id']}.txt);\n# these are its last, and vgan.train trains with "
+                        f"them from the first epoch\n") if exploited(study, best) else ""
             (folder / "best_config.yaml").write_text(
-                f"# Best trial {best['trial_id']} of study {plan.name}: {score} {best[score]:.4f}\n"
+                f"# Best trial {best['trial_id']} of study {plan.name}: {score} {best[score]:.4f}\n{schedule}"
                 f"# python -m vgan.train --config best_config.yaml\n"
                 + yaml.safe_dump(space.trainer_config(sampled(best)).to_dict(), sort_keys=False))
             study.log_artifact(folder / "best_config.yaml")
@@ -588,6 +592,12 @@ def summarize(plan: Plan, study: Study, results, wall: float, width: int, resume
         return []
     study.set_tags({"best_trial_id": best["trial_id"], score: f"{best[score]:.6f}"})
     return [r for r in rows if not math.isnan(r[score])]
+
+
+def exploited(study: Study, row: dict[str, Any]) -> bool:
+    """Whether PBT changed the trial's values after its first epoch (the projection's tag on its run)."""
+    run_id = row.get("mlflow_run_id")
+    return run_id is not None and int(study.client.get_run(run_id).data.tags.get("pbt_exploits", 0)) > 0
 
 
 def sampled(row: dict[str, Any]) -> dict[str, Any]:

@@ -50,6 +50,11 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
     assert len(runs) == 4 and {r.data.tags["status"] for r in runs} == {"completed"}
     record = pbt_record(client, runs, tmp_path)
     exploits = study_exploits(client, runs[0].data.tags["mlflow.parentRunId"], tmp_path)
+    # the best trial's config says whether PBT trained its weights on a schedule of values (then these are its last)
+    parent = client.get_run(runs[0].data.tags["mlflow.parentRunId"])
+    (best,) = [r for r in runs if r.data.tags["trial_id"] == parent.data.tags["best_trial_id"]]
+    header = open(client.download_artifacts(parent.info.run_id, "best_config.yaml", str(tmp_path))).read()
+    assert ("PBT trained its weights on a schedule" in header) == (int(best.data.tags.get("pbt_exploits", 0)) > 0)
     assert exploits and all(len(ln) == 6 for ln in exploits)  # [target, clone, epochs, old config, new config]
     assert sum(n for _, n, _ in record.values()) == len(exploits), "every exploit of the study is on its trial's run"
     new_values = {round(ln[5]["optim.lr_g"], 12) for ln in exploits}
