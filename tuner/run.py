@@ -536,8 +536,14 @@ def summarize(plan: Plan, study: Study, results, wall: float, width: int, resume
     from tuner.console import fmt_value
 
     space, score = plan.space, plan.space.score
-    run_ids = {r.data.tags.get("trial_id"): r.info.run_id for r in study.child_runs()}
+    children = study.child_runs()
+    run_ids = {r.data.tags.get("trial_id"): r.info.run_id for r in children}
     rows = trials_table(results, space, run_ids, stopped, unfinished)
+    pbt = space.tune.scheduler == "pbt"
+    if pbt:  # how often PBT changed each trial's values (the projection's tag): its lineage is on its run
+        exploits = {r.data.tags.get("trial_id"): int(r.data.tags.get("pbt_exploits", 0)) for r in children}
+        for r in rows:
+            r["pbt_exploits"] = exploits.get(r["trial_id"], 0)
     compute = sum(r["compute_s"] for r in rows)
     here = compute if resumed is None else sum(compute_seconds(r.metrics_dataframe, resumed) for r in results)
     slots = min(width, len(rows)) or 1
@@ -551,8 +557,9 @@ def summarize(plan: Plan, study: Study, results, wall: float, width: int, resume
         r["budget_share"] = spent[r["trial_id"]] / (budget * slots) if budget else math.nan
     by_budget = f"{counts[STOPPED]} stopped by the time budget, " if counts[STOPPED] else ""
     by_budget += f"{counts[INTERRUPTED]} interrupted, " if counts[INTERRUPTED] else ""
+    by_pbt = f"{counted(sum(r['pbt_exploits'] for r in rows), 'PBT exploit')}; " if pbt else ""
     print(f"\n{len(rows)} trials in {wall:.1f} s: {counts[COMPLETED]} completed, {counts[PRUNED]} pruned, "
-          f"{by_budget}{counts[FAILED]} failed; trial compute {here:.1f} s over {slots} slots"
+          f"{by_budget}{counts[FAILED]} failed; {by_pbt}trial compute {here:.1f} s over {slots} slots"
           f"{'' if resumed is None else f' since the resume ({compute:.1f} s in all)'}, "
           f"overhead {100 * overhead:.1f} % of the wall time")
     if budget:
@@ -563,6 +570,7 @@ def summarize(plan: Plan, study: Study, results, wall: float, width: int, resume
     for r in rows[:5]:
         params = ", ".join(f"{k[6:]}={fmt_value(v)}" for k, v in r.items() if k.startswith("param:"))
         used = f"  {100 * r['budget_share']:.0f} % of the budget" if budget else ""
+        used += f"  {counted(r['pbt_exploits'], 'exploit')}" if pbt else ""
         print(f"  {r['trial_id']}  {r['outcome']:18s} {score} {r[score]:.4f}{used}  {params}")
     study.log_metrics({"wall_s": wall, "trial_compute_s": compute, "overhead_share": overhead,
                        **{f"trials_{k}": v for k, v in counts.items()}})
@@ -577,7 +585,7 @@ def summarize(plan: Plan, study: Study, results, wall: float, width: int, resume
             # an exploited PBT trial's values are its last: its weights trained on a schedule, which vgan.train has not
             schedule = (f"# PBT trained its weights on a schedule of values (the trial's MLflow run: metrics hp.*, "
                         f"pbt/pbt_policy_{best['trial_id']}.txt);\n# these are its last, and vgan.train trains with "
-                        f"them from the first epoch\n") if exploited(study, best) else ""
+                        f"them from the first epoch\n") if best.get("pbt_exploits") else ""
             (folder / "best_config.yaml").write_text(
                 f"# Best trial {best['trial_id']} of study {plan.name}: {score} {best[score]:.4f}\n{schedule}"
                 f"# python -m vgan.train --config best_config.yaml\n"
@@ -594,10 +602,8 @@ def summarize(plan: Plan, study: Study, results, wall: float, width: int, resume
     return [r for r in rows if not math.isnan(r[score])]
 
 
-def exploited(study: Study, row: dict[str, Any]) -> bool:
-    """Whether PBT changed the trial's values after its first epoch (the projection's tag on its run)."""
-    run_id = row.get("mlflow_run_id")
-    return run_id is not None and int(study.client.get_run(run_id).data.tags.get("pbt_exploits", 0)) > 0
+def counted(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def sampled(row: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,8 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
     assert ("PBT trained its weights on a schedule" in header) == (int(best.data.tags.get("pbt_exploits", 0)) > 0)
     assert exploits and all(len(ln) == 6 for ln in exploits)  # [target, clone, epochs, old config, new config]
     assert sum(n for _, n, _ in record.values()) == len(exploits), "every exploit of the study is on its trial's run"
+    said = f"{len(exploits)} PBT exploit{'' if len(exploits) == 1 else 's'}"
+    assert f"0 failed; {said}; trial compute" in proc.stdout  # the summary counts them
     new_values = {round(ln[5]["optim.lr_g"], 12) for ln in exploits}
     for schedule, n, lines in record.values():
         # the schedule: the value epoch 1 trained with, then each exploit's at the first epoch trained with it
