@@ -129,6 +129,10 @@ class TidyPBT(PopulationBasedTraining):
       study's logs are copied into a session's staging folder before its first exploit is logged.
     - A trial at its perturbation point goes on where the cluster holds every unfinished trial at once (`slots`:
       how many it holds now); Ray paused it for any other paused or pending, and restarted it from its checkpoint.
+    - A trial cloned after its checkpoint_keep deleted the checkpoint saved at its perturbation point (it trained on
+      faster than the trial cloning it) is cloned from its newest (_exploit): Ray pointed the exploited trial at
+      the deleted one, and it failed, "Could not recover from checkpoint" (PBT's paper copies a member's current
+      weights too).
     - A resumed study's trials start from the perturbation points their reports reached (`reports`,
       last_perturbation): Ray saves no scheduler state, and after a resume every trial perturbed at its first
       report, off its schedule, ranked against the few trials that had reported since. (A clone source is saved
@@ -172,6 +176,17 @@ class TidyPBT(PopulationBasedTraining):
             except OSError as e:  # the trial goes on from the other's, as Ray left it
                 print(f"could not copy the checkpoint trial {trial.trial_id} cloned into its folder: {e}")
         return decision
+
+    def _exploit(self, tune_controller, trial, trial_to_clone) -> None:
+        source = self._trial_state[trial_to_clone]
+        manager = trial_to_clone.run_metadata.checkpoint_manager
+        newest = manager.latest_checkpoint_result
+        kept = {r.checkpoint.path for r in manager.best_checkpoint_results}
+        if isinstance(source.last_checkpoint, tune.Checkpoint) and source.last_checkpoint.path not in kept \
+                and newest is not None:
+            # the clone's checkpoint_keep deleted the one saved at its perturbation point: it is cloned as it is now
+            source.last_checkpoint, source.last_result = newest.checkpoint, newest.metrics
+        super()._exploit(tune_controller, trial, trial_to_clone)
 
     def _log_config_on_step(self, trial_state, new_state, trial, trial_to_clone, new_config) -> None:
         staging = Path(trial.local_experiment_path)

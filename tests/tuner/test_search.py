@@ -220,6 +220,35 @@ def tidy_pbt(*trials, slots=None, reports=None):
     return pbt
 
 
+def test_a_trial_whose_perturbation_checkpoint_is_gone_is_cloned_as_it_is_now(tmp_path):
+    """A top trial's clone source is the checkpoint saved at its perturbation point, which its checkpoint_keep
+    deletes once it has trained on that many newer ones: a trial cloning it later (one behind it) was pointed at the
+    deleted one and failed, "Could not recover from checkpoint" (one trial in each of 2 runs of a 16-epoch 4-trial
+    smoke study at pbt_interval 4, checkpoint_keep 3). It is cloned from its newest checkpoint."""
+    from types import SimpleNamespace
+
+    from ray import tune
+    from ray_trials import FS, KEEP, checkpoint_written, ray_trial
+
+    from tuner.search import adopt_clone
+
+    donor, t = (ray_trial(tmp_path, n, config={"optim.lr_g": 1e-3}) for n in ("donor", "t"))
+    pbt = tidy_pbt(donor, t)
+    pbt._log_config = False  # its logs: test_a_resumed_pbt_study_appends_to_its_exploit_logs
+    source = checkpoint_written(donor, 0)  # saved at its perturbation point, where it ranked at the top
+    pbt._trial_state[donor].last_checkpoint = tune.Checkpoint(path=source, filesystem=FS)
+    for trial, score in ((donor, 0.9), (t, 0.5)):
+        pbt._trial_state[trial].last_score, pbt._trial_state[trial].last_result = score, {"epoch": 1}
+    for n in range(1, KEEP + 1):  # it trains on, and its checkpoint_keep deletes the source
+        newest = checkpoint_written(donor, n, content=b"newest")
+    assert not FS.get_file_info(source).is_file and FS.get_file_info(source).type.name == "NotFound"
+    pbt._exploit(SimpleNamespace(pause_trial=lambda trial, should_checkpoint: trial.set_status("PAUSED")), t, donor)
+    assert t.checkpoint.path == newest
+    copy = adopt_clone(t)  # as TidyPBT.on_trial_result does next
+    with FS.open_input_stream(f"{copy}/state.pt") as f:
+        assert f.read() == b"newest"
+
+
 @pytest.mark.parametrize(("slots", "decision"), [(3, "CONTINUE"), (2, "PAUSE")])
 def test_a_pbt_trial_yields_its_slot_only_to_a_trial_that_has_none(tmp_path, slots, decision):
     """Ray pauses a trial at its perturbation point whenever another is paused or pending, to let it run; where the
