@@ -139,7 +139,7 @@ class TidyPBT(PopulationBasedTraining):
       at a trial's own perturbation point, as in a study that ran through.)"""
 
     slots: Callable[[], int] | None = None  # (a study pickled before it was written resumes without it)
-    reports: dict[str, list[dict]] | None = None  # a resumed study's reports by trial id (seed_population)
+    reports: dict[str, list[dict]] | None = None  # a resumed study's reports by trial id (given by restore_tuner)
 
     def __init__(self, *args, slots: Callable[[], int] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -394,7 +394,8 @@ def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy, witness: Sto
     their checkpoints, failed ones stay failed), with the space's num_samples, max_concurrent_trials and
     time_budget_s (tuner.space.RESUMABLE_TUNE): Ray keeps the ones the study began with, and has no public
     way to change them (ray 2.60). A PBT population's size is part of its recipe, refused before. ASHA's rungs
-    are seeded from the trials' reports (seed_rungs). `witness` replaces the one the study pickled when it began."""
+    are seeded from the trials' reports (seed_rungs), and PBT's perturbation points (TidyPBT.reports). `witness`
+    replaces the one the study pickled when it began."""
     tuner = tune.Tuner.restore(path, trainable=make_trainable(space), resume_unfinished=True, resume_errored=False)
     run_config = tuner._local_tuner._run_config  # its callbacks are the ones the study began with
     # (a study begun before CheckpointOnce was written resumes with it too)
