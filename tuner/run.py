@@ -443,7 +443,7 @@ def _run(plan: Plan) -> bool:
 
 def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     from tuner import flavor
-    from tuner.cluster import alive_nodes, trials_side_by_side
+    from tuner.cluster import alive_nodes, trials_held, trials_side_by_side
     from tuner.resume import unfinished_trials
     from tuner.tracking import ui_link
     from vgan.models import Generator
@@ -492,7 +492,7 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
         stopped = stopped_trials(plan, {k: v for k, v in ended_untold.items() if k not in unfinished})
         reconcile(plan, study, results, stopped, unfinished)
         # an autoscaling cluster may hold more trials by the end than at the start
-        width = min(cap or math.inf, max(held, trials_side_by_side(space, alive_nodes())))
+        width = min(cap or math.inf, max(held, trials_held(space)))
         ranked = summarize(plan, study, results, wall, width, began if plan.args.resume else None, stopped,
                            unfinished)
         if not unfinished and ranked and not plan.args.no_register:

@@ -182,8 +182,8 @@ class TidyPBT(PopulationBasedTraining):
         manager = trial_to_clone.run_metadata.checkpoint_manager
         newest = manager.latest_checkpoint_result
         kept = {r.checkpoint.path for r in manager.best_checkpoint_results}
-        if isinstance(source.last_checkpoint, tune.Checkpoint) and source.last_checkpoint.path not in kept \
-                and newest is not None:
+        # (Ray calls this with the clone's source resolved to a checkpoint: _checkpoint_or_exploit)
+        if source.last_checkpoint.path not in kept and newest is not None:
             # the clone's checkpoint_keep deleted the one saved at its perturbation point: it is cloned as it is now
             source.last_checkpoint, source.last_result = newest.checkpoint, newest.metrics
         super()._exploit(tune_controller, trial, trial_to_clone)
