@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from tuner.scratch import sweep
 from tuner.space import SearchSpace, SpaceError
 from tuner.storage import Storage
 from tuner.tracking import TELEMETRY_ENV
@@ -62,10 +63,12 @@ def check_address(address: str, timeout_s: float = 5.0) -> None:
 
 def stop_ray(session: Path | None, keep: bool) -> None:
     """Stop Ray; the local session's folder goes with it unless kept (a study that crashed: Ray's logs
-    of raylet, GCS and workers), then named on stderr. Trials' own output is in their folders."""
+    of raylet, GCS and workers), then named on stderr. Trials' own output is in their folders. Scratch
+    folders that trials killed on this node left (tuner.scratch) go too; live trials', any study's, stay."""
     import ray
 
     ray.shutdown()
+    sweep()
     if session is None:
         return
     if keep:

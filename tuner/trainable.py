@@ -26,6 +26,7 @@ import torch
 from ray import tune
 
 from tuner.outcome import Signal, score_key
+from tuner.scratch import scratch
 from tuner.storage import (
     BEST_DIR,
     GENERATOR_FILE,
@@ -36,7 +37,7 @@ from tuner.storage import (
     in_folder,
     newest_index,
 )
-from vgan.config import DataConfig, apply_overrides, config_from_dict, from_dict
+from vgan.config import Config, DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
 from vgan.errors import DivergenceError
 from vgan.trainer import EpochResult, Trainer, fit, load_checkpoint, resolve_device
@@ -192,53 +193,54 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
     cfg = apply_overrides(config_from_dict(ctx.base), config, "sampled config")
     train, val = load_data(cfg.data)
     trainer = Trainer(cfg, train, val, resolve_device(cfg.train.device))
+    with scratch() as work:
+        _train(cfg, ctx, trainer, work)
+
+
+def _train(cfg: Config, ctx: TrialContext, trainer: Trainer, work: Path) -> None:
     score, epochs, node = score_key(cfg.train.select_metric, ctx.signal_window), cfg.train.epochs, _node_id()
     signal = Signal(ctx.signal_window)
-    work = Path(tempfile.mkdtemp(prefix="vgan-trial-"))
     best = BestEpoch(work / BEST_DIR)
+    # a restarted trial continues where its newest checkpoint left it
+    storage = _storage()
+    saved = restore(tune.get_checkpoint(), trainer, best.folder, storage)
+    orphan = saved.get(ORPHAN)
+    if "signal" in saved:
+        signal = Signal(**saved["signal"])
+    # Say the restored checkpoint's report again where the driver may not have it: a trial that finished
+    # before a driver was killed (else the driver takes its last remembered, early, epoch for the end and
+    # calls it pruned; a PBT clone of a finished trial ends so too), or a checkpoint of its own newer
+    # than the driver's state knew (the kill may have kept its report from the driver)
+    finished = trainer.epoch >= epochs
+    if saved.get("report") is not None and (finished or saved.get("unseen")):
+        report_now(said_again(saved["report"]))
+        if finished:
+            return
+
+    def on_epoch(result: EpochResult) -> None:
+        nonlocal orphan
+        if result.is_best:
+            best.keep(trainer, result)
+        value = signal.update(result.record[f"val_{cfg.train.select_metric}"])
+        report = {**result.record, score: value, "best_epoch": trainer.best_epoch, "node_id": node}
+        # Also on a new best epoch: a trial can be stopped at any report (ASHA, PBT, a time budget),
+        # and its best generator must be in its newest checkpoint, the one the driver logs.
+        if trainer.epoch % ctx.checkpoint_every and trainer.epoch < epochs and not result.is_best:
+            report_now(report)
+            return
+        with tempfile.TemporaryDirectory(prefix="ckpt-", dir=work) as d:
+            trainer.save_checkpoint(Path(d) / STATE_FILE)
+            best.copy_into(Path(d) / BEST_DIR, trainer)
+            report[WALL_TIME] = time.time()  # saved with it: a report said again names the original by it
+            (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "signal": asdict(signal)}))
+            report_now(report, tune.Checkpoint.from_directory(d))
+        if orphan is not None:  # superseded by the checkpoint just saved
+            _delete(storage.storage_filesystem, orphan)
+            orphan = None
+
     try:
-        # a restarted trial continues where its newest checkpoint left it
-        storage = _storage()
-        saved = restore(tune.get_checkpoint(), trainer, best.folder, storage)
-        orphan = saved.get(ORPHAN)
-        if "signal" in saved:
-            signal = Signal(**saved["signal"])
-        # Say the restored checkpoint's report again where the driver may not have it: a trial that finished
-        # before a driver was killed (else the driver takes its last remembered, early, epoch for the end and
-        # calls it pruned; a PBT clone of a finished trial ends so too), or a checkpoint of its own newer
-        # than the driver's state knew (the kill may have kept its report from the driver)
-        finished = trainer.epoch >= epochs
-        if saved.get("report") is not None and (finished or saved.get("unseen")):
-            report_now(said_again(saved["report"]))
-            if finished:
-                return
-
-        def on_epoch(result: EpochResult) -> None:
-            nonlocal orphan
-            if result.is_best:
-                best.keep(trainer, result)
-            value = signal.update(result.record[f"val_{cfg.train.select_metric}"])
-            report = {**result.record, score: value, "best_epoch": trainer.best_epoch, "node_id": node}
-            # Also on a new best epoch: a trial can be stopped at any report (ASHA, PBT, a time budget),
-            # and its best generator must be in its newest checkpoint, the one the driver logs.
-            if trainer.epoch % ctx.checkpoint_every and trainer.epoch < epochs and not result.is_best:
-                report_now(report)
-                return
-            with tempfile.TemporaryDirectory(prefix="vgan-ckpt-") as d:
-                trainer.save_checkpoint(Path(d) / STATE_FILE)
-                best.copy_into(Path(d) / BEST_DIR, trainer)
-                report[WALL_TIME] = time.time()  # saved with it: a report said again names the original by it
-                (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "signal": asdict(signal)}))
-                report_now(report, tune.Checkpoint.from_directory(d))
-            if orphan is not None:  # superseded by the checkpoint just saved
-                _delete(storage.storage_filesystem, orphan)
-                orphan = None
-
-        try:
-            fit(trainer, on_epoch)
-        except DivergenceError as e:
-            # Deterministic: a retry would diverge again. End the trial and say why (tuner.outcome
-            # makes it failed, Optuna hears FAIL); its score drops to the worst so no view picks it.
-            report_now({"epoch": e.epoch, score: -math.inf, "diverged": 1, "error": str(e), "node_id": node})
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        fit(trainer, on_epoch)
+    except DivergenceError as e:
+        # Deterministic: a retry would diverge again. End the trial and say why (tuner.outcome
+        # makes it failed, Optuna hears FAIL); its score drops to the worst so no view picks it.
+        report_now({"epoch": e.epoch, score: -math.inf, "diverged": 1, "error": str(e), "node_id": node})

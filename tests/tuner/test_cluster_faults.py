@@ -15,6 +15,7 @@ from studies import ONE_STUDY_AT_A_TIME, history, quick_smoke, trial_runs
 
 from tuner.resume import RESUMED, STAND_IN, named_of, saved_trials
 from tuner.run import build_parser
+from tuner.scratch import TRIAL_PREFIX
 from tuner.storage import checkpoint_number
 
 pytestmark = [pytest.mark.slow, ONE_STUDY_AT_A_TIME]
@@ -31,7 +32,8 @@ def space_file(path, samples):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("cfaults")
-    with ray_cluster(root / "ray", nodes=2, cpus_per_node=1) as c:
+    (root / "tmp").mkdir()  # the nodes' temp dir, where trials keep their scratch folders
+    with ray_cluster(root / "ray", nodes=2, cpus_per_node=1, env={"TMPDIR": str(root / "tmp")}) as c:
         yield root, c
 
 
@@ -162,6 +164,10 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
         print(stand_ins)
 
 
+def scratch_folders(root) -> list[Path]:
+    return sorted((root / "tmp").glob(f"{TRIAL_PREFIX}*"))
+
+
 def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
     root, c = cluster
     log = (root / "lost.log").open("w")
@@ -179,6 +185,7 @@ def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
                   for r in runs if r.info.status == "RUNNING"}
         lost_at = time.time()
         c.kill_node(1)
+        left = scratch_folders(root)  # the lost node's trial's among them, which nothing of that node removes
         code = driver.wait(timeout=900)
     finally:
         if driver.poll() is None:
@@ -196,6 +203,7 @@ def test_lost_worker_node_reschedules_its_trial(cluster, capsys):
     before = placed[m.data.tags["trial_id"]][1]
     assert steps[: len(before)] == before, "resumed from its checkpoint, not from scratch"
     first_new = min(ts for s, ts in steps if s > len(before)) / 1000
+    assert len(left) == LOST_SAMPLES and not scratch_folders(root), "the trial started after the loss swept"
     with capsys.disabled():
         print(f"\nworker node lost: trial {m.data.tags['trial_id']} rescheduled after epoch {len(before)}, "
               f"next epoch logged {first_new - lost_at:.1f} s after the kill, epochs re-run: 0")

@@ -1,0 +1,58 @@
+"""Node-local scratch folders that do not outlive their process, however it ends.
+
+A trial keeps its best generator and validation probabilities in a scratch folder (about 35 MB for
+DRIVE's model) and removes it when it ends. A trial killed outright cannot: the OOM killer, a node's
+shutdown, a preempted job, Ray killing the workers of a driver that died. On a GPU node whose /tmp is
+small, those folders pile up. So each folder holds a lock (flock) that its process keeps open: the
+kernel drops it when the process dies, whatever kills it, and whoever opens a scratch folder on the
+node, or stops a study there, removes the folders no process holds.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+TRIAL_PREFIX = "vgan-trial-"
+LOCK = ".held"
+
+
+@contextmanager
+def scratch(prefix: str = TRIAL_PREFIX, parent: Path | None = None) -> Iterator[Path]:
+    """A new folder under `parent` (the temp dir), held for the `with` block, then removed. Folders of
+    the same prefix that no process holds, left by killed ones, are removed first."""
+    parent = Path(parent or tempfile.gettempdir())
+    sweep(prefix, parent)
+    # Made under a name sweeps do not match, and locked before it takes its own: no sweep sees it unheld.
+    staging = Path(tempfile.mkdtemp(prefix="." + prefix, dir=parent))
+    folder = parent / staging.name[1:]
+    with open(staging / LOCK, "w") as lock:
+        try:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a file system without locks: the folder works, only a kill leaves it behind
+                pass
+            staging.rename(folder)  # the lock is on the file, which moves with the folder
+            yield folder
+        finally:
+            # removed while still held, so a sweep cannot take it half removed
+            shutil.rmtree(folder if folder.exists() else staging, ignore_errors=True)
+
+
+def sweep(prefix: str = TRIAL_PREFIX, parent: Path | None = None) -> list[Path]:
+    """Remove the scratch folders under `parent` whose process is gone; returns them. A folder still
+    held, another user's, or one without a lock (made by a version before this one) is left."""
+    removed = []
+    for folder in Path(parent or tempfile.gettempdir()).glob(prefix + "*"):
+        try:
+            with open(folder / LOCK) as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError while its process lives
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # held, gone meanwhile (another sweep), not ours to open, or no lock in it
+            continue
+        removed.append(folder)
+    return removed
