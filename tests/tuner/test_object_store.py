@@ -90,7 +90,7 @@ def test_an_exploited_trials_clone_is_copied_within_the_object_store(bucket):
     from ray.train._internal.session import _TrainingResult
     from ray_trials import checkpoint_written, ray_trial
 
-    from tuner.search import adopt_clone, cloned
+    from tuner.pbt import adopt_clone, cloned
 
     root = f"s3://vgan/ray?endpoint_override={bucket}&scheme=http"
     donor, t = ray_trial(root, "donor"), ray_trial(root, "t")

@@ -86,7 +86,7 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
         # says the clone's end again), as the schedule's order by time needs
         stamps = [row["wall_time"] for row in stored]
         assert all(isinstance(t, float) for t in stamps) and stamps == sorted(stamps), stamps
-        # no more checkpoints than kept: none left by an exploit (tuner.search.TidyPBT)
+        # no more checkpoints than kept: none left by an exploit (tuner.pbt.TidyPBT)
         assert len(list(folder.glob("checkpoint_*"))) <= PBT_KEEP, sorted(p.name for p in folder.glob("checkpoint_*"))
 
     # tuner.replay into a fresh store: the same schedules, counts and logs from Ray's results alone
