@@ -199,3 +199,16 @@ def test_a_resumed_pbt_study_goes_on_from_the_perturbation_points_its_trials_rea
     assert last_perturbation(rows[:5], 2, "best_val_auc_roc") == (6, rows[3])
     assert last_perturbation(rows, 2, "best_val_auc_roc") == (8, rows[5])
     assert last_perturbation([{"epoch": 1}], 2, "best_val_auc_roc") == (0, None)
+
+
+def test_a_study_pickled_before_tuner_pbt_resumes_with_its_scheduler():
+    """tuner.pkl holds the scheduler as the study began, by its class's module and name: those of a study begun
+    before tuner.pbt was written name tuner.search.TidyPBT."""
+    import pickle
+
+    from tuner.pbt import TidyPBT
+
+    before = pickle.dumps(tidy_pbt(), protocol=2).replace(b"ctuner.pbt\nTidyPBT\n", b"ctuner.search\nTidyPBT\n")
+    assert b"tuner.search" in before
+    restored = pickle.loads(before)
+    assert type(restored) is TidyPBT and restored._perturbation_interval == 2
