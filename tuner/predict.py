@@ -47,18 +47,30 @@ def pinned(uri: str, model: str) -> tuple[str, str | None]:
     return f"models:/{name}/{version}", version
 
 
+def registered_name(model: str) -> str | None:
+    """The registered model a `models:/NAME/VERSION`, `models:/NAME@ALIAS` or `models:/NAME/latest` URI names."""
+    if not model.startswith("models:/"):
+        return None
+    rest = model[len("models:/"):]
+    return rest.rsplit("@", 1)[0] if "@" in rest else rest.rsplit("/", 1)[0] if "/" in rest else rest
+
+
 def load_segmenter(uri: str, model: str, device):
     """The registered model's exported program on `device`; an unknown URI is bad input."""
     from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
 
     from tuner.flavor import load_program
+    from tuner.registry import registry_hint
 
     with use_tracking_uri(uri):
         try:
             program = load_program(model)
         except (MlflowException, OSError) as e:
             reason = getattr(e, "message", str(e)).splitlines()[0]
-            raise ConfigError(f"--model {model}: cannot load it from {uri} ({reason})") from None
+            hint = registry_hint(MlflowClient(uri, uri), registered_name(model)) if registered_name(model) else ""
+            raise ConfigError(f"--model {model}: cannot load it from {uri} ({reason})"
+                              + (f"; {hint}" if hint else "")) from None
     return program.to(device)
 
 

@@ -24,14 +24,17 @@ def _main(argv: Sequence[str] | None) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from tuner.registry import promote
+    from tuner.registry import promote, registry_hint
 
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_store(uri, read_only=True)
+    client = MlflowClient(uri)
     try:
-        overrode = promote(MlflowClient(uri), args.name, args.version)
+        overrode = promote(client, args.name, args.version)
     except MlflowException as e:
-        raise ConfigError(f"--version {args.version}: no such version of '{args.name}' ({e.message})") from None
+        hint = registry_hint(client, args.name)
+        raise ConfigError(f"--version {args.version}: no such version of '{args.name}' in {uri} ({e.message})"
+                          + (f"; {hint}" if hint else "")) from None
     print(f"{args.name} version {args.version} is now @champion, by hand: {overrode}")
 
 

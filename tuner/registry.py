@@ -30,6 +30,7 @@ from vgan.trainer import split_metrics
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 BOOTSTRAP_SAMPLES = 10_000
+HINT_NAMES = 10  # registered models an error names at most
 
 
 @dataclass(frozen=True)
@@ -244,3 +245,34 @@ def promote(client: MlflowClient, name: str, version: str) -> str:
     client.set_model_version_tag(name, version, "promotion", f"promoted by hand ({overrode})")
     client.set_model_version_tag(name, version, "decision", "promoted by hand")
     return overrode
+
+
+def registry_hint(client: MlflowClient, name: str) -> str:
+    """What the store holds, for an error about a registered model it lacks, or a version or alias of one: the
+    model's versions and aliases, else the models registered there, else that there are none. Best effort: ""
+    where the store cannot say (the error it goes with is the news)."""
+    try:
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException:
+            names = sorted(m.name for m in client.search_registered_models(max_results=100))
+            if not names:
+                return "nothing is registered there yet (a study registers its best generator: python -m tuner.run)"
+            shown = ", ".join(names[:HINT_NAMES]) + (f" and {len(names) - HINT_NAMES} more" * (len(names) > HINT_NAMES))
+            return f"registered there: {shown}"
+        versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'", max_results=10_000)]
+    except MlflowException:
+        return ""
+    aliases = ", ".join(f"@{a} (version {v})" for a, v in sorted(model.aliases.items())) or "none"
+    return f"{name} has {'version' if len(versions) == 1 else 'versions'} {spans(versions)}; aliases: {aliases}"
+
+
+def spans(numbers: list[int]) -> str:
+    """1, 2, 3, 5 -> '1-3, 5'."""
+    runs: list[list[int]] = []
+    for n in sorted(set(numbers)):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs) or "none"

@@ -129,7 +129,10 @@ def test_promote_by_hand_says_what_it_overrides(logged_model, capsys, tmp_path):
     assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == v2.version
     assert client.get_model_version("vgan-generator", v2.version).tags["decision"] == "promoted by hand"
     assert main(["--version", "99", "--tracking-uri", uri]) == 2
-    assert "--version 99: no such version" in capsys.readouterr().err
+    assert capsys.readouterr().err.endswith(  # and what there is
+        "not found); vgan-generator has versions 1-2; aliases: @challenger (version 2), @champion (version 2)\n")
+    assert main(["--version", "1", "--name", "vgan-generator-synthetic", "--tracking-uri", uri]) == 2
+    assert capsys.readouterr().err.endswith("; registered there: vgan-generator\n")
     # where no store is, it says so (it said 'no such version', and made an empty database)
     none = tmp_path / "none.db"
     assert main(["--version", v2.version, "--tracking-uri", f"sqlite:///{none}"]) == 2
@@ -217,3 +220,13 @@ def test_a_version_is_listed_once_on_its_logged_model(tmp_path):
     link_version(client, model.model_id, "g", "2")
     link_version(client, model.model_id, "g", "2")
     assert linked_versions(client, f"models:/{model.model_id}") == [("g", "1"), ("g", "2")]
+
+
+def test_a_store_without_registered_models_says_so(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from tuner.registry import registry_hint, spans
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    assert registry_hint(MlflowClient(uri, uri), "vgan-generator").startswith("nothing is registered there yet")
+    assert spans([5, 1, 2, 3, 3, 9, 10]) == "1-3, 5, 9-10" and spans([]) == "none"

@@ -299,7 +299,10 @@ def test_a_batch_logged_is_a_run_naming_the_version_that_made_it(champion, drive
 
 
 @pytest.mark.parametrize("model, out, fragment", [
+    # what the store holds is said too
     (f"models:/{NAME}@nobody", "out", f"--model models:/{NAME}@nobody: cannot load it from"),
+    (f"models:/{NAME}/7", "out", f"(Model Version (name={NAME}, version=7) not found); {NAME} has version 1; "
+                                 "aliases: @challenger (version 1), @champion (version 1)"),
     ("models:/no-such-model/1", "out", "--model models:/no-such-model/1: cannot load it from"),
     (f"models:/{NAME}@champion", "taken/out", "taken/out: cannot write there (Not a directory)"),
     # a store that is not there: said so, nothing made (MLflow made an empty database, then found no model)
@@ -318,6 +321,11 @@ def test_an_unknown_model_or_an_unwritable_out_exits_2(champion, drive_root, tmp
     assert predict_main(argv) == 2
     err = capsys.readouterr().err
     assert fragment in err and err.count("\n") == 1, err
+    if "nobody" in model:
+        assert err.endswith(f"(Registered model alias nobody not found.); {NAME} has version 1; aliases: "
+                            "@challenger (version 1), @champion (version 1)\n"), err
+    elif "no-such-model" in model:
+        assert err.endswith(f"; registered there: {NAME}\n"), err
     if "tracking" in fragment or "none.db" in fragment:
         assert not (tmp_path / "out").exists() and not (tmp_path / "none.db").exists()
 
