@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tuner.scratch import sweep
+from tuner.scratch import PREFIXES, sweep
 from tuner.space import SearchSpace, SpaceError
 from tuner.storage import Storage
 from tuner.tracking import TELEMETRY_ENV
@@ -68,7 +68,8 @@ def stop_ray(session: Path | None, keep: bool) -> None:
     import ray
 
     ray.shutdown()
-    sweep()
+    for prefix in PREFIXES:
+        sweep(prefix)
     if session is None:
         return
     if keep:

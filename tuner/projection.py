@@ -22,7 +22,6 @@ import bisect
 import json
 import math
 import queue
-import tempfile
 import threading
 import time
 import traceback
@@ -45,6 +44,7 @@ from tuner.outcome import (
     trial_error,
     trial_outcome,
 )
+from tuner.scratch import BEST_PREFIX, scratch
 from tuner.storage import checkpoint_dirs, newest_best, read_text
 from tuner.tracking import (
     DIRTY_TAG,
@@ -285,12 +285,12 @@ class Projection:
         if best is not None and "best_model_uri" not in self.client.get_run(run_id).data.tags:
             import pyarrow.fs
 
-            with tempfile.TemporaryDirectory(prefix="vgan-best-") as d:
-                pyarrow.fs.copy_files(best, d, source_filesystem=fs,
+            with scratch(BEST_PREFIX) as d:  # (a driver killed here leaves it to the next one, tuner.scratch)
+                pyarrow.fs.copy_files(best, str(d), source_filesystem=fs,
                                       destination_filesystem=pyarrow.fs.LocalFileSystem())
                 cfg = self.trainer_config(params)
                 _, val = load_data(cfg.data)  # the driver renders previews and plots
-                log_best_model(self.info.uri, run_id, Path(d), val, cfg, outcome.name(trial_id), params)
+                log_best_model(self.info.uri, run_id, d, val, cfg, outcome.name(trial_id), params)
         if policy:
             self.client.log_text(run_id, policy, f"pbt/{policy_name(trial_id)}")
         self.set_tags(trial_id, outcome.tags)

@@ -5,7 +5,8 @@ DRIVE's model) and removes it when it ends. A trial killed outright cannot: the 
 shutdown, a preempted job, Ray killing the workers of a driver that died. On a GPU node whose /tmp is
 small, those folders pile up. So each folder holds a lock (flock) that its process keeps open: the
 kernel drops it when the process dies, whatever kills it, and whoever opens a scratch folder on the
-node, or stops a study there, removes the folders no process holds.
+node, or stops a study there, removes the folders no process holds. The driver keeps a trial's best
+generator in one too while it logs it to MLflow.
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-TRIAL_PREFIX = "vgan-trial-"
+TRIAL_PREFIX = "vgan-trial-"  # a trial's: its best epoch, its checkpoints as they are saved
+BEST_PREFIX = "vgan-best-"  # the driver's: a trial's best generator, copied from storage to be logged
+PREFIXES = (TRIAL_PREFIX, BEST_PREFIX)
 LOCK = ".held"
 
 

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 
 from tuner.cluster import stop_ray
-from tuner.scratch import LOCK, TRIAL_PREFIX, scratch, sweep
+from tuner.scratch import BEST_PREFIX, LOCK, TRIAL_PREFIX, scratch, sweep
 
-# A process that makes a scratch folder under argv[1], fills it, says where it is, then dies as argv[2] says:
-# "kill" (SIGKILL, as the OOM killer does), or "wait" (holds it until its stdin closes).
+# A process that makes a scratch folder under argv[1] (prefix argv[3]), fills it, says where it is, then dies as
+# argv[2] says: "kill" (SIGKILL, as the OOM killer does), or "wait" (holds it until its stdin closes).
 HOLDER = """
 import os, signal, sys
 from pathlib import Path
 from tuner.scratch import scratch
 
-with scratch(parent=Path(sys.argv[1])) as folder:
+with scratch(sys.argv[3], Path(sys.argv[1])) as folder:
     (folder / "best_generator.pt").write_bytes(os.urandom(1 << 20))
     print(folder, flush=True)
     if sys.argv[2] == "kill":
@@ -27,8 +27,8 @@ with scratch(parent=Path(sys.argv[1])) as folder:
 """
 
 
-def holder(parent: Path, end: str) -> tuple[subprocess.Popen, Path]:
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(parent), end], stdin=subprocess.PIPE,
+def holder(parent: Path, end: str, prefix: str = TRIAL_PREFIX) -> tuple[subprocess.Popen, Path]:
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(parent), end, prefix], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, text=True)
     return proc, Path(proc.stdout.readline().strip())
 
@@ -70,10 +70,13 @@ def test_a_sweep_leaves_what_it_cannot_tell_is_dead(tmp_path):
     assert sorted(tmp_path.iterdir()) == sorted([old, other])
 
 
-def test_stopping_a_study_sweeps_what_its_killed_trials_left(tmp_path, monkeypatch):
-    killed, folder = holder(tmp_path, "kill")
-    killed.wait(timeout=60)
-    assert folder.exists()
+def test_stopping_a_study_sweeps_what_killed_trials_and_drivers_left(tmp_path, monkeypatch):
+    left = []
+    for prefix in (TRIAL_PREFIX, BEST_PREFIX):  # a trial's, a driver's (the best generator it was logging)
+        killed, folder = holder(tmp_path, "kill", prefix)
+        killed.wait(timeout=60)
+        left.append(folder)
+    assert all(f.exists() for f in left)
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the node's temp dir, as trials found it
     stop_ray(None, keep=False)  # a study that joined a cluster: Ray is not started here
-    assert not folder.exists()
+    assert not list(tmp_path.iterdir())
