@@ -11,12 +11,16 @@ generator in one too while it logs it to MLflow.
 
 from __future__ import annotations
 
-import fcntl
 import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; folders work, and a killed process's stay, as before
+    fcntl = None
 
 TRIAL_PREFIX = "vgan-trial-"  # a trial's: its best epoch, its checkpoints as they are saved
 BEST_PREFIX = "vgan-best-"  # the driver's: a trial's best generator, copied from storage to be logged
@@ -36,7 +40,8 @@ def scratch(prefix: str = TRIAL_PREFIX, parent: Path | None = None) -> Iterator[
     with open(staging / LOCK, "w") as lock:
         try:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if fcntl is not None:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:  # a file system without locks: the folder works, only a kill leaves it behind
                 pass
             staging.rename(folder)  # the lock is on the file, which moves with the folder
@@ -50,6 +55,8 @@ def sweep(prefix: str = TRIAL_PREFIX, parent: Path | None = None) -> list[Path]:
     """Remove the scratch folders under `parent` whose process is gone; returns them. A folder still
     held, another user's, or one without a lock (made by a version before this one) is left."""
     removed = []
+    if fcntl is None:  # whether a folder's process lives cannot be told
+        return removed
     for folder in Path(parent or tempfile.gettempdir()).glob(prefix + "*"):
         try:
             with open(folder / LOCK) as lock:

@@ -80,3 +80,14 @@ def test_stopping_a_study_sweeps_what_killed_trials_and_drivers_left(tmp_path, m
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the node's temp dir, as trials found it
     stop_ray(None, keep=False)  # a study that joined a cluster: Ray is not started here
     assert not list(tmp_path.iterdir())
+
+
+def test_without_file_locks_a_scratch_folder_still_works_and_a_sweep_takes_nothing(tmp_path, monkeypatch):
+    import tuner.scratch
+
+    killed, left = holder(tmp_path, "kill")
+    killed.wait(timeout=60)
+    monkeypatch.setattr(tuner.scratch, "fcntl", None)  # as on Windows
+    with scratch(parent=tmp_path) as folder:
+        (folder / "best").mkdir()
+    assert not folder.exists() and left.exists() and sweep(parent=tmp_path) == []
