@@ -68,7 +68,8 @@ def load_segmenter(uri: str, model: str, device):
             program = load_program(model)
         except (MlflowException, OSError) as e:
             reason = getattr(e, "message", str(e)).splitlines()[0]
-            hint = registry_hint(MlflowClient(uri, uri), registered_name(model)) if registered_name(model) else ""
+            name = registered_name(model)
+            hint = registry_hint(MlflowClient(uri, uri), name) if name else ""
             raise ConfigError(f"--model {model}: cannot load it from {uri} ({reason})"
                               + (f"; {hint}" if hint else "")) from None
     return program.to(device)

@@ -258,13 +258,14 @@ def registry_hint(client: MlflowClient, name: str) -> str:
             names = sorted(m.name for m in client.search_registered_models(max_results=100))
             if not names:
                 return "nothing is registered there yet (a study registers its best generator: python -m tuner.run)"
-            shown = ", ".join(names[:HINT_NAMES]) + (f" and {len(names) - HINT_NAMES} more" * (len(names) > HINT_NAMES))
-            return f"registered there: {shown}"
+            others = " and others" if len(names) > HINT_NAMES else ""
+            return f"registered there: {', '.join(names[:HINT_NAMES])}{others}"
         versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'", max_results=10_000)]
-    except MlflowException:
+    except Exception:  # noqa: BLE001 - the store could not say; the error this goes with still stands
         return ""
     aliases = ", ".join(f"@{a} (version {v})" for a, v in sorted(model.aliases.items())) or "none"
-    return f"{name} has {'version' if len(versions) == 1 else 'versions'} {spans(versions)}; aliases: {aliases}"
+    held = f"{'version' if len(versions) == 1 else 'versions'} {spans(versions)}" if versions else "no version"
+    return f"{name} has {held}; aliases: {aliases}"
 
 
 def spans(numbers: list[int]) -> str:

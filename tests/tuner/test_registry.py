@@ -228,5 +228,11 @@ def test_a_store_without_registered_models_says_so(tmp_path):
     from tuner.registry import registry_hint, spans
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    assert registry_hint(MlflowClient(uri, uri), "vgan-generator").startswith("nothing is registered there yet")
+    client = MlflowClient(uri, uri)
+    assert registry_hint(client, "vgan-generator").startswith("nothing is registered there yet")
+    for i in range(12):  # a store of many models: the first ten by name
+        client.create_registered_model(f"m{i:02d}")
+    assert registry_hint(client, "vgan-generator") == f"registered there: {', '.join(f'm{i:02d}' for i in range(10))} " \
+                                                      "and others"
+    assert registry_hint(client, "m03") == "m03 has no version; aliases: none"
     assert spans([5, 1, 2, 3, 3, 9, 10]) == "1-3, 5, 9-10" and spans([]) == "none"
