@@ -232,7 +232,7 @@ def test_a_store_without_registered_models_says_so(tmp_path):
     assert registry_hint(client, "vgan-generator").startswith("nothing is registered there yet")
     for i in range(12):  # a store of many models: the first ten by name
         client.create_registered_model(f"m{i:02d}")
-    assert registry_hint(client, "vgan-generator") == f"registered there: {', '.join(f'm{i:02d}' for i in range(10))} " \
-                                                      "and others"
+    first_ten = ", ".join(f"m{i:02d}" for i in range(10))
+    assert registry_hint(client, "vgan-generator") == f"registered there: {first_ten} and others"
     assert registry_hint(client, "m03") == "m03 has no version; aliases: none"
     assert spans([5, 1, 2, 3, 3, 9, 10]) == "1-3, 5, 9-10" and spans([]) == "none"
