@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from typing import Sequence
 
-from tuner.tracking import check_tracking_store, resolve_tracking_uri
 from vgan.cli import exit_program, run_cli
 from vgan.errors import ConfigError
 
@@ -21,10 +20,12 @@ def _main(argv: Sequence[str] | None) -> None:
     p.add_argument("--name", default="vgan-generator", help="registered model name")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
     args = p.parse_args(argv)
+    # MLflow and torch load once the arguments are read: --help and a mistyped option answer at once
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     from tuner.registry import promote, registry_hint
+    from tuner.tracking import check_tracking_store, resolve_tracking_uri
 
     uri = resolve_tracking_uri(args.tracking_uri)
     check_tracking_store(uri, read_only=True)

@@ -615,7 +615,7 @@ def test_a_study_always_has_a_log_for_rays_table(tmp_path, monkeypatch):
 LOADED = "print(sorted(m for m in ('ray', 'mlflow', 'optuna', 'torch') if m in sys.modules))"
 
 
-@pytest.mark.parametrize("module", ["tuner.run", "tuner.replay"])
+@pytest.mark.parametrize("module", ["tuner.run", "tuner.replay", "tuner.promote"])
 @pytest.mark.parametrize("argv, code", [(["--help"], 0), (["--spcae", "x.yaml"], 2)])
 def test_arguments_are_read_before_the_search_stack_loads(module, argv, code):
     """--help and a mistyped option need argparse only: Ray, MLflow, Optuna and torch (seconds of imports
