@@ -29,6 +29,14 @@ from vgan.report import weights_digest
 from vgan.scale import ScaleSpec, recorded_fov
 
 
+def registered_name(model: str) -> str | None:
+    """The registered model a `models:/NAME/VERSION`, `models:/NAME@ALIAS` or `models:/NAME/latest` URI names."""
+    if not model.startswith("models:/"):
+        return None
+    rest = model[len("models:/"):]
+    return rest.rsplit("@", 1)[0] if "@" in rest else rest.rsplit("/", 1)[0] if "/" in rest else rest
+
+
 def pinned(uri: str, model: str) -> tuple[str, str | None]:
     """(the URI to load, the registry version it is): `models:/NAME@ALIAS` becomes the version the alias names
     now, so a batch of hours is made by one version even if a study promotes a new champion meanwhile, and its
@@ -37,22 +45,15 @@ def pinned(uri: str, model: str) -> tuple[str, str | None]:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    if not model.startswith("models:/") or "@" not in model:
+    name = registered_name(model)
+    if name is None or "@" not in model:
         return model, None
-    name, alias = model[len("models:/"):].rsplit("@", 1)
+    alias = model.rsplit("@", 1)[1]
     try:
         version = str(MlflowClient(uri, uri).get_model_version_by_alias(name, alias).version)
     except MlflowException:
         return model, None
     return f"models:/{name}/{version}", version
-
-
-def registered_name(model: str) -> str | None:
-    """The registered model a `models:/NAME/VERSION`, `models:/NAME@ALIAS` or `models:/NAME/latest` URI names."""
-    if not model.startswith("models:/"):
-        return None
-    rest = model[len("models:/"):]
-    return rest.rsplit("@", 1)[0] if "@" in rest else rest.rsplit("/", 1)[0] if "/" in rest else rest
 
 
 def load_segmenter(uri: str, model: str, device):

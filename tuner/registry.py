@@ -131,10 +131,15 @@ def compare(champion_version: str, champion: Scores, challenger: Scores, gate: G
     return True, f"promoted over v{champion_version}: {figures}", c
 
 
+def versions_of(client: MlflowClient, name: str) -> list:
+    """The registered model's versions (MLflow's ModelVersion), as many as one search returns (10,000)."""
+    return client.search_model_versions(f"name = '{name}'")
+
+
 def registered_version(client: MlflowClient, name: str, model_uri: str) -> str | None:
     """The version already made from this logged model (a resumed study must not register it twice)."""
     try:
-        versions = client.search_model_versions(f"name = '{name}'")
+        versions = versions_of(client, name)
     except MlflowException:
         return None
     return next((str(v.version) for v in versions if v.source == model_uri), None)
@@ -260,7 +265,7 @@ def registry_hint(client: MlflowClient, name: str) -> str:
                 return "nothing is registered there yet (a study registers its best generator: python -m tuner.run)"
             others = " and others" if len(names) > HINT_NAMES else ""
             return f"registered there: {', '.join(names[:HINT_NAMES])}{others}"
-        versions = [int(v.version) for v in client.search_model_versions(f"name = '{name}'", max_results=10_000)]
+        versions = [int(v.version) for v in versions_of(client, name)]
     except Exception:  # noqa: BLE001 - the store could not say; the error this goes with still stands
         return ""
     aliases = ", ".join(f"@{a} (version {v})" for a, v in sorted(model.aliases.items())) or "none"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Iterator
 
@@ -38,12 +38,10 @@ def scratch(prefix: str = TRIAL_PREFIX, parent: Path | None = None) -> Iterator[
     staging = Path(tempfile.mkdtemp(prefix="." + prefix, dir=parent))
     folder = parent / staging.name[1:]
     with open(staging / LOCK, "w") as lock:
+        if fcntl is not None:
+            with suppress(OSError):  # a file system without locks: only a kill leaves the folder behind
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
-            try:
-                if fcntl is not None:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:  # a file system without locks: the folder works, only a kill leaves it behind
-                pass
             staging.rename(folder)  # the lock is on the file, which moves with the folder
             yield folder
         finally:
