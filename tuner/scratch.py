@@ -1,6 +1,6 @@
 """Node-local scratch folders that do not outlive their process, however it ends.
 
-A trial keeps its best generator and validation probabilities in a scratch folder (about 35 MB for
+A trial keeps its best generator and validation probabilities in a scratch folder (about 34 MB for
 DRIVE's model) and removes it when it ends. A trial killed outright cannot: the OOM killer, a node's
 shutdown, a preempted job, Ray killing the workers of a driver that died. On a GPU node whose /tmp is
 small, those folders pile up. So each folder holds a lock (flock) that its process keeps open: the
