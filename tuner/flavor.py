@@ -2,7 +2,8 @@
 
 One model, two ways to load it, no pickle on either:
 - `mlflow.pytorch.load_model(uri)`: the `VesselSegmenter` exported with `torch.export` (pt2),
-  RGB float32 (N, 3, H, W) in [0, 1] of any size -> probabilities (N, 1, H, W); values
+  RGB float32 (N, 3, H, W) in [0, 1], H and W of 2**depth pixels or more (`vgan.scale.smallest_side`) ->
+  probabilities (N, 1, H, W); values
   outside [0, 1] (an 8-bit image not divided by 255) are refused with that message;
 - `mlflow.pyfunc.load_model(uri)` and `mlflow models serve`: `vgan_pyfunc`, shipped in the
   model with the `vgan` package, which takes images as users have them (`vgan.inputs`) and
@@ -39,9 +40,9 @@ from vgan.tta import DEFAULT as TTA_DEFAULT
 PYFUNC_MODULE = Path(__file__).with_name("vgan_pyfunc.py")
 VGAN_PACKAGE = Path(__file__).resolve().parent.parent / "vgan"
 MODEL_TYPE = "vessel-segmenter"
-INPUT = ("RGB images in [0, 1]: float32 tensor (N, 3, H, W), any H and W (mlflow.pytorch); pyfunc and "
-         "serving also take (H, W, C) or (N, H, W, C) arrays, 8- or 16-bit, float64, grey or RGBA, and resize "
-         "each photograph to the training FOV (params scale: auto, or a factor such as '1'; params tta: flips "
+INPUT = ("RGB images in [0, 1]: float32 tensor (N, 3, H, W), H and W of smallest_side_px or more (mlflow.pytorch); "
+         "pyfunc and serving also take (H, W, C) or (N, H, W, C) arrays, 8- or 16-bit, float64, grey or RGBA, and "
+         "resize each photograph to the training FOV (params scale: auto, or a factor such as '1'; params tta: flips "
          "averages the maps of mirrored views); pyfunc and serving take image files too, base64 strings of "
          "PNG, JPEG, TIFF, ...")
 OUTPUT = ("vessel probabilities, float32 (N, 1, H, W); params output: png gives each map as the base64 of its "
@@ -190,6 +191,7 @@ def save_model(path: str, mlflow_model, generator: Shipped, config: dict[str, An
     trained_fov = members(generator)[0].trained_fov  # an ensemble's members share it (EnsembleSegmenter)
     if trained_fov is not None:  # the scale tuner.predict brings photographs to (vgan.scale)
         mlflow_model.metadata["trained_fov_diameter_px"] = trained_fov
+    mlflow_model.metadata["smallest_side_px"] = max(2**g.depth for g in members(generator))  # vgan.scale.smallest_side
     if len(members(generator)) > 1:
         mlflow_model.metadata["ensemble_members"] = len(members(generator))
     # torch's local label (+cpu, +cu130) names a wheel index, not a version pip can find: drop it

@@ -26,7 +26,7 @@ from vgan.ensemble import Member
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, check_masks, earlier_of, finish, images_of, segment_images
 from vgan.report import weights_digest
-from vgan.scale import ScaleSpec, recorded_fov
+from vgan.scale import ScaleSpec, recorded_fov, smallest_side
 
 
 def registered_name(model: str) -> str | None:
@@ -106,7 +106,8 @@ def _main(argv: Sequence[str] | None) -> None:
         if version is not None:
             print(f"tuner.predict: {given} is version {version}: it makes every map of this batch")
             versions.append(model.removeprefix("models:/"))
-        members.append(Member(segmenter := load_segmenter(uri, model, device), recorded_fov(segmenter), scale))
+        segmenter = load_segmenter(uri, model, device)
+        members.append(Member(segmenter, recorded_fov(segmenter), scale, smallest_side(segmenter)))
         names.append(given if version is None else f"{given} (version {version})")
     out, masks = Path(args.out), Path(args.masks) if args.masks else None
     check_masks(masks)  # before a run is recorded: bad input starts nothing

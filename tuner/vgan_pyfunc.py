@@ -33,7 +33,7 @@ from torch import nn
 
 from vgan.errors import ConfigError
 from vgan.inputs import as_batch
-from vgan.scale import ScaleSpec, predict_at_factors, recorded_fov
+from vgan.scale import ScaleSpec, check_side, predict_at_factors, recorded_fov, smallest_side
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import check_tta, with_tta
 
@@ -54,6 +54,7 @@ class Segmenter(nn.Module):
         super().__init__()
         self.program = program
         self.trained_fov = recorded_fov(program)  # None for a model saved before the scale was recorded
+        self.min_side = smallest_side(program)
 
     def train(self, mode: bool = True) -> Segmenter:
         if mode:
@@ -74,12 +75,16 @@ class Segmenter(nn.Module):
         """Each image's resize factor: its FOV, estimated, brought to the training FOV under auto."""
         fixed = scale.fixed_factor(self.trained_fov)
         if fixed is not None:  # no FOV to estimate
+            n = len(batch)
+            check_side(tuple(batch.shape[-2:]), fixed, self.min_side, f"images 0-{n - 1} of {n}" if n > 1 else
+                       "image 0 of 1")
             return [fixed] * len(batch)
         from vgan.data import estimate_fov
 
         # .cpu(): a raw-model user may pass CUDA tensors
         return [scale.factor_of(estimate_fov(image.permute(1, 2, 0).cpu().numpy()), self.trained_fov,
-                                f"image {i} of {len(batch)}", SCALE_REMEDY) for i, image in enumerate(batch)]
+                                f"image {i} of {len(batch)}", SCALE_REMEDY, self.min_side)
+                for i, image in enumerate(batch)]
 
 
 class VesselPyfunc:

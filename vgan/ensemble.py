@@ -32,11 +32,12 @@ class Member:
     model: Model  # images (N, 3, H, W) in [0, 1] in, probabilities out
     trained_fov: float | None = None  # the FOV diameter of its training photographs; None: not recorded
     scale: ScaleSpec = AUTO  # how it sees an image (auto: at trained_fov)
+    min_side: int = 1  # the fewest pixels a side of the image it sees may have (an exported program's: 2**depth)
 
 
 def member_factors(members: Sequence[Member], fov: np.ndarray | torch.Tensor, what: str) -> list[float]:
     """The factor each member resizes an image by, from its FOV mask; all are checked before any is run."""
-    return [m.scale.factor_of(fov, m.trained_fov, what) for m in members]
+    return [m.scale.factor_of(fov, m.trained_fov, what, smallest=m.min_side) for m in members]
 
 
 def ensemble_map(members: Sequence[Member], images: torch.Tensor, factors: Sequence[float]) -> torch.Tensor:

@@ -10,6 +10,7 @@ own FOV matches before the generator sees it; the probabilities are resized back
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -37,7 +38,9 @@ MASK_OR_FACTOR = "give its mask (--masks) or a factor (--scale)"  # what the CLI
 def fov_diameter(mask: np.ndarray | torch.Tensor) -> float:
     """The diameter in pixels of a field of view (a bool or 0/1 mask, H x W): its larger extent, since
     cameras cut the circle at the top and bottom (STARE: 649 wide, 560 high), not across."""
-    m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask).squeeze() > 0.5
+    m = np.asarray(mask.detach().cpu() if isinstance(mask, torch.Tensor) else mask) > 0.5
+    while m.ndim > 2 and m.shape[0] == 1:  # (1, 1, H, W) from a batch; not squeeze(): a 1-pixel-high image is H x W
+        m = m[0]
     if m.ndim != 2:
         raise ValueError(f"fov_diameter takes one H x W mask, got shape {m.shape}")
     extents = [np.flatnonzero(m.any(axis=a)) for a in (0, 1)]
@@ -57,6 +60,28 @@ def recorded_fov(segmenter: torch.nn.Module) -> float | None:
     if len(found) > 1:
         raise ValueError(f"the model's generators were trained at different FOV scales ({sorted(found)} px)")
     return (found.pop() or None) if found else None
+
+
+DOWN_BLOCK = re.compile(r"(?:^|\.)generator\.down\.(\d+)\.")  # a Generator's encoder blocks: 0..depth
+
+
+def smallest_side(segmenter: torch.nn.Module) -> int:
+    """The fewest pixels a side of an image the program exported from a VesselSegmenter (an EnsembleSegmenter)
+    takes: 2**depth of its deepest generator, 1 where it holds none. torch.export traces the U-Net's bottleneck
+    (h // 2**depth + 1 pixels after the padding) as wider than 1, and the program's guard refuses a smaller image
+    with an AssertionError that names no image (the module itself takes any size)."""
+    blocks = [int(m.group(1)) for name, _ in segmenter.named_parameters() if (m := DOWN_BLOCK.search(name))]
+    return 2 ** max(blocks) if blocks else 1
+
+
+def check_side(size: tuple[int, int], factor: float, smallest: int, what: str) -> None:
+    """A ScaleError naming `what` where the image of `size`, resized by `factor`, has a side under `smallest`."""
+    seen = scaled_size(size, factor)
+    if min(seen) < smallest:
+        resized = f", resized x{factor:.3g} to {seen[0]} x {seen[1]}," if seen != tuple(size) else ""
+        raise ScaleError(f"{what}: {size[0]} x {size[1]} pixels{resized} is under the {smallest} pixels a side the "
+                         f"model takes (its U-Net halves an image {smallest.bit_length() - 1} times): no fundus "
+                         "photograph is this small")
 
 
 def median_fov_diameter(masks: torch.Tensor) -> float:
@@ -106,9 +131,13 @@ class ScaleSpec:
         return None if trained else 1.0
 
     def factor_of(self, fov: np.ndarray | torch.Tensor, trained: float | None, what: str,
-                  remedy: str = MASK_OR_FACTOR) -> float:
-        """`factor_for` the image whose field of view is the mask `fov` (H x W, or 1 x H x W)."""
-        return self.factor_for(fov_diameter(fov), max(fov.shape[-2:]), trained, what, remedy)
+                  remedy: str = MASK_OR_FACTOR, smallest: int = 1) -> float:
+        """`factor_for` the image whose field of view is the mask `fov` (H x W, or 1 x H x W); `smallest`: the
+        fewest pixels a side of the resized image may have (`check_side`)."""
+        size = tuple(fov.shape[-2:])
+        factor = self.factor_for(fov_diameter(fov), max(size), trained, what, remedy)
+        check_side(size, factor, smallest, what)
+        return factor
 
     def factor_for(self, diameter: float, side: int, trained: float | None, what: str,
                    remedy: str = MASK_OR_FACTOR) -> float:

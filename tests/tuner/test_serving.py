@@ -19,7 +19,7 @@ from tuner.tracking import log_best_model, use_tracking_uri
 from vgan.config import config_from_dict
 from vgan.data import estimate_fov, load_train_val, read_image
 from vgan.errors import ConfigError
-from vgan.scale import fov_diameter, predict_at_scale, recorded_fov
+from vgan.scale import fov_diameter, predict_at_scale, recorded_fov, smallest_side
 from vgan.tta import with_tta
 
 NAME = "vgan-generator-test"
@@ -296,6 +296,40 @@ def test_a_batch_logged_is_a_run_naming_the_version_that_made_it(champion, drive
     assert predict_main(argv + ["--masks", str(tmp_path / "no-masks")]) == 2
     assert "no-masks: masks folder missing" in capsys.readouterr().err
     assert len(client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])) == 1
+
+
+def test_an_image_under_the_programs_smallest_side_is_named_and_the_others_are_segmented(champion, drive_image,
+                                                                                          tmp_path, capsys):
+    """The exported program takes sides of 2**depth pixels and more (torch.export's guard refuses fewer, an
+    AssertionError naming no image): a strip of a photograph 3 pixels high is refused by name, by tuner.predict
+    (which writes the others' maps) and by the pyfunc, as an image whose FOV no camera gives is."""
+    import mlflow.pyfunc
+    import mlflow.pytorch
+
+    uri, model = champion
+    with use_tracking_uri(uri):
+        program = mlflow.pytorch.load_model(model)
+        pf = mlflow.pyfunc.load_model(model)
+    side = 2 ** TINY["model"]["depth"]
+    assert smallest_side(program) == side and program(torch.rand(1, 3, side, 9)).shape == (1, 1, side, 9)
+    with use_tracking_uri(uri):
+        assert mlflow.models.get_model_info(model).metadata["smallest_side_px"] == side
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(drive_image).save(photos / "photo.png")
+    Image.fromarray(drive_image[300 : 300 + side - 1]).save(photos / "strip.png")
+    argv = ["--model", model, "--tracking-uri", uri, "--input", str(photos), "--out", str(tmp_path / "out")]
+    assert predict_main([*argv, "--scale", "1"]) == 2
+    said = capsys.readouterr()
+    assert f"1 of 2 image(s) not segmented (the others are in {tmp_path / 'out'}): {photos / 'strip.png'}: " \
+           f"{side - 1} x 565 pixels is under the {side} pixels a side the model takes" in said.err, said.err
+    assert "1 image(s) segmented" in said.out and (tmp_path / "out" / "probabilities" / "photo.png").is_file()
+    strip = drive_image[300 : 300 + side - 1]
+    for params in ({"scale": "1"}, {}):  # as it is; brought to the model's FOV (shrunk: fewer rows still)
+        with pytest.raises(Exception, match=f"image 0 of 1: {side - 1} x 565 pixels.* is under the {side} pixels"):
+            pf.predict(strip, params=params)
+    with pytest.raises(Exception, match=f"images 0-1 of 2: {side - 1} x 565 pixels is under the {side} pixels"):
+        pf.predict(np.stack([strip.transpose(2, 0, 1)] * 2), params={"scale": "1"})  # (N, C, H, W)
 
 
 @pytest.mark.parametrize("model, out, fragment", [

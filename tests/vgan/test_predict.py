@@ -196,6 +196,18 @@ def test_a_fov_no_camera_gives_is_named_and_the_others_are_written(checkpoint, p
     assert "--scale 5: a factor must be above 0 and at most 4" in capsys.readouterr().err
 
 
+def test_a_strip_one_pixel_high_is_segmented_as_any_image(checkpoint, photos, tmp_path, capsys):
+    """A checkpoint's generator takes any size: a strip of a photograph one pixel high gets its map, as asked
+    (--scale 1), where its FOV's diameter was a ValueError that stopped the whole batch."""
+    photo = np.asarray(Image.open(photos / "01_test.tif"))
+    Image.fromarray(photo[300:301]).save(photos / "strip.png")
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(photos / "strip.png"), str(photos / "01_test.tif"),
+                 "--out", str(out), "--scale", "1"]) == 0
+    assert "2 image(s) segmented" in capsys.readouterr().out
+    assert Image.open(out / "probabilities" / "strip.png").size == (photo.shape[1], 1)
+
+
 def test_a_checkpoint_from_before_the_scale_was_recorded_segments_images_as_they_are(checkpoint, drive_root, tmp_path,
                                                                                       capsys):
     state = load_checkpoint(checkpoint)

@@ -7,12 +7,22 @@ import pytest
 import torch
 from conftest import TINY
 
-from vgan.config import config_from_dict
+from vgan.config import ModelConfig, config_from_dict
 from vgan.data import load_train_val, read_binary
 from vgan.errors import ConfigError
 from vgan.inputs import as_batch
-from vgan.models import Generator
-from vgan.scale import AUTO, MIN_FOV_SHARE, ScaleError, ScaleSpec, fov_diameter, predict_at_scale, resize
+from vgan.models import EnsembleSegmenter, Generator, VesselSegmenter
+from vgan.scale import (
+    AUTO,
+    MIN_FOV_SHARE,
+    ScaleError,
+    ScaleSpec,
+    check_side,
+    fov_diameter,
+    predict_at_scale,
+    resize,
+    smallest_side,
+)
 from vgan.trainer import Trainer, generator_from_checkpoint, load_checkpoint
 
 
@@ -24,6 +34,33 @@ def test_the_fov_diameter_of_drive_and_stare_is_their_circles_width(drive_root, 
     for d, m in stare:
         rows = np.flatnonzero(m.any(axis=1))
         assert 640 <= d <= 690 and rows[-1] - rows[0] + 1 < d - 50
+
+
+def test_a_mask_one_pixel_high_is_a_mask_and_a_batchs_is_its_image():
+    strip = np.zeros((1, 96), bool)
+    strip[0, 10:60] = True
+    assert fov_diameter(strip) == 50  # not squeezed to a row of 96 (a ValueError that stopped a whole batch)
+    assert fov_diameter(torch.from_numpy(strip)[None, None]) == 50 and fov_diameter(strip.T) == 50
+    with pytest.raises(ValueError, match=r"got shape \(2, 1, 96\)"):
+        fov_diameter(np.stack([strip, strip]))
+
+
+def test_the_smallest_side_a_shipped_model_takes_is_two_to_its_depth():
+    def generator(depth: int) -> Generator:
+        g = Generator(ModelConfig(base_width=4, depth=depth))
+        g.fov_diameter.fill_(40)
+        return g
+
+    assert smallest_side(VesselSegmenter(generator(2))) == 4 and smallest_side(VesselSegmenter(generator(4))) == 16
+    assert smallest_side(EnsembleSegmenter([generator(2), generator(3)])) == 8  # the deepest member's
+    assert smallest_side(torch.nn.Conv2d(3, 1, 1)) == 1
+    check_side((4, 500), 1.0, 4, "a.png")
+    with pytest.raises(ScaleError, match=r"^a.png: 3 x 500 pixels is under the 4 pixels a side the model takes \(its "
+                                         r"U-Net halves an image 2 times\)"):
+        check_side((3, 500), 1.0, 4, "a.png")
+    with pytest.raises(ScaleError, match=r"^b.png: 40 x 400 pixels, resized x0.05 to 2 x 20, is under the 4 pixels"):
+        ScaleSpec(0.05).factor_of(np.ones((40, 400)), 100.0, "b.png", smallest=4)
+    assert ScaleSpec(0.1).factor_of(np.ones((40, 400)), 100.0, "b.png", smallest=4) == 0.1
 
 
 def test_a_trained_generator_records_its_training_fov_and_keeps_it_in_checkpoints(tmp_path):
