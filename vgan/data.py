@@ -182,9 +182,13 @@ def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.n
             import tifffile
 
             with tifffile.TiffFile(source) as tif:
-                arr = tif.asarray()
-                orientation = int(tif.pages[0].tags.valueof(ORIENTATION_TAG, 1))
-            if not arr.size:
+                page = tif.pages[0]
+                # tifffile gives the samples as stored: a palette's indices, CMYK's inks, MINISWHITE's inverted
+                # grey. PIL turns those into the picture; tifffile's array is taken where it is the picture.
+                if page.photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
+                    arr = tif.asarray()
+                    orientation = int(page.tags.valueof(ORIENTATION_TAG, 1))
+            if arr is not None and not arr.size:
                 arr = None
         except Exception:  # noqa: BLE001 - e.g. LZW without imagecodecs (DRIVE): PIL reads those
             arr = None

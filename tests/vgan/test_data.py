@@ -99,6 +99,26 @@ def test_photographs_are_read_in_the_forms_users_have_them(drive_root, tmp_path)
     assert palette.shape == rgb.shape and np.abs(palette - unit).mean() < 0.05  # 256 colours of the photograph
 
 
+def test_a_tiff_whose_samples_are_not_the_picture_is_read_as_shown(drive_root, tmp_path):
+    """Palette, CMYK and white-is-zero TIFFs: tifffile gives their samples as stored (a palette's indices read as
+    grey, inks read as RGB and alpha, grey inverted), which would be segmented as nonsense; they are read as
+    viewers show them, as PIL converts them."""
+    import tifffile
+
+    rgb = np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif").convert("RGB"))
+    indexed = Image.fromarray(rgb).quantize(64)
+    indexed.save(tmp_path / "palette.tif")
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.tif")
+    tifffile.imwrite(tmp_path / "miniswhite.tif", 255 - rgb[..., 1], photometric="miniswhite")
+    with tifffile.TiffFile(tmp_path / "cmyk.tif") as tif:
+        assert tif.asarray().shape == (*rgb.shape[:2], 4)  # what was read before: inks as RGB and alpha
+    shown = {"palette.tif": np.asarray(indexed.convert("RGB")), "cmyk.tif": rgb,
+             "miniswhite.tif": np.repeat(rgb[..., 1:2], 3, axis=2)}
+    for name, want in shown.items():
+        got = read_photograph(tmp_path / name)
+        assert got.dtype == torch.uint8 and np.array_equal(got.permute(1, 2, 0).numpy(), want), name
+
+
 @pytest.mark.parametrize("change, fragment", [
     (lambda r: (r / "training" / "labels" / "eye22_training.png").unlink(),
      r"labels: no vessel label for eye22_training\.tif \(expected e\.g\. eye22_training\.png or "
