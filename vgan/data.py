@@ -122,8 +122,8 @@ def _read_single_channel(path: Path, what: str) -> np.ndarray:
             arr = np.load(path, allow_pickle=False)
         except Exception as e:  # noqa: BLE001 - numpy raises several types for damaged files
             raise DataError(f"{path}: unreadable or truncated array ({type(e).__name__}: {e})") from None
-    if arr.ndim == 3:
-        arr = arr[..., 0]
+    if arr.ndim == 3:  # drawn in any colour on black: the brightest channel (grey repeated: its grey); alpha left out
+        arr = arr[..., : 1 if arr.shape[-1] <= 2 else 3].max(axis=-1)
     if arr.ndim != 2:
         raise DataError(f"{path}: expected a single-channel {what}, got an array of shape {arr.shape}")
     return arr
@@ -239,6 +239,28 @@ def read_binary(path: Path) -> np.ndarray:
     """A label or FOV mask: 0/255 (or 0/1) single-channel image -> bool array."""
     arr = _read_single_channel(path, "label or mask")
     return arr > (arr.max() / 2 if arr.max() > 1 else 0.5)
+
+
+def read_label(path: Path) -> np.ndarray:
+    """A vessel label (`read_binary`): vessels white, or any colour, on black. One with no vessel, or with more
+    vessel than background (drawn black on white: every fundus label is a tenth vessel or so), is a DataError
+    naming it, not a pool that teaches the generator nonsense."""
+    label = read_binary(path)
+    share = float(label.mean())
+    if share == 0:
+        raise DataError(f"{path}: a vessel label with no vessel drawn in it (all black)")
+    if share > 0.5:
+        raise DataError(f"{path}: a vessel label that is {share:.0%} vessel: drawn black on white? Vessels are white "
+                        "(or any colour) on black")
+    return label
+
+
+def read_fov_mask(path: Path) -> np.ndarray:
+    """A FOV mask (`read_binary`): the field of view white on black. One with no FOV in it is a DataError."""
+    mask = read_binary(path)
+    if not mask.any():
+        raise DataError(f"{path}: a FOV mask with no field of view in it (all black)")
+    return mask
 
 
 def read_probability(path: Path) -> np.ndarray:
@@ -427,10 +449,10 @@ def _read_items(items: list[Item], name: str) -> Split:
     images, labels, masks = [], [], []
     for it in items:
         turned: list[str] = []
-        img, lab = read_photograph(it.image, turned), read_binary(it.label)
+        img, lab = read_photograph(it.image, turned), read_label(it.label)
         size = tuple(img.shape[1:])
         if it.mask is not None:
-            msk = read_binary(it.mask)
+            msk = read_fov_mask(it.mask)
         else:
             msk = estimate_fov(unit_float(img).permute(1, 2, 0).numpy())
         for path, arr in ((it.label, lab), (it.mask, msk)):

@@ -45,8 +45,8 @@ from vgan.data import (
     estimate_fov,
     find_images,
     find_named,
-    read_binary,
     read_file,
+    read_fov_mask,
     turned_hint,
 )
 from vgan.ensemble import Member, ensemble_map, member_factors
@@ -106,7 +106,7 @@ def earlier_of(args: argparse.Namespace) -> dict[str, dict] | None:
 
 def read_mask(path: Path, shape: tuple[int, int], turned: bool = False) -> np.ndarray:
     """A FOV mask for an image of `shape` (`turned`: the image was turned upright by its orientation tag)."""
-    mask = read_binary(path)
+    mask = read_fov_mask(path)
     if mask.shape != shape:
         raise DataError(f"{path}: mask size {mask.shape[0]}x{mask.shape[1]} differs from its image "
                         f"({shape[0]}x{shape[1]}){turned_hint(turned, mask.shape, shape)}")

@@ -138,6 +138,41 @@ def test_a_folder_dataset_names_what_is_missing(drive_root, tmp_path, change, fr
         read_pool(DataConfig(dataset="folder", root=str(root)), "training")
 
 
+def _redraw(path, how):
+    """Rewrite a label PNG with `how` of its 0/255 pixels."""
+    with Image.open(path) as im:
+        pixels = np.asarray(im.convert("L"))
+    Image.fromarray(how(pixels)).save(path)
+
+
+def test_a_label_drawn_in_colour_on_black_is_read_as_drawn(drive_root, tmp_path):
+    """Annotation tools draw vessels in green or red on black: the label is its non-black pixels (it was its red
+    channel: a green label read as no vessel at all, and the pool trained on without a word)."""
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 2})
+    want = read_pool(DataConfig(dataset="folder", root=str(root)), "training").labels
+    green = lambda p: np.dstack([np.zeros_like(p), p, np.zeros_like(p)])  # noqa: E731
+    _redraw(root / "training" / "labels" / "eye21_training.png", green)
+    _redraw(root / "training" / "labels" / "eye22_training.png", lambda p: np.dstack([p, p // 2, p // 4, 255 + 0 * p]))
+    assert torch.equal(read_pool(DataConfig(dataset="folder", root=str(root)), "training").labels, want)
+
+
+@pytest.mark.parametrize("file, source, how, fragment", [
+    ("labels/eye22_training.png", "1st_manual/22_manual1.gif", np.zeros_like,
+     r"eye22_training\.png: a vessel label with no vessel drawn in it"),
+    ("labels/eye22_training.png", "1st_manual/22_manual1.gif", lambda p: 255 - p,
+     r"eye22_training\.png: a vessel label that is 91% vessel: drawn black on white\? Vessels are white"),
+    ("masks/eye23_training_mask.gif", "mask/23_training_mask.gif", np.zeros_like,
+     r"eye23_training_mask\.png: a FOV mask with no field of view in it"),
+])
+def test_a_label_or_mask_that_cannot_be_right_is_named(drive_root, tmp_path, file, source, how, fragment):
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 3})
+    (root / "training" / file).unlink()  # a PNG, or a link to the shared data: replaced, never written through
+    with Image.open(drive_root / "training" / source) as im:
+        Image.fromarray(how(np.asarray(im.convert("L")))).save((root / "training" / file).with_suffix(".png"))
+    with pytest.raises(DataError, match=fragment):
+        read_pool(DataConfig(dataset="folder", root=str(root)), "training")
+
+
 def test_validation_is_carved_from_training_seeded(drive_root):
     cfg = DataConfig(dataset="drive", root=str(drive_root), val_count=4, split_seed=3)
     train, val = load_train_val(cfg)
@@ -236,7 +271,7 @@ def test_a_damaged_probability_map_is_named(tmp_path):
 
 def test_shape_mismatch_is_named(drive_copy, tmp_path):
     small = tmp_path / "small.gif"
-    Image.fromarray(np.zeros((100, 80), dtype=np.uint8)).save(small)
+    Image.fromarray(np.full((100, 80), 255, dtype=np.uint8)).save(small)  # a FOV, of another image's size
     replace_file(drive_copy / "training" / "mask" / "22_training_mask.gif", small.read_bytes())
     with pytest.raises(DataError, match=r"22_training_mask\.gif: size 100x80 does not match its image"):
         read_pool(DataConfig(dataset="drive", root=str(drive_copy)), "training")
