@@ -15,6 +15,8 @@ a data URL's too) or bytes of PNG, JPEG, TIFF, DICOM, ... as `vgan.predict` read
 applied), each at its own size. `params={"output": "png"}` returns each map as the base64 of the 8-bit PNG
 `vgan.predict` writes (a list of strings) instead of the float array: for a DRIVE photograph, a served
 answer of 0.08 MB instead of 7.5.
+What it refuses (an image it cannot take, a FOV no camera gives, a bad param) it raises as `BadRequest`, an
+`MlflowException` a server answers with HTTP 400 and the reason.
 `get_raw_model()` is a torch `nn.Module` that does the same in `forward(x, scale="auto", tta="none")`
 and, unlike the exported program that `mlflow.pytorch.load_model` returns (the bare graph: images at
 the size given), takes `.eval()` and `.to(device)`.
@@ -29,10 +31,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from torch import nn
 
-from vgan.errors import ConfigError
-from vgan.inputs import as_batch
+from vgan.errors import BadInputError, ConfigError
+from vgan.inputs import InputError, as_batch
 from vgan.scale import ScaleSpec, check_side, predict_at_factors, recorded_fov, smallest_side
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import check_tta, with_tta
@@ -87,6 +91,26 @@ class Segmenter(nn.Module):
                 for i, image in enumerate(batch)]
 
 
+class BadRequest(MlflowException):
+    """A request the model refuses, as MLflow's scoring server answers one: HTTP 400, the reason as the message.
+    To any other exception the server answers "Encountered an unexpected error while evaluating the model. Verify
+    that the serialized input Dataframe is compatible with the model", the reason only at the end of a traceback."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason, INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, text: str) -> None:
+        # The server writes the request before the reason ("Failed to predict data '<data>'. Error: <reason>"):
+        # a photograph sent as a file, megabytes of base64, came back whole. The reason alone is the answer.
+        self._message = self.reason if text.endswith(self.reason) else text
+
+
 class VesselPyfunc:
     """What `mlflow.pyfunc.load_model` returns the predictions of."""
 
@@ -94,8 +118,14 @@ class VesselPyfunc:
         self.module = module
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> np.ndarray | list[str]:
+        try:
+            return self._predict(data, params)
+        except BadInputError as e:
+            raise BadRequest(str(e)) from e
+
+    def _predict(self, data: Any, params: dict[str, Any] | None = None) -> np.ndarray | list[str]:
         if hasattr(data, "to_numpy") and not isinstance(data, np.ndarray):  # a DataFrame from a CSV request
-            raise TypeError("vgan models take image arrays ((H, W, C) or (N, C, H, W)) or image files (base64), "
+            raise InputError("vgan models take image arrays ((H, W, C) or (N, C, H, W)) or image files (base64), "
                             'not tables: send {"inputs": <nested list or array, or a list of base64 strings>} '
                             "when serving")
         params = params or {}
@@ -118,7 +148,7 @@ class VesselPyfunc:
         if isinstance(maps, list):
             sizes = {m.shape for m in maps}
             if len(sizes) > 1:
-                raise ValueError(f"images of {len(sizes)} sizes make no one array: send them one a request, or ask "
+                raise InputError(f"images of {len(sizes)} sizes make no one array: send them one a request, or ask "
                                  f'for params {{"{OUTPUT_PARAM}": "png"}} (a PNG each)')
             maps = np.stack(maps)
         return maps
@@ -141,7 +171,7 @@ def image_files(data: Any) -> list[bytes] | None:
             try:
                 x = base64.b64decode(text, validate=True)
             except (binascii.Error, ValueError):
-                raise ValueError(f"image {i} of {len(items)}: a string that is not base64 (send an image file's "
+                raise InputError(f"image {i} of {len(items)}: a string that is not base64 (send an image file's "
                                  "bytes in base64, or pixels as a nested list)") from None
         files.append(x)
     return files

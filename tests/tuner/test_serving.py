@@ -1,7 +1,9 @@
 """Using the champion: loading it as PyTorch and pyfunc users do, `tuner.predict`, and `mlflow models serve`
 answering a real DRIVE image with the local prediction."""
 
+import json
 import time
+from urllib.error import HTTPError
 
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 from conftest import TINY
 from dicoms import write_dicom
 from loopback import invoke, model_server
+from mlflow.exceptions import MlflowException
 from models import trial_with_best
 from PIL import Image
 
@@ -18,7 +21,6 @@ from tuner.registry import Gate, register_candidate
 from tuner.tracking import log_best_model, use_tracking_uri
 from vgan.config import config_from_dict
 from vgan.data import estimate_fov, load_train_val, read_image
-from vgan.errors import ConfigError
 from vgan.scale import fov_diameter, predict_at_scale, recorded_fov, smallest_side
 from vgan.tta import with_tta
 
@@ -122,13 +124,15 @@ def test_pyfunc_takes_image_files_and_answers_pngs(champion, drive_root, drive_i
     assert isinstance(maps, list) and len(maps) == 2
     np.testing.assert_array_equal(png_map(maps[0]), to_uint8(want[0, 0]))
     np.testing.assert_array_equal(png_map(maps[1]), to_uint8(pf.predict(small)[0, 0]))
-    with pytest.raises(ValueError, match=r'images of 2 sizes make no one array: .* \{"output": "png"\}'):
+    # a refusal is MLflow's bad request (a server answers it with HTTP 400 and the reason: below)
+    with pytest.raises(MlflowException, match=r'images of 2 sizes make no one array: .* \{"output": "png"\}') as e:
         pf.predict(two)
-    with pytest.raises(ValueError, match="image 1 of 2: a string that is not base64"):
+    assert e.value.error_code == "INVALID_PARAMETER_VALUE" and e.value.get_http_status_code() == 400
+    with pytest.raises(MlflowException, match="image 1 of 2: a string that is not base64"):
         pf.predict([two[0], "not an image!"])
-    with pytest.raises(Exception, match=r"image 0 of 1: unreadable or truncated image"):
+    with pytest.raises(MlflowException, match=r"image 0 of 1: unreadable or truncated image"):
         pf.predict([b64(tif[:2000])])
-    with pytest.raises(ConfigError, match="params output 'jpeg': give one of array, png"):
+    with pytest.raises(MlflowException, match="params output 'jpeg': give one of array, png"):
         pf.predict(drive_image, params={"output": "jpeg"})
 
 
@@ -154,7 +158,7 @@ def test_pyfunc_segments_at_the_models_scale_unless_told(champion, drive_image):
     # the exported graph takes every view, transposed ones included (565 x 584)
     np.testing.assert_allclose(pf.predict(drive_image, params={"scale": "1", "tta": "dihedral"}),
                                with_tta(graph, "dihedral")(x).numpy(), atol=1e-6)
-    with pytest.raises(ConfigError, match="params tta 'mirror': give one of none, hflip, flips, dihedral"):
+    with pytest.raises(MlflowException, match="params tta 'mirror': give one of none, hflip, flips, dihedral"):
         pf.predict(drive_image, params={"tta": "mirror"})
 
 
@@ -326,9 +330,9 @@ def test_an_image_under_the_programs_smallest_side_is_named_and_the_others_are_s
     assert "1 image(s) segmented" in said.out and (tmp_path / "out" / "probabilities" / "photo.png").is_file()
     strip = drive_image[300 : 300 + side - 1]
     for params in ({"scale": "1"}, {}):  # as it is; brought to the model's FOV (shrunk: fewer rows still)
-        with pytest.raises(Exception, match=f"image 0 of 1: {side - 1} x 565 pixels.* is under the {side} pixels"):
+        with pytest.raises(MlflowException, match=f"image 0 of 1: {side - 1} x 565 pixels.* under the {side} pixels"):
             pf.predict(strip, params=params)
-    with pytest.raises(Exception, match=f"images 0-1 of 2: {side - 1} x 565 pixels is under the {side} pixels"):
+    with pytest.raises(MlflowException, match=f"images 0-1 of 2: {side - 1} x 565 pixels is under the {side} pixels"):
         pf.predict(np.stack([strip.transpose(2, 0, 1)] * 2), params={"scale": "1"})  # (N, C, H, W)
 
 
@@ -394,4 +398,16 @@ def test_mlflow_models_serve_answers_a_drive_image_like_the_local_model(champion
         (png,) = invoke(url, {"inputs": [b64((tmp_path / "01.png").read_bytes())], "params": {"output": "png"}}
                         )["predictions"]
         np.testing.assert_array_equal(png_map(png), png_map(local.predict(drive_image, params={"output": "png"})[0]))
+        # a photograph refused: 400 and the reason, not "Verify that the serialized input Dataframe is compatible"
+        # with the reason at the end of a traceback, nor the megabytes of base64 sent before it
+        Image.fromarray(np.ascontiguousarray(drive_image[:, :2])).save(tmp_path / "strip.png")
+        for request in ({"inputs": [b64((tmp_path / "strip.png").read_bytes())], "params": {"scale": "1"}},
+                        {"inputs": [b64((tmp_path / "01.png").read_bytes())], "params": {"scale": "9"}}):
+            with pytest.raises(HTTPError) as e:
+                invoke(url, request)
+            answer = json.loads(e.value.read())
+            assert e.value.code == 400 and answer["error_code"] == "INVALID_PARAMETER_VALUE", answer
+            assert answer["message"] in ("image 0 of 1: 584 x 2 pixels is under the 4 pixels a side the model takes "
+                                         "(its U-Net halves an image 2 times): no fundus photograph is this small",
+                                         "params scale 9: a factor must be above 0 and at most 4"), answer
     print(f"\nmlflow models serve: one 584x565 DRIVE image answered in {seconds:.2f} s (JSON request, tiny model)")
