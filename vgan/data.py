@@ -176,22 +176,27 @@ def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.n
     if is_dicom(data):
         return decode_dicom(data, what, notes)
     source = io.BytesIO(data)
-    arr, orientation = None, 1
+    arr, orientation, stacked = None, 1, 1
     if data[:4] in TIFF_MAGIC:
         try:  # tifffile keeps 16-bit and float samples (PIL reduces 16-bit RGB to 8 bits)
             import tifffile
 
             with tifffile.TiffFile(source) as tif:
-                page = tif.pages[0]
+                page, series = tif.pages[0], tif.series[0]
+                if len(series.shape) > len(page.shape):  # pages of one size, one series: several pictures
+                    stacked = series.shape[0]
                 # tifffile gives the samples as stored: a palette's indices, CMYK's inks, MINISWHITE's inverted
                 # grey. PIL turns those into the picture; tifffile's array is taken where it is the picture.
-                if page.photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
+                elif page.photometric in (tifffile.PHOTOMETRIC.MINISBLACK, tifffile.PHOTOMETRIC.RGB):
                     arr = tif.asarray()
                     orientation = int(page.tags.valueof(ORIENTATION_TAG, 1))
             if arr is not None and not arr.size:
                 arr = None
         except Exception:  # noqa: BLE001 - e.g. LZW without imagecodecs (DRIVE): PIL reads those
             arr = None
+        if stacked > 1:  # as a DICOM of several frames: which one is the photograph is no guess to make
+            raise DataError(f"{what}: a TIFF of {stacked} pictures (a stereo pair or a series): save one photograph "
+                            "per file")
     if arr is None:
         try:
             source.seek(0)

@@ -99,10 +99,11 @@ def test_photographs_are_read_in_the_forms_users_have_them(drive_root, tmp_path)
     assert palette.shape == rgb.shape and np.abs(palette - unit).mean() < 0.05  # 256 colours of the photograph
 
 
-def test_a_tiff_whose_samples_are_not_the_picture_is_read_as_shown(drive_root, tmp_path):
+def test_a_tiff_is_read_as_viewers_show_it(drive_root, tmp_path):
     """Palette, CMYK and white-is-zero TIFFs: tifffile gives their samples as stored (a palette's indices read as
     grey, inks read as RGB and alpha, grey inverted), which would be segmented as nonsense; they are read as
-    viewers show them, as PIL converts them."""
+    viewers show them, as PIL converts them. A thumbnail page is left out; two pictures of one size are refused
+    (the first was taken without a word)."""
     import tifffile
 
     rgb = np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif").convert("RGB"))
@@ -114,9 +115,17 @@ def test_a_tiff_whose_samples_are_not_the_picture_is_read_as_shown(drive_root, t
         assert tif.asarray().shape == (*rgb.shape[:2], 4)  # what was read before: inks as RGB and alpha
     shown = {"palette.tif": np.asarray(indexed.convert("RGB")), "cmyk.tif": rgb,
              "miniswhite.tif": np.repeat(rgb[..., 1:2], 3, axis=2)}
+    # a camera's export with a thumbnail after the photograph: the photograph
+    tifffile.imwrite(tmp_path / "thumbnail.tif", rgb)
+    tifffile.imwrite(tmp_path / "thumbnail.tif", rgb[::8, ::8], append=True)
+    shown["thumbnail.tif"] = rgb
     for name, want in shown.items():
         got = read_photograph(tmp_path / name)
         assert got.dtype == torch.uint8 and np.array_equal(got.permute(1, 2, 0).numpy(), want), name
+    # two pictures of one size (a stereo pair): which is the photograph is no guess to make, as for a DICOM's frames
+    tifffile.imwrite(tmp_path / "pair.tif", np.stack([rgb, rgb[:, ::-1]]))
+    with pytest.raises(DataError, match=r"pair\.tif: a TIFF of 2 pictures \(a stereo pair or a series\): save one "):
+        read_photograph(tmp_path / "pair.tif")
 
 
 @pytest.mark.parametrize("change, fragment", [
