@@ -122,7 +122,10 @@ def _read_single_channel(path: Path, what: str) -> np.ndarray:
             arr = np.load(path, allow_pickle=False)
         except Exception as e:  # noqa: BLE001 - numpy raises several types for damaged files
             raise DataError(f"{path}: unreadable or truncated array ({type(e).__name__}: {e})") from None
-    if arr.ndim == 3:  # drawn in any colour on black: the brightest channel (grey repeated: its grey); alpha left out
+    if arr.ndim == 3:
+        if arr.shape[0] <= 4 < arr.shape[-1]:  # channels first: (1, H, W) as a map of torch's (N, 1, H, W) is saved
+            arr = np.moveaxis(arr, 0, -1)
+        # drawn in any colour on black: the brightest channel (grey repeated: its grey); alpha left out
         arr = arr[..., : 1 if arr.shape[-1] <= 2 else 3].max(axis=-1)
     if arr.ndim != 2:
         raise DataError(f"{path}: expected a single-channel {what}, got an array of shape {arr.shape}")

@@ -55,7 +55,7 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys
 
 
 def test_predictions_by_numeric_id_and_npy(drive_root, tmp_path, capsys):
-    # maps named "01.npy" (float) are matched to image 01_test
+    # maps named "01.npy" (float) are matched to image 01_test; (1, H, W) as a map of a batch's is saved, or (H, W)
     from vgan.config import DataConfig
     from vgan.data import read_pool
 
@@ -63,7 +63,8 @@ def test_predictions_by_numeric_id_and_npy(drive_root, tmp_path, capsys):
     preds = tmp_path / "preds"
     preds.mkdir()
     for i, image_id in enumerate(test.ids):
-        np.save(preds / f"{image_id.split('_')[0]}.npy", test.labels[i, 0].numpy() * 0.8 + 0.1)
+        label = test.labels[i].numpy() if i % 2 else test.labels[i, 0].numpy()
+        np.save(preds / f"{image_id.split('_')[0]}.npy", label * 0.8 + 0.1)
     assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out", str(tmp_path / "o"),
                           "--previews", "0"]) == 0
     m = json.loads((tmp_path / "o" / "metrics.json").read_text())
