@@ -20,11 +20,12 @@ import torch
 from vgan.config import FOV_MEDIAN, DataConfig
 from vgan.dicom import decode_dicom, is_dicom, is_dicom_file
 from vgan.errors import ConfigError, DataError
-from vgan.inputs import InputError, as_batch, unit_float
+from vgan.inputs import ALPHA_DROPPED, InputError, as_batch, unit_float
 from vgan.scale import AUTO, median_fov_diameter, resize, scaled_size
 
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp", ".dcm", ".dicom")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp", ".webp", ".jp2",
+                  ".j2k", ".dcm", ".dicom")
 # The names a photograph's FOV mask and vessel label go by, from its stem (the first found is taken):
 # the same name, or as the public datasets name theirs (HRF's and DRIVE's `_mask`, STARE's `.ah`, CHASE_DB1's
 # first observer `_1stHO`)
@@ -207,15 +208,21 @@ def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.n
                 im.seek(0)
                 im.load()
                 orientation = im.getexif().get(ORIENTATION_TAG, 1)
-                if im.mode == "P":
-                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+                # 16-bit grey: PIL's I;16, and the 32-bit I it holds a 16-bit PGM in (scaled to 16 bits) and PNG in
+                sixteen = im.mode.startswith("I;16") or (im.mode == "I" and im.format in ("PPM", "PNG"))
+                if im.mode in ("P", "PA"):  # a palette's indices are no picture
+                    im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else "RGB")
                 elif im.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
                     im = im.convert("RGB")
                 elif im.mode == "1":
                     im = im.convert("L")
-                arr = np.asarray(im).astype(np.uint16) if im.mode.startswith("I;16") else np.asarray(im)
+                arr = np.asarray(im).astype(np.uint16) if sixteen else np.asarray(im)
         except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged files
             raise DataError(f"{what}: unreadable or truncated image ({type(e).__name__}: {e})") from None
+    if arr.ndim == 3 and arr.shape[-1] == 2:  # grey and alpha (PNG's LA, a TIFF's extra sample): the grey
+        arr = arr[..., 0]
+        if notes is not None:
+            notes.append(ALPHA_DROPPED)
     if orientation in range(2, 9) and notes is not None:
         notes.append(UPRIGHT_NOTE)
     return upright(arr, orientation)

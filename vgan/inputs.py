@@ -19,6 +19,7 @@ from vgan.errors import BadInputError
 CHANNELS = (1, 3, 4)  # grey, RGB, RGBA
 BATCHED, CHANNELS_LAST = "batch dimension added", "channels-last (H, W, C) read as (C, H, W)"
 LAYOUT_NOTES = (BATCHED, CHANNELS_LAST)
+ALPHA_DROPPED = "alpha channel dropped"
 EIGHT_BIT = "8-bit values divided by 255"  # the common case: said in a batch's summary, not on each image's row
 # What segments: a generator wrapped for inference, an exported program, their views averaged (vgan.tta)
 Model = Callable[[torch.Tensor], torch.Tensor]  # RGB (N, 3, H, W) in [0, 1] -> vessel probabilities (N, 1, H, W)
@@ -69,7 +70,7 @@ def as_batch(x: Any, what: str = "input", keep_8bit: bool = False) -> tuple[torc
         raise InputError(f"{what}: shape {shape} has {c} channels; expected 3 (RGB), 4 (RGBA) or 1 (grey)")
     if c == 4:
         t = t[:, :3]
-        notes.append("alpha channel dropped")
+        notes.append(ALPHA_DROPPED)
     elif c == 1:
         t = t.expand(-1, 3, -1, -1)
         notes.append("grey repeated to 3 channels")

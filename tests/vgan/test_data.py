@@ -128,6 +128,36 @@ def test_a_tiff_is_read_as_viewers_show_it(drive_root, tmp_path):
         read_photograph(tmp_path / "pair.tif")
 
 
+def test_grey_with_alpha_a_palette_with_alpha_and_a_16_bit_pgm_are_read_as_shown(drive_root, tmp_path):
+    """PNG's grey and alpha (LA), a TIFF's palette with alpha (PA) and a 16-bit PGM, each refused before: two
+    channels, two channels (a palette's indices and alpha), 32-bit integers (as PIL holds such a PGM)."""
+    rgb = np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif").convert("RGB"))
+    grey = rgb[..., 1]
+    Image.fromarray(np.dstack([grey, np.full_like(grey, 200)]), "LA").save(tmp_path / "la.png")
+    indexed = Image.fromarray(rgb).quantize(64)
+    indexed.convert("PA").save(tmp_path / "pa.tif")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.pgm")
+    notes: list[str] = []
+    la = read_photograph(tmp_path / "la.png", notes)
+    assert notes == ["alpha channel dropped"] and np.array_equal(la.numpy(), np.stack([grey] * 3))
+    pa = read_photograph(tmp_path / "pa.tif")
+    assert np.array_equal(pa.permute(1, 2, 0).numpy(), np.asarray(indexed.convert("RGB")))
+    deep = read_photograph(tmp_path / "deep.pgm")
+    assert deep.dtype == torch.float32 and torch.allclose(deep, torch.from_numpy(np.stack([grey] * 3) / 255).float())
+
+
+def test_webp_and_jpeg_2000_photographs_in_a_folder_are_found_and_read(drive_root, tmp_path):
+    """A folder of WebP (web exports) and JPEG 2000 files held "no images" before: their suffixes were not looked
+    for."""
+    rgb = np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif").convert("RGB"))
+    Image.fromarray(rgb).save(tmp_path / "a.webp", lossless=True)
+    Image.fromarray(rgb).save(tmp_path / "b.jp2", irreversible=False)  # lossless
+    found = find_images([str(tmp_path)])
+    assert [s.name for s in found] == ["a", "b"]
+    for source in found:
+        assert np.array_equal(read_photograph(source.path).permute(1, 2, 0).numpy(), rgb), source.path
+
+
 @pytest.mark.parametrize("change, fragment", [
     (lambda r: (r / "training" / "labels" / "eye22_training.png").unlink(),
      r"labels: no vessel label for eye22_training\.tif \(expected e\.g\. eye22_training\.png or "
