@@ -26,6 +26,7 @@ from vgan.scale import AUTO, median_fov_diameter, resize, scaled_size
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp", ".webp", ".jp2",
                   ".j2k", ".dcm", ".dicom")
+IMAGE_FORMATS = "PNG, JPEG, TIFF, PPM/PGM, GIF, BMP, WebP, JPEG 2000, DICOM"  # what decode_image reads
 # The names a photograph's FOV mask and vessel label go by, from its stem (the first found is taken):
 # the same name, or as the public datasets name theirs (HRF's and DRIVE's `_mask`, STARE's `.ah`, CHASE_DB1's
 # first observer `_1stHO`)
@@ -217,6 +218,9 @@ def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.n
                 elif im.mode == "1":
                     im = im.convert("L")
                 arr = np.asarray(im).astype(np.uint16) if sixteen else np.asarray(im)
+        except Image.UnidentifiedImageError:  # its text names an io.BytesIO object, not the file
+            raise DataError(f"{what}: " + ("an empty file" if not data else "unreadable or truncated image, or in "
+                                           f"none of the formats read ({IMAGE_FORMATS})")) from None
         except Exception as e:  # noqa: BLE001 - PIL raises many types for damaged files
             raise DataError(f"{what}: unreadable or truncated image ({type(e).__name__}: {e})") from None
     if arr.ndim == 3 and arr.shape[-1] == 2:  # grey and alpha (PNG's LA, a TIFF's extra sample): the grey

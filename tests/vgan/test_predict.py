@@ -78,10 +78,15 @@ def test_masks_are_read_from_a_folder_by_image_name(photos, checkpoint, tmp_path
 def test_an_unreadable_image_is_named_and_the_others_are_written(photos, checkpoint, tmp_path, capsys):
     broken = photos / "05_cut.png"
     broken.write_bytes((photos / "02_rgba.png").read_bytes()[:3000])
+    (photos / "06_empty.png").write_bytes(b"")
+    (photos / "07_notes.jpg").write_text("not a photograph")
     out = tmp_path / "out"
     assert main(["--checkpoint", str(checkpoint), "--input", str(photos), "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "1 of 6 image(s) not segmented" in err and "05_cut.png: unreadable" in err
+    assert err.count("\n") == 1 and "3 of 8 image(s) not segmented" in err and "05_cut.png: unreadable" in err
+    # said in words, not as PIL's "cannot identify image file <_io.BytesIO object at 0x7f...>"
+    assert "06_empty.png: an empty file;" in err and "BytesIO" not in err
+    assert "07_notes.jpg: unreadable or truncated image, or in none of the formats read (PNG, JPEG, TIFF" in err
     assert len(list((out / "probabilities").iterdir())) == 5
 
 
