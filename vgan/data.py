@@ -114,7 +114,9 @@ def _unit_scale(arr: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def _read_single_channel(path: Path, what: str) -> np.ndarray:
+def _read_single_channel(path: Path, what: str, colour: bool = True) -> np.ndarray:
+    """One channel of a grey image; `colour`: of one drawn in colour too (its brightest channel), else a colour
+    image is a DataError naming it."""
     if not path.is_file():
         raise DataError(f"{path}: file missing")
     if path.suffix.lower() != ".npy":
@@ -127,8 +129,11 @@ def _read_single_channel(path: Path, what: str) -> np.ndarray:
     if arr.ndim == 3:
         if arr.shape[0] <= 4 < arr.shape[-1]:  # channels first: (1, H, W) as a map of torch's (N, 1, H, W) is saved
             arr = np.moveaxis(arr, 0, -1)
-        # drawn in any colour on black: the brightest channel (grey repeated: its grey); alpha left out
-        arr = arr[..., : 1 if arr.shape[-1] <= 2 else 3].max(axis=-1)
+        rgb = arr[..., : 1 if arr.shape[-1] <= 2 else 3]  # alpha left out
+        if not colour and not (rgb == rgb[..., :1]).all():
+            raise DataError(f"{path}: a {what} in colour (a colour map of it?): save the values as a grey image or "
+                            "an array")
+        arr = rgb.max(axis=-1)  # drawn in any colour on black: the brightest channel (grey repeated: its grey)
     if arr.ndim != 2:
         raise DataError(f"{path}: expected a single-channel {what}, got an array of shape {arr.shape}")
     return arr
@@ -284,7 +289,7 @@ def read_fov_mask(path: Path) -> np.ndarray:
 
 def read_probability(path: Path) -> np.ndarray:
     """A probability map: 8-bit maps are value/255, 16-bit value/65535, float maps as they are."""
-    arr = _read_single_channel(path, "probability map")
+    arr = _read_single_channel(path, "probability map", colour=False)
     scaled = _unit_scale(arr)
     return arr.astype(np.float32) if scaled is None else scaled
 

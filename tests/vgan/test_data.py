@@ -336,6 +336,15 @@ def test_a_damaged_probability_map_is_named(tmp_path):
         read_probability(tmp_path / "01.npy")
     with pytest.raises(DataError, match=r"02\.png: file missing"):
         read_probability(tmp_path / "02.png")
+    # a map saved as a picture of itself (a colormap) holds no probabilities; grey saved as RGB does
+    import matplotlib
+
+    values = np.linspace(0, 1, 20, dtype=np.float32).reshape(4, 5)
+    Image.fromarray((matplotlib.colormaps["jet"](values)[..., :3] * 255).astype(np.uint8)).save(tmp_path / "03.png")
+    with pytest.raises(DataError, match=r"03\.png: a probability map in colour \(a colour map of it\?\): save the "):
+        read_probability(tmp_path / "03.png")
+    Image.fromarray(np.repeat((values * 255).astype(np.uint8)[..., None], 3, axis=2)).save(tmp_path / "04.png")
+    assert np.array_equal(read_probability(tmp_path / "04.png"), (values * 255).astype(np.uint8) / np.float32(255))
 
 
 def test_shape_mismatch_is_named(drive_copy, tmp_path):
