@@ -21,7 +21,7 @@ from typing import Sequence
 
 from tuner.batches import EXPERIMENT, BatchRun
 from tuner.tracking import check_tracking_store, resolve_tracking_uri, ui_link, use_tracking_uri
-from vgan.cli import check_threshold, exit_program, run_cli, writable_folder
+from vgan.cli import check_threshold, exit_program, nonempty, run_cli, writable_folder
 from vgan.ensemble import Member
 from vgan.errors import ConfigError
 from vgan.predict import add_arguments, check_masks, earlier_of, finish, images_of, segment_images
@@ -81,7 +81,7 @@ def _main(argv: Sequence[str] | None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m tuner.predict", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
-    p.add_argument("--model", required=True, nargs="+", metavar="URI",
+    p.add_argument("--model", type=nonempty, required=True, nargs="+", metavar="URI",
                    help="MLflow model URI, e.g. models:/vgan-generator@champion; several: each map the mean of "
                         "theirs (an ensemble)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")

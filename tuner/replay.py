@@ -15,7 +15,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Sequence
 
-from vgan.cli import exit_program, run_cli
+from vgan.cli import exit_program, nonempty, run_cli
 
 if TYPE_CHECKING:  # imported once the arguments are read (Ray, MLflow, torch): --help answers at once
     from tuner.projection import TrialRecord
@@ -24,12 +24,14 @@ if TYPE_CHECKING:  # imported once the arguments are read (Ray, MLflow, torch): 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tuner.replay", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
-    p.add_argument("--space", required=True, help="the study's search-space file")
+    p.add_argument("--space", type=nonempty, required=True, help="the study's search-space file")
     p.add_argument("--name", required=True, help="the study's name")
-    p.add_argument("--storage", default="ray_results", help="the study's Ray storage (as given to tuner.run)")
+    p.add_argument("--storage", type=nonempty, default="ray_results",
+                   help="the study's Ray storage (as given to tuner.run)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
-    p.add_argument("--study-db", help="the study's Optuna database URL, as given to tuner.run (default: sqlite "
-                                      "optuna.db in the storage folder); its trials' runs are linked to it")
+    p.add_argument("--study-db", type=nonempty,
+                   help="the study's Optuna database URL, as given to tuner.run (default: sqlite optuna.db in the "
+                        "storage folder); its trials' runs are linked to it")
     return p
 
 

@@ -42,7 +42,7 @@ from tuner.storage import (
     study_db_url,
     study_name_from,
 )
-from vgan.cli import exit_program, handler_kept, run_cli, writable_folder
+from vgan.cli import exit_program, handler_kept, nonempty, run_cli, writable_folder
 from vgan.errors import BadInputError, ConfigError, VganError
 
 # Ray, MLflow and torch are imported where a step needs them, after the arguments are read: `--help`
@@ -56,13 +56,14 @@ if TYPE_CHECKING:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m tuner.run", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
-    p.add_argument("--space", required=True, help="search-space YAML (see search_spaces/)")
-    p.add_argument("--data", help="dataset root (overrides data.root of the space file)")
+    p.add_argument("--space", type=nonempty, required=True, help="search-space YAML (see search_spaces/)")
+    p.add_argument("--data", type=nonempty, help="dataset root (overrides data.root of the space file)")
     p.add_argument("--address", help="existing Ray cluster HOST:PORT (default: start a local one)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
-    p.add_argument("--storage", default="ray_results",
+    p.add_argument("--storage", type=nonempty, default="ray_results",
                    help="Ray trial storage: a folder (one node), file:///SHARED or s3://... (several nodes)")
-    p.add_argument("--study-db", help="Optuna database URL (default: sqlite optuna.db in the storage folder)")
+    p.add_argument("--study-db", type=nonempty,
+                   help="Optuna database URL (default: sqlite optuna.db in the storage folder)")
     p.add_argument("--name", help="study name: letters, digits, '.', '_', '-' (default: <space>-<time>); "
                                   "--resume needs it")
     p.add_argument("--num-samples", type=int, help="trials to run (overrides tune.num_samples)")

@@ -3,6 +3,7 @@ file or key, nothing started); 1 a failure at run time."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import signal
 import sys
@@ -13,6 +14,15 @@ from pathlib import Path
 from typing import Callable, Iterator, NoReturn, Sequence
 
 from vgan.errors import BadInputError, ConfigError, VganError
+
+
+def nonempty(text: str) -> str:
+    """argparse type of a path or URI option: an empty one is refused (exit 2), where it was read as the working
+    directory: `--storage "$STORAGE"` with the variable unset put a study's folders there, `--input "$DIR"` took
+    the working directory's images."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty (an unset shell variable?): give a path or URI")
+    return text
 
 
 def writable_folder(path: Path, what: str) -> Path:

@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from vgan.cli import check_threshold, exit_program, run_cli, writable_folder
+from vgan.cli import check_threshold, exit_program, nonempty, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, fov_note, fov_source, load_split, read_probability
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
@@ -50,13 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vgan.evaluate", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", nargs="+", metavar="CKPT",
+    src.add_argument("--checkpoint", type=nonempty, nargs="+", metavar="CKPT",
                      help="checkpoint written by vgan.train; several: score the mean of their maps (an ensemble)")
-    src.add_argument("--predictions", help="folder of probability maps named by image id (01_test.tif, 01.npy...)")
-    p.add_argument("--data", help="dataset root (default: the checkpoint's data.root)")
+    src.add_argument("--predictions", type=nonempty,
+                     help="folder of probability maps named by image id (01_test.tif, 01.npy...)")
+    p.add_argument("--data", type=nonempty, help="dataset root (default: the checkpoint's data.root)")
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout (default: the checkpoint's, or detected)")
     p.add_argument("--split", choices=SPLITS, default="test")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", type=nonempty, required=True, help="output folder")
     thr = p.add_mutually_exclusive_group()
     thr.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
     thr.add_argument("--val-threshold", action="store_true",

@@ -35,7 +35,7 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 
-from vgan.cli import check_threshold, exit_program, run_cli, writable_folder
+from vgan.cli import check_threshold, exit_program, nonempty, run_cli, writable_folder
 from vgan.config import DEVICES
 from vgan.data import (
     MASK_NAMES,
@@ -74,16 +74,18 @@ from vgan.tta import TTA_MODES, VIEWS, with_tta
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments `vgan.predict` and `tuner.predict` share (each adds where its model comes from)."""
-    p.add_argument("--input", nargs="+", required=True, metavar="DIR_OR_FILE", help="images, or folders of images")
+    p.add_argument("--input", type=nonempty, nargs="+", required=True, metavar="DIR_OR_FILE",
+                   help="images, or folders of images")
     p.add_argument("--recursive", action="store_true",
                    help="take the images in the folders' subfolders too (at any depth), their maps under the same "
                         "subfolders of --out")
-    p.add_argument("--out", required=True,
+    p.add_argument("--out", type=nonempty, required=True,
                    help="output folder (probabilities/, binary/, fov/, overlay/, thumbnails/, report.csv, index.html)")
     p.add_argument("--continue", dest="continue_", action="store_true",
                    help="keep the maps an earlier run into --out made of the same files, the same bytes, with the same "
                         "model and settings (by its report.csv): a batch stopped half way goes on where it stopped")
-    p.add_argument("--masks", help="folder of FOV masks named after the images (default: estimate each FOV)")
+    p.add_argument("--masks", type=nonempty,
+                   help="folder of FOV masks named after the images (default: estimate each FOV)")
     p.add_argument("--threshold", type=float, default=0.5, help="binarisation threshold (default 0.5)")
     p.add_argument("--scale", default="auto", metavar="auto|FACTOR",
                    help="resize each image so its FOV matches the training photographs' (auto, the default), "
@@ -283,7 +285,7 @@ def _main(argv: Sequence[str] | None) -> None:
 
     p = argparse.ArgumentParser(prog="python -m vgan.predict", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
-    p.add_argument("--checkpoint", required=True, nargs="+", metavar="CKPT",
+    p.add_argument("--checkpoint", type=nonempty, required=True, nargs="+", metavar="CKPT",
                    help="checkpoint written by vgan.train (best.pt, last.pt); several: each map the mean of "
                         "theirs (an ensemble)")
     add_arguments(p)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import yaml
 
-from vgan.cli import exit_program, run_cli, writable_folder
+from vgan.cli import exit_program, nonempty, run_cli, writable_folder
 from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config
 from vgan.data import fov_note, fov_source, load_train_val
 from vgan.errors import ConfigError
@@ -40,11 +40,13 @@ from vgan.visualize import save_previews
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m vgan.train", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
-    p.add_argument("--config", help="YAML config (default: built-in synthetic defaults, or the checkpoint's)")
-    p.add_argument("--data", help="dataset root (overrides data.root)")
+    p.add_argument("--config", type=nonempty,
+                   help="YAML config (default: built-in synthetic defaults, or the checkpoint's)")
+    p.add_argument("--data", type=nonempty, help="dataset root (overrides data.root)")
     p.add_argument("--epochs", type=int, help="total epochs to reach (overrides train.epochs)")
-    p.add_argument("--out", help="run folder (default: runs/<config>-<time>, or the resumed run's folder)")
-    p.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint written by this command")
+    p.add_argument("--out", type=nonempty,
+                   help="run folder (default: runs/<config>-<time>, or the resumed run's folder)")
+    p.add_argument("--resume", type=nonempty, metavar="CKPT", help="continue from a checkpoint written by this command")
     p.add_argument("--device", choices=DEVICES, help="overrides train.device")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p

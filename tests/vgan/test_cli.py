@@ -98,3 +98,29 @@ def test_a_program_ended_by_exit_program_keeps_its_status_and_finishes_what_exit
     assert (tmp_path / "atexit").read_text() == "ran"
     assert "the last line" in (tmp_path / "log.txt").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["atexit", "log.txt"]  # the temporary folder went
+
+
+@pytest.mark.parametrize("module, option, argv", [
+    ("tuner.run", "--space", ["--space", ""]),
+    ("tuner.run", "--storage", ["--space", "search_spaces/smoke.yaml", "--storage", ""]),
+    ("tuner.replay", "--study-db", ["--space", "search_spaces/smoke.yaml", "--name", "n", "--study-db", " "]),
+    ("tuner.predict", "--model", ["--model", "", "--input", "maps", "--out", "o"]),
+    ("vgan.predict", "--input", ["--checkpoint", "best.pt", "--input", "photos", "", "--out", "o"]),
+    ("vgan.evaluate", "--out", ["--checkpoint", "best.pt", "--out", ""]),
+    ("vgan.train", "--config", ["--config", ""]),
+])
+def test_an_empty_path_is_refused_not_read_as_the_working_directory(tmp_path, monkeypatch, capsys, module, option,
+                                                                     argv):
+    """`--storage "$STORAGE"` with the variable unset: Path("") is the working directory, where a study's folders
+    went (and `--input ""` took its images, `--config ""` trained on the defaults); each command exits 2 naming the
+    option, and writes nothing."""
+    import importlib
+
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = importlib.import_module(module).main(argv)
+    except SystemExit as e:  # tuner.run and tuner.replay read their arguments before run_cli
+        code = e.code
+    assert code == 2
+    assert f"argument {option}: empty (an unset shell variable?): give a path or URI" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
