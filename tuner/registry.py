@@ -172,7 +172,8 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         client.create_registered_model(name, description=(
             f"V-GAN retinal-vessel segmenters trained on {cfg.data.dataset} by vgan-tune. Load the serving "
             f"one with mlflow.pytorch.load_model('models:/{name}@champion'): RGB float32 (N, 3, H, W) in [0, 1], "
-            "any size -> vessel probabilities (N, 1, H, W); mlflow.pyfunc and `mlflow models serve` also take "
+            "H and W of at least 2**model.depth (smallest_side_px in the MLmodel metadata) -> vessel "
+            "probabilities (N, 1, H, W); mlflow.pyfunc and `mlflow models serve` also take "
             "(H, W, C) and 8-bit arrays, and segment each photograph at the training scale (params "
             "{\"scale\": \"auto\"}, or a factor). Aliases: champion (what users load), challenger (the "
             "newest candidate)."))

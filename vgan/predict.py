@@ -4,7 +4,8 @@
                            [--continue] [--masks DIR] [--threshold T] [--scale auto|FACTOR] [--tta MODE]
                            [--device auto|cpu|cuda]
 
-Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP, DICOM; any size; RGB, RGBA or grey, 8 to 16 bits)
+Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP, WebP, JPEG 2000, DICOM; any size; RGB, grey, palette or CMYK,
+with or without alpha, 8 to 16 bits)
 gets an 8-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
 of its own size, `overlay/<name>.jpg` (the map laid on the photograph), and a row in `report.csv` (its size,
 FOV, scale, vessel fraction, what was converted, or why it failed); `index.html` shows the batch at a glance
