@@ -7,11 +7,11 @@ import pytest
 import torch
 from conftest import TINY
 
-from vgan.config import ModelConfig, config_from_dict
+from vgan.config import config_from_dict
 from vgan.data import load_train_val, read_binary
 from vgan.errors import ConfigError
 from vgan.inputs import as_batch
-from vgan.models import EnsembleSegmenter, Generator, VesselSegmenter
+from vgan.models import EnsembleSegmenter, Generator, ModelConfig, VesselSegmenter
 from vgan.scale import (
     AUTO,
     MIN_FOV_SHARE,
