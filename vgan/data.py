@@ -24,9 +24,12 @@ from vgan.inputs import ALPHA_DROPPED, InputError, as_batch, unit_float
 from vgan.scale import AUTO, median_fov_diameter, resize, scaled_size
 
 SPLITS = ("train", "val", "test")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".ppm", ".pgm", ".pnm", ".gif", ".bmp", ".webp", ".jp2",
-                  ".j2k", ".dcm", ".dicom")
-IMAGE_FORMATS = "PNG, JPEG, TIFF, PPM/PGM, GIF, BMP, WebP, JPEG 2000, DICOM"  # what decode_image reads
+# What decode_image reads, and the file suffixes a folder's images are found by (DICOM also by its first bytes)
+FORMATS = {"PNG": (".png",), "JPEG": (".jpg", ".jpeg"), "TIFF": (".tif", ".tiff"), "PPM/PGM": (".ppm", ".pgm", ".pnm"),
+           "GIF": (".gif",), "BMP": (".bmp",), "WebP": (".webp",), "JPEG 2000": (".jp2", ".j2k"),
+           "DICOM": (".dcm", ".dicom")}
+IMAGE_SUFFIXES = tuple(suffix for suffixes in FORMATS.values() for suffix in suffixes)
+IMAGE_FORMATS = ", ".join(FORMATS)
 # The names a photograph's FOV mask and vessel label go by, from its stem (the first found is taken):
 # the same name, or as the public datasets name theirs (HRF's and DRIVE's `_mask`, STARE's `.ah`, CHASE_DB1's
 # first observer `_1stHO`)
