@@ -17,7 +17,8 @@ scale unless `--scale` says otherwise; its train and val splits are read as it w
 `--tta flips` (or hflip, dihedral) scores the mean map of each image's mirrored views (`vgan.tta`); the
 validation threshold (`--val-threshold`) is then chosen on maps made the same way. Several checkpoints
 score the mean of their maps (`vgan.ensemble`), each generator at its own scale; metrics.json's `members`
-says what each was.
+says what each was. `--predictions` takes maps named by image id, or a folder vgan.predict, tuner.predict
+or this command wrote (its maps in probabilities/).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, with_tta
 from vgan.visualize import save_curves, save_map, save_preview, to_uint8
 
+PROBABILITIES = "probabilities"  # the maps' subfolder in what vgan.predict, tuner.predict and vgan.evaluate write
 MAP_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".npy", ".jpg", ".jpeg", ".bmp")
 
 
@@ -53,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--checkpoint", type=nonempty, nargs="+", metavar="CKPT",
                      help="checkpoint written by vgan.train; several: score the mean of their maps (an ensemble)")
     src.add_argument("--predictions", type=nonempty,
-                     help="folder of probability maps named by image id (01_test.tif, 01.npy...)")
+                     help="folder of probability maps named by image id (01_test.tif, 01.npy...), or a folder "
+                          "vgan.predict or tuner.predict wrote")
     p.add_argument("--data", type=nonempty, help="dataset root (default: the checkpoint's data.root)")
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout (default: the checkpoint's, or detected)")
     p.add_argument("--split", choices=SPLITS, default="test")
@@ -90,19 +93,36 @@ def detect_dataset(root: Path) -> str:
                     "folder dataset (training/images, training/labels, ...); give --dataset")
 
 
-def find_map(folder: Path, image_id: str) -> Path:
+def map_path(folder: Path, image_id: str) -> Path | None:
     stems = [image_id] + ([image_id.split("_")[0]] if "_" in image_id else [])
     for stem in stems:
         for suffix in MAP_SUFFIXES:
             path = folder / f"{stem}{suffix}"
             if path.is_file():
                 return path
-    raise DataError(f"{folder}: no probability map for image {image_id} (expected e.g. {folder / (image_id + '.png')})")
+    return None
+
+
+def find_map(folder: Path, image_id: str) -> Path:
+    path = map_path(folder, image_id)
+    if path is None:
+        raise DataError(f"{folder}: no probability map for image {image_id} (expected e.g. "
+                        f"{folder / (image_id + '.png')})")
+    return path
+
+
+def maps_folder(folder: Path, ids: Sequence[str]) -> Path:
+    """Where a folder's probability maps are: in it, or, in a folder vgan.predict, tuner.predict or
+    vgan.evaluate wrote (maps in probabilities/, beside binary/ and plots), in probabilities/."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: predictions folder missing")
+    inner = folder / PROBABILITIES
+    if inner.is_dir() and not any(map_path(folder, image_id) for image_id in ids):
+        return inner
+    return folder
 
 
 def read_predictions(folder: Path, split: Split) -> list[np.ndarray]:
-    if not folder.is_dir():
-        raise DataError(f"{folder}: predictions folder missing")
     maps = []
     for i, image_id in enumerate(split.ids):
         path = find_map(folder, image_id)
@@ -195,9 +215,10 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     root, dataset = named_data(args)
     data = DataConfig(dataset=dataset, root=str(root), crop_size=None)
     split = load_split(data, args.split)
-    maps = read_predictions(Path(args.predictions), split)
+    folder = maps_folder(Path(args.predictions), split.ids)
+    maps = read_predictions(folder, split)
     m, scores, targets = score_maps(maps, split, args.threshold, each=True)
-    m.update(dataset=dataset, fov=fov_source(data, args.split), source=str(Path(args.predictions).resolve()),
+    m.update(dataset=dataset, fov=fov_source(data, args.split), source=str(folder.resolve()),
              threshold_source="fixed")
     write_report(Path(args.out), m, scores, targets, f"{dataset} {args.split}: {Path(args.predictions).name}")
     save_worst(Path(args.out), split, maps, m["per_image"], args.previews, args.threshold)
@@ -256,10 +277,10 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         m.update(described[0])
     else:
         m["members"] = described
-    for sub in ("probabilities", "binary"):
+    for sub in (PROBABILITIES, "binary"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     for image_id, prob in zip(split.ids, probs, strict=True):
-        save_map(out / "probabilities" / f"{image_id}.png", prob)
+        save_map(out / PROBABILITIES / f"{image_id}.png", prob)
         save_map(out / "binary" / f"{image_id}.png", (prob >= threshold).astype(np.float32))
     made = f"epoch {state['epoch']}" if len(loaded) == 1 else f"mean of {len(loaded)} generators"
     write_report(out, m, scores, targets, f"{data.dataset} {args.split}: {made}")

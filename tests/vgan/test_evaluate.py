@@ -4,12 +4,13 @@ import json
 import numpy as np
 import pytest
 import yaml
-from conftest import folder_dataset, two_camera_dataset
+from conftest import folder_dataset, two_camera_dataset, write_yaml
 from PIL import Image
 from test_metrics import reference_table
 
 from vgan.data import read_binary, read_probability
 from vgan.evaluate import main as evaluate_main
+from vgan.predict import main as predict_main
 from vgan.provenance import code_record
 from vgan.scale import fov_diameter
 from vgan.train import main as train_main
@@ -190,6 +191,36 @@ def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_ro
     assert "folder test (2 images, FOV estimated from the photographs, threshold 0.5000)" in said
     assert all(isinstance(m[k], float) for k in KEYS) and 0 < m["auc_roc"] < 1
     assert sorted(p.name for p in (out / "probabilities").iterdir()) == ["eye01_test.png", "eye02_test.png"]
+
+
+def test_the_folders_the_tools_write_are_scored_from_their_probability_maps(tiny_values, drive_root, tmp_path):
+    """`vgan.predict`'s batch folder and `vgan.evaluate`'s own output hold their maps in probabilities/, beside
+    binary maps, overlays and plots (roc.png): `--predictions` given either folder scores its probability maps,
+    as it would given probabilities/ itself (before, it looked for <id>.png beside them and exited 2)."""
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 4, "test": 2}, masks=False)
+    tiny_values["data"] = {"dataset": "folder", "val_count": 1, "crop_size": 32}
+    run = tmp_path / "run"
+    assert train_main(["--config", str(write_yaml(tmp_path / "own.yaml", tiny_values)), "--data", str(root),
+                       "--out", str(run), "--quiet"]) == 0
+    checkpoint = str(run / "checkpoints" / "best.pt")
+    batch, evaluated = tmp_path / "batch", tmp_path / "eval"
+    assert predict_main(["--checkpoint", checkpoint, "--input", str(root / "test" / "images"), "--out",
+                         str(batch), "--scale", "1"]) == 0
+    assert evaluate_main(["--checkpoint", checkpoint, "--data", str(root), "--split", "test", "--out",
+                          str(evaluated)]) == 0
+    direct = json.loads((evaluated / "metrics.json").read_text())
+    assert (evaluated / "roc.png").is_file() and (batch / "binary" / "eye01_test.png").is_file()
+    scored = {}
+    for name, folder in [("batch", batch), ("batch maps", batch / "probabilities"), ("evaluation", evaluated)]:
+        assert evaluate_main(["--predictions", str(folder), "--data", str(root), "--split", "test", "--out",
+                              str(tmp_path / name), "--previews", "0"]) == 0, name
+        scored[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+        assert scored[name]["source"] == str((folder if name == "batch maps" else folder / "probabilities").resolve())
+    # one generator's maps at the images' own size, each saved in 8 bits: alike inside the FOV (the batch's are
+    # 0 outside it), and near the unrounded maps' scores (a generator trained one epoch makes few distinct values)
+    assert scored["batch"] == {**scored["batch maps"], "source": scored["batch"]["source"]}
+    assert all(scored[name]["auc_roc"] == scored["evaluation"]["auc_roc"] for name in scored)
+    assert scored["batch"]["auc_roc"] == pytest.approx(direct["auc_roc"], abs=0.02)
 
 
 def test_a_model_of_two_cameras_photographs_is_trained_and_scored_at_their_sizes(tiny_values, drive_root,
