@@ -24,11 +24,18 @@ from pathlib import Path
 from typing import Any
 
 from tuner.outcome import score_key
-from vgan.config import Config, apply_overrides, config_from_dict, config_keys, from_dict, read_yaml
+from vgan.config import (
+    SEARCH_SPACE_SECTIONS,
+    Config,
+    apply_overrides,
+    config_from_dict,
+    config_keys,
+    from_dict,
+    read_yaml,
+)
 from vgan.errors import ConfigError
 
 TRAINER_SECTIONS = ("data", "model", "loss", "optim", "train")
-SPACE_SECTIONS = ("search", "tune", "resources", "mlflow")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
 _PARAM_FIELDS = {
     "loguniform": {"low", "high"},
@@ -242,9 +249,9 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     if not isinstance(values, dict):
         raise SpaceError(f"{source}: the top level must be a mapping of sections")
     for section in values:
-        if section not in TRAINER_SECTIONS + SPACE_SECTIONS:
+        if section not in TRAINER_SECTIONS + SEARCH_SPACE_SECTIONS:
             raise SpaceError(f"{source}: unknown section '{section}' (known: "
-                             f"{', '.join(TRAINER_SECTIONS + SPACE_SECTIONS)})")
+                             f"{', '.join(TRAINER_SECTIONS + SEARCH_SPACE_SECTIONS)})")
     trainer_values = {k: v for k, v in values.items() if k in TRAINER_SECTIONS}
     if data_root is not None:
         trainer_values.setdefault("data", {})

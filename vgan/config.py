@@ -26,6 +26,7 @@ ADVERSARIAL = ("wgan-gp", "vanilla", "none")
 LR_SCHEDULES = ("constant", "cosine")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 MIN_FOV_DIAMETER = 32  # pixels: a FOV narrower holds no vessel a U-Net could learn (DRIVE's is 540)
+SEARCH_SPACE_SECTIONS = ("search", "tune", "resources", "mlflow")  # a search space's sections beside a config's
 FOV_MEDIAN = "median"  # data.fov_diameter: the training split's median, whatever the cameras
 
 
@@ -216,7 +217,13 @@ def read_yaml(path: Path, what: str = "config file", error: type[ConfigError] = 
 
 def load_config(path: str | os.PathLike) -> Config:
     path = Path(path)
-    cfg = config_from_dict(read_yaml(path), str(path))
+    values = read_yaml(path)
+    space = [key for key in SEARCH_SPACE_SECTIONS if isinstance(values, dict) and key in values]
+    if space:
+        raise ConfigError(f"{path}: a search space (its '{space[0]}' section), not a training config: run it with "
+                          f"python -m tuner.run --space {path}; one config to train holds only "
+                          f"{', '.join(f.name for f in dataclasses.fields(Config))}")
+    cfg = config_from_dict(values, str(path))
     if cfg.data.root is not None:
         # Relative roots mean "relative to the config file", so a config works from any cwd.
         cfg.data.root = str((path.parent / cfg.data.root).resolve())

@@ -30,6 +30,17 @@ def test_unknown_key_is_named(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize("space", ["smoke", "gp"])
+def test_a_search_space_given_as_a_config_says_how_to_run_it(space):
+    """A shipped search space passed to vgan.train's --config is named as a space, with the command that runs it
+    (before: "unknown key 'search'", which a newcomer could take for a typo)."""
+    path = REPO / "search_spaces" / f"{space}.yaml"
+    with pytest.raises(ConfigError, match=rf"{space}\.yaml: a search space \(its 'search' section\), not a training "
+                                          rf"config: run it with python -m tuner.run --space .*{space}\.yaml; one "
+                                          r"config to train holds only data, model, loss, optim, train$"):
+        load_config(path)
+
+
 def test_unknown_section_is_named():
     with pytest.raises(ConfigError, match="unknown key 'trainer'"):
         config_from_dict({"trainer": {}})
