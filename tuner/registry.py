@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
 from vgan.config import Config
-from vgan.data import Split, load_split, load_train_val, split_fingerprint
+from vgan.data import Split, fov_source, load_split, load_train_val, split_fingerprint
 from vgan.metrics import per_image_auc
 from vgan.scale import AUTO, recorded_fov, scaled_predictions
 from vgan.trainer import split_metrics
@@ -72,6 +72,12 @@ class Registration:
     promoted: bool
     reason: str
     comparison: Comparison | None = None
+    test_fov: str = "masks"  # where the test split's FOV masks came from (vgan.data.fov_source)
+
+
+def estimated_note(fov: str) -> str:
+    """What a test score says of its FOV masks: only estimated ones (not the literature's protocol) are said."""
+    return " (FOV estimated from the photographs)" if fov == "estimated" else ""
 
 
 def scores_of(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> Scores:
@@ -165,7 +171,7 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
 
     train, val = load_train_val(cfg.data)
     test = load_split(cfg.data, "test")
-    test_hash = split_fingerprint(test)
+    test_hash, test_fov = split_fingerprint(test), fov_source(cfg.data, "test")
     challenger = score_logged(model_uri, test)
 
     try:
@@ -189,7 +195,8 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         link_version(client, model_id, name, mv.version)
     tags: dict[str, Any] = {
         "study": study, "git_commit": UNKNOWN, **code_tags(), "dataset": cfg.data.dataset,
-        "data_split_hash": split_fingerprint(train, val, test), "test_split_hash": test_hash, **more_tags,
+        "data_split_hash": split_fingerprint(train, val, test), "test_split_hash": test_hash,
+        "test_fov": test_fov, **more_tags,
     }  # metrics are on the logged model (validation at the trial's end, test here), not in tags
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
     promoted, reason, comparison = _gate(client, name, str(mv.version), cfg.data.dataset, test_hash, test,
@@ -203,10 +210,10 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     m = challenger.metrics
     client.update_model_version(name, mv.version, description=(
         f"{what} on {cfg.data.dataset} (chosen on validation AUC-ROC "
-        f"{val_metrics.get('auc_roc', float('nan')):.4f}). Test: AUC-ROC {m['auc_roc']:.4f}, AUC-PR {m['auc_pr']:.4f}, "
-        f"F1 {m['f1']:.4f} at 0.5. {reason[0].upper() + reason[1:]}. Trainer config (an ensemble's: each member's): "
-        "config.yaml in the model."))
-    return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison)
+        f"{val_metrics.get('auc_roc', float('nan')):.4f}). Test{estimated_note(test_fov)}: AUC-ROC {m['auc_roc']:.4f}, "
+        f"AUC-PR {m['auc_pr']:.4f}, F1 {m['f1']:.4f} at 0.5. {reason[0].upper() + reason[1:]}. Trainer config "
+        "(an ensemble's: each member's): config.yaml in the model."))
+    return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov)
 
 
 def link_version(client: MlflowClient, model_id: str, name: str, version: str) -> None:

@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from tuner.projection import TrialRecord
     from tuner.space import SearchSpace
     from tuner.tracking import Study
+    from vgan.config import DataConfig
+    from vgan.data import Split
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,7 +89,7 @@ class Plan:
     storage: Storage
     storage_url: str  # the Optuna study's database
     restore: bool = False  # Ray resumes the study from its saved state (--resume of a study Ray saved)
-    note: str | None = None  # what the training photographs ask a user to know (vgan.scale.mixed_scale_note)
+    notes: tuple[str, ...] = ()  # what the photographs ask a user to know (data_notes)
 
     @property
     def log(self) -> Path:
@@ -255,6 +257,26 @@ def optuna_plots(storage_url: str, name: str, folder: Path) -> list[Path]:
     return out
 
 
+def data_notes(data: DataConfig, train: Split) -> tuple[str, ...]:
+    """What the study's photographs ask a user to know, said before it begins, as vgan.train says it: FOVs of
+    several scales in the pool (unless the base config brings them to one: a search of that key holds the
+    base's value, and with None there the first trial trains at mixed scales), and FOVs estimated for want
+    of masks (scores not by the literature's protocol)."""
+    from vgan.data import dataset_root, fov_source
+    from vgan.scale import mixed_scale_note
+
+    notes = [] if data.fov_diameter is not None else [mixed_scale_note(train.masks)]
+    estimated = [pool for split, pool in (("train", "training"), ("test", "test"))
+                 if fov_source(data, split) == "estimated"]
+    if estimated:
+        scores = "the trials' validation scores and the registered test scores" if len(estimated) == 2 else (
+            "the trials' validation scores" if estimated == ["training"] else "the registered test scores")
+        notes.append(f"{' and '.join(f'{dataset_root(data) / pool}' for pool in estimated)} hold no masks/: "
+                     f"each photograph's FOV is estimated from it, so {scores} are not by the literature's "
+                     "protocol (pixels inside the dataset's own FOV masks)")
+    return tuple(note for note in notes if note)
+
+
 def preflight(argv: Sequence[str] | None) -> Plan:
     """Everything checked before Ray starts: bad input exits 2 with one message, nothing started."""
     args = build_parser().parse_args(argv)
@@ -262,7 +284,6 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     from tuner.space import check_same_recipe, load_space
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
     from vgan.data import load_train_val
-    from vgan.scale import mixed_scale_note
 
     space = load_space(args.space, args.data)
     if args.num_samples is not None:
@@ -273,9 +294,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         space.tune.time_budget_s = parse_duration(args.time_budget, "--time-budget")
     data = space.trainer_config().data
     train, _ = load_train_val(data)  # bad data stops here
-    # as vgan.train says it, unless the base config brings the photographs to one scale (a search of that key
-    # holds the base's value: with None there, the study's first trial trains at mixed scales)
-    note = None if data.fov_diameter is not None else mixed_scale_note(train.masks)
+    notes = data_notes(data, train)
     uri = resolve_tracking_uri(args.tracking_uri)
     storage = parse_storage(args.storage)
     storage_url = study_db_url(storage, args.study_db)
@@ -303,7 +322,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     # the Optuna database's too, by default; a plain folder on a cluster waits for check_cluster, which may refuse it
     if storage.local is not None and (storage.shared or not args.address):
         writable_folder(storage.local, "--storage")
-    return Plan(args, space, name, uri, storage, storage_url, restore, note)
+    return Plan(args, space, name, uri, storage, storage_url, restore, notes)
 
 
 def check_cluster(plan: Plan) -> None:
@@ -465,9 +484,8 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs, {at_once}, on "
           f"{len(nodes)} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
-    for note in (code_note, plan.note):
-        if note is not None:
-            print(f"note: {note}", flush=True)
+    for note in ((code_note,) if code_note else ()) + plan.notes:
+        print(f"note: {note}", flush=True)
     # said now, for a driver that cannot say it at the end (SIGKILL, an out-of-memory kill, a lost head node)
     print(f"study {plan.name}: should its driver die before it ends, it goes on with: {plan.resume_command()}",
           flush=True)
@@ -615,7 +633,7 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     """The best trial's logged generator (with `mlflow.ensemble_top` > 1: the mean map of the best few, if
     validation says so), scored on the test split, becomes a registered version."""
     from tuner.ensemble import MEMBERS_TAG
-    from tuner.registry import Gate, register_candidate, registered_version
+    from tuner.registry import Gate, estimated_note, register_candidate, registered_version
     from tuner.tracking import load_run_json
     from vgan.metrics import METRIC_NAMES
 
@@ -648,7 +666,7 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     aliases = "challenger, champion" if reg.promoted else "challenger"
     m = reg.test_metrics
     print(f"registered {reg.name} version {reg.version} ({aliases}) from {candidate}: test AUC-ROC "
-          f"{m['auc_roc']:.4f}, AUC-PR {m['auc_pr']:.4f}, F1 {m['f1']:.4f}; {reg.reason}")
+          f"{m['auc_roc']:.4f}, AUC-PR {m['auc_pr']:.4f}, F1 {m['f1']:.4f}{estimated_note(reg.test_fov)}; {reg.reason}")
     print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'), or segment a folder with "
           f"python -m tuner.predict --model models:/{reg.name}@champion --input DIR --out DIR")
 

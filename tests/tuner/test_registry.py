@@ -82,6 +82,7 @@ def test_registration_records_the_decision_and_its_figures(logged_model):
     metric_tags = {f"{split}_{m}" for split in ("val", "test") for m in METRIC_NAMES}
     assert "config" not in mv.tags and not metric_tags & set(mv.tags), mv.tags
     assert "Test: AUC-ROC" in mv.description and client.get_registered_model("vgan-generator").description
+    assert mv.tags["test_fov"] == "generated" and first.test_fov == "generated"
     # metrics live on the logged model, each linked to the split it was measured on
     metrics = {(m.key, m.dataset_name) for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
     assert {("val_auc_roc", "synthetic-val"), ("test_auc_roc", "synthetic-test")} <= metrics
@@ -115,6 +116,24 @@ def test_a_champion_of_other_test_images_is_not_compared_with(logged_model, driv
     assert reg.reason.startswith("not compared with champion v1: it was scored on synthetic test images")
     assert "python -m tuner.promote --name vgan-generator --version 2" in reg.reason
     assert client.get_model_version("vgan-generator", reg.version).tags["promotion"] == reg.reason
+
+
+def test_test_scores_on_estimated_fovs_say_so(logged_model, drive_root, tmp_path):
+    """A folder dataset without masks/ has each test photograph's FOV estimated: the version's description, its
+    tag test_fov and the registration (which tuner.run prints) say so, as vgan.evaluate does; with masks, not."""
+    from conftest import folder_dataset
+
+    client, run_id, model_uri, cfg, uri = logged_model
+    for masks in (False, True):
+        root = folder_dataset(drive_root, tmp_path / f"own-{masks}", {"training": 3, "test": 2}, masks=masks)
+        own = apply_overrides(cfg, {"data.dataset": "folder", "data.root": str(root), "data.val_count": 1,
+                                    "data.crop_size": None})
+        reg = register_candidate(uri, "vgan-generator", model_uri, run_id, own, {"auc_roc": 0.9}, Gate(), "s")
+        mv = client.get_model_version("vgan-generator", reg.version)
+        said = "estimated" if not masks else "masks"
+        assert reg.test_fov == mv.tags["test_fov"] == said
+        assert ("Test (FOV estimated from the photographs): AUC-ROC" in mv.description) == (not masks)
+        assert ("Test: AUC-ROC" in mv.description) == masks
 
 
 def test_promote_by_hand_says_what_it_overrides(logged_model, capsys, tmp_path):

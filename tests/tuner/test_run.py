@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import two_camera_dataset, write_yaml
+from conftest import folder_dataset, two_camera_dataset, write_yaml
 from studies import ONE_STUDY_AT_A_TIME, SMOKE, quick_smoke, trial_runs
 from studies import steps as epoch_steps
 
@@ -571,9 +571,10 @@ def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fra
     assert time.perf_counter() - t0 < 30
 
 
-def test_a_pool_of_two_cameras_is_noted_before_the_study(tmp_path, drive_root, stare_root, capsys):
+def test_a_pool_of_two_cameras_or_without_masks_is_noted_before_the_study(tmp_path, drive_root, stare_root, capsys):
     """tuner.run says what vgan.train says of a pool whose FOVs differ: each trial learns vessels at more than
-    one scale, and data.fov_diameter trains them at one (not said where the space's base config sets it)."""
+    one scale, and data.fov_diameter trains them at one (not said where the space's base config sets it); and of
+    photographs without FOV masks, whose scores are then not by the literature's protocol."""
     from tuner.run import preflight
 
     root = two_camera_dataset(drive_root, stare_root, tmp_path / "pool", {"training": (3, 2), "test": (1, 1)})
@@ -585,11 +586,18 @@ def test_a_pool_of_two_cameras_is_noted_before_the_study(tmp_path, drive_root, s
         return preflight(["--space", str(space), "--storage", str(tmp_path / "ray"), "--name", name,
                           "--tracking-uri", f"sqlite:///{tmp_path}/m.db"])
 
-    note = plan("pool").note
-    assert note is not None and note.startswith("the training photographs' FOVs are 5")  # DRIVE's 54x, STARE's 6xx
+    (note,) = plan("pool").notes
+    assert note.startswith("the training photographs' FOVs are 5")  # DRIVE's 54x, STARE's 6xx
     assert "data.fov_diameter: " in note
-    assert plan("one", data={"fov_diameter": 540}).note is None
+    assert plan("one", data={"fov_diameter": 540}).notes == ()
     assert not (tmp_path / "ray").exists() or not any((tmp_path / "ray").iterdir())  # nothing started
+
+    # photographs without FOV masks: the validation and test scores are not the literature's (vgan.train says it too)
+    own = folder_dataset(drive_root, tmp_path / "own", {"training": 3, "test": 1}, masks=False)
+    (note,) = plan("own", data={"root": str(own), "val_count": 1}).notes
+    assert note == (f"{own}/training and {own}/test hold no masks/: each photograph's FOV is estimated from it, so "
+                    "the trials' validation scores and the registered test scores are not by the literature's "
+                    "protocol (pixels inside the dataset's own FOV masks)")
 
 
 def torch_has_gpu() -> bool:
