@@ -10,9 +10,10 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -548,20 +549,51 @@ def dataset_root(cfg: DataConfig) -> Path:
     return root
 
 
+LAYOUTS = {"drive": "DRIVE's layout", "stare": "STARE's layout", "folder": "the folder layout of one's own dataset"}
+
+
+def detect_dataset(root: Path) -> str | None:
+    """The layout a dataset root holds ("folder", "drive" or "stare"), or None where it holds none of them."""
+    if any((root / pool / "labels").is_dir() for pool in ("training", "test")):
+        return "folder"
+    if (root / "training" / "images").is_dir() or (root / "test" / "images").is_dir():
+        return "drive"
+    if (root / "images").is_dir() and (root / "labels-ah").is_dir():
+        return "stare"
+    return None
+
+
 def read_pool(cfg: DataConfig, pool: str) -> Split:
     """All images of the `training` or `test` pool of the configured dataset."""
     if pool not in ("training", "test"):
         raise ValueError(f"pool must be 'training' or 'test', got {pool!r}")
     if cfg.dataset == "synthetic":
         return synthetic_pool(cfg, pool)
-    return _read_items(pool_files(cfg, pool), pool)
+    items = pool_files(cfg, pool)
+    with layout_named(cfg):
+        return _read_items(items, pool)
 
 
 def pool_files(cfg: DataConfig, pool: str) -> list[Item]:
     if cfg.dataset == "synthetic":
         raise ConfigError("the synthetic dataset has no files")
     root = dataset_root(cfg)
-    return {"drive": _drive_items, "stare": _stare_items, "folder": _folder_items}[cfg.dataset](root, pool)
+    with layout_named(cfg):
+        return {"drive": _drive_items, "stare": _stare_items, "folder": _folder_items}[cfg.dataset](root, pool)
+
+
+@contextmanager
+def layout_named(cfg: DataConfig) -> Iterator[None]:
+    """A file or folder the configured dataset misses, in a root that holds another layout, says which
+    data.dataset reads the root (DRIVE's reader finds a folder dataset's `<name>_training.tif`, then no label)."""
+    try:
+        yield
+    except DataError as e:
+        held = detect_dataset(Path(cfg.root).expanduser()) if cfg.root else None
+        if held is None or held == cfg.dataset:
+            raise
+        raise DataError(f"{e}; {cfg.root} is in {LAYOUTS[held]}, which data.dataset: {held} reads (here: "
+                        f"{cfg.dataset})") from None
 
 
 def train_files(cfg: DataConfig) -> list[Item]:

@@ -34,7 +34,7 @@ import torch
 
 from vgan.cli import check_threshold, exit_program, nonempty, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
-from vgan.data import SPLITS, Split, fov_note, fov_source, load_split, read_probability
+from vgan.data import SPLITS, Split, detect_dataset, fov_note, fov_source, load_split, read_probability
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import compute_metrics, curves, fov_pixels, per_image_metrics
@@ -80,17 +80,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise-size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"))
     p.add_argument("--seed", type=int, default=0, help="seed of --noise")
     return p
-
-
-def detect_dataset(root: Path) -> str:
-    if any((root / pool / "labels").is_dir() for pool in ("training", "test")):
-        return "folder"
-    if (root / "training" / "images").is_dir() or (root / "test" / "images").is_dir():
-        return "drive"
-    if (root / "images").is_dir() and (root / "labels-ah").is_dir():
-        return "stare"
-    raise DataError(f"{root}: neither a DRIVE layout (training/, test/), a STARE one (images/, labels-ah/) nor a "
-                    "folder dataset (training/images, training/labels, ...); give --dataset")
 
 
 def map_path(folder: Path, image_id: str) -> Path | None:
@@ -202,7 +191,13 @@ def named_data(args: argparse.Namespace) -> tuple[Path, str]:
     root = Path(args.data).expanduser().resolve()
     if not root.is_dir():
         raise DataError(f"{root}: dataset root missing")
-    return root, args.dataset or detect_dataset(root)
+    if args.dataset:
+        return root, args.dataset
+    dataset = detect_dataset(root)
+    if dataset is None:
+        raise DataError(f"{root}: neither a DRIVE layout (training/, test/), a STARE one (images/, labels-ah/) nor a "
+                        "folder dataset (training/images, training/labels, ...); give --dataset")
+    return root, dataset
 
 
 def run_predictions(args: argparse.Namespace) -> dict[str, Any]:

@@ -146,8 +146,11 @@ def test_data_root_is_absolute(tmp_path, drive_root):
     space = load_space(REPO / "search_spaces" / "gp.yaml", str(drive_root))
     assert space.base["data"]["root"] == str(drive_root.resolve())
     # a synthetic space trained on generated images whatever --data said
-    with pytest.raises(ConfigError, match=r"--data .*DRIVE: .*smoke.yaml trains on the synthetic dataset"):
+    with pytest.raises(ConfigError, match=r"--data .*DRIVE: .*smoke.yaml trains on the synthetic dataset .*: set "
+                                          r"data.dataset to drive in it \(.*DRIVE is in DRIVE's layout\)$"):
         load_space(SMOKE, str(drive_root))
+    with pytest.raises(ConfigError, match=r"set data.dataset to drive, stare or folder in it$"):
+        load_space(SMOKE, str(tmp_path))
 
 
 def test_pbt_keeps_enough_checkpoints_to_clone_by_default(tmp_path):

@@ -9,6 +9,7 @@ from PIL import Image
 from vgan.config import DataConfig, SyntheticConfig
 from vgan.data import (
     Split,
+    detect_dataset,
     find_images,
     load_split,
     load_train_val,
@@ -302,6 +303,25 @@ def test_root_required_for_real_datasets():
 
 def test_layout_folder_missing(tmp_path):
     with pytest.raises(DataError, match="training/images: folder missing"):
+        read_pool(DataConfig(dataset="drive", root=str(tmp_path)), "training")
+
+
+def test_a_root_in_another_datasets_layout_is_named(drive_root, stare_root, tmp_path):
+    """A config's dataset read from a root in another layout: the error says which layout the root is in and the
+    data.dataset that reads it (before, only "folder missing", or a label DRIVE's reader looked for beside a folder
+    dataset's `<name>_training.tif` "missing")."""
+    own = folder_dataset(drive_root, tmp_path / "own", {"training": 2, "test": 1})
+    cases = [("drive", own, r"own/training/1st_manual/eye21_manual1\.gif: file missing; .*own is in the folder "
+                            r"layout of one's own dataset, which data\.dataset: folder reads \(here: drive\)$"),
+             ("folder", drive_root, r"training/labels: folder missing \(.*\); .* is in DRIVE's layout, which "
+                                    r"data\.dataset: drive reads \(here: folder\)$"),
+             ("stare", drive_root, r"is in DRIVE's layout, which data\.dataset: drive reads \(here: stare\)$"),
+             ("drive", stare_root, r"is in STARE's layout, which data\.dataset: stare reads \(here: drive\)$")]
+    for dataset, root, message in cases:
+        with pytest.raises(DataError, match=message):
+            read_pool(DataConfig(dataset=dataset, root=str(root)), "training")
+    assert [detect_dataset(r) for r in (own, drive_root, stare_root, tmp_path)] == ["folder", "drive", "stare", None]
+    with pytest.raises(DataError, match=r"training/images: folder missing \([^)]*\)$"):  # no layout: nothing to add
         read_pool(DataConfig(dataset="drive", root=str(tmp_path)), "training")
 
 

@@ -168,8 +168,14 @@ def test_crop_larger_than_images_exits_2(tmp_path, capsys, tiny_values):
     bad(["--config", str(path)], capsys, "crop_size = 64 is larger than the training images (48x48)")
 
 
-def test_data_for_synthetic_exits_2(tiny_config_file, tmp_path, capsys):
-    bad(["--config", str(tiny_config_file), "--data", str(tmp_path)], capsys, "synthetic dataset")
+def test_data_for_synthetic_exits_2(tiny_config_file, tmp_path, capsys, stare_root):
+    bad(["--config", str(tiny_config_file), "--data", str(tmp_path)], capsys,
+        f"--data {tmp_path}: {tiny_config_file} trains on the synthetic dataset, which is generated and takes no data "
+        "root\n")
+    # a root in a dataset's layout: the config that trains on it is named
+    bad(["--data", str(stare_root)], capsys, f"--data {stare_root}: the built-in defaults train on the synthetic "
+        f"dataset, which is generated and takes no data root; {stare_root} is in STARE's layout: train on it with a "
+        "config of data.dataset: stare (configs/stare.yaml)\n")
 
 
 def test_checkpoint_of_another_shape_exits_2(tiny_config_file, tiny_values, tmp_path, capsys):
