@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from tuner.outcome import score_key
 from vgan.config import (
     SEARCH_SPACE_SECTIONS,
     Config,
+    DataConfig,
     apply_overrides,
     config_from_dict,
     config_keys,
@@ -91,8 +93,9 @@ class Resources:
 @dataclass
 class MlflowSettings:
     experiment: str = "vgan-tune"
-    # default: vgan-generator for DRIVE, vgan-generator-<dataset> for the others (a champion is only ever
-    # compared with models of its own test images: the gate refuses the rest anyway)
+    # default: vgan-generator for DRIVE, vgan-generator-<dataset> for STARE and synthetic, and for a folder
+    # dataset vgan-generator-<its root folder's name> (a champion is only ever compared with models of its own
+    # test images: the gate refuses the rest anyway, and two clinics' datasets in one store are two lineages)
     registered_model: str | None = None
     promote_margin: float = 0.0  # a challenger must beat the champion's test AUC-ROC by this much
     promote_confidence: float = 0.95  # and the bootstrap interval of its per-image gain must lie above 0
@@ -242,6 +245,17 @@ def _parse_param(source: str, key: str, spec: Any, known: dict[str, Any], base: 
     return p
 
 
+def default_model_name(data: DataConfig) -> str:
+    """The registered model a study's champion stands in by default: one per dataset, and for one's own
+    photographs one per dataset root (`vgan-generator-chase_db1` for .../CHASE_DB1)."""
+    if data.dataset == "drive":
+        return "vgan-generator"
+    if data.dataset != "folder" or not data.root:
+        return f"vgan-generator-{data.dataset}"
+    slug = re.sub(r"[^a-z0-9._-]+", "-", Path(data.root).name.lower()).strip("-.")
+    return f"vgan-generator-{slug or 'folder'}"
+
+
 def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     path = Path(path)
     source = str(path)
@@ -294,7 +308,7 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     if tune.max_concurrent_trials is None and tune.scheduler != "pbt":
         tune.max_concurrent_trials = 2
     if mlflow.registered_model is None:
-        mlflow.registered_model = "vgan-generator" + ("" if base.data.dataset == "drive" else f"-{base.data.dataset}")
+        mlflow.registered_model = default_model_name(base.data)
     _check_settings(source, tune, resources, mlflow, base.train.epochs)
 
     search = values.get("search") or {}
@@ -346,7 +360,9 @@ def _check_settings(source: str, t: TuneSettings, r: Resources, m: MlflowSetting
         (0 <= r.gpu < math.inf and (r.gpu <= 1 or r.gpu == int(r.gpu)), "resources.gpu",
          "must be >= 0, a fraction up to 1 or a whole number of GPUs"),
         (bool(m.experiment), "mlflow.experiment", "must not be empty"),
-        (bool(m.registered_model), "mlflow.registered_model", "must not be empty"),
+        (bool(m.registered_model and m.registered_model.strip()), "mlflow.registered_model", "must not be empty"),
+        (not any(c in (m.registered_model or "") for c in "/:"), "mlflow.registered_model",
+         "must hold neither '/' nor ':' (MLflow's registry refuses such a name, and the study would fail at its end)"),
         (m.promote_margin >= 0, "mlflow.promote_margin", "must be >= 0"),
         (0 < m.promote_confidence < 1, "mlflow.promote_confidence", "must lie strictly between 0 and 1"),
         (m.outage_window_s >= 0, "mlflow.outage_window_s", "must be >= 0"),

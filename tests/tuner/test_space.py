@@ -26,6 +26,26 @@ def smoke_values():
     return yaml.safe_load(SMOKE.read_text())
 
 
+def test_each_of_ones_own_datasets_has_its_own_champion(tmp_path, stare_root):
+    """A folder dataset's champion stands in a registered model named after its root (two clinics' datasets in one
+    store were one lineage, vgan-generator-folder, whose gate refused the second's every model); STARE's in its
+    dataset's; a name the space gives is kept."""
+    values = smoke_values()
+    values["data"] = {"dataset": "folder", "val_count": 1, "crop_size": 48}
+
+    def name(root, **mlflow):
+        space = load_space(write_yaml(tmp_path / "own.yaml", {**values, "mlflow": mlflow}), str(root))
+        return space.mlflow.registered_model
+
+    assert name(tmp_path / "CHASE_DB1") == "vgan-generator-chase_db1"
+    assert name(tmp_path / "Clinic photos (2026)") == "vgan-generator-clinic-photos-2026"
+    assert name(tmp_path / "HRF", registered_model="hrf-vessels") == "hrf-vessels"
+    with pytest.raises(SpaceError, match=r"mlflow\.registered_model.*must hold neither '/' nor ':'"):
+        name(tmp_path / "HRF", registered_model="clinic/hrf")
+    values["data"]["dataset"] = "stare"
+    assert name(stare_root) == "vgan-generator-stare"
+
+
 @pytest.mark.parametrize("mutate, fragments", [
     (lambda v: v.update(tuning={}), ["unknown section 'tuning'"]),
     (lambda v: v["tune"].update(num_sample=3), ["unknown key 'tune.num_sample'"]),
