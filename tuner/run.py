@@ -43,7 +43,7 @@ from tuner.storage import (
     study_name_from,
 )
 from vgan.cli import exit_program, handler_kept, nonempty, run_cli, writable_folder
-from vgan.errors import BadInputError, ConfigError, VganError
+from vgan.errors import BadInputError, ConfigError, DataError, VganError
 
 # Ray, MLflow and torch are imported where a step needs them, after the arguments are read: `--help`
 # and a mistyped option answer at once instead of after seconds of imports.
@@ -283,7 +283,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     from tuner.cluster import check_address, check_gpus
     from tuner.space import check_same_recipe, load_space
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
-    from vgan.data import load_train_val
+    from vgan.data import load_train_val, pool_files
 
     space = load_space(args.space, args.data)
     if args.num_samples is not None:
@@ -294,6 +294,12 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         space.tune.time_budget_s = parse_duration(args.time_budget, "--time-budget")
     data = space.trainer_config().data
     train, _ = load_train_val(data)  # bad data stops here
+    if data.dataset != "synthetic":  # the champion is scored on them at the end: found missing there, after the study
+        try:
+            pool_files(data, "test")
+        except DataError as e:
+            raise DataError(f"{e}; a study scores its best model on the test split to register it (and reads it only "
+                            "then): put aside there annotated photographs that no trial trains on") from None
     notes = data_notes(data, train)
     uri = resolve_tracking_uri(args.tracking_uri)
     storage = parse_storage(args.storage)

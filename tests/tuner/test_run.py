@@ -600,6 +600,23 @@ def test_a_pool_of_two_cameras_or_without_masks_is_noted_before_the_study(tmp_pa
                     "protocol (pixels inside the dataset's own FOV masks)")
 
 
+def test_a_dataset_without_test_photographs_is_refused_before_the_study(tmp_path, drive_root, capsys):
+    """The test split is read at the study's end, to score the champion: a folder dataset without test/ ran every
+    trial and then exited 2 naming the missing folder; now it exits 2 before Ray starts, saying why it is needed."""
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 3})
+    values = yaml.safe_load(SMOKE.read_text())
+    values["data"] = {"dataset": "folder", "root": str(root), "val_count": 1, "crop_size": 48}
+    space = write_yaml(tmp_path / "own.yaml", values)
+    assert main(["--space", str(space), "--storage", str(tmp_path / "ray"), "--tracking-uri",
+                 f"sqlite:///{tmp_path}/m.db"]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"tuner.run: error: {root}/test/images: folder missing (a folder dataset expects test/images, "
+                   "test/labels (named as the images) and, if there are FOV masks, test/masks); a study scores its "
+                   "best model on the test split to register it (and reads it only then): put aside there annotated "
+                   "photographs that no trial trains on\n")
+    assert not (tmp_path / "ray").exists()
+
+
 def torch_has_gpu() -> bool:
     import torch
 
