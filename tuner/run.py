@@ -487,7 +487,8 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     cap, held = space.tune.max_concurrent_trials, trials_side_by_side(space, nodes)
     at_once = (f"{held} at once as the nodes hold them" if cap is None else f"{cap} at once" if cap <= held else
                f"{held} at once (tune.max_concurrent_trials says {cap}: the nodes hold {held} now)")
-    print(f"study {plan.name}: {space.tune.num_samples} trials of up to {space.epochs} epochs, {at_once}, on "
+    print(f"study {plan.name}: {counted(space.tune.num_samples, 'trial')} of up to {counted(space.epochs, 'epoch')}, "
+          f"{at_once}, on "
           f"{len(nodes)} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
     for note in ((code_note,) if code_note else ()) + plan.notes:
@@ -521,7 +522,13 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
         ranked = summarize(plan, study, results, wall, width, began if plan.args.resume else None, stopped,
                            unfinished)
         if not unfinished and ranked and not plan.args.no_register:
-            register(plan, study, ranked)
+            try:
+                register(plan, study, ranked)
+            except BadInputError as e:  # e.g. a test photograph unreadable: its trials are done, and kept
+                study.finish("FAILED")  # a resume runs it again
+                raise VganError(f"study {plan.name} ran, but its best model was not registered: {e}; once that is "
+                                f"fixed, register it (no trial runs again) with: "
+                                f"{plan.resume_command(num_samples=len(results))}") from None
     except KeyboardInterrupt:
         # the trials are in Ray's storage, ended or left to the resume; what comes after the fit is done again by
         # a resume, which runs no trial again where none is left and no more are asked for than have begun
@@ -583,8 +590,8 @@ def summarize(plan: Plan, study: Study, results, wall: float, width: int, resume
     by_budget = f"{counts[STOPPED]} stopped by the time budget, " if counts[STOPPED] else ""
     by_budget += f"{counts[INTERRUPTED]} interrupted, " if counts[INTERRUPTED] else ""
     by_pbt = f"{counted(sum(r['pbt_exploits'] for r in rows), 'PBT exploit')}; " if pbt else ""
-    print(f"\n{len(rows)} trials in {wall:.1f} s: {counts[COMPLETED]} completed, {counts[PRUNED]} pruned, "
-          f"{by_budget}{counts[FAILED]} failed; {by_pbt}trial compute {here:.1f} s over {slots} slots"
+    print(f"\n{counted(len(rows), 'trial')} in {wall:.1f} s: {counts[COMPLETED]} completed, {counts[PRUNED]} pruned, "
+          f"{by_budget}{counts[FAILED]} failed; {by_pbt}trial compute {here:.1f} s over {counted(slots, 'slot')}"
           f"{'' if resumed is None else f' since the resume ({compute:.1f} s in all)'}, "
           f"overhead {100 * overhead:.1f} % of the wall time")
     if budget:

@@ -623,6 +623,45 @@ def torch_has_gpu() -> bool:
     return torch.cuda.is_available()
 
 
+@pytest.mark.slow
+def test_a_study_whose_best_model_cannot_be_registered_says_how_to_register_it(ray_tmpdir, tmp_path, drive_root):
+    """A test photograph found but unreadable is met at registration, after the trials: the study exits 1 (not 2,
+    "nothing started"), its run ends FAILED, and it prints the resume that registers its best once the file is
+    fixed, which then runs no trial again (before: the error alone, and the study's run left RUNNING)."""
+    from mlflow.tracking import MlflowClient
+
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 3, "test": 1})
+    label = root / "test" / "labels" / "eye01_test.png"
+    good = label.read_bytes()
+    label.write_bytes(b"")
+    space = quick_smoke(tmp_path / "own.yaml", "unregistered", data={"dataset": "folder", "root": str(root),
+                        "val_count": 1, "crop_size": 48}, tune={"num_samples": 1, "grace_period": 1},
+                        train={"epochs": 1})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
+    proc = subprocess.run([sys.executable, "-m", "tuner.run", "--space", str(space), "--name", "u", "--storage",
+                           str(tmp_path / "ray"), "--tracking-uri", uri], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900, env=env)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "1 trial in" in proc.stdout
+    message = proc.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"tuner.run: failed: study u ran, but its best model was not registered: {label}: "
+                              "an empty file; once that is fixed, register it (no trial runs again) with: "
+                              "python -m tuner.run "), message
+    client = MlflowClient(uri)
+    (parent,) = [r for r in client.search_runs([client.get_experiment_by_name("unregistered").experiment_id])
+                 if "trial_id" not in r.data.tags]
+    assert parent.info.status == "FAILED"
+
+    label.write_bytes(good)
+    command = message.split("with: python -m tuner.run ", 1)[1].split()
+    resumed = subprocess.run([sys.executable, "-m", "tuner.run", *command], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=900, env=env)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "registered unregistered version 1 (challenger, champion) from best trial" in resumed.stdout
+    assert "trial compute 0.0 s" in resumed.stdout and client.get_run(parent.info.run_id).info.status == "FINISHED"
+
+
 def test_a_study_always_has_a_log_for_rays_table(tmp_path, monkeypatch):
     """With no log file to write to, Ray's own reporter prints its table on the terminal: a study in an
     object store keeps its log in the working directory instead."""
