@@ -63,7 +63,8 @@ def resolve_config(args: argparse.Namespace, resume_state: dict[str, Any] | None
     if args.data is not None:
         if cfg.data.dataset == "synthetic":
             held = detect_dataset(Path(args.data).expanduser())
-            given = f"{args.config} trains" if args.config else "the built-in defaults train"
+            given = (f"{args.config} trains" if args.config else f"{args.resume}'s config trains"
+                     if resume_state is not None else "the built-in defaults train")
             hint = (f"; {args.data} is in {LAYOUTS[held]}: train on it with a config of data.dataset: {held} "
                     f"(configs/{held}.yaml)") if held else ""
             raise ConfigError(f"--data {args.data}: {given} on the synthetic dataset, which is generated and takes no "

@@ -176,6 +176,11 @@ def test_data_for_synthetic_exits_2(tiny_config_file, tmp_path, capsys, stare_ro
     bad(["--data", str(stare_root)], capsys, f"--data {stare_root}: the built-in defaults train on the synthetic "
         f"dataset, which is generated and takes no data root; {stare_root} is in STARE's layout: train on it with a "
         "config of data.dataset: stare (configs/stare.yaml)\n")
+    run = tmp_path / "run"
+    assert main(["--config", str(tiny_config_file), "--out", str(run), "--quiet"]) == 0
+    last = run / "checkpoints" / "last.pt"
+    bad(["--resume", str(last), "--data", str(stare_root)], capsys,
+        f"--data {stare_root}: {last}'s config trains on the synthetic dataset")
 
 
 def test_checkpoint_of_another_shape_exits_2(tiny_config_file, tiny_values, tmp_path, capsys):
