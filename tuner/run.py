@@ -294,7 +294,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         space.tune.time_budget_s = parse_duration(args.time_budget, "--time-budget")
     data = space.trainer_config().data
     train, _ = load_train_val(data)  # bad data stops here
-    if data.dataset != "synthetic":  # the champion is scored on them at the end: found missing there, after the study
+    if data.dataset != "synthetic" and not args.no_register:  # the champion is scored on them at the end
         try:
             pool_files(data, "test")
         except DataError as e:
@@ -488,8 +488,7 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
     at_once = (f"{held} at once as the nodes hold them" if cap is None else f"{cap} at once" if cap <= held else
                f"{held} at once (tune.max_concurrent_trials says {cap}: the nodes hold {held} now)")
     print(f"study {plan.name}: {counted(space.tune.num_samples, 'trial')} of up to {counted(space.epochs, 'epoch')}, "
-          f"{at_once}, on "
-          f"{len(nodes)} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
+          f"{at_once}, on {len(nodes)} node(s), MLflow {plan.uri} (experiment '{space.mlflow.experiment}'), "
           f"storage {plan.storage.study(plan.name)}", flush=True)
     for note in ((code_note,) if code_note else ()) + plan.notes:
         print(f"note: {note}", flush=True)

@@ -615,6 +615,10 @@ def test_a_dataset_without_test_photographs_is_refused_before_the_study(tmp_path
                    "best model on the test split to register it (and reads it only then): put aside there annotated "
                    "photographs that no trial trains on\n")
     assert not (tmp_path / "ray").exists()
+    from tuner.run import preflight  # a study that registers nothing needs none
+
+    assert preflight(["--space", str(space), "--storage", str(tmp_path / "ray"), "--tracking-uri",
+                      f"sqlite:///{tmp_path}/m.db", "--no-register"]).name.startswith("own-")
 
 
 def torch_has_gpu() -> bool:
