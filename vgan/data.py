@@ -368,13 +368,16 @@ def image_stem(path: Path) -> str:
     return path.stem if path.suffix.lower() in IMAGE_SUFFIXES else path.name
 
 
-def find_images(inputs: Sequence[str], recursive: bool = False,
-                skip: Callable[[Path], bool] | None = None) -> list[Source]:
+RECURSIVE_HINT = "--recursive takes them, their maps in the same subfolders"
+
+
+def find_images(inputs: Sequence[str], recursive: bool = False, skip: Callable[[Path], bool] | None = None,
+                nested: str = RECURSIVE_HINT) -> list[Source]:
     """The images named and those in the folders named (with `recursive`, in their subfolders too, at any depth),
     each with the name its outputs take (`Source`). Hidden files and folders (a dot first: macOS's `._*` copies,
     thumbnail caches) are left out, and no folder `skip` is true of (where maps are written) is entered. Two images
     whose outputs would take one name (`a.png` and `a.jpg`, or `x/a` in two folders given) are refused, as are
-    a missing path and a folder with no images."""
+    a missing path and a folder with no images (`nested`: what to do where its subfolders hold some)."""
     sources: list[Source] = []
     for text in inputs:
         p = Path(text).expanduser()
@@ -383,8 +386,7 @@ def find_images(inputs: Sequence[str], recursive: bool = False,
             if not found:
                 # a look below, not a walk of the whole tree under a folder given by mistake (a home, a disk)
                 deeper = [] if recursive else _images_under(p, True, skip, first=True, max_folders=HINT_FOLDERS)
-                hint = (f"; its subfolders hold images ({deeper[0].name} first): --recursive takes them, their maps "
-                        "in the same subfolders") if deeper else ""
+                hint = f"; its subfolders hold images ({deeper[0].name} first): {nested}" if deeper else ""
                 raise DataError(f"{p}: no images in this folder (looked for {', '.join(IMAGE_SUFFIXES)}){hint}")
             sources += found
         elif p.is_file():
@@ -438,7 +440,8 @@ def _folder_items(root: Path, pool: str) -> list[Item]:
     masks = _masks_folder(root, pool)
     return [Item(s.name, s.path, find_named(base / "labels", s.path, LABEL_NAMES, "vessel label"),
                  find_named(masks, s.path, MASK_NAMES, "FOV mask") if masks else None)
-            for s in find_images([str(base / "images")])]
+            for s in find_images([str(base / "images")], nested=f"a dataset's photographs are read from {pool}/images "
+                                 f"itself, each with its label in {pool}/labels: move them up, out of the subfolders")]
 
 
 def _masks_folder(root: Path, pool: str) -> Path | None:

@@ -200,6 +200,12 @@ def test_a_photograph_in_any_mode_pil_writes_is_read_or_refused_by_name(drive_ro
     (lambda r: shutil.rmtree(r / "training" / "labels"),
      r"training/labels: folder missing \(a folder dataset expects training/images, training/labels"),
     (lambda r: [p.unlink() for p in (r / "training" / "images").iterdir()], r"training/images: no images"),
+    # photographs filed by patient: not the --recursive that vgan.predict takes, which vgan.train has not
+    (lambda r: [(r / "training" / "images" / "p01").mkdir()] + [p.rename(r / "training" / "images" / "p01" / p.name)
+                                                                 for p in (r / "training" / "images").glob("*.tif")],
+     r"training/images: no images in this folder .*; its subfolders hold images \(p01/eye21_training first\): a "
+     r"dataset's photographs are read from training/images itself, each with its label in training/labels: move "
+     r"them up, out of the subfolders$"),
 ])
 def test_a_folder_dataset_names_what_is_missing(drive_root, tmp_path, change, fragment):
     root = folder_dataset(drive_root, tmp_path / "own", {"training": 3})
