@@ -277,6 +277,26 @@ def data_notes(data: DataConfig, train: Split) -> tuple[str, ...]:
     return tuple(note for note in notes if note)
 
 
+def check_searched_crop(space: SearchSpace, data: DataConfig, train: Split) -> None:
+    """The largest data.crop_size the space draws fits the training images: each trial that drew one that does
+    not would fail (the base's is checked as the data is read). Not where data.fov_diameter is searched too,
+    which resizes them trial by trial."""
+    from dataclasses import replace
+
+    from vgan.data import check_crop
+
+    keys = {p.key: p for p in space.params}
+    crop = keys.get("data.crop_size")
+    if crop is None or "data.fov_diameter" in keys:
+        return
+    drawn = [c for c in crop.choices if c is not None] if crop.type == "categorical" else \
+        [int(crop.low + (crop.high - crop.low) // crop.step * crop.step)]
+    try:
+        check_crop(replace(data, crop_size=max(drawn, default=None)), train)
+    except DataError as e:
+        raise DataError(f"{space.source}: search.data.crop_size draws {max(drawn)}: {e}") from None
+
+
 def preflight(argv: Sequence[str] | None) -> Plan:
     """Everything checked before Ray starts: bad input exits 2 with one message, nothing started."""
     args = build_parser().parse_args(argv)
@@ -294,6 +314,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         space.tune.time_budget_s = parse_duration(args.time_budget, "--time-budget")
     data = space.trainer_config().data
     train, _ = load_train_val(data)  # bad data stops here
+    check_searched_crop(space, data, train)
     if data.dataset != "synthetic" and not args.no_register:  # the champion is scored on them at the end
         try:
             pool_files(data, "test")

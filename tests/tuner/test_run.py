@@ -539,6 +539,11 @@ NO_S3 = "endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"  # an objec
     (lambda v: v["resources"].update(gpu=1), [], "'resources.gpu' asks for 1 GPU per trial, but this machine has none"),
     (lambda v: v["data"].update(dataset="drive"), ["--data", "/nowhere/DRIVE"], "/nowhere/DRIVE: dataset root missing"),
     (lambda v: None, ["--resume", "--name", "nope"], "--resume: no study 'nope'"),
+    # a crop the space draws that the training images (96 px) cannot give: each trial that drew it failed
+    (lambda v: v["search"].update({"data.crop_size": {"type": "categorical", "choices": [48, None, 128]}}), [],
+     "search.data.crop_size draws 128: data.crop_size = 128 is larger than the training images (96x96) of synthetic"),
+    (lambda v: v["search"].update({"data.crop_size": {"type": "int", "low": 48, "high": 152, "step": 36}}), [],
+     "search.data.crop_size draws 120: data.crop_size = 120"),  # 48, 84, 120: the step reaches no higher
     (lambda v: v["tune"].update(grace_period=9), [], "'tune.grace_period' is 9 epochs, more than"),
     (lambda v: None, ["--tracking-uri", "./mlruns"], "no file store"),
     # outputs where no folder can be made (Linux's /proc): refused before Ray starts, not after
