@@ -51,9 +51,16 @@ class SpaceError(ConfigError):
     """A search-space file is wrong (exit status 2)."""
 
 
-# Keys a study cannot vary between trials: the scheduler's horizon, and what "best" means.
+# Keys a study cannot vary between trials: the scheduler's horizon, what "best" means, and what it is measured on.
+_ONE_DATASET = ("a study is of one dataset: its trials are ranked on its validation images, its champion scored on "
+                "its test images")
+_ONE_SPLIT = ("trials scored on other validation images are not comparable, and a search would pick the split that "
+              "flatters: each trial validates on the base config's split")
 NOT_SEARCHABLE = {"train.epochs": "the scheduler's max_t: every trial runs to the same horizon",
-                  "train.select_metric": "trials' scores would not be comparable"}
+                  "train.select_metric": "trials' scores would not be comparable",
+                  "data.dataset": _ONE_DATASET, "data.root": _ONE_DATASET, "data.synthetic": _ONE_DATASET,
+                  "data.val_count": _ONE_SPLIT, "data.split_seed": _ONE_SPLIT, "data.folds": _ONE_SPLIT,
+                  "data.fold": _ONE_SPLIT}  # a key, or a section of keys
 
 
 SEARCHERS = ("tpe", "random")
@@ -182,8 +189,9 @@ def _parse_param(source: str, key: str, spec: Any, known: dict[str, Any], base: 
     where = f"search.{key}"
     if key not in known:
         raise _err(source, where, "is not a trainer config key (see vgan/config.py)")
-    if key in NOT_SEARCHABLE:
-        raise _err(source, where, f"cannot be searched: {NOT_SEARCHABLE[key]}")
+    barred = next((k for k in NOT_SEARCHABLE if key == k or key.startswith(k + ".")), None)
+    if barred is not None:
+        raise _err(source, where, f"cannot be searched: {NOT_SEARCHABLE[barred]}")
     if not isinstance(spec, dict):
         raise _err(source, where, f"must be a mapping with a 'type', got {spec!r}")
     kind = spec.get("type")

@@ -78,6 +78,13 @@ def test_each_of_ones_own_datasets_has_its_own_champion(tmp_path, stare_root):
                                                   "train.epochs (6)"]),
     (lambda v: v["search"].update({"train.epochs": {"type": "int", "low": 2, "high": 8}}),
      ["'search.train.epochs' cannot be searched"]),
+    # what trials are ranked on is the base config's: a search would pick the validation split that flatters
+    (lambda v: v["search"].update({"data.split_seed": {"type": "int", "low": 0, "high": 9}}),
+     ["'search.data.split_seed' cannot be searched: trials scored on other validation images are not comparable"]),
+    (lambda v: v["search"].update({"data.val_count": {"type": "int", "low": 2, "high": 4}}),
+     ["'search.data.val_count' cannot be searched: trials scored on other validation images"]),
+    (lambda v: v["search"].update({"data.synthetic.seed": {"type": "int", "low": 0, "high": 9}}),
+     ["'search.data.synthetic.seed' cannot be searched: a study is of one dataset"]),
     (lambda v: v["resources"].update(gpu=-1), ["'resources.gpu'"]),
     (lambda v: v["resources"].update(gpu=float("inf")), ["'resources.gpu' must be >= 0"]),
     (lambda v: v["resources"].update(cpu=float("inf")), ["'resources.cpu' must be a finite number > 0"]),
