@@ -559,7 +559,7 @@ def detect_dataset(root: Path) -> str | None:
     """The layout a dataset root holds ("folder", "drive" or "stare"), or None where it holds none of them."""
     if any((root / pool / "labels").is_dir() for pool in ("training", "test")):
         return "folder"
-    if (root / "training" / "images").is_dir() or (root / "test" / "images").is_dir():
+    if any((root / pool / "1st_manual").is_dir() for pool in ("training", "test")):
         return "drive"
     if (root / "images").is_dir() and (root / "labels-ah").is_dir():
         return "stare"

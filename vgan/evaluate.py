@@ -195,8 +195,9 @@ def named_data(args: argparse.Namespace) -> tuple[Path, str]:
         return root, args.dataset
     dataset = detect_dataset(root)
     if dataset is None:
-        raise DataError(f"{root}: neither a DRIVE layout (training/, test/), a STARE one (images/, labels-ah/) nor a "
-                        "folder dataset (training/images, training/labels, ...); give --dataset")
+        raise DataError(f"{root}: neither a DRIVE layout (training/ and test/ with images/, 1st_manual/), a STARE "
+                        "one (images/, labels-ah/) nor a folder dataset (training/images, training/labels, ...); give "
+                        "--dataset")
     return root, dataset
 
 

@@ -329,6 +329,10 @@ def test_a_root_in_another_datasets_layout_is_named(drive_root, stare_root, tmp_
     assert [detect_dataset(r) for r in (own, drive_root, stare_root, tmp_path)] == ["folder", "drive", "stare", None]
     with pytest.raises(DataError, match=r"training/images: folder missing \([^)]*\)$"):  # no layout: nothing to add
         read_pool(DataConfig(dataset="drive", root=str(tmp_path)), "training")
+    for pool in ("training", "test"):  # one's own photographs (images/, masks/) without labels yet: not DRIVE's
+        shutil.rmtree(own / pool / "labels")
+    with pytest.raises(DataError, match=r"training/labels: folder missing \(a folder dataset expects [^;]*$"):
+        read_pool(DataConfig(dataset="folder", root=str(own)), "training")
 
 
 def test_file_missing_is_named(drive_copy):
