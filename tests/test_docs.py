@@ -26,9 +26,10 @@ def documented_commands() -> list[tuple[str, str, str]]:
             lines = [line for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S) for line in block.splitlines()]
             lines += [line for line in re.sub(r"```.*?```", "", text, flags=re.S).splitlines()
                       if line.startswith("    ")]
-        else:
-            lines = [line.lstrip("# ") for line in text.splitlines() if line.lstrip().startswith("#")]
-        for line in lines:  # a command begins its line: elsewhere in a block, a module is named, not run
+        else:  # a comment gives a command after a word of its own ("Meant for a GPU:  python -m ...")
+            lines = [line[line.index("python"):] for line in text.splitlines()
+                     if line.lstrip().startswith("#") and "python" in line]
+        for line in lines:  # a command begins its line: elsewhere in a README's block, a module is named, not run
             m = COMMAND.match(line.strip())
             if m:
                 found.append((f"{path.relative_to(REPO)}: {m.group(0).strip()}", m.group(1), m.group(2)))
