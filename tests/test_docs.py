@@ -37,8 +37,8 @@ def documented_commands() -> list[tuple[str, str, str]]:
 
 
 def argv_of(arguments: str) -> list[str]:
-    """Placeholders made values; `[--a X]` and `--a x|y` as written with the brackets and the alternatives'
-    first taken."""
+    """The words of a command's arguments: placeholders made values, the brackets of an optional part (`[--a X]`)
+    dropped, an alternative (`--scale auto|FACTOR`) taken as its first."""
     words = shlex.split(re.sub(r"[\[\]]", " ", arguments))
     return [PLACEHOLDERS.get(w, w.split("|")[0]) for w in words]
 
