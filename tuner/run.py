@@ -20,8 +20,10 @@ import csv
 import json
 import math
 import signal
+import sys
 import tempfile
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -542,13 +544,19 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
         ranked = summarize(plan, study, results, wall, width, began if plan.args.resume else None, stopped,
                            unfinished)
         if not unfinished and ranked and not plan.args.no_register:
+            registering = f"register it (no trial runs again) with: {plan.resume_command(num_samples=len(results))}"
             try:
                 register(plan, study, ranked)
             except BadInputError as e:  # e.g. a test photograph unreadable: its trials are done, and kept
                 study.finish("FAILED")  # a resume runs it again
                 raise VganError(f"study {plan.name} ran, but its best model was not registered: {e}; once that is "
-                                f"fixed, register it (no trial runs again) with: "
-                                f"{plan.resume_command(num_samples=len(results))}") from None
+                                f"fixed, {registering}") from None
+            except Exception:  # not the user's input (e.g. out of memory scoring the test split): the traceback
+                with suppress(Exception):  # says what, this what is kept and how to go on
+                    study.finish("FAILED")
+                print(f"study {plan.name} ran, but its best model was not registered (the error below); once that is "
+                      f"fixed, {registering}", file=sys.stderr, flush=True)
+                raise
     except KeyboardInterrupt:
         # the trials are in Ray's storage, ended or left to the resume; what comes after the fit is done again by
         # a resume, which runs no trial again where none is left and no more are asked for than have begun

@@ -636,7 +636,8 @@ def torch_has_gpu() -> bool:
 def test_a_study_whose_best_model_cannot_be_registered_says_how_to_register_it(ray_tmpdir, tmp_path, drive_root):
     """A test photograph found but unreadable is met at registration, after the trials: the study exits 1 (not 2,
     "nothing started"), its run ends FAILED, and it prints the resume that registers its best once the file is
-    fixed, which then runs no trial again (before: the error alone, and the study's run left RUNNING)."""
+    fixed, which then runs no trial again (before: the error alone, and the study's run left RUNNING). An error
+    that is not bad input gets its traceback, and the same resume before it."""
     from mlflow.tracking import MlflowClient
 
     root = folder_dataset(drive_root, tmp_path / "own", {"training": 3, "test": 1})
@@ -664,6 +665,20 @@ def test_a_study_whose_best_model_cannot_be_registered_says_how_to_register_it(r
 
     label.write_bytes(good)
     command = message.split("with: python -m tuner.run ", 1)[1].split()
+    # an error that is no bad input (here, the test split's scoring out of memory, as a GPU's can be): the
+    # traceback, and before it the same way on; the run FAILED
+    oom = ("import sys, tuner.registry as r\n"
+           "def oom(*a, **k): raise RuntimeError('CUDA out of memory')\n"
+           "r.score_logged = oom\n"
+           "from tuner.run import main\n"
+           "sys.exit(main(sys.argv[1:]))\n")
+    failed = subprocess.run([sys.executable, "-c", oom, *command], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=900, env=env)
+    assert failed.returncode == 1 and failed.stderr.rstrip().endswith("RuntimeError: CUDA out of memory")
+    said = ("study u ran, but its best model was not registered (the error below); once that is fixed, register it "
+            f"(no trial runs again) with: python -m tuner.run {' '.join(command)}\n")
+    assert said in failed.stderr and failed.stderr.index(said) < failed.stderr.index("Traceback"), failed.stderr
+    assert client.get_run(parent.info.run_id).info.status == "FAILED"
     resumed = subprocess.run([sys.executable, "-m", "tuner.run", *command], cwd=tmp_path, capture_output=True,
                              text=True, timeout=900, env=env)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
