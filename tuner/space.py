@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,12 +255,9 @@ def _parse_param(source: str, key: str, spec: Any, known: dict[str, Any], base: 
 def default_model_name(data: DataConfig) -> str:
     """The registered model a study's champion stands in by default: one per dataset, and for one's own
     photographs one per dataset root (`vgan-generator-chase_db1` for .../CHASE_DB1)."""
-    if data.dataset == "drive":
-        return "vgan-generator"
-    if data.dataset != "folder" or not data.root:
-        return f"vgan-generator-{data.dataset}"
-    slug = re.sub(r"[^a-z0-9._-]+", "-", Path(data.root).name.lower()).strip("-.")
-    return f"vgan-generator-{slug or 'folder'}"
+    from vgan.data import dataset_name
+
+    return "vgan-generator" if data.dataset == "drive" else f"vgan-generator-{dataset_name(data)}"
 
 
 def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:

@@ -303,7 +303,7 @@ def split_dataset(cfg, split, name: str):
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
 
-    from vgan.data import split_fingerprint
+    from vgan.data import dataset_name, split_fingerprint
 
     if cfg.data.root:
         import warnings
@@ -316,7 +316,7 @@ def split_dataset(cfg, split, name: str):
     else:
         source = CodeDatasetSource({"generator": "vgan.data.synthetic_pool", **{
             k: str(v) for k, v in vars(cfg.data.synthetic).items()}})
-    return MetaDataset(source, name=f"{cfg.data.dataset}-{name}", digest=split_fingerprint(split))
+    return MetaDataset(source, name=f"{dataset_name(cfg.data)}-{name}", digest=split_fingerprint(split))
 
 
 def log_model_metrics(client, run_id: str, metrics: dict[str, float], epoch: int, model_id: str, ds) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -550,6 +551,14 @@ def dataset_root(cfg: DataConfig) -> Path:
     if not root.is_dir():
         raise DataError(f"{root}: dataset root missing")
     return root
+
+
+def dataset_name(cfg: DataConfig) -> str:
+    """The name a dataset goes by in records (registered models, MLflow datasets): drive, stare or synthetic, and
+    one's own by its root folder's name, lower-cased, other characters as '-' (chase_db1 for .../CHASE_DB1)."""
+    if cfg.dataset != "folder" or not cfg.root:
+        return cfg.dataset
+    return re.sub(r"[^a-z0-9._-]+", "-", Path(cfg.root).name.lower()).strip("-.") or "folder"
 
 
 LAYOUTS = {"drive": "DRIVE's layout", "stare": "STARE's layout", "folder": "the folder layout of one's own dataset"}

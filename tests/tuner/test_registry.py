@@ -120,7 +120,8 @@ def test_a_champion_of_other_test_images_is_not_compared_with(logged_model, driv
 
 def test_test_scores_on_estimated_fovs_say_so(logged_model, drive_root, tmp_path):
     """A folder dataset without masks/ has each test photograph's FOV estimated: the version's description, its
-    tag test_fov and the registration (which tuner.run prints) say so, as vgan.evaluate does; with masks, not."""
+    tag test_fov and the registration (which tuner.run prints) say so, as vgan.evaluate does; with masks, not. Its
+    metrics are linked to a dataset named after the root (every folder dataset's was "folder-test")."""
     from conftest import folder_dataset
 
     client, run_id, model_uri, cfg, uri = logged_model
@@ -134,6 +135,9 @@ def test_test_scores_on_estimated_fovs_say_so(logged_model, drive_root, tmp_path
         assert reg.test_fov == mv.tags["test_fov"] == said
         assert ("Test (FOV estimated from the photographs): AUC-ROC" in mv.description) == (not masks)
         assert ("Test: AUC-ROC" in mv.description) == masks
+        # the test metrics linked to the dataset by its root's name, as the registered model is named
+        linked = {(m.key, m.dataset_name) for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
+        assert ("test_auc_roc", f"own-{str(masks).lower()}-test") in linked
 
 
 def test_promote_by_hand_says_what_it_overrides(logged_model, capsys, tmp_path):
