@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
 from vgan.config import Config
-from vgan.data import Split, fov_source, load_split, load_train_val, split_fingerprint
+from vgan.data import FOV_ESTIMATED, Split, fov_source, load_split, load_train_val, split_fingerprint
 from vgan.metrics import per_image_auc
 from vgan.scale import AUTO, recorded_fov, scaled_predictions
 from vgan.trainer import split_metrics
@@ -77,7 +77,7 @@ class Registration:
 
 def estimated_note(fov: str) -> str:
     """What a test score says of its FOV masks: only estimated ones (not the literature's protocol) are said."""
-    return " (FOV estimated from the photographs)" if fov == "estimated" else ""
+    return f" ({FOV_ESTIMATED})" if fov == "estimated" else ""
 
 
 def scores_of(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> Scores:

@@ -281,13 +281,12 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     except ConfigError as e:
         raise SpaceError(str(e)) from None
     if data_root is not None and base.data.dataset == "synthetic":  # it would train on generated images anyway
-        from vgan.data import LAYOUTS, detect_dataset
+        from vgan.data import held_layout
 
-        held = detect_dataset(Path(data_root).expanduser())
+        layout = held_layout(data_root)
         raise ConfigError(f"--data {data_root}: {source} trains on the synthetic dataset (data.dataset), which is "
                           "generated and takes no data root: set data.dataset to "
-                          + (f"{held} in it ({data_root} is in {LAYOUTS[held]})" if held else
-                             "drive, stare or folder in it"))
+                          + (f"{layout[0]} in it ({layout[1]})" if layout else "drive, stare or folder in it"))
     if base.data.root is not None:
         base.data.root = str((path.parent / base.data.root).resolve())  # Tune changes the cwd of trials
 

@@ -564,6 +564,12 @@ def dataset_name(cfg: DataConfig) -> str:
 LAYOUTS = {"drive": "DRIVE's layout", "stare": "STARE's layout", "folder": "the folder layout of one's own dataset"}
 
 
+def held_layout(root: Path) -> tuple[str, str] | None:
+    """(the dataset whose layout a root is in, a sentence that says so), or None where it is in none."""
+    held = detect_dataset(Path(root).expanduser())
+    return (held, f"{root} is in {LAYOUTS[held]}") if held else None
+
+
 def detect_dataset(root: Path) -> str | None:
     """The layout a dataset root holds ("folder", "drive" or "stare"), or None where it holds none of them."""
     if any((root / pool / "labels").is_dir() for pool in ("training", "test")):
@@ -601,11 +607,11 @@ def layout_named(cfg: DataConfig) -> Iterator[None]:
     try:
         yield
     except DataError as e:
-        held = detect_dataset(Path(cfg.root).expanduser()) if cfg.root else None
-        if held is None or held == cfg.dataset:
+        layout = held_layout(cfg.root) if cfg.root else None
+        if layout is None or layout[0] == cfg.dataset:
             raise
-        raise DataError(f"{e}; {cfg.root} is in {LAYOUTS[held]}, which data.dataset: {held} reads (here: "
-                        f"{cfg.dataset})") from None
+        held, said = layout
+        raise DataError(f"{e}; {said}, which data.dataset: {held} reads (here: {cfg.dataset})") from None
 
 
 def train_files(cfg: DataConfig) -> list[Item]:
@@ -658,9 +664,12 @@ def fov_source(cfg: DataConfig, split: str) -> str:
     return "estimated" if cfg.dataset == "folder" and _masks_folder(dataset_root(cfg), pool) is None else "masks"
 
 
+FOV_ESTIMATED = "FOV estimated from the photographs"  # what is said of scores on a split without FOV masks
+
+
 def fov_note(source: str) -> str:
     """What the console adds to a split's description for a `fov_source`: only an estimated FOV is said."""
-    return ", FOV estimated from the photographs" if source == "estimated" else ""
+    return f", {FOV_ESTIMATED}" if source == "estimated" else ""
 
 
 def load_split(cfg: DataConfig, split: str) -> Split:

@@ -22,7 +22,7 @@ import yaml
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
 from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config
-from vgan.data import LAYOUTS, detect_dataset, fov_note, fov_source, load_train_val
+from vgan.data import fov_note, fov_source, held_layout, load_train_val
 from vgan.errors import ConfigError
 from vgan.scale import mixed_scale_note
 from vgan.trainer import (
@@ -62,11 +62,11 @@ def resolve_config(args: argparse.Namespace, resume_state: dict[str, Any] | None
     overrides: dict[str, Any] = {}
     if args.data is not None:
         if cfg.data.dataset == "synthetic":
-            held = detect_dataset(Path(args.data).expanduser())
+            layout = held_layout(args.data)
             given = (f"{args.config} trains" if args.config else f"{args.resume}'s config trains"
                      if resume_state is not None else "the built-in defaults train")
-            hint = (f"; {args.data} is in {LAYOUTS[held]}: train on it with a config of data.dataset: {held} "
-                    f"(configs/{held}.yaml)") if held else ""
+            hint = (f"; {layout[1]}: train on it with a config of data.dataset: {layout[0]} "
+                    f"(configs/{layout[0]}.yaml)") if layout else ""
             raise ConfigError(f"--data {args.data}: {given} on the synthetic dataset, which is generated and takes no "
                               f"data root{hint}")
         overrides["data.root"] = str(Path(args.data).expanduser().resolve())
