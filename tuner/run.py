@@ -268,14 +268,12 @@ def data_notes(data: DataConfig, train: Split) -> tuple[str, ...]:
     from vgan.scale import mixed_scale_note
 
     notes = [] if data.fov_diameter is not None else [mixed_scale_note(train.masks)]
-    estimated = [pool for split, pool in (("train", "training"), ("test", "test"))
-                 if fov_source(data, split) == "estimated"]
+    scored = {"training": ("train", "the trials' validation scores"), "test": ("test", "the registered test scores")}
+    estimated = [pool for pool, (split, _) in scored.items() if fov_source(data, split) == "estimated"]
     if estimated:
-        scores = "the trials' validation scores and the registered test scores" if len(estimated) == 2 else (
-            "the trials' validation scores" if estimated == ["training"] else "the registered test scores")
-        notes.append(f"{' and '.join(f'{dataset_root(data) / pool}' for pool in estimated)} hold no masks/: "
-                     f"each photograph's FOV is estimated from it, so {scores} are not by the literature's "
-                     "protocol (pixels inside the dataset's own FOV masks)")
+        notes.append(f"{' and '.join(str(dataset_root(data) / pool) for pool in estimated)} hold no masks/: each "
+                     f"photograph's FOV is estimated from it, so {' and '.join(scored[p][1] for p in estimated)} are "
+                     "not by the literature's protocol (pixels inside the dataset's own FOV masks)")
     return tuple(note for note in notes if note)
 
 
@@ -291,12 +289,11 @@ def check_searched_crop(space: SearchSpace, data: DataConfig, train: Split) -> N
     crop = keys.get("data.crop_size")
     if crop is None or "data.fov_diameter" in keys:
         return
-    drawn = [c for c in crop.choices if c is not None] if crop.type == "categorical" else \
-        [int(crop.low + (crop.high - crop.low) // crop.step * crop.step)]
+    largest = crop.largest()
     try:
-        check_crop(replace(data, crop_size=max(drawn, default=None)), train)
+        check_crop(replace(data, crop_size=largest), train)
     except DataError as e:
-        raise DataError(f"{space.source}: search.data.crop_size draws {max(drawn)}: {e}") from None
+        raise DataError(f"{space.source}: search.data.crop_size draws {largest}: {e}") from None
 
 
 def preflight(argv: Sequence[str] | None) -> Plan:
@@ -547,13 +544,13 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
             registering = f"register it (no trial runs again) with: {plan.resume_command(num_samples=len(results))}"
             try:
                 register(plan, study, ranked)
-            except BadInputError as e:  # e.g. a test photograph unreadable: its trials are done, and kept
-                study.finish("FAILED")  # a resume runs it again
-                raise VganError(f"study {plan.name} ran, but its best model was not registered: {e}; once that is "
-                                f"fixed, {registering}") from None
-            except Exception:  # not the user's input (e.g. out of memory scoring the test split): the traceback
-                with suppress(Exception):  # says what, this what is kept and how to go on
+            except Exception as e:  # the trials are done and kept: a resume registers their best
+                with suppress(Exception):  # (a tracking store that is gone cannot be told)
                     study.finish("FAILED")
+                if isinstance(e, BadInputError):  # e.g. a test photograph unreadable
+                    raise VganError(f"study {plan.name} ran, but its best model was not registered: {e}; once that "
+                                    f"is fixed, {registering}") from None
+                # not the user's input (e.g. out of memory scoring the test split): its traceback says what
                 print(f"study {plan.name} ran, but its best model was not registered (the error below); once that is "
                       f"fixed, {registering}", file=sys.stderr, flush=True)
                 raise

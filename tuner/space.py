@@ -122,6 +122,15 @@ class Param:
     choices: list[Any] = field(default_factory=list)
     when: dict[str, list[Any]] = field(default_factory=dict)
 
+    def largest(self) -> Any:
+        """The largest value the distribution draws: a categorical's largest choice (None, where every choice is
+        None), an int's last step at or below `high`, a float's `high`."""
+        if self.type == "categorical":
+            return max((c for c in self.choices if c is not None), default=None)
+        if self.type == "int":
+            return self.low + (self.high - self.low) // self.step * self.step
+        return self.high
+
 
 @dataclass
 class SearchSpace:
