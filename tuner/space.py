@@ -25,6 +25,7 @@ from typing import Any
 
 from tuner.outcome import score_key
 from vgan.config import (
+    CONFIG_SECTIONS,
     SEARCH_SPACE_SECTIONS,
     Config,
     DataConfig,
@@ -36,7 +37,6 @@ from vgan.config import (
 )
 from vgan.errors import ConfigError
 
-TRAINER_SECTIONS = ("data", "model", "loss", "optim", "train")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "categorical")
 _PARAM_FIELDS = {
     "loguniform": {"low", "high"},
@@ -276,10 +276,10 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     if not isinstance(values, dict):
         raise SpaceError(f"{source}: the top level must be a mapping of sections")
     for section in values:
-        if section not in TRAINER_SECTIONS + SEARCH_SPACE_SECTIONS:
+        if section not in CONFIG_SECTIONS + SEARCH_SPACE_SECTIONS:
             raise SpaceError(f"{source}: unknown section '{section}' (known: "
-                             f"{', '.join(TRAINER_SECTIONS + SEARCH_SPACE_SECTIONS)})")
-    trainer_values = {k: v for k, v in values.items() if k in TRAINER_SECTIONS}
+                             f"{', '.join(CONFIG_SECTIONS + SEARCH_SPACE_SECTIONS)})")
+    trainer_values = {k: v for k, v in values.items() if k in CONFIG_SECTIONS}
     if data_root is not None:
         trainer_values.setdefault("data", {})
         if not isinstance(trainer_values["data"], dict):

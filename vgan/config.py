@@ -111,6 +111,9 @@ class Config:
         return self.loss.adversarial != "none" and self.loss.adv_weight > 0
 
 
+CONFIG_SECTIONS = tuple(f.name for f in dataclasses.fields(Config))  # data, model, loss, optim, train
+
+
 def _to_plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _to_plain(v) for k, v in value.items()}
@@ -222,7 +225,7 @@ def load_config(path: str | os.PathLike) -> Config:
     if space:
         raise ConfigError(f"{path}: a search space (its '{space[0]}' section), not a training config: run it with "
                           f"python -m tuner.run --space {path}; one config to train holds only "
-                          f"{', '.join(f.name for f in dataclasses.fields(Config))}")
+                          f"{', '.join(CONFIG_SECTIONS)}")
     cfg = config_from_dict(values, str(path))
     if cfg.data.root is not None:
         # Relative roots mean "relative to the config file", so a config works from any cwd.
