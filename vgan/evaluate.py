@@ -38,13 +38,13 @@ from vgan.data import SPLITS, Split, detect_dataset, fov_note, fov_source, load_
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import compute_metrics, curves, fov_pixels, per_image_metrics
+from vgan.report import PROBABILITIES
 from vgan.scale import ScaleSpec
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, resolve_device
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, with_tta
 from vgan.visualize import save_curves, save_map, save_preview, to_uint8
 
-PROBABILITIES = "probabilities"  # the maps' subfolder in what vgan.predict, tuner.predict and vgan.evaluate write
 MAP_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".npy", ".jpg", ".jpeg", ".bmp")
 
 

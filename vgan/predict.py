@@ -58,6 +58,7 @@ from vgan.report import (
     INDEX,
     OUTPUTS,
     PICTURES,
+    PROBABILITIES,
     REPORT,
     SEGMENTED,
     THUMBNAIL_PX,
@@ -254,9 +255,9 @@ def _segment_one(members: Sequence[Member], source: Source, data: bytes, out: Pa
     prob = ensemble_map(members, batch.to(device), factors).cpu().numpy()[0, 0] * fov
     s.factors.extend(f for f in factors if f != 1)
     s.resized += any(f != 1 for f in factors)
-    for sub in ("probabilities", "binary", *PICTURES):
+    for sub in (PROBABILITIES, "binary", *PICTURES):
         outputs[sub].parent.mkdir(parents=True, exist_ok=True)
-    save_map(outputs["probabilities"], prob)
+    save_map(outputs[PROBABILITIES], prob)
     save_map(outputs["binary"], (prob >= threshold).astype(np.float32))
     overlay = Image.fromarray(vessel_overlay(rgb, prob, fov))
     overlay.save(outputs["overlay"], quality=90)

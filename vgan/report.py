@@ -19,7 +19,8 @@ from urllib.parse import quote
 REPORT, INDEX = "report.csv", "index.html"
 # The folders of maps under --out, each mirroring the input folders; an overlay is a picture to look at (JPEG), a
 # thumbnail its small copy for the page (a camera's 3504x2336 overlay is 2 MB: hundreds would drag a browser down)
-OUTPUTS = ("probabilities", "binary", "fov", "overlay", "thumbnails")
+PROBABILITIES = "probabilities"  # the maps' subfolder (vgan.evaluate --predictions reads a batch's from there)
+OUTPUTS = (PROBABILITIES, "binary", "fov", "overlay", "thumbnails")
 PICTURES = ("overlay", "thumbnails")
 
 
