@@ -119,6 +119,33 @@ def policy_name(trial_id: str) -> str:
 
 
 PBT_GLOBAL = "pbt_global.txt"  # Ray's PBT log of every exploit of the study, in the study folder
+PERTURBED = "@perturbed["  # what Ray's PBT appends to an exploited trial's tag
+
+
+def own_exploits(exploits: str, policies: Mapping[str, str]) -> dict[str, int]:
+    """How many exploits of the study (`exploits`: Ray's pbt_global.txt) each trial with a policy log was
+    the target of. A line names its target by the tag PBT took the trial on with (`N_params`; after a resume
+    the perturbed one, `N_params@perturbed[...]`: Ray saves no scheduler state) and the target's own policy
+    log ends with its last exploit, so that names the trial. Lines that are not Ray's are passed over."""
+    def target(line: str) -> str | None:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            return None
+        return str(entry[0]).split(PERTURBED)[0] if isinstance(entry, list) and entry else None
+
+    counts: dict[str, int] = {}
+    for line in exploits.splitlines():
+        tag = target(line)
+        if tag is not None:
+            counts[tag] = counts.get(tag, 0) + 1
+    own = {}
+    for trial_id, policy in policies.items():
+        lines = [ln for ln in policy.splitlines() if ln.strip()]
+        tag = target(lines[-1]) if lines else None
+        if tag is not None:
+            own[trial_id] = counts.get(tag, 0)
+    return own
 
 
 @dataclass
@@ -230,9 +257,9 @@ class Projection:
     def log_schedule(self, trial_id: str, rows: list[dict[str, Any]]) -> int:
         """The trial's numeric hyperparameters at its first epoch and wherever they changed (PBT's
         exploits), as metrics `hp.<key>` at the first epoch trained with them (its schedule), and
-        the tag `pbt_exploits` (the changes after the first epoch). From each row's `config` (what
-        the trainable ran with, as Ray's results hold it) and its timestamp, so the live driver and
-        `tuner.replay` write the same, each change once. Returns how many were added."""
+        From each row's `config` (what the trainable ran with, as Ray's results hold it) and its timestamp,
+        so the live driver and `tuner.replay` write the same, each change once. An exploit that left the
+        values as they were adds none (log_exploits counts exploits). Returns how many were added."""
         from mlflow.entities import Metric
 
         run_id = self._runs[trial_id]
@@ -259,13 +286,20 @@ class Projection:
             self.client.log_batch(run_id, metrics=[Metric(f"hp.{k}", v, ts, step) for k, v in values.items()])
             bisect.insort(held, ((ts, step), values), key=lambda e: e[0][0])
             added += 1
-        if added and len(held) > 1:
-            self.client.set_tag(run_id, "pbt_exploits", str(len(held) - 1))
         return added
 
-    def log_study_text(self, text: str, artifact_file: str) -> None:
-        """A file on the study's parent run (PBT's log of every exploit: `pbt/pbt_global.txt`)."""
-        self.client.log_text(self.info.parent_run_id, text, artifact_file)
+    def log_exploits(self, exploits: str, policies: Mapping[str, str]) -> None:
+        """PBT's log of every exploit of the study on its parent run (`pbt/pbt_global.txt`), and on each
+        exploited trial's run the tag `pbt_exploits`: how many times PBT cloned another trial's weights into
+        it (`policies`: the trials' policy logs by trial id). Counted from the log, not from the schedule:
+        a trial that cloned the same trial twice can draw the same perturbation, and clip_to_space can bring
+        two draws to one bound, so an exploit may leave its values as they were."""
+        self.client.log_text(self.info.parent_run_id, exploits, f"pbt/{PBT_GLOBAL}")
+        runs = {r.data.tags.get("trial_id"): r for r in child_runs(self.client, self.info)}
+        for trial_id, n in own_exploits(exploits, policies).items():
+            run = runs.get(trial_id)
+            if run is not None and run.data.tags.get("pbt_exploits") != str(n):
+                self.client.set_tag(run.info.run_id, "pbt_exploits", str(n))
 
     def set_tags(self, trial_id: str, tags: dict[str, Any]) -> None:
         from mlflow.entities import RunTag
@@ -423,9 +457,10 @@ class MlflowCallback(LoggerCallback):
                      {"retries": failures(trial, error), "last_error": decide(None, error, 0).error})
 
     def on_experiment_end(self, trials: list, **info) -> None:
-        exploits = _local_text(trials[0], PBT_GLOBAL) if trials else None
+        exploits = _study_text(trials[0], PBT_GLOBAL) if trials else None
         if exploits:  # a trial's own policy log keeps only its final weights' lineage: this keeps every exploit
-            self._submit(self.projection.log_study_text, exploits, f"pbt/{PBT_GLOBAL}")
+            policies = {t.trial_id: _study_text(t, policy_name(t.trial_id)) or "" for t in trials}
+            self._submit(self.projection.log_exploits, exploits, policies)
         if not self.drain(self.window_s):
             print(f"MLflow at {self.projection.info.uri} unreachable for {self.window_s:.0f} s: what waits is "
                   "left to `python -m tuner.replay`", flush=True)
@@ -441,3 +476,12 @@ def _local_text(trial, name: str) -> str | None:
     folder = getattr(trial, "local_experiment_path", None)
     path = Path(folder, name) if folder else None
     return path.read_text() if path is not None and path.is_file() else None
+
+
+def _study_text(trial, name: str) -> str | None:
+    """A file of the study beside the trial folders: the driver's, else the study's in storage (a resumed
+    session that has not written PBT's logs again holds none)."""
+    text = _local_text(trial, name)
+    if text is None and getattr(trial, "storage", None) is not None:
+        text = read_text(trial.storage.storage_filesystem, f"{trial.storage.experiment_fs_path.rstrip('/')}/{name}")
+    return text or None

@@ -69,10 +69,11 @@ def _main(argv: Sequence[str] | None) -> None:
     study = Study.start(uri, space.mlflow.experiment, name, {"storage": storage.uri}, resume=True)
     projection = make_projection(space, study.info, url)
     stopped = json.loads(storage.read_text(name, STOPPED_FILE) or "{}")  # the trials its time budget stopped
-    project_trials(projection, trial_records(storage.study(name)), print, stopped)
+    trials = trial_records(storage.study(name))
+    project_trials(projection, trials, print, stopped)
     exploits = storage.read_text(name, PBT_GLOBAL)
     if exploits:
-        projection.log_study_text(exploits, f"pbt/{PBT_GLOBAL}")
+        projection.log_exploits(exploits, {t.trial_id: t.policy or "" for t in trials})
     study.finish()
 
 

@@ -140,8 +140,7 @@ def test_the_schedule_is_each_change_once_whoever_logs_it(study):
     assert p.log_schedule("t1", schedule_rows()) == 3
     assert hp_history(study, run_id) == [(1, 0.01), (3, 0.008), (4, 0.0096)]
     assert hp_history(study, run_id, "loss.adv_weight") == [(1, 0.1), (3, 0.1), (4, 0.12)]
-    run = study.client.get_run(run_id)
-    assert run.data.tags["pbt_exploits"] == "2" and "hp.loss.adversarial" not in run.data.metrics
+    assert "hp.loss.adversarial" not in study.client.get_run(run_id).data.metrics
     assert p.log_schedule("t1", schedule_rows()) == 0, "replayed: nothing twice"
     # the live driver, resumed: it sees the last config again, which the run holds
     again = projection(study)
@@ -159,7 +158,6 @@ def test_the_schedule_is_each_change_once_whoever_logs_it(study):
     replay.open("t1", {}, running=False)
     assert replay.log_schedule("t1", schedule_rows()) == 1
     assert hp_history(other, run2) == hp_history(study, run_id)
-    assert other.client.get_run(run2).data.tags["pbt_exploits"] == "2"
 
     # rows Ray's storage lost (a sync behind a restart): what is left agrees with the run, adds nothing
     lossy = projection(study)
@@ -179,7 +177,6 @@ def test_an_exploit_and_the_clones_first_epoch_in_one_second_are_one_change(stud
     assert [p.log_schedule("t1", [r]) for r in same_second] == [1, 0, 1, 0]  # the live driver, row by row
     assert p.log_schedule("t1", same_second) == 0, "then project_trials over Ray's stored rows"
     assert hp_history(study, run_id) == [(1, 0.01), (3, 0.008)]
-    assert study.client.get_run(run_id).data.tags["pbt_exploits"] == "1"
     replay = Study.start(study.info.uri, "projection-test", "s2", {}, resume=False)
     fresh = projection(replay)
     run2 = fresh.open("t1", {}, running=False)
@@ -294,12 +291,64 @@ def test_project_trials_puts_a_pbt_trials_schedule_and_policy_log_into_mlflow(st
     (folder.parent / "pbt_policy_t1.txt").write_text(policy)
     record = TrialRecord.read(pyarrow.fs.LocalFileSystem(), str(folder))
     assert record.policy == policy
-    project_trials(projection(study), [record])
+    p = projection(study)
+    project_trials(p, [record])
+    exploits = policy + ('["1_lr=0.01", "0", 3, 3, {"optim.lr_g": 0.008}, {"optim.lr_g": 0.0064}]\n'
+                         '["0", "1_lr=0.01", 4, 3, {"optim.lr_g": 0.008}, {"optim.lr_g": 0.0096}]\n')
+    p.log_exploits(exploits, {"t1": policy + exploits.splitlines(keepends=True)[-1]})
     (run,) = study.child_runs()
     assert hp_history(study, run.info.run_id) == [(1, 0.01), (3, 0.008), (4, 0.0096)]
-    assert run.data.tags["pbt_exploits"] == "2"
+    assert run.data.tags["pbt_exploits"] == "2", "the other line of PBT's log is an exploit of the trial it cloned"
+    with open(study.client.download_artifacts(study.info.parent_run_id, "pbt/pbt_global.txt", str(tmp_path))) as f:
+        assert f.read() == exploits
     with open(study.client.download_artifacts(run.info.run_id, "pbt/pbt_policy_t1.txt", str(tmp_path))) as f:
         assert f.read() == policy
+
+
+def test_every_exploit_is_counted_though_it_left_the_values_as_they_were(study, tmp_path):
+    """A trial that clones the same trial twice can draw the same perturbation (or clip_to_space bring both
+    to a bound): its schedule changes once, its pbt_exploits tag says 2. Counted from PBT's log of every
+    exploit, whose lines name a trial by its tag (the perturbed one after a resume), at the end of the live
+    study: from the driver's staging folder, else from the study's storage (a resumed session that wrote
+    none)."""
+    a = {"optim.lr_g": 0.01, "loss.adv_weight": 0.1}
+    b = {"optim.lr_g": 0.008, "loss.adv_weight": 0.12}
+    line = lambda target, clone, epoch, old, new: json.dumps([target, clone, epoch, epoch, old, new]) + "\n"  # noqa: E731
+    first, other = line("1_lr=0.01", "0", 2, a, b), line("2_lr=0.02", "0", 2, a, a)
+    again = line("1_lr=0.01@perturbed[optim.lr_g=0.008]", "0", 4, a, b)  # after a resume: the tag it had then
+    logs = {"pbt_global.txt": first + other + again, "pbt_policy_t1.txt": first + again,
+            "pbt_policy_t2.txt": other}
+    staging, stored = tmp_path / "staging", tmp_path / "stored"
+    staging.mkdir(), stored.mkdir()
+    for name, text in logs.items():
+        (stored / name).write_text(text)
+
+    class Storage:
+        storage_filesystem, experiment_fs_path = pyarrow.fs.LocalFileSystem(), str(stored)
+
+    def trial(trial_id):
+        return type("Trial", (), {"trial_id": trial_id, "config": {}, "storage": Storage,
+                                  "local_experiment_path": str(staging)})
+
+    trials = [trial("t0"), trial("t1"), trial("t2")]
+    cb = MlflowCallback(projection(study), window_s=5)
+    for t in trials:
+        cb.log_trial_start(t)
+    configs = [a, a, b, b, b, b]  # exploited after epochs 2 and 4, to the same values
+    for r, config in zip(schedule_rows(), configs, strict=True):
+        cb.log_trial_result(r["epoch"], trials[1], {**r, "config": config})
+    cb.on_experiment_end(trials)
+    assert cb.drain(5)
+    runs = {r.data.tags["trial_id"]: r for r in study.child_runs()}
+    assert hp_history(study, runs["t1"].info.run_id) == [(1, 0.01), (3, 0.008)]
+    assert {k: r.data.tags.get("pbt_exploits") for k, r in runs.items()} == {"t0": None, "t1": "2", "t2": "1"}
+
+    # the driver's own logs, where it wrote them, are the ones counted
+    (staging / "pbt_global.txt").write_text(first + other)
+    (staging / "pbt_policy_t1.txt").write_text(first)
+    cb.on_experiment_end(trials)
+    assert cb.drain(5)
+    assert study.client.get_run(runs["t1"].info.run_id).data.tags["pbt_exploits"] == "1"
 
 
 def test_a_run_ended_by_model_logging_but_not_given_its_outcome_is_ended_again(study, tmp_path):

@@ -1,6 +1,7 @@
 """Search strategies end to end on the synthetic data: PBT (exploits recorded in MLflow, the
 champion's schedule reproducible from them) and a time budget that ends a study cleanly."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -34,6 +35,16 @@ def pbt_record(client, runs, tmp_path):
     return record
 
 
+def first_config(study, trial_id):
+    """The config a trial's first epoch trained with, as Ray's results hold it."""
+    (folder,) = study.glob(f"train_vgan_{trial_id}_*")
+    return json.loads((folder / "result.json").read_text().splitlines()[0])["config"]
+
+
+def numeric(config):
+    return {k: v for k, v in config.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 def study_exploits(client, study_run_id, tmp_path):
     path = client.download_artifacts(study_run_id, "pbt/pbt_global.txt", str(tmp_path / "global"))
     return [json.loads(ln) for ln in open(path)]
@@ -60,9 +71,15 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
     said = f"{len(exploits)} PBT exploit{'' if len(exploits) == 1 else 's'}"
     assert f"0 failed; {said}; trial compute" in proc.stdout  # the summary counts them
     new_values = {round(ln[5]["optim.lr_g"], 12) for ln in exploits}
-    for schedule, n, lines in record.values():
-        # the schedule: the value epoch 1 trained with, then each exploit's at the first epoch trained with it
-        assert schedule[0][0] == 1 and len(schedule) == 1 + n
+    for trial_id, (schedule, n, lines) in record.items():
+        # its own exploits (Ray numbers a trial's id and tag alike: 00002 and "2_..."), each counted, though one
+        # that drew the same perturbation of the trial it cloned before leaves the values as they were
+        own = [ln[5] for ln in exploits if ln[0].split("_")[0] == str(int(trial_id.rsplit("_", 1)[1]))]
+        assert n == len(own)
+        values = [numeric(first_config(tmp_path / "ray" / "pbt", trial_id)), *map(numeric, own)]
+        changes = sum(after != before for before, after in itertools.pairwise(values))
+        # the schedule: the value epoch 1 trained with, then each change's at the first epoch trained with it
+        assert schedule[0][0] == 1 and len(schedule) == 1 + changes
         assert {round(v, 12) for _, v in schedule[1:]} <= new_values
         assert [s for s, _ in schedule] == sorted(s for s, _ in schedule)
         if n:
