@@ -436,13 +436,24 @@ def _images_under(root: Path, recursive: bool, skip: Callable[[Path], bool] | No
 def _folder_items(root: Path, pool: str) -> list[Item]:
     """One's own dataset: photographs and their vessel labels matched by name; FOV masks where given."""
     base, layout = root / pool, FOLDER_LAYOUT.format(pool=pool)
-    _require_dir(base / "images", f"a folder dataset expects {layout}")
+    _require_dir(base / "images", f"a folder dataset expects {layout}{unsplit_hint(root)}")
     _require_dir(base / "labels", f"a folder dataset expects {layout}")
     masks = _masks_folder(root, pool)
     return [Item(s.name, s.path, find_named(base / "labels", s.path, LABEL_NAMES, "vessel label"),
                  find_named(masks, s.path, MASK_NAMES, "FOV mask") if masks else None)
             for s in find_images([str(base / "images")], nested=f"a dataset's photographs are read from {pool}/images "
                                  f"itself, each with its label in {pool}/labels: move them up, out of the subfolders")]
+
+
+def unsplit_hint(root: Path) -> str:
+    """Where a dataset root holds its photographs as published, not split into training/ and test/ (CHASE_DB1's
+    in one folder, HRF's in images/): the command that puts them in the folder layout."""
+    for folder in (root, root / "images"):
+        if folder.is_dir() and _images_under(folder, False, None, first=True):
+            return (f"; {folder} holds photographs, not split into training/ and test/: python -m vgan.prepare "
+                    f"--images {folder} --out NEW_ROOT --test N puts the last N aside to test on and the rest in "
+                    "this layout (--labels DIR, --masks DIR where they have folders of their own)")
+    return ""
 
 
 def _masks_folder(root: Path, pool: str) -> Path | None:

@@ -1,0 +1,141 @@
+"""vgan.prepare on datasets laid out as CHASE_DB1 and HRF publish theirs (built from STARE's and DRIVE's files):
+the split, the files placed, what training then reads, and the bad input refused with nothing written."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from vgan.config import DataConfig
+from vgan.data import read_pool
+from vgan.errors import DataError
+from vgan.prepare import main
+
+
+@pytest.fixture
+def chase(stare_root, tmp_path):
+    """STARE's 20 photographs as CHASE_DB1 publishes its own: one folder, `Image_NNL.jpg` / `Image_NNR.jpg` (two
+    eyes a child), the first observer's `Image_NNL_1stHO.png`, the second's `_2ndHO.png` (here the same label
+    thinned by one pixel, to tell them apart), no masks; halved, for speed."""
+    folder = tmp_path / "CHASEDB1"
+    folder.mkdir()
+    ids = sorted(p.name.split(".")[0] for p in (stare_root / "images").glob("*.ppm"))
+    for k, stare_id in enumerate(ids):
+        name = f"Image_{k // 2 + 1:02d}{'LR'[k % 2]}"
+        with Image.open(stare_root / "images" / f"{stare_id}.ppm") as im:
+            im.convert("RGB").resize((350, 302)).save(folder / f"{name}.jpg", quality=92)
+        with Image.open(stare_root / "labels-ah" / f"{stare_id}.ah.ppm") as lab:
+            label = lab.convert("L").resize((350, 302), Image.NEAREST)
+        label.save(folder / f"{name}_1stHO.png")
+        second = np.asarray(label) > 127
+        second[:, 1:] &= second[:, :-1]
+        Image.fromarray((second * 255).astype(np.uint8)).save(folder / f"{name}_2ndHO.png")
+    return folder
+
+
+def names(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_a_flat_folder_as_chase_db1_publishes_it_is_split_by_name_and_read_as_published(chase, tmp_path, capsys):
+    out = tmp_path / "chase"
+    assert main(["--images", str(chase), "--out", str(out), "--test", "8"]) == 0
+    ids = [f"Image_{n:02d}{eye}" for n in range(1, 11) for eye in "LR"]
+    assert names(out) == ["prepared.json", "test", "training"]
+    assert names(out / "test" / "images") == [f"{i}.jpg" for i in ids[-8:]]
+    assert names(out / "training" / "labels") == [f"{i}_1stHO.png" for i in ids[:12]]  # no second observer
+    assert not (out / "training" / "masks").exists() and not (out / "test" / "masks").exists()
+    # linked, not copied: the dataset takes no space twice
+    assert os.path.samefile(out / "test" / "labels" / "Image_10R_1stHO.png", chase / "Image_10R_1stHO.png")
+    record = json.loads((out / "prepared.json").read_text())
+    assert record["training"] == ids[:12] and record["test"] == ids[-8:]
+    assert record["source"] == {"images": str(chase), "labels": str(chase), "masks": None}
+    said = capsys.readouterr().out
+    assert "12 training photographs, 8 test (Image_07L, Image_07R, Image_08L, ..., Image_10R)" in said
+    assert "no FOV masks" in said and "40 files hard-linked" in said
+    assert f"python -m vgan.train --config configs/folder.yaml --data {out}" in said
+
+    test = read_pool(DataConfig(dataset="folder", root=str(out)), "test")
+    assert test.ids == ids[-8:] and test.images.shape == (8, 3, 302, 350)
+    first = np.asarray(Image.open(chase / "Image_07L_1stHO.png")) > 127
+    assert np.array_equal(test.labels[0, 0].numpy(), first), "the first observer's label, not the second's"
+
+
+def test_folders_of_their_own_as_hrf_publishes_them_keep_their_masks(drive_root, tmp_path, capsys):
+    """HRF's layout: images/, manual1/ (labels named as the photographs), mask/ (`<name>_mask`). Copied where the
+    disk will not link (the shared data is another's: files not ours to link, or another disk)."""
+    src = tmp_path / "HRF"
+    for sub in ("images", "manual1", "mask"):
+        (src / sub).mkdir(parents=True)
+    drive = sorted((drive_root / "test" / "images").glob("*.tif"))[:4]
+    for image in drive:
+        number = image.stem.split("_")[0]
+        (src / "images" / f"{number}_dr.tif").symlink_to(image)
+        with Image.open(drive_root / "test" / "1st_manual" / f"{number}_manual1.gif") as label:
+            label.convert("L").save(src / "manual1" / f"{number}_dr.tif")
+        (src / "mask" / f"{number}_dr_mask.gif").symlink_to(drive_root / "test" / "mask" / f"{image.stem}_mask.gif")
+    out = tmp_path / "hrf"
+    assert main(["--images", str(src / "images"), "--labels", str(src / "manual1"), "--masks", str(src / "mask"),
+                 "--out", str(out), "--test-ids", " 01_dr, 03_dr"]) == 0
+    assert names(out / "test" / "masks") == ["01_dr_mask.gif", "03_dr_mask.gif"]
+    assert names(out / "training" / "labels") == ["02_dr.tif", "04_dr.tif"]
+    assert "FOV masks from" in capsys.readouterr().out
+    training = read_pool(DataConfig(dataset="folder", root=str(out)), "training")
+    truth = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
+    assert training.ids == ["02_dr", "04_dr"]
+    assert np.array_equal(training.masks.numpy(), truth.masks[[1, 3]].numpy()), "the dataset's masks, not estimates"
+    assert np.array_equal(training.labels.numpy(), truth.labels[[1, 3]].numpy())
+
+
+def test_masks_sharing_the_photographs_folder_are_taken_for_all_or_refused(chase, tmp_path, capsys):
+    for photo in sorted(chase.glob("*.jpg")):
+        with Image.open(photo) as im:
+            mask = np.asarray(im.convert("L")) > 20
+        Image.fromarray((mask * 255).astype(np.uint8)).save(chase / f"{photo.stem}_mask.png")
+    out = tmp_path / "with-masks"
+    assert main(["--images", str(chase), "--out", str(out), "--test", "2"]) == 0
+    assert names(out / "test" / "masks") == ["Image_10L_mask.png", "Image_10R_mask.png"]
+    (chase / "Image_03L_mask.png").unlink()
+    assert main(["--images", str(chase), "--out", str(tmp_path / "partial"), "--test", "2"]) == 2
+    assert (f"{chase}: 19 photographs have an FOV mask (Image_01L_mask.png first), Image_03L.jpg has none"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "partial").exists()
+
+
+@pytest.mark.parametrize("args, change, said", [
+    (["--test", "20"], None, "--test 20: give 1 to 19 (20 photographs, at least one left to train on)"),
+    (["--test", "0"], None, "--test 0: give 1 to 19"),
+    (["--test-ids", "Image_01L,Image_99L"], None, "--test-ids: no photograph Image_99L (ids are file names without "
+                                                  "their suffix: Image_01L, Image_01R, Image_02L, ...)"),
+    (["--test", "8"], "no label", "CHASEDB1: no vessel label for Image_05R.jpg"),
+    (["--test", "8"], "unreadable", "Image_05R_1stHO.png"),
+    (["--test", "8"], "prepared", "holds training already (a dataset prepared before?)"),
+])
+def test_bad_input_is_named_and_nothing_is_written(chase, tmp_path, capsys, args, change, said):
+    out = tmp_path / "out"
+    if change == "no label":
+        (chase / "Image_05R_1stHO.png").unlink()
+    elif change == "unreadable":
+        (chase / "Image_05R_1stHO.png").write_bytes(b"")
+    elif change == "prepared":
+        (out / "training").mkdir(parents=True)
+    assert main(["--images", str(chase), "--out", str(out), *args]) == 2
+    assert said in capsys.readouterr().err
+    assert names(out) == ["training"] if change == "prepared" else not out.exists()
+    assert len(names(chase)) == 60 - (change == "no label"), "the source as it was"
+
+
+def test_a_dataset_root_not_split_says_how_to_split_it(chase, tmp_path):
+    for root in (chase, tmp_path / "HRF"):
+        if root != chase:
+            (root / "images").mkdir(parents=True)
+            shutil.copy(chase / "Image_01L.jpg", root / "images")
+        with pytest.raises(DataError) as e:
+            read_pool(DataConfig(dataset="folder", root=str(root)), "training")
+        photos = chase if root == chase else root / "images"
+        assert str(e.value).startswith(f"{root}/training/images: folder missing")
+        assert (f"{photos} holds photographs, not split into training/ and test/: python -m vgan.prepare --images "
+                f"{photos} --out NEW_ROOT --test N") in str(e.value)
