@@ -256,10 +256,10 @@ class Projection:
 
     def log_schedule(self, trial_id: str, rows: list[dict[str, Any]]) -> int:
         """The trial's numeric hyperparameters at its first epoch and wherever they changed (PBT's
-        exploits), as metrics `hp.<key>` at the first epoch trained with them (its schedule), and
-        From each row's `config` (what the trainable ran with, as Ray's results hold it) and its timestamp,
-        so the live driver and `tuner.replay` write the same, each change once. An exploit that left the
-        values as they were adds none (log_exploits counts exploits). Returns how many were added."""
+        exploits), as metrics `hp.<key>` at the first epoch trained with them (its schedule). From each
+        row's `config` (what the trainable ran with, as Ray's results hold it) and its timestamp, so the
+        live driver and `tuner.replay` write the same, each change once. An exploit that left the values
+        as they were adds none (log_exploits counts exploits). Returns how many were added."""
         from mlflow.entities import Metric
 
         run_id = self._runs[trial_id]
