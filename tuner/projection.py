@@ -295,6 +295,10 @@ class Projection:
         a trial that cloned the same trial twice can draw the same perturbation, and clip_to_space can bring
         two draws to one bound, so an exploit may leave its values as they were."""
         self.client.log_text(self.info.parent_run_id, exploits, f"pbt/{PBT_GLOBAL}")
+        self.tag_exploits(exploits, policies)
+
+    def tag_exploits(self, exploits: str, policies: Mapping[str, str]) -> None:
+        """Each exploited trial's tag `pbt_exploits`, as log_exploits counts them (live, as the log grows)."""
         runs = {r.data.tags.get("trial_id"): r for r in child_runs(self.client, self.info)}
         for trial_id, n in own_exploits(exploits, policies).items():
             run = runs.get(trial_id)
@@ -372,10 +376,12 @@ class MlflowCallback(LoggerCallback):
         self._queue: queue.Queue | None = None
         self._nodes: dict[str, str] = {}
         self._configs: dict[str, dict[str, Any]] = {}  # per trial: the last config seen
+        self._exploits_read = -1  # the size of PBT's log of the study when its exploits were last counted
         self.seconds = 0.0  # the queue's work: what the driver spends on MLflow, off the event loop
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_queue": None, "_nodes": {}, "_configs": {}}  # a thread does not pickle
+        # a thread does not pickle; a resumed driver counts the exploits again
+        return {**self.__dict__, "_queue": None, "_nodes": {}, "_configs": {}, "_exploits_read": -1}
 
     def _submit(self, fn: Callable, *args) -> None:
         if self._queue is None:
@@ -439,10 +445,31 @@ class MlflowCallback(LoggerCallback):
         if self._configs.get(trial.trial_id) != config:  # its first epoch, or PBT changed it
             self._configs[trial.trial_id] = config
             self._submit(self.projection.log_schedule, trial.trial_id, [{**row, "config": config}])
+        self._count_exploits(trial)
         node = result.get("node_id")
         if node and self._nodes.get(trial.trial_id) != node:
             self._nodes[trial.trial_id] = node
             self._submit(self.projection.set_tags, trial.trial_id, {"node_id": node})
+
+    def _count_exploits(self, trial) -> None:
+        """The trials' pbt_exploits as PBT's log of the study in the driver's folder stands (read again only once
+        it grew: a stat a result): an exploit is on its trial's run by the trial's next report."""
+        folder = getattr(trial, "local_experiment_path", None)
+        if not folder:
+            return
+        try:
+            size = Path(folder, PBT_GLOBAL).stat().st_size
+        except OSError:  # no exploit yet
+            return
+        if size != self._exploits_read:
+            self._exploits_read = size
+            self._submit(self._tag_exploits, Path(folder))
+
+    def _tag_exploits(self, folder: Path) -> None:
+        """(On the queue's thread: the logs are read off Tune's event loop.)"""
+        head, tail = policy_name("*").split("*")
+        policies = {p.name[len(head):-len(tail)]: p.read_text() for p in folder.glob(policy_name("*"))}
+        self.projection.tag_exploits((folder / PBT_GLOBAL).read_text(), policies)
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
         outcome = trial_outcome(trial, failed, self.projection.max_epochs)

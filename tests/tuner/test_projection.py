@@ -308,20 +308,20 @@ def test_project_trials_puts_a_pbt_trials_schedule_and_policy_log_into_mlflow(st
 def test_every_exploit_is_counted_though_it_left_the_values_as_they_were(study, tmp_path):
     """A trial that clones the same trial twice can draw the same perturbation (or clip_to_space bring both
     to a bound): its schedule changes once, its pbt_exploits tag says 2. Counted from PBT's log of every
-    exploit, whose lines name a trial by its tag (the perturbed one after a resume), at the end of the live
-    study: from the driver's staging folder, else from the study's storage (a resumed session that wrote
-    none)."""
+    exploit, whose lines name a trial by its tag (the perturbed one after a resume): live, from the driver's
+    folder as the log grows, and at the study's end from there, else from the study's storage (a resumed
+    session that wrote none)."""
     a = {"optim.lr_g": 0.01, "loss.adv_weight": 0.1}
     b = {"optim.lr_g": 0.008, "loss.adv_weight": 0.12}
     line = lambda target, clone, epoch, old, new: json.dumps([target, clone, epoch, epoch, old, new]) + "\n"  # noqa: E731
     first, other = line("1_lr=0.01", "0", 2, a, b), line("2_lr=0.02", "0", 2, a, a)
     again = line("1_lr=0.01@perturbed[optim.lr_g=0.008]", "0", 4, a, b)  # after a resume: the tag it had then
-    logs = {"pbt_global.txt": first + other + again, "pbt_policy_t1.txt": first + again,
-            "pbt_policy_t2.txt": other}
     staging, stored = tmp_path / "staging", tmp_path / "stored"
     staging.mkdir(), stored.mkdir()
-    for name, text in logs.items():
-        (stored / name).write_text(text)
+    for folder, logs in ((stored, {"pbt_global.txt": first + other + again, "pbt_policy_t1.txt": first + again}),
+                         (staging, {"pbt_global.txt": first + other, "pbt_policy_t1.txt": first})):
+        for name, text in {**logs, "pbt_policy_t2.txt": other}.items():
+            (folder / name).write_text(text)
 
     class Storage:
         storage_filesystem, experiment_fs_path = pyarrow.fs.LocalFileSystem(), str(stored)
@@ -330,6 +330,9 @@ def test_every_exploit_is_counted_though_it_left_the_values_as_they_were(study, 
         return type("Trial", (), {"trial_id": trial_id, "config": {}, "storage": Storage,
                                   "local_experiment_path": str(staging)})
 
+    def tags():
+        return {r.data.tags["trial_id"]: r.data.tags.get("pbt_exploits") for r in study.child_runs()}
+
     trials = [trial("t0"), trial("t1"), trial("t2")]
     cb = MlflowCallback(projection(study), window_s=5)
     for t in trials:
@@ -337,18 +340,21 @@ def test_every_exploit_is_counted_though_it_left_the_values_as_they_were(study, 
     configs = [a, a, b, b, b, b]  # exploited after epochs 2 and 4, to the same values
     for r, config in zip(schedule_rows(), configs, strict=True):
         cb.log_trial_result(r["epoch"], trials[1], {**r, "config": config})
+    assert cb.drain(5)
+    assert tags() == {"t0": None, "t1": "1", "t2": "1"}, "live, as the driver's log stands"
     cb.on_experiment_end(trials)
     assert cb.drain(5)
-    runs = {r.data.tags["trial_id"]: r for r in study.child_runs()}
-    assert hp_history(study, runs["t1"].info.run_id) == [(1, 0.01), (3, 0.008)]
-    assert {k: r.data.tags.get("pbt_exploits") for k, r in runs.items()} == {"t0": None, "t1": "2", "t2": "1"}
+    assert tags()["t1"] == "1", "the driver's own logs, where it wrote them, are the ones counted"
 
-    # the driver's own logs, where it wrote them, are the ones counted
-    (staging / "pbt_global.txt").write_text(first + other)
-    (staging / "pbt_policy_t1.txt").write_text(first)
-    cb.on_experiment_end(trials)
-    assert cb.drain(5)
-    assert study.client.get_run(runs["t1"].info.run_id).data.tags["pbt_exploits"] == "1"
+    # the second exploit was a later session's, which ended with no log in its driver's folder: storage's is read
+    for f in staging.iterdir():
+        f.unlink()
+    resumed = MlflowCallback(projection(study), window_s=5)
+    resumed.on_experiment_end(trials)
+    assert resumed.drain(5)
+    assert tags() == {"t0": None, "t1": "2", "t2": "1"}
+    (run_id,) = [r.info.run_id for r in study.child_runs() if r.data.tags["trial_id"] == "t1"]
+    assert hp_history(study, run_id) == [(1, 0.01), (3, 0.008)]
 
 
 def test_a_run_ended_by_model_logging_but_not_given_its_outcome_is_ended_again(study, tmp_path):
