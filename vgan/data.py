@@ -492,18 +492,16 @@ def find_named(folder: Path, image: Path, names: tuple[str, ...], what: str) -> 
                     f"or {names[1].format(image_stem(image))}.png)")
 
 
-def read_item(it: Item) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """One image's photograph (as read_photograph holds it), vessel label and FOV mask (its file's, else estimated),
-    checked as training takes them: a label or mask of another size is a DataError naming it."""
+def read_item(it: Item) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
+    """One image's files as training takes them: the photograph (as read_photograph holds it), its vessel label
+    and its FOV mask (None: it has no mask file), each checked; a label or mask of another size is a DataError
+    naming it."""
     turned: list[str] = []
     img, lab = read_photograph(it.image, turned), read_label(it.label)
     size = tuple(img.shape[1:])
-    if it.mask is not None:
-        msk = read_fov_mask(it.mask)
-    else:
-        msk = estimate_fov(unit_float(img).permute(1, 2, 0).numpy())
+    msk = read_fov_mask(it.mask) if it.mask is not None else None
     for path, arr in ((it.label, lab), (it.mask, msk)):
-        if arr.shape != size:
+        if arr is not None and arr.shape != size:
             raise DataError(f"{path}: size {arr.shape[0]}x{arr.shape[1]} does not match its image {it.image} "
                             f"({size[0]}x{size[1]}){turned_hint(bool(turned), arr.shape, size)}")
     return img, lab, msk
@@ -513,6 +511,8 @@ def _read_items(items: list[Item], name: str) -> Split:
     images, labels, masks = [], [], []
     for it in items:
         img, lab, msk = read_item(it)
+        if msk is None:
+            msk = estimate_fov(unit_float(img).permute(1, 2, 0).numpy())
         images.append(img)
         labels.append(torch.from_numpy(lab))
         masks.append(torch.from_numpy(msk))

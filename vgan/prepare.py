@@ -173,7 +173,7 @@ def _main(argv: Sequence[str] | None) -> None:
     photos = photographs(src)
     its = items(src, photos)
     aside = set(test_ids(args, [s.name for s in photos]))
-    for it in its:  # read as training reads them, before anything is written
+    for it in its:  # read and checked as training reads them, before anything is written (no FOV estimated)
         read_item(it)
     writable_folder(out, "--out")
     pools = {"training": [it for it in its if it.id not in aside], "test": [it for it in its if it.id in aside]}
