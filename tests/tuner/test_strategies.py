@@ -35,10 +35,10 @@ def pbt_record(client, runs, tmp_path):
     return record
 
 
-def first_config(study, trial_id):
-    """The config a trial's first epoch trained with, as Ray's results hold it."""
+def stored_results(study, trial_id):
+    """A trial's folder in Ray's storage and the results it holds (its result.json rows)."""
     (folder,) = study.glob(f"train_vgan_{trial_id}_*")
-    return json.loads((folder / "result.json").read_text().splitlines()[0])["config"]
+    return folder, [json.loads(ln) for ln in (folder / "result.json").read_text().splitlines()]
 
 
 def numeric(config):
@@ -76,7 +76,8 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
         # that drew the same perturbation of the trial it cloned before leaves the values as they were
         own = [ln[5] for ln in exploits if ln[0].split("_")[0] == str(int(trial_id.rsplit("_", 1)[1]))]
         assert n == len(own)
-        values = [numeric(first_config(tmp_path / "ray" / "pbt", trial_id)), *map(numeric, own)]
+        _, stored = stored_results(tmp_path / "ray" / "pbt", trial_id)
+        values = [numeric(stored[0]["config"]), *map(numeric, own)]  # the config its first epoch trained with
         changes = sum(after != before for before, after in itertools.pairwise(values))
         # the schedule: the value epoch 1 trained with, then each change's at the first epoch trained with it
         assert schedule[0][0] == 1 and len(schedule) == 1 + changes
@@ -92,8 +93,7 @@ def test_pbt_study_records_its_exploits_and_the_schedule(tmp_path):
     # holds each of them once (an epoch a clone trains again too), but an end the trial said again
     epochs = {}
     for r in runs:
-        (folder,) = (tmp_path / "ray" / "pbt").glob(f"train_vgan_{r.data.tags['trial_id']}_*")
-        stored = [json.loads(ln) for ln in (folder / "result.json").read_text().splitlines()]
+        folder, stored = stored_results(tmp_path / "ray" / "pbt", r.data.tags["trial_id"])
         own = {(row["epoch"], row["wall_time"]) for row in stored}
         reports = sorted((row["epoch"], int(row["wall_time"] * 1000)) for row in stored
                          if (row["epoch"], row.get("repeats")) not in own)
