@@ -26,7 +26,7 @@ from tuner.results import ResultCsv, ResultJson
 from tuner.resume import SavedStudy
 from tuner.space import MUTABLE, Param, SearchSpace, clip_to_space, define_by_run
 from tuner.tracking import TrackingInfo
-from tuner.trainable import TrialContext, train_vgan
+from tuner.trainable import SUPERSEDES, TrialContext, delete_checkpoint, train_vgan
 
 
 class PruneAwareOptunaSearch(OptunaSearch):
@@ -189,6 +189,17 @@ class CheckpointOnce(tune.Callback):
         manager._checkpoint_results = kept[::-1]
 
 
+class SupersededDeleted(tune.Callback):
+    """A resumed trial's checkpoint that Ray does not know (written after the driver's last saved state; restore
+    loaded it) deleted once the trial reports the checkpoint that supersedes it, by the driver, which sees every
+    report: the trial deleted it after its report, and one stopped at that report (its last epoch, an ASHA rung,
+    the time budget) never got there, its folder keeping one checkpoint more than num_to_keep for good."""
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        if result.get(SUPERSEDES) and trial.storage is not None:
+            delete_checkpoint(trial.storage.storage_filesystem, result[SUPERSEDES])
+
+
 class StopWitness(tune.Callback):
     """Which trials the fit's end stopped, and whose each result is (own_results). Tune stops them without telling
     its callbacks, the searcher or the scheduler (TuneController._stop_experiment_if_needed, and cleanup after an
@@ -241,7 +252,7 @@ def restore_tuner(space: SearchSpace, path: str, saved: SavedStudy, witness: Sto
     run_config = tuner._local_tuner._run_config  # its callbacks are the ones the study began with
     # (a study begun before CheckpointOnce was written resumes with it too)
     run_config.callbacks = [c for c in run_config.callbacks or [] if not isinstance(c, (StopWitness, CheckpointOnce))]
-    run_config.callbacks += [CheckpointOnce(), witness]
+    run_config.callbacks += [CheckpointOnce(), SupersededDeleted(), witness]
     t = space.tune
     config = tuner._local_tuner._tune_config  # what Tuner.fit hands tune.run (ray/tune/impl/tuner_internal.py)
     config.time_budget_s = t.time_budget_s  # its clock starts when the resumed fit does
@@ -270,7 +281,7 @@ def build_tuner(space: SearchSpace, tracking: TrackingInfo, storage: str, name: 
     if not verbose:
         callbacks.append(Progress(space.metric, space.score, space.epochs))
     callbacks.append(MlflowCallback(make_projection(space, tracking, storage_url), space.mlflow.outage_window_s))
-    callbacks += [CheckpointOnce(), witness]
+    callbacks += [CheckpointOnce(), SupersededDeleted(), witness]
     return tune.Tuner(
         make_trainable(space),
         # PBT's population is sampled by Ray from the param space; Optuna's searchers have their own

@@ -47,6 +47,7 @@ TRIAL_FILE = "trial.json"
 WALL_TIME = "wall_time"  # a report's time in seconds, to the microsecond, as the trial stamps it
 REPEATS = "repeats"  # on a report that says again one made before: that one's WALL_TIME
 ORPHAN = "orphan"  # restore's answer: the checkpoint it loaded that Ray does not know, to delete once superseded
+SUPERSEDES = "supersedes"  # in a report: that checkpoint, which the report's own supersedes (search.SupersededDeleted)
 
 
 @dataclass
@@ -96,7 +97,7 @@ def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
 
     Ray's num_to_keep deletes only the checkpoints its state knows: those written after it was saved are
     deleted here, the older ones at once (the one loaded holds all they hold, its best/ included), the
-    one loaded (answered as ORPHAN) by the trial once its next checkpoint is saved."""
+    one loaded (answered as ORPHAN) by the driver once the trial reports its next (search.SupersededDeleted)."""
     if storage is None:
         return _load(recorded, trainer, best) if recorded is not None else {}
     fs, folder = storage.storage_filesystem, storage.trial_fs_path.rstrip("/")
@@ -111,14 +112,17 @@ def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
             except Exception:  # noqa: BLE001 - an unreadable newer checkpoint: try the next older one
                 continue
             for path in unknown[:i]:  # what the one loaded holds, and more
-                _delete(fs, path)
+                delete_checkpoint(fs, path)
             return {**saved, "unseen": True, ORPHAN: unknown[i]}
     return _load(recorded, trainer, best) if recorded is not None else {}
 
 
-def _delete(fs, path: str) -> None:
+def delete_checkpoint(fs, path: str) -> None:
+    """A superseded checkpoint folder deleted: one gone already is left so."""
     try:
         fs.delete_dir(path)
+    except FileNotFoundError:
+        pass
     except OSError as e:  # disk space, not the trial's work, is lost
         print(f"could not delete the superseded checkpoint {path}: {e}")
 
@@ -233,10 +237,10 @@ def _train(cfg: Config, ctx: TrialContext, trainer: Trainer, work: Path) -> None
             best.copy_into(Path(d) / BEST_DIR, trainer)
             report[WALL_TIME] = time.time()  # saved with it: a report said again names the original by it
             (Path(d) / TRIAL_FILE).write_text(json.dumps({"report": report, "signal": asdict(signal)}))
-            report_now(report, tune.Checkpoint.from_directory(d))
-        if orphan is not None:  # superseded by the checkpoint just saved
-            _delete(storage.storage_filesystem, orphan)
-            orphan = None
+            # the driver deletes the orphan on this report: a trial stopped at it (its last epoch, an ASHA rung,
+            # the time budget) never runs what follows it, and the orphan stayed for good
+            report_now({**report, SUPERSEDES: orphan} if orphan else report, tune.Checkpoint.from_directory(d))
+        orphan = None
 
     try:
         fit(trainer, on_epoch)

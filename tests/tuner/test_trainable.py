@@ -104,3 +104,41 @@ def test_checkpoints_ray_does_not_know_are_deleted_once_superseded(tmp_path, dat
     saved = restore(checkpoint(top / "checkpoint_000000"), trainer(data), tmp_path / "best",
                     storage_of(tmp_path, "clone", 1))
     assert ORPHAN not in saved and len(list(clone.iterdir())) == 2
+
+
+def test_a_trial_stopped_at_the_report_that_supersedes_its_orphan_leaves_it_to_the_driver(tmp_path, data, monkeypatch):
+    """The resumed trial's checkpoint Ray does not know (the orphan) is superseded by its next one; Ray stops a
+    trial at the report of its last epoch (or an ASHA rung, or the time budget) and what the trial would run
+    after that report never runs: the report names the orphan, and the driver deletes it on seeing the report."""
+    from types import SimpleNamespace
+
+    import tuner.trainable as trainable
+    from tuner.search import SupersededDeleted
+
+    folder = trial_folder(tmp_path / "exp" / "t", data, 5)
+    values = {**TINY, "train": {**TINY["train"], "epochs": 6, "preview_every": 0}}
+    cfg = config_from_dict(values)
+    reports = []
+
+    class Stopped(Exception):
+        pass
+
+    def report(metrics, checkpoint=None):
+        reports.append(metrics)
+        if checkpoint is not None and metrics["epoch"] == 6:
+            raise Stopped  # Ray stops the trial at the report of its last epoch
+
+    monkeypatch.setattr(trainable.tune, "report", report)
+    monkeypatch.setattr(trainable.tune, "get_checkpoint", lambda: checkpoint(folder / "checkpoint_000001"))
+    monkeypatch.setattr(trainable, "_storage", lambda: storage_of(tmp_path, "t", 1))
+    (tmp_path / "work").mkdir()
+    with pytest.raises(Stopped):
+        trainable._train(cfg, trainable.TrialContext(cfg.to_dict(), checkpoint_every=1),
+                         Trainer(cfg, *data, torch.device("cpu")), tmp_path / "work")
+    orphan = str(folder / "checkpoint_000004")
+    assert reports[-1]["epoch"] == 6 and reports[-1][trainable.SUPERSEDES] == orphan
+    assert all(trainable.SUPERSEDES not in r for r in reports[:-1])
+    trial = SimpleNamespace(storage=storage_of(tmp_path, "t", 1))
+    SupersededDeleted().on_trial_result(0, [], trial, reports[-1])
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint_000000", "checkpoint_000001"]
+    SupersededDeleted().on_trial_result(0, [], trial, reports[-1])  # seen again (a resumed driver): nothing to do
