@@ -24,12 +24,11 @@ from mlflow.tracking import MlflowClient
 from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
 from vgan.config import Config
 from vgan.data import FOV_ESTIMATED, Split, fov_source, load_split, load_train_val, split_fingerprint
-from vgan.metrics import per_image_auc
+from vgan.metrics import bootstrap_interval, per_image_auc
 from vgan.scale import AUTO, recorded_fov, scaled_predictions
 from vgan.trainer import split_metrics
 
 CHALLENGER, CHAMPION = "challenger", "champion"
-BOOTSTRAP_SAMPLES = 10_000
 HINT_NAMES = 10  # registered models an error names at most
 
 
@@ -110,15 +109,6 @@ def score_logged(model_uri: str, split: Split) -> Scores:
 
     model = load_program(model_uri)
     return score_model(model, split, trained_fov=recorded_fov(model))
-
-
-def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,
-                       samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
-    """Percentile interval of the mean of paired gains, resampling the images with replacement."""
-    rng = np.random.default_rng(seed)
-    means = gains[rng.integers(0, len(gains), size=(samples, len(gains)))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
 
 
 def compare(champion_version: str, champion: Scores, challenger: Scores, gate: Gate) -> tuple[bool, str, Comparison]:

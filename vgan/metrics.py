@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 METRIC_NAMES = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
+BOOTSTRAP_SAMPLES = 10_000
 
 
 def fov_pixels(probs, labels, masks) -> tuple[np.ndarray, np.ndarray]:
@@ -189,3 +190,12 @@ def per_image_auc(probs, labels, masks) -> np.ndarray:
         fpr, tpr = roc(*ranked_counts(scores, targets)[:2])
         out.append(float(np.trapezoid(tpr, fpr)))
     return np.asarray(out)
+
+
+def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,
+                       samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+    """Percentile interval of the mean of paired gains, resampling the images with replacement."""
+    rng = np.random.default_rng(seed)
+    means = gains[rng.integers(0, len(gains), size=(samples, len(gains)))].mean(axis=1)
+    tail = (1 - confidence) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))

@@ -5,7 +5,7 @@ import pytest
 import torch
 from models import trial_with_best
 
-from tuner.registry import CHALLENGER, CHAMPION, Gate, bootstrap_interval, compare, register_candidate, scores_of
+from tuner.registry import CHALLENGER, CHAMPION, Gate, compare, register_candidate, scores_of
 from tuner.tracking import log_best_model, use_tracking_uri
 from vgan.config import DataConfig, apply_overrides
 from vgan.data import load_split, load_train_val, read_probability
@@ -45,15 +45,6 @@ def test_a_same_quality_challenger_is_not_promoted(reference_root, drive_test):
                                       Gate(margin=0.0))
         assert not promoted and abs(c.gain) < 1e-3 and "kept champion v1" in reason, reason
         assert c.interval[0] < 0 < c.interval[1] or c.gain <= 0
-
-
-def test_the_bootstrap_is_seeded_and_reproducible():
-    gains = np.random.default_rng(0).normal(0.002, 0.004, 20)
-    a, b = bootstrap_interval(gains, 0.95, seed=7), bootstrap_interval(gains, 0.95, seed=7)
-    assert a == b and a[0] < gains.mean() < a[1]
-    assert bootstrap_interval(gains, 0.95, seed=8) != a
-    wide, narrow = bootstrap_interval(gains, 0.99), bootstrap_interval(gains, 0.80)
-    assert wide[0] < narrow[0] < narrow[1] < wide[1]
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from sklearn.metrics import auc, average_precision_score, f1_score, precision_re
 from vgan.config import DataConfig
 from vgan.data import read_pool, read_probability
 from vgan.metrics import (
+    bootstrap_interval,
     compute_metrics,
     curves,
     fov_pixels,
@@ -171,3 +172,12 @@ def test_histogram_metrics_refuse_one_class():
 
     with pytest.raises(ValueError, match="both vessel and background"):
         histogram_metrics(torch.rand(10), torch.zeros(10, dtype=torch.bool))
+
+
+def test_the_bootstrap_is_seeded_and_reproducible():
+    gains = np.random.default_rng(0).normal(0.002, 0.004, 20)
+    a, b = bootstrap_interval(gains, 0.95, seed=7), bootstrap_interval(gains, 0.95, seed=7)
+    assert a == b and a[0] < gains.mean() < a[1]
+    assert bootstrap_interval(gains, 0.95, seed=8) != a
+    wide, narrow = bootstrap_interval(gains, 0.99), bootstrap_interval(gains, 0.80)
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
