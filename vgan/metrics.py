@@ -199,3 +199,18 @@ def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,
     means = gains[rng.integers(0, len(gains), size=(samples, len(gains)))].mean(axis=1)
     tail = (1 - confidence) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def runs_bootstrap_interval(baseline: np.ndarray, candidate: np.ndarray, confidence: float, seed: int = 0,
+                            samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+    """Percentile interval of the mean per-image gain of the candidate's runs over the baseline's (each an array
+    (runs, images) of one metric, the same images in the same order), drawing with replacement each side's runs
+    and, jointly for both, the images: training's noise (another seed, another model) and the images' both."""
+    rng = np.random.default_rng(seed)
+    n = baseline.shape[1]
+    images = rng.integers(0, n, size=(samples, n))
+    base = baseline[rng.integers(0, len(baseline), size=(samples, len(baseline)))].mean(axis=1)
+    cand = candidate[rng.integers(0, len(candidate), size=(samples, len(candidate)))].mean(axis=1)
+    means = np.take_along_axis(cand - base, images, axis=1).mean(axis=1)
+    tail = (1 - confidence) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))

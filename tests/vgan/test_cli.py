@@ -109,6 +109,7 @@ def test_a_program_ended_by_exit_program_keeps_its_status_and_finishes_what_exit
     ("vgan.evaluate", "--out", ["--checkpoint", "best.pt", "--out", ""]),
     ("vgan.train", "--config", ["--config", ""]),
     ("vgan.prepare", "--out", ["--images", "CHASEDB1", "--out", "", "--test", "8"]),
+    ("vgan.compare", "--json", ["eval/a", "eval/b", "--json", ""]),
 ])
 def test_an_empty_path_is_refused_not_read_as_the_working_directory(tmp_path, monkeypatch, capsys, module, option,
                                                                      argv):

@@ -14,6 +14,7 @@ from vgan.metrics import (
     histogram_metrics,
     per_image_auc,
     per_image_metrics,
+    runs_bootstrap_interval,
     threshold_metrics,
 )
 
@@ -181,3 +182,19 @@ def test_the_bootstrap_is_seeded_and_reproducible():
     assert bootstrap_interval(gains, 0.95, seed=8) != a
     wide, narrow = bootstrap_interval(gains, 0.99), bootstrap_interval(gains, 0.80)
     assert wide[0] < narrow[0] < narrow[1] < wide[1]
+
+
+def test_the_runs_bootstrap_widens_with_the_runs_spread():
+    """Runs that differ as seeds do widen the interval of the per-image gain beyond the images' draw alone; runs
+    alike leave it about as wide."""
+    rng = np.random.default_rng(0)
+    images = rng.normal(0.97, 0.005, 20)
+    gain = rng.normal(0.002, 0.003, 20)
+    alike = np.stack([images] * 3), np.stack([images + gain] * 3)
+    spread = images + rng.normal(0, 0.004, (3, 1)), images + gain + rng.normal(0, 0.004, (3, 1))
+    lo, hi = bootstrap_interval(gain, 0.95)
+    a_lo, a_hi = runs_bootstrap_interval(*alike, 0.95)
+    s_lo, s_hi = runs_bootstrap_interval(*spread, 0.95)
+    assert runs_bootstrap_interval(*spread, 0.95, seed=3) == runs_bootstrap_interval(*spread, 0.95, seed=3)
+    assert a_hi - a_lo == pytest.approx(hi - lo, rel=0.1)
+    assert s_hi - s_lo > 1.5 * (hi - lo)

@@ -1,0 +1,196 @@
+"""vgan.compare: two evaluations of DRIVE's test split, paired image by image (V-GAN's published maps, and the same
+maps blurred or noised as the worse or equal model)."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from scipy.ndimage import gaussian_filter
+
+from vgan.compare import main as compare_main
+from vgan.data import read_probability
+from vgan.evaluate import main as evaluate_main
+
+
+def evaluation(maps_of, reference_root, drive_root, out, *extra):
+    """vgan.evaluate of V-GAN's DRIVE test maps, each turned by `maps_of(map, index)` first, into `out`."""
+    maps = out.parent / f"{out.name}-maps"
+    maps.mkdir()
+    for i, path in enumerate(sorted((reference_root / "DRIVE").glob("*_test.tif"))):
+        np.save(maps / f"{path.stem}.npy", maps_of(read_probability(path), i).astype(np.float32))
+    assert evaluate_main(["--predictions", str(maps), "--data", str(drive_root), "--split", "test", "--out", str(out),
+                          "--previews", "0", *extra]) == 0
+    return out
+
+
+def blurred(sigma):
+    return lambda m, i: gaussian_filter(m, sigma)
+
+
+def noised(seed):
+    return lambda m, i: np.clip(m + np.random.default_rng(seed + i).normal(0, 0.1, m.shape), 0, 1)
+
+
+@pytest.fixture(scope="module")
+def evaluations(tmp_path_factory, reference_root, drive_root):
+    root = tmp_path_factory.mktemp("evaluations")
+    return {name: evaluation(maps_of, reference_root, drive_root, root / name)
+            for name, maps_of in (("vgan", lambda m, i: m), ("blurred", blurred(1.0)), ("blurred_15", blurred(1.5)),
+                                  ("blurred_06", blurred(0.6)), ("noised_a", noised(100)), ("noised_b", noised(200)))}
+
+
+def compared(capsys, *argv):
+    code = compare_main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_worse_model_is_lower_on_every_metric_beyond_the_images_noise(evaluations, capsys, tmp_path):
+    code, out, _ = compared(capsys, evaluations["vgan"], evaluations["blurred"], "--json", tmp_path / "c.json")
+    assert code == 0
+    record = json.loads((tmp_path / "c.json").read_text())
+    base = json.loads((evaluations["vgan"] / "metrics.json").read_text())
+    blurred = json.loads((evaluations["blurred"] / "metrics.json").read_text())
+    assert record["images"] == 20 and set(record["metrics"]) == {"auc_roc", "auc_pr", "f1"}
+    for metric, g in record["metrics"].items():
+        assert g["baseline"] == base[metric] and g["candidate"] == blurred[metric]
+        assert g["gain"] == pytest.approx(blurred[metric] - base[metric])
+        gains = [b[metric] - a[metric] for a, b in zip(base["per_image"], blurred["per_image"], strict=True)]
+        assert g["mean_gain"] == pytest.approx(np.mean(gains))
+        assert g["interval"][0] < g["mean_gain"] < g["interval"][1] < 0
+        assert g["higher_on"] == sum(x > 0 for x in gains) <= 1 and g["verdict"] == "lower"
+    assert "auc_roc" in out and "lower" in out and "higher" not in out.replace("higher on", "")
+    assert "it says nothing of training's own noise" in out
+
+    code, out, _ = compared(capsys, evaluations["blurred"], evaluations["vgan"], "--json", tmp_path / "r.json")
+    reverse = json.loads((tmp_path / "r.json").read_text())["metrics"]
+    for metric, g in record["metrics"].items():  # the same images drawn: the interval mirrored
+        assert reverse[metric]["mean_gain"] == pytest.approx(-g["mean_gain"])
+        assert reverse[metric]["interval"] == pytest.approx([-g["interval"][1], -g["interval"][0]])
+        assert reverse[metric]["verdict"] == "higher"
+
+
+def test_two_noises_of_one_model_are_within_noise(evaluations, capsys, tmp_path):
+    code, out, _ = compared(capsys, evaluations["noised_a"], evaluations["noised_b"], "--metrics", "auc_roc",
+                            "--json", tmp_path / "c.json")
+    g = json.loads((tmp_path / "c.json").read_text())["metrics"]["auc_roc"]
+    assert code == 0 and g["interval"][0] < 0 < g["interval"][1] and g["verdict"] == "within noise"
+    assert "within noise" in out
+
+
+def test_the_interval_is_seeded_and_widens_with_the_confidence(evaluations, capsys, tmp_path):
+    def interval(*extra):
+        assert compared(capsys, evaluations["vgan"], evaluations["blurred"], "--metrics", "auc_pr", "--json",
+                        tmp_path / "c.json", *extra)[0] == 0
+        return json.loads((tmp_path / "c.json").read_text())["metrics"]["auc_pr"]["interval"]
+
+    assert interval() == interval("--seed", "0") != interval("--seed", "1")
+    wide, narrow = interval("--confidence", "0.99"), interval("--confidence", "0.8")
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
+
+
+def test_an_image_without_an_auc_is_left_out_of_that_metric(evaluations, capsys, tmp_path):
+    """An image whose FOV holds no vessel has no AUC (vgan.metrics.per_image_metrics): it is paired on F1 alone."""
+    for name in ("vgan", "blurred"):
+        m = json.loads((evaluations[name] / "metrics.json").read_text())
+        m["per_image"][3]["auc_roc"] = None
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.json").write_text(json.dumps(m))
+    assert compared(capsys, tmp_path / "vgan", tmp_path / "blurred", "--metrics", "auc_roc,f1", "--json",
+                    tmp_path / "c.json")[0] == 0
+    record = json.loads((tmp_path / "c.json").read_text())["metrics"]
+    assert record["auc_roc"]["images"] == 19 and record["f1"]["images"] == 20
+
+
+def test_other_thresholds_are_said(reference_root, drive_root, evaluations, capsys, tmp_path):
+    other = evaluation(lambda m, i: m, reference_root, drive_root, tmp_path / "t04", "--threshold", "0.4")
+    code, out, _ = compared(capsys, evaluations["vgan"], other / "metrics.json")
+    assert code == 0
+    assert "note: f1 at each evaluation's own threshold: baseline 0.5 (fixed), candidate 0.4 (fixed)" in out
+
+
+def test_several_runs_a_side_hold_trainings_noise(evaluations, capsys, tmp_path):
+    """Two 'recipes' whose runs differ as seeds do: the baseline's V-GAN's maps and the same blurred at sigma 1.5,
+    the candidate's blurred at 1.0 and 0.6 (a blur of 1 costs nearly every image; of 0.6 next to nothing). V-GAN's
+    maps against the blur of 1 alone: lower, beyond the images' noise; the runs' spread, drawn too, puts the gain
+    of the recipes within noise."""
+    e = {k: str(v) for k, v in evaluations.items()}
+
+    said = []
+
+    def record(*argv):
+        code, out, _ = compared(capsys, *argv, "--metrics", "auc_roc", "--json", tmp_path / "c.json")
+        assert code == 0
+        said.append(out)
+        return json.loads((tmp_path / "c.json").read_text())["metrics"]["auc_roc"]
+
+    pair = record(e["vgan"], e["blurred"])
+    assert pair["verdict"] == "lower" and pair["interval"][1] < 0
+    assert record("--baseline", e["vgan"], "--candidate", e["blurred"]) == pair  # one run a side: the pair's
+    runs = record("--baseline", e["vgan"], e["blurred_15"], "--candidate", e["blurred"], e["blurred_06"])
+    pooled = {k: json.loads((evaluations[k] / "metrics.json").read_text())["auc_roc"]
+              for k in ("vgan", "blurred", "blurred_15", "blurred_06")}
+    assert runs["baseline_runs"] == [pooled["vgan"], pooled["blurred_15"]]
+    assert runs["baseline"] == pytest.approx((pooled["vgan"] + pooled["blurred_15"]) / 2)
+    assert runs["candidate"] == pytest.approx((pooled["blurred"] + pooled["blurred_06"]) / 2)
+    assert runs["interval"][0] < 0 < runs["interval"][1] and runs["verdict"] == "within noise"
+    assert "the interval draws each side's runs (2 and 2) and the 20 images with replacement" in said[-1]
+    assert "candidate 2 runs (" in said[-1] and "nothing of training's own noise" in said[0]
+
+
+def edited(evaluations, tmp_path, edit):
+    m = json.loads((evaluations["blurred"] / "metrics.json").read_text())
+    edit(m)
+    (tmp_path / "edited").mkdir(exist_ok=True)
+    path = tmp_path / "edited" / "metrics.json"
+    path.write_text(json.dumps(m))
+    return path
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["per_image"].pop(5), "not the images .* scored \\(06_test only in the baseline's\\)"),
+    (lambda m: m["per_image"][2].update(id="x_test"),
+     "03_test only in the baseline's; x_test only in this one"),
+    (lambda m: m["per_image"][0].update(n_fov_pixels=224000), "01_test was scored with FOV pixels 224000, in .* "
+     "with 224377: not the same masks or labels"),
+    (lambda m: m["per_image"][1].update(vessel_fraction=0.2), "02_test was scored with vessel fraction of the label"),
+    (lambda m: m["per_image"][4].update(f1="0.8"), "per_image 05_test has no f1 \\('0.8'\\)"),
+    (lambda m: m.pop("per_image"), "no per_image rows"),
+    (lambda m: m["per_image"].append(dict(m["per_image"][0])), "per_image holds 01_test twice"),
+])
+def test_evaluations_not_of_the_same_pixels_are_refused(evaluations, capsys, tmp_path, edit, message):
+    code, out, err = compared(capsys, evaluations["vgan"], edited(evaluations, tmp_path, edit))
+    assert code == 2 and out == ""
+    assert err.startswith("vgan.compare: error: ") and "edited/metrics.json" in err
+    assert re.search(message, err), err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["{vgan}", "{missing}"], "missing: no such folder or file (give a folder vgan.evaluate wrote"),
+    (["{vgan}", "{empty}"], "empty/metrics.json: no such file (not a folder vgan.evaluate wrote?)"),
+    (["{vgan}", "{vgan}/metrics.json"], "vgan/metrics.json: given twice"),
+    (["{vgan}", "{blurred}", "--metrics", "auc_roc,dice"], "--metrics 'auc_roc,dice': unknown dice; give some of"),
+    (["{vgan}", "{blurred}", "--metrics", ","], "none named"),
+    (["{vgan}", "{blurred}", "--confidence", "1"], "--confidence 1.0: must lie strictly between 0 and 1"),
+    (["{vgan}", "{not_json}"], "not_json/metrics.json: not a metrics file vgan.evaluate writes"),
+    (["{vgan}", "{blurred}", "{noised_a}"], "3 evaluation(s) given: give two, BASELINE CANDIDATE"),
+    (["{vgan}", "{blurred}", "--baseline", "{noised_a}"], "give BASELINE CANDIDATE, or --baseline EVAL"),
+    (["--baseline", "{vgan}", "{blurred}"], "--candidate: missing"),
+    (["--baseline", "{vgan}", "{blurred}", "--candidate", "{noised_a}", "{blurred}"],
+     "blurred/metrics.json: given twice"),
+])
+def test_bad_arguments_exit_2_naming_them(evaluations, capsys, tmp_path, argv, message):
+    (tmp_path / "not_json").mkdir()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "not_json" / "metrics.json").write_text("{auc")
+    paths = {**{k: str(v) for k, v in evaluations.items()}, "missing": str(tmp_path / "missing"),
+             "not_json": str(tmp_path / "not_json"), "empty": str(tmp_path / "empty")}
+    code, out, err = compared(capsys, *(a.format(**paths) for a in argv))
+    assert code == 2 and out == "" and message in err, err
+
+
+def test_a_json_that_cannot_be_written_is_refused_before_anything_is_printed(evaluations, capsys, tmp_path):
+    (tmp_path / "file").write_text("")
+    code, out, err = compared(capsys, evaluations["vgan"], evaluations["blurred"], "--json", tmp_path / "file" / "c")
+    assert code == 2 and out == "" and "--json" in err and "is a file, not a folder" in err

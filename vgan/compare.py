@@ -1,0 +1,275 @@
+"""Two evaluations of one split compared image by image: is the candidate's gain more than the choice of test
+images explains? And, given several runs of each (seeds of two recipes), more than training's own noise too?
+
+    python -m vgan.compare eval/baseline eval/candidate
+    python -m vgan.compare eval/none eval/flips --metrics auc_roc,f1 --json eval/flips-vs-none.json
+    python -m vgan.compare --baseline eval/a_s0 eval/a_s1 eval/a_s2 --candidate eval/b_s0 eval/b_s1 eval/b_s2
+
+Each argument is a folder `vgan.evaluate` wrote, or its metrics.json. All must have scored the same images on
+the same pixels: the same ids, and for each image the same number of FOV pixels and the same vessel fraction of
+its label (maps scored on other masks or labels would mix those in the gain). For each metric: the pooled
+figures as reported (each side's mean over its runs) and their difference; the mean of the per-image gains with
+its bootstrap percentile interval (10,000 draws, seeded); on how many images the candidate scored higher; and
+`higher`, `lower` or `within noise` (the interval above 0, below it, across it). With one evaluation a side the
+images are drawn with replacement (the interval the registry's promotion gate takes of AUC-ROC): an interval
+above 0 says these two models would rank so on photographs like these, and nothing of training's own noise
+(another seed of one recipe moves DRIVE's AUC-ROC by up to 0.01: README, "One run is one draw"). With several
+runs a side (`--baseline`, `--candidate`), each side's runs are drawn with replacement too: the interval then
+holds training's noise as far as those runs show it (few runs understate it). Thresholded metrics (F1, ...) are
+each evaluation's at its own threshold, which is said when they differ; an image without vessels in its FOV has
+no AUC and is left out of that metric.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from vgan.cli import exit_program, nonempty, run_cli, writable_folder
+from vgan.errors import ConfigError, DataError
+from vgan.metrics import BOOTSTRAP_SAMPLES, METRIC_NAMES, bootstrap_interval, runs_bootstrap_interval
+
+METRICS_FILE = "metrics.json"
+DEFAULT_METRICS = ("auc_roc", "auc_pr", "f1")
+THRESHOLDED = ("f1", "accuracy", "sensitivity", "specificity")
+SAME_PIXELS = (("n_fov_pixels", "FOV pixels", 0.0), ("vessel_fraction", "vessel fraction of the label", 1e-9))
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A metrics.json of `vgan.evaluate`: its pooled metrics and each image's row, by id."""
+
+    path: Path
+    metrics: dict
+    images: dict[str, dict]
+
+    @property
+    def what(self) -> str:
+        return f"{self.metrics.get('dataset', '?')} {self.metrics.get('split', '?')}"
+
+
+@dataclass(frozen=True)
+class MetricGain:
+    metric: str
+    baseline: float  # pooled, as the evaluations reported it (the mean over the side's runs)
+    candidate: float
+    gain: float  # pooled candidate - baseline
+    mean_gain: float  # of the per-image gains (of each side's mean over its runs)
+    interval: tuple[float, float]  # bootstrap interval of mean_gain
+    higher_on: int  # images where the candidate scored higher
+    images: int  # images paired (an image without vessels in its FOV has no AUC)
+    verdict: str  # higher, lower or within noise
+    baseline_runs: list[float]  # each run's pooled figure
+    candidate_runs: list[float]
+
+    @property
+    def row(self) -> str:
+        lo, hi = self.interval
+        return (f"{self.metric:<18} {self.baseline:>8.4f}  {self.candidate:>9.4f}  {self.gain:+.4f}   "
+                f"{self.mean_gain:+.4f} [{lo:+.4f}, {hi:+.4f}]   {self.higher_on:>3} of {self.images:<3}  "
+                f"{self.verdict}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m vgan.compare", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("pair", nargs="*", type=nonempty, metavar="BASELINE CANDIDATE",
+                   help="two evaluation folders (or their metrics.json): what is compared with, then the candidate")
+    p.add_argument("--baseline", nargs="+", type=nonempty, metavar="EVAL",
+                   help="several runs' evaluations of the baseline (seeds of one recipe), in place of the pair")
+    p.add_argument("--candidate", nargs="+", type=nonempty, metavar="EVAL",
+                   help="several runs' evaluations of the candidate")
+    p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), metavar="M,M,...",
+                   help=f"of {', '.join(METRIC_NAMES)} (default: {','.join(DEFAULT_METRICS)})")
+    p.add_argument("--confidence", type=float, default=0.95, help="of the interval (default: 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="of the bootstrap's draws (default: 0)")
+    p.add_argument("--json", type=nonempty, metavar="FILE", help="write the comparison there too")
+    return p
+
+
+def sides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The baseline's evaluations and the candidate's: the pair, or --baseline and --candidate."""
+    if args.pair and (args.baseline or args.candidate):
+        raise ConfigError("give BASELINE CANDIDATE, or --baseline EVAL ... --candidate EVAL ..., not both")
+    if args.pair:
+        if len(args.pair) != 2:
+            raise ConfigError(f"{len(args.pair)} evaluation(s) given: give two, BASELINE CANDIDATE (several runs a "
+                              "side: --baseline EVAL ... --candidate EVAL ...)")
+        return [args.pair[0]], [args.pair[1]]
+    if not (args.baseline and args.candidate):
+        raise ConfigError(f"--{'candidate' if args.baseline else 'baseline'}: missing (give BASELINE CANDIDATE, or "
+                          "--baseline EVAL ... --candidate EVAL ...)")
+    return args.baseline, args.candidate
+
+
+def read_evaluation(arg: str) -> Evaluation:
+    path = Path(arg).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: no such folder or file (give a folder vgan.evaluate wrote, or its {METRICS_FILE})")
+    if path.is_dir():
+        path = path / METRICS_FILE
+        if not path.is_file():
+            raise DataError(f"{path}: no such file (not a folder vgan.evaluate wrote?)")
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DataError(f"{path}: not a metrics file vgan.evaluate writes ({e})") from None
+    rows = metrics.get("per_image") if isinstance(metrics, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise DataError(f"{path}: no per_image rows, each image's metrics a paired comparison needs (not written "
+                        "by vgan.evaluate?)")
+    images: dict[str, dict] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            raise DataError(f"{path}: per_image[{i}] has no id")
+        if row["id"] in images:
+            raise DataError(f"{path}: per_image holds {row['id']} twice")
+        images[row["id"]] = row
+    return Evaluation(path, metrics, images)
+
+
+def parse_metrics(text: str) -> list[str]:
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    unknown = [m for m in names if m not in METRIC_NAMES]
+    if unknown or not names:
+        raise ConfigError(f"--metrics {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'none named'}; "
+                          f"give some of {', '.join(METRIC_NAMES)}")
+    return list(dict.fromkeys(names))
+
+
+def some(ids: list[str]) -> str:
+    return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+
+
+def check_paired(base: Evaluation, others: list[Evaluation]) -> list[str]:
+    """The image ids all scored, in the first baseline's order; refused where one did not score the same pixels."""
+    seen = {base.path.resolve()}
+    for ev in others:
+        if ev.path.resolve() in seen:
+            raise ConfigError(f"{ev.path}: given twice: each evaluation is one model's, once")
+        seen.add(ev.path.resolve())
+    for cand in others:
+        only_base = [i for i in base.images if i not in cand.images]
+        only_cand = [i for i in cand.images if i not in base.images]
+        if only_base or only_cand:
+            parts = ([f"{some(only_base)} only in the baseline's"] if only_base else []) + (
+                [f"{some(only_cand)} only in this one"] if only_cand else [])
+            raise DataError(f"{cand.path}: not the images {base.path} scored ({'; '.join(parts)}): compare "
+                            f"evaluations of one split ({base.what} against {cand.what})")
+        for image_id, row in base.images.items():
+            other = cand.images[image_id]
+            for key, what, tolerance in SAME_PIXELS:
+                a, b = row.get(key), other.get(key)
+                if isinstance(a, (int, float)) and isinstance(b, (int, float)) and abs(a - b) > tolerance:
+                    raise DataError(f"{cand.path}: {image_id} was scored with {what} {b:g}, in {base.path} with "
+                                    f"{a:g}: not the same masks or labels (an FOV estimated in one, the dataset's "
+                                    "masks in the other?), so the gains would mix the model's with the pixels'")
+    return list(base.images)
+
+
+def value(ev: Evaluation, image_id: str, metric: str) -> float | None:
+    """An image's metric; None where it has none (an AUC of an image without vessels in its FOV)."""
+    v = ev.images[image_id].get(metric, "missing")
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise DataError(f"{ev.path}: per_image {image_id} has no {metric} ({v!r})")
+    return float(v)
+
+
+def pooled(ev: Evaluation, metric: str) -> float:
+    v = ev.metrics.get(metric)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise DataError(f"{ev.path}: no pooled {metric}")
+    return float(v)
+
+
+def compare_metric(base: list[Evaluation], cand: list[Evaluation], ids: list[str], metric: str, confidence: float,
+                   seed: int) -> MetricGain:
+    rows = [[[value(ev, i, metric) for i in ids] for ev in side] for side in (base, cand)]
+    kept = [j for j in range(len(ids)) if all(run[j] is not None for side in rows for run in side)]
+    if len(kept) < 2:
+        raise DataError(f"{cand[0].path}: {len(kept)} image(s) with a {metric} in every evaluation: a comparison "
+                        "needs 2 or more")
+    a, b = (np.array([[run[j] for j in kept] for run in side]) for side in rows)
+    gains = b.mean(axis=0) - a.mean(axis=0)
+    if len(a) == len(b) == 1:  # the images' draw alone, as the registry's gate takes it
+        lo, hi = bootstrap_interval(gains, confidence, seed)
+    else:
+        lo, hi = runs_bootstrap_interval(a, b, confidence, seed)
+    verdict = "higher" if lo > 0 else "lower" if hi < 0 else "within noise"
+    base_runs, cand_runs = [pooled(ev, metric) for ev in base], [pooled(ev, metric) for ev in cand]
+    mean_base, mean_cand = float(np.mean(base_runs)), float(np.mean(cand_runs))
+    return MetricGain(metric, mean_base, mean_cand, mean_cand - mean_base, float(gains.mean()), (lo, hi),
+                      int((gains > 0).sum()), len(kept), verdict, base_runs, cand_runs)
+
+
+def thresholds_note(base: list[Evaluation], cand: list[Evaluation], metrics: list[str]) -> str | None:
+    shown = [m for m in metrics if m in THRESHOLDED]
+    held = [(ev.metrics.get("threshold"), ev.metrics.get("threshold_source", "?")) for ev in (*base, *cand)]
+    if not shown or len({t for t, _ in held}) == 1:
+        return None
+    def of(side: list[Evaluation]) -> str:
+        return ", ".join(sorted({f"{ev.metrics.get('threshold')} ({ev.metrics.get('threshold_source', '?')})"
+                                 for ev in side}))
+    return f"note: {', '.join(shown)} at each evaluation's own threshold: baseline {of(base)}, candidate {of(cand)}"
+
+
+def named(side: list[Evaluation]) -> str:
+    if len(side) == 1:
+        return str(side[0].path.parent)
+    return f"{len(side)} runs ({', '.join(str(ev.path.parent) for ev in side)})"
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    args = build_parser().parse_args(argv)
+    metrics = parse_metrics(args.metrics)
+    if not 0 < args.confidence < 1:
+        raise ConfigError(f"--confidence {args.confidence}: must lie strictly between 0 and 1")
+    base_args, cand_args = sides(args)
+    base, cand = [read_evaluation(a) for a in base_args], [read_evaluation(a) for a in cand_args]
+    ids = check_paired(base[0], [*base[1:], *cand])
+    gains = [compare_metric(base, cand, ids, m, args.confidence, args.seed) for m in metrics]
+    out = Path(args.json).expanduser() if args.json else None
+    if out is not None:
+        writable_folder(out.parent, "--json")
+    print(f"candidate {named(cand)} against baseline {named(base)}: {base[0].what}, {len(ids)} images, the same "
+          "FOV pixels and labels")
+    print(f"{'metric':<18} {'baseline':>8}  {'candidate':>9}  {'gain':<7}   per-image gain "
+          f"[{args.confidence:.0%} interval]   higher on")
+    for g in gains:
+        print(g.row)
+    note = thresholds_note(base, cand, metrics)
+    if note:
+        print(note)
+    draws = f"{BOOTSTRAP_SAMPLES:,} times, seed {args.seed}"
+    if len(base) == len(cand) == 1:
+        print(f"the interval draws the {len(ids)} images with replacement ({draws}): it says nothing of training's "
+              "own noise; give each side several seeds' runs for that (--baseline EVAL ... --candidate EVAL ...)")
+    else:
+        print(f"the interval draws each side's runs ({len(base)} and {len(cand)}) and the {len(ids)} images with "
+              f"replacement ({draws}): training's noise as far as these runs show it (few runs understate it)")
+    if out is not None:
+        record = {"baseline": [str(ev.path) for ev in base], "candidate": [str(ev.path) for ev in cand],
+                  "dataset": base[0].metrics.get("dataset"), "split": base[0].metrics.get("split"),
+                  "images": len(ids), "confidence": args.confidence, "seed": args.seed, "samples": BOOTSTRAP_SAMPLES,
+                  "thresholds": {"baseline": [ev.metrics.get("threshold") for ev in base],
+                                 "candidate": [ev.metrics.get("threshold") for ev in cand]},
+                  "metrics": {g.metric: {k: v for k, v in asdict(g).items() if k != "metric"} for g in gains}}
+        out.write_text(json.dumps(record, indent=2) + "\n")
+        print(f"wrote {out}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_main, argv, "vgan.compare")
+
+
+if __name__ == "__main__":
+    exit_program(main())
