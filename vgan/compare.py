@@ -53,6 +53,11 @@ class Evaluation:
     def what(self) -> str:
         return f"{self.metrics.get('dataset', '?')} {self.metrics.get('split', '?')}"
 
+    @property
+    def name(self) -> str:
+        """As the user named it: the folder vgan.evaluate wrote, or the file where it was renamed."""
+        return str(self.path.parent if self.path.name == METRICS_FILE else self.path)
+
 
 @dataclass(frozen=True)
 class MetricGain:
@@ -213,9 +218,9 @@ def compare_metric(base: list[Evaluation], cand: list[Evaluation], ids: list[str
 
 def thresholds_note(base: list[Evaluation], cand: list[Evaluation], metrics: list[str]) -> str | None:
     shown = [m for m in metrics if m in THRESHOLDED]
-    held = [(ev.metrics.get("threshold"), ev.metrics.get("threshold_source", "?")) for ev in (*base, *cand)]
-    if not shown or len({t for t, _ in held}) == 1:
+    if not shown or len({ev.metrics.get("threshold") for ev in (*base, *cand)}) == 1:
         return None
+
     def of(side: list[Evaluation]) -> str:
         return ", ".join(sorted({f"{ev.metrics.get('threshold')} ({ev.metrics.get('threshold_source', '?')})"
                                  for ev in side}))
@@ -224,8 +229,8 @@ def thresholds_note(base: list[Evaluation], cand: list[Evaluation], metrics: lis
 
 def named(side: list[Evaluation]) -> str:
     if len(side) == 1:
-        return str(side[0].path.parent)
-    return f"{len(side)} runs ({', '.join(str(ev.path.parent) for ev in side)})"
+        return side[0].name
+    return f"{len(side)} runs ({', '.join(ev.name for ev in side)})"
 
 
 def _main(argv: Sequence[str] | None) -> None:
