@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -82,10 +84,31 @@ def sigterm_as_ctrl_c() -> Iterator[list[int]]:
         yield received
 
 
+def stdout_is_pipe() -> bool:
+    try:
+        return stat.S_ISFIFO(os.fstat(sys.stdout.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # closed, or replaced by an object without a descriptor
+        return False
+
+
+def reader_gone(prog: str) -> int:
+    """The reader of standard output went (`| head`, a pager quit): stop as a Unix tool stopped by SIGPIPE does, in
+    one line on stderr, where a traceback came from the print that met the closed pipe. Standard output is pointed
+    at /dev/null so that the interpreter's flush at exit does not meet it again (Python's `signal` docs)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print(f"{prog}: stopped: the reader of its output closed the pipe", file=sys.stderr)
+    return 128 + signal.SIGPIPE
+
+
 def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | None, prog: str) -> int:
     with sigterm_as_ctrl_c() as terminated:
         try:
             main(argv)
+            sys.stdout.flush()  # a closed pipe is met here, not in the interpreter's flush at exit (exit 120)
+        except BrokenPipeError:
+            if not stdout_is_pipe():  # another pipe or socket of the command's: not this
+                raise
+            return reader_gone(prog)
         except BadInputError as e:
             print(f"{prog}: error: {e}", file=sys.stderr)
             return 2

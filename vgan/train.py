@@ -162,7 +162,7 @@ def _main(argv: Sequence[str] | None) -> None:
     began = time.time()
     try:
         train_into(trainer, out, progress=not args.quiet and sys.stderr.isatty())
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, SIGTERM, or the reader of its output gone (| head)
         last = out / "checkpoints" / "last.pt"
         if last.is_file() and last.stat().st_mtime >= began:  # this run's, not one an earlier run left there
             # its config holds the data root, the epochs and the device, and its run folder is this one

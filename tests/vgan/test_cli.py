@@ -2,10 +2,13 @@
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
 from vgan.cli import handler_kept, run_cli, writable_folder
 from vgan.errors import BadInputError, DataError, VganError
@@ -126,3 +129,23 @@ def test_an_empty_path_is_refused_not_read_as_the_working_directory(tmp_path, mo
     assert code == 2
     assert f"argument {option}: empty (an unset shell variable?): give a path or URI" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reader_gone_stops_a_command_as_sigpipe_stops_a_unix_tool(tmp_path):
+    """`python -m vgan.compare A B | head -1`, or a pager quit: the print that met the closed pipe raised, a traceback
+    and exit 1 (or 120, met in the interpreter's flush at exit). Now one line and SIGPIPE's status, 141."""
+    paired = REPO / "benchmarks" / "results" / "paired"
+    proc = subprocess.Popen([sys.executable, "-m", "vgan.compare", str(paired / "s3-none.json"),
+                             str(paired / "s2-none.json")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # no reader from the start: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == "vgan.compare: stopped: the reader of its output closed the pipe\n"
+
+
+def test_a_broken_pipe_that_is_not_standard_output_is_not_taken_for_it(capsys):
+    def main(argv):
+        raise BrokenPipeError(32, "Broken pipe")  # a socket or a child's pipe of the command's, say
+
+    with pytest.raises(BrokenPipeError):
+        run_cli(main, [], "prog")

@@ -2,6 +2,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -57,6 +59,24 @@ def test_a_run_resumed_by_other_code_says_so_and_its_checkpoints_keep_what_came_
     assert evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "eval")]) == 0
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert scored["code"] == code_record() and scored["earlier_code"] == [{"code": other, "until_epoch": 2}]
+
+
+def test_its_output_read_by_head_stops_it_saying_how_to_go_on(tiny_config_file, tmp_path):
+    """`python -m vgan.train ... | head`: head leaves, and the next epoch's line met a closed pipe: a traceback, exit 1,
+    no word of the epochs saved. It stops as Ctrl-C stops it, saying how to go on, with SIGPIPE's status."""
+    out = tmp_path / "r"
+    proc = subprocess.Popen([sys.executable, "-m", "vgan.train", "--config", str(tiny_config_file), "--out", str(out),
+                             "--epochs", "8"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    while not proc.stdout.readline().startswith(b"epoch 1/8"):
+        assert proc.poll() is None, proc.stderr.read().decode()
+    proc.stdout.close()  # as head does after its lines: epochs 2 to 8 are still to be printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-2:] == [
+        f"go on from the last epoch saved with: python -m vgan.train --resume {out / 'checkpoints' / 'last.pt'}",
+        "vgan.train: stopped: the reader of its output closed the pipe"]
+    assert 1 <= len((out / "metrics.jsonl").read_text().splitlines()) < 8
 
 
 def ctrl_c() -> None:
