@@ -194,3 +194,14 @@ def test_a_json_that_cannot_be_written_is_refused_before_anything_is_printed(eva
     (tmp_path / "file").write_text("")
     code, out, err = compared(capsys, evaluations["vgan"], evaluations["blurred"], "--json", tmp_path / "file" / "c")
     assert code == 2 and out == "" and "--json" in err and "is a file, not a folder" in err
+
+
+def test_an_evaluation_is_named_as_it_was_given(evaluations, capsys, tmp_path):
+    """Its folder, or the file where metrics.json was kept under another name (two such files share a folder)."""
+    for name in ("vgan", "blurred"):
+        (tmp_path / f"{name}.json").write_text((evaluations[name] / "metrics.json").read_text())
+    code, out, _ = compared(capsys, tmp_path / "vgan.json", tmp_path / "blurred.json")
+    assert code == 0 and out.startswith(f"candidate {tmp_path / 'blurred.json'} against baseline "
+                                        f"{tmp_path / 'vgan.json'}: drive test, 20 images")
+    code, out, _ = compared(capsys, evaluations["vgan"] / "metrics.json", evaluations["blurred"])
+    assert out.startswith(f"candidate {evaluations['blurred']} against baseline {evaluations['vgan']}: ")
