@@ -1,7 +1,9 @@
 """Vessel-segmentation metrics the way the literature computes them.
 
 Pixels inside the field-of-view mask, pooled over all images of a split (not averaged per
-image or per batch). Thresholded metrics use `score >= threshold`.
+image or per batch). Thresholded metrics use `score >= threshold`. Two models scored on the same
+images are compared by a bootstrap interval of their per-image gains (`vgan.compare`, the registry's
+promotion gate).
 """
 
 from __future__ import annotations
@@ -207,10 +209,13 @@ def runs_bootstrap_interval(baseline: np.ndarray, candidate: np.ndarray, confide
     (runs, images) of one metric, the same images in the same order), drawing with replacement each side's runs
     and, jointly for both, the images: training's noise (another seed, another model) and the images' both."""
     rng = np.random.default_rng(seed)
+
+    def drawn_mean(runs: np.ndarray) -> np.ndarray:  # (samples, images): k runs drawn, as how often each was drawn
+        k = len(runs)
+        return rng.multinomial(k, np.full(k, 1 / k), size=samples) @ runs / k
+
     n = baseline.shape[1]
     images = rng.integers(0, n, size=(samples, n))
-    base = baseline[rng.integers(0, len(baseline), size=(samples, len(baseline)))].mean(axis=1)
-    cand = candidate[rng.integers(0, len(candidate), size=(samples, len(candidate)))].mean(axis=1)
-    means = np.take_along_axis(cand - base, images, axis=1).mean(axis=1)
+    means = np.take_along_axis(drawn_mean(candidate) - drawn_mean(baseline), images, axis=1).mean(axis=1)
     tail = (1 - confidence) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
