@@ -15,9 +15,11 @@ images are drawn with replacement (the interval the registry's promotion gate ta
 above 0 says these two models would rank so on photographs like these, and nothing of training's own noise
 (another seed of one recipe moves DRIVE's AUC-ROC by up to 0.01: README, "One run is one draw"). With several
 runs a side (`--baseline`, `--candidate`), each side's runs are drawn with replacement too: the interval then
-holds training's noise as far as those runs show it (few runs understate it). Thresholded metrics (F1, ...) are
-each evaluation's at its own threshold, which is said when they differ; an image without vessels in its FOV has
-no AUC and is left out of that metric.
+holds training's noise as far as those runs show it (few runs understate it). Where the runs belong together in
+the order given (the same generators with and without `--tta`), `--paired-runs` draws pairs of runs: what a pair
+shares (its generator) cancels in its gain, where drawn apart it widened the interval. Thresholded metrics (F1,
+...) are each evaluation's at its own threshold, which is said when they differ; an image without vessels in its
+FOV has no AUC and is left out of that metric.
 """
 
 from __future__ import annotations
@@ -91,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="several runs' evaluations of the baseline (seeds of one recipe), in place of the pair")
     p.add_argument("--candidate", nargs="+", type=nonempty, metavar="EVAL",
                    help="several runs' evaluations of the candidate")
+    p.add_argument("--paired-runs", action="store_true",
+                   help="the runs pair up in the order given (one generator with and without --tta, say): draw "
+                        "pairs of runs, not each side's apart")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), metavar="M,M,...",
                    help=f"of {', '.join(METRIC_NAMES)} (default: {','.join(DEFAULT_METRICS)})")
     p.add_argument("--confidence", type=float, default=0.95, help="of the interval (default: 0.95)")
@@ -107,10 +112,15 @@ def sides(args: argparse.Namespace) -> tuple[list[str], list[str]]:
         if len(args.pair) != 2:
             raise ConfigError(f"{len(args.pair)} evaluation(s) given: give two, BASELINE CANDIDATE (several runs a "
                               "side: --baseline EVAL ... --candidate EVAL ...)")
+        if args.paired_runs:
+            raise ConfigError("--paired-runs pairs --baseline's runs with --candidate's: give those, as many a side")
         return [args.pair[0]], [args.pair[1]]
     if not (args.baseline and args.candidate):
         raise ConfigError(f"--{'candidate' if args.baseline else 'baseline'}: missing (give BASELINE CANDIDATE, or "
                           "--baseline EVAL ... --candidate EVAL ...)")
+    if args.paired_runs and len(args.baseline) != len(args.candidate):
+        raise ConfigError(f"--paired-runs: {len(args.baseline)} baseline runs and {len(args.candidate)} candidate "
+                          "runs: pairs need as many a side, in the same order")
     return args.baseline, args.candidate
 
 
@@ -197,7 +207,7 @@ def pooled(ev: Evaluation, metric: str) -> float:
 
 
 def compare_metric(base: list[Evaluation], cand: list[Evaluation], ids: list[str], metric: str, confidence: float,
-                   seed: int) -> MetricGain:
+                   seed: int, paired: bool = False) -> MetricGain:
     rows = [[[value(ev, i, metric) for i in ids] for ev in side] for side in (base, cand)]
     kept = [j for j in range(len(ids)) if all(run[j] is not None for side in rows for run in side)]
     if len(kept) < 2:
@@ -208,7 +218,7 @@ def compare_metric(base: list[Evaluation], cand: list[Evaluation], ids: list[str
     if len(a) == len(b) == 1:  # the images' draw alone, as the registry's gate takes it
         lo, hi = bootstrap_interval(gains, confidence, seed)
     else:
-        lo, hi = runs_bootstrap_interval(a, b, confidence, seed)
+        lo, hi = runs_bootstrap_interval(a, b, confidence, seed, paired=paired)
     verdict = "higher" if lo > 0 else "lower" if hi < 0 else "within noise"
     base_runs, cand_runs = [pooled(ev, metric) for ev in base], [pooled(ev, metric) for ev in cand]
     mean_base, mean_cand = float(np.mean(base_runs)), float(np.mean(cand_runs))
@@ -241,7 +251,7 @@ def _main(argv: Sequence[str] | None) -> None:
     base_args, cand_args = sides(args)
     base, cand = [read_evaluation(a) for a in base_args], [read_evaluation(a) for a in cand_args]
     ids = check_paired(base[0], [*base[1:], *cand])
-    gains = [compare_metric(base, cand, ids, m, args.confidence, args.seed) for m in metrics]
+    gains = [compare_metric(base, cand, ids, m, args.confidence, args.seed, args.paired_runs) for m in metrics]
     out = Path(args.json).expanduser() if args.json else None
     if out is not None:
         writable_folder(out.parent, "--json")
@@ -258,13 +268,17 @@ def _main(argv: Sequence[str] | None) -> None:
     if len(base) == len(cand) == 1:
         print(f"the interval draws the {len(ids)} images with replacement ({draws}): it says nothing of training's "
               "own noise; give each side several seeds' runs for that (--baseline EVAL ... --candidate EVAL ...)")
+    elif args.paired_runs:
+        print(f"the interval draws the {len(base)} pairs of runs and the {len(ids)} images with replacement ({draws}): "
+              "the gain's spread over the runs as far as these show it (few runs understate it)")
     else:
         print(f"the interval draws each side's runs ({len(base)} and {len(cand)}) and the {len(ids)} images with "
               f"replacement ({draws}): training's noise as far as these runs show it (few runs understate it)")
     if out is not None:
         record = {"baseline": [str(ev.path) for ev in base], "candidate": [str(ev.path) for ev in cand],
                   "dataset": base[0].metrics.get("dataset"), "split": base[0].metrics.get("split"),
-                  "images": len(ids), "confidence": args.confidence, "seed": args.seed, "samples": BOOTSTRAP_SAMPLES,
+                  "images": len(ids), "paired_runs": args.paired_runs, "confidence": args.confidence, "seed": args.seed,
+                  "samples": BOOTSTRAP_SAMPLES,
                   "thresholds": {"baseline": [ev.metrics.get("threshold") for ev in base],
                                  "candidate": [ev.metrics.get("threshold") for ev in cand]},
                   "metrics": {g.metric: {k: v for k, v in asdict(g).items() if k != "metric"} for g in gains}}

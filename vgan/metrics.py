@@ -204,18 +204,23 @@ def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,
 
 
 def runs_bootstrap_interval(baseline: np.ndarray, candidate: np.ndarray, confidence: float, seed: int = 0,
-                            samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+                            samples: int = BOOTSTRAP_SAMPLES, paired: bool = False) -> tuple[float, float]:
     """Percentile interval of the mean per-image gain of the candidate's runs over the baseline's (each an array
     (runs, images) of one metric, the same images in the same order), drawing with replacement each side's runs
-    and, jointly for both, the images: training's noise (another seed, another model) and the images' both."""
+    and, jointly for both, the images: training's noise (another seed, another model) and the images' both.
+    `paired`: the i-th runs of both sides belong together (one generator with and without a change made after
+    training, such as --tta): pairs of runs are drawn, and what the runs share cancels in each pair's gain."""
     rng = np.random.default_rng(seed)
 
     def drawn_mean(runs: np.ndarray) -> np.ndarray:  # (samples, images): k runs drawn, as how often each was drawn
         k = len(runs)
         return rng.multinomial(k, np.full(k, 1 / k), size=samples) @ runs / k
 
+    if paired and baseline.shape != candidate.shape:
+        raise ValueError(f"paired runs need as many a side ({len(baseline)} and {len(candidate)})")
     n = baseline.shape[1]
     images = rng.integers(0, n, size=(samples, n))
-    means = np.take_along_axis(drawn_mean(candidate) - drawn_mean(baseline), images, axis=1).mean(axis=1)
+    gains = drawn_mean(candidate - baseline) if paired else drawn_mean(candidate) - drawn_mean(baseline)
+    means = np.take_along_axis(gains, images, axis=1).mean(axis=1)
     tail = (1 - confidence) / 2
     return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))

@@ -103,6 +103,25 @@ def test_an_image_without_an_auc_is_left_out_of_that_metric(evaluations, capsys,
     assert record["auc_roc"]["images"] == 19 and record["f1"]["images"] == 20
 
 
+def test_paired_runs_cancel_what_a_pair_shares(evaluations, capsys, tmp_path):
+    """Two 'generators', each scored without and with a change that helps both: V-GAN's maps blurred at sigma 1, then
+    as they are; the same noised, then blurred at 1.5 instead. The generators differ more than the change gains:
+    drawn apart, the better one's 'without' against the worse one's 'with' is a loss, and the gain is within noise;
+    drawn as the pairs they are, it is higher."""
+    e = {k: str(v) for k, v in evaluations.items()}
+    argv = ["--baseline", e["blurred"], e["noised_a"], "--candidate", e["vgan"], e["blurred_15"], "--metrics",
+            "auc_roc", "--json", str(tmp_path / "c.json")]
+    assert compared(capsys, *argv)[0] == 0
+    apart = json.loads((tmp_path / "c.json").read_text())
+    code, out, _ = compared(capsys, *argv, "--paired-runs")
+    paired = json.loads((tmp_path / "c.json").read_text())
+    assert code == 0 and paired["paired_runs"] and not apart["paired_runs"]
+    assert apart["metrics"]["auc_roc"]["verdict"] == "within noise"
+    assert paired["metrics"]["auc_roc"]["verdict"] == "higher"
+    assert paired["metrics"]["auc_roc"]["mean_gain"] == apart["metrics"]["auc_roc"]["mean_gain"]  # the interval alone
+    assert "the interval draws the 2 pairs of runs and the 20 images with replacement" in out
+
+
 def test_other_thresholds_are_said(reference_root, drive_root, evaluations, capsys, tmp_path):
     other = evaluation(lambda m, i: m, reference_root, drive_root, tmp_path / "t04", "--threshold", "0.4")
     code, out, _ = compared(capsys, evaluations["vgan"], other / "metrics.json")
@@ -177,6 +196,9 @@ def test_evaluations_not_of_the_same_pixels_are_refused(evaluations, capsys, tmp
     (["{vgan}", "{blurred}", "{noised_a}"], "3 evaluation(s) given: give two, BASELINE CANDIDATE"),
     (["{vgan}", "{blurred}", "--baseline", "{noised_a}"], "give BASELINE CANDIDATE, or --baseline EVAL"),
     (["--baseline", "{vgan}", "{blurred}"], "--candidate: missing"),
+    (["{vgan}", "{blurred}", "--paired-runs"], "--paired-runs pairs --baseline's runs with --candidate's"),
+    (["--baseline", "{vgan}", "{blurred}", "--candidate", "{noised_a}", "--paired-runs"],
+     "--paired-runs: 2 baseline runs and 1 candidate runs: pairs need as many a side"),
     (["--baseline", "{vgan}", "{blurred}", "--candidate", "{noised_a}", "{blurred}"],
      "blurred/metrics.json: given twice"),
 ])

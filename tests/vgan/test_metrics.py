@@ -198,3 +198,19 @@ def test_the_runs_bootstrap_widens_with_the_runs_spread():
     assert runs_bootstrap_interval(*spread, 0.95, seed=3) == runs_bootstrap_interval(*spread, 0.95, seed=3)
     assert a_hi - a_lo == pytest.approx(hi - lo, rel=0.1)
     assert s_hi - s_lo > 1.5 * (hi - lo)
+
+
+def test_paired_runs_cancel_what_a_pair_shares():
+    """Runs that differ by much (generators) and each gain alike from a change: drawn as pairs, the interval is about
+    the images' alone; drawn apart, the runs' spread widens it."""
+    rng = np.random.default_rng(1)
+    images = rng.normal(0.97, 0.005, 20)
+    gain = rng.normal(0.002, 0.003, 20)
+    base = images + rng.normal(0, 0.01, (3, 1))
+    cand = base + gain
+    lo, hi = bootstrap_interval(gain, 0.95)
+    p_lo, p_hi = runs_bootstrap_interval(base, cand, 0.95, paired=True)
+    a_lo, a_hi = runs_bootstrap_interval(base, cand, 0.95)
+    assert p_hi - p_lo == pytest.approx(hi - lo, rel=0.1) and a_hi - a_lo > 3 * (hi - lo)
+    with pytest.raises(ValueError, match="paired runs need as many a side"):
+        runs_bootstrap_interval(base, cand[:2], 0.95, paired=True)
