@@ -122,7 +122,9 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
     assert f"trial {lagging_id}: checkpoint_" in stand_ins, resumed.stdout[-3000:]
     assert not list((root / "shared" / "killed").glob(f"*/*/{STAND_IN}")), "stand-ins left in storage"
     client, after = runs_of(root, "killed")
-    assert all(r.info.status != "RUNNING" for r in after), "no run left RUNNING"
+    left = [(r.data.tags.get("trial_id"), r.data.tags.get("status"), r.data.tags.get("kind")) for r in after
+            if r.info.status == "RUNNING"]
+    assert not left, f"no run left RUNNING: (trial_id, status tag, kind) {left}\n{resumed.stdout[-3000:]}"
     completed = [r for r in after if r.data.tags["status"] == "completed"]
     assert len(completed) == SAMPLES
     # a trial the killed driver had started but not yet saved in its state is not Ray's to
