@@ -35,7 +35,7 @@ import numpy as np
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
 from vgan.errors import ConfigError, DataError
-from vgan.metrics import BOOTSTRAP_SAMPLES, METRIC_NAMES, bootstrap_interval, runs_bootstrap_interval
+from vgan.metrics import BOOTSTRAP_SAMPLES, METRIC_NAMES, runs_bootstrap_interval
 
 METRICS_FILE = "metrics.json"
 DEFAULT_METRICS = ("auc_roc", "auc_pr", "f1")
@@ -215,10 +215,7 @@ def compare_metric(base: list[Evaluation], cand: list[Evaluation], ids: list[str
                         "needs 2 or more")
     a, b = (np.array([[run[j] for j in kept] for run in side]) for side in rows)
     gains = b.mean(axis=0) - a.mean(axis=0)
-    if len(a) == len(b) == 1:  # the images' draw alone, as the registry's gate takes it
-        lo, hi = bootstrap_interval(gains, confidence, seed)
-    else:
-        lo, hi = runs_bootstrap_interval(a, b, confidence, seed, paired=paired)
+    lo, hi = runs_bootstrap_interval(a, b, confidence, seed, paired=paired)  # one a side: the registry gate's
     verdict = "higher" if lo > 0 else "lower" if hi < 0 else "within noise"
     base_runs, cand_runs = [pooled(ev, metric) for ev in base], [pooled(ev, metric) for ev in cand]
     mean_base, mean_cand = float(np.mean(base_runs)), float(np.mean(cand_runs))

@@ -196,11 +196,10 @@ def per_image_auc(probs, labels, masks) -> np.ndarray:
 
 def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,
                        samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
-    """Percentile interval of the mean of paired gains, resampling the images with replacement."""
-    rng = np.random.default_rng(seed)
-    means = gains[rng.integers(0, len(gains), size=(samples, len(gains)))].mean(axis=1)
-    tail = (1 - confidence) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    """Percentile interval of the mean of paired gains, resampling the images with replacement (one run a side of
+    `runs_bootstrap_interval`)."""
+    gains = np.asarray(gains)
+    return runs_bootstrap_interval(np.zeros((1, len(gains))), gains[None], confidence, seed, samples)
 
 
 def runs_bootstrap_interval(baseline: np.ndarray, candidate: np.ndarray, confidence: float, seed: int = 0,
@@ -209,12 +208,13 @@ def runs_bootstrap_interval(baseline: np.ndarray, candidate: np.ndarray, confide
     (runs, images) of one metric, the same images in the same order), drawing with replacement each side's runs
     and, jointly for both, the images: training's noise (another seed, another model) and the images' both.
     `paired`: the i-th runs of both sides belong together (one generator with and without a change made after
-    training, such as --tta): pairs of runs are drawn, and what the runs share cancels in each pair's gain."""
+    training, such as --tta): pairs of runs are drawn, and what the runs share cancels in each pair's gain. A side
+    of one run is not drawn: with one a side, the images alone are."""
     rng = np.random.default_rng(seed)
 
     def drawn_mean(runs: np.ndarray) -> np.ndarray:  # (samples, images): k runs drawn, as how often each was drawn
         k = len(runs)
-        return rng.multinomial(k, np.full(k, 1 / k), size=samples) @ runs / k
+        return runs if k == 1 else rng.multinomial(k, np.full(k, 1 / k), size=samples) @ runs / k
 
     if paired and baseline.shape != candidate.shape:
         raise ValueError(f"paired runs need as many a side ({len(baseline)} and {len(candidate)})")
