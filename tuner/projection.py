@@ -331,11 +331,13 @@ class Projection:
                 log_best_model(self.info.uri, run_id, d, val, cfg, outcome.name(trial_id), params)
         if policy:
             self.client.log_text(run_id, policy, f"pbt/{policy_name(trial_id)}")
-        self.set_tags(trial_id, outcome.tags)
         state = RunStatus.FAILED if outcome.status == FAILED else RunStatus.FINISHED
         # the runs table shows one state for completed and pruned trials: the name says which
         self.client.update_run(run_id, name=outcome.name(trial_id))
         self.client.set_terminated(run_id, RunStatus.to_string(state))
+        # the outcome last: its tag is what says the run ended (project_trials), so a driver killed before it
+        # leaves the run to the next pass, never a run RUNNING that says it ended
+        self.set_tags(trial_id, outcome.tags)
         if outcome.status in (PRUNED, STOPPED) and best is not None:  # no trial will continue it
             for folder in checkpoint_dirs(fs, path):
                 fs.delete_dir(folder)
@@ -352,10 +354,12 @@ def project_trials(projection: Projection, trials: list[TrialRecord],
     changes, best models and outcomes (`stopped`: the trials the time budget stopped, by trial id, as the
     study's STOPPED_FILE holds them). Runs closed already keep their ending (the live projection
     or an earlier pass)."""
-    # The outcome tag says a run ended, not MLflow's run state: logging a model ends the run (FINISHED)
-    # before its outcome is written, and a driver killed in between leaves it so.
+    # The outcome tag says a run ended (Projection.end writes it last), not MLflow's run state alone: a driver
+    # killed before the tag leaves a run ended in state only. A run RUNNING though its tag says ended was opened
+    # again (a resumed driver restarted a trial its killed predecessor had ended) or left so by a driver before
+    # the tag was written last: it is ended again from storage.
     ended = {r.data.tags.get("trial_id") for r in child_runs(projection.client, projection.info)
-             if r.data.tags.get("status") in ENDED}
+             if r.data.tags.get("status") in ENDED and r.info.status != "RUNNING"}
     for t in trials:
         projection.open(t.trial_id, t.params, running=False)
         added = projection.log_epochs(t.trial_id, t.results)
