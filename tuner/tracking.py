@@ -218,8 +218,10 @@ class Study:
         for r in self.child_runs():
             if r.data.tags.get("status") == "running":  # the outcome tag, not the run state (tuner.projection)
                 trial_id = r.data.tags.get("trial_id")
-                self.client.set_tag(r.info.run_id, "status", INTERRUPTED if trial_id in waiting else KILLED)
+                # the state first, the tag that says it ended last: a driver killed between them leaves the run
+                # to the next pass (Projection.end likewise)
                 self.client.set_terminated(r.info.run_id, "KILLED")
+                self.client.set_tag(r.info.run_id, "status", INTERRUPTED if trial_id in waiting else KILLED)
                 if trial_id not in waiting:
                     closed.append(trial_id or r.info.run_id)
         return closed

@@ -432,6 +432,22 @@ def test_an_interrupted_trials_run_waits_for_its_resume_not_as_an_orphan(study):
     assert run.info.status == "RUNNING" and run.data.tags["status"] == "running"
 
 
+@pytest.mark.parametrize("write", ["set_tag", "set_terminated"])
+def test_a_driver_killed_while_closing_an_orphan_leaves_it_to_the_next_pass(study, write, monkeypatch):
+    orphan = projection(study).open("t2", {})
+
+    def kill(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(study.client, write, kill)
+    with pytest.raises(Killed):
+        study.close_orphans()
+    monkeypatch.undo()
+    assert study.close_orphans() == ["t2"]
+    run = study.client.get_run(orphan)
+    assert (run.info.status, run.data.tags["status"]) == ("KILLED", "killed")
+
+
 def test_a_trial_that_raised_ends_failed_with_the_last_line(study, tmp_path):
     record = trial_folder(tmp_path, [0.7], error="Traceback ...\nRuntimeError: injected\n")
     project_trials(projection(study), [record])
