@@ -79,6 +79,35 @@ def test_two_noises_of_one_model_are_within_noise(evaluations, capsys, tmp_path)
     assert "within noise" in out
 
 
+def test_a_margin_tells_a_gain_that_matters_from_an_equivalent_model(evaluations, capsys, tmp_path):
+    """The blurred model loses on every image: lower than V-GAN's maps beyond a margin below its interval, equivalent
+    within one beyond the interval's far end, undecided at a margin inside the interval. The margin changes the verdict
+    alone; it is of the mean per-image gain, and a metric not named in METRIC=M has none."""
+    def record(*extra):
+        code, out, _ = compared(capsys, evaluations["vgan"], evaluations["blurred"], "--metrics", "auc_roc,f1",
+                                "--json", tmp_path / "c.json", *extra)
+        assert code == 0
+        return json.loads((tmp_path / "c.json").read_text())["metrics"], out
+
+    plain, out = record()
+    lo, hi = plain["auc_roc"]["interval"]
+    assert hi < 0 and "with a margin" not in out
+    for margin, verdict, said in ((-hi / 2, "lower", "lower by more than"),
+                                  (-lo * 1.01, "equivalent", "equivalent within +-"),
+                                  (-(lo + hi) / 2, "undecided", "undecided at +-")):
+        got, out = record("--margin", f"{margin:.6f}")
+        assert got["auc_roc"]["verdict"] == verdict and got["auc_roc"]["margin"] == float(f"{margin:.6f}")
+        assert {k: v for k, v in got["auc_roc"].items() if k not in ("verdict", "margin")} == \
+            {k: v for k, v in plain["auc_roc"].items() if k not in ("verdict", "margin")}
+        assert f"{said}{'' if said.endswith('-') else ' '}{float(f'{margin:.6f}'):g}" in out
+        assert "with a margin M: higher or lower, the interval beyond +-M" in out
+    got, out = record("--margin", f"auc_roc={-lo * 1.01:.6f}")
+    assert (got["auc_roc"]["verdict"], got["f1"]["verdict"], got["f1"]["margin"]) == ("equivalent", "lower", 0.0)
+    code, out, _ = compared(capsys, evaluations["noised_a"], evaluations["noised_b"], "--metrics", "auc_roc",
+                            "--margin", "0.01", "--json", tmp_path / "n.json")
+    assert code == 0 and json.loads((tmp_path / "n.json").read_text())["metrics"]["auc_roc"]["verdict"] == "equivalent"
+
+
 def test_the_interval_is_seeded_and_widens_with_the_confidence(evaluations, capsys, tmp_path):
     def interval(*extra):
         assert compared(capsys, evaluations["vgan"], evaluations["blurred"], "--metrics", "auc_pr", "--json",
@@ -201,6 +230,15 @@ def test_evaluations_not_of_the_same_pixels_are_refused(evaluations, capsys, tmp
      "--paired-runs: 2 baseline runs and 1 candidate runs: pairs need as many a side"),
     (["--baseline", "{vgan}", "{blurred}", "--candidate", "{noised_a}", "{blurred}"],
      "blurred/metrics.json: given twice"),
+    (["{vgan}", "{blurred}", "--margin", "-0.01"], "--margin '-0.01': '-0.01' is not a figure of 0 or more"),
+    (["{vgan}", "{blurred}", "--margin", "nan"], "--margin 'nan': 'nan' is not a figure of 0 or more"),
+    (["{vgan}", "{blurred}", "--margin", "auc_roc=x"], "--margin 'auc_roc=x': auc_roc: 'x' is not a figure"),
+    (["{vgan}", "{blurred}", "--margin", "dice=0.1"], "'dice=0.1' is not METRIC=FIGURE for a metric compared "
+     "(auc_roc, auc_pr, f1; --metrics names them)"),
+    (["{vgan}", "{blurred}", "--margin", "auc_roc=0.1,0.2"], "'0.2' is not METRIC=FIGURE"),
+    (["{vgan}", "{blurred}", "--metrics", "f1", "--margin", "auc_roc=0.1"], "'auc_roc=0.1' is not METRIC=FIGURE "
+     "for a metric compared (f1;"),
+    (["{vgan}", "{blurred}", "--margin", "f1=0.1,f1=0.2"], "--margin 'f1=0.1,f1=0.2': f1 given twice"),
 ])
 def test_bad_arguments_exit_2_naming_them(evaluations, capsys, tmp_path, argv, message):
     (tmp_path / "not_json").mkdir()
