@@ -29,6 +29,7 @@ from vgan.scale import AUTO, recorded_fov, scaled_predictions
 from vgan.trainer import split_metrics
 
 CHALLENGER, CHAMPION = "challenger", "champion"
+DECISION = "decision"  # a registration's last write: a version without it was left unfinished, and a resume ends it
 HINT_NAMES = 10  # registered models an error names at most
 
 
@@ -132,30 +133,34 @@ def versions_of(client: MlflowClient, name: str) -> list:
     return client.search_model_versions(f"name = '{name}'")
 
 
-def registered_version(client: MlflowClient, name: str, model_uri: str) -> str | None:
-    """The version already made from this logged model (a resumed study must not register it twice)."""
+def registered_version(client: MlflowClient, name: str, model_uri: str):
+    """The version already made from this logged model (MLflow's ModelVersion), None if none: a resumed study must
+    not register it twice. One whose registration ended (DECISION tagged) first; else the newest, which a driver
+    stopped after making it (killed, Ctrl-C, or an error scoring the champion) left for the resume to end."""
     try:
-        versions = versions_of(client, name)
+        made = [v for v in versions_of(client, name) if v.source == model_uri]
     except MlflowException:
         return None
-    return next((str(v.version) for v in versions if v.source == model_uri), None)
+    ended = [v for v in made if DECISION in v.tags]
+    return ended[0] if ended else max(made, key=lambda v: int(v.version), default=None)
 
 
 def register_candidate(uri: str, name: str, model_uri: str, run_id: str, cfg: Config,
                        val_metrics: dict[str, float], gate: Gate, study: str, what: str | None = None,
-                       tags: dict[str, str] | None = None) -> Registration:
+                       tags: dict[str, str] | None = None, unfinished: str | None = None) -> Registration:
     """`what`: the candidate, for the version's description (default: the study's best trial); `tags`: more
-    tags of the version."""
+    tags of the version; `unfinished`: the version of this model a stopped driver made and did not end
+    (`registered_version`), ended now in place of a new one."""
     # MLflow resolves a models:/ URI through its global store, in load_model and also inside
     # the registry's create_model_version: scope the whole registration to this study's store.
     with use_tracking_uri(uri):
         return _register(MlflowClient(uri), name, model_uri, run_id, cfg, val_metrics, gate, study,
-                         what or f"Best trial of study {study}", tags or {})
+                         what or f"Best trial of study {study}", tags or {}, unfinished)
 
 
 def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg: Config,
               val_metrics: dict[str, float], gate: Gate, study: str, what: str,
-              more_tags: dict[str, str]) -> Registration:
+              more_tags: dict[str, str], unfinished: str | None) -> Registration:
     import mlflow
     import mlflow.pytorch
 
@@ -176,11 +181,14 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     except MlflowException:
         pass  # exists already
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
-    # the test metrics go on the logged model, linked to the test split: the version page shows them
-    mlflow.log_metrics({f"test_{k}": v for k, v in challenger.metrics.items()}, run_id=run_id, model_id=model_id,
-                       dataset=split_dataset(cfg, test, "test"))
-    # A tracking server wants the logged model's id with a models:/<model_id> source (SQLite does not check).
-    mv = client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)
+    if unfinished is None:
+        # the test metrics go on the logged model, linked to the test split: the version page shows them
+        mlflow.log_metrics({f"test_{k}": v for k, v in challenger.metrics.items()}, run_id=run_id, model_id=model_id,
+                           dataset=split_dataset(cfg, test, "test"))
+        # A tracking server wants the logged model's id with a models:/<model_id> source (SQLite does not check).
+        mv = client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)
+    else:  # made, its test metrics logged before it, by a driver that stopped before the decision
+        mv = client.get_model_version(name, unfinished)
     if model_id is not None:
         link_version(client, model_id, name, mv.version)
     tags: dict[str, Any] = {
@@ -189,12 +197,13 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         "test_fov": test_fov, **more_tags,
     }  # metrics are on the logged model (validation at the trial's end, test here), not in tags
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
-    promoted, reason, comparison = _gate(client, name, str(mv.version), cfg.data.dataset, test_hash, test,
-                                         challenger, gate)
-    if promoted:
-        client.set_registered_model_alias(name, CHAMPION, mv.version)
-    tags.update(promotion=reason, decision="promoted" if promoted else "not promoted",
-                **(comparison.tags if comparison else {}))
+    if unfinished is not None and alias_version(client, name, CHAMPION) == str(mv.version):
+        # the gate promoted it, and its figures were tagged before the alias was set
+        promoted, reason, comparison = True, mv.tags.get("promotion", "promoted before its driver stopped"), None
+    else:
+        promoted, reason, comparison = _gate(client, name, str(mv.version), cfg.data.dataset, test_hash, test,
+                                             challenger, gate)
+    tags.update(promotion=reason, **(comparison.tags if comparison else {}))
     for k, v in tags.items():
         client.set_model_version_tag(name, mv.version, k, str(v))
     m = challenger.metrics
@@ -203,7 +212,18 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         f"{val_metrics.get('auc_roc', float('nan')):.4f}). Test{estimated_note(test_fov)}: AUC-ROC {m['auc_roc']:.4f}, "
         f"AUC-PR {m['auc_pr']:.4f}, F1 {m['f1']:.4f} at 0.5. {reason[0].upper() + reason[1:]}. Trainer config "
         "(an ensemble's: each member's): config.yaml in the model."))
+    if promoted:
+        client.set_registered_model_alias(name, CHAMPION, mv.version)
+    # last: a driver stopped before it (killed, Ctrl-C, an error) leaves a version its resume ends
+    client.set_model_version_tag(name, mv.version, DECISION, "promoted" if promoted else "not promoted")
     return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
 
 
 def link_version(client: MlflowClient, model_id: str, name: str, version: str) -> None:
@@ -246,7 +266,7 @@ def promote(client: MlflowClient, name: str, version: str) -> str:
     overrode = f"{was}; the gate had said: {gate}"
     client.set_registered_model_alias(name, CHAMPION, version)
     client.set_model_version_tag(name, version, "promotion", f"promoted by hand ({overrode})")
-    client.set_model_version_tag(name, version, "decision", "promoted by hand")
+    client.set_model_version_tag(name, version, DECISION, "promoted by hand")
     return overrode
 
 

@@ -671,7 +671,7 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     """The best trial's logged generator (with `mlflow.ensemble_top` > 1: the mean map of the best few, if
     validation says so), scored on the test split, becomes a registered version."""
     from tuner.ensemble import MEMBERS_TAG
-    from tuner.registry import Gate, estimated_note, register_candidate, registered_version
+    from tuner.registry import DECISION, Gate, estimated_note, register_candidate, registered_version
     from tuner.tracking import load_run_json
     from vgan.metrics import METRIC_NAMES
 
@@ -690,16 +690,23 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
         what = f"Mean map of the {sel.k} best trials of study {plan.name} ({sel.member_ids})"
         cfg, tags, val = sel.members[0].cfg, {MEMBERS_TAG: sel.member_ids}, sel.scores[sel.k - 1]
     name = space.mlflow.registered_model
-    done = registered_version(study.client, name, model_uri)
-    if done is not None:
-        print(f"{candidate} is registered already as {name} version {done}")
+    made = registered_version(study.client, name, model_uri)
+    if made is not None and DECISION in made.tags:
+        print(f"{candidate} is registered already as {name} version {made.version}")
+        promoted = made.tags[DECISION].startswith("promoted")  # (by the gate, or by hand since)
+        study.set_tags({"registered_version": made.version, "promoted": str(promoted)})
         return
     if val is None:
         best_epoch = load_run_json(study.client, run.info.run_id, "best/metrics.json")
         val = {m: best_epoch[f"val_{m}"] for m in METRIC_NAMES}
         val["epoch"] = best_epoch["epoch"]
     gate = Gate(space.mlflow.promote_margin, space.mlflow.promote_confidence)
-    reg = register_candidate(study.info.uri, name, model_uri, run_id, cfg, val, gate, plan.name, what, tags)
+    unfinished = None if made is None else str(made.version)
+    if unfinished is not None:
+        print(f"{candidate}: {name} version {unfinished} was made from it by a driver that stopped before it was "
+              "compared with the champion: its registration ends now", flush=True)
+    reg = register_candidate(study.info.uri, name, model_uri, run_id, cfg, val, gate, plan.name, what, tags,
+                             unfinished)
     study.set_tags({"registered_version": reg.version, "promoted": str(reg.promoted)})
     aliases = "challenger, champion" if reg.promoted else "challenger"
     m = reg.test_metrics

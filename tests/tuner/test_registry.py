@@ -81,7 +81,7 @@ def test_registration_records_the_decision_and_its_figures(logged_model):
 
     from tuner.registry import registered_version
 
-    assert registered_version(client, "vgan-generator", model_uri) == first.version
+    assert str(registered_version(client, "vgan-generator", model_uri).version) == first.version
     assert registered_version(client, "vgan-generator", "models:/m-other") is None
 
     # the same model again: scored now on the same images, no gain: challenger only, the figures tagged
@@ -250,3 +250,102 @@ def test_a_store_without_registered_models_says_so(tmp_path):
     assert registry_hint(client, "vgan-generator") == f"registered there: {first_ten} and others"
     assert registry_hint(client, "m03") == "m03 has no version; aliases: none"
     assert spans([5, 1, 2, 3, 3, 9, 10]) == "1-3, 5, 9-10" and spans([]) == "none"
+
+
+
+class Killed(BaseException):
+    """The driver's SIGKILL (or Ctrl-C), as far as what it had written is concerned."""
+
+
+def registration_of(tmp_path):
+    """A study whose best trial logged its model, and `tuner.run.register` as a study calls it, for a trial's run
+    (the space's registry settings, its trainer config TINY's): (register(run id), study, the trial's run id)."""
+    from types import SimpleNamespace
+
+    from tuner.run import register
+
+    cfg, uri, study, run_id = trial_with_best(tmp_path)
+    log_best_model(uri, run_id, tmp_path / "best", load_train_val(cfg.data)[1], cfg, "t1 completed")
+    mlflow = SimpleNamespace(registered_model="vgan-generator", promote_margin=0.0, promote_confidence=0.95,
+                             ensemble_top=1)
+    plan = SimpleNamespace(name="s", space=SimpleNamespace(mlflow=mlflow, trainer_config=lambda params: cfg))
+    return lambda run: register(plan, study, [{"mlflow_run_id": run, "trial_id": "t1"}]), study, run_id
+
+
+@pytest.mark.parametrize("before", ["the first tag", "the description", "the champion alias", "the decision"])
+def test_a_registration_cut_short_is_ended_by_the_resume_not_called_done(tmp_path, before, monkeypatch, capsys):
+    """A driver stopped after making the version, before its last write: the resume (tuner.run's register, as a
+    resumed study calls it) ends that version, where it used to say "registered already" of a version that no
+    gate had decided, and makes no second one."""
+    from mlflow.tracking import MlflowClient
+
+    from tuner.registry import DECISION
+
+    register, study, run_id = registration_of(tmp_path)
+    method, hit = {"the first tag": ("set_model_version_tag", lambda *a: True),
+                   "the description": ("update_model_version", lambda *a, **k: True),
+                   "the champion alias": ("set_registered_model_alias", lambda name, alias, v: alias == CHAMPION),
+                   "the decision": ("set_model_version_tag", lambda name, v, key, value: key == DECISION)}[before]
+    write = getattr(MlflowClient, method)
+
+    def killed(self, *args, **kwargs):
+        if hit(*args, **kwargs):
+            raise Killed
+        return write(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, method, killed)
+    with pytest.raises(Killed):
+        register(run_id)
+    monkeypatch.undo()
+    capsys.readouterr()
+    register(run_id)
+    out = capsys.readouterr().out
+    assert "version 1 was made from it by a driver that stopped before it was compared with the champion" in out, out
+    assert "registered vgan-generator version 1 (challenger, champion) from best trial t1" in out
+    client = study.client
+    (mv,) = client.search_model_versions("name = 'vgan-generator'")
+    assert (mv.tags[DECISION], mv.tags["promotion"]) == ("promoted", "first champion")
+    assert "First champion" in mv.description
+    assert str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version) == "1"
+    tags = client.get_run(study.info.parent_run_id).data.tags
+    assert (tags["registered_version"], tags["promoted"]) == ("1", "True")
+    register(run_id)  # again: done
+    assert "best trial t1 is registered already as vgan-generator version 1" in capsys.readouterr().out
+
+
+def test_a_registration_whose_champion_could_not_be_scored_is_compared_by_the_resume(tmp_path, monkeypatch, capsys):
+    """The gate's scoring of the champion failed (out of memory, as a GPU's can): the study printed the resume that
+    registers its best; that resume compares the version made with the champion, where it said "registered
+    already" of a version left a challenger with no decision."""
+    import tuner.registry
+    from tuner.registry import DECISION
+
+    register, study, first = registration_of(tmp_path)
+    register(first)  # v1, the first champion
+    cfg = trial_with_best(tmp_path / "other")[0]
+    run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
+    log_best_model(study.info.uri, run.info.run_id, tmp_path / "other" / "best", load_train_val(cfg.data)[1], cfg,
+                   "t2 completed")
+    score = tuner.registry.score_logged
+
+    def champion_out_of_memory(uri, split):
+        if uri.startswith("models:/vgan-generator/"):
+            raise RuntimeError("CUDA out of memory")
+        return score(uri, split)
+
+    monkeypatch.setattr(tuner.registry, "score_logged", champion_out_of_memory)
+    with pytest.raises(RuntimeError, match="CUDA out of memory"):
+        register(run.info.run_id)
+    monkeypatch.undo()
+    capsys.readouterr()
+    register(run.info.run_id)
+    out = capsys.readouterr().out
+    assert "version 2 was made from it by a driver that stopped before it was compared with the champion" in out, out
+    client = study.client
+    assert len(client.search_model_versions("name = 'vgan-generator'")) == 2
+    tags = client.get_model_version("vgan-generator", "2").tags
+    assert tags["champion_version"] == "1" and tags[DECISION] in ("promoted", "not promoted")
+    assert tags["promotion"].startswith(("promoted over v1", "kept champion v1")), tags
+    champion = str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version)
+    assert champion == ("2" if tags[DECISION] == "promoted" else "1")
+    assert str(client.get_model_version_by_alias("vgan-generator", CHALLENGER).version) == "2"
