@@ -60,6 +60,7 @@ from tuner.tracking import (
 from tuner.trainable import REPEATS, WALL_TIME, load_data
 from vgan.config import Config, apply_overrides, config_from_dict
 
+CONFIG_FILE = "config.yaml"  # on a trial's run: the trainer config it trained with (base + its params)
 EPOCH_KEY = "epoch_s"  # logged with every epoch: its history says which reports a run holds
 
 
@@ -181,8 +182,8 @@ class Projection:
                 f"tags.trial_id = '{trial_id}' and tags.mlflow.parentRunId = '{self.info.parent_run_id}'",
                 max_results=1)
             run_id = found[0].info.run_id if found else self._create(trial_id, params)
-            if found and "optuna_trial_number" not in found[0].data.tags:  # a driver that died after creating it
-                self._link_optuna(trial_id, run_id)
+            if found:  # what a driver that died while creating it left unwritten
+                self._fill_in(found[0], params)
             if running and found and found[0].data.tags.get("status") == INTERRUPTED:  # its study resumed
                 self.client.set_tag(run_id, "status", "running")
             self._runs[trial_id] = run_id
@@ -191,18 +192,34 @@ class Projection:
         return run_id
 
     def _create(self, trial_id: str, params: dict[str, Any]) -> str:
-        from mlflow.entities import Param
-
         run = self.client.create_run(self.info.experiment_id, run_name=trial_id, tags={
             "mlflow.parentRunId": self.info.parent_run_id, "trial_id": trial_id, "study": self.info.study_name,
             "status": "running", **self._source()})
         run_id = run.info.run_id
-        self.client.log_batch(run_id, params=[Param(k, short(v)) for k, v in params.items()])
-        self.client.log_text(run_id, yaml.safe_dump(self.trainer_config(params).to_dict(), sort_keys=False),
-                             "config.yaml")
+        self._log_params(run_id, params)
+        self._log_config(run_id, params)
         self._logged[run_id] = set()
         self._link_optuna(trial_id, run_id)
         return run_id
+
+    def _fill_in(self, run, params: dict[str, Any]) -> None:
+        """A found run's params, config.yaml and Optuna link, where the driver that created it died first."""
+        run_id = run.info.run_id
+        if params and not run.data.params:
+            self._log_params(run_id, params)
+        if not any(a.path == CONFIG_FILE for a in self.client.list_artifacts(run_id)):
+            self._log_config(run_id, params)
+        if "optuna_trial_number" not in run.data.tags:
+            self._link_optuna(run.data.tags["trial_id"], run_id)
+
+    def _log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        self.client.log_batch(run_id, params=[Param(k, short(v)) for k, v in params.items()])
+
+    def _log_config(self, run_id: str, params: dict[str, Any]) -> None:
+        self.client.log_text(run_id, yaml.safe_dump(self.trainer_config(params).to_dict(), sort_keys=False),
+                             CONFIG_FILE)
 
     def _source(self) -> dict[str, str]:
         """What ran the study (command, commit, git_dirty, resumed_git_commits), as its run says: a trial's page

@@ -68,6 +68,28 @@ def test_a_run_found_unlinked_is_linked_to_its_optuna_trial(study, tmp_path):
     assert optuna.load_study(study_name="s1", storage=url).trials[0].user_attrs["mlflow_run_id"] == run_id
 
 
+@pytest.mark.parametrize("write", ["_log_params", "_log_config"])
+def test_a_run_whose_creating_driver_died_gets_its_params_and_config_from_the_next(study, write, monkeypatch):
+    """Killed after creating a trial's run, before its params (or its config.yaml): the next driver to open it
+    writes what is missing, once."""
+    p = projection(study)
+
+    def kill(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(p, write, kill)
+    with pytest.raises(Killed):
+        p.open("t1", {"optim.lr_g": 0.01})
+    monkeypatch.undo()
+    run_id = projection(study).open("t1", {"optim.lr_g": 0.01})
+    assert projection(study).open("t1", {"optim.lr_g": 0.01}) == run_id and len(study.child_runs()) == 1
+    run = study.client.get_run(run_id)
+    assert run.data.params == {"optim.lr_g": "0.01"}
+    assert [a.path for a in study.client.list_artifacts(run_id)] == ["config.yaml"]
+    with open(study.client.download_artifacts(run_id, "config.yaml")) as f:
+        assert f.read().count("lr_g: 0.01") == 1
+
+
 def test_each_epoch_once_with_the_epoch_as_step(study):
     p = projection(study)
     p.open("t1", {})
