@@ -8,6 +8,12 @@ champion (same dataset, same test-split fingerprint), it beats the champion's po
 AUC-ROC by `promote_margin` and a paired bootstrap over the test images (per-image AUC-ROC
 gains, seeded) puts the mean gain above 0 at `promote_confidence`. A champion scored on other
 images is never compared with: the version stays challenger, with the reason tagged.
+
+The gate's evidence stays with the version: each model's test scores as `vgan.evaluate` writes them
+(pooled and per image), on the version's run under `registry/NAME/vN/` (`test.json`, and
+`champion-vM-test.json` for the champion the gate scored), named by the version's tags `test_evaluation`
+and `champion_test_evaluation`, so `python -m vgan.compare` of the two gives the gate's interval again
+(or any other metric's, or one with a margin).
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ class Scores:
 
     metrics: dict[str, float]
     per_image: np.ndarray
+    maps: list[np.ndarray] | None = None  # each image's probabilities at its own size, where scored from maps
 
 
 @dataclass
@@ -101,7 +108,20 @@ def scores_of_maps(maps: list[np.ndarray], split: Split, threshold: float = 0.5)
     probs = torch.zeros((len(split), 1, *split.size))  # a mixed-size split holds them padded
     for i, m in enumerate(maps):
         probs[i, 0, : m.shape[0], : m.shape[1]] = torch.from_numpy(m)
-    return scores_of(probs, split, threshold)
+    scores = scores_of(probs, split, threshold)
+    scores.maps = maps
+    return scores
+
+
+def evaluation_record(scores: Scores, split: Split, dataset: str, fov: str, model_uri: str,
+                      threshold: float = 0.5) -> dict[str, Any]:
+    """A model's test scores as `vgan.evaluate` writes its metrics.json (pooled, and `per_image`): what
+    `vgan.compare` pairs."""
+    from vgan.evaluate import score_maps
+
+    m, _, _ = score_maps(scores.maps, split, threshold, each=True)
+    m.update(dataset=dataset, fov=fov, source=model_uri, threshold_source="fixed")
+    return m
 
 
 def score_logged(model_uri: str, split: Split) -> Scores:
@@ -197,13 +217,23 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         "test_fov": test_fov, **more_tags,
     }  # metrics are on the logged model (validation at the trial's end, test here), not in tags
     client.set_registered_model_alias(name, CHALLENGER, mv.version)
+    champion = None
     if unfinished is not None and alias_version(client, name, CHAMPION) == str(mv.version):
         # the gate promoted it, and its figures were tagged before the alias was set
         promoted, reason, comparison = True, mv.tags.get("promotion", "promoted before its driver stopped"), None
     else:
-        promoted, reason, comparison = _gate(client, name, str(mv.version), cfg.data.dataset, test_hash, test,
-                                             challenger, gate)
+        promoted, reason, comparison, champion = _gate(client, name, str(mv.version), cfg.data.dataset, test_hash,
+                                                       test, challenger, gate)
     tags.update(promotion=reason, **(comparison.tags if comparison else {}))
+    # the gate's evidence, as vgan.evaluate writes it: `vgan.compare` of the two gives its interval again
+    folder = f"registry/{name}/v{mv.version}"
+    evidence = [("test_evaluation", f"{folder}/test.json", challenger, model_uri)]
+    if champion is not None:
+        evidence.append(("champion_test_evaluation", f"{folder}/champion-v{comparison.champion_version}-test.json",
+                         champion, f"models:/{name}/{comparison.champion_version}"))
+    for tag, path, scores, uri in evidence:
+        client.log_dict(run_id, evaluation_record(scores, test, cfg.data.dataset, test_fov, uri), path)
+        tags[tag] = f"runs:/{run_id}/{path}"
     for k, v in tags.items():
         client.set_model_version_tag(name, mv.version, k, str(v))
     m = challenger.metrics
@@ -240,18 +270,20 @@ def link_version(client: MlflowClient, model_id: str, name: str, version: str) -
 
 
 def _gate(client: MlflowClient, name: str, version: str, dataset: str, test_hash: str, test: Split,
-          challenger: Scores, gate: Gate) -> tuple[bool, str, Comparison | None]:
+          challenger: Scores, gate: Gate) -> tuple[bool, str, Comparison | None, Scores | None]:
+    """(promote?, reason, comparison, the champion's scores) where there is a champion to compare with."""
     try:
         champion = client.get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
-        return True, "first champion", None
+        return True, "first champion", None, None
     theirs = (champion.tags.get("dataset"), champion.tags.get("test_split_hash"))
     if theirs != (dataset, test_hash):
         return False, (f"not compared with champion v{champion.version}: it was scored on {theirs[0]} test images "
                        f"{theirs[1]}, this version on {dataset} {test_hash}; promote by hand "
-                       f"(python -m tuner.promote --name {name} --version {version}) if it should serve instead"), None
+                       f"(python -m tuner.promote --name {name} --version {version}) if it should serve "
+                       "instead"), None, None
     scores = score_logged(f"models:/{name}/{champion.version}", test)
-    return compare(str(champion.version), scores, challenger, gate)
+    return *compare(str(champion.version), scores, challenger, gate), scores
 
 
 def promote(client: MlflowClient, name: str, version: str) -> str:

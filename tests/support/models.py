@@ -25,9 +25,10 @@ def tiny_checkpoint(folder: Path, **overrides) -> Path:
     return folder / "best.pt"
 
 
-def trial_with_best(tmp_path):
-    """A tiny trained trial's best/ folder and its child run in a fresh study: (cfg, store uri, study, run id)."""
-    cfg = config_from_dict(TINY)
+def trial_with_best(tmp_path, **overrides):
+    """A tiny trained trial's best/ folder and its child run in a fresh study: (cfg, store uri, study, run id);
+    overrides by dotted key, as tiny_checkpoint's."""
+    cfg = apply_overrides(config_from_dict(TINY), overrides, "test") if overrides else config_from_dict(TINY)
     train, val = load_train_val(cfg.data)
     t = Trainer(cfg, train, val, torch.device("cpu"))
     best = BestEpoch(tmp_path / "work" / "best")

@@ -1,8 +1,12 @@
 """The registry and its gate: champions are compared with challengers on the same test images."""
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 from models import trial_with_best
 
 from tuner.registry import CHALLENGER, CHAMPION, Gate, compare, register_candidate, scores_of
@@ -322,7 +326,7 @@ def test_a_registration_whose_champion_could_not_be_scored_is_compared_by_the_re
 
     register, study, first = registration_of(tmp_path)
     register(first)  # v1, the first champion
-    cfg = trial_with_best(tmp_path / "other")[0]
+    cfg = trial_with_best(tmp_path / "other", **{"train.seed": 1})[0]
     run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
     log_best_model(study.info.uri, run.info.run_id, tmp_path / "other" / "best", load_train_val(cfg.data)[1], cfg,
                    "t2 completed")
@@ -349,3 +353,41 @@ def test_a_registration_whose_champion_could_not_be_scored_is_compared_by_the_re
     champion = str(client.get_model_version_by_alias("vgan-generator", CHAMPION).version)
     assert champion == ("2" if tags[DECISION] == "promoted" else "1")
     assert str(client.get_model_version_by_alias("vgan-generator", CHALLENGER).version) == "2"
+
+
+def test_the_gates_evidence_is_kept_and_vgan_compare_gives_its_interval_again(tmp_path, capsys):
+    """Each version's test scores, and the champion's the gate scored, as vgan.evaluate writes them, on the version's
+    run: vgan.compare of the two gives the gate's per-image AUC-ROC gain and interval again."""
+    from mlflow.artifacts import download_artifacts
+
+    from tuner.registry import DECISION
+    from vgan.compare import main as compare_main
+
+    register, study, first = registration_of(tmp_path)
+    register(first)
+    cfg = trial_with_best(tmp_path / "other", **{"train.seed": 1})[0]
+    run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
+    log_best_model(study.info.uri, run.info.run_id, tmp_path / "other" / "best", load_train_val(cfg.data)[1], cfg,
+                   "t2 completed")
+    register(run.info.run_id)
+    client = study.client
+    v1, v2 = (client.get_model_version("vgan-generator", v).tags for v in ("1", "2"))
+    assert "champion_test_evaluation" not in v1 and v2["champion_version"] == "1"
+    assert v2["test_evaluation"] == f"runs:/{run.info.run_id}/registry/vgan-generator/v2/test.json"
+    got = {k: download_artifacts(artifact_uri=v2[k], dst_path=str(tmp_path / k), tracking_uri=study.info.uri)
+           for k in ("champion_test_evaluation", "test_evaluation")}
+    challenger = json.loads(Path(got["test_evaluation"]).read_text())
+    logged = {m.key: m.value for m in client.get_logged_model(
+        client.get_model_version("vgan-generator", "2").source.removeprefix("models:/")).metrics}
+    assert challenger["auc_roc"] == pytest.approx(logged["test_auc_roc"], abs=1e-9)
+    assert len(challenger["per_image"]) == TINY["data"]["synthetic"]["num_test"]
+    assert challenger["source"].startswith("models:/m-") and challenger["fov"] == "generated"
+    capsys.readouterr()
+    assert compare_main([got["champion_test_evaluation"], got["test_evaluation"], "--metrics", "auc_roc", "--json",
+                         str(tmp_path / "c.json")]) == 0
+    again = json.loads((tmp_path / "c.json").read_text())["metrics"]["auc_roc"]
+    assert again["interval"][0] < again["interval"][1], "two generators, two seeds: gains that differ"
+    assert again["mean_gain"] == pytest.approx(float(v2["per_image_auc_gain"]), abs=1e-9)
+    assert again["interval"] == pytest.approx(json.loads(v2["per_image_auc_gain_interval"]), abs=1e-6)
+    assert again["gain"] == pytest.approx(float(v2["test_auc_roc_gain"]), abs=1e-9)
+    assert (again["verdict"] == "higher" and again["gain"] > 0) == (v2[DECISION] == "promoted")
