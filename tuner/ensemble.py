@@ -134,12 +134,18 @@ def log_ensemble(study: Study, sel: Selection) -> tuple[str, str]:
     from tuner import flavor
 
     client, info = study.client, study.info
-    tags = client.get_run(info.parent_run_id).data.tags
-    if tags.get(MEMBERS_TAG) == sel.member_ids and tags.get(MODEL_TAG):
-        run = client.search_runs([info.experiment_id], f"tags.mlflow.parentRunId = '{info.parent_run_id}' and "
-                                 f"tags.kind = 'ensemble' and tags.{MEMBERS_TAG} = '{sel.member_ids}'", max_results=1)
-        if run:
-            return run[0].info.run_id, tags[MODEL_TAG]
+    # its run's best_model_uri is the logging's marker: a run of these members without one was being logged by
+    # a driver that stopped (it is closed KILLED); one with it is the model, whichever later write was cut short
+    runs = client.search_runs([info.experiment_id], f"tags.mlflow.parentRunId = '{info.parent_run_id}' and "
+                              f"tags.kind = 'ensemble' and tags.{MEMBERS_TAG} = '{sel.member_ids}'")
+    done = [r for r in runs if "best_model_uri" in r.data.tags]
+    for r in runs:
+        if r.info.status == "RUNNING":
+            client.set_terminated(r.info.run_id, "FINISHED" if r in done[:1] else "KILLED")
+    if done:
+        model_uri = done[0].data.tags["best_model_uri"]
+        study.set_tags({MEMBERS_TAG: sel.member_ids, MODEL_TAG: model_uri})
+        return done[0].info.run_id, model_uri
     name = f"{info.study_name}-ensemble-top{sel.k}"
     run = client.create_run(info.experiment_id, run_name=name, tags={
         "mlflow.parentRunId": info.parent_run_id, "study": info.study_name, "kind": "ensemble",

@@ -98,3 +98,37 @@ def test_the_logged_ensemble_is_the_mean_map_and_scores_as_selected(study):
     assert run.data.metrics["val_auc_roc"] == pytest.approx(sel.scores[2]["auc_roc"])
     assert s.client.get_run(s.info.parent_run_id).data.tags["ensemble_model_uri"] == uri
     assert log_ensemble(s, sel) == (run_id, uri), "the same members: the model logged before"
+
+
+class Killed(BaseException):
+    """The driver's SIGKILL, as far as what it had written is concerned."""
+
+
+@pytest.mark.parametrize("before", ["the model", "the run's end", "the study's tags"])
+def test_an_ensemble_whose_logging_was_cut_short_is_ended_by_the_resume(tmp_path, before, monkeypatch):
+    """A driver stopped while it logged the ensemble: the resumed study's log_ensemble gives back the model logged
+    (the run's best_model_uri said so) or logs it anew, and no ensemble run is left RUNNING."""
+    from mlflow.tracking import MlflowClient
+
+    s = Study.start(f"sqlite:///{tmp_path}/mlflow.db", "ensemble-cut", "s", {}, resume=False)
+    sel = select(s.info.uri, [logged_trial(s, seed) for seed in (0, 1)], "auc_roc")
+    sel.k = 2
+
+    def kill(*args, **kwargs):
+        raise Killed
+
+    target, name = {"the model": (flavor, "log_model"),
+                    "the run's end": (MlflowClient, "set_terminated"),
+                    "the study's tags": (Study, "set_tags")}[before]
+    monkeypatch.setattr(target, name, kill)
+    with pytest.raises(Killed):
+        log_ensemble(s, sel)
+    monkeypatch.undo()
+    run_id, uri = log_ensemble(s, sel)
+    runs = s.client.search_runs([s.info.experiment_id], "tags.kind = 'ensemble'")
+    assert [r.info.status for r in runs if r.info.status == "RUNNING"] == []
+    logged = [r for r in runs if "best_model_uri" in r.data.tags]
+    assert [r.info.run_id for r in logged] == [run_id] and logged[0].info.status == "FINISHED"
+    assert len(runs) == (2 if before == "the model" else 1), "a run cut short before its model: KILLED, beside"
+    assert s.client.get_run(s.info.parent_run_id).data.tags["ensemble_model_uri"] == uri
+    assert log_ensemble(s, sel) == (run_id, uri)
