@@ -19,7 +19,7 @@ and `champion_test_evaluation`, so `python -m vgan.compare` of the two gives the
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -80,6 +80,7 @@ class Registration:
     reason: str
     comparison: Comparison | None = None
     test_fov: str = "masks"  # where the test split's FOV masks came from (vgan.data.fov_source)
+    evidence: dict[str, str] = field(default_factory=dict)  # the gate's evaluations: version tag -> runs:/ URI
 
 
 def estimated_note(fov: str) -> str:
@@ -246,7 +247,8 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         client.set_registered_model_alias(name, CHAMPION, mv.version)
     # last: a driver stopped before it (killed, Ctrl-C, an error) leaves a version its resume ends
     client.set_model_version_tag(name, mv.version, DECISION, "promoted" if promoted else "not promoted")
-    return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov)
+    return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov,
+                        {tag: tags[tag] for tag, *_ in evidence})
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:
