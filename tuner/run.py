@@ -713,8 +713,8 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     print(f"registered {reg.name} version {reg.version} ({aliases}) from {candidate}: test AUC-ROC "
           f"{m['auc_roc']:.4f}, AUC-PR {m['auc_pr']:.4f}, F1 {m['f1']:.4f}{estimated_note(reg.test_fov)}; {reg.reason}")
     if "champion_test_evaluation" in reg.evidence:
-        print(f"the gate's evaluations (tags test_evaluation, champion_test_evaluation; python -m vgan.compare takes "
-              f"them): {reg.evidence['champion_test_evaluation']} {reg.evidence['test_evaluation']}")
+        print(f"the gate's evaluations, for python -m vgan.compare once fetched (mlflow artifacts download -u URI): "
+              f"{reg.evidence['champion_test_evaluation']} {reg.evidence['test_evaluation']}")
     print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'), or segment a folder with "
           f"python -m tuner.predict --model models:/{reg.name}@champion --input DIR --out DIR")
 

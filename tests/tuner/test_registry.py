@@ -373,8 +373,8 @@ def test_the_gates_evidence_is_kept_and_vgan_compare_gives_its_interval_again(tm
     register(run.info.run_id)
     client = study.client
     v1, v2 = (client.get_model_version("vgan-generator", v).tags for v in ("1", "2"))
-    assert ("the gate's evaluations (tags test_evaluation, champion_test_evaluation; python -m vgan.compare takes "
-            f"them): {v2['champion_test_evaluation']} {v2['test_evaluation']}") in capsys.readouterr().out
+    assert ("the gate's evaluations, for python -m vgan.compare once fetched (mlflow artifacts download -u URI): "
+            f"{v2['champion_test_evaluation']} {v2['test_evaluation']}") in capsys.readouterr().out
     assert "champion_test_evaluation" not in v1 and v2["champion_version"] == "1"
     assert v2["test_evaluation"] == f"runs:/{run.info.run_id}/registry/vgan-generator/v2/test.json"
     got = {k: download_artifacts(artifact_uri=v2[k], dst_path=str(tmp_path / k), tracking_uri=study.info.uri)
