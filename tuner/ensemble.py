@@ -87,7 +87,7 @@ def select(uri: str, trials: list[Trial], metric: str, skipped: list[str] | None
     """Each trial's generator on the first one's validation split, and the validation metrics of the mean
     map of the first k; the k with the best `metric`. A trial validated on other images or trained at another
     FOV scale than the first is passed over (and said so)."""
-    from tuner.registry import scores_of_maps
+    from vgan.evaluate import pooled_metrics, score_maps
 
     _, val = load_train_val(trials[0].cfg.data)
     kept, programs, skipped = [], [], list(skipped or [])
@@ -114,7 +114,7 @@ def select(uri: str, trials: list[Trial], metric: str, skipped: list[str] | None
             maps, _ = scaled_predictions(program, fov, val, 1, AUTO)
             yield maps
 
-    scores = [scores_of_maps(maps, val).metrics for maps in running_means(runs())]
+    scores = [pooled_metrics(score_maps(maps, val, 0.5)[0]) for maps in running_means(runs())]
     best = max(range(len(scores)), key=lambda i: (scores[i][metric], -i))
     return Selection(kept, scores, best + 1, val, skipped, programs)
 

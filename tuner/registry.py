@@ -30,9 +30,8 @@ from mlflow.tracking import MlflowClient
 from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
 from vgan.config import Config
 from vgan.data import FOV_ESTIMATED, Split, fov_source, load_split, load_train_val, split_fingerprint
-from vgan.metrics import bootstrap_interval, per_image_auc
+from vgan.metrics import bootstrap_interval
 from vgan.scale import AUTO, recorded_fov, scaled_predictions
-from vgan.trainer import split_metrics
 
 CHALLENGER, CHAMPION = "challenger", "champion"
 DECISION = "decision"  # a registration's last write: a version without it was left unfinished, and a resume ends it
@@ -48,11 +47,13 @@ class Gate:
 
 @dataclass
 class Scores:
-    """A model on a test split: pooled metrics and each image's AUC-ROC."""
+    """A model on a test split, scored once as `vgan.evaluate` scores maps: its pooled metrics and each image's
+    AUC-ROC (the gate's pairs), both read from `record` (vgan.evaluate's metrics.json of the maps: the evidence
+    the registry keeps, from which vgan.compare gives the gate's interval again)."""
 
     metrics: dict[str, float]
     per_image: np.ndarray
-    maps: list[np.ndarray] | None = None  # each image's probabilities at its own size, where scored from maps
+    record: dict[str, Any]
 
 
 @dataclass
@@ -89,9 +90,8 @@ def estimated_note(fov: str) -> str:
 
 
 def scores_of(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> Scores:
-    """Probabilities (N, 1, H, W) of a split's images: pooled metrics and per-image AUC-ROC."""
-    return Scores(split_metrics(probs, split, threshold),
-                  per_image_auc(probs[:, 0].numpy(), split.labels[:, 0].numpy(), split.masks[:, 0].numpy()))
+    """`scores_of_maps` of probabilities (N, 1, H, W) of a split's images."""
+    return scores_of_maps([split.own(i, p[0]).numpy() for i, p in enumerate(probs)], split, threshold)
 
 
 @torch.no_grad()
@@ -105,24 +105,20 @@ def score_model(model, split: Split, threshold: float = 0.5, trained_fov: float 
 
 
 def scores_of_maps(maps: list[np.ndarray], split: Split, threshold: float = 0.5) -> Scores:
-    """`scores_of` each image's map (H, W) at its own size."""
-    probs = torch.zeros((len(split), 1, *split.size))  # a mixed-size split holds them padded
-    for i, m in enumerate(maps):
-        probs[i, 0, : m.shape[0], : m.shape[1]] = torch.from_numpy(m)
-    scores = scores_of(probs, split, threshold)
-    scores.maps = maps
-    return scores
+    """Each image's map (H, W) at its own size, scored as `vgan.evaluate` scores it (pooled, and each image's)."""
+    from vgan.evaluate import pooled_metrics, score_maps
+
+    record, _, _ = score_maps(maps, split, threshold, each=True)
+    aucs = [row["auc_roc"] for row in record["per_image"]]
+    if None in aucs:  # the gate pairs every image
+        raise ValueError("per-image AUC needs both vessel and background pixels inside each FOV")
+    return Scores(pooled_metrics(record), np.asarray(aucs), record)
 
 
-def evaluation_record(scores: Scores, split: Split, dataset: str, fov: str, model_uri: str,
-                      threshold: float = 0.5) -> dict[str, Any]:
+def evaluation_record(scores: Scores, dataset: str, fov: str, model_uri: str) -> dict[str, Any]:
     """A model's test scores as `vgan.evaluate` writes its metrics.json (pooled, and `per_image`): what
     `vgan.compare` pairs."""
-    from vgan.evaluate import score_maps
-
-    m, _, _ = score_maps(scores.maps, split, threshold, each=True)
-    m.update(dataset=dataset, fov=fov, source=model_uri, threshold_source="fixed")
-    return m
+    return {**scores.record, "dataset": dataset, "fov": fov, "source": model_uri, "threshold_source": "fixed"}
 
 
 def score_logged(model_uri: str, split: Split) -> Scores:
@@ -227,14 +223,17 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
                                                        test, challenger, gate)
     tags.update(promotion=reason, **(comparison.tags if comparison else {}))
     # the gate's evidence, as vgan.evaluate writes it: `vgan.compare` of the two gives its interval again
+    def kept(scores: Scores, uri: str, path: str) -> str:
+        client.log_dict(run_id, evaluation_record(scores, cfg.data.dataset, test_fov, uri), path)
+        return f"runs:/{run_id}/{path}"
+
     folder = f"registry/{name}/v{mv.version}"
-    evidence = [("test_evaluation", f"{folder}/test.json", challenger, model_uri)]
+    evidence = {"test_evaluation": kept(challenger, model_uri, f"{folder}/test.json")}
     if champion is not None:
-        evidence.append(("champion_test_evaluation", f"{folder}/champion-v{comparison.champion_version}-test.json",
-                         champion, f"models:/{name}/{comparison.champion_version}"))
-    for tag, path, scores, uri in evidence:
-        client.log_dict(run_id, evaluation_record(scores, test, cfg.data.dataset, test_fov, uri), path)
-        tags[tag] = f"runs:/{run_id}/{path}"
+        was = comparison.champion_version
+        evidence["champion_test_evaluation"] = kept(champion, f"models:/{name}/{was}",
+                                                    f"{folder}/champion-v{was}-test.json")
+    tags.update(evidence)
     for k, v in tags.items():
         client.set_model_version_tag(name, mv.version, k, str(v))
     m = challenger.metrics
@@ -247,8 +246,7 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
         client.set_registered_model_alias(name, CHAMPION, mv.version)
     # last: a driver stopped before it (killed, Ctrl-C, an error) leaves a version its resume ends
     client.set_model_version_tag(name, mv.version, DECISION, "promoted" if promoted else "not promoted")
-    return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov,
-                        {tag: tags[tag] for tag, *_ in evidence})
+    return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov, evidence)
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:

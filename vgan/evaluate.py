@@ -172,6 +172,9 @@ def own_targets(split: Split) -> tuple[list[np.ndarray], list[np.ndarray]]:
             [split.own(i, m[0]).numpy() for i, m in enumerate(split.masks)])
 
 
+SPLIT_KEYS = ("split", "n_images", "n_fov_pixels", "n_vessel_pixels")  # what score_maps says of the split scored
+
+
 def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
                each: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """`maps`: each image's probabilities at its own size. `each`: also each image's own metrics
@@ -179,11 +182,17 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
     labels, masks = own_targets(split)
     scores, targets = fov_pixels(maps, labels, masks)
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
-    m.update(split=split.name, n_images=len(split), n_fov_pixels=int(scores.size), n_vessel_pixels=int(targets.sum()))
+    m.update(zip(SPLIT_KEYS, (split.name, len(split), int(scores.size), int(targets.sum())), strict=True))
     if each:
         rows = per_image_metrics(maps, labels, masks, threshold)
         m["per_image"] = [{"id": image_id, **row} for image_id, row in zip(split.ids, rows, strict=True)]
     return m, scores, targets
+
+
+def pooled_metrics(scored: dict[str, Any]) -> dict[str, float]:
+    """The pooled metrics of what score_maps returned (`compute_metrics`'), without what it says of the split
+    and its `per_image` rows."""
+    return {k: v for k, v in scored.items() if k not in (*SPLIT_KEYS, "per_image")}
 
 
 def named_data(args: argparse.Namespace) -> tuple[Path, str]:

@@ -181,19 +181,6 @@ def per_image_metrics(probs, labels, masks, threshold: float = 0.5) -> list[dict
     return out
 
 
-def per_image_auc(probs, labels, masks) -> np.ndarray:
-    """AUC-ROC of each image on its own FOV pixels (for paired comparisons of two models over the
-    same images; the reported AUC stays the pooled one)."""
-    out = []
-    for p, y, m in zip(probs, labels, masks, strict=True):
-        scores, targets = fov_pixels([p], [y], [m])
-        if targets.all() or not targets.any():
-            raise ValueError("per-image AUC needs both vessel and background pixels inside each FOV")
-        fpr, tpr = roc(*ranked_counts(scores, targets)[:2])
-        out.append(float(np.trapezoid(tpr, fpr)))
-    return np.asarray(out)
-
-
 def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,
                        samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
     """Percentile interval of the mean of paired gains, resampling the images with replacement (one run a side of

@@ -198,7 +198,7 @@ def test_a_mixed_size_test_split_is_scored_with_each_image_at_its_own_size(drive
 
     from tuner.registry import score_model
     from vgan.inputs import unit_float
-    from vgan.metrics import compute_metrics, fov_pixels, per_image_auc
+    from vgan.metrics import compute_metrics, fov_pixels, per_image_metrics
     from vgan.scale import fov_diameter
 
     root = two_camera_dataset(drive_root, stare_root, tmp_path / "own", {"test": (1, 1)})
@@ -215,7 +215,7 @@ def test_a_mixed_size_test_split_is_scored_with_each_image_at_its_own_size(drive
     labels = [test.own(i, y[0]).numpy() for i, y in enumerate(test.labels)]
     masks = [test.own(i, m[0]).numpy() for i, m in enumerate(test.masks)]
     assert s.metrics["auc_roc"] == pytest.approx(compute_metrics(*fov_pixels(maps, labels, masks))["auc_roc"], abs=1e-6)
-    assert np.allclose(s.per_image, per_image_auc(maps, labels, masks))
+    assert np.allclose(s.per_image, [r["auc_roc"] for r in per_image_metrics(maps, labels, masks)])
 
     # a model trained at DRIVE's scale sees STARE's photograph brought to it, and is scored at its own size
     shapes.clear()

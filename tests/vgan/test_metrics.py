@@ -12,7 +12,6 @@ from vgan.metrics import (
     curves,
     fov_pixels,
     histogram_metrics,
-    per_image_auc,
     per_image_metrics,
     runs_bootstrap_interval,
     threshold_metrics,
@@ -96,12 +95,6 @@ def test_curves_are_scikit_learns_to_the_bit(reference_root, drive_root):
             assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs)
     with pytest.raises(ValueError, match="NaN or infinity"):
         curves(np.array([0.1, np.nan]), np.array([True, False]))
-
-
-def test_per_image_auc_is_scikit_learns(reference_root, drive_root):
-    noisy, labels, masks = drive_test_maps(reference_root, drive_root, 0.1)
-    theirs = [roc_auc_score(*fov_pixels([p], [y], [k])[::-1]) for p, y, k in zip(noisy, labels, masks, strict=True)]
-    assert per_image_auc(noisy, labels, masks).tolist() == theirs
 
 
 def test_per_image_metrics_are_each_images_own(reference_root, drive_root):
