@@ -196,8 +196,8 @@ class Projection:
             "mlflow.parentRunId": self.info.parent_run_id, "trial_id": trial_id, "study": self.info.study_name,
             "status": "running", **self._source()})
         run_id = run.info.run_id
-        self._log_params(run_id, params)
         self._log_config(run_id, params)
+        self._log_params(run_id, params)  # after config.yaml: a run with params has both (_fill_in)
         self._logged[run_id] = set()
         self._link_optuna(trial_id, run_id)
         return run_id
@@ -205,10 +205,11 @@ class Projection:
     def _fill_in(self, run, params: dict[str, Any]) -> None:
         """A found run's params, config.yaml and Optuna link, where the driver that created it died first."""
         run_id = run.info.run_id
-        if params and not run.data.params:
-            self._log_params(run_id, params)
-        if not any(a.path == CONFIG_FILE for a in self.client.list_artifacts(run_id)):
-            self._log_config(run_id, params)
+        if not run.data.params:  # (its params are what it wrote last; a trial without any is asked)
+            if not any(a.path == CONFIG_FILE for a in self.client.list_artifacts(run_id)):
+                self._log_config(run_id, params)
+            if params:
+                self._log_params(run_id, params)
         if "optuna_trial_number" not in run.data.tags:
             self._link_optuna(run.data.tags["trial_id"], run_id)
 
