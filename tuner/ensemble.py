@@ -138,14 +138,14 @@ def log_ensemble(study: Study, sel: Selection) -> tuple[str, str]:
     # a driver that stopped (it is closed KILLED); one with it is the model, whichever later write was cut short
     runs = client.search_runs([info.experiment_id], f"tags.mlflow.parentRunId = '{info.parent_run_id}' and "
                               f"tags.kind = 'ensemble' and tags.{MEMBERS_TAG} = '{sel.member_ids}'")
-    done = [r for r in runs if "best_model_uri" in r.data.tags]
+    logged = next((r for r in runs if "best_model_uri" in r.data.tags), None)
     for r in runs:
         if r.info.status == "RUNNING":
-            client.set_terminated(r.info.run_id, "FINISHED" if r in done[:1] else "KILLED")
-    if done:
-        model_uri = done[0].data.tags["best_model_uri"]
+            client.set_terminated(r.info.run_id, "FINISHED" if r is logged else "KILLED")
+    if logged is not None:
+        model_uri = logged.data.tags["best_model_uri"]
         study.set_tags({MEMBERS_TAG: sel.member_ids, MODEL_TAG: model_uri})
-        return done[0].info.run_id, model_uri
+        return logged.info.run_id, model_uri
     name = f"{info.study_name}-ensemble-top{sel.k}"
     run = client.create_run(info.experiment_id, run_name=name, tags={
         "mlflow.parentRunId": info.parent_run_id, "study": info.study_name, "kind": "ensemble",

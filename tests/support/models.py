@@ -15,10 +15,15 @@ from vgan.data import load_train_val
 from vgan.trainer import Trainer
 
 
+def tiny_config(**overrides):
+    """TINY's config, overrides by dotted key (`**{"train.seed": 1}`)."""
+    return apply_overrides(config_from_dict(TINY), overrides, "test") if overrides else config_from_dict(TINY)
+
+
 def tiny_checkpoint(folder: Path, **overrides) -> Path:
     """A tiny generator trained one epoch, saved as `folder/best.pt` (vgan.train's checkpoint format);
-    overrides by dotted key (`**{"train.seed": 1}`)."""
-    cfg = apply_overrides(config_from_dict(TINY), overrides, "test") if overrides else config_from_dict(TINY)
+    overrides as tiny_config's."""
+    cfg = tiny_config(**overrides)
     t = Trainer(cfg, *load_train_val(cfg.data), torch.device("cpu"))
     t.run_epoch()
     t.save_checkpoint(folder / "best.pt")
@@ -27,8 +32,8 @@ def tiny_checkpoint(folder: Path, **overrides) -> Path:
 
 def trial_with_best(tmp_path, **overrides):
     """A tiny trained trial's best/ folder and its child run in a fresh study: (cfg, store uri, study, run id);
-    overrides by dotted key, as tiny_checkpoint's."""
-    cfg = apply_overrides(config_from_dict(TINY), overrides, "test") if overrides else config_from_dict(TINY)
+    overrides as tiny_config's."""
+    cfg = tiny_config(**overrides)
     train, val = load_train_val(cfg.data)
     t = Trainer(cfg, train, val, torch.device("cpu"))
     best = BestEpoch(tmp_path / "work" / "best")
