@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from conftest import TINY
+from faults import Killed, kill
 
 from tuner import flavor
 from tuner.ensemble import Trial, log_ensemble, select
@@ -100,9 +101,6 @@ def test_the_logged_ensemble_is_the_mean_map_and_scores_as_selected(study):
     assert log_ensemble(s, sel) == (run_id, uri), "the same members: the model logged before"
 
 
-class Killed(BaseException):
-    """The driver's SIGKILL, as far as what it had written is concerned."""
-
 
 @pytest.mark.parametrize("before", ["the model", "the run's end", "the study's tags"])
 def test_an_ensemble_whose_logging_was_cut_short_is_ended_by_the_resume(tmp_path, before, monkeypatch):
@@ -114,8 +112,6 @@ def test_an_ensemble_whose_logging_was_cut_short_is_ended_by_the_resume(tmp_path
     sel = select(s.info.uri, [logged_trial(s, seed) for seed in (0, 1)], "auc_roc")
     sel.k = 2
 
-    def kill(*args, **kwargs):
-        raise Killed
 
     target, name = {"the model": (flavor, "log_model"),
                     "the run's end": (MlflowClient, "set_terminated"),

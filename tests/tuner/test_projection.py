@@ -10,6 +10,7 @@ import pyarrow.fs
 import pytest
 import torch
 from conftest import TINY
+from faults import Killed, kill
 
 from tuner.outcome import decide
 from tuner.projection import MlflowCallback, Projection, TrialRecord, project_trials
@@ -74,8 +75,6 @@ def test_a_run_whose_creating_driver_died_gets_its_params_and_config_from_the_ne
     writes what is missing, once."""
     p = projection(study)
 
-    def kill(*args, **kwargs):
-        raise Killed
 
     monkeypatch.setattr(p, write, kill)
     with pytest.raises(Killed):
@@ -397,9 +396,6 @@ def test_a_run_ended_by_model_logging_but_not_given_its_outcome_is_ended_again(s
     assert study.client.get_run(orphan).info.status == "KILLED"
 
 
-class Killed(BaseException):
-    """The driver's SIGKILL, as far as what it had written is concerned."""
-
 
 @pytest.mark.parametrize("write", ["set_tags", "update_run", "set_terminated"])
 def test_a_driver_killed_at_any_write_of_a_trials_end_leaves_a_run_the_next_pass_ends(study, tmp_path, write,
@@ -411,8 +407,6 @@ def test_a_driver_killed_at_any_write_of_a_trials_end_leaves_a_run_the_next_pass
     p = projection(study)
     p.open("t1", record.params)
 
-    def kill(*args, **kwargs):
-        raise Killed
 
     target = p if write == "set_tags" else p.client
     monkeypatch.setattr(target, write, kill)
@@ -460,8 +454,6 @@ def test_an_interrupted_trials_run_waits_for_its_resume_not_as_an_orphan(study):
 def test_a_driver_killed_while_closing_an_orphan_leaves_it_to_the_next_pass(study, write, monkeypatch):
     orphan = projection(study).open("t2", {})
 
-    def kill(*args, **kwargs):
-        raise Killed
 
     monkeypatch.setattr(study.client, write, kill)
     with pytest.raises(Killed):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY
+from faults import Killed
 from models import trial_with_best
 
 from tuner.registry import CHALLENGER, CHAMPION, Gate, compare, register_candidate, scores_of
@@ -256,9 +257,6 @@ def test_a_store_without_registered_models_says_so(tmp_path):
     assert spans([5, 1, 2, 3, 3, 9, 10]) == "1-3, 5, 9-10" and spans([]) == "none"
 
 
-
-class Killed(BaseException):
-    """The driver's SIGKILL (or Ctrl-C), as far as what it had written is concerned."""
 
 
 def registration_of(tmp_path):
