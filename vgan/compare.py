@@ -10,7 +10,11 @@ the same pixels: the same ids, and for each image the same number of FOV pixels 
 its label (maps scored on other masks or labels would mix those in the gain). For each metric: the pooled
 figures as reported (each side's mean over its runs) and their difference; the mean of the per-image gains with
 its bootstrap percentile interval (10,000 draws, seeded); on how many images the candidate scored higher; and
-`higher`, `lower` or `within noise` (the interval above 0, below it, across it). With one evaluation a side the
+`higher`, `lower` or `within noise` (the interval above 0, below it, across it). The pooled gain gets an interval
+too, drawn the same way, where each draw's pooled figure can be taken: AUC-ROC from the pair counts vgan.evaluate
+keeps (`pair_counts`), the thresholded metrics from each image's confusion counts; not AUC-PR or average precision,
+whose curves do not add up image by image. The verdict is the per-image gain's; the pooled gain's is said after it
+where they differ. With one evaluation a side the
 images are drawn with replacement (the interval the registry's promotion gate takes of AUC-ROC): an interval
 above 0 says these two models would rank so on photographs like these, and nothing of training's own noise
 (another seed of one recipe moves DRIVE's AUC-ROC by up to 0.01: README, "One run is one draw"). With several
@@ -36,13 +40,21 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
 from vgan.errors import ConfigError, DataError
-from vgan.metrics import BOOTSTRAP_SAMPLES, METRIC_NAMES, runs_bootstrap_interval
+from vgan.metrics import (
+    BOOTSTRAP_SAMPLES,
+    METRIC_NAMES,
+    PAIRS,
+    pooled_auc_roc,
+    pooled_counts_metric,
+    runs_bootstrap_interval,
+    runs_pooled_interval,
+)
 
 METRICS_FILE = "metrics.json"
 DEFAULT_METRICS = ("auc_roc", "auc_pr", "f1")
@@ -57,6 +69,7 @@ class Evaluation:
     path: Path
     metrics: dict
     images: dict[str, dict]
+    pairs: dict[str, dict[str, int]] | None = None  # pair_counts by image id and image id, where it was kept
 
     @property
     def what(self) -> str:
@@ -82,6 +95,8 @@ class MetricGain:
     baseline_runs: list[float]  # each run's pooled figure
     candidate_runs: list[float]
     margin: float = 0.0  # the least per-image gain that matters (--margin)
+    pooled_interval: tuple[float, float] | None = None  # bootstrap interval of gain; None: not for this metric
+    pooled_verdict: str | None = None  # verdict() of pooled_interval, at the margin
 
     @property
     def said(self) -> str:
@@ -95,9 +110,12 @@ class MetricGain:
     @property
     def row(self) -> str:
         lo, hi = self.interval
-        return (f"{self.metric:<18} {self.baseline:>8.4f}  {self.candidate:>9.4f}  {self.gain:+.4f}   "
+        pooled = f"{self.gain:+.4f}" + (" [{:+.4f}, {:+.4f}]".format(*self.pooled_interval)
+                                        if self.pooled_interval else " " * 19)
+        differs = self.pooled_verdict not in (None, self.verdict)
+        return (f"{self.metric:<18} {self.baseline:>8.4f}  {self.candidate:>9.4f}  {pooled}   "
                 f"{self.mean_gain:+.4f} [{lo:+.4f}, {hi:+.4f}]   {self.higher_on:>3} of {self.images:<3}  "
-                f"{self.said}")
+                f"{self.said}" + (f"; pooled: {self.pooled_verdict}" if differs else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,7 +186,24 @@ def read_evaluation(arg: str) -> Evaluation:
         if row["id"] in images:
             raise DataError(f"{path}: per_image holds {row['id']} twice")
         images[row["id"]] = row
-    return Evaluation(path, metrics, images)
+    return Evaluation(path, metrics, images, read_pairs(path, metrics, list(images)))
+
+
+def read_pairs(path: Path, metrics: dict, ids: list[str]) -> dict[str, dict[str, int]] | None:
+    """The evaluation's pair_counts by image id (None where it kept none: written before vgan.evaluate kept them,
+    or of a split too large); refused where they are not counts of its images."""
+    if PAIRS not in metrics:
+        return None
+    pairs = metrics[PAIRS]
+    given = pairs.get("ids") if isinstance(pairs, dict) else None
+    counts = pairs.get("counts") if isinstance(pairs, dict) else None
+    if not (isinstance(given, list) and sorted(map(str, given)) == sorted(ids) and len(given) == len(ids)):
+        raise DataError(f"{path}: {PAIRS}.ids are not the ids of its per_image rows")
+    if not (isinstance(counts, list) and len(counts) == len(ids) and all(
+            isinstance(row, list) and len(row) == len(ids)
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in row) for row in counts)):
+        raise DataError(f"{path}: {PAIRS}.counts is not a {len(ids)} x {len(ids)} table of counts of 0 or more")
+    return {i: dict(zip(given, row, strict=True)) for i, row in zip(given, counts, strict=True)}
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -268,6 +303,47 @@ def pooled(ev: Evaluation, metric: str) -> float:
     return float(v)
 
 
+PooledOf = Callable[[np.ndarray], np.ndarray]  # image weights (draws, images) -> the pooled metric of each draw
+
+
+def pooled_of(ev: Evaluation, ids: list[str], metric: str) -> PooledOf | None:
+    """The evaluation's pooled metric as a function of how often each image (in `ids`' order) is drawn, where its
+    file holds what that takes: AUC-ROC from its pair counts, a thresholded metric from each image's confusion
+    counts (read from its sensitivity, specificity, FOV pixels and vessel fraction). None for AUC-PR and average
+    precision (their curves do not add up image by image) and for AUC-ROC without pair counts. Checked: taken of
+    every image once, it is the pooled figure the file reports."""
+    needed = ("n_fov_pixels", "vessel_fraction") + (("sensitivity", "specificity") if metric in THRESHOLDED else ())
+    if any(not isinstance(ev.images[i].get(k), (int, float)) for i in ids for k in needed):
+        return None  # a file of other making: its per-image comparison stands alone
+
+    def column(key: str) -> np.ndarray:
+        return np.array([value(ev, i, key) for i in ids])
+
+    if metric == "auc_roc" and ev.pairs is not None:
+        total = column("n_fov_pixels")
+        vessels = np.round(column("vessel_fraction") * total)
+        counts = np.array([[ev.pairs[i][j] for j in ids] for i in ids], dtype=np.int64)
+
+        def of(weights: np.ndarray) -> np.ndarray:
+            return pooled_auc_roc(counts, vessels, total - vessels, weights)
+    elif metric in THRESHOLDED:
+        total = column("n_fov_pixels")
+        vessels = np.round(column("vessel_fraction") * total)
+        tp = np.round(column("sensitivity") * vessels)
+        fp = (total - vessels) - np.round(column("specificity") * (total - vessels))
+
+        def of(weights: np.ndarray) -> np.ndarray:
+            return pooled_counts_metric(metric, tp, fp, vessels - tp, total, weights)
+    else:
+        return None
+    whole = float(of(np.ones((1, len(ids))))[0])
+    if not abs(whole - pooled(ev, metric)) <= 1e-9:
+        source = PAIRS if metric == "auc_roc" else "per_image rows"
+        raise DataError(f"{ev.path}: its {source} give a pooled {metric} of {whole:.6f}, its file says "
+                        f"{pooled(ev, metric):.6f}: not the counts of the maps it scored")
+    return of
+
+
 def compare_metric(base: list[Evaluation], cand: list[Evaluation], ids: list[str], metric: str, confidence: float,
                    seed: int, paired: bool = False, margin: float = 0.0) -> MetricGain:
     rows = [[[value(ev, i, metric) for i in ids] for ev in side] for side in (base, cand)]
@@ -280,8 +356,13 @@ def compare_metric(base: list[Evaluation], cand: list[Evaluation], ids: list[str
     lo, hi = runs_bootstrap_interval(a, b, confidence, seed, paired=paired)  # one a side: the registry gate's
     base_runs, cand_runs = [pooled(ev, metric) for ev in base], [pooled(ev, metric) for ev in cand]
     mean_base, mean_cand = float(np.mean(base_runs)), float(np.mean(cand_runs))
+    pooled_interval = None
+    of_base, of_cand = [pooled_of(ev, ids, metric) for ev in base], [pooled_of(ev, ids, metric) for ev in cand]
+    if None not in (*of_base, *of_cand):
+        pooled_interval = runs_pooled_interval(of_base, of_cand, len(ids), confidence, seed, paired=paired)
     return MetricGain(metric, mean_base, mean_cand, mean_cand - mean_base, float(gains.mean()), (lo, hi),
-                      int((gains > 0).sum()), len(kept), verdict((lo, hi), margin), base_runs, cand_runs, margin)
+                      int((gains > 0).sum()), len(kept), verdict((lo, hi), margin), base_runs, cand_runs, margin,
+                      pooled_interval, None if pooled_interval is None else verdict(pooled_interval, margin))
 
 
 def thresholds_note(base: list[Evaluation], cand: list[Evaluation], metrics: list[str]) -> str | None:
@@ -317,8 +398,9 @@ def _main(argv: Sequence[str] | None) -> None:
         writable_folder(out.parent, "--json")
     print(f"candidate {named(cand)} against baseline {named(base)}: {base[0].what}, {len(ids)} images, the same "
           "FOV pixels and labels")
-    print(f"{'metric':<18} {'baseline':>8}  {'candidate':>9}  {'gain':<7}   per-image gain "
-          f"[{args.confidence:.0%} interval]   higher on")
+    interval = f"[{args.confidence:.0%} interval]"
+    print(f"{'metric':<18} {'baseline':>8}  {'candidate':>9}  {'gain ' + interval:<26}   per-image gain {interval}"
+          "   higher on")
     for g in gains:
         print(g.row)
     note = thresholds_note(base, cand, metrics)
@@ -334,9 +416,20 @@ def _main(argv: Sequence[str] | None) -> None:
     else:
         print(f"the interval draws each side's runs ({len(base)} and {len(cand)}) and the {len(ids)} images with "
               f"replacement ({draws}): training's noise as far as these runs show it (few runs understate it)")
+    without = [g.metric for g in gains if g.pooled_interval is None]
+    if len(without) < len(gains):
+        print("the gain's interval is drawn the same way, each draw's figures pooled over the pixels of the images "
+              "drawn, as the gain is; the verdict is the per-image gain's, then the pooled gain's where they differ")
+    if without:
+        no_pairs = [ev.name for ev in (*base, *cand) if ev.pairs is None]
+        why = {"auc_roc": f"no {PAIRS} in {some(no_pairs)}: written before vgan.evaluate kept them, or of a split too "
+                          "large", "auc_pr": "its curve does not add up image by image"}
+        why["average_precision"] = why["auc_pr"]
+        print("no interval of the pooled gain for " + ", ".join(
+            f"{m} ({why.get(m, 'the per-image rows lack the counts it takes')})" for m in without))
     if any(margins.values()):
         print("with a margin M: higher or lower, the interval beyond +-M; equivalent, within +-M; undecided, across "
-              "+M or -M (M is of the mean per-image gain, not of the pooled figures' difference)")
+              "+M or -M (M is of the mean per-image gain, and of the pooled gain where its verdict is shown)")
     if out is not None:
         record = {"baseline": [str(ev.path) for ev in base], "candidate": [str(ev.path) for ev in cand],
                   "dataset": base[0].metrics.get("dataset"), "split": base[0].metrics.get("split"),

@@ -7,7 +7,8 @@
 
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
 auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity; and `per_image`, each
-image's own, also in per_image.csv, worst AUC-ROC first). A checkpoint also gets its probability maps
+image's own, also in per_image.csv, worst AUC-ROC first; and `pair_counts`, from which `vgan.compare`
+takes the pooled AUC-ROC of any draw of the images). A checkpoint also gets its probability maps
 (8-bit PNG) and binary maps; both modes get roc.png, pr.png and previews/ of the images of lowest AUC-ROC.
 A checkpoint sees the images as they are (`--scale 1`, the literature's protocol) unless `--scale auto`
 resizes each to the FOV diameter of its training photographs (`vgan.scale`; for another dataset's
@@ -32,12 +33,13 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from vgan import metrics as vgan_metrics
 from vgan.cli import check_threshold, exit_program, nonempty, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, detect_dataset, fov_note, fov_source, load_split, read_probability
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
-from vgan.metrics import compute_metrics, curves, fov_pixels, per_image_metrics
+from vgan.metrics import PAIRS, compute_metrics, curves, fov_pixels, pair_counts, per_image_metrics
 from vgan.report import PROBABILITIES
 from vgan.scale import ScaleSpec
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, resolve_device
@@ -186,13 +188,21 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
     if each:
         rows = per_image_metrics(maps, labels, masks, threshold)
         m["per_image"] = [{"id": image_id, **row} for image_id, row in zip(split.ids, rows, strict=True)]
+        counts = pair_counts(maps, labels, masks)
+        if counts is not None:
+            m[PAIRS] = {"about": PAIRS_ABOUT, "ids": list(split.ids), "counts": counts.tolist()}
     return m, scores, targets
 
 
+PAIRS_ABOUT = ("counts[i][j]: pairs of a vessel pixel of image i and a background pixel of image j (FOV pixels) "
+               "ranked vessel first, counted twice, a tie once; the pooled AUC-ROC of any draw of the images follows "
+               "(vgan.compare's interval of the pooled gain)")
+
+
 def pooled_metrics(scored: dict[str, Any]) -> dict[str, float]:
-    """The pooled metrics of what score_maps returned (`compute_metrics`'), without what it says of the split
-    and its `per_image` rows."""
-    return {k: v for k, v in scored.items() if k not in (*SPLIT_KEYS, "per_image")}
+    """The pooled metrics of what score_maps returned (`compute_metrics`'), without what it says of the split,
+    its `per_image` rows and its pair counts."""
+    return {k: v for k, v in scored.items() if k not in (*SPLIT_KEYS, "per_image", PAIRS)}
 
 
 def named_data(args: argparse.Namespace) -> tuple[Path, str]:
@@ -346,6 +356,11 @@ def _main(argv: Sequence[str] | None) -> None:
         if worst["auc_roc"] is not None and len(m["per_image"]) > 1:
             print(f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f} (F1 {worst['f1']:.4f}; every image in "
                   f"per_image.csv, worst first)")
+        if PAIRS not in m:
+            print(f"no {PAIRS} kept: {m['n_images']} images x {m['n_vessel_pixels']} vessel pixels pass "
+                  f"{vgan_metrics.PAIR_WORK_LIMIT:,} and the maps take more than {vgan_metrics.FEW_VALUES} values: "
+                  "vgan.compare will give this evaluation's AUC-ROC an interval of its mean per-image gain, not of "
+                  "its pooled gain")
         print(f"wrote {Path(args.out) / 'metrics.json'}")
 
 

@@ -3,7 +3,8 @@
 Pixels inside the field-of-view mask, pooled over all images of a split (not averaged per
 image or per batch). Thresholded metrics use `score >= threshold`. Two models scored on the same
 images are compared by a bootstrap interval of their per-image gains (`vgan.compare`, the registry's
-promotion gate).
+promotion gate), and of their pooled gain where the pooled metric can be taken of any draw of images: AUC-ROC
+from `pair_counts`, the thresholded metrics from each image's confusion counts.
 """
 
 from __future__ import annotations
@@ -179,6 +180,101 @@ def per_image_metrics(probs, labels, masks, threshold: float = 0.5) -> list[dict
         row.update(n_fov_pixels=int(scores.size), vessel_fraction=float(targets.mean()) if targets.size else 0.0)
         out.append(row)
     return out
+
+
+PAIRS = "pair_counts"  # their key in vgan.evaluate's metrics.json
+FEW_VALUES = 4096  # distinct scores counted by value in pair_counts
+PAIR_WORK_LIMIT = 2 * 10**8  # images x vessel pixels: DRIVE's test split is 1.1e7 (0.6 s here); past it, minutes
+
+
+def pair_counts(probs, labels, masks) -> np.ndarray | None:
+    """Pooled AUC-ROC's pairs of pixels by image: entry (i, j) counts the pairs of a vessel pixel of image i and a
+    background pixel of image j (FOV pixels) that the maps rank vessel first, twice, a tie once (twice the
+    Mann-Whitney U). The pooled AUC-ROC of any multiset of the images, image k taken w[k] times (a bootstrap
+    draw), is w C w / (2 (w . vessels)(w . background)) (`pooled_auc_roc`): `vgan.compare`'s interval of the
+    pooled gain. Exact (int64). Where the work (images x vessel pixels) passes PAIR_WORK_LIMIT, counted by value
+    if the scores take few values (`counted_by_value`), else None."""
+    pos, neg = [], []
+    for p, y, m in zip(probs, labels, masks, strict=True):
+        scores, targets = fov_pixels([p], [y], [m])
+        pos.append(np.sort(scores[targets]))
+        neg.append(np.sort(scores[~targets]))
+    n = len(pos)
+    if n * sum(x.size for x in pos) > PAIR_WORK_LIMIT:
+        return counted_by_value(pos, neg)
+    owner = np.repeat(np.arange(n), [x.size for x in pos])
+    order = np.argsort(np.concatenate(pos), kind="stable")  # sorted queries: numpy's search narrows on the last
+    every_vessel, owner = np.concatenate(pos)[order], owner[order]
+    counts = np.zeros((n, n), np.int64)
+    for j, background in enumerate(neg):
+        twice_below = np.searchsorted(background, every_vessel, "left") + np.searchsorted(background, every_vessel,
+                                                                                          "right")
+        counts[:, j] = np.bincount(owner, weights=twice_below, minlength=n).round().astype(np.int64)
+    return counts
+
+
+def counted_by_value(pos: list[np.ndarray], neg: list[np.ndarray]) -> np.ndarray | None:
+    """`pair_counts` from each image's histogram of its scores' distinct values, where they are few (8-bit maps:
+    one sort of all pixels, whatever the images' number); None where they are not."""
+    n = len(pos)
+    if np.unique(np.concatenate([pos[0], neg[0]])).size > FEW_VALUES:
+        return None
+    values, inverse = np.unique(np.concatenate([*pos, *neg]), return_inverse=True)
+    if values.size > FEW_VALUES:
+        return None
+    owner = np.repeat(np.arange(2 * n), [x.size for x in (*pos, *neg)])
+    hist = np.bincount(owner * values.size + inverse, minlength=2 * n * values.size).reshape(2 * n, -1)
+    vessels, background = hist[:n], hist[n:]
+    below = np.cumsum(background, axis=1) - background  # each image's background pixels below each value
+    return vessels @ (2 * below + background).T
+
+
+def pooled_auc_roc(counts: np.ndarray, vessels: np.ndarray, background: np.ndarray,
+                   weights: np.ndarray) -> np.ndarray:
+    """The pooled AUC-ROC of each draw of images (`weights`: (draws, images), how often each image is taken), from
+    `pair_counts` and each image's vessel and background pixel counts; NaN for a draw without both."""
+    w = np.asarray(weights, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.einsum("si,ij,sj->s", w, counts.astype(np.float64), w) / (2 * (w @ vessels) * (w @ background))
+
+
+def pooled_counts_metric(metric: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, total: np.ndarray,
+                         weights: np.ndarray) -> np.ndarray:
+    """A thresholded metric (f1, accuracy, sensitivity, specificity) pooled over each draw of images, from each
+    image's confusion counts at the threshold (`counts_metrics` on the drawn sums)."""
+    w = np.asarray(weights, dtype=np.float64)
+    tp, fp, fn, total = (w @ np.asarray(x, dtype=np.float64) for x in (tp, fp, fn, total))
+    tn = total - tp - fp - fn
+    if metric == "f1":
+        return 2 * tp / np.maximum(2 * tp + fp + fn, 1.0)
+    if metric == "accuracy":
+        return (tp + tn) / np.maximum(total, 1.0)
+    if metric == "sensitivity":
+        return tp / np.maximum(tp + fn, 1.0)
+    if metric == "specificity":
+        return tn / np.maximum(tn + fp, 1.0)
+    raise ValueError(f"{metric}: not a thresholded metric")
+
+
+def runs_pooled_interval(baseline, candidate, images: int, confidence: float, seed: int = 0,
+                         samples: int = BOOTSTRAP_SAMPLES, paired: bool = False) -> tuple[float, float]:
+    """Percentile interval of the pooled gain, the way `runs_bootstrap_interval` draws: the images (all of them, as
+    the pooled figure takes them) with replacement, jointly for both sides, and each side's runs (or pairs of
+    runs). `baseline`, `candidate`: each run's pooled metric as a function of the image weights (draws, images) ->
+    (draws,): `pooled_auc_roc` or `pooled_counts_metric` of the run's counts."""
+    rng = np.random.default_rng(seed)
+    weights = rng.multinomial(images, np.full(images, 1 / images), size=samples)
+    a, b = (np.stack([run(weights) for run in side], axis=1) for side in (baseline, candidate))  # (draws, runs)
+
+    def drawn_mean(runs: np.ndarray) -> np.ndarray:
+        k = runs.shape[1]
+        return runs[:, 0] if k == 1 else (rng.multinomial(k, np.full(k, 1 / k), size=samples) * runs).sum(1) / k
+
+    if paired and a.shape != b.shape:
+        raise ValueError(f"paired runs need as many a side ({a.shape[1]} and {b.shape[1]})")
+    gains = drawn_mean(b - a) if paired else drawn_mean(b) - drawn_mean(a)
+    tail = (1 - confidence) / 2
+    return float(np.nanquantile(gains, tail)), float(np.nanquantile(gains, 1 - tail))
 
 
 def bootstrap_interval(gains: np.ndarray, confidence: float, seed: int = 0,

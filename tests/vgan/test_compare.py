@@ -3,11 +3,13 @@ maps blurred or noised as the worse or equal model)."""
 
 import json
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter
 
+from vgan.compare import MetricGain
 from vgan.compare import main as compare_main
 from vgan.data import read_probability
 from vgan.evaluate import main as evaluate_main
@@ -71,6 +73,48 @@ def test_a_worse_model_is_lower_on_every_metric_beyond_the_images_noise(evaluati
         assert reverse[metric]["verdict"] == "higher"
 
 
+def test_the_pooled_gain_has_its_own_interval_where_the_images_counts_give_it(evaluations, capsys, tmp_path):
+    """AUC-ROC from the pair counts vgan.evaluate keeps, F1 from each image's confusion counts: the interval of the
+    pooled gain, drawn as the per-image one is, holds it; AUC-PR has none. Seeded, and mirrored when the sides swap
+    (the same draws)."""
+    def record(base, cand, *extra):
+        code, out, _ = compared(capsys, evaluations[base], evaluations[cand], "--json", tmp_path / "c.json", *extra)
+        assert code == 0
+        return json.loads((tmp_path / "c.json").read_text())["metrics"], out
+
+    got, out = record("vgan", "blurred")
+    for metric in ("auc_roc", "f1"):
+        lo, hi = got[metric]["pooled_interval"]
+        assert lo < got[metric]["gain"] < hi < 0 and got[metric]["pooled_verdict"] == "lower"
+    assert got["auc_pr"]["pooled_interval"] is None and got["auc_pr"]["pooled_verdict"] is None
+    assert "each draw's figures pooled over the pixels of the images drawn" in out
+    assert "no interval of the pooled gain for auc_pr (its curve does not add up image by image)" in out
+    swapped, _ = record("blurred", "vgan")
+    assert swapped["auc_roc"]["pooled_interval"] == pytest.approx([-x for x in got["auc_roc"]["pooled_interval"][::-1]])
+    assert record("vgan", "blurred", "--seed", "1")[0]["auc_roc"]["pooled_interval"] != \
+        got["auc_roc"]["pooled_interval"]
+    noise, _ = record("noised_a", "noised_b")
+    assert noise["auc_roc"]["pooled_interval"][0] < 0 < noise["auc_roc"]["pooled_interval"][1]
+
+
+def test_an_evaluation_without_pair_counts_has_no_pooled_auc_roc_interval(evaluations, capsys, tmp_path):
+    """One written before vgan.evaluate kept them (or of a split too large): AUC-ROC is compared image by image alone,
+    F1's pooled interval still given (its counts are in the rows)."""
+    code, out, _ = compared(capsys, evaluations["vgan"], edited(evaluations, tmp_path, lambda m: m.pop("pair_counts")),
+                            "--json", tmp_path / "c.json")
+    got = json.loads((tmp_path / "c.json").read_text())["metrics"]
+    assert code == 0 and got["auc_roc"]["pooled_interval"] is None and got["auc_roc"]["verdict"] == "lower"
+    assert got["f1"]["pooled_interval"] is not None
+    assert "no interval of the pooled gain for auc_roc (no pair_counts in " in out and "edited:" in out
+
+
+def test_the_verdict_of_the_pooled_gain_is_said_where_it_differs():
+    g = MetricGain("auc_roc", 0.98, 0.981, 0.001, 0.0008, (0.0002, 0.0015), 15, 20, "higher", [0.98], [0.981], 0.0,
+                   (-0.0001, 0.002), "within noise")
+    assert g.row.endswith("higher; pooled: within noise") and "+0.0010 [-0.0001, +0.0020]" in g.row
+    assert not replace(g, pooled_verdict="higher").row.endswith("within noise")
+
+
 def test_two_noises_of_one_model_are_within_noise(evaluations, capsys, tmp_path):
     code, out, _ = compared(capsys, evaluations["noised_a"], evaluations["noised_b"], "--metrics", "auc_roc",
                             "--json", tmp_path / "c.json")
@@ -97,8 +141,8 @@ def test_a_margin_tells_a_gain_that_matters_from_an_equivalent_model(evaluations
                                   (-(lo + hi) / 2, "undecided", "undecided at +-")):
         got, out = record("--margin", f"{margin:.6f}")
         assert got["auc_roc"]["verdict"] == verdict and got["auc_roc"]["margin"] == float(f"{margin:.6f}")
-        assert {k: v for k, v in got["auc_roc"].items() if k not in ("verdict", "margin")} == \
-            {k: v for k, v in plain["auc_roc"].items() if k not in ("verdict", "margin")}
+        assert {k: v for k, v in got["auc_roc"].items() if k not in ("verdict", "pooled_verdict", "margin")} == \
+            {k: v for k, v in plain["auc_roc"].items() if k not in ("verdict", "pooled_verdict", "margin")}
         assert f"{said}{'' if said.endswith('-') else ' '}{float(f'{margin:.6f}'):g}" in out
         assert "with a margin M: higher or lower, the interval beyond +-M" in out
     got, out = record("--margin", f"auc_roc={-lo * 1.01:.6f}")
@@ -197,8 +241,9 @@ def edited(evaluations, tmp_path, edit):
 
 
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: m["per_image"].pop(5), "not the images .* scored \\(06_test only in the baseline's\\)"),
-    (lambda m: m["per_image"][2].update(id="x_test"),
+    (lambda m: (m["per_image"].pop(5), m.pop("pair_counts")),
+     "not the images .* scored \\(06_test only in the baseline's\\)"),
+    (lambda m: (m["per_image"][2].update(id="x_test"), m["pair_counts"]["ids"].__setitem__(2, "x_test")),
      "03_test only in the baseline's; x_test only in this one"),
     (lambda m: m["per_image"][0].update(n_fov_pixels=224000), "01_test was scored with FOV pixels 224000, in .* "
      "with 224377: not the same masks or labels"),
@@ -206,6 +251,14 @@ def edited(evaluations, tmp_path, edit):
     (lambda m: m["per_image"][4].update(f1="0.8"), "per_image 05_test has no f1 \\('0.8'\\)"),
     (lambda m: m.pop("per_image"), "no per_image rows"),
     (lambda m: m["per_image"].append(dict(m["per_image"][0])), "per_image holds 01_test twice"),
+    (lambda m: m["pair_counts"]["ids"].pop(), "pair_counts.ids are not the ids of its per_image rows"),
+    (lambda m: m["pair_counts"]["counts"][3].__setitem__(4, -1), "pair_counts.counts is not a 20 x 20 table of counts"),
+    (lambda m: m["pair_counts"]["counts"][3].__setitem__(4, 1.5), "pair_counts.counts is not a 20 x 20 table"),
+    (lambda m: m["pair_counts"]["counts"].pop(), "pair_counts.counts is not a 20 x 20 table"),
+    (lambda m: m.update(pair_counts=[]), "pair_counts.ids are not the ids"),
+    (lambda m: m["pair_counts"]["counts"][3].__setitem__(4, m["pair_counts"]["counts"][3][4] + 10**9),
+     "its pair_counts give a pooled auc_roc of 0.9.*, its file says 0.9.*: not the counts of the maps it scored"),
+    (lambda m: m["per_image"][4].update(sensitivity=0.5), "its per_image rows give a pooled f1 of .*: not the counts"),
 ])
 def test_evaluations_not_of_the_same_pixels_are_refused(evaluations, capsys, tmp_path, edit, message):
     code, out, err = compared(capsys, evaluations["vgan"], edited(evaluations, tmp_path, edit))

@@ -32,6 +32,11 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys
     assert (out / "roc.png").is_file() and (out / "pr.png").is_file()
     # each image's own scores: in the split's order in metrics.json, worst AUC-ROC first in per_image.csv
     assert [r["id"] for r in m["per_image"]] == [f"{i:02d}_test" for i in range(1, 21)]
+    # pair counts, from which vgan.compare takes the pooled AUC-ROC of any draw of the images: every image once
+    pairs = m["pair_counts"]
+    assert pairs["ids"] == [r["id"] for r in m["per_image"]] and np.shape(pairs["counts"]) == (20, 20)
+    assert np.sum(pairs["counts"]) / (2 * m["n_vessel_pixels"] * (m["n_fov_pixels"] - m["n_vessel_pixels"])) == \
+        pytest.approx(m["auc_roc"], abs=1e-12)
     with open(out / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
     aucs = [float(r["auc_roc"]) for r in rows]
@@ -87,6 +92,30 @@ def test_missing_or_misfit_prediction_exits_2(reference_root, drive_root, tmp_pa
     assert evaluate_main(["--predictions", str(preds), "--data", str(drive_root), "--out",
                           str(tmp_path / "taken" / "o")]) == 2
     assert "taken/o: cannot write there (Not a directory)" in capsys.readouterr().err
+
+
+def test_pair_counts_past_the_work_limit_are_counted_by_value_or_left_out(reference_root, drive_root, tmp_path,
+                                                                           capsys, monkeypatch):
+    """V-GAN's 8-bit maps are counted by value whatever the work; the same maps made continuous are not counted past
+    the limit, and the evaluation says what that leaves vgan.compare."""
+    monkeypatch.setattr("vgan.metrics.PAIR_WORK_LIMIT", 0)
+    assert evaluate_main(["--predictions", str(reference_root / "DRIVE"), "--data", str(drive_root),
+                          "--out", str(tmp_path / "bytes"), "--previews", "0"]) == 0
+    assert "pair_counts" in json.loads((tmp_path / "bytes" / "metrics.json").read_text())
+    assert "no pair_counts kept" not in capsys.readouterr().out
+    maps = tmp_path / "continuous"
+    maps.mkdir()
+    for i, path in enumerate(sorted((reference_root / "DRIVE").glob("*_test.tif"))):
+        noise = np.random.default_rng(i).normal(0, 0.01, (584, 565))
+        np.save(maps / f"{path.stem}.npy", np.clip(read_probability(path) + noise, 0, 1).astype(np.float32))
+    assert evaluate_main(["--predictions", str(maps), "--data", str(drive_root), "--out", str(tmp_path / "floats"),
+                          "--previews", "0"]) == 0
+    m = json.loads((tmp_path / "floats" / "metrics.json").read_text())
+    assert "pair_counts" not in m and len(m["per_image"]) == 20
+    said = capsys.readouterr().out
+    assert f"no pair_counts kept: 20 images x {m['n_vessel_pixels']} vessel pixels pass 0 and the maps take more " \
+        "than 4096 values: " \
+        "vgan.compare will give this evaluation's AUC-ROC an interval of its mean per-image gain" in said
 
 
 def test_checkpoint_evaluation_writes_maps_and_metrics(tiny_config_file, tmp_path):

@@ -12,8 +12,12 @@ from vgan.metrics import (
     curves,
     fov_pixels,
     histogram_metrics,
+    pair_counts,
     per_image_metrics,
+    pooled_auc_roc,
+    pooled_counts_metric,
     runs_bootstrap_interval,
+    runs_pooled_interval,
     threshold_metrics,
 )
 
@@ -207,3 +211,89 @@ def test_paired_runs_cancel_what_a_pair_shares():
     assert p_hi - p_lo == pytest.approx(hi - lo, rel=0.1) and a_hi - a_lo > 3 * (hi - lo)
     with pytest.raises(ValueError, match="paired runs need as many a side"):
         runs_bootstrap_interval(base, cand[:2], 0.95, paired=True)
+
+
+def drawn(maps, labels, masks, weights):
+    """The FOV pixels of the images taken as often as `weights` says, pooled."""
+    taken = np.repeat(np.arange(len(maps)), weights)
+    return fov_pixels(maps[taken], labels[taken], masks[taken])
+
+
+@pytest.mark.parametrize("noise, by_value", [(0.0, False), (0.0, True), (0.05, False)])
+def test_pair_counts_give_the_pooled_auc_roc_of_any_draw_of_the_images(reference_root, drive_root, noise, by_value,
+                                                                        monkeypatch):
+    """V-GAN's DRIVE maps, 8-bit (ties) and continuous; counted pair by pair, and by value (as past the work limit):
+    the AUC-ROC of every image once, and of draws with repeats and left-out images, is scikit-learn's of those pixels
+    pooled."""
+    maps, labels, masks = drive_test_maps(reference_root, drive_root, noise)
+    if by_value:
+        monkeypatch.setattr("vgan.metrics.PAIR_WORK_LIMIT", 0)
+    counts = pair_counts(maps, labels, masks)
+    assert counts.shape == (20, 20) and counts.dtype == np.int64
+    rows = per_image_metrics(maps, labels, masks)
+    vessels = np.array([round(r["vessel_fraction"] * r["n_fov_pixels"]) for r in rows])
+    background = np.array([r["n_fov_pixels"] for r in rows]) - vessels
+    weights = np.vstack([np.ones(20, int), np.random.default_rng(1).multinomial(20, np.full(20, 0.05), size=2),
+                         np.r_[np.zeros(19, int), 1]])
+    got = pooled_auc_roc(counts, vessels, background, weights)
+    for w, auc_roc in zip(weights, got, strict=True):
+        scores, targets = drawn(maps, labels, masks, w)
+        assert auc_roc == pytest.approx(roc_auc_score(targets, scores), abs=1e-12)
+    assert got[-1] == pytest.approx(rows[-1]["auc_roc"], abs=1e-12)  # one image alone: its own AUC
+
+
+def test_pair_counts_are_left_out_past_the_work_limit_for_continuous_maps(reference_root, drive_root, monkeypatch):
+    monkeypatch.setattr("vgan.metrics.PAIR_WORK_LIMIT", 0)
+    assert pair_counts(*drive_test_maps(reference_root, drive_root, 0.05)) is None
+
+
+def test_the_thresholded_metrics_of_any_draw_add_up_from_each_images_counts(reference_root, drive_root):
+    maps, labels, masks = drive_test_maps(reference_root, drive_root, 0.05)
+    rows = per_image_metrics(maps, labels, masks, 0.4)
+    total = np.array([r["n_fov_pixels"] for r in rows])
+    vessels = np.round(np.array([r["vessel_fraction"] for r in rows]) * total)
+    tp = np.round(np.array([r["sensitivity"] for r in rows]) * vessels)
+    fp = (total - vessels) - np.round(np.array([r["specificity"] for r in rows]) * (total - vessels))
+    weights = np.random.default_rng(2).multinomial(20, np.full(20, 0.05), size=3)
+    for metric in ("f1", "accuracy", "sensitivity", "specificity"):
+        got = pooled_counts_metric(metric, tp, fp, vessels - tp, total, weights)
+        for w, value in zip(weights, got, strict=True):
+            assert value == pytest.approx(threshold_metrics(*drawn(maps, labels, masks, w), 0.4)[metric], abs=1e-12)
+    with pytest.raises(ValueError, match="auc_pr: not a thresholded metric"):
+        pooled_counts_metric("auc_pr", tp, fp, vessels - tp, total, weights)
+
+
+def test_the_pooled_interval_is_the_percentiles_of_the_pooled_gain_of_each_draw(reference_root, drive_root):
+    """Brute force on V-GAN's maps and the same noised (the middle 128 x 128 pixels of each, for speed): each of 40
+    draws of the images scored by scikit-learn on its pooled pixels, the gains' percentiles; the interval holds the
+    pooled gain."""
+    middle = np.s_[:, 228:356, 218:346]
+    maps, labels, masks = (x[middle] for x in drive_test_maps(reference_root, drive_root))
+    noised = drive_test_maps(reference_root, drive_root, 0.05)[0][middle]
+    rows = per_image_metrics(maps, labels, masks)
+    vessels = np.array([round(r["vessel_fraction"] * r["n_fov_pixels"]) for r in rows])
+    background = np.array([r["n_fov_pixels"] for r in rows]) - vessels
+    counts = [pair_counts(m, labels, masks) for m in (maps, noised)]
+    of = [lambda w, c=c: pooled_auc_roc(c, vessels, background, w) for c in counts]
+    lo, hi = runs_pooled_interval([of[0]], [of[1]], 20, 0.9, seed=3, samples=40)
+    weights = np.random.default_rng(3).multinomial(20, np.full(20, 0.05), size=40)
+    gains = [roc_auc_score(*drawn(noised, labels, masks, w)[::-1]) - roc_auc_score(*drawn(maps, labels, masks, w)[::-1])
+             for w in weights]
+    assert (lo, hi) == pytest.approx((np.quantile(gains, 0.05), np.quantile(gains, 0.95)), abs=1e-12)
+    whole = of[1](np.ones((1, 20)))[0] - of[0](np.ones((1, 20)))[0]
+    assert lo < whole < hi < 0
+
+
+def test_the_pooled_interval_draws_runs_as_the_per_image_one_does():
+    """Runs whose pooled figure is a constant apart: one a side, the interval is that constant; two a side drawn
+    apart it spans the runs' spread; drawn as pairs whose gains are equal, it is that gain again."""
+    def run(level):
+        return lambda w: np.full(len(w), level)
+
+    assert runs_pooled_interval([run(0.5)], [run(0.6)], 20, 0.95) == pytest.approx((0.1, 0.1))
+    lo, hi = runs_pooled_interval([run(0.5), run(0.7)], [run(0.6), run(0.8)], 20, 0.95)
+    assert lo == pytest.approx(-0.1) and hi == pytest.approx(0.3)
+    assert runs_pooled_interval([run(0.5), run(0.7)], [run(0.6), run(0.8)], 20, 0.95, paired=True) == \
+        pytest.approx((0.1, 0.1))
+    with pytest.raises(ValueError, match="paired runs need as many a side"):
+        runs_pooled_interval([run(0.5)], [run(0.6), run(0.8)], 20, 0.95, paired=True)
