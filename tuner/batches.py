@@ -5,11 +5,15 @@ One run per batch in an experiment of its own (`vgan-predictions` unless named),
 `model_versions` (`vgan-generator/3`: MLflow's search finds every batch a version made), the command's arguments as
 params, the counts and the mean vessel fraction as metrics, and the batch's `report.csv` and `index.html` as
 artifacts (the maps stay where `--out` put them: a clinic's photographs do not travel to a tracking server). A
-batch stopped or broken ends its run KILLED or FAILED with the report's rows so far.
+batch stopped or broken ends its run KILLED or FAILED with the report's rows so far. One whose process was killed
+outright (SIGKILL, the out-of-memory killer) could not: its run, tagged with the machine and the process that made it,
+is ended KILLED with the rows it made by the next batch recorded into its folder on that machine.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,9 +32,33 @@ COLUMNS = ["tags.`model_versions`", "metrics.`images_segmented`", "metrics.`imag
            "tags.`out`"]
 
 
+def this_process() -> dict[str, str]:
+    """The tags that say which process makes a batch."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+def process_gone(tags: dict[str, str]) -> bool:
+    """Whether the process a batch run's tags name is gone: on this machine (another's cannot be asked), and no
+    process of that id, or this one (which took the id over). A process of another user answers as alive."""
+    pid = tags.get("pid", "")
+    if tags.get("host") != socket.gethostname() or not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 class BatchRun:
-    def __init__(self, client: MlflowClient, run_id: str, experiment: str, view: str):
+    def __init__(self, client: MlflowClient, run_id: str, experiment: str, view: str,
+                 abandoned: Sequence[str] = ()):
         self.client, self.run_id, self.experiment, self.view = client, run_id, experiment, view
+        self.abandoned = list(abandoned)  # runs of this folder's earlier batches, ended here for their dead process
 
     @classmethod
     def start(cls, uri: str, experiment: str, out: Path, versions: Sequence[str], weights: str | None,
@@ -39,8 +67,9 @@ class BatchRun:
         `weights`: their digest, as report.csv gives it."""
         client = MlflowClient(uri)
         tags = {"kind": KIND, "out": str(out.resolve()), **({"weights": weights} if weights else {}),
-                **({"model_versions": ", ".join(versions)} if versions else {})}
+                **({"model_versions": ", ".join(versions)} if versions else {}), **this_process()}
         exp_id = experiment_id(client, experiment, uri)
+        abandoned = cls.end_abandoned(client, exp_id, out)
         view = share_runs_view(client, exp_id, VIEW, f"tags.kind = '{KIND}'", "attributes.start_time", COLUMNS)
         # The name is the table's first column: what made the batch reads there at a glance (MLflow puts tag
         # columns last, after every metric and param); the version first, as the column is narrow:
@@ -50,7 +79,20 @@ class BatchRun:
         run = client.create_run(exp_id, run_name=f"{out.name}{': ' if made_by else ''}{', '.join(made_by)} {when}",
                                 tags=tags)
         client.log_batch(run.info.run_id, params=[Param(k, short(v)) for k, v in params.items()])
-        return cls(client, run.info.run_id, experiment, view)
+        return cls(client, run.info.run_id, experiment, view, abandoned)
+
+    @classmethod
+    def end_abandoned(cls, client: MlflowClient, exp_id: str, out: Path) -> list[str]:
+        """Ends KILLED, with the report's rows they made, the runs of batches into `out` left RUNNING by a process
+        that is gone (before this batch writes a row there); their ids."""
+        running = client.search_runs([exp_id], f"tags.kind = '{KIND}' and attributes.status = 'RUNNING'",
+                                     max_results=1000)
+        ended = []
+        for run in running:
+            if run.data.tags.get("out") == str(out.resolve()) and process_gone(run.data.tags):
+                cls(client, run.info.run_id, "", "").end(out, "KILLED")
+                ended.append(run.info.run_id)
+        return ended
 
     def end(self, out: Path, status: str, summary=None) -> None:
         """Ends the run with `status` (FINISHED, FAILED, KILLED), the `vgan.predict.Summary`'s counts where the

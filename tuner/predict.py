@@ -117,6 +117,9 @@ def _main(argv: Sequence[str] | None) -> None:
                   if k != "log"}
         run = BatchRun.start(uri, args.log, out, versions, weights_digest([m.model for m in members]),
                              {**params, "model": ", ".join(names), "tracking_uri": uri})
+        for run_id in run.abandoned:
+            print(f"tuner.predict: run {run_id} of an earlier batch into {out} was left running by a process that is "
+                  "gone (killed outright?): ended KILLED with the rows of its report")
     try:
         summary = segment_images(members, sources, out, args.threshold, masks, device, sys.stderr.isatty(),
                                  args.tta, f"Vessel maps by {', '.join(names)}", earlier_of(args))

@@ -302,6 +302,79 @@ def test_a_batch_logged_is_a_run_naming_the_version_that_made_it(champion, drive
     assert len(client.search_runs([client.get_experiment_by_name(EXPERIMENT).experiment_id])) == 1
 
 
+KILLED_AFTER_ONE_IMAGE = """
+import os, signal, sys
+import tuner.predict as predict
+segment = predict.segment_images
+def first_then_killed(members, sources, *args):
+    segment(members, sources[:1], *args)  # its row is in report.csv
+    os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer does: no handler runs
+predict.segment_images = first_then_killed
+sys.exit(predict.main(sys.argv[1:]))
+"""
+
+
+def test_a_batch_killed_outright_is_ended_by_the_next_into_its_folder(champion, drive_root, tmp_path, capsys,
+                                                                       monkeypatch):
+    """A real tuner.predict --log SIGKILLed after its first image leaves its run RUNNING; the next batch into that
+    folder on this machine ends it KILLED with the row it made, and says so. Runs whose process lives, or that
+    another machine made, are left as they are."""
+    import csv
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from mlflow.tracking import MlflowClient
+
+    import tuner.batches
+    from tuner.batches import BatchRun
+
+    experiment = "killed-batches"  # this test's: the other tests count the default one's runs
+
+    uri, model = champion
+    out = tmp_path / "maps"
+    images = [str(drive_root / "test" / "images" / f"{i:02d}_test.tif") for i in (1, 2)]
+    argv = ["--model", model, "--tracking-uri", uri, "--log", experiment, "--input", *images, "--out", str(out)]
+    # runs of this folder whose process lives, or that another machine made: left as they are by every batch
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        for made_by in ({"host": socket.gethostname(), "pid": str(sleeper.pid)}, {"host": "elsewhere", "pid": "1"}):
+            monkeypatch.setattr(tuner.batches, "this_process", lambda made_by=made_by: made_by)
+            BatchRun.start(uri, experiment, out, [], None, {})
+        monkeypatch.undo()
+        child = subprocess.run([sys.executable, "-c", KILLED_AFTER_ONE_IMAGE, *argv], cwd=tmp_path,
+                               capture_output=True, text=True, timeout=300)
+        assert child.returncode == -9, child.stderr
+        client = MlflowClient(uri)
+        exp = client.get_experiment_by_name(experiment).experiment_id
+        (dead,) = [r for r in client.search_runs([exp]) if r.data.tags["out"] == str(out) and "weights" in r.data.tags]
+        assert dead.info.status == "RUNNING" and dead.data.tags["host"] == socket.gethostname()
+        with open(out / "report.csv", newline="") as f:
+            assert len(list(csv.DictReader(f))) == 1
+        # a batch into another folder leaves it too
+        assert predict_main([*argv[:-1], str(tmp_path / "other")]) == 0
+        assert client.get_run(dead.info.run_id).info.status == "RUNNING"
+        capsys.readouterr()
+
+        assert predict_main([*argv, "--continue"]) == 0
+        said = capsys.readouterr().out
+        assert f"run {dead.info.run_id} of an earlier batch into {out} was left running by a process that is gone" \
+            in said
+        ended = client.get_run(dead.info.run_id)
+        assert ended.info.status == "KILLED"
+        assert sorted(a.path for a in client.list_artifacts(dead.info.run_id)) == ["index.html", "report.csv"]
+        with open(client.download_artifacts(dead.info.run_id, "report.csv", str(tmp_path)), newline="") as f:
+            assert [r["input"] for r in csv.DictReader(f)] == images[:1]
+        runs = {r.info.run_id: r for r in client.search_runs([exp]) if r.data.tags["out"] == str(out)}
+        assert sorted(r.info.status for r in runs.values()) == ["FINISHED", "KILLED", "RUNNING", "RUNNING"]
+        (new,) = [r for r in runs.values() if r.info.status == "FINISHED"]
+        assert new.data.metrics["images_kept"] == 1 and new.data.metrics["images_segmented"] == 1
+        assert new.data.tags["pid"] == str(os.getpid())
+    finally:
+        sleeper.kill()
+
+
 def test_an_image_under_the_programs_smallest_side_is_named_and_the_others_are_segmented(champion, drive_image,
                                                                                           tmp_path, capsys):
     """The exported program takes sides of 2**depth pixels and more (torch.export's guard refuses fewer, an
