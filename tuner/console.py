@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import sys
 import time
 from contextlib import contextmanager
@@ -201,30 +202,53 @@ class LogFileReporter(CLIReporter):
             f.write(self._progress_str(sorted(trials, key=rank), done, *sys_info) + "\n")
 
 
+@dataclass
+class Teed:
+    reader_gone: bool = False  # the reader of the study's output closed the pipe: the study was stopped for it
+
+
 @contextmanager
-def tee(path: Path) -> Iterator[None]:
+def tee(path: Path) -> Iterator[Teed]:
     """What the study prints goes to the terminal and is appended to `path` (the study's log)."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    teed = Teed()
     with path.open("a") as log:
         streams = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = (Tee(s, log) for s in streams)
+        sys.stdout, sys.stderr = (Tee(s, log, teed) for s in streams)
         try:
-            yield
+            yield teed
         finally:
             sys.stdout, sys.stderr = streams
 
 
 class Tee:
-    def __init__(self, terminal, log):
-        self.terminal, self.log = terminal, log
+    def __init__(self, terminal, log, teed: Teed | None = None):
+        self.terminal, self.log, self.teed = terminal, log, teed or Teed()
 
     def write(self, text: str) -> int:
         self.log.write(text)
-        return self.terminal.write(text)
+        try:
+            return self.terminal.write(text)
+        except BrokenPipeError:
+            self._reader_gone()
+            return len(text)
 
     def flush(self) -> None:
         self.log.flush()
-        self.terminal.flush()
+        try:
+            self.terminal.flush()
+        except BrokenPipeError:
+            self._reader_gone()
+
+    def _reader_gone(self) -> None:
+        """The reader of the output went (`| head`, a pager quit). The error met inside a Tune callback was Ray's to
+        log (a traceback for each trial that ended after) and ended no trial in order; now the study stops as Ctrl-C
+        stops it, its trials left to a resume, and what it says from then on goes to its log alone (the terminal's
+        descriptor at /dev/null, for whatever else writes to it)."""
+        os.dup2(os.open(os.devnull, os.O_WRONLY), self.terminal.fileno())
+        if not self.teed.reader_gone:
+            self.teed.reader_gone = True
+            signal.raise_signal(signal.SIGINT)
 
     def isatty(self) -> bool:
         return self.terminal.isatty()

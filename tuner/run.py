@@ -44,7 +44,7 @@ from tuner.storage import (
     study_db_url,
     study_name_from,
 )
-from vgan.cli import exit_program, handler_kept, nonempty, run_cli, writable_folder
+from vgan.cli import ReaderGone, exit_program, handler_kept, nonempty, run_cli, writable_folder
 from vgan.errors import BadInputError, ConfigError, DataError, VganError
 
 # Ray, MLflow and torch are imported where a step needs them, after the arguments are read: `--help`
@@ -449,23 +449,26 @@ def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int],
 def _main(argv: Sequence[str] | None) -> None:
     plan = preflight(argv)
     from tuner.cluster import start_ray, stop_ray
-    from tuner.console import quiet, tee
+    from tuner.console import Teed, quiet, tee
 
     if not plan.args.verbose:
         quiet()
     with handler_kept(signal.SIGTERM):  # run_cli's: SIGTERM stops the study as Ctrl-C does
         session = start_ray(plan.args.address, plan.args.verbose)
-    crashed, interrupted = True, False
+    crashed, interrupted, teed = True, False, Teed()
     try:
         check_cluster(plan)
-        with tee(plan.log):
+        with tee(plan.log) as teed:
             interrupted = _run(plan)
         crashed = False
     except (BadInputError, KeyboardInterrupt):  # refused, with a message that says it all; or asked to stop
         crashed = False
-        raise
+        if not teed.reader_gone:
+            raise
     finally:
         stop_ray(session, keep=crashed)
+    if teed.reader_gone:  # stopped as Ctrl-C stops it, and said how to go on where no one reads
+        raise ReaderGone(f"; the study was stopped as Ctrl-C stops it, and its log ({plan.log}) says how it goes on")
     if interrupted:  # ended in order, and said how to go on: exit as an interrupted command does (130)
         raise KeyboardInterrupt
 

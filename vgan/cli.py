@@ -91,12 +91,17 @@ def stdout_is_pipe() -> bool:
         return False
 
 
-def reader_gone(prog: str) -> int:
+class ReaderGone(Exception):
+    """The reader of standard output went, met and dealt with where it was met (its text: what was done about it),
+    standard output already pointed at /dev/null."""
+
+
+def reader_gone(prog: str, done: str = "") -> int:
     """The reader of standard output went (`| head`, a pager quit): stop as a Unix tool stopped by SIGPIPE does, in
     one line on stderr, where a traceback came from the print that met the closed pipe. Standard output is pointed
     at /dev/null so that the interpreter's flush at exit does not meet it again (Python's `signal` docs)."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    print(f"{prog}: stopped: the reader of its output closed the pipe", file=sys.stderr)
+    print(f"{prog}: stopped: the reader of its output closed the pipe{done}", file=sys.stderr)
     return 128 + signal.SIGPIPE
 
 
@@ -109,6 +114,8 @@ def run_cli(main: Callable[[Sequence[str] | None], None], argv: Sequence[str] | 
             if not stdout_is_pipe():  # another pipe or socket of the command's: not this
                 raise
             return reader_gone(prog)
+        except ReaderGone as e:
+            return reader_gone(prog, str(e))
         except BadInputError as e:
             print(f"{prog}: error: {e}", file=sys.stderr)
             return 2

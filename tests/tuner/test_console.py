@@ -1,7 +1,10 @@
 """The console of a study: one table, redrawn in place on a terminal, and one line per trial end."""
 
+import os
+import sys
 from types import SimpleNamespace
 
+import pytest
 from ray_trials import ray_trial, state_saved
 
 from tuner.console import Progress, tee
@@ -88,6 +91,25 @@ def test_tee_keeps_what_was_printed_in_the_study_log(tmp_path, capsys):
     with tee(log):
         print("study s1: 8 trials")
     assert capsys.readouterr().out == "study s1: 8 trials\n" and log.read_text() == "study s1: 8 trials\n"
+
+
+def test_a_reader_gone_stops_the_study_once_as_ctrl_c_and_the_log_keeps_the_rest(tmp_path):
+    """The terminal a closed pipe (`| head` done): the first print that meets it raises SIGINT (KeyboardInterrupt
+    here, as Python's own handler does it; Tune's in a fit), no BrokenPipeError, once; what follows is still logged,
+    and the pipe's descriptor now writes to /dev/null."""
+    read, write = os.pipe()
+    os.close(read)
+    terminal = os.fdopen(write, "w")
+    log = tmp_path / "study.log"
+    with tee(log) as teed:
+        sys.stdout.terminal = terminal  # the study's stdout is the pipe: no pytest capture between
+        with pytest.raises(KeyboardInterrupt):
+            print("trial t1 completed", flush=True)
+        assert teed.reader_gone
+        print("study s1 interrupted: ... with: python -m tuner.run ... --resume", flush=True)  # no second SIGINT
+    terminal.close()  # its descriptor holds /dev/null: closing it raises nothing
+    assert log.read_text().splitlines() == ["trial t1 completed",
+                                            "study s1 interrupted: ... with: python -m tuner.run ... --resume"]
 
 
 def test_the_log_file_table_takes_trials_without_a_conditional_key(tmp_path):

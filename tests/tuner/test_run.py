@@ -399,6 +399,38 @@ def test_a_study_interrupted_with_ctrl_c_goes_on_when_resumed_losing_nothing(ray
 
 
 @pytest.mark.slow
+def test_a_study_whose_reader_goes_stops_as_ctrl_c_stops_it(ray_tmpdir, tmp_path):
+    """`python -m tuner.run ... | head -2`: the first trial-end line met the closed pipe inside a Tune callback, which
+    Ray logged as an error stopping the trial (a 15-line traceback for each trial that ended after) until the
+    study died of it. Now the study stops as Ctrl-C stops it, in one line on stderr (exit 141, as a Unix tool
+    stopped by SIGPIPE), and its log holds what it said after, how it goes on included; no run is left running."""
+    space = quick_smoke(tmp_path / "space.yaml", "reader", tune={"num_samples": 4})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "tuner.run", "--space", str(space), "--name", "r", "--storage",
+                                 str(tmp_path / "ray"), "--tracking-uri", uri], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=err, text=True)
+        head = [proc.stdout.readline() for _ in range(2)]  # the study's line and how it goes on, then head exits
+        proc.stdout.close()
+        proc.wait(timeout=300)
+    said = (tmp_path / "stderr.txt").read_text()
+    log = tmp_path / "ray" / "r.log"
+    assert head[1].startswith("study r: should its driver die before it ends, it goes on with: ")
+    assert proc.returncode == 141, said[-3000:]
+    assert said.splitlines()[-1] == ("tuner.run: stopped: the reader of its output closed the pipe; the study was "
+                                     f"stopped as Ctrl-C stops it, and its log ({log}) says how it goes on")
+    assert "Traceback" not in said and "Error stopping trial" not in said, said[-3000:]
+    written = log.read_text()
+    assert re.search(r"^trial \w+ (completed|pruned|failed)", written, re.M)  # the line that met the closed pipe
+    (line,) = [ln for ln in written.splitlines() if ln.startswith("study r interrupted: ")]
+    assert line.split(" with: ", 1)[1].startswith(f"python -m tuner.run --space {space} --name r --storage ")
+    _, runs = trial_runs(uri, "reader")
+    assert runs and not [r for r in runs if r.info.status == "RUNNING"]
+    assert {r.data.tags["status"] for r in runs if r.info.status == "KILLED"} <= {"interrupted"}
+
+
+@pytest.mark.slow
 def test_a_second_ctrl_c_that_cuts_rays_stop_short_still_says_how_to_go_on(ray_tmpdir, tmp_path):
     """Ctrl-C twice: Tune puts the earlier SIGINT handler back at the first press, so the second ends its orderly
     stop at once (skipping its last save) with KeyboardInterrupt out of the fit. The study printed only
