@@ -248,7 +248,10 @@ class Tee:
         os.dup2(os.open(os.devnull, os.O_WRONLY), self.terminal.fileno())
         if not self.teed.reader_gone:
             self.teed.reader_gone = True
-            signal.raise_signal(signal.SIGINT)
+            if callable(signal.getsignal(signal.SIGINT)):  # Tune's in a fit (it stops in order), Python's outside
+                signal.raise_signal(signal.SIGINT)
+            else:  # ignored (a job started in the background) or the OS's: the stop is ours, not a Ctrl-C's
+                raise KeyboardInterrupt
 
     def isatty(self) -> bool:
         return self.terminal.isatty()

@@ -1,6 +1,7 @@
 """The console of a study: one table, redrawn in place on a terminal, and one line per trial end."""
 
 import os
+import signal
 import sys
 from types import SimpleNamespace
 
@@ -93,10 +94,20 @@ def test_tee_keeps_what_was_printed_in_the_study_log(tmp_path, capsys):
     assert capsys.readouterr().out == "study s1: 8 trials\n" and log.read_text() == "study s1: 8 trials\n"
 
 
-def test_a_reader_gone_stops_the_study_once_as_ctrl_c_and_the_log_keeps_the_rest(tmp_path):
+@pytest.mark.parametrize("handler", [signal.default_int_handler, signal.SIG_IGN], ids=["python's", "ignored"])
+def test_a_reader_gone_stops_the_study_once_as_ctrl_c_and_the_log_keeps_the_rest(tmp_path, handler):
     """The terminal a closed pipe (`| head` done): the first print that meets it raises SIGINT (KeyboardInterrupt
     here, as Python's own handler does it; Tune's in a fit), no BrokenPipeError, once; what follows is still logged,
-    and the pipe's descriptor now writes to /dev/null."""
+    and the pipe's descriptor now writes to /dev/null. Where SIGINT is ignored (a job started in the background;
+    pytest-xdist's workers) the stop is raised all the same."""
+    before = signal.signal(signal.SIGINT, handler)
+    try:
+        reader_gone(tmp_path)
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def reader_gone(tmp_path):
     read, write = os.pipe()
     os.close(read)
     terminal = os.fdopen(write, "w")
