@@ -16,13 +16,12 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
-from mlflow.entities import Metric, Param
-from mlflow.tracking import MlflowClient
-
-from tuner.tracking import experiment_id, share_runs_view, short
 from vgan.report import INDEX, REPORT
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 EXPERIMENT = "vgan-predictions"
 KIND = "predictions"
@@ -65,6 +64,11 @@ class BatchRun:
               params: dict[str, Any]) -> BatchRun:
         """`versions`: the registry versions of the models (`NAME/VERSION`), where they came from the registry;
         `weights`: their digest, as report.csv gives it."""
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+
+        from tuner.tracking import experiment_id, share_runs_view, short
+
         client = MlflowClient(uri)
         tags = {"kind": KIND, "out": str(out.resolve()), **({"weights": weights} if weights else {}),
                 **({"model_versions": ", ".join(versions)} if versions else {}), **this_process()}
@@ -97,6 +101,8 @@ class BatchRun:
     def end(self, out: Path, status: str, summary=None) -> None:
         """Ends the run with `status` (FINISHED, FAILED, KILLED), the `vgan.predict.Summary`'s counts where the
         batch got that far, and the report (and the page, where it was written)."""
+        from mlflow.entities import Metric
+
         if summary is not None:
             n = len(summary.written)
             counts = {"images_segmented": n, "images_failed": len(summary.failed), "images_kept": summary.kept,

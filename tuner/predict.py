@@ -19,8 +19,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tuner.batches import EXPERIMENT, BatchRun
-from tuner.tracking import check_tracking_store, resolve_tracking_uri, ui_link, use_tracking_uri
+from tuner.batches import EXPERIMENT
 from vgan.cli import check_threshold, exit_program, nonempty, run_cli, writable_folder
 from vgan.ensemble import Member
 from vgan.errors import ConfigError
@@ -63,6 +62,7 @@ def load_segmenter(uri: str, model: str, device):
 
     from tuner.flavor import load_program
     from tuner.registry import registry_hint
+    from tuner.tracking import use_tracking_uri
 
     with use_tracking_uri(uri):
         try:
@@ -93,6 +93,10 @@ def _main(argv: Sequence[str] | None) -> None:
     check_threshold(args.threshold)
     scale = ScaleSpec.parse(args.scale)
     sources = images_of(args)
+    # MLflow's import (2 s of --help's 3.6 here) once the arguments stand: --help and a refused one answer without it
+    from tuner.batches import BatchRun
+    from tuner.tracking import check_tracking_store, resolve_tracking_uri, ui_link
+
     uri = resolve_tracking_uri(args.tracking_uri)
     if any(m.startswith(("models:", "runs:")) for m in args.model):  # a model folder on disk needs no store
         check_tracking_store(uri, read_only=True)
