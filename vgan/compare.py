@@ -50,15 +50,14 @@ from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
     METRIC_NAMES,
     PAIRS,
-    pooled_auc_roc,
-    pooled_counts_metric,
+    THRESHOLDED_METRICS,
+    pooled_of_images,
     runs_bootstrap_interval,
     runs_pooled_interval,
 )
 
 METRICS_FILE = "metrics.json"
 DEFAULT_METRICS = ("auc_roc", "auc_pr", "f1")
-THRESHOLDED = ("f1", "accuracy", "sensitivity", "specificity")
 SAME_PIXELS = (("n_fov_pixels", "FOV pixels", 0.0), ("vessel_fraction", "vessel fraction of the label", 1e-9))
 
 
@@ -312,29 +311,14 @@ def pooled_of(ev: Evaluation, ids: list[str], metric: str) -> PooledOf | None:
     counts (read from its sensitivity, specificity, FOV pixels and vessel fraction). None for AUC-PR and average
     precision (their curves do not add up image by image) and for AUC-ROC without pair counts. Checked: taken of
     every image once, it is the pooled figure the file reports."""
-    needed = ("n_fov_pixels", "vessel_fraction") + (("sensitivity", "specificity") if metric in THRESHOLDED else ())
+    counted = ("sensitivity", "specificity") if metric in THRESHOLDED_METRICS else ()
+    needed = ("n_fov_pixels", "vessel_fraction", *counted)
     if any(not isinstance(ev.images[i].get(k), (int, float)) for i in ids for k in needed):
         return None  # a file of other making: its per-image comparison stands alone
-
-    def column(key: str) -> np.ndarray:
-        return np.array([value(ev, i, key) for i in ids])
-
-    if metric == "auc_roc" and ev.pairs is not None:
-        total = column("n_fov_pixels")
-        vessels = np.round(column("vessel_fraction") * total)
-        counts = np.array([[ev.pairs[i][j] for j in ids] for i in ids], dtype=np.int64)
-
-        def of(weights: np.ndarray) -> np.ndarray:
-            return pooled_auc_roc(counts, vessels, total - vessels, weights)
-    elif metric in THRESHOLDED:
-        total = column("n_fov_pixels")
-        vessels = np.round(column("vessel_fraction") * total)
-        tp = np.round(column("sensitivity") * vessels)
-        fp = (total - vessels) - np.round(column("specificity") * (total - vessels))
-
-        def of(weights: np.ndarray) -> np.ndarray:
-            return pooled_counts_metric(metric, tp, fp, vessels - tp, total, weights)
-    else:
+    rows = [{k: value(ev, i, k) for k in needed} for i in ids]
+    counts = None if ev.pairs is None else np.array([[ev.pairs[i][j] for j in ids] for i in ids], dtype=np.int64)
+    of = pooled_of_images(metric, rows, counts)
+    if of is None:
         return None
     whole = float(of(np.ones((1, len(ids))))[0])
     if not abs(whole - pooled(ev, metric)) <= 1e-9:
@@ -366,7 +350,7 @@ def compare_metric(base: list[Evaluation], cand: list[Evaluation], ids: list[str
 
 
 def thresholds_note(base: list[Evaluation], cand: list[Evaluation], metrics: list[str]) -> str | None:
-    shown = [m for m in metrics if m in THRESHOLDED]
+    shown = [m for m in metrics if m in THRESHOLDED_METRICS]
     if not shown or len({ev.metrics.get("threshold") for ev in (*base, *cand)}) == 1:
         return None
 

@@ -7,8 +7,9 @@
 
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
 auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity; and `per_image`, each
-image's own, also in per_image.csv, worst AUC-ROC first; and `pair_counts`, from which `vgan.compare`
-takes the pooled AUC-ROC of any draw of the images). A checkpoint also gets its probability maps
+image's own, also in per_image.csv, worst AUC-ROC first; `pair_counts`, from which `vgan.compare`
+takes the pooled AUC-ROC of any draw of the images; and `intervals`, the pooled figures' 95 % bootstrap
+intervals over the images, as the console gives them). A checkpoint also gets its probability maps
 (8-bit PNG) and binary maps; both modes get roc.png, pr.png and previews/ of the images of lowest AUC-ROC.
 A checkpoint sees the images as they are (`--scale 1`, the literature's protocol) unless `--scale auto`
 resizes each to the FOV diameter of its training photographs (`vgan.scale`; for another dataset's
@@ -39,7 +40,18 @@ from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, detect_dataset, fov_note, fov_source, load_split, read_probability
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
-from vgan.metrics import PAIRS, compute_metrics, curves, fov_pixels, pair_counts, per_image_metrics
+from vgan.metrics import (
+    BOOTSTRAP_SAMPLES,
+    PAIRS,
+    POOLED_BY_IMAGE,
+    compute_metrics,
+    curves,
+    fov_pixels,
+    pair_counts,
+    per_image_metrics,
+    pooled_interval,
+    pooled_of_images,
+)
 from vgan.report import PROBABILITIES
 from vgan.scale import ScaleSpec
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, resolve_device
@@ -191,7 +203,23 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
         counts = pair_counts(maps, labels, masks)
         if counts is not None:
             m[PAIRS] = {"about": PAIRS_ABOUT, "ids": list(split.ids), "counts": counts.tolist()}
+        m[INTERVALS] = image_intervals(m["per_image"], counts)
     return m, scores, targets
+
+
+INTERVALS = "intervals"
+CONFIDENCE = 0.95
+
+
+def image_intervals(rows: list[dict[str, Any]], counts: np.ndarray | None) -> dict[str, Any]:
+    """The pooled metrics' bootstrap intervals over the images (how far each figure moves with the choice of test
+    images; nothing of training's noise), where the images' rows and pair counts give them."""
+    out: dict[str, Any] = {"confidence": CONFIDENCE, "draws": BOOTSTRAP_SAMPLES, "seed": 0}
+    for metric in POOLED_BY_IMAGE:
+        of = pooled_of_images(metric, rows, counts)
+        if of is not None:
+            out[metric] = list(pooled_interval(of, len(rows), CONFIDENCE))
+    return out
 
 
 PAIRS_ABOUT = ("counts[i][j]: pairs of a vessel pixel of image i and a background pixel of image j (FOV pixels) "
@@ -201,8 +229,8 @@ PAIRS_ABOUT = ("counts[i][j]: pairs of a vessel pixel of image i and a backgroun
 
 def pooled_metrics(scored: dict[str, Any]) -> dict[str, float]:
     """The pooled metrics of what score_maps returned (`compute_metrics`'), without what it says of the split,
-    its `per_image` rows and its pair counts."""
-    return {k: v for k, v in scored.items() if k not in (*SPLIT_KEYS, "per_image", PAIRS)}
+    its `per_image` rows, its pair counts and its intervals."""
+    return {k: v for k, v in scored.items() if k not in (*SPLIT_KEYS, "per_image", PAIRS, INTERVALS)}
 
 
 def named_data(args: argparse.Namespace) -> tuple[Path, str]:
@@ -352,6 +380,11 @@ def _main(argv: Sequence[str] | None) -> None:
         print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov_note(m['fov'])}{views}, "
               f"threshold {m['threshold']:.4f}): "
               + "  ".join(f"{k} {m[k]:.4f}" for k in keys))
+        shown = [k for k in keys if k in m[INTERVALS]]
+        if len(m["per_image"]) > 1 and shown:
+            print(f"{m[INTERVALS]['confidence']:.0%} intervals over the images (drawn with replacement, "
+                  f"{m[INTERVALS]['draws']:,} times; nothing of training's own noise): "
+                  + "  ".join(f"{k} [{m[INTERVALS][k][0]:.4f}, {m[INTERVALS][k][1]:.4f}]" for k in shown))
         worst = worst_first(m["per_image"])[0]
         if worst["auc_roc"] is not None and len(m["per_image"]) > 1:
             print(f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f} (F1 {worst['f1']:.4f}; every image in "

@@ -256,6 +256,38 @@ def pooled_counts_metric(metric: str, tp: np.ndarray, fp: np.ndarray, fn: np.nda
     raise ValueError(f"{metric}: not a thresholded metric")
 
 
+THRESHOLDED_METRICS = ("f1", "accuracy", "sensitivity", "specificity")
+POOLED_BY_IMAGE = ("auc_roc", *THRESHOLDED_METRICS)  # the pooled metrics any draw of the images gives
+
+
+def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = None):
+    """The pooled metric as a function of how often each image is taken (weights (draws, images) -> (draws,)), from
+    the images' `per_image_metrics` rows (FOV pixels, vessel fraction, and at the threshold sensitivity and
+    specificity, whose confusion counts they give back exactly) and, for AUC-ROC, their `pair_counts`, both in one
+    order. None where these do not give it: AUC-PR and average precision (their curves do not add up image by
+    image), AUC-ROC without pair counts."""
+    total = np.array([r["n_fov_pixels"] for r in rows], dtype=np.float64)
+    vessels = np.round(np.array([r["vessel_fraction"] for r in rows], dtype=np.float64) * total)
+    if metric == "auc_roc" and counts is not None:
+        return lambda weights: pooled_auc_roc(counts, vessels, total - vessels, weights)
+    if metric in THRESHOLDED_METRICS:
+        tp = np.round(np.array([r["sensitivity"] for r in rows], dtype=np.float64) * vessels)
+        fp = (total - vessels) - np.round(np.array([r["specificity"] for r in rows], dtype=np.float64)
+                                          * (total - vessels))
+        return lambda weights: pooled_counts_metric(metric, tp, fp, vessels - tp, total, weights)
+    return None
+
+
+def pooled_interval(of, images: int, confidence: float, seed: int = 0,
+                    samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
+    """Percentile interval of one model's pooled metric (`of`: `pooled_of_images`'), the images drawn with
+    replacement: how far the figure moves with the choice of test images."""
+    rng = np.random.default_rng(seed)
+    values = of(rng.multinomial(images, np.full(images, 1 / images), size=samples))
+    tail = (1 - confidence) / 2
+    return float(np.nanquantile(values, tail)), float(np.nanquantile(values, 1 - tail))
+
+
 def runs_pooled_interval(baseline, candidate, images: int, confidence: float, seed: int = 0,
                          samples: int = BOOTSTRAP_SAMPLES, paired: bool = False) -> tuple[float, float]:
     """Percentile interval of the pooled gain, the way `runs_bootstrap_interval` draws: the images (all of them, as

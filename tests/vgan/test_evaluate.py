@@ -37,13 +37,23 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys
     assert pairs["ids"] == [r["id"] for r in m["per_image"]] and np.shape(pairs["counts"]) == (20, 20)
     assert np.sum(pairs["counts"]) / (2 * m["n_vessel_pixels"] * (m["n_fov_pixels"] - m["n_vessel_pixels"])) == \
         pytest.approx(m["auc_roc"], abs=1e-12)
+    # each pooled figure's interval over the images, as the console says it
+    intervals = m["intervals"]
+    assert (intervals["confidence"], intervals["draws"]) == (0.95, 10_000)
+    assert set(intervals) - {"confidence", "draws", "seed"} == {"auc_roc", "f1", "accuracy", "sensitivity",
+                                                                 "specificity"}
+    for key in ("auc_roc", "f1", "accuracy", "sensitivity", "specificity"):
+        assert intervals[key][0] < m[key] < intervals[key][1]
+    said = capsys.readouterr().out
+    assert (f"95% intervals over the images (drawn with replacement, 10,000 times; nothing of training's own noise): "
+            f"auc_roc [{intervals['auc_roc'][0]:.4f}, {intervals['auc_roc'][1]:.4f}]  f1 [") in said
     with open(out / "per_image.csv") as f:
         rows = list(csv.DictReader(f))
     aucs = [float(r["auc_roc"]) for r in rows]
     assert aucs == sorted(aucs) and len(rows) == 20 and float(rows[0]["f1"]) < m["f1"]
     worst = min(m["per_image"], key=lambda r: r["auc_roc"])
     assert rows[0]["id"] == worst["id"] and float(rows[0]["auc_roc"]) == round(worst["auc_roc"], 6)
-    assert f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f}" in capsys.readouterr().out
+    assert f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f}" in said
     # previews of the three worst: image | probability | truth | errors at the threshold, at the image's size
     shots = sorted((out / "previews").iterdir())
     assert [p.name for p in shots] == [f"{k}_{r['id']}.png" for k, r in enumerate(rows[:3], 1)]
@@ -112,6 +122,7 @@ def test_pair_counts_past_the_work_limit_are_counted_by_value_or_left_out(refere
                           "--previews", "0"]) == 0
     m = json.loads((tmp_path / "floats" / "metrics.json").read_text())
     assert "pair_counts" not in m and len(m["per_image"]) == 20
+    assert "auc_roc" not in m["intervals"] and m["intervals"]["f1"][0] < m["f1"] < m["intervals"]["f1"][1]
     said = capsys.readouterr().out
     assert f"no pair_counts kept: 20 images x {m['n_vessel_pixels']} vessel pixels pass 0 and the maps take more " \
         "than 4096 values: " \

@@ -16,6 +16,8 @@ from vgan.metrics import (
     per_image_metrics,
     pooled_auc_roc,
     pooled_counts_metric,
+    pooled_interval,
+    pooled_of_images,
     runs_bootstrap_interval,
     runs_pooled_interval,
     threshold_metrics,
@@ -297,3 +299,20 @@ def test_the_pooled_interval_draws_runs_as_the_per_image_one_does():
         pytest.approx((0.1, 0.1))
     with pytest.raises(ValueError, match="paired runs need as many a side"):
         runs_pooled_interval([run(0.5)], [run(0.6), run(0.8)], 20, 0.95, paired=True)
+
+
+def test_one_models_interval_is_the_percentiles_of_its_pooled_figure_over_draws(reference_root, drive_root):
+    """vgan.evaluate's intervals: V-GAN's maps (the middle 128 x 128 of each), 40 draws of the images each scored by
+    scikit-learn; AUC-ROC from the pair counts, F1 from the rows; neither for AUC-PR, nor AUC-ROC without counts."""
+    middle = np.s_[:, 228:356, 218:346]
+    maps, labels, masks = (x[middle] for x in drive_test_maps(reference_root, drive_root))
+    rows = per_image_metrics(maps, labels, masks)
+    counts = pair_counts(maps, labels, masks)
+    weights = np.random.default_rng(5).multinomial(20, np.full(20, 0.05), size=40)
+    drawn_pixels = [drawn(maps, labels, masks, w) for w in weights]
+    for metric, of_draw in (("auc_roc", lambda s, t: roc_auc_score(t, s)),
+                            ("f1", lambda s, t: f1_score(t, s >= 0.5))):
+        lo, hi = pooled_interval(pooled_of_images(metric, rows, counts), 20, 0.9, seed=5, samples=40)
+        values = [of_draw(*pixels) for pixels in drawn_pixels]
+        assert (lo, hi) == pytest.approx((np.quantile(values, 0.05), np.quantile(values, 0.95)), abs=1e-12)
+    assert pooled_of_images("auc_pr", rows, counts) is None and pooled_of_images("auc_roc", rows) is None
