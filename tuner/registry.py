@@ -82,6 +82,12 @@ class Registration:
     comparison: Comparison | None = None
     test_fov: str = "masks"  # where the test split's FOV masks came from (vgan.data.fov_source)
     evidence: dict[str, str] = field(default_factory=dict)  # the gate's evaluations: version tag -> runs:/ URI
+    test_intervals: dict[str, list[float]] = field(default_factory=dict)  # vgan.evaluate's, over the test images
+
+    def test_figure(self, metric: str) -> str:
+        """A test figure as the registration says it: with its interval over the test images, where it has one."""
+        lo_hi = self.test_intervals.get(metric)
+        return f"{self.test_metrics[metric]:.4f}" + (f" [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else "")
 
 
 def estimated_note(fov: str) -> str:
@@ -236,17 +242,20 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     tags.update(evidence)
     for k, v in tags.items():
         client.set_model_version_tag(name, mv.version, k, str(v))
-    m = challenger.metrics
+    intervals = {k: v for k, v in challenger.record.get("intervals", {}).items() if isinstance(v, list)}
+    reg = Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov, evidence,
+                       intervals)
     client.update_model_version(name, mv.version, description=(
         f"{what} on {cfg.data.dataset} (chosen on validation AUC-ROC "
-        f"{val_metrics.get('auc_roc', float('nan')):.4f}). Test{estimated_note(test_fov)}: AUC-ROC {m['auc_roc']:.4f}, "
-        f"AUC-PR {m['auc_pr']:.4f}, F1 {m['f1']:.4f} at 0.5. {reason[0].upper() + reason[1:]}. Trainer config "
-        "(an ensemble's: each member's): config.yaml in the model."))
+        f"{val_metrics.get('auc_roc', float('nan')):.4f}). Test{estimated_note(test_fov)}: AUC-ROC "
+        f"{reg.test_figure('auc_roc')}, AUC-PR {reg.test_figure('auc_pr')}, F1 {reg.test_figure('f1')} at 0.5"
+        f"{' (95 % intervals over the test images)' if intervals else ''}. {reason[0].upper() + reason[1:]}. "
+        "Trainer config (an ensemble's: each member's): config.yaml in the model."))
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, mv.version)
     # last: a driver stopped before it (killed, Ctrl-C, an error) leaves a version its resume ends
     client.set_model_version_tag(name, mv.version, DECISION, "promoted" if promoted else "not promoted")
-    return Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov, evidence)
+    return reg
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> str | None:

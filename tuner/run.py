@@ -712,9 +712,10 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
                              unfinished)
     study.set_tags({"registered_version": reg.version, "promoted": str(reg.promoted)})
     aliases = "challenger, champion" if reg.promoted else "challenger"
-    m = reg.test_metrics
+    over = " (95 % intervals over the test images)" if reg.test_intervals else ""
     print(f"registered {reg.name} version {reg.version} ({aliases}) from {candidate}: test AUC-ROC "
-          f"{m['auc_roc']:.4f}, AUC-PR {m['auc_pr']:.4f}, F1 {m['f1']:.4f}{estimated_note(reg.test_fov)}; {reg.reason}")
+          f"{reg.test_figure('auc_roc')}, AUC-PR {reg.test_figure('auc_pr')}, F1 {reg.test_figure('f1')}{over}"
+          f"{estimated_note(reg.test_fov)}; {reg.reason}")
     if "champion_test_evaluation" in reg.evidence:
         print(f"the gate's evaluations, for python -m vgan.compare once fetched (mlflow artifacts download -u URI): "
               f"{reg.evidence['champion_test_evaluation']} {reg.evidence['test_evaluation']}")

@@ -78,6 +78,11 @@ def test_registration_records_the_decision_and_its_figures(logged_model):
     metric_tags = {f"{split}_{m}" for split in ("val", "test") for m in METRIC_NAMES}
     assert "config" not in mv.tags and not metric_tags & set(mv.tags), mv.tags
     assert "Test: AUC-ROC" in mv.description and client.get_registered_model("vgan-generator").description
+    # each test figure with its interval over the test images, where one is taken (not AUC-PR)
+    lo, hi = first.test_intervals["auc_roc"]
+    assert lo < first.test_metrics["auc_roc"] < hi and "auc_pr" not in first.test_intervals
+    assert f"AUC-ROC {first.test_metrics['auc_roc']:.4f} [{lo:.4f}, {hi:.4f}], AUC-PR " in mv.description
+    assert "at 0.5 (95 % intervals over the test images)." in mv.description
     assert mv.tags["test_fov"] == "generated" and first.test_fov == "generated"
     # metrics live on the logged model, each linked to the split it was measured on
     metrics = {(m.key, m.dataset_name) for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
