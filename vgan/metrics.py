@@ -235,7 +235,7 @@ def pooled_auc_roc(counts: np.ndarray, vessels: np.ndarray, background: np.ndarr
     `pair_counts` and each image's vessel and background pixel counts; NaN for a draw without both."""
     w = np.asarray(weights, dtype=np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return np.einsum("si,ij,sj->s", w, counts.astype(np.float64), w) / (2 * (w @ vessels) * (w @ background))
+        return ((w @ counts.astype(np.float64)) * w).sum(axis=1) / (2 * (w @ vessels) * (w @ background))
 
 
 def pooled_counts_metric(metric: str, tp: np.ndarray, fp: np.ndarray, fn: np.ndarray, total: np.ndarray,
@@ -293,7 +293,7 @@ def runs_pooled_interval(baseline, candidate, images: int, confidence: float, se
     """Percentile interval of the pooled gain, the way `runs_bootstrap_interval` draws: the images (all of them, as
     the pooled figure takes them) with replacement, jointly for both sides, and each side's runs (or pairs of
     runs). `baseline`, `candidate`: each run's pooled metric as a function of the image weights (draws, images) ->
-    (draws,): `pooled_auc_roc` or `pooled_counts_metric` of the run's counts."""
+    (draws,), as `pooled_of_images` gives it."""
     rng = np.random.default_rng(seed)
     weights = rng.multinomial(images, np.full(images, 1 / images), size=samples)
     a, b = (np.stack([run(weights) for run in side], axis=1) for side in (baseline, candidate))  # (draws, runs)
