@@ -106,6 +106,12 @@ def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
     if recorded is None or in_folder(recorded.path, folder):
         after = checkpoint_number(recorded.path) if recorded is not None else -1
         unknown = [p for p in own if checkpoint_number(p) > after]  # to Ray: its num_to_keep never deletes them
+        # a copy the kill cut short lacks files: nothing supersedes it (numbering goes on after it), and left, it
+        # stayed in storage for good; one whole but unreadable (the storage's error?) is skipped and kept
+        cut = [p for p in unknown if cut_short(fs, p)]
+        for path in cut:
+            delete_checkpoint(fs, path)
+        unknown = [p for p in unknown if p not in cut]
         for i in reversed(range(len(unknown))):
             try:
                 saved = _load(tune.Checkpoint(path=unknown[i], filesystem=fs), trainer, best)
@@ -115,6 +121,15 @@ def restore(recorded: tune.Checkpoint | None, trainer: Trainer, best: Path,
                 delete_checkpoint(fs, path)
             return {**saved, "unseen": True, ORPHAN: unknown[i]}
     return _load(recorded, trainer, best) if recorded is not None else {}
+
+
+def cut_short(fs, path: str) -> bool:
+    """Whether a checkpoint folder lacks a file every checkpoint the trainable writes has: its copy into storage
+    was cut short (Ray copies the files one by one; a driver killed then takes the trial's workers with it)."""
+    from pyarrow.fs import FileType
+
+    infos = fs.get_file_info([f"{path}/{STATE_FILE}", f"{path}/{TRIAL_FILE}"])
+    return any(info.type == FileType.NotFound for info in infos)
 
 
 def delete_checkpoint(fs, path: str) -> None:

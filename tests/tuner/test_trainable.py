@@ -62,6 +62,32 @@ def test_a_restart_goes_on_from_the_newest_complete_checkpoint_of_its_own(tmp_pa
     assert restore(None, trainer(data), tmp_path / "best", storage_of(tmp_path, "none-yet")) == {}
 
 
+def test_a_checkpoint_the_kill_cut_short_is_deleted_and_a_whole_unreadable_one_kept(tmp_path, data):
+    """Its copy into storage cut short (as a clean-clone CI run's killed-driver test left one: checkpoint_000000
+    holding best/ alone), nothing superseded it and it stayed for good beside the trial's later checkpoints. Now
+    it is deleted as the trial restarts, whether an older one loads or none does; one whole but unreadable (a
+    storage error, not the kill's) is skipped and kept."""
+    folder = trial_folder(tmp_path / "exp" / "t", data, 3, cut_short={2})
+    t = trainer(data)
+    saved = restore(None, t, tmp_path / "best", storage_of(tmp_path, "t"))
+    assert t.epoch == 2 and saved[ORPHAN] == str(folder / "checkpoint_000001")
+    assert sorted(p.name for p in folder.iterdir()) == ["checkpoint_000001"]
+
+    only = tmp_path / "exp" / "only" / "checkpoint_000000" / "best"  # its best/ copied, then the kill
+    only.mkdir(parents=True)
+    storage = storage_of(tmp_path, "only")
+    assert restore(None, trainer(data), tmp_path / "best", storage) == {}
+    assert not list(only.parent.parent.iterdir())
+    storage._update_checkpoint_index({})
+    assert storage.checkpoint_dir_name == "checkpoint_000001"  # numbered on after it all the same
+
+    whole = trial_folder(tmp_path / "exp" / "whole", data, 2)
+    (whole / "checkpoint_000001" / STATE_FILE).write_bytes(b"not a checkpoint")
+    t = trainer(data)
+    saved = restore(None, t, tmp_path / "best", storage_of(tmp_path, "whole"))
+    assert t.epoch == 1 and sorted(p.name for p in whole.iterdir()) == ["checkpoint_000000", "checkpoint_000001"]
+
+
 def test_a_pbt_clone_starts_from_the_checkpoint_it_was_given(tmp_path, data):
     """PBT's exploit names a checkpoint of the trial copied, which trained on since: not its newer one."""
     top = trial_folder(tmp_path / "exp" / "top", data, 2)
