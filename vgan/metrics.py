@@ -202,9 +202,9 @@ def pair_counts(probs, labels, masks) -> np.ndarray | None:
     n = len(pos)
     if n * sum(x.size for x in pos) > PAIR_WORK_LIMIT:
         return counted_by_value(pos, neg)
-    owner = np.repeat(np.arange(n), [x.size for x in pos])
-    order = np.argsort(np.concatenate(pos), kind="stable")  # sorted queries: numpy's search narrows on the last
-    every_vessel, owner = np.concatenate(pos)[order], owner[order]
+    every_vessel, owner = np.concatenate(pos), np.repeat(np.arange(n), [x.size for x in pos])
+    order = np.argsort(every_vessel, kind="stable")  # sorted queries: numpy's search narrows on the last
+    every_vessel, owner = every_vessel[order], owner[order]
     counts = np.zeros((n, n), np.int64)
     for j, background in enumerate(neg):
         twice_below = np.searchsorted(background, every_vessel, "left") + np.searchsorted(background, every_vessel,
@@ -281,11 +281,9 @@ def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = 
 def pooled_interval(of, images: int, confidence: float, seed: int = 0,
                     samples: int = BOOTSTRAP_SAMPLES) -> tuple[float, float]:
     """Percentile interval of one model's pooled metric (`of`: `pooled_of_images`'), the images drawn with
-    replacement: how far the figure moves with the choice of test images."""
-    rng = np.random.default_rng(seed)
-    values = of(rng.multinomial(images, np.full(images, 1 / images), size=samples))
-    tail = (1 - confidence) / 2
-    return float(np.nanquantile(values, tail)), float(np.nanquantile(values, 1 - tail))
+    replacement: how far the figure moves with the choice of test images (one run against none of
+    `runs_pooled_interval`)."""
+    return runs_pooled_interval([lambda weights: np.zeros(len(weights))], [of], images, confidence, seed, samples)
 
 
 def runs_pooled_interval(baseline, candidate, images: int, confidence: float, seed: int = 0,
