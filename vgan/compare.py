@@ -68,7 +68,7 @@ class Evaluation:
     path: Path
     metrics: dict
     images: dict[str, dict]
-    pairs: dict[str, dict[str, int]] | None = None  # pair_counts by image id and image id, where it was kept
+    pairs: np.ndarray | None = None  # pair_counts in the order of `images`, where it was kept
 
     @property
     def what(self) -> str:
@@ -188,9 +188,9 @@ def read_evaluation(arg: str) -> Evaluation:
     return Evaluation(path, metrics, images, read_pairs(path, metrics, list(images)))
 
 
-def read_pairs(path: Path, metrics: dict, ids: list[str]) -> dict[str, dict[str, int]] | None:
-    """The evaluation's pair_counts by image id (None where it kept none: written before vgan.evaluate kept them,
-    or of a split too large); refused where they are not counts of its images."""
+def read_pairs(path: Path, metrics: dict, ids: list[str]) -> np.ndarray | None:
+    """The evaluation's pair_counts in the order of `ids`, its per-image rows' (None where it kept none: written
+    before vgan.evaluate kept them, or of a split too large); refused where they are not counts of its images."""
     if PAIRS not in metrics:
         return None
     pairs = metrics[PAIRS]
@@ -202,7 +202,9 @@ def read_pairs(path: Path, metrics: dict, ids: list[str]) -> dict[str, dict[str,
             isinstance(row, list) and len(row) == len(ids)
             and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in row) for row in counts)):
         raise DataError(f"{path}: {PAIRS}.counts is not a {len(ids)} x {len(ids)} table of counts of 0 or more")
-    return {i: dict(zip(given, row, strict=True)) for i, row in zip(given, counts, strict=True)}
+    at = {image_id: k for k, image_id in enumerate(given)}
+    order = [at[i] for i in ids]
+    return np.array(counts, dtype=np.int64)[np.ix_(order, order)]
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -316,7 +318,9 @@ def pooled_of(ev: Evaluation, ids: list[str], metric: str) -> PooledOf | None:
     if any(not isinstance(ev.images[i].get(k), (int, float)) for i in ids for k in needed):
         return None  # a file of other making: its per-image comparison stands alone
     rows = [{k: value(ev, i, k) for k in needed} for i in ids]
-    counts = None if ev.pairs is None else np.array([[ev.pairs[i][j] for j in ids] for i in ids], dtype=np.int64)
+    at = {image_id: k for k, image_id in enumerate(ev.images)}
+    order = [at[i] for i in ids]
+    counts = None if ev.pairs is None else ev.pairs[np.ix_(order, order)]
     of = pooled_of_images(metric, rows, counts)
     if of is None:
         return None

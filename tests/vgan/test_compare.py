@@ -96,6 +96,19 @@ def test_the_pooled_gain_has_its_own_interval_where_the_images_counts_give_it(ev
     noise, _ = record("noised_a", "noised_b")
     assert noise["auc_roc"]["pooled_interval"][0] < 0 < noise["auc_roc"]["pooled_interval"][1]
 
+    def reordered(m):  # the same evaluation, its rows in one order and its pair counts in another
+        m["per_image"].reverse()
+        ids, counts = m["pair_counts"]["ids"], m["pair_counts"]["counts"]
+        turn = list(range(3, len(ids))) + [0, 1, 2]
+        m["pair_counts"]["ids"] = [ids[k] for k in turn]
+        m["pair_counts"]["counts"] = [[counts[i][j] for j in turn] for i in turn]
+
+    code, _, _ = compared(capsys, evaluations["vgan"], edited(evaluations, tmp_path, reordered), "--json",
+                          tmp_path / "r.json")
+    assert code == 0
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["auc_roc"]["pooled_interval"] == \
+        got["auc_roc"]["pooled_interval"]
+
 
 def test_an_evaluation_without_pair_counts_has_no_pooled_auc_roc_interval(evaluations, capsys, tmp_path):
     """One written before vgan.evaluate kept them (or of a split too large): AUC-ROC is compared image by image alone,
