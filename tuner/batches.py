@@ -73,8 +73,10 @@ class BatchRun:
         tags = {"kind": KIND, "out": str(out.resolve()), **({"weights": weights} if weights else {}),
                 **({"model_versions": ", ".join(versions)} if versions else {}), **this_process()}
         exp_id = experiment_id(client, experiment, uri)
-        abandoned = cls.end_abandoned(client, exp_id, out)
         view = share_runs_view(client, exp_id, VIEW, f"tags.kind = '{KIND}'", "attributes.start_time", COLUMNS)
+        abandoned = cls.abandoned_in(client, exp_id, experiment, view, out)
+        for earlier in abandoned:
+            earlier.end(out, "KILLED")
         # The name is the table's first column: what made the batch reads there at a glance (MLflow puts tag
         # columns last, after every metric and param); the version first, as the column is narrow:
         # "maps: v3 vgan-generator 2026-12-04 19:04:12"
@@ -83,20 +85,16 @@ class BatchRun:
         run = client.create_run(exp_id, run_name=f"{out.name}{': ' if made_by else ''}{', '.join(made_by)} {when}",
                                 tags=tags)
         client.log_batch(run.info.run_id, params=[Param(k, short(v)) for k, v in params.items()])
-        return cls(client, run.info.run_id, experiment, view, abandoned)
+        return cls(client, run.info.run_id, experiment, view, [r.run_id for r in abandoned])
 
     @classmethod
-    def end_abandoned(cls, client: MlflowClient, exp_id: str, out: Path) -> list[str]:
-        """Ends KILLED, with the report's rows they made, the runs of batches into `out` left RUNNING by a process
-        that is gone (before this batch writes a row there); their ids."""
+    def abandoned_in(cls, client: MlflowClient, exp_id: str, experiment: str, view: str, out: Path) -> list[BatchRun]:
+        """The runs of batches into `out` left RUNNING by a process that is gone: a new batch ends them KILLED with
+        the report's rows they made, before it writes a row there."""
         running = client.search_runs([exp_id], f"tags.kind = '{KIND}' and attributes.status = 'RUNNING'",
                                      max_results=1000)
-        ended = []
-        for run in running:
-            if run.data.tags.get("out") == str(out.resolve()) and process_gone(run.data.tags):
-                cls(client, run.info.run_id, "", "").end(out, "KILLED")
-                ended.append(run.info.run_id)
-        return ended
+        return [cls(client, r.info.run_id, experiment, view) for r in running
+                if r.data.tags.get("out") == str(out.resolve()) and process_gone(r.data.tags)]
 
     def end(self, out: Path, status: str, summary=None) -> None:
         """Ends the run with `status` (FINISHED, FAILED, KILLED), the `vgan.predict.Summary`'s counts where the

@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient
 from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
 from vgan.config import Config
 from vgan.data import FOV_ESTIMATED, Split, fov_source, load_split, load_train_val, split_fingerprint
-from vgan.metrics import bootstrap_interval
+from vgan.metrics import INTERVALS, POOLED_BY_IMAGE, bootstrap_interval
 from vgan.scale import AUTO, recorded_fov, scaled_predictions
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -242,7 +242,8 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     tags.update(evidence)
     for k, v in tags.items():
         client.set_model_version_tag(name, mv.version, k, str(v))
-    intervals = {k: v for k, v in challenger.record.get("intervals", {}).items() if isinstance(v, list)}
+    given = challenger.record.get(INTERVALS, {})
+    intervals = {k: given[k] for k in POOLED_BY_IMAGE if k in given}
     reg = Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov, evidence,
                        intervals)
     client.update_model_version(name, mv.version, description=(

@@ -42,6 +42,7 @@ from vgan.ensemble import Member, check_one_validation_split, ensemble_predictio
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
+    INTERVALS,
     PAIRS,
     POOLED_BY_IMAGE,
     compute_metrics,
@@ -207,7 +208,6 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
     return m, scores, targets
 
 
-INTERVALS = "intervals"
 CONFIDENCE = 0.95
 
 
