@@ -250,19 +250,18 @@ def test_pair_counts_are_left_out_past_the_work_limit_for_continuous_maps(refere
 
 
 def test_the_thresholded_metrics_of_any_draw_add_up_from_each_images_counts(reference_root, drive_root):
+    """Read back from each image's row (sensitivity, specificity, FOV pixels, vessel fraction), as vgan.evaluate and
+    vgan.compare take them: each draw's metric is the one of its pixels pooled."""
     maps, labels, masks = drive_test_maps(reference_root, drive_root, 0.05)
     rows = per_image_metrics(maps, labels, masks, 0.4)
-    total = np.array([r["n_fov_pixels"] for r in rows])
-    vessels = np.round(np.array([r["vessel_fraction"] for r in rows]) * total)
-    tp = np.round(np.array([r["sensitivity"] for r in rows]) * vessels)
-    fp = (total - vessels) - np.round(np.array([r["specificity"] for r in rows]) * (total - vessels))
     weights = np.random.default_rng(2).multinomial(20, np.full(20, 0.05), size=3)
     for metric in ("f1", "accuracy", "sensitivity", "specificity"):
-        got = pooled_counts_metric(metric, tp, fp, vessels - tp, total, weights)
+        got = pooled_of_images(metric, rows)(weights)
         for w, value in zip(weights, got, strict=True):
             assert value == pytest.approx(threshold_metrics(*drawn(maps, labels, masks, w), 0.4)[metric], abs=1e-12)
+    counts = [np.ones(20)] * 4
     with pytest.raises(ValueError, match="auc_pr: not a thresholded metric"):
-        pooled_counts_metric("auc_pr", tp, fp, vessels - tp, total, weights)
+        pooled_counts_metric("auc_pr", *counts, weights)
 
 
 def test_the_pooled_interval_is_the_percentiles_of_the_pooled_gain_of_each_draw(reference_root, drive_root):
