@@ -21,7 +21,8 @@ above 0 says these two models would rank so on photographs like these, and nothi
 runs a side (`--baseline`, `--candidate`), each side's runs are drawn with replacement too: the interval then
 holds training's noise as far as those runs show it (few runs understate it). Where the runs belong together in
 the order given (the same generators with and without `--tta`), `--paired-runs` draws pairs of runs: what a pair
-shares (its generator) cancels in its gain, where drawn apart it widened the interval. Thresholded metrics (F1,
+shares (its generator) cancels in its gain, where drawn apart it widened the interval (the same generators a side
+in another order are refused, with the order to give). Thresholded metrics (F1,
 ...) are each evaluation's at its own threshold, which is said when they differ; an image without vessels in its
 FOV has no AUC and is left out of that metric.
 
@@ -287,6 +288,31 @@ def check_paired(base: Evaluation, others: list[Evaluation]) -> list[str]:
     return list(base.images)
 
 
+def generators(ev: Evaluation) -> str | None:
+    """What made an evaluation's maps, as vgan.evaluate records it: a checkpoint's path, a model's URI, a maps
+    folder, or an ensemble's members' checkpoints; None where it says nothing."""
+    members = ev.metrics.get("members")
+    if isinstance(members, list) and members and all(isinstance(m, dict) and "source" in m for m in members):
+        return " + ".join(str(m["source"]) for m in members)
+    source = ev.metrics.get("source")
+    return str(source) if source is not None else None
+
+
+def check_run_pairs(base: list[Evaluation], cand: list[Evaluation]) -> None:
+    """--paired-runs pairs runs in the order given. Where both sides are the same generators (scored without and
+    with --tta, say) in another order, a pair is two generators: its gain holds their difference, which pairing
+    was to cancel, and the interval came out wrong without a word. Refused, with the order to give."""
+    made = [generators(ev) for ev in base], [generators(ev) for ev in cand]
+    if None in made[0] or None in made[1] or made[0] == made[1] or sorted(made[0]) != sorted(made[1]):
+        return
+    k = next(i for i, (a, b) in enumerate(zip(*made, strict=True)) if a != b)
+    unused = list(cand)
+    ordered = [unused.pop(next(j for j, ev in enumerate(unused) if generators(ev) == a)) for a in made[0]]
+    raise ConfigError(f"--paired-runs: pair {k + 1} is {base[k].name} of {made[0][k]} against {cand[k].name} of "
+                      f"{made[1][k]}: the candidate's runs are the baseline's generators in another order; give them "
+                      f"in the baseline's: --candidate {' '.join(ev.name for ev in ordered)}")
+
+
 def value(ev: Evaluation, image_id: str, metric: str) -> float | None:
     """An image's metric; None where it has none (an AUC of an image without vessels in its FOV)."""
     v = ev.images[image_id].get(metric, "missing")
@@ -379,6 +405,8 @@ def _main(argv: Sequence[str] | None) -> None:
     base_args, cand_args = sides(args)
     base, cand = [read_evaluation(a) for a in base_args], [read_evaluation(a) for a in cand_args]
     ids = check_paired(base[0], [*base[1:], *cand])
+    if args.paired_runs:
+        check_run_pairs(base, cand)
     gains = [compare_metric(base, cand, ids, m, args.confidence, args.seed, args.paired_runs, margins[m])
              for m in metrics]
     out = Path(args.json).expanduser() if args.json else None

@@ -4,6 +4,7 @@ maps blurred or noised as the worse or equal model)."""
 import json
 import re
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -206,6 +207,26 @@ def test_paired_runs_cancel_what_a_pair_shares(evaluations, capsys, tmp_path):
     assert paired["metrics"]["auc_roc"]["verdict"] == "higher"
     assert paired["metrics"]["auc_roc"]["mean_gain"] == apart["metrics"]["auc_roc"]["mean_gain"]  # the interval alone
     assert "the interval draws the 2 pairs of runs and the 20 images with replacement" in out
+
+
+def test_paired_runs_of_the_same_generators_in_another_order_are_refused(capsys):
+    """Two DRIVE generators (seeds 2 and 3 of the CPU recipe) scored without and with --tta: given with the
+    candidate's runs swapped, each pair was two generators, and the interval came out without a word (the seeds
+    differ by more than flips gain). Refused, naming the order to give; apart, the order does not matter."""
+    paired = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "paired"
+    runs = {name: str(paired / f"{name}.json") for name in ("s2-none", "s3-none", "s2-flips", "s3-flips")}
+    swapped = ["--baseline", runs["s2-none"], runs["s3-none"], "--candidate", runs["s3-flips"], runs["s2-flips"],
+               "--metrics", "auc_roc"]
+    code, out, err = compared(capsys, *swapped, "--paired-runs")
+    assert code == 2 and out == ""
+    assert (f"--paired-runs: pair 1 is {runs['s2-none']} of /tmp/s48/runs/s2/checkpoints/best.pt against "
+            f"{runs['s3-flips']} of /tmp/s48/runs/s3/checkpoints/best.pt: the candidate's runs are the baseline's "
+            f"generators in another order; give them in the baseline's: --candidate {runs['s2-flips']} "
+            f"{runs['s3-flips']}") in err
+    assert compared(capsys, *swapped)[0] == 0
+    code, out, _ = compared(capsys, "--baseline", runs["s2-none"], runs["s3-none"], "--candidate", runs["s2-flips"],
+                            runs["s3-flips"], "--metrics", "auc_roc", "--paired-runs")
+    assert code == 0 and "higher" in out
 
 
 def test_other_thresholds_are_said(reference_root, drive_root, evaluations, capsys, tmp_path):
