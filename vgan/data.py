@@ -166,11 +166,13 @@ def upright(arr: np.ndarray, orientation: int) -> np.ndarray:
 
 
 TIFF_MAGIC = (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+")  # little- and big-endian TIFF and BigTIFF
+ANIMATED_FORMATS = ("GIF", "PNG", "WEBP")  # PIL's formats whose frames are pictures of their own (APNG's in PNG)
 
 
 def read_image(path: Path, notes: list[str] | None = None) -> np.ndarray:
     """The pixels (H, W) or (H, W, C), 8- or 16-bit or float, as viewers show them (an EXIF/TIFF orientation
-    applied; `notes` is told so); first frame of a GIF."""
+    applied; `notes` is told so). A file of several pictures (an animated GIF, PNG or WebP; TIFF pages of one
+    size) is a DataError naming it."""
     return decode_image(read_file(path), str(path), notes)
 
 
@@ -216,6 +218,11 @@ def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.n
         try:
             source.seek(0)
             with Image.open(source) as im:
+                frames = getattr(im, "n_frames", 1)
+                # an MPO (a camera's JPEG with its preview after it) holds one photograph: the first frame
+                if frames > 1 and im.format in ANIMATED_FORMATS:
+                    raise DataError(f"{what}: an animated {im.format} of {frames} frames (a stereo pair or a "
+                                    "series): save one photograph per file")
                 im.seek(0)
                 im.load()
                 orientation = im.getexif().get(ORIENTATION_TAG, 1)
@@ -228,6 +235,8 @@ def decode_image(data: bytes, what: str, notes: list[str] | None = None) -> np.n
                 elif im.mode == "1":
                     im = im.convert("L")
                 arr = np.asarray(im).astype(np.uint16) if sixteen else np.asarray(im)
+        except DataError:
+            raise
         except Image.UnidentifiedImageError:  # its text names an io.BytesIO object, not the file
             raise DataError(f"{what}: " + ("an empty file" if not data else "unreadable or truncated image, or in "
                                            f"none of the formats read ({IMAGE_FORMATS})")) from None

@@ -129,6 +129,27 @@ def test_a_tiff_is_read_as_viewers_show_it(drive_root, tmp_path):
         read_photograph(tmp_path / "pair.tif")
 
 
+def test_an_animated_picture_is_refused_and_a_camera_jpeg_with_its_preview_is_read(drive_root, tmp_path):
+    """An animated GIF, PNG (APNG) or WebP holds several pictures (a stereo pair, an angiogram's series): each is
+    refused by name as a TIFF of several pages is (its first frame was segmented without a word). A camera's
+    JPEG with a preview after it (MPO, which PIL also counts as frames) is its photograph."""
+    rgb = np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif").convert("RGB"))
+    frames = [Image.fromarray(rgb), Image.fromarray(np.ascontiguousarray(rgb[:, ::-1]))]
+    for suffix, form in (("gif", "GIF"), ("png", "PNG"), ("webp", "WEBP")):
+        frames[0].save(tmp_path / f"pair.{suffix}", save_all=True, append_images=frames[1:], duration=500)
+        with pytest.raises(DataError, match=rf"pair\.{suffix}: an animated {form} of 2 frames \(a stereo pair or a "
+                                            r"series\): save one photograph per file"):
+            read_photograph(tmp_path / f"pair.{suffix}")
+        frames[0].save(tmp_path / f"one.{suffix}", save_all=True, lossless=True)  # one frame saved as animations are
+        assert read_photograph(tmp_path / f"one.{suffix}").shape == (3, *rgb.shape[:2])
+    frames[0].save(tmp_path / "camera.jpg", format="MPO", save_all=True, append_images=[frames[0].resize((160, 120))],
+                   quality=95)
+    with Image.open(tmp_path / "camera.jpg") as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    got = read_photograph(tmp_path / "camera.jpg").permute(1, 2, 0).numpy().astype(float)
+    assert got.shape == rgb.shape and np.abs(got - rgb).mean() < 3  # the photograph, JPEG's loss aside
+
+
 def test_grey_with_alpha_a_palette_with_alpha_and_a_16_bit_pgm_are_read_as_shown(drive_root, tmp_path):
     """PNG's grey and alpha (LA), a TIFF's palette with alpha (PA) and a 16-bit PGM, each refused before: two
     channels, two channels (a palette's indices and alpha), 32-bit integers (as PIL holds such a PGM)."""
