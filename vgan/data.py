@@ -471,20 +471,43 @@ def _masks_folder(root: Path, pool: str) -> Path | None:
 
 
 def estimate_fov(rgb: np.ndarray) -> np.ndarray:
-    """The field of view of a fundus photograph (H, W, 3 in [0, 1]) as a bool mask: the red channel
-    above a fraction of its bright level (the camera's black surround is dark in every channel),
-    opened to drop noise, the largest component kept, holes filled, one pixel eroded off the rim."""
+    """The field of view of a fundus photograph (H, W, 3 in [0, 1]) as a bool mask: the red channel above a
+    fraction of its bright level (the camera's black surround is dark in every channel), inside the bright
+    neutral frame an export or a scan may pad the picture with (`bright_surround`: white or grey); opened to
+    drop noise, the largest component kept, holes filled, one pixel eroded off the rim."""
     from scipy import ndimage
 
-    red = rgb[..., 0]
-    inside = red > 0.15 * np.percentile(red, 99)
+    red, frame = rgb[..., 0], bright_surround(rgb)
+    # a camera's black surround can lie inside the frame (the photograph padded as it was): both are left out
+    inside = np.ones(red.shape, dtype=bool) if frame is None else np.abs(rgb - frame).max(axis=-1) > SURROUND_TOLERANCE
+    inside &= red > 0.15 * np.percentile(red[inside], 99)
     inside = ndimage.binary_opening(inside, structure=np.ones((5, 5)))
     labels, n = ndimage.label(inside)
     if n == 0:
-        return np.ones(red.shape, dtype=bool)  # no dark surround: the whole picture is the FOV
+        return np.ones(rgb.shape[:2], dtype=bool)  # no surround: the whole picture is the FOV
     sizes = ndimage.sum(inside, labels, index=range(1, n + 1))
     inside = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
     return ndimage.binary_erosion(inside, iterations=1)
+
+
+SURROUND_TOLERANCE = 0.1  # of any channel in [0, 1]: a frame's JPEG noise stays within it, a retina's hues do not
+
+
+def bright_surround(rgb: np.ndarray) -> np.ndarray | None:
+    """The colour (3,) of a colour photograph's surround where it is a bright neutral frame (white or grey, not
+    the camera's black): the median of the picture's outermost pixels, where it is grey (its channels within
+    SURROUND_TOLERANCE of each other), brighter than a camera's surround, shared by at least half those pixels,
+    and the picture inside it is in colour (a retina is red: a grey picture's own smooth rim would pass for a
+    frame, and is left to the red channel's threshold). None otherwise."""
+    ring = np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]]).reshape(-1, rgb.shape[-1])
+    colour = np.median(ring, axis=0)
+    if colour.max() - colour.min() > SURROUND_TOLERANCE or colour.mean() < 0.25:
+        return None
+    if (np.abs(ring - colour).max(axis=-1) <= SURROUND_TOLERANCE).mean() < 0.5:
+        return None
+    unlike = np.abs(rgb - colour).max(axis=-1) > SURROUND_TOLERANCE
+    chroma = rgb.max(axis=-1) - rgb.min(axis=-1)
+    return colour if unlike.any() and np.median(chroma[unlike]) > SURROUND_TOLERANCE else None
 
 
 def find_named(folder: Path, image: Path, names: tuple[str, ...], what: str) -> Path:

@@ -151,6 +151,31 @@ def test_the_estimated_fov_matches_the_datasets_masks(drive_root, stare_root):
         assert (est & truth).sum() / (est | truth).sum() > 0.98, image
 
 
+def test_the_fov_is_estimated_inside_a_white_or_grey_frame(drive_root, stare_root):
+    """A photograph whose surround an export or a scan made white or grey (or whose camera picture was padded on
+    a white page) has its FOV estimated as on black: before, the red channel's threshold took the whole picture
+    (IoU 0.69 with DRIVE's mask), and `--scale auto` measured the picture's width as the FOV's. A picture with no
+    surround, in colour or grey (a red-free one's smooth rim passes for a frame's one colour), is all FOV."""
+    for image in sorted((drive_root / "test" / "images").glob("*.tif"))[:4]:
+        rgb = as_batch(read_image(image))[0][0].permute(1, 2, 0).numpy()
+        truth = read_binary(drive_root / "test" / "mask" / f"{image.stem.split('_')[0]}_test_mask.gif")
+        on_black = estimate_fov(rgb)
+        page = np.ones((rgb.shape[0] + 80, rgb.shape[1] + 120, 3), np.float32)
+        page[40:-40, 60:-60] = rgb
+        framed = {"white": (rgb, 1.0), "grey": (rgb, 0.5), "off-white": (rgb, (0.96, 0.95, 0.92)), "page": (page, None)}
+        for how, (picture, colour) in framed.items():
+            picture, want = picture.copy(), np.pad(truth, ((40, 40), (60, 60))) if colour is None else truth
+            if colour is not None:
+                picture[~truth] = colour
+            est = estimate_fov(picture)
+            assert (est & want).sum() / (est | want).sum() > 0.98, (image.name, how)
+            assert abs(fov_diameter(est) / fov_diameter(on_black) - 1) < 0.01, (image.name, how)
+    rgb = read_image(stare_root / "images" / "im0001.ppm").astype(np.float32) / 255
+    middle = rgb[rgb.shape[0] // 2 - 150:rgb.shape[0] // 2 + 150, rgb.shape[1] // 2 - 150:rgb.shape[1] // 2 + 150]
+    for picture in (middle, np.repeat(np.clip(middle[..., 1:2] * 1.8, 0, 1), 3, axis=2)):
+        assert estimate_fov(picture)[1:-1, 1:-1].all()  # the rim's one pixel eroded, as every estimate's
+
+
 def test_photographs_are_segmented_at_the_scale_the_generator_was_trained_at(checkpoint, drive_root, tmp_path, capsys):
     """The tiny generator learnt 44-pixel synthetic FOVs: a 535-pixel DRIVE photograph is shrunk to that
     and its map enlarged back (auto, the default); --scale 1 feeds it as it is."""
