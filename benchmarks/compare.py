@@ -31,6 +31,9 @@ from pathlib import Path
 
 import yaml
 
+from vgan.config import parse_sets
+from vgan.errors import ConfigError
+
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs" / "drive_cpu.yaml"
 SPACE = REPO / "search_spaces" / "drive_cpu.yaml"
@@ -106,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="a change to the recipe (dotted key, YAML value), e.g. optim.lr_schedule=cosine")
     p.add_argument("--json", type=Path, help="write the rows here")
     args = p.parse_args(argv)
-    changes = dict(item.split("=", 1) for item in args.set if "=" in item)
-    if len(changes) != len(args.set):
-        raise SystemExit("--set: give KEY=VALUE")
+    try:
+        changes = parse_sets(args.set)
+    except ConfigError as e:
+        raise SystemExit(str(e)) from None
     from tuner.run import parse_duration
 
     rows = []

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
@@ -241,12 +241,44 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "<over
         *parents, leaf = dotted.split(".")
         for i, part in enumerate(parents):
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"{source}: unknown key '{'.'.join(parents[: i + 1])}'")
+                raise ConfigError(f"{source}: unknown key '{dotted}'{known_keys(node, parents[:i])}")
             node = node[part]
-        if leaf not in node:
-            raise ConfigError(f"{source}: unknown key '{dotted}'")
+        if leaf not in node or isinstance(node[leaf], dict):
+            raise ConfigError(f"{source}: unknown key '{dotted}'{known_keys(node, parents)}")
         node[leaf] = value
     return config_from_dict(values, source)
+
+
+def known_keys(node: dict[str, Any], parents: list[str]) -> str:
+    """What to say after an unknown key: the keys its section holds."""
+    section = ".".join(parents)
+    keys = ", ".join(f"{section}.{k}" if section else k for k in node)
+    return f" (known keys{f' in {section!r}' if section else ''}: {keys})"
+
+
+def parse_sets(items: Sequence[str], source: str = "--set") -> dict[str, Any]:
+    """KEY=VALUE items (a dotted key, a YAML value as a config file holds it) as overrides for `apply_overrides`;
+    one without '=' or a key, a value YAML cannot read, or a key given twice is a ConfigError naming it."""
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"{source} {item!r}: give KEY=VALUE, a dotted key as in a config file (e.g. "
+                              "optim.lr_g=2e-4)")
+        if key in overrides:
+            raise ConfigError(f"{source}: '{key}' given twice")
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source} {item!r}: the value is not YAML ({str(e).splitlines()[0]})") from None
+        if isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as text; a config file's number should be one
+            try:
+                value = float(value)
+            except ValueError:
+                pass
+        overrides[key] = value
+    return overrides
 
 
 def config_keys(cls: type = Config, prefix: str = "") -> dict[str, Any]:

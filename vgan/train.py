@@ -1,7 +1,7 @@
 """`python -m vgan.train`: train V-GAN from a config, resumable.
 
     python -m vgan.train [--config CONFIG] [--data ROOT] [--epochs N] [--out DIR]
-                         [--resume CKPT] [--device DEV]
+                         [--resume CKPT] [--device DEV] [--set KEY=VALUE ...]
 
 Without --config the built-in defaults train on the synthetic dataset (no download).
 The run folder gets config.yaml, metrics.jsonl (one line per epoch), checkpoints/last.pt
@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
-from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config
+from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config, parse_sets
 from vgan.data import fov_note, fov_source, held_layout, load_train_val
 from vgan.errors import ConfigError
 from vgan.scale import mixed_scale_note
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folder (default: runs/<config>-<time>, or the resumed run's folder)")
     p.add_argument("--resume", type=nonempty, metavar="CKPT", help="continue from a checkpoint written by this command")
     p.add_argument("--device", choices=DEVICES, help="overrides train.device")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="a config key changed (dotted, a YAML value: train.seed=3, optim.lr_g=2e-4), over --config's "
+                        "or the checkpoint's; repeat it for more")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -59,7 +62,11 @@ def resolve_config(args: argparse.Namespace, resume_state: dict[str, Any] | None
         cfg = checkpoint_config(resume_state, args.resume)
     else:
         cfg = config_from_dict({}, "built-in defaults")
-    overrides: dict[str, Any] = {}
+    overrides = parse_sets(args.sets)
+    flags = {"data.root": "--data", "train.epochs": "--epochs", "train.device": "--device"}
+    for key, flag in flags.items():
+        if key in overrides and getattr(args, flag[2:]) is not None:
+            raise ConfigError(f"--set {key}=... and {flag}: give one")
     if args.data is not None:
         if cfg.data.dataset == "synthetic":
             layout = held_layout(args.data)

@@ -1,8 +1,10 @@
 
+import re
+
 import pytest
 from conftest import REPO, write_yaml
 
-from vgan.config import Config, apply_overrides, config_from_dict, config_keys, load_config
+from vgan.config import Config, apply_overrides, config_from_dict, config_keys, load_config, parse_sets
 from vgan.errors import ConfigError
 
 
@@ -132,6 +134,30 @@ def test_apply_overrides_by_dotted_key():
         apply_overrides(Config(), {"optim.lr": 0.01})
     with pytest.raises(ConfigError, match="'loss.n_critic'"):
         apply_overrides(Config(), {"loss.n_critic": -1})
+
+
+def test_an_unknown_overridden_key_is_named_with_its_sections_keys():
+    with pytest.raises(ConfigError, match=r"unknown key 'optim\.lr' \(known keys in 'optim': optim\.lr_g, optim\.lr_d"):
+        apply_overrides(Config(), {"optim.lr": 0.01})
+    with pytest.raises(ConfigError, match=r"unknown key 'optm\.lr_g' \(known keys: data, model, loss, optim, train\)"):
+        apply_overrides(Config(), {"optm.lr_g": 0.01})
+    for key in ("optim", "optim.lr_g.x"):  # a section, or a key's value, is no key to set
+        with pytest.raises(ConfigError, match=f"unknown key '{key}'"):
+            apply_overrides(Config(), {key: 0.01})
+
+
+def test_set_items_read_as_a_config_file_reads_them():
+    """YAML values, as in a config file: numbers, booleans, lists, null; 2e-4 is a number (YAML 1.1 reads text)."""
+    got = parse_sets(["optim.lr_g=2e-4", "train.seed=3", "train.amp=true", "data.dataset=drive",
+                      "optim.betas_g=[0.5, 0.999]", "data.fov_diameter=", " train.device = cpu"])
+    assert got == {"optim.lr_g": 2e-4, "train.seed": 3, "train.amp": True, "data.dataset": "drive",
+                   "optim.betas_g": [0.5, 0.999], "data.fov_diameter": None, "train.device": "cpu"}
+    assert apply_overrides(Config(), parse_sets(["optim.lr_g=2e-4", "train.seed=3"])).optim.lr_g == 2e-4
+    for items, message in ((["epochs"], "--set 'epochs': give KEY=VALUE"), (["=3"], "--set '=3': give KEY=VALUE"),
+                           (["train.seed=1", "train.seed=2"], "--set: 'train.seed' given twice"),
+                           (["optim.lr_g=[1"], "--set 'optim.lr_g=[1': the value is not YAML")):
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            parse_sets(items)
 
 
 def test_config_keys_lists_leaves():

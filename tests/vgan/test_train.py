@@ -147,6 +147,34 @@ def bad(argv, capsys, *fragments):
         assert f in err, err
 
 
+def test_set_changes_keys_over_the_config_and_the_checkpoint(tiny_config_file, tmp_path, capsys):
+    """`--set KEY=VALUE` (another seed, learning rate, a loss), where a YAML file had to be written: the run trains
+    with it and its config.yaml says so; on --resume it changes the checkpoint's config as --epochs does."""
+    out = tmp_path / "run"
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--quiet", "--set", "train.seed=7",
+                 "--set", "optim.lr_g=3e-4", "--set", "train.epochs=1", "--set", "loss.adversarial=none"]) == 0
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    assert written["train"]["seed"] == 7 and written["optim"]["lr_g"] == 3e-4 and written["train"]["epochs"] == 1
+    assert written["loss"]["adversarial"] == "none" and ", D " not in capsys.readouterr().out  # no critic built
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert state["config"]["train"]["seed"] == 7 and state["epoch"] == 1
+    assert main(["--resume", str(out / "checkpoints" / "last.pt"), "--set", "train.epochs=2", "--quiet"]) == 0
+    assert [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["seed"] == 7
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["--set", "train.epochz=3"], ["unknown key 'train.epochz' (known keys in 'train': train.epochs,"]),
+    (["--set", "train.epochs=abc"], ["'train.epochs' must be an integer, got 'abc'"]),
+    (["--set", "epochs"], ["--set 'epochs': give KEY=VALUE"]),
+    (["--set", "train.epochs=3", "--epochs", "2"], ["--set train.epochs=... and --epochs: give one"]),
+    (["--set", "optim.lr_g=-1e-3"], ["'optim.lr_g' must be > 0"]),
+])
+def test_a_bad_set_exits_2_naming_it(tiny_config_file, tmp_path, capsys, argv, fragments):
+    bad(["--config", str(tiny_config_file), "--out", str(tmp_path / "o"), *argv], capsys, *fragments)
+    assert not (tmp_path / "o").exists()  # nothing started
+
+
 def test_bad_config_exits_2(tmp_path, capsys, tiny_values):
     tiny_values["loss"]["n_crtic"] = 3
     path = write_yaml(tmp_path / "typo.yaml", tiny_values)
