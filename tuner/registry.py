@@ -28,6 +28,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
+from vgan.cli import json_text
 from vgan.config import Config
 from vgan.data import FOV_ESTIMATED, Split, fov_source, load_split, load_train_val, split_fingerprint
 from vgan.metrics import INTERVALS, POOLED_BY_IMAGE, bootstrap_interval
@@ -230,7 +231,7 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     tags.update(promotion=reason, **(comparison.tags if comparison else {}))
     # the gate's evidence, as vgan.evaluate writes it: `vgan.compare` of the two gives its interval again
     def kept(scores: Scores, uri: str, path: str) -> str:
-        client.log_dict(run_id, evaluation_record(scores, cfg.data.dataset, test_fov, uri), path)
+        client.log_text(run_id, json_text(evaluation_record(scores, cfg.data.dataset, test_fov, uri)), path)
         return f"runs:/{run_id}/{path}"
 
     folder = f"registry/{name}/v{mv.version}"

@@ -45,7 +45,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from vgan.cli import exit_program, nonempty, run_cli, writable_folder
+from vgan.cli import exit_program, json_text, nonempty, run_cli, writable_folder
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
@@ -454,7 +454,7 @@ def _main(argv: Sequence[str] | None) -> None:
                   "thresholds": {"baseline": [ev.metrics.get("threshold") for ev in base],
                                  "candidate": [ev.metrics.get("threshold") for ev in cand]},
                   "metrics": {g.metric: {k: v for k, v in asdict(g).items() if k != "metric"} for g in gains}}
-        out.write_text(json.dumps(record, indent=2) + "\n")
+        out.write_text(json_text(record))
         print(f"wrote {out}")
 
 

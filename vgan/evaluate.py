@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -35,7 +34,7 @@ import numpy as np
 import torch
 
 from vgan import metrics as vgan_metrics
-from vgan.cli import check_threshold, exit_program, nonempty, run_cli, writable_folder
+from vgan.cli import check_threshold, exit_program, json_text, nonempty, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, detect_dataset, fov_note, fov_source, load_split, read_probability
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
@@ -149,7 +148,7 @@ def write_report(out: Path, metrics: dict[str, Any], scores: np.ndarray, targets
     """metrics.json, roc.png, pr.png, and per_image.csv (a row per image, worst AUC-ROC first) where the
     metrics hold `per_image`."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "metrics.json").write_text(json_text(metrics))
     save_curves(out, curves(scores, targets), metrics, title)
     if "per_image" in metrics:
         with open(out / "per_image.csv", "w", newline="") as f:

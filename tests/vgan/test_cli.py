@@ -1,5 +1,6 @@
 """The contract every CLI shares: exit statuses, and outputs checked before any work starts."""
 
+import json
 import os
 import signal
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from vgan.cli import handler_kept, run_cli, writable_folder
+from vgan.cli import handler_kept, json_text, run_cli, writable_folder
 from vgan.errors import BadInputError, DataError, VganError
 
 
@@ -149,3 +150,20 @@ def test_a_broken_pipe_that_is_not_standard_output_is_not_taken_for_it(capsys):
 
     with pytest.raises(BrokenPipeError):
         run_cli(main, [], "prog")
+
+
+def test_json_files_keep_a_list_of_plain_values_on_one_line():
+    """V-GAN's DRIVE evaluation: its 20 x 20 pair counts a row a line (they took 400 lines), its intervals and the
+    counts' ids a line each; the text reads back as the values, as do edge cases."""
+    kept = json.loads((REPO / "benchmarks" / "results" / "paired" / "vgan.json").read_text())
+    text = json_text(kept)
+    assert json.loads(text) == kept and text.endswith("}\n")
+    lines = text.splitlines()
+    for row in kept["pair_counts"]["counts"]:
+        assert f"      {json.dumps(row)}," in lines or f"      {json.dumps(row)}" in lines
+    assert f'    "ids": {json.dumps(kept["pair_counts"]["ids"])},' in lines
+    assert f'    "auc_roc": {json.dumps(kept["intervals"]["auc_roc"])},' in lines
+    assert len(lines) < 300 < len(json.dumps(kept, indent=2).splitlines())
+    assert '  "per_image": [' in lines and '      "id": "01_test",' in lines  # rows of records stay indented
+    for value in ({}, [], {"a": []}, {"a": {}}, {"a": [{}]}, [[1, 2], [3]], {"a": None, "b": [1.5, "x", None, True]}):
+        assert json.loads(json_text(value)) == value
