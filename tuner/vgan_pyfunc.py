@@ -70,6 +70,9 @@ class Segmenter(nn.Module):
     def forward(self, x: Any, scale: str | float = SCALE_DEFAULT, tta: str = TTA_DEFAULT) -> torch.Tensor:
         model = with_tta(self.program, check_tta(str(tta), f"params {TTA_PARAM}"))
         batch, _ = as_batch(x)
+        from vgan.data import without_frames
+
+        batch, _ = without_frames(batch)  # a white or grey frame made black, as the generator learnt a surround
         factors = self.factors(batch, ScaleSpec.parse(str(scale), f"params {SCALE_PARAM}"))
         device = next(self.program.parameters()).device
         with torch.no_grad():

@@ -39,6 +39,7 @@ import torch
 from vgan.cli import check_threshold, exit_program, nonempty, run_cli, writable_folder
 from vgan.config import DEVICES
 from vgan.data import (
+    FRAME_NOTE,
     MASK_NAMES,
     UPRIGHT_NOTE,
     Source,
@@ -49,6 +50,7 @@ from vgan.data import (
     read_file,
     read_fov_mask,
     turned_hint,
+    without_frames,
 )
 from vgan.ensemble import Member, ensemble_map, member_factors
 from vgan.errors import DataError
@@ -245,6 +247,10 @@ def _segment_one(members: Sequence[Member], source: Source, data: bytes, out: Pa
         fov = estimate_fov(rgb)
         row["fov"] = "estimated"
     row["fov_diameter_px"] = round(fov_diameter(fov), 1)
+    painted, framed = without_frames(batch, [fov])
+    if framed:  # the generator is given the frame black, as a camera's surround; the overlay shows it as it is
+        batch = painted
+        notes.append(FRAME_NOTE)
     outputs = {sub: out / output_file(sub, name) for sub in OUTPUTS}
     if masks is None:  # written before the FOV is judged: a FOV refused below is there to be seen
         s.estimated_fov += 1

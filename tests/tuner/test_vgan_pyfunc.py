@@ -79,3 +79,21 @@ def test_a_fov_no_camera_gives_is_refused_with_what_to_send():
     with pytest.raises(ScaleError) as e:
         seg(image)
     assert str(e.value).startswith("image 0 of 1: its field of view is ") and SCALE_REMEDY in str(e.value)
+
+
+def test_a_white_frame_is_segmented_as_the_camera_black_surround_it_stands_for(drive_root):
+    """A photograph an export framed white is segmented as the same photograph with the frame black (the served
+    model and a raw-model user's call alike); the caller's array is left as it was."""
+    from vgan.data import read_binary
+
+    seg, module = segmenter(trained_fov=540)
+    rgb = read_image(drive_root / "test" / "images" / "01_test.tif").copy()
+    inside = read_binary(drive_root / "test" / "mask" / "01_test_mask.gif")
+    rgb[~inside] = 255
+    black = rgb.copy()
+    black[~estimate_fov(rgb / 255.0) & (rgb == 255).all(axis=-1)] = 0
+    sent = rgb.copy()
+    with torch.no_grad():
+        torch.testing.assert_close(seg(sent, scale="1"), seg(black, scale="1"), rtol=0, atol=0)
+        assert not torch.equal(seg(sent, scale="1"), module(torch.from_numpy(rgb).permute(2, 0, 1)[None] / 255.0))
+    assert np.array_equal(sent, rgb)

@@ -18,6 +18,7 @@ from vgan.data import (
     read_pool,
     split_indices,
     synthetic_pool,
+    without_frames,
 )
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import unit_float
@@ -148,6 +149,42 @@ def test_an_animated_picture_is_refused_and_a_camera_jpeg_with_its_preview_is_re
         assert im.format == "MPO" and im.n_frames == 2
     got = read_photograph(tmp_path / "camera.jpg").permute(1, 2, 0).numpy().astype(float)
     assert got.shape == rgb.shape and np.abs(got - rgb).mean() < 3  # the photograph, JPEG's loss aside
+
+
+def test_a_dataset_photograph_framed_white_is_read_with_the_frame_black(drive_root, tmp_path):
+    """A folder dataset whose photographs an export framed white, without masks: each is read with its frame black
+    (training, scoring and the registry see the camera's surround the generators learn), its FOV estimated as on
+    DRIVE's own photograph; the note says so and is not taken for the orientation tag's (a label of the transposed
+    size is refused without the hint about orientation tags)."""
+    from vgan.data import FRAME_NOTE, read_binary
+
+    root = folder_dataset(drive_root, tmp_path / "framed", {"training": 2, "test": 1}, masks=False)
+    for pool in ("training", "test"):
+        for link in sorted((root / pool / "images").glob("*.tif")):
+            rgb = np.asarray(Image.open(link)).copy()
+            inside = read_binary(drive_root / pool / "mask" / f"{link.stem.removeprefix('eye')}_mask.gif")
+            rgb[~inside] = 255
+            link.unlink()
+            Image.fromarray(rgb).save(link.with_suffix(".png"))
+    notes: list[str] = []
+    photo = read_photograph(root / "test" / "images" / "eye01_test.png", notes)
+    original = read_photograph(drive_root / "test" / "images" / "01_test.tif")
+    inside = read_binary(drive_root / "test" / "mask" / "01_test_mask.gif")
+    assert notes == [FRAME_NOTE] and photo.dtype == torch.uint8
+    assert (photo[:, ~inside] <= 8).float().mean() > 0.99  # black, but for the rim's blend of frame and retina
+    assert torch.equal(photo[:, torch.from_numpy(inside)], original[:, torch.from_numpy(inside)])
+    split = load_split(DataConfig(dataset="folder", root=str(root), crop_size=None), "test")
+    drive = load_split(DataConfig(dataset="drive", root=str(drive_root), crop_size=None), "test")
+    est, truth = split.masks[0, 0], drive.masks[0, 0] & torch.from_numpy(inside)
+    assert (est & truth).sum() / (est | truth).sum() > 0.98
+    label = np.asarray(Image.open(root / "test" / "labels" / "eye01_test.png"))
+    Image.fromarray(np.ascontiguousarray(label.T)).save(root / "test" / "labels" / "eye01_test.png")
+    with pytest.raises(DataError, match="does not match its image") as refused:
+        load_split(DataConfig(dataset="folder", root=str(root), crop_size=None), "test")
+    assert "orientation tag" not in str(refused.value)
+    unframed = torch.zeros(2, 3, 8, 8)
+    batch, framed = without_frames(unframed)
+    assert batch is unframed and framed == 0  # nothing copied where nothing is painted
 
 
 def test_grey_with_alpha_a_palette_with_alpha_and_a_16_bit_pgm_are_read_as_shown(drive_root, tmp_path):

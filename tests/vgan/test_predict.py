@@ -176,6 +176,31 @@ def test_the_fov_is_estimated_inside_a_white_or_grey_frame(drive_root, stare_roo
         assert estimate_fov(picture)[1:-1, 1:-1].all()  # the rim's one pixel eroded, as every estimate's
 
 
+def test_a_white_frame_is_segmented_as_a_black_surround_and_said(checkpoint, drive_root, tmp_path, capsys):
+    """A photograph framed white by an export: its FOV and map are the ones of the same photograph with the frame
+    black (before, the FOV was the whole picture and the generator saw the frame's bright rim), the summary and its
+    report row say the frame was made black, and its overlay shows the photograph as it is, frame and all."""
+    rgb = np.asarray(Image.open(drive_root / "test" / "images" / "01_test.tif")).copy()
+    rgb[~read_binary(drive_root / "test" / "mask" / "01_test_mask.gif")] = 255
+    black = rgb.copy()
+    black[~estimate_fov(rgb / 255.0) & (rgb == 255).all(axis=-1)] = 0
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(rgb).save(photos / "framed.png")
+    Image.fromarray(black).save(photos / "black.png")
+    out = tmp_path / "out"
+    assert main(["--checkpoint", str(checkpoint), "--input", str(photos), "--out", str(out), "--device", "cpu"]) == 0
+    assert "white or grey frame made black (1)" in capsys.readouterr().out
+    report = _report(out)
+    assert report["framed"]["converted"] == "white or grey frame made black" and report["black"]["converted"] == ""
+    assert report["framed"]["fov_diameter_px"] == report["black"]["fov_diameter_px"]
+    for sub in ("probabilities", "binary", "fov"):
+        framed, plain = (np.asarray(Image.open(out / sub / f"{name}.png")) for name in ("framed", "black"))
+        assert np.array_equal(framed, plain), sub
+    overlay = np.asarray(Image.open(out / "overlay" / "framed.jpg"))
+    assert overlay[:5, :5].min() > 230  # the frame as it is
+
+
 def test_photographs_are_segmented_at_the_scale_the_generator_was_trained_at(checkpoint, drive_root, tmp_path, capsys):
     """The tiny generator learnt 44-pixel synthetic FOVs: a 535-pixel DRIVE photograph is shrunk to that
     and its map enlarged back (auto, the default); --scale 1 feeds it as it is."""
