@@ -499,19 +499,25 @@ SURROUND_TOLERANCE = 0.1  # of any channel in [0, 1]: a frame's JPEG noise stays
 
 def bright_surround(rgb: np.ndarray) -> np.ndarray | None:
     """The colour (3,) of a colour photograph's surround where it is a bright neutral frame (white or grey, not
-    the camera's black): the median of the picture's outermost pixels, where it is grey (its channels within
-    SURROUND_TOLERANCE of each other), brighter than a camera's surround, shared by at least half those pixels,
-    and the picture inside it is in colour (a retina is red: a grey picture's own smooth rim would pass for a
-    frame, and is left to the red channel's threshold). None otherwise."""
-    ring = np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]]).reshape(-1, rgb.shape[-1])
-    colour = np.median(ring, axis=0)
-    if colour.max() - colour.min() > SURROUND_TOLERANCE or colour.mean() < 0.25:
-        return None
-    if (np.abs(ring - colour).max(axis=-1) <= SURROUND_TOLERANCE).mean() < 0.5:
+    the camera's black): `ring_colour` of the picture's outermost pixels, where the picture inside it is in colour
+    (a retina is red: a grey picture's own smooth rim would pass for a frame, and is left to the red channel's
+    threshold). None otherwise."""
+    colour = ring_colour(np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]]).reshape(-1, rgb.shape[-1]))
+    if colour is None:
         return None
     unlike = np.abs(rgb - colour).max(axis=-1) > SURROUND_TOLERANCE
     chroma = rgb.max(axis=-1) - rgb.min(axis=-1)
     return colour if unlike.any() and np.median(chroma[unlike]) > SURROUND_TOLERANCE else None
+
+
+def ring_colour(ring: np.ndarray) -> np.ndarray | None:
+    """The median colour of a picture's outermost pixels (K, 3 in [0, 1]) where it may be a frame's: grey (its
+    channels within SURROUND_TOLERANCE of each other), brighter than a camera's surround, and shared by at least
+    half those pixels. None otherwise: the check every photograph read passes through, on its rim alone."""
+    colour = np.median(ring, axis=0)
+    if colour.max() - colour.min() > SURROUND_TOLERANCE or colour.mean() < 0.25:
+        return None
+    return colour if (np.abs(ring - colour).max(axis=-1) <= SURROUND_TOLERANCE).mean() >= 0.5 else None
 
 
 FRAME_NOTE = "white or grey frame made black"
@@ -528,6 +534,12 @@ def frame_pixels(rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray |
     return ~inside & (np.abs(rgb - colour).max(axis=-1) <= SURROUND_TOLERANCE)
 
 
+def outer_pixels(image: torch.Tensor) -> np.ndarray:
+    """A photograph's (3, H, W) outermost pixels as (K, 3) floats in [0, 1], without converting the rest."""
+    ring = torch.cat([image[:, 0], image[:, -1], image[:, 1:-1, 0], image[:, 1:-1, -1]], dim=1)
+    return unit_float(ring).T.cpu().numpy()
+
+
 def without_frames(batch: torch.Tensor, fovs: Sequence[np.ndarray] | None = None) -> tuple[torch.Tensor, int]:
     """Photographs (N, 3, H, W; uint8 or in [0, 1]) with their white or grey frames (`frame_pixels`, outside
     `fovs` where given) made black, as a camera's surround is and as generators learn it; a copy where one had a
@@ -535,7 +547,7 @@ def without_frames(batch: torch.Tensor, fovs: Sequence[np.ndarray] | None = None
     the CPU recipe 0.005 of its AUC-ROC on DRIVE's test photographs framed white (0.9650 against 0.9704 unframed,
     on DRIVE's masks); made black, 0.0002 (0.9702)."""
     frames = [frame_pixels(unit_float(image).permute(1, 2, 0).cpu().numpy(), None if fovs is None else fovs[i])
-              for i, image in enumerate(batch)]
+              if ring_colour(outer_pixels(image)) is not None else None for i, image in enumerate(batch)]
     if all(frame is None for frame in frames):
         return batch, 0
     batch = batch.clone()
