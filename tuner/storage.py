@@ -51,18 +51,23 @@ class Storage:
 
         return pyarrow.fs.FileSystem.from_uri(self.study(name))
 
-    def exists(self, name: str) -> bool:
+    def exists(self, name: str, option: str = "--name") -> bool:
         """Whether the study's folder is there; the first look at the storage, so a scheme pyarrow does not
-        know or an object store that does not answer is refused here, naming it."""
+        know or an object store that does not answer is refused here, naming it, as is a file of the study's
+        name (the storage's optuna.db: a name it takes is no study's)."""
         import pyarrow
         import pyarrow.fs
 
         try:
             fs, path = self.folder(name)
-            return fs.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+            found = fs.get_file_info(path).type
         except (OSError, pyarrow.ArrowException) as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ConfigError(f"--storage {self.uri}: cannot be read ({reason[:300]})") from None
+        if found == pyarrow.fs.FileType.File:
+            raise ConfigError(f"{option}: {self.study(name)} is a file, not a study's folder: name the study "
+                              "otherwise")
+        return found != pyarrow.fs.FileType.NotFound
 
     def begun(self, name: str) -> bool:
         """Whether Ray saved the study's state: a driver stopped before that leaves its folder with our
@@ -76,7 +81,7 @@ class Storage:
     def kept_recipe(self, name: str, option: str) -> str:
         """The recipe of the study `name`, which must be there ('' for a study begun before recipes were kept);
         a folder that holds neither a recipe nor Ray's state is no study."""
-        if not self.exists(name):
+        if not self.exists(name, option):
             raise ConfigError(f"{option}: no study '{name}' in {self.uri}")
         kept = self.read_text(name, RECIPE_FILE)
         if not kept and not self.begun(name):

@@ -26,6 +26,18 @@ def test_exists_reads_through_pyarrow(tmp_path):
     assert parse_storage(f"file://{tmp_path}").exists("study") and parse_storage(str(tmp_path)).exists("study")
 
 
+def test_a_file_of_the_studys_name_is_refused_naming_it(tmp_path):
+    """The storage folder holds the study database (optuna.db) beside the studies: `--name optuna.db` was taken for
+    a study and its recipe read from inside the file (a NotADirectoryError traceback)."""
+    storage = parse_storage(str(tmp_path))
+    (tmp_path / "optuna.db").write_bytes(b"SQLite format 3\0")
+    message = f"{tmp_path}/optuna.db is a file, not a study's folder: name the study otherwise"
+    with pytest.raises(ConfigError, match=f"^--name: {message}"):
+        storage.exists("optuna.db")
+    with pytest.raises(ConfigError, match=f"^--resume: {message}"):
+        storage.kept_recipe("optuna.db", "--resume")
+
+
 def test_an_object_stores_options_stay_at_the_end_of_a_studys_uri():
     """pyarrow takes an S3-compatible server (MinIO) as URI options: the study's folder goes into the path."""
     s = parse_storage("s3://vgan/ray?endpoint_override=127.0.0.1:9000&scheme=http")
