@@ -1,6 +1,7 @@
 """`python -m tuner.replay`: put what Ray's results hold of a study into MLflow.
 
     python -m tuner.replay --space FILE --name NAME [--storage PATH|URI] [--tracking-uri URI] [--study-db URL]
+                           [--set KEY=VALUE ...]
 
 Every epoch a trial reports is in Ray's results (`result.json`), and its best generator in its
 checkpoints (`best/`). After a tracking-server outage longer than the study's window, this
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", type=nonempty, default="ray_results",
                    help="the study's Ray storage (as given to tuner.run)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="as the study was run with (tuner.run --set): its trials' configs are logged from them")
     p.add_argument("--study-db", type=nonempty,
                    help="the study's Optuna database URL, as given to tuner.run (default: sqlite optuna.db in the "
                         "storage folder); its trials' runs are linked to it")
@@ -54,12 +57,13 @@ def _main(argv: Sequence[str] | None) -> None:
     from tuner.space import check_same_recipe, load_space
     from tuner.storage import STOPPED_FILE, check_optuna_study, check_study_name, parse_storage, study_db_url
     from tuner.tracking import Study, check_tracking_store, resolve_tracking_uri
+    from vgan.config import parse_sets
 
-    space = load_space(args.space)
+    space = load_space(args.space, sets=parse_sets(args.sets))
     storage = parse_storage(args.storage)
     name = check_study_name(args.name)
     check_same_recipe(space, storage.kept_recipe(name, "--name"), name, "--space",
-                      "give the space it began with (its trials' configs are logged from it)")
+                      "give the space and the --set it began with (its trials' configs are logged from them)")
     # an object store holds no Optuna database: without --study-db there, runs are not linked to Optuna's trials
     url = study_db_url(storage, args.study_db) if args.study_db or storage.local is not None else None
     if url is not None and space.searcher is not None:

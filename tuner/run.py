@@ -3,7 +3,7 @@
     python -m tuner.run --space search_spaces/smoke.yaml
     python -m tuner.run --space search_spaces/gp.yaml --data /data/DRIVE \\
         [--address HOST:PORT] [--tracking-uri URI] [--storage PATH] [--name NAME] [--num-samples N]
-        [--time-budget 20m] [--resume]
+        [--time-budget 20m] [--set KEY=VALUE ...] [--resume]
 
 The space's base config is the first trial; Optuna (TPE or random) proposes the next ones and
 ASHA stops weak trials (or PBT evolves a population); every trial is a child run in MLflow,
@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import math
+import shlex
 import signal
 import sys
 import tempfile
@@ -62,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                                 allow_abbrev=False)
     p.add_argument("--space", type=nonempty, required=True, help="search-space YAML (see search_spaces/)")
     p.add_argument("--data", type=nonempty, help="dataset root (overrides data.root of the space file)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
+                   help="a key of the trials' config changed over the space file's (dotted, a YAML value: "
+                        "train.epochs=100); repeat it for more; a resume and a replay are given the same")
     p.add_argument("--address", help="existing Ray cluster HOST:PORT (default: start a local one)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
     p.add_argument("--storage", type=nonempty, default="ray_results",
@@ -103,8 +107,9 @@ class Plan:
         """The options that name this study's records, as a later command must give them (the Optuna database's
         password shown as ***)."""
         db = f" --study-db {shown_url(self.args.study_db)}" if self.args.study_db else ""
+        sets = "".join(f" --set {shlex.quote(item)}" for item in self.args.sets)
         return (f"--space {self.args.space} --name {self.name} --storage {self.storage.uri} "
-                f"--tracking-uri {self.uri}{db}")
+                f"--tracking-uri {self.uri}{db}{sets}")
 
     def resume_command(self, num_samples: int | None = None) -> str:
         """The command that goes on with this study where it stands, with this one's options (a time budget given
@@ -302,9 +307,10 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     from tuner.cluster import check_address, check_gpus
     from tuner.space import check_same_recipe, load_space
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
+    from vgan.config import parse_sets
     from vgan.data import load_train_val, pool_files
 
-    space = load_space(args.space, args.data)
+    space = load_space(args.space, args.data, parse_sets(args.sets))
     if args.num_samples is not None:
         if args.num_samples < 1:
             raise ConfigError("--num-samples must be at least 1")
@@ -329,7 +335,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     name = check_study_name(args.name) if args.name else study_name_from(args.space, time.strftime("%Y%m%d-%H%M%S"))
     if args.resume:
         check_same_recipe(space, storage.kept_recipe(name, "--resume"), name, "--resume",
-                          "resume with the space it began with, or start a new study")
+                          "resume with the space and the --set it began with, or start a new study")
     restore = args.resume and storage.begun(name)
     if restore and space.searcher is not None:  # Ray's state brings the searcher back, not the study's end
         check_optuna_study(storage_url, name, storage, "--resume")

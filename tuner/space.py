@@ -269,7 +269,9 @@ def default_model_name(data: DataConfig) -> str:
     return "vgan-generator" if data.dataset == "drive" else f"vgan-generator-{dataset_name(data)}"
 
 
-def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
+def load_space(path: str | Path, data_root: str | None = None, sets: dict[str, Any] | None = None) -> SearchSpace:
+    """A search-space file read and checked; `data_root` (--data) and `sets` (--set: dotted trainer keys, as
+    vgan.config.parse_sets reads them) change its base config, as an edit of the file would."""
     path = Path(path)
     source = str(path)
     values = read_yaml(path, "search-space file", SpaceError)
@@ -289,6 +291,17 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
         base = config_from_dict(trainer_values, source)
     except ConfigError as e:
         raise SpaceError(str(e)) from None
+    sets = sets or {}
+    for key in sets:
+        top = key.split(".")[0]
+        if key == "data.root":
+            raise ConfigError("--set data.root=...: give the dataset root with --data")
+        if top in SEARCH_SPACE_SECTIONS:
+            raise ConfigError(f"--set {key}=...: --set changes the trials' config ({', '.join(CONFIG_SECTIONS)}), "
+                              f"not the space's {top} section: edit {source}" +
+                              (" (or give --num-samples, --time-budget)" if top == "tune" else ""))
+    if sets:
+        base = apply_overrides(base, sets, "--set")
     if data_root is not None and base.data.dataset == "synthetic":  # it would train on generated images anyway
         from vgan.data import held_layout
 
@@ -326,6 +339,10 @@ def load_space(path: str | Path, data_root: str | None = None) -> SearchSpace:
     search = values.get("search") or {}
     if not isinstance(search, dict):
         raise SpaceError(f"{source}: 'search' must be a mapping of trainer keys to distributions")
+    for key in sets:
+        if key in search:
+            raise ConfigError(f"--set {key}=...: {source} searches it (search.{key}): each trial's draw would "
+                              "replace the value set; edit the space to fix it or search it otherwise")
     if not search:  # every trial would train the same config
         raise SpaceError(f"{source}: 'search' names no trainer key to search (e.g. optim.lr_g: {{type: loguniform, "
                          "low: 1.0e-4, high: 1.0e-2}); one config alone is python -m vgan.train")

@@ -593,6 +593,16 @@ NO_S3 = "endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"  # an objec
     # Ray's client would retry an address where nothing listens for minutes
     (lambda v: None, ["--address", "127.0.0.1:1"], "--address 127.0.0.1:1: no Ray cluster answers there"),
     (lambda v: None, ["--address", "headnode"], "--address headnode: give HOST:PORT"),
+    # --set changes the trials' config as an edit of the space's base would, and nothing else
+    (lambda v: None, ["--set", "optim.lr_g=1e-3"],
+     "/space.yaml searches it (search.optim.lr_g): each trial's draw would replace the value set"),
+    (lambda v: None, ["--set", "tune.num_samples=3"], "--set tune.num_samples=...: --set changes the trials' config "
+     "(data, model, loss, optim, train), not the space's tune section: edit"),
+    (lambda v: None, ["--set", "data.root=/x"], "--set data.root=...: give the dataset root with --data"),
+    (lambda v: None, ["--set", "train.epochz=3"], "--set: unknown key 'train.epochz' (known keys in 'train':"),
+    (lambda v: None, ["--set", "train.epochs=1"], "'tune.grace_period' is 2 epochs, more than the trials' "
+     "train.epochs (1)"),
+    (lambda v: None, ["--set", "epochs"], "--set 'epochs': give KEY=VALUE"),
 ])
 def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fragment):
     values = yaml.safe_load(SMOKE.read_text())
@@ -656,6 +666,34 @@ def test_a_dataset_without_test_photographs_is_refused_before_the_study(tmp_path
 
     assert preflight(["--space", str(space), "--storage", str(tmp_path / "ray"), "--tracking-uri",
                       f"sqlite:///{tmp_path}/m.db", "--no-register"]).name.startswith("own-")
+
+
+def test_set_changes_the_trials_config_and_the_resume_and_replay_commands_carry_it(tmp_path):
+    """`--set KEY=VALUE` changes the space's base config (each trial's, and the recipe the study keeps), and the
+    commands the study prints to resume or replay it give the same, quoted for the shell: without them, a resume
+    would be refused (another recipe) and a replay would log configs the trials were not trained with."""
+    import shlex
+
+    from tuner.replay import build_parser
+    from tuner.run import preflight
+    from tuner.space import check_same_recipe, load_space, trial_recipe
+    from vgan.config import parse_sets
+    from vgan.errors import ConfigError
+
+    argv = ["--space", str(SMOKE), "--storage", str(tmp_path / "ray"), "--name", "set", "--tracking-uri",
+            f"sqlite:///{tmp_path}/m.db", "--set", "train.epochs=4", "--set", "optim.betas_g=[0.5, 0.99]",
+            "--set", "loss.bce_weight=2e1"]
+    plan = preflight(argv)
+    cfg = plan.space.trainer_config()
+    assert cfg.train.epochs == 4 and cfg.optim.betas_g == (0.5, 0.99) and cfg.loss.bce_weight == 20.0
+    sets = " --set train.epochs=4 --set 'optim.betas_g=[0.5, 0.99]' --set loss.bce_weight=2e1"
+    assert sets in plan.resume_command() and plan.resume_command().endswith(f"{sets} --resume")
+    assert plan.replay_command().endswith(sets)
+    replayed = build_parser().parse_args(shlex.split(plan.replay_command())[3:])  # past python -m tuner.replay
+    kept = json.dumps(trial_recipe(plan.space))
+    check_same_recipe(load_space(replayed.space, sets=parse_sets(replayed.sets)), kept, "set", "--space", "")
+    with pytest.raises(ConfigError, match=r"is not what study 'set' began with \(.*train\.epochs: 4 -> 6"):
+        check_same_recipe(load_space(SMOKE), kept, "set", "--resume", "resume with the space it began with")
 
 
 def torch_has_gpu() -> bool:
