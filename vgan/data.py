@@ -476,38 +476,27 @@ def _masks_folder(root: Path, pool: str) -> Path | None:
 
 def estimate_fov(rgb: np.ndarray) -> np.ndarray:
     """The field of view of a fundus photograph (H, W, 3 in [0, 1]) as a bool mask: the red channel above a
-    fraction of its bright level (the camera's black surround is dark in every channel), inside the bright
-    neutral frame an export or a scan may pad the picture with (`bright_surround`: white or grey); opened to
-    drop noise, the largest component kept, holes filled, one pixel eroded off the rim."""
+    fraction of its bright level (the camera's black surround is dark in every channel; a white or grey frame an
+    export or a scan padded the picture with, `frame_pixels`, is taken as black), opened to drop noise, the largest
+    component kept, holes filled, one pixel eroded off the rim."""
     from scipy import ndimage
 
-    red, frame = rgb[..., 0], bright_surround(rgb)
-    # a camera's black surround can lie inside the frame (the photograph padded as it was): both are left out
-    inside = np.ones(red.shape, dtype=bool) if frame is None else np.abs(rgb - frame).max(axis=-1) > SURROUND_TOLERANCE
-    inside &= red > 0.15 * np.percentile(red[inside], 99)
+    red = rgb[..., 0]
+    frame = frame_pixels(rgb)
+    if frame is not None:
+        red = np.where(frame, 0.0, red)
+    inside = red > 0.15 * np.percentile(red, 99)
     inside = ndimage.binary_opening(inside, structure=np.ones((5, 5)))
     labels, n = ndimage.label(inside)
     if n == 0:
-        return np.ones(rgb.shape[:2], dtype=bool)  # no surround: the whole picture is the FOV
+        return np.ones(red.shape, dtype=bool)  # no dark surround: the whole picture is the FOV
     sizes = ndimage.sum(inside, labels, index=range(1, n + 1))
     inside = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
     return ndimage.binary_erosion(inside, iterations=1)
 
 
 SURROUND_TOLERANCE = 0.1  # of any channel in [0, 1]: a frame's JPEG noise stays within it, a retina's hues do not
-
-
-def bright_surround(rgb: np.ndarray) -> np.ndarray | None:
-    """The colour (3,) of a colour photograph's surround where it is a bright neutral frame (white or grey, not
-    the camera's black): `ring_colour` of the picture's outermost pixels, where the picture inside it is in colour
-    (a retina is red: a grey picture's own smooth rim would pass for a frame, and is left to the red channel's
-    threshold). None otherwise."""
-    colour = ring_colour(np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]]).reshape(-1, rgb.shape[-1]))
-    if colour is None:
-        return None
-    unlike = np.abs(rgb - colour).max(axis=-1) > SURROUND_TOLERANCE
-    chroma = rgb.max(axis=-1) - rgb.min(axis=-1)
-    return colour if unlike.any() and np.median(chroma[unlike]) > SURROUND_TOLERANCE else None
+FRAME_NOTE = "white or grey frame made black"
 
 
 def ring_colour(ring: np.ndarray) -> np.ndarray | None:
@@ -520,18 +509,22 @@ def ring_colour(ring: np.ndarray) -> np.ndarray | None:
     return colour if (np.abs(ring - colour).max(axis=-1) <= SURROUND_TOLERANCE).mean() >= 0.5 else None
 
 
-FRAME_NOTE = "white or grey frame made black"
-
-
-def frame_pixels(rgb: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray | None:
+def frame_pixels(rgb: np.ndarray) -> np.ndarray | None:
     """The pixels (H, W) of the bright neutral frame an export or a scan padded a photograph (H, W, 3 in [0, 1])
-    with (`bright_surround`): outside its FOV (`fov`, else estimated) and of the frame's colour. None where it has
-    no such frame."""
-    colour = bright_surround(rgb)
+    with: those of the rim's colour (`ring_colour`), joined to the picture's edge, where the picture inside them is
+    in colour (a retina is red: a grey picture's own smooth rim would pass for a frame). None where it has none."""
+    from scipy import ndimage
+
+    colour = ring_colour(np.concatenate([rgb[0], rgb[-1], rgb[1:-1, 0], rgb[1:-1, -1]]).reshape(-1, rgb.shape[-1]))
     if colour is None:
         return None
-    inside = estimate_fov(rgb) if fov is None else fov
-    return ~inside & (np.abs(rgb - colour).max(axis=-1) <= SURROUND_TOLERANCE)
+    alike = np.abs(rgb - colour).max(axis=-1) <= SURROUND_TOLERANCE
+    chroma = rgb.max(axis=-1) - rgb.min(axis=-1)
+    if alike.all() or np.median(chroma[~alike]) <= SURROUND_TOLERANCE:
+        return None
+    labels, _ = ndimage.label(alike)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, edge[edge > 0])
 
 
 def outer_pixels(image: torch.Tensor) -> np.ndarray:
@@ -540,14 +533,14 @@ def outer_pixels(image: torch.Tensor) -> np.ndarray:
     return unit_float(ring).T.cpu().numpy()
 
 
-def without_frames(batch: torch.Tensor, fovs: Sequence[np.ndarray] | None = None) -> tuple[torch.Tensor, int]:
-    """Photographs (N, 3, H, W; uint8 or in [0, 1]) with their white or grey frames (`frame_pixels`, outside
-    `fovs` where given) made black, as a camera's surround is and as generators learn it; a copy where one had a
-    frame (the caller's tensor is left as it is), and how many had one. Seen as it is, the frame's bright rim cost
-    the CPU recipe 0.005 of its AUC-ROC on DRIVE's test photographs framed white (0.9650 against 0.9704 unframed,
-    on DRIVE's masks); made black, 0.0002 (0.9702)."""
-    frames = [frame_pixels(unit_float(image).permute(1, 2, 0).cpu().numpy(), None if fovs is None else fovs[i])
-              if ring_colour(outer_pixels(image)) is not None else None for i, image in enumerate(batch)]
+def without_frames(batch: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Photographs (N, 3, H, W; uint8 or in [0, 1]) with their white or grey frames (`frame_pixels`) made black,
+    as a camera's surround is and as generators learn it; a copy where one had a frame (the caller's tensor is
+    left as it is), and how many had one. Seen as it is, the frame's bright rim cost the CPU recipe 0.005 of its
+    AUC-ROC on DRIVE's test photographs framed white (0.9650 against 0.9704 unframed, on DRIVE's masks); made
+    black, 0.0002 (0.9702). Readers paint before they estimate a FOV, which then meets a black surround."""
+    frames = [frame_pixels(unit_float(image).permute(1, 2, 0).cpu().numpy())
+              if ring_colour(outer_pixels(image)) is not None else None for image in batch]
     if all(frame is None for frame in frames):
         return batch, 0
     batch = batch.clone()

@@ -238,19 +238,18 @@ def _segment_one(members: Sequence[Member], source: Source, data: bytes, out: Pa
     batch, converted = as_batch(decode_image(data, str(path), notes), str(path))
     notes += converted
     row.update(height=batch.shape[2], width=batch.shape[3])
-    rgb = batch[0].permute(1, 2, 0).numpy()
+    rgb = batch[0].permute(1, 2, 0).numpy()  # the photograph as it is, for the overlay
+    batch, framed = without_frames(batch)  # the generator and the FOV estimate meet a frame black, as a surround
+    if framed:
+        notes.append(FRAME_NOTE)
     if masks is not None:
         mask_path = find_named(masks / Path(name).parent, path, MASK_NAMES, "FOV mask")
         fov = read_mask(mask_path, rgb.shape[:2], UPRIGHT_NOTE in notes)
         row["fov"] = str(mask_path)
     else:
-        fov = estimate_fov(rgb)
+        fov = estimate_fov(batch[0].permute(1, 2, 0).numpy())
         row["fov"] = "estimated"
     row["fov_diameter_px"] = round(fov_diameter(fov), 1)
-    painted, framed = without_frames(batch, [fov])
-    if framed:  # the generator is given the frame black, as a camera's surround; the overlay shows it as it is
-        batch = painted
-        notes.append(FRAME_NOTE)
     outputs = {sub: out / output_file(sub, name) for sub in OUTPUTS}
     if masks is None:  # written before the FOV is judged: a FOV refused below is there to be seen
         s.estimated_fov += 1
