@@ -203,9 +203,14 @@ def read_pairs(path: Path, metrics: dict, ids: list[str]) -> np.ndarray | None:
             isinstance(row, list) and len(row) == len(ids)
             and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in row) for row in counts)):
         raise DataError(f"{path}: {PAIRS}.counts is not a {len(ids)} x {len(ids)} table of counts of 0 or more")
+    return in_order(np.array(counts, dtype=np.int64), given, ids)
+
+
+def in_order(counts: np.ndarray, given: list[str], wanted: list[str]) -> np.ndarray:
+    """Pair counts of the images `given` (rows and columns in that order) in the order `wanted`."""
     at = {image_id: k for k, image_id in enumerate(given)}
-    order = [at[i] for i in ids]
-    return np.array(counts, dtype=np.int64)[np.ix_(order, order)]
+    order = [at[i] for i in wanted]
+    return counts[np.ix_(order, order)]
 
 
 def parse_metrics(text: str) -> list[str]:
@@ -344,9 +349,7 @@ def pooled_of(ev: Evaluation, ids: list[str], metric: str) -> PooledOf | None:
     if any(not isinstance(ev.images[i].get(k), (int, float)) for i in ids for k in needed):
         return None  # a file of other making: its per-image comparison stands alone
     rows = [{k: value(ev, i, k) for k in needed} for i in ids]
-    at = {image_id: k for k, image_id in enumerate(ev.images)}
-    order = [at[i] for i in ids]
-    counts = None if ev.pairs is None else ev.pairs[np.ix_(order, order)]
+    counts = None if ev.pairs is None else in_order(ev.pairs, list(ev.images), ids)
     of = pooled_of_images(metric, rows, counts)
     if of is None:
         return None
