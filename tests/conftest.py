@@ -130,6 +130,22 @@ def folder_dataset(drive_root: Path, root: Path, counts: dict[str, int], masks: 
     return root
 
 
+def frame_white(drive_root: Path, photo: Path) -> Path:
+    """A folder dataset's photograph (`folder_dataset`'s link to a DRIVE one) replaced by a PNG of it with the
+    pixels outside DRIVE's FOV mask white, as an export or a scan frames a picture; returns the PNG's path."""
+    import numpy as np
+    from PIL import Image
+
+    from vgan.data import read_binary
+
+    pool, stem = photo.parents[1].name, photo.stem.removeprefix("eye")
+    rgb = np.asarray(Image.open(photo)).copy()
+    rgb[~read_binary(drive_root / pool / "mask" / f"{stem}_mask.gif")] = 255
+    photo.unlink()
+    Image.fromarray(rgb).save(photo.with_suffix(".png"))
+    return photo.with_suffix(".png")
+
+
 def two_camera_dataset(drive_root: Path, stare_root: Path, root: Path, counts: dict[str, tuple[int, int]]) -> Path:
     """A folder dataset of two cameras' photographs: DRIVE's first (584x565, as `folder_dataset`) and STARE's
     first (605x700, linked under STARE's names: `<id>.ah.ppm` labels, `<id>.mask.ppm` masks), per pool."""

@@ -264,15 +264,16 @@ def optuna_plots(storage_url: str, name: str, folder: Path) -> list[Path]:
     return out
 
 
-def data_notes(data: DataConfig, train: Split) -> tuple[str, ...]:
+def data_notes(data: DataConfig, train: Split, val: Split) -> tuple[str, ...]:
     """What the study's photographs ask a user to know, said before it begins, as vgan.train says it: FOVs of
     several scales in the pool (unless the base config brings them to one: a search of that key holds the
-    base's value, and with None there the first trial trains at mixed scales), and FOVs estimated for want
-    of masks (scores not by the literature's protocol)."""
-    from vgan.data import dataset_root, fov_source
+    base's value, and with None there the first trial trains at mixed scales), photographs converted as read,
+    and FOVs estimated for want of masks (scores not by the literature's protocol)."""
+    from vgan.data import converted_note, dataset_root, fov_source
     from vgan.scale import mixed_scale_note
 
     notes = [] if data.fov_diameter is not None else [mixed_scale_note(train.masks)]
+    notes.append(converted_note(train, val))
     scored = {"training": ("train", "the trials' validation scores"), "test": ("test", "the registered test scores")}
     estimated = [pool for pool, (split, _) in scored.items() if fov_source(data, split) == "estimated"]
     if estimated:
@@ -318,7 +319,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     if args.time_budget is not None:
         space.tune.time_budget_s = parse_duration(args.time_budget, "--time-budget")
     data = space.trainer_config().data
-    train, _ = load_train_val(data)  # bad data stops here
+    train, val = load_train_val(data)  # bad data stops here
     check_searched_crop(space, data, train)
     if data.dataset != "synthetic" and not args.no_register:  # the champion is scored on them at the end
         try:
@@ -326,7 +327,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
         except DataError as e:
             raise DataError(f"{e}; a study scores its best model on the test split to register it (and reads it only "
                             "then): put aside there annotated photographs that no trial trains on") from None
-    notes = data_notes(data, train)
+    notes = data_notes(data, train, val)
     uri = resolve_tracking_uri(args.tracking_uri)
     storage = parse_storage(args.storage)
     storage_url = study_db_url(storage, args.study_db)

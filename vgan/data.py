@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -22,7 +22,7 @@ import torch
 from vgan.config import FOV_MEDIAN, DataConfig
 from vgan.dicom import decode_dicom, is_dicom, is_dicom_file
 from vgan.errors import ConfigError, DataError
-from vgan.inputs import ALPHA_DROPPED, InputError, as_batch, unit_float
+from vgan.inputs import ALPHA_DROPPED, LAYOUT_NOTES, InputError, as_batch, unit_float
 from vgan.scale import AUTO, median_fov_diameter, resize, scaled_size
 
 SPLITS = ("train", "val", "test")
@@ -50,7 +50,10 @@ class Split:
 
     Photographs of different sizes (cameras) are held padded to the largest, at the top left: `sizes` has each
     image's own (h, w), None where every image fills the tensor. The padding is outside every FOV mask, so
-    FOV-pooled metrics never see it; crops and predictions are taken within each image's own size."""
+    FOV-pooled metrics never see it; crops and predictions are taken within each image's own size.
+
+    `converted`: what reading changed in its photographs, as vgan.predict says it of a batch (a frame made
+    black, an orientation tag applied, 16-bit values scaled, ...), each with the ids of the images it was done to."""
 
     name: str
     ids: list[str]
@@ -58,6 +61,7 @@ class Split:
     labels: torch.Tensor
     masks: torch.Tensor
     sizes: list[tuple[int, int]] | None = None
+    converted: dict[str, list[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.images.dtype not in (torch.uint8, torch.float32):
@@ -99,12 +103,15 @@ class Split:
 
     def subset(self, index: list[int] | np.ndarray, name: str) -> Split:
         idx = torch.as_tensor(np.asarray(index, dtype=np.int64))
-        return Split(name, [self.ids[i] for i in idx.tolist()], self.images[idx], self.labels[idx], self.masks[idx],
-                     None if self.sizes is None else [self.sizes[i] for i in idx.tolist()])
+        ids = [self.ids[i] for i in idx.tolist()]
+        chosen = set(ids)
+        converted = {note: kept for note, done in self.converted.items() if (kept := [i for i in done if i in chosen])}
+        return Split(name, ids, self.images[idx], self.labels[idx], self.masks[idx],
+                     None if self.sizes is None else [self.sizes[i] for i in idx.tolist()], converted)
 
     def to(self, device: torch.device | str) -> Split:
         return Split(self.name, self.ids, self.images.to(device), self.labels.to(device), self.masks.to(device),
-                     self.sizes)
+                     self.sizes, self.converted)
 
 
 # ---------------------------------------------------------------------------- file reading
@@ -263,14 +270,16 @@ def read_photograph(path: Path, notes: list[str] | None = None) -> torch.Tensor:
     """A photograph as (3, H, W), converted as vgan.predict converts one (turned upright, grey repeated,
     alpha dropped, 16-bit scaled: a model is given its photographs later as it was trained on them), but 8-bit
     pixels kept as uint8 (`unit_float` makes them the floats vgan.predict gives the model); float32 in [0, 1]
-    else; a white or grey frame made black (`without_frames`). `notes` is told of an orientation tag applied and of
-    a frame made black."""
+    else; a white or grey frame made black (`without_frames`). `notes` is told what was converted, as vgan.predict
+    says it (8-bit pixels, kept as they are, are not)."""
     if not path.is_file():
         raise DataError(f"{path}: file missing")
     try:
-        batch, _ = as_batch(read_image(path, notes), str(path), keep_8bit=True)
+        batch, converted = as_batch(read_image(path, notes), str(path), keep_8bit=True)
     except InputError as e:
         raise DataError(str(e)) from None
+    if notes is not None:  # every image file is one (H, W, C) picture: its layout is no conversion
+        notes += [note for note in converted if note not in LAYOUT_NOTES and note not in notes]
     batch, framed = without_frames(batch)
     if framed and notes is not None:
         notes.append(FRAME_NOTE)
@@ -564,11 +573,11 @@ def find_named(folder: Path, image: Path, names: tuple[str, ...], what: str) -> 
                     f"or {names[1].format(image_stem(image))}.png)")
 
 
-def read_item(it: Item) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
+def read_item(it: Item, notes: list[str] | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
     """One image's files as training takes them: the photograph (as read_photograph holds it), its vessel label
     and its FOV mask (None: it has no mask file), each checked; a label or mask of another size is a DataError
-    naming it."""
-    turned: list[str] = []
+    naming it. `notes` is told what was converted in the photograph."""
+    turned: list[str] = [] if notes is None else notes
     img, lab = read_photograph(it.image, turned), read_label(it.label)
     size = tuple(img.shape[1:])
     msk = read_fov_mask(it.mask) if it.mask is not None else None
@@ -581,31 +590,37 @@ def read_item(it: Item) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
 
 def _read_items(items: list[Item], name: str) -> Split:
     images, labels, masks = [], [], []
+    converted: dict[str, list[str]] = {}
     for it in items:
-        img, lab, msk = read_item(it)
+        notes: list[str] = []
+        img, lab, msk = read_item(it, notes)
         if msk is None:
             msk = estimate_fov(unit_float(img).permute(1, 2, 0).numpy())
         images.append(img)
         labels.append(torch.from_numpy(lab))
         masks.append(torch.from_numpy(msk))
+        for note in notes:
+            converted.setdefault(note, []).append(it.id)
     if len({t.dtype for t in images}) > 1:  # 8- and 16-bit files in one pool: hold all as floats
         images = [unit_float(t) for t in images]
-    return assemble(name, [it.id for it in items], images, labels, masks)
+    return assemble(name, [it.id for it in items], images, labels, masks, converted)
 
 
 def assemble(name: str, ids: list[str], images: list[torch.Tensor], labels: list[torch.Tensor],
-             masks: list[torch.Tensor]) -> Split:
+             masks: list[torch.Tensor], converted: dict[str, list[str]] | None = None) -> Split:
     """A split of photographs (3, H, W; one dtype), labels and masks (H, W) each at its own size: stacked,
     or padded to the largest where the sizes differ."""
     sizes = [tuple(t.shape[1:]) for t in images]
+    converted = converted or {}
     if len(set(sizes)) == 1:
-        return Split(name, ids, torch.stack(images), torch.stack(labels)[:, None], torch.stack(masks)[:, None])
+        return Split(name, ids, torch.stack(images), torch.stack(labels)[:, None], torch.stack(masks)[:, None],
+                     converted=converted)
     h, w = max(a for a, _ in sizes), max(b for _, b in sizes)
     padded = torch.zeros((len(ids), 3, h, w), dtype=images[0].dtype)
     held_labels, held_masks = (torch.zeros((len(ids), 1, h, w), dtype=torch.bool) for _ in range(2))
     for i, (a, b) in enumerate(sizes):
         padded[i, :, :a, :b], held_labels[i, 0, :a, :b], held_masks[i, 0, :a, :b] = images[i], labels[i], masks[i]
-    return Split(name, ids, padded, held_labels, held_masks, sizes)
+    return Split(name, ids, padded, held_labels, held_masks, sizes, converted)
 
 
 def at_fov(pool: Split, diameter: float) -> tuple[Split, list[float]]:
@@ -631,7 +646,7 @@ def at_fov(pool: Split, diameter: float) -> tuple[Split, list[float]]:
         labels.append(lab[0])
         masks.append(msk[0])
         factors.append(factor)
-    return assemble(pool.name, list(pool.ids), images, labels, masks), factors
+    return assemble(pool.name, list(pool.ids), images, labels, masks, pool.converted), factors
 
 
 def dataset_root(cfg: DataConfig) -> Path:
@@ -760,6 +775,26 @@ FOV_ESTIMATED = "FOV estimated from the photographs"  # what is said of scores o
 def fov_note(source: str) -> str:
     """What the console adds to a split's description for a `fov_source`: only an estimated FOV is said."""
     return f", {FOV_ESTIMATED}" if source == "estimated" else ""
+
+
+def converted_note(*splits: Split) -> str | None:
+    """What reading changed in the splits' photographs, said once before they are trained on or scored (None:
+    nothing): the generator meets them as converted, and a frame or an orientation tag no one knew of is a fact
+    about the data to know."""
+    done: dict[str, list[str]] = {}
+    for s in splits:
+        for note, ids in s.converted.items():
+            done.setdefault(note, []).extend(ids)
+    return converted_text(done, sum(len(s) for s in splits))
+
+
+def converted_text(converted: dict[str, list[str]], total: int, shown: int = 3) -> str | None:
+    """`converted_note` of a record's conversions (a metrics.json's), with the first `shown` ids of each."""
+    if not converted:
+        return None
+    said = [f"{note} ({len(ids)} of {total}: {', '.join(ids[:shown])}{', ...' if len(ids) > shown else ''})"
+            for note, ids in converted.items()]
+    return "photographs converted as read, as vgan.predict converts them: " + "; ".join(said)
 
 
 def load_split(cfg: DataConfig, split: str) -> Split:

@@ -36,7 +36,7 @@ import torch
 from vgan import metrics as vgan_metrics
 from vgan.cli import check_threshold, exit_program, json_text, nonempty, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
-from vgan.data import SPLITS, Split, detect_dataset, fov_note, fov_source, load_split, read_probability
+from vgan.data import SPLITS, Split, converted_text, detect_dataset, fov_note, fov_source, load_split, read_probability
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import (
@@ -187,6 +187,7 @@ def own_targets(split: Split) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 SPLIT_KEYS = ("split", "n_images", "n_fov_pixels", "n_vessel_pixels")  # what score_maps says of the split scored
+CONVERTED = "converted"  # what reading changed in the split's photographs (Split.converted), where it changed any
 
 
 def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
@@ -197,6 +198,8 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
     scores, targets = fov_pixels(maps, labels, masks)
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
     m.update(zip(SPLIT_KEYS, (split.name, len(split), int(scores.size), int(targets.sum())), strict=True))
+    if split.converted:
+        m[CONVERTED] = split.converted
     if each:
         rows = per_image_metrics(maps, labels, masks, threshold)
         m["per_image"] = [{"id": image_id, **row} for image_id, row in zip(split.ids, rows, strict=True)]
@@ -229,7 +232,7 @@ PAIRS_ABOUT = ("counts[i][j]: pairs of a vessel pixel of image i and a backgroun
 def pooled_metrics(scored: dict[str, Any]) -> dict[str, float]:
     """The pooled metrics of what score_maps returned (`compute_metrics`'), without what it says of the split,
     its `per_image` rows, its pair counts and its intervals."""
-    return {k: v for k, v in scored.items() if k not in (*SPLIT_KEYS, "per_image", PAIRS, INTERVALS)}
+    return {k: v for k, v in scored.items() if k not in (*SPLIT_KEYS, CONVERTED, "per_image", PAIRS, INTERVALS)}
 
 
 def named_data(args: argparse.Namespace) -> tuple[Path, str]:
@@ -384,6 +387,9 @@ def _main(argv: Sequence[str] | None) -> None:
             print(f"{m[INTERVALS]['confidence']:.0%} intervals over the images (drawn with replacement, "
                   f"{m[INTERVALS]['draws']:,} times; nothing of training's own noise): "
                   + "  ".join(f"{k} [{m[INTERVALS][k][0]:.4f}, {m[INTERVALS][k][1]:.4f}]" for k in shown))
+        converted = converted_text(m.get(CONVERTED, {}), m["n_images"])
+        if converted:
+            print(f"note: {converted}")
         worst = worst_first(m["per_image"])[0]
         if worst["auc_roc"] is not None and len(m["per_image"]) > 1:
             print(f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f} (F1 {worst['f1']:.4f}; every image in "

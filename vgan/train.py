@@ -22,7 +22,7 @@ import yaml
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
 from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config, parse_sets
-from vgan.data import fov_note, fov_source, held_layout, load_train_val
+from vgan.data import converted_note, fov_note, fov_source, held_layout, load_train_val
 from vgan.errors import ConfigError
 from vgan.scale import mixed_scale_note
 from vgan.trainer import (
@@ -163,7 +163,7 @@ def _main(argv: Sequence[str] | None) -> None:
           f"G {count_parameters(trainer.G) / 1e6:.2f}M params{d_params}, {trainer.steps_per_epoch} steps per epoch, "
           f"epochs {trainer.epoch + 1}..{cfg.train.epochs}", flush=True)
     note = None if cfg.data.fov_diameter is not None else mixed_scale_note(train.masks)
-    for n in (changed, note):
+    for n in (changed, note, converted_note(train, val)):
         if n is not None:
             print(f"note: {n}", flush=True)
     began = time.time()

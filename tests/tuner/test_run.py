@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import folder_dataset, two_camera_dataset, write_yaml
+from conftest import folder_dataset, frame_white, two_camera_dataset, write_yaml
 from studies import ONE_STUDY_AT_A_TIME, SMOKE, quick_smoke, trial_runs
 from studies import steps as epoch_steps
 
@@ -620,8 +620,9 @@ def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fra
 
 def test_a_pool_of_two_cameras_or_without_masks_is_noted_before_the_study(tmp_path, drive_root, stare_root, capsys):
     """tuner.run says what vgan.train says of a pool whose FOVs differ: each trial learns vessels at more than
-    one scale, and data.fov_diameter trains them at one (not said where the space's base config sets it); and of
-    photographs without FOV masks, whose scores are then not by the literature's protocol."""
+    one scale, and data.fov_diameter trains them at one (not said where the space's base config sets it); of
+    photographs converted as read; and of photographs without FOV masks, whose scores are then not by the
+    literature's protocol."""
     from tuner.run import preflight
 
     root = two_camera_dataset(drive_root, stare_root, tmp_path / "pool", {"training": (3, 2), "test": (1, 1)})
@@ -639,9 +640,13 @@ def test_a_pool_of_two_cameras_or_without_masks_is_noted_before_the_study(tmp_pa
     assert plan("one", data={"fov_diameter": 540}).notes == ()
     assert not (tmp_path / "ray").exists() or not any((tmp_path / "ray").iterdir())  # nothing started
 
-    # photographs without FOV masks: the validation and test scores are not the literature's (vgan.train says it too)
+    # photographs without FOV masks: the validation and test scores are not the literature's (vgan.train says it
+    # too), and one framed white: it is trained on with its frame black
     own = folder_dataset(drive_root, tmp_path / "own", {"training": 3, "test": 1}, masks=False)
-    (note,) = plan("own", data={"root": str(own), "val_count": 1}).notes
+    frame_white(drive_root, own / "training" / "images" / "eye22_training.tif")
+    converted, note = plan("own", data={"root": str(own), "val_count": 1}).notes
+    assert converted == ("photographs converted as read, as vgan.predict converts them: white or grey frame made "
+                         "black (1 of 3: eye22_training)")
     assert note == (f"{own}/training and {own}/test hold no masks/: each photograph's FOV is estimated from it, so "
                     "the trials' validation scores and the registered test scores are not by the literature's "
                     "protocol (pixels inside the dataset's own FOV masks)")

@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import copy_real, folder_dataset, replace_file, two_camera_dataset
+from conftest import copy_real, folder_dataset, frame_white, replace_file, two_camera_dataset
 from PIL import Image
 
 from vgan.config import DataConfig, SyntheticConfig
@@ -159,13 +159,8 @@ def test_a_dataset_photograph_framed_white_is_read_with_the_frame_black(drive_ro
     from vgan.data import FRAME_NOTE, read_binary
 
     root = folder_dataset(drive_root, tmp_path / "framed", {"training": 2, "test": 1}, masks=False)
-    for pool in ("training", "test"):
-        for link in sorted((root / pool / "images").glob("*.tif")):
-            rgb = np.asarray(Image.open(link)).copy()
-            inside = read_binary(drive_root / pool / "mask" / f"{link.stem.removeprefix('eye')}_mask.gif")
-            rgb[~inside] = 255
-            link.unlink()
-            Image.fromarray(rgb).save(link.with_suffix(".png"))
+    for link in sorted(root.glob("*/images/*.tif")):
+        frame_white(drive_root, link)
     notes: list[str] = []
     photo = read_photograph(root / "test" / "images" / "eye01_test.png", notes)
     original = read_photograph(drive_root / "test" / "images" / "01_test.tif")
@@ -187,6 +182,40 @@ def test_a_dataset_photograph_framed_white_is_read_with_the_frame_black(drive_ro
     assert batch is unframed and framed == 0  # nothing copied where nothing is painted
 
 
+def test_what_reading_converts_is_kept_with_the_images_it_was_done_to(drive_root, tmp_path):
+    """A pool's conversions (a frame made black, an alpha channel dropped, 16-bit values scaled) are kept with the
+    ids of their photographs through the split into train and val and a resize to one FOV, and said once, as
+    vgan.train and tuner.run say them; 8-bit photographs as DRIVE publishes them are no conversion."""
+    import tifffile
+
+    from vgan.data import FRAME_NOTE, converted_note, converted_text
+    from vgan.inputs import ALPHA_DROPPED
+
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 5})
+    images = root / "training" / "images"
+    frame_white(drive_root, images / "eye21_training.tif")
+    frame_white(drive_root, images / "eye22_training.tif")
+    rgb = np.asarray(Image.open(images / "eye23_training.tif"))
+    (images / "eye23_training.tif").unlink()
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])).save(images / "eye23_training.png")
+    (images / "eye24_training.tif").unlink()
+    tifffile.imwrite(images / "eye24_training.tif", rgb.astype(np.uint16) * 257, photometric="rgb")
+    sixteen = "16-bit values divided by 65535"
+
+    for fov in (None, 540):  # resized to one FOV, they keep what was done to them
+        train, val = load_train_val(DataConfig(dataset="folder", root=str(root), val_count=2, crop_size=None,
+                                               fov_diameter=fov))
+        assert val.ids == ["eye23_training", "eye25_training"]  # the split's seed puts these two in val
+        assert train.converted == {FRAME_NOTE: ["eye21_training", "eye22_training"], sixteen: ["eye24_training"]}
+        assert val.converted == {ALPHA_DROPPED: ["eye23_training"]}
+    assert converted_note(train, val) == (
+        f"photographs converted as read, as vgan.predict converts them: {FRAME_NOTE} (2 of 5: eye21_training, "
+        f"eye22_training); {sixteen} (1 of 5: eye24_training); {ALPHA_DROPPED} (1 of 5: eye23_training)")
+    assert converted_text({FRAME_NOTE: ["a", "b", "c", "d"]}, 9).endswith(f"{FRAME_NOTE} (4 of 9: a, b, c, ...)")
+    drive_train, drive_val = load_train_val(DataConfig(dataset="drive", root=str(drive_root), crop_size=None))
+    assert drive_train.converted == drive_val.converted == {} and converted_note(drive_train, drive_val) is None
+
+
 def test_grey_with_alpha_a_palette_with_alpha_and_a_16_bit_pgm_are_read_as_shown(drive_root, tmp_path):
     """PNG's grey and alpha (LA), a TIFF's palette with alpha (PA) and a 16-bit PGM, each refused before: two
     channels, two channels (a palette's indices and alpha), 32-bit integers (as PIL holds such a PGM)."""
@@ -198,7 +227,8 @@ def test_grey_with_alpha_a_palette_with_alpha_and_a_16_bit_pgm_are_read_as_shown
     Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.pgm")
     notes: list[str] = []
     la = read_photograph(tmp_path / "la.png", notes)
-    assert notes == ["alpha channel dropped"] and np.array_equal(la.numpy(), np.stack([grey] * 3))
+    assert notes == ["alpha channel dropped", "grey repeated to 3 channels"]  # as vgan.predict says them
+    assert np.array_equal(la.numpy(), np.stack([grey] * 3))
     pa = read_photograph(tmp_path / "pa.tif")
     assert np.array_equal(pa.permute(1, 2, 0).numpy(), np.asarray(indexed.convert("RGB")))
     deep = read_photograph(tmp_path / "deep.pgm")

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 import yaml
-from conftest import folder_dataset, two_camera_dataset, write_yaml
+from conftest import folder_dataset, frame_white, two_camera_dataset, write_yaml
 from PIL import Image
 from test_metrics import reference_table
 
-from vgan.data import read_binary, read_probability
+from vgan.data import FRAME_NOTE, read_binary, read_probability
 from vgan.evaluate import main as evaluate_main
 from vgan.predict import main as predict_main
 from vgan.provenance import code_record
@@ -214,8 +214,11 @@ def test_data_of_another_dataset_is_honoured(tiny_config_file, tmp_path, stare_r
 def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_root, tmp_path, capsys):
     """A folder dataset (here DRIVE's first images under names of their own, without FOV masks) trains with
     --data, and vgan.evaluate finds its layout: the test split scored, the maps named after the images,
-    the FOV said to be estimated (such scores are not the literature's protocol)."""
+    the FOV said to be estimated (such scores are not the literature's protocol); a photograph framed white is
+    trained on and scored with its frame black, and both commands say so, and the evaluation records it."""
     root = folder_dataset(drive_root, tmp_path / "own", {"training": 5, "test": 2}, masks=False)
+    for photo in ("training/images/eye22_training.tif", "test/images/eye01_test.tif"):
+        frame_white(drive_root, root / photo)
     tiny_values["data"] = {"dataset": "folder", "val_count": 1, "crop_size": 32}
     config = tmp_path / "own.yaml"
     config.write_text(yaml.safe_dump(tiny_values))
@@ -229,6 +232,11 @@ def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_ro
     said = capsys.readouterr().out
     assert "(4 train / 1 val images, FOV estimated from the photographs)" in said
     assert "folder test (2 images, FOV estimated from the photographs, threshold 0.5000)" in said
+    assert m["converted"] == {FRAME_NOTE: ["eye01_test"]}
+    assert said.count("note: photographs converted as read") == 2
+    assert (f"note: photographs converted as read, as vgan.predict converts them: {FRAME_NOTE} (1 of 5: "
+            "eye22_training)\n") in said
+    assert f"as vgan.predict converts them: {FRAME_NOTE} (1 of 2: eye01_test)\n" in said
     assert all(isinstance(m[k], float) for k in KEYS) and 0 < m["auc_roc"] < 1
     assert sorted(p.name for p in (out / "probabilities").iterdir()) == ["eye01_test.png", "eye02_test.png"]
 
