@@ -1,7 +1,7 @@
 """`python -m benchmarks.mixed_scale` (from the repository root): does one FOV scale pay on a two-camera pool?
 
     python -m benchmarks.mixed_scale --data ../shared/data/DRIVE [--zoom 1.6] [--epochs 30] [--seeds 0,1]
-                                     [--arms as_is,one_scale,median] [--images N] [--work DIR]
+                                     [--arms as_is,one_scale,median] [--images N] [--test-images N] [--work DIR]
                                      [--json benchmarks/results/mixed-scale-cpu2.json]
 
 A pool from two cameras, made from DRIVE: every other training photograph (with its label and FOV mask)
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0,1")
     p.add_argument("--arms", default=",".join(ARMS))
     p.add_argument("--images", type=int, help="only the first N photographs of each pool (a quick check)")
+    p.add_argument("--test-images", type=int,
+                   help="only the first N test photographs (default: as --images): scoring is most of a quick check")
     p.add_argument("--work", help="scratch folder for the pools and runs, new or empty (default: a new temporary one)")
     p.add_argument("--json", help="write the rows here")
     args = p.parse_args(argv)
@@ -128,10 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     drive = Path(args.data).resolve()
     pools = {"native": work / "pool", "zoomed": work / "pool_zoomed_test"}
     write_pool(drive, pools["native"], "training", 2, args.zoom, args.images)  # the two-camera training pool
-    write_pool(drive, pools["native"], "test", 0, args.zoom, args.images)  # DRIVE's test photographs as they are
+    tests = args.images if args.test_images is None else args.test_images
+    write_pool(drive, pools["native"], "test", 0, args.zoom, tests)  # DRIVE's test photographs as they are
     pools["zoomed"].mkdir()
     (pools["zoomed"] / "training").symlink_to(pools["native"] / "training")
-    write_pool(drive, pools["zoomed"], "test", 1, args.zoom, args.images)  # ... and every one enlarged
+    write_pool(drive, pools["zoomed"], "test", 1, args.zoom, tests)  # ... and every one enlarged
     rows = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for arm in arms:

@@ -26,9 +26,12 @@ def test_the_second_camera_is_drive_enlarged(drive_root, tmp_path):
 
 def test_every_arm_is_trained_and_scored(drive_root, tmp_path, capsys):
     out = tmp_path / "rows.json"
-    assert main(["--data", str(drive_root), "--epochs", "1", "--seeds", "0", "--images", "6",
+    assert main(["--data", str(drive_root), "--epochs", "1", "--seeds", "0", "--images", "6", "--test-images", "2",
                  "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
+    for pool in ("pool", "pool_zoomed_test"):  # --test-images: the first 2 of DRIVE's test photographs
+        assert sorted(p.name for p in (tmp_path / "work" / pool / "test" / "images").iterdir()) == ["01_test.png",
+                                                                                                "02_test.png"]
     as_is, one, median = rows
     assert (as_is["arm"], one["arm"], median["arm"]) == ("as_is", "one_scale", "median")
     # 2 of the 6 training photographs (0, 2, 4 enlarged) are validation; one_scale trains all at DRIVE's scale
