@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Sequence
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
-from vgan.data import LABEL_NAMES, MASK_NAMES, Item, Source, find_images, find_named, read_item
+from vgan.data import LABEL_NAMES, MASK_NAMES, Item, Source, converted_text, find_images, find_named, read_item
 from vgan.errors import ConfigError, DataError
 
 # A second observer's labels, as the public sets name them (CHASE_DB1's, DRIVE's, STARE's): left out
@@ -173,8 +173,12 @@ def _main(argv: Sequence[str] | None) -> None:
     photos = photographs(src)
     its = items(src, photos)
     aside = set(test_ids(args, [s.name for s in photos]))
+    converted: dict[str, list[str]] = {}
     for it in its:  # read and checked as training reads them, before anything is written (no FOV estimated)
-        read_item(it)
+        notes: list[str] = []
+        read_item(it, notes)
+        for note in notes:
+            converted.setdefault(note, []).append(it.id)
     writable_folder(out, "--out")
     pools = {"training": [it for it in its if it.id not in aside], "test": [it for it in its if it.id in aside]}
     masks = its[0].mask is not None
@@ -191,6 +195,9 @@ def _main(argv: Sequence[str] | None) -> None:
           f"labels as {its[0].label.name}; "
           + ("FOV masks from " + str(its[0].mask.parent) if masks else "no FOV masks: the FOV is estimated from each "
              "photograph when it is read") + f"; {files} files {how}")
+    said = converted_text(converted, len(its))
+    if said:  # the files are linked as they are: what reading will convert, training and scoring will say again
+        print(f"note: {said}")
     print(f"train: python -m vgan.train --config configs/folder.yaml --data {out} --out runs/{out.name}\n"
           f"search: copy a space of search_spaces/, set data.dataset: folder, then python -m tuner.run --space "
           f"SPACE --data {out}")

@@ -57,6 +57,7 @@ def test_a_flat_folder_as_chase_db1_publishes_it_is_split_by_name_and_read_as_pu
     assert "12 training photographs, 8 test (Image_07L, Image_07R, Image_08L, ..., Image_10R)" in said
     assert "no FOV masks" in said and "40 files hard-linked" in said
     assert f"python -m vgan.train --config configs/folder.yaml --data {out}" in said
+    assert "converted" not in said  # 8-bit RGB JPEGs: nothing to convert
 
     test = read_pool(DataConfig(dataset="folder", root=str(out)), "test")
     assert test.ids == ids[-8:] and test.images.shape == (8, 3, 302, 350)
@@ -66,7 +67,8 @@ def test_a_flat_folder_as_chase_db1_publishes_it_is_split_by_name_and_read_as_pu
 
 def test_folders_of_their_own_as_hrf_publishes_them_keep_their_masks(drive_root, tmp_path, capsys):
     """HRF's layout: images/, manual1/ (labels named as the photographs), mask/ (`<name>_mask`). Copied where the
-    disk will not link (the shared data is another's: files not ours to link, or another disk)."""
+    disk will not link (the shared data is another's: files not ours to link, or another disk). A photograph
+    reading converts (here one saved with an alpha channel) is named, as training will convert it."""
     src = tmp_path / "HRF"
     for sub in ("images", "manual1", "mask"):
         (src / sub).mkdir(parents=True)
@@ -77,12 +79,17 @@ def test_folders_of_their_own_as_hrf_publishes_them_keep_their_masks(drive_root,
         with Image.open(drive_root / "test" / "1st_manual" / f"{number}_manual1.gif") as label:
             label.convert("L").save(src / "manual1" / f"{number}_dr.tif")
         (src / "mask" / f"{number}_dr_mask.gif").symlink_to(drive_root / "test" / "mask" / f"{image.stem}_mask.gif")
+    Image.open(drive[1]).convert("RGBA").save(src / "images" / "02_dr.png")
+    (src / "images" / "02_dr.tif").unlink()
     out = tmp_path / "hrf"
     assert main(["--images", str(src / "images"), "--labels", str(src / "manual1"), "--masks", str(src / "mask"),
                  "--out", str(out), "--test-ids", " 01_dr, 03_dr"]) == 0
     assert names(out / "test" / "masks") == ["01_dr_mask.gif", "03_dr_mask.gif"]
     assert names(out / "training" / "labels") == ["02_dr.tif", "04_dr.tif"]
-    assert "FOV masks from" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "FOV masks from" in said
+    assert ("\nnote: photographs converted as read, as vgan.predict converts them: alpha channel dropped (1 of 4: "
+            "02_dr)\ntrain: ") in said
     training = read_pool(DataConfig(dataset="folder", root=str(out)), "training")
     truth = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
     assert training.ids == ["02_dr", "04_dr"]
