@@ -36,7 +36,7 @@ def spoil(rgb: np.ndarray, kind: str) -> np.ndarray:
     """An 8-bit photograph (H, W, 3) as a screening camera spoils it."""
     from scipy import ndimage
 
-    from vgan.data import estimate_fov
+    from vgan.images import estimate_fov
 
     x = rgb.astype(np.float32)
     if kind == "defocus":
@@ -79,7 +79,7 @@ def build_batch(drive: Path, root: Path, kinds: list[str], per_kind: int, seed: 
 
 def score_rows(report: Path, out: Path, truth: dict[str, dict]) -> list[dict]:
     """The report's rows with each map scored against its manual label inside its camera's mask."""
-    from vgan.data import read_binary
+    from vgan.images import read_binary
     from vgan.metrics import compute_metrics
 
     with open(report, newline="") as f:

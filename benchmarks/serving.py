@@ -114,7 +114,7 @@ def bench(model: str, uri: str, image_path: Path, repeat: int, folder: Path) -> 
     import mlflow.pyfunc
 
     from tuner.tracking import use_tracking_uri
-    from vgan.data import read_image
+    from vgan.images import read_image
 
     image = read_image(image_path)
     chw = (image.transpose(2, 0, 1)[None] / 255.0).astype(np.float32)

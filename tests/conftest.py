@@ -136,7 +136,7 @@ def frame_white(drive_root: Path, photo: Path) -> Path:
     import numpy as np
     from PIL import Image
 
-    from vgan.data import read_binary
+    from vgan.images import read_binary
 
     pool, stem = photo.parents[1].name, photo.stem.removeprefix("eye")
     rgb = np.asarray(Image.open(photo)).copy()

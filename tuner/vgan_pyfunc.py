@@ -70,7 +70,7 @@ class Segmenter(nn.Module):
     def forward(self, x: Any, scale: str | float = SCALE_DEFAULT, tta: str = TTA_DEFAULT) -> torch.Tensor:
         model = with_tta(self.program, check_tta(str(tta), f"params {TTA_PARAM}"))
         batch, _ = as_batch(x)
-        from vgan.data import without_frames
+        from vgan.images import without_frames
 
         batch, _ = without_frames(batch)  # a white or grey frame made black, as the generator learnt a surround
         factors = self.factors(batch, ScaleSpec.parse(str(scale), f"params {SCALE_PARAM}"))
@@ -86,7 +86,7 @@ class Segmenter(nn.Module):
             check_side(tuple(batch.shape[-2:]), fixed, self.min_side, f"images 0-{n - 1} of {n}" if n > 1 else
                        "image 0 of 1")
             return [fixed] * len(batch)
-        from vgan.data import estimate_fov
+        from vgan.images import estimate_fov
 
         # .cpu(): a raw-model user may pass CUDA tensors
         return [scale.factor_of(estimate_fov(image.permute(1, 2, 0).cpu().numpy()), self.trained_fov,
@@ -140,7 +140,7 @@ class VesselPyfunc:
         if files is None:  # pixels: one batch, one array
             maps = self.module(np.asarray(data) if isinstance(data, list) else data, scale, tta).cpu().numpy()
         else:  # files: each at its own size
-            from vgan.data import decode_image
+            from vgan.images import decode_image
 
             maps = [self.module(decode_image(f, f"image {i} of {len(files)}"), scale, tta).cpu().numpy()[0]
                     for i, f in enumerate(files)]

@@ -2,7 +2,7 @@
 
 A screening camera sends its photographs to the hospital archive as DICOM files: RGB or, compressed, JPEG
 (stored as YCbCr) or JPEG 2000, grey for red-free photographs, sometimes 10 or 12 bits in 16, often saved from
-an archive without a file suffix. `decode_dicom` gives the pixels `vgan.data.decode_image` gives for any
+an archive without a file suffix. `decode_dicom` gives the pixels `vgan.images.decode_image` gives for any
 other file: (H, W) or (H, W, 3), uint8, uint16 or float32 in [0, 1], RGB, as the photograph is shown.
 What it cannot take without guessing (several frames, no image, pixel data no installed decoder reads) it
 refuses naming the file.

@@ -36,9 +36,10 @@ import torch
 from vgan import metrics as vgan_metrics
 from vgan.cli import check_threshold, exit_program, json_text, nonempty, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
-from vgan.data import SPLITS, Split, converted_text, detect_dataset, fov_note, fov_source, load_split, read_probability
+from vgan.data import SPLITS, Split, converted_text, detect_dataset, fov_note, fov_source, load_split
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
+from vgan.images import read_probability
 from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
     INTERVALS,

@@ -38,22 +38,21 @@ import torch
 
 from vgan.cli import check_threshold, exit_program, nonempty, run_cli, writable_folder
 from vgan.config import DEVICES
-from vgan.data import (
+from vgan.data import MASK_NAMES, find_named
+from vgan.ensemble import Member, ensemble_map, member_factors
+from vgan.errors import DataError
+from vgan.images import (
     FRAME_NOTE,
-    MASK_NAMES,
     UPRIGHT_NOTE,
     Source,
     decode_image,
     estimate_fov,
     find_images,
-    find_named,
     read_file,
     read_fov_mask,
     turned_hint,
     without_frames,
 )
-from vgan.ensemble import Member, ensemble_map, member_factors
-from vgan.errors import DataError
 from vgan.inputs import EIGHT_BIT, LAYOUT_NOTES, InputError, as_batch
 from vgan.report import (
     FAILED,

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Sequence
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
-from vgan.data import LABEL_NAMES, MASK_NAMES, Item, Source, converted_text, find_images, find_named, read_item
+from vgan.data import LABEL_NAMES, MASK_NAMES, Item, converted_text, find_named, read_item
 from vgan.errors import ConfigError, DataError
+from vgan.images import Source, find_images
 
 # A second observer's labels, as the public sets name them (CHASE_DB1's, DRIVE's, STARE's): left out
 OTHER_OBSERVERS = ("{}_2ndHO", "{}_manual2", "{}.vk")

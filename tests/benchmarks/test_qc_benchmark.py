@@ -9,7 +9,7 @@ from models import tiny_checkpoint
 from PIL import Image
 
 from benchmarks.qc import main, spoil, summary
-from vgan.data import estimate_fov
+from vgan.images import estimate_fov
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,8 @@ from models import trial_with_best
 from tuner.registry import CHALLENGER, CHAMPION, Gate, compare, register_candidate, scores_of
 from tuner.tracking import log_best_model, use_tracking_uri
 from vgan.config import DataConfig, apply_overrides
-from vgan.data import load_split, load_train_val, read_probability
+from vgan.data import load_split, load_train_val
+from vgan.images import read_probability
 from vgan.metrics import METRIC_NAMES
 
 

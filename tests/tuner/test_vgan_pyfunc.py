@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from tuner.vgan_pyfunc import SCALE_REMEDY, Segmenter
-from vgan.data import estimate_fov, read_image
 from vgan.errors import ConfigError
+from vgan.images import estimate_fov, read_image
 from vgan.models import Generator, ModelConfig, VesselSegmenter
 from vgan.scale import AUTO, ScaleError, fov_diameter, predict_at_scale, resize, scaled_size
 
@@ -84,7 +84,7 @@ def test_a_fov_no_camera_gives_is_refused_with_what_to_send():
 def test_a_white_frame_is_segmented_as_the_camera_black_surround_it_stands_for(drive_root):
     """A photograph an export framed white is segmented as the same photograph with the frame black (the served
     model and a raw-model user's call alike); the caller's array is left as it was."""
-    from vgan.data import read_binary
+    from vgan.images import read_binary
 
     seg, module = segmenter(trained_fov=540)
     rgb = read_image(drive_root / "test" / "images" / "01_test.tif").copy()

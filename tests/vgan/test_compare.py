@@ -12,8 +12,8 @@ from scipy.ndimage import gaussian_filter
 
 from vgan.compare import MetricGain
 from vgan.compare import main as compare_main
-from vgan.data import read_probability
 from vgan.evaluate import main as evaluate_main
+from vgan.images import read_probability
 
 
 def evaluation(maps_of, reference_root, drive_root, out, *extra):

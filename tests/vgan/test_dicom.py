@@ -7,8 +7,8 @@ import pytest
 from dicoms import write_dicom
 from PIL import Image
 
-from vgan.data import find_images, read_image
 from vgan.errors import DataError
+from vgan.images import find_images, read_image
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,12 @@ from models import tiny_checkpoint
 from PIL import Image
 
 from vgan.config import DataConfig
-from vgan.data import load_split, read_image
+from vgan.data import load_split
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError
 from vgan.evaluate import main as evaluate_main
 from vgan.evaluate import score_maps
+from vgan.images import read_image
 from vgan.models import VesselSegmenter
 from vgan.predict import main as predict_main
 from vgan.scale import AUTO, fov_diameter, predict_at_scale, scaled_predictions

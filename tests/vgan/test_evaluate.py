@@ -8,8 +8,8 @@ from conftest import folder_dataset, frame_white, two_camera_dataset, write_yaml
 from PIL import Image
 from test_metrics import reference_table
 
-from vgan.data import FRAME_NOTE, read_binary, read_probability
 from vgan.evaluate import main as evaluate_main
+from vgan.images import FRAME_NOTE, read_binary, read_probability
 from vgan.predict import main as predict_main
 from vgan.provenance import code_record
 from vgan.scale import fov_diameter

@@ -5,7 +5,8 @@ import pytest
 from sklearn.metrics import auc, average_precision_score, f1_score, precision_recall_curve, roc_auc_score, roc_curve
 
 from vgan.config import DataConfig
-from vgan.data import read_pool, read_probability
+from vgan.data import read_pool
+from vgan.images import read_probability
 from vgan.metrics import (
     bootstrap_interval,
     compute_metrics,

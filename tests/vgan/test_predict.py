@@ -10,7 +10,7 @@ from models import tiny_checkpoint
 from pages import read_page
 from PIL import Image
 
-from vgan.data import estimate_fov, read_binary, read_image
+from vgan.images import estimate_fov, read_binary, read_image
 from vgan.inputs import as_batch
 from vgan.models import VesselSegmenter
 from vgan.predict import main

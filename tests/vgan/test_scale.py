@@ -8,8 +8,9 @@ import torch
 from conftest import TINY
 
 from vgan.config import config_from_dict
-from vgan.data import load_train_val, read_binary
+from vgan.data import load_train_val
 from vgan.errors import ConfigError
+from vgan.images import read_binary
 from vgan.inputs import as_batch
 from vgan.models import EnsembleSegmenter, Generator, ModelConfig, VesselSegmenter
 from vgan.scale import (
@@ -135,7 +136,7 @@ class MatchedFilter(torch.nn.Module):
 def test_a_photograph_at_twice_the_resolution_is_segmented_like_the_original(drive_root):
     """The same DRIVE image at double resolution, brought back to the detector's scale, gets the original's
     map (enlarged); fed as it is, the detector sees vessels twice as wide as it was made for."""
-    from vgan.data import read_image
+    from vgan.images import read_image
 
     model = MatchedFilter()
     x = as_batch(read_image(drive_root / "test" / "images" / "01_test.tif"))[0]

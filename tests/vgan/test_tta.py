@@ -4,8 +4,8 @@ import pytest
 import torch
 from models import tiny_checkpoint
 
-from vgan.data import read_image
 from vgan.errors import ConfigError
+from vgan.images import read_image
 from vgan.models import VesselSegmenter
 from vgan.trainer import generator_from_checkpoint, load_checkpoint
 from vgan.tta import TTA_MODES, VIEWS, check_tta, with_tta

@@ -3,7 +3,7 @@
 import numpy as np
 from PIL import Image
 
-from vgan.data import read_binary
+from vgan.images import read_binary
 from vgan.visualize import FOV_RIM, VESSEL_TINT, to_uint8, vessel_overlay
 
 
