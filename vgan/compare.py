@@ -49,8 +49,10 @@ from vgan.cli import exit_program, json_text, nonempty, run_cli, writable_folder
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
+    CLDICE,
     METRIC_NAMES,
     PAIRS,
+    ROW_COUNTS,
     THRESHOLDED_METRICS,
     pooled_of_images,
     runs_bootstrap_interval,
@@ -58,6 +60,8 @@ from vgan.metrics import (
 )
 
 METRICS_FILE = "metrics.json"
+COMPARED = (*METRIC_NAMES, CLDICE)  # what vgan.evaluate scores (clDice since 2026-12-06: not in earlier files)
+AT_THRESHOLD = (*THRESHOLDED_METRICS, CLDICE)
 DEFAULT_METRICS = ("auc_roc", "auc_pr", "f1")
 SAME_PIXELS = (("n_fov_pixels", "FOV pixels", 0.0), ("vessel_fraction", "vessel fraction of the label", 1e-9))
 
@@ -132,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the runs pair up in the order given (one generator with and without --tta, say): draw "
                         "pairs of runs, not each side's apart")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), metavar="M,M,...",
-                   help=f"of {', '.join(METRIC_NAMES)} (default: {','.join(DEFAULT_METRICS)})")
+                   help=f"of {', '.join(COMPARED)} (default: {','.join(DEFAULT_METRICS)})")
     p.add_argument("--margin", metavar="M | METRIC=M,...",
                    help="the least mean per-image gain that matters, for every metric or by metric (the others: 0): "
                         "the verdict is higher or lower where the interval lies beyond +-M, equivalent within it, "
@@ -215,10 +219,10 @@ def in_order(counts: np.ndarray, given: list[str], wanted: list[str]) -> np.ndar
 
 def parse_metrics(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METRIC_NAMES]
+    unknown = [m for m in names if m not in COMPARED]
     if unknown or not names:
         raise ConfigError(f"--metrics {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'none named'}; "
-                          f"give some of {', '.join(METRIC_NAMES)}")
+                          f"give some of {', '.join(COMPARED)}")
     return list(dict.fromkeys(names))
 
 
@@ -323,6 +327,8 @@ def value(ev: Evaluation, image_id: str, metric: str) -> float | None:
     v = ev.images[image_id].get(metric, "missing")
     if v is None:
         return None
+    if metric == CLDICE and v == "missing" and CLDICE not in ev.metrics:
+        raise DataError(f"{ev.path}: no {CLDICE} (evaluated before vgan.evaluate scored it): evaluate it again")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise DataError(f"{ev.path}: per_image {image_id} has no {metric} ({v!r})")
     return float(v)
@@ -341,11 +347,11 @@ PooledOf = Callable[[np.ndarray], np.ndarray]  # image weights (draws, images) -
 def pooled_of(ev: Evaluation, ids: list[str], metric: str) -> PooledOf | None:
     """The evaluation's pooled metric as a function of how often each image (in `ids`' order) is drawn, where its
     file holds what that takes: AUC-ROC from its pair counts, a thresholded metric from each image's confusion
-    counts (read from its sensitivity, specificity, FOV pixels and vessel fraction). None for AUC-PR and average
+    counts (read from its sensitivity, specificity, FOV pixels and vessel fraction), clDice from each image's
+    centreline counts (`vgan.metrics.ROW_COUNTS`). None for AUC-PR and average
     precision (their curves do not add up image by image) and for AUC-ROC without pair counts. Checked: taken of
     every image once, it is the pooled figure the file reports."""
-    counted = ("sensitivity", "specificity") if metric in THRESHOLDED_METRICS else ()
-    needed = ("n_fov_pixels", "vessel_fraction", *counted)
+    needed = ROW_COUNTS.get(metric, ("n_fov_pixels", "vessel_fraction"))
     if any(not isinstance(ev.images[i].get(k), (int, float)) for i in ids for k in needed):
         return None  # a file of other making: its per-image comparison stands alone
     rows = [{k: value(ev, i, k) for k in needed} for i in ids]
@@ -383,7 +389,7 @@ def compare_metric(base: list[Evaluation], cand: list[Evaluation], ids: list[str
 
 
 def thresholds_note(base: list[Evaluation], cand: list[Evaluation], metrics: list[str]) -> str | None:
-    shown = [m for m in metrics if m in THRESHOLDED_METRICS]
+    shown = [m for m in metrics if m in AT_THRESHOLD]
     if not shown or len({ev.metrics.get("threshold") for ev in (*base, *cand)}) == 1:
         return None
 

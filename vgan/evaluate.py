@@ -6,7 +6,8 @@
     python -m vgan.evaluate --checkpoint CKPT --noise N --out DIR
 
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
-auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity; and `per_image`, each
+auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity, cldice of the vessels'
+centrelines; and `per_image`, each
 image's own, also in per_image.csv, worst AUC-ROC first; `pair_counts`, from which `vgan.compare`
 takes the pooled AUC-ROC of any draw of the images; and `intervals`, the pooled figures' 95 % bootstrap
 intervals over the images, as the console gives them). A checkpoint also gets its probability maps
@@ -42,12 +43,16 @@ from vgan.errors import ConfigError, DataError
 from vgan.images import read_probability
 from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
+    CENTRELINE_KEYS,
+    CLDICE,
     INTERVALS,
     PAIRS,
     POOLED_BY_IMAGE,
+    cldice,
     compute_metrics,
     curves,
     fov_pixels,
+    image_centrelines,
     pair_counts,
     per_image_metrics,
     pooled_interval,
@@ -142,7 +147,7 @@ def read_predictions(folder: Path, split: Split) -> list[np.ndarray]:
 
 
 PER_IMAGE_KEYS = ("id", "auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity",
-                  "n_fov_pixels", "vessel_fraction")
+                  "cldice", "n_fov_pixels", "vessel_fraction", *CENTRELINE_KEYS)
 
 
 def write_report(out: Path, metrics: dict[str, Any], scores: np.ndarray, targets: np.ndarray, title: str) -> None:
@@ -198,11 +203,13 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
     labels, masks = own_targets(split)
     scores, targets = fov_pixels(maps, labels, masks)
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
+    centrelines = image_centrelines(maps, labels, masks, threshold)
+    m[CLDICE] = float(cldice(*centrelines.sum(axis=0)))
     m.update(zip(SPLIT_KEYS, (split.name, len(split), int(scores.size), int(targets.sum())), strict=True))
     if split.converted:
         m[CONVERTED] = split.converted
     if each:
-        rows = per_image_metrics(maps, labels, masks, threshold)
+        rows = per_image_metrics(maps, labels, masks, threshold, centrelines)
         m["per_image"] = [{"id": image_id, **row} for image_id, row in zip(split.ids, rows, strict=True)]
         counts = pair_counts(maps, labels, masks)
         if counts is not None:
@@ -376,7 +383,7 @@ def _main(argv: Sequence[str] | None) -> None:
     writable_folder(Path(args.out), "--out")
     m = run_predictions(args) if args.predictions else run_checkpoint(args)
     if m:
-        keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
+        keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity", CLDICE)
         views = f", --tta {m['tta']}" if m.get("tta", TTA_DEFAULT) != TTA_DEFAULT else ""
         if "members" in m:
             views += f", mean of {len(m['members'])} generators"

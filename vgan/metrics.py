@@ -4,7 +4,8 @@ Pixels inside the field-of-view mask, pooled over all images of a split (not ave
 image or per batch). Thresholded metrics use `score >= threshold`. Two models scored on the same
 images are compared by a bootstrap interval of their per-image gains (`vgan.compare`, the registry's
 promotion gate), and of their pooled gain where the pooled metric can be taken of any draw of images: AUC-ROC
-from `pair_counts`, the thresholded metrics from each image's confusion counts.
+from `pair_counts`, the thresholded metrics from each image's confusion counts, clDice (the vessels'
+centrelines, `skeleton`) from each image's centreline counts.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 METRIC_NAMES = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
+CLDICE = "cldice"  # of the vessels' centrelines (`centreline_counts`): scored, not trained on or searched
 BOOTSTRAP_SAMPLES = 10_000
 
 
@@ -164,12 +166,20 @@ def histogram_metrics(scores, targets, threshold: float = 0.5, bins: int = 2**20
             "best_f1_threshold": best_threshold}
 
 
-def per_image_metrics(probs, labels, masks, threshold: float = 0.5) -> list[dict[str, float | None]]:
-    """Each image's metrics on its own FOV pixels, F1 and the rest at `threshold`: which images a model
+CENTRELINE_KEYS = ("cl_precision", "cl_sensitivity", "skeleton_px", "label_skeleton_px")  # a row's clDice counts
+
+
+def per_image_metrics(probs, labels, masks, threshold: float = 0.5,
+                      centrelines: np.ndarray | None = None) -> list[dict[str, float | None]]:
+    """Each image's metrics on its own FOV pixels, F1, clDice and the rest at `threshold`: which images a model
     fails on (the reported figures stay the pooled ones). An image whose FOV holds vessels only, or none,
-    has no curves: its AUCs are None."""
+    has no curves: its AUCs are None; one without a labelled vessel has no clDice. `centrelines`: the images'
+    `image_centrelines`, where they are counted already."""
+    if centrelines is None:
+        centrelines = image_centrelines(probs, labels, masks, threshold)
     out = []
-    for p, y, m in zip(probs, labels, masks, strict=True):
+    for (p, y, m), (kept_pred, pred_px, kept_label, label_px) in zip(zip(probs, labels, masks, strict=True),
+                                                                    centrelines.tolist(), strict=True):
         scores, targets = fov_pixels([p], [y], [m])
         row: dict[str, float | None] = dict.fromkeys(("auc_roc", "auc_pr", "average_precision"))
         if targets.any() and not targets.all():
@@ -178,8 +188,96 @@ def per_image_metrics(probs, labels, masks, threshold: float = 0.5) -> list[dict
         row.update(threshold_metrics(scores, targets, threshold))
         del row["threshold"]  # the split's, one for all
         row.update(n_fov_pixels=int(scores.size), vessel_fraction=float(targets.mean()) if targets.size else 0.0)
+        # the counts come back from these exactly (`pooled_of_images`), as the confusion counts do
+        row.update(cldice=float(cldice(kept_pred, pred_px, kept_label, label_px)) if label_px else None,
+                   cl_precision=kept_pred / pred_px if pred_px else 0.0,
+                   cl_sensitivity=kept_label / label_px if label_px else 0.0,
+                   skeleton_px=pred_px, label_skeleton_px=label_px)
         out.append(row)
     return out
+
+
+# The 8 neighbours of a pixel as (row, column) offsets, bit k of a neighbourhood's code for the k-th: east first,
+# anticlockwise (scikit-image's `thin` order, whose rules below are Guo and Hall's)
+NEIGHBOURS = ((0, 1), (-1, 1), (-1, 0), (-1, -1), (0, -1), (1, -1), (1, 0), (1, 1))
+
+
+def _thinning_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Guo and Hall's (1989) thinning rules as two lookup tables of a pixel's neighbourhood code (True: the
+    pixel goes in that subiteration): one 8-connected run of neighbours around it (so no path is cut), two or
+    three of its neighbour pairs held (not an end, not inside), and the subiteration's side (south-east, then
+    north-west). As scikit-image's `thin` builds them."""
+    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
+    crossings = sum((bits[:, i] == 0) & ((bits[:, i + 1] | bits[:, (i + 2) % 8]) == 1) for i in (0, 2, 4, 6))
+    n1 = sum(bits[:, k] | bits[:, k - 1] for k in (1, 3, 5, 7))
+    n2 = sum(bits[:, k] | bits[:, (k + 1) % 8] for k in (1, 3, 5, 7))
+    kept = (crossings == 1) & np.isin(np.minimum(n1, n2), (2, 3))
+    first = kept & ~(((bits[:, 1] | bits[:, 2] | (1 - bits[:, 7])) & bits[:, 0]) == 1)
+    second = kept & ~(((bits[:, 5] | bits[:, 6] | (1 - bits[:, 3])) & bits[:, 4]) == 1)
+    return first, second
+
+
+THINNING = _thinning_tables()
+
+
+def skeleton(mask: np.ndarray) -> np.ndarray:
+    """The centrelines of a binary map (H, W): one pixel wide (but for a 2x2 block where vessels cross), each
+    8-connected piece kept in one piece and its ends kept (Guo and Hall's thinning, pixel for pixel
+    scikit-image's `thin` on DRIVE's labels and V-GAN's maps). Only the pixels at the shape's
+    edge are looked at in each pass, so a map of wide blobs (an untrained model's) costs its outline's pixels
+    times its half-width, not its area's."""
+    h, w = mask.shape
+    img = np.zeros((h + 2, w + 2), dtype=bool)  # a frame of background: every pixel has 8 neighbours
+    img[1:-1, 1:-1] = mask
+    flat = img.ravel()
+    offsets = np.array([dy * (w + 2) + dx for dy, dx in NEIGHBOURS])
+    weights = 1 << np.arange(8)
+    inside = np.flatnonzero(flat)
+    edge = inside[~flat[inside[:, None] + offsets].all(axis=1)]  # a pixel with a neighbour of background
+    while True:
+        removed = False
+        for table in THINNING:
+            if not edge.size:
+                break
+            going = table[flat[edge[:, None] + offsets] @ weights]
+            if going.any():
+                gone = edge[going]
+                flat[gone] = False
+                around = (gone[:, None] + offsets).ravel()
+                edge = np.union1d(edge[~going], around[flat[around]])
+                removed = True
+        if not removed:
+            return img[1:-1, 1:-1].copy()
+
+
+def centreline_counts(pred: np.ndarray, label: np.ndarray) -> tuple[int, int, int, int]:
+    """clDice's counts of a binary map and its label (H, W, each cut to the FOV): the map's centreline pixels
+    inside the labelled vessels, the map's centreline pixels, the label's centreline pixels inside the map's
+    vessels, the label's centreline pixels."""
+    on_pred, on_label = skeleton(pred), skeleton(label)
+    return (int((on_pred & label).sum()), int(on_pred.sum()), int((on_label & pred).sum()), int(on_label.sum()))
+
+
+def cldice(kept_pred, pred_px, kept_label, label_px):
+    """clDice (Shit et al., CVPR 2021) of `centreline_counts` (numbers, or arrays of them: one value each): the
+    harmonic mean of topology precision (the map's centrelines inside labelled vessels) and topology sensitivity
+    (the label's centrelines the map covers). A vessel the map breaks or misses costs sensitivity however thin
+    it is, where pixel F1 barely moves; spurious branches cost precision. 0 where the map has no vessel."""
+    kept_pred, pred_px, kept_label, label_px = (np.asarray(x, dtype=np.float64)
+                                                for x in (kept_pred, pred_px, kept_label, label_px))
+    precision = np.divide(kept_pred, pred_px, out=np.zeros_like(pred_px), where=pred_px > 0)
+    sensitivity = np.divide(kept_label, label_px, out=np.zeros_like(label_px), where=label_px > 0)
+    both = precision + sensitivity
+    return np.divide(2 * precision * sensitivity, both, out=np.zeros_like(both), where=both > 0)
+
+
+def image_centrelines(probs, labels, masks, threshold: float) -> np.ndarray:
+    """(N, 4) `centreline_counts` of each image, its map at `threshold`, map and label cut to its FOV."""
+    counts = []
+    for p, y, m in zip(probs, labels, masks, strict=True):
+        fov = np.asarray(m, dtype=bool)
+        counts.append(centreline_counts((np.asarray(p) >= threshold) & fov, np.asarray(y, dtype=bool) & fov))
+    return np.array(counts, dtype=np.int64).reshape(-1, 4)
 
 
 PAIRS, INTERVALS = "pair_counts", "intervals"  # their keys in vgan.evaluate's metrics.json
@@ -257,15 +355,25 @@ def pooled_counts_metric(metric: str, tp: np.ndarray, fp: np.ndarray, fn: np.nda
 
 
 THRESHOLDED_METRICS = ("f1", "accuracy", "sensitivity", "specificity")
-POOLED_BY_IMAGE = ("auc_roc", *THRESHOLDED_METRICS)  # the pooled metrics any draw of the images gives
+POOLED_BY_IMAGE = ("auc_roc", *THRESHOLDED_METRICS, CLDICE)  # the pooled metrics any draw of the images gives
+# What each pooled metric of a draw of images is taken from in the images' rows (`pooled_of_images`)
+ROW_COUNTS = {"auc_roc": ("n_fov_pixels", "vessel_fraction"), CLDICE: CENTRELINE_KEYS,
+              **dict.fromkeys(THRESHOLDED_METRICS, ("n_fov_pixels", "vessel_fraction", "sensitivity", "specificity"))}
 
 
 def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = None):
     """The pooled metric as a function of how often each image is taken (weights (draws, images) -> (draws,)), from
     the images' `per_image_metrics` rows (FOV pixels, vessel fraction, and at the threshold sensitivity and
     specificity, whose confusion counts they give back exactly) and, for AUC-ROC, their `pair_counts`, both in one
-    order. None where these do not give it: AUC-PR and average precision (their curves do not add up image by
-    image), AUC-ROC without pair counts."""
+    order; clDice from each image's centreline counts (read from its `CENTRELINE_KEYS`). None where these do not
+    give it: AUC-PR and average precision (their curves do not add up image by image), AUC-ROC without pair
+    counts."""
+    if metric == CLDICE:
+        precision, sensitivity, pred_px, label_px = (np.array([r[k] for r in rows], dtype=np.float64)
+                                                     for k in CENTRELINE_KEYS)
+        kept_pred, kept_label = np.round(precision * pred_px), np.round(sensitivity * label_px)
+        return lambda weights: cldice(*(np.asarray(weights, dtype=np.float64) @ x
+                                        for x in (kept_pred, pred_px, kept_label, label_px)))
     total = np.array([r["n_fov_pixels"] for r in rows], dtype=np.float64)
     vessels = np.round(np.array([r["vessel_fraction"] for r in rows], dtype=np.float64) * total)
     if metric == "auc_roc" and counts is not None:

@@ -111,6 +111,34 @@ def test_the_pooled_gain_has_its_own_interval_where_the_images_counts_give_it(ev
         got["auc_roc"]["pooled_interval"]
 
 
+def test_cldice_is_compared_image_by_image_and_pooled_from_each_images_centreline_counts(evaluations, capsys,
+                                                                                          tmp_path):
+    """clDice (of the vessels' centrelines): the blurred maps lose thin vessels at 0.5, lower beyond the images'
+    noise by both intervals; centreline counts that do not give the file's figure are refused, and an evaluation
+    written before vgan.evaluate scored clDice is named, with what to do."""
+    code, out, _ = compared(capsys, evaluations["vgan"], evaluations["blurred"], "--metrics", "cldice,f1", "--json",
+                            tmp_path / "c.json")
+    assert code == 0
+    got = json.loads((tmp_path / "c.json").read_text())["metrics"]["cldice"]
+    lo, hi = got["pooled_interval"]
+    assert lo < got["gain"] < hi < 0 and got["verdict"] == got["pooled_verdict"] == "lower"
+    assert re.search(r"^cldice +0\.8164 ", out, re.M)
+    code, out, err = compared(capsys, evaluations["vgan"], edited(
+        evaluations, tmp_path, lambda m: m["per_image"][4].update(skeleton_px=m["per_image"][4]["skeleton_px"] + 500)),
+        "--metrics", "cldice")
+    assert code == 2 and "its per_image rows give a pooled cldice of " in err
+
+    def before_cldice(m):
+        m.pop("cldice")
+        for row in m["per_image"]:
+            row.pop("cldice")
+    code, out, err = compared(capsys, evaluations["vgan"], edited(evaluations, tmp_path, before_cldice),
+                              "--metrics", "auc_roc,cldice")
+    assert code == 2 and out == ""
+    assert err.endswith("edited/metrics.json: no cldice (evaluated before vgan.evaluate scored it): evaluate it "
+                        "again\n")
+
+
 def test_an_evaluation_without_pair_counts_has_no_pooled_auc_roc_interval(evaluations, capsys, tmp_path):
     """One written before vgan.evaluate kept them (or of a split too large): AUC-ROC is compared image by image alone,
     F1's pooled interval still given (its counts are in the rows)."""
