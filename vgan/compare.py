@@ -48,20 +48,17 @@ import numpy as np
 from vgan.cli import exit_program, json_text, nonempty, run_cli, writable_folder
 from vgan.errors import ConfigError, DataError
 from vgan.metrics import (
+    AT_THRESHOLD,
     BOOTSTRAP_SAMPLES,
-    CLDICE,
-    METRIC_NAMES,
     PAIRS,
     ROW_COUNTS,
-    THRESHOLDED_METRICS,
+    SCORED,
     pooled_of_images,
     runs_bootstrap_interval,
     runs_pooled_interval,
 )
 
 METRICS_FILE = "metrics.json"
-COMPARED = (*METRIC_NAMES, CLDICE)  # what vgan.evaluate scores (clDice since 2026-12-06: not in earlier files)
-AT_THRESHOLD = (*THRESHOLDED_METRICS, CLDICE)
 DEFAULT_METRICS = ("auc_roc", "auc_pr", "f1")
 SAME_PIXELS = (("n_fov_pixels", "FOV pixels", 0.0), ("vessel_fraction", "vessel fraction of the label", 1e-9))
 
@@ -136,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the runs pair up in the order given (one generator with and without --tta, say): draw "
                         "pairs of runs, not each side's apart")
     p.add_argument("--metrics", default=",".join(DEFAULT_METRICS), metavar="M,M,...",
-                   help=f"of {', '.join(COMPARED)} (default: {','.join(DEFAULT_METRICS)})")
+                   help=f"of {', '.join(SCORED)} (default: {','.join(DEFAULT_METRICS)})")
     p.add_argument("--margin", metavar="M | METRIC=M,...",
                    help="the least mean per-image gain that matters, for every metric or by metric (the others: 0): "
                         "the verdict is higher or lower where the interval lies beyond +-M, equivalent within it, "
@@ -219,10 +216,10 @@ def in_order(counts: np.ndarray, given: list[str], wanted: list[str]) -> np.ndar
 
 def parse_metrics(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in COMPARED]
+    unknown = [m for m in names if m not in SCORED]
     if unknown or not names:
         raise ConfigError(f"--metrics {text!r}: {'unknown ' + ', '.join(unknown) if unknown else 'none named'}; "
-                          f"give some of {', '.join(COMPARED)}")
+                          f"give some of {', '.join(SCORED)}")
     return list(dict.fromkeys(names))
 
 
@@ -327,8 +324,8 @@ def value(ev: Evaluation, image_id: str, metric: str) -> float | None:
     v = ev.images[image_id].get(metric, "missing")
     if v is None:
         return None
-    if metric == CLDICE and v == "missing" and CLDICE not in ev.metrics:
-        raise DataError(f"{ev.path}: no {CLDICE} (evaluated before vgan.evaluate scored it): evaluate it again")
+    if v == "missing" and metric not in ev.metrics:  # clDice, in a file written before it was scored
+        raise DataError(f"{ev.path}: no {metric} (evaluated before vgan.evaluate scored it): evaluate it again")
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
         raise DataError(f"{ev.path}: per_image {image_id} has no {metric} ({v!r})")
     return float(v)

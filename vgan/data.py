@@ -211,18 +211,22 @@ def find_named(folder: Path, image: Path, names: tuple[str, ...], what: str) -> 
                     f"or {names[1].format(image_stem(image))}.png)")
 
 
-def read_item(it: Item, notes: list[str] | None = None) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
+def read_item(it: Item, converted: dict[str, list[str]] | None = None
+              ) -> tuple[torch.Tensor, np.ndarray, np.ndarray | None]:
     """One image's files as training takes them: the photograph (as read_photograph holds it), its vessel label
     and its FOV mask (None: it has no mask file), each checked; a label or mask of another size is a DataError
-    naming it. `notes` is told what was converted in the photograph."""
-    turned: list[str] = [] if notes is None else notes
-    img, lab = read_photograph(it.image, turned), read_label(it.label)
+    naming it. `converted` (`Split.converted`: each conversion with its images' ids) is given the image's id
+    under each conversion made in its photograph."""
+    notes: list[str] = []
+    img, lab = read_photograph(it.image, notes), read_label(it.label)
     size = tuple(img.shape[1:])
     msk = read_fov_mask(it.mask) if it.mask is not None else None
     for path, arr in ((it.label, lab), (it.mask, msk)):
         if arr is not None and arr.shape != size:
             raise DataError(f"{path}: size {arr.shape[0]}x{arr.shape[1]} does not match its image {it.image} "
-                            f"({size[0]}x{size[1]}){turned_hint(UPRIGHT_NOTE in turned, arr.shape, size)}")
+                            f"({size[0]}x{size[1]}){turned_hint(UPRIGHT_NOTE in notes, arr.shape, size)}")
+    for note in notes if converted is not None else ():
+        converted.setdefault(note, []).append(it.id)
     return img, lab, msk
 
 
@@ -230,15 +234,12 @@ def _read_items(items: list[Item], name: str) -> Split:
     images, labels, masks = [], [], []
     converted: dict[str, list[str]] = {}
     for it in items:
-        notes: list[str] = []
-        img, lab, msk = read_item(it, notes)
+        img, lab, msk = read_item(it, converted)
         if msk is None:
             msk = estimate_fov(unit_float(img).permute(1, 2, 0).numpy())
         images.append(img)
         labels.append(torch.from_numpy(lab))
         masks.append(torch.from_numpy(msk))
-        for note in notes:
-            converted.setdefault(note, []).append(it.id)
     if len({t.dtype for t in images}) > 1:  # 8- and 16-bit files in one pool: hold all as floats
         images = [unit_float(t) for t in images]
     return assemble(name, [it.id for it in items], images, labels, masks, converted)

@@ -48,6 +48,7 @@ from vgan.metrics import (
     INTERVALS,
     PAIRS,
     POOLED_BY_IMAGE,
+    SCORED,
     cldice,
     compute_metrics,
     curves,
@@ -199,7 +200,8 @@ CONVERTED = "converted"  # what reading changed in the split's photographs (Spli
 def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
                each: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """`maps`: each image's probabilities at its own size. `each`: also each image's own metrics
-    (`per_image`: `vgan.metrics.per_image_metrics` with the image's id, in the split's order)."""
+    (`per_image`: `vgan.metrics.per_image_metrics` with the image's id, in the split's order). clDice either way:
+    the pooled figures are the same whoever scores (an ensemble's size is chosen on what the registry logs)."""
     labels, masks = own_targets(split)
     scores, targets = fov_pixels(maps, labels, masks)
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
@@ -383,7 +385,7 @@ def _main(argv: Sequence[str] | None) -> None:
     writable_folder(Path(args.out), "--out")
     m = run_predictions(args) if args.predictions else run_checkpoint(args)
     if m:
-        keys = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity", CLDICE)
+        keys = SCORED
         views = f", --tta {m['tta']}" if m.get("tta", TTA_DEFAULT) != TTA_DEFAULT else ""
         if "members" in m:
             views += f", mean of {len(m['members'])} generators"

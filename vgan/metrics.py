@@ -16,6 +16,7 @@ import numpy as np
 
 METRIC_NAMES = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
 CLDICE = "cldice"  # of the vessels' centrelines (`centreline_counts`): scored, not trained on or searched
+SCORED = (*METRIC_NAMES, CLDICE)  # what an evaluation scores (vgan.evaluate; files before 2026-12-06 lack clDice)
 BOOTSTRAP_SAMPLES = 10_000
 
 
@@ -189,10 +190,9 @@ def per_image_metrics(probs, labels, masks, threshold: float = 0.5,
         del row["threshold"]  # the split's, one for all
         row.update(n_fov_pixels=int(scores.size), vessel_fraction=float(targets.mean()) if targets.size else 0.0)
         # the counts come back from these exactly (`pooled_of_images`), as the confusion counts do
-        row.update(cldice=float(cldice(kept_pred, pred_px, kept_label, label_px)) if label_px else None,
-                   cl_precision=kept_pred / pred_px if pred_px else 0.0,
-                   cl_sensitivity=kept_label / label_px if label_px else 0.0,
-                   skeleton_px=pred_px, label_skeleton_px=label_px)
+        precision, sensitivity = (float(x) for x in topology_shares(kept_pred, pred_px, kept_label, label_px))
+        row.update(cldice=float(harmonic_mean(precision, sensitivity)) if label_px else None,
+                   cl_precision=precision, cl_sensitivity=sensitivity, skeleton_px=pred_px, label_skeleton_px=label_px)
         out.append(row)
     return out
 
@@ -258,25 +258,33 @@ def centreline_counts(pred: np.ndarray, label: np.ndarray) -> tuple[int, int, in
     return (int((on_pred & label).sum()), int(on_pred.sum()), int((on_label & pred).sum()), int(on_label.sum()))
 
 
-def cldice(kept_pred, pred_px, kept_label, label_px):
-    """clDice (Shit et al., CVPR 2021) of `centreline_counts` (numbers, or arrays of them: one value each): the
-    harmonic mean of topology precision (the map's centrelines inside labelled vessels) and topology sensitivity
-    (the label's centrelines the map covers). A vessel the map breaks or misses costs sensitivity however thin
-    it is, where pixel F1 barely moves; spurious branches cost precision. 0 where the map has no vessel."""
+def topology_shares(kept_pred, pred_px, kept_label, label_px) -> tuple[np.ndarray, np.ndarray]:
+    """Topology precision (the map's centrelines inside labelled vessels) and sensitivity (the label's centrelines
+    the map covers) of `centreline_counts` (numbers, or arrays of them): 0 where there is no centreline."""
     kept_pred, pred_px, kept_label, label_px = (np.asarray(x, dtype=np.float64)
                                                 for x in (kept_pred, pred_px, kept_label, label_px))
-    precision = np.divide(kept_pred, pred_px, out=np.zeros_like(pred_px), where=pred_px > 0)
-    sensitivity = np.divide(kept_label, label_px, out=np.zeros_like(label_px), where=label_px > 0)
-    both = precision + sensitivity
-    return np.divide(2 * precision * sensitivity, both, out=np.zeros_like(both), where=both > 0)
+    return (np.divide(kept_pred, pred_px, out=np.zeros_like(pred_px), where=pred_px > 0),
+            np.divide(kept_label, label_px, out=np.zeros_like(label_px), where=label_px > 0))
+
+
+def harmonic_mean(a, b):
+    both = np.asarray(a, dtype=np.float64) + b
+    return np.divide(2 * np.multiply(a, b), both, out=np.zeros_like(both), where=both > 0)
+
+
+def cldice(kept_pred, pred_px, kept_label, label_px):
+    """clDice (Shit et al., CVPR 2021) of `centreline_counts` (numbers, or arrays of them: one value each): the
+    harmonic mean of its `topology_shares`. A vessel the map breaks or misses costs sensitivity however thin it
+    is, where pixel F1 barely moves; spurious branches cost precision. 0 where the map has no vessel."""
+    return harmonic_mean(*topology_shares(kept_pred, pred_px, kept_label, label_px))
 
 
 def image_centrelines(probs, labels, masks, threshold: float) -> np.ndarray:
     """(N, 4) `centreline_counts` of each image, its map at `threshold`, map and label cut to its FOV."""
     counts = []
     for p, y, m in zip(probs, labels, masks, strict=True):
-        fov = np.asarray(m, dtype=bool)
-        counts.append(centreline_counts((np.asarray(p) >= threshold) & fov, np.asarray(y, dtype=bool) & fov))
+        fov = np.asarray(m) > 0.5  # labels and masks read as fov_pixels reads them
+        counts.append(centreline_counts((np.asarray(p) >= threshold) & fov, (np.asarray(y) > 0.5) & fov))
     return np.array(counts, dtype=np.int64).reshape(-1, 4)
 
 
@@ -354,7 +362,8 @@ def pooled_counts_metric(metric: str, tp: np.ndarray, fp: np.ndarray, fn: np.nda
     raise ValueError(f"{metric}: not a thresholded metric")
 
 
-THRESHOLDED_METRICS = ("f1", "accuracy", "sensitivity", "specificity")
+THRESHOLDED_METRICS = ("f1", "accuracy", "sensitivity", "specificity")  # of the confusion counts at the threshold
+AT_THRESHOLD = (*THRESHOLDED_METRICS, CLDICE)  # what moves with the threshold
 POOLED_BY_IMAGE = ("auc_roc", *THRESHOLDED_METRICS, CLDICE)  # the pooled metrics any draw of the images gives
 # What each pooled metric of a draw of images is taken from in the images' rows (`pooled_of_images`)
 ROW_COUNTS = {"auc_roc": ("n_fov_pixels", "vessel_fraction"), CLDICE: CENTRELINE_KEYS,

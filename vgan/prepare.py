@@ -176,10 +176,7 @@ def _main(argv: Sequence[str] | None) -> None:
     aside = set(test_ids(args, [s.name for s in photos]))
     converted: dict[str, list[str]] = {}
     for it in its:  # read and checked as training reads them, before anything is written (no FOV estimated)
-        notes: list[str] = []
-        read_item(it, notes)
-        for note in notes:
-            converted.setdefault(note, []).append(it.id)
+        read_item(it, converted)
     writable_folder(out, "--out")
     pools = {"training": [it for it in its if it.id not in aside], "test": [it for it in its if it.id in aside]}
     masks = its[0].mask is not None
