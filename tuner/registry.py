@@ -1,13 +1,13 @@
 """Model Registry: the best trial's generator becomes a version, and the gate decides the champion.
 
-The candidate was chosen on validation; here the test split is read for the first time, to
-score exactly the logged model users will load, each photograph brought to the scale the model was
-trained at as `tuner.predict` brings it (`vgan.scale`). The new version is aliased `challenger`. It
-becomes `champion` when there is none, or when, scored now on the same test images as the
-champion (same dataset, same test-split fingerprint), it beats the champion's pooled test
-AUC-ROC by `promote_margin` and a paired bootstrap over the test images (per-image AUC-ROC
-gains, seeded) puts the mean gain above 0 at `promote_confidence`. A champion scored on other
-images is never compared with: the version stays challenger, with the reason tagged.
+The candidate was chosen on validation; here the test split is scored for the first time (tuner.run's
+pre-flight only checked that its files read), to score exactly the logged model users will load, each
+photograph brought to the scale the model was trained at as `tuner.predict` brings it (`vgan.scale`). The new
+version is aliased `challenger`. It becomes `champion` when there is none, or when, scored now on the same
+test images as the champion (same dataset, same test-split fingerprint), it beats the champion's pooled test
+AUC-ROC by `promote_margin` and a paired bootstrap over the test images (per-image AUC-ROC gains, seeded) puts
+the mean gain above 0 at `promote_confidence`. A champion scored on other images is never compared with: the
+version stays challenger, with the reason tagged.
 
 The gate's evidence stays with the version: each model's test scores as `vgan.evaluate` writes them
 (pooled and per image), on the version's run under `registry/NAME/vN/` (`test.json`, and

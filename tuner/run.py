@@ -264,16 +264,20 @@ def optuna_plots(storage_url: str, name: str, folder: Path) -> list[Path]:
     return out
 
 
-def data_notes(data: DataConfig, train: Split, val: Split) -> tuple[str, ...]:
+def data_notes(data: DataConfig, train: Split, val: Split, test: tuple[int, dict[str, list[str]]] | None = None
+               ) -> tuple[str, ...]:
     """What the study's photographs ask a user to know, said before it begins, as vgan.train says it: FOVs of
     several scales in the pool (unless the base config brings them to one: a search of that key holds the
-    base's value, and with None there the first trial trains at mixed scales), photographs converted as read,
-    and FOVs estimated for want of masks (scores not by the literature's protocol)."""
-    from vgan.data import converted_note, dataset_root, fov_source
+    base's value, and with None there the first trial trains at mixed scales), photographs converted as read
+    (`test`: the test split's count and conversions, `check_pool`'s, where it is to be scored), and FOVs
+    estimated for want of masks (scores not by the literature's protocol)."""
+    from vgan.data import converted_note, converted_text, dataset_root, fov_source
     from vgan.scale import mixed_scale_note
 
     notes = [] if data.fov_diameter is not None else [mixed_scale_note(train.masks)]
     notes.append(converted_note(train, val))
+    if test is not None:
+        notes.append(converted_text(test[1], test[0], what="test photographs"))
     scored = {"training": ("train", "the trials' validation scores"), "test": ("test", "the registered test scores")}
     estimated = [pool for pool, (split, _) in scored.items() if fov_source(data, split) == "estimated"]
     if estimated:
@@ -309,7 +313,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     from tuner.space import check_same_recipe, load_space
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
     from vgan.config import parse_sets
-    from vgan.data import load_train_val, pool_files
+    from vgan.data import check_pool, load_train_val
 
     space = load_space(args.space, args.data, parse_sets(args.sets))
     if args.num_samples is not None:
@@ -321,13 +325,14 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     data = space.trainer_config().data
     train, val = load_train_val(data)  # bad data stops here
     check_searched_crop(space, data, train)
+    test = None
     if data.dataset != "synthetic" and not args.no_register:  # the champion is scored on them at the end
-        try:
-            pool_files(data, "test")
+        try:  # each file decoded and checked, nothing kept or scored: a bad one would fail the study at its end
+            test = check_pool(data, "test")
         except DataError as e:
             raise DataError(f"{e}; a study scores its best model on the test split to register it (and reads it only "
                             "then): put aside there annotated photographs that no trial trains on") from None
-    notes = data_notes(data, train, val)
+    notes = data_notes(data, train, val, test)
     uri = resolve_tracking_uri(args.tracking_uri)
     storage = parse_storage(args.storage)
     storage_url = study_db_url(storage, args.study_db)
@@ -522,6 +527,7 @@ def _search(plan: Plan, study, source: dict[str, str]) -> bool:
           f"storage {plan.storage.study(plan.name)}", flush=True)
     for note in ((code_note,) if code_note else ()) + plan.notes:
         print(f"note: {note}", flush=True)
+    study.describe_data(plan.notes)
     # said now, for a driver that cannot say it at the end (SIGKILL, an out-of-memory kill, a lost head node)
     print(f"study {plan.name}: should its driver die before it ends, it goes on with: {plan.resume_command()}",
           flush=True)

@@ -29,6 +29,7 @@ from vgan.provenance import code_changed, describe_code, running_code
 COMMIT_TAG, DIRTY_TAG = "mlflow.source.git.commit", "git_dirty"  # what ran a run (source_tags)
 RESUMED_TAG = "resumed_git_commits"  # a study run's: the code each resume by other code ran (resumed_code)
 UNKNOWN = "unknown"  # a commit tag's value where no commit was known (an installed package)
+DATA_NOTES_HEADER = "Notes on the data, as the study said them before it began:\n\n"  # its run's description
 TELEMETRY_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true"}
 os.environ.update(TELEMETRY_ENV)
 # MLflow's client retries an unreachable server for minutes by default; the driver's projection
@@ -42,6 +43,7 @@ for _key, _value in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUES
 
 from mlflow.entities import Metric, RunTag  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE  # noqa: E402
 
 
 class SecondaryPipelineError(logging.Filter):
@@ -182,6 +184,19 @@ class Study:
         that is not the code that ran it last (resumed_code). Not for a replay, which trains nothing."""
         tags = self.client.get_run(self.info.parent_run_id).data.tags
         return resumed_code(self.client, tags, source, self.info.parent_run_id)
+
+    def describe_data(self, notes: Collection[str]) -> None:
+        """The notes on its data a study says before it begins (tuner.run.data_notes: photographs converted as
+        read, FOVs estimated or of several scales), kept as its run's description, the first thing the run's page
+        shows: facts about the scores the run holds, where the console that said them is gone. A description of
+        the user's own stays, under them."""
+        if not notes:
+            return
+        own = self.client.get_run(self.info.parent_run_id).data.tags.get(MLFLOW_RUN_NOTE, "")
+        if own.startswith(DATA_NOTES_HEADER):  # a resume's: the notes said again, what a user wrote below kept
+            own = own[len(DATA_NOTES_HEADER):].partition("\n\n")[2]
+        said = DATA_NOTES_HEADER + "\n".join(f"- {note}" for note in notes) + (f"\n\n{own}" if own else "")
+        self.client.set_tag(self.info.parent_run_id, MLFLOW_RUN_NOTE, said)
 
     def share_trials_view(self, score: str, metric: str, params: list[str]) -> str:
         """A runs-table view of the study's trials for MLflow's UI (its "shared view": an experiment tag

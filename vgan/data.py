@@ -336,6 +336,18 @@ def read_pool(cfg: DataConfig, pool: str) -> Split:
         return _read_items(items, pool)
 
 
+def check_pool(cfg: DataConfig, pool: str) -> tuple[int, dict[str, list[str]]]:
+    """Every photograph, label and mask of a pool read and checked as read_pool reads them, none of them kept:
+    a bad file found before the work that reads the pool at its end (a study reads its test split only to
+    register its best model). Returns the number of images and what reading converted (`Split.converted`)."""
+    converted: dict[str, list[str]] = {}
+    items = pool_files(cfg, pool)
+    with layout_named(cfg):
+        for it in items:
+            read_item(it, converted)
+    return len(items), converted
+
+
 def pool_files(cfg: DataConfig, pool: str) -> list[Item]:
     if cfg.dataset == "synthetic":
         raise ConfigError("the synthetic dataset has no files")
@@ -427,13 +439,14 @@ def converted_note(*splits: Split) -> str | None:
     return converted_text(done, sum(len(s) for s in splits))
 
 
-def converted_text(converted: dict[str, list[str]], total: int, shown: int = 3) -> str | None:
+def converted_text(converted: dict[str, list[str]], total: int, shown: int = 3,
+                   what: str = "photographs") -> str | None:
     """`converted_note` of a record's conversions (a metrics.json's), with the first `shown` ids of each."""
     if not converted:
         return None
     said = [f"{note} ({len(ids)} of {total}: {', '.join(ids[:shown])}{', ...' if len(ids) > shown else ''})"
             for note, ids in converted.items()]
-    return "photographs converted as read, as vgan.predict converts them: " + "; ".join(said)
+    return f"{what} converted as read, as vgan.predict converts them: " + "; ".join(said)
 
 
 def load_split(cfg: DataConfig, split: str) -> Split:

@@ -147,6 +147,7 @@ def read_predictions(folder: Path, split: Split) -> list[np.ndarray]:
     return maps
 
 
+CONVERTED = "converted"  # what reading changed in the split's photographs (Split.converted), where it changed any
 PER_IMAGE_KEYS = ("id", "auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity",
                   "cldice", "n_fov_pixels", "vessel_fraction", *CENTRELINE_KEYS)
 
@@ -158,11 +159,16 @@ def write_report(out: Path, metrics: dict[str, Any], scores: np.ndarray, targets
     (out / "metrics.json").write_text(json_text(metrics))
     save_curves(out, curves(scores, targets), metrics, title)
     if "per_image" in metrics:
+        done: dict[str, list[str]] = {}  # image id -> what reading converted in it, as vgan.predict's report.csv
+        for note, ids in metrics.get(CONVERTED, {}).items():
+            for image_id in ids:
+                done.setdefault(image_id, []).append(note)
         with open(out / "per_image.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, PER_IMAGE_KEYS)
+            writer = csv.DictWriter(f, (*PER_IMAGE_KEYS, CONVERTED))
             writer.writeheader()
             for row in worst_first(metrics["per_image"]):
-                writer.writerow({k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()})
+                writer.writerow({**{k: f"{v:.6f}" if isinstance(v, float) else v for k, v in row.items()},
+                                 CONVERTED: "; ".join(done.get(row["id"], []))})
 
 
 def worst_first(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -194,7 +200,6 @@ def own_targets(split: Split) -> tuple[list[np.ndarray], list[np.ndarray]]:
 
 
 SPLIT_KEYS = ("split", "n_images", "n_fov_pixels", "n_vessel_pixels")  # what score_maps says of the split scored
-CONVERTED = "converted"  # what reading changed in the split's photographs (Split.converted), where it changed any
 
 
 def score_maps(maps: list[np.ndarray], split: Split, threshold: float,

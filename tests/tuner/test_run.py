@@ -641,12 +641,16 @@ def test_a_pool_of_two_cameras_or_without_masks_is_noted_before_the_study(tmp_pa
     assert not (tmp_path / "ray").exists() or not any((tmp_path / "ray").iterdir())  # nothing started
 
     # photographs without FOV masks: the validation and test scores are not the literature's (vgan.train says it
-    # too), and one framed white: it is trained on with its frame black
-    own = folder_dataset(drive_root, tmp_path / "own", {"training": 3, "test": 1}, masks=False)
+    # too), and one framed white: it is trained on with its frame black; a test photograph framed white is scored
+    # with its frame black, and that is said before the study too, as its files are checked
+    own = folder_dataset(drive_root, tmp_path / "own", {"training": 3, "test": 2}, masks=False)
     frame_white(drive_root, own / "training" / "images" / "eye22_training.tif")
-    converted, note = plan("own", data={"root": str(own), "val_count": 1}).notes
+    frame_white(drive_root, own / "test" / "images" / "eye02_test.tif")
+    converted, tested, note = plan("own", data={"root": str(own), "val_count": 1}).notes
     assert converted == ("photographs converted as read, as vgan.predict converts them: white or grey frame made "
                          "black (1 of 3: eye22_training)")
+    assert tested == ("test photographs converted as read, as vgan.predict converts them: white or grey frame made "
+                      "black (1 of 2: eye02_test)")
     assert note == (f"{own}/training and {own}/test hold no masks/: each photograph's FOV is estimated from it, so "
                     "the trials' validation scores and the registered test scores are not by the literature's "
                     "protocol (pixels inside the dataset's own FOV masks)")
@@ -671,6 +675,33 @@ def test_a_dataset_without_test_photographs_is_refused_before_the_study(tmp_path
 
     assert preflight(["--space", str(space), "--storage", str(tmp_path / "ray"), "--tracking-uri",
                       f"sqlite:///{tmp_path}/m.db", "--no-register"]).name.startswith("own-")
+
+
+def test_a_test_file_that_cannot_be_read_is_refused_before_the_study(tmp_path, drive_root, capsys):
+    """The test split is read to register the study's best model, after every trial: a test label of another
+    size than its photograph, or a photograph cut short, failed the study only then (its trials kept for a
+    resume). Now each test file is read and checked as the registry reads it before Ray starts (nothing of it
+    kept or scored), and the study exits 2 naming the file."""
+    from PIL import Image
+
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 3, "test": 2})
+    values = yaml.safe_load(SMOKE.read_text())
+    values["data"] = {"dataset": "folder", "root": str(root), "val_count": 1, "crop_size": 48}
+    space = write_yaml(tmp_path / "own.yaml", values)
+    argv = ["--space", str(space), "--storage", str(tmp_path / "ray"), "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    label = root / "test" / "labels" / "eye02_test.png"
+    with Image.open(label) as im:
+        im.crop((0, 0, 500, 584)).save(label)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tuner.run: error: {label}: size 584x500 does not match its image ") and err.count("\n") == 1
+    photo = root / "test" / "images" / "eye01_test.tif"
+    data = photo.read_bytes()
+    photo.unlink()
+    photo.write_bytes(data[:len(data) // 3])
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith(f"tuner.run: error: {photo}: ")
+    assert not (tmp_path / "ray").exists()  # nothing started
 
 
 def test_set_changes_the_trials_config_and_the_resume_and_replay_commands_carry_it(tmp_path):
@@ -709,13 +740,16 @@ def torch_has_gpu() -> bool:
 
 @pytest.mark.slow
 def test_a_study_whose_best_model_cannot_be_registered_says_how_to_register_it(ray_tmpdir, tmp_path, drive_root):
-    """A test photograph found but unreadable is met at registration, after the trials: the study exits 1 (not 2,
-    "nothing started"), its run ends FAILED, and it prints the resume that registers its best once the file is
-    fixed, which then runs no trial again (before: the error alone, and the study's run left RUNNING). An error
-    that is not bad input gets its traceback, and the same resume before it."""
+    """A test photograph unreadable at registration, after the trials (the pre-flight reads each test file, so
+    here one spoilt after it: the check is skipped): the study exits 1 (not 2, "nothing started"), its run ends
+    FAILED, and it prints the resume that registers its best once the file is fixed, which then runs no trial
+    again (before: the error alone, and the study's run left RUNNING). An error that is not bad input gets its
+    traceback, and the same resume before it. (And a training photograph framed white: the study's notes on its
+    data are its run's description.)"""
     from mlflow.tracking import MlflowClient
 
     root = folder_dataset(drive_root, tmp_path / "own", {"training": 3, "test": 1})
+    frame_white(drive_root, root / "training" / "images" / "eye22_training.tif")
     label = root / "test" / "labels" / "eye01_test.png"
     good = label.read_bytes()
     label.write_bytes(b"")
@@ -724,7 +758,11 @@ def test_a_study_whose_best_model_cannot_be_registered_says_how_to_register_it(r
                         train={"epochs": 1})
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
-    proc = subprocess.run([sys.executable, "-m", "tuner.run", "--space", str(space), "--name", "u", "--storage",
+    unchecked = ("import sys, vgan.data\n"
+                 "vgan.data.check_pool = lambda cfg, pool: (1, {})\n"
+                 "from tuner.run import main\n"
+                 "sys.exit(main(sys.argv[1:]))\n")
+    proc = subprocess.run([sys.executable, "-c", unchecked, "--space", str(space), "--name", "u", "--storage",
                            str(tmp_path / "ray"), "--tracking-uri", uri], cwd=tmp_path, capture_output=True,
                           text=True, timeout=900, env=env)
     assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -737,6 +775,9 @@ def test_a_study_whose_best_model_cannot_be_registered_says_how_to_register_it(r
     (parent,) = [r for r in client.search_runs([client.get_experiment_by_name("unregistered").experiment_id])
                  if "trial_id" not in r.data.tags]
     assert parent.info.status == "FAILED"
+    assert parent.data.tags["mlflow.note.content"] == (
+        "Notes on the data, as the study said them before it began:\n\n- photographs converted as read, as "
+        "vgan.predict converts them: white or grey frame made black (1 of 3: eye22_training)")
 
     label.write_bytes(good)
     command = message.split("with: python -m tuner.run ", 1)[1].split()

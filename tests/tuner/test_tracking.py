@@ -48,3 +48,32 @@ def test_a_study_resumed_by_other_code_says_so_and_its_run_keeps_each_code(tmp_p
     assert start(code(a)) is not None
     assert first.client.get_run(first.info.parent_run_id).data.tags["resumed_git_commits"] == \
         f"{b} (edited), unknown, {a}"
+
+
+def test_a_studys_notes_on_its_data_are_its_runs_description(tmp_path):
+    """What tuner.run says of the data before a study (a frame made black, FOVs estimated) is the study run's
+    description, the first thing its page in MLflow's UI shows; a resume says them again in its place, and
+    keeps what a user wrote there."""
+    from tuner.tracking import Study
+
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    first = Study.start(uri, "notes-test", "s", {}, False)
+
+    def description() -> str | None:
+        return first.client.get_run(first.info.parent_run_id).data.tags.get("mlflow.note.content")
+
+    first.describe_data(())
+    assert description() is None  # nothing to say: no description
+    first.describe_data(("photographs converted as read: ...", "FOVs estimated"))
+    said = ("Notes on the data, as the study said them before it began:\n\n- photographs converted as read: ...\n"
+            "- FOVs estimated")
+    assert description() == said
+    first.client.set_tag(first.info.parent_run_id, "mlflow.note.content", said + "\n\nthe second camera's batch")
+    resumed = Study.start(uri, "notes-test", "s", {}, True)
+    assert resumed.info.parent_run_id == first.info.parent_run_id
+    resumed.describe_data(("FOVs estimated",))
+    assert description() == ("Notes on the data, as the study said them before it began:\n\n- FOVs estimated\n\n"
+                             "the second camera's batch")
+    first.client.set_tag(first.info.parent_run_id, "mlflow.note.content", "mine")
+    resumed.describe_data(("FOVs estimated",))
+    assert description() == "Notes on the data, as the study said them before it began:\n\n- FOVs estimated\n\nmine"

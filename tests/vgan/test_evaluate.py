@@ -60,6 +60,7 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys
         rows = list(csv.DictReader(f))
     aucs = [float(r["auc_roc"]) for r in rows]
     assert aucs == sorted(aucs) and len(rows) == 20 and float(rows[0]["f1"]) < m["f1"]
+    assert {r["converted"] for r in rows} == {""}  # DRIVE's photographs are read as they are
     worst = min(m["per_image"], key=lambda r: r["auc_roc"])
     assert rows[0]["id"] == worst["id"] and float(rows[0]["auc_roc"]) == round(worst["auc_roc"], 6)
     assert f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f}" in said
@@ -246,6 +247,8 @@ def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_ro
     assert (f"note: photographs converted as read, as vgan.predict converts them: {FRAME_NOTE} (1 of 5: "
             "eye22_training)\n") in said
     assert f"as vgan.predict converts them: {FRAME_NOTE} (1 of 2: eye01_test)\n" in said
+    with open(out / "per_image.csv") as f:  # and each row names its own, as vgan.predict's report.csv does
+        assert {r["id"]: r["converted"] for r in csv.DictReader(f)} == {"eye01_test": FRAME_NOTE, "eye02_test": ""}
     assert all(isinstance(m[k], float) for k in KEYS) and 0 < m["auc_roc"] < 1
     assert sorted(p.name for p in (out / "probabilities").iterdir()) == ["eye01_test.png", "eye02_test.png"]
 
