@@ -3,6 +3,7 @@
     python -m vgan.evaluate --checkpoint CKPT [CKPT ...] [--data ROOT] --split test --out DIR
                             [--threshold T | --val-threshold] [--scale 1|auto|FACTOR] [--tta MODE]
     python -m vgan.evaluate --predictions DIR --data ROOT [--dataset drive|stare|folder] --split test --out DIR
+    python -m vgan.evaluate --observer DIR --data ROOT --out DIR   (a second observer's labels)
     python -m vgan.evaluate --checkpoint CKPT --noise N --out DIR
 
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
@@ -21,13 +22,16 @@ scale unless `--scale` says otherwise; its train and val splits are read as it w
 validation threshold (`--val-threshold`) is then chosen on maps made the same way. Several checkpoints
 score the mean of their maps (`vgan.ensemble`), each generator at its own scale; metrics.json's `members`
 says what each was. `--predictions` takes maps named by image id, or a folder vgan.predict, tuner.predict
-or this command wrote (its maps in probabilities/).
+or this command wrote (its maps in probabilities/). `--observer` takes another observer's labels of the
+split (DRIVE's test/2nd_manual, STARE's labels-vk), read as labels are and scored as binary maps: the
+literature's "human performance", the agreement of two people that a model's scores are set beside.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import glob
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -40,7 +44,7 @@ from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import SPLITS, Split, converted_text, detect_dataset, fov_note, fov_source, load_split
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
-from vgan.images import read_probability
+from vgan.images import read_label, read_probability
 from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
     CENTRELINE_KEYS,
@@ -78,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--predictions", type=nonempty,
                      help="folder of probability maps named by image id (01_test.tif, 01.npy...), or a folder "
                           "vgan.predict or tuner.predict wrote")
+    src.add_argument("--observer", type=nonempty, metavar="DIR",
+                     help="folder of another observer's labels of the split (DRIVE's test/2nd_manual, STARE's "
+                          "labels-vk), scored as binary maps: the literature's human performance")
     p.add_argument("--data", type=nonempty, help="dataset root (default: the checkpoint's data.root)")
     p.add_argument("--dataset", choices=DATASETS, help="dataset layout (default: the checkpoint's, or detected)")
     p.add_argument("--split", choices=SPLITS, default="test")
@@ -104,12 +111,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def map_path(folder: Path, image_id: str) -> Path | None:
+    """An image's map in `folder`: named by its id (01_test.png) or its number (01.npy); else the one file named
+    by either and a suffix of its own (01_manual2.gif, im0162.vk.ppm: a second observer's labels, scored as a
+    map for the literature's "human performance")."""
     stems = [image_id] + ([image_id.split("_")[0]] if "_" in image_id else [])
     for stem in stems:
         for suffix in MAP_SUFFIXES:
             path = folder / f"{stem}{suffix}"
             if path.is_file():
                 return path
+    for stem in stems:
+        named = sorted(f for f in folder.glob(f"{glob.escape(stem)}[._]*")
+                       if f.suffix.lower() in MAP_SUFFIXES and f.stem != stem and f.is_file())
+        if len(named) > 1:
+            raise DataError(f"{named[0]} and {named[1]}: two maps named after image {image_id}")
+        if named:
+            return named[0]
     return None
 
 
@@ -132,11 +149,13 @@ def maps_folder(folder: Path, ids: Sequence[str]) -> Path:
     return folder
 
 
-def read_predictions(folder: Path, split: Split) -> list[np.ndarray]:
+def read_predictions(folder: Path, split: Split, observer: bool = False) -> list[np.ndarray]:
+    """Each image's map in `folder` at its own size; `observer`: another observer's labels, read as labels are
+    (any colour on black, above one half) and held as maps of 0 and 1."""
     maps = []
     for i, image_id in enumerate(split.ids):
         path = find_map(folder, image_id)
-        prob = read_probability(path)
+        prob = read_label(path).astype(np.float32) if observer else read_probability(path)
         size = split.image_size(i)
         if prob.shape != size:
             raise DataError(f"{path}: size {prob.shape[0]}x{prob.shape[1]} does not match image {image_id} "
@@ -147,6 +166,7 @@ def read_predictions(folder: Path, split: Split) -> list[np.ndarray]:
     return maps
 
 
+OBSERVER = "observer"  # the maps scored are another observer's labels (--observer)
 CONVERTED = "converted"  # what reading changed in the split's photographs (Split.converted), where it changed any
 PER_IMAGE_KEYS = ("id", "auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity",
                   "cldice", "n_fov_pixels", "vessel_fraction", *CENTRELINE_KEYS)
@@ -266,21 +286,22 @@ def named_data(args: argparse.Namespace) -> tuple[Path, str]:
 
 
 def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
+    flag, given = ("--observer", args.observer) if args.observer else ("--predictions", args.predictions)
     if args.val_threshold:
         raise ConfigError("--val-threshold needs --checkpoint (a folder of maps has no validation predictions)")
     if args.tta != TTA_DEFAULT:
         raise ConfigError(f"--tta {args.tta} needs --checkpoint (a folder of maps is scored as it is)")
     if args.data is None:
-        raise ConfigError("--predictions needs --data ROOT (the dataset the maps belong to)")
+        raise ConfigError(f"{flag} needs --data ROOT (the dataset the maps belong to)")
     root, dataset = named_data(args)
     data = DataConfig(dataset=dataset, root=str(root), crop_size=None)
     split = load_split(data, args.split)
-    folder = maps_folder(Path(args.predictions), split.ids)
-    maps = read_predictions(folder, split)
+    folder = maps_folder(Path(given), split.ids)
+    maps = read_predictions(folder, split, observer=args.observer is not None)
     m, scores, targets = score_maps(maps, split, args.threshold, each=True)
     m.update(dataset=dataset, fov=fov_source(data, args.split), source=str(folder.resolve()),
-             threshold_source="fixed")
-    write_report(Path(args.out), m, scores, targets, f"{dataset} {args.split}: {Path(args.predictions).name}")
+             threshold_source="fixed", **({OBSERVER: True} if args.observer else {}))
+    write_report(Path(args.out), m, scores, targets, f"{dataset} {args.split}: {Path(given).name}")
     save_worst(Path(args.out), split, maps, m["per_image"], args.previews, args.threshold)
     return m
 
@@ -388,7 +409,7 @@ def _main(argv: Sequence[str] | None) -> None:
     if args.scale is not None:
         ScaleSpec.parse(args.scale)  # also beside --predictions: a maps folder is not scaled, but 0 is wrong
     writable_folder(Path(args.out), "--out")
-    m = run_predictions(args) if args.predictions else run_checkpoint(args)
+    m = run_checkpoint(args) if args.checkpoint else run_predictions(args)
     if m:
         keys = SCORED
         views = f", --tta {m['tta']}" if m.get("tta", TTA_DEFAULT) != TTA_DEFAULT else ""
@@ -405,6 +426,9 @@ def _main(argv: Sequence[str] | None) -> None:
         converted = converted_text(m.get(CONVERTED, {}), m["n_images"])
         if converted:
             print(f"note: {converted}")
+        if m.get(OBSERVER):
+            print("note: another observer's labels, scored as binary maps: AUC-ROC and AUC-PR are those of their "
+                  "one operating point (AUC-ROC the mean of sensitivity and specificity), not of a ranking")
         worst = worst_first(m["per_image"])[0]
         if worst["auc_roc"] is not None and len(m["per_image"]) > 1:
             print(f"lowest AUC-ROC: {worst['id']} {worst['auc_roc']:.4f} (F1 {worst['f1']:.4f}; every image in "

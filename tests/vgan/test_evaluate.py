@@ -98,6 +98,42 @@ def test_predictions_by_numeric_id_and_npy(drive_root, tmp_path, capsys):
     assert not (tmp_path / "o" / "previews").exists()
 
 
+def test_a_second_observers_labels_are_scored_as_the_literatures_human_performance(drive_root, stare_root, tmp_path,
+                                                                                   capsys):
+    """`--observer` scores another observer's labels of the test split as binary maps: DRIVE's 2nd_manual
+    (01_manual2.gif: palette GIFs of near-black and near-white, which --predictions refuses as colour) and STARE's
+    labels-vk (im0162.vk.ppm), each found by the image's number or id and a suffix of its own. STARE's gives
+    the agreement its data README states (accuracy 0.938, Se 0.945, Sp 0.937); DRIVE's the literature's
+    human performance (accuracy 0.9472-0.9473, Se about 0.776, Sp about 0.972). Their AUC-ROC is that of one
+    operating point, and the console says so."""
+    human = tmp_path / "human"
+    assert evaluate_main(["--observer", str(drive_root / "test" / "2nd_manual"), "--data", str(drive_root),
+                          "--out", str(human), "--previews", "1"]) == 0
+    m = json.loads((human / "metrics.json").read_text())
+    assert m["observer"] is True and m["n_images"] == 20 and m["fov"] == "masks"
+    assert [round(m[k], 3) for k in ("accuracy", "sensitivity", "specificity")] == [0.947, 0.775, 0.972]
+    assert m["auc_roc"] == pytest.approx((m["sensitivity"] + m["specificity"]) / 2, abs=1e-9)
+    assert 0.75 < m["cldice"] < m["f1"] < 0.8
+    said = capsys.readouterr().out
+    assert "note: another observer's labels, scored as binary maps: AUC-ROC and AUC-PR are those of their one " in said
+    assert len(list((human / "previews").iterdir())) == 1
+    assert evaluate_main(["--observer", str(stare_root / "labels-vk"), "--data", str(stare_root),
+                          "--out", str(tmp_path / "human-stare"), "--previews", "0"]) == 0
+    m = json.loads((tmp_path / "human-stare" / "metrics.json").read_text())
+    assert [round(m[k], 3) for k in ("accuracy", "sensitivity", "specificity")] == [0.938, 0.945, 0.937]
+    # as maps, the same GIFs are colour: refused, and a folder with two files named after one image too
+    assert evaluate_main(["--predictions", str(drive_root / "test" / "2nd_manual"), "--data", str(drive_root),
+                          "--out", str(tmp_path / "o")]) == 2
+    assert "01_manual2.gif: a probability map in colour" in capsys.readouterr().err
+    two = tmp_path / "two"
+    two.mkdir()
+    for name in ("01_manual2.gif", "01_copy.gif"):
+        (two / name).symlink_to(drive_root / "test" / "2nd_manual" / "01_manual2.gif")
+    assert evaluate_main(["--observer", str(two), "--data", str(drive_root), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (f"vgan.evaluate: error: {two}/01_copy.gif and {two}/01_manual2.gif: two maps "
+                                       "named after image 01_test\n")
+
+
 def test_missing_or_misfit_prediction_exits_2(reference_root, drive_root, tmp_path, capsys):
     preds = tmp_path / "preds"
     preds.mkdir()
