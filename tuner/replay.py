@@ -57,9 +57,9 @@ def _main(argv: Sequence[str] | None) -> None:
     from tuner.space import check_same_recipe, load_space
     from tuner.storage import STOPPED_FILE, check_optuna_study, check_study_name, parse_storage, study_db_url
     from tuner.tracking import Study, check_tracking_store, resolve_tracking_uri
-    from vgan.config import parse_sets
+    from vgan.config import parse_sets, set_flags
 
-    space = load_space(args.space, sets=parse_sets(args.sets))
+    space = load_space(args.space, sets=parse_sets(args.sets), given=set_flags(args.sets))
     storage = parse_storage(args.storage)
     name = check_study_name(args.name)
     check_same_recipe(space, storage.kept_recipe(name, "--name"), name, "--space",

@@ -312,10 +312,10 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     from tuner.cluster import check_address, check_gpus
     from tuner.space import check_same_recipe, load_space
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
-    from vgan.config import parse_sets
+    from vgan.config import parse_sets, set_flags
     from vgan.data import check_pool, load_train_val
 
-    space = load_space(args.space, args.data, parse_sets(args.sets))
+    space = load_space(args.space, args.data, parse_sets(args.sets), set_flags(args.sets))
     if args.num_samples is not None:
         if args.num_samples < 1:
             raise ConfigError("--num-samples must be at least 1")

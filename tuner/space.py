@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from tuner.outcome import score_key
 from vgan.config import (
@@ -269,9 +269,11 @@ def default_model_name(data: DataConfig) -> str:
     return "vgan-generator" if data.dataset == "drive" else f"vgan-generator-{dataset_name(data)}"
 
 
-def load_space(path: str | Path, data_root: str | None = None, sets: dict[str, Any] | None = None) -> SearchSpace:
+def load_space(path: str | Path, data_root: str | None = None, sets: dict[str, Any] | None = None,
+               given: Mapping[str, str] | None = None) -> SearchSpace:
     """A search-space file read and checked; `data_root` (--data) and `sets` (--set: dotted trainer keys, as
-    vgan.config.parse_sets reads them) change its base config, as an edit of the file would."""
+    vgan.config.parse_sets reads them) change its base config, as an edit of the file would; `given`: each set
+    key's item as typed (vgan.config.set_flags), named where its value is refused."""
     path = Path(path)
     source = str(path)
     values = read_yaml(path, "search-space file", SpaceError)
@@ -301,7 +303,7 @@ def load_space(path: str | Path, data_root: str | None = None, sets: dict[str, A
                               f"not the space's {top} section: edit {source}" +
                               (" (or give --num-samples, --time-budget)" if top == "tune" else ""))
     if sets:
-        base = apply_overrides(base, sets, "--set")
+        base = apply_overrides(base, sets, "--set", given)
     if data_root is not None and base.data.dataset == "synthetic":  # it would train on generated images anyway
         from vgan.data import held_layout
 

@@ -13,7 +13,7 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import yaml
 
@@ -122,11 +122,20 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+class ValueRefused(ConfigError):
+    """A key's value refused (`source: 'key' problem`), the key and the problem kept: a caller that knows where
+    the value came from (`--set model.depth=8`) names that instead of `source` (apply_overrides)."""
+
+    def __init__(self, source: str, key: str, problem: str):
+        super().__init__(f"{source}: '{key}' {problem}")
+        self.key, self.problem = key, problem
+
+
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """Check `value` against the annotation `tp`; return it converted (int -> float, list -> tuple)."""
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
-            raise ConfigError(f"{source}: '{key}' must be a mapping, got {type(value).__name__}")
+            raise ValueRefused(source, key, f"must be a mapping, got {type(value).__name__}")
         return from_dict(tp, value, source, prefix=f"{key}.")
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -143,24 +152,24 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{source}: '{key}' must be a list of {len(args)} numbers, got {value!r}")
+            raise ValueRefused(source, key, f"must be a list of {len(args)} numbers, got {value!r}")
         return tuple(_coerce(v, t, key, source) for v, t in zip(value, args, strict=True))
     if origin is list:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, list):
-            raise ConfigError(f"{source}: '{key}' must be a list, got {value!r}")
+            raise ValueRefused(source, key, f"must be a list, got {value!r}")
         return [_coerce(v, inner, f"{key}[{i}]", source) for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"{source}: '{key}' must be a mapping of names to values, got {value!r}")
+            raise ValueRefused(source, key, f"must be a mapping of names to values, got {value!r}")
         return dict(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{source}: '{key}' must be true or false, got {value!r}")
+            raise ValueRefused(source, key, f"must be true or false, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{source}: '{key}' must be an integer, got {value!r}")
+            raise ValueRefused(source, key, f"must be an integer, got {value!r}")
         return value
     if tp is float:
         # YAML reads 1e-4 (no dot) as a string; accept numeric strings like a user would expect.
@@ -168,13 +177,13 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             try:
                 value = float(value)
             except ValueError:
-                raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}") from None
+                raise ValueRefused(source, key, f"must be a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{source}: '{key}' must be a number, got {value!r}")
+            raise ValueRefused(source, key, f"must be a number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{source}: '{key}' must be a string, got {value!r}")
+            raise ValueRefused(source, key, f"must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported config annotation {tp!r} for {key}")
 
@@ -233,8 +242,10 @@ def load_config(path: str | os.PathLike) -> Config:
     return cfg
 
 
-def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "<overrides>") -> Config:
-    """Return a new config with dotted keys (`optim.lr_g`) replaced, validated like a file."""
+def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "<overrides>",
+                    given: Mapping[str, str] | None = None) -> Config:
+    """Return a new config with dotted keys (`optim.lr_g`) replaced, validated like a file. `given`: where each
+    key's value came from (`--epochs 0`, `--set model.depth=8`), named for a value refused instead of `source`."""
     values = cfg.to_dict()
     for dotted, value in overrides.items():
         node = values
@@ -246,7 +257,13 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "<over
         if leaf not in node or isinstance(node[leaf], dict):
             raise ConfigError(f"{source}: unknown key '{dotted}'{known_keys(node, parents)}")
         node[leaf] = value
-    return config_from_dict(values, source)
+    try:
+        return config_from_dict(values, source)
+    except ValueRefused as e:
+        flag = (given or {}).get(e.key.split("[")[0])
+        if flag is None:  # a value of the file's, or another key's check (data.crop_size for model.depth)
+            raise
+        raise ConfigError(f"{flag}: '{e.key}' {e.problem}") from None
 
 
 def known_keys(node: dict[str, Any], parents: list[str]) -> str:
@@ -254,6 +271,11 @@ def known_keys(node: dict[str, Any], parents: list[str]) -> str:
     section = ".".join(parents)
     keys = ", ".join(f"{section}.{k}" if section else k for k in node)
     return f" (known keys{f' in {section!r}' if section else ''}: {keys})"
+
+
+def set_flags(items: Sequence[str], source: str = "--set") -> dict[str, str]:
+    """Each KEY=VALUE item's key and the item as given (`--set model.depth=8`), for apply_overrides to name."""
+    return {item.partition("=")[0].strip(): f"{source} {item}" for item in items}
 
 
 def parse_sets(items: Sequence[str], source: str = "--set") -> dict[str, Any]:
@@ -294,7 +316,7 @@ def config_keys(cls: type = Config, prefix: str = "") -> dict[str, Any]:
 
 def _check(ok: bool, source: str, key: str, problem: str) -> None:
     if not ok:
-        raise ConfigError(f"{source}: '{key}' {problem}")
+        raise ValueRefused(source, key, problem)
 
 
 def validate(cfg: Config, source: str = "<config>") -> None:

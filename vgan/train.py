@@ -21,7 +21,16 @@ from typing import Any, Callable, Sequence
 import yaml
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
-from vgan.config import DEVICES, FOV_MEDIAN, Config, apply_overrides, config_from_dict, load_config, parse_sets
+from vgan.config import (
+    DEVICES,
+    FOV_MEDIAN,
+    Config,
+    apply_overrides,
+    config_from_dict,
+    load_config,
+    parse_sets,
+    set_flags,
+)
 from vgan.data import converted_note, fov_note, fov_source, held_layout, load_train_val
 from vgan.errors import ConfigError
 from vgan.scale import mixed_scale_note
@@ -81,7 +90,9 @@ def resolve_config(args: argparse.Namespace, resume_state: dict[str, Any] | None
         overrides["train.epochs"] = args.epochs
     if args.device is not None:
         overrides["train.device"] = args.device
-    return apply_overrides(cfg, overrides, "command line") if overrides else cfg
+    given = {**set_flags(args.sets), **{key: f"{flag} {getattr(args, flag[2:])}" for key, flag in flags.items()
+                                        if getattr(args, flag[2:]) is not None}}
+    return apply_overrides(cfg, overrides, "command line", given) if overrides else cfg
 
 
 def default_out(args: argparse.Namespace) -> Path:

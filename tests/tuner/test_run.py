@@ -603,6 +603,7 @@ NO_S3 = "endpoint_override=127.0.0.1:1&scheme=http&region=us-east-1"  # an objec
     (lambda v: None, ["--set", "train.epochs=1"], "'tune.grace_period' is 2 epochs, more than the trials' "
      "train.epochs (1)"),
     (lambda v: None, ["--set", "epochs"], "--set 'epochs': give KEY=VALUE"),
+    (lambda v: None, ["--set", "model.depth=8"], "error: --set model.depth=8: 'model.depth' must be in [1, 6]"),
 ])
 def test_bad_input_exits_2_before_ray_starts(tmp_path, capsys, mutate, argv, fragment):
     values = yaml.safe_load(SMOKE.read_text())

@@ -163,3 +163,14 @@ def test_set_items_read_as_a_config_file_reads_them():
 def test_config_keys_lists_leaves():
     keys = config_keys()
     assert "optim.lr_g" in keys and "data.synthetic.size" in keys and "data" not in keys
+
+
+def test_a_refused_override_names_where_its_value_was_given():
+    """`given` names the flag a refused value came from (`--set model.depth=8`), where `source` alone said
+    "command line"; a list's element is named by its list's key; a key given nowhere is named by `source`."""
+    with pytest.raises(ConfigError, match=re.escape("--set model.depth=8: 'model.depth' must be in [1, 6]")):
+        apply_overrides(Config(), {"model.depth": 8}, "command line", {"model.depth": "--set model.depth=8"})
+    with pytest.raises(ConfigError, match=re.escape("--betas 1 x: 'optim.betas_g' must be a list of 2 numbers")):
+        apply_overrides(Config(), {"optim.betas_g": [1]}, "command line", {"optim.betas_g": "--betas 1 x"})
+    with pytest.raises(ConfigError, match=r"^command line: 'model\.depth' must be in \[1, 6\]$"):
+        apply_overrides(Config(), {"model.depth": 8}, "command line", {"train.seed": "--set train.seed=1"})

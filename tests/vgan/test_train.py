@@ -165,10 +165,15 @@ def test_set_changes_keys_over_the_config_and_the_checkpoint(tiny_config_file, t
 
 @pytest.mark.parametrize("argv, fragments", [
     (["--set", "train.epochz=3"], ["unknown key 'train.epochz' (known keys in 'train': train.epochs,"]),
-    (["--set", "train.epochs=abc"], ["'train.epochs' must be an integer, got 'abc'"]),
+    (["--set", "train.epochs=abc"], ["vgan.train: error: --set train.epochs=abc: 'train.epochs' must be an integer, "
+                                     "got 'abc'"]),
     (["--set", "epochs"], ["--set 'epochs': give KEY=VALUE"]),
     (["--set", "train.epochs=3", "--epochs", "2"], ["--set train.epochs=... and --epochs: give one"]),
-    (["--set", "optim.lr_g=-1e-3"], ["'optim.lr_g' must be > 0"]),
+    (["--set", "optim.lr_g=-1e-3"], ["error: --set optim.lr_g=-1e-3: 'optim.lr_g' must be > 0"]),
+    (["--set", "optim.betas_g=[1]"], ["error: --set optim.betas_g=[1]: 'optim.betas_g' must be a list of 2 numbers"]),
+    (["--epochs", "0"], ["error: --epochs 0: 'train.epochs' must be at least 1"]),
+    # a check of two keys, one set and one not: the key checked, the command line named
+    (["--set", "model.depth=6"], ["error: command line: 'data.crop_size' must be at least 2**model.depth = 64"]),
 ])
 def test_a_bad_set_exits_2_naming_it(tiny_config_file, tmp_path, capsys, argv, fragments):
     bad(["--config", str(tiny_config_file), "--out", str(tmp_path / "o"), *argv], capsys, *fragments)
