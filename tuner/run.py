@@ -264,20 +264,25 @@ def optuna_plots(storage_url: str, name: str, folder: Path) -> list[Path]:
     return out
 
 
-def data_notes(data: DataConfig, train: Split, val: Split, test: tuple[int, dict[str, list[str]]] | None = None
+def data_notes(data: DataConfig, train: Split, val: Split, test: tuple[list[str], dict[str, list[str]]] | None = None
                ) -> tuple[str, ...]:
     """What the study's photographs ask a user to know, said before it begins, as vgan.train says it: FOVs of
     several scales in the pool (unless the base config brings them to one: a search of that key holds the
-    base's value, and with None there the first trial trains at mixed scales), photographs converted as read
-    (`test`: the test split's count and conversions, `check_pool`'s, where it is to be scored), and FOVs
+    base's value, and with None there the first trial trains at mixed scales), people with several images
+    (kept in one split), photographs converted as read (`test`: the test split's ids and conversions,
+    `check_pool`'s, where it is to be scored: and its people that the training pool holds too), and FOVs
     estimated for want of masks (scores not by the literature's protocol)."""
-    from vgan.data import converted_note, converted_text, dataset_root, fov_source
+    from vgan.data import converted_note, converted_text, dataset_root, fov_source, people_note, shared_people_note
     from vgan.scale import mixed_scale_note
 
+    pool = sorted(train.ids + val.ids)
     notes = [] if data.fov_diameter is not None else [mixed_scale_note(train.masks)]
+    notes.append(people_note(pool, data, val.ids))
+    if test is not None:
+        notes.append(shared_people_note(pool, test[0], data))
     notes.append(converted_note(train, val))
     if test is not None:
-        notes.append(converted_text(test[1], test[0], what="test photographs"))
+        notes.append(converted_text(test[1], len(test[0]), what="test photographs"))
     scored = {"training": ("train", "the trials' validation scores"), "test": ("test", "the registered test scores")}
     estimated = [pool for pool, (split, _) in scored.items() if fov_source(data, split) == "estimated"]
     if estimated:

@@ -59,7 +59,7 @@ NOT_SEARCHABLE = {"train.epochs": "the scheduler's max_t: every trial runs to th
                   "train.select_metric": "trials' scores would not be comparable",
                   "data.dataset": _ONE_DATASET, "data.root": _ONE_DATASET, "data.synthetic": _ONE_DATASET,
                   "data.val_count": _ONE_SPLIT, "data.split_seed": _ONE_SPLIT, "data.folds": _ONE_SPLIT,
-                  "data.fold": _ONE_SPLIT}  # a key, or a section of keys
+                  "data.fold": _ONE_SPLIT, "data.person": _ONE_SPLIT}  # a key, or a section of keys
 
 
 SEARCHERS = ("tpe", "random")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 MIN_FOV_DIAMETER = 32  # pixels: a FOV narrower holds no vessel a U-Net could learn (DRIVE's is 540)
 SEARCH_SPACE_SECTIONS = ("search", "tune", "resources", "mlflow")  # a search space's sections beside a config's
 FOV_MEDIAN = "median"  # data.fov_diameter: the training split's median, whatever the cameras
+PERSON_EYES, PERSON_NONE = "eyes", "none"  # data.person: by the eye marker in a name, or each image its own
 
 
 @dataclass
@@ -46,6 +48,10 @@ class DataConfig:
     folds: int = 0  # > 0: k-fold cross-validation over the training images instead
     fold: int = 0  # which fold is the validation split when folds > 0
     split_seed: int = 0
+    # Whose each image is, so one person's images stay in one split (train or val, one fold): "eyes" (images
+    # named alike but for a last eye marker, Image_01L and Image_01R, _OD and _OS, are one person's), "none"
+    # (each image its own person), or a regular expression whose first group is the person in an image's id
+    person: str = PERSON_EYES
     crop_size: int | None = 64  # training crop side; None trains on whole images
     # Photographs of the training pool resized so their FOV is this many pixels across (within 10 % as they
     # are): one scale for a pool from several cameras; "median": the training split's median FOV diameter;
@@ -319,6 +325,15 @@ def _check(ok: bool, source: str, key: str, problem: str) -> None:
         raise ValueRefused(source, key, problem)
 
 
+def person_pattern(text: str) -> re.Pattern[str] | None:
+    """data.person's regular expression; None where it is none or has no group to name the person."""
+    try:
+        pattern = re.compile(text)
+    except re.error:
+        return None
+    return pattern if pattern.groups >= 1 else None
+
+
 def validate(cfg: Config, source: str = "<config>") -> None:
     d, m, lo, o, t = cfg.data, cfg.model, cfg.loss, cfg.optim, cfg.train
     _check(d.dataset in DATASETS, source, "data.dataset", f"must be one of {', '.join(DATASETS)}, got {d.dataset!r}")
@@ -326,6 +341,9 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check(d.folds == 0 or d.folds >= 2, source, "data.folds", "must be 0 (no k-fold) or at least 2")
     _check(0 <= d.fold < max(d.folds, 1), source, "data.fold", f"must be in [0, {max(d.folds, 1) - 1}]")
     _check(0.0 <= d.augment_strength <= 1.0, source, "data.augment_strength", "must be in [0, 1]")
+    _check(d.person in (PERSON_EYES, PERSON_NONE) or person_pattern(d.person) is not None, source, "data.person",
+           f"must be '{PERSON_EYES}', '{PERSON_NONE}' or a regular expression whose first group is the person in an "
+           f"image's id (e.g. '^(P[0-9]+)_'), got {d.person!r}")
     fov = d.fov_diameter
     _check(fov is None or fov == FOV_MEDIAN or (isinstance(fov, float) and fov >= MIN_FOV_DIAMETER), source,
            "data.fov_diameter", f"must be at least {MIN_FOV_DIAMETER} pixels, '{FOV_MEDIAN}' (the training "

@@ -10,15 +10,16 @@ from __future__ import annotations
 import glob
 import hashlib
 import re
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 
-from vgan.config import FOV_MEDIAN, DataConfig
+from vgan.config import FOV_MEDIAN, PERSON_EYES, PERSON_NONE, DataConfig, person_pattern
 from vgan.errors import ConfigError, DataError
 from vgan.images import (
     IMAGE_SUFFIXES,
@@ -336,16 +337,16 @@ def read_pool(cfg: DataConfig, pool: str) -> Split:
         return _read_items(items, pool)
 
 
-def check_pool(cfg: DataConfig, pool: str) -> tuple[int, dict[str, list[str]]]:
+def check_pool(cfg: DataConfig, pool: str) -> tuple[list[str], dict[str, list[str]]]:
     """Every photograph, label and mask of a pool read and checked as read_pool reads them, none of them kept:
     a bad file found before the work that reads the pool at its end (a study reads its test split only to
-    register its best model). Returns the number of images and what reading converted (`Split.converted`)."""
+    register its best model). Returns the images' ids and what reading converted (`Split.converted`)."""
     converted: dict[str, list[str]] = {}
     items = pool_files(cfg, pool)
     with layout_named(cfg):
         for it in items:
             read_item(it, converted)
-    return len(items), converted
+    return [it.id for it in items], converted
 
 
 def pool_files(cfg: DataConfig, pool: str) -> list[Item]:
@@ -373,29 +374,102 @@ def layout_named(cfg: DataConfig) -> Iterator[None]:
 def train_files(cfg: DataConfig) -> list[Item]:
     """The files of the training split (for loaders that read from disk, e.g. the benchmark's baseline)."""
     items = pool_files(cfg, "training")
-    return [items[i] for i in split_indices(len(items), cfg)[0]]
+    return [items[i] for i in split_indices([it.id for it in items], cfg)[0]]
 
 
-def split_indices(n: int, cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded (train, val) indices into a training pool of n images."""
-    perm = np.random.default_rng(cfg.split_seed).permutation(n)
-    if cfg.folds:
-        if cfg.folds > n:
-            raise DataError(f"data.folds = {cfg.folds} is more than the {n} training images: a fold would be empty")
-        folds = np.array_split(perm, cfg.folds)
-        val = folds[cfg.fold]
-        train = np.concatenate([f for i, f in enumerate(folds) if i != cfg.fold])
+# An eye marker at the end of an id (CHASE_DB1's Image_01L and Image_01R; OD and OS, the right and left eye
+# in clinical notes): what is before it names the person where another id names the same with the other eye
+EYE_MARKER = re.compile(r"^(.+?)[_\- ]?(L|R|OD|OS|left|right)$", re.IGNORECASE)
+
+
+def people(ids: Sequence[str], how: str) -> list[list[int]]:
+    """Each person's images (indices into `ids`), in the order of each one's first image, as `how`
+    (data.person) tells them: `eyes`, ids the same but for their last eye marker (only where both are there);
+    `none`, each image its own; else a regular expression whose first group is the person (refused, naming the
+    id, where it matches none)."""
+    keys: list[object]
+    if how == PERSON_NONE:
+        keys = list(range(len(ids)))
+    elif how == PERSON_EYES:
+        stems = [m.group(1) if (m := EYE_MARKER.match(i)) else None for i in ids]
+        counts = Counter(stems)
+        keys = [stem if stem is not None and counts[stem] > 1 else k for k, stem in enumerate(stems)]
     else:
-        if cfg.val_count >= n:
-            raise DataError(f"data.val_count = {cfg.val_count} leaves the training split empty ({n} training images)")
-        val, train = perm[: cfg.val_count], perm[cfg.val_count :]
+        pattern, keys = person_pattern(how), []
+        for image_id in ids:
+            found = pattern.search(image_id) if pattern is not None else None
+            if found is None or not found.group(1):
+                raise DataError(f"data.person {how!r} names no person in image {image_id!r} (its first group must "
+                                "match a part of every image's id)")
+            keys.append(found.group(1))
+    held: dict[object, list[int]] = {}
+    for index, key in enumerate(keys):
+        held.setdefault(key, []).append(index)
+    return list(held.values())
+
+
+def split_indices(ids: Sequence[str], cfg: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded (train, val) indices into a training pool of images with these ids, each person's images
+    (`people`, by data.person) in one split: validation holds whole people until it holds data.val_count
+    images or more; each fold whole people. Where each image is its own person, as for DRIVE and STARE, the
+    draw is the one it was before people were told apart."""
+    n, groups = len(ids), people(ids, cfg.person)
+    whose = "" if len(groups) == n else f" of {len(groups)} people (data.person: {cfg.person})"
+    perm = np.random.default_rng(cfg.split_seed).permutation(len(groups))
+    if cfg.folds:
+        if cfg.folds > len(groups):
+            raise DataError(f"data.folds = {cfg.folds} is more than the {n} training images{whose}: a fold would be "
+                            "empty")
+        folds = [[i for g in fold for i in groups[g]] for fold in np.array_split(perm, cfg.folds)]
+        val = np.array(folds[cfg.fold], dtype=np.int64)
+        train = np.array([i for k, f in enumerate(folds) if k != cfg.fold for i in f], dtype=np.int64)
+    else:
+        val_list: list[int] = []
+        for g in perm:
+            if len(val_list) >= cfg.val_count:
+                break
+            val_list.extend(groups[g])
+        if len(val_list) >= n:
+            raise DataError(f"data.val_count = {cfg.val_count} leaves the training split empty ({n} training "
+                            f"images{whose})")
+        val = np.array(val_list, dtype=np.int64)
+        train = np.setdiff1d(np.arange(n), val)
     return np.sort(train), np.sort(val)
+
+
+def shared_people_note(training: Sequence[str], test: Sequence[str], cfg: DataConfig) -> str | None:
+    """What is said where people (`people`, by data.person) have images in both the training pool and the test
+    split (None: none): the test scores are then of people the model saw, not of new ones."""
+    ids = [*training, *test]
+    both = [g for g in people(ids, cfg.person) if min(g) < len(training) <= max(g)]
+    if not both:
+        return None
+    shown = "; ".join(" and ".join(ids[i] for i in g) for g in both[:2]) + ("; ..." if len(both) > 2 else "")
+    how = "by the eye in their names" if cfg.person == PERSON_EYES else f"by data.person {cfg.person!r}"
+    return (f"{len(both)} of the test split's people have images in the training pool too ({how}: {shown}): "
+            "its scores are of people the models trained on, not of new ones; put each person's images on one side")
+
+
+def people_note(ids: Sequence[str], cfg: DataConfig, val: Sequence[str]) -> str | None:
+    """What is said before training where images of one person were found (None: each image its own): how many
+    people hold several, the first pairs, and what the validation split holds."""
+    groups = people(ids, cfg.person)
+    several = [g for g in groups if len(g) > 1]
+    if not several:
+        return None
+    shown = "; ".join(" and ".join(ids[i] for i in g) for g in several[:2]) + ("; ..." if len(several) > 2 else "")
+    how = "by the eye in their names" if cfg.person == PERSON_EYES else f"by data.person {cfg.person!r}"
+    in_val = set(val)
+    held = sum(ids[g[0]] in in_val for g in groups)
+    return (f"{len(several)} people with several images in the training pool ({how}: {shown}) each kept in one "
+            f"split: the validation split holds {len(val)} images of {held} people (data.person: {PERSON_NONE} "
+            "splits image by image)")
 
 
 def load_train_val(cfg: DataConfig) -> tuple[Split, Split]:
     """Read the training pool once and carve the validation split from it."""
     pool = read_pool(cfg, "training")
-    train_idx, val_idx = split_indices(len(pool), cfg)
+    train_idx, val_idx = split_indices(pool.ids, cfg)
     if cfg.fov_diameter is not None:
         pool, _ = at_fov(pool, pool_diameter(cfg, pool, train_idx))
     train, val = pool.subset(train_idx, "train"), pool.subset(val_idx, "val")

@@ -24,7 +24,7 @@ from vgan.inputs import Model
 from vgan.scale import AUTO, ScaleSpec, predict_at_scale, scaled_predictions
 
 # What chooses a run's validation images from its training pool (vgan.data.load_train_val)
-SPLIT_KEYS = ("dataset", "root", "val_count", "folds", "fold", "split_seed", "synthetic")
+SPLIT_KEYS = ("dataset", "root", "val_count", "folds", "fold", "split_seed", "person", "synthetic")
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,12 @@ observer's `_2ndHO`) is that photograph's, not a photograph. Or each kind has it
 photograph has one; with none, the FOV is estimated from each photograph when it is read.
 
 `--test N` puts aside the last N photographs by name (CHASE_DB1's split in the literature: the last 8, children 11
-to 14), `--test-ids` the ones named. Every photograph, label and mask is read and checked as training reads it
-before anything is written; files are hard-linked where the disk allows (no space taken, nothing to go stale; a
-label edited in place is edited in both), else copied; `OUT/prepared.json` records the source and the split. An
-`--out` that holds `training/` or `test/` already is refused: a split is made once, not mixed with another.
+to 14), `--test-ids` the ones named; one person's photographs are kept on one side (`--person`, as training's
+`data.person`: by default the eye marker in a name, Image_01L and Image_01R), a split that would part them refused.
+Every photograph, label and mask is read and checked as training reads it before anything is written; files are
+hard-linked where the disk allows (no space taken, nothing to go stale; a label edited in place is edited in both),
+else copied; `OUT/prepared.json` records the source and the split. An `--out` that holds `training/` or `test/`
+already is refused: a split is made once, not mixed with another.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from pathlib import Path
 from typing import Sequence
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
-from vgan.data import LABEL_NAMES, MASK_NAMES, Item, converted_text, find_named, read_item
+from vgan.config import PERSON_EYES, PERSON_NONE, person_pattern
+from vgan.data import LABEL_NAMES, MASK_NAMES, Item, converted_text, find_named, people, read_item
 from vgan.errors import ConfigError, DataError
 from vgan.images import Source, find_images
 
@@ -68,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     split.add_argument("--test", type=int, metavar="N", help="put aside the last N photographs by name")
     split.add_argument("--test-ids", metavar="ID,ID,...", help="put aside the photographs named (ids: file names "
                        "without their suffix)")
+    p.add_argument("--person", default=PERSON_EYES, metavar="eyes|none|REGEX",
+                   help="whose each photograph is, so no person is on both sides: eyes (the default: names alike "
+                        "but for a last eye marker, Image_01L and Image_01R, are one person's), none, or a regular "
+                        "expression whose first group is the person in a name; training's data.person, likewise")
     return p
 
 
@@ -131,6 +138,29 @@ def test_ids(args: argparse.Namespace, ids: list[str]) -> list[str]:
     return [i for i in ids if i in set(asked)]
 
 
+def check_people(args: argparse.Namespace, ids: list[str], aside: set[str]) -> None:
+    """No person (`vgan.data.people`, by --person) on both sides of the split: the test scores would be of people
+    trained on. Refused naming a person's images on each side, and what would keep them together."""
+    groups = people(ids, args.person)
+    split = [g for g in groups if len({ids[i] in aside for i in g}) > 1]
+    if not split:
+        return
+    side = {True: "test", False: "training"}
+    g = split[0]
+    shown = " and ".join(f"{ids[i]} ({side[ids[i] in aside]})" for i in g)
+    how = "by the eye in their names" if args.person == PERSON_EYES else f"by --person {args.person!r}"
+    if args.test is not None:  # the counts of last photographs that keep every person whole
+        whole = [n for n in range(1, len(ids)) if not any(min(g) < len(ids) - n <= max(g) for g in groups)]
+        near = sorted(whole, key=lambda n: (abs(n - args.test), n))[:2]
+        fix = f"give --test {' or '.join(str(n) for n in sorted(near))}" if near else "give --test-ids"
+        option = f"--test {args.test}"
+    else:
+        fix, option = "name each person's images all or none in --test-ids", "--test-ids"
+    raise ConfigError(f"{option} puts one person's images on both sides ({how}: {shown}"
+                      f"{f'; and {len(split) - 1} more' if len(split) > 1 else ''}): the test scores would be of "
+                      f"people trained on; {fix} (or --person none, to split image by image)")
+
+
 def place(source: Path, dest: Path) -> bool:
     """`source` at `dest`: hard-linked, else (another disk, a filesystem without links) copied; True if linked."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +190,9 @@ def write(out: Path, pools: dict[str, list[Item]], record: dict) -> int:
 
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
+    if args.person not in (PERSON_EYES, PERSON_NONE) and person_pattern(args.person) is None:
+        raise ConfigError(f"--person {args.person!r}: give eyes, none or a regular expression whose first group is "
+                          "the person in a photograph's name")
     images = Path(args.images).expanduser()
     src = Sources(images, Path(args.labels).expanduser() if args.labels else images,
                   Path(args.masks).expanduser() if args.masks else None)
@@ -174,6 +207,7 @@ def _main(argv: Sequence[str] | None) -> None:
     photos = photographs(src)
     its = items(src, photos)
     aside = set(test_ids(args, [s.name for s in photos]))
+    check_people(args, [s.name for s in photos], aside)
     converted: dict[str, list[str]] = {}
     for it in its:  # read and checked as training reads them, before anything is written (no FOV estimated)
         read_item(it, converted)

@@ -19,7 +19,7 @@ from torch import nn
 
 from vgan import losses
 from vgan.augment import Batch, get_transform, stack
-from vgan.config import Config, config_from_dict
+from vgan.config import PERSON_NONE, Config, config_from_dict
 from vgan.data import Split, normalization_stats
 from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
@@ -403,8 +403,12 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def checkpoint_config(state: dict[str, Any], source: str) -> Config:
+    values = state["config"]
+    data = values.get("data") if isinstance(values, dict) else None
+    if isinstance(data, dict) and "person" not in data:  # saved before people were told apart: split image by image
+        values = {**values, "data": {**data, "person": PERSON_NONE}}
     try:
-        return config_from_dict(state["config"], f"{source} (saved config)")
+        return config_from_dict(values, f"{source} (saved config)")
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
 

@@ -42,7 +42,7 @@ def test_every_arm_is_trained_and_scored(drive_root, tmp_path, capsys):
     # median: the training split's median FOV diameter, as the recipe carves that split from the pool
     data = config_from_dict(yaml.safe_load(RECIPE.read_text())).data
     pool = read_pool(DataConfig(dataset="folder", root=str(tmp_path / "work" / "pool")), "training")
-    train_idx, _ = split_indices(len(pool), data)
+    train_idx, _ = split_indices(pool.ids, data)
     want = np.median([fov_diameter(pool.own(i, pool.masks[i])) for i in train_idx])
     assert abs(median["test_native"]["trained_fov_diameter"] - want) <= 5 and median["fov_diameter"] == "median"
     assert all(0 < r[k]["auc_roc"] < 1 for r in rows for k in ("test_native", "test_zoomed"))

@@ -760,7 +760,7 @@ def test_a_study_whose_best_model_cannot_be_registered_says_how_to_register_it(r
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)}
     unchecked = ("import sys, vgan.data\n"
-                 "vgan.data.check_pool = lambda cfg, pool: (1, {})\n"
+                 "vgan.data.check_pool = lambda cfg, pool: (['eye01_test'], {})\n"
                  "from tuner.run import main\n"
                  "sys.exit(main(sys.argv[1:]))\n")
     proc = subprocess.run([sys.executable, "-c", unchecked, "--space", str(space), "--name", "u", "--storage",

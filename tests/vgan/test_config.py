@@ -174,3 +174,12 @@ def test_a_refused_override_names_where_its_value_was_given():
         apply_overrides(Config(), {"optim.betas_g": [1]}, "command line", {"optim.betas_g": "--betas 1 x"})
     with pytest.raises(ConfigError, match=r"^command line: 'model\.depth' must be in \[1, 6\]$"):
         apply_overrides(Config(), {"model.depth": 8}, "command line", {"train.seed": "--set train.seed=1"})
+
+
+def test_data_person_is_eyes_none_or_a_pattern_with_a_group():
+    assert config_from_dict({"data": {"person": "^(P[0-9]+)_"}}).data.person == "^(P[0-9]+)_"
+    assert config_from_dict({}).data.person == "eyes"
+    for bad in ("(", "P[0-9]+", ""):
+        with pytest.raises(ConfigError, match=r"'data.person' must be 'eyes', 'none' or a regular expression whose "
+                                              r"first group is the person"):
+            config_from_dict({"data": {"person": bad}}, "x.yaml")

@@ -13,6 +13,7 @@ from vgan.data import (
     load_split,
     load_train_val,
     normalization_stats,
+    people,
     read_pool,
     split_indices,
     synthetic_pool,
@@ -229,7 +230,7 @@ def test_validation_is_carved_from_training_seeded(drive_root):
 def test_kfold_covers_every_image_once():
     vals = []
     for fold in range(5):
-        train, val = split_indices(20, DataConfig(folds=5, fold=fold))
+        train, val = split_indices([str(i) for i in range(20)], DataConfig(folds=5, fold=fold))
         assert not set(train) & set(val) and len(train) + len(val) == 20
         vals.extend(val.tolist())
     assert sorted(vals) == list(range(20))
@@ -331,9 +332,9 @@ def test_shape_mismatch_is_named(drive_copy, tmp_path):
 
 def test_empty_split():
     with pytest.raises(DataError, match="leaves the training split empty"):
-        split_indices(20, DataConfig(val_count=20))
+        split_indices([str(i) for i in range(20)], DataConfig(val_count=20))
     with pytest.raises(DataError, match="a fold would be empty"):
-        split_indices(3, DataConfig(folds=4))
+        split_indices(["a", "b", "c"], DataConfig(folds=4))
 
 
 def test_crop_larger_than_images(drive_root):
@@ -446,7 +447,7 @@ def test_a_two_camera_pool_is_brought_to_one_fov_diameter(drive_root, stare_root
     assert all(abs(fov_diameter(s.own(i, m)) - 540) <= 5 for s in (train, val) for i, m in enumerate(s.masks))
     # median: the training split's (the validation photographs' are not looked at), every photograph brought to it
     cfg = DataConfig(dataset="folder", root=str(root), val_count=2, split_seed=7, fov_diameter="median")
-    train_idx, _ = split_indices(len(pool), cfg)
+    train_idx, _ = split_indices(pool.ids, cfg)
     median = np.median([before[i] for i in train_idx])
     assert median > 600 > np.median(before)  # the split holds two STARE photographs: not the pool's median (DRIVE's)
     train, val = load_train_val(cfg)
@@ -490,3 +491,20 @@ def test_a_sideways_phone_photograph_trains_against_the_label_drawn_on_it(drive_
         read_pool(DataConfig(dataset="folder", root=str(root)), "training")
 
 
+
+
+def test_people_are_told_apart_by_the_eye_in_their_names_or_a_pattern(drive_root):
+    """data.person: ids alike but for a last eye marker (L/R, OD/OS, left/right) are one person's where both are
+    there; none, each image its own; a regular expression's first group, refused where it names no one. DRIVE's
+    ids are each their own person, and its validation split is the one drawn before people were told apart."""
+    ids = ["Image_01L", "Image_01R", "Image_02L", "P3_OD", "P3_OS", "scan-left", "scan-right", "21_training"]
+    assert people(ids, "eyes") == [[0, 1], [2], [3, 4], [5, 6], [7]]
+    assert people(ids, "none") == [[k] for k in range(8)]
+    assert people(["P1_a", "P2_a", "P1_b"], "^(P[0-9]+)_") == [[0, 2], [1]]
+    with pytest.raises(DataError, match=r"data.person '\^\(P\[0-9\]\+\)_' names no person in image 'x'"):
+        people(["P1_a", "x"], "^(P[0-9]+)_")
+    with pytest.raises(DataError, match=r"data.folds = 3 is more than the 4 training images of 2 people"):
+        split_indices(["aL", "aR", "bL", "bR"], DataConfig(folds=3))
+    train, val = load_train_val(DataConfig(dataset="drive", root=str(drive_root)))
+    pool = sorted(train.ids + val.ids)
+    assert val.ids == [pool[i] for i in sorted(np.random.default_rng(0).permutation(20)[:4])]

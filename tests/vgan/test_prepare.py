@@ -120,6 +120,17 @@ def test_masks_sharing_the_photographs_folder_are_taken_for_all_or_refused(chase
     (["--test", "8"], "no label", "CHASEDB1: no vessel label for Image_05R.jpg"),
     (["--test", "8"], "unreadable", "Image_05R_1stHO.png"),
     (["--test", "8"], "prepared", "holds training already (a dataset prepared before?)"),
+    # a child's two eyes on both sides: the test scores would be of a child trained on
+    (["--test", "7"], None, "--test 7 puts one person's images on both sides (by the eye in their names: Image_07L "
+                            "(training) and Image_07R (test)): the test scores would be of people trained on; give "
+                            "--test 6 or 8 (or --person none, to split image by image)"),
+    (["--test-ids", "Image_01L,Image_02L,Image_02R"], None, "--test-ids puts one person's images on both sides (by "
+     "the eye in their names: Image_01L (test) and Image_01R (training)): the test scores would be of people "
+     "trained on; name each person's images all or none in --test-ids"),
+    (["--test", "3", "--person", "^(Image_[0-9]+)"], None, "--test 3 puts one person's images on both sides (by "
+     "--person '^(Image_[0-9]+)': Image_09L (training) and Image_09R (test))"),
+    (["--test", "8", "--person", "Image"], None, "--person 'Image': give eyes, none or a regular expression whose "
+     "first group is the person"),
 ])
 def test_bad_input_is_named_and_nothing_is_written(chase, tmp_path, capsys, args, change, said):
     out = tmp_path / "out"
@@ -146,3 +157,44 @@ def test_a_dataset_root_not_split_says_how_to_split_it(chase, tmp_path):
         assert str(e.value).startswith(f"{root}/training/images: folder missing")
         assert (f"{photos} holds photographs, not split into training/ and test/: python -m vgan.prepare --images "
                 f"{photos} --out NEW_ROOT --test N") in str(e.value)
+
+
+def test_one_childs_two_eyes_stay_in_one_split(chase, tmp_path, capsys):
+    """CHASE_DB1 holds two eyes a child: a validation split that held one eye of a child whose other eye trains
+    would score the model on a child it trained on, and pick checkpoints and trials by it. Each child's eyes
+    (named alike but for L and R) are one person's: validation holds whole children, as does each fold; with
+    data.person: none it splits image by image, as before; a study says it before it begins, and names a child
+    whose eyes a split made by hand (--person none) put on both sides of training and test."""
+    from tuner.run import data_notes
+    from vgan.data import load_train_val
+
+    out = tmp_path / "chase"
+    assert main(["--images", str(chase), "--out", str(out), "--test", "8"]) == 0
+    child = {f"Image_{n:02d}{eye}": n for n in range(1, 7) for eye in "LR"}
+    for seed in range(10):
+        data = DataConfig(dataset="folder", root=str(out), val_count=3, split_seed=seed, crop_size=48)
+        train, val = load_train_val(data)
+        assert len(val) == 4 and len(train) == 8  # two whole children: 3 images asked, the third's pair with it
+        assert not {child[i] for i in train.ids} & {child[i] for i in val.ids}
+    folds = [load_train_val(DataConfig(dataset="folder", root=str(out), folds=3, fold=f, crop_size=48))[1].ids
+             for f in range(3)]
+    assert sorted(i for f in folds for i in f) == sorted(child) and all(len(f) == 4 for f in folds)
+    assert all(len({child[i] for i in f}) == 2 for f in folds)
+    alone = DataConfig(dataset="folder", root=str(out), val_count=3, person="none", crop_size=48)
+    assert len(load_train_val(alone)[1]) == 3
+
+    train, val = load_train_val(data)
+    (note,) = [n for n in data_notes(data, train, val, ([f"Image_{n:02d}{e}" for n in range(7, 11) for e in "LR"], {}))
+               if "people" in n]
+    assert note.startswith("6 people with several images in the training pool (by the eye in their names: "
+                           "Image_01L and Image_01R; Image_02L and Image_02R; ...) each kept in one split: the "
+                           "validation split holds 4 images of 2 people (data.person: none splits image by image)")
+    by_hand = tmp_path / "by-hand"
+    assert main(["--images", str(chase), "--out", str(by_hand), "--test", "7", "--person", "none"]) == 0
+    data = DataConfig(dataset="folder", root=str(by_hand), val_count=3, crop_size=48)
+    train, val = load_train_val(data)
+    test = ["Image_07R"] + [f"Image_{n:02d}{e}" for n in range(8, 11) for e in "LR"]
+    notes = data_notes(data, train, val, (test, {}))
+    assert ("1 of the test split's people have images in the training pool too (by the eye in their names: "
+            "Image_07L and Image_07R): its scores are of people the models trained on, not of new ones; put each "
+            "person's images on one side") in notes

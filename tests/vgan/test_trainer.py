@@ -273,3 +273,15 @@ def test_a_mixed_size_split_is_predicted_at_each_images_own_size(drive_root, sta
         assert torch.equal(test.own(i, probs[i : i + 1]), alone)
     metrics, _ = evaluate(t.G, test, CPU)
     assert 0 < metrics["auc_roc"] < 1
+
+
+def test_a_checkpoint_saved_before_people_were_told_apart_keeps_its_validation_split():
+    """A checkpoint's config without data.person was trained on a split drawn image by image: resumed or scored
+    on its validation split (--val-threshold), it reads that split, not one of whole people."""
+    from vgan.config import Config
+    from vgan.trainer import checkpoint_config
+
+    old = Config().to_dict()
+    del old["data"]["person"]
+    assert checkpoint_config({"config": old}, "old.pt").data.person == "none"
+    assert checkpoint_config({"config": Config().to_dict()}, "new.pt").data.person == "eyes"
