@@ -437,6 +437,16 @@ def split_indices(ids: Sequence[str], cfg: DataConfig) -> tuple[np.ndarray, np.n
     return np.sort(train), np.sort(val)
 
 
+def told_apart(how: str, option: str = "data.person") -> str:
+    """How people were told apart, for a message: `how` as `option` (data.person, --person) gave it."""
+    return "by the eye in their names" if how == PERSON_EYES else f"by {option} {how!r}"
+
+
+def shown_people(ids: Sequence[str], groups: list[list[int]], shown: int = 2) -> str:
+    """The first `shown` people's images, for a message: `Image_01L and Image_01R; ...`."""
+    return "; ".join(" and ".join(ids[i] for i in g) for g in groups[:shown]) + ("; ..." if len(groups) > shown else "")
+
+
 def shared_people_note(training: Sequence[str], test: Sequence[str], cfg: DataConfig) -> str | None:
     """What is said where people (`people`, by data.person) have images in both the training pool and the test
     split (None: none): the test scores are then of people the model saw, not of new ones."""
@@ -444,9 +454,8 @@ def shared_people_note(training: Sequence[str], test: Sequence[str], cfg: DataCo
     both = [g for g in people(ids, cfg.person) if min(g) < len(training) <= max(g)]
     if not both:
         return None
-    shown = "; ".join(" and ".join(ids[i] for i in g) for g in both[:2]) + ("; ..." if len(both) > 2 else "")
-    how = "by the eye in their names" if cfg.person == PERSON_EYES else f"by data.person {cfg.person!r}"
-    return (f"{len(both)} of the test split's people have images in the training pool too ({how}: {shown}): "
+    return (f"{len(both)} of the test split's people have images in the training pool too "
+            f"({told_apart(cfg.person)}: {shown_people(ids, both)}): "
             "its scores are of people the models trained on, not of new ones; put each person's images on one side")
 
 
@@ -457,13 +466,11 @@ def people_note(ids: Sequence[str], cfg: DataConfig, val: Sequence[str]) -> str 
     several = [g for g in groups if len(g) > 1]
     if not several:
         return None
-    shown = "; ".join(" and ".join(ids[i] for i in g) for g in several[:2]) + ("; ..." if len(several) > 2 else "")
-    how = "by the eye in their names" if cfg.person == PERSON_EYES else f"by data.person {cfg.person!r}"
     in_val = set(val)
     held = sum(ids[g[0]] in in_val for g in groups)
-    return (f"{len(several)} people with several images in the training pool ({how}: {shown}) each kept in one "
-            f"split: the validation split holds {len(val)} images of {held} people (data.person: {PERSON_NONE} "
-            "splits image by image)")
+    return (f"{len(several)} people with several images in the training pool ({told_apart(cfg.person)}: "
+            f"{shown_people(ids, several)}) each kept in one split: the validation split holds {len(val)} images of "
+            f"{held} people (data.person: {PERSON_NONE} splits image by image)")
 
 
 def load_train_val(cfg: DataConfig) -> tuple[Split, Split]:

@@ -34,7 +34,7 @@ from typing import Sequence
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
 from vgan.config import PERSON_EYES, PERSON_NONE, person_pattern
-from vgan.data import LABEL_NAMES, MASK_NAMES, Item, converted_text, find_named, people, read_item
+from vgan.data import LABEL_NAMES, MASK_NAMES, Item, converted_text, find_named, people, read_item, told_apart
 from vgan.errors import ConfigError, DataError
 from vgan.images import Source, find_images
 
@@ -146,9 +146,7 @@ def check_people(args: argparse.Namespace, ids: list[str], aside: set[str]) -> N
     if not split:
         return
     side = {True: "test", False: "training"}
-    g = split[0]
-    shown = " and ".join(f"{ids[i]} ({side[ids[i] in aside]})" for i in g)
-    how = "by the eye in their names" if args.person == PERSON_EYES else f"by --person {args.person!r}"
+    shown = " and ".join(f"{ids[i]} ({side[ids[i] in aside]})" for i in split[0])
     if args.test is not None:  # the counts of last photographs that keep every person whole
         whole = [n for n in range(1, len(ids)) if not any(min(g) < len(ids) - n <= max(g) for g in groups)]
         near = sorted(whole, key=lambda n: (abs(n - args.test), n))[:2]
@@ -156,7 +154,7 @@ def check_people(args: argparse.Namespace, ids: list[str], aside: set[str]) -> N
         option = f"--test {args.test}"
     else:
         fix, option = "name each person's images all or none in --test-ids", "--test-ids"
-    raise ConfigError(f"{option} puts one person's images on both sides ({how}: {shown}"
+    raise ConfigError(f"{option} puts one person's images on both sides ({told_apart(args.person, '--person')}: {shown}"
                       f"{f'; and {len(split) - 1} more' if len(split) > 1 else ''}): the test scores would be of "
                       f"people trained on; {fix} (or --person none, to split image by image)")
 
