@@ -454,9 +454,9 @@ def shared_people_note(training: Sequence[str], test: Sequence[str], cfg: DataCo
     both = [g for g in people(ids, cfg.person) if min(g) < len(training) <= max(g)]
     if not both:
         return None
-    return (f"{len(both)} of the test split's people have images in the training pool too "
-            f"({told_apart(cfg.person)}: {shown_people(ids, both)}): "
-            "its scores are of people the models trained on, not of new ones; put each person's images on one side")
+    return (f"{len(both)} of the test split's people {'has' if len(both) == 1 else 'have'} images in the training "
+            f"pool too ({told_apart(cfg.person)}: {shown_people(ids, both)}): its scores are of people the models "
+            "trained on, not of new ones; put each person's images on one side")
 
 
 def people_note(ids: Sequence[str], cfg: DataConfig, val: Sequence[str]) -> str | None:
@@ -470,7 +470,7 @@ def people_note(ids: Sequence[str], cfg: DataConfig, val: Sequence[str]) -> str 
     held = sum(ids[g[0]] in in_val for g in groups)
     return (f"{len(several)} people with several images in the training pool ({told_apart(cfg.person)}: "
             f"{shown_people(ids, several)}) each kept in one split: the validation split holds {len(val)} images of "
-            f"{held} people (data.person: {PERSON_NONE} splits image by image)")
+            f"{held} {'person' if held == 1 else 'people'} (data.person: {PERSON_NONE} splits image by image)")
 
 
 def load_train_val(cfg: DataConfig) -> tuple[Split, Split]:

@@ -41,7 +41,17 @@ import torch
 from vgan import metrics as vgan_metrics
 from vgan.cli import check_threshold, exit_program, json_text, nonempty, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
-from vgan.data import SPLITS, Split, converted_text, detect_dataset, fov_note, fov_source, load_split
+from vgan.data import (
+    SPLITS,
+    Split,
+    converted_text,
+    detect_dataset,
+    fov_note,
+    fov_source,
+    load_split,
+    pool_files,
+    shared_people_note,
+)
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
 from vgan.images import read_label, read_probability
@@ -167,6 +177,7 @@ def read_predictions(folder: Path, split: Split, observer: bool = False) -> list
 
 
 OBSERVER = "observer"  # the maps scored are another observer's labels (--observer)
+PEOPLE = "people_trained_on"  # the note on test images of people the checkpoint's training pool holds too
 CONVERTED = "converted"  # what reading changed in the split's photographs (Split.converted), where it changed any
 PER_IMAGE_KEYS = ("id", "auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity",
                   "cldice", "n_fov_pixels", "vessel_fraction", *CENTRELINE_KEYS)
@@ -331,6 +342,7 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
             which = f": {path}" if len(loaded) > 1 else ""
             print(f"scoring a generator trained on {c.data.dataset} on {data.dataset} ({data.root}){which}")
     split = load_split(data, args.split)
+    trained_on = trained_people(loaded, data, split) if args.split == "test" else None
     batch = cfg.train.eval_batch_size
     members, described = [], []
     for path, st, g, c in loaded:
@@ -353,7 +365,8 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     for d, f in zip(described, factors, strict=True):
         d["scale_factors"] = [round(x, 4) for x in f]
     m, scores, targets = score_maps(probs, split, threshold, each=True)
-    m.update(dataset=data.dataset, fov=fov_source(data, args.split), threshold_source=source, tta=args.tta)
+    m.update(dataset=data.dataset, fov=fov_source(data, args.split), threshold_source=source, tta=args.tta,
+             **({PEOPLE: trained_on} if trained_on else {}))
     if len(loaded) == 1:
         m.update(described[0])
     else:
@@ -367,6 +380,22 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     write_report(out, m, scores, targets, f"{data.dataset} {args.split}: {made}")
     save_worst(out, split, probs, m["per_image"], args.previews, threshold)
     return m
+
+
+def trained_people(loaded: list, data: DataConfig, test: Split) -> str | None:
+    """The note on the test split's people whose other images are in the training pool a checkpoint was trained
+    from (its data.person), where it is this dataset's (not another dataset scored across)."""
+    for path, _, _, c in loaded:
+        if c.data.dataset == "synthetic" or (c.data.dataset, c.data.root) != (data.dataset, data.root):
+            continue
+        try:
+            training = [it.id for it in pool_files(c.data, "training")]
+        except DataError:  # the training pool moved or gone since: nothing to compare with
+            continue
+        note = shared_people_note(training, test.ids, c.data)
+        if note:
+            return note + (f" ({path})" if len(loaded) > 1 else "")
+    return None
 
 
 MAX_NOISE_SIDE = 4096  # past a large fundus photograph's side: a typo, not a drawing (100000 asked for 120 GB)
@@ -426,6 +455,8 @@ def _main(argv: Sequence[str] | None) -> None:
         converted = converted_text(m.get(CONVERTED, {}), m["n_images"])
         if converted:
             print(f"note: {converted}")
+        if m.get(PEOPLE):
+            print(f"note: {m[PEOPLE]}")
         if m.get(OBSERVER):
             print("note: another observer's labels, scored as binary maps: AUC-ROC and AUC-PR are those of their "
                   "one operating point (AUC-ROC the mean of sensitivity and specificity), not of a ranking")

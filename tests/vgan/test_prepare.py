@@ -195,6 +195,33 @@ def test_one_childs_two_eyes_stay_in_one_split(chase, tmp_path, capsys):
     train, val = load_train_val(data)
     test = ["Image_07R"] + [f"Image_{n:02d}{e}" for n in range(8, 11) for e in "LR"]
     notes = data_notes(data, train, val, (test, {}))
-    assert ("1 of the test split's people have images in the training pool too (by the eye in their names: "
+    assert ("1 of the test split's people has images in the training pool too (by the eye in their names: "
             "Image_07L and Image_07R): its scores are of people the models trained on, not of new ones; put each "
             "person's images on one side") in notes
+
+
+def test_a_test_split_holding_a_trained_childs_other_eye_is_named_when_scored(chase, tmp_path, tiny_values, capsys):
+    """A folder split by hand image by image (--person none) with child 7's left eye training and its right eye
+    in test: vgan.train keeps the pool's children whole in its own split and says so, and vgan.evaluate of the
+    test split says (and records) that one test child was trained on."""
+    from conftest import write_yaml
+
+    from vgan.evaluate import main as evaluate_main
+    from vgan.train import main as train_main
+
+    out = tmp_path / "by-hand"
+    assert main(["--images", str(chase), "--out", str(out), "--test", "7", "--person", "none"]) == 0
+    tiny_values["data"] = {"dataset": "folder", "val_count": 2, "crop_size": 32}
+    run = tmp_path / "run"
+    assert train_main(["--config", str(write_yaml(tmp_path / "own.yaml", tiny_values)), "--data", str(out),
+                       "--out", str(run), "--quiet"]) == 0
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--split", "test",
+                          "--out", str(tmp_path / "eval"), "--previews", "0"]) == 0
+    said = capsys.readouterr().out
+    assert ("note: 6 people with several images in the training pool (by the eye in their names: Image_01L and "
+            "Image_01R; Image_02L and Image_02R; ...) each kept in one split: the validation split holds 2 images of "
+            "1 person") in said
+    shared = ("1 of the test split's people has images in the training pool too (by the eye in their names: "
+              "Image_07L and Image_07R): its scores are of people the models trained on")
+    assert f"note: {shared}" in said
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["people_trained_on"].startswith(shared)
