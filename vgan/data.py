@@ -382,11 +382,11 @@ def train_files(cfg: DataConfig) -> list[Item]:
 EYE_MARKER = re.compile(r"^(.+?)[_\- ]?(L|R|OD|OS|left|right)$", re.IGNORECASE)
 
 
-def people(ids: Sequence[str], how: str) -> list[list[int]]:
+def people(ids: Sequence[str], how: str, strict: bool = True) -> list[list[int]]:
     """Each person's images (indices into `ids`), in the order of each one's first image, as `how`
     (data.person) tells them: `eyes`, ids the same but for their last eye marker (only where both are there);
-    `none`, each image its own; else a regular expression whose first group is the person (refused, naming the
-    id, where it matches none)."""
+    `none`, each image its own; else a regular expression whose first group is the person (an id it matches
+    none of refused, naming it; not `strict`: that image its own person)."""
     keys: list[object]
     if how == PERSON_NONE:
         keys = list(range(len(ids)))
@@ -398,6 +398,9 @@ def people(ids: Sequence[str], how: str) -> list[list[int]]:
         pattern, keys = person_pattern(how), []
         for image_id in ids:
             found = pattern.search(image_id) if pattern is not None else None
+            if (found is None or not found.group(1)) and not strict:
+                keys.append(len(keys))  # an index: no person's name, which are strings
+                continue
             if found is None or not found.group(1):
                 raise DataError(f"data.person {how!r} names no person in image {image_id!r} (its first group must "
                                 "match a part of every image's id)")
@@ -450,8 +453,8 @@ def shown_people(ids: Sequence[str], groups: list[list[int]], shown: int = 2) ->
 def shared_people_note(training: Sequence[str], test: Sequence[str], cfg: DataConfig) -> str | None:
     """What is said where people (`people`, by data.person) have images in both the training pool and the test
     split (None: none): the test scores are then of people the model saw, not of new ones."""
-    ids = [*training, *test]
-    both = [g for g in people(ids, cfg.person) if min(g) < len(training) <= max(g)]
+    ids = [*training, *test]  # a test image data.person's pattern names no one in is its own person
+    both = [g for g in people(ids, cfg.person, strict=False) if min(g) < len(training) <= max(g)]
     if not both:
         return None
     return (f"{len(both)} of the test split's people {'has' if len(both) == 1 else 'have'} images in the training "

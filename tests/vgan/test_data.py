@@ -503,6 +503,7 @@ def test_people_are_told_apart_by_the_eye_in_their_names_or_a_pattern(drive_root
     assert people(["P1_a", "P2_a", "P1_b"], "^(P[0-9]+)_") == [[0, 2], [1]]
     with pytest.raises(DataError, match=r"data.person '\^\(P\[0-9\]\+\)_' names no person in image 'x'"):
         people(["P1_a", "x"], "^(P[0-9]+)_")
+    assert people(["P1_a", "x", "P1_b", "y"], "^(P[0-9]+)_", strict=False) == [[0, 2], [1], [3]]
     with pytest.raises(DataError, match=r"data.folds = 3 is more than the 4 training images of 2 people"):
         split_indices(["aL", "aR", "bL", "bR"], DataConfig(folds=3))
     train, val = load_train_val(DataConfig(dataset="drive", root=str(drive_root)))
