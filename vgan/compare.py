@@ -396,6 +396,18 @@ def thresholds_note(base: list[Evaluation], cand: list[Evaluation], metrics: lis
     return f"note: {', '.join(shown)} at each evaluation's own threshold: baseline {of(base)}, candidate {of(cand)}"
 
 
+def observer_note(base: list[Evaluation], cand: list[Evaluation], metrics: list[str]) -> str | None:
+    """Where a side is another observer's labels (vgan.evaluate --observer), its AUCs are of one operating point:
+    a model's ranking gains on them by construction, which the figures do not say."""
+    ranked = [m for m in metrics if m not in AT_THRESHOLD]
+    labels = [ev.name for ev in (*base, *cand) if ev.metrics.get("observer")]
+    if not ranked or not labels:
+        return None
+    return (f"note: {', '.join(labels)} scored another observer's labels: its {', '.join(ranked)} "
+            f"{'is' if len(ranked) == 1 else 'are'} of one operating point, not of a ranking (a probability map's "
+            f"are higher by construction): compare {', '.join(AT_THRESHOLD)}")
+
+
 def named(side: list[Evaluation]) -> str:
     if len(side) == 1:
         return side[0].name
@@ -425,9 +437,9 @@ def _main(argv: Sequence[str] | None) -> None:
           "   higher on")
     for g in gains:
         print(g.row)
-    note = thresholds_note(base, cand, metrics)
-    if note:
-        print(note)
+    for note in (thresholds_note(base, cand, metrics), observer_note(base, cand, metrics)):
+        if note:
+            print(note)
     draws = f"{BOOTSTRAP_SAMPLES:,} times, seed {args.seed}"
     if len(base) == len(cand) == 1:
         print(f"the interval draws the {len(ids)} images with replacement ({draws}): it says nothing of training's "

@@ -264,6 +264,21 @@ def test_other_thresholds_are_said(reference_root, drive_root, evaluations, caps
     assert "note: f1 at each evaluation's own threshold: baseline 0.5 (fixed), candidate 0.4 (fixed)" in out
 
 
+def test_another_observers_aucs_are_said_to_be_of_one_operating_point(drive_root, evaluations, capsys, tmp_path):
+    """DRIVE's second observer against V-GAN's maps: the maps' AUC-ROC gain (+0.107) is one of a ranking over a
+    single operating point, and the console says so where a ranking metric is compared; not for F1 alone."""
+    human = tmp_path / "human"
+    assert evaluate_main(["--observer", str(drive_root / "test" / "2nd_manual"), "--data", str(drive_root),
+                          "--out", str(human), "--previews", "0"]) == 0
+    code, out, _ = compared(capsys, human, evaluations["vgan"])
+    assert code == 0 and re.search(r"auc_roc\s+0\.8735\s+0\.9803", out)
+    assert (f"note: {human} scored another observer's labels: its auc_roc, auc_pr are of one operating point, not of "
+            "a ranking (a probability map's are higher by construction): compare f1, accuracy, sensitivity, "
+            "specificity, cldice") in out
+    code, out, _ = compared(capsys, human, evaluations["vgan"], "--metrics", "f1,cldice")
+    assert code == 0 and "one operating point" not in out and re.search(r"f1\s+0\.7891\s+0\.8256\s+\+0\.0365", out)
+
+
 def test_several_runs_a_side_hold_trainings_noise(evaluations, capsys, tmp_path):
     """Two 'recipes' whose runs differ as seeds do: the baseline's V-GAN's maps and the same blurred at sigma 1.5,
     the candidate's blurred at 1.0 and 0.6 (a blur of 1 costs nearly every image; of 0.6 next to nothing). V-GAN's
