@@ -215,6 +215,7 @@ def _main(argv: Sequence[str] | None) -> None:
     record = {"source": {"images": str(src.images.resolve()), "labels": str(src.labels.resolve()),
                          "masks": str(its[0].mask.parent.resolve()) if masks else None},
               "command": " ".join(["python -m vgan.prepare", *(argv if argv is not None else sys.argv[1:])]),
+              "person": args.person,  # how people were told apart, so none is on both sides
               **{pool: [it.id for it in pools[pool]] for pool in POOLS}}
     files = len(its) * (2 + masks)
     linked = write(out, pools, record)

@@ -53,6 +53,7 @@ def test_a_flat_folder_as_chase_db1_publishes_it_is_split_by_name_and_read_as_pu
     record = json.loads((out / "prepared.json").read_text())
     assert record["training"] == ids[:12] and record["test"] == ids[-8:]
     assert record["source"] == {"images": str(chase), "labels": str(chase), "masks": None}
+    assert record["person"] == "eyes"
     said = capsys.readouterr().out
     assert "12 training photographs, 8 test (Image_07L, Image_07R, Image_08L, ..., Image_10R)" in said
     assert "no FOV masks" in said and "40 files hard-linked" in said
