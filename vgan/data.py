@@ -43,6 +43,9 @@ SPLITS = ("train", "val", "test")
 # first observer `_1stHO`)
 MASK_NAMES = ("{}", "{}_mask", "{}.mask", "{}-mask", "{}_fov")
 LABEL_NAMES = ("{}", "{}_label", "{}_vessels", "{}_gt", "{}_1stHO", "{}.ah", "{}_manual1")
+# A second observer's labels, as the public sets name them (CHASE_DB1's, DRIVE's, STARE's): left out of training,
+# scored as the literature's human performance (vgan.evaluate --observer)
+OTHER_OBSERVERS = ("{}_2ndHO", "{}_manual2", "{}.vk")
 FOLDER_LAYOUT = "{pool}/images, {pool}/labels (named as the images) and, if there are FOV masks, {pool}/masks"
 # V-GAN's (and DRIU's) STARE protocol: the first 10 ids (sorted) train, the last 10 test.
 STARE_TRAIN_COUNT = 10

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import csv
 import glob
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -42,7 +43,9 @@ from vgan import metrics as vgan_metrics
 from vgan.cli import check_threshold, exit_program, json_text, nonempty, run_cli, writable_folder
 from vgan.config import DATASETS, DEVICES, DataConfig, apply_overrides
 from vgan.data import (
+    OTHER_OBSERVERS,
     SPLITS,
+    Item,
     Split,
     converted_text,
     detect_dataset,
@@ -120,11 +123,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def id_stems(image_id: str) -> list[str]:
+    """The names a file of an image goes by: its id, and its number where the id has one (01 of 01_test)."""
+    return [image_id] + ([image_id.split("_")[0]] if "_" in image_id else [])
+
+
+def observer_path(folder: Path, image_id: str) -> Path | None:
+    """Another observer's label of an image in `folder`: first as the public sets name a second observer's
+    (CHASE_DB1's Image_11L_2ndHO.png, DRIVE's 01_manual2.gif, STARE's im0162.vk.ppm: a folder that holds the
+    photographs and the first observer's labels too is read right), else as a map is named (`map_path`)."""
+    for stem in id_stems(image_id):
+        for pattern in OTHER_OBSERVERS:
+            for suffix in MAP_SUFFIXES:
+                path = folder / f"{pattern.format(stem)}{suffix}"
+                if path.is_file():
+                    return path
+    return map_path(folder, image_id)
+
+
 def map_path(folder: Path, image_id: str) -> Path | None:
     """An image's map in `folder`: named by its id (01_test.png) or its number (01.npy); else the one file named
-    by either and a suffix of its own (01_manual2.gif, im0162.vk.ppm: a second observer's labels, scored as a
-    map for the literature's "human performance")."""
-    stems = [image_id] + ([image_id.split("_")[0]] if "_" in image_id else [])
+    by either and a suffix of its own (01_prob.png)."""
+    stems = id_stems(image_id)
     for stem in stems:
         for suffix in MAP_SUFFIXES:
             path = folder / f"{stem}{suffix}"
@@ -140,11 +160,12 @@ def map_path(folder: Path, image_id: str) -> Path | None:
     return None
 
 
-def find_map(folder: Path, image_id: str) -> Path:
-    path = map_path(folder, image_id)
+def find_map(folder: Path, image_id: str, observer: bool = False) -> Path:
+    path = observer_path(folder, image_id) if observer else map_path(folder, image_id)
     if path is None:
-        raise DataError(f"{folder}: no probability map for image {image_id} (expected e.g. "
-                        f"{folder / (image_id + '.png')})")
+        what, named = (("label of another observer", OTHER_OBSERVERS[0].format(image_id)) if observer else
+                       ("probability map", image_id))
+        raise DataError(f"{folder}: no {what} for image {image_id} (expected e.g. {folder / (named + '.png')})")
     return path
 
 
@@ -159,13 +180,20 @@ def maps_folder(folder: Path, ids: Sequence[str]) -> Path:
     return folder
 
 
-def read_predictions(folder: Path, split: Split, observer: bool = False) -> list[np.ndarray]:
-    """Each image's map in `folder` at its own size; `observer`: another observer's labels, read as labels are
-    (any colour on black, above one half) and held as maps of 0 and 1."""
+def read_predictions(folder: Path, split: Split, own: dict[str, Item] | None = None) -> list[np.ndarray]:
+    """Each image's map in `folder` at its own size. `own` (the split's files, by id): the maps are another
+    observer's labels, read as labels are (any colour on black, above one half) and held as maps of 0 and 1; the
+    image's own photograph or label found where a folder holds those too is refused."""
     maps = []
     for i, image_id in enumerate(split.ids):
-        path = find_map(folder, image_id)
-        prob = read_label(path).astype(np.float32) if observer else read_probability(path)
+        path = find_map(folder, image_id, own is not None)
+        if own is not None:
+            it = own[image_id]
+            for what, mine in (("photograph", it.image), ("label, the ground truth", it.label)):
+                if mine.is_file() and os.path.samefile(path, mine):
+                    raise DataError(f"{path}: image {image_id}'s own {what}, not another observer's label: give the "
+                                    "folder of the other observer's labels")
+        prob = read_label(path).astype(np.float32) if own is not None else read_probability(path)
         size = split.image_size(i)
         if prob.shape != size:
             raise DataError(f"{path}: size {prob.shape[0]}x{prob.shape[1]} does not match image {image_id} "
@@ -307,8 +335,13 @@ def run_predictions(args: argparse.Namespace) -> dict[str, Any]:
     root, dataset = named_data(args)
     data = DataConfig(dataset=dataset, root=str(root), crop_size=None)
     split = load_split(data, args.split)
-    folder = maps_folder(Path(given), split.ids)
-    maps = read_predictions(folder, split, observer=args.observer is not None)
+    folder = Path(given) if args.observer else maps_folder(Path(given), split.ids)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: {'observer' if args.observer else 'predictions'} folder missing")
+    own = None
+    if args.observer:
+        own = {it.id: it for it in pool_files(data, "test" if args.split == "test" else "training")}
+    maps = read_predictions(folder, split, own)
     m, scores, targets = score_maps(maps, split, args.threshold, each=True)
     m.update(dataset=dataset, fov=fov_source(data, args.split), source=str(folder.resolve()),
              threshold_source="fixed", **({OBSERVER: True} if args.observer else {}))

@@ -34,12 +34,20 @@ from typing import Sequence
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_folder
 from vgan.config import PERSON_EYES, PERSON_NONE, person_pattern
-from vgan.data import LABEL_NAMES, MASK_NAMES, Item, converted_text, find_named, people, read_item, told_apart
+from vgan.data import (
+    LABEL_NAMES,
+    MASK_NAMES,
+    OTHER_OBSERVERS,
+    Item,
+    converted_text,
+    find_named,
+    people,
+    read_item,
+    told_apart,
+)
 from vgan.errors import ConfigError, DataError
 from vgan.images import Source, find_images
 
-# A second observer's labels, as the public sets name them (CHASE_DB1's, DRIVE's, STARE's): left out
-OTHER_OBSERVERS = ("{}_2ndHO", "{}_manual2", "{}.vk")
 POOLS = ("training", "test")
 RECORD = "prepared.json"
 

@@ -102,7 +102,7 @@ def test_a_second_observers_labels_are_scored_as_the_literatures_human_performan
                                                                                    capsys):
     """`--observer` scores another observer's labels of the test split as binary maps: DRIVE's 2nd_manual
     (01_manual2.gif: palette GIFs of near-black and near-white, which --predictions refuses as colour) and STARE's
-    labels-vk (im0162.vk.ppm), each found by the image's number or id and a suffix of its own. STARE's gives
+    labels-vk (im0162.vk.ppm), each found as the public sets name a second observer's. STARE's gives
     the agreement its data README states (accuracy 0.938, Se 0.945, Sp 0.937); DRIVE's the literature's
     human performance (accuracy 0.9472-0.9473, Se about 0.776, Sp about 0.972). Their AUC-ROC is that of one
     operating point, and the console says so."""
@@ -125,12 +125,12 @@ def test_a_second_observers_labels_are_scored_as_the_literatures_human_performan
     assert evaluate_main(["--predictions", str(drive_root / "test" / "2nd_manual"), "--data", str(drive_root),
                           "--out", str(tmp_path / "o")]) == 2
     assert "01_manual2.gif: a probability map in colour" in capsys.readouterr().err
-    two = tmp_path / "two"
+    two = tmp_path / "two"  # maps named by the image's number and a suffix: two for one image are refused
     two.mkdir()
-    for name in ("01_manual2.gif", "01_copy.gif"):
-        (two / name).symlink_to(drive_root / "test" / "2nd_manual" / "01_manual2.gif")
-    assert evaluate_main(["--observer", str(two), "--data", str(drive_root), "--out", str(tmp_path / "o")]) == 2
-    assert capsys.readouterr().err == (f"vgan.evaluate: error: {two}/01_copy.gif and {two}/01_manual2.gif: two maps "
+    for name in ("01_prob.npy", "01_copy.npy"):
+        np.save(two / name, np.zeros((584, 565), np.float32))
+    assert evaluate_main(["--predictions", str(two), "--data", str(drive_root), "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err == (f"vgan.evaluate: error: {two}/01_copy.npy and {two}/01_prob.npy: two maps "
                                        "named after image 01_test\n")
 
 

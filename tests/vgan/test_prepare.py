@@ -226,3 +226,25 @@ def test_a_test_split_holding_a_trained_childs_other_eye_is_named_when_scored(ch
               "Image_07L and Image_07R): its scores are of people the models trained on")
     assert f"note: {shared}" in said
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["people_trained_on"].startswith(shared)
+
+
+def test_a_second_observer_is_scored_from_the_folder_as_published(chase, tmp_path, capsys):
+    """CHASE_DB1's folder holds each photograph, its first observer's label and its second's: `--observer` on it
+    takes the second's (`_2ndHO`), not the photograph named by the id, for the prepared test split; here the
+    second observer is the first's label thinned by a pixel, so F1 is high, not 1, and sensitivity below 1."""
+    from vgan.evaluate import main as evaluate_main
+
+    out = tmp_path / "chase"
+    assert main(["--images", str(chase), "--out", str(out), "--test", "8"]) == 0
+    assert evaluate_main(["--observer", str(chase), "--data", str(out), "--out", str(tmp_path / "human"),
+                          "--previews", "0"]) == 0
+    m = json.loads((tmp_path / "human" / "metrics.json").read_text())
+    assert m["observer"] is True and m["n_images"] == 8
+    assert 0.8 < m["f1"] < 1 and m["sensitivity"] < m["specificity"] == 1.0
+    for folder, what in ((out / "test" / "images", "photograph"), (out / "test" / "labels", "label, the ground truth")):
+        assert evaluate_main(["--observer", str(folder), "--data", str(out), "--out", str(tmp_path / "o")]) == 2
+        found = next(folder.glob("Image_07L*"))
+        assert capsys.readouterr().err == (f"vgan.evaluate: error: {found}: image Image_07L's own {what}, not another "
+                                           "observer's label: give the folder of the other observer's labels\n")
+    assert evaluate_main(["--observer", str(tmp_path), "--data", str(out), "--out", str(tmp_path / "o")]) == 2
+    assert f"{tmp_path}: no label of another observer for image Image_07L (expected e.g. " in capsys.readouterr().err
