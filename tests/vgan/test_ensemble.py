@@ -1,6 +1,7 @@
 """Ensembles: several generators' mean map, each generator at its own scale, in vgan.evaluate and vgan.predict."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -75,6 +76,16 @@ def test_members_validated_on_other_images_are_refused_where_validation_is_used(
     with pytest.raises(ConfigError, match=r"b.pt: data.val_count is 5 where a.pt has 4"):
         check_one_validation_split([same, DataConfig(dataset="drive", root=str(tmp_path), val_count=5)],
                                    ["a.pt", "b.pt"])
+
+
+def test_members_that_tell_people_apart_otherwise_share_a_split_where_each_image_is_its_own(drive_root, tmp_path):
+    """data.person none (a checkpoint saved before it) and eyes give DRIVE's one split: each image its own
+    person either way; a pattern that makes people of its images does not."""
+    drive = DataConfig(dataset="drive", root=str(drive_root))
+    check_one_validation_split([replace(drive, person="none"), drive], ["old.pt", "new.pt"])
+    with pytest.raises(ConfigError, match=r"new.pt: data.person is '\^\(\[0-9\]\)' where old.pt has 'none'"):
+        check_one_validation_split([replace(drive, person="none"), replace(drive, person="^([0-9])")],
+                                   ["old.pt", "new.pt"])
 
 
 def test_evaluate_scores_the_mean_map_of_several_checkpoints(checkpoints, drive_root, drive_test, tmp_path, capsys):
