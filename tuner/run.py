@@ -275,11 +275,10 @@ def data_notes(data: DataConfig, train: Split, val: Split, test: tuple[list[str]
     from vgan.data import converted_note, converted_text, dataset_root, fov_source, people_note, shared_people_note
     from vgan.scale import mixed_scale_note
 
-    pool = sorted(train.ids + val.ids)
     notes = [] if data.fov_diameter is not None else [mixed_scale_note(train.masks)]
-    notes.append(people_note(pool, data, val.ids))
+    notes.append(people_note(data, train, val))
     if test is not None:
-        notes.append(shared_people_note(pool, test[0], data))
+        notes.append(shared_people_note(sorted(train.ids + val.ids), test[0], data))
     notes.append(converted_note(train, val))
     if test is not None:
         notes.append(converted_text(test[1], len(test[0]), what="test photographs"))

@@ -465,14 +465,15 @@ def shared_people_note(training: Sequence[str], test: Sequence[str], cfg: DataCo
             "trained on, not of new ones; put each person's images on one side")
 
 
-def people_note(ids: Sequence[str], cfg: DataConfig, val: Sequence[str]) -> str | None:
-    """What is said before training where images of one person were found (None: each image its own): how many
-    people hold several, the first pairs, and what the validation split holds."""
+def people_note(cfg: DataConfig, train: Split, val: Split) -> str | None:
+    """What is said before training where images of one person were found in the training pool (None: each
+    image its own): how many people hold several, the first of them, and what the validation split holds."""
+    ids = sorted(train.ids + val.ids)
     groups = people(ids, cfg.person)
     several = [g for g in groups if len(g) > 1]
     if not several:
         return None
-    in_val = set(val)
+    in_val = set(val.ids)
     held = sum(ids[g[0]] in in_val for g in groups)
     return (f"{len(several)} people with several images in the training pool ({told_apart(cfg.person)}: "
             f"{shown_people(ids, several)}) each kept in one split: the validation split holds {len(val)} images of "

@@ -174,7 +174,7 @@ def _main(argv: Sequence[str] | None) -> None:
           f"G {count_parameters(trainer.G) / 1e6:.2f}M params{d_params}, {trainer.steps_per_epoch} steps per epoch, "
           f"epochs {trainer.epoch + 1}..{cfg.train.epochs}", flush=True)
     note = None if cfg.data.fov_diameter is not None else mixed_scale_note(train.masks)
-    for n in (changed, note, people_note(sorted(train.ids + val.ids), cfg.data, val.ids), converted_note(train, val)):
+    for n in (changed, note, people_note(cfg.data, train, val), converted_note(train, val)):
         if n is not None:
             print(f"note: {n}", flush=True)
     began = time.time()
