@@ -13,7 +13,8 @@ photograph has one; with none, the FOV is estimated from each photograph when it
 
 `--test N` puts aside the last N photographs by name (CHASE_DB1's split in the literature: the last 8, children 11
 to 14), `--test-ids` the ones named; one person's photographs are kept on one side (`--person`, as training's
-`data.person`: by default the eye marker in a name, Image_01L and Image_01R), a split that would part them refused.
+`data.person`: by default the eye marker in a name, Image_01L and Image_01R), a split that would part them refused,
+as is one that puts the same photograph (the same pixels under two names) on both sides.
 Every photograph, label and mask is read and checked as training reads it before anything is written; files are
 hard-linked where the disk allows (no space taken, nothing to go stale; a label edited in place is edited in both),
 else copied; `OUT/prepared.json` records the source and the split. An `--out` that holds `training/` or `test/`
@@ -23,6 +24,7 @@ already is refused: a split is made once, not mixed with another.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -167,6 +169,23 @@ def check_people(args: argparse.Namespace, ids: list[str], aside: set[str]) -> N
                       f"people trained on; {fix} (or --person none, to split image by image)")
 
 
+def check_copies(args: argparse.Namespace, copies: list[list[str]], aside: set[str]) -> None:
+    """The same photograph (the same pixels) under two names: on both sides of the split it is refused, as the
+    test scores would be of a photograph trained on; on one side it is said, as a validation split may then hold
+    a copy of a training photograph."""
+    side = {True: "test", False: "training"}
+    for ids in copies:
+        if len({i in aside for i in ids}) > 1:
+            option = f"--test {args.test}" if args.test is not None else "--test-ids"
+            raise ConfigError(f"{option} puts the same photograph on both sides: "
+                              f"{' and '.join(f'{i} ({side[i in aside]})' for i in ids)} hold the same pixels: the "
+                              "test scores would be of a photograph trained on; leave one copy out of the folder")
+    if copies:
+        print(f"note: the same photograph under two names or more ({len(copies)}): "
+              f"{'; '.join(' and '.join(ids) for ids in copies[:3])}{'; ...' if len(copies) > 3 else ''}: a "
+              "validation split may hold a copy of a training photograph; leave one copy out of the folder")
+
+
 def place(source: Path, dest: Path) -> bool:
     """`source` at `dest`: hard-linked, else (another disk, a filesystem without links) copied; True if linked."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -215,8 +234,13 @@ def _main(argv: Sequence[str] | None) -> None:
     aside = set(test_ids(args, [s.name for s in photos]))
     check_people(args, [s.name for s in photos], aside)
     converted: dict[str, list[str]] = {}
+    same: dict[str, list[str]] = {}  # the photographs' pixels (their digest) -> the ids holding them
     for it in its:  # read and checked as training reads them, before anything is written (no FOV estimated)
-        read_item(it, converted)
+        img = read_item(it, converted)[0]
+        digest = hashlib.sha256(f"{tuple(img.shape)} {img.dtype}".encode() + img.numpy().tobytes()).hexdigest()
+        same.setdefault(digest, []).append(it.id)
+    copies = [ids for ids in same.values() if len(ids) > 1]
+    check_copies(args, copies, aside)
     writable_folder(out, "--out")
     pools = {"training": [it for it in its if it.id not in aside], "test": [it for it in its if it.id in aside]}
     masks = its[0].mask is not None

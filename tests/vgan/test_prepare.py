@@ -248,3 +248,24 @@ def test_a_second_observer_is_scored_from_the_folder_as_published(chase, tmp_pat
                                            "observer's label: give the folder of the other observer's labels\n")
     assert evaluate_main(["--observer", str(tmp_path), "--data", str(out), "--out", str(tmp_path / "o")]) == 2
     assert f"{tmp_path}: no label of another observer for image Image_07L (expected e.g. " in capsys.readouterr().err
+
+
+def test_the_same_photograph_under_two_names_is_refused_across_the_split_and_said_within_it(chase, tmp_path, capsys):
+    """A copy of a photograph under another name (with its label): one test, one training is refused (the test
+    scores would be of a photograph trained on), nothing written; both in training is said (validation may hold a
+    copy of a training photograph), and the dataset prepared."""
+    for copied in ("Image_10R", "Image_01L"):
+        shutil.copy(chase / f"{copied}.jpg", chase / "Image_00A.jpg")
+        shutil.copy(chase / f"{copied}_1stHO.png", chase / "Image_00A_1stHO.png")
+        out = tmp_path / copied
+        code = main(["--images", str(chase), "--out", str(out), "--test", "8"])
+        said = capsys.readouterr()
+        if copied == "Image_10R":
+            assert code == 2 and not out.exists()
+            assert said.err == ("vgan.prepare: error: --test 8 puts the same photograph on both sides: Image_00A "
+                                "(training) and Image_10R (test) hold the same pixels: the test scores would be of a "
+                                "photograph trained on; leave one copy out of the folder\n")
+        else:
+            assert code == 0 and "13 training photographs, 8 test" in said.out
+            assert ("note: the same photograph under two names or more (1): Image_00A and Image_01L: a validation "
+                    "split may hold a copy of a training photograph") in said.out
