@@ -272,13 +272,22 @@ def data_notes(data: DataConfig, train: Split, val: Split, test: tuple[list[str]
     (kept in one split), photographs converted as read (`test`: the test split's ids and conversions,
     `check_pool`'s, where it is to be scored: and its people that the training pool holds too), and FOVs
     estimated for want of masks (scores not by the literature's protocol)."""
-    from vgan.data import converted_note, converted_text, dataset_root, fov_source, people_note, shared_people_note
+    from vgan.data import (
+        converted_note,
+        converted_text,
+        copies_note,
+        dataset_root,
+        fov_source,
+        people_note,
+        shared_people_note,
+    )
     from vgan.scale import mixed_scale_note
 
     notes = [] if data.fov_diameter is not None else [mixed_scale_note(train.masks)]
     notes.append(people_note(data, train, val))
     if test is not None:
         notes.append(shared_people_note(sorted(train.ids + val.ids), test[0], data))
+    notes.append(copies_note(data, ("training", "test") if test is not None else ("training",)))
     notes.append(converted_note(train, val))
     if test is not None:
         notes.append(converted_text(test[1], len(test[0]), what="test photographs"))

@@ -453,6 +453,26 @@ def shown_people(ids: Sequence[str], groups: list[list[int]], shown: int = 2) ->
     return "; ".join(" and ".join(ids[i] for i in g) for g in groups[:shown]) + ("; ..." if len(groups) > shown else "")
 
 
+def copies_note(cfg: DataConfig, pools: Sequence[str] = ("training", "test")) -> str | None:
+    """What is said where one photograph file is in the dataset's pools under two names or more (None: none, or
+    a synthetic dataset): a copy in training and test makes test scores of a photograph trained on, one twice in
+    training may put a copy of a training photograph in validation. Files compared by their bytes (vgan.prepare
+    compares pixels, having decoded them)."""
+    if cfg.dataset == "synthetic":
+        return None
+    held: dict[str, list[str]] = {}
+    for pool in pools:
+        for it in pool_files(cfg, pool):
+            held.setdefault(hashlib.sha256(it.image.read_bytes()).hexdigest(), []).append(f"{it.id} ({pool})")
+    copies = [names for names in held.values() if len(names) > 1]
+    if not copies:
+        return None
+    return (f"the same photograph file under two names or more ({len(copies)}): "
+            f"{'; '.join(' and '.join(names) for names in copies[:3])}{'; ...' if len(copies) > 3 else ''}: a copy "
+            "in training and test makes test scores of a photograph trained on, one twice in training may put a copy "
+            "of a training photograph in validation; leave one copy out")
+
+
 def shared_people_note(training: Sequence[str], test: Sequence[str], cfg: DataConfig) -> str | None:
     """What is said where people (`people`, by data.person) have images in both the training pool and the test
     split (None: none): the test scores are then of people the model saw, not of new ones."""

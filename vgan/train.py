@@ -31,7 +31,15 @@ from vgan.config import (
     parse_sets,
     set_flags,
 )
-from vgan.data import converted_note, fov_note, fov_source, held_layout, load_train_val, people_note
+from vgan.data import (
+    converted_note,
+    copies_note,
+    fov_note,
+    fov_source,
+    held_layout,
+    load_train_val,
+    people_note,
+)
 from vgan.errors import ConfigError
 from vgan.scale import mixed_scale_note
 from vgan.trainer import (
@@ -174,7 +182,8 @@ def _main(argv: Sequence[str] | None) -> None:
           f"G {count_parameters(trainer.G) / 1e6:.2f}M params{d_params}, {trainer.steps_per_epoch} steps per epoch, "
           f"epochs {trainer.epoch + 1}..{cfg.train.epochs}", flush=True)
     note = None if cfg.data.fov_diameter is not None else mixed_scale_note(train.masks)
-    for n in (changed, note, people_note(cfg.data, train, val), converted_note(train, val)):
+    copies = copies_note(cfg.data, ("training",))
+    for n in (changed, note, people_note(cfg.data, train, val), copies, converted_note(train, val)):
         if n is not None:
             print(f"note: {n}", flush=True)
     began = time.time()

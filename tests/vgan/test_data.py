@@ -509,3 +509,22 @@ def test_people_are_told_apart_by_the_eye_in_their_names_or_a_pattern(drive_root
     train, val = load_train_val(DataConfig(dataset="drive", root=str(drive_root)))
     pool = sorted(train.ids + val.ids)
     assert val.ids == [pool[i] for i in sorted(np.random.default_rng(0).permutation(20)[:4])]
+
+
+def test_the_same_photograph_file_under_two_names_is_said(drive_root, tmp_path):
+    """A folder dataset made by hand with a training photograph copied into test under another name (its label
+    too): the copy is named in both pools; one copied within the training pool, likewise; DRIVE has none."""
+    from vgan.data import copies_note
+
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 3, "test": 1}, masks=False)
+    cfg = DataConfig(dataset="folder", root=str(root))
+    assert copies_note(cfg) is None and copies_note(DataConfig(dataset="drive", root=str(drive_root))) is None
+    for pool, name in (("test", "eye99_test"), ("training", "eye98_training")):
+        shutil.copy(root / "training" / "images" / "eye21_training.tif", root / pool / "images" / f"{name}.tif")
+        shutil.copy(root / "training" / "labels" / "eye21_training.png", root / pool / "labels" / f"{name}.png")
+    assert copies_note(cfg) == (
+        "the same photograph file under two names or more (1): eye21_training (training) and eye98_training "
+        "(training) and eye99_test (test): a copy in training and test makes test scores of a photograph trained "
+        "on, one twice in training may put a copy of a training photograph in validation; leave one copy out")
+    assert copies_note(cfg, ("training",)).startswith("the same photograph file under two names or more (1): "
+                                                      "eye21_training (training) and eye98_training (training): ")
