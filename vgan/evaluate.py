@@ -128,28 +128,32 @@ def id_stems(image_id: str) -> list[str]:
     return [image_id] + ([image_id.split("_")[0]] if "_" in image_id else [])
 
 
+def named_path(folder: Path, image_id: str, names: Sequence[str] = ("{}",)) -> Path | None:
+    """The file in `folder` named by the image's id or number (`id_stems`) through the first of `names` (patterns
+    of a stem, as vgan.data's LABEL_NAMES) that one is, with a map's suffix; None where none is."""
+    for stem in id_stems(image_id):
+        for name in names:
+            for suffix in MAP_SUFFIXES:
+                path = folder / f"{name.format(stem)}{suffix}"
+                if path.is_file():
+                    return path
+    return None
+
+
 def observer_path(folder: Path, image_id: str) -> Path | None:
     """Another observer's label of an image in `folder`: first as the public sets name a second observer's
     (CHASE_DB1's Image_11L_2ndHO.png, DRIVE's 01_manual2.gif, STARE's im0162.vk.ppm: a folder that holds the
     photographs and the first observer's labels too is read right), else as a map is named (`map_path`)."""
-    for stem in id_stems(image_id):
-        for pattern in OTHER_OBSERVERS:
-            for suffix in MAP_SUFFIXES:
-                path = folder / f"{pattern.format(stem)}{suffix}"
-                if path.is_file():
-                    return path
-    return map_path(folder, image_id)
+    return named_path(folder, image_id, OTHER_OBSERVERS) or map_path(folder, image_id)
 
 
 def map_path(folder: Path, image_id: str) -> Path | None:
     """An image's map in `folder`: named by its id (01_test.png) or its number (01.npy); else the one file named
     by either and a suffix of its own (01_prob.png)."""
+    found = named_path(folder, image_id)
+    if found is not None:
+        return found
     stems = id_stems(image_id)
-    for stem in stems:
-        for suffix in MAP_SUFFIXES:
-            path = folder / f"{stem}{suffix}"
-            if path.is_file():
-                return path
     for stem in stems:
         named = sorted(f for f in folder.glob(f"{glob.escape(stem)}[._]*")
                        if f.suffix.lower() in MAP_SUFFIXES and f.stem != stem and f.is_file())
