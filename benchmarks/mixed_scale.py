@@ -2,7 +2,7 @@
 
     python -m benchmarks.mixed_scale --data ../shared/data/DRIVE [--zoom 1.6] [--epochs 30] [--seeds 0,1]
                                      [--arms as_is,one_scale,median] [--images N] [--test-images N] [--work DIR]
-                                     [--json benchmarks/results/mixed-scale-cpu2.json]
+                                     [--steps N] [--threads N] [--json benchmarks/results/mixed-scale-cpu2.json]
 
 A pool from two cameras, made from DRIVE: every other training photograph (with its label and FOV mask)
 enlarged by `--zoom`, as a camera of finer resolution would give it (DRIVE's FOV is 540 pixels across;
@@ -86,10 +86,11 @@ def score(checkpoint: Path, data: Path, scale: str, out: Path) -> dict:
         "scale_factors": sorted(set(m["scale_factors"])), "trained_fov_diameter": m["trained_fov_diameter"]}
 
 
-def train_arm(arm: str, seed: int, epochs: int, pools: dict[str, Path], work: Path) -> dict:
+def train_arm(arm: str, seed: int, epochs: int, pools: dict[str, Path], work: Path, **train: int) -> dict:
+    """`train`: the recipe's train section changed further (steps_per_epoch=, threads=), where given."""
     cfg = yaml.safe_load(RECIPE.read_text())
     cfg["data"].update(dataset="folder", root=str(pools["native"]), fov_diameter=ARMS[arm])
-    cfg["train"].update(seed=seed, epochs=epochs, preview_every=0)
+    cfg["train"].update(seed=seed, epochs=epochs, preview_every=0, **{k: v for k, v in train.items() if v is not None})
     (work / "config.yaml").write_text(yaml.safe_dump(cfg))
     wall = run(["-m", "vgan.train", "--config", str(work / "config.yaml"), "--out", str(work / "run"), "--quiet"],
                work / "train.log")
@@ -116,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, help="only the first N photographs of each pool (a quick check)")
     p.add_argument("--test-images", type=int,
                    help="only the first N test photographs (default: as --images): scoring is most of a quick check")
+    p.add_argument("--steps", type=int, help="training steps per epoch (default: the recipe's; fewer: a quick check)")
+    p.add_argument("--threads", type=int, help="torch threads of each training run (default: the recipe's)")
     p.add_argument("--work", help="scratch folder for the pools and runs, new or empty (default: a new temporary one)")
     p.add_argument("--json", help="write the rows here")
     args = p.parse_args(argv)
@@ -123,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(arms) - set(ARMS))
     if unknown:
         p.error(f"--arms: unknown {', '.join(unknown)} (choose from {', '.join(ARMS)})")
+    for flag, value in (("--steps", args.steps), ("--threads", args.threads)):
+        if value is not None and value < 1:
+            p.error(f"{flag} {value}: must be at least 1")
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="vgan-mixed-scale-"))
     if work.exists() and any(work.iterdir()):
         p.error(f"--work {work}: not empty (the pools and runs are written there; nothing in it is removed)")
@@ -139,11 +145,15 @@ def main(argv: list[str] | None = None) -> int:
     for seed in (int(s) for s in args.seeds.split(",")):
         for arm in arms:
             (work / f"{arm}-{seed}").mkdir()
-            rows.append(train_arm(arm, seed, args.epochs, pools, work / f"{arm}-{seed}"))
+            rows.append(train_arm(arm, seed, args.epochs, pools, work / f"{arm}-{seed}", steps_per_epoch=args.steps,
+                                  threads=args.threads))
             print(json.dumps(rows[-1]), flush=True)
     if args.json:
+        recipe = yaml.safe_load(RECIPE.read_text())["train"]
         meta = {"machine": platform.processor() or platform.machine(), "cpus": torch.get_num_threads(),
                 "torch": torch.__version__, "zoom": args.zoom, "recipe": str(RECIPE.relative_to(REPO)),
+                "steps_per_epoch": args.steps or recipe["steps_per_epoch"],
+                "threads": args.threads or recipe["threads"],
                 "date": time.strftime("%Y-%m-%d")}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     for metric in ("test_native", "test_zoomed"):

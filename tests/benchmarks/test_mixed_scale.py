@@ -25,10 +25,16 @@ def test_the_second_camera_is_drive_enlarged(drive_root, tmp_path):
 
 
 def test_every_arm_is_trained_and_scored(drive_root, tmp_path, capsys):
+    import torch
+
     out = tmp_path / "rows.json"
+    # a few steps, on the threads this test process has (the recipe's 2 slowed a study beside it under -n)
+    threads = torch.get_num_threads()
     assert main(["--data", str(drive_root), "--epochs", "1", "--seeds", "0", "--images", "6", "--test-images", "2",
-                 "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
-    rows = json.loads(out.read_text())["rows"]
+                 "--steps", "4", "--threads", str(threads), "--work", str(tmp_path / "work"), "--json", str(out)]) == 0
+    written = json.loads(out.read_text())
+    assert (written["meta"]["steps_per_epoch"], written["meta"]["threads"]) == (4, threads)
+    rows = written["rows"]
     for pool in ("pool", "pool_zoomed_test"):  # --test-images: the first 2 of DRIVE's test photographs
         assert sorted(p.name for p in (tmp_path / "work" / pool / "test" / "images").iterdir()) == ["01_test.png",
                                                                                                 "02_test.png"]
@@ -55,3 +61,11 @@ def test_a_work_folder_in_use_is_refused_and_kept(drive_root, tmp_path, capsys):
         main(["--data", str(drive_root), "--work", str(tmp_path)])
     assert e.value.code == 2 and (tmp_path / "notes.txt").read_text() == "mine"
     assert f"--work {tmp_path}: not empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--steps", "--threads"])
+def test_a_count_below_one_is_refused(drive_root, tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as e:
+        main(["--data", str(drive_root), "--work", str(tmp_path / "work"), flag, "0"])
+    assert e.value.code == 2 and f"{flag} 0: must be at least 1" in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()

@@ -10,9 +10,9 @@ from conftest import REPO, write_yaml
 
 SMOKE = REPO / "search_spaces" / "smoke.yaml"
 # Study tests that assert what the tuner does (placement, faults, schedules, what reaches MLflow), not
-# what the trials learn, train a third of the shipped steps per epoch: the suite's time goes into trial
-# compute, not the tuner. tests/tuner/test_run.py runs the shipped file as it is.
-QUICK_STEPS = 10
+# what the trials learn, train a sixth of the shipped steps per epoch: the tuner's time, not trial compute, is
+# what they wait on. tests/tuner/test_run.py runs the shipped file as it is.
+QUICK_STEPS = 5
 # Modules that start Ray and run studies take one xdist worker between them (`pytest -n auto`), one study at
 # a time: each study's Ray takes every core as its own, and their fault tests wait on trials' epochs, which
 # two studies at once on a 2-core machine slow past what those tests allow (a 15 s budget saw no epoch).

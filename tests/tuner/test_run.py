@@ -514,7 +514,7 @@ def test_a_finished_study_resumed_with_ensemble_top_registers_what_validation_ch
     from tuner.space import load_space
     from vgan.data import load_train_val
 
-    plain = quick_smoke(tmp_path / "plain.yaml", "ens")
+    plain = quick_smoke(tmp_path / "plain.yaml", "ens", tune={"num_samples": 4})  # k <= 3 of them
     values = yaml.safe_load(plain.read_text())
     values["mlflow"]["ensemble_top"] = 3
     ensemble = write_yaml(tmp_path / "ensemble.yaml", values)
