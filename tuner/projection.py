@@ -391,10 +391,15 @@ def project_trials(projection: Projection, trials: list[TrialRecord],
 class MlflowCallback(LoggerCallback):
     """Tune's callbacks, projected into MLflow live, in order, off Tune's event loop."""
 
-    def __init__(self, projection: Projection, window_s: float, poll_s: float = 2.0):
+    # tries of a write the store refuses, again after poll_s, then 2 * poll_s, ... (here too for a callback
+    # pickled in a study's state before it had its own)
+    tries = 3
+
+    def __init__(self, projection: Projection, window_s: float, poll_s: float = 2.0, tries: int = 3):
         self.projection = projection
         self.window_s = window_s
         self.poll_s = poll_s
+        self.tries = tries
         self._queue: queue.Queue | None = None
         self._nodes: dict[str, str] = {}
         self._configs: dict[str, dict[str, Any]] = {}  # per trial: the last config seen
@@ -416,6 +421,7 @@ class MlflowCallback(LoggerCallback):
         while True:
             fn, args = q.get()
             t0 = time.perf_counter()
+            refused = 0
             try:
                 while True:
                     try:
@@ -423,7 +429,15 @@ class MlflowCallback(LoggerCallback):
                         break
                     except Exception:  # noqa: BLE001 - bookkeeping never takes the study down
                         if server_answers(uri):
-                            traceback.print_exc()  # the server answered and refused: a real error
+                            # The store answered and refused. A passing refusal (SQLite's "database is locked"
+                            # under load, Optuna's study database beside the searcher's writes) is tried again:
+                            # dropped, a trial's refused start left its run without params, epochs, node or
+                            # outcome. Each write can be done twice (a killed driver's successor redoes them).
+                            refused += 1
+                            if refused < self.tries:
+                                time.sleep(self.poll_s * refused)
+                                continue
+                            traceback.print_exc()  # refused every time: a real error
                             break
                         down = time.monotonic()
                         print(f"MLflow at {uri} unreachable: trials keep training, their logging waits in "

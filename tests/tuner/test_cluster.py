@@ -34,6 +34,7 @@ def cluster_study(tmp_path_factory):
         local = run_study(cluster, server, space, str(root / "local"), root, "refused")
         proc = run_study(cluster, server, space, f"file://{root}/shared", root)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:] + "\n" + cluster.gcs_errors()
+        (root / "study.err").write_text(proc.stderr)  # for a failing test to show
         yield root, server, proc.stdout, local
 
 
@@ -62,7 +63,9 @@ def test_trials_run_on_both_nodes_and_log_to_the_server(cluster_study):
     parent = next(r for r in runs if r.data.tags.get("kind") == "study")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(children) == space["tune"]["num_samples"]
-    assert len({r.data.tags["node_id"] for r in children}) == 2
+    nodes = [r.data.tags.get("node_id") for r in children]
+    assert None not in nodes and len(set(nodes)) == 2, (
+        [r.data.tags for r in children], out[-3000:], (root / "study.err").read_text()[-5000:])
     for r in children:
         assert r.data.tags["status"] in ("completed", "pruned")
         steps = [m.step for m in client.get_metric_history(r.info.run_id, "val_auc_roc")]

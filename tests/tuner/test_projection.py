@@ -475,18 +475,66 @@ def test_the_callback_survives_pickling_and_drains(study):
     import pickle
 
     cb = MlflowCallback(projection(study), window_s=5)
-
-    class FakeTrial:
-        trial_id, config, storage, last_result = "t9", {"optim.lr_g": 0.02}, None, {"epoch": 1}
-
-    cb.log_trial_start(FakeTrial)
-    cb.log_trial_result(1, FakeTrial, {**rows(0.6)[0], "trial_id": "t9", "node_id": "node-a", "done": False})
-    cb.log_trial_end(FakeTrial)
+    one_trial(cb)
     assert cb.drain(5)
     (run,) = study.child_runs()
     assert run.data.tags["node_id"] == "node-a" and run.data.tags["status"] == "pruned"
     restored = pickle.loads(pickle.dumps(cb))  # Tune pickles callbacks with the experiment state
     assert restored.projection.info == study.info and restored._queue is None
+
+
+class FakeTrial:
+    trial_id, config, storage, last_result = "t9", {"optim.lr_g": 0.02}, None, {"epoch": 1}
+
+
+def one_trial(cb: MlflowCallback) -> None:
+    """A trial's start, one epoch's report and its end, as Tune hands them to the callback."""
+    cb.log_trial_start(FakeTrial)
+    cb.log_trial_result(1, FakeTrial, {**rows(0.6)[0], "trial_id": "t9", "node_id": "node-a", "done": False})
+    cb.log_trial_end(FakeTrial)
+
+
+@pytest.mark.parametrize("write", ["_log_params", "_link_optuna"])
+def test_a_write_the_store_refuses_once_is_tried_again_and_nothing_is_lost(study, write, monkeypatch, capsys):
+    """The store refuses one write of a trial's start (SQLite's "database is locked", as a loaded machine's
+    Optuna database beside the searcher gave it): the callback tries it again, and the run is whole. Dropped, it
+    left the run made but unknown to the callback: no params, epochs, node or outcome, each a traceback."""
+    import sqlalchemy.exc
+
+    p = projection(study)
+    real, refusals = getattr(p, write), []
+
+    def refused_once(*args):
+        if not refusals:
+            refusals.append(args)
+            raise sqlalchemy.exc.OperationalError("INSERT INTO ...", {}, Exception("database is locked"))
+        return real(*args)
+
+    monkeypatch.setattr(p, write, refused_once)
+    cb = MlflowCallback(p, window_s=5, poll_s=0.05)
+    one_trial(cb)
+    assert cb.drain(5) and refusals
+    (run,) = study.child_runs()
+    assert run.data.params == {"optim.lr_g": "0.02"} and run.data.tags["node_id"] == "node-a"
+    assert run.data.tags["status"] == "pruned" and run.info.status == "FINISHED"
+    assert [m.step for m in study.client.get_metric_history(run.info.run_id, "val_auc_roc")] == [1]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_write_the_store_refuses_every_time_is_said_and_the_rest_goes_on(study, monkeypatch, capsys):
+    p = projection(study)
+
+    def refused(*args):
+        raise ValueError("refused for good")
+
+    monkeypatch.setattr(p, "log_epochs", refused)
+    cb = MlflowCallback(p, window_s=5, poll_s=0.05)
+    one_trial(cb)
+    assert cb.drain(5)
+    (run,) = study.child_runs()
+    assert run.data.tags["node_id"] == "node-a" and run.data.tags["status"] == "pruned"
+    err = capsys.readouterr().err
+    assert err.count("ValueError: refused for good") == 1, err  # said once, after its tries
 
 
 def test_trials_never_import_mlflow():
