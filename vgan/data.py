@@ -453,22 +453,33 @@ def shown_people(ids: Sequence[str], groups: list[list[int]], shown: int = 2) ->
     return "; ".join(" and ".join(ids[i] for i in g) for g in groups[:shown]) + ("; ..." if len(groups) > shown else "")
 
 
+def copies(cfg: DataConfig, pools: Sequence[str] = ("training", "test")) -> list[list[tuple[str, str]]]:
+    """Each photograph file found in the dataset's pools under two names or more, as its (id, pool) names, in the
+    pools' order (none for a synthetic dataset). Files compared by their bytes (vgan.prepare compares pixels,
+    having decoded them)."""
+    if cfg.dataset == "synthetic":
+        return []
+    held: dict[str, list[tuple[str, str]]] = {}
+    for pool in pools:
+        for it in pool_files(cfg, pool):
+            held.setdefault(hashlib.sha256(it.image.read_bytes()).hexdigest(), []).append((it.id, pool))
+    return [names for names in held.values() if len(names) > 1]
+
+
+def shown_copies(found: Sequence[Sequence[tuple[str, str]]], shown: int = 3) -> str:
+    """The first `shown` copies, for a message: `eye21_training (training) and eye99_test (test); ...`."""
+    return "; ".join(" and ".join(f"{i} ({pool})" for i, pool in names) for names in found[:shown]) + (
+        "; ..." if len(found) > shown else "")
+
+
 def copies_note(cfg: DataConfig, pools: Sequence[str] = ("training", "test")) -> str | None:
     """What is said where one photograph file is in the dataset's pools under two names or more (None: none, or
     a synthetic dataset): a copy in training and test makes test scores of a photograph trained on, one twice in
-    training may put a copy of a training photograph in validation. Files compared by their bytes (vgan.prepare
-    compares pixels, having decoded them)."""
-    if cfg.dataset == "synthetic":
+    training may put a copy of a training photograph in validation."""
+    found = copies(cfg, pools)
+    if not found:
         return None
-    held: dict[str, list[str]] = {}
-    for pool in pools:
-        for it in pool_files(cfg, pool):
-            held.setdefault(hashlib.sha256(it.image.read_bytes()).hexdigest(), []).append(f"{it.id} ({pool})")
-    copies = [names for names in held.values() if len(names) > 1]
-    if not copies:
-        return None
-    return (f"the same photograph file under two names or more ({len(copies)}): "
-            f"{'; '.join(' and '.join(names) for names in copies[:3])}{'; ...' if len(copies) > 3 else ''}: a copy "
+    return (f"the same photograph file under two names or more ({len(found)}): {shown_copies(found)}: a copy "
             "in training and test makes test scores of a photograph trained on, one twice in training may put a copy "
             "of a training photograph in validation; leave one copy out")
 

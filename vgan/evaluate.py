@@ -48,12 +48,14 @@ from vgan.data import (
     Item,
     Split,
     converted_text,
+    copies,
     detect_dataset,
     fov_note,
     fov_source,
     load_split,
     pool_files,
     shared_people_note,
+    shown_copies,
 )
 from vgan.ensemble import Member, check_one_validation_split, ensemble_predictions
 from vgan.errors import ConfigError, DataError
@@ -210,6 +212,7 @@ def read_predictions(folder: Path, split: Split, own: dict[str, Item] | None = N
 
 OBSERVER = "observer"  # the maps scored are another observer's labels (--observer)
 PEOPLE = "people_trained_on"  # the note on test images of people the checkpoint's training pool holds too
+COPIES = "copies_trained_on"  # the note on test photographs whose file the checkpoint's training pool holds too
 CONVERTED = "converted"  # what reading changed in the split's photographs (Split.converted), where it changed any
 PER_IMAGE_KEYS = ("id", "auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity",
                   "cldice", "n_fov_pixels", "vessel_fraction", *CENTRELINE_KEYS)
@@ -380,6 +383,7 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
             print(f"scoring a generator trained on {c.data.dataset} on {data.dataset} ({data.root}){which}")
     split = load_split(data, args.split)
     trained_on = trained_people(loaded, data, split) if args.split == "test" else None
+    copied = trained_copies(loaded, data) if args.split == "test" else None
     batch = cfg.train.eval_batch_size
     members, described = [], []
     for path, st, g, c in loaded:
@@ -403,7 +407,7 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         d["scale_factors"] = [round(x, 4) for x in f]
     m, scores, targets = score_maps(probs, split, threshold, each=True)
     m.update(dataset=data.dataset, fov=fov_source(data, args.split), threshold_source=source, tta=args.tta,
-             **({PEOPLE: trained_on} if trained_on else {}))
+             **({PEOPLE: trained_on} if trained_on else {}), **({COPIES: copied} if copied else {}))
     if len(loaded) == 1:
         m.update(described[0])
     else:
@@ -432,6 +436,27 @@ def trained_people(loaded: list, data: DataConfig, test: Split) -> str | None:
         note = shared_people_note(training, test.ids, c.data)
         if note:
             return note + (f" ({path})" if len(loaded) > 1 else "")
+    return None
+
+
+def trained_copies(loaded: list, data: DataConfig) -> str | None:
+    """The note on the test split's photographs whose file (its bytes) is also in the training pool a checkpoint
+    was trained from, under another name, where it is this dataset's: vgan.train reads its training pool only,
+    so a copy made by hand across the two is first met here (vgan.prepare refuses one; tuner.run says it)."""
+    for path, _, _, c in loaded:
+        if c.data.dataset == "synthetic" or (c.data.dataset, c.data.root) != (data.dataset, data.root):
+            continue
+        try:
+            found = [names for names in copies(c.data, ("training", "test"))
+                     if {pool for _, pool in names} == {"training", "test"}]
+        except DataError:  # the training pool moved or gone since: nothing to compare with
+            continue
+        if found:
+            n = len(found)
+            return (f"{n} of the test split's photographs {'is' if n == 1 else 'are'} also in the training pool, "
+                    f"as the same file under another name ({shown_copies(found)}): {'its' if n == 1 else 'their'} "
+                    "scores are of photographs the models trained on; leave one copy out"
+                    + (f" ({path})" if len(loaded) > 1 else ""))
     return None
 
 
@@ -492,8 +517,9 @@ def _main(argv: Sequence[str] | None) -> None:
         converted = converted_text(m.get(CONVERTED, {}), m["n_images"])
         if converted:
             print(f"note: {converted}")
-        if m.get(PEOPLE):
-            print(f"note: {m[PEOPLE]}")
+        for key in (PEOPLE, COPIES):
+            if m.get(key):
+                print(f"note: {m[key]}")
         if m.get(OBSERVER):
             print("note: another observer's labels, scored as binary maps: AUC-ROC and AUC-PR are those of their "
                   "one operating point (AUC-ROC the mean of sensitivity and specificity), not of a ranking")

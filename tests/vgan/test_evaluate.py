@@ -285,7 +285,7 @@ def test_a_model_of_ones_own_dataset_is_trained_and_scored(tiny_values, drive_ro
     assert f"as vgan.predict converts them: {FRAME_NOTE} (1 of 2: eye01_test)\n" in said
     with open(out / "per_image.csv") as f:  # and each row names its own, as vgan.predict's report.csv does
         assert {r["id"]: r["converted"] for r in csv.DictReader(f)} == {"eye01_test": FRAME_NOTE, "eye02_test": ""}
-    assert all(isinstance(m[k], float) for k in KEYS) and 0 < m["auc_roc"] < 1
+    assert all(isinstance(m[k], float) for k in KEYS) and 0 < m["auc_roc"] < 1 and "copies_trained_on" not in m
     assert sorted(p.name for p in (out / "probabilities").iterdir()) == ["eye01_test.png", "eye02_test.png"]
 
 
@@ -317,6 +317,34 @@ def test_the_folders_the_tools_write_are_scored_from_their_probability_maps(tiny
     assert scored["batch"] == {**scored["batch maps"], "source": scored["batch"]["source"]}
     assert all(scored[name]["auc_roc"] == scored["evaluation"]["auc_roc"] for name in scored)
     assert scored["batch"]["auc_roc"] == pytest.approx(direct["auc_roc"], abs=0.02)
+
+
+def test_a_test_photograph_that_is_a_training_ones_file_is_named_when_scored(tiny_values, drive_root, tmp_path,
+                                                                             capsys):
+    """A folder made by hand with a training photograph copied into test under another name: vgan.train reads
+    its training pool only, so vgan.evaluate of the test split is where the copy is met: it says so, and records
+    it (one copy, named with its pools); the other test photograph is no copy."""
+    import shutil
+
+    root = folder_dataset(drive_root, tmp_path / "own", {"training": 4, "test": 1}, masks=False)
+    shutil.copy(root / "training" / "images" / "eye22_training.tif", root / "test" / "images" / "eye99_test.tif")
+    shutil.copy(root / "training" / "labels" / "eye22_training.png", root / "test" / "labels" / "eye99_test.png")
+    tiny_values["data"] = {"dataset": "folder", "val_count": 1, "crop_size": 32}
+    run = tmp_path / "run"
+    assert train_main(["--config", str(write_yaml(tmp_path / "own.yaml", tiny_values)), "--data", str(root),
+                       "--out", str(run), "--quiet"]) == 0
+    assert "the same photograph" not in capsys.readouterr().out
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--data", str(root), "--split",
+                          "test", "--out", str(tmp_path / "eval"), "--previews", "0"]) == 0
+    copied = ("1 of the test split's photographs is also in the training pool, as the same file under another name "
+              "(eye22_training (training) and eye99_test (test)): its scores are of photographs the models trained "
+              "on; leave one copy out")
+    assert f"note: {copied}\n" in capsys.readouterr().out
+    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["copies_trained_on"] == copied
+    # the validation split is no test: scored there, nothing is said
+    assert evaluate_main(["--checkpoint", str(run / "checkpoints" / "best.pt"), "--data", str(root), "--split",
+                          "val", "--out", str(tmp_path / "val"), "--previews", "0"]) == 0
+    assert "copies_trained_on" not in json.loads((tmp_path / "val" / "metrics.json").read_text())
 
 
 def test_a_model_of_two_cameras_photographs_is_trained_and_scored_at_their_sizes(tiny_values, drive_root,
