@@ -391,15 +391,12 @@ def project_trials(projection: Projection, trials: list[TrialRecord],
 class MlflowCallback(LoggerCallback):
     """Tune's callbacks, projected into MLflow live, in order, off Tune's event loop."""
 
-    # tries of a write the store refuses, again after poll_s, then 2 * poll_s, ... (here too for a callback
-    # pickled in a study's state before it had its own)
-    tries = 3
+    tries = 3  # of a write the store refuses: again after poll_s, then 2 * poll_s, ...
 
-    def __init__(self, projection: Projection, window_s: float, poll_s: float = 2.0, tries: int = 3):
+    def __init__(self, projection: Projection, window_s: float, poll_s: float = 2.0):
         self.projection = projection
         self.window_s = window_s
         self.poll_s = poll_s
-        self.tries = tries
         self._queue: queue.Queue | None = None
         self._nodes: dict[str, str] = {}
         self._configs: dict[str, dict[str, Any]] = {}  # per trial: the last config seen

@@ -423,12 +423,17 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     return m
 
 
+def trained_here(loaded: list, data: DataConfig) -> list[tuple[str, Any]]:
+    """(path, config) of the loaded checkpoints trained on this dataset (its dataset and root): what their training
+    pool held is to be compared with its test split (not another dataset's, scored across, nor synthetic data's)."""
+    return [(path, c) for path, _, _, c in loaded
+            if c.data.dataset != "synthetic" and (c.data.dataset, c.data.root) == (data.dataset, data.root)]
+
+
 def trained_people(loaded: list, data: DataConfig, test: Split) -> str | None:
     """The note on the test split's people whose other images are in the training pool a checkpoint was trained
-    from (its data.person), where it is this dataset's (not another dataset scored across)."""
-    for path, _, _, c in loaded:
-        if c.data.dataset == "synthetic" or (c.data.dataset, c.data.root) != (data.dataset, data.root):
-            continue
+    from (its data.person)."""
+    for path, c in trained_here(loaded, data):
         try:
             training = [it.id for it in pool_files(c.data, "training")]
         except DataError:  # the training pool moved or gone since: nothing to compare with
@@ -440,24 +445,23 @@ def trained_people(loaded: list, data: DataConfig, test: Split) -> str | None:
 
 
 def trained_copies(loaded: list, data: DataConfig) -> str | None:
-    """The note on the test split's photographs whose file (its bytes) is also in the training pool a checkpoint
-    was trained from, under another name, where it is this dataset's: vgan.train reads its training pool only,
-    so a copy made by hand across the two is first met here (vgan.prepare refuses one; tuner.run says it)."""
-    for path, _, _, c in loaded:
-        if c.data.dataset == "synthetic" or (c.data.dataset, c.data.root) != (data.dataset, data.root):
-            continue
-        try:
-            found = [names for names in copies(c.data, ("training", "test"))
-                     if {pool for _, pool in names} == {"training", "test"}]
-        except DataError:  # the training pool moved or gone since: nothing to compare with
-            continue
-        if found:
-            n = len(found)
-            return (f"{n} of the test split's photographs {'is' if n == 1 else 'are'} also in the training pool, "
-                    f"as the same file under another name ({shown_copies(found)}): {'its' if n == 1 else 'their'} "
-                    "scores are of photographs the models trained on; leave one copy out"
-                    + (f" ({path})" if len(loaded) > 1 else ""))
-    return None
+    """The note on the test split's photographs whose file (its bytes) is also in the training pool, under another
+    name: vgan.train reads its training pool only, so a copy made by hand across the two is first met here
+    (vgan.prepare refuses one; tuner.run says it). The checkpoints trained here share that pool: read once."""
+    here = trained_here(loaded, data)
+    if not here:
+        return None
+    try:
+        found = [names for names in copies(here[0][1].data, ("training", "test"))
+                 if {pool for _, pool in names} == {"training", "test"}]
+    except DataError:  # the training pool moved or gone since: nothing to compare with
+        return None
+    if not found:
+        return None
+    n = len(found)
+    return (f"{n} of the test split's photographs {'is' if n == 1 else 'are'} also in the training pool, as the same "
+            f"file under another name ({shown_copies(found)}): {'its' if n == 1 else 'their'} scores are of "
+            "photographs the models trained on; leave one copy out")
 
 
 MAX_NOISE_SIDE = 4096  # past a large fundus photograph's side: a typo, not a drawing (100000 asked for 120 GB)

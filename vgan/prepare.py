@@ -45,6 +45,7 @@ from vgan.data import (
     find_named,
     people,
     read_item,
+    shown_copies,
     told_apart,
 )
 from vgan.errors import ConfigError, DataError
@@ -173,16 +174,15 @@ def check_copies(args: argparse.Namespace, copies: list[list[str]], aside: set[s
     """The same photograph (the same pixels) under two names: on both sides of the split it is refused, as the
     test scores would be of a photograph trained on; on one side it is said, as a validation split may then hold
     a copy of a training photograph."""
-    side = {True: "test", False: "training"}
-    for ids in copies:
-        if len({i in aside for i in ids}) > 1:
+    sided = [[(i, "test" if i in aside else "training") for i in ids] for ids in copies]
+    for names in sided:
+        if len({side for _, side in names}) > 1:
             option = f"--test {args.test}" if args.test is not None else "--test-ids"
-            raise ConfigError(f"{option} puts the same photograph on both sides: "
-                              f"{' and '.join(f'{i} ({side[i in aside]})' for i in ids)} hold the same pixels: the "
-                              "test scores would be of a photograph trained on; leave one copy out of the folder")
+            raise ConfigError(f"{option} puts the same photograph on both sides: {shown_copies([names])} hold the "
+                              "same pixels: the test scores would be of a photograph trained on; leave one copy out "
+                              "of the folder")
     if copies:
-        print(f"note: the same photograph under two names or more ({len(copies)}): "
-              f"{'; '.join(' and '.join(ids) for ids in copies[:3])}{'; ...' if len(copies) > 3 else ''}: a "
+        print(f"note: the same photograph under two names or more ({len(copies)}): {shown_copies(sided)}: a "
               "validation split may hold a copy of a training photograph; leave one copy out of the folder")
 
 

@@ -267,5 +267,5 @@ def test_the_same_photograph_under_two_names_is_refused_across_the_split_and_sai
                                 "photograph trained on; leave one copy out of the folder\n")
         else:
             assert code == 0 and "13 training photographs, 8 test" in said.out
-            assert ("note: the same photograph under two names or more (1): Image_00A and Image_01L: a validation "
-                    "split may hold a copy of a training photograph") in said.out
+            assert ("note: the same photograph under two names or more (1): Image_00A (training) and Image_01L "
+                    "(training): a validation split may hold a copy of a training photograph") in said.out
