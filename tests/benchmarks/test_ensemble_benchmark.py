@@ -16,9 +16,9 @@ def checkpoints(tmp_path_factory):
     return [tiny_checkpoint(root / f"s{i}", **{"train.seed": i}) for i in range(3)]
 
 
-def test_members_and_ensembles_score_as_vgan_evaluate_does(checkpoints, drive_root, tmp_path, capsys):
+def test_members_and_ensembles_score_as_vgan_evaluate_does(checkpoints, drive_few, tmp_path, capsys):
     out = tmp_path / "ensemble.json"
-    assert main(["--checkpoint", *map(str, checkpoints), "--drive", str(drive_root), "--modes", "none,hflip",
+    assert main(["--checkpoint", *map(str, checkpoints), "--drive", str(drive_few), "--modes", "none,hflip",
                  "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
@@ -28,7 +28,7 @@ def test_members_and_ensembles_score_as_vgan_evaluate_does(checkpoints, drive_ro
         for members in ([paths[0]], [paths[1]], [paths[2]], paths[:2], paths)]
     for row in (rows[2], rows[4], rows[8]):  # one alone, the mean of 3, the mean of 2 mirrored
         got = tmp_path / f"eval{rows.index(row)}"
-        assert evaluate_main(["--checkpoint", *row["members"], "--data", str(drive_root), "--scale", "1",
+        assert evaluate_main(["--checkpoint", *row["members"], "--data", str(drive_few), "--scale", "1",
                               "--tta", row["mode"], "--out", str(got)]) == 0
         m = json.loads((got / "metrics.json").read_text())
         assert {k: row[k] for k in KEYS} == {k: round(m[k], 4) for k in KEYS}, row

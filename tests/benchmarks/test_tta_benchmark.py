@@ -14,9 +14,9 @@ def checkpoints(tmp_path_factory):
     return [tiny_checkpoint(tmp_path_factory.mktemp(f"ckpt{i}")) for i in range(2)]
 
 
-def test_each_mode_scores_as_vgan_evaluate_does(checkpoints, drive_root, tmp_path, capsys):
+def test_each_mode_scores_as_vgan_evaluate_does(checkpoints, drive_few, tmp_path, capsys):
     out = tmp_path / "tta.json"
-    assert main(["--checkpoint", *map(str, checkpoints), "--drive", str(drive_root), "--modes", "hflip",
+    assert main(["--checkpoint", *map(str, checkpoints), "--drive", str(drive_few), "--modes", "hflip",
                  "--json", str(out)]) == 0
     result = json.loads(out.read_text())
     rows = result["rows"]
@@ -25,7 +25,7 @@ def test_each_mode_scores_as_vgan_evaluate_does(checkpoints, drive_root, tmp_pat
         (str(c), m, v) for c in checkpoints for m, v in (("none", 1), ("hflip", 2))]
     assert all(r["dataset"] == "DRIVE" and r["s_per_image"] > 0 for r in rows)
     for row in rows[1:2]:  # (none is vgan.evaluate's protocol: tests/vgan/test_evaluate.py)
-        assert evaluate_main(["--checkpoint", row["checkpoint"], "--data", str(drive_root), "--scale", "1",
+        assert evaluate_main(["--checkpoint", row["checkpoint"], "--data", str(drive_few), "--scale", "1",
                               "--tta", row["mode"], "--out", str(tmp_path / row["mode"])]) == 0
         m = json.loads((tmp_path / row["mode"] / "metrics.json").read_text())
         assert {k: row[k] for k in KEYS} == {k: round(m[k], 4) for k in KEYS}
