@@ -84,14 +84,9 @@ def drive_root() -> Path:
 
 @pytest.fixture(scope="session")
 def drive_few(drive_root, tmp_path_factory) -> Path:
-    """DRIVE's layout with its first 4 test photographs (links): for tests that score a split twice, by two routes,
-    and compare the scores, which hold on any images, where 20 at full size took minutes on 2 cores."""
-    root = tmp_path_factory.mktemp("drive4")
-    for sub, name in (("images", "{}_test.tif"), ("1st_manual", "{}_manual1.gif"), ("mask", "{}_test_mask.gif")):
-        (root / "test" / sub).mkdir(parents=True)
-        for number in ("01", "02", "03", "04"):
-            (root / "test" / sub / name.format(number)).symlink_to(drive_root / "test" / sub / name.format(number))
-    return root
+    """DRIVE's test split of its first 4 photographs (`drive_links`): for tests that score a split by two routes and
+    compare the scores, which hold on any images, where 20 at full size took minutes on 2 cores."""
+    return drive_links(drive_root, tmp_path_factory.mktemp("drive4"), ("test",), {"01", "02", "03", "04"})
 
 
 @pytest.fixture(scope="session")
@@ -190,16 +185,22 @@ def clinic(drive_root, tmp_path) -> Path:
 
 @pytest.fixture
 def drive_copy(tmp_path, drive_root) -> Path:
-    """DRIVE's layout in tmp_path, every file a symlink into the shared copy, so a test can
-    remove or replace one file without touching the real data."""
-    root = tmp_path / "DRIVE"
-    for pool in ("training", "test"):
+    """DRIVE's layout in tmp_path (`drive_links`), so a test can remove or replace one file without touching the
+    real data."""
+    return drive_links(drive_root, tmp_path / "DRIVE")
+
+
+def drive_links(drive_root: Path, root: Path, pools: tuple[str, ...] = ("training", "test"),
+                numbers: set[str] | None = None) -> Path:
+    """DRIVE's layout under `root`, every file a symlink into the shared copy: of `pools`, and of the images
+    numbered `numbers` only where given (DRIVE's names begin with the number: photograph, labels, mask)."""
+    for pool in pools:
         for sub in ("images", "1st_manual", "mask"):
-            src = drive_root / pool / sub
             dst = root / pool / sub
             dst.mkdir(parents=True)
-            for f in src.iterdir():
-                (dst / f.name).symlink_to(f)
+            for f in (drive_root / pool / sub).iterdir():
+                if numbers is None or f.name[:2] in numbers:
+                    (dst / f.name).symlink_to(f)
     return root
 
 
