@@ -91,6 +91,15 @@ class Registration:
         return f"{self.test_metrics[metric]:.4f}" + (f" [{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]" if lo_hi else "")
 
 
+def interval_metrics(intervals: dict[str, list[float]], confidence: float | None) -> dict[str, float]:
+    """The test figures' intervals over the test images as MLflow metrics: test_auc_roc_ci95_low and _high..."""
+    if not intervals or confidence is None:
+        return {}
+    level = f"ci{round(confidence * 100)}"
+    return {f"test_{k}_{level}_{end}": v
+            for k, lo_hi in intervals.items() for end, v in zip(("low", "high"), lo_hi, strict=True)}
+
+
 def estimated_note(fov: str) -> str:
     """What a test score says of its FOV masks: only estimated ones (not the literature's protocol) are said."""
     return f" ({FOV_ESTIMATED})" if fov == "estimated" else ""
@@ -205,10 +214,14 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     except MlflowException:
         pass  # exists already
     model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
+    given = challenger.record.get(INTERVALS, {})
+    intervals = {k: given[k] for k in POOLED_BY_IMAGE if k in given}
     if unfinished is None:
-        # the test metrics go on the logged model, linked to the test split: the version page shows them
-        mlflow.log_metrics({f"test_{k}": v for k, v in challenger.metrics.items()}, run_id=run_id, model_id=model_id,
-                           dataset=split_dataset(cfg, test, "test"))
+        # the test metrics go on the logged model, linked to the test split: the version page shows them, and
+        # the runs' table sorts by them, their intervals' ends too (how low a figure may be is a column to sort)
+        mlflow.log_metrics({**{f"test_{k}": v for k, v in challenger.metrics.items()},
+                            **interval_metrics(intervals, given.get("confidence"))},
+                           run_id=run_id, model_id=model_id, dataset=split_dataset(cfg, test, "test"))
         # A tracking server wants the logged model's id with a models:/<model_id> source (SQLite does not check).
         mv = client.create_model_version(name, model_uri, run_id=run_id, model_id=model_id)
     else:  # made, its test metrics logged before it, by a driver that stopped before the decision
@@ -243,8 +256,6 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
     tags.update(evidence)
     for k, v in tags.items():
         client.set_model_version_tag(name, mv.version, k, str(v))
-    given = challenger.record.get(INTERVALS, {})
-    intervals = {k: given[k] for k in POOLED_BY_IMAGE if k in given}
     reg = Registration(name, str(mv.version), challenger.metrics, promoted, reason, comparison, test_fov, evidence,
                        intervals)
     client.update_model_version(name, mv.version, description=(

@@ -86,8 +86,13 @@ def test_registration_records_the_decision_and_its_figures(logged_model):
     assert "at 0.5 (95 % intervals over the test images)." in mv.description
     assert mv.tags["test_fov"] == "generated" and first.test_fov == "generated"
     # metrics live on the logged model, each linked to the split it was measured on
-    metrics = {(m.key, m.dataset_name) for m in client.get_logged_model(mv.source.removeprefix("models:/")).metrics}
+    logged = client.get_logged_model(mv.source.removeprefix("models:/")).metrics
+    metrics = {(m.key, m.dataset_name) for m in logged}
     assert {("val_auc_roc", "synthetic-val"), ("test_auc_roc", "synthetic-test")} <= metrics
+    # and the intervals' ends, columns to sort by
+    ends = {m.key: m.value for m in logged if m.dataset_name == "synthetic-test" and "_ci95_" in m.key}
+    assert (ends["test_auc_roc_ci95_low"], ends["test_auc_roc_ci95_high"]) == pytest.approx((lo, hi), abs=1e-12)
+    assert {k.removeprefix("test_").rsplit("_ci95_", 1)[0] for k in ends} == set(first.test_intervals)
     assert linked_versions(client, model_uri) == [("vgan-generator", first.version)]  # its UI page lists them
 
     from tuner.registry import registered_version
