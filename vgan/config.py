@@ -69,6 +69,9 @@ class LossConfig:
     adv_weight: float = 0.1  # V-GAN: 1 / ratio_gan2seg with ratio 10; 0 = plain U-Net
     gp_weight: float = 10.0
     n_critic: int = 5  # critic steps per generator step
+    # soft clDice (vgan.losses.soft_cldice: Shit et al. 2021) in the generator's loss, for connected vessels; 0 = off
+    cldice_weight: float = 0.0
+    cldice_iters: int = 10  # its soft skeleton's erosions: a vessel wider than 2 * cldice_iters + 1 px has none
 
 
 @dataclass
@@ -375,9 +378,11 @@ def validate(cfg: Config, source: str = "<config>") -> None:
         "model.disc_norm",
         "must not be 'batch' with loss.adversarial 'wgan-gp' (BatchNorm breaks the per-sample gradient penalty)",
     )
-    for key in ("bce_weight", "adv_weight", "gp_weight"):
+    for key in ("bce_weight", "adv_weight", "gp_weight", "cldice_weight"):
         _check(getattr(lo, key) >= 0, source, f"loss.{key}", "must be >= 0")
-    _check(lo.bce_weight > 0 or cfg.adversarial_on, source, "loss.bce_weight", "and the adversarial loss are both off")
+    _check(lo.bce_weight > 0 or lo.cldice_weight > 0 or cfg.adversarial_on, source, "loss.bce_weight",
+           "and loss.cldice_weight are 0 and the adversarial loss is off: nothing to train on")
+    _check(lo.cldice_iters >= 1, source, "loss.cldice_iters", "must be at least 1")
     _check(lo.n_critic >= 1, source, "loss.n_critic", "must be at least 1")
 
     for key in ("lr_g", "lr_d"):

@@ -29,7 +29,7 @@ from vgan.provenance import code_changed, code_record
 from vgan.scale import median_fov_diameter
 
 CHECKPOINT_FORMAT = 1
-LOSS_NAMES = ("loss_g", "loss_bce", "loss_adv", "loss_d")
+LOSS_NAMES = ("loss_g", "loss_bce", "loss_adv", "loss_cldice", "loss_d")
 # An epoch's mean loss beyond this counts as diverged: a critic whose scores run off to
 # millions has lost its Lipschitz constraint (collapsed) even while the numbers stay finite.
 DIVERGENCE_LIMIT = 1e6
@@ -216,7 +216,7 @@ class Trainer:
         return loss.detach()
 
     def g_step(self) -> torch.Tensor:
-        """One generator update; returns (loss_g, loss_bce, loss_adv) stacked (on device)."""
+        """One generator update; returns (loss_g, loss_bce, loss_adv, loss_cldice) stacked (on device)."""
         lc = self.cfg.loss
         b = self.next_batch()
         with self._amp():
@@ -230,10 +230,14 @@ class Trainer:
                 adv = losses.wgan_generator_loss(d_fake) if lc.adversarial == "wgan-gp" else \
                     losses.vanilla_generator_loss(d_fake)
             loss = lc.bce_weight * bce + lc.adv_weight * adv
+            cl = torch.zeros((), device=self.device)
+            if lc.cldice_weight > 0:
+                cl = losses.soft_cldice(torch.sigmoid(logits), b.labels.float(), lc.cldice_iters)
+                loss = loss + lc.cldice_weight * cl
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
-        return torch.stack([loss.detach(), bce.detach(), adv.detach()])
+        return torch.stack([loss.detach(), bce.detach(), adv.detach(), cl.detach()])
 
     def train_step(self) -> tuple[torch.Tensor, torch.Tensor]:
         """`loss.n_critic` critic updates, then one generator update: (g losses, summed d loss), on device."""
@@ -249,7 +253,7 @@ class Trainer:
         if self.D is not None:
             self.D.train()
         steps = self.steps_per_epoch
-        g_sum = torch.zeros(3, device=self.device)
+        g_sum = torch.zeros(len(LOSS_NAMES) - 1, device=self.device)  # all but loss_d
         d_sum = torch.zeros((), device=self.device)
         bar = None
         if progress:

@@ -77,6 +77,9 @@ def test_wrong_types_name_the_key(values, key):
         ({"optim": {"lr_d": 0}}, "optim.lr_d"),
         ({"optim": {"lr_schedule": "linear"}}, "optim.lr_schedule"),
         ({"loss": {"n_critic": 0}}, "loss.n_critic"),
+        ({"loss": {"cldice_weight": -0.5}}, "loss.cldice_weight"),
+        ({"loss": {"cldice_iters": 0}}, "loss.cldice_iters"),
+        ({"loss": {"adversarial": "none", "bce_weight": 0}}, "loss.bce_weight"),
         ({"train": {"select_metric": "loss"}}, "train.select_metric"),
         ({"data": {"folds": 5, "fold": 5}}, "data.fold"),
         # a depth out of range is named, not taken for the crop's checks (found by tests/tuner/test_space_fuzz.py)
@@ -95,6 +98,11 @@ def test_the_fov_diameter_is_pixels_or_the_median(given, taken):
     with pytest.raises(ConfigError, match=r"'data.fov_diameter' must be at least 32 pixels, 'median' \(the training "
                                           r"photographs' median\) or null .*got 'mean'"):
         config_from_dict({"data": {"fov_diameter": "mean"}})
+
+
+def test_the_cldice_term_alone_is_something_to_train_on():
+    cfg = config_from_dict({"loss": {"adversarial": "none", "bce_weight": 0, "cldice_weight": 1}})
+    assert (cfg.loss.bce_weight, cfg.loss.cldice_weight, cfg.adversarial_on) == (0, 1, False)
 
 
 def test_batchnorm_allowed_for_vanilla_gan():

@@ -100,3 +100,49 @@ def test_gradient_penalty_under_cuda_autocast_matches_fp32():
         gp16, g16 = _gp_and_grads(d, real, fake, eps)
     assert torch.allclose(gp16, gp32, rtol=3e-2, atol=1e-3)
     assert_close_grads(g16, g32)
+
+
+def vessels(thin_gap: int = 0, shaved: int = 0) -> torch.Tensor:
+    """A map (1, 1, 40, 80) of two horizontal vessels, 2 and 8 pixels wide: `thin_gap` columns cut out of the thin
+    one, `shaved` pixels taken off the thick one's edge."""
+    m = torch.zeros(1, 1, 40, 80)
+    m[0, 0, 8:10, 4:76] = 1
+    m[0, 0, 24:32, 4:76] = 1
+    m[0, 0, 8:10, 38:38 + thin_gap] = 0
+    m[0, 0, 24, 20:20 + shaved] = 0
+    return m
+
+
+def test_the_soft_skeleton_of_a_vessel_is_its_centre_line():
+    bar = torch.zeros(1, 1, 32, 40)
+    bar[0, 0, 10:17, 2:38] = 1  # 7 pixels wide: its centre row is 13
+    rows = (losses.soft_skeleton(bar, 10)[0, 0] > 0.5).any(dim=1).nonzero().flatten().tolist()
+    assert rows == [13]
+    # (7 - 1) / 2 = 3 erosions are enough; with fewer the vessel has no centre line at all (cldice_iters' rule)
+    assert torch.equal(losses.soft_skeleton(bar, 3), losses.soft_skeleton(bar, 10))
+    assert losses.soft_skeleton(bar, 2).max() == 0
+
+
+def test_soft_cldice_charges_a_gap_in_a_thin_vessel_more_than_the_same_pixels_off_a_thick_one():
+    label = vessels()
+    assert losses.soft_cldice(label, label, 10) == pytest.approx(0, abs=1e-6)
+    gap, shaved = vessels(thin_gap=4), vessels(shaved=8)  # 8 pixels missed each: the same to BCE
+    assert (label - gap).sum() == (label - shaved).sum() == 8
+    bce = [F.binary_cross_entropy(m.clamp(0.01, 0.99), label).item() for m in (gap, shaved)]
+    assert bce[0] == pytest.approx(bce[1], rel=1e-6)
+    cut, edge = losses.soft_cldice(gap, label, 10), losses.soft_cldice(shaved, label, 10)
+    # the thick vessel's centre line is still covered, and the map's still inside the label: nothing to clDice
+    assert cut > 0.01 and edge == pytest.approx(0, abs=1e-6), (cut, edge)
+
+
+def test_soft_cldice_gradient_closes_the_gap():
+    label = vessels()
+    probs = vessels(thin_gap=4).clamp(0.05, 0.95).requires_grad_(True)
+    loss = losses.soft_cldice(probs, label, 10)
+    loss.backward()
+    in_gap = probs.grad[0, 0, 8:10, 38:42]
+    assert (in_gap < 0).all(), "raising the gap's probabilities must lower the loss"
+    with torch.no_grad():
+        closed = probs.clone()
+        closed[0, 0, 8:10, 38:42] = 0.95
+    assert losses.soft_cldice(closed, label, 10) < loss

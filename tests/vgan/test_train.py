@@ -13,7 +13,7 @@ from conftest import write_yaml
 
 from vgan.evaluate import main as evaluate_main
 from vgan.provenance import code_record, describe_code
-from vgan.train import main
+from vgan.train import format_record, main
 from vgan.trainer import load_checkpoint
 
 
@@ -161,6 +161,14 @@ def test_set_changes_keys_over_the_config_and_the_checkpoint(tiny_config_file, t
     assert main(["--resume", str(out / "checkpoints" / "last.pt"), "--set", "train.epochs=2", "--quiet"]) == 0
     assert [json.loads(ln)["epoch"] for ln in (out / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["seed"] == 7
+
+
+def test_the_epoch_line_shows_the_cldice_term_where_it_is_on():
+    r = {"epoch": 3, "loss_g": 0.9, "loss_bce": 0.3, "loss_d": 0.2, "val_auc_roc": 0.9, "val_auc_pr": 0.7,
+         "val_f1": 0.6, "epoch_s": 9.0, "val_s": 1.0}
+    assert "bce 0.3000  cldice 0.2500  loss_d 0.2000" in format_record({**r, "loss_cldice": 0.25}, 60, False)
+    # off (0), or a record written before the term existed
+    assert "cldice" not in format_record({**r, "loss_cldice": 0.0}, 60, False) + format_record(r, 60, False)
 
 
 @pytest.mark.parametrize("argv, fragments", [

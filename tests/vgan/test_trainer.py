@@ -42,10 +42,30 @@ def test_epoch_reports_losses_and_validation_metrics(tiny_values, adversarial):
     t = make(tiny_values, **{"loss.adversarial": adversarial})
     r = t.run_epoch()
     assert r.record["epoch"] == 1 and r.is_best
-    for key in ("loss_g", "loss_bce", "loss_adv", "loss_d", "val_auc_roc", "val_auc_pr", "val_f1", "epoch_s"):
+    for key in ("loss_g", "loss_bce", "loss_adv", "loss_cldice", "loss_d", "val_auc_roc", "val_auc_pr", "val_f1",
+                "epoch_s"):
         assert math.isfinite(r.record[key]), key
     assert r.probs.shape == t.val.labels.shape
     assert (t.D is None) == (adversarial == "none")
+    assert r.record["loss_cldice"] == 0  # off by default, not computed
+
+
+@pytest.mark.parametrize("adversarial", ["vanilla", "none"])
+def test_the_cldice_term_joins_the_generators_loss(tiny_values, adversarial):
+    lc = {"loss.adversarial": adversarial, "loss.bce_weight": 0.7, "loss.adv_weight": 0.1, "loss.cldice_weight": 0.5}
+    r = make(tiny_values, **lc).run_epoch().record
+    assert 0 < r["loss_cldice"] < 1
+    # loss_g is the weighted sum of the epoch's terms (means of its steps: the sum holds for the means)
+    adv = r["loss_adv"] if adversarial != "none" else 0
+    assert r["loss_g"] == pytest.approx(0.7 * r["loss_bce"] + 0.1 * adv + 0.5 * r["loss_cldice"], rel=1e-5)
+
+
+def test_the_cldice_term_alone_trains_every_generator_weight(tiny_values):
+    t = make(tiny_values, **{"loss.adversarial": "none", "loss.bce_weight": 0.0, "loss.cldice_weight": 1.0})
+    g0 = {k: v.clone() for k, v in t.G.state_dict().items()}
+    r = t.run_epoch().record
+    assert r["loss_bce"] > 0 and r["loss_g"] == pytest.approx(r["loss_cldice"], rel=1e-6)
+    assert [k for k, v in t.G.named_parameters() if torch.equal(g0[k], v)] == []
 
 
 @pytest.mark.parametrize("adversarial", ["wgan-gp", "vanilla"])
