@@ -52,7 +52,8 @@ def gradient_penalty(
 
 
 def soft_erode(p: torch.Tensor) -> torch.Tensor:
-    """Grey-level erosion of maps (N, 1, H, W) by a 3x3 cross: the minimum of a vertical and a horizontal one."""
+    """Grey-level erosion of maps (..., C, H, W), each channel alone, by a 3x3 cross: the minimum of a vertical and a
+    horizontal one."""
     return torch.minimum(-F.max_pool2d(-p, (3, 1), 1, (1, 0)), -F.max_pool2d(-p, (1, 3), 1, (0, 1)))
 
 

@@ -232,7 +232,7 @@ class Trainer:
             loss = lc.bce_weight * bce + lc.adv_weight * adv
             cl = torch.zeros((), device=self.device)
             if lc.cldice_weight > 0:
-                cl = losses.soft_cldice(torch.sigmoid(logits), b.labels.float(), lc.cldice_iters)
+                cl = losses.soft_cldice(torch.sigmoid(logits), b.labels, lc.cldice_iters)
                 loss = loss + lc.cldice_weight * cl
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
