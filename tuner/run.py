@@ -702,7 +702,7 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     from tuner.ensemble import MEMBERS_TAG
     from tuner.registry import DECISION, Gate, estimated_note, register_candidate, registered_version
     from tuner.tracking import load_run_json
-    from vgan.metrics import METRIC_NAMES
+    from vgan.metrics import CLDICE, SCORED
 
     space, best = plan.space, ranked[0]
     run = study.client.get_run(best["mlflow_run_id"])
@@ -727,7 +727,7 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
         return
     if val is None:
         best_epoch = load_run_json(study.client, run.info.run_id, "best/metrics.json")
-        val = {m: best_epoch[f"val_{m}"] for m in METRIC_NAMES}
+        val = {m: best_epoch[f"val_{m}"] for m in SCORED if f"val_{m}" in best_epoch}  # clDice if selected on
         val["epoch"] = best_epoch["epoch"]
     gate = Gate(space.mlflow.promote_margin, space.mlflow.promote_confidence)
     unfinished = None if made is None else str(made.version)
@@ -740,7 +740,8 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     aliases = "challenger, champion" if reg.promoted else "challenger"
     over = " (95 % intervals over the test images)" if reg.test_intervals else ""
     print(f"registered {reg.name} version {reg.version} ({aliases}) from {candidate}: test AUC-ROC "
-          f"{reg.test_figure('auc_roc')}, AUC-PR {reg.test_figure('auc_pr')}, F1 {reg.test_figure('f1')}{over}"
+          f"{reg.test_figure('auc_roc')}, AUC-PR {reg.test_figure('auc_pr')}, F1 {reg.test_figure('f1')}"
+          f", clDice {reg.test_figure(CLDICE)}{over}"
           f"{estimated_note(reg.test_fov)}; {reg.reason}")
     if "champion_test_evaluation" in reg.evidence:
         print(f"the gate's evaluations, for python -m vgan.compare once fetched (mlflow artifacts download -u URI): "

@@ -15,8 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 METRIC_NAMES = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
-CLDICE = "cldice"  # of the vessels' centrelines (`centreline_counts`): scored, not trained on or searched
-SCORED = (*METRIC_NAMES, CLDICE)  # what an evaluation scores (vgan.evaluate; files before 2026-12-06 lack clDice)
+CLDICE = "cldice"  # of the vessels' centrelines (`centreline_counts`)
+# what an evaluation scores (vgan.evaluate; files before 2026-12-06 lack clDice), and what may select a checkpoint
+SCORED = (*METRIC_NAMES, CLDICE)
+LABELS = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR", "average_precision": "average precision", "f1": "F1",
+          "accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity", CLDICE: "clDice"}
 BOOTSTRAP_SAMPLES = 10_000
 
 

@@ -117,7 +117,8 @@ def format_record(r: dict[str, float], epochs: int, best: bool) -> str:
         f"epoch {int(r['epoch'])}/{epochs}  loss_g {r['loss_g']:.4f}  bce {r['loss_bce']:.4f}  "
         f"{f'cldice {c:.4f}  ' if (c := r.get('loss_cldice')) else ''}"  # where the term is on
         f"loss_d {r['loss_d']:.4f}  val AUC-ROC {r['val_auc_roc']:.4f}  AUC-PR {r['val_auc_pr']:.4f}  "
-        f"F1 {r['val_f1']:.4f}  {r['epoch_s']:.1f}s (+{r['val_s']:.1f}s val){'  *best' if best else ''}"
+        f"F1 {r['val_f1']:.4f}  {f'clDice {c:.4f}  ' if (c := r.get('val_cldice')) is not None else ''}"
+        f"{r['epoch_s']:.1f}s (+{r['val_s']:.1f}s val){'  *best' if best else ''}"
     )
 
 

@@ -23,7 +23,7 @@ from vgan.config import PERSON_NONE, Config, config_from_dict
 from vgan.data import Split, normalization_stats
 from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
-from vgan.metrics import compute_metrics, histogram_metrics
+from vgan.metrics import CLDICE, cldice, compute_metrics, histogram_metrics, image_centrelines
 from vgan.models import Discriminator, Generator
 from vgan.provenance import code_changed, code_record
 from vgan.scale import median_fov_diameter
@@ -121,6 +121,13 @@ def split_metrics(probs: torch.Tensor, split: Split, threshold: float = 0.5, exa
     if not exact:
         return histogram_metrics(scores, targets, threshold)
     return compute_metrics(scores.cpu().numpy(), targets.cpu().numpy(), threshold)
+
+
+def split_cldice(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> float:
+    """clDice of probabilities (N,1,H,W) for a split at `threshold`, the images' centreline counts pooled (as
+    `vgan.evaluate` pools them). The maps are thinned on the host: only when a run selects on it."""
+    maps, labels, masks = (t[:, 0].cpu().numpy() for t in (probs, split.labels, split.masks))
+    return float(cldice(*image_centrelines(maps, labels, masks, threshold).sum(axis=0)))
 
 
 @dataclass
@@ -279,11 +286,14 @@ class Trainer:
     def validate(self) -> tuple[dict[str, float], torch.Tensor]:
         t = self.cfg.train
         try:
-            return evaluate(self.G, self.val, self.device, t.eval_batch_size, amp=t.amp, exact=False)
+            metrics, probs = evaluate(self.G, self.val, self.device, t.eval_batch_size, amp=t.amp, exact=False)
         except ValueError as e:
             if "non-finite" in str(e):
                 raise DivergenceError(self.epoch, "val_probability", float("nan")) from None
             raise
+        if t.select_metric == CLDICE:
+            metrics[CLDICE] = split_cldice(probs, self.val)
+        return metrics, probs
 
     def lr_factor(self, epoch: int) -> float:
         """The learning rates of epoch `epoch` (1-based) as a share of the config's: a function of the epoch

@@ -344,6 +344,41 @@ def test_a_resumed_study_runs_the_trials_and_time_its_command_asks_for(ray_tmpdi
     assert len(first) < len(trials) < 100 and len(first_runs) < len(runs), (len(first), len(trials), len(runs))
 
 
+def test_a_study_selected_on_cldice_ranks_and_registers_on_it(ray_tmpdir, tmp_path):
+    """`train.select_metric: cldice`, the vessels' connectivity: every epoch reports its validation clDice, each
+    trial's score is its best one, the study's best trial, Optuna's and the registered version's description say
+    that score, and the registration's line gives the test clDice beside the pixel figures."""
+    import optuna
+
+    space = quick_smoke(tmp_path / "space.yaml", "cl", train={"epochs": 3, "select_metric": "cldice"},
+                        tune={"num_samples": 3, "grace_period": 1})
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    proc = subprocess.run([sys.executable, "-m", "tuner.run", "--space", str(space), "--name", "c",
+                           "--storage", str(tmp_path / "ray"), "--tracking-uri", uri], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1", "RAY_TMPDIR": str(ray_tmpdir)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    client, runs = trial_runs(uri, "cl", "c")
+    assert len(runs) == 3
+    scores = {}
+    for r in runs:
+        cl = sorted((m.step, m.value) for m in client.get_metric_history(r.info.run_id, "val_cldice"))
+        assert [s for s, _ in cl] == list(range(1, len(cl) + 1)) and cl, r.data.tags
+        scores[r.data.tags["trial_id"]] = r.data.metrics["best_val_cldice"]
+        assert scores[r.data.tags["trial_id"]] == pytest.approx(max(v for _, v in cl))
+        assert "best_val_auc_roc" not in r.data.metrics  # one score per trial, the one selected on
+    (parent,) = client.search_runs([runs[0].info.experiment_id], "tags.kind = 'study'")
+    best = max(scores, key=scores.get)
+    assert parent.data.tags["best_trial_id"] == best
+    assert float(parent.data.tags["best_val_cldice"]) == pytest.approx(scores[best], abs=1e-6)
+    optuna_best = optuna.load_study(study_name="c", storage=f"sqlite:///{tmp_path / 'ray' / 'optuna.db'}").best_trial
+    assert optuna_best.user_attrs["ray_trial_id"] == best and optuna_best.value == pytest.approx(scores[best])
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("registered cl version 1"))
+    assert f"from best trial {best}: test AUC-ROC " in line and ", clDice 0." in line, line
+    description = client.get_model_version("cl", "1").description
+    assert f"(chosen on validation clDice {scores[best]:.4f})" in description and ", clDice 0." in description
+
+
 @pytest.mark.slow
 def test_a_finished_study_resumed_with_ensemble_top_registers_what_validation_chose(ray_tmpdir, tmp_path):
     """A study registers its best trial; resumed with `mlflow.ensemble_top: 3` (the trials are not re-run), the

@@ -105,6 +105,12 @@ def test_the_cldice_term_alone_is_something_to_train_on():
     assert (cfg.loss.bce_weight, cfg.loss.cldice_weight, cfg.adversarial_on) == (0, 1, False)
 
 
+def test_a_checkpoint_may_be_selected_on_any_scored_metric_cldice_too():
+    assert config_from_dict({"train": {"select_metric": "cldice"}}).train.select_metric == "cldice"
+    with pytest.raises(ConfigError, match=r"'train.select_metric' must be one of auc_roc, .*, specificity, cldice"):
+        config_from_dict({"train": {"select_metric": "dice"}})
+
+
 def test_batchnorm_allowed_for_vanilla_gan():
     cfg = config_from_dict({"model": {"disc_norm": "batch"}, "loss": {"adversarial": "vanilla"}})
     assert cfg.model.disc_norm == "batch"

@@ -48,6 +48,7 @@ def test_epoch_reports_losses_and_validation_metrics(tiny_values, adversarial):
     assert r.probs.shape == t.val.labels.shape
     assert (t.D is None) == (adversarial == "none")
     assert r.record["loss_cldice"] == 0  # off by default, not computed
+    assert "val_cldice" not in r.record  # selected on AUC-ROC: the validation maps are not thinned
 
 
 @pytest.mark.parametrize("adversarial", ["vanilla", "none"])
@@ -198,6 +199,31 @@ def test_drive_held_as_uint8_trains_exactly_as_its_floats(drive_root):
     assert {k: v for k, v in a.record.items() if not k.endswith("_s")} == \
         {k: v for k, v in b.record.items() if not k.endswith("_s")}
     assert torch.equal(a.probs, b.probs) and same_state(held.G.state_dict(), plain.G.state_dict())
+
+
+def test_a_run_selected_on_cldice_keeps_the_epoch_of_the_best_validation_cldice(drive_root):
+    """`train.select_metric: cldice`: each epoch's validation clDice is the figure vgan.evaluate gives the same
+    maps (centreline counts pooled over DRIVE's validation photographs, each at its own size), and the best
+    epoch is the one it ranks first, whatever AUC-ROC says."""
+    from vgan.evaluate import score_maps
+
+    cfg = config_from_dict({
+        "data": {"dataset": "drive", "root": str(drive_root), "crop_size": 64},
+        "model": {"base_width": 8, "depth": 3},
+        "loss": {"adversarial": "none", "cldice_weight": 1.0},
+        "optim": {"lr_g": 1e-2},
+        "train": {"epochs": 4, "batch_size": 8, "steps_per_epoch": 8, "eval_batch_size": 4, "select_metric": "cldice"},
+    })
+    t = Trainer(cfg, *load_train_val(cfg.data), CPU)
+    records = []
+    for _ in range(cfg.train.epochs):
+        r = t.run_epoch()
+        reported = score_maps([t.val.own(i, p[0]).numpy() for i, p in enumerate(r.probs)], t.val, 0.5)[0]
+        assert r.record["val_cldice"] == pytest.approx(reported["cldice"], abs=1e-12)
+        records.append(r.record)
+    scores = [r["val_cldice"] for r in records]
+    assert len(set(scores)) == len(scores) and 0 < min(scores)  # epochs told apart: a real choice
+    assert (t.best_epoch, t.best_score) == (1 + scores.index(max(scores)), max(scores))
 
 
 @pytest.mark.slow
