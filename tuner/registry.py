@@ -31,7 +31,7 @@ from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
 from vgan.cli import json_text
 from vgan.config import Config
 from vgan.data import FOV_ESTIMATED, Split, fov_source, load_split, load_train_val, split_fingerprint
-from vgan.metrics import CLDICE, INTERVALS, LABELS, POOLED_BY_IMAGE, bootstrap_interval
+from vgan.metrics import CLDICE, DISPLAY_NAMES, INTERVALS, POOLED_BY_IMAGE, bootstrap_interval
 from vgan.scale import AUTO, recorded_fov, scaled_predictions
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -260,7 +260,7 @@ def _register(client: MlflowClient, name: str, model_uri: str, run_id: str, cfg:
                        intervals)
     chosen_on = cfg.train.select_metric
     client.update_model_version(name, mv.version, description=(
-        f"{what} on {cfg.data.dataset} (chosen on validation {LABELS[chosen_on]} "
+        f"{what} on {cfg.data.dataset} (chosen on validation {DISPLAY_NAMES[chosen_on]} "
         f"{val_metrics.get(chosen_on, float('nan')):.4f}). Test{estimated_note(test_fov)}: AUC-ROC "
         f"{reg.test_figure('auc_roc')}, AUC-PR {reg.test_figure('auc_pr')}, F1 {reg.test_figure('f1')}"
         f", clDice {reg.test_figure(CLDICE)} at 0.5"

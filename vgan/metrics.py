@@ -18,8 +18,8 @@ METRIC_NAMES = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sen
 CLDICE = "cldice"  # of the vessels' centrelines (`centreline_counts`)
 # what an evaluation scores (vgan.evaluate; files before 2026-12-06 lack clDice), and what may select a checkpoint
 SCORED = (*METRIC_NAMES, CLDICE)
-LABELS = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR", "average_precision": "average precision", "f1": "F1",
-          "accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity", CLDICE: "clDice"}
+DISPLAY_NAMES = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR", "average_precision": "average precision", "f1": "F1",
+                 "accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity", CLDICE: "clDice"}
 BOOTSTRAP_SAMPLES = 10_000
 
 

@@ -106,7 +106,12 @@ def test_the_cldice_term_alone_is_something_to_train_on():
 
 
 def test_a_checkpoint_may_be_selected_on_any_scored_metric_cldice_too():
-    assert config_from_dict({"train": {"select_metric": "cldice"}}).train.select_metric == "cldice"
+    from vgan.metrics import DISPLAY_NAMES, SCORED
+
+    assert "cldice" in SCORED
+    for metric in SCORED:  # each one the registry can name in a version's description
+        assert config_from_dict({"train": {"select_metric": metric}}).train.select_metric == metric
+        assert DISPLAY_NAMES[metric]
     with pytest.raises(ConfigError, match=r"'train.select_metric' must be one of auc_roc, .*, specificity, cldice"):
         config_from_dict({"train": {"select_metric": "dice"}})
 
