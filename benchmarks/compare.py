@@ -14,8 +14,9 @@ At one wall-clock budget on this machine, each seed:
 - pbt:    the same space with population-based training every 5 epochs, a population of 2 = the two
           start points (the machine's two slots: more members would wait for 60-epoch trials that
           never end in time).
-Every search's first trial is its base config, the recipe. Each row: best validation AUC-ROC of the
-generator it would register (the recipe: its best checkpoint), and that generator's test
+Every search's first trial is its base config, the recipe (as it was until 2026-12-07: the recipe has a soft-clDice
+term since, the space's base not; `--set loss.cldice_weight=0` trains that recipe). Each row: best validation
+AUC-ROC of the generator it would register (the recipe: its best checkpoint), and that generator's test
 AUC-ROC / AUC-PR / F1 (the test split read once, at the end).
 """
 
