@@ -68,13 +68,13 @@ from vgan.metrics import (
     PAIRS,
     POOLED_BY_IMAGE,
     SCORED,
-    cldice,
     compute_metrics,
     curves,
     fov_pixels,
     image_centrelines,
     pair_counts,
     per_image_metrics,
+    pooled_cldice,
     pooled_interval,
     pooled_of_images,
 )
@@ -277,7 +277,7 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
     scores, targets = fov_pixels(maps, labels, masks)
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
     centrelines = image_centrelines(maps, labels, masks, threshold)
-    m[CLDICE] = float(cldice(*centrelines.sum(axis=0)))
+    m[CLDICE] = pooled_cldice(centrelines)
     m.update(zip(SPLIT_KEYS, (split.name, len(split), int(scores.size), int(targets.sum())), strict=True))
     if split.converted:
         m[CONVERTED] = split.converted

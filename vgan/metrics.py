@@ -253,11 +253,13 @@ def skeleton(mask: np.ndarray) -> np.ndarray:
             return img[1:-1, 1:-1].copy()
 
 
-def centreline_counts(pred: np.ndarray, label: np.ndarray) -> tuple[int, int, int, int]:
+def centreline_counts(pred: np.ndarray, label: np.ndarray, on_label: np.ndarray | None = None
+                      ) -> tuple[int, int, int, int]:
     """clDice's counts of a binary map and its label (H, W, each cut to the FOV): the map's centreline pixels
     inside the labelled vessels, the map's centreline pixels, the label's centreline pixels inside the map's
-    vessels, the label's centreline pixels."""
-    on_pred, on_label = skeleton(pred), skeleton(label)
+    vessels, the label's centreline pixels. `on_label`: the label's `skeleton`, where it is taken already."""
+    on_pred = skeleton(pred)
+    on_label = skeleton(label) if on_label is None else on_label
     return (int((on_pred & label).sum()), int(on_pred.sum()), int((on_label & pred).sum()), int(on_label.sum()))
 
 
@@ -282,13 +284,32 @@ def cldice(kept_pred, pred_px, kept_label, label_px):
     return harmonic_mean(*topology_shares(kept_pred, pred_px, kept_label, label_px))
 
 
-def image_centrelines(probs, labels, masks, threshold: float) -> np.ndarray:
-    """(N, 4) `centreline_counts` of each image, its map at `threshold`, map and label cut to its FOV."""
+def fov_labels(labels, masks) -> list[np.ndarray]:
+    """Each image's binary label cut to its FOV, labels and masks read as fov_pixels reads them."""
+    return [(np.asarray(y) > 0.5) & (np.asarray(m) > 0.5) for y, m in zip(labels, masks, strict=True)]
+
+
+def label_centrelines(labels, masks) -> list[np.ndarray]:
+    """Each label's `skeleton`, cut to its FOV: for `image_centrelines` of labels scored again and again (a
+    run's validation split, every epoch), taken once."""
+    return [skeleton(y) for y in fov_labels(labels, masks)]
+
+
+def image_centrelines(probs, labels, masks, threshold: float, on_labels: list[np.ndarray] | None = None
+                      ) -> np.ndarray:
+    """(N, 4) `centreline_counts` of each image, its map at `threshold`, map and label cut to its FOV.
+    `on_labels`: the labels' `label_centrelines`, where they are taken already."""
     counts = []
-    for p, y, m in zip(probs, labels, masks, strict=True):
-        fov = np.asarray(m) > 0.5  # labels and masks read as fov_pixels reads them
-        counts.append(centreline_counts((np.asarray(p) >= threshold) & fov, (np.asarray(y) > 0.5) & fov))
+    for i, (p, y, m) in enumerate(zip(probs, fov_labels(labels, masks), masks, strict=True)):
+        pred = (np.asarray(p) >= threshold) & (np.asarray(m) > 0.5)
+        counts.append(centreline_counts(pred, y, None if on_labels is None else on_labels[i]))
     return np.array(counts, dtype=np.int64).reshape(-1, 4)
+
+
+def pooled_cldice(centrelines: np.ndarray) -> float:
+    """The clDice of several images: their `image_centrelines` counts summed, then `cldice` (as the pixel metrics
+    pool pixels, not average images)."""
+    return float(cldice(*np.asarray(centrelines).sum(axis=0)))
 
 
 PAIRS, INTERVALS = "pair_counts", "intervals"  # their keys in vgan.evaluate's metrics.json

@@ -23,7 +23,7 @@ from vgan.config import PERSON_NONE, Config, config_from_dict
 from vgan.data import Split, normalization_stats
 from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
-from vgan.metrics import CLDICE, cldice, compute_metrics, histogram_metrics, image_centrelines
+from vgan.metrics import CLDICE, compute_metrics, histogram_metrics, image_centrelines, label_centrelines, pooled_cldice
 from vgan.models import Discriminator, Generator
 from vgan.provenance import code_changed, code_record
 from vgan.scale import median_fov_diameter
@@ -123,11 +123,12 @@ def split_metrics(probs: torch.Tensor, split: Split, threshold: float = 0.5, exa
     return compute_metrics(scores.cpu().numpy(), targets.cpu().numpy(), threshold)
 
 
-def split_cldice(probs: torch.Tensor, split: Split, threshold: float = 0.5) -> float:
-    """clDice of probabilities (N,1,H,W) for a split at `threshold`, the images' centreline counts pooled (as
-    `vgan.evaluate` pools them). The maps are thinned on the host: only when a run selects on it."""
+def split_cldice(probs: torch.Tensor, split: Split, threshold: float = 0.5,
+                 on_labels: list | None = None) -> float:
+    """clDice of probabilities (N,1,H,W) for a split at `threshold`, pooled as `vgan.evaluate` pools it. The maps
+    are thinned on the host: only when a run selects on it. `on_labels`: the split's `label_centrelines`."""
     maps, labels, masks = (t[:, 0].cpu().numpy() for t in (probs, split.labels, split.masks))
-    return float(cldice(*image_centrelines(maps, labels, masks, threshold).sum(axis=0)))
+    return pooled_cldice(image_centrelines(maps, labels, masks, threshold, on_labels))
 
 
 @dataclass
@@ -169,6 +170,9 @@ class Trainer:
                                           weight_decay=cfg.optim.weight_decay)
         self.train_data = stack(train.images, train.labels, train.masks).to(device)
         self.val = val.to(device)
+        # the validation labels' centrelines, thinned once a run rather than once an epoch
+        self.val_centrelines = label_centrelines(val.labels[:, 0].cpu().numpy(), val.masks[:, 0].cpu().numpy()) \
+            if t.select_metric == CLDICE else None
         sizes = None if train.sizes is None else torch.tensor(train.sizes, dtype=torch.int64)
         self.transform = get_transform(True, cfg.data.crop_size, cfg.data.augment_strength, cfg.data.flip, sizes)
         # Training crops have one shape: worth compiling. Validation (full size) stays eager.
@@ -292,7 +296,7 @@ class Trainer:
                 raise DivergenceError(self.epoch, "val_probability", float("nan")) from None
             raise
         if t.select_metric == CLDICE:
-            metrics[CLDICE] = split_cldice(probs, self.val)
+            metrics[CLDICE] = split_cldice(probs, self.val, on_labels=self.val_centrelines)
         return metrics, probs
 
     def lr_factor(self, epoch: int) -> float:
