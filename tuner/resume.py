@@ -12,6 +12,9 @@ place: Ray finds it, the trainable loads the newest, Ray's num_to_keep deletes t
 goes on. Those the trial outlives without a new checkpoint (it had finished) are removed once the
 study's fit returns.
 
+A killed driver may also have begun trials after its last saved state: Ray does not resume them, and their
+folders (unsaved_trials) are removed once the resumed fit returns.
+
 Reads Ray's own state with Ray's own classes (ray 2.60: `trial_data` holds each trial's JSON and its
 run metadata, the checkpoint manager inside); tests/tuner/test_resume.py writes a state the same way.
 """
@@ -19,10 +22,19 @@ run metadata, the checkpoint manager inside); tests/tuner/test_resume.py writes 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from tuner.storage import base_name, checkpoint_dirs, checkpoint_number, in_folder, read_text, write_text
+from tuner.storage import (
+    CHECKPOINT_DIR,
+    base_name,
+    checkpoint_dirs,
+    checkpoint_number,
+    in_folder,
+    read_text,
+    write_text,
+)
 
 STAND_IN = "stand_in.txt"  # in a stand-in folder: what it is, for whoever looks into storage
 # What Tuner.restore(resume_unfinished=True, resume_errored=False) runs again
@@ -150,6 +162,49 @@ def remove_stand_ins(fs, stand_ins: list[StandIn]) -> None:
     for s in stand_ins:
         if read_text(fs, f"{s.path}/{STAND_IN}"):  # no checkpoint is ever written there since
             fs.delete_dir(s.path)
+
+
+RAY_TRIAL_FILES = ("params.json", "result.json", "progress.csv")  # what Ray writes in a trial's folder
+# Ray's trial folder name: <trainable>_<trial id>_<index>_<params>_<date>
+TRIAL_FOLDER = re.compile(r".+_([0-9a-f]{8})_\d+_.*\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_[0-9a-f]{4})?")
+
+
+@dataclass(frozen=True)
+class Unsaved:
+    path: str  # a trial folder in the study's storage that no trial of the resumed study names
+
+    @property
+    def trial_id(self) -> str:
+        found = TRIAL_FOLDER.fullmatch(base_name(self.path))
+        return found.group(1) if found else base_name(self.path)
+
+
+def unsaved_trials(fs, study_path: str, known: set[str]) -> list[Unsaved]:
+    """The folders of trials a killed driver had begun after Ray last saved the study's state: none of the
+    resumed study's trials (`known`: their folder names) is theirs. Ray does not resume such a trial (its
+    searcher proposes anew, under a new id) and nothing reads its folder again: its checkpoints (~100 MB each
+    for the default model) would stay for good. A trial the state saved PENDING had no folder yet: resumed, it
+    starts in a new one, so one the killed driver had begun for it is unsaved too. A folder is taken for a
+    trial's where it holds Ray's trial files or a checkpoint folder, or is empty and named as Ray names them;
+    nothing else in the study's folder is touched."""
+    import pyarrow.fs
+
+    unsaved = []
+    for info in fs.get_file_info(pyarrow.fs.FileSelector(study_path, allow_not_found=True)):
+        if info.type != pyarrow.fs.FileType.Directory or info.base_name in known:
+            continue
+        inside = fs.get_file_info(pyarrow.fs.FileSelector(info.path))
+        if any(i.base_name in RAY_TRIAL_FILES or CHECKPOINT_DIR.fullmatch(i.base_name) for i in inside) or \
+                (not inside and TRIAL_FOLDER.fullmatch(info.base_name)):
+            unsaved.append(Unsaved(info.path))
+    return sorted(unsaved, key=lambda u: u.path)
+
+
+def remove_unsaved(fs, unsaved: list[Unsaved]) -> None:
+    """Once the resumed fit has returned: the dead driver's trial actors, which Ray stops as it notices the
+    driver gone, may still have been writing into such a folder as the resume began."""
+    for u in unsaved:
+        fs.delete_dir(u.path)
 
 
 def drop_saved_stopper(fs, study_path: str) -> bool:

@@ -409,7 +409,9 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
         witness = StopWitness(saved.ended)
         tuner = restore_tuner(plan.space, plan.storage.study(plan.name), saved, witness)
         try:
-            return witness.own_results(tuner.fit()), witness.stopped
+            results = witness.own_results(tuner.fit())
+            remove_unsaved_trials(plan, results, saved.trials)
+            return results, witness.stopped
         finally:
             remove_stand_ins(fs, stand_ins)
     else:
@@ -425,7 +427,27 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
         witness = StopWitness()
         tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
                             witness, plan.args.verbose)
-    return witness.own_results(tuner.fit()), witness.stopped
+        results = witness.own_results(tuner.fit())
+        if plan.args.resume:
+            remove_unsaved_trials(plan, results, [])
+    return results, witness.stopped
+
+
+def remove_unsaved_trials(plan: Plan, results, saved: list) -> None:
+    """Once a resumed fit has returned: the folders of trials the dead driver began after its last saved state
+    (tuner.resume.unsaved_trials: neither the fit's `results` nor the `saved` trials) go, said in a line; their
+    MLflow runs and Optuna trials are closed next (reconcile)."""
+    from tuner.resume import remove_unsaved, unsaved_trials
+    from tuner.storage import base_name
+
+    fs, path = plan.storage.folder(plan.name)
+    known = {base_name(r.path) for r in results if r.path} | {t.storage.trial_dir_name for t in saved}
+    unsaved = unsaved_trials(fs, path, known)
+    if unsaved:
+        remove_unsaved(fs, unsaved)
+        print(f"study {plan.name}: removed the folders of {len(unsaved)} trial(s) its dead driver had begun after Ray "
+              f"last saved its state, which Ray did not resume (its searcher proposed anew): "
+              f"{', '.join(u.trial_id for u in unsaved)}", flush=True)
 
 
 def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int],

@@ -108,6 +108,10 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
     lagging_id = lagging.name.split("_")[2]
     for path in sorted(lagging.glob("checkpoint_*"), reverse=True):
         path.rename(path.with_name(f"checkpoint_{checkpoint_number(str(path)) + 10:06d}"))
+    # and a trial it began after its last saved state, killed as its first checkpoint was being copied
+    begun = root / "shared" / "killed" / "train_vgan_0badf00d_9_optim_lr_g=0.0010_2026-12-07_10-31-00"
+    (begun / "checkpoint_000000").mkdir(parents=True)
+    (begun / "params.json").write_text("{}")
 
     # the command the study printed as it began, for a driver that dies before it can say how to go on
     (line,) = [ln for ln in (root / "driver.log").read_text().splitlines() if "should its driver die" in ln]
@@ -146,11 +150,13 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
         # counted, not asserted away (some kill timings still re-run an epoch; see stop 22's note)
         rerun += len(now) - EPOCHS
     known = {t.trial_id for t in state} | set(by_trial)
+    removed = next((line for line in resumed.stdout.splitlines() if "removed the folders of" in line), "")
+    assert removed.endswith("0badf00d") or "0badf00d, " in removed, resumed.stdout[-3000:]
+    assert not begun.exists()
     for folder in (root / "shared" / "killed").glob("train_vgan_*"):  # numbered on after the kill, never over
-        if folder.name.split("_")[2] not in known:
-            # started by the killed driver and never saved in its state: not resumed (the searcher proposed
-            # anew), its folder as the kill left it, a checkpoint being copied perhaps an empty folder
-            continue
+        # one the killed driver began after its last saved state is not resumed (the searcher proposes anew):
+        # the resume removed it (tuner.resume.unsaved_trials), a checkpoint it was copying perhaps an empty folder
+        assert folder.name.split("_")[2] in known, (folder.name, removed)
         epochs = [json.loads((c / "trial.json").read_text())["report"]["epoch"]
                   for c in sorted(folder.glob("checkpoint_*"))]
         assert epochs == sorted(set(epochs)), (folder.name, epochs)
@@ -169,6 +175,7 @@ def test_driver_killed_mid_study_resumes_losing_nothing(cluster, capsys):
         print(f"\ndriver SIGKILL: {len(finished)} finished trial(s) kept, {len(midway)} resumed from checkpoints, "
               f"resume took {time.perf_counter() - t0:.1f} s in all, epochs re-run: {rerun}")
         print(stand_ins)
+        print(removed)
 
 
 def scratch_folders(root) -> list[Path]:

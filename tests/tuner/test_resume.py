@@ -1,5 +1,6 @@
-"""Stand-ins for the checkpoints a study's lagging saved state names but Ray's num_to_keep deleted, read
-from a state written as Ray writes it (its Trial, checkpoint manager and TuneController's file)."""
+"""Stand-ins for the checkpoints a study's lagging saved state names but Ray's num_to_keep deleted, and the
+folders of trials begun after it, read from a state written as Ray writes it (its Trial, checkpoint manager and
+TuneController's file)."""
 
 import json
 import shutil
@@ -12,6 +13,7 @@ from conftest import TINY
 from ray import tune
 from ray.train._internal.session import _TrainingResult
 from ray.train._internal.storage import StorageContext, _exists_at_fs_path
+from ray.tune.experiment.trial import Trial
 from ray_trials import FS, checkpoint_written, ray_trial, state_saved
 
 from tuner.resume import (
@@ -20,8 +22,10 @@ from tuner.resume import (
     named_checkpoints,
     place_stand_ins,
     remove_stand_ins,
+    remove_unsaved,
     saved_trials,
     unfinished_trials,
+    unsaved_trials,
 )
 from tuner.trainable import STATE_FILE, TRIAL_FILE, restore
 from vgan.config import config_from_dict
@@ -184,3 +188,56 @@ def test_stand_ins_left_are_removed_and_found_again_by_a_later_resume(tmp_path):
     remove_stand_ins(FS, again)
     assert folders(t1) == ["checkpoint_000003", "checkpoint_000004"]
     remove_stand_ins(FS, again)  # gone already (Ray's num_to_keep): nothing to do
+
+
+def saved_names(exp):
+    return {t.storage.trial_dir_name for t in saved_trials(FS, str(exp))}
+
+
+def test_the_folders_of_trials_begun_after_the_last_saved_state_are_found_and_nothing_else(tmp_path):
+    running, done = ray_trial(tmp_path, "running"), ray_trial(tmp_path, "done", "TERMINATED")
+    for i in range(2):
+        checkpoint_written(running, i)
+    checkpoint_written(done, 0)
+    pending = Trial("train_vgan", config={}, stub=True,  # added by the searcher, not started when the state was saved
+                    storage=StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp"),
+                    placement_group_factory=tune.PlacementGroupFactory([{"CPU": 1}]))
+    pending.create_placement_group_factory()
+    state_saved(tmp_path, running, done, pending)
+    exp = tmp_path / "exp"
+    # after the save, the killed driver began `pending` and a new trial, was copying another's first checkpoint,
+    # and had made a fourth's folder
+    begun = exp / f"train_vgan_{pending.trial_id}_3_lr=0.1_2026-12-07_10-31-00"
+    late = exp / "train_vgan_1a2b3c4d_4_lr=0.2_2026-12-07_10-31-02"
+    cut = exp / "train_vgan_5e6f7a8b_5_lr=0.3_2026-12-07_10-31-03"
+    bare = exp / "train_vgan_9c0d1e2f_6_lr=0.4_2026-12-07_10-31-04_ab12"
+    for folder in (begun, late):
+        folder.mkdir()
+        (folder / "params.json").write_text("{}")
+        (folder / "result.json").write_text('{"epoch": 1}\n')
+    (cut / "checkpoint_000000").mkdir(parents=True)
+    bare.mkdir()
+    (exp / "notes").mkdir()  # not Ray's
+    (exp / "notes" / "todo.txt").write_text("keep")
+    (exp / "empty").mkdir()
+    resumed = exp / "train_vgan_7b8c9d0e_7_lr=0.5_2026-12-07_11-00-00"  # a trial of the resumed fit
+    resumed.mkdir()
+    (resumed / "params.json").write_text("{}")
+
+    unsaved = unsaved_trials(FS, str(exp), saved_names(exp) | {resumed.name})
+
+    assert names(u.path for u in unsaved) == sorted(f.name for f in (begun, late, cut, bare))
+    assert sorted(u.trial_id for u in unsaved) == sorted([pending.trial_id, "1a2b3c4d", "5e6f7a8b", "9c0d1e2f"])
+    remove_unsaved(FS, unsaved)
+    assert sorted(p.name for p in exp.iterdir() if p.is_dir()) == ["done", "empty", "notes", "running", resumed.name]
+    assert folders(running) == ["checkpoint_000000", "checkpoint_000001"] and folders(done) == ["checkpoint_000000"]
+    assert unsaved_trials(FS, str(exp), saved_names(exp) | {resumed.name}) == []
+
+
+def test_where_no_state_was_saved_every_trial_folder_is_unsaved(tmp_path):
+    started = ray_trial(tmp_path, "started")
+    checkpoint_written(started, 0)
+    (tmp_path / "exp" / "recipe.json").write_text("{}")
+    assert saved_names(tmp_path / "exp") == set()
+    assert names(u.path for u in unsaved_trials(FS, str(tmp_path / "exp"), set())) == ["started"]
+    assert unsaved_trials(FS, str(tmp_path / "nothing"), set()) == []

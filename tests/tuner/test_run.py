@@ -108,11 +108,18 @@ def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdi
     assert not parse_storage(str(tmp_path / "ray")).begun("s")
     assert main(common) == 2  # a new study under its name is refused
     assert "(use --resume to continue it)" in capsys.readouterr().err
+    # as a driver killed later, before Ray's first snapshot, leaves a trial it had begun
+    begun = tmp_path / "ray" / "s" / "train_vgan_0badf00d_1_optim_lr_g=0.0010_2026-12-07_10-31-00"
+    (begun / "checkpoint_000000").mkdir(parents=True)
+    (begun / "params.json").write_text("{}")
 
     proc = subprocess.run([sys.executable, "-m", "tuner.run", *common, "--resume", "--num-samples", "2",
                            "--no-register"], cwd=tmp_path, capture_output=True, text=True, timeout=900, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "study s: its driver stopped before Ray saved any state of it; its trials start anew" in proc.stdout
+    assert "study s: removed the folders of 1 trial(s) its dead driver had begun after Ray last saved its state, " \
+           "which Ray did not resume (its searcher proposed anew): 0badf00d" in proc.stdout, proc.stdout[-3000:]
+    assert not begun.exists() and len(list((tmp_path / "ray" / "s").glob("train_vgan_*"))) == 2
     assert "the code changed" not in proc.stdout  # resumed by the code that began it
     assert parse_storage(str(tmp_path / "ray")).begun("s")
     client = MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
