@@ -5,9 +5,10 @@ pre-flight only checked that its files read), to score exactly the logged model 
 photograph brought to the scale the model was trained at as `tuner.predict` brings it (`vgan.scale`). The new
 version is aliased `challenger`. It becomes `champion` when there is none, or when, scored now on the same
 test images as the champion (same dataset, same test-split fingerprint), it beats the champion's pooled test
-AUC-ROC by `promote_margin` and a paired bootstrap over the test images (per-image AUC-ROC gains, seeded) puts
-the mean gain above 0 at `promote_confidence`. A champion scored on other images is never compared with: the
-version stays challenger, with the reason tagged.
+score by `promote_margin` and a paired bootstrap over the test images (per-image gains, seeded) puts the mean
+gain above 0 at `promote_confidence`. The score is the metric the study chose its trials on
+(`train.select_metric`: AUC-ROC by default, clDice for a study after the vessels' topology). A champion
+scored on other images is never compared with: the version stays challenger, with the reason tagged.
 
 The gate's evidence stays with the version: each model's test scores as `vgan.evaluate` writes them
 (pooled and per image), on the version's run under `registry/NAME/vN/` (`test.json`, and
@@ -31,46 +32,67 @@ from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
 from vgan.cli import json_text
 from vgan.config import Config
 from vgan.data import FOV_ESTIMATED, Split, fov_source, load_split, load_train_val, split_fingerprint
-from vgan.metrics import CLDICE, DISPLAY_NAMES, INTERVALS, POOLED_BY_IMAGE, bootstrap_interval
+from vgan.metrics import CLDICE, DISPLAY_NAMES, INTERVALS, POOLED_BY_IMAGE, SCORED, bootstrap_interval
 from vgan.scale import AUTO, recorded_fov, scaled_predictions
 
 CHALLENGER, CHAMPION = "challenger", "champion"
+AUC_ROC = "auc_roc"  # the gate's metric unless a study selects on another
 DECISION = "decision"  # a registration's last write: a version without it was left unfinished, and a resume ends it
 HINT_NAMES = 10  # registered models an error names at most
 
 
 @dataclass(frozen=True)
 class Gate:
-    margin: float = 0.0  # pooled test AUC-ROC the challenger must gain
+    margin: float = 0.0  # of the pooled test `metric`, which the challenger must gain
     confidence: float = 0.95  # of the bootstrap interval of the mean per-image gain, which must lie above 0
     seed: int = 0
+    metric: str = AUC_ROC  # one vgan.evaluate scores (vgan.metrics.SCORED): the study's train.select_metric
+
+    def __post_init__(self):
+        if self.metric not in SCORED:
+            raise ValueError(f"Gate.metric {self.metric!r}: one of {', '.join(SCORED)}")
 
 
 @dataclass
 class Scores:
-    """A model on a test split, scored once as `vgan.evaluate` scores maps: its pooled metrics and each image's
-    AUC-ROC (the gate's pairs), both read from `record` (vgan.evaluate's metrics.json of the maps: the evidence
-    the registry keeps, from which vgan.compare gives the gate's interval again)."""
+    """A model on a test split, scored once as `vgan.evaluate` scores maps: its pooled metrics, read from `record`
+    (vgan.evaluate's metrics.json of the maps, each image's row in it: the evidence the registry keeps, from which
+    vgan.compare gives the gate's interval again)."""
 
     metrics: dict[str, float]
-    per_image: np.ndarray
     record: dict[str, Any]
+
+    def per_image(self, metric: str) -> np.ndarray:
+        """Each image's `metric` in the split's order (the gate's pairs); NaN where an image has none: AUCs where its
+        FOV holds one class only, clDice where it has no labelled vessel. Its labels decide, so the same images
+        lack it for any model, and vgan.compare leaves them out as the gate does."""
+        return np.array([np.nan if row[metric] is None else row[metric] for row in self.record["per_image"]], float)
+
+
+def gate_tags(metric: str) -> tuple[str, str, str]:
+    """The version tags of a gate's figures on `metric`: (champion's pooled score, pooled gain, per-image gain;
+    the last also with `_interval`). AUC-ROC's keep the names they had before the gate took other metrics."""
+    per_image = "per_image_auc" if metric == AUC_ROC else f"per_image_{metric}"
+    return f"champion_test_{metric}", f"test_{metric}_gain", f"{per_image}_gain"
 
 
 @dataclass
 class Comparison:
     champion_version: str
-    champion_auc: float  # pooled, scored now
-    challenger_auc: float
+    champion_score: float  # pooled test `metric`, scored now
+    challenger_score: float
     gain: float  # pooled challenger - champion
     mean_gain: float  # of the per-image gains
     interval: tuple[float, float]  # bootstrap interval of mean_gain at the gate's confidence
+    images: int = 0  # the pairs: the test images with a per-image `metric`
+    metric: str = AUC_ROC
 
     @property
     def tags(self) -> dict[str, str]:
-        return {"champion_version": self.champion_version, "champion_test_auc_roc": repr(self.champion_auc),
-                "test_auc_roc_gain": repr(self.gain), "per_image_auc_gain": repr(self.mean_gain),
-                "per_image_auc_gain_interval": f"[{self.interval[0]:.6f}, {self.interval[1]:.6f}]"}
+        champion, gain, per_image = gate_tags(self.metric)
+        return {"champion_version": self.champion_version, "gate_metric": self.metric,
+                champion: repr(self.champion_score), gain: repr(self.gain), per_image: repr(self.mean_gain),
+                f"{per_image}_interval": f"[{self.interval[0]:.6f}, {self.interval[1]:.6f}]"}
 
 
 @dataclass
@@ -125,10 +147,7 @@ def scores_of_maps(maps: list[np.ndarray], split: Split, threshold: float = 0.5)
     from vgan.evaluate import pooled_metrics, score_maps
 
     record, _, _ = score_maps(maps, split, threshold, each=True)
-    aucs = [row["auc_roc"] for row in record["per_image"]]
-    if None in aucs:  # the gate pairs every image
-        raise ValueError("per-image AUC needs both vessel and background pixels inside each FOV")
-    return Scores(pooled_metrics(record), np.asarray(aucs), record)
+    return Scores(pooled_metrics(record), record)
 
 
 def evaluation_record(scores: Scores, dataset: str, fov: str, model_uri: str) -> dict[str, Any]:
@@ -147,11 +166,16 @@ def score_logged(model_uri: str, split: Split) -> Scores:
 
 def compare(champion_version: str, champion: Scores, challenger: Scores, gate: Gate) -> tuple[bool, str, Comparison]:
     """The gate on two models scored on the same test images: (promote?, reason, comparison)."""
-    gains = challenger.per_image - champion.per_image
-    c = Comparison(champion_version, champion.metrics["auc_roc"], challenger.metrics["auc_roc"],
-                   challenger.metrics["auc_roc"] - champion.metrics["auc_roc"], float(gains.mean()),
-                   bootstrap_interval(gains, gate.confidence, gate.seed))
-    figures = (f"test AUC-ROC {c.challenger_auc:.4f} vs champion v{champion_version}'s {c.champion_auc:.4f} "
+    m, name = gate.metric, DISPLAY_NAMES[gate.metric]
+    gains = challenger.per_image(m) - champion.per_image(m)
+    gains = gains[~np.isnan(gains)]
+    if not gains.size:
+        raise ValueError(f"no test image has a per-image {name} (AUCs need vessel and background pixels inside an "
+                         "image's FOV, clDice a labelled vessel): the gate has no pair to compare")
+    c = Comparison(champion_version, champion.metrics[m], challenger.metrics[m],
+                   challenger.metrics[m] - champion.metrics[m], float(gains.mean()),
+                   bootstrap_interval(gains, gate.confidence, gate.seed), len(gains), m)
+    figures = (f"test {name} {c.challenger_score:.4f} vs champion v{champion_version}'s {c.champion_score:.4f} "
                f"(gain {c.gain:+.4f}; per-image gain {c.mean_gain:+.4f}, {gate.confidence:.0%} interval "
                f"[{c.interval[0]:+.4f}, {c.interval[1]:+.4f}] over {len(gains)} images)")
     if c.gain <= gate.margin:

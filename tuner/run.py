@@ -751,7 +751,7 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
         best_epoch = load_run_json(study.client, run.info.run_id, "best/metrics.json")
         val = {m: best_epoch[f"val_{m}"] for m in SCORED if f"val_{m}" in best_epoch}  # clDice if selected on
         val["epoch"] = best_epoch["epoch"]
-    gate = Gate(space.mlflow.promote_margin, space.mlflow.promote_confidence)
+    gate = Gate(space.mlflow.promote_margin, space.mlflow.promote_confidence, metric=cfg.train.select_metric)
     unfinished = None if made is None else str(made.version)
     if unfinished is not None:
         print(f"{candidate}: {name} version {unfinished} was made from it by a driver that stopped before it was "

@@ -103,7 +103,7 @@ class MlflowSettings:
     # dataset vgan-generator-<its root folder's name> (a champion is only ever compared with models of its own
     # test images: the gate refuses the rest anyway, and two clinics' datasets in one store are two lineages)
     registered_model: str | None = None
-    promote_margin: float = 0.0  # a challenger must beat the champion's test AUC-ROC by this much
+    promote_margin: float = 0.0  # a challenger must beat the champion's test score (train.select_metric) by this
     promote_confidence: float = 0.95  # and the bootstrap interval of its per-image gain must lie above 0
     outage_window_s: float = 600.0  # how long a tracking-server outage is waited out before `tuner.replay`
     # The registry's candidate: the mean map of the best k <= ensemble_top trials, k chosen on validation

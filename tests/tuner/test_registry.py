@@ -37,7 +37,8 @@ def test_a_clearly_better_challenger_is_promoted(reference_root, drive_test):
     promoted, reason, c = compare("1", scores_of(worse, drive_test), scores_of(vgan, drive_test), Gate(margin=0.002))
     assert promoted and reason.startswith("promoted over v1"), reason
     assert c.gain > 0.01 and c.interval[0] > 0 and c.interval[0] < c.mean_gain < c.interval[1]
-    assert c.challenger_auc == pytest.approx(0.9803, abs=5e-5)  # the published maps' score
+    assert c.challenger_score == pytest.approx(0.9803, abs=5e-5)  # the published maps' score
+    assert c.metric == "auc_roc" and c.images == 20 and "test AUC-ROC 0.980" in reason
 
 
 def test_a_same_quality_challenger_is_not_promoted(reference_root, drive_test):
@@ -51,6 +52,49 @@ def test_a_same_quality_challenger_is_not_promoted(reference_root, drive_test):
                                       Gate(margin=0.0))
         assert not promoted and abs(c.gain) < 1e-3 and "kept champion v1" in reason, reason
         assert c.interval[0] < 0 < c.interval[1] or c.gain <= 0
+
+
+def test_the_gate_compares_on_the_metric_the_study_selected_on(reference_root, drive_test, tmp_path, capsys):
+    """V-GAN's maps against the same maps squared: the same order of pixels (AUC-ROC unchanged), fewer above 0.5
+    (thin vessels lost: clDice lower). A study selected on AUC-ROC keeps its champion; one selected on clDice
+    promotes the challenger, and vgan.compare of the two evaluations gives the gate's figures again."""
+    from tuner.registry import evaluation_record
+    from vgan.compare import main as compare_main
+    from vgan.metrics import per_image_metrics
+
+    vgan = vgan_maps(reference_root, drive_test)
+    champion, challenger = scores_of(vgan ** 2, drive_test), scores_of(vgan, drive_test)
+
+    kept, reason, c = compare("1", champion, challenger, Gate())
+    assert not kept and abs(c.gain) < 1e-4 and "not above the margin" in reason, reason
+    promoted, reason, c = compare("1", champion, challenger, Gate(metric="cldice"))
+    assert promoted and reason.startswith("promoted over v1: test clDice "), reason
+    assert c.metric == "cldice" and c.gain > 0.02 and c.interval[0] > 0 and c.images == 20
+    assert c.challenger_score == pytest.approx(challenger.metrics["cldice"])
+    rows = [per_image_metrics([drive_test.own(i, p[0]).numpy() for i, p in enumerate(maps)],
+                              [drive_test.own(i, y[0]).numpy() for i, y in enumerate(drive_test.labels)],
+                              [drive_test.own(i, m[0]).numpy() for i, m in enumerate(drive_test.masks)])
+            for maps in (vgan ** 2, vgan)]
+    gains = [b["cldice"] - a["cldice"] for a, b in zip(*rows, strict=True)]
+    assert c.mean_gain == pytest.approx(np.mean(gains), abs=1e-9)
+    assert c.tags == {"champion_version": "1", "gate_metric": "cldice", "champion_test_cldice": repr(c.champion_score),
+                      "test_cldice_gain": repr(c.gain), "per_image_cldice_gain": repr(c.mean_gain),
+                      "per_image_cldice_gain_interval": f"[{c.interval[0]:.6f}, {c.interval[1]:.6f}]"}
+
+    files = []
+    for name, scores in (("champion", champion), ("challenger", challenger)):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps(evaluation_record(scores, "drive", "masks", name)))
+    capsys.readouterr()
+    assert compare_main([*map(str, files), "--metrics", "cldice", "--json", str(tmp_path / "c.json")]) == 0
+    again = json.loads((tmp_path / "c.json").read_text())["metrics"]["cldice"]
+    assert again["gain"] == pytest.approx(c.gain, abs=1e-9) and again["mean_gain"] == pytest.approx(c.mean_gain)
+    assert again["interval"] == pytest.approx(list(c.interval), abs=1e-9)
+
+
+def test_a_gate_on_a_metric_no_evaluation_scores_is_refused():
+    with pytest.raises(ValueError, match="Gate.metric 'dice': one of auc_roc, .*cldice"):
+        Gate(metric="dice")
 
 
 @pytest.fixture
@@ -108,7 +152,7 @@ def test_registration_records_the_decision_and_its_figures(logged_model):
     tags = client.get_model_version("vgan-generator", second.version).tags
     assert tags["promotion"] == second.reason and tags["decision"] == "not promoted"
     assert float(tags["champion_test_auc_roc"]) == pytest.approx(first.test_metrics["auc_roc"])
-    assert tags["per_image_auc_gain_interval"] == "[0.000000, 0.000000]"
+    assert tags["per_image_auc_gain_interval"] == "[0.000000, 0.000000]" and tags["gate_metric"] == "auc_roc"
     assert linked_versions(client, model_uri) == [("vgan-generator", first.version),
                                                   ("vgan-generator", second.version)]
 
@@ -227,14 +271,15 @@ def test_a_mixed_size_test_split_is_scored_with_each_image_at_its_own_size(drive
     labels = [test.own(i, y[0]).numpy() for i, y in enumerate(test.labels)]
     masks = [test.own(i, m[0]).numpy() for i, m in enumerate(test.masks)]
     assert s.metrics["auc_roc"] == pytest.approx(compute_metrics(*fov_pixels(maps, labels, masks))["auc_roc"], abs=1e-6)
-    assert np.allclose(s.per_image, [r["auc_roc"] for r in per_image_metrics(maps, labels, masks)])
+    assert np.allclose(s.per_image("auc_roc"), [r["auc_roc"] for r in per_image_metrics(maps, labels, masks)])
 
     # a model trained at DRIVE's scale sees STARE's photograph brought to it, and is scored at its own size
     shapes.clear()
     at = score_model(brightness, test, trained_fov=540.0)
     factor = 540.0 / fov_diameter(test.own(1, test.masks[1]))
     assert shapes == [(1, 3, 584, 565), (1, 3, round(605 * factor), round(700 * factor))]
-    assert at.per_image[0] == s.per_image[0] and at.per_image[1] != s.per_image[1]
+    (a0, a1), (s0, s1) = at.per_image("auc_roc"), s.per_image("auc_roc")
+    assert a0 == s0 and a1 != s1
 
 
 def test_a_version_is_listed_once_on_its_logged_model(tmp_path):
@@ -270,14 +315,15 @@ def test_a_store_without_registered_models_says_so(tmp_path):
 
 
 
-def registration_of(tmp_path):
+def registration_of(tmp_path, **overrides):
     """A study whose best trial logged its model, and `tuner.run.register` as a study calls it, for a trial's run
-    (the space's registry settings, its trainer config TINY's): (register(run id), study, the trial's run id)."""
+    (the space's registry settings, its trainer config TINY's with `overrides`): (register(run id), study, the
+    trial's run id)."""
     from types import SimpleNamespace
 
     from tuner.run import register
 
-    cfg, uri, study, run_id = trial_with_best(tmp_path)
+    cfg, uri, study, run_id = trial_with_best(tmp_path, **overrides)
     log_best_model(uri, run_id, tmp_path / "best", load_train_val(cfg.data)[1], cfg, "t1 completed")
     mlflow = SimpleNamespace(registered_model="vgan-generator", promote_margin=0.0, promote_confidence=0.95,
                              ensemble_top=1)
@@ -364,17 +410,22 @@ def test_a_registration_whose_champion_could_not_be_scored_is_compared_by_the_re
     assert str(client.get_model_version_by_alias("vgan-generator", CHALLENGER).version) == "2"
 
 
-def test_the_gates_evidence_is_kept_and_vgan_compare_gives_its_interval_again(tmp_path, capsys):
+@pytest.mark.parametrize("metric", ["auc_roc", "cldice"])
+def test_the_gates_evidence_is_kept_and_vgan_compare_gives_its_interval_again(tmp_path, capsys, metric):
     """Each version's test scores, and the champion's the gate scored, as vgan.evaluate writes them, on the version's
-    run: vgan.compare of the two gives the gate's per-image AUC-ROC gain and interval again."""
+    run: vgan.compare of the two gives the gate's per-image gain and interval again, on the metric the study
+    selected on."""
     from mlflow.artifacts import download_artifacts
 
-    from tuner.registry import DECISION
+    from tuner.registry import DECISION, gate_tags
     from vgan.compare import main as compare_main
+    from vgan.metrics import DISPLAY_NAMES
 
-    register, study, first = registration_of(tmp_path)
+    # (TINY's 2 steps leave every pixel above 0.5 and clDice 0: 10 draw some vessels)
+    overrides = {"train.select_metric": metric, **({"train.steps_per_epoch": 10} if metric == "cldice" else {})}
+    register, study, first = registration_of(tmp_path, **overrides)
     register(first)
-    cfg = trial_with_best(tmp_path / "other", **{"train.seed": 1})[0]
+    cfg = trial_with_best(tmp_path / "other", **{"train.seed": 1, **overrides})[0]
     run = study.client.create_run(study.info.experiment_id, tags={"mlflow.parentRunId": study.info.parent_run_id})
     log_best_model(study.info.uri, run.info.run_id, tmp_path / "other" / "best", load_train_val(cfg.data)[1], cfg,
                    "t2 completed")
@@ -395,11 +446,14 @@ def test_the_gates_evidence_is_kept_and_vgan_compare_gives_its_interval_again(tm
     assert len(challenger["per_image"]) == TINY["data"]["synthetic"]["num_test"]
     assert challenger["source"].startswith("models:/m-") and challenger["fov"] == "generated"
     capsys.readouterr()
-    assert compare_main([got["champion_test_evaluation"], got["test_evaluation"], "--metrics", "auc_roc", "--json",
+    assert compare_main([got["champion_test_evaluation"], got["test_evaluation"], "--metrics", metric, "--json",
                          str(tmp_path / "c.json")]) == 0
-    again = json.loads((tmp_path / "c.json").read_text())["metrics"]["auc_roc"]
+    again = json.loads((tmp_path / "c.json").read_text())["metrics"][metric]
+    champion_score, gain, per_image = gate_tags(metric)
+    assert v2["gate_metric"] == metric and f"test {DISPLAY_NAMES[metric]} " in v2["promotion"]
     assert again["interval"][0] < again["interval"][1], "two generators, two seeds: gains that differ"
-    assert again["mean_gain"] == pytest.approx(float(v2["per_image_auc_gain"]), abs=1e-9)
-    assert again["interval"] == pytest.approx(json.loads(v2["per_image_auc_gain_interval"]), abs=1e-6)
-    assert again["gain"] == pytest.approx(float(v2["test_auc_roc_gain"]), abs=1e-9)
+    assert again["mean_gain"] == pytest.approx(float(v2[per_image]), abs=1e-9)
+    assert again["interval"] == pytest.approx(json.loads(v2[f"{per_image}_interval"]), abs=1e-6)
+    assert again["gain"] == pytest.approx(float(v2[gain]), abs=1e-9)
+    assert again["baseline"] == pytest.approx(float(v2[champion_score]), abs=1e-9)
     assert (again["verdict"] == "higher" and again["gain"] > 0) == (v2[DECISION] == "promoted")
