@@ -442,9 +442,14 @@ def remove_unsaved_trials(plan: Plan, results, saved: list) -> None:
 
     fs, path = plan.storage.folder(plan.name)
     known = {base_name(r.path) for r in results if r.path} | {t.storage.trial_dir_name for t in saved}
-    unsaved = unsaved_trials(fs, path, known)
-    if unsaved:
+    try:
+        unsaved = unsaved_trials(fs, path, known)
         remove_unsaved(fs, unsaved)
+    except OSError as e:  # the study's work is done and kept: this is disk only
+        print(f"study {plan.name}: could not remove the folders of trials its dead driver had begun after Ray last "
+              f"saved its state ({e}); a later --resume tries again", flush=True)
+        return
+    if unsaved:
         print(f"study {plan.name}: removed the folders of {len(unsaved)} trial(s) its dead driver had begun after Ray "
               f"last saved its state, which Ray did not resume (its searcher proposed anew): "
               f"{', '.join(u.trial_id for u in unsaved)}", flush=True)

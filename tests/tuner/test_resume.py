@@ -241,3 +241,33 @@ def test_where_no_state_was_saved_every_trial_folder_is_unsaved(tmp_path):
     assert saved_names(tmp_path / "exp") == set()
     assert names(u.path for u in unsaved_trials(FS, str(tmp_path / "exp"), set())) == ["started"]
     assert unsaved_trials(FS, str(tmp_path / "nothing"), set()) == []
+
+
+def test_a_resume_removes_the_unsaved_folders_or_says_why_it_could_not(tmp_path, monkeypatch, capsys):
+    """tuner.run's step once the resumed fit returned: a storage error there costs disk, not the study."""
+    from types import SimpleNamespace
+
+    import tuner.resume
+    from tuner.run import remove_unsaved_trials
+
+    kept = ray_trial(tmp_path, "kept")
+    checkpoint_written(kept, 0)
+    late = tmp_path / "exp" / "train_vgan_1a2b3c4d_4_lr=0.2_2026-12-07_10-31-02"
+    (late / "checkpoint_000000").mkdir(parents=True)
+    plan = SimpleNamespace(name="s", storage=SimpleNamespace(folder=lambda name: (FS, str(tmp_path / "exp"))))
+    fit = [SimpleNamespace(path=kept.storage.trial_fs_path), SimpleNamespace(path=None)]  # one never started
+
+    def refused(fs, unsaved):
+        raise OSError("[Errno 13] Permission denied")
+
+    monkeypatch.setattr(tuner.resume, "remove_unsaved", refused)
+    remove_unsaved_trials(plan, fit, [])
+    assert "study s: could not remove the folders of trials its dead driver had begun after Ray last saved its " \
+           "state ([Errno 13] Permission denied); a later --resume tries again" in capsys.readouterr().out
+    assert late.exists()
+    monkeypatch.undo()
+    remove_unsaved_trials(plan, fit, [])
+    assert capsys.readouterr().out.endswith("(its searcher proposed anew): 1a2b3c4d\n")
+    assert not late.exists() and folders(kept) == ["checkpoint_000000"]
+    remove_unsaved_trials(plan, fit, [])
+    assert capsys.readouterr().out == ""  # nothing left to say
