@@ -20,7 +20,6 @@ import yaml
 
 from vgan.errors import ConfigError
 from vgan.metrics import SCORED
-from vgan.models import DISC_HEADS, DISC_NORMS, ModelConfig
 
 DATASETS = ("synthetic", "drive", "stare", "folder")
 ADVERSARIAL = ("wgan-gp", "vanilla", "none")
@@ -60,6 +59,23 @@ class DataConfig:
     augment_strength: float = 1.0  # scales colour-jitter ranges; 0 disables jitter
     flip: bool = True
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+DISC_HEADS = ("pixel", "patch", "image")
+DISC_NORMS = ("none", "instance", "layer", "batch")
+
+
+@dataclass
+class ModelConfig:
+    """The networks' (vgan.models): here with the rest of the tree, so reading a config needs no torch (a CLI's
+    --help, or its refusal of a bad option, answers at once)."""
+
+    base_width: int = 16  # channels of the first U-Net level; doubled at each level down
+    depth: int = 3  # number of 2x downsamplings in the U-Net
+    disc_head: str = "patch"  # pixel | patch | image (V-GAN's discriminator variants)
+    disc_width: int = 16
+    disc_depth: int = 3  # stride-2 convolutions before the patch/image head
+    disc_norm: str = "instance"  # none | instance | layer | batch (batch is refused with WGAN-GP)
 
 
 @dataclass

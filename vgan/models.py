@@ -1,29 +1,18 @@
 """The V-GAN networks: a U-Net generator and a discriminator on concat(image, vessel map).
 
-Only `nn.Module`s and their config dataclass live here; losses and training are elsewhere.
+Only `nn.Module`s live here, built from their config dataclass `ModelConfig` (defined in vgan.config with the
+rest of the config tree, which reads without torch; importable from here too); losses and training are elsewhere.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-DISC_HEADS = ("pixel", "patch", "image")
-DISC_NORMS = ("none", "instance", "layer", "batch")
-
-
-@dataclass
-class ModelConfig:
-    base_width: int = 16  # channels of the first U-Net level; doubled at each level down
-    depth: int = 3  # number of 2x downsamplings in the U-Net
-    disc_head: str = "patch"  # pixel | patch | image (V-GAN's discriminator variants)
-    disc_width: int = 16
-    disc_depth: int = 3  # stride-2 convolutions before the patch/image head
-    disc_norm: str = "instance"  # none | instance | layer | batch (batch is refused with WGAN-GP)
+from vgan.config import DISC_HEADS, DISC_NORMS, ModelConfig  # noqa: F401  (this module's names since it began)
 
 
 class ConvBlock(nn.Sequential):

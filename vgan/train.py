@@ -16,7 +16,7 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import yaml
 
@@ -31,27 +31,10 @@ from vgan.config import (
     parse_sets,
     set_flags,
 )
-from vgan.data import (
-    converted_note,
-    copies_note,
-    fov_note,
-    fov_source,
-    held_layout,
-    load_train_val,
-    people_note,
-)
 from vgan.errors import ConfigError
-from vgan.scale import mixed_scale_note
-from vgan.trainer import (
-    EpochResult,
-    Trainer,
-    checkpoint_config,
-    count_parameters,
-    fit,
-    load_checkpoint,
-    resolve_device,
-)
-from vgan.visualize import save_previews
+
+if TYPE_CHECKING:  # torch's modules are imported where a run needs them: --help and bad options answer at once
+    from vgan.trainer import EpochResult, Trainer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +59,8 @@ def resolve_config(args: argparse.Namespace, resume_state: dict[str, Any] | None
     if args.config:
         cfg = load_config(args.config)
     elif resume_state is not None:
+        from vgan.trainer import checkpoint_config
+
         cfg = checkpoint_config(resume_state, args.resume)
     else:
         cfg = config_from_dict({}, "built-in defaults")
@@ -86,6 +71,8 @@ def resolve_config(args: argparse.Namespace, resume_state: dict[str, Any] | None
             raise ConfigError(f"--set {key}=... and {flag}: give one")
     if args.data is not None:
         if cfg.data.dataset == "synthetic":
+            from vgan.data import held_layout
+
             layout = held_layout(args.data)
             given = (f"{args.config} trains" if args.config else f"{args.resume}'s config trains"
                      if resume_state is not None else "the built-in defaults train")
@@ -133,6 +120,8 @@ def _keep_history(path: Path, upto_epoch: int) -> None:
 def run_folder_sink(trainer: Trainer, out: Path, log: Callable[[str], None] = print) -> Callable[[EpochResult], None]:
     """What `python -m vgan.train` does with each epoch: a metrics.jsonl line, a log line,
     checkpoints/last.pt (and best.pt), previews every `train.preview_every` epochs."""
+    from vgan.visualize import save_previews
+
     cfg = trainer.cfg
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -156,6 +145,8 @@ def run_folder_sink(trainer: Trainer, out: Path, log: Callable[[str], None] = pr
 
 def train_into(trainer: Trainer, out: Path, progress: bool = True, log: Callable[[str], None] = print) -> None:
     """Run epochs up to train.epochs, writing metrics, checkpoints and previews under `out`."""
+    from vgan.trainer import fit
+
     fit(trainer, run_folder_sink(trainer, out, log), progress)
     log(f"best val {trainer.cfg.train.select_metric} {trainer.best_score:.4f} at epoch {trainer.best_epoch}; "
         f"run folder {out}")
@@ -163,8 +154,16 @@ def train_into(trainer: Trainer, out: Path, progress: bool = True, log: Callable
 
 def _main(argv: Sequence[str] | None) -> None:
     args = build_parser().parse_args(argv)
-    state = load_checkpoint(args.resume) if args.resume else None
+    state = None
+    if args.resume:
+        from vgan.trainer import load_checkpoint
+
+        state = load_checkpoint(args.resume)
     cfg = resolve_config(args, state)
+    from vgan.data import converted_note, copies_note, fov_note, fov_source, load_train_val, people_note
+    from vgan.scale import mixed_scale_note
+    from vgan.trainer import Trainer, count_parameters, resolve_device
+
     device = resolve_device(cfg.train.device)
     train, val = load_train_val(cfg.data)
     trainer = Trainer(cfg, train, val, device)

@@ -196,6 +196,23 @@ def test_a_bad_set_exits_2_naming_it(tiny_config_file, tmp_path, capsys, argv, f
     assert not (tmp_path / "o").exists()  # nothing started
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["--help"], "usage: python -m vgan.train"),
+    (["--set", "train.epochz=3"], "unknown key 'train.epochz'"),
+    (["--config", "missing.yaml"], "missing.yaml"),
+    (["--device", "tpu"], "invalid choice: 'tpu'"),
+])
+def test_help_and_a_refused_command_answer_without_importing_torch(tmp_path, argv, said):
+    """torch takes 1.3-1.7 s to import on a 2-core machine: --help and a command refused for its options or config
+    answer before it (no timing here: whether it was imported is the behaviour)."""
+    code = ("import sys\nfrom vgan.train import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('torch imported:', 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert said in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+    assert "torch imported: False" in proc.stdout, proc.stdout + proc.stderr
+
+
 def test_bad_config_exits_2(tmp_path, capsys, tiny_values):
     tiny_values["loss"]["n_crtic"] = 3
     path = write_yaml(tmp_path / "typo.yaml", tiny_values)
