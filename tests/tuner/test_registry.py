@@ -327,8 +327,24 @@ def registration_of(tmp_path, **overrides):
     log_best_model(uri, run_id, tmp_path / "best", load_train_val(cfg.data)[1], cfg, "t1 completed")
     mlflow = SimpleNamespace(registered_model="vgan-generator", promote_margin=0.0, promote_confidence=0.95,
                              ensemble_top=1)
-    plan = SimpleNamespace(name="s", space=SimpleNamespace(mlflow=mlflow, trainer_config=lambda params: cfg))
-    return lambda run: register(plan, study, [{"mlflow_run_id": run, "trial_id": "t1"}]), study, run_id
+    metric = cfg.train.select_metric
+    plan = SimpleNamespace(name="s", space=SimpleNamespace(mlflow=mlflow, trainer_config=lambda params: cfg,
+                                                           metric=metric, score=f"best_val_{metric}"))
+    return (lambda run, score=0.5: register(plan, study, [{"mlflow_run_id": run, "trial_id": "t1",
+                                                           f"best_val_{metric}": score}]), study, run_id)
+
+
+def test_a_study_whose_best_trial_scored_0_at_the_threshold_registers_nothing(tmp_path, capsys):
+    """Selected on clDice (or F1), a trial scores 0 until its generator marks vessels at train.threshold: where the
+    best did not, its generator (its first epoch's, the first maximum) would be a champion that finds no vessel."""
+    register, study, run_id = registration_of(tmp_path, **{"train.select_metric": "cldice"})
+    register(run_id, 0.0)
+    assert "best trial t1 scored best_val_cldice 0: no trial's generator found the validation vessels at " \
+           "train.threshold, and no such model is registered; train longer (more epochs) or select on auc_roc" \
+           in capsys.readouterr().out
+    assert study.client.search_registered_models() == []
+    register(run_id, 0.01)  # any vessel found: registered as ever
+    assert "registered vgan-generator version 1 (challenger, champion)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("before", ["the first tag", "the description", "the champion alias", "the decision"])
