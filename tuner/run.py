@@ -729,11 +729,11 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     from tuner.ensemble import MEMBERS_TAG
     from tuner.registry import DECISION, Gate, estimated_note, register_candidate, registered_version
     from tuner.tracking import load_run_json
-    from vgan.metrics import AT_THRESHOLD, CLDICE, SCORED
+    from vgan.metrics import CLDICE, SCORED
 
     space, best = plan.space, ranked[0]
-    if (best.get(space.score) or 0.0) <= 0 and space.metric in AT_THRESHOLD:
-        # F1, clDice...: 0 until a generator marks vessels at train.threshold (README: a study may tie at 0)
+    if (best.get(space.score) or 0.0) <= 0 and space.metric in ("f1", "sensitivity", CLDICE):
+        # 0 until a generator marks vessels at train.threshold (README: a study may tie its trials at 0)
         print(f"best trial {best['trial_id']} scored {space.score} 0: no trial's generator found the validation "
               f"vessels at train.threshold, and no such model is registered; train longer (more epochs) or select "
               f"on auc_roc")
