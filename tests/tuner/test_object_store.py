@@ -70,8 +70,16 @@ def test_a_study_on_an_object_store_runs_resumes_and_replays(bucket, tmp_path, c
         client, runs = trial_runs(f"sqlite:///{tmp_path}/mlflow.db", "s3", "s")
         assert len(runs) == 3 and {r.info.status for r in runs} == {"FINISHED"}
         assert int(client.get_model_version_by_alias("s3", "champion").version) == 1
+        # a trial folder a killed driver had begun after Ray's last saved state (tuner.resume.unsaved_trials)
+        import boto3
+
+        begun = "ray/s/train_vgan_0badf00d_9_optim_lr_g=0.0010_2026-12-07_10-31-00/checkpoint_000000/trial.json"
+        boto3.client("s3", endpoint_url=f"http://{bucket}").put_object(Bucket="vgan", Key=begun, Body=b"{}")
         # finished: resumed from Ray's state in the bucket, nothing trained again, nothing registered twice
-        assert "is registered already as s3 version 1" in run("--resume")
+        said = run("--resume")
+        assert "is registered already as s3 version 1" in said
+        assert "(its searcher proposed anew): 0badf00d" in said and not any("0badf00d" in k for k in keys(bucket))
+        assert set(stored) <= set(keys(bucket)), "nothing else of the study removed"
     finally:
         import shutil
 
