@@ -175,9 +175,12 @@ def compare(champion_version: str, champion: Scores, challenger: Scores, gate: G
     c = Comparison(champion_version, champion.metrics[m], challenger.metrics[m],
                    challenger.metrics[m] - champion.metrics[m], float(gains.mean()),
                    bootstrap_interval(gains, gate.confidence, gate.seed), len(gains), m)
+    total = len(challenger.record["per_image"])
+    over = f"{len(gains)} images" if len(gains) == total else \
+        f"{len(gains)} of the {total} images, {total - len(gains)} without a per-image {name}"
     figures = (f"test {name} {c.challenger_score:.4f} vs champion v{champion_version}'s {c.champion_score:.4f} "
                f"(gain {c.gain:+.4f}; per-image gain {c.mean_gain:+.4f}, {gate.confidence:.0%} interval "
-               f"[{c.interval[0]:+.4f}, {c.interval[1]:+.4f}] over {len(gains)} images)")
+               f"[{c.interval[0]:+.4f}, {c.interval[1]:+.4f}] over {over})")
     if c.gain <= gate.margin:
         return False, f"kept champion v{champion_version}: {figures}; the gain is not above the margin {gate.margin}", c
     if c.interval[0] <= 0:

@@ -92,6 +92,22 @@ def test_the_gate_compares_on_the_metric_the_study_selected_on(reference_root, d
     assert again["interval"] == pytest.approx(list(c.interval), abs=1e-9)
 
 
+def test_the_gate_pairs_the_images_that_have_its_metric_and_says_how_many_it_left_out():
+    """An image without a labelled vessel has no clDice, for any model: the gate pairs the others, as vgan.compare
+    does; with no image to pair it refuses to decide."""
+    from tuner.registry import Scores
+
+    def scores(values, pooled):
+        return Scores({"cldice": pooled}, {"per_image": [{"cldice": v} for v in values]})
+
+    champion, challenger = scores([0.70, None, 0.60, 0.65], 0.65), scores([0.80, None, 0.75, 0.72], 0.76)
+    promoted, reason, c = compare("1", champion, challenger, Gate(metric="cldice"))
+    assert c.images == 3 and c.mean_gain == pytest.approx((0.10 + 0.15 + 0.07) / 3)
+    assert "over 3 of the 4 images, 1 without a per-image clDice)" in reason, reason
+    with pytest.raises(ValueError, match="no test image has a per-image clDice"):
+        compare("1", scores([None], 0.0), scores([None], 0.0), Gate(metric="cldice"))
+
+
 def test_a_gate_on_a_metric_no_evaluation_scores_is_refused():
     with pytest.raises(ValueError, match="Gate.metric 'dice': one of auc_roc, .*cldice"):
         Gate(metric="dice")
