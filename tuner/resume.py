@@ -166,7 +166,7 @@ def remove_stand_ins(fs, stand_ins: list[StandIn]) -> None:
 
 RAY_TRIAL_FILES = ("params.json", "result.json", "progress.csv")  # what Ray writes in a trial's folder
 # Ray's trial folder name: <trainable>_<trial id>_<index>_<params>_<date>
-TRIAL_FOLDER = re.compile(r".+_([0-9a-f]{8})_\d+_.*\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_[0-9a-f]{4})?")
+TRIAL_FOLDER = re.compile(r".+?_([0-9a-f]{8})_\d+_.*\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(_[0-9a-f]{4})?")
 
 
 @dataclass(frozen=True)
