@@ -323,6 +323,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     """Everything checked before Ray starts: bad input exits 2 with one message, nothing started."""
     args = build_parser().parse_args(argv)
     from tuner.cluster import check_address, check_gpus
+    from tuner.driver import check_not_running
     from tuner.space import check_same_recipe, load_space
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
     from vgan.config import parse_sets, set_flags
@@ -355,6 +356,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     if args.resume:
         check_same_recipe(space, storage.kept_recipe(name, "--resume"), name, "--resume",
                           "resume with the space and the --set it began with, or start a new study")
+        check_not_running(storage, name)
     restore = args.resume and storage.begun(name)
     if restore and space.searcher is not None:  # Ray's state brings the searcher back, not the study's end
         check_optuna_study(storage_url, name, storage, "--resume")
@@ -394,12 +396,14 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
     """Tune's fit: new, or the study's state restored (finished trials are not re-run, unfinished
     ones continue from their checkpoints, failed ones stay failed). Returns the ResultGrid, and the trials
     the fit's end stopped (tuner.search.StopWitness: {trial id: last epoch})."""
+    from tuner.driver import record_driver
     from tuner.search import StopWitness, build_tuner, restore_tuner
 
     if plan.restore:  # the searcher, scheduler and the MLflow callback come back from the study's state
         from tuner.resume import describe, drop_saved_stopper, place_stand_ins, remove_stand_ins, saved_study
 
         fs, path = plan.storage.folder(plan.name)
+        record_driver(plan.storage, plan.name)
         saved = saved_study(fs, path)
         stand_ins = place_stand_ins(fs, path, saved.trials)
         drop_saved_stopper(fs, path)  # the resume's time budget applies (restore_tuner)
@@ -424,6 +428,7 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
             plan.storage.write_text(plan.name, RECIPE_FILE,
                                     json.dumps(trial_recipe(plan.space), indent=1) + "\n")
             plan.storage.write_text(plan.name, STUDY_DB_FILE, shown_url(plan.storage_url) + "\n")
+        record_driver(plan.storage, plan.name)  # after the recipe: a folder with a recipe is a study's
         witness = StopWitness()
         tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
                             witness, plan.args.verbose)
