@@ -356,7 +356,7 @@ def preflight(argv: Sequence[str] | None) -> Plan:
     if args.resume:
         check_same_recipe(space, storage.kept_recipe(name, "--resume"), name, "--resume",
                           "resume with the space and the --set it began with, or start a new study")
-        check_not_running(storage, name)
+        check_not_running(storage.study(name), name)
     restore = args.resume and storage.begun(name)
     if restore and space.searcher is not None:  # Ray's state brings the searcher back, not the study's end
         check_optuna_study(storage_url, name, storage, "--resume")
@@ -396,14 +396,12 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
     """Tune's fit: new, or the study's state restored (finished trials are not re-run, unfinished
     ones continue from their checkpoints, failed ones stay failed). Returns the ResultGrid, and the trials
     the fit's end stopped (tuner.search.StopWitness: {trial id: last epoch})."""
-    from tuner.driver import record_driver
     from tuner.search import StopWitness, build_tuner, restore_tuner
 
     if plan.restore:  # the searcher, scheduler and the MLflow callback come back from the study's state
         from tuner.resume import describe, drop_saved_stopper, place_stand_ins, remove_stand_ins, saved_study
 
         fs, path = plan.storage.folder(plan.name)
-        record_driver(plan.storage, plan.name)
         saved = saved_study(fs, path)
         stand_ins = place_stand_ins(fs, path, saved.trials)
         drop_saved_stopper(fs, path)  # the resume's time budget applies (restore_tuner)
@@ -428,7 +426,6 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
             plan.storage.write_text(plan.name, RECIPE_FILE,
                                     json.dumps(trial_recipe(plan.space), indent=1) + "\n")
             plan.storage.write_text(plan.name, STUDY_DB_FILE, shown_url(plan.storage_url) + "\n")
-        record_driver(plan.storage, plan.name)  # after the recipe: a folder with a recipe is a study's
         witness = StopWitness()
         tuner = build_tuner(plan.space, study.info, plan.storage.uri, plan.name, plan.storage_url, plan.log,
                             witness, plan.args.verbose)
@@ -505,6 +502,13 @@ def reconcile(plan: Plan, study: Study, results, stopped: Mapping[str, int],
 
 def _main(argv: Sequence[str] | None) -> None:
     plan = preflight(argv)
+    from tuner.driver import driving
+
+    with driving(plan.storage.study(plan.name), plan.name):  # a --resume beside it is refused
+        _drive(plan)
+
+
+def _drive(plan: Plan) -> None:
     from tuner.cluster import start_ray, stop_ray
     from tuner.console import Teed, quiet, tee
 

@@ -2,90 +2,76 @@
 
 import json
 import os
-import socket
+import signal
 import subprocess
 import sys
+import tempfile
 import time
-from dataclasses import asdict, replace
 
 import pytest
 import yaml
 from conftest import write_yaml
 from studies import SMOKE
 
-from tuner.driver import (
-    DRIVER_FILE,
-    check_not_running,
-    parse_record,
-    process_start,
-    record_driver,
-    still_running,
-    this_driver,
-)
+from tuner.driver import check_not_running, driving, holder, lock_path
 from tuner.run import main
 from tuner.space import load_space, trial_recipe
 from tuner.storage import RECIPE_FILE, parse_storage
 from vgan.errors import ConfigError
 
-
-@pytest.fixture
-def other_process():
-    """A live process other than this one, as a study's driver is to the resuming command."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
-    yield proc
-    proc.kill()
-    proc.wait()
+STUDY = "s3://bucket/ray/s"
 
 
-def test_a_live_process_of_this_machine_is_running_and_a_gone_or_reused_one_is_not(other_process):
-    here = this_driver()
-    live = replace(here, pid=other_process.pid, start=process_start(other_process.pid))
-    assert live.start > 0 and still_running(live)
-    assert not still_running(here)  # the resuming command itself
-    assert not still_running(replace(live, start=live.start + 1))  # its id taken again by a later process
-    assert not still_running(replace(live, host=here.host + "-other"))  # cannot be looked at from here
-    assert not still_running(replace(live, boot="another-boot"))  # the machine restarted since
-    other_process.kill()
-    other_process.wait()
-    assert process_start(other_process.pid) == 0 and not still_running(live)
+def driver_process(study_uri: str, parent=None):
+    """A process that drives the study until it is killed; returns once it holds the lock."""
+    code = ("import sys, time\nfrom pathlib import Path\nfrom tuner.driver import driving\n"
+            "with driving(sys.argv[1], 's', Path(sys.argv[2]) if sys.argv[2] else None):\n"
+            "    print('driving', flush=True)\n    time.sleep(120)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, study_uri, str(parent or "")], stdout=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert proc.stdout.readline() == "driving\n"
+    return proc
 
 
-def test_an_exited_driver_its_parent_has_not_reaped_is_not_running():
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    deadline = time.time() + 60
-    while open(f"/proc/{proc.pid}/stat").read().rsplit(")", 1)[-1].split()[0] != "Z":
-        assert time.time() < deadline, "the process did not exit"
+def test_a_live_driver_is_its_studys_holder_until_it_dies_however_it_dies(tmp_path):
+    assert holder(STUDY, tmp_path) is None  # none ever
+    proc = driver_process(STUDY, tmp_path)
+    try:
+        assert holder(STUDY, tmp_path).startswith(f"pid {proc.pid} on ")
+        assert holder("s3://bucket/ray/other", tmp_path) is None  # another study's
+        with pytest.raises(ConfigError, match=f"study 's' is still run by its driver \\(pid {proc.pid} on "):
+            with driving(STUDY, "s", tmp_path):
+                pass
+    finally:
+        proc.send_signal(signal.SIGKILL)
+    deadline = time.time() + 30
+    while holder(STUDY, tmp_path) is not None:  # the kernel drops the lock as the process ends, reaped or not
+        assert time.time() < deadline, "the lock outlived its process"
         time.sleep(0.05)
-    assert process_start(proc.pid) == 0  # a zombie: killed, its shell not yet told
     proc.wait()
+    with driving(STUDY, "s", tmp_path):  # the next driver
+        assert holder(STUDY, tmp_path).startswith(f"pid {os.getpid()} on ")
+    assert not lock_path(STUDY, tmp_path).exists() and holder(STUDY, tmp_path) is None  # removed as it ends
 
 
-def test_a_record_is_read_back_and_a_broken_one_is_none(tmp_path):
-    storage = parse_storage(str(tmp_path))
-    record_driver(storage, "s")
-    record = parse_record(storage.read_text("s", DRIVER_FILE))
-    assert (record.host, record.pid, record.start) == (socket.gethostname(), os.getpid(), process_start(os.getpid()))
-    assert record.start > 0 and record.boot
-    assert parse_record('{"host": "h"') is None and parse_record("") is None and parse_record('{"pid": 1}') is None
-
-
-def test_a_resume_beside_the_studys_live_driver_is_refused_naming_it(other_process, tmp_path, capsys):
+def test_a_resume_beside_the_studys_live_driver_is_refused_naming_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # tuner.run's temp dir, and its driver's (TMPDIR)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     storage = parse_storage(str(tmp_path / "ray"))
-    values = yaml.safe_load(SMOKE.read_text())
-    space = write_yaml(tmp_path / "space.yaml", values)
+    space = write_yaml(tmp_path / "space.yaml", yaml.safe_load(SMOKE.read_text()))
     storage.write_text("s", RECIPE_FILE, json.dumps(trial_recipe(load_space(space))))
-    live = replace(this_driver(), pid=other_process.pid, start=process_start(other_process.pid))
-    storage.write_text("s", DRIVER_FILE, json.dumps(asdict(live)))
-
-    with pytest.raises(ConfigError, match=f"still run by its driver \\(pid {other_process.pid} on "):
-        check_not_running(storage, "s")
-    code = main(["--space", str(space), "--storage", str(tmp_path / "ray"), "--name", "s", "--resume",
-                 "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
-    err = capsys.readouterr().err
-    assert code == 2 and f"--resume: study 's' is still run by its driver (pid {other_process.pid} on " in err, err
-    assert f"kill -INT {other_process.pid}: it ends in order and says how to go on), or let it end" in err
-    assert sorted(p.name for p in (tmp_path / "ray" / "s").iterdir()) == [DRIVER_FILE, RECIPE_FILE]  # nothing started
-
-    other_process.kill()
-    other_process.wait()
-    check_not_running(storage, "s")  # gone: the resume may go on
+    proc = driver_process(storage.study("s"))  # where tuner.run looks: the temp dir
+    assert lock_path(storage.study("s")).parent == tmp_path
+    try:
+        with pytest.raises(ConfigError, match=f"still run by its driver \\(pid {proc.pid} on "):
+            check_not_running(storage.study("s"), "s")
+        code = main(["--space", str(space), "--storage", str(tmp_path / "ray"), "--name", "s", "--resume",
+                     "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db"])
+        err = capsys.readouterr().err
+        assert code == 2 and f"--resume: study 's' is still run by its driver (pid {proc.pid} on " in err, err
+        assert "(Ctrl-C where it runs, or kill -INT with its pid: it ends in order and says how to go on)" in err
+        assert [p.name for p in (tmp_path / "ray" / "s").iterdir()] == [RECIPE_FILE]  # nothing started
+    finally:
+        proc.kill()
+        proc.wait()
+    check_not_running(storage.study("s"), "s")  # gone: the resume may go on

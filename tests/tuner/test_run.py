@@ -87,7 +87,6 @@ def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdi
     that holds no study at all is refused."""
     from mlflow.tracking import MlflowClient
 
-    from tuner.driver import DRIVER_FILE
     from tuner.storage import RECIPE_FILE, STUDY_DB_FILE, parse_storage
 
     space = quick_smoke(tmp_path / "space.yaml", train={"epochs": 2})
@@ -105,7 +104,7 @@ def test_a_study_whose_driver_stopped_before_ray_saved_it_resumes_anew(ray_tmpdi
     proc = subprocess.run([sys.executable, "-c", killed], cwd=tmp_path, capture_output=True, text=True, timeout=300,
                           env=env)
     assert proc.returncode == 9, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert sorted(p.name for p in (tmp_path / "ray" / "s").iterdir()) == [DRIVER_FILE, RECIPE_FILE, STUDY_DB_FILE]
+    assert sorted(p.name for p in (tmp_path / "ray" / "s").iterdir()) == [RECIPE_FILE, STUDY_DB_FILE]
     assert not parse_storage(str(tmp_path / "ray")).begun("s")
     assert main(common) == 2  # a new study under its name is refused
     assert "(use --resume to continue it)" in capsys.readouterr().err
