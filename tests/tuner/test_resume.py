@@ -13,7 +13,6 @@ from conftest import TINY
 from ray import tune
 from ray.train._internal.session import _TrainingResult
 from ray.train._internal.storage import StorageContext, _exists_at_fs_path
-from ray.tune.experiment.trial import Trial
 from ray_trials import FS, checkpoint_written, ray_trial, state_saved
 
 from tuner.resume import (
@@ -199,10 +198,8 @@ def test_the_folders_of_trials_begun_after_the_last_saved_state_are_found_and_no
     for i in range(2):
         checkpoint_written(running, i)
     checkpoint_written(done, 0)
-    pending = Trial("train_vgan", config={}, stub=True,  # added by the searcher, not started when the state was saved
-                    storage=StorageContext(storage_path=str(tmp_path), experiment_dir_name="exp"),
-                    placement_group_factory=tune.PlacementGroupFactory([{"CPU": 1}]))
-    pending.create_placement_group_factory()
+    pending = ray_trial(tmp_path, None, "PENDING")  # added by the searcher, not started when the state was saved
+    assert pending.storage.trial_dir_name is None  # no folder yet
     state_saved(tmp_path, running, done, pending)
     exp = tmp_path / "exp"
     # after the save, the killed driver began `pending` and a new trial, was copying another's first checkpoint,
