@@ -412,7 +412,7 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
         tuner = restore_tuner(plan.space, plan.storage.study(plan.name), saved, witness)
         try:
             results = witness.own_results(tuner.fit())
-            remove_unsaved_trials(plan, results, saved.trials)
+            remove_unsaved_trials(plan, results)
             return results, witness.stopped
         finally:
             remove_stand_ins(fs, stand_ins)
@@ -431,19 +431,19 @@ def run_study(plan: Plan, study: Study) -> tuple[Any, dict[str, int]]:
                             witness, plan.args.verbose)
         results = witness.own_results(tuner.fit())
         if plan.args.resume:
-            remove_unsaved_trials(plan, results, [])
+            remove_unsaved_trials(plan, results)
     return results, witness.stopped
 
 
-def remove_unsaved_trials(plan: Plan, results, saved: list) -> None:
+def remove_unsaved_trials(plan: Plan, results) -> None:
     """Once a resumed fit has returned: the folders of trials the dead driver began after its last saved state
-    (tuner.resume.unsaved_trials: neither the fit's `results` nor the `saved` trials) go, said in a line; their
-    MLflow runs and Optuna trials are closed next (reconcile)."""
+    (tuner.resume.unsaved_trials: none of the fit's `results`, which hold every trial Ray restored) go, said in a
+    line; their MLflow runs and Optuna trials are closed next (reconcile)."""
     from tuner.resume import remove_unsaved, unsaved_trials
     from tuner.storage import base_name
 
     fs, path = plan.storage.folder(plan.name)
-    known = {base_name(r.path) for r in results if r.path} | {t.storage.trial_dir_name for t in saved}
+    known = {base_name(r.path) for r in results if r.path}
     try:
         unsaved = unsaved_trials(fs, path, known)
         remove_unsaved(fs, unsaved)

@@ -258,13 +258,13 @@ def test_a_resume_removes_the_unsaved_folders_or_says_why_it_could_not(tmp_path,
         raise OSError("[Errno 13] Permission denied")
 
     monkeypatch.setattr(tuner.resume, "remove_unsaved", refused)
-    remove_unsaved_trials(plan, fit, [])
+    remove_unsaved_trials(plan, fit)
     assert "study s: could not remove the folders of trials its dead driver had begun after Ray last saved its " \
            "state ([Errno 13] Permission denied); a later --resume tries again" in capsys.readouterr().out
     assert late.exists()
     monkeypatch.undo()
-    remove_unsaved_trials(plan, fit, [])
+    remove_unsaved_trials(plan, fit)
     assert capsys.readouterr().out.endswith("(its searcher proposed anew): 1a2b3c4d\n")
     assert not late.exists() and folders(kept) == ["checkpoint_000000"]
-    remove_unsaved_trials(plan, fit, [])
+    remove_unsaved_trials(plan, fit)
     assert capsys.readouterr().out == ""  # nothing left to say
