@@ -7,7 +7,7 @@ to the end of its process: a one-epoch `vgan.train` on the built-in synthetic da
 test photographs with the checkpoint it wrote, and `vgan.evaluate` of V-GAN's published DRIVE maps. Each also
 runs with the interpreter's final garbage collection left in place (`vgan.cli.exit_program` replaced by
 `sys.exit`, as every command ended before), alternating, so both see the same machine. A study's command
-(`tuner.run`) is left out: a smoke study takes over a minute (its figures, by hand, are in the README).
+(`tuner.run`) is left out: a smoke study takes over a minute (its figures, by hand, are in docs/figures.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""The commands the docs give to copy (README code blocks, the shipped YAML files' comments) are read by the CLIs
-they name: every option exists, and each value is one the option takes. Placeholders stand for values (`N`, `...`),
-and a command shown in part (`--checkpoint A B ...  # several`) is not missing its required options. (The README's
-figures quote commands in its prose too: those are the ones run, not checked here.)"""
+"""The commands the docs give to copy (code blocks of the README and docs/, the shipped YAML files' comments) are
+read by the CLIs they name: every option exists, and each value is one the option takes. Placeholders stand for
+values (`N`, `...`), and a command shown in part (`--checkpoint A B ...  # several`) is not missing its required
+options. (docs/figures.md quotes commands in its prose too: those are the ones run, not checked here.)"""
 
 import argparse
 import importlib
@@ -11,7 +11,8 @@ import shlex
 import pytest
 from conftest import REPO
 
-DOCS = [REPO / "README.md", REPO / "docker" / "README.md", *sorted((REPO / "configs").glob("*.yaml")),
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docker" / "README.md",
+        *sorted((REPO / "configs").glob("*.yaml")),
         *sorted((REPO / "search_spaces").glob("*.yaml"))]
 COMMAND = re.compile(r"python3? -m ((?:vgan|tuner)\.\w+)((?: [^#\n]*)?)")
 PLACEHOLDERS = {"N": "3", "FACTOR": "2", "T": "0.5"}  # `...` stays: a path (--checkpoint ...), or one more
@@ -76,3 +77,31 @@ def test_a_documented_command_is_read_by_its_cli(where, module, arguments, parse
     with pytest.raises((Parsed, SystemExit)) as ended:
         (getattr(cli, "_main", None) or cli.main)(argv_of(arguments))
     assert ended.type is Parsed, f"{where}\n{capsys.readouterr().err}"
+
+
+MARKDOWN = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docker" / "README.md",
+            *sorted((REPO / "benchmarks" / "results").glob("*/README.md"))]
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def anchors(path) -> set[str]:
+    """The anchors GitHub gives a Markdown file's headings (those outside code blocks)."""
+    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
+
+
+@pytest.mark.parametrize("doc", MARKDOWN, ids=lambda p: str(p.relative_to(REPO)))
+def test_the_docs_links_lead_somewhere(doc):
+    """Each link of a doc to a file of the project names one that is there, and a heading of it that is there."""
+    broken = []
+    for target in LINK.findall(re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)):
+        if re.match(r"[a-z]+:", target):  # http:, mailto:: not this project's
+            continue
+        file, _, anchor = target.partition("#")
+        path = (doc.parent / file).resolve() if file else doc
+        if not path.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and path.suffix == ".md" and anchor not in anchors(path):
+            broken.append(f"{target}: no such heading in {path.relative_to(REPO)}")
+    assert not broken, f"{doc.relative_to(REPO)}: " + "; ".join(broken)

@@ -742,7 +742,7 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
 
     space, best = plan.space, ranked[0]
     if best.get(space.score, 1.0) <= 0 and space.metric in ("f1", "sensitivity", CLDICE):
-        # 0 until a generator marks vessels at train.threshold (README: a study may tie its trials at 0)
+        # 0 until a generator marks vessels at train.threshold (docs/search.md: a study may tie its trials at 0)
         print(f"best trial {best['trial_id']} scored {space.score} 0: no trial's generator found the validation "
               f"vessels at train.threshold, and no such model is registered; train longer (more epochs) or select "
               f"on auc_roc")

@@ -17,7 +17,7 @@ whose curves do not add up image by image. The verdict is the per-image gain's; 
 where they differ. With one evaluation a side the
 images are drawn with replacement (the interval the registry's promotion gate takes of AUC-ROC): an interval
 above 0 says these two models would rank so on photographs like these, and nothing of training's own noise
-(another seed of one recipe moves DRIVE's AUC-ROC by up to 0.01: README, "One run is one draw"). With several
+(another seed of one recipe moves DRIVE's AUC-ROC by up to 0.01: docs/figures.md, "One run is one draw"). With several
 runs a side (`--baseline`, `--candidate`), each side's runs are drawn with replacement too: the interval then
 holds training's noise as far as those runs show it (few runs understate it). Where the runs belong together in
 the order given (the same generators with and without `--tta`), `--paired-runs` draws pairs of runs: what a pair

@@ -9,7 +9,7 @@ symmetries of the square, each undone on its map before the average:
 - `flips`: and mirrored top-bottom, and both (4 passes);
 - `dihedral`: those four, and each transposed (8 passes: all rotations by 90 degrees and mirrors).
 Each view costs one forward pass. Validation during training takes the image once; the figures
-(README, `benchmarks/tta.py`) compare the modes on the test photographs of generators chosen that way.
+(docs/evaluation.md, `benchmarks/tta.py`) compare the modes on the test photographs of generators chosen that way.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A study kept on PostgreSQL, as a cluster keeps it (docker/): the Optuna study and MLflow's tracking store
 on one server, then continued and replayed. Runs where VGAN_TEST_POSTGRES names a server on which the tests may
 make and drop databases (postgresql://USER[:PASSWORD]@HOST:PORT, with the cluster extra installed); skipped
-elsewhere: CI has no PostgreSQL. README, "Hyperparameter search", says how to start one."""
+elsewhere: CI has no PostgreSQL. docs/search.md, "Checks, clusters and GPUs", says how to start one."""
 
 import os
 import shutil

@@ -52,7 +52,7 @@ def test_the_pytorch_model_takes_any_size_and_refuses_8_bit_values(champion, dri
     x = torch.from_numpy(drive_image).permute(2, 0, 1)[None].float() / 255
     probs = m(x)
     assert probs.shape == (1, 1, 584, 565) and 0 <= probs.min() and probs.max() <= 1
-    probs.numpy()  # no gradient attached: the README's example runs as written
+    probs.numpy()  # no gradient attached: docs/predict.md's example runs as written
     assert m(torch.rand(2, 3, 37, 64)).shape == (2, 1, 37, 64)
     with pytest.raises(RuntimeError, match=r"takes RGB values in \[0, 1\]: divide 8-bit images by 255"):
         m(x * 255)
