@@ -14,10 +14,10 @@ At one wall-clock budget on this machine, each seed:
 - pbt:    the same space with population-based training every 5 epochs, a population of 2 = the two
           start points (the machine's two slots: more members would wait for 60-epoch trials that
           never end in time).
-Every search's first trial is its base config, the recipe (as it was until 2026-12-07: the recipe has a soft-clDice
-term since, the space's base not; `--set loss.cldice_weight=0` trains that recipe). Each row: best validation
+Every search's first trial is its base config, the recipe (its soft-clDice term included since 2026-12-07; the
+runs before it compared the recipe without it: `--set loss.cldice_weight=0` trains that one). Each row: best validation
 AUC-ROC of the generator it would register (the recipe: its best checkpoint), and that generator's test
-AUC-ROC / AUC-PR / F1 (the test split read once, at the end).
+AUC-ROC / AUC-PR / F1 / clDice (the test split read once, at the end).
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def recipe(data: Path, seed: int, work: Path, changes: dict[str, str] | None = N
     run(["-m", "vgan.evaluate", "--checkpoint", str(work / "run" / "checkpoints" / "best.pt"), "--data", str(data),
          "--split", "test", "--out", str(work / "eval")], work)
     test = json.loads((work / "eval" / "metrics.json").read_text())
-    return {"wall_s": wall, "val_auc_roc": val, **{f"test_{k}": test[k] for k in ("auc_roc", "auc_pr", "f1")}}
+    return {"wall_s": wall, "val_auc_roc": val, **{f"test_{k}": test[k] for k in ("auc_roc", "auc_pr", "f1", "cldice")}}
 
 
 def search(name: str, data: Path, seed: int, budget: float, work: Path) -> dict:
@@ -86,7 +86,7 @@ def search(name: str, data: Path, seed: int, budget: float, work: Path) -> dict:
     wall = run(["-m", "tuner.run", "--space", str(work / "space.yaml"), "--data", str(data), "--name", name,
                 "--storage", str(work / "ray"), "--tracking-uri", uri, "--time-budget", f"{budget:.0f}s"], work)
     client = MlflowClient(uri)
-    keys = ("val_auc_roc", "test_auc_roc", "test_auc_pr", "test_f1")
+    keys = ("val_auc_roc", "test_auc_roc", "test_auc_pr", "test_f1", "test_cldice")
     try:  # the registered generator's metrics live on its logged model
         source = client.get_model_version_by_alias(model, "champion").source
         logged = {m.key: m.value for m in client.get_logged_model(source.removeprefix("models:/")).metrics}
@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"strategy": name, "seed": seed, "budget_s": budget, **row})
             r = rows[-1]
             print(f"seed {seed} {name:7s} {r['wall_s']:6.0f} s  val AUC-ROC {r['val_auc_roc']:.4f}  test AUC-ROC "
-                  f"{r['test_auc_roc']:.4f} AUC-PR {r['test_auc_pr']:.4f} F1 {r['test_f1']:.4f}"
+                  f"{r['test_auc_roc']:.4f} AUC-PR {r['test_auc_pr']:.4f} F1 {r['test_f1']:.4f} "
+                  f"clDice {r['test_cldice']:.4f}"
                   + (f"  ({r['trials']} trials, best {r['best_trial']})" if "trials" in r else ""), flush=True)
             if args.json:
                 args.json.write_text(json.dumps(rows, indent=2) + "\n")
