@@ -96,7 +96,8 @@ def search(name: str, data: Path, seed: int, budget: float, work: Path) -> dict:
     (parent,) = client.search_runs([client.get_experiment_by_name(model).experiment_id], "tags.kind = 'study'")
     m = parent.data.metrics
     return {"wall_s": wall, **scores,
-            "trials": int(m["trials_completed"] + m["trials_pruned"] + m["trials_failed"]),
+            # every trial the study began: a time budget ends the last ones as stopped (and a resume's as interrupted)
+            "trials": int(sum(v for k, v in m.items() if k.startswith("trials_"))),
             "overhead_pct": 100 * m["overhead_share"], "best_trial": parent.data.tags.get("best_trial_id")}
 
 
