@@ -4,6 +4,7 @@ values (`N`, `...`), and a command shown in part (`--checkpoint A B ...  # sever
 options. (docs/figures.md quotes commands in its prose too: those are the ones run, not checked here.)"""
 
 import argparse
+import functools
 import importlib
 import re
 import shlex
@@ -11,9 +12,9 @@ import shlex
 import pytest
 from conftest import REPO
 
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docker" / "README.md",
-        *sorted((REPO / "configs").glob("*.yaml")),
-        *sorted((REPO / "search_spaces").glob("*.yaml"))]
+GUIDES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docker" / "README.md"]
+DOCS = [*GUIDES, *sorted((REPO / "configs").glob("*.yaml")), *sorted((REPO / "search_spaces").glob("*.yaml"))]
+CODE_BLOCK = re.compile(r"```.*?```", re.S)
 COMMAND = re.compile(r"python3? -m ((?:vgan|tuner)\.\w+)((?: [^#\n]*)?)")
 PLACEHOLDERS = {"N": "3", "FACTOR": "2", "T": "0.5"}  # `...` stays: a path (--checkpoint ...), or one more
 
@@ -25,7 +26,7 @@ def documented_commands() -> list[tuple[str, str, str]]:
         text = path.read_text().replace("\\\n", " ")  # a command continued on the next line
         if path.suffix == ".md":  # fenced code blocks, and blocks indented four spaces
             lines = [line for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S) for line in block.splitlines()]
-            lines += [line for line in re.sub(r"```.*?```", "", text, flags=re.S).splitlines()
+            lines += [line for line in CODE_BLOCK.sub("", text).splitlines()
                       if line.startswith("    ")]
         else:  # a comment gives a command after a word of its own ("Meant for a GPU:  python -m ...")
             lines = [line[line.index("python"):] for line in text.splitlines()
@@ -79,14 +80,14 @@ def test_a_documented_command_is_read_by_its_cli(where, module, arguments, parse
     assert ended.type is Parsed, f"{where}\n{capsys.readouterr().err}"
 
 
-MARKDOWN = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "docker" / "README.md",
-            *sorted((REPO / "benchmarks" / "results").glob("*/README.md"))]
+MARKDOWN = [*GUIDES, *sorted((REPO / "benchmarks" / "results").glob("*/README.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
+@functools.cache
 def anchors(path) -> set[str]:
     """The anchors GitHub gives a Markdown file's headings (those outside code blocks)."""
-    text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+    text = CODE_BLOCK.sub("", path.read_text())
     return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
             for h in re.findall(r"^#{1,6} (.+)$", text, re.M)}
 
@@ -95,7 +96,7 @@ def anchors(path) -> set[str]:
 def test_the_docs_links_lead_somewhere(doc):
     """Each link of a doc to a file of the project names one that is there, and a heading of it that is there."""
     broken = []
-    for target in LINK.findall(re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)):
+    for target in LINK.findall(CODE_BLOCK.sub("", doc.read_text())):
         if re.match(r"[a-z]+:", target):  # http:, mailto:: not this project's
             continue
         file, _, anchor = target.partition("#")
