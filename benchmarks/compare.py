@@ -38,6 +38,7 @@ from vgan.errors import ConfigError
 REPO = Path(__file__).resolve().parent.parent
 RECIPE = REPO / "configs" / "drive_cpu.yaml"
 SPACE = REPO / "search_spaces" / "drive_cpu.yaml"
+TEST_METRICS = ("auc_roc", "auc_pr", "f1", "cldice")  # each row's test scores, the recipe's and a search's alike
 STRATEGIES = {
     "random": {"searcher": "random", "signal_window": 1, "start_from": []},  # the naive baseline
     "tpe": {},  # as shipped: TPE, the start points, the 3-epoch signal
@@ -71,7 +72,7 @@ def recipe(data: Path, seed: int, work: Path, changes: dict[str, str] | None = N
     run(["-m", "vgan.evaluate", "--checkpoint", str(work / "run" / "checkpoints" / "best.pt"), "--data", str(data),
          "--split", "test", "--out", str(work / "eval")], work)
     test = json.loads((work / "eval" / "metrics.json").read_text())
-    return {"wall_s": wall, "val_auc_roc": val, **{f"test_{k}": test[k] for k in ("auc_roc", "auc_pr", "f1", "cldice")}}
+    return {"wall_s": wall, "val_auc_roc": val, **{f"test_{k}": test[k] for k in TEST_METRICS}}
 
 
 def search(name: str, data: Path, seed: int, budget: float, work: Path) -> dict:
@@ -86,7 +87,7 @@ def search(name: str, data: Path, seed: int, budget: float, work: Path) -> dict:
     wall = run(["-m", "tuner.run", "--space", str(work / "space.yaml"), "--data", str(data), "--name", name,
                 "--storage", str(work / "ray"), "--tracking-uri", uri, "--time-budget", f"{budget:.0f}s"], work)
     client = MlflowClient(uri)
-    keys = ("val_auc_roc", "test_auc_roc", "test_auc_pr", "test_f1", "test_cldice")
+    keys = ("val_auc_roc", *(f"test_{k}" for k in TEST_METRICS))
     try:  # the registered generator's metrics live on its logged model
         source = client.get_model_version_by_alias(model, "champion").source
         logged = {m.key: m.value for m in client.get_logged_model(source.removeprefix("models:/")).metrics}
