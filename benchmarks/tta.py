@@ -78,12 +78,14 @@ def summary(rows: list[dict], modes: list[str]) -> list[str]:
     return lines
 
 
-def add_arguments(p: argparse.ArgumentParser, modes: str) -> None:
-    """The arguments benchmarks.tta and benchmarks.ensemble share."""
+def add_arguments(p: argparse.ArgumentParser, modes: str | None) -> None:
+    """The arguments benchmarks.tta, benchmarks.ensemble and benchmarks.formats share (--modes where `modes`, its
+    default, is given)."""
     p.add_argument("--checkpoint", type=Path, nargs="+", required=True, help="vgan checkpoints (best.pt)")
     p.add_argument("--drive", type=Path, required=True, help="DRIVE's root")
     p.add_argument("--stare", type=Path, help="STARE's root (a cross-dataset score)")
-    p.add_argument("--modes", default=modes, help=f"--tta modes, comma-separated (default {modes})")
+    if modes is not None:
+        p.add_argument("--modes", default=modes, help=f"--tta modes, comma-separated (default {modes})")
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", type=Path, help="write the rows here")
 
