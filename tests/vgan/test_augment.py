@@ -135,3 +135,55 @@ def test_crops_of_padded_images_lie_within_each_image_and_reach_its_corners():
             offsets[i].add((round(b.images[i, 1, 0, 0].item() * 100), round(b.images[i, 2, 0, 0].item() * 100)))
     assert {y for y, _ in offsets[0]} == set(range(5)) and {x for _, x in offsets[0]} == set(range(15))
     assert max(y for y, _ in offsets[1]) == 24 and max(x for _, x in offsets[1]) == 34
+
+
+def colour_stack(n=4, h=24, w=30):
+    torch.manual_seed(6)
+    flags = (torch.rand(n, 1, h, w) > 0.5).float()
+    return stack(torch.rand(n, 3, h, w), flags, flags)
+
+
+def test_grey_turns_crops_into_their_green_channel_or_their_luminance_in_three_channels():
+    data = colour_stack()
+    index = torch.randint(0, 4, (64,), generator=torch.Generator().manual_seed(0))
+    plain = augment(data, index, None, 0.0, False, torch.Generator().manual_seed(7))
+    grey = augment(data, index, None, 0.0, False, torch.Generator().manual_seed(7), grey=1.0)
+    assert torch.equal(grey.labels, plain.labels) and torch.equal(grey.masks, plain.masks)
+    assert bool((grey.images == grey.images[:, :1]).all())  # one grey, three channels
+    luminance = (plain.images * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    green = torch.tensor([torch.equal(g[0], p[1]) for g, p in zip(grey.images, plain.images, strict=True)])
+    assert torch.allclose(grey.images[~green, 0], luminance[~green], atol=1e-6)
+    assert 16 < int(green.sum()) < 48  # both kinds, about half each
+
+
+def test_grey_turns_about_its_share_and_jitter_still_reaches_them():
+    data = colour_stack()
+    index = torch.randint(0, 4, (400,), generator=torch.Generator().manual_seed(1))
+    b = augment(data, index, 16, 1.0, True, torch.Generator().manual_seed(8), grey=0.25)
+    turned = (b.images == b.images[:, :1]).flatten(1).all(1)
+    assert 70 <= int(turned.sum()) <= 130
+    assert len({round(x.mean().item(), 3) for x in b.images[turned]}) > 50  # brightness varies among the grey too
+
+
+def test_no_grey_and_no_jpeg_draw_the_batches_drawn_before_they_existed():
+    """grey=0 and jpeg=0 draw no random number: a run's batches, hence its figures, stay those of the code
+    before them."""
+    data = colour_stack()
+    gens = [torch.Generator().manual_seed(9) for _ in range(2)]
+    a = augment(data, torch.tensor([0, 1, 3]), 16, 1.0, True, gens[0])
+    b = get_transform(True, 16, 1.0, True, None, 0.0, 0.0)(data, torch.tensor([0, 1, 3]), gens[1])
+    assert torch.equal(a.images, b.images) and torch.equal(gens[0].get_state(), gens[1].get_state())
+    c = augment(data, torch.tensor([0, 1, 3]), 16, 1.0, True, torch.Generator().manual_seed(9), grey=0.5)
+    assert torch.equal(c.labels, a.labels)  # crops and flips drawn first, as before
+
+
+def test_jpeg_saves_that_share_of_crops_and_leaves_the_rest():
+    data = colour_stack()
+    index = torch.randint(0, 4, (200,), generator=torch.Generator().manual_seed(2))
+    plain = augment(data, index, 16, 0.0, True, torch.Generator().manual_seed(10))
+    saved = augment(data, index, 16, 0.0, True, torch.Generator().manual_seed(10), jpeg=0.5)
+    assert torch.equal(saved.labels, plain.labels)
+    changed = (saved.images != plain.images).flatten(1).any(1)
+    assert 70 <= int(changed.sum()) <= 130
+    levels = saved.images[changed] * 255
+    assert torch.allclose(levels, levels.round(), atol=1e-4)  # decoded: 8-bit levels
