@@ -68,8 +68,7 @@ SCHEDULERS = ("asha", "pbt", "none")
 # What PBT may change in a running trial (explore): the rest shapes the networks or the GAN and is
 # copied from the trial it clones (exploit), whose checkpoint must fit.
 MUTABLE = ("optim.lr_g", "optim.lr_d", "optim.weight_decay", "loss.bce_weight", "loss.adv_weight",
-           "loss.cldice_weight", "loss.gp_weight", "loss.n_critic", "data.augment_strength", "data.grey_prob",
-           "data.jpeg_prob")
+           "loss.cldice_weight", "loss.gp_weight", "loss.n_critic", "data.augment_strength", "data.grey_prob")
 
 
 @dataclass

@@ -60,7 +60,7 @@ class TrialContext:
 
 
 # Fields that change how images are augmented, not which images are read.
-_NOT_READ = ("crop_size", "augment_strength", "grey_prob", "jpeg_prob", "flip")
+_NOT_READ = ("crop_size", "augment_strength", "grey_prob", "flip")
 
 
 @functools.lru_cache(maxsize=2)

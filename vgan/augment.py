@@ -15,16 +15,12 @@ from dataclasses import dataclass
 import torch
 
 from vgan.inputs import unit_float
-from vgan.jpeg import jpeg as as_jpeg
 
 # Jitter ranges at strength 1, in torchvision ColorJitter's terms: brightness and contrast
 # factors in [1 - r, 1 + r], hue shift in [-r, r] turns of the colour wheel.
 BRIGHTNESS = 0.3
 CONTRAST = 0.3
 HUE = 0.05
-# JPEG qualities drawn (uniform integers, both ends included) for crops saved as JPEG: from a clinic's
-# archive at its most compressed to a camera's best
-JPEG_QUALITY = (40, 95)
 
 # RGB <-> YIQ: hue is a rotation of the (I, Q) chroma plane.
 _RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -39,13 +35,13 @@ class Batch:
 
 
 def get_transform(train: bool, crop_size: int | None, strength: float, flip: bool,
-                  sizes: torch.Tensor | None = None, grey: float = 0.0, jpeg: float = 0.0):
-    """The one transform factory: training gets crop/flip/jitter (and grey, JPEG with probabilities `grey`,
-    `jpeg`), evaluation gets nothing. `sizes`: each image's own (h, w), (N, 2) int64, where the stacked images
-    are padded to the largest (None: none is)."""
+                  sizes: torch.Tensor | None = None, grey: float = 0.0):
+    """The one transform factory: training gets crop/flip/jitter (and grey, with probability `grey`), evaluation
+    gets nothing. `sizes`: each image's own (h, w), (N, 2) int64, where the stacked images are padded to the
+    largest (None: none is)."""
     if not train:
         return lambda stacked, index, gen: _unstack(stacked[index])
-    return lambda stacked, index, gen: augment(stacked, index, crop_size, strength, flip, gen, sizes, grey, jpeg)
+    return lambda stacked, index, gen: augment(stacked, index, crop_size, strength, flip, gen, sizes, grey)
 
 
 def stack(images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
@@ -72,12 +68,10 @@ def augment(
     gen: torch.Generator,
     sizes: torch.Tensor | None = None,
     grey: float = 0.0,
-    jpeg: float = 0.0,
 ) -> Batch:
     """Crop, flip and jitter the samples `index` (CPU int64) of a stacked (N,5,H,W) tensor; with `sizes`
     (N, 2), each crop lies within its image's own size (uniform over the offsets it allows); with `grey` > 0,
-    that share of them turned grey (`to_grey`), with `jpeg` > 0 that share saved as JPEG and read back
-    (`vgan.jpeg`, at a quality drawn from JPEG_QUALITY), after the jitter and grey, as a camera's file is made."""
+    that share of them turned grey (`to_grey`), after the jitter."""
     b = index.numel()
     _, _, h, w = stacked.shape
     ch, cw = (h, w) if crop_size is None else (crop_size, crop_size)
@@ -105,12 +99,6 @@ def augment(
         turned = torch.rand(b, generator=gen) < grey
         green = torch.rand(b, generator=gen) < 0.5
         batch.images = to_grey(batch.images, turned.to(dev, non_blocking=True), green.to(dev, non_blocking=True))
-    if jpeg > 0:
-        saved = torch.rand(b, generator=gen) < jpeg
-        quality = torch.randint(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, (b,), generator=gen)
-        if saved.any():
-            chosen = saved.nonzero()[:, 0].to(dev, non_blocking=True)
-            batch.images[chosen] = as_jpeg(batch.images[chosen], quality[saved])
     return batch
 
 

@@ -60,9 +60,6 @@ class DataConfig:
     # share of training crops turned grey (their green channel or their luminance, at random, in all three
     # channels), as red-free photographs and colour ones saved as grey reach vgan.predict; 0: none
     grey_prob: float = 0.0
-    # share of training crops saved as JPEG and read back (vgan.jpeg), at a quality drawn from vgan.augment's
-    # JPEG_QUALITY, as clinics archive photographs; 0: none
-    jpeg_prob: float = 0.0
     flip: bool = True
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
@@ -368,7 +365,6 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check(0 <= d.fold < max(d.folds, 1), source, "data.fold", f"must be in [0, {max(d.folds, 1) - 1}]")
     _check(0.0 <= d.augment_strength <= 1.0, source, "data.augment_strength", "must be in [0, 1]")
     _check(0.0 <= d.grey_prob <= 1.0, source, "data.grey_prob", "must be in [0, 1]")
-    _check(0.0 <= d.jpeg_prob <= 1.0, source, "data.jpeg_prob", "must be in [0, 1]")
     _check(d.person in (PERSON_EYES, PERSON_NONE) or person_pattern(d.person) is not None, source, "data.person",
            f"must be '{PERSON_EYES}', '{PERSON_NONE}' or a regular expression whose first group is the person in an "
            f"image's id (e.g. '^(P[0-9]+)_'), got {d.person!r}")

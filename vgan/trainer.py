@@ -175,7 +175,7 @@ class Trainer:
             if t.select_metric == CLDICE else None
         sizes = None if train.sizes is None else torch.tensor(train.sizes, dtype=torch.int64)
         self.transform = get_transform(True, cfg.data.crop_size, cfg.data.augment_strength, cfg.data.flip, sizes,
-                                       cfg.data.grey_prob, cfg.data.jpeg_prob)
+                                       cfg.data.grey_prob)
         # Training crops have one shape: worth compiling. Validation (full size) stays eager.
         self.G_train = CompiledOrEager(self.G) if t.compile else self.G
         self.epoch = 0

@@ -72,7 +72,6 @@ def test_wrong_types_name_the_key(values, key):
         ({"data": {"crop_size": 60}, "model": {"depth": 3}}, "data.crop_size"),  # 60 % 8 != 0
         ({"data": {"augment_strength": 1.5}}, "data.augment_strength"),
         ({"data": {"grey_prob": -0.1}}, "data.grey_prob"),
-        ({"data": {"jpeg_prob": 2}}, "data.jpeg_prob"),
         ({"data": {"fov_diameter": 20}}, "data.fov_diameter"),
         ({"data": {"fov_diameter": "mean"}}, "data.fov_diameter"),
         ({"model": {"disc_norm": "batch"}, "loss": {"adversarial": "wgan-gp"}}, "model.disc_norm"),
