@@ -32,7 +32,7 @@ from tuner.tracking import UNKNOWN, code_tags, split_dataset, use_tracking_uri
 from vgan.cli import json_text
 from vgan.config import Config
 from vgan.data import FOV_ESTIMATED, Split, fov_source, load_split, load_train_val, split_fingerprint
-from vgan.metrics import CLDICE, DISPLAY_NAMES, INTERVALS, POOLED_BY_IMAGE, SCORED, bootstrap_interval
+from vgan.metrics import CLDICE, DISPLAY_NAMES, INTERVALS, POOLED_BY_IMAGE, SELECTABLE, bootstrap_interval
 from vgan.scale import AUTO, recorded_fov, scaled_predictions
 
 CHALLENGER, CHAMPION = "challenger", "champion"
@@ -46,11 +46,11 @@ class Gate:
     margin: float = 0.0  # of the pooled test `metric`, which the challenger must gain
     confidence: float = 0.95  # of the bootstrap interval of the mean per-image gain, which must lie above 0
     seed: int = 0
-    metric: str = AUC_ROC  # one vgan.evaluate scores (vgan.metrics.SCORED): the study's train.select_metric
+    metric: str = AUC_ROC  # one that may select (vgan.metrics.SELECTABLE): the study's train.select_metric
 
     def __post_init__(self):
-        if self.metric not in SCORED:
-            raise ValueError(f"Gate.metric {self.metric!r}: one of {', '.join(SCORED)}")
+        if self.metric not in SELECTABLE:
+            raise ValueError(f"Gate.metric {self.metric!r}: one of {', '.join(SELECTABLE)}")
 
 
 @dataclass

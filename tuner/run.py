@@ -738,7 +738,7 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     from tuner.ensemble import MEMBERS_TAG
     from tuner.registry import DECISION, Gate, estimated_note, register_candidate, registered_version
     from tuner.tracking import load_run_json
-    from vgan.metrics import CLDICE, SCORED
+    from vgan.metrics import CLDICE, SELECTABLE
 
     space, best = plan.space, ranked[0]
     if best.get(space.score, 1.0) <= 0 and space.metric in ("f1", "sensitivity", CLDICE):
@@ -769,7 +769,7 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
         return
     if val is None:
         best_epoch = load_run_json(study.client, run.info.run_id, "best/metrics.json")
-        val = {m: best_epoch[f"val_{m}"] for m in SCORED if f"val_{m}" in best_epoch}  # clDice if selected on
+        val = {m: best_epoch[f"val_{m}"] for m in SELECTABLE if f"val_{m}" in best_epoch}  # clDice if selected on
         val["epoch"] = best_epoch["epoch"]
     gate = Gate(space.mlflow.promote_margin, space.mlflow.promote_confidence, metric=cfg.train.select_metric)
     unfinished = None if made is None else str(made.version)

@@ -19,7 +19,7 @@ from typing import Any, Mapping, Sequence
 import yaml
 
 from vgan.errors import ConfigError
-from vgan.metrics import SCORED
+from vgan.metrics import SELECTABLE
 
 DATASETS = ("synthetic", "drive", "stare", "folder")
 ADVERSARIAL = ("wgan-gp", "vanilla", "none")
@@ -420,4 +420,5 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check(t.device in DEVICES, source, "train.device", f"must be one of {', '.join(DEVICES)}")
     _check(t.preview_every >= 0, source, "train.preview_every", "must be >= 0")
     _check(t.threads is None or t.threads >= 1, source, "train.threads", "must be at least 1")
-    _check(t.select_metric in SCORED, source, "train.select_metric", f"must be one of {', '.join(SCORED)}")
+    _check(t.select_metric in SELECTABLE, source, "train.select_metric",
+           f"must be one of {', '.join(SELECTABLE)}")

@@ -8,7 +8,8 @@
 
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
 auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity, cldice of the vessels'
-centrelines; and `per_image`, each
+centrelines, thin_sensitivity and thick_sensitivity, the sensitivity on the labelled vessels under 3 pixels wide
+and on the others (`vgan.metrics.thin_vessels`); and `per_image`, each
 image's own, also in per_image.csv, worst AUC-ROC first; `pair_counts`, from which `vgan.compare`
 takes the pooled AUC-ROC of any draw of the images; and `intervals`, the pooled figures' 95 % bootstrap
 intervals over the images, as the console gives them). A checkpoint also gets its probability maps
@@ -62,16 +63,22 @@ from vgan.errors import ConfigError, DataError
 from vgan.images import read_label, read_probability
 from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
+    CALIBRE_KEYS,
     CENTRELINE_KEYS,
     CLDICE,
     INTERVALS,
     PAIRS,
     POOLED_BY_IMAGE,
     SCORED,
+    calibre_aucs,
+    calibre_sensitivities,
     compute_metrics,
     curves,
     fov_pixels,
+    image_calibres,
     image_centrelines,
+    label_centrelines,
+    label_widths,
     pair_counts,
     per_image_metrics,
     pooled_cldice,
@@ -215,7 +222,9 @@ PEOPLE = "people_trained_on"  # the note on test images of people the checkpoint
 COPIES = "copies_trained_on"  # the note on test photographs whose file the checkpoint's training pool holds too
 CONVERTED = "converted"  # what reading changed in the split's photographs (Split.converted), where it changed any
 PER_IMAGE_KEYS = ("id", "auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity",
-                  "cldice", "n_fov_pixels", "vessel_fraction", *CENTRELINE_KEYS)
+                  "cldice", "thin_sensitivity", "thick_sensitivity", "thin_auc_roc", "thick_auc_roc", "n_fov_pixels",
+                  "vessel_fraction",
+                  *CENTRELINE_KEYS, *(px for _, px in CALIBRE_KEYS.values()))
 
 
 def write_report(out: Path, metrics: dict[str, Any], scores: np.ndarray, targets: np.ndarray, title: str) -> None:
@@ -271,34 +280,42 @@ SPLIT_KEYS = ("split", "n_images", "n_fov_pixels", "n_vessel_pixels")  # what sc
 def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
                each: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """`maps`: each image's probabilities at its own size. `each`: also each image's own metrics
-    (`per_image`: `vgan.metrics.per_image_metrics` with the image's id, in the split's order). clDice either way:
-    the pooled figures are the same whoever scores (an ensemble's size is chosen on what the registry logs)."""
+    (`per_image`: `vgan.metrics.per_image_metrics` with the image's id, in the split's order). clDice and the
+    thin and thick vessels' sensitivity either way: the pooled figures are the same whoever scores (an
+    ensemble's size is chosen on what the registry logs)."""
     labels, masks = own_targets(split)
     scores, targets = fov_pixels(maps, labels, masks)
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
-    centrelines = image_centrelines(maps, labels, masks, threshold)
+    on_labels = label_centrelines(labels, masks)
+    centrelines = image_centrelines(maps, labels, masks, threshold, on_labels)
     m[CLDICE] = pooled_cldice(centrelines)
+    thin = label_widths(labels, masks, on_labels)
+    widths = {**calibre_sensitivities(image_calibres(maps, labels, masks, threshold, thin)),
+              **calibre_aucs(maps, labels, masks, thin)}
+    # a split without vessels of a width has no figure for it, not a None in MLflow's metrics
+    m.update((k, v) for k, v in widths.items() if v is not None)
     m.update(zip(SPLIT_KEYS, (split.name, len(split), int(scores.size), int(targets.sum())), strict=True))
     if split.converted:
         m[CONVERTED] = split.converted
     if each:
-        rows = per_image_metrics(maps, labels, masks, threshold, centrelines)
+        rows = per_image_metrics(maps, labels, masks, threshold, centrelines, thin)
         m["per_image"] = [{"id": image_id, **row} for image_id, row in zip(split.ids, rows, strict=True)]
         counts = pair_counts(maps, labels, masks)
         if counts is not None:
             m[PAIRS] = {"about": PAIRS_ABOUT, "ids": list(split.ids), "counts": counts.tolist()}
-        m[INTERVALS] = image_intervals(m["per_image"], counts)
+        m[INTERVALS] = image_intervals(m["per_image"], counts, [k for k in POOLED_BY_IMAGE if k in m])
     return m, scores, targets
 
 
 CONFIDENCE = 0.95
 
 
-def image_intervals(rows: list[dict[str, Any]], counts: np.ndarray | None) -> dict[str, Any]:
+def image_intervals(rows: list[dict[str, Any]], counts: np.ndarray | None,
+                    metrics: Sequence[str] = POOLED_BY_IMAGE) -> dict[str, Any]:
     """The pooled metrics' bootstrap intervals over the images (how far each figure moves with the choice of test
     images; nothing of training's noise), where the images' rows and pair counts give them."""
     out: dict[str, Any] = {"confidence": CONFIDENCE, "draws": BOOTSTRAP_SAMPLES, "seed": 0}
-    for metric in POOLED_BY_IMAGE:
+    for metric in metrics:
         of = pooled_of_images(metric, rows, counts)
         if of is not None:
             out[metric] = list(pooled_interval(of, len(rows), CONFIDENCE))
@@ -506,7 +523,7 @@ def _main(argv: Sequence[str] | None) -> None:
     writable_folder(Path(args.out), "--out")
     m = run_checkpoint(args) if args.checkpoint else run_predictions(args)
     if m:
-        keys = SCORED
+        keys = [k for k in SCORED if k in m]
         views = f", --tta {m['tta']}" if m.get("tta", TTA_DEFAULT) != TTA_DEFAULT else ""
         if "members" in m:
             views += f", mean of {len(m['members'])} generators"

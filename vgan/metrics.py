@@ -5,7 +5,8 @@ image or per batch). Thresholded metrics use `score >= threshold`. Two models sc
 images are compared by a bootstrap interval of their per-image gains (`vgan.compare`, the registry's
 promotion gate), and of their pooled gain where the pooled metric can be taken of any draw of images: AUC-ROC
 from `pair_counts`, the thresholded metrics from each image's confusion counts, clDice (the vessels'
-centrelines, `skeleton`) from each image's centreline counts.
+centrelines, `skeleton`) from each image's centreline counts, the sensitivity on thin and on thick vessels
+(`thin_vessels`) from each image's counts of both.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ import numpy as np
 
 METRIC_NAMES = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity")
 CLDICE = "cldice"  # of the vessels' centrelines (`centreline_counts`)
-# what an evaluation scores (vgan.evaluate; files before 2026-12-06 lack clDice), and what may select a checkpoint
-SCORED = (*METRIC_NAMES, CLDICE)
+THIN, THICK = "thin_sensitivity", "thick_sensitivity"  # of the label's vessels by width (`thin_vessels`)
+THIN_AUC, THICK_AUC = "thin_auc_roc", "thick_auc_roc"  # and their AUC-ROC against the background (`calibre_aucs`)
+# what may select a checkpoint, a trial, a registered version (each epoch's validation scores it)
+SELECTABLE = (*METRIC_NAMES, CLDICE)
+# what an evaluation scores (vgan.evaluate; files before 2026-12-06 lack clDice, before 2026-12-07 the widths')
+SCORED = (*SELECTABLE, THIN, THICK, THIN_AUC, THICK_AUC)
 DISPLAY_NAMES = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR", "average_precision": "average precision", "f1": "F1",
-                 "accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity", CLDICE: "clDice"}
+                 "accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity", CLDICE: "clDice",
+                 THIN: "thin-vessel sensitivity", THICK: "thick-vessel sensitivity", THIN_AUC: "thin-vessel AUC-ROC",
+                 THICK_AUC: "thick-vessel AUC-ROC"}
 BOOTSTRAP_SAMPLES = 10_000
 
 
@@ -171,19 +178,25 @@ def histogram_metrics(scores, targets, threshold: float = 0.5, bins: int = 2**20
 
 
 CENTRELINE_KEYS = ("cl_precision", "cl_sensitivity", "skeleton_px", "label_skeleton_px")  # a row's clDice counts
+CALIBRE_KEYS = {THIN: (THIN, "thin_vessel_px"), THICK: (THICK, "thick_vessel_px")}  # a row's counts of each width
 
 
-def per_image_metrics(probs, labels, masks, threshold: float = 0.5,
-                      centrelines: np.ndarray | None = None) -> list[dict[str, float | None]]:
+def per_image_metrics(probs, labels, masks, threshold: float = 0.5, centrelines: np.ndarray | None = None,
+                      thin: list[np.ndarray] | None = None) -> list[dict[str, float | None]]:
     """Each image's metrics on its own FOV pixels, F1, clDice and the rest at `threshold`: which images a model
     fails on (the reported figures stay the pooled ones). An image whose FOV holds vessels only, or none,
-    has no curves: its AUCs are None; one without a labelled vessel has no clDice. `centrelines`: the images'
-    `image_centrelines`, where they are counted already."""
-    if centrelines is None:
-        centrelines = image_centrelines(probs, labels, masks, threshold)
+    has no curves: its AUCs are None; one without a labelled vessel has no clDice, one without a thin (thick)
+    vessel no thin (thick) sensitivity and AUC-ROC. `centrelines`, `thin`: the images' `image_centrelines`
+    and `label_widths`, where they are taken already."""
+    if centrelines is None or thin is None:
+        on_labels = label_centrelines(labels, masks)
+        centrelines = image_centrelines(probs, labels, masks, threshold, on_labels) if centrelines is None \
+            else centrelines
+        thin = label_widths(labels, masks, on_labels) if thin is None else thin
+    calibres = image_calibres(probs, labels, masks, threshold, thin)
     out = []
-    for (p, y, m), (kept_pred, pred_px, kept_label, label_px) in zip(zip(probs, labels, masks, strict=True),
-                                                                    centrelines.tolist(), strict=True):
+    for (p, y, m, t), (kept_pred, pred_px, kept_label, label_px), widths in zip(
+            zip(probs, labels, masks, thin, strict=True), centrelines.tolist(), calibres, strict=True):
         scores, targets = fov_pixels([p], [y], [m])
         row: dict[str, float | None] = dict.fromkeys(("auc_roc", "auc_pr", "average_precision"))
         if targets.any() and not targets.all():
@@ -196,6 +209,8 @@ def per_image_metrics(probs, labels, masks, threshold: float = 0.5,
         precision, sensitivity = (float(x) for x in topology_shares(kept_pred, pred_px, kept_label, label_px))
         row.update(cldice=float(harmonic_mean(precision, sensitivity)) if label_px else None,
                    cl_precision=precision, cl_sensitivity=sensitivity, skeleton_px=pred_px, label_skeleton_px=label_px)
+        row.update(calibre_sensitivities(widths), thin_vessel_px=int(widths[1]), thick_vessel_px=int(widths[3]))
+        row.update(calibre_aucs([p], [y], [m], [t]))
         out.append(row)
     return out
 
@@ -306,6 +321,79 @@ def image_centrelines(probs, labels, masks, threshold: float, on_labels: list[np
     return np.array(counts, dtype=np.int64).reshape(-1, 4)
 
 
+THIN_BELOW = 3  # pixels across at its centreline: a thinner vessel is thin (DRIVE's capillaries are 1-2 px wide)
+
+
+def thin_vessels(label: np.ndarray, on_label: np.ndarray) -> np.ndarray:
+    """Which of a label's vessel pixels (H, W) lie in a thin vessel: each pixel takes the width of the vessel at its
+    nearest centreline pixel (`on_label`: the label's `skeleton`), 2 d - 1 for a centreline pixel d from the
+    background (1 px for a vessel 1 or 2 px wide, 3 for 3 or 4, ...), thin below `THIN_BELOW`."""
+    from scipy import ndimage  # here, not at the top: vgan.config reads this module's names before any metric
+
+    label = np.asarray(label, dtype=bool)
+    if not on_label.any():
+        return np.zeros_like(label)
+    depth = ndimage.distance_transform_edt(label)
+    _, (rows, cols) = ndimage.distance_transform_edt(~on_label, return_indices=True)
+    return label & (2 * depth[rows, cols] - 1 < THIN_BELOW)
+
+
+def label_widths(labels, masks, on_labels: list[np.ndarray] | None = None) -> list[np.ndarray]:
+    """Each label's `thin_vessels`, label and centrelines cut to its FOV. `on_labels`: the labels'
+    `label_centrelines`, where they are taken already."""
+    if on_labels is None:
+        on_labels = label_centrelines(labels, masks)
+    return [thin_vessels(y, on_label) for y, on_label in zip(fov_labels(labels, masks), on_labels, strict=True)]
+
+
+def calibre_counts(pred: np.ndarray, label: np.ndarray, thin: np.ndarray) -> tuple[int, int, int, int]:
+    """A binary map's hits on a label's thin vessels (`thin_vessels`), those vessels' pixels, its hits on the thick
+    ones, their pixels (each H, W, cut to the FOV)."""
+    thick = label & ~thin
+    return int((pred & thin).sum()), int(thin.sum()), int((pred & thick).sum()), int(thick.sum())
+
+
+def image_calibres(probs, labels, masks, threshold: float, thin: list[np.ndarray] | None = None) -> np.ndarray:
+    """(N, 4) `calibre_counts` of each image, its map at `threshold`, map and label cut to its FOV.
+    `thin`: the labels' `label_widths`, where they are taken already."""
+    if thin is None:
+        thin = label_widths(labels, masks)
+    counts = []
+    for p, y, m, t in zip(probs, fov_labels(labels, masks), masks, thin, strict=True):
+        counts.append(calibre_counts((np.asarray(p) >= threshold) & (np.asarray(m) > 0.5), y, t))
+    return np.array(counts, dtype=np.int64).reshape(-1, 4)
+
+
+def calibre_sensitivities(calibres: np.ndarray) -> dict[str, float | None]:
+    """Thin- and thick-vessel sensitivity of `image_calibres` counts summed over images (one row, or several
+    pooled as pixels are); None for a width no labelled vessel has."""
+    thin_hit, thin_px, thick_hit, thick_px = np.asarray(calibres, dtype=np.int64).reshape(-1, 4).sum(axis=0)
+    return {THIN: float(thin_hit / thin_px) if thin_px else None,
+            THICK: float(thick_hit / thick_px) if thick_px else None}
+
+
+def auc_roc(scores: np.ndarray, targets: np.ndarray) -> float | None:
+    """AUC-ROC of these pixels (`curves`' area, without the PR curve); None where they hold one class only."""
+    if targets.all() or not targets.any():
+        return None
+    fps, tps, _ = ranked_counts(scores, targets)
+    return float(np.trapezoid(*roc(fps, tps)[::-1]))
+
+
+def calibre_aucs(probs, labels, masks, thin: list[np.ndarray]) -> dict[str, float | None]:
+    """Thin- and thick-vessel AUC-ROC of the maps, pooled over their FOV pixels: how well they rank a thin (thick)
+    vessel's pixel above a background pixel, at no threshold. The other width's pixels are in neither class; None
+    for a width no labelled vessel has. `thin`: the labels' `label_widths`."""
+    scores, thins, thicks = [], [], []
+    for p, y, m, t in zip(probs, fov_labels(labels, masks), masks, thin, strict=True):
+        inside = np.asarray(m) > 0.5
+        scores.append(np.asarray(p)[inside].astype(np.float64))
+        thins.append(t[inside])
+        thicks.append((y & ~t)[inside])
+    scores, thins, thicks = (np.concatenate(x) for x in (scores, thins, thicks))
+    return {THIN_AUC: auc_roc(scores[~thicks], thins[~thicks]), THICK_AUC: auc_roc(scores[~thins], thicks[~thins])}
+
+
 def pooled_cldice(centrelines: np.ndarray) -> float:
     """The clDice of several images: their `image_centrelines` counts summed, then `cldice` (as the pixel metrics
     pool pixels, not average images)."""
@@ -387,10 +475,10 @@ def pooled_counts_metric(metric: str, tp: np.ndarray, fp: np.ndarray, fn: np.nda
 
 
 THRESHOLDED_METRICS = ("f1", "accuracy", "sensitivity", "specificity")  # of the confusion counts at the threshold
-AT_THRESHOLD = (*THRESHOLDED_METRICS, CLDICE)  # what moves with the threshold
-POOLED_BY_IMAGE = ("auc_roc", *THRESHOLDED_METRICS, CLDICE)  # the pooled metrics any draw of the images gives
+AT_THRESHOLD = (*THRESHOLDED_METRICS, CLDICE, THIN, THICK)  # what moves with the threshold
+POOLED_BY_IMAGE = ("auc_roc", *THRESHOLDED_METRICS, CLDICE, THIN, THICK)  # the pooled metrics any draw gives
 # What each pooled metric of a draw of images is taken from in the images' rows (`pooled_of_images`)
-ROW_COUNTS = {"auc_roc": ("n_fov_pixels", "vessel_fraction"), CLDICE: CENTRELINE_KEYS,
+ROW_COUNTS = {"auc_roc": ("n_fov_pixels", "vessel_fraction"), CLDICE: CENTRELINE_KEYS, **CALIBRE_KEYS,
               **dict.fromkeys(THRESHOLDED_METRICS, ("n_fov_pixels", "vessel_fraction", "sensitivity", "specificity"))}
 
 
@@ -398,7 +486,8 @@ def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = 
     """The pooled metric as a function of how often each image is taken (weights (draws, images) -> (draws,)), from
     the images' `per_image_metrics` rows (FOV pixels, vessel fraction, and at the threshold sensitivity and
     specificity, whose confusion counts they give back exactly) and, for AUC-ROC, their `pair_counts`, both in one
-    order; clDice from each image's centreline counts (read from its `CENTRELINE_KEYS`). None where these do not
+    order; clDice from each image's centreline counts (read from its `CENTRELINE_KEYS`), the thin and thick
+    vessels' sensitivity from its counts of each (`CALIBRE_KEYS`). None where these do not
     give it: AUC-PR and average precision (their curves do not add up image by image), AUC-ROC without pair
     counts."""
     if metric == CLDICE:
@@ -407,6 +496,12 @@ def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = 
         kept_pred, kept_label = np.round(precision * pred_px), np.round(sensitivity * label_px)
         return lambda weights: cldice(*(np.asarray(weights, dtype=np.float64) @ x
                                         for x in (kept_pred, pred_px, kept_label, label_px)))
+    if metric in CALIBRE_KEYS:
+        # an image without vessels of that width has no share (None): it adds no pixels to any draw
+        share, px = (np.array([r[k] or 0 for r in rows], dtype=np.float64) for k in CALIBRE_KEYS[metric])
+        hits = np.round(share * px)
+        return lambda weights: np.divide(np.asarray(weights, dtype=np.float64) @ hits,
+                                         np.maximum(np.asarray(weights, dtype=np.float64) @ px, 1.0))
     total = np.array([r["n_fov_pixels"] for r in rows], dtype=np.float64)
     vessels = np.round(np.array([r["vessel_fraction"] for r in rows], dtype=np.float64) * total)
     if metric == "auc_roc" and counts is not None:

@@ -139,6 +139,36 @@ def test_cldice_is_compared_image_by_image_and_pooled_from_each_images_centrelin
                         "again\n")
 
 
+def test_thin_vessels_are_compared_apart_from_the_thick_ones(evaluations, capsys, tmp_path):
+    """Blurring loses the thin vessels at 0.5 and keeps the thick ones: the thin vessels' sensitivity lower beyond
+    the images' noise, pooled from each image's counts of them, and their AUC-ROC; the thick ones' sensitivity
+    gains far less. An evaluation
+    written before vgan.evaluate split the vessels by width is named, with what to do."""
+    code, out, _ = compared(capsys, evaluations["vgan"], evaluations["blurred"], "--metrics",
+                            "thin_sensitivity,thick_sensitivity,thin_auc_roc", "--json", tmp_path / "c.json")
+    assert code == 0
+    got = json.loads((tmp_path / "c.json").read_text())["metrics"]
+    base = json.loads((evaluations["vgan"] / "metrics.json").read_text())
+    thin, thick = got["thin_sensitivity"], got["thick_sensitivity"]
+    assert thin["baseline"] == base["thin_sensitivity"] and re.search(r"^thin_sensitivity +0\.6496 ", out, re.M)
+    lo, hi = thin["pooled_interval"]
+    assert lo < thin["gain"] < hi < 0 and thin["verdict"] == thin["pooled_verdict"] == "lower"
+    assert abs(thick["gain"]) < abs(thin["gain"]) / 3
+    # at no threshold too: compared image by image (no pairs are kept by width for a pooled interval)
+    ranked = got["thin_auc_roc"]
+    assert ranked["gain"] < 0 and ranked["verdict"] == "lower" and ranked.get("pooled_interval") is None
+
+    def before_widths(m):
+        for key in ("thin_sensitivity", "thick_sensitivity"):
+            m.pop(key)
+            for row in m["per_image"]:
+                row.pop(key)
+    code, out, err = compared(capsys, evaluations["vgan"], edited(evaluations, tmp_path, before_widths),
+                              "--metrics", "thin_sensitivity")
+    assert code == 2 and err.endswith("edited/metrics.json: no thin_sensitivity (evaluated before vgan.evaluate "
+                                      "scored it): evaluate it again\n")
+
+
 def test_an_evaluation_without_pair_counts_has_no_pooled_auc_roc_interval(evaluations, capsys, tmp_path):
     """One written before vgan.evaluate kept them (or of a split too large): AUC-ROC is compared image by image alone,
     F1's pooled interval still given (its counts are in the rows)."""

@@ -107,14 +107,18 @@ def test_the_cldice_term_alone_is_something_to_train_on():
 
 
 def test_a_checkpoint_may_be_selected_on_any_scored_metric_cldice_too():
-    from vgan.metrics import DISPLAY_NAMES, SCORED
+    from vgan.metrics import DISPLAY_NAMES, SCORED, SELECTABLE
 
-    assert "cldice" in SCORED
-    for metric in SCORED:  # each one the registry can name in a version's description
-        assert config_from_dict({"train": {"select_metric": metric}}).train.select_metric == metric
+    assert "cldice" in SELECTABLE and set(SELECTABLE) < set(SCORED)
+    for metric in SCORED:  # each one the registry and vgan.compare can name
         assert DISPLAY_NAMES[metric]
+    for metric in SELECTABLE:
+        assert config_from_dict({"train": {"select_metric": metric}}).train.select_metric == metric
     with pytest.raises(ConfigError, match=r"'train.select_metric' must be one of auc_roc, .*, specificity, cldice"):
         config_from_dict({"train": {"select_metric": "dice"}})
+    # scored at evaluation only: no epoch's validation gives a thin vessel's sensitivity to select on
+    with pytest.raises(ConfigError, match=r"'train.select_metric' must be one of .*cldice$"):
+        config_from_dict({"train": {"select_metric": "thin_sensitivity"}})
 
 
 def test_batchnorm_allowed_for_vanilla_gan():

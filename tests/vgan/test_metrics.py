@@ -9,13 +9,17 @@ from vgan.data import read_pool
 from vgan.images import read_probability
 from vgan.metrics import (
     bootstrap_interval,
+    calibre_aucs,
+    calibre_sensitivities,
     centreline_counts,
     cldice,
     compute_metrics,
     curves,
     fov_pixels,
     histogram_metrics,
+    image_calibres,
     image_centrelines,
+    label_widths,
     pair_counts,
     per_image_metrics,
     pooled_auc_roc,
@@ -25,6 +29,7 @@ from vgan.metrics import (
     runs_bootstrap_interval,
     runs_pooled_interval,
     skeleton,
+    thin_vessels,
     threshold_metrics,
 )
 
@@ -378,3 +383,82 @@ def test_cldice_of_any_draw_adds_up_from_each_images_centreline_counts(reference
     got = pooled_of_images("cldice", rows)(weights)
     for w, value in zip(weights, got, strict=True):
         assert value == pytest.approx(float(cldice(*(w @ counts))), abs=1e-12)
+
+
+def test_a_vessel_under_three_pixels_across_is_thin_one_wider_is_thick_to_its_ends():
+    """Bars 1 to 5 pixels wide, and a diagonal line: every pixel of the 1- and 2-pixel ones thin, every pixel of
+    the others thick, their ends too (thinning stops short of a wide bar's end: those pixels take the width at
+    the centreline's end)."""
+    label = np.zeros((60, 60), dtype=bool)
+    for width, top in zip(range(1, 6), (3, 10, 18, 27, 37), strict=True):
+        label[top : top + width, 5:40] = True
+    diagonal = np.eye(15, dtype=bool)
+    label[44:59, 44:59] = diagonal
+    thin = thin_vessels(label, skeleton(label))
+    assert not (thin & ~label).any()
+    for width, top in zip(range(1, 6), (3, 10, 18, 27, 37), strict=True):
+        assert thin[top : top + width, 5:40].all() == (width < 3) and thin[top : top + width, 5:40].any() == (width < 3)
+    assert thin[44:59, 44:59][diagonal].all()
+    assert not thin_vessels(np.zeros((5, 5), dtype=bool), np.zeros((5, 5), dtype=bool)).any()
+
+
+def test_a_map_without_the_thin_vessels_scores_their_sensitivity_low_and_the_thick_ones_whole(drive_root):
+    """DRIVE's test labels, a fifth to a third of whose vessel pixels are thin; a map of each without its vessels
+    under 3 pixels wide (an opening by a 3x3 square): thin-vessel sensitivity low (a fifth), thick 1 but for a
+    pixel in a thousand, the pixel sensitivity between, their mean weighted by pixels. The label itself finds all
+    of both; a map of every FOV pixel too."""
+    from scipy import ndimage
+
+    split = read_pool(DataConfig(dataset="drive", root=str(drive_root)), "test")
+    labels, masks = split.labels[:, 0].numpy(), split.masks[:, 0].numpy()
+    wide = np.stack([ndimage.binary_opening(y & k, np.ones((3, 3))) for y, k in zip(labels, masks, strict=True)])
+    counts = image_calibres(wide, labels, masks, 0.5)
+    thin_hit, thin_px, thick_hit, thick_px = counts.sum(axis=0)
+    assert thin_px + thick_px == int((labels & masks).sum()) and 0.2 < thin_px / (thin_px + thick_px) < 0.4
+    got = calibre_sensitivities(counts)
+    assert got["thin_sensitivity"] < 0.25 and got["thick_sensitivity"] > 0.998
+    sensitivity = threshold_metrics(*fov_pixels(wide.astype(np.float32), labels, masks), 0.5)["sensitivity"]
+    assert sensitivity == pytest.approx((thin_hit + thick_hit) / (thin_px + thick_px), abs=1e-12)
+    for whole in (labels, masks):
+        assert calibre_sensitivities(image_calibres(whole, labels, masks, 0.5)) == \
+            {"thin_sensitivity": 1.0, "thick_sensitivity": 1.0}
+    assert calibre_sensitivities(np.zeros((3, 4))) == {"thin_sensitivity": None, "thick_sensitivity": None}
+
+
+def test_thin_and_thick_vessels_auc_roc_ranks_each_widths_pixels_against_the_background(reference_root, drive_root):
+    """V-GAN's maps: each width's AUC-ROC is scikit-learn's of that width's vessel pixels against every background
+    pixel of the FOV (the other width's in neither class), pooled over the images, and each image's in its row.
+    Thin vessels rank lower than thick ones; a map that finds every thick vessel and no thin one ranks them at
+    chance but for the pixels it calls thick."""
+    maps, labels, masks = drive_test_maps(reference_root, drive_root)
+    thin = label_widths(labels, masks)
+    got = calibre_aucs(maps, labels, masks, thin)
+    inside = masks > 0.5
+    vessel, thin_px = (labels > 0.5) & inside, np.stack(thin) & inside
+    for key, positives in (("thin_auc_roc", thin_px), ("thick_auc_roc", vessel & ~thin_px)):
+        kept = positives | (inside & ~vessel)
+        assert got[key] == pytest.approx(roc_auc_score(positives[kept], maps[kept]), abs=1e-12)
+    assert got["thin_auc_roc"] < got["thick_auc_roc"] - 0.02
+    rows = per_image_metrics(maps, labels, masks, 0.5)
+    for row, p, y, m, t in zip(rows, maps, labels, masks, thin, strict=True):
+        assert row["thin_auc_roc"] == calibre_aucs([p], [y], [m], [t])["thin_auc_roc"]
+        assert row["thin_auc_roc"] < row["auc_roc"] < row["thick_auc_roc"]
+    thick_only = (vessel & ~thin_px).astype(np.float32)
+    chance = calibre_aucs(thick_only, labels, masks, thin)
+    assert chance["thick_auc_roc"] == 1.0 and chance["thin_auc_roc"] == 0.5
+    assert calibre_aucs(np.zeros((1, 4, 4)), np.zeros((1, 4, 4)), np.ones((1, 4, 4)), [np.zeros((4, 4), bool)]) == \
+        {"thin_auc_roc": None, "thick_auc_roc": None}
+
+
+def test_thin_and_thick_sensitivity_of_any_draw_add_up_from_each_images_counts(reference_root, drive_root):
+    """Read back from each image's row (its share and pixels of each width), as vgan.evaluate and vgan.compare
+    take them: each draw's figure is the one of its images' counts summed."""
+    maps, labels, masks = drive_test_maps(reference_root, drive_root)
+    rows = per_image_metrics(maps, labels, masks, 0.5)
+    counts = image_calibres(maps, labels, masks, 0.5)
+    assert [[r["thin_vessel_px"], r["thick_vessel_px"]] for r in rows] == counts[:, [1, 3]].tolist()
+    weights = np.vstack([np.ones(20), np.random.default_rng(4).multinomial(20, np.full(20, 0.05), size=3)])
+    for metric in ("thin_sensitivity", "thick_sensitivity"):
+        got = pooled_of_images(metric, rows)(weights)
+        for w, value in zip(weights, got, strict=True):
+            assert value == pytest.approx(calibre_sensitivities(w @ counts)[metric], abs=1e-12)
