@@ -46,7 +46,7 @@ INPUT = ("RGB images in [0, 1]: float32 tensor (N, 3, H, W), H and W of smallest
          "averages the maps of mirrored views); pyfunc and serving take image files too, base64 strings of "
          "PNG, JPEG, TIFF, ...")
 OUTPUT = ("vessel probabilities, float32 (N, 1, H, W); params output: png gives each map as the base64 of its "
-          "8-bit PNG")
+          "16-bit PNG (value/65535)")
 
 WEIGHTS_CONFIG = "archive/data/weights/model_weights_config.json"  # in a pt2 archive: tensor -> raw record
 _archives: dict[tuple, bytes] = {}  # per generator shape: the pt2 archive of the first model exported

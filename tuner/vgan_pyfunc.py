@@ -12,9 +12,9 @@ and the map resized back (`params={"scale": "auto"}`, the default; `"1"` takes t
 views (`vgan.tta`: hflip, flips, dihedral; "none", the default, takes it once).
 Images may also come as their files: base64 strings (a served request's `{"inputs": ["<base64>", ...]}`,
 a data URL's too) or bytes of PNG, JPEG, TIFF, DICOM, ... as `vgan.predict` reads them (an EXIF orientation
-applied), each at its own size. `params={"output": "png"}` returns each map as the base64 of the 8-bit PNG
+applied), each at its own size. `params={"output": "png"}` returns each map as the base64 of the 16-bit PNG
 `vgan.predict` writes (a list of strings) instead of the float array: for a DRIVE photograph, a served
-answer of 0.08 MB instead of 7.5.
+answer of 0.4 MB instead of 7.5.
 What it refuses (an image it cannot take, a FOV no camera gives, a bad param) it raises as `BadRequest`, an
 `MlflowException` a server answers with HTTP 400 and the reason.
 `get_raw_model()` is a torch `nn.Module` that does the same in `forward(x, scale="auto", tta="none")`

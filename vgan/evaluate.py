@@ -13,7 +13,7 @@ and on the others (`vgan.metrics.thin_vessels`); and `per_image`, each
 image's own, also in per_image.csv, worst AUC-ROC first; `pair_counts`, from which `vgan.compare`
 takes the pooled AUC-ROC of any draw of the images; and `intervals`, the pooled figures' 95 % bootstrap
 intervals over the images, as the console gives them). A checkpoint also gets its probability maps
-(8-bit PNG) and binary maps; both modes get roc.png, pr.png and previews/ of the images of lowest AUC-ROC.
+(16-bit PNG) and binary maps; both modes get roc.png, pr.png and previews/ of the images of lowest AUC-ROC.
 A checkpoint sees the images as they are (`--scale 1`, the literature's protocol) unless `--scale auto`
 resizes each to the FOV diameter of its training photographs (`vgan.scale`; for another dataset's
 images) or `--scale FACTOR` by a factor; metrics are computed at the images' own size either way.
@@ -90,7 +90,7 @@ from vgan.scale import ScaleSpec
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, resolve_device
 from vgan.tta import DEFAULT as TTA_DEFAULT
 from vgan.tta import TTA_MODES, with_tta
-from vgan.visualize import save_curves, save_map, save_preview, to_uint8
+from vgan.visualize import save_curves, save_map, save_mask, save_preview, to_uint8
 
 MAP_SUFFIXES = (".png", ".tif", ".tiff", ".gif", ".ppm", ".pgm", ".npy", ".jpg", ".jpeg", ".bmp")
 
@@ -433,7 +433,7 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         (out / sub).mkdir(parents=True, exist_ok=True)
     for image_id, prob in zip(split.ids, probs, strict=True):
         save_map(out / PROBABILITIES / f"{image_id}.png", prob)
-        save_map(out / "binary" / f"{image_id}.png", (prob >= threshold).astype(np.float32))
+        save_mask(out / "binary" / f"{image_id}.png", prob >= threshold)
     made = f"epoch {state['epoch']}" if len(loaded) == 1 else f"mean of {len(loaded)} generators"
     write_report(out, m, scores, targets, f"{data.dataset} {args.split}: {made}")
     save_worst(out, split, probs, m["per_image"], args.previews, threshold)

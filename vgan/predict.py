@@ -6,7 +6,7 @@
 
 Every image (PNG, JPEG, TIFF, PPM/PGM, GIF, BMP, WebP, JPEG 2000, DICOM; any size; RGB, grey, palette or CMYK,
 with or without alpha, 8 to 16 bits)
-gets an 8-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
+gets a 16-bit probability map `probabilities/<name>.png` and a binary map `binary/<name>.png`
 of its own size, `overlay/<name>.jpg` (the map laid on the photograph), and a row in `report.csv` (its size,
 FOV, scale, vessel fraction, what was converted, or why it failed); `index.html` shows the batch at a glance
 (`vgan.report`). `--continue` keeps the maps an earlier run made that still stand (same file, same bytes, same
@@ -189,8 +189,9 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
     t0 = time.perf_counter()
     model = weights_digest([m.model for m in members])
     scale = members[0].scale
+    # the maps' depth too: a batch continued keeps no 8-bit map an older version wrote beside new 16-bit ones
     settings = (f"threshold {threshold:g}; scale {'auto' if scale.factor is None else f'{scale.factor:g}'}; "
-                f"tta {tta}; masks {masks if masks is not None else 'estimated'}")
+                f"tta {tta}; masks {masks if masks is not None else 'estimated'}; maps 16-bit")
     members = [replace(m, model=with_tta(m.model, tta)) for m in members]
     earlier = earlier or {}
     with BatchReport(out, title) as report, said_on_ctrl_c(report, len(sources)):
@@ -230,7 +231,7 @@ def _segment_one(members: Sequence[Member], source: Source, data: bytes, out: Pa
                  masks: Path | None, device: torch.device, s: Summary, row: dict) -> None:
     from PIL import Image
 
-    from vgan.visualize import save_map, vessel_overlay
+    from vgan.visualize import save_map, save_mask, vessel_overlay
 
     path, name = source.path, source.name
     notes: list[str] = []
@@ -253,7 +254,7 @@ def _segment_one(members: Sequence[Member], source: Source, data: bytes, out: Pa
     if masks is None:  # written before the FOV is judged: a FOV refused below is there to be seen
         s.estimated_fov += 1
         outputs["fov"].parent.mkdir(parents=True, exist_ok=True)
-        save_map(outputs["fov"], fov.astype(np.float32))
+        save_mask(outputs["fov"], fov)
     factors = member_factors(members, fov, str(path))
     row["factors"] = " ".join(f"{f:.4g}" for f in factors)
     prob = ensemble_map(members, batch.to(device), factors).cpu().numpy()[0, 0] * fov
@@ -262,7 +263,7 @@ def _segment_one(members: Sequence[Member], source: Source, data: bytes, out: Pa
     for sub in (PROBABILITIES, "binary", *PICTURES):
         outputs[sub].parent.mkdir(parents=True, exist_ok=True)
     save_map(outputs[PROBABILITIES], prob)
-    save_map(outputs["binary"], (prob >= threshold).astype(np.float32))
+    save_mask(outputs["binary"], prob >= threshold)
     overlay = Image.fromarray(vessel_overlay(rgb, prob, fov))
     overlay.save(outputs["overlay"], quality=90)
     overlay.thumbnail((2 * THUMBNAIL_PX, 2 * THUMBNAIL_PX * overlay.height // overlay.width + 1), Image.LANCZOS)

@@ -89,8 +89,12 @@ def vessel_overlay(rgb: np.ndarray, prob: np.ndarray, fov: np.ndarray) -> np.nda
     return to_uint8(out)
 
 
+MAP_LEVELS = 65535  # a saved probability's: 8 bits made every probability under 1/510 a 0, tied with the background,
+# where a GAN's map lies over most of the FOV (the CPU recipe's: 75 %); its AUC-ROC fell from 0.9704 to 0.9606
+
+
 def save_map(path: Path, prob: np.ndarray) -> None:
-    """An 8-bit PNG of a probability map (value = round(255 * p))."""
+    """A 16-bit PNG of a probability map (value = round(65535 p)): its pixels ranked as the generator ranked them."""
     path.write_bytes(map_png(prob))
 
 
@@ -99,8 +103,18 @@ def map_png(prob: np.ndarray) -> bytes:
     import io
 
     buffer = io.BytesIO()
-    Image.fromarray(to_uint8(prob)).save(buffer, format="PNG")
+    Image.fromarray(to_uint16(prob)).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def to_uint16(prob: np.ndarray) -> np.ndarray:
+    """A probability map's saved levels (`save_map`)."""
+    return (np.clip(prob, 0, 1) * MAP_LEVELS + 0.5).astype(np.uint16)
+
+
+def save_mask(path: Path, mask: np.ndarray) -> None:
+    """An 8-bit PNG of a binary map (H, W): 255 where true."""
+    Image.fromarray(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8)).save(path)
 
 
 def save_curves(folder: Path, c: Curves, metrics: dict[str, float], title: str) -> list[Path]:

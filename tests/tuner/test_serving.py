@@ -24,6 +24,7 @@ from vgan.data import load_train_val
 from vgan.images import estimate_fov, read_image
 from vgan.scale import fov_diameter, predict_at_scale, recorded_fov, smallest_side
 from vgan.tta import with_tta
+from vgan.visualize import to_uint16
 
 NAME = "vgan-generator-test"
 
@@ -96,10 +97,8 @@ def png_map(text: str) -> np.ndarray:
 def test_pyfunc_takes_image_files_and_answers_pngs(champion, drive_root, drive_image, tmp_path):
     """Base64 image files (as a web client sends a photograph: the TIFF as shipped, a PNG, a phone's JPEG stored
     sideways, a data URL), each segmented at its own size as its pixels are; `output: png` answers each map as
-    the base64 of the 8-bit PNG vgan.predict writes."""
+    the base64 of the 16-bit PNG vgan.predict writes."""
     import mlflow.pyfunc
-
-    from vgan.visualize import to_uint8
 
     uri, model = champion
     with use_tracking_uri(uri):
@@ -123,8 +122,8 @@ def test_pyfunc_takes_image_files_and_answers_pngs(champion, drive_root, drive_i
     two = [b64(tif), b64((tmp_path / "small.png").read_bytes())]
     maps = pf.predict(two, params={"output": "png"})
     assert isinstance(maps, list) and len(maps) == 2
-    np.testing.assert_array_equal(png_map(maps[0]), to_uint8(want[0, 0]))
-    np.testing.assert_array_equal(png_map(maps[1]), to_uint8(pf.predict(small)[0, 0]))
+    np.testing.assert_array_equal(png_map(maps[0]), to_uint16(want[0, 0]))
+    np.testing.assert_array_equal(png_map(maps[1]), to_uint16(pf.predict(small)[0, 0]))
     # a refusal is MLflow's bad request (a server answers it with HTTP 400 and the reason: below)
     with pytest.raises(MlflowException, match=r'images of 2 sizes make no one array: .* \{"output": "png"\}') as e:
         pf.predict(two)
@@ -200,13 +199,13 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, clinic, t
     x = torch.from_numpy(read_image(images / "02_test.tif")).permute(2, 0, 1)[None].float() / 255
     fov = np.asarray(Image.open(drive_root / "test" / "mask" / "02_test_mask.gif")) > 0
     prob = predict_at_scale(m, x, recorded_fov(m) / fov_diameter(fov)).numpy()[0, 0]
-    want = (np.clip(prob * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
+    want = to_uint16(prob * fov)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "probabilities" / "02_test.png")), want)
     # --tta: the registered graph's mirrored views, averaged at the model's scale
     assert predict_main(argv[:-4] + ["--out", str(tmp_path / "tta"), "--masks", argv[-1], "--tta", "hflip"]) == 0
     assert "each map the mean of 2 mirrored views (--tta hflip)" in capsys.readouterr().out
     prob = predict_at_scale(with_tta(m, "hflip"), x, recorded_fov(m) / fov_diameter(fov)).numpy()[0, 0]
-    want = (np.clip(prob * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
+    want = to_uint16(prob * fov)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "tta" / "probabilities" / "02_test.png")), want)
     # several models: the mean of their maps (here one model by two URIs, so its own map again)
     argv = ["--model", model, f"models:/{NAME}/1", *argv[2:-4], "--out", str(tmp_path / "two"), "--masks", argv[-1]]

@@ -20,6 +20,7 @@ from vgan.models import VesselSegmenter
 from vgan.predict import main as predict_main
 from vgan.scale import AUTO, fov_diameter, predict_at_scale, scaled_predictions
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict
+from vgan.visualize import to_uint16
 
 CPU = torch.device("cpu")
 
@@ -104,7 +105,7 @@ def test_evaluate_scores_the_mean_map_of_several_checkpoints(checkpoints, drive_
     assert "source" not in m and "epoch" not in m  # said of each member, not of the ensemble
     assert "mean of 2 generators" in said
     saved = np.asarray(Image.open(out / "probabilities" / "01_test.png"))
-    np.testing.assert_array_equal(saved, (np.clip(maps[0], 0, 1) * 255 + 0.5).astype(np.uint8))
+    np.testing.assert_array_equal(saved, to_uint16(maps[0]))
 
     # the validation threshold is chosen on the ensemble's maps of one validation split
     assert evaluate_main(["--checkpoint", str(checkpoints["a"]), str(checkpoints["b"]), "--val-threshold",
@@ -140,7 +141,7 @@ def test_predict_writes_the_mean_map_of_several_checkpoints(checkpoints, drive_r
     fov = np.asarray(Image.open(mask / "02_test_mask.gif")) > 0
     gs = [generator(checkpoints[k]) for k in "ac"]
     prob = sum(predict_at_scale(VesselSegmenter(g).eval(), x, g.trained_fov / fov_diameter(fov)) for g in gs) / 2
-    want = (np.clip(prob.detach().numpy()[0, 0] * fov, 0, 1) * 255 + 0.5).astype(np.uint8)
+    want = to_uint16(prob.detach().numpy()[0, 0] * fov)
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "out" / "probabilities" / "02_test.png")), want)
     fovs = "/".join(str(round(f)) for f in sorted(g.trained_fov for g in gs))
     assert f"resized to the models' FOVs of {fovs} px: 1 (x" in said  # one image, resized by each

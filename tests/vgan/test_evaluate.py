@@ -325,11 +325,12 @@ def test_the_folders_the_tools_write_are_scored_from_their_probability_maps(tiny
                               str(tmp_path / name), "--previews", "0"]) == 0, name
         scored[name] = json.loads((tmp_path / name / "metrics.json").read_text())
         assert scored[name]["source"] == str((folder if name == "batch maps" else folder / "probabilities").resolve())
-    # one generator's maps at the images' own size, each saved in 8 bits: alike inside the FOV (the batch's are
-    # 0 outside it), and near the unrounded maps' scores (a generator trained one epoch makes few distinct values)
+    # one generator's maps at the images' own size, each saved in 16 bits: alike inside the FOV (the batch's are
+    # 0 outside it; its images one at a time, the evaluation's two at once: a level apart here and there), and
+    # the unrounded maps' scores
     assert scored["batch"] == {**scored["batch maps"], "source": scored["batch"]["source"]}
-    assert all(scored[name]["auc_roc"] == scored["evaluation"]["auc_roc"] for name in scored)
-    assert scored["batch"]["auc_roc"] == pytest.approx(direct["auc_roc"], abs=0.02)
+    for name in scored:
+        assert scored[name]["auc_roc"] == pytest.approx(direct["auc_roc"], abs=1e-4), name
 
 
 def test_a_test_photograph_that_is_a_training_ones_file_is_named_when_scored(tiny_values, drive_root, tmp_path,

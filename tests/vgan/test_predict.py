@@ -17,7 +17,7 @@ from vgan.predict import main
 from vgan.scale import fov_diameter, predict_at_scale
 from vgan.trainer import generator_from_checkpoint, load_checkpoint
 from vgan.tta import with_tta
-from vgan.visualize import vessel_overlay
+from vgan.visualize import to_uint16, vessel_overlay
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +55,9 @@ def test_every_image_gets_maps_of_its_size_zero_outside_the_fov(photos, checkpoi
         prob = np.asarray(Image.open(out / "probabilities" / f"{src.stem}.png"))
         binary = np.asarray(Image.open(out / "binary" / f"{src.stem}.png"))
         fov = np.asarray(Image.open(out / "fov" / f"{src.stem}.png")) > 127
-        assert prob.shape[::-1] == binary.shape[::-1] == size and prob.dtype == np.uint8
+        assert prob.shape[::-1] == binary.shape[::-1] == size and prob.dtype == np.uint16
         assert set(np.unique(binary)) <= {0, 255} and prob[~fov].max() == 0 and prob[fov].max() > 0
-        assert ((prob >= 128) == (binary == 255)).all()  # binary = probability >= 0.5
+        assert ((prob >= 32768) == (binary == 255)).all()  # binary = probability >= 0.5
 
 
 def test_masks_are_read_from_a_folder_by_image_name(photos, checkpoint, tmp_path, drive_root):
@@ -72,7 +72,7 @@ def test_masks_are_read_from_a_folder_by_image_name(photos, checkpoint, tmp_path
     fov = read_binary(drive_root / "test" / "mask" / "01_test_mask.gif")  # 01_test.tif -> 01_test_mask.gif
     assert prob[~fov].max() == 0
     binary = np.asarray(Image.open(out / "binary" / "01_test.png"))
-    assert ((prob >= round(0.3 * 255)) == (binary == 255)).all()
+    assert ((prob >= round(0.3 * 65535)) == (binary == 255)).all()
 
 
 def test_an_unreadable_image_is_named_and_the_others_are_written(photos, checkpoint, tmp_path, capsys):
@@ -222,7 +222,7 @@ def test_photographs_are_segmented_at_the_scale_the_generator_was_trained_at(che
         with torch.no_grad():
             want = predict_at_scale(model, x, factor)[0, 0].numpy() * fov
         maps[scale] = np.asarray(Image.open(out / "probabilities" / "01_test.png"))
-        np.testing.assert_array_equal(maps[scale], (np.clip(want, 0, 1) * 255 + 0.5).astype(np.uint8))
+        np.testing.assert_array_equal(maps[scale], to_uint16(want))
     assert maps["auto"].shape == maps["1"].shape == fov.shape and (maps["auto"] != maps["1"])[fov].mean() > 0.1
 
 
@@ -295,8 +295,8 @@ def test_tta_averages_mirrored_views_at_the_models_scale(checkpoint, drive_root,
         want = predict_at_scale(with_tta(model, "flips"), as_batch(read_image(image))[0], factor)[0, 0].numpy() * fov
         once = predict_at_scale(model, as_batch(read_image(image))[0], factor)[0, 0].numpy() * fov
     got = np.asarray(Image.open(out / "probabilities" / "01_test.png"))
-    np.testing.assert_array_equal(got, (np.clip(want, 0, 1) * 255 + 0.5).astype(np.uint8))
-    assert (got != (np.clip(once, 0, 1) * 255 + 0.5).astype(np.uint8))[fov].mean() > 0.1
+    np.testing.assert_array_equal(got, to_uint16(want))
+    assert (got != to_uint16(once))[fov].mean() > 0.1
     with pytest.raises(SystemExit, match="2"):
         main(["--checkpoint", str(checkpoint), "--input", str(image), "--out", str(out), "--tta", "flip"])
     assert "argument --tta: invalid choice: 'flip'" in capsys.readouterr().err
@@ -343,7 +343,7 @@ def test_a_folder_per_patient_gets_its_maps_in_the_same_folders(clinic, checkpoi
         # the overlay: this map on this photograph (JPEG's loss aside)
         photo = np.asarray(Image.open(clinic / f"{name}.tif"), np.float32) / 255
         over = np.asarray(Image.open(out / "overlay" / f"{name}.jpg"), np.float32)
-        assert np.abs(over - vessel_overlay(photo, prob / 255, fov)).mean() < 2
+        assert np.abs(over - vessel_overlay(photo, prob / 65535, fov)).mean() < 2
         thumbnail = Image.open(out / "thumbnails" / f"{name}.jpg")  # the page's: the overlay, 480 px wide
         assert thumbnail.width == 480 and abs(thumbnail.height - 480 * 584 / 565) <= 1
     srcs = _index_images(out)
@@ -437,7 +437,7 @@ def test_a_batch_continued_keeps_only_the_maps_that_still_stand(clinic, checkpoi
     first = _report(out)
     model = first["p01/OD"]["model"]
     assert model.startswith("sha256:") and all(r["model"] == model for r in first.values())
-    assert first["p01/OD"]["settings"] == "threshold 0.5; scale auto; tta none; masks estimated"
+    assert first["p01/OD"]["settings"] == "threshold 0.5; scale auto; tta none; masks estimated; maps 16-bit"
     stamp = {n: (out / "probabilities" / f"{n}.png").stat().st_mtime_ns for n in first}
     # a stopped batch: its report holds the rows done so far
     lines = (out / "report.csv").read_text().splitlines(keepends=True)
