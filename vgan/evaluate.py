@@ -9,7 +9,8 @@
 Metrics are pooled over the FOV pixels of every image of the split (metrics.json: auc_roc,
 auc_pr, average_precision, threshold, f1, accuracy, sensitivity, specificity, cldice of the vessels'
 centrelines, thin_sensitivity and thick_sensitivity, the sensitivity on the labelled vessels under 3 pixels wide
-and on the others (`vgan.metrics.thin_vessels`); and `per_image`, each
+and on the others (`vgan.metrics.thin_vessels`), and thin_auc_roc and thick_auc_roc, their ranking against the
+background; and `per_image`, each
 image's own, also in per_image.csv, worst AUC-ROC first; `pair_counts`, from which `vgan.compare`
 takes the pooled AUC-ROC of any draw of the images; and `intervals`, the pooled figures' 95 % bootstrap
 intervals over the images, as the console gives them). A checkpoint also gets its probability maps
@@ -78,7 +79,7 @@ from vgan.metrics import (
     image_calibres,
     image_centrelines,
     label_centrelines,
-    label_widths,
+    label_thin_vessels,
     pair_counts,
     per_image_metrics,
     pooled_cldice,
@@ -223,8 +224,7 @@ COPIES = "copies_trained_on"  # the note on test photographs whose file the chec
 CONVERTED = "converted"  # what reading changed in the split's photographs (Split.converted), where it changed any
 PER_IMAGE_KEYS = ("id", "auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity",
                   "cldice", "thin_sensitivity", "thick_sensitivity", "thin_auc_roc", "thick_auc_roc", "n_fov_pixels",
-                  "vessel_fraction",
-                  *CENTRELINE_KEYS, *(px for _, px in CALIBRE_KEYS.values()))
+                  "vessel_fraction", *CENTRELINE_KEYS, *(px for _, px in CALIBRE_KEYS.values()))
 
 
 def write_report(out: Path, metrics: dict[str, Any], scores: np.ndarray, targets: np.ndarray, title: str) -> None:
@@ -281,15 +281,15 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
                each: bool = False) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
     """`maps`: each image's probabilities at its own size. `each`: also each image's own metrics
     (`per_image`: `vgan.metrics.per_image_metrics` with the image's id, in the split's order). clDice and the
-    thin and thick vessels' sensitivity either way: the pooled figures are the same whoever scores (an
-    ensemble's size is chosen on what the registry logs)."""
+    thin and thick vessels' figures either way: the pooled figures are the same whoever scores (an ensemble's
+    size is chosen on what the registry logs)."""
     labels, masks = own_targets(split)
     scores, targets = fov_pixels(maps, labels, masks)
     m: dict[str, Any] = compute_metrics(scores, targets, threshold)
     on_labels = label_centrelines(labels, masks)
     centrelines = image_centrelines(maps, labels, masks, threshold, on_labels)
     m[CLDICE] = pooled_cldice(centrelines)
-    thin = label_widths(labels, masks, on_labels)
+    thin = label_thin_vessels(labels, masks, on_labels)
     widths = {**calibre_sensitivities(image_calibres(maps, labels, masks, threshold, thin)),
               **calibre_aucs(maps, labels, masks, thin)}
     # a split without vessels of a width has no figure for it, not a None in MLflow's metrics

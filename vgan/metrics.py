@@ -6,7 +6,7 @@ images are compared by a bootstrap interval of their per-image gains (`vgan.comp
 promotion gate), and of their pooled gain where the pooled metric can be taken of any draw of images: AUC-ROC
 from `pair_counts`, the thresholded metrics from each image's confusion counts, clDice (the vessels'
 centrelines, `skeleton`) from each image's centreline counts, the sensitivity on thin and on thick vessels
-(`thin_vessels`) from each image's counts of both.
+(`thin_vessels`) from each image's counts of both (their AUC-ROC, `calibre_aucs`, image by image only).
 """
 
 from __future__ import annotations
@@ -187,12 +187,12 @@ def per_image_metrics(probs, labels, masks, threshold: float = 0.5, centrelines:
     fails on (the reported figures stay the pooled ones). An image whose FOV holds vessels only, or none,
     has no curves: its AUCs are None; one without a labelled vessel has no clDice, one without a thin (thick)
     vessel no thin (thick) sensitivity and AUC-ROC. `centrelines`, `thin`: the images' `image_centrelines`
-    and `label_widths`, where they are taken already."""
+    and `label_thin_vessels`, where they are taken already."""
     if centrelines is None or thin is None:
         on_labels = label_centrelines(labels, masks)
         centrelines = image_centrelines(probs, labels, masks, threshold, on_labels) if centrelines is None \
             else centrelines
-        thin = label_widths(labels, masks, on_labels) if thin is None else thin
+        thin = label_thin_vessels(labels, masks, on_labels) if thin is None else thin
     calibres = image_calibres(probs, labels, masks, threshold, thin)
     out = []
     for (p, y, m, t), (kept_pred, pred_px, kept_label, label_px), widths in zip(
@@ -338,7 +338,7 @@ def thin_vessels(label: np.ndarray, on_label: np.ndarray) -> np.ndarray:
     return label & (2 * depth[rows, cols] - 1 < THIN_BELOW)
 
 
-def label_widths(labels, masks, on_labels: list[np.ndarray] | None = None) -> list[np.ndarray]:
+def label_thin_vessels(labels, masks, on_labels: list[np.ndarray] | None = None) -> list[np.ndarray]:
     """Each label's `thin_vessels`, label and centrelines cut to its FOV. `on_labels`: the labels'
     `label_centrelines`, where they are taken already."""
     if on_labels is None:
@@ -355,9 +355,9 @@ def calibre_counts(pred: np.ndarray, label: np.ndarray, thin: np.ndarray) -> tup
 
 def image_calibres(probs, labels, masks, threshold: float, thin: list[np.ndarray] | None = None) -> np.ndarray:
     """(N, 4) `calibre_counts` of each image, its map at `threshold`, map and label cut to its FOV.
-    `thin`: the labels' `label_widths`, where they are taken already."""
+    `thin`: the labels' `label_thin_vessels`, where they are taken already."""
     if thin is None:
-        thin = label_widths(labels, masks)
+        thin = label_thin_vessels(labels, masks)
     counts = []
     for p, y, m, t in zip(probs, fov_labels(labels, masks), masks, thin, strict=True):
         counts.append(calibre_counts((np.asarray(p) >= threshold) & (np.asarray(m) > 0.5), y, t))
@@ -372,26 +372,30 @@ def calibre_sensitivities(calibres: np.ndarray) -> dict[str, float | None]:
             THICK: float(thick_hit / thick_px) if thick_px else None}
 
 
-def auc_roc(scores: np.ndarray, targets: np.ndarray) -> float | None:
-    """AUC-ROC of these pixels (`curves`' area, without the PR curve); None where they hold one class only."""
-    if targets.all() or not targets.any():
+def auc_against(background: np.ndarray, positives: np.ndarray) -> float | None:
+    """AUC-ROC of `positives`' scores against `background`'s (sorted): the share of their pairs ranked positive
+    first, a tie counting half (the Mann-Whitney U, which is the ROC curve's area); None where a class is empty.
+    One sort of the background serves each class ranked against it."""
+    if not background.size or not positives.size:
         return None
-    fps, tps, _ = ranked_counts(scores, targets)
-    return float(np.trapezoid(*roc(fps, tps)[::-1]))
+    below = np.searchsorted(background, positives, side="left").sum(dtype=np.float64)
+    not_above = np.searchsorted(background, positives, side="right").sum(dtype=np.float64)
+    return float((below + not_above) / (2.0 * positives.size * background.size))
 
 
 def calibre_aucs(probs, labels, masks, thin: list[np.ndarray]) -> dict[str, float | None]:
     """Thin- and thick-vessel AUC-ROC of the maps, pooled over their FOV pixels: how well they rank a thin (thick)
     vessel's pixel above a background pixel, at no threshold. The other width's pixels are in neither class; None
-    for a width no labelled vessel has. `thin`: the labels' `label_widths`."""
-    scores, thins, thicks = [], [], []
+    for a width no labelled vessel has. `thin`: the labels' `label_thin_vessels`."""
+    background, thins, thicks = [], [], []
     for p, y, m, t in zip(probs, fov_labels(labels, masks), masks, thin, strict=True):
-        inside = np.asarray(m) > 0.5
-        scores.append(np.asarray(p)[inside].astype(np.float64))
-        thins.append(t[inside])
-        thicks.append((y & ~t)[inside])
-    scores, thins, thicks = (np.concatenate(x) for x in (scores, thins, thicks))
-    return {THIN_AUC: auc_roc(scores[~thicks], thins[~thicks]), THICK_AUC: auc_roc(scores[~thins], thicks[~thins])}
+        p = np.asarray(p, dtype=np.float64)
+        background.append(p[(np.asarray(m) > 0.5) & ~y])
+        thins.append(p[t])
+        thicks.append(p[y & ~t])
+    background = np.sort(np.concatenate(background))
+    return {THIN_AUC: auc_against(background, np.concatenate(thins)),
+            THICK_AUC: auc_against(background, np.concatenate(thicks))}
 
 
 def pooled_cldice(centrelines: np.ndarray) -> float:

@@ -19,7 +19,7 @@ from vgan.metrics import (
     histogram_metrics,
     image_calibres,
     image_centrelines,
-    label_widths,
+    label_thin_vessels,
     pair_counts,
     per_image_metrics,
     pooled_auc_roc,
@@ -431,7 +431,7 @@ def test_thin_and_thick_vessels_auc_roc_ranks_each_widths_pixels_against_the_bac
     Thin vessels rank lower than thick ones; a map that finds every thick vessel and no thin one ranks them at
     chance but for the pixels it calls thick."""
     maps, labels, masks = drive_test_maps(reference_root, drive_root)
-    thin = label_widths(labels, masks)
+    thin = label_thin_vessels(labels, masks)
     got = calibre_aucs(maps, labels, masks, thin)
     inside = masks > 0.5
     vessel, thin_px = (labels > 0.5) & inside, np.stack(thin) & inside

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 
 from vgan.images import read_binary, read_probability
-from vgan.metrics import auc_roc
 from vgan.visualize import FOV_RIM, VESSEL_TINT, save_map, save_mask, to_uint8, vessel_overlay
 
 
@@ -37,8 +37,9 @@ def test_a_saved_map_keeps_the_ranking_of_probabilities_8_bits_would_tie_with_0(
     save_map(tmp_path / "p.png", prob)
     back = read_probability(tmp_path / "p.png")
     assert Image.open(tmp_path / "p.png").mode.startswith("I") and np.abs(back - prob).max() <= 0.5 / 65535 + 1e-9
-    assert auc_roc(back.ravel(), vessel.ravel()) == pytest.approx(auc_roc(prob.ravel(), vessel.ravel()), abs=1e-3)
-    assert auc_roc(to_uint8(prob).ravel(), vessel.ravel()) == 0.5  # what 8 bits kept
+    assert roc_auc_score(vessel.ravel(), back.ravel()) == pytest.approx(roc_auc_score(vessel.ravel(), prob.ravel()),
+                                                                       abs=1e-3)
+    assert roc_auc_score(vessel.ravel(), to_uint8(prob).ravel()) == 0.5  # what 8 bits kept
     save_mask(tmp_path / "b.png", vessel)
     saved = np.asarray(Image.open(tmp_path / "b.png"))
     assert saved.dtype == np.uint8 and set(np.unique(saved)) == {0, 255}
