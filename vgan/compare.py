@@ -53,6 +53,8 @@ from vgan.metrics import (
     PAIRS,
     ROW_COUNTS,
     SCORED,
+    THICK_AUC,
+    THIN_AUC,
     pooled_of_images,
     runs_bootstrap_interval,
     runs_pooled_interval,
@@ -459,6 +461,7 @@ def _main(argv: Sequence[str] | None) -> None:
         why = {"auc_roc": f"no {PAIRS} in {some(no_pairs)}: written before vgan.evaluate kept them, or of a split too "
                           "large", "auc_pr": "its curve does not add up image by image"}
         why["average_precision"] = why["auc_pr"]
+        why[THIN_AUC] = why[THICK_AUC] = f"vgan.evaluate keeps no {PAIRS} by vessel width"
         print("no interval of the pooled gain for " + ", ".join(
             f"{m} ({why.get(m, 'the per-image rows lack the counts it takes')})" for m in without))
     if any(margins.values()):

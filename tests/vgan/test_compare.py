@@ -157,6 +157,7 @@ def test_thin_vessels_are_compared_apart_from_the_thick_ones(evaluations, capsys
     # at no threshold too: compared image by image (no pairs are kept by width for a pooled interval)
     ranked = got["thin_auc_roc"]
     assert ranked["gain"] < 0 and ranked["verdict"] == "lower" and ranked.get("pooled_interval") is None
+    assert "no interval of the pooled gain for thin_auc_roc (vgan.evaluate keeps no pair_counts by vessel width)" in out
 
     def before_widths(m):
         for key in ("thin_sensitivity", "thick_sensitivity"):
