@@ -39,7 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -50,11 +50,9 @@ from vgan.errors import ConfigError, DataError
 from vgan.metrics import (
     AT_THRESHOLD,
     BOOTSTRAP_SAMPLES,
-    PAIRS,
+    PAIR_KEYS,
     ROW_COUNTS,
     SCORED,
-    THICK_AUC,
-    THIN_AUC,
     pooled_of_images,
     runs_bootstrap_interval,
     runs_pooled_interval,
@@ -72,7 +70,7 @@ class Evaluation:
     path: Path
     metrics: dict
     images: dict[str, dict]
-    pairs: np.ndarray | None = None  # pair_counts in the order of `images`, where it was kept
+    pairs: dict[str, np.ndarray] = field(default_factory=dict)  # by AUC-ROC, its pair counts in `images`' order
 
     @property
     def what(self) -> str:
@@ -192,21 +190,25 @@ def read_evaluation(arg: str) -> Evaluation:
     return Evaluation(path, metrics, images, read_pairs(path, metrics, list(images)))
 
 
-def read_pairs(path: Path, metrics: dict, ids: list[str]) -> np.ndarray | None:
-    """The evaluation's pair_counts in the order of `ids`, its per-image rows' (None where it kept none: written
-    before vgan.evaluate kept them, or of a split too large); refused where they are not counts of its images."""
-    if PAIRS not in metrics:
-        return None
-    pairs = metrics[PAIRS]
-    given = pairs.get("ids") if isinstance(pairs, dict) else None
-    counts = pairs.get("counts") if isinstance(pairs, dict) else None
-    if not (isinstance(given, list) and sorted(map(str, given)) == sorted(ids) and len(given) == len(ids)):
-        raise DataError(f"{path}: {PAIRS}.ids are not the ids of its per_image rows")
-    if not (isinstance(counts, list) and len(counts) == len(ids) and all(
-            isinstance(row, list) and len(row) == len(ids)
-            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in row) for row in counts)):
-        raise DataError(f"{path}: {PAIRS}.counts is not a {len(ids)} x {len(ids)} table of counts of 0 or more")
-    return in_order(np.array(counts, dtype=np.int64), given, ids)
+def read_pairs(path: Path, metrics: dict, ids: list[str]) -> dict[str, np.ndarray]:
+    """The evaluation's pair counts of each AUC-ROC (`PAIR_KEYS`) in the order of `ids`, its per-image rows', where
+    it kept them (not written before vgan.evaluate kept them, nor of a split too large); refused where they are not
+    counts of its images."""
+    out = {}
+    for metric, key in PAIR_KEYS.items():
+        if key not in metrics:
+            continue
+        pairs = metrics[key]
+        given = pairs.get("ids") if isinstance(pairs, dict) else None
+        counts = pairs.get("counts") if isinstance(pairs, dict) else None
+        if not (isinstance(given, list) and sorted(map(str, given)) == sorted(ids) and len(given) == len(ids)):
+            raise DataError(f"{path}: {key}.ids are not the ids of its per_image rows")
+        if not (isinstance(counts, list) and len(counts) == len(ids) and all(
+                isinstance(row, list) and len(row) == len(ids)
+                and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in row) for row in counts)):
+            raise DataError(f"{path}: {key}.counts is not a {len(ids)} x {len(ids)} table of counts of 0 or more")
+        out[metric] = in_order(np.array(counts, dtype=np.int64), given, ids)
+    return out
 
 
 def in_order(counts: np.ndarray, given: list[str], wanted: list[str]) -> np.ndarray:
@@ -354,13 +356,13 @@ def pooled_of(ev: Evaluation, ids: list[str], metric: str) -> PooledOf | None:
     if any(not isinstance(ev.images[i].get(k), (int, float)) for i in ids for k in needed):
         return None  # a file of other making: its per-image comparison stands alone
     rows = [{k: value(ev, i, k) for k in needed} for i in ids]
-    counts = None if ev.pairs is None else in_order(ev.pairs, list(ev.images), ids)
+    counts = in_order(ev.pairs[metric], list(ev.images), ids) if metric in ev.pairs else None
     of = pooled_of_images(metric, rows, counts)
     if of is None:
         return None
     whole = float(of(np.ones((1, len(ids))))[0])
     if not abs(whole - pooled(ev, metric)) <= 1e-9:
-        source = PAIRS if metric == "auc_roc" else "per_image rows"
+        source = PAIR_KEYS.get(metric, "per_image rows")
         raise DataError(f"{ev.path}: its {source} give a pooled {metric} of {whole:.6f}, its file says "
                         f"{pooled(ev, metric):.6f}: not the counts of the maps it scored")
     return of
@@ -457,11 +459,9 @@ def _main(argv: Sequence[str] | None) -> None:
         print("the gain's interval is drawn the same way, each draw's figures pooled over the pixels of the images "
               "drawn, as the gain is; the verdict is the per-image gain's, then the pooled gain's where they differ")
     if without:
-        no_pairs = [ev.name for ev in (*base, *cand) if ev.pairs is None]
-        why = {"auc_roc": f"no {PAIRS} in {some(no_pairs)}: written before vgan.evaluate kept them, or of a split too "
-                          "large", "auc_pr": "its curve does not add up image by image"}
-        why["average_precision"] = why["auc_pr"]
-        why[THIN_AUC] = why[THICK_AUC] = f"vgan.evaluate keeps no {PAIRS} by vessel width"
+        why = {metric: f"no {key} in {some([ev.name for ev in (*base, *cand) if metric not in ev.pairs])}: written "
+                       "before vgan.evaluate kept them, or of a split too large" for metric, key in PAIR_KEYS.items()}
+        why["auc_pr"] = why["average_precision"] = "its curve does not add up image by image"
         print("no interval of the pooled gain for " + ", ".join(
             f"{m} ({why.get(m, 'the per-image rows lack the counts it takes')})" for m in without))
     if any(margins.values()):

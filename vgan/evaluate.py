@@ -68,13 +68,17 @@ from vgan.metrics import (
     CENTRELINE_KEYS,
     CLDICE,
     INTERVALS,
+    PAIR_KEYS,
     PAIRS,
     POOLED_BY_IMAGE,
     SCORED,
+    THICK_AUC,
+    THIN_AUC,
     calibre_aucs,
     calibre_sensitivities,
     compute_metrics,
     curves,
+    fov_labels,
     fov_pixels,
     image_calibres,
     image_centrelines,
@@ -300,9 +304,14 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
     if each:
         rows = per_image_metrics(maps, labels, masks, threshold, centrelines, thin)
         m["per_image"] = [{"id": image_id, **row} for image_id, row in zip(split.ids, rows, strict=True)]
-        counts = pair_counts(maps, labels, masks)
-        if counts is not None:
-            m[PAIRS] = {"about": PAIRS_ABOUT, "ids": list(split.ids), "counts": counts.tolist()}
+        thick = [y & ~t for y, t in zip(fov_labels(labels, masks), thin, strict=True)]
+        counts = {"auc_roc": pair_counts(maps, labels, masks), THIN_AUC: pair_counts(maps, labels, masks, thin),
+                  THICK_AUC: pair_counts(maps, labels, masks, thick)}
+        for metric, c in counts.items():
+            if c is not None and metric in m:
+                width = metric.split("_")[0]
+                about = PAIRS_ABOUT if metric == "auc_roc" else f"as {PAIRS}, of the {width} vessels' pixels alone"
+                m[PAIR_KEYS[metric]] = {"about": about, "ids": list(split.ids), "counts": c.tolist()}
         m[INTERVALS] = image_intervals(m["per_image"], counts, [k for k in POOLED_BY_IMAGE if k in m])
     return m, scores, targets
 
@@ -310,13 +319,14 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
 CONFIDENCE = 0.95
 
 
-def image_intervals(rows: list[dict[str, Any]], counts: np.ndarray | None,
+def image_intervals(rows: list[dict[str, Any]], counts: dict[str, np.ndarray | None],
                     metrics: Sequence[str] = POOLED_BY_IMAGE) -> dict[str, Any]:
     """The pooled metrics' bootstrap intervals over the images (how far each figure moves with the choice of test
-    images; nothing of training's noise), where the images' rows and pair counts give them."""
+    images; nothing of training's noise), where the images' rows and pair counts (by AUC-ROC: `PAIR_KEYS`'
+    metrics) give them."""
     out: dict[str, Any] = {"confidence": CONFIDENCE, "draws": BOOTSTRAP_SAMPLES, "seed": 0}
     for metric in metrics:
-        of = pooled_of_images(metric, rows, counts)
+        of = pooled_of_images(metric, rows, counts.get(metric))
         if of is not None:
             out[metric] = list(pooled_interval(of, len(rows), CONFIDENCE))
     return out
@@ -330,7 +340,8 @@ PAIRS_ABOUT = ("counts[i][j]: pairs of a vessel pixel of image i and a backgroun
 def pooled_metrics(scored: dict[str, Any]) -> dict[str, float]:
     """The pooled metrics of what score_maps returned (`compute_metrics`'), without what it says of the split,
     its `per_image` rows, its pair counts and its intervals."""
-    return {k: v for k, v in scored.items() if k not in (*SPLIT_KEYS, CONVERTED, "per_image", PAIRS, INTERVALS)}
+    return {k: v for k, v in scored.items()
+            if k not in (*SPLIT_KEYS, CONVERTED, "per_image", *PAIR_KEYS.values(), INTERVALS)}
 
 
 def named_data(args: argparse.Namespace) -> tuple[Path, str]:

@@ -6,7 +6,7 @@ images are compared by a bootstrap interval of their per-image gains (`vgan.comp
 promotion gate), and of their pooled gain where the pooled metric can be taken of any draw of images: AUC-ROC
 from `pair_counts`, the thresholded metrics from each image's confusion counts, clDice (the vessels'
 centrelines, `skeleton`) from each image's centreline counts, the sensitivity on thin and on thick vessels
-(`thin_vessels`) from each image's counts of both (their AUC-ROC, `calibre_aucs`, image by image only).
+(`thin_vessels`) from each image's counts of both, their AUC-ROC (`calibre_aucs`) from their pair counts.
 """
 
 from __future__ import annotations
@@ -409,17 +409,18 @@ FEW_VALUES = 4096  # distinct scores counted by value in pair_counts
 PAIR_WORK_LIMIT = 2 * 10**8  # images x vessel pixels: DRIVE's test split is 1.1e7 (0.5 s here); past it, minutes
 
 
-def pair_counts(probs, labels, masks) -> np.ndarray | None:
+def pair_counts(probs, labels, masks, vessels: list[np.ndarray] | None = None) -> np.ndarray | None:
     """Pooled AUC-ROC's pairs of pixels by image: entry (i, j) counts the pairs of a vessel pixel of image i and a
     background pixel of image j (FOV pixels) that the maps rank vessel first, twice, a tie once (twice the
     Mann-Whitney U). The pooled AUC-ROC of any multiset of the images, image k taken w[k] times (a bootstrap
     draw), is w C w / (2 (w . vessels)(w . background)) (`pooled_auc_roc`): `vgan.compare`'s interval of the
     pooled gain. Exact (int64). Where the work (images x vessel pixels) passes PAIR_WORK_LIMIT, counted by value
-    if the scores take few values (`counted_by_value`), else None."""
+    if the scores take few values (`counted_by_value`), else None. `vessels`: each image's vessel pixels to pair
+    (H, W, inside its FOV: its thin ones, for `calibre_aucs`' thin-vessel AUC-ROC), in place of all of them."""
     pos, neg = [], []
-    for p, y, m in zip(probs, labels, masks, strict=True):
+    for i, (p, y, m) in enumerate(zip(probs, labels, masks, strict=True)):
         scores, targets = fov_pixels([p], [y], [m])
-        pos.append(np.sort(scores[targets]))
+        pos.append(np.sort(scores[targets] if vessels is None else np.asarray(p, dtype=np.float64)[vessels[i]]))
         neg.append(np.sort(scores[~targets]))
     n = len(pos)
     if n * sum(x.size for x in pos) > PAIR_WORK_LIMIT:
@@ -480,10 +481,15 @@ def pooled_counts_metric(metric: str, tp: np.ndarray, fp: np.ndarray, fn: np.nda
 
 THRESHOLDED_METRICS = ("f1", "accuracy", "sensitivity", "specificity")  # of the confusion counts at the threshold
 AT_THRESHOLD = (*THRESHOLDED_METRICS, CLDICE, THIN, THICK)  # what moves with the threshold
-POOLED_BY_IMAGE = ("auc_roc", *THRESHOLDED_METRICS, CLDICE, THIN, THICK)  # the pooled metrics any draw gives
+# the pooled metrics any draw of the images gives (the AUC-ROCs with their pair counts)
+POOLED_BY_IMAGE = ("auc_roc", *THRESHOLDED_METRICS, CLDICE, THIN, THICK, THIN_AUC, THICK_AUC)
 # What each pooled metric of a draw of images is taken from in the images' rows (`pooled_of_images`)
 ROW_COUNTS = {"auc_roc": ("n_fov_pixels", "vessel_fraction"), CLDICE: CENTRELINE_KEYS, **CALIBRE_KEYS,
-              **dict.fromkeys(THRESHOLDED_METRICS, ("n_fov_pixels", "vessel_fraction", "sensitivity", "specificity"))}
+              **dict.fromkeys(THRESHOLDED_METRICS, ("n_fov_pixels", "vessel_fraction", "sensitivity", "specificity")),
+              **{auc: ("n_fov_pixels", "vessel_fraction", CALIBRE_KEYS[width][1])
+                 for auc, width in ((THIN_AUC, THIN), (THICK_AUC, THICK))}}
+# Where an evaluation keeps each AUC-ROC's `pair_counts` (vgan.evaluate's metrics.json)
+PAIR_KEYS = {"auc_roc": PAIRS, THIN_AUC: "thin_pair_counts", THICK_AUC: "thick_pair_counts"}
 
 
 def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = None):
@@ -491,7 +497,8 @@ def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = 
     the images' `per_image_metrics` rows (FOV pixels, vessel fraction, and at the threshold sensitivity and
     specificity, whose confusion counts they give back exactly) and, for AUC-ROC, their `pair_counts`, both in one
     order; clDice from each image's centreline counts (read from its `CENTRELINE_KEYS`), the thin and thick
-    vessels' sensitivity from its counts of each (`CALIBRE_KEYS`). None where these do not
+    vessels' sensitivity from its counts of each (`CALIBRE_KEYS`), their AUC-ROC from that width's pair counts
+    (`counts`: those of `PAIR_KEYS[metric]`). None where these do not
     give it: AUC-PR and average precision (their curves do not add up image by image), AUC-ROC without pair
     counts."""
     if metric == CLDICE:
@@ -510,6 +517,9 @@ def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = 
     vessels = np.round(np.array([r["vessel_fraction"] for r in rows], dtype=np.float64) * total)
     if metric == "auc_roc" and counts is not None:
         return lambda weights: pooled_auc_roc(counts, vessels, total - vessels, weights)
+    if metric in (THIN_AUC, THICK_AUC) and counts is not None:
+        paired = np.array([r[ROW_COUNTS[metric][2]] for r in rows], dtype=np.float64)
+        return lambda weights: pooled_auc_roc(counts, paired, total - vessels, weights)
     if metric in THRESHOLDED_METRICS:
         tp = np.round(np.array([r["sensitivity"] for r in rows], dtype=np.float64) * vessels)
         fp = (total - vessels) - np.round(np.array([r["specificity"] for r in rows], dtype=np.float64)

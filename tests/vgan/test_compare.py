@@ -141,8 +141,8 @@ def test_cldice_is_compared_image_by_image_and_pooled_from_each_images_centrelin
 
 def test_thin_vessels_are_compared_apart_from_the_thick_ones(evaluations, capsys, tmp_path):
     """Blurring loses the thin vessels at 0.5 and keeps the thick ones: the thin vessels' sensitivity lower beyond
-    the images' noise, pooled from each image's counts of them, and their AUC-ROC; the thick ones' sensitivity
-    gains far less. An evaluation
+    the images' noise, pooled from each image's counts of them, and their AUC-ROC, pooled from their pair counts
+    (an evaluation without those: image by image); the thick ones' sensitivity gains far less. An evaluation
     written before vgan.evaluate split the vessels by width is named, with what to do."""
     code, out, _ = compared(capsys, evaluations["vgan"], evaluations["blurred"], "--metrics",
                             "thin_sensitivity,thick_sensitivity,thin_auc_roc", "--json", tmp_path / "c.json")
@@ -154,10 +154,15 @@ def test_thin_vessels_are_compared_apart_from_the_thick_ones(evaluations, capsys
     lo, hi = thin["pooled_interval"]
     assert lo < thin["gain"] < hi < 0 and thin["verdict"] == thin["pooled_verdict"] == "lower"
     assert abs(thick["gain"]) < abs(thin["gain"]) / 3
-    # at no threshold too: compared image by image (no pairs are kept by width for a pooled interval)
+    # at no threshold too, pooled from each pair of images' counts of thin-vessel and background pixels ranked
     ranked = got["thin_auc_roc"]
-    assert ranked["gain"] < 0 and ranked["verdict"] == "lower" and ranked.get("pooled_interval") is None
-    assert "no interval of the pooled gain for thin_auc_roc (vgan.evaluate keeps no pair_counts by vessel width)" in out
+    lo, hi = ranked["pooled_interval"]
+    assert lo < ranked["gain"] < hi < 0 and ranked["verdict"] == ranked["pooled_verdict"] == "lower"
+    code, out, _ = compared(capsys, evaluations["vgan"], edited(evaluations, tmp_path,
+                                                                lambda m: m.pop("thin_pair_counts")),
+                            "--metrics", "thin_auc_roc")
+    assert code == 0 and "no interval of the pooled gain for thin_auc_roc (no thin_pair_counts in " in out
+    assert "edited: written before vgan.evaluate kept them" in out
 
     def before_widths(m):
         for key in ("thin_sensitivity", "thick_sensitivity"):
@@ -348,10 +353,13 @@ def edited(evaluations, tmp_path, edit):
     return path
 
 
+PAIR_KEYS = ("pair_counts", "thin_pair_counts", "thick_pair_counts")
+
+
 @pytest.mark.parametrize("edit, message", [
-    (lambda m: (m["per_image"].pop(5), m.pop("pair_counts")),
+    (lambda m: (m["per_image"].pop(5), [m.pop(k) for k in PAIR_KEYS]),
      "not the images .* scored \\(06_test only in the baseline's\\)"),
-    (lambda m: (m["per_image"][2].update(id="x_test"), m["pair_counts"]["ids"].__setitem__(2, "x_test")),
+    (lambda m: (m["per_image"][2].update(id="x_test"), [m[k]["ids"].__setitem__(2, "x_test") for k in PAIR_KEYS]),
      "03_test only in the baseline's; x_test only in this one"),
     (lambda m: m["per_image"][0].update(n_fov_pixels=224000), "01_test was scored with FOV pixels 224000, in .* "
      "with 224377: not the same masks or labels"),
@@ -364,6 +372,7 @@ def edited(evaluations, tmp_path, edit):
     (lambda m: m["pair_counts"]["counts"][3].__setitem__(4, 1.5), "pair_counts.counts is not a 20 x 20 table"),
     (lambda m: m["pair_counts"]["counts"].pop(), "pair_counts.counts is not a 20 x 20 table"),
     (lambda m: m.update(pair_counts=[]), "pair_counts.ids are not the ids"),
+    (lambda m: m["thin_pair_counts"]["ids"].pop(), "thin_pair_counts.ids are not the ids of its per_image rows"),
     (lambda m: m["pair_counts"]["counts"][3].__setitem__(4, m["pair_counts"]["counts"][3][4] + 10**9),
      "its pair_counts give a pooled auc_roc of 0.9.*, its file says 0.9.*: not the counts of the maps it scored"),
     (lambda m: m["per_image"][4].update(sensitivity=0.5), "its per_image rows give a pooled f1 of .*: not the counts"),

@@ -41,7 +41,7 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys
     intervals = m["intervals"]
     assert (intervals["confidence"], intervals["draws"]) == (0.95, 10_000)
     scored = ("auc_roc", "f1", "accuracy", "sensitivity", "specificity", "cldice", "thin_sensitivity",
-              "thick_sensitivity")
+              "thick_sensitivity", "thin_auc_roc", "thick_auc_roc")
     assert set(intervals) - {"confidence", "draws", "seed"} == set(scored)
     for key in scored:
         assert intervals[key][0] < m[key] < intervals[key][1]
@@ -63,7 +63,11 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys
     assert (m["thin_sensitivity"], m["thick_sensitivity"]) == (thin_hit / thin_px, thick_hit / thick_px)
     assert m["sensitivity"] == pytest.approx((thin_hit + thick_hit) / (thin_px + thick_px), abs=1e-12)
     assert m["thin_sensitivity"] < m["sensitivity"] - 0.1 < m["thick_sensitivity"] - 0.1
-    assert m["thin_auc_roc"] < m["auc_roc"] < m["thick_auc_roc"]  # at no threshold (no pooled interval: no pairs)
+    assert m["thin_auc_roc"] < m["auc_roc"] < m["thick_auc_roc"]  # at no threshold
+    for width, px in (("thin", thin_px), ("thick", thick_px)):  # each width's pairs, as the vessels' pair_counts
+        background = m["n_fov_pixels"] - m["n_vessel_pixels"]
+        assert np.sum(m[f"{width}_pair_counts"]["counts"]) / (2 * px * background) == \
+            pytest.approx(m[f"{width}_auc_roc"], abs=1e-12)
     said = capsys.readouterr().out
     assert (f"cldice {m['cldice']:.4f}  thin_sensitivity {m['thin_sensitivity']:.4f}  thick_sensitivity "
             f"{m['thick_sensitivity']:.4f}  thin_auc_roc {m['thin_auc_roc']:.4f}  thick_auc_roc ") in said

@@ -8,6 +8,7 @@ from vgan.config import DataConfig
 from vgan.data import read_pool
 from vgan.images import read_probability
 from vgan.metrics import (
+    PAIR_WORK_LIMIT,
     bootstrap_interval,
     calibre_aucs,
     calibre_sensitivities,
@@ -428,8 +429,8 @@ def test_a_map_without_the_thin_vessels_scores_their_sensitivity_low_and_the_thi
 def test_thin_and_thick_vessels_auc_roc_ranks_each_widths_pixels_against_the_background(reference_root, drive_root):
     """V-GAN's maps: each width's AUC-ROC is scikit-learn's of that width's vessel pixels against every background
     pixel of the FOV (the other width's in neither class), pooled over the images, and each image's in its row.
-    Thin vessels rank lower than thick ones; a map that finds every thick vessel and no thin one ranks them at
-    chance but for the pixels it calls thick."""
+    Thin vessels rank lower than thick ones; each width's pair counts give the figure of any draw of the images; a
+    map that finds every thick vessel and no thin one ranks them at chance but for the pixels it calls thick."""
     maps, labels, masks = drive_test_maps(reference_root, drive_root)
     thin = label_thin_vessels(labels, masks)
     got = calibre_aucs(maps, labels, masks, thin)
@@ -443,6 +444,18 @@ def test_thin_and_thick_vessels_auc_roc_ranks_each_widths_pixels_against_the_bac
     for row, p, y, m, t in zip(rows, maps, labels, masks, thin, strict=True):
         assert row["thin_auc_roc"] == calibre_aucs([p], [y], [m], [t])["thin_auc_roc"]
         assert row["thin_auc_roc"] < row["auc_roc"] < row["thick_auc_roc"]
+    # each width's pair counts give its AUC-ROC of any draw of the images (as pair_counts give AUC-ROC's), by pair and
+    # by value (8-bit maps past the work limit)
+    weights = np.vstack([np.ones(20), np.random.default_rng(5).multinomial(20, np.full(20, 0.05), size=2)])
+    for limit in (PAIR_WORK_LIMIT, 0):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr("vgan.metrics.PAIR_WORK_LIMIT", limit)
+            counts = pair_counts(maps, labels, masks, thin)
+        drawn_thin = pooled_of_images("thin_auc_roc", rows, counts)(weights)
+        for w, value in zip(weights, drawn_thin, strict=True):
+            taken = np.repeat(np.arange(20), w.astype(int))
+            want = calibre_aucs(maps[taken], labels[taken], masks[taken], [thin[k] for k in taken])["thin_auc_roc"]
+            assert value == pytest.approx(want, abs=1e-12)
     thick_only = (vessel & ~thin_px).astype(np.float32)
     chance = calibre_aucs(thick_only, labels, masks, thin)
     assert chance["thick_auc_roc"] == 1.0 and chance["thin_auc_roc"] == 0.5
