@@ -64,6 +64,7 @@ from vgan.errors import ConfigError, DataError
 from vgan.images import read_label, read_probability
 from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
+    BY_WIDTH,
     CALIBRE_KEYS,
     CENTRELINE_KEYS,
     CLDICE,
@@ -74,6 +75,7 @@ from vgan.metrics import (
     SCORED,
     THICK_AUC,
     THIN_AUC,
+    THIN_BELOW,
     calibre_aucs,
     calibre_sensitivities,
     compute_metrics,
@@ -534,18 +536,26 @@ def _main(argv: Sequence[str] | None) -> None:
     writable_folder(Path(args.out), "--out")
     m = run_checkpoint(args) if args.checkpoint else run_predictions(args)
     if m:
-        keys = [k for k in SCORED if k in m]
+        keys = [k for k in SCORED if k in m and k not in BY_WIDTH]
         views = f", --tta {m['tta']}" if m.get("tta", TTA_DEFAULT) != TTA_DEFAULT else ""
         if "members" in m:
             views += f", mean of {len(m['members'])} generators"
         print(f"{m['dataset']} {m['split']} ({m['n_images']} images{fov_note(m['fov'])}{views}, "
               f"threshold {m['threshold']:.4f}): "
               + "  ".join(f"{k} {m[k]:.4f}" for k in keys))
+        several = len(m["per_image"]) > 1
         shown = [k for k in keys if k in m[INTERVALS]]
-        if len(m["per_image"]) > 1 and shown:
+        if several and shown:
             print(f"{m[INTERVALS]['confidence']:.0%} intervals over the images (drawn with replacement, "
                   f"{m[INTERVALS]['draws']:,} times; nothing of training's own noise): "
-                  + "  ".join(f"{k} [{m[INTERVALS][k][0]:.4f}, {m[INTERVALS][k][1]:.4f}]" for k in shown))
+                  + "  ".join(f"{k} {interval_text(m[INTERVALS][k])}" for k in shown))
+        widths = [k for k in BY_WIDTH if k in m]
+        if widths:  # their own line, each beside its interval: thin against thick read at a glance
+            thin = sum(r["thin_vessel_px"] for r in m["per_image"]) / max(m["n_vessel_pixels"], 1)
+            print(f"by vessel width ({thin:.0%} of the labelled vessel pixels thin, under {THIN_BELOW} px across; "
+                  "intervals as above): " + "  ".join(
+                      f"{k} {m[k]:.4f}" + (f" {interval_text(m[INTERVALS][k])}" if several and k in m[INTERVALS]
+                                           else "") for k in widths))
         converted = converted_text(m.get(CONVERTED, {}), m["n_images"])
         if converted:
             print(f"note: {converted}")
@@ -565,6 +575,10 @@ def _main(argv: Sequence[str] | None) -> None:
                   "vgan.compare will give this evaluation's AUC-ROC an interval of its mean per-image gain, not of "
                   "its pooled gain")
         print(f"wrote {Path(args.out) / 'metrics.json'}")
+
+
+def interval_text(lo_hi: Sequence[float]) -> str:
+    return f"[{lo_hi[0]:.4f}, {lo_hi[1]:.4f}]"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -22,7 +22,8 @@ THIN_AUC, THICK_AUC = "thin_auc_roc", "thick_auc_roc"  # and their AUC-ROC again
 # what may select a checkpoint, a trial, a registered version (each epoch's validation scores it)
 SELECTABLE = (*METRIC_NAMES, CLDICE)
 # what an evaluation scores (vgan.evaluate; files before 2026-12-06 lack clDice, before 2026-12-07 the widths')
-SCORED = (*SELECTABLE, THIN, THICK, THIN_AUC, THICK_AUC)
+BY_WIDTH = (THIN, THICK, THIN_AUC, THICK_AUC)
+SCORED = (*SELECTABLE, *BY_WIDTH)
 DISPLAY_NAMES = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR", "average_precision": "average precision", "f1": "F1",
                  "accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity", CLDICE: "clDice",
                  THIN: "thin-vessel sensitivity", THICK: "thick-vessel sensitivity", THIN_AUC: "thin-vessel AUC-ROC",

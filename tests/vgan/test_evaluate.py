@@ -69,8 +69,12 @@ def test_scores_vgan_published_maps(reference_root, drive_root, tmp_path, capsys
         assert np.sum(m[f"{width}_pair_counts"]["counts"]) / (2 * px * background) == \
             pytest.approx(m[f"{width}_auc_roc"], abs=1e-12)
     said = capsys.readouterr().out
-    assert (f"cldice {m['cldice']:.4f}  thin_sensitivity {m['thin_sensitivity']:.4f}  thick_sensitivity "
-            f"{m['thick_sensitivity']:.4f}  thin_auc_roc {m['thin_auc_roc']:.4f}  thick_auc_roc ") in said
+    assert f"specificity {m['specificity']:.4f}  cldice {m['cldice']:.4f}\n" in said  # the widths on a line of theirs
+    lo, hi = intervals["thin_auc_roc"]
+    assert ("\nby vessel width (31% of the labelled vessel pixels thin, under 3 px across; intervals as above): "
+            f"thin_sensitivity {m['thin_sensitivity']:.4f} [{intervals['thin_sensitivity'][0]:.4f}, ") in said
+    assert f"thin_auc_roc {m['thin_auc_roc']:.4f} [{lo:.4f}, {hi:.4f}]  thick_auc_roc {m['thick_auc_roc']:.4f} [" \
+        in said
     assert (f"95% intervals over the images (drawn with replacement, 10,000 times; nothing of training's own noise): "
             f"auc_roc [{intervals['auc_roc'][0]:.4f}, {intervals['auc_roc'][1]:.4f}]  f1 [") in said
     with open(out / "per_image.csv") as f:
