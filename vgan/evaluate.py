@@ -65,17 +65,18 @@ from vgan.images import read_label, read_probability
 from vgan.metrics import (
     BOOTSTRAP_SAMPLES,
     BY_WIDTH,
-    CALIBRE_KEYS,
     CENTRELINE_KEYS,
     CLDICE,
     INTERVALS,
     PAIR_KEYS,
     PAIRS,
     POOLED_BY_IMAGE,
-    SCORED,
+    SELECTABLE,
     THICK_AUC,
     THIN_AUC,
     THIN_BELOW,
+    WIDTH_OF,
+    WIDTH_PX,
     calibre_aucs,
     calibre_sensitivities,
     compute_metrics,
@@ -229,8 +230,7 @@ PEOPLE = "people_trained_on"  # the note on test images of people the checkpoint
 COPIES = "copies_trained_on"  # the note on test photographs whose file the checkpoint's training pool holds too
 CONVERTED = "converted"  # what reading changed in the split's photographs (Split.converted), where it changed any
 PER_IMAGE_KEYS = ("id", "auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sensitivity", "specificity",
-                  "cldice", "thin_sensitivity", "thick_sensitivity", "thin_auc_roc", "thick_auc_roc", "n_fov_pixels",
-                  "vessel_fraction", *CENTRELINE_KEYS, *(px for _, px in CALIBRE_KEYS.values()))
+                  "cldice", *BY_WIDTH, "n_fov_pixels", "vessel_fraction", *CENTRELINE_KEYS, *WIDTH_PX.values())
 
 
 def write_report(out: Path, metrics: dict[str, Any], scores: np.ndarray, targets: np.ndarray, title: str) -> None:
@@ -311,8 +311,8 @@ def score_maps(maps: list[np.ndarray], split: Split, threshold: float,
                   THICK_AUC: pair_counts(maps, labels, masks, thick)}
         for metric, c in counts.items():
             if c is not None and metric in m:
-                width = metric.split("_")[0]
-                about = PAIRS_ABOUT if metric == "auc_roc" else f"as {PAIRS}, of the {width} vessels' pixels alone"
+                about = PAIRS_ABOUT if metric == "auc_roc" else \
+                    f"as {PAIRS}, of the vessel pixels each row counts in {WIDTH_PX[WIDTH_OF[metric]]} alone"
                 m[PAIR_KEYS[metric]] = {"about": about, "ids": list(split.ids), "counts": c.tolist()}
         m[INTERVALS] = image_intervals(m["per_image"], counts, [k for k in POOLED_BY_IMAGE if k in m])
     return m, scores, targets
@@ -536,7 +536,7 @@ def _main(argv: Sequence[str] | None) -> None:
     writable_folder(Path(args.out), "--out")
     m = run_checkpoint(args) if args.checkpoint else run_predictions(args)
     if m:
-        keys = [k for k in SCORED if k in m and k not in BY_WIDTH]
+        keys = [k for k in SELECTABLE if k in m]
         views = f", --tta {m['tta']}" if m.get("tta", TTA_DEFAULT) != TTA_DEFAULT else ""
         if "members" in m:
             views += f", mean of {len(m['members'])} generators"

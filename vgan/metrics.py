@@ -179,7 +179,8 @@ def histogram_metrics(scores, targets, threshold: float = 0.5, bins: int = 2**20
 
 
 CENTRELINE_KEYS = ("cl_precision", "cl_sensitivity", "skeleton_px", "label_skeleton_px")  # a row's clDice counts
-CALIBRE_KEYS = {THIN: (THIN, "thin_vessel_px"), THICK: (THICK, "thick_vessel_px")}  # a row's counts of each width
+WIDTH_PX = {THIN: "thin_vessel_px", THICK: "thick_vessel_px"}  # a row's labelled vessel pixels of each width
+WIDTH_OF = {THIN_AUC: THIN, THICK_AUC: THICK}  # the width whose pixels each width's AUC-ROC ranks
 
 
 def per_image_metrics(probs, labels, masks, threshold: float = 0.5, centrelines: np.ndarray | None = None,
@@ -210,7 +211,7 @@ def per_image_metrics(probs, labels, masks, threshold: float = 0.5, centrelines:
         precision, sensitivity = (float(x) for x in topology_shares(kept_pred, pred_px, kept_label, label_px))
         row.update(cldice=float(harmonic_mean(precision, sensitivity)) if label_px else None,
                    cl_precision=precision, cl_sensitivity=sensitivity, skeleton_px=pred_px, label_skeleton_px=label_px)
-        row.update(calibre_sensitivities(widths), thin_vessel_px=int(widths[1]), thick_vessel_px=int(widths[3]))
+        row.update(calibre_sensitivities(widths), **{WIDTH_PX[THIN]: int(widths[1]), WIDTH_PX[THICK]: int(widths[3])})
         row.update(calibre_aucs([p], [y], [m], [t]))
         out.append(row)
     return out
@@ -373,15 +374,20 @@ def calibre_sensitivities(calibres: np.ndarray) -> dict[str, float | None]:
             THICK: float(thick_hit / thick_px) if thick_px else None}
 
 
+def twice_ranked_above(background: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """For each score, the pairs it makes with `background`'s scores (sorted) that rank it above, twice, a tie once:
+    twice its terms of the Mann-Whitney U."""
+    return np.searchsorted(background, scores, "left") + np.searchsorted(background, scores, "right")
+
+
 def auc_against(background: np.ndarray, positives: np.ndarray) -> float | None:
     """AUC-ROC of `positives`' scores against `background`'s (sorted): the share of their pairs ranked positive
     first, a tie counting half (the Mann-Whitney U, which is the ROC curve's area); None where a class is empty.
     One sort of the background serves each class ranked against it."""
     if not background.size or not positives.size:
         return None
-    below = np.searchsorted(background, positives, side="left").sum(dtype=np.float64)
-    not_above = np.searchsorted(background, positives, side="right").sum(dtype=np.float64)
-    return float((below + not_above) / (2.0 * positives.size * background.size))
+    return float(twice_ranked_above(background, positives).sum(dtype=np.float64)
+                 / (2.0 * positives.size * background.size))
 
 
 def calibre_aucs(probs, labels, masks, thin: list[np.ndarray]) -> dict[str, float | None]:
@@ -431,9 +437,8 @@ def pair_counts(probs, labels, masks, vessels: list[np.ndarray] | None = None) -
     every_vessel, owner = every_vessel[order], owner[order]
     counts = np.zeros((n, n), np.int64)
     for j, background in enumerate(neg):
-        twice_below = np.searchsorted(background, every_vessel, "left") + np.searchsorted(background, every_vessel,
-                                                                                          "right")
-        counts[:, j] = np.bincount(owner, weights=twice_below, minlength=n).round().astype(np.int64)
+        counts[:, j] = np.bincount(owner, weights=twice_ranked_above(background, every_vessel),
+                                   minlength=n).round().astype(np.int64)
     return counts
 
 
@@ -485,10 +490,10 @@ AT_THRESHOLD = (*THRESHOLDED_METRICS, CLDICE, THIN, THICK)  # what moves with th
 # the pooled metrics any draw of the images gives (the AUC-ROCs with their pair counts)
 POOLED_BY_IMAGE = ("auc_roc", *THRESHOLDED_METRICS, CLDICE, THIN, THICK, THIN_AUC, THICK_AUC)
 # What each pooled metric of a draw of images is taken from in the images' rows (`pooled_of_images`)
-ROW_COUNTS = {"auc_roc": ("n_fov_pixels", "vessel_fraction"), CLDICE: CENTRELINE_KEYS, **CALIBRE_KEYS,
+ROW_COUNTS = {"auc_roc": ("n_fov_pixels", "vessel_fraction"), CLDICE: CENTRELINE_KEYS,
               **dict.fromkeys(THRESHOLDED_METRICS, ("n_fov_pixels", "vessel_fraction", "sensitivity", "specificity")),
-              **{auc: ("n_fov_pixels", "vessel_fraction", CALIBRE_KEYS[width][1])
-                 for auc, width in ((THIN_AUC, THIN), (THICK_AUC, THICK))}}
+              **{width: (width, px) for width, px in WIDTH_PX.items()},
+              **{auc: ("n_fov_pixels", "vessel_fraction", WIDTH_PX[width]) for auc, width in WIDTH_OF.items()}}
 # Where an evaluation keeps each AUC-ROC's `pair_counts` (vgan.evaluate's metrics.json)
 PAIR_KEYS = {"auc_roc": PAIRS, THIN_AUC: "thin_pair_counts", THICK_AUC: "thick_pair_counts"}
 
@@ -498,7 +503,7 @@ def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = 
     the images' `per_image_metrics` rows (FOV pixels, vessel fraction, and at the threshold sensitivity and
     specificity, whose confusion counts they give back exactly) and, for AUC-ROC, their `pair_counts`, both in one
     order; clDice from each image's centreline counts (read from its `CENTRELINE_KEYS`), the thin and thick
-    vessels' sensitivity from its counts of each (`CALIBRE_KEYS`), their AUC-ROC from that width's pair counts
+    vessels' sensitivity from its counts of each (`WIDTH_PX`), their AUC-ROC from that width's pair counts
     (`counts`: those of `PAIR_KEYS[metric]`). None where these do not
     give it: AUC-PR and average precision (their curves do not add up image by image), AUC-ROC without pair
     counts."""
@@ -508,9 +513,9 @@ def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = 
         kept_pred, kept_label = np.round(precision * pred_px), np.round(sensitivity * label_px)
         return lambda weights: cldice(*(np.asarray(weights, dtype=np.float64) @ x
                                         for x in (kept_pred, pred_px, kept_label, label_px)))
-    if metric in CALIBRE_KEYS:
+    if metric in WIDTH_PX:
         # an image without vessels of that width has no share (None): it adds no pixels to any draw
-        share, px = (np.array([r[k] or 0 for r in rows], dtype=np.float64) for k in CALIBRE_KEYS[metric])
+        share, px = (np.array([r[k] or 0 for r in rows], dtype=np.float64) for k in (metric, WIDTH_PX[metric]))
         hits = np.round(share * px)
         return lambda weights: np.divide(np.asarray(weights, dtype=np.float64) @ hits,
                                          np.maximum(np.asarray(weights, dtype=np.float64) @ px, 1.0))
@@ -518,8 +523,8 @@ def pooled_of_images(metric: str, rows: list[dict], counts: np.ndarray | None = 
     vessels = np.round(np.array([r["vessel_fraction"] for r in rows], dtype=np.float64) * total)
     if metric == "auc_roc" and counts is not None:
         return lambda weights: pooled_auc_roc(counts, vessels, total - vessels, weights)
-    if metric in (THIN_AUC, THICK_AUC) and counts is not None:
-        paired = np.array([r[ROW_COUNTS[metric][2]] for r in rows], dtype=np.float64)
+    if metric in WIDTH_OF and counts is not None:
+        paired = np.array([r[WIDTH_PX[WIDTH_OF[metric]]] for r in rows], dtype=np.float64)
         return lambda weights: pooled_auc_roc(counts, paired, total - vessels, weights)
     if metric in THRESHOLDED_METRICS:
         tp = np.round(np.array([r["sensitivity"] for r in rows], dtype=np.float64) * vessels)
