@@ -7,6 +7,7 @@ dotted keys (`optim.lr_g`), see `apply_overrides`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import re
@@ -143,6 +144,64 @@ class Config:
 CONFIG_SECTIONS = tuple(f.name for f in dataclasses.fields(Config))  # data, model, loss, optim, train
 
 
+@dataclass(frozen=True)
+class Retired:
+    """A key older versions wrote and this one has not. Every config they saved holds it (a checkpoint's, a run's
+    config.yaml, a study's best_config.yaml): at `neutral`, the value under which it changed nothing, it is read as
+    absent; at another value the config asked for what this version cannot do."""
+
+    neutral: Any
+    what: str  # what it asked for, when it went and why: said where another value is refused
+
+
+RETIRED: dict[str, Retired] = {
+    "data.jpeg_prob": Retired(0.0, "training crops saved as JPEG and read back, taken out on 2026-12-07 as they did "
+                                   "not buy back what JPEG costs (docs/predict.md)"),
+}
+# Keys added after configs were first saved whose default is not what the versions before them did: a saved config
+# without one is read with this value
+BEFORE_ADDED: dict[str, Any] = {"data.person": PERSON_NONE}
+
+
+def _section(values: Any, dotted: str) -> tuple[dict[str, Any] | None, str]:
+    """The mapping that holds dotted key `dotted` in plain config values (None if there is none), and its leaf."""
+    *parents, leaf = dotted.split(".")
+    node = values
+    for part in parents:
+        node = node.get(part) if isinstance(node, dict) else None
+    return (node if isinstance(node, dict) else None), leaf
+
+
+def without_retired(values: Any, source: str, refuse: str | None) -> Any:
+    """`values` less the keys this version retired (RETIRED), the caller's dict left as it was. A retired key at
+    another value than its neutral one is a ConfigError ending with `refuse`, or, with `refuse` None (a saved config
+    read only for its generator, whose training is done), is dropped too."""
+    if not isinstance(values, dict):
+        return values
+    values = copy.deepcopy(values)
+    for dotted, retired in RETIRED.items():
+        node, leaf = _section(values, dotted)
+        if node is None or leaf not in node:
+            continue
+        value = node.pop(leaf)
+        if refuse is not None and value != retired.neutral:
+            raise ConfigError(f"{source}: '{dotted}' is {value!r}, which this version cannot do: it asked for "
+                              f"{retired.what}; {refuse}")
+    return values
+
+
+def with_before_added(values: Any) -> Any:
+    """A saved config's values with each key added since (BEFORE_ADDED) it lacks set to what it was trained with."""
+    if not isinstance(values, dict):
+        return values
+    values = copy.deepcopy(values)
+    for dotted, before in BEFORE_ADDED.items():
+        node, leaf = _section(values, dotted)
+        if node is not None and leaf not in node:
+            node[leaf] = before
+    return values
+
+
 def _to_plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _to_plain(v) for k, v in value.items()}
@@ -231,12 +290,15 @@ def from_dict(cls: type, values: dict[str, Any], source: str, prefix: str = "") 
     return cls(**kwargs)
 
 
-def config_from_dict(values: dict[str, Any] | None, source: str = "<config>") -> Config:
-    """Build and validate a `Config` from plain values (missing keys keep their defaults)."""
+def config_from_dict(values: dict[str, Any] | None, source: str = "<config>",
+                     retired_refusal: str = "delete the key: at its old default it trained as without it") -> Config:
+    """Build and validate a `Config` from plain values (missing keys keep their defaults; retired keys at their
+    neutral value are dropped, at another refused with `retired_refusal` said: `without_retired`)."""
     if values is None:
         values = {}
     if not isinstance(values, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(values).__name__}")
+    values = without_retired(values, source, refuse=retired_refusal)
     cfg = from_dict(Config, values, source)
     validate(cfg, source)
     return cfg
@@ -277,6 +339,9 @@ def apply_overrides(cfg: Config, overrides: dict[str, Any], source: str = "<over
     key's value came from (`--epochs 0`, `--set model.depth=8`), named for a value refused instead of `source`."""
     values = cfg.to_dict()
     for dotted, value in overrides.items():
+        if dotted in RETIRED:
+            raise ConfigError(f"{given.get(dotted, source) if given else source}: '{dotted}' is no longer a key: it "
+                              f"asked for {RETIRED[dotted].what}")
         node = values
         *parents, leaf = dotted.split(".")
         for i, part in enumerate(parents):

@@ -19,7 +19,7 @@ from torch import nn
 
 from vgan import losses
 from vgan.augment import Batch, get_transform, stack
-from vgan.config import PERSON_NONE, Config, config_from_dict
+from vgan.config import Config, config_from_dict, with_before_added, without_retired
 from vgan.data import Split, normalization_stats
 from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
@@ -421,13 +421,17 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return state
 
 
-def checkpoint_config(state: dict[str, Any], source: str) -> Config:
-    values = state["config"]
-    data = values.get("data") if isinstance(values, dict) else None
-    if isinstance(data, dict) and "person" not in data:  # saved before people were told apart: split image by image
-        values = {**values, "data": {**data, "person": PERSON_NONE}}
+def checkpoint_config(state: dict[str, Any], source: str, training: bool = True) -> Config:
+    """A checkpoint's saved config, read as the version that saved it meant it (`vgan.config.BEFORE_ADDED`,
+    `RETIRED`). `training`: it is to train on (a resumed run), so a retired key at a value this version cannot
+    train with is refused; else it only says how the generator was trained, and is dropped."""
+    values = with_before_added(state["config"])
     try:
-        return config_from_dict(values, f"{source} (saved config)")
+        if not training:
+            values = without_retired(values, source, refuse=None)
+        return config_from_dict(values, f"{source} (saved config)", retired_refusal=(
+            "resuming would train the epochs left without it (the version that saved it can resume it; this one "
+            "evaluates and predicts with it)"))
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
 
@@ -441,7 +445,7 @@ def check_model_matches(state: dict[str, Any], cfg: Config, source: str) -> None
 
 
 def generator_from_checkpoint(state: dict[str, Any], source: str, device: torch.device) -> tuple[Generator, Config]:
-    cfg = checkpoint_config(state, source)
+    cfg = checkpoint_config(state, source, training=False)
     g = Generator(cfg.model)
     try:
         g.load_state_dict(state["generator"])

@@ -2,6 +2,7 @@
 import re
 
 import pytest
+import yaml
 from conftest import REPO, write_yaml
 
 from vgan.config import Config, apply_overrides, config_from_dict, config_keys, load_config, parse_sets
@@ -30,6 +31,36 @@ def test_unknown_key_is_named(tmp_path):
     path = write_yaml(tmp_path / "c.yaml", {"optim": {"lr_gen": 1e-3}})
     with pytest.raises(ConfigError, match=r"c\.yaml: unknown key 'optim\.lr_gen'"):
         load_config(path)
+
+
+def test_a_config_an_older_version_saved_loads_where_its_retired_keys_asked_for_nothing(tmp_path):
+    """Every config.yaml and best_config.yaml an older version wrote holds all its keys, the retired ones too:
+    at their neutral value they load as this version's config; at another they asked for what is gone, and are
+    refused naming the file, the key, the value and why."""
+    old = Config().to_dict()
+    old["data"]["jpeg_prob"] = 0.0  # as every config the versions from f11c085 to 621cb8f saved
+    assert load_config(write_yaml(tmp_path / "old.yaml", old)).to_dict() == Config().to_dict()
+    assert "jpeg_prob" in old["data"]  # the caller's values are left as they were
+
+    old["data"]["jpeg_prob"] = 0.3
+    with pytest.raises(ConfigError, match=r"asked\.yaml: 'data\.jpeg_prob' is 0\.3, which this version cannot do: "
+                                          r"it asked for training crops saved as JPEG .*; delete the key"):
+        load_config(write_yaml(tmp_path / "asked.yaml", old))
+    with pytest.raises(ConfigError, match=r"--set data\.jpeg_prob=0: 'data\.jpeg_prob' is no longer a key: it asked "
+                                          r"for training crops saved as JPEG"):
+        apply_overrides(Config(), {"data.jpeg_prob": 0}, "command line", {"data.jpeg_prob": "--set data.jpeg_prob=0"})
+
+
+def test_retired_keys_are_not_keys_and_keys_read_as_before_they_were_added_are():
+    """A key taken out and added again under its old name must leave RETIRED, or configs asking for it at another
+    value than the neutral one would be refused; BEFORE_ADDED names keys the tree has."""
+    from vgan.config import BEFORE_ADDED, RETIRED
+
+    keys = config_keys()
+    assert RETIRED and not set(RETIRED) & set(keys)
+    assert set(BEFORE_ADDED) <= set(keys)
+    for dotted, retired in RETIRED.items():  # the neutral value is one a saved config held: plain YAML
+        assert yaml.safe_load(yaml.safe_dump(retired.neutral)) == retired.neutral, dotted
 
 
 @pytest.mark.parametrize("space", ["smoke", "gp"])

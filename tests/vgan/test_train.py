@@ -280,6 +280,35 @@ def test_checkpoint_of_another_shape_exits_2(tiny_config_file, tiny_values, tmp_
         "checkpoint of another model shape", "model.depth: checkpoint 2, config 3")
 
 
+def test_a_checkpoint_of_a_version_with_a_retired_key_resumes_where_it_asked_for_nothing(tiny_config_file, tmp_path,
+                                                                                           capsys):
+    """A checkpoint saved by a version that had data.jpeg_prob holds it: at 0 (what every run but a JPEG one saved)
+    it resumes; at 0.3 resuming would train on without what it asked for, so it is refused, the checkpoint kept,
+    while evaluating it, which needs only its generator, gives the figures of the same weights saved without it."""
+    out = tmp_path / "run"
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    last = out / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    assert evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "now")]) == 0
+    for value, name in ((0.0, "old.pt"), (0.3, "jpeg.pt")):
+        torch.save({**state, "config": {**state["config"], "data": {**state["config"]["data"], "jpeg_prob": value}}},
+                   out / "checkpoints" / name)
+    assert evaluate_main(["--checkpoint", str(out / "checkpoints" / "jpeg.pt"), "--out", str(tmp_path / "old")]) == 0
+    now, old = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("now", "old"))
+    assert [old[k] for k in ("auc_roc", "f1", "per_image", "pair_counts")] == \
+        [now[k] for k in ("auc_roc", "f1", "per_image", "pair_counts")]
+
+    capsys.readouterr()
+    jpeg = out / "checkpoints" / "jpeg.pt"
+    kept = jpeg.read_bytes()
+    bad(["--resume", str(jpeg), "--epochs", "2"], capsys,
+        f"{jpeg} (saved config): 'data.jpeg_prob' is 0.3, which this version cannot do: it asked for training crops "
+        "saved as JPEG", "resuming would train the epochs left without it")
+    assert jpeg.read_bytes() == kept
+    assert main(["--resume", str(out / "checkpoints" / "old.pt"), "--epochs", "2", "--quiet"]) == 0
+    assert load_checkpoint(last)["epoch"] == 2 and "jpeg_prob" not in load_checkpoint(last)["config"]["data"]
+
+
 def test_unknown_argument_exits_2(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--epoch", "3"])
