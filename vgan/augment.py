@@ -32,6 +32,7 @@ class Batch:
     images: torch.Tensor  # (B,3,h,w) in [0,1]
     labels: torch.Tensor  # (B,1,h,w) in {0,1}
     masks: torch.Tensor  # (B,1,h,w) in {0,1}
+    thin: torch.Tensor | None = None  # (B,1,h,w) in {0,1}: the label's thin-vessel pixels, where a loss weighs them
 
 
 def get_transform(train: bool, crop_size: int | None, strength: float, flip: bool,
@@ -44,14 +45,18 @@ def get_transform(train: bool, crop_size: int | None, strength: float, flip: boo
     return lambda stacked, index, gen: augment(stacked, index, crop_size, strength, flip, gen, sizes, grey)
 
 
-def stack(images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-    """(N,5,H,W): image, label and mask in one tensor so one gather crops all three alike. In the images'
-    dtype: uint8 photographs stay uint8 (on a GPU too), only the crops become floats."""
-    return torch.cat([images, labels.to(images.dtype), masks.to(images.dtype)], dim=1)
+def stack(images: torch.Tensor, labels: torch.Tensor, masks: torch.Tensor, thin: torch.Tensor | None = None
+          ) -> torch.Tensor:
+    """(N,5,H,W): image, label and mask in one tensor so one gather crops all three alike (N,6,H,W with the labels'
+    thin vessels, `thin`). In the images' dtype: uint8 photographs stay uint8 (on a GPU too), only the crops
+    become floats."""
+    extra = [] if thin is None else [thin.to(images.dtype)]
+    return torch.cat([images, labels.to(images.dtype), masks.to(images.dtype), *extra], dim=1)
 
 
 def _unstack(x: torch.Tensor) -> Batch:
-    return Batch(unit_float(x[:, :3]), x[:, 3:4].float(), x[:, 4:5].float())
+    return Batch(unit_float(x[:, :3]), x[:, 3:4].float(), x[:, 4:5].float(),
+                 x[:, 5:6].float() if x.shape[1] > 5 else None)
 
 
 def _axis_index(offset: torch.Tensor, length: int, flipped: torch.Tensor) -> torch.Tensor:
@@ -69,7 +74,7 @@ def augment(
     sizes: torch.Tensor | None = None,
     grey: float = 0.0,
 ) -> Batch:
-    """Crop, flip and jitter the samples `index` (CPU int64) of a stacked (N,5,H,W) tensor; with `sizes`
+    """Crop, flip and jitter the samples `index` (CPU int64) of a stacked (N,5,H,W) or (N,6,H,W) tensor; with `sizes`
     (N, 2), each crop lies within its image's own size (uniform over the offsets it allows); with `grey` > 0,
     that share of them turned grey (`to_grey`), after the jitter."""
     b = index.numel()
@@ -90,7 +95,7 @@ def augment(
     rows = _axis_index(ys, ch, vflip).to(dev, non_blocking=True)
     cols = _axis_index(xs, cw, hflip).to(dev, non_blocking=True)
     idx = index.to(dev, non_blocking=True)
-    out = stacked[idx[:, None, None, None], torch.arange(5, device=dev)[None, :, None, None],
+    out = stacked[idx[:, None, None, None], torch.arange(stacked.shape[1], device=dev)[None, :, None, None],
                   rows[:, None, :, None], cols[:, None, None, :]]
     batch = _unstack(out)
     if strength > 0:

@@ -92,6 +92,9 @@ class LossConfig:
     # soft clDice (vgan.losses.soft_cldice: Shit et al. 2021) in the generator's loss, for connected vessels; 0 = off
     cldice_weight: float = 0.0
     cldice_iters: int = 10  # its soft skeleton's erosions: a vessel wider than 2 * cldice_iters + 1 px has none
+    # BCE weight of the label's thin-vessel pixels (under 3 px across at their centreline, vgan.metrics.thin_vessels,
+    # found once on each whole training label), every other pixel weighing 1: the capillaries most models miss
+    thin_weight: float = 1.0
 
 
 @dataclass
@@ -291,7 +294,7 @@ def from_dict(cls: type, values: dict[str, Any], source: str, prefix: str = "") 
 
 
 def config_from_dict(values: dict[str, Any] | None, source: str = "<config>",
-                     retired_refusal: str = "delete the key: at its old default it trained as without it") -> Config:
+                     retired_refusal: str = "delete the key to train without it") -> Config:
     """Build and validate a `Config` from plain values (missing keys keep their defaults; retired keys at their
     neutral value are dropped, at another refused with `retired_refusal` said: `without_retired`)."""
     if values is None:
@@ -469,6 +472,7 @@ def validate(cfg: Config, source: str = "<config>") -> None:
     _check(lo.bce_weight > 0 or lo.cldice_weight > 0 or cfg.adversarial_on, source, "loss.bce_weight",
            "and loss.cldice_weight are 0 and the adversarial loss is off: nothing to train on")
     _check(lo.cldice_iters >= 1, source, "loss.cldice_iters", "must be at least 1")
+    _check(lo.thin_weight > 0, source, "loss.thin_weight", "must be > 0 (1: thin vessels weigh as any pixel)")
     _check(lo.n_critic >= 1, source, "loss.n_critic", "must be at least 1")
 
     for key in ("lr_g", "lr_d"):

@@ -8,8 +8,14 @@ import torch
 import torch.nn.functional as F
 
 
-def seg_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(logits, target)
+def seg_bce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean BCE over the pixels, each weighted by `weight` (None: alike)."""
+    return F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+
+
+def thin_vessel_weights(thin: torch.Tensor, thin_weight: float) -> torch.Tensor:
+    """Per-pixel BCE weights: `thin_weight` on a label's thin-vessel pixels (`thin`, in {0, 1}), 1 elsewhere."""
+    return 1 + (thin_weight - 1) * thin
 
 
 def wgan_critic_loss(d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -23,7 +24,15 @@ from vgan.config import Config, config_from_dict, with_before_added, without_ret
 from vgan.data import Split, normalization_stats
 from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
-from vgan.metrics import CLDICE, compute_metrics, histogram_metrics, image_centrelines, label_centrelines, pooled_cldice
+from vgan.metrics import (
+    CLDICE,
+    compute_metrics,
+    histogram_metrics,
+    image_centrelines,
+    label_centrelines,
+    label_thin_vessels,
+    pooled_cldice,
+)
 from vgan.models import Discriminator, Generator
 from vgan.provenance import code_changed, code_record
 from vgan.scale import median_fov_diameter
@@ -168,7 +177,11 @@ class Trainer:
             self.D = Discriminator(cfg.model).to(device, memory_format=self.memory_format)
             self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.optim.lr_d, betas=cfg.optim.betas_d,
                                           weight_decay=cfg.optim.weight_decay)
-        self.train_data = stack(train.images, train.labels, train.masks).to(device)
+        thin = None
+        if cfg.loss.thin_weight != 1:  # widths of whole labels: a crop's edge would cut a vessel's
+            thin = torch.from_numpy(np.stack(label_thin_vessels(train.labels[:, 0].cpu().numpy(),
+                                                                train.masks[:, 0].cpu().numpy())))[:, None]
+        self.train_data = stack(train.images, train.labels, train.masks, thin).to(device)
         self.val = val.to(device)
         # the validation labels' centrelines, thinned once a run rather than once an epoch
         self.val_centrelines = label_centrelines(val.labels[:, 0].cpu().numpy(), val.masks[:, 0].cpu().numpy()) \
@@ -233,7 +246,8 @@ class Trainer:
         b = self.next_batch()
         with self._amp():
             logits = self.G_train(b.images).float()
-            bce = losses.seg_bce(logits, b.labels)
+            weight = None if b.thin is None else losses.thin_vessel_weights(b.thin, lc.thin_weight)
+            bce = losses.seg_bce(logits, b.labels, weight)
             adv = torch.zeros((), device=self.device)
             if self.D is not None:
                 self.D.requires_grad_(False)  # no wasted D gradients during the G step

@@ -22,6 +22,25 @@ def test_crop_and_flips_are_shared_by_image_label_and_mask():
         assert torch.equal(b.images[:, 0:1], b.labels) and torch.equal(b.images[:, 1:2], b.masks)
 
 
+def test_a_labels_thin_vessels_are_cropped_and_flipped_with_it():
+    """The sixth channel (the labels' thin vessels, where the loss weighs them) goes through the one gather:
+    a crop's thin pixels are its label's, wherever the crop lies and however it is flipped."""
+    torch.manual_seed(0)
+    n, h, w = 3, 40, 50
+    labels = (torch.rand(n, 1, h, w) > 0.5).float()
+    masks = torch.ones(n, 1, h, w)
+    thin = labels * (torch.rand(n, 1, h, w) > 0.5).float()
+    images = torch.cat([labels, thin, torch.rand(n, 1, h, w)], dim=1)
+    data = stack(images, labels, masks, thin)
+    assert data.shape == (n, 6, h, w) and stack(images, labels, masks).shape == (n, 5, h, w)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        b = augment(data, torch.tensor([0, 2, 1, 1]), 16, 0.0, True, gen)
+        assert b.thin.shape == (4, 1, 16, 16) and torch.equal(b.images[:, 1:2], b.thin)
+        assert torch.equal(b.images[:, 0:1], b.labels) and bool((b.thin <= b.labels).all())
+    assert augment(stack(images, labels, masks), torch.tensor([0]), 16, 0.0, True, gen).thin is None
+
+
 def test_each_crop_is_a_window_of_its_source_possibly_flipped():
     data = coded_stack()
     gen = torch.Generator().manual_seed(2)

@@ -111,6 +111,7 @@ def test_wrong_types_name_the_key(values, key):
         ({"loss": {"n_critic": 0}}, "loss.n_critic"),
         ({"loss": {"cldice_weight": -0.5}}, "loss.cldice_weight"),
         ({"loss": {"cldice_iters": 0}}, "loss.cldice_iters"),
+        ({"loss": {"thin_weight": 0}}, "loss.thin_weight"),
         ({"loss": {"adversarial": "none", "bce_weight": 0}}, "loss.bce_weight"),
         ({"train": {"select_metric": "loss"}}, "train.select_metric"),
         ({"data": {"folds": 5, "fold": 5}}, "data.fold"),

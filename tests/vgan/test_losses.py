@@ -52,6 +52,18 @@ def test_seg_bce_matches_torch():
                           atol=1e-6)
 
 
+def test_thin_vessel_weights_weigh_each_thin_pixels_bce_and_leave_the_rest():
+    torch.manual_seed(0)
+    logits, target = torch.randn(2, 1, 6, 6), (torch.rand(2, 1, 6, 6) > 0.5).float()
+    thin = target * (torch.rand(2, 1, 6, 6) > 0.5).float()
+    weight = losses.thin_vessel_weights(thin, 4.0)
+    assert set(weight[thin > 0].tolist()) == {4.0} and set(weight[thin == 0].tolist()) == {1.0}
+    each = F.binary_cross_entropy(torch.sigmoid(logits), target, reduction="none")
+    assert torch.allclose(losses.seg_bce(logits, target, weight), (each + 3 * each * thin).mean(), atol=1e-6)
+    assert torch.equal(losses.seg_bce(logits, target, losses.thin_vessel_weights(thin, 1.0)),
+                       losses.seg_bce(logits, target))
+
+
 def _critic_and_pairs():
     from vgan.models import Discriminator, ModelConfig
 
