@@ -136,7 +136,7 @@ def test_the_log_file_table_takes_trials_without_a_conditional_key(tmp_path):
 
     space = load_space(REPO / "search_spaces" / "drive_cpu.yaml", str(tmp_path))  # lr_d only when a GAN
     unet = {"loss.adversarial": "none", "optim.lr_g": 1e-3, "data.crop_size": 96, "data.augment_strength": 1.0,
-            "loss.cldice_weight": 0.0}
+            "loss.cldice_weight": 0.0, "loss.thin_weight": 1.0}
     gan = {**unet, "loss.adversarial": "vanilla", "optim.lr_d": 2e-4, "loss.adv_weight": 0.1}
     trials = []
     for i, (config, score) in enumerate(((unet, 0.97), (gan, 0.95))):
