@@ -256,7 +256,7 @@ def test_thin_vessels_weighed_up_are_learnt_sooner_and_weight_one_trains_as_befo
     assert same_state(one.G.state_dict(), plain.G.state_dict())
     with torch.no_grad():  # in training mode, as the steps saw the crops (batch statistics)
         on_thin = [torch.sigmoid(t.G(crops.images))[crops.thin > 0].mean().item() for t in (weighed, plain)]
-    assert on_thin[0] > on_thin[1] + 0.05, on_thin
+    assert on_thin[0] > on_thin[1] + 0.03, on_thin  # 0.436 against 0.369 here
 
 
 @pytest.mark.slow
