@@ -294,9 +294,10 @@ def from_dict(cls: type, values: dict[str, Any], source: str, prefix: str = "") 
 
 
 def config_from_dict(values: dict[str, Any] | None, source: str = "<config>",
-                     retired_refusal: str = "delete the key to train without it") -> Config:
+                     retired_refusal: str | None = "delete the key to train without it") -> Config:
     """Build and validate a `Config` from plain values (missing keys keep their defaults; retired keys at their
-    neutral value are dropped, at another refused with `retired_refusal` said: `without_retired`)."""
+    neutral value are dropped, at another refused with `retired_refusal` said, or dropped too where it is None:
+    `without_retired`)."""
     if values is None:
         values = {}
     if not isinstance(values, dict):

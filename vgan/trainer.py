@@ -20,7 +20,7 @@ from torch import nn
 
 from vgan import losses
 from vgan.augment import Batch, get_transform, stack
-from vgan.config import Config, config_from_dict, with_before_added, without_retired
+from vgan.config import Config, config_from_dict, with_before_added
 from vgan.data import Split, normalization_stats
 from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
@@ -439,13 +439,10 @@ def checkpoint_config(state: dict[str, Any], source: str, training: bool = True)
     """A checkpoint's saved config, read as the version that saved it meant it (`vgan.config.BEFORE_ADDED`,
     `RETIRED`). `training`: it is to train on (a resumed run), so a retired key at a value this version cannot
     train with is refused; else it only says how the generator was trained, and is dropped."""
-    values = with_before_added(state["config"])
+    refusal = ("resuming would train the epochs left without it (the version that saved it can resume it; this one "
+               "evaluates and predicts with it)") if training else None
     try:
-        if not training:
-            values = without_retired(values, source, refuse=None)
-        return config_from_dict(values, f"{source} (saved config)", retired_refusal=(
-            "resuming would train the epochs left without it (the version that saved it can resume it; this one "
-            "evaluates and predicts with it)"))
+        return config_from_dict(with_before_added(state["config"]), f"{source} (saved config)", refusal)
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
 
