@@ -38,6 +38,7 @@ from vgan.cli import run_cli
 from vgan.config import Config, apply_overrides, load_config
 from vgan.data import Item, Split, load_train_val, normalization_stats, train_files
 from vgan.errors import ConfigError
+from vgan.provenance import environment_record
 from vgan.models import Discriminator, Generator
 from vgan.trainer import Trainer, resolve_device
 
@@ -283,6 +284,7 @@ def _main(argv: Sequence[str] | None) -> None:
                "steps": args.steps, "repeats": args.repeats}
         train, val = load_train_val(cfg.data)
         out.update(bench_ours(cfg, train, val, device, args.steps, args.warmup, args.repeats))
+        out["environment"] = environment_record(device)  # after: the trainer set its threads
         if not args.only_ours:
             out.update(bench_baseline(cfg, train, device, args.steps, args.warmup, args.repeats,
                                       args.baseline_workers))

@@ -62,6 +62,9 @@ from vgan.config import Config, apply_overrides, config_from_dict
 
 CONFIG_FILE = "config.yaml"  # on a trial's run: the trainer config it trained with (base + its params)
 EPOCH_KEY = "epoch_s"  # logged with every epoch: its history says which reports a run holds
+# a trial's reports say where it trains, kept as its run's tags: the Ray node, and what the trainer runs on there
+# (vgan.provenance.describe_environment: the GPU's name or the CPU's, and torch's version)
+PLACE_TAGS = ("node_id", "environment")
 
 
 def is_epoch_metric(key: str, value: Any) -> bool:
@@ -398,14 +401,14 @@ class MlflowCallback(LoggerCallback):
         self.window_s = window_s
         self.poll_s = poll_s
         self._queue: queue.Queue | None = None
-        self._nodes: dict[str, str] = {}
+        self._places: dict[str, dict[str, str]] = {}
         self._configs: dict[str, dict[str, Any]] = {}  # per trial: the last config seen
         self._exploits_read = -1  # the size of PBT's log of the study when its exploits were last counted
         self.seconds = 0.0  # the queue's work: what the driver spends on MLflow, off the event loop
 
     def __getstate__(self) -> dict[str, Any]:
         # a thread does not pickle; a resumed driver counts the exploits again
-        return {**self.__dict__, "_queue": None, "_nodes": {}, "_configs": {}, "_exploits_read": -1}
+        return {**self.__dict__, "_queue": None, "_places": {}, "_configs": {}, "_exploits_read": -1}
 
     def _submit(self, fn: Callable, *args) -> None:
         if self._queue is None:
@@ -479,10 +482,10 @@ class MlflowCallback(LoggerCallback):
             self._configs[trial.trial_id] = config
             self._submit(self.projection.log_schedule, trial.trial_id, [{**row, "config": config}])
         self._count_exploits(trial)
-        node = result.get("node_id")
-        if node and self._nodes.get(trial.trial_id) != node:
-            self._nodes[trial.trial_id] = node
-            self._submit(self.projection.set_tags, trial.trial_id, {"node_id": node})
+        place = {k: result[k] for k in PLACE_TAGS if result.get(k)}
+        if place and self._places.get(trial.trial_id) != place:  # its first report, or it moved (a restart)
+            self._places[trial.trial_id] = place
+            self._submit(self.projection.set_tags, trial.trial_id, place)
 
     def _count_exploits(self, trial) -> None:
         """The trials' pbt_exploits as PBT's log of the study in the driver's folder stands (read again only once

@@ -752,7 +752,9 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     if model_uri is None:
         print(f"best trial {best['trial_id']} logged no model: nothing to register")
         return
-    candidate, what, tags, val = f"best trial {best['trial_id']}", None, None, None
+    candidate, what, val = f"best trial {best['trial_id']}", None, None
+    # what trained it, on the version's page (an ensemble's members may have trained on several)
+    tags = {"environment": run.data.tags["environment"]} if "environment" in run.data.tags else None
     run_id, cfg = run.info.run_id, space.trainer_config(sampled(best))
     ensemble = choose_ensemble(study, ranked, space) if space.mlflow.ensemble_top > 1 else None
     if ensemble is not None:

@@ -2,7 +2,7 @@
 experiment and its parent run, and logging a trial's best generator as an MLflow model.
 
 One experiment per space file; one parent run per study; one child run per trial (written by
-`tuner.projection`) with tags `trial_id`, `node_id`, `status` (completed | pruned | stopped | failed, +
+`tuner.projection`) with tags `trial_id`, `node_id`, `environment`, `status` (completed | pruned | stopped | failed, +
 `pruned_at_epoch`, `stopped_at_epoch` or `error`), the sampled params, the resolved config, per-epoch metrics with
 step = epoch, and the best-epoch generator as an MLflow model with its previews and plots.
 """

@@ -40,6 +40,7 @@ from tuner.storage import (
 from vgan.config import Config, DataConfig, apply_overrides, config_from_dict, from_dict
 from vgan.data import Split, check_crop, load_train_val
 from vgan.errors import DivergenceError
+from vgan.provenance import describe_environment
 from vgan.trainer import EpochResult, Trainer, fit, load_checkpoint, resolve_device
 
 STATE_FILE = "state.pt"
@@ -217,7 +218,9 @@ def train_vgan(config: dict[str, Any], ctx: TrialContext) -> None:
 
 
 def _train(cfg: Config, ctx: TrialContext, trainer: Trainer, work: Path) -> None:
-    score, epochs, node = score_key(cfg.train.select_metric, ctx.signal_window), cfg.train.epochs, _node_id()
+    score, epochs = score_key(cfg.train.select_metric, ctx.signal_window), cfg.train.epochs
+    # where it trains, for its run's tags: the node, and what it runs on there (a cluster's nodes may differ)
+    place = {"node_id": _node_id(), "environment": describe_environment(trainer.environment)}
     signal = Signal(ctx.signal_window)
     best = BestEpoch(work / BEST_DIR)
     # a restarted trial continues where its newest checkpoint left it
@@ -241,7 +244,7 @@ def _train(cfg: Config, ctx: TrialContext, trainer: Trainer, work: Path) -> None
         if result.is_best:
             best.keep(trainer, result)
         value = signal.update(result.record[f"val_{cfg.train.select_metric}"])
-        report = {**result.record, score: value, "best_epoch": trainer.best_epoch, "node_id": node}
+        report = {**result.record, score: value, "best_epoch": trainer.best_epoch, **place}
         # Also on a new best epoch: a trial can be stopped at any report (ASHA, PBT, a time budget),
         # and its best generator must be in its newest checkpoint, the one the driver logs.
         if trainer.epoch % ctx.checkpoint_every and trainer.epoch < epochs and not result.is_best:
@@ -262,4 +265,4 @@ def _train(cfg: Config, ctx: TrialContext, trainer: Trainer, work: Path) -> None
     except DivergenceError as e:
         # Deterministic: a retry would diverge again. End the trial and say why (tuner.outcome
         # makes it failed, Optuna hears FAIL); its score drops to the worst so no view picks it.
-        report_now({"epoch": e.epoch, score: -math.inf, "diverged": 1, "error": str(e), "node_id": node})
+        report_now({"epoch": e.epoch, score: -math.inf, "diverged": 1, "error": str(e), **place})

@@ -93,6 +93,7 @@ from vgan.metrics import (
     pooled_interval,
     pooled_of_images,
 )
+from vgan.provenance import environment_record
 from vgan.report import PROBABILITIES
 from vgan.scale import ScaleSpec
 from vgan.trainer import generator_from_checkpoint, load_checkpoint, predict, resolve_device
@@ -424,8 +425,10 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         described.append({"source": str(Path(path).resolve()), "trained_on": c.data.dataset,
                           "epoch": int(st["epoch"]), "scale": scale_text, "trained_fov_diameter": g.trained_fov,
                           # what wrote the checkpoint (None: before it was recorded), and what trained its
-                          # epochs before where other code resumed it
-                          "code": st.get("code"), "earlier_code": st.get("earlier_code", [])})
+                          # epochs before where other code resumed it; so for the environment it trained on
+                          "code": st.get("code"), "earlier_code": st.get("earlier_code", []),
+                          "environment": st.get("environment"),
+                          "earlier_environments": st.get("earlier_environments", [])})
     threshold, source = args.threshold, "fixed"
     if args.val_threshold:
         # the threshold of the maps as they are scored: at the same scale, over the same views and members
@@ -437,7 +440,8 @@ def run_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
         d["scale_factors"] = [round(x, 4) for x in f]
     m, scores, targets = score_maps(probs, split, threshold, each=True)
     m.update(dataset=data.dataset, fov=fov_source(data, args.split), threshold_source=source, tta=args.tta,
-             **({PEOPLE: trained_on} if trained_on else {}), **({COPIES: copied} if copied else {}))
+             **({PEOPLE: trained_on} if trained_on else {}), **({COPIES: copied} if copied else {}),
+             evaluation_environment=environment_record(device))
     if len(loaded) == 1:
         m.update(described[0])
     else:

@@ -1,18 +1,26 @@
-"""Which code made a result: the git commit of the checkout the package runs from, and whether it was edited.
+"""Which code made a result: the git commit of the checkout the package runs from, and whether it was edited;
+and what it ran on: the library versions, the processor and the accelerator, which one commit's numbers depend on.
 
-A checkpoint records it (`code`), `vgan.evaluate` reports it with the scores, and a study's MLflow runs and
-registered versions carry it as tags (`tuner.tracking.source_tags`). A commit alone does not say what ran
-when tracked files (code, configs, search spaces) differed from it, so the record says that too.
+A checkpoint records both (`code`, `environment`), `vgan.evaluate` reports them with the scores, and a study's
+MLflow runs and registered versions carry the code as tags (`tuner.tracking.source_tags`), a registered version
+the environment that trained it too. A commit alone does not say what ran when tracked files (code, configs,
+search spaces) differed from it, so the record says that too. Nor does it say what a run's figures will be: one
+commit trained a seed's run differently on two machines of one cloud (first epoch's generator loss 1.035186 against
+1.035340), and a checkpoint that kept only the commit could not tell why.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import platform
 import re
 import subprocess
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import torch
 
 
 def code_version(package: Path | None = None) -> tuple[str, bool] | None:
@@ -72,3 +80,78 @@ def code_changed(saved: dict[str, Any] | None, running: dict[str, Any] | None) -
     it, for a note; None where the records agree. Two edited trees of one commit agree: git keeps no record of
     uncommitted edits to tell them apart."""
     return None if saved == running else f"{describe_code(saved)} to {describe_code(running)}"
+
+
+# What a run's numbers depend on beside its code and config. The OS (its kernel's version) does not, and a
+# cluster's nodes update it under a long run: recorded, not compared.
+UNCOMPARED = ("os",)
+
+
+@functools.cache
+def cpu_name() -> str:
+    """The processor's model as the OS names it, with its family and model numbers where it gives them (a cloud's
+    "AMD EPYC" is several generations), else what `platform` says."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    fields: dict[str, str] = {}
+    for line in info.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break  # the first processor's block is enough
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    return name
+
+
+@functools.cache
+def gpu_driver() -> str | None:
+    """The NVIDIA driver's version (torch does not tell it), from `nvidia-smi`; None where it cannot be asked."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = out.stdout.split()
+    return lines[0] if out.returncode == 0 and lines else None
+
+
+def environment_record(device: torch.device) -> dict[str, Any]:
+    """What a run on `device` runs on, as a checkpoint and metrics.json keep it: Python, torch and NumPy versions,
+    the OS, the processor, the vector instructions torch's CPU kernels use and its thread count (both change
+    how sums are split, so the last digits), and on a GPU its name, CUDA, cuDNN and the driver."""
+    record: dict[str, Any] = {
+        # plain str: torch's version is a str subclass, which a weights_only load refuses
+        "python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(np.__version__),
+        "os": platform.platform(), "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(), "device": device.type,
+    }
+    if device.type == "cuda":
+        record.update(gpu=torch.cuda.get_device_name(device), cuda=str(torch.version.cuda),
+                      cudnn=torch.backends.cudnn.version(), driver=gpu_driver())
+    return record
+
+
+def describe_environment(record: dict[str, Any] | None) -> str:
+    """An environment record in words, for a note: "torch 2.13.0+cpu on AMD EPYC (...), AVX512, 2 threads"."""
+    if record is None:
+        return "an unrecorded environment"
+    threads = record.get("threads")
+    on = record.get("gpu") or (f"{record.get('cpu')}, {record.get('cpu_capability')}, {threads} "
+                               f"thread{'' if threads == 1 else 's'}")
+    return f"torch {record.get('torch')} on {on}"
+
+
+def environment_changed(saved: dict[str, Any] | None, running: dict[str, Any]) -> str | None:
+    """"<key> <saved> to <running>, ..." for what differs between the environment that wrote a checkpoint and the
+    one resuming it, for a note; None where they agree (the OS aside) or the checkpoint recorded none."""
+    if saved is None:
+        return None
+    keys = [k for k in dict.fromkeys([*saved, *running]) if k not in UNCOMPARED]
+    return ", ".join(f"{k} {saved.get(k)} to {running.get(k)}" for k in keys if saved.get(k) != running.get(k)) \
+        or None

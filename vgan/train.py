@@ -171,6 +171,9 @@ def _main(argv: Sequence[str] | None) -> None:
         trainer.load_state_dict(state, args.resume)
     changed = trainer.code_change and (f"the code changed since {args.resume} was written ({trainer.code_change}): "
                                        "epochs from here train with it")
+    moved = trainer.environment_change and (
+        f"{args.resume} was written on another environment ({trainer.environment_change}): epochs from here "
+        "train on this one, and need not repeat to the digit what the run would have trained there")
     out = writable_folder(default_out(args), "--out" if args.out else "run folder")
     d_params = f", D {count_parameters(trainer.D) / 1e6:.2f}M" if trainer.D is not None else ""
     at = ""
@@ -184,7 +187,7 @@ def _main(argv: Sequence[str] | None) -> None:
           f"epochs {trainer.epoch + 1}..{cfg.train.epochs}", flush=True)
     note = None if cfg.data.fov_diameter is not None else mixed_scale_note(train.masks)
     copies = copies_note(cfg.data, ("training",))
-    for n in (changed, note, people_note(cfg.data, train, val), copies, converted_note(train, val)):
+    for n in (changed, moved, note, people_note(cfg.data, train, val), copies, converted_note(train, val)):
         if n is not None:
             print(f"note: {n}", flush=True)
     began = time.time()

@@ -34,7 +34,7 @@ from vgan.metrics import (
     pooled_cldice,
 )
 from vgan.models import Discriminator, Generator
-from vgan.provenance import code_changed, code_record
+from vgan.provenance import code_changed, code_record, environment_changed, environment_record
 from vgan.scale import median_fov_diameter
 
 CHECKPOINT_FORMAT = 1
@@ -198,6 +198,10 @@ class Trainer:
         # A run resumed by other code keeps what trained its epochs before: {"code", "until_epoch"} per change.
         self.earlier_code: list[dict[str, Any]] = []
         self.code_change: str | None = None  # loaded from a checkpoint other code wrote: "A to B" (code_changed)
+        # and what it runs on; a run resumed elsewhere keeps each environment its epochs trained on before
+        self.environment = environment_record(device)
+        self.earlier_environments: list[dict[str, Any]] = []
+        self.environment_change: str | None = None  # "torch A to B, ..." (environment_changed)
 
     # ------------------------------------------------------------------ steps
 
@@ -367,6 +371,8 @@ class Trainer:
             "rng": rng,
             "code": self.code,
             "earlier_code": self.earlier_code,
+            "environment": self.environment,
+            "earlier_environments": self.earlier_environments,
         }
 
     def load_state_dict(self, state: dict[str, Any], source: str = "<checkpoint>") -> None:
@@ -393,6 +399,10 @@ class Trainer:
         self.code_change = code_changed(state["code"], self.code) if "code" in state else None
         if self.code_change is not None:
             self.earlier_code.append({"code": state["code"], "until_epoch": self.epoch})
+        self.earlier_environments = list(state.get("earlier_environments", []))
+        self.environment_change = environment_changed(state.get("environment"), self.environment)
+        if self.environment_change is not None:
+            self.earlier_environments.append({"environment": state["environment"], "until_epoch": self.epoch})
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])
         rng = state["rng"]

@@ -3,11 +3,13 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from benchmarks.train_speed import ReferenceStyleDataset, main, pil_color_jitter
 from vgan.config import DataConfig
 from vgan.data import train_files
+from vgan.provenance import environment_record
 
 KEYS = {"images_per_s", "baseline_images_per_s", "speedup", "epoch_s", "val_s", "peak_mem_mb", "device"}
 
@@ -22,6 +24,7 @@ def test_bench_writes_every_figure(drive_root, tiny_config_file, tmp_path, capsy
     assert KEYS <= set(figures)
     assert figures["speedup"] == pytest.approx(figures["images_per_s"] / figures["baseline_images_per_s"])
     assert all(figures[k] > 0 for k in KEYS - {"device"}) and figures["device"].startswith("cpu")
+    assert figures["environment"] == environment_record(torch.device("cpu"))  # what they were measured on
     assert "speedup" in capsys.readouterr().out
 
 

@@ -483,6 +483,28 @@ def test_the_callback_survives_pickling_and_drains(study):
     assert restored.projection.info == study.info and restored._queue is None
 
 
+def test_a_trials_run_says_where_it_trains_and_where_it_went_on(study):
+    """A trial's reports say its node and what it trains on there: its run's tags, changed only where a restart
+    took it elsewhere (a cluster's nodes may hold other GPUs), and never logged as metrics."""
+    cb = MlflowCallback(projection(study), window_s=5)
+    cb.log_trial_start(FakeTrial)
+    there = {"node_id": "node-a", "environment": "torch 2.11.0+cu130 on NVIDIA H100 80GB HBM3"}
+    first, second, third = rows(0.6, 0.7, 0.8)
+    cb.log_trial_result(1, FakeTrial, {**first, **there, "trial_id": "t9", "done": False})
+    assert cb.drain(5)
+    (run,) = study.child_runs()
+    assert {k: run.data.tags[k] for k in there} == there
+    cb.log_trial_result(2, FakeTrial, {**second, **there, "trial_id": "t9", "done": False})
+    moved = {"node_id": "node-b", "environment": "torch 2.11.0+cu130 on NVIDIA H200"}
+    cb.log_trial_result(3, FakeTrial, {**third, **moved, "trial_id": "t9", "done": False})
+    cb.log_trial_end(FakeTrial)
+    assert cb.drain(5)
+    run = study.client.get_run(run.info.run_id)
+    assert {k: run.data.tags[k] for k in moved} == moved
+    assert not {"node_id", "environment"} & set(run.data.metrics)
+    assert [m.step for m in study.client.get_metric_history(run.info.run_id, "val_auc_roc")] == [1, 2, 3]
+
+
 class FakeTrial:
     trial_id, config, storage, last_result = "t9", {"optim.lr_g": 0.02}, None, {"epoch": 1}
 

@@ -11,7 +11,7 @@ import yaml
 from studies import BESIDE_THE_STUDIES, SMOKE
 
 from tuner.tracking import use_tracking_uri
-from vgan.provenance import code_version
+from vgan.provenance import code_version, cpu_name
 
 pytestmark = BESIDE_THE_STUDIES
 
@@ -63,6 +63,8 @@ def test_smoke_study_end_to_end(smoke_study):
     assert "pruned" in statuses and statuses <= {"completed", "pruned", "failed"}
     for r in children:
         assert r.data.tags["node_id"] and r.data.tags["trial_id"] and r.data.tags["mlflow.source.git.commit"] == commit
+        # what it trained on: this CPU, each trial with its resources.cpu's threads
+        assert r.data.tags["environment"].startswith(f"torch {torch.__version__} on {cpu_name()}, "), r.data.tags
         history = client.get_metric_history(r.info.run_id, "val_auc_roc")
         steps = sorted(m.step for m in history)
         assert steps == list(range(1, len(steps) + 1)) and steps
@@ -79,6 +81,7 @@ def test_smoke_study_end_to_end(smoke_study):
     best_optuna = study.best_trial
     best_id = parents[0].data.tags["best_trial_id"]
     assert best_optuna.user_attrs["ray_trial_id"] == best_id
+    assert version["environment"] == by_trial[best_id].data.tags["environment"]
     scores = {t: r.data.metrics["best_val_auc_roc"] for t, r in by_trial.items() if r.data.tags["status"] != "failed"}
     assert max(scores, key=scores.get) == best_id
     assert best_optuna.value == pytest.approx(scores[best_id]) == float(parents[0].data.tags["best_val_auc_roc"])

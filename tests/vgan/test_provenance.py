@@ -1,8 +1,21 @@
-"""vgan.provenance: which code made a result."""
+"""vgan.provenance: which code made a result, and what it ran on."""
 
+import platform
 import subprocess
 
-from vgan.provenance import COMMIT_ENV, DIRTY_ENV, code_version, image_code
+import numpy as np
+import torch
+
+from vgan.provenance import (
+    COMMIT_ENV,
+    DIRTY_ENV,
+    code_version,
+    cpu_name,
+    describe_environment,
+    environment_changed,
+    environment_record,
+    image_code,
+)
 
 
 def test_the_code_version_is_the_checkouts_commit_and_says_when_it_was_changed(tmp_path):
@@ -40,3 +53,33 @@ def test_an_image_says_its_commit_through_its_build_arguments(monkeypatch):
     for said in ("", "HEAD", "c29ec4", "unknown", "g" * 40):
         monkeypatch.setenv(COMMIT_ENV, said)
         assert image_code() is None, said
+
+
+def test_the_environment_record_says_what_a_run_on_the_cpu_ran_on():
+    record = environment_record(torch.device("cpu"))
+    assert record == {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+                      "os": platform.platform(), "cpu": cpu_name(),
+                      "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+                      "device": "cpu"}
+    assert record["cpu"] and record["cpu_capability"] in ("DEFAULT", "AVX2", "AVX512", "ZVECTOR", "NO AVX", "SVE256")
+    info = open("/proc/cpuinfo").read() if platform.system() == "Linux" else ""
+    if "cpu family" in info:  # x86 Linux: a cloud's "AMD EPYC" is several generations, the numbers tell them apart
+        family = next(ln for ln in info.splitlines() if ln.startswith("cpu family")).split(":")[1].strip()
+        assert f"(family {family}, model " in record["cpu"]
+    assert describe_environment(record) == (f"torch {torch.__version__} on {record['cpu']}, "
+                                            f"{record['cpu_capability']}, {torch.get_num_threads()} thread"
+                                            + ("" if torch.get_num_threads() == 1 else "s"))
+    assert describe_environment(None) == "an unrecorded environment"
+
+
+def test_an_environment_change_names_what_differs_but_the_os():
+    now = environment_record(torch.device("cpu"))
+    assert environment_changed(now, now) is None
+    assert environment_changed(None, now) is None  # a checkpoint from before environments were recorded
+    assert environment_changed({**now, "os": "Linux-5.4-x86_64"}, now) is None  # a kernel update changes no sum
+    before = {**now, "torch": "2.0.0", "threads": now["threads"] + 1}
+    assert environment_changed(before, now) == (f"torch 2.0.0 to {now['torch']}, "
+                                                f"threads {now['threads'] + 1} to {now['threads']}")
+    on_gpu = {**now, "device": "cuda", "gpu": "NVIDIA H100 80GB HBM3", "cuda": "13.0"}
+    assert environment_changed(on_gpu, now) == ("device cuda to cpu, gpu NVIDIA H100 80GB HBM3 to None, "
+                                                 "cuda 13.0 to None")

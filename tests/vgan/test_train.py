@@ -12,7 +12,7 @@ import yaml
 from conftest import write_yaml
 
 from vgan.evaluate import main as evaluate_main
-from vgan.provenance import code_record, describe_code
+from vgan.provenance import code_record, describe_code, environment_record
 from vgan.train import format_record, main
 from vgan.trainer import load_checkpoint
 
@@ -59,6 +59,41 @@ def test_a_run_resumed_by_other_code_says_so_and_its_checkpoints_keep_what_came_
     assert evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "eval")]) == 0
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert scored["code"] == code_record() and scored["earlier_code"] == [{"code": other, "until_epoch": 2}]
+
+
+def test_a_run_resumed_on_another_environment_says_what_differs_and_keeps_the_earlier_one(tiny_config_file, tmp_path,
+                                                                                         capsys):
+    """One commit can train a seed differently on two machines: a checkpoint says what its epochs trained on."""
+    out = tmp_path / "run"
+    assert main(["--config", str(tiny_config_file), "--out", str(out), "--epochs", "1", "--quiet"]) == 0
+    last = out / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    now = environment_record(torch.device("cpu"))
+    assert state["environment"] == now and state["earlier_environments"] == []
+    assert main(["--resume", str(last), "--epochs", "2", "--quiet"]) == 0  # here again: nothing to say
+    assert "another environment" not in capsys.readouterr().out
+
+    elsewhere = {**now, "torch": "2.9.1+cu128", "cpu_capability": "AVX2", "os": "Linux-5.15"}
+    torch.save({**load_checkpoint(last), "environment": elsewhere}, last)
+    assert main(["--resume", str(last), "--epochs", "3", "--quiet"]) == 0
+    assert (f"note: {last} was written on another environment (torch 2.9.1+cu128 to {now['torch']}, cpu_capability "
+            f"AVX2 to {now['cpu_capability']}): epochs from here train on this one") in capsys.readouterr().out
+    resumed = load_checkpoint(last)
+    assert resumed["environment"] == now and resumed["earlier_environments"] == [{"environment": elsewhere,
+                                                                                  "until_epoch": 2}]
+    assert evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "eval")]) == 0
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert scored["environment"] == now and scored["earlier_environments"] == resumed["earlier_environments"]
+    assert scored["evaluation_environment"] == now
+
+    del state["environment"], state["earlier_environments"]  # written before environments were recorded
+    torch.save(state, last)
+    assert evaluate_main(["--checkpoint", str(last), "--out", str(tmp_path / "eval-old")]) == 0
+    scored = json.loads((tmp_path / "eval-old" / "metrics.json").read_text())
+    assert scored["environment"] is None and scored["earlier_environments"] == []
+    assert main(["--resume", str(last), "--epochs", "2", "--quiet"]) == 0
+    assert "another environment" not in capsys.readouterr().out
+    assert load_checkpoint(last)["earlier_environments"] == []
 
 
 def test_its_output_read_by_head_stops_it_saying_how_to_go_on(tiny_config_file, tmp_path):

@@ -7,7 +7,7 @@ from vgan.config import apply_overrides, config_from_dict
 from vgan.data import Split, load_train_val
 from vgan.errors import CheckpointError, DivergenceError
 from vgan.inputs import unit_float
-from vgan.provenance import code_record
+from vgan.provenance import code_record, environment_record
 from vgan.trainer import Trainer, evaluate, load_checkpoint, predict
 
 CPU = torch.device("cpu")
@@ -140,6 +140,7 @@ def test_checkpoint_holds_everything_to_resume(tiny_values, tmp_path):
     assert {"generator", "discriminator", "opt_g", "opt_d", "epoch", "config", "rng", "best_score"} <= set(state)
     assert state["config"] == t.cfg.to_dict()
     assert state["code"] == code_record() and (state["code"] is None or len(state["code"]["commit"]) == 40)
+    assert state["environment"] == environment_record(t.device) and state["earlier_environments"] == []
 
 
 def test_checkpoint_of_another_model_shape(tiny_values, tmp_path):
