@@ -38,8 +38,8 @@ from vgan.cli import run_cli
 from vgan.config import Config, apply_overrides, load_config
 from vgan.data import Item, Split, load_train_val, normalization_stats, train_files
 from vgan.errors import ConfigError
-from vgan.provenance import environment_record
 from vgan.models import Discriminator, Generator
+from vgan.provenance import environment_record
 from vgan.trainer import Trainer, resolve_device
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,7 +7,8 @@ version is aliased `challenger`. It becomes `champion` when there is none, or wh
 test images as the champion (same dataset, same test-split fingerprint), it beats the champion's pooled test
 score by `promote_margin` and a paired bootstrap over the test images (per-image gains, seeded) puts the mean
 gain above 0 at `promote_confidence`. The score is the metric the study chose its trials on
-(`train.select_metric`: AUC-ROC by default, clDice for a study after the vessels' topology). A champion
+(`train.select_metric`: AUC-ROC by default, clDice for a study after the vessels' topology, thin-vessel AUC-ROC
+for one after the capillaries). A champion
 scored on other images is never compared with: the version stays challenger, with the reason tagged.
 
 The gate's evidence stays with the version: each model's test scores as `vgan.evaluate` writes them

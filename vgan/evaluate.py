@@ -540,7 +540,7 @@ def _main(argv: Sequence[str] | None) -> None:
     writable_folder(Path(args.out), "--out")
     m = run_checkpoint(args) if args.checkpoint else run_predictions(args)
     if m:
-        keys = [k for k in SELECTABLE if k in m]
+        keys = [k for k in SELECTABLE if k in m and k not in BY_WIDTH]  # the widths' figures: a line of their own
         views = f", --tta {m['tta']}" if m.get("tta", TTA_DEFAULT) != TTA_DEFAULT else ""
         if "members" in m:
             views += f", mean of {len(m['members'])} generators"

@@ -19,11 +19,12 @@ METRIC_NAMES = ("auc_roc", "auc_pr", "average_precision", "f1", "accuracy", "sen
 CLDICE = "cldice"  # of the vessels' centrelines (`centreline_counts`)
 THIN, THICK = "thin_sensitivity", "thick_sensitivity"  # of the label's vessels by width (`thin_vessels`)
 THIN_AUC, THICK_AUC = "thin_auc_roc", "thick_auc_roc"  # and their AUC-ROC against the background (`calibre_aucs`)
-# what may select a checkpoint, a trial, a registered version (each epoch's validation scores it)
-SELECTABLE = (*METRIC_NAMES, CLDICE)
+# what may select a checkpoint, a trial, a registered version (each epoch's validation scores it; clDice and the
+# thin vessels' AUC-ROC only where selected, as they are taken on the host)
+SELECTABLE = (*METRIC_NAMES, CLDICE, THIN_AUC)
 # what an evaluation scores (vgan.evaluate; files before 2026-12-06 lack clDice, before 2026-12-07 the widths')
 BY_WIDTH = (THIN, THICK, THIN_AUC, THICK_AUC)
-SCORED = (*SELECTABLE, *BY_WIDTH)
+SCORED = tuple(dict.fromkeys((*SELECTABLE, *BY_WIDTH)))
 DISPLAY_NAMES = {"auc_roc": "AUC-ROC", "auc_pr": "AUC-PR", "average_precision": "average precision", "f1": "F1",
                  "accuracy": "accuracy", "sensitivity": "sensitivity", "specificity": "specificity", CLDICE: "clDice",
                  THIN: "thin-vessel sensitivity", THICK: "thick-vessel sensitivity", THIN_AUC: "thin-vessel AUC-ROC",

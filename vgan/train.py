@@ -105,6 +105,7 @@ def format_record(r: dict[str, float], epochs: int, best: bool) -> str:
         f"{f'cldice {c:.4f}  ' if (c := r.get('loss_cldice')) else ''}"  # where the term is on
         f"loss_d {r['loss_d']:.4f}  val AUC-ROC {r['val_auc_roc']:.4f}  AUC-PR {r['val_auc_pr']:.4f}  "
         f"F1 {r['val_f1']:.4f}  {f'clDice {c:.4f}  ' if (c := r.get('val_cldice')) is not None else ''}"
+        f"{f'thin AUC-ROC {c:.4f}  ' if (c := r.get('val_thin_auc_roc')) is not None else ''}"
         f"{r['epoch_s']:.1f}s (+{r['val_s']:.1f}s val){'  *best' if best else ''}"
     )
 

@@ -26,6 +26,9 @@ from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
 from vgan.metrics import (
     CLDICE,
+    THIN_AUC,
+    THIN_BELOW,
+    calibre_aucs,
     compute_metrics,
     histogram_metrics,
     image_centrelines,
@@ -140,6 +143,15 @@ def split_cldice(probs: torch.Tensor, split: Split, threshold: float = 0.5,
     return pooled_cldice(image_centrelines(maps, labels, masks, threshold, on_labels))
 
 
+def split_thin_auc(probs: torch.Tensor, split: Split, thin: list[np.ndarray] | None = None) -> float:
+    """Thin-vessel AUC-ROC of probabilities (N,1,H,W) for a split, pooled as `vgan.evaluate` pools it (the thick
+    vessels' pixels in neither class). `thin`: the split's `label_thin_vessels`, taken once a run."""
+    maps, labels, masks = (t[:, 0].cpu().numpy() for t in (probs, split.labels, split.masks))
+    if thin is None:
+        thin = label_thin_vessels(labels, masks)
+    return calibre_aucs(maps, labels, masks, thin)[THIN_AUC]
+
+
 @dataclass
 class EpochResult:
     record: dict[str, float]  # epoch, losses, val_* metrics, timings: one metrics.jsonl line
@@ -183,9 +195,14 @@ class Trainer:
                                                                 train.masks[:, 0].cpu().numpy())))[:, None]
         self.train_data = stack(train.images, train.labels, train.masks, thin).to(device)
         self.val = val.to(device)
-        # the validation labels' centrelines, thinned once a run rather than once an epoch
-        self.val_centrelines = label_centrelines(val.labels[:, 0].cpu().numpy(), val.masks[:, 0].cpu().numpy()) \
-            if t.select_metric == CLDICE else None
+        # the validation labels' centrelines, thinned once a run rather than once an epoch (and their thin vessels)
+        val_labels, val_masks = val.labels[:, 0].cpu().numpy(), val.masks[:, 0].cpu().numpy()
+        self.val_centrelines = label_centrelines(val_labels, val_masks) if t.select_metric == CLDICE else None
+        self.val_thin = label_thin_vessels(val_labels, val_masks) if t.select_metric == THIN_AUC else None
+        if self.val_thin is not None and not any(thin.any() for thin in self.val_thin):
+            raise ConfigError(f"train.select_metric: {THIN_AUC}, but no validation label holds a thin vessel (under "
+                              f"{THIN_BELOW} px across at its centreline), so no epoch would have a score; select on "
+                              "auc_roc")
         sizes = None if train.sizes is None else torch.tensor(train.sizes, dtype=torch.int64)
         self.transform = get_transform(True, cfg.data.crop_size, cfg.data.augment_strength, cfg.data.flip, sizes,
                                        cfg.data.grey_prob)
@@ -316,6 +333,8 @@ class Trainer:
             raise
         if t.select_metric == CLDICE:
             metrics[CLDICE] = split_cldice(probs, self.val, on_labels=self.val_centrelines)
+        elif t.select_metric == THIN_AUC:
+            metrics[THIN_AUC] = split_thin_auc(probs, self.val, self.val_thin)
         return metrics, probs
 
     def lr_factor(self, epoch: int) -> float:

@@ -109,7 +109,7 @@ def test_the_gate_pairs_the_images_that_have_its_metric_and_says_how_many_it_lef
 
 
 def test_a_gate_on_a_metric_no_evaluation_scores_is_refused():
-    with pytest.raises(ValueError, match="Gate.metric 'dice': one of auc_roc, .*cldice"):
+    with pytest.raises(ValueError, match="Gate.metric 'dice': one of auc_roc, .*cldice, thin_auc_roc"):
         Gate(metric="dice")
 
 
@@ -442,7 +442,7 @@ def test_a_registration_whose_champion_could_not_be_scored_is_compared_by_the_re
     assert str(client.get_model_version_by_alias("vgan-generator", CHALLENGER).version) == "2"
 
 
-@pytest.mark.parametrize("metric", ["auc_roc", "cldice"])
+@pytest.mark.parametrize("metric", ["auc_roc", "cldice", "thin_auc_roc"])
 def test_the_gates_evidence_is_kept_and_vgan_compare_gives_its_interval_again(tmp_path, capsys, metric):
     """Each version's test scores, and the champion's the gate scored, as vgan.evaluate writes them, on the version's
     run: vgan.compare of the two gives the gate's per-image gain and interval again, on the metric the study

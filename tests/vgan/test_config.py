@@ -138,18 +138,19 @@ def test_the_cldice_term_alone_is_something_to_train_on():
     assert (cfg.loss.bce_weight, cfg.loss.cldice_weight, cfg.adversarial_on) == (0, 1, False)
 
 
-def test_a_checkpoint_may_be_selected_on_any_scored_metric_cldice_too():
+def test_a_checkpoint_may_be_selected_on_any_scored_metric_cldice_and_the_thin_vessels_too():
     from vgan.metrics import DISPLAY_NAMES, SCORED, SELECTABLE
 
-    assert "cldice" in SELECTABLE and set(SELECTABLE) < set(SCORED)
+    assert {"cldice", "thin_auc_roc"} < set(SELECTABLE) < set(SCORED) and len(set(SCORED)) == len(SCORED)
     for metric in SCORED:  # each one the registry and vgan.compare can name
         assert DISPLAY_NAMES[metric]
     for metric in SELECTABLE:
         assert config_from_dict({"train": {"select_metric": metric}}).train.select_metric == metric
-    with pytest.raises(ConfigError, match=r"'train.select_metric' must be one of auc_roc, .*, specificity, cldice"):
+    with pytest.raises(ConfigError, match=r"'train.select_metric' must be one of auc_roc, .*, specificity, cldice, "
+                                          r"thin_auc_roc$"):
         config_from_dict({"train": {"select_metric": "dice"}})
     # scored at evaluation only: no epoch's validation gives a thin vessel's sensitivity to select on
-    with pytest.raises(ConfigError, match=r"'train.select_metric' must be one of .*cldice$"):
+    with pytest.raises(ConfigError, match=r"'train.select_metric' must be one of .*thin_auc_roc$"):
         config_from_dict({"train": {"select_metric": "thin_sensitivity"}})
 
 

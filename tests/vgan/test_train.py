@@ -206,12 +206,14 @@ def test_the_epoch_line_shows_the_cldice_term_where_it_is_on():
     assert "cldice" not in format_record({**r, "loss_cldice": 0.0}, 60, False) + format_record(r, 60, False)
 
 
-def test_the_epoch_line_shows_validation_cldice_where_it_is_scored():
+def test_the_epoch_line_shows_validation_cldice_or_thin_vessel_auc_where_it_is_scored():
     r = {"epoch": 3, "loss_g": 0.9, "loss_bce": 0.3, "loss_d": 0.2, "val_auc_roc": 0.9, "val_auc_pr": 0.7,
          "val_f1": 0.6, "epoch_s": 9.0, "val_s": 1.0}
     assert "F1 0.6000  clDice 0.5500  9.0s (+1.0s val)" in format_record({**r, "val_cldice": 0.55}, 60, True)
     assert "F1 0.6000  clDice 0.0000  9.0s" in format_record({**r, "val_cldice": 0.0}, 60, True)  # no vessel kept
     assert "clDice" not in format_record(r, 60, False)  # a run selected on another metric does not score it
+    assert "F1 0.6000  thin AUC-ROC 0.9123  9.0s" in format_record({**r, "val_thin_auc_roc": 0.9123}, 60, True)
+    assert "thin" not in format_record(r, 60, False)
 
 
 @pytest.mark.parametrize("argv, fragments", [

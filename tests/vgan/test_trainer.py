@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import pytest
@@ -5,7 +6,7 @@ import torch
 
 from vgan.config import apply_overrides, config_from_dict
 from vgan.data import Split, load_train_val
-from vgan.errors import CheckpointError, DivergenceError
+from vgan.errors import CheckpointError, ConfigError, DivergenceError
 from vgan.inputs import unit_float
 from vgan.provenance import code_record, environment_record
 from vgan.trainer import Trainer, evaluate, load_checkpoint, predict
@@ -202,10 +203,12 @@ def test_drive_held_as_uint8_trains_exactly_as_its_floats(drive_root):
     assert torch.equal(a.probs, b.probs) and same_state(held.G.state_dict(), plain.G.state_dict())
 
 
-def test_a_run_selected_on_cldice_keeps_the_epoch_of_the_best_validation_cldice(drive_root):
-    """`train.select_metric: cldice`: each epoch's validation clDice is the figure vgan.evaluate gives the same
-    maps (centreline counts pooled over DRIVE's validation photographs, each at its own size), and the best
-    epoch is the one it ranks first, whatever AUC-ROC says."""
+@pytest.mark.parametrize("metric", ["cldice", "thin_auc_roc"])
+def test_a_run_selected_on_cldice_or_the_thin_vessels_keeps_the_epoch_they_rank_first(drive_root, metric):
+    """`train.select_metric: cldice` (or `thin_auc_roc`): each epoch's validation clDice (thin-vessel AUC-ROC) is
+    the figure vgan.evaluate gives the same maps (centreline counts, or the thin vessels' pixels against the
+    background, pooled over DRIVE's validation photographs, each at its own size), and the best epoch is the one
+    it ranks first, whatever AUC-ROC says."""
     from vgan.evaluate import score_maps
 
     cfg = config_from_dict({
@@ -213,18 +216,30 @@ def test_a_run_selected_on_cldice_keeps_the_epoch_of_the_best_validation_cldice(
         "model": {"base_width": 8, "depth": 3},
         "loss": {"adversarial": "none", "cldice_weight": 1.0},
         "optim": {"lr_g": 1e-2},
-        "train": {"epochs": 4, "batch_size": 8, "steps_per_epoch": 8, "eval_batch_size": 4, "select_metric": "cldice"},
+        "train": {"epochs": 4, "batch_size": 8, "steps_per_epoch": 8, "eval_batch_size": 4, "select_metric": metric},
     })
     t = Trainer(cfg, *load_train_val(cfg.data), CPU)
     records = []
     for _ in range(cfg.train.epochs):
         r = t.run_epoch()
         reported = score_maps([t.val.own(i, p[0]).numpy() for i, p in enumerate(r.probs)], t.val, 0.5)[0]
-        assert r.record["val_cldice"] == pytest.approx(reported["cldice"], abs=1e-12)
+        assert r.record[f"val_{metric}"] == pytest.approx(reported[metric], abs=1e-12)
+        assert {f"val_{m}" for m in ("cldice", "thin_auc_roc") if m != metric}.isdisjoint(r.record)  # not taken
         records.append(r.record)
-    scores = [r["val_cldice"] for r in records]
+    scores = [r[f"val_{metric}"] for r in records]
     assert len(set(scores)) == len(scores) and 0 < min(scores)  # epochs told apart: a real choice
     assert (t.best_epoch, t.best_score) == (1 + scores.index(max(scores)), max(scores))
+
+
+def test_a_run_selected_on_the_thin_vessels_needs_a_validation_label_that_has_some(tiny_values):
+    train, val = load_train_val(config_from_dict(tiny_values).data)
+    blank = dataclasses.replace(val, labels=torch.zeros_like(val.labels))
+    cfg = config_from_dict({**tiny_values, "train": {**tiny_values["train"], "select_metric": "thin_auc_roc"}})
+    Trainer(cfg, train, val, CPU)  # the synthetic labels' vessels: some thin
+    with pytest.raises(ConfigError, match=r"train.select_metric: thin_auc_roc, but no validation label holds a thin "
+                                          r"vessel \(under 3 px across at its centreline\), so no epoch would have a "
+                                          r"score; select on auc_roc"):
+        Trainer(cfg, train, blank, CPU)
 
 
 def test_thin_vessels_weighed_up_are_learnt_sooner_and_weight_one_trains_as_before(drive_root):
