@@ -85,6 +85,12 @@ def code_changed(saved: dict[str, Any] | None, running: dict[str, Any] | None) -
 # What a run's numbers depend on beside its code and config. The OS (its kernel's version) does not, and a
 # cluster's nodes update it under a long run: recorded, not compared.
 UNCOMPARED = ("os",)
+# Variables that choose the kernels or their arithmetic (which instructions oneDNN, ATen and MKL use; cuBLAS's
+# workspace; TF32): set, they change a run's last digits as another machine does. ONEDNN_MAX_CPU_ISA=AVX2 on an
+# AVX-512 machine trains the CPU recipe's seeds 2 and 3 to the first-epoch losses of a session whose machine had
+# no AVX-512 (1.035340 and 0.948244, against 1.035186 and 0.946328): recorded where set.
+KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS",
+                    "MKL_CBWR", "CUBLAS_WORKSPACE_CONFIG", "NVIDIA_TF32_OVERRIDE")
 
 
 @functools.cache
@@ -123,14 +129,18 @@ def gpu_driver() -> str | None:
 
 def environment_record(device: torch.device) -> dict[str, Any]:
     """What a run on `device` runs on, as a checkpoint and metrics.json keep it: Python, torch and NumPy versions,
-    the OS, the processor, the vector instructions torch's CPU kernels use and its thread count (both change
-    how sums are split, so the last digits), and on a GPU its name, CUDA, cuDNN and the driver."""
+    the OS, the processor (whose vector instructions oneDNN's convolutions use as they find them), the vector
+    instructions torch's own CPU kernels use and its thread count (each changes how sums are split, so the last
+    digits), the `KERNEL_VARIABLES` set, and on a GPU its name, CUDA, cuDNN and the driver."""
     record: dict[str, Any] = {
         # plain str: torch's version is a str subclass, which a weights_only load refuses
         "python": platform.python_version(), "torch": str(torch.__version__), "numpy": str(np.__version__),
         "os": platform.platform(), "cpu": cpu_name(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(), "device": device.type,
     }
+    chosen = {k: os.environ[k] for k in KERNEL_VARIABLES if os.environ.get(k)}
+    if chosen:
+        record["kernel_variables"] = chosen
     if device.type == "cuda":
         record.update(gpu=torch.cuda.get_device_name(device), cuda=str(torch.version.cuda),
                       cudnn=torch.backends.cudnn.version(), driver=gpu_driver())

@@ -9,6 +9,7 @@ import torch
 from vgan.provenance import (
     COMMIT_ENV,
     DIRTY_ENV,
+    KERNEL_VARIABLES,
     code_version,
     cpu_name,
     describe_environment,
@@ -55,7 +56,9 @@ def test_an_image_says_its_commit_through_its_build_arguments(monkeypatch):
         assert image_code() is None, said
 
 
-def test_the_environment_record_says_what_a_run_on_the_cpu_ran_on():
+def test_the_environment_record_says_what_a_run_on_the_cpu_ran_on(monkeypatch):
+    for name in KERNEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     record = environment_record(torch.device("cpu"))
     assert record == {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
                       "os": platform.platform(), "cpu": cpu_name(),
@@ -70,6 +73,11 @@ def test_the_environment_record_says_what_a_run_on_the_cpu_ran_on():
                                             f"{record['cpu_capability']}, {torch.get_num_threads()} thread"
                                             + ("" if torch.get_num_threads() == 1 else "s"))
     assert describe_environment(None) == "an unrecorded environment"
+    # a variable that picks other kernels changes the digits as another machine would: said where set
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert environment_record(torch.device("cpu")) == {**record, "kernel_variables": {"ONEDNN_MAX_CPU_ISA": "AVX2"}}
+    assert environment_changed(record, environment_record(torch.device("cpu"))) == \
+        "kernel_variables None to {'ONEDNN_MAX_CPU_ISA': 'AVX2'}"
 
 
 def test_an_environment_change_names_what_differs_but_the_os():
