@@ -135,21 +135,27 @@ def split_metrics(probs: torch.Tensor, split: Split, threshold: float = 0.5, exa
     return compute_metrics(scores.cpu().numpy(), targets.cpu().numpy(), threshold)
 
 
-def split_cldice(probs: torch.Tensor, split: Split, threshold: float = 0.5,
+def host_targets(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """A split's labels and FOV masks (N, H, W) on the host, for the metrics taken there (`split_cldice`,
+    `split_thin_auc`): a run takes them once, not every epoch from the device."""
+    return split.labels[:, 0].cpu().numpy(), split.masks[:, 0].cpu().numpy()
+
+
+def split_cldice(probs: torch.Tensor, targets: tuple[np.ndarray, np.ndarray], threshold: float = 0.5,
                  on_labels: list | None = None) -> float:
     """clDice of probabilities (N,1,H,W) for a split at `threshold`, pooled as `vgan.evaluate` pools it. The maps
-    are thinned on the host: only when a run selects on it. `on_labels`: the split's `label_centrelines`."""
-    maps, labels, masks = (t[:, 0].cpu().numpy() for t in (probs, split.labels, split.masks))
-    return pooled_cldice(image_centrelines(maps, labels, masks, threshold, on_labels))
+    are thinned on the host: only when a run selects on it. `targets`: the split's `host_targets`; `on_labels`: its
+    `label_centrelines`."""
+    return pooled_cldice(image_centrelines(probs[:, 0].cpu().numpy(), *targets, threshold, on_labels))
 
 
-def split_thin_auc(probs: torch.Tensor, split: Split, thin: list[np.ndarray] | None = None) -> float:
+def split_thin_auc(probs: torch.Tensor, targets: tuple[np.ndarray, np.ndarray],
+                   thin: list[np.ndarray] | None = None) -> float:
     """Thin-vessel AUC-ROC of probabilities (N,1,H,W) for a split, pooled as `vgan.evaluate` pools it (the thick
-    vessels' pixels in neither class). `thin`: the split's `label_thin_vessels`, taken once a run."""
-    maps, labels, masks = (t[:, 0].cpu().numpy() for t in (probs, split.labels, split.masks))
+    vessels' pixels in neither class). `targets`: the split's `host_targets`; `thin`: its `label_thin_vessels`."""
     if thin is None:
-        thin = label_thin_vessels(labels, masks)
-    return calibre_aucs(maps, labels, masks, thin)[THIN_AUC]
+        thin = label_thin_vessels(*targets)
+    return calibre_aucs(probs[:, 0].cpu().numpy(), *targets, thin)[THIN_AUC]
 
 
 @dataclass
@@ -195,10 +201,11 @@ class Trainer:
                                                                 train.masks[:, 0].cpu().numpy())))[:, None]
         self.train_data = stack(train.images, train.labels, train.masks, thin).to(device)
         self.val = val.to(device)
-        # the validation labels' centrelines, thinned once a run rather than once an epoch (and their thin vessels)
-        val_labels, val_masks = val.labels[:, 0].cpu().numpy(), val.masks[:, 0].cpu().numpy()
-        self.val_centrelines = label_centrelines(val_labels, val_masks) if t.select_metric == CLDICE else None
-        self.val_thin = label_thin_vessels(val_labels, val_masks) if t.select_metric == THIN_AUC else None
+        # what the metrics taken on the host score against, once a run rather than once an epoch: the validation
+        # labels and masks, their centrelines (thinned) or their thin vessels
+        self.val_targets = host_targets(val) if t.select_metric in (CLDICE, THIN_AUC) else None
+        self.val_centrelines = label_centrelines(*self.val_targets) if t.select_metric == CLDICE else None
+        self.val_thin = label_thin_vessels(*self.val_targets) if t.select_metric == THIN_AUC else None
         if self.val_thin is not None and not any(thin.any() for thin in self.val_thin):
             raise ConfigError(f"train.select_metric: {THIN_AUC}, but no validation label holds a thin vessel (under "
                               f"{THIN_BELOW} px across at its centreline), so no epoch would have a score; select on "
@@ -332,9 +339,9 @@ class Trainer:
                 raise DivergenceError(self.epoch, "val_probability", float("nan")) from None
             raise
         if t.select_metric == CLDICE:
-            metrics[CLDICE] = split_cldice(probs, self.val, on_labels=self.val_centrelines)
+            metrics[CLDICE] = split_cldice(probs, self.val_targets, on_labels=self.val_centrelines)
         elif t.select_metric == THIN_AUC:
-            metrics[THIN_AUC] = split_thin_auc(probs, self.val, self.val_thin)
+            metrics[THIN_AUC] = split_thin_auc(probs, self.val_targets, self.val_thin)
         return metrics, probs
 
     def lr_factor(self, epoch: int) -> float:
