@@ -68,8 +68,8 @@ def test_the_docs_give_commands_of_every_cli():
     """What is checked below is found: a command of every CLI (tuner.replay's, which a study prints with its own
     options, is quoted in prose only)."""
     modules = {module for _, module, _ in documented_commands()}
-    assert modules == {"vgan.train", "vgan.prepare", "vgan.evaluate", "vgan.compare", "vgan.predict", "tuner.run",
-                       "tuner.predict", "tuner.promote"}
+    assert modules == {"vgan.train", "vgan.prepare", "vgan.evaluate", "vgan.compare", "vgan.predict", "vgan.export",
+                       "tuner.run", "tuner.predict", "tuner.promote", "tuner.export"}
 
 
 @pytest.mark.parametrize("where, module, arguments", documented_commands(), ids=lambda v: v[:90])

@@ -790,8 +790,9 @@ def register(plan: Plan, study: Study, ranked: list[dict[str, Any]]) -> None:
     if "champion_test_evaluation" in reg.evidence:
         print(f"the gate's evaluations, for python -m vgan.compare once fetched (mlflow artifacts download -u URI): "
               f"{reg.evidence['champion_test_evaluation']} {reg.evidence['test_evaluation']}")
-    print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'), or segment a folder with "
-          f"python -m tuner.predict --model models:/{reg.name}@champion --input DIR --out DIR")
+    print(f"load it with mlflow.pytorch.load_model('models:/{reg.name}@champion'), segment a folder with "
+          f"python -m tuner.predict --model models:/{reg.name}@champion --input DIR --out DIR, or export it for "
+          f"runtimes outside Python with python -m tuner.export --model models:/{reg.name}@champion --out FILE.onnx")
 
 
 def choose_ensemble(study: Study, ranked: list[dict[str, Any]], space: SearchSpace):

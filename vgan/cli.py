@@ -42,6 +42,22 @@ def writable_folder(path: Path, what: str) -> Path:
     return path
 
 
+def writable_file(path: Path, what: str) -> Path:
+    """`path` for a file written later: its folder made and written to once now, so that a file that cannot be
+    written is bad input before the work, not a traceback after it."""
+    if path.is_dir():
+        raise BadInputError(f"{what} {path}: is a folder; give the name of a file to write")
+    if path.parent.exists() and not path.parent.is_dir():  # mkdir would say "File exists"
+        raise BadInputError(f"{what} {path}: cannot write there ({path.parent} is a file, not a folder)")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".vgan-write-probe-"):
+            pass
+    except OSError as e:
+        raise BadInputError(f"{what} {path}: cannot write there ({e.strerror or e})") from None
+    return path
+
+
 def json_text(value: Any) -> str:
     """A JSON file's text as the commands write theirs (metrics.json, --json): indented, but a list of plain values
     on one line (an interval, a row of pair counts: one number a line made 400 lines of 20 images' pair counts,

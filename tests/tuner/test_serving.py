@@ -226,6 +226,42 @@ def test_tuner_predict_writes_the_champions_maps(champion, drive_root, clinic, t
     assert "0 image(s) segmented" in (said := capsys.readouterr().out) and "4 kept as an earlier run" in said
 
 
+def test_tuner_export_writes_the_champion_as_onnx_that_runs_as_the_registered_model(champion, drive_root,
+                                                                                     drive_image, tmp_path, capsys):
+    """The ONNX file's map of a DRIVE photograph is the registered program's; its metadata names the version the
+    alias named, the FOV the model was trained at, and the digest tuner.predict's report.csv gives its batches."""
+    import csv
+
+    import mlflow.pytorch
+    import onnxruntime as ort
+
+    from tuner.export import main as export_main
+    from vgan.export import read_metadata
+
+    uri, model = champion
+    out = tmp_path / "champion.onnx"
+    assert export_main(["--model", model, "--tracking-uri", uri, "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"tuner.export: {model} is version 1" in said and f"wrote {out}" in said
+    with use_tracking_uri(uri):
+        m = mlflow.pytorch.load_model(model)
+    x = torch.from_numpy(drive_image).permute(2, 0, 1)[None].float() / 255
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(["probability"], {"image": x.numpy()})[0]
+    np.testing.assert_allclose(got, m(x).numpy(), atol=1e-5)
+    assert got.shape == (1, 1, 584, 565)
+    meta = read_metadata(out)
+    assert meta["source"] == f"models:/{NAME}/1" and float(meta["trained_fov_diameter_px"]) == recorded_fov(m)
+    assert predict_main(["--model", model, "--tracking-uri", uri, "--input",
+                         str(drive_root / "test" / "images" / "01_test.tif"), "--out", str(tmp_path / "maps")]) == 0
+    with open(tmp_path / "maps" / "report.csv", newline="") as f:
+        assert [row["model"] for row in csv.DictReader(f)] == [meta["weights_digest"]]
+    # an unknown version: bad input naming it, no file
+    assert export_main(["--model", f"models:/{NAME}/7", "--tracking-uri", uri, "--out", str(tmp_path / "x.onnx")]) == 2
+    assert f"--model models:/{NAME}/7: cannot load it from" in capsys.readouterr().err
+    assert not (tmp_path / "x.onnx").exists()
+
+
 def test_an_alias_is_pinned_to_the_version_it_names_at_the_start(champion):
     from mlflow.tracking import MlflowClient
 

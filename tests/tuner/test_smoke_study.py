@@ -3,6 +3,7 @@ Optuna, ASHA, MLflow and the registry), and what it leaves to look at."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -139,7 +140,7 @@ def test_the_study_reads_at_a_glance_in_mlflow(smoke_study):
     assert ("test_auc_roc", "synthetic-test") in {(m.key, m.dataset_name) for m in champion_model.metrics}
 
 
-def test_the_console_says_what_a_user_needs_and_the_logs_keep_the_rest(smoke_study):
+def test_the_console_says_what_a_user_needs_and_the_logs_keep_the_rest(smoke_study, tmp_path, monkeypatch):
     work, out = smoke_study
     lines = out.splitlines()
     assert len(lines) < 40, out
@@ -158,6 +159,14 @@ def test_the_console_says_what_a_user_needs_and_the_logs_keep_the_rest(smoke_stu
     assert json.loads((work / "ray" / "smoke" / "recipe.json").read_text()) == trial_recipe(load_space(SMOKE))
     # and where its Optuna study is, for a resume or a replay given another database to be told
     assert (work / "ray" / "smoke" / "study_db.txt").read_text() == f"sqlite:///{work}/ray/optuna.db\n"
+    # the champion's export it gives runs as given, where the study ran (its store the default one there)
+    from tuner.export import main as export_main
+    from vgan.export import read_metadata
+
+    given = next(ln for ln in lines if "python -m tuner.export" in ln).split("python -m tuner.export", 1)[1]
+    monkeypatch.chdir(work)
+    assert export_main(shlex.split(given.replace("FILE.onnx", str(tmp_path / "champion.onnx")))) == 0
+    assert read_metadata(tmp_path / "champion.onnx")["source"] == "models:/vgan-generator-synthetic/1"
 
 
 @pytest.mark.slow

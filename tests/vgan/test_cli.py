@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from vgan.cli import handler_kept, json_text, run_cli, writable_folder
+from vgan.cli import handler_kept, json_text, run_cli, writable_file, writable_folder
 from vgan.errors import BadInputError, DataError, VganError
 
 
@@ -73,6 +73,17 @@ def test_a_folder_that_cannot_be_written_is_bad_input(tmp_path):
         writable_folder(tmp_path / "file" / "sub", "--out")
 
 
+def test_a_file_to_write_has_its_folder_made_and_one_that_cannot_be_is_bad_input(tmp_path):
+    assert writable_file(tmp_path / "a" / "g.onnx", "--out") == tmp_path / "a" / "g.onnx"
+    assert list((tmp_path / "a").iterdir()) == [], "the file is written later; the write probe leaves nothing"
+    with pytest.raises(BadInputError, match="--out .*/a: is a folder; give the name of a file to write"):
+        writable_file(tmp_path / "a", "--out")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BadInputError, match=r"--out .*file/g.onnx: cannot write there \(.*file is a file, not a "):
+        writable_file(tmp_path / "file" / "g.onnx", "--out")
+    assert (tmp_path / "file").read_text() == "x"
+
+
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="Linux's /proc: a place where no folder can be made")
 def test_a_folder_where_none_can_be_made_is_bad_input():
@@ -114,6 +125,8 @@ def test_a_program_ended_by_exit_program_keeps_its_status_and_finishes_what_exit
     ("vgan.train", "--config", ["--config", ""]),
     ("vgan.prepare", "--out", ["--images", "CHASEDB1", "--out", "", "--test", "8"]),
     ("vgan.compare", "--json", ["eval/a", "eval/b", "--json", ""]),
+    ("vgan.export", "--out", ["--checkpoint", "best.pt", "--out", ""]),
+    ("tuner.export", "--model", ["--model", "", "--out", "g.onnx"]),
 ])
 def test_an_empty_path_is_refused_not_read_as_the_working_directory(tmp_path, monkeypatch, capsys, module, option,
                                                                      argv):

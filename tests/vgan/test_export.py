@@ -1,0 +1,124 @@
+"""`python -m vgan.export`: a checkpoint's generator as an ONNX file that ONNX Runtime runs as PyTorch does."""
+
+import csv
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from models import tiny_checkpoint
+
+from vgan import export
+from vgan.export import main, read_metadata
+from vgan.images import read_image
+from vgan.models import VesselSegmenter
+from vgan.predict import main as predict_main
+from vgan.trainer import generator_from_checkpoint, load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    """Two tiny generators trained apart (seeds 0 and 1)."""
+    return [tiny_checkpoint(tmp_path_factory.mktemp(f"ckpt{seed}"), **{"train.seed": seed}) for seed in (0, 1)]
+
+
+@pytest.fixture(scope="module")
+def photograph(drive_root) -> np.ndarray:
+    """A DRIVE test photograph as the file's users give it: (1, 3, 584, 565) float32 in [0, 1]."""
+    return (read_image(drive_root / "test" / "images" / "01_test.tif").transpose(2, 0, 1)[None] / 255.0
+            ).astype(np.float32)
+
+
+def module_of(path) -> VesselSegmenter:
+    return VesselSegmenter(generator_from_checkpoint(load_checkpoint(path), str(path), torch.device("cpu"))[0]).eval()
+
+
+def run_onnx(path, images: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    assert session.get_inputs()[0].shape == ["batch", 3, "height", "width"]
+    return session.run(["probability"], {"image": images})[0]
+
+
+def test_onnx_runtime_segments_a_drive_photograph_as_pytorch_does(checkpoints, photograph, tmp_path, capsys):
+    out = tmp_path / "models" / "generator.onnx"  # its folder is made
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert f"wrote {out}" in said and "ONNX Runtime gives PyTorch's probabilities to" in said
+    got = run_onnx(out, photograph)
+    with torch.inference_mode():
+        want = module_of(checkpoints[0])(torch.from_numpy(photograph)).numpy()
+    assert got.shape == (1, 1, 584, 565) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert got.max() - got.min() > 0.01  # a map, not a constant
+    # any batch and size, neither a multiple of the U-Net's 2**depth: the padding is in the graph
+    batch = np.ascontiguousarray(photograph[:, :, 100:173, 200:251].repeat(3, axis=0))
+    with torch.inference_mode():
+        np.testing.assert_allclose(run_onnx(out, batch), module_of(checkpoints[0])(torch.from_numpy(batch)).numpy(),
+                                   atol=1e-5)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["generator.onnx"]  # no temporary file left
+
+
+def test_the_metadata_says_what_the_file_is_and_tells_its_batches(checkpoints, drive_root, tmp_path):
+    """trained_fov_diameter_px is the generator's; weights_digest is the `model` column of report.csv when
+    vgan.predict segments with the same checkpoint."""
+    out = tmp_path / "g.onnx"
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(out), "--opset", "18"]) == 0
+    meta = read_metadata(out)
+    generator = module_of(checkpoints[0]).generator
+    assert float(meta["trained_fov_diameter_px"]) == pytest.approx(generator.trained_fov)
+    assert meta["source"] == str(checkpoints[0]) and meta["generators"] == "1"
+    assert meta["image"].startswith("float32 (N, 3, H, W), RGB in [0, 1]")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "01_test.tif").write_bytes((drive_root / "test" / "images" / "01_test.tif").read_bytes())
+    assert predict_main(["--checkpoint", str(checkpoints[0]), "--input", str(photos), "--out",
+                         str(tmp_path / "maps"), "--device", "cpu"]) == 0
+    with open(tmp_path / "maps" / "report.csv", newline="") as f:
+        assert [row["model"] for row in csv.DictReader(f)] == [meta["weights_digest"]]
+    import onnx
+
+    assert {o.domain: o.version for o in onnx.load(str(out)).opset_import}[""] == 18
+
+
+def test_several_checkpoints_make_one_graph_of_the_mean_of_their_maps(checkpoints, photograph, tmp_path):
+    out = tmp_path / "ensemble.onnx"
+    assert main(["--checkpoint", *map(str, checkpoints), "--out", str(out)]) == 0
+    with torch.inference_mode():
+        maps = [module_of(c)(torch.from_numpy(photograph)).numpy() for c in checkpoints]
+    assert np.abs(maps[0] - maps[1]).max() > 0.01  # trained apart
+    np.testing.assert_allclose(run_onnx(out, photograph), (maps[0] + maps[1]) / 2, atol=1e-5)
+    assert read_metadata(out)["generators"] == "2"
+
+
+def test_generators_trained_at_different_scales_are_refused(checkpoints, tmp_path, capsys):
+    state = load_checkpoint(checkpoints[1])
+    state["generator"]["fov_diameter"] = torch.tensor(540.0)  # as if trained on another camera's photographs
+    other = tmp_path / "other.pt"
+    torch.save(state, other)
+    assert main(["--checkpoint", str(checkpoints[0]), str(other), "--out", str(tmp_path / "g.onnx")]) == 2
+    assert "different FOV scales" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.pt"]
+
+
+def test_bad_input_is_refused_before_any_export(checkpoints, tmp_path, capsys, monkeypatch):
+    assert main(["--checkpoint", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "g.onnx")]) == 2
+    assert "missing.pt: checkpoint not found" in capsys.readouterr().err
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(tmp_path)]) == 2
+    assert "is a folder; give the name of a file to write" in capsys.readouterr().err
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(tmp_path / "g.onnx"), "--opset", "17"]) == 2
+    assert "--opset 17: torch.onnx writes opsets 18 to" in capsys.readouterr().err  # not 18 silently, as it would
+    monkeypatch.setattr(export, "PACKAGES", ("onnx", "vgan_no_such_package"))
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(tmp_path / "g.onnx")]) == 2
+    assert 'needs vgan_no_such_package, not installed here: pip install "vgan-tune[onnx]"' in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_file_that_onnx_runtime_runs_otherwise_is_not_written_and_the_earlier_one_stays(checkpoints, tmp_path,
+                                                                                            capsys, monkeypatch):
+    out = tmp_path / "g.onnx"
+    out.write_bytes(b"an earlier export")
+    monkeypatch.setattr(export, "difference", lambda *a: 0.25)
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(out)]) == 1
+    assert "ONNX Runtime's maps differ from PyTorch's by up to 0.25" in capsys.readouterr().err
+    assert out.read_bytes() == b"an earlier export" and sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]

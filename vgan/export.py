@@ -1,0 +1,255 @@
+"""`python -m vgan.export`: a trained generator as one ONNX file, for runtimes outside Python and PyTorch.
+
+    python -m vgan.export --checkpoint CKPT [CKPT ...] --out generator.onnx [--opset N]
+
+The file holds what the MLflow model's program holds (`vgan.models.VesselSegmenter`): input `image`, float32
+(N, 3, H, W), RGB in [0, 1], any batch, height and width; output `probability`, float32 (N, 1, H, W), each
+pixel's vessel probability. The padding to the U-Net's multiple of 2**depth is in the graph. Left to the caller,
+as `mlflow.pytorch.load_model`'s program leaves them: dividing 8-bit values by 255 (ONNX has no assertion, so
+0..255 values are not refused: they give a map of nonsense), resizing a photograph from another camera so its
+FOV is as wide as the training photographs' (the file's metadata `trained_fov_diameter_px`), the FOV mask and
+mirrored views (`tuner.predict` does those). Several checkpoints: one graph of the mean of their maps.
+
+Each file is checked before it is put in place: ONNX Runtime runs it on images of sizes no export traced, and
+its maps must be PyTorch's to `TOLERANCE`; the file is written whole or not at all (an earlier one at --out
+stays until then). Needs the `onnx` extra: pip install "vgan-tune[onnx]" (onnx, onnxscript, onnxruntime).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, Sequence
+
+from vgan import __version__
+from vgan.cli import exit_program, nonempty, run_cli, writable_file
+from vgan.errors import BadInputError, VganError
+
+if TYPE_CHECKING:  # torch is imported where an export needs it: --help and bad options answer at once
+    import torch
+
+INPUT, OUTPUT = "image", "probability"
+# the largest difference from PyTorch's probabilities a file may show: measured 6e-8 to 2e-6 on the check's images,
+# up to 3e-5 on DRIVE's and STARE's photographs (the CPU recipe's generators, benchmarks.onnx_runtime)
+TOLERANCE = 1e-4
+PACKAGES = ("onnx", "onnxscript", "onnxruntime")
+# torch.onnx writes its graphs at 18 or later: asked for an earlier opset it converts them, and where an op has no
+# adapter (Pad, to 17) it logs a traceback and keeps 18
+OPSET_MIN = 18
+FOV_KEY = "trained_fov_diameter_px"  # as the MLflow model's metadata names it
+INPUT_TEXT = "float32 (N, 3, H, W), RGB in [0, 1] (8-bit values divided by 255), any N, H and W"
+OUTPUT_TEXT = "float32 (N, 1, H, W), each pixel's vessel probability"
+
+
+class ExportError(VganError):
+    """A graph ONNX Runtime runs otherwise than PyTorch, or one the exporter cannot write (exit 1)."""
+
+
+@dataclass
+class Exported:
+    path: Path
+    bytes: int
+    opset: int
+    difference: float  # the largest |ONNX Runtime - PyTorch| of `check_sizes`' probabilities
+    checked: list[tuple[int, int, int]]  # (N, H, W) of the images it was checked on
+
+
+def require_onnx() -> None:
+    """Bad input, naming the install, where a package the export needs is missing."""
+    import importlib.util
+
+    missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BadInputError(f"ONNX export needs {', '.join(missing)}, not installed here: "
+                          'pip install "vgan-tune[onnx]" (or pip install -e ".[onnx]" in a checkout)')
+
+
+def check_opset(opset: int | None) -> None:
+    """Bad input where `--opset` is one the exporter cannot write (`OPSET_MIN` up to what onnx knows)."""
+    import onnx.defs
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not OPSET_MIN <= opset <= newest:
+        raise BadInputError(f"--opset {opset}: torch.onnx writes opsets {OPSET_MIN} to {newest} here (onnx "
+                            f"{onnx.__version__}); a runtime that takes no opset {OPSET_MIN} is older than ONNX "
+                            "Runtime 1.14")
+
+
+def check_sizes(min_side: int) -> list[tuple[int, int, int]]:
+    """(N, H, W) of the images a file is checked on: a batch of 2 and one of 1, neither side a multiple of the
+    U-Net's 2**depth (`min_side`) nor the traced example's (so a size baked into the graph shows)."""
+    m = max(min_side, 1)
+    return [(2, 3 * m + 5, 2 * m + 3), (1, 5 * m + 1, 7 * m + 6)]
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """The exporter's progress lines and its notes on packages it would translate for (torchvision) are for
+    torch developers; an export that fails still raises."""
+    loggers = [logging.getLogger(name) for name in ("torch.onnx", "onnxscript")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with open(os.devnull, "w") as null, contextlib.redirect_stdout(null):
+                yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def onnx_program(module: torch.nn.Module, min_side: int, opset: int | None = None):
+    """The `torch.onnx` program of `module` (images (N, 3, H, W) -> maps (N, 1, H, W)), N, H and W dynamic."""
+    import torch
+    from torch.export import Dim
+
+    m = max(min_side, 1)
+    example = torch.rand(2, 3, 2 * m + 3, 3 * m + 1, generator=torch.Generator().manual_seed(0))
+    dynamic = ({0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC},)
+    with _quiet():
+        try:
+            program = torch.onnx.export(module, (example,), dynamo=True, input_names=[INPUT], output_names=[OUTPUT],
+                                        dynamic_shapes=dynamic, opset_version=opset, verbose=False)
+        except Exception as e:  # the exporter's own errors are many and of no common class
+            raise ExportError(f"torch.onnx could not export the generator ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''})") from e
+    value = {INPUT: program.model.graph.inputs[0], OUTPUT: program.model.graph.outputs[0]}
+    # the exporter names the sizes after its symbols (s0, s53, ...): a runtime's user reads these names
+    program.rename_axes({value[INPUT].shape[0]: "batch", value[INPUT].shape[2]: "height",
+                         value[INPUT].shape[3]: "width"})
+    return program
+
+
+def difference(path: Path, module: torch.nn.Module, sizes: Sequence[tuple[int, int, int]]) -> float:
+    """The largest |ONNX Runtime's - `module`'s| probability of the file at `path` on random images of `sizes`
+    (N, H, W), each in [0, 1]."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime's errors share no class but its own
+        raise ExportError(f"ONNX Runtime {ort.__version__} cannot load the graph ({str(e).splitlines()[0]})") from e
+    rng = torch.Generator().manual_seed(1)
+    worst = 0.0
+    for n, h, w in sizes:
+        x = torch.rand(n, 3, h, w, generator=rng)
+        with torch.inference_mode():
+            want = module(x).numpy()
+        got = session.run([OUTPUT], {INPUT: x.numpy()})[0]
+        if got.shape != want.shape:
+            raise ExportError(f"ONNX Runtime gave maps of {got.shape} for images of {tuple(x.shape)}, PyTorch "
+                              f"{want.shape}")
+        worst = max(worst, float(np.abs(got - want).max()))
+    return worst
+
+
+def write_onnx(module: torch.nn.Module, path: Path, metadata: dict[str, str], min_side: int = 1,
+               opset: int | None = None) -> Exported:
+    """`module` (on the CPU, in eval mode) exported to `path` with `metadata` (the file's metadata_props), checked
+    against itself by ONNX Runtime (`difference`, up to `TOLERANCE`), then moved into place: a failure leaves no
+    file, and an earlier file at `path` as it was."""
+    program = onnx_program(module, min_side, opset)
+    program.model.metadata_props.update({"vgan_tune_version": __version__, INPUT: INPUT_TEXT, OUTPUT: OUTPUT_TEXT,
+                                         "generators": str(generator_count(module)), **metadata})
+    program.model.doc_string = "Retinal-vessel probability map of a colour fundus photograph (vgan-tune)"
+    sizes = check_sizes(min_side)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        with _quiet():
+            program.save(tmp, external_data=False)  # one file: the generators are megabytes, far under 2 GB
+        worst = difference(Path(tmp), module, sizes)
+        if not worst <= TOLERANCE:
+            raise ExportError(f"ONNX Runtime's maps differ from PyTorch's by up to {worst:.2g} (more than "
+                              f"{TOLERANCE:g}) on images of {sizes} (N, H, W): {path} not written")
+        written = int(program.model.opset_imports[""])
+        if opset is not None and written != opset:
+            raise ExportError(f"torch.onnx wrote opset {written} where {opset} was asked: {path} not written")
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return Exported(path, path.stat().st_size, written, worst, sizes)
+
+
+def generator_count(module: torch.nn.Module) -> int:
+    """How many generators a VesselSegmenter, an EnsembleSegmenter or programs exported from them hold (an
+    ensemble logged as one model too): each has its own recorded FOV buffer."""
+    from vgan.scale import RECORDED_FOV
+
+    return sum(1 for name, _ in module.named_buffers() if name == RECORDED_FOV or name.endswith("." + RECORDED_FOV))
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """An ONNX file's metadata_props."""
+    import onnx
+
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=nonempty, required=True, metavar="FILE",
+                   help="the ONNX file to write (replaced if it exists, once the new one is checked)")
+    p.add_argument("--opset", type=int, metavar="N",
+                   help="ONNX opset version (default: the exporter's); older runtimes may need an older one")
+
+
+def said(exported: Exported, fov: float | None, prog: str) -> str:
+    sizes = ", ".join(f"{n} x {h} x {w}" for n, h, w in exported.checked)
+    size = f"{exported.bytes / 1e6:.1f} MB" if exported.bytes >= 1e6 else f"{exported.bytes / 1e3:.0f} kB"
+    return (f"{prog}: wrote {exported.path} ({size}, opset {exported.opset}): {INPUT} "
+            f"(N, 3, H, W) RGB in [0, 1] -> {OUTPUT} (N, 1, H, W); ONNX Runtime gives PyTorch's probabilities to "
+            f"{exported.difference:.1g} on images of {sizes} (N x H x W); "
+            + (f"its training photographs' FOV was {fov:g} px across ({FOV_KEY}): resize another camera's to that"
+               if fov else "its training photographs' FOV was not recorded"))
+
+
+def _main(argv: Sequence[str] | None) -> None:
+    p = argparse.ArgumentParser(prog="python -m vgan.export", description=__doc__.split("\n\n")[0],
+                                allow_abbrev=False)
+    p.add_argument("--checkpoint", type=nonempty, required=True, nargs="+", metavar="CKPT",
+                   help="checkpoint written by vgan.train (best.pt, last.pt); several: one graph of the mean of "
+                        "their maps (an ensemble)")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    require_onnx()
+    check_opset(args.opset)
+    out = writable_file(Path(args.out), "--out")
+    import torch
+
+    from vgan.models import EnsembleSegmenter, VesselSegmenter
+    from vgan.report import weights_digest
+    from vgan.trainer import generator_from_checkpoint, load_checkpoint
+
+    cpu = torch.device("cpu")
+    generators = [generator_from_checkpoint(load_checkpoint(path), path, cpu)[0] for path in args.checkpoint]
+    try:
+        module = VesselSegmenter(generators[0]) if len(generators) == 1 else EnsembleSegmenter(generators)
+    except ValueError as e:  # generators trained at different scales
+        raise BadInputError(f"--checkpoint: {e}") from None
+    module = module.eval().requires_grad_(False)
+    fov = generators[0].trained_fov
+    # the digest of the modules vgan.predict runs, so a batch's report.csv (its `model` column) tells this file's
+    metadata = {"source": " ".join(args.checkpoint),
+                "weights_digest": weights_digest([VesselSegmenter(g) for g in generators]) or ""}
+    if fov:
+        metadata[FOV_KEY] = f"{fov:g}"
+    exported = write_onnx(module, out, metadata, max(2**g.depth for g in generators), args.opset)
+    print(said(exported, fov, "vgan.export"))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(_main, argv, "vgan.export")
+
+
+if __name__ == "__main__":
+    exit_program(main())
