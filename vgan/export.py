@@ -189,6 +189,48 @@ def generator_count(module: torch.nn.Module) -> int:
     return sum(1 for name, _ in module.named_buffers() if name == RECORDED_FOV or name.endswith("." + RECORDED_FOV))
 
 
+class OnnxSegmenter:
+    """A file `write_onnx` wrote, run by ONNX Runtime on the CPU as vgan.predict runs a generator: images (N, 3, H,
+    W) in [0, 1] (torch, on any device) -> probabilities (N, 1, H, W) on the images' device. Its training FOV and
+    weights digest are the file's metadata, so a batch's report.csv tells it as it tells the checkpoint it came
+    from (`runtime` tells them apart)."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int | None = None):
+        import onnxruntime as ort
+        import torch
+
+        if not path.is_file():
+            raise BadInputError(f"{path}: ONNX file not found")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's errors share no class but its own
+            raise BadInputError(f"{path}: not an ONNX file ONNX Runtime {ort.__version__} loads "
+                                f"({str(e).splitlines()[0]})") from None
+        inputs = [i.name for i in self.session.get_inputs()]
+        outputs = [o.name for o in self.session.get_outputs()]
+        if inputs != [INPUT] or outputs != [OUTPUT]:
+            raise BadInputError(f"{path}: an ONNX file of another model (inputs {inputs}, outputs {outputs}; "
+                                f"vgan.export and tuner.export write {INPUT} -> {OUTPUT})")
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.path = path
+        self.trained_fov = float(meta[FOV_KEY]) if meta.get(FOV_KEY) else None
+        self.weights_digest = meta.get("weights_digest") or None
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        x = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0]).to(images.device)
+
+
+def is_onnx(path: str) -> bool:
+    return Path(path).suffix.lower() == ".onnx"
+
+
 def read_metadata(path: Path) -> dict[str, str]:
     """An ONNX file's metadata_props."""
     import onnx

@@ -19,6 +19,8 @@ Each image is segmented at the scale the generator was trained at: resized so it
 pixels across as its training photographs' (`--scale auto`, `vgan.scale`), or by a given factor.
 `--tta flips` averages the maps of the image and its mirror images (`vgan.tta`: better maps, 4x the time).
 Several checkpoints: each map is the mean of their maps (`vgan.ensemble`), each generator at its own scale.
+A checkpoint may be an ONNX file `vgan.export` or `tuner.export` wrote: ONNX Runtime runs it on the CPU (whatever
+`--device`), at the scale its metadata records.
 An image that cannot be read is named at the end (exit status 2); the others are written.
 `tuner.predict` does the same for a registered MLflow model (`segment_images` is shared).
 """
@@ -190,8 +192,12 @@ def segment_images(members: Sequence[Member], sources: Sequence[Source], out: Pa
     model = weights_digest([m.model for m in members])
     scale = members[0].scale
     # the maps' depth too: a batch continued keeps no 8-bit map an older version wrote beside new 16-bit ones
+    runtimes = sorted({getattr(m.model, "runtime", "pytorch") for m in members})
     settings = (f"threshold {threshold:g}; scale {'auto' if scale.factor is None else f'{scale.factor:g}'}; "
-                f"tta {tta}; masks {masks if masks is not None else 'estimated'}; maps 16-bit")
+                f"tta {tta}; masks {masks if masks is not None else 'estimated'}; maps 16-bit"
+                # the same weights through another runtime give maps a few 1e-5 apart: a batch continued keeps
+                # only maps of its own runtime (a PyTorch batch's settings read as before it was said)
+                + ("" if runtimes == ["pytorch"] else f"; runtime {'+'.join(runtimes)}"))
     members = [replace(m, model=with_tta(m.model, tta)) for m in members]
     earlier = earlier or {}
     with BatchReport(out, title) as report, said_on_ctrl_c(report, len(sources)):
@@ -287,13 +293,15 @@ def finish(summary: Summary, out: Path, prog: str) -> None:
 
 
 def _main(argv: Sequence[str] | None) -> None:
+    from vgan.export import OnnxSegmenter, is_onnx, require_onnx
     from vgan.models import VesselSegmenter
     from vgan.trainer import generator_from_checkpoint, load_checkpoint, resolve_device
 
     p = argparse.ArgumentParser(prog="python -m vgan.predict", description=__doc__.split("\n\n")[0],
                                 allow_abbrev=False)
     p.add_argument("--checkpoint", type=nonempty, required=True, nargs="+", metavar="CKPT",
-                   help="checkpoint written by vgan.train (best.pt, last.pt); several: each map the mean of "
+                   help="checkpoint written by vgan.train (best.pt, last.pt), or an ONNX file vgan.export or "
+                        "tuner.export wrote (run by ONNX Runtime on the CPU); several: each map the mean of "
                         "theirs (an ensemble)")
     add_arguments(p)
     args = p.parse_args(argv)
@@ -304,6 +312,11 @@ def _main(argv: Sequence[str] | None) -> None:
     device = resolve_device(args.device, "--device")
     members = []
     for path in args.checkpoint:
+        if is_onnx(path):
+            require_onnx()
+            onnx = OnnxSegmenter(Path(path))
+            members.append(Member(onnx, onnx.trained_fov, scale))
+            continue
         generator, _ = generator_from_checkpoint(load_checkpoint(path), path, device)
         members.append(Member(VesselSegmenter(generator).eval(), generator.trained_fov, scale))
     summary = segment_images(members, sources, Path(args.out), args.threshold,

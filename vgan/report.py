@@ -74,13 +74,21 @@ class BatchReport:
 
 def weights_digest(models: Sequence[object]) -> str | None:
     """A digest of the models' weights (in order): the same for the same weights whatever file, URI or alias
-    they were loaded from; None where a model is no `torch.nn.Module` (nothing to tell it by)."""
+    they were loaded from. A model that is no `torch.nn.Module` is told by the `weights_digest` it carries (an ONNX
+    file's, `vgan.export.OnnxSegmenter`: one alone gives the digest of the checkpoint it was exported from); None
+    where one carries none (nothing to tell it by)."""
     import torch
 
+    carried = [getattr(model, "weights_digest", None) for model in models]
+    if len(models) == 1 and isinstance(carried[0], str):
+        return carried[0]
     digest = hashlib.sha256()
-    for model in models:
+    for model, recorded in zip(models, carried, strict=True):
         if not isinstance(model, torch.nn.Module):
-            return None
+            if not isinstance(recorded, str):
+                return None
+            digest.update(recorded.encode())
+            continue
         for key, value in sorted(model.state_dict().items()):
             digest.update(key.encode())
             digest.update(value.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())

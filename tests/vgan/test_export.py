@@ -1,12 +1,14 @@
 """`python -m vgan.export`: a checkpoint's generator as an ONNX file that ONNX Runtime runs as PyTorch does."""
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
 from models import tiny_checkpoint
+from PIL import Image
 
 from vgan import export
 from vgan.export import main, read_metadata
@@ -122,3 +124,53 @@ def test_a_file_that_onnx_runtime_runs_otherwise_is_not_written_and_the_earlier_
     assert main(["--checkpoint", str(checkpoints[0]), "--out", str(out)]) == 1
     assert "ONNX Runtime's maps differ from PyTorch's by up to 0.25" in capsys.readouterr().err
     assert out.read_bytes() == b"an earlier export" and sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
+
+
+def report_rows(folder) -> list[dict]:
+    with open(folder / "report.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_vgan_predict_segments_with_the_onnx_file_as_with_its_checkpoint(checkpoints, drive_root, tmp_path, capsys):
+    """The file's batch is its checkpoint's: the same maps (16-bit levels at most 1 apart), the same factors (the
+    training FOV read from its metadata), the same weights digest; its settings name the runtime, so a batch is
+    continued only by the runtime that began it."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("01_test.tif", "02_test.tif"):
+        (photos / name).write_bytes((drive_root / "test" / "images" / name).read_bytes())
+    onnx_file = tmp_path / "g.onnx"
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(onnx_file)]) == 0
+    for given, out in ((onnx_file, "by_onnx"), (checkpoints[0], "by_torch")):
+        assert predict_main(["--checkpoint", str(given), "--input", str(photos), "--out", str(tmp_path / out),
+                             "--device", "cpu"]) == 0
+    assert "2 image(s) segmented" in capsys.readouterr().out
+    by_onnx, by_torch = report_rows(tmp_path / "by_onnx"), report_rows(tmp_path / "by_torch")
+    assert [r["status"] for r in by_onnx] == ["segmented"] * 2
+    for a, b in zip(by_onnx, by_torch, strict=True):
+        assert (a["name"], a["factors"], a["model"]) == (b["name"], b["factors"], b["model"])
+        assert float(a["factors"]) != 1  # a DRIVE photograph brought to the tiny generator's training FOV
+        assert a["settings"] == b["settings"] + "; runtime onnxruntime"
+        maps = [np.asarray(Image.open(tmp_path / out / "probabilities" / f"{Path(a['name']).stem}.png"), np.int64)
+                for out in ("by_onnx", "by_torch")]
+        assert maps[0].max() > 0 and np.abs(maps[0] - maps[1]).max() <= 1
+    assert predict_main(["--checkpoint", str(checkpoints[0]), "--input", str(photos), "--out",
+                         str(tmp_path / "by_onnx"), "--device", "cpu", "--continue"]) == 0
+    assert "2 image(s) segmented" in capsys.readouterr().out  # PyTorch does not keep ONNX Runtime's maps
+
+
+def test_an_onnx_file_of_another_model_or_none_is_bad_input(drive_root, tmp_path, capsys):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 8, 8])])
+    onnx.save(helper.make_model(graph), tmp_path / "other.onnx")
+    (tmp_path / "broken.onnx").write_bytes(b"not a graph")
+    photo = str(drive_root / "test" / "images" / "01_test.tif")
+    for name, said in (("other.onnx", "an ONNX file of another model (inputs ['x'], outputs ['y']"),
+                       ("broken.onnx", "not an ONNX file ONNX Runtime"), ("none.onnx", "ONNX file not found")):
+        assert predict_main(["--checkpoint", str(tmp_path / name), "--input", photo,
+                             "--out", str(tmp_path / "out")]) == 2
+        assert f"{tmp_path / name}: {said}" in capsys.readouterr().err
