@@ -21,7 +21,6 @@ import argparse
 import contextlib
 import logging
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,12 +162,13 @@ def write_onnx(module: torch.nn.Module, path: Path, metadata: dict[str, str], mi
                                          "generators": str(generator_count(module)), **metadata})
     program.model.doc_string = "Retinal-vessel probability map of a colour fundus photograph (vgan-tune)"
     sizes = check_sizes(min_side)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
+    # beside it, so the move is one rename; made by the writer, so it takes the umask's permissions (mkstemp's 0600
+    # would leave a shared model folder's file unreadable to the others)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.part"
     try:
         with _quiet():
             program.save(tmp, external_data=False)  # one file: the generators are megabytes, far under 2 GB
-        worst = difference(Path(tmp), module, sizes)
+        worst = difference(tmp, module, sizes)
         if not worst <= TOLERANCE:
             raise ExportError(f"ONNX Runtime's maps differ from PyTorch's by up to {worst:.2g} (more than "
                               f"{TOLERANCE:g}) on images of {sizes} (N, H, W): {path} not written")
@@ -177,7 +177,7 @@ def write_onnx(module: torch.nn.Module, path: Path, metadata: dict[str, str], mi
             raise ExportError(f"torch.onnx wrote opset {written} where {opset} was asked: {path} not written")
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
     return Exported(path, path.stat().st_size, written, worst, sizes)
 
 

@@ -59,6 +59,8 @@ def test_onnx_runtime_segments_a_drive_photograph_as_pytorch_does(checkpoints, p
         np.testing.assert_allclose(run_onnx(out, batch), module_of(checkpoints[0])(torch.from_numpy(batch)).numpy(),
                                    atol=1e-5)
     assert sorted(p.name for p in out.parent.iterdir()) == ["generator.onnx"]  # no temporary file left
+    (out.parent / "plain").write_bytes(b"")
+    assert out.stat().st_mode == (out.parent / "plain").stat().st_mode  # the umask's, as any file written there
 
 
 def test_the_metadata_says_what_the_file_is_and_tells_its_batches(checkpoints, drive_root, tmp_path):
