@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING, Sequence
 
 from vgan.cli import exit_program, nonempty, run_cli, writable_file
 from vgan.errors import BadInputError
-from vgan.export import FOV_KEY, add_arguments, check_opset, require_onnx, said, write_onnx
+from vgan.export import (
+    FOV_KEY,
+    add_arguments,
+    calibration_batches,
+    check_opset,
+    check_quantize,
+    require_onnx,
+    said,
+    write_onnx,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +61,7 @@ def _main(argv: Sequence[str] | None) -> None:
     args = p.parse_args(argv)
     require_onnx()
     check_opset(args.opset)
+    calibration = check_quantize(args)
     out = writable_file(Path(args.out), "--out")
     import torch
 
@@ -79,8 +89,9 @@ def _main(argv: Sequence[str] | None) -> None:
     metadata = {"source": " ".join(sources), "weights_digest": weights_digest(programs) or ""}
     if fov:
         metadata[FOV_KEY] = f"{fov:g}"
+    batches = None if calibration is None else calibration_batches(calibration, fov)
     exported = write_onnx(mean_of(programs), out, metadata, max(smallest_side(program) for program in programs),
-                          args.opset)
+                          args.opset, batches)
     print(said(exported, fov, "tuner.export"))
 
 

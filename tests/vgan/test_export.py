@@ -198,3 +198,41 @@ def test_the_file_scores_a_drive_split_as_its_checkpoint_does(checkpoints, drive
                               for d in ("by_file", "by_checkpoint"))
     for key in ("auc_roc", "auc_pr", "thin_auc_roc", "thick_auc_roc"):
         assert by_file[key] == pytest.approx(by_checkpoint[key], abs=1e-5), key
+
+
+def test_int8_quantizes_the_convolutions_on_calibration_photographs_and_says_how_far_it_drifts(
+        checkpoints, drive_root, photograph, tmp_path, capsys):
+    import onnx
+
+    calibration = [str(drive_root / "training" / "images" / f"{i}_training.tif") for i in (21, 22)]
+    float_file, int8_file = tmp_path / "float.onnx", tmp_path / "int8.onnx"
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(float_file)]) == 0
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(int8_file), "--quantize", "int8",
+                 "--calibration", *calibration]) == 0
+    said = capsys.readouterr().out
+    assert "its convolutions then quantized to 8 bits: on the calibration photographs mean |difference| " in said
+    ops = [node.op_type for node in onnx.load(str(int8_file)).graph.node]
+    assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and "Sigmoid" in ops
+    meta, float_meta = read_metadata(int8_file), read_metadata(float_file)
+    assert meta["quantized"].startswith("int8: convolutions, static QDQ per channel, calibrated on 2 photograph(s)")
+    assert meta["int8_drift"].startswith("on the calibration photographs: mean |difference| ")
+    assert meta["weights_digest"] != float_meta["weights_digest"]  # its maps are not the float weights'
+    assert meta["trained_fov_diameter_px"] == float_meta["trained_fov_diameter_px"]
+    got, exact = run_onnx(int8_file, photograph), run_onnx(float_file, photograph)
+    assert 0 < np.abs(got - exact).mean() < 0.01 and np.abs(got - exact).max() < 0.1
+    # vgan.predict runs it as any file, and its report tells it from the float file's batches
+    assert predict_main(["--checkpoint", str(int8_file), "--input", calibration[0], "--out", str(tmp_path / "maps"),
+                         "--device", "cpu"]) == 0
+    assert [row["model"] for row in report_rows(tmp_path / "maps")] == [meta["weights_digest"]]
+
+
+def test_int8_needs_calibration_photographs_that_can_be_read(checkpoints, tmp_path, capsys):
+    out = ["--checkpoint", str(checkpoints[0]), "--out", str(tmp_path / "g.onnx")]
+    assert main([*out, "--quantize", "int8"]) == 2
+    assert "--quantize int8 needs --calibration PHOTOS" in capsys.readouterr().err
+    (tmp_path / "notes.png").write_text("not a photograph")
+    assert main([*out, "--calibration", str(tmp_path / "notes.png")]) == 2
+    assert "--calibration: only with --quantize int8" in capsys.readouterr().err
+    assert main([*out, "--quantize", "int8", "--calibration", str(tmp_path / "notes.png")]) == 2
+    assert f"--calibration: {tmp_path / 'notes.png'}" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.png"]
