@@ -256,6 +256,13 @@ def test_tuner_export_writes_the_champion_as_onnx_that_runs_as_the_registered_mo
                          str(drive_root / "test" / "images" / "01_test.tif"), "--out", str(tmp_path / "maps")]) == 0
     with open(tmp_path / "maps" / "report.csv", newline="") as f:
         assert [row["model"] for row in csv.DictReader(f)] == [meta["weights_digest"]]
+    # quantized to 8 bits on a training photograph: its own digest, its drift from the registered program said
+    assert export_main(["--model", model, "--tracking-uri", uri, "--out", str(tmp_path / "int8.onnx"), "--quantize",
+                        "int8", "--calibration", str(drive_root / "training" / "images" / "21_training.tif")]) == 0
+    int8 = read_metadata(tmp_path / "int8.onnx")
+    assert int8["source"] == meta["source"] and int8["weights_digest"] != meta["weights_digest"]
+    assert int8["quantized"].startswith("int8: convolutions") and "mean |difference|" in int8["int8_drift"]
+    capsys.readouterr()
     # an unknown version: bad input naming it, no file
     assert export_main(["--model", f"models:/{NAME}/7", "--tracking-uri", uri, "--out", str(tmp_path / "x.onnx")]) == 2
     assert f"--model models:/{NAME}/7: cannot load it from" in capsys.readouterr().err
