@@ -112,7 +112,8 @@ def summary(rows: list[dict]) -> list[str]:
                          f"{max(b['max_difference'] for _, b in pairs):.1g}, pooled scores by up to "
                          f"{max(abs(a[k] - b[k]) for a, b in pairs for k in KEYS):.4f}; "
                          f"{s['pytorch']:.3f} s/image PyTorch, {s[runtime]:.3f} {runtime} "
-                         f"(x{min(speedup):.2f}" + (f"-{max(speedup):.2f}" if len(speedup) > 1 else "") + ")")
+                         f"(x{min(speedup):.2f}" + (f"-{max(speedup):.2f}" if f"{min(speedup):.2f}" !=
+                                                     f"{max(speedup):.2f}" else "") + ")")
     return lines
 
 
