@@ -74,7 +74,15 @@ def require_onnx() -> None:
     missing = [name for name in PACKAGES if importlib.util.find_spec(name) is None]
     if missing:
         raise BadInputError(f"ONNX export needs {', '.join(missing)}, not installed here: "
-                          'pip install "vgan-tune[onnx]" (or pip install -e ".[onnx]" in a checkout)')
+                            'pip install "vgan-tune[onnx]" (or pip install -e ".[onnx]" in a checkout)')
+    import torch
+
+    # what the export calls, which older exporters lack (the project asks torch>=2.3 for training)
+    if not (hasattr(torch.export, "Dim") and hasattr(torch.export.Dim, "DYNAMIC")
+            and hasattr(getattr(torch.onnx, "ONNXProgram", None), "rename_axes")):
+        raise BadInputError(f"ONNX export needs a newer torch than {torch.__version__}, whose exporter takes dynamic "
+                            "sizes (torch.export.Dim.DYNAMIC) and names them (ONNXProgram.rename_axes); it was "
+                            "tested with torch 2.13")
 
 
 def check_opset(opset: int | None) -> None:

@@ -116,6 +116,10 @@ def test_bad_input_is_refused_before_any_export(checkpoints, tmp_path, capsys, m
     monkeypatch.setattr(export, "PACKAGES", ("onnx", "vgan_no_such_package"))
     assert main(["--checkpoint", str(checkpoints[0]), "--out", str(tmp_path / "g.onnx")]) == 2
     assert 'needs vgan_no_such_package, not installed here: pip install "vgan-tune[onnx]"' in capsys.readouterr().err
+    monkeypatch.undo()
+    monkeypatch.delattr(torch.onnx.ONNXProgram, "rename_axes")  # as in an older exporter
+    assert main(["--checkpoint", str(checkpoints[0]), "--out", str(tmp_path / "g.onnx")]) == 2
+    assert f"ONNX export needs a newer torch than {torch.__version__}" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
 
