@@ -1,7 +1,7 @@
 """`python -m tuner.export`: a registered generator as one ONNX file, for runtimes outside Python and PyTorch.
 
     python -m tuner.export --model models:/vgan-generator@champion [URI ...] --out champion.onnx
-                           [--tracking-uri URI] [--opset N]
+                           [--tracking-uri URI] [--opset N] [--quantize int8 --calibration PHOTOS ...]
 
 What `python -m vgan.export` writes (its docstring: the graph, what it leaves to the caller, the check by ONNX
 Runtime), from an MLflow model instead of a checkpoint: any model URI MLflow resolves, as `tuner.predict` takes

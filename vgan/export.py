@@ -1,6 +1,7 @@
 """`python -m vgan.export`: a trained generator as one ONNX file, for runtimes outside Python and PyTorch.
 
     python -m vgan.export --checkpoint CKPT [CKPT ...] --out generator.onnx [--opset N]
+                          [--quantize int8 --calibration PHOTOS ...]
 
 The file holds what the MLflow model's program holds (`vgan.models.VesselSegmenter`): input `image`, float32
 (N, 3, H, W), RGB in [0, 1], any batch, height and width; output `probability`, float32 (N, 1, H, W), each
@@ -8,14 +9,15 @@ pixel's vessel probability. The padding to the U-Net's multiple of 2**depth is i
 as `mlflow.pytorch.load_model`'s program leaves them: dividing 8-bit values by 255 (ONNX has no assertion, so
 0..255 values are not refused: they give a map of nonsense), resizing a photograph from another camera so its
 FOV is as wide as the training photographs' (the file's metadata `trained_fov_diameter_px`), the FOV mask and
-mirrored views (`tuner.predict` does those). Several checkpoints: one graph of the mean of their maps.
+mirrored views (`vgan.predict` and `tuner.predict` do those; `vgan.predict --checkpoint FILE.onnx` runs the file
+itself, `OnnxSegmenter`). Several checkpoints: one graph of the mean of their maps.
 
 `--quantize int8 --calibration PHOTOS...`: the convolutions' weights and inputs in 8 bits (ONNX Runtime's static
 quantization, QDQ, per channel), their ranges taken from the calibration photographs as vgan.predict would give them
 to it (FOV brought to the training one): faster on CPUs, not quite the same map. The float graph is checked first;
 the quantized one's maps of those photographs are set beside PyTorch's, and the file says how far apart
-(`int8_drift`); the CPU recipe lost 0.0005 of DRIVE's AUC-ROC (docs/predict.md). Give photographs of the camera it
-will see, not the test split's.
+(`int8_drift`); the CPU recipe's generators lost 0.0008-0.0012 of AUC-ROC on DRIVE and STARE (docs/predict.md).
+Give photographs of the camera it will see, not the test split's.
 
 Each file is checked before it is put in place: ONNX Runtime runs it on images of sizes no export traced, and
 its maps must be PyTorch's to `TOLERANCE`; the file is written whole or not at all (an earlier one at --out

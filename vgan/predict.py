@@ -314,8 +314,8 @@ def _main(argv: Sequence[str] | None) -> None:
     for path in args.checkpoint:
         if is_onnx(path):
             require_onnx()
-            onnx = OnnxSegmenter(Path(path))
-            members.append(Member(onnx, onnx.trained_fov, scale))
+            exported = OnnxSegmenter(Path(path))
+            members.append(Member(exported, exported.trained_fov, scale))
             continue
         generator, _ = generator_from_checkpoint(load_checkpoint(path), path, device)
         members.append(Member(VesselSegmenter(generator).eval(), generator.trained_fov, scale))
