@@ -218,7 +218,8 @@ def test_int8_quantizes_the_convolutions_on_calibration_photographs_and_says_how
     ops = [node.op_type for node in onnx.load(str(int8_file)).graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops and "Sigmoid" in ops
     meta, float_meta = read_metadata(int8_file), read_metadata(float_file)
-    assert meta["quantized"].startswith("int8: convolutions, static QDQ per channel, calibrated on 2 photograph(s)")
+    assert meta["quantized"].startswith("int8: convolutions, static QDQ per channel, percentile calibration on 2 "
+                                        "photograph(s)")
     assert meta["int8_drift"].startswith("on the calibration photographs: mean |difference| ")
     assert meta["weights_digest"] != float_meta["weights_digest"]  # its maps are not the float weights'
     assert meta["trained_fov_diameter_px"] == float_meta["trained_fov_diameter_px"]
