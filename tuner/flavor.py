@@ -34,6 +34,7 @@ from typing import Any, Sequence, Union
 import torch
 
 from tuner.vgan_pyfunc import OUTPUT_PARAM, OUTPUTS, SCALE_DEFAULT, SCALE_PARAM, TTA_PARAM
+from vgan.ensemble import segmenter_of
 from vgan.models import EnsembleSegmenter, Generator, VesselSegmenter
 from vgan.tta import DEFAULT as TTA_DEFAULT
 
@@ -72,11 +73,8 @@ def members(shipped: Shipped) -> list[Generator]:
 
 
 def segmenter(shipped: Shipped) -> VesselSegmenter | EnsembleSegmenter:
-    """The shipped module: a copy of the generator (several: their `EnsembleSegmenter`), in inference
-    mode, holding no gradients (so a user's `probs.numpy()` works)."""
-    gs = [copy.deepcopy(g).cpu() for g in members(shipped)]
-    module = VesselSegmenter(gs[0]) if len(gs) == 1 else EnsembleSegmenter(gs)
-    return module.eval().requires_grad_(False)
+    """The shipped module (`vgan.ensemble.segmenter_of`) of a copy of the generator or generators, on the CPU."""
+    return segmenter_of([copy.deepcopy(g).cpu() for g in members(shipped)])
 
 
 def export(shipped: Shipped):

@@ -47,14 +47,7 @@ def writable_file(path: Path, what: str) -> Path:
     written is bad input before the work, not a traceback after it."""
     if path.is_dir():
         raise BadInputError(f"{what} {path}: is a folder; give the name of a file to write")
-    if path.parent.exists() and not path.parent.is_dir():  # mkdir would say "File exists"
-        raise BadInputError(f"{what} {path}: cannot write there ({path.parent} is a file, not a folder)")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".vgan-write-probe-"):
-            pass
-    except OSError as e:
-        raise BadInputError(f"{what} {path}: cannot write there ({e.strerror or e})") from None
+    writable_folder(path.parent, what)
     return path
 
 

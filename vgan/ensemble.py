@@ -21,6 +21,7 @@ from vgan.config import DataConfig
 from vgan.data import Split, people, pool_files
 from vgan.errors import ConfigError, DataError
 from vgan.inputs import Model
+from vgan.models import EnsembleSegmenter, Generator, VesselSegmenter
 from vgan.scale import AUTO, ScaleSpec, predict_at_scale, scaled_predictions
 
 # What chooses a run's validation images from its training pool (vgan.data.load_train_val)
@@ -33,6 +34,14 @@ class Member:
     trained_fov: float | None = None  # the FOV diameter of its training photographs; None: not recorded
     scale: ScaleSpec = AUTO  # how it sees an image (auto: at trained_fov)
     min_side: int = 1  # the fewest pixels a side of the image it sees may have (an exported program's: 2**depth)
+
+
+def segmenter_of(generators: Sequence[Generator]) -> VesselSegmenter | EnsembleSegmenter:
+    """What ships for these generators (one: its `VesselSegmenter`; several: their `EnsembleSegmenter`, which refuses
+    generators trained at different FOV scales with a ValueError), in inference mode, holding no gradients (so a
+    user's `probs.numpy()` works)."""
+    module = VesselSegmenter(generators[0]) if len(generators) == 1 else EnsembleSegmenter(generators)
+    return module.eval().requires_grad_(False)
 
 
 def member_factors(members: Sequence[Member], fov: np.ndarray | torch.Tensor, what: str) -> list[float]:

@@ -51,12 +51,18 @@ def fov_diameter(mask: np.ndarray | torch.Tensor) -> float:
 RECORDED_FOV = "generator.fov_diameter"
 
 
+def recorded_fovs(segmenter: torch.nn.Module) -> list[float]:
+    """The `RECORDED_FOV` buffer of each generator a VesselSegmenter, an EnsembleSegmenter or a program exported
+    from one holds (0 where not recorded): one per generator."""
+    return [float(b) for name, b in segmenter.named_buffers()
+            if name == RECORDED_FOV or name.endswith("." + RECORDED_FOV)]
+
+
 def recorded_fov(segmenter: torch.nn.Module) -> float | None:
     """The FOV diameter a VesselSegmenter's generator (an EnsembleSegmenter's: its members share one), or
     the program exported from it, was trained at; None for one saved before the scale was recorded (0 in
     the buffer: unknown, as in Generator)."""
-    found = {float(b) for name, b in segmenter.named_buffers()
-             if name == RECORDED_FOV or name.endswith("." + RECORDED_FOV)}
+    found = set(recorded_fovs(segmenter))
     if len(found) > 1:
         raise ValueError(f"the model's generators were trained at different FOV scales ({sorted(found)} px)")
     return (found.pop() or None) if found else None
