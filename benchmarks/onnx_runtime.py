@@ -26,10 +26,10 @@ import numpy as np
 import torch
 
 from benchmarks.tta import KEYS, add_arguments, label, scored_splits, write_rows
+from vgan.ensemble import segmenter_of
 from vgan.evaluate import score_maps
-from vgan.export import INPUT, OUTPUT, calibration_batches, write_onnx
+from vgan.export import OnnxSegmenter, calibration_batches, write_onnx
 from vgan.images import find_images
-from vgan.models import VesselSegmenter
 from vgan.scale import ScaleSpec, scaled_predictions
 from vgan.trainer import generator_from_checkpoint, load_checkpoint
 
@@ -61,25 +61,16 @@ def segment_both(runtimes: dict, split) -> tuple[dict[str, list[np.ndarray]], di
     return maps, {n: float(np.median(seconds[n][1:] or seconds[n])) for n in names}
 
 
-def onnx_session(path: Path, threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return lambda x: torch.from_numpy(session.run([OUTPUT], {INPUT: x.numpy()})[0])
-
-
 def compare(checkpoint: Path, splits: dict, folder: Path, calibration: list | None = None) -> list[dict]:
     state = load_checkpoint(checkpoint)
     generator, _ = generator_from_checkpoint(state, str(checkpoint), torch.device("cpu"))
-    module = VesselSegmenter(generator).eval().requires_grad_(False)
+    module = segmenter_of([generator])
     exported = {"onnxruntime": write_onnx(module, folder / f"{label(checkpoint)}.onnx", {}, 2**generator.depth)}
     if calibration:
         batches = calibration_batches(calibration, generator.trained_fov)
         exported[INT8] = write_onnx(module, folder / f"{label(checkpoint)}-int8.onnx", {}, 2**generator.depth,
                                     calibration=batches)
-    runtimes = {"pytorch": module, **{rt: onnx_session(e.path, torch.get_num_threads()) for rt, e in exported.items()}}
+    runtimes = {"pytorch": module, **{rt: OnnxSegmenter(e.path) for rt, e in exported.items()}}
     rows = []
     for dataset, split in splits.items():
         maps, times = segment_both(runtimes, split)

@@ -12,21 +12,10 @@ graph of the mean of their maps.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from vgan.cli import exit_program, nonempty, run_cli, writable_file
-from vgan.errors import BadInputError
-from vgan.export import (
-    FOV_KEY,
-    add_arguments,
-    calibration_batches,
-    check_opset,
-    check_quantize,
-    require_onnx,
-    said,
-    write_onnx,
-)
+from vgan.cli import exit_program, nonempty, run_cli
+from vgan.export import add_arguments, export_file, prepared
 
 if TYPE_CHECKING:
     import torch
@@ -59,16 +48,12 @@ def _main(argv: Sequence[str] | None) -> None:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///mlflow.db here)")
     add_arguments(p)
     args = p.parse_args(argv)
-    require_onnx()
-    check_opset(args.opset)
-    calibration = check_quantize(args)
-    out = writable_file(Path(args.out), "--out")
+    out, calibration = prepared(args)
     import torch
 
     from tuner.predict import load_segmenter, pinned
     from tuner.tracking import check_tracking_store, resolve_tracking_uri
     from vgan.report import weights_digest
-    from vgan.scale import recorded_fov, smallest_side
 
     uri = resolve_tracking_uri(args.tracking_uri)
     if any(m.startswith(("models:", "runs:")) for m in args.model):  # a model folder on disk needs no store
@@ -80,19 +65,10 @@ def _main(argv: Sequence[str] | None) -> None:
             print(f"tuner.export: {given} is version {version}")
         programs.append(load_segmenter(uri, model, torch.device("cpu")))
         sources.append(model)
-    fovs = {recorded_fov(program) for program in programs}
-    if len(fovs) > 1:
-        raise BadInputError(f"--model: the models were trained at different FOV scales ({sorted(fovs, key=str)} px): "
-                            "one graph resizes a photograph once for all of them")
-    fov = fovs.pop()
-    # tuner.predict's digest of the same models (report.csv's `model` column)
-    metadata = {"source": " ".join(sources), "weights_digest": weights_digest(programs) or ""}
-    if fov:
-        metadata[FOV_KEY] = f"{fov:g}"
-    batches = None if calibration is None else calibration_batches(calibration, fov)
-    exported = write_onnx(mean_of(programs), out, metadata, max(smallest_side(program) for program in programs),
-                          args.opset, batches)
-    print(said(exported, fov, "tuner.export"))
+    # tuner.predict's digest of the same models (report.csv's `model` column); the mean's FOV buffers refuse
+    # models trained at different scales (one graph resizes a photograph once for all of them)
+    export_file(mean_of(programs), args, out, calibration, " ".join(sources), weights_digest(programs),
+                "tuner.export", "--model")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -64,7 +64,7 @@ class Exported:
     path: Path
     bytes: int
     opset: int
-    difference: float  # the largest |ONNX Runtime - PyTorch| of `check_sizes`' probabilities (of the float file)
+    difference: float  # the largest |ONNX Runtime - PyTorch| of the `check_images`' probabilities (the float file)
     checked: list[tuple[int, int, int]]  # (N, H, W) of the images it was checked on
     drift: Drift | None = None  # with --quantize int8: its maps' on the calibration photographs
 
@@ -145,40 +145,36 @@ def onnx_program(module: torch.nn.Module, min_side: int, opset: int | None = Non
     return program
 
 
-def difference(path: Path, module: torch.nn.Module, sizes: Sequence[tuple[int, int, int]]) -> float:
-    """The largest |ONNX Runtime's - `module`'s| probability of the file at `path` on random images of `sizes`
-    (N, H, W), each in [0, 1]."""
-    import numpy as np
+def session_of(path: Path, threads: int | None = None):
+    """An ONNX Runtime CPU session of the file at `path` on `threads` (default: torch's count, so that it and
+    PyTorch compare on one footing); the runtime's own error where it cannot load it."""
     import onnxruntime as ort
     import torch
 
-    try:
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime's errors share no class but its own
-        raise ExportError(f"ONNX Runtime {ort.__version__} cannot load the graph ({str(e).splitlines()[0]})") from e
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def check_images(sizes: Sequence[tuple[int, int, int]]) -> list:
+    """Random images in [0, 1] of `sizes` (N, H, W), (N, 3, H, W) float32 arrays, the same every time."""
+    import torch
+
     rng = torch.Generator().manual_seed(1)
-    worst = 0.0
-    for n, h, w in sizes:
-        x = torch.rand(n, 3, h, w, generator=rng)
-        with torch.inference_mode():
-            want = module(x).numpy()
-        got = session.run([OUTPUT], {INPUT: x.numpy()})[0]
-        if got.shape != want.shape:
-            raise ExportError(f"ONNX Runtime gave maps of {got.shape} for images of {tuple(x.shape)}, PyTorch "
-                              f"{want.shape}")
-        worst = max(worst, float(np.abs(got - want).max()))
-    return worst
+    return [torch.rand(n, 3, h, w, generator=rng).numpy() for n, h, w in sizes]
 
 
 def write_onnx(module: torch.nn.Module, path: Path, metadata: dict[str, str], min_side: int = 1,
                opset: int | None = None, calibration: list | None = None) -> Exported:
     """`module` (on the CPU, in eval mode) exported to `path` with `metadata` (the file's metadata_props), checked
-    against itself by ONNX Runtime (`difference`, up to `TOLERANCE`), then moved into place: a failure leaves no
-    file, and an earlier file at `path` as it was. `calibration`: the photographs (`calibration_batches`) its
+    against itself by ONNX Runtime (`drift` on `check_images`, up to `TOLERANCE`), then moved into place: a failure
+    leaves no file, and an earlier file at `path` as it was. `calibration`: the photographs (`calibration_batches`) its
     convolutions are quantized to 8 bits on, after that check (`quantize_int8`)."""
+    from vgan.scale import recorded_fovs
+
     program = onnx_program(module, min_side, opset)
     program.model.metadata_props.update({"vgan_tune_version": __version__, INPUT: INPUT_TEXT, OUTPUT: OUTPUT_TEXT,
-                                         "generators": str(generator_count(module)), **metadata})
+                                         "generators": str(len(recorded_fovs(module))), **metadata})
     program.model.doc_string = "Retinal-vessel probability map of a colour fundus photograph (vgan-tune)"
     sizes = check_sizes(min_side)
     # beside it, so the move is one rename; made by the writer, so it takes the umask's permissions (mkstemp's 0600
@@ -187,18 +183,18 @@ def write_onnx(module: torch.nn.Module, path: Path, metadata: dict[str, str], mi
     try:
         with _quiet():
             program.save(tmp, external_data=False)  # one file: the generators are megabytes, far under 2 GB
-        worst = difference(tmp, module, sizes)
+        worst = drift(tmp, module, check_images(sizes)).largest
         if not worst <= TOLERANCE:
             raise ExportError(f"ONNX Runtime's maps differ from PyTorch's by up to {worst:.2g} (more than "
                               f"{TOLERANCE:g}) on images of {sizes} (N, H, W): {path} not written")
         written = int(program.model.opset_imports[""])
         if opset is not None and written != opset:
             raise ExportError(f"torch.onnx wrote opset {written} where {opset} was asked: {path} not written")
-        drift = None if calibration is None else int8(tmp, module, calibration, metadata)
+        quantized = None if calibration is None else int8(tmp, module, calibration, metadata)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    return Exported(path, path.stat().st_size, written, worst, sizes, drift)
+    return Exported(path, path.stat().st_size, written, worst, sizes, quantized)
 
 
 def int8(tmp: Path, module: torch.nn.Module, calibration: list, metadata: dict[str, str]) -> Drift:
@@ -212,12 +208,12 @@ def int8(tmp: Path, module: torch.nn.Module, calibration: list, metadata: dict[s
     quantized = tmp.with_name(tmp.name + ".int8")
     try:
         quantize_int8(tmp, quantized, calibration)
-        drift = quantized_drift(quantized, module, calibration)
+        moved = drift(quantized, module, calibration)
         model = onnx.load(str(quantized))
         seen = hashlib.sha256(b"".join(x.tobytes() for x in calibration)).hexdigest()[:16]
         extra = {"quantized": f"int8: convolutions, static QDQ per channel, percentile calibration on "
                               f"{len(calibration)} photograph(s) (sha256:{seen})",
-                 "int8_drift": f"on the calibration photographs: {drift.text()}"}
+                 "int8_drift": f"on the calibration photographs: {moved.text()}"}
         if metadata.get("weights_digest"):
             extra["weights_digest"] = "sha256:" + hashlib.sha256(
                 f"{metadata['weights_digest']} int8 {seen}".encode()).hexdigest()[:16]
@@ -228,7 +224,7 @@ def int8(tmp: Path, module: torch.nn.Module, calibration: list, metadata: dict[s
         onnx.save(model, str(tmp))
     finally:
         quantized.unlink(missing_ok=True)
-    return drift
+    return moved
 
 
 def calibration_batches(sources: Sequence, trained_fov: float | None) -> list:
@@ -309,32 +305,29 @@ class Drift:
                 f"0.5, at most {self.largest:.2g}")
 
 
-def quantized_drift(path: Path, module: torch.nn.Module, batches: list) -> Drift:
-    """The quantized file's `Drift` from `module`'s maps on the calibration photographs."""
+def drift(path: Path, module: torch.nn.Module, batches: list) -> Drift:
+    """How far the maps ONNX Runtime makes of `batches` ((N, 3, H, W) float32 arrays in [0, 1]) with the file at
+    `path` are from `module`'s: the check of every export (`largest`) and of a quantized one."""
     import numpy as np
     import onnxruntime as ort
     import torch
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    total = flipped = pixels = 0.0
-    largest = 0.0
+    try:
+        session = session_of(path)
+    except Exception as e:  # onnxruntime's errors share no class but its own
+        raise ExportError(f"ONNX Runtime {ort.__version__} cannot load the graph ({str(e).splitlines()[0]})") from e
+    total = flipped = pixels = largest = 0.0
     for x in batches:
         with torch.inference_mode():
             want = module(torch.from_numpy(x)).numpy()
         got = session.run([OUTPUT], {INPUT: x})[0]
+        if got.shape != want.shape:
+            raise ExportError(f"ONNX Runtime gave maps of {got.shape} for images of {x.shape}, PyTorch {want.shape}")
         gap = np.abs(got - want)
         total, pixels = total + float(gap.sum()), pixels + gap.size
         flipped += float(((got >= 0.5) != (want >= 0.5)).sum())
         largest = max(largest, float(gap.max()))
     return Drift(total / pixels, flipped / pixels, largest)
-
-
-def generator_count(module: torch.nn.Module) -> int:
-    """How many generators a VesselSegmenter, an EnsembleSegmenter or programs exported from them hold (an
-    ensemble logged as one model too): each has its own recorded FOV buffer."""
-    from vgan.scale import RECORDED_FOV
-
-    return sum(1 for name, _ in module.named_buffers() if name == RECORDED_FOV or name.endswith("." + RECORDED_FOV))
 
 
 class OnnxSegmenter:
@@ -347,14 +340,11 @@ class OnnxSegmenter:
 
     def __init__(self, path: Path, threads: int | None = None):
         import onnxruntime as ort
-        import torch
 
         if not path.is_file():
             raise BadInputError(f"{path}: ONNX file not found")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
         try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self.session = session_of(path, threads)
         except Exception as e:  # onnxruntime's errors share no class but its own
             raise BadInputError(f"{path}: not an ONNX file ONNX Runtime {ort.__version__} loads "
                                 f"({str(e).splitlines()[0]})") from None
@@ -414,6 +404,34 @@ def check_quantize(args: argparse.Namespace) -> list | None:
     return find_images(args.calibration)
 
 
+def prepared(args: argparse.Namespace) -> tuple[Path, list | None]:
+    """What both export commands check before they load a model: the packages and torch, `--opset`, `--quantize`'s
+    calibration photographs (returned), and that `--out` (returned) can be written."""
+    require_onnx()
+    check_opset(args.opset)
+    calibration = check_quantize(args)
+    return writable_file(Path(args.out), "--out"), calibration
+
+
+def export_file(module: torch.nn.Module, args: argparse.Namespace, out: Path, calibration: list | None, source: str,
+                digest: str | None, prog: str, what: str) -> None:
+    """`module` (what ships: a VesselSegmenter, an EnsembleSegmenter, a logged model's program or the mean of
+    several) written to `out` as both export commands write it (`write_onnx`), its training FOV and smallest side
+    read from it; models trained at different FOV scales are bad input naming `what`. `source` and `digest` go to
+    the file's metadata; the line `said` is printed."""
+    from vgan.scale import recorded_fov, smallest_side
+
+    try:
+        fov = recorded_fov(module)
+    except ValueError as e:  # generators trained at different scales
+        raise BadInputError(f"{what}: {e}") from None
+    metadata = {"source": source, "weights_digest": digest or ""}
+    if fov:
+        metadata[FOV_KEY] = f"{fov:g}"
+    batches = None if calibration is None else calibration_batches(calibration, fov)
+    print(said(write_onnx(module, out, metadata, smallest_side(module), args.opset, batches), fov, prog))
+
+
 def said(exported: Exported, fov: float | None, prog: str) -> str:
     sizes = ", ".join(f"{n} x {h} x {w}" for n, h, w in exported.checked)
     size = f"{exported.bytes / 1e6:.1f} MB" if exported.bytes >= 1e6 else f"{exported.bytes / 1e3:.0f} kB"
@@ -434,32 +452,23 @@ def _main(argv: Sequence[str] | None) -> None:
                         "their maps (an ensemble)")
     add_arguments(p)
     args = p.parse_args(argv)
-    require_onnx()
-    check_opset(args.opset)
-    calibration = check_quantize(args)
-    out = writable_file(Path(args.out), "--out")
+    out, calibration = prepared(args)
     import torch
 
-    from vgan.models import EnsembleSegmenter, VesselSegmenter
+    from vgan.ensemble import segmenter_of
+    from vgan.models import VesselSegmenter
     from vgan.report import weights_digest
     from vgan.trainer import generator_from_checkpoint, load_checkpoint
 
     cpu = torch.device("cpu")
     generators = [generator_from_checkpoint(load_checkpoint(path), path, cpu)[0] for path in args.checkpoint]
     try:
-        module = VesselSegmenter(generators[0]) if len(generators) == 1 else EnsembleSegmenter(generators)
+        module = segmenter_of(generators)
     except ValueError as e:  # generators trained at different scales
         raise BadInputError(f"--checkpoint: {e}") from None
-    module = module.eval().requires_grad_(False)
-    fov = generators[0].trained_fov
     # the digest of the modules vgan.predict runs, so a batch's report.csv (its `model` column) tells this file's
-    metadata = {"source": " ".join(args.checkpoint),
-                "weights_digest": weights_digest([VesselSegmenter(g) for g in generators]) or ""}
-    if fov:
-        metadata[FOV_KEY] = f"{fov:g}"
-    batches = None if calibration is None else calibration_batches(calibration, fov)
-    exported = write_onnx(module, out, metadata, max(2**g.depth for g in generators), args.opset, batches)
-    print(said(exported, fov, "vgan.export"))
+    digest = weights_digest([VesselSegmenter(g) for g in generators])
+    export_file(module, args, out, calibration, " ".join(args.checkpoint), digest, "vgan.export", "--checkpoint")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

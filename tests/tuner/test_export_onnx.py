@@ -36,3 +36,17 @@ def test_an_ensemble_model_folder_exports_as_one_graph_of_its_generators(tmp_pat
                                                                                   {"image": x.numpy()})[0]
     np.testing.assert_allclose(got, program(x).numpy(), atol=1e-5)
     assert "wrote" in capsys.readouterr().out
+
+
+def test_models_trained_at_different_scales_are_refused_and_nothing_is_written(tmp_path, capsys):
+    from mlflow.models import Model
+
+    for name, fov in (("a", 96.0), ("b", 50.0)):
+        g = generator(7 if name == "a" else 8, base_width=10)
+        g.set_fov_diameter(fov)
+        flavor.save_model(str(tmp_path / name), Model(), g)
+    out = tmp_path / "both.onnx"
+    assert main(["--model", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(out)]) == 2
+    assert "--model: the model's generators were trained at different FOV scales ([50.0, 96.0] px)" in \
+        capsys.readouterr().err
+    assert not out.exists()

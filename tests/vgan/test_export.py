@@ -127,7 +127,7 @@ def test_a_file_that_onnx_runtime_runs_otherwise_is_not_written_and_the_earlier_
                                                                                             capsys, monkeypatch):
     out = tmp_path / "g.onnx"
     out.write_bytes(b"an earlier export")
-    monkeypatch.setattr(export, "difference", lambda *a: 0.25)
+    monkeypatch.setattr(export, "drift", lambda *a: export.Drift(0.05, 0.01, 0.25))
     assert main(["--checkpoint", str(checkpoints[0]), "--out", str(out)]) == 1
     assert "ONNX Runtime's maps differ from PyTorch's by up to 0.25" in capsys.readouterr().err
     assert out.read_bytes() == b"an earlier export" and sorted(p.name for p in tmp_path.iterdir()) == ["g.onnx"]
